@@ -1,0 +1,87 @@
+"""Domain-separation labels: every KDF, MAC, hash and signature context.
+
+One module so that no two uses of a key or a hash can share a label by
+accident. Labels are ASCII and never reused across purposes; changing one is a
+protocol version change (``docs/spec/``).
+"""
+
+from __future__ import annotations
+
+_PREFIX = b"backchannel/v1/"
+
+
+def _label(name: str) -> bytes:
+    return _PREFIX + name.encode("ascii")
+
+
+# Identities and rosters
+OFFICER_ID = _label("officer-id")
+SIG_ROSTER = _label("sig/roster")
+SIG_EPOCH_KEY = _label("sig/epoch-key")
+SIG_CHANNEL_OFFER = _label("sig/channel-offer")
+SIG_MESSAGE = _label("sig/message")
+SIG_RECEIPT = _label("sig/receipt")
+ROSTER_HASH = _label("roster-hash")
+MISSION_ID = _label("mission-id")
+
+# Channel establishment
+PAIRING_TRANSCRIPT = _label("pairing-transcript")
+SAFETY_NUMBER = _label("safety-number")
+CHANNEL_ID = _label("channel-id")
+CHANNEL_SECRET = _label("channel-secret")
+HPKE_CHANNEL_CONTRIBUTION = _label("hpke/channel-contribution")
+
+# Rounds and cells
+SLOT_CHAIN = _label("slot-chain")
+SLOT_CHAIN_NEXT = b"\x01"
+SLOT_ADDRESS = b"\x02"
+CELL_KEY = b"\x03"
+CELL_AAD = _label("cell-aad")
+
+# Epochs and sealing
+HPKE_EPOCH_SECRET = _label("hpke/epoch-secret")
+EPOCH_ID = _label("epoch-id")
+SHARE_CHAIN = _label("share-chain")
+SHARE_CHAIN_KEY = b"\x01"
+SHARE_CHAIN_NEXT = b"\x02"
+SHARE_AAD = _label("share-aad")
+CONTENT_AAD = _label("content-aad")
+MESSAGE_DIGEST = _label("message-digest")
+MESSAGE_ID = _label("message-id")
+
+# Transcript
+TRANSCRIPT_START = _label("transcript/start")
+TRANSCRIPT_STEP = _label("transcript/step")
+
+# Inside a mission: joint sessions between officers
+HPKE_JOINT = _label("hpke/joint")
+SIG_JOINT = _label("sig/joint")
+
+ALL: tuple[bytes, ...] = (
+    OFFICER_ID,
+    SIG_ROSTER,
+    SIG_EPOCH_KEY,
+    SIG_CHANNEL_OFFER,
+    SIG_MESSAGE,
+    SIG_RECEIPT,
+    ROSTER_HASH,
+    MISSION_ID,
+    PAIRING_TRANSCRIPT,
+    SAFETY_NUMBER,
+    CHANNEL_ID,
+    CHANNEL_SECRET,
+    HPKE_CHANNEL_CONTRIBUTION,
+    SLOT_CHAIN,
+    CELL_AAD,
+    HPKE_EPOCH_SECRET,
+    EPOCH_ID,
+    SHARE_CHAIN,
+    SHARE_AAD,
+    CONTENT_AAD,
+    MESSAGE_DIGEST,
+    MESSAGE_ID,
+    TRANSCRIPT_START,
+    TRANSCRIPT_STEP,
+    HPKE_JOINT,
+    SIG_JOINT,
+)

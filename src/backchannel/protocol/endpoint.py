@@ -1,0 +1,195 @@
+"""One device's sans-I/O engine for one channel: rounds in, cells out.
+
+Like h11's ``Connection``: the caller owns the clock, the randomness and the
+network. Each round it asks :meth:`Endpoint.cell_for_round` for the one cell
+to deposit (a fragment of a queued message, or cover, with a receipt when one
+is due), persists it, deposits it, fetches the peer's slot of a round and
+feeds the bytes (or ``None`` when the slot was empty) to
+:meth:`Endpoint.receive`. State changes only when a call succeeds: a tampered,
+replayed or forged cell raises and leaves the endpoint as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backchannel.errors import DecodeError, GapDetected, LocalProtocolError
+from backchannel.protocol import cells
+from backchannel.protocol.channel import ChannelTerms, RoundKeys, SlotChain, direction_of
+from backchannel.protocol.identity import Officer
+from backchannel.protocol.message import Header, SealedMessage
+from backchannel.protocol.payload import MessageKind
+from backchannel.protocol.roster import Roster
+from backchannel.protocol.sealing import SendEpoch, ready_to_send, verify_signatures
+from backchannel.protocol.transcript import Transcript
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    """What one fetched slot brought."""
+
+    round: int
+    empty: bool = False
+    cover: bool = False
+    messages: tuple[SealedMessage, ...] = ()
+    delivered: tuple[int, ...] = ()  # our seqs the peer confirmed
+
+
+@dataclass(slots=True)
+class Endpoint:
+    terms: ChannelTerms
+    local_mission: bytes
+    officer: Officer
+    own_roster: Roster
+    peer_roster: Roster
+    chain: SlotChain
+    transcript: Transcript
+    next_send_round: int
+    next_recv_round: int
+    outbox: list[cells.Fragment] = field(default_factory=list)
+    partial: list[cells.Fragment] = field(default_factory=list)
+    receipt_due: cells.Receipt | None = None
+    delivered_seq: int = 0
+
+    def __repr__(self) -> str:
+        return f"Endpoint(send={self.next_send_round}, recv={self.next_recv_round})"
+
+    @classmethod
+    def create(
+        cls, terms: ChannelTerms, local_mission: bytes, officer: Officer, own_roster: Roster,
+        peer_roster: Roster, secret: bytes, start_round: int,
+    ) -> Endpoint:
+        out = direction_of(local_mission, cls._peer(terms, local_mission))
+        return cls(
+            terms, local_mission, officer, own_roster, peer_roster,
+            SlotChain.start(secret, start_round), Transcript.start(terms.channel_id, out),
+            start_round, start_round,
+        )
+
+    @staticmethod
+    def _peer(terms: ChannelTerms, local: bytes) -> bytes:
+        if local == terms.mission_a:
+            return terms.mission_b
+        if local == terms.mission_b:
+            return terms.mission_a
+        raise LocalProtocolError("this mission is not part of the channel")
+
+    @property
+    def channel_id(self) -> bytes:
+        return self.terms.channel_id
+
+    @property
+    def out_direction(self) -> int:
+        return self.transcript.out_direction
+
+    @property
+    def in_direction(self) -> int:
+        return 1 - self.transcript.out_direction
+
+    def _keys(self, round_no: int) -> RoundKeys:
+        return self.chain.advance(round_no).keys()
+
+    def _erase_past(self) -> None:
+        self.chain = self.chain.advance(min(self.next_send_round, self.next_recv_round))
+
+    # --- sending --------------------------------------------------------------
+
+    def new_header(self, kind: MessageKind, epoch: SendEpoch, created_at: int) -> Header:
+        t = self.transcript
+        return Header(
+            kind, self.channel_id, self.out_direction, t.next_seq, t.sent[-1], t.received_seq,
+            t.received[-1], self.own_roster.version, epoch.recipient_roster, epoch.epoch_id,
+            epoch.next_index, created_at,
+        )
+
+    def queue(self, msg: SealedMessage) -> None:
+        """Queue a fully co-signed message; refuses one without ``k`` signatures."""
+        ready_to_send(msg, self.own_roster)
+        transcript = self.transcript.record_sent(msg.header, msg.digest)
+        frags = cells.fragment(
+            msg.encode(), msg.message_id, cells.fragment_capacity(self.terms.cell_size)
+        )
+        self.transcript = transcript
+        self.outbox.extend(frags)
+
+    @property
+    def pending_cells(self) -> int:
+        return len(self.outbox)
+
+    def cell_for_round(self, round_no: int, nonce: bytes) -> tuple[bytes, bytes]:
+        """The (slot, cell) this side deposits in ``round_no``. Persist it before sending."""
+        if round_no < self.next_send_round:
+            raise LocalProtocolError("that round's cell was already produced")
+        frag = self.outbox[0] if self.outbox else None
+        content = cells.CellContent(self.receipt_due, frag)
+        keys = self._keys(round_no)
+        cell = cells.seal_cell(
+            content, keys, self.channel_id, self.out_direction, self.terms.cell_size, nonce
+        )
+        if frag is not None:
+            self.outbox.pop(0)
+        self.receipt_due = None
+        self.next_send_round = round_no + 1
+        self._erase_past()
+        return keys.slots[self.out_direction], cell
+
+    # --- receiving ------------------------------------------------------------
+
+    def slot_to_fetch(self, round_no: int) -> bytes:
+        if round_no < self.next_recv_round:
+            raise LocalProtocolError("that round was already received")
+        return self._keys(round_no).slots[self.in_direction]
+
+    def receive(self, round_no: int, cell: bytes | None) -> RoundResult:
+        """Process the peer's cell of ``round_no`` (``None``: the slot was empty)."""
+        if round_no < self.next_recv_round:
+            raise LocalProtocolError("that round was already received")
+        if cell is None:
+            self.next_recv_round = round_no + 1
+            self._erase_past()
+            return RoundResult(round_no, empty=True)
+        keys = self._keys(round_no)
+        content = cells.open_cell(
+            cell, keys, self.channel_id, self.in_direction, self.terms.cell_size
+        )
+        transcript = self.transcript
+        delivered: tuple[int, ...] = ()
+        if content.receipt is not None:
+            r = content.receipt
+            r.verify(self.channel_id, self.out_direction, self.peer_roster)
+            transcript.check_peer_view(r.seq, r.head)
+            if r.seq > self.delivered_seq:
+                delivered = tuple(range(self.delivered_seq + 1, r.seq + 1))
+        partial = list(self.partial)
+        messages: list[SealedMessage] = []
+        receipt_due = self.receipt_due
+        if content.fragment is not None:
+            f = content.fragment
+            if not partial and f.index != 0:
+                raise GapDetected("a message arrived without its beginning: cells were dropped")
+            if partial and (f.message_id != partial[0].message_id or f.index != len(partial)):
+                raise GapDetected("a message is missing cells: the relay dropped or reordered")
+            partial.append(f)
+            if len(partial) == f.count:
+                msg = SealedMessage.decode(cells.reassemble(partial))
+                if msg.message_id != f.message_id:
+                    raise DecodeError("reassembled message does not match its id")
+                verify_signatures(msg, self.peer_roster)
+                transcript = transcript.accept(msg.header, msg.digest)
+                messages.append(msg)
+                partial = []
+                receipt_due = cells.Receipt.make(
+                    self.channel_id, self.in_direction, transcript.received_seq,
+                    transcript.received[-1], self.officer,
+                )
+        # Everything verified: commit.
+        self.transcript = transcript
+        self.partial = partial
+        self.receipt_due = receipt_due
+        if delivered:
+            self.delivered_seq = delivered[-1]
+        self.next_recv_round = round_no + 1
+        self._erase_past()
+        return RoundResult(
+            round_no, cover=content.is_cover, messages=tuple(messages), delivered=delivered
+        )

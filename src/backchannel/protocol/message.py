@@ -1,0 +1,150 @@
+"""Sealed messages: header, epoch announcement, content, key shares, signatures.
+
+Byte layout (all integers big-endian; ``var`` = u32 length + bytes)::
+
+    header    = version u8 | kind u8 | channel_id [16] | direction u8 | seq u64
+              | prev_hash [32] | peer_seq u64 | peer_hash [32]
+              | sender_roster u32 | recipient_roster u32
+              | epoch_id [16] | chain_index u32 | created_at u64
+    message   = var(header) | var(announcement) | var(content_ct)
+              | u8 n | n * var(share_ct) | u8 s | s * (officer_id [16] | ed25519 sig [64])
+
+``digest = SHA-256(label || message without its signatures)`` is what the
+officers sign and what the transcript chains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from backchannel.crypto import labels
+from backchannel.crypto.primitives import HASH_LEN, sha256
+from backchannel.crypto.signing import ED25519_SIG_LEN
+from backchannel.errors import DecodeError
+from backchannel.protocol.channel import CHANNEL_ID_LEN
+from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.constants import MAX_OFFICERS
+from backchannel.protocol.identity import OFFICER_ID_LEN
+from backchannel.protocol.payload import MESSAGE_KINDS, MessageKind
+
+_HEADER_VERSION = 1
+EPOCH_ID_LEN = 16
+MAX_ANNOUNCEMENT = 16 * 1024
+MAX_CONTENT = 300 * 1024
+MAX_SHARE_CT = 128
+MESSAGE_ID_LEN = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    kind: MessageKind
+    channel_id: bytes
+    direction: int
+    seq: int
+    prev_hash: bytes
+    peer_seq: int
+    peer_hash: bytes
+    sender_roster: int
+    recipient_roster: int
+    epoch_id: bytes
+    chain_index: int
+    created_at: int
+
+    def encode(self) -> bytes:
+        return (
+            Writer()
+            .u8(_HEADER_VERSION)
+            .u8(self.kind)
+            .fixed(self.channel_id, CHANNEL_ID_LEN)
+            .u8(self.direction)
+            .u64(self.seq)
+            .fixed(self.prev_hash, HASH_LEN)
+            .u64(self.peer_seq)
+            .fixed(self.peer_hash, HASH_LEN)
+            .u32(self.sender_roster)
+            .u32(self.recipient_roster)
+            .fixed(self.epoch_id, EPOCH_ID_LEN)
+            .u32(self.chain_index)
+            .u64(self.created_at)
+            .bytes()
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Header:
+        r = Reader(raw)
+        expect_version(r, _HEADER_VERSION, "message header")
+        kind_raw = r.u8()
+        if kind_raw not in {int(k) for k in MESSAGE_KINDS}:
+            raise DecodeError("unknown message kind")
+        h = cls(
+            MessageKind(kind_raw),
+            r.fixed(CHANNEL_ID_LEN),
+            r.u8(),
+            r.u64(),
+            r.fixed(HASH_LEN),
+            r.u64(),
+            r.fixed(HASH_LEN),
+            r.u32(),
+            r.u32(),
+            r.fixed(EPOCH_ID_LEN),
+            r.u32(),
+            r.u64(),
+        )
+        r.end()
+        if h.direction not in (0, 1) or h.seq == 0:
+            raise DecodeError("message header out of range")
+        return h
+
+
+@dataclass(frozen=True, slots=True)
+class SealedMessage:
+    header: Header
+    announcement: bytes
+    content: bytes
+    shares: tuple[bytes, ...]
+    signatures: tuple[tuple[bytes, bytes], ...] = ()
+
+    def __repr__(self) -> str:
+        return f"SealedMessage(seq={self.header.seq}, kind={self.header.kind.name})"
+
+    def unsigned(self) -> bytes:
+        w = Writer().var(self.header.encode()).var(self.announcement).var(self.content)
+        w.u8(len(self.shares))
+        for s in self.shares:
+            w.var(s)
+        return w.bytes()
+
+    @property
+    def digest(self) -> bytes:
+        return sha256(labels.MESSAGE_DIGEST, self.unsigned())
+
+    @property
+    def message_id(self) -> bytes:
+        return sha256(labels.MESSAGE_ID, self.digest)[:MESSAGE_ID_LEN]
+
+    def encode(self) -> bytes:
+        w = Writer().u8(len(self.signatures))
+        for oid, sig in self.signatures:
+            w.fixed(oid, OFFICER_ID_LEN).fixed(sig, ED25519_SIG_LEN)
+        return self.unsigned() + w.bytes()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SealedMessage:
+        r = Reader(raw)
+        header = Header.decode(r.var(256))
+        announcement = r.var(MAX_ANNOUNCEMENT)
+        content = r.var(MAX_CONTENT)
+        n = r.u8()
+        if n > MAX_OFFICERS:
+            raise DecodeError("too many key shares")
+        shares = tuple(r.var(MAX_SHARE_CT) for _ in range(n))
+        s = r.u8()
+        if s > MAX_OFFICERS:
+            raise DecodeError("too many signatures")
+        sigs = tuple((r.fixed(OFFICER_ID_LEN), r.fixed(ED25519_SIG_LEN)) for _ in range(s))
+        r.end()
+        return cls(header, announcement, content, shares, sigs)
+
+    def with_signature(self, officer_id: bytes, signature: bytes) -> SealedMessage:
+        others = tuple(s for s in self.signatures if s[0] != officer_id)
+        return replace(self, signatures=(*others, (officer_id, signature)))

@@ -1,0 +1,221 @@
+"""Mission rosters: who the officers are and how many must act together.
+
+A roster is versioned. The genesis roster (version 0) is signed by every
+officer in it: nobody is enrolled without proving possession of his key. Each
+later version names the hash of the one before, and is valid only when signed
+by at least ``k`` distinct officers of the *previous* version and by every
+officer it newly adds. A peer pins the mission id (the hash of the genesis) and
+verifies the whole chain from there, so a roster change signed by fewer than
+``k`` officers is refused, and nobody can rewrite history behind the pin.
+
+All signatures on rosters are hybrid (Ed25519 + ML-DSA-65).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from backchannel.crypto import labels
+from backchannel.crypto.primitives import HASH_LEN, equal, sha256
+from backchannel.crypto.signing import HYBRID_SIG_LEN
+from backchannel.errors import DecodeError, LocalProtocolError, RosterError, SignatureError
+from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.constants import MAX_OFFICERS
+from backchannel.protocol.identity import OFFICER_ID_LEN, Officer, OfficerPublic
+
+_VERSION = 1
+NONCE_LEN = 16
+MAX_MISSION_NAME = 64
+ZERO_HASH = bytes(HASH_LEN)
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """One version of a mission's roster (unsigned body)."""
+
+    version: int
+    mission_name: str
+    mission_nonce: bytes
+    threshold: int
+    officers: tuple[OfficerPublic, ...]
+    prev_hash: bytes
+
+    def __post_init__(self) -> None:
+        n = len(self.officers)
+        if not 2 <= self.threshold <= n <= MAX_OFFICERS:
+            raise RosterError(
+                f"a roster needs 2 <= k <= n <= {MAX_OFFICERS}; got k={self.threshold}, n={n}"
+            )
+        ids = [o.officer_id for o in self.officers]
+        if len(set(ids)) != n:
+            raise RosterError("an officer appears twice in the roster")
+        if not self.mission_name or len(self.mission_name.encode()) > MAX_MISSION_NAME:
+            raise RosterError("mission name must be 1-64 bytes")
+        if len(self.mission_nonce) != NONCE_LEN or len(self.prev_hash) != HASH_LEN:
+            raise DecodeError("roster field has the wrong length")
+        if (self.version == 0) != (self.prev_hash == ZERO_HASH):
+            raise RosterError("only the genesis roster may lack a predecessor")
+
+    def encode(self) -> bytes:
+        w = Writer().u8(_VERSION).u32(self.version).text(self.mission_name)
+        w.fixed(self.mission_nonce, NONCE_LEN).u8(self.threshold).u8(len(self.officers))
+        for o in self.officers:
+            w.var(o.encode())
+        return w.fixed(self.prev_hash, HASH_LEN).bytes()
+
+    @classmethod
+    def read(cls, r: Reader) -> Roster:
+        expect_version(r, _VERSION, "roster")
+        version = r.u32()
+        name = r.text(MAX_MISSION_NAME)
+        nonce = r.fixed(NONCE_LEN)
+        k = r.u8()
+        n = r.u8()
+        if n > MAX_OFFICERS:
+            raise DecodeError("too many officers")
+        officers = tuple(OfficerPublic.decode(r.var(4096)) for _ in range(n))
+        prev = r.fixed(HASH_LEN)
+        return cls(version, name, nonce, k, officers, prev)
+
+    @property
+    def hash(self) -> bytes:
+        return sha256(labels.ROSTER_HASH, self.encode())
+
+    @property
+    def n(self) -> int:
+        return len(self.officers)
+
+    def index_of(self, officer_id: bytes) -> int:
+        """1-based position of an officer, or raise ``RosterError``."""
+        for i, o in enumerate(self.officers):
+            if equal(o.officer_id, officer_id):
+                return i + 1
+        raise RosterError("that officer is not on the roster")
+
+    def officer(self, officer_id: bytes) -> OfficerPublic:
+        return self.officers[self.index_of(officer_id) - 1]
+
+    def contains(self, officer_id: bytes) -> bool:
+        return any(equal(o.officer_id, officer_id) for o in self.officers)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRoster:
+    roster: Roster
+    signatures: tuple[tuple[bytes, bytes], ...]  # (officer_id, hybrid signature)
+
+    def encode(self) -> bytes:
+        w = Writer().var(self.roster.encode()).u8(len(self.signatures))
+        for oid, sig in self.signatures:
+            w.fixed(oid, OFFICER_ID_LEN).fixed(sig, HYBRID_SIG_LEN)
+        return w.bytes()
+
+    @classmethod
+    def read(cls, r: Reader) -> SignedRoster:
+        body = Reader(r.var(64 * 1024))
+        roster = Roster.read(body)
+        body.end()
+        count = r.u8()
+        if count > MAX_OFFICERS * 2:
+            raise DecodeError("too many roster signatures")
+        sigs = tuple((r.fixed(OFFICER_ID_LEN), r.fixed(HYBRID_SIG_LEN)) for _ in range(count))
+        return cls(roster, sigs)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SignedRoster:
+        r = Reader(raw)
+        out = cls.read(r)
+        r.end()
+        return out
+
+
+def mission_id(genesis: Roster) -> bytes:
+    """The mission's permanent identifier: the hash of its genesis roster."""
+    if genesis.version != 0:
+        raise LocalProtocolError("the mission id comes from the genesis roster")
+    return sha256(labels.MISSION_ID, genesis.encode())
+
+
+def new_genesis(
+    mission_name: str, officers: Sequence[OfficerPublic], threshold: int, nonce: bytes
+) -> Roster:
+    return Roster(0, mission_name, nonce, threshold, tuple(officers), ZERO_HASH)
+
+
+def propose_update(
+    current: Roster, officers: Sequence[OfficerPublic], threshold: int
+) -> Roster:
+    """The next roster version; it still needs its signatures."""
+    return Roster(
+        current.version + 1,
+        current.mission_name,
+        current.mission_nonce,
+        threshold,
+        tuple(officers),
+        current.hash,
+    )
+
+
+def sign_roster(roster: Roster, officer: Officer) -> tuple[bytes, bytes]:
+    return officer.officer_id, officer.signing_key.sign_hybrid(labels.SIG_ROSTER, roster.encode())
+
+
+def _valid_signers(roster: Roster, signatures: Iterable[tuple[bytes, bytes]], pool: Roster) -> set[bytes]:
+    """Officer ids from ``pool`` whose signature on ``roster`` verifies."""
+    body = roster.encode()
+    good: set[bytes] = set()
+    for oid, sig in signatures:
+        if not pool.contains(oid) or oid in good:
+            continue
+        try:
+            pool.officer(oid).verify_key.verify_hybrid(sig, labels.SIG_ROSTER, body)
+        except SignatureError:
+            continue
+        good.add(oid)
+    return good
+
+
+def verify_genesis(signed: SignedRoster) -> Roster:
+    r = signed.roster
+    if r.version != 0:
+        raise RosterError("the chain must start at the genesis roster")
+    signers = _valid_signers(r, signed.signatures, r)
+    if len(signers) != r.n:
+        raise RosterError(
+            f"the genesis roster needs every officer's signature; {len(signers)} of {r.n} verify"
+        )
+    return r
+
+
+def verify_update(current: Roster, signed: SignedRoster) -> Roster:
+    """Accept ``signed`` as the successor of ``current`` or raise ``RosterError``."""
+    new = signed.roster
+    if new.version != current.version + 1 or not equal(new.prev_hash, current.hash):
+        raise RosterError("roster update does not follow the current roster")
+    if new.mission_name != current.mission_name or new.mission_nonce != current.mission_nonce:
+        raise RosterError("roster update names another mission")
+    old_signers = _valid_signers(new, signed.signatures, current)
+    if len(old_signers) < current.threshold:
+        raise RosterError(
+            f"roster update needs {current.threshold} officers of the current roster; "
+            f"{len(old_signers)} signed"
+        )
+    added = [o for o in new.officers if not current.contains(o.officer_id)]
+    new_signers = _valid_signers(new, signed.signatures, new)
+    if any(o.officer_id not in new_signers for o in added):
+        raise RosterError("every officer added to the roster must sign it")
+    return new
+
+
+def verify_chain(pinned_mission_id: bytes, chain: Sequence[SignedRoster]) -> list[Roster]:
+    """Verify a roster chain from the pinned mission id; return every version."""
+    if not chain:
+        raise RosterError("empty roster chain")
+    genesis = verify_genesis(chain[0])
+    if not equal(mission_id(genesis), pinned_mission_id):
+        raise RosterError("the roster chain belongs to another mission than the one pinned")
+    out = [genesis]
+    for signed in chain[1:]:
+        out.append(verify_update(out[-1], signed))
+    return out
