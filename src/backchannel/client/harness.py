@@ -27,6 +27,7 @@ from backchannel.protocol.sealing import (
     SendEpoch,
     accept_announcement,
     decrypt_share,
+    mark_sent,
     start_epoch,
 )
 
@@ -103,6 +104,7 @@ class Side:
     send_epoch: SendEpoch | None = None
     epoch_no: int = 0
     inbox: list[Incoming] = field(default_factory=list)
+    announcements: dict[bytes, bytes] = field(default_factory=dict)
     results: list[RoundResult] = field(default_factory=list)
 
 
@@ -175,6 +177,8 @@ class Pair:
     def send(self, side: Side, out: Outgoing) -> Outgoing:
         assert out.message is not None
         side.endpoint.queue(out.message)
+        if side.send_epoch is not None:
+            side.send_epoch = mark_sent(side.send_epoch, out.message)
         return out.queue()
 
     # --- rounds -------------------------------------------------------------------
@@ -189,7 +193,10 @@ class Pair:
             slot = side.endpoint.slot_to_fetch(r)
             res = side.endpoint.receive(r, self.relay.fetch(slot))
             side.results.append(res)
-            side.inbox.extend(Incoming.received(m) for m in res.messages)
+            for m in res.messages:
+                if m.announcement:
+                    side.announcements[m.header.epoch_id] = m.announcement
+                side.inbox.append(Incoming.received(m))
             out.append(res)
         self.round += 1
         return out[0], out[1]
@@ -210,7 +217,7 @@ class Pair:
         eid = msg.header.epoch_id
         if eid not in kit.recv_epochs:
             kit.recv_epochs[eid] = accept_announcement(
-                msg.announcement, self.terms.channel_id, msg.header.direction,
+                msg.announcement or side.announcements.get(eid, b""), self.terms.channel_id, msg.header.direction,
                 side.mission.roster, kit.officer, kit.epoch_keys,
             )
         share, kit.recv_epochs[eid] = decrypt_share(msg, kit.recv_epochs[eid])

@@ -270,8 +270,17 @@ def seal(
         chains.append(nxt)
     announcement = b"" if epoch.announced else epoch.announcement
     msg = SealedMessage(header, announcement, content, tuple(share_cts))
-    new_epoch = replace(epoch, chains=tuple(chains), next_index=epoch.next_index + 1, announced=True)
+    new_epoch = replace(epoch, chains=tuple(chains), next_index=epoch.next_index + 1)
     return msg, content_key, new_epoch
+
+
+def mark_sent(epoch: SendEpoch, msg: SealedMessage) -> SendEpoch:
+    """Call once ``msg`` is queued: later messages of the epoch then omit the
+    announcement. Until then every message carries it, so a draft that is
+    rejected never leaves the recipients without it."""
+    if msg.announcement and equal(msg.header.epoch_id, epoch.epoch_id):
+        return replace(epoch, announced=True)
+    return epoch
 
 
 def sign(msg: SealedMessage, officer: Officer, roster: Roster) -> SealedMessage:
