@@ -151,8 +151,9 @@ def test_forged_receipt_is_refused(pair: Pair, rng: DetRng) -> None:
     pair.run_until_quiet()
     outsider = OfficerKit.create("relay", rng).officer
     ep_a = pair.a.endpoint
-    fake = cells.Receipt.make(pair.terms.channel_id, ep_a.out_direction, 1,
-                              ep_a.transcript.sent[1], outsider)
+    fake = cells.Receipt.make(
+        pair.terms.channel_id, ep_a.out_direction, 1, ep_a.transcript.sent[1], outsider
+    )
     pair.b.endpoint.receipt_due = fake
     with pytest.raises(SignatureError):
         pair.run_round()

@@ -30,7 +30,9 @@ def test_roster_change_with_k_signatures_is_accepted_and_chained(rng: DetRng) ->
     m = _mission(rng)
     officers = [o.officer for o in m.officers]
     new = rs.propose_update(m.roster, [o.public for o in officers[:2]], 2)
-    signed = rs.SignedRoster(new, (rs.sign_roster(new, officers[0]), rs.sign_roster(new, officers[2])))
+    signed = rs.SignedRoster(
+        new, (rs.sign_roster(new, officers[0]), rs.sign_roster(new, officers[2]))
+    )
     chain = rs.verify_chain(m.mission_id, [m.chain[0], signed])
     assert chain[-1].version == 1 and chain[-1].n == 2
 

@@ -50,7 +50,10 @@ def test_one_officer_signing_twice_counts_once(pair: Pair) -> None:
     doubled = draft.message.with_signature(b"\x00" * 16, b"\x00" * 64)
     doubled = sign(doubled, author, pair.a.mission.roster)
     forged = doubled.__class__(
-        doubled.header, doubled.announcement, doubled.content, doubled.shares,
+        doubled.header,
+        doubled.announcement,
+        doubled.content,
+        doubled.shares,
         (doubled.signatures[-1], doubled.signatures[-1]),
     )
     force_queue(pair.a.endpoint, forged)
@@ -87,8 +90,9 @@ def test_officer_of_the_peer_mission_cannot_cosign_for_us(pair: Pair) -> None:
 
 def test_cosigner_refuses_a_ciphertext_that_differs_from_the_plaintext_shown(pair: Pair) -> None:
     draft = pair.compose(pair.a, 0, note("what is really sealed"))
-    shown = draft.__class__(draft.state, note("what the co-signer is shown"), draft.message,
-                            draft.content_key)
+    shown = draft.__class__(
+        draft.state, note("what the co-signer is shown"), draft.message, draft.content_key
+    )
     with pytest.raises(AuthenticationError):
         pair.cosign(pair.a, shown, 1)
 
@@ -128,8 +132,12 @@ def test_recipient_officer_cannot_decrypt_a_colleagues_share(pair: Pair) -> None
     pair.share(pair.b, msg, 0)
     own = kit0.recv_epochs[msg.header.epoch_id]
     own_fresh = accept_announcement(
-        msg.announcement, pair.terms.channel_id, msg.header.direction,
-        pair.b.mission.roster, kit0.officer, kit0.epoch_keys,
+        msg.announcement,
+        pair.terms.channel_id,
+        msg.header.direction,
+        pair.b.mission.roster,
+        kit0.officer,
+        kit0.epoch_keys,
     )
     posing = replace(own_fresh, officer_index=2)
     assert own.officer_index == 1

@@ -33,7 +33,8 @@ def test_both_directions_and_all_kinds(pair: Pair) -> None:
     send(pair, "a", note("second"))
     pair.run_until_quiet()
     assert [i.message.header.kind for i in pair.b.inbox] == [
-        MessageKind.MEETING_REQUEST, MessageKind.NOTE,
+        MessageKind.MEETING_REQUEST,
+        MessageKind.NOTE,
     ]
     assert [i.message.header.seq for i in pair.b.inbox] == [1, 2]
     got = [pair.open(pair.b, i, [1, 0]).open(pair.b.mission.roster) for i in pair.b.inbox]

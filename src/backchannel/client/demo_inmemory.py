@@ -51,10 +51,14 @@ def run(message: str, rng: Rng = system_rng) -> list[Step]:
     draft = pair.compose(pair.a, 0, note(message))
     cosigned = pair.cosign(pair.a, draft, 1)
     pair.send(pair.a, cosigned)
-    steps.append(Step("co-signed send", "ok", "Officer Ri wrote, Officer Han checked and co-signed"))
+    steps.append(
+        Step("co-signed send", "ok", "Officer Ri wrote, Officer Han checked and co-signed")
+    )
     pair.run_until_quiet()
     cells = len(pair.relay.deposits)
-    steps.append(Step("rounds", "ok", f"{pair.round} rounds, {cells} cells of equal size deposited"))
+    steps.append(
+        Step("rounds", "ok", f"{pair.round} rounds, {cells} cells of equal size deposited")
+    )
 
     incoming = pair.b.inbox[0]
     half = pair.open(pair.b, incoming, [0])
@@ -65,9 +69,19 @@ def run(message: str, rng: Rng = system_rng) -> list[Step]:
         steps.append(Step("solo open", "refused", str(exc)))
     opened = pair.open(pair.b, half, [1])
     text = opened.open(dc.roster).text
-    steps.append(Step("joint open", "ok" if text == message else "refused",
-                      "Officers Smith and Jones opened it together"))
+    steps.append(
+        Step(
+            "joint open",
+            "ok" if text == message else "refused",
+            "Officers Smith and Jones opened it together",
+        )
+    )
     delivered = [s for r in pair.a.results for s in r.delivered]
-    steps.append(Step("receipt", "ok" if delivered else "refused",
-                      f"New York holds a signed receipt for message {delivered}"))
+    steps.append(
+        Step(
+            "receipt",
+            "ok" if delivered else "refused",
+            f"New York holds a signed receipt for message {delivered}",
+        )
+    )
     return steps

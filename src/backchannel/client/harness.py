@@ -112,8 +112,13 @@ class Pair:
     """Two paired missions and a relay; ``a`` and ``b`` are their sides."""
 
     def __init__(
-        self, m1: MissionKit, m2: MissionKit, *, rng: Rng = system_rng,
-        cell_size: int = CELL_SIZE, start_round: int = 0,
+        self,
+        m1: MissionKit,
+        m2: MissionKit,
+        *,
+        rng: Rng = system_rng,
+        cell_size: int = CELL_SIZE,
+        start_round: int = 0,
         relay: InMemoryRelay | None = None,
     ) -> None:
         self.rng = rng
@@ -130,7 +135,7 @@ class Pair:
                 offer = ch.sign_offer(offer, o.officer)
             offers[m.mission_id] = offer
         # Each mission verifies the other's offer against the pinned roster.
-        for m, other in ((m1, m2), (m2, m1)):
+        for other in (m1, m2):
             ch.verify_offer(offers[other.mission_id], other.roster, other.mission_id)
         self.secrets: dict[bytes, bytes] = {}
         for m in (m1, m2):
@@ -145,8 +150,13 @@ class Pair:
     def _side(self, m: MissionKit, peer: MissionKit, start_round: int) -> Side:
         runner = m.officers[0].officer
         ep = Endpoint.create(
-            self.terms, m.mission_id, runner, m.roster, peer.roster,
-            self.secrets[runner.officer_id], start_round,
+            self.terms,
+            m.mission_id,
+            runner,
+            m.roster,
+            peer.roster,
+            self.secrets[runner.officer_id],
+            start_round,
         )
         return Side(m, ep)
 
@@ -161,13 +171,21 @@ class Pair:
         if side.send_epoch is None:
             side.epoch_no += 1
             side.send_epoch = start_epoch(
-                self.terms.channel_id, side.endpoint.out_direction, side.epoch_no,
-                peer.mission.roster, peer.mission.certs(), self.rng,
+                self.terms.channel_id,
+                side.endpoint.out_direction,
+                side.epoch_no,
+                peer.mission.roster,
+                peer.mission.certs(),
+                self.rng,
             )
         header = side.endpoint.new_header(payload.kind, side.send_epoch, created_at)
         out, side.send_epoch = Outgoing.draft(payload).seal(
-            header, side.send_epoch, peer.mission.roster, side.mission.officers[author].officer,
-            side.mission.roster, self.rng,
+            header,
+            side.send_epoch,
+            peer.mission.roster,
+            side.mission.officers[author].officer,
+            side.mission.roster,
+            self.rng,
         )
         return out
 
@@ -217,14 +235,19 @@ class Pair:
         eid = msg.header.epoch_id
         if eid not in kit.recv_epochs:
             kit.recv_epochs[eid] = accept_announcement(
-                msg.announcement or side.announcements.get(eid, b""), self.terms.channel_id, msg.header.direction,
-                side.mission.roster, kit.officer, kit.epoch_keys,
+                msg.announcement or side.announcements.get(eid, b""),
+                self.terms.channel_id,
+                msg.header.direction,
+                side.mission.roster,
+                kit.officer,
+                kit.epoch_keys,
             )
         share, kit.recv_epochs[eid] = decrypt_share(msg, kit.recv_epochs[eid])
         return share
 
     def open(self, side: Side, incoming: Incoming, officers: Sequence[int]) -> Incoming:
         for i in officers:
-            incoming = incoming.add_share(self.share(side, incoming.message, i),
-                                          side.mission.roster)
+            incoming = incoming.add_share(
+                self.share(side, incoming.message, i), side.mission.roster
+            )
         return incoming

@@ -66,9 +66,7 @@ def split(secret: bytes, k: int, n: int, rng: Callable[[int], bytes]) -> list[Sh
         return [Share(SCHEME_XOR, i + 1, p) for i, p in enumerate(parts)]
     lo = Shamir.split(k, n, secret[:16])
     hi = Shamir.split(k, n, secret[16:])
-    return [
-        Share(SCHEME_SHAMIR, i, a + b) for (i, a), (j, b) in zip(lo, hi, strict=True) if i == j
-    ]
+    return [Share(SCHEME_SHAMIR, i, a + b) for (i, a), (j, b) in zip(lo, hi, strict=True) if i == j]
 
 
 def combine(shares: Sequence[Share], k: int, n: int) -> bytes:

@@ -153,7 +153,11 @@ def _aad(channel_id: bytes, round_no: int, direction: int) -> bytes:
 
 
 def seal_cell(
-    content: CellContent, keys: RoundKeys, channel_id: bytes, direction: int, cell_size: int,
+    content: CellContent,
+    keys: RoundKeys,
+    channel_id: bytes,
+    direction: int,
+    cell_size: int,
     nonce: bytes,
 ) -> bytes:
     inner = content.encode(cell_size)

@@ -96,7 +96,9 @@ def safety_number(mission_x: bytes, mission_y: bytes) -> str:
 def mission_fingerprint(mission: bytes) -> str:
     """A 30-digit fingerprint of one mission id, for mission cards."""
     raw = hkdf(mission, salt=None, info=labels.SAFETY_NUMBER, length=30)
-    return " ".join(f"{int.from_bytes(raw[i:i+5], 'big') % 100000:05d}" for i in range(0, 30, 5))
+    return " ".join(
+        f"{int.from_bytes(raw[i : i + 5], 'big') % 100000:05d}" for i in range(0, 30, 5)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +145,9 @@ class ChannelOffer:
         nsig = outer.u8()
         if nsig > MAX_OFFICERS:
             raise DecodeError("too many signatures")
-        sigs = tuple((outer.fixed(OFFICER_ID_LEN), outer.fixed(HYBRID_SIG_LEN)) for _ in range(nsig))
+        sigs = tuple(
+            (outer.fixed(OFFICER_ID_LEN), outer.fixed(HYBRID_SIG_LEN)) for _ in range(nsig)
+        )
         outer.end()
         terms = ChannelTerms(a, b, ha, hb, cell_size, round_seconds)
         return cls(frm, terms, start, sealed, sigs)
@@ -180,7 +184,10 @@ def sign_offer(offer: ChannelOffer, officer: Officer) -> ChannelOffer:
     sig = officer.signing_key.sign_hybrid(labels.SIG_CHANNEL_OFFER, offer.signed_part())
     others = tuple(s for s in offer.signatures if s[0] != officer.officer_id)
     return ChannelOffer(
-        offer.from_mission, offer.terms, offer.start_round, offer.sealed,
+        offer.from_mission,
+        offer.terms,
+        offer.start_round,
+        offer.sealed,
         (*others, (officer.officer_id, sig)),
     )
 

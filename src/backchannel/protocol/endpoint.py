@@ -56,14 +56,26 @@ class Endpoint:
 
     @classmethod
     def create(
-        cls, terms: ChannelTerms, local_mission: bytes, officer: Officer, own_roster: Roster,
-        peer_roster: Roster, secret: bytes, start_round: int,
+        cls,
+        terms: ChannelTerms,
+        local_mission: bytes,
+        officer: Officer,
+        own_roster: Roster,
+        peer_roster: Roster,
+        secret: bytes,
+        start_round: int,
     ) -> Endpoint:
         out = direction_of(local_mission, cls._peer(terms, local_mission))
         return cls(
-            terms, local_mission, officer, own_roster, peer_roster,
-            SlotChain.start(secret, start_round), Transcript.start(terms.channel_id, out),
-            start_round, start_round,
+            terms,
+            local_mission,
+            officer,
+            own_roster,
+            peer_roster,
+            SlotChain.start(secret, start_round),
+            Transcript.start(terms.channel_id, out),
+            start_round,
+            start_round,
         )
 
     @staticmethod
@@ -97,9 +109,18 @@ class Endpoint:
     def new_header(self, kind: MessageKind, epoch: SendEpoch, created_at: int) -> Header:
         t = self.transcript
         return Header(
-            kind, self.channel_id, self.out_direction, t.next_seq, t.sent[-1], t.received_seq,
-            t.received[-1], self.own_roster.version, epoch.recipient_roster, epoch.epoch_id,
-            epoch.next_index, created_at,
+            kind,
+            self.channel_id,
+            self.out_direction,
+            t.next_seq,
+            t.sent[-1],
+            t.received_seq,
+            t.received[-1],
+            self.own_roster.version,
+            epoch.recipient_roster,
+            epoch.epoch_id,
+            epoch.next_index,
+            created_at,
         )
 
     def queue(self, msg: SealedMessage) -> None:
@@ -179,8 +200,11 @@ class Endpoint:
                 messages.append(msg)
                 partial = []
                 receipt_due = cells.Receipt.make(
-                    self.channel_id, self.in_direction, transcript.received_seq,
-                    transcript.received[-1], self.officer,
+                    self.channel_id,
+                    self.in_direction,
+                    transcript.received_seq,
+                    transcript.received[-1],
+                    self.officer,
                 )
         # Everything verified: commit.
         self.transcript = transcript

@@ -35,13 +35,14 @@ class Incoming:
     def add_share(self, share: Share, roster: Roster) -> Incoming:
         """Add one officer's share; open once ``k`` distinct shares are in."""
         state = recv_transition(self.state, RecvEvent.SHARE)
-        shares = tuple(s for s in self.shares if s.index != share.index) + (share,)
+        shares = (*(s for s in self.shares if s.index != share.index), share)
         out = replace(self, state=state, shares=shares)
         if len(shares) < roster.threshold:
             return out
         payload = open_message(self.message, shares, roster)
-        return replace(out, state=recv_transition(state, RecvEvent.THRESHOLD), payload=payload,
-                       shares=())
+        return replace(
+            out, state=recv_transition(state, RecvEvent.THRESHOLD), payload=payload, shares=()
+        )
 
     def open(self, roster: Roster) -> Payload:
         if self.payload is None:

@@ -37,8 +37,13 @@ class Outgoing:
         return replace(self, state=send_transition(self.state, event), **changes)  # type: ignore[arg-type]
 
     def seal(
-        self, header: Header, epoch: SendEpoch, recipients: Roster, author: Officer,
-        sender_roster: Roster, rng: Rng,
+        self,
+        header: Header,
+        epoch: SendEpoch,
+        recipients: Roster,
+        author: Officer,
+        sender_roster: Roster,
+        rng: Rng,
     ) -> tuple[Outgoing, SendEpoch]:
         send_transition(self.state, SendEvent.SEAL)
         msg, key, new_epoch = seal(header, self.payload, epoch, recipients, rng)

@@ -143,9 +143,7 @@ def new_genesis(
     return Roster(0, mission_name, nonce, threshold, tuple(officers), ZERO_HASH)
 
 
-def propose_update(
-    current: Roster, officers: Sequence[OfficerPublic], threshold: int
-) -> Roster:
+def propose_update(current: Roster, officers: Sequence[OfficerPublic], threshold: int) -> Roster:
     """The next roster version; it still needs its signatures."""
     return Roster(
         current.version + 1,
@@ -161,7 +159,9 @@ def sign_roster(roster: Roster, officer: Officer) -> tuple[bytes, bytes]:
     return officer.officer_id, officer.signing_key.sign_hybrid(labels.SIG_ROSTER, roster.encode())
 
 
-def _valid_signers(roster: Roster, signatures: Iterable[tuple[bytes, bytes]], pool: Roster) -> set[bytes]:
+def _valid_signers(
+    roster: Roster, signatures: Iterable[tuple[bytes, bytes]], pool: Roster
+) -> set[bytes]:
     """Officer ids from ``pool`` whose signature on ``roster`` verifies."""
     body = roster.encode()
     good: set[bytes] = set()

@@ -215,7 +215,11 @@ class RecvEpoch:
 
 
 def accept_announcement(
-    raw: bytes, channel_id: bytes, direction: int, roster: Roster, officer: Officer,
+    raw: bytes,
+    channel_id: bytes,
+    direction: int,
+    roster: Roster,
+    officer: Officer,
     epoch_keys: Sequence[EpochKey],
 ) -> RecvEpoch:
     """Open this officer's box of an epoch announcement."""

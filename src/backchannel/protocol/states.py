@@ -85,22 +85,21 @@ def send_transition(state: SendState, event: SendEvent) -> SendState:
     try:
         return SEND_TRANSITIONS[(state, event)]
     except KeyError:
-        raise LocalProtocolError(
-            f"cannot {event.value} a message that is {state.value}"
-        ) from None
+        raise LocalProtocolError(f"cannot {event.value} a message that is {state.value}") from None
 
 
 def recv_transition(state: RecvState, event: RecvEvent) -> RecvState:
     try:
         return RECV_TRANSITIONS[(state, event)]
     except KeyError:
-        raise LocalProtocolError(
-            f"cannot {event.value} a message that is {state.value}"
-        ) from None
+        raise LocalProtocolError(f"cannot {event.value} a message that is {state.value}") from None
 
 
-def to_dot(name: str, table: dict[tuple[SendState, SendEvent], SendState]
-           | dict[tuple[RecvState, RecvEvent], RecvState]) -> str:
+def to_dot(
+    name: str,
+    table: dict[tuple[SendState, SendEvent], SendState]
+    | dict[tuple[RecvState, RecvEvent], RecvState],
+) -> str:
     """Graphviz source of a transition table (``docs/state-machines``)."""
     lines = [f"digraph {name} {{", "  rankdir=LR;"]
     for (src, ev), dst in table.items():

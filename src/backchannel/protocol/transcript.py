@@ -97,4 +97,6 @@ class Transcript:
         if seq >= len(self.sent):
             raise ForkDetected("the peer claims messages from us that we never sent")
         if not equal(self.sent[seq], head):
-            raise ForkDetected("the peer was shown a history of our messages that differs from ours")
+            raise ForkDetected(
+                "the peer was shown a history of our messages that differs from ours"
+            )
