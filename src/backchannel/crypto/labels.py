@@ -57,6 +57,14 @@ TRANSCRIPT_STEP = _label("transcript/step")
 HPKE_JOINT = _label("hpke/joint")
 SIG_JOINT = _label("sig/joint")
 
+# The officer's local vault (client/vault.py)
+VAULT_AEAD_KEY = _label("vault/aead-key")
+VAULT_MAC_KEY = _label("vault/record-key-mac")
+VAULT_CHECK = _label("vault/check")
+VAULT_VALUE = _label("vault/value")
+VAULT_KEY = _label("vault/key")
+VAULT_QUEUE = _label("vault/queue")
+
 ALL: tuple[bytes, ...] = (
     OFFICER_ID,
     SIG_ROSTER,
@@ -84,4 +92,10 @@ ALL: tuple[bytes, ...] = (
     TRANSCRIPT_STEP,
     HPKE_JOINT,
     SIG_JOINT,
+    VAULT_AEAD_KEY,
+    VAULT_MAC_KEY,
+    VAULT_CHECK,
+    VAULT_VALUE,
+    VAULT_KEY,
+    VAULT_QUEUE,
 )

@@ -1,0 +1,463 @@
+"""The client's vault: an encrypted local SQLite database for durable state.
+
+The vault holds the outbox, inbox, channel state and journal. SQLite sees only
+ciphertext and keyed hashes:
+
+* every value is sealed with ChaCha20-Poly1305, with the table name and the
+  record key as associated data, so a value moved to another row, table or
+  queue position fails to open;
+* every record key is stored as HMAC-SHA256 (under a subkey, over table and
+  key) for lookup, and sealed as well so :meth:`Vault.items` can return it;
+* queue entries (the outbox) are sealed with the queue name and their id.
+
+The 32-byte vault key comes from the caller (who keeps it in the keystore
+payload). Two subkeys are derived from it with HKDF-SHA256, salted with a
+random vault id stored in the file, one for the AEAD and one for the HMAC, so
+no key serves two algorithms. A sealed check value tells a wrong key from a
+damaged record when the vault opens.
+
+Durability: WAL journal, ``synchronous=FULL``; a write returns only once it is
+on disk. Deleted records are overwritten (``secure_delete``) and the WAL is
+truncated on close, so erased secrets do not linger in free pages.
+
+Errors from ``sqlite3`` are translated here (see ``_translate``):
+
+* the disk is full, the file is locked, unreadable or on a failing disk:
+  :class:`StoreUnavailable`; nothing from the failed step was saved;
+* the file is not a vault, is damaged, or a record fails authentication:
+  :class:`CorruptKeystore` (the vault is part of the officer's sealed local
+  state, and the remedy is the keystore's: restore from a backup);
+* the key does not open the vault: :class:`KeystoreError` itself. The
+  passphrase was right (the keystore opened), so it is not
+  :class:`WrongPassphrase`; neither file need be damaged, so it is not
+  :class:`CorruptKeystore`: the keystore and the vault come from different
+  homes or backups.
+
+The vault is synchronous and may be used from several threads (one at a time,
+under a lock); the async client calls it with ``asyncio.to_thread``. A
+:meth:`Vault.transaction` must begin and end in the same thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import constant_time, hashes, hmac
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from backchannel.crypto import labels
+from backchannel.errors import (
+    BackchannelError,
+    ConfigError,
+    CorruptKeystore,
+    KeystoreError,
+    StoreError,
+    StoreUnavailable,
+)
+
+__all__ = ["KEY_LEN", "Vault"]
+
+KEY_LEN: Final = 32
+#: SQLite ``application_id`` of a vault: "BCKV".
+APPLICATION_ID: Final = 0x42434B56
+#: Schema version, kept in SQLite's ``user_version``.
+SCHEMA_VERSION: Final = 1
+#: First byte of every sealed box.
+BOX_VERSION: Final = 1
+NONCE_LEN: Final = 12
+VAULT_ID_LEN: Final = 16
+
+# Domain-separation labels: each key and each kind of associated data has its own.
+_LABEL_AEAD_KEY: Final = labels.VAULT_AEAD_KEY
+_LABEL_MAC_KEY: Final = labels.VAULT_MAC_KEY
+_LABEL_CHECK: Final = labels.VAULT_CHECK
+_LABEL_VALUE: Final = labels.VAULT_VALUE
+_LABEL_KEY: Final = labels.VAULT_KEY
+_LABEL_QUEUE: Final = labels.VAULT_QUEUE
+
+_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+_SCHEMA: Final = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE records ("
+    " tbl TEXT NOT NULL, key_mac BLOB NOT NULL, key_box BLOB NOT NULL,"
+    " value_box BLOB NOT NULL, PRIMARY KEY (tbl, key_mac)) WITHOUT ROWID",
+    "CREATE TABLE queue ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, q TEXT NOT NULL, box BLOB NOT NULL)",
+    "CREATE INDEX queue_q_id ON queue (q, id)",
+)
+
+
+def _aad(label: bytes, *parts: bytes) -> bytes:
+    """Length-prefixed, so no two different part lists give the same bytes."""
+    return label + b"".join(struct.pack(">I", len(p)) + p for p in parts)
+
+
+def _queue_aad(q: bytes, entry_id: int) -> bytes:
+    return _aad(_LABEL_QUEUE, q, struct.pack(">q", entry_id))
+
+
+def _check_name(kind: str, name: str) -> bytes:
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"invalid vault {kind} name; use 1-32 of a-z, 0-9, _")
+    return name.encode("ascii")
+
+
+def _damaged(what: str) -> CorruptKeystore:
+    return CorruptKeystore(f"the vault {what}; restore the home directory from a backup")
+
+
+def _translate(exc: sqlite3.Error) -> BackchannelError:
+    """One-line Backchannel error for an ``sqlite3`` error (its message is not shown)."""
+    code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
+    if code == sqlite3.SQLITE_FULL:
+        return StoreUnavailable(
+            "the disk holding the vault is full; free space and retry "
+            "(this step was not saved; earlier records are intact)"
+        )
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreUnavailable(
+            "the vault is in use by another Backchannel process; close it and retry"
+        )
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_FORMAT):
+        return _damaged("database is damaged or is not a Backchannel vault")
+    if code in (
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_AUTH,
+    ):
+        return StoreUnavailable(
+            "the vault cannot be opened for writing; check the home directory's "
+            "permissions and that its disk is not read-only"
+        )
+    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL):
+        return StoreUnavailable(
+            "the disk or system failed while using the vault; check the disk and retry"
+        )
+    name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+    return StoreError(f"the vault database failed ({name}); retry, and report it if it persists")
+
+
+class Vault:
+    """An open vault. Make one with :meth:`create` or :meth:`open`; close it when done."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, aead: ChaCha20Poly1305, mac_key: bytes
+    ) -> None:
+        self._conn = conn
+        self._path = path
+        self._aead = aead
+        self._mac_key = mac_key
+        self._lock = threading.RLock()
+        self._depth = 0  # transaction nesting; 0 = autocommit
+
+    def __repr__(self) -> str:
+        return f"Vault({str(self._path)!r})"
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def create(cls, path: Path, key: bytes) -> Vault:
+        """Make a new, empty vault at ``path`` (which must not exist)."""
+        _check_key(key)
+        try:
+            # Created here with mode 0600; SQLite gives -wal and -shm the same mode.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise ConfigError(
+                f"a vault already exists at {path}; open it, or move it away first"
+            ) from None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the vault {path}: {_strerror(exc)}") from None
+        vault_id = os.urandom(VAULT_ID_LEN)
+        try:
+            conn = _connect(path)
+            try:
+                with _sql():
+                    conn.execute("BEGIN IMMEDIATE")
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    aead, mac_key = _subkeys(key, vault_id)
+                    check = _seal(aead, b"", _aad(_LABEL_CHECK, vault_id))
+                    conn.executemany(
+                        "INSERT INTO meta (name, value) VALUES (?, ?)",
+                        [("vault_id", vault_id), ("check", check)],
+                    )
+                    conn.execute("COMMIT")
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{path}{suffix}")
+            raise
+        return cls(conn, path, aead, mac_key)
+
+    @classmethod
+    def open(cls, path: Path, key: bytes) -> Vault:
+        """Open the existing vault at ``path`` with ``key``."""
+        _check_key(key)
+        if not path.is_file():
+            raise ConfigError(f"no vault at {path}: check --home, or restore it from a backup")
+        conn = _connect(path)
+        try:
+            with _sql():
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if app_id != APPLICATION_ID:
+                    raise _damaged("file is not a Backchannel vault (wrong file?)")
+                if version != SCHEMA_VERSION:
+                    raise _damaged(
+                        f"has schema version {version}, which this program does not know "
+                        "(damaged, or written by a newer Backchannel: upgrade)"
+                    )
+                meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+            vault_id, check = meta.get("vault_id"), meta.get("check")
+            if not isinstance(vault_id, bytes) or not isinstance(check, bytes):
+                raise _damaged("is missing its header records")
+            aead, mac_key = _subkeys(key, vault_id)
+            try:
+                _open_box(aead, check, _aad(_LABEL_CHECK, vault_id))
+            except CorruptKeystore:
+                raise KeystoreError(
+                    "this vault does not open with the key in this keystore: they come from "
+                    "different homes or backups; restore both from the same backup"
+                ) from None
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, aead, mac_key)
+
+    def close(self) -> None:
+        """Checkpoint and truncate the WAL, then close. Safe to call twice."""
+        with self._lock:
+            if self._depth:
+                raise ConfigError("the vault cannot be closed inside a transaction")
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ transactions
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commit every write inside the block together, or none of them.
+
+        Nested blocks are savepoints: an exception leaving an inner block undoes
+        only its writes.
+        """
+        with self._lock:
+            outer = self._depth == 0
+            with _sql():
+                self._conn.execute("BEGIN IMMEDIATE" if outer else "SAVEPOINT inner")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                self._undo(outer)
+                raise
+            self._depth -= 1
+            try:
+                with _sql():
+                    self._conn.execute("COMMIT" if outer else "RELEASE inner")
+            except BaseException:
+                self._undo(outer)
+                raise
+
+    def _undo(self, outer: bool) -> None:
+        # SQLite may already have rolled the transaction back (disk full, I/O error).
+        if not self._conn.in_transaction:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            if outer:
+                self._conn.execute("ROLLBACK")
+            else:
+                self._conn.execute("ROLLBACK TO inner")
+                self._conn.execute("RELEASE inner")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self.transaction(), _sql():
+            yield self._conn
+
+    # ------------------------------------------------------------ records
+
+    def _key_mac(self, tbl: bytes, key: bytes) -> bytes:
+        mac = hmac.HMAC(self._mac_key, hashes.SHA256())
+        mac.update(_aad(b"", tbl, key))
+        return mac.finalize()
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        """Store ``value`` under ``key`` in ``table``, replacing any earlier value."""
+        tbl = _check_name("table", table)
+        key_mac = self._key_mac(tbl, key)
+        key_box = _seal(self._aead, key, _aad(_LABEL_KEY, tbl, key_mac))
+        value_box = _seal(self._aead, value, _aad(_LABEL_VALUE, tbl, key))
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO records (tbl, key_mac, key_box, value_box)"
+                " VALUES (?, ?, ?, ?)",
+                (table, key_mac, key_box, value_box),
+            )
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        """The value under ``key`` in ``table``, or None."""
+        tbl = _check_name("table", table)
+        with self._lock, _sql():
+            row = self._conn.execute(
+                "SELECT value_box FROM records WHERE tbl = ? AND key_mac = ?",
+                (table, self._key_mac(tbl, key)),
+            ).fetchone()
+        if row is None:
+            return None
+        return _open_box(self._aead, row[0], _aad(_LABEL_VALUE, tbl, key))
+
+    def delete(self, table: str, key: bytes) -> bool:
+        """Remove ``key`` from ``table``; return whether it was there."""
+        tbl = _check_name("table", table)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM records WHERE tbl = ? AND key_mac = ?",
+                (table, self._key_mac(tbl, key)),
+            )
+        return cursor.rowcount > 0
+
+    def items(self, table: str) -> list[tuple[bytes, bytes]]:
+        """Every (key, value) of ``table``, sorted by key."""
+        tbl = _check_name("table", table)
+        with self._lock, _sql():
+            rows = self._conn.execute(
+                "SELECT key_mac, key_box, value_box FROM records WHERE tbl = ?", (table,)
+            ).fetchall()
+        result = []
+        for key_mac, key_box, value_box in rows:
+            key = _open_box(self._aead, key_box, _aad(_LABEL_KEY, tbl, key_mac))
+            if not constant_time.bytes_eq(self._key_mac(tbl, key), key_mac):
+                raise _damaged("has a record that was altered")
+            result.append((key, _open_box(self._aead, value_box, _aad(_LABEL_VALUE, tbl, key))))
+        result.sort()
+        return result
+
+    # ------------------------------------------------------------ queues (the outbox)
+
+    def append(self, queue: str, value: bytes) -> int:
+        """Add ``value`` at the end of ``queue``; return its id once it is on disk.
+
+        Ids grow and are never reused, even after :meth:`mark_done`.
+        """
+        q = _check_name("queue", queue)
+        with self._write() as conn:
+            # The id is part of the associated data, so the row is made first.
+            entry_id = conn.execute(
+                "INSERT INTO queue (q, box) VALUES (?, x'')", (queue,)
+            ).lastrowid
+            assert entry_id is not None  # always set after an INSERT
+            box = _seal(self._aead, value, _queue_aad(q, entry_id))
+            conn.execute("UPDATE queue SET box = ? WHERE id = ?", (box, entry_id))
+        return entry_id
+
+    def pending(self, queue: str) -> list[tuple[int, bytes]]:
+        """Entries of ``queue`` not yet marked done, oldest first."""
+        q = _check_name("queue", queue)
+        with self._lock, _sql():
+            rows = self._conn.execute(
+                "SELECT id, box FROM queue WHERE q = ? ORDER BY id", (queue,)
+            ).fetchall()
+        return [
+            (entry_id, _open_box(self._aead, box, _queue_aad(q, entry_id)))
+            for entry_id, box in rows
+        ]
+
+    def mark_done(self, queue: str, entry_id: int) -> bool:
+        """Remove an entry; return whether it was there (marking twice is harmless)."""
+        _check_name("queue", queue)
+        with self._write() as conn:
+            cursor = conn.execute("DELETE FROM queue WHERE q = ? AND id = ?", (queue, entry_id))
+        return cursor.rowcount > 0
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _check_key(key: bytes) -> None:
+    if not isinstance(key, bytes) or len(key) != KEY_LEN:
+        raise ConfigError(f"the vault key must be {KEY_LEN} bytes")
+
+
+def _strerror(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno is not None else type(exc).__name__
+
+
+def _subkeys(key: bytes, vault_id: bytes) -> tuple[ChaCha20Poly1305, bytes]:
+    def derive(label: bytes) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=vault_id, info=label).derive(key)
+
+    return ChaCha20Poly1305(derive(_LABEL_AEAD_KEY)), derive(_LABEL_MAC_KEY)
+
+
+def _seal(aead: ChaCha20Poly1305, plaintext: bytes, aad: bytes) -> bytes:
+    # Random 96-bit nonces: fine far beyond a client's lifetime of writes
+    # (collision chance about n^2 / 2^97 for n writes).
+    nonce = os.urandom(NONCE_LEN)
+    head = bytes([BOX_VERSION]) + nonce
+    return head + aead.encrypt(nonce, plaintext, head + aad)
+
+
+def _open_box(aead: ChaCha20Poly1305, box: object, aad: bytes) -> bytes:
+    if not isinstance(box, bytes) or len(box) < 1 + NONCE_LEN + 16 or box[0] != BOX_VERSION:
+        raise _damaged("has a damaged record")
+    head, nonce = box[: 1 + NONCE_LEN], box[1 : 1 + NONCE_LEN]
+    try:
+        return aead.decrypt(nonce, box[1 + NONCE_LEN :], head + aad)
+    except InvalidTag:
+        raise _damaged("has a record that was altered or moved") from None
+
+
+@contextlib.contextmanager
+def _sql() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise _translate(exc) from exc
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Connect to an existing file (never create one) and set durable pragmas."""
+    uri = path.resolve().as_uri() + "?mode=rw"
+    with _sql():
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 2000")
+            conn.execute("PRAGMA trusted_schema = OFF")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreUnavailable(
+                    "the vault's disk does not support SQLite's WAL mode; use a local disk"
+                )
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA secure_delete = ON")
+        except BaseException:
+            conn.close()
+            raise
+    return conn

@@ -1,0 +1,358 @@
+"""The client's encrypted vault: secrecy on disk, integrity of rows, durability, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backchannel.client.vault import Vault
+from backchannel.errors import (
+    ConfigError,
+    CorruptKeystore,
+    KeystoreError,
+    StoreUnavailable,
+    WrongPassphrase,
+)
+
+KEY = bytes(range(32))
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "vault.db"
+
+
+@pytest.fixture
+def vault(path: Path) -> Iterator[Vault]:
+    with Vault.create(path, KEY) as v:
+        yield v
+
+
+@contextlib.contextmanager
+def _raw(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain SQLite connection, as someone editing the file by hand would use."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _files(path: Path) -> list[Path]:
+    return [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
+
+
+# ---------------------------------------------------------------- basics
+
+
+def test_put_get_delete_items(vault: Vault) -> None:
+    assert vault.get("inbox", b"k") is None
+    vault.put("inbox", b"k", b"v1")
+    vault.put("inbox", b"k", b"v2")
+    vault.put("inbox", b"a", b"")
+    vault.put("channel", b"k", b"other table")
+    assert vault.get("inbox", b"k") == b"v2"
+    assert vault.items("inbox") == [(b"a", b""), (b"k", b"v2")]
+    assert vault.delete("inbox", b"k") is True
+    assert vault.delete("inbox", b"k") is False
+    assert vault.get("inbox", b"k") is None
+    assert vault.get("channel", b"k") == b"other table"
+
+
+def test_survives_reopen(path: Path) -> None:
+    with Vault.create(path, KEY) as v:
+        v.put("journal", b"\x00key", b"\xffvalue")
+    with Vault.open(path, KEY) as v:
+        assert v.items("journal") == [(b"\x00key", b"\xffvalue")]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["put", "delete"]),
+            st.sampled_from(["inbox", "channel"]),
+            st.binary(max_size=8),
+            st.binary(max_size=40),
+        ),
+        max_size=25,
+    )
+)
+def test_behaves_like_a_dict(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, str, bytes, bytes]]
+) -> None:
+    model: dict[str, dict[bytes, bytes]] = {"inbox": {}, "channel": {}}
+    with Vault.create(tmp_path_factory.mktemp("v") / "vault.db", KEY) as v:
+        for op, table, key, value in ops:
+            if op == "put":
+                v.put(table, key, value)
+                model[table][key] = value
+            else:
+                assert v.delete(table, key) == (key in model[table])
+                model[table].pop(key, None)
+        for table, content in model.items():
+            assert v.items(table) == sorted(content.items())
+            for key, value in content.items():
+                assert v.get(table, key) == value
+
+
+@pytest.mark.parametrize("name", ["", "Inbox", "in box", "x" * 33, "1abc", "a;drop"])
+def test_bad_table_names_refused(vault: Vault, name: str) -> None:
+    with pytest.raises(ConfigError):
+        vault.put(name, b"k", b"v")
+    with pytest.raises(ConfigError):
+        vault.append(name, b"v")
+
+
+def test_bad_key_length_refused(path: Path) -> None:
+    with pytest.raises(ConfigError):
+        Vault.create(path, b"short")
+    assert not path.exists()
+
+
+def test_create_refuses_existing_and_open_refuses_missing(vault: Vault, path: Path) -> None:
+    with pytest.raises(ConfigError):
+        Vault.create(path, KEY)
+    with pytest.raises(ConfigError, match="no vault"):
+        Vault.open(path.parent / "absent.db", KEY)
+
+
+def test_files_are_private(vault: Vault, path: Path) -> None:
+    vault.put("inbox", b"k", b"v")
+    files = _files(path)
+    assert len(files) == 3  # database, WAL, shared memory while open
+    for file in files:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+
+
+def test_repr_shows_no_key(vault: Vault) -> None:
+    assert KEY.hex() not in repr(vault)
+    assert repr(KEY) not in repr(vault)
+
+
+# ---------------------------------------------------------------- secrecy on disk
+
+
+def test_no_plaintext_on_disk(path: Path) -> None:
+    key_marker = os.urandom(16).hex().encode()
+    value_marker = os.urandom(16).hex().encode()
+    queue_marker = os.urandom(16).hex().encode()
+    markers = [key_marker, value_marker, queue_marker]
+
+    def scan() -> None:
+        for file in _files(path):
+            data = file.read_bytes()
+            for marker in markers:
+                assert marker not in data, file.name
+                assert marker[:12] not in data, file.name
+
+    v = Vault.create(path, KEY)
+    v.put("inbox", key_marker, value_marker)
+    with v.transaction():
+        v.put("channel", b"state", value_marker * 3)
+        v.append("outbox", queue_marker)
+    scan()  # while the records are in the WAL
+    v.close()
+    scan()  # after the WAL was checkpointed into the database
+    with Vault.open(path, KEY) as v:
+        assert v.get("inbox", key_marker) == value_marker
+        v.delete("inbox", key_marker)
+    scan()
+    assert KEY not in path.read_bytes()
+
+
+# ---------------------------------------------------------------- integrity
+
+
+def test_value_copied_to_another_row_refused(path: Path) -> None:
+    with Vault.create(path, KEY) as v:
+        v.put("inbox", b"first", b"one")
+        v.put("inbox", b"second", b"two")
+    with _raw(path) as db:
+        rows = db.execute("SELECT key_mac, value_box FROM records").fetchall()
+        (_, box_a), (mac_b, _) = rows
+        db.execute("UPDATE records SET value_box = ? WHERE key_mac = ?", (box_a, mac_b))
+    with Vault.open(path, KEY) as v, pytest.raises(CorruptKeystore, match="altered or moved"):
+        v.items("inbox")
+    with Vault.open(path, KEY) as v:
+        values = []
+        for key in (b"first", b"second"):
+            try:
+                values.append(v.get("inbox", key))
+            except CorruptKeystore:
+                values.append(None)
+        assert values.count(None) == 1  # the row whose value was replaced
+
+
+def test_value_moved_to_another_table_refused(path: Path) -> None:
+    with Vault.create(path, KEY) as v:
+        v.put("inbox", b"k", b"secret")
+    with _raw(path) as db:
+        db.execute("UPDATE records SET tbl = 'journal'")
+    with Vault.open(path, KEY) as v:
+        assert v.get("journal", b"k") is None  # the keyed hash differs per table
+        with pytest.raises(CorruptKeystore):
+            v.items("journal")
+
+
+def test_queue_entries_cannot_be_reordered_or_moved(path: Path) -> None:
+    with Vault.create(path, KEY) as v:
+        v.append("outbox", b"first")
+        v.append("outbox", b"second")
+    with _raw(path) as db:
+        (id_a, box_a), (id_b, box_b) = db.execute("SELECT id, box FROM queue ORDER BY id")
+        db.execute("UPDATE queue SET box = ? WHERE id = ?", (box_b, id_a))
+        db.execute("UPDATE queue SET box = ? WHERE id = ?", (box_a, id_b))
+    with Vault.open(path, KEY) as v, pytest.raises(CorruptKeystore):
+        v.pending("outbox")
+    with _raw(path) as db:
+        db.execute("UPDATE queue SET box = ? WHERE id = ?", (box_a, id_a))
+        db.execute("UPDATE queue SET box = ?, q = 'inbox' WHERE id = ?", (box_b, id_b))
+    with Vault.open(path, KEY) as v:
+        assert v.pending("outbox") == [(id_a, b"first")]
+        with pytest.raises(CorruptKeystore):
+            v.pending("inbox")
+
+
+def test_wrong_key_refused(path: Path) -> None:
+    with Vault.create(path, KEY) as v:
+        v.put("inbox", b"k", b"v")
+    before = path.read_bytes()
+    with pytest.raises(KeystoreError, match="does not open with the key") as info:
+        Vault.open(path, bytes(32))
+    assert not isinstance(info.value, (WrongPassphrase, CorruptKeystore))
+    assert path.read_bytes() == before
+    with Vault.open(path, KEY) as v:
+        assert v.get("inbox", b"k") == b"v"
+
+
+# ---------------------------------------------------------------- the outbox
+
+
+def test_outbox_keeps_order_across_reopen(path: Path) -> None:
+    with Vault.create(path, KEY) as v:
+        ids = [v.append("outbox", f"message {i}".encode()) for i in range(10)]
+        assert ids == sorted(ids)
+        assert v.mark_done("outbox", ids[0]) is True
+        assert v.mark_done("outbox", ids[0]) is False
+        v.mark_done("outbox", ids[4])
+        v.append("other", b"elsewhere")
+    with Vault.open(path, KEY) as v:
+        expected = [(i, f"message {n}".encode()) for n, i in enumerate(ids) if n not in (0, 4)]
+        assert v.pending("outbox") == expected
+        assert v.mark_done("other", ids[1]) is False  # wrong queue: nothing removed
+        later = v.append("outbox", b"later")
+        assert later > ids[-1]
+        assert v.pending("outbox")[-1] == (later, b"later")
+
+
+def test_transaction_commits_all_or_nothing(vault: Vault) -> None:
+    with pytest.raises(RuntimeError), vault.transaction():
+        vault.put("channel", b"state", b"new")
+        vault.append("outbox", b"cell")
+        raise RuntimeError("crash before commit")
+    assert vault.get("channel", b"state") is None
+    assert vault.pending("outbox") == []
+    with vault.transaction():
+        vault.put("channel", b"state", b"new")
+        vault.append("outbox", b"cell")
+    assert vault.get("channel", b"state") == b"new"
+    assert [v for _, v in vault.pending("outbox")] == [b"cell"]
+
+
+def test_nested_transaction_undoes_only_itself(vault: Vault) -> None:
+    with vault.transaction():
+        vault.put("journal", b"outer", b"1")
+        with pytest.raises(RuntimeError), vault.transaction():
+            vault.put("journal", b"inner", b"2")
+            raise RuntimeError
+        vault.put("journal", b"after", b"3")
+    assert vault.items("journal") == [(b"after", b"3"), (b"outer", b"1")]
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_disk_full_loses_nothing(path: Path) -> None:
+    v = Vault.create(path, KEY)
+    v.put("inbox", b"kept", b"earlier record")
+    first = v.append("outbox", b"earlier cell")
+    pages = v._conn.execute("PRAGMA page_count").fetchone()[0]
+    v._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is now full
+    big = os.urandom(64 * 1024)
+    with pytest.raises(StoreUnavailable, match="full"):
+        v.put("inbox", b"new", big)
+    with pytest.raises(StoreUnavailable, match="full"), v.transaction():
+        v.put("channel", b"small", b"x")
+        v.append("outbox", big)
+    assert v.get("inbox", b"kept") == b"earlier record"
+    assert v.get("inbox", b"new") is None
+    assert v.get("channel", b"small") is None  # the whole transaction was undone
+    assert v.pending("outbox") == [(first, b"earlier cell")]
+    v._conn.execute("PRAGMA max_page_count = 1073741823")  # space freed
+    v.put("inbox", b"new", big)
+    v.close()
+    with Vault.open(path, KEY) as v:
+        assert v.get("inbox", b"kept") == b"earlier record"
+        assert v.get("inbox", b"new") == big
+        assert v.pending("outbox") == [(first, b"earlier cell")]
+
+
+def test_locked_vault_is_unavailable(vault: Vault, path: Path) -> None:
+    vault._conn.execute("PRAGMA busy_timeout = 0")
+    with _raw(path) as other:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="in use"):
+            vault.put("inbox", b"k", b"v")
+        other.execute("ROLLBACK")
+    vault.put("inbox", b"k", b"v")
+    assert vault.get("inbox", b"k") == b"v"
+
+
+def test_garbage_file_is_corrupt(path: Path) -> None:
+    path.write_bytes(os.urandom(8192))
+    with pytest.raises(CorruptKeystore, match="restore"):
+        Vault.open(path, KEY)
+
+
+def test_foreign_sqlite_database_refused(path: Path) -> None:
+    with _raw(path) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    with pytest.raises(CorruptKeystore, match="not a Backchannel vault"):
+        Vault.open(path, KEY)
+
+
+def test_empty_file_refused(path: Path) -> None:
+    path.write_bytes(b"")
+    with pytest.raises(CorruptKeystore):
+        Vault.open(path, KEY)
+
+
+def test_damaged_pages_give_a_clear_error(path: Path) -> None:
+    with Vault.create(path, KEY) as v:
+        for i in range(200):
+            v.put("inbox", i.to_bytes(4, "big"), os.urandom(300))
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 4 * page
+    data[2 * page : len(data)] = os.urandom(len(data) - 2 * page)  # pages 3.. destroyed
+    path.write_bytes(bytes(data))
+    # The damage may show when the vault opens or when the records are read.
+    with pytest.raises(CorruptKeystore), Vault.open(path, KEY) as v:
+        v.items("inbox")
+
+
+def test_newer_schema_refused(path: Path) -> None:
+    Vault.create(path, KEY).close()
+    with _raw(path) as db:
+        db.execute("PRAGMA user_version = 2")
+    with pytest.raises(CorruptKeystore, match="newer"):
+        Vault.open(path, KEY)
