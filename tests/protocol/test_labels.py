@@ -14,6 +14,8 @@ def test_labels_are_unique_and_prefix_free() -> None:
 
 def test_every_label_constant_is_listed() -> None:
     named = {
-        v for k, v in vars(labels).items() if k.isupper() and not k.startswith("_") and isinstance(v, bytes) and len(v) > 1
+        v
+        for k, v in vars(labels).items()
+        if k.isupper() and not k.startswith("_") and isinstance(v, bytes) and len(v) > 1
     }
     assert named == set(labels.ALL)
