@@ -1,0 +1,81 @@
+"""Argument checks and helpers shared by every relay store backend.
+
+The checks live here so that memory, SQLite and PostgreSQL refuse exactly the
+same inputs with exactly the same errors. Messages never echo the values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from backchannel.errors import ConfigError, StoreUnavailable
+from backchannel.protocol.constants import CELL_SIZE, SLOT_LEN
+
+#: Most slots one ``fetch`` or ``ack`` call may name (bounds one SQL statement).
+MAX_SLOTS_PER_CALL = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCommitStats:
+    """Counters of a backend's writer, for metrics: writes per transaction."""
+
+    #: Transactions committed by this store object since it was created.
+    transactions: int
+    #: Writes (deposits and other calls) acknowledged in those transactions.
+    writes: int
+    #: Writes waiting for the writer right now.
+    queued: int
+
+
+def cell_id_of(cell: bytes) -> bytes:
+    """The cell's identifier: SHA-256 of its bytes."""
+    return hashlib.sha256(cell).digest()
+
+
+def check_cell_size(cell_size: int) -> int:
+    if not isinstance(cell_size, int) or cell_size <= 0:
+        raise ConfigError("cell_size must be a positive number of bytes")
+    return cell_size
+
+
+def check_tenant_id(tenant_id: str) -> None:
+    if not isinstance(tenant_id, str) or not tenant_id:
+        raise ConfigError("tenant_id must be a non-empty string")
+
+
+def check_new_tenant(tenant_id: str, credential_hash: bytes, quota_cells: int) -> None:
+    check_tenant_id(tenant_id)
+    if not isinstance(credential_hash, bytes) or not credential_hash:
+        raise ConfigError("credential_hash must be non-empty bytes (SHA-256 of the credential)")
+    if not isinstance(quota_cells, int) or quota_cells < 0:
+        raise ConfigError("quota_cells must be a non-negative integer")
+
+
+def check_slot(slot: bytes) -> None:
+    if not isinstance(slot, bytes) or len(slot) != SLOT_LEN:
+        raise ConfigError(f"a slot address must be exactly {SLOT_LEN} bytes")
+
+
+def check_cell(cell: bytes, cell_size: int = CELL_SIZE) -> None:
+    if not isinstance(cell, bytes) or len(cell) != cell_size:
+        raise ConfigError(f"a cell must be exactly {cell_size} bytes")
+
+
+def check_slots(slots: Sequence[bytes]) -> list[bytes]:
+    """Validate and de-duplicate ``slots``, keeping their order."""
+    if len(slots) > MAX_SLOTS_PER_CALL:
+        raise ConfigError(f"at most {MAX_SLOTS_PER_CALL} slots per call; split the request")
+    for slot in slots:
+        check_slot(slot)
+    return list(dict.fromkeys(slots))
+
+
+def check_expiry(retention_seconds: int) -> None:
+    if not isinstance(retention_seconds, int) or retention_seconds < 0:
+        raise ConfigError("retention_seconds must be a non-negative integer")
+
+
+def not_open() -> StoreUnavailable:
+    return StoreUnavailable("the relay store is not open; call open() before using it")

@@ -1,0 +1,552 @@
+"""The embedded relay store: one SQLite file, durable group commit.
+
+Writes go through one thread that owns the only write connection. It takes
+every request waiting in its queue, applies them all in one transaction (one
+``fsync``) and only then resolves each caller's future, so a deposit returns
+only once its transaction is on disk and many concurrent deposits share one
+``fsync``. Reads run on a small pool of separate connections in worker threads;
+neither path ever blocks the event loop.
+
+Pragmas, and why each is safe
+-----------------------------
+``journal_mode=WAL``
+    Commits append to the write-ahead log; readers keep reading the last
+    committed state while the writer works, so fetches never wait for deposits.
+    After a crash SQLite replays only complete, checksummed commits from the
+    log, so a half-written transaction simply vanishes. WAL needs shared memory
+    between connections: keep the database on a local filesystem, not NFS/SMB.
+``synchronous=FULL``
+    In WAL mode SQLite then ``fsync``\\ s the log at every commit. With the
+    default ``NORMAL`` a power loss could undo the last commits, which would
+    lose deposits we already acknowledged. Group commit pays for the ``fsync``.
+``fullfsync=ON``
+    On macOS a plain ``fsync`` does not flush the drive's cache; this makes
+    SQLite use ``F_FULLFSYNC``. Ignored elsewhere.
+``busy_timeout``
+    Another process (a backup, a second relay, an admin tool) may hold the lock
+    briefly; we wait up to this long, then report :class:`StoreUnavailable`
+    rather than hang. Nothing is acknowledged in that case.
+``foreign_keys=ON``
+    A cell can never belong to a tenant that does not exist.
+``journal_size_limit``
+    After a burst, the log file is truncated back to this size at checkpoints
+    instead of keeping its peak size on disk. Only affects the file size.
+``max_page_count`` (only with ``max_db_bytes``)
+    A hard ceiling on the database size. Reaching it behaves exactly like a full
+    disk: the transaction is rolled back and nothing in it is acknowledged.
+``query_only=ON`` (read connections)
+    The read pool cannot write even by mistake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+from backchannel.errors import (
+    ConfigError,
+    QuotaExceeded,
+    SlotConflict,
+    StoreUnavailable,
+    TenantExists,
+    UnknownTenant,
+)
+from backchannel.protocol.constants import CELL_SIZE
+from backchannel.store import _common, _migrations
+from backchannel.store._sqlite_errors import translate
+from backchannel.store.relay_store import DepositResult, TenantRecord
+
+T = TypeVar("T")
+_Work = Callable[[sqlite3.Connection], Any]
+
+#: ``PRAGMA application_id`` of our database files ("BCHR").
+APPLICATION_ID = 0x42434852
+#: Most rows one ``expire`` transaction deletes, so deposits interleave with it.
+_EXPIRE_CHUNK = 5000
+#: Most slots in one SQL ``IN (...)`` list.
+_IN_CHUNK = 500
+
+
+class _Job:
+    __slots__ = ("future", "work")
+
+    def __init__(self, work: _Work) -> None:
+        self.work = work
+        self.future: cf.Future[Any] = cf.Future()
+
+
+class SQLiteRelayStore:
+    """:class:`~backchannel.store.relay_store.RelayStore` on one SQLite file.
+
+    ``path`` is the database file; its directory must exist. ``readers`` is the
+    size of the read pool; ``max_batch`` bounds one group commit;
+    ``max_db_bytes`` caps the file size (reaching it acts like a full disk).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readers: int = 4,
+        busy_timeout_ms: int = 5000,
+        max_batch: int = 1024,
+        max_db_bytes: int | None = None,
+        cell_size: int = CELL_SIZE,
+    ) -> None:
+        if readers < 1 or max_batch < 1 or busy_timeout_ms < 0:
+            raise ConfigError("readers and max_batch must be >= 1, busy_timeout_ms >= 0")
+        if max_db_bytes is not None and max_db_bytes <= 0:
+            raise ConfigError("max_db_bytes must be positive when given")
+        self._path = os.fspath(path)
+        self._readers = readers
+        self._busy_timeout_ms = busy_timeout_ms
+        self._max_batch = max_batch
+        self._max_db_bytes = max_db_bytes
+        self._cell_size = _common.check_cell_size(cell_size)
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._executor: cf.ThreadPoolExecutor | None = None
+        self._read_conns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_read_conns: list[sqlite3.Connection] = []
+        self._accepting = False
+        self._transactions = 0
+        self._writes = 0
+
+    @property
+    def stats(self) -> _common.GroupCommitStats:
+        """How many writes shared each ``fsync`` so far (group commit at work)."""
+        return _common.GroupCommitStats(self._transactions, self._writes, self._queue.qsize())
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the file (creating it if absent), apply migrations, start threads."""
+        if self._writer is not None:
+            return
+        ready: cf.Future[None] = cf.Future()
+        self._queue = queue.SimpleQueue()
+        writer = threading.Thread(
+            target=self._writer_main, args=(ready,), name="backchannel-sqlite-writer", daemon=True
+        )
+        writer.start()
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            await asyncio.to_thread(writer.join)
+            raise
+        self._writer = writer
+        self._executor = cf.ThreadPoolExecutor(
+            max_workers=self._readers, thread_name_prefix="backchannel-sqlite-reader"
+        )
+        try:
+            loop = asyncio.get_running_loop()
+            for _ in range(self._readers):
+                conn = await loop.run_in_executor(self._executor, self._connect_reader)
+                self._all_read_conns.append(conn)
+                self._read_conns.put(conn)
+        except BaseException:
+            await self._shutdown()
+            raise
+        self._accepting = True
+
+    async def close(self) -> None:
+        """Finish every write already submitted, then release the file."""
+        if self._writer is None:
+            return
+        self._accepting = False
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        writer, executor = self._writer, self._executor
+        self._writer = self._executor = None
+        if writer is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(writer.join)
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, True)
+        for conn in self._all_read_conns:
+            conn.close()
+        self._all_read_conns.clear()
+        self._read_conns = queue.SimpleQueue()
+
+    # -- connections -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path,
+            timeout=self._busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            # Only reads until the file is known to be ours: a damaged file or
+            # another application's database is refused before we write to it
+            # (even switching the journal mode rewrites the header).
+            _check_ours(conn)
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise StoreUnavailable(
+                    "the relay database cannot use write-ahead logging here; "
+                    "move it to a local filesystem"
+                )
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA fullfsync = ON")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+            _apply_migrations(conn)
+            if self._max_db_bytes is not None:
+                page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+                pages = max(1, self._max_db_bytes // page_size)
+                conn.execute(f"PRAGMA max_page_count = {pages}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        try:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            raise translate(exc) from None
+        return conn
+
+    # -- the writer thread ---------------------------------------------------
+
+    def _writer_main(self, ready: cf.Future[None]) -> None:
+        try:
+            conn = self._connect_writer()
+        except sqlite3.Error as exc:
+            ready.set_exception(translate(exc))
+            return
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            stop = False
+            while not stop:
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < self._max_batch:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    batch.append(job)
+                self._run_batch(conn, batch)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        # A caller cancelled before we started is dropped; once running, a
+        # future can no longer be cancelled, so every result below is delivered.
+        pending = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        try:
+            while pending:
+                pending = self._commit(conn, pending)
+        except BaseException as exc:  # a bug: never leave a caller waiting
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            failure = StoreUnavailable("the relay store's writer failed; restart the relay")
+            for job in pending:
+                if not job.future.done():
+                    job.future.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
+
+    def _commit(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Job]:
+        """Run ``jobs`` in one transaction; return the jobs to run again, if any."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            _fail(jobs, translate(exc))
+            return []
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        for index, job in enumerate(jobs):
+            conn.execute("SAVEPOINT job")
+            try:
+                result = job.work(conn)
+            except sqlite3.Error as exc:
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back (disk full, I/O
+                    # error): the earlier jobs' work is gone, so run them again.
+                    job.future.set_exception(translate(exc))
+                    return [done for done, _, _ in outcomes] + jobs[index + 1 :]
+                _rollback_savepoint(conn)
+                outcomes.append((job, None, translate(exc)))
+            except Exception as exc:  # a refusal such as SlotConflict; nothing written
+                _rollback_savepoint(conn)
+                outcomes.append((job, None, exc))
+            else:
+                conn.execute("RELEASE job")
+                outcomes.append((job, result, None))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            _fail(jobs, translate(exc))
+            return []
+        self._transactions += 1
+        self._writes += len(outcomes)
+        for job, result, error in outcomes:
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
+        return []
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._accepting:
+            raise _common.not_open()
+        job = _Job(work)
+        self._queue.put(job)
+        return cast(T, await asyncio.wrap_future(job.future))
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        executor = self._executor
+        if not self._accepting or executor is None:
+            raise _common.not_open()
+        return await asyncio.get_running_loop().run_in_executor(executor, self._run_read, work)
+
+    def _run_read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._read_conns.get()
+        try:
+            return work(conn)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise translate(exc) from None
+        finally:
+            self._read_conns.put(conn)
+
+    # -- the RelayStore interface -----------------------------------------
+
+    async def create_tenant(
+        self, tenant_id: str, credential_hash: bytes, quota_cells: int, now: int
+    ) -> TenantRecord:
+        _common.check_new_tenant(tenant_id, credential_hash, quota_cells)
+
+        def work(conn: sqlite3.Connection) -> TenantRecord:
+            taken = conn.execute("SELECT 1 FROM tenants WHERE tenant_id = ?", (tenant_id,))
+            if taken.fetchone() is not None:
+                raise TenantExists("that tenant id is already registered; choose another")
+            conn.execute(
+                "INSERT INTO tenants (tenant_id, credential_hash, quota_cells, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (tenant_id, credential_hash, quota_cells, now),
+            )
+            return TenantRecord(tenant_id, credential_hash, quota_cells, now)
+
+        return await self._write(work)
+
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        _common.check_tenant_id(tenant_id)
+
+        def work(conn: sqlite3.Connection) -> TenantRecord | None:
+            row = conn.execute(
+                "SELECT credential_hash, quota_cells, created_at FROM tenants WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            return TenantRecord(tenant_id, bytes(row[0]), int(row[1]), int(row[2]))
+
+        return await self._read(work)
+
+    async def deposit(self, tenant_id: str, slot: bytes, cell: bytes, now: int) -> DepositResult:
+        _common.check_tenant_id(tenant_id)
+        _common.check_slot(slot)
+        _common.check_cell(cell, self._cell_size)
+        cell_id = _common.cell_id_of(cell)
+
+        def work(conn: sqlite3.Connection) -> DepositResult:
+            tenant = conn.execute(
+                "SELECT quota_cells, cell_count FROM tenants WHERE tenant_id = ?", (tenant_id,)
+            ).fetchone()
+            if tenant is None:
+                raise UnknownTenant("no such tenant is registered on this relay")
+            existing = conn.execute(
+                "SELECT cell_id FROM cells WHERE tenant_id = ? AND slot = ?", (tenant_id, slot)
+            ).fetchone()
+            if existing is not None:
+                if bytes(existing[0]) == cell_id:
+                    return DepositResult(cell_id, created=False)
+                raise SlotConflict("a different cell already occupies that slot")
+            if tenant[1] >= tenant[0]:
+                raise QuotaExceeded("the tenant's cell quota is used up; fetch and ack, then retry")
+            conn.execute(
+                "INSERT INTO cells (tenant_id, slot, cell_id, cell, deposited_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (tenant_id, slot, cell_id, cell, now),
+            )
+            return DepositResult(cell_id, created=True)
+
+        return await self._write(work)
+
+    async def fetch(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, bytes]:
+        _common.check_tenant_id(tenant_id)
+        wanted = _common.check_slots(slots)
+        if not wanted:
+            return {}
+
+        def work(conn: sqlite3.Connection) -> dict[bytes, bytes]:
+            found: dict[bytes, bytes] = {}
+            conn.execute("BEGIN")  # one snapshot across the chunks
+            try:
+                for chunk in _chunks(wanted):
+                    marks = ",".join("?" * len(chunk))
+                    rows = conn.execute(
+                        f"SELECT slot, cell FROM cells WHERE tenant_id = ? AND slot IN ({marks})",  # noqa: S608
+                        (tenant_id, *chunk),
+                    )
+                    found.update((bytes(slot), bytes(cell)) for slot, cell in rows)
+            finally:
+                conn.execute("COMMIT")
+            return {slot: found[slot] for slot in wanted if slot in found}
+
+        return await self._read(work)
+
+    async def ack(self, tenant_id: str, slots: Sequence[bytes], now: int) -> int:
+        _common.check_tenant_id(tenant_id)
+        wanted = _common.check_slots(slots)
+        if not wanted:
+            return 0
+
+        def work(conn: sqlite3.Connection) -> int:
+            removed = 0
+            for chunk in _chunks(wanted):
+                marks = ",".join("?" * len(chunk))
+                cursor = conn.execute(
+                    f"DELETE FROM cells WHERE tenant_id = ? AND slot IN ({marks})",  # noqa: S608
+                    (tenant_id, *chunk),
+                )
+                removed += cursor.rowcount
+            return removed
+
+        return await self._write(work)
+
+    async def expire(self, now: int, retention_seconds: int) -> int:
+        _common.check_expiry(retention_seconds)
+        cutoff = now - retention_seconds
+
+        def work(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM cells WHERE rowid IN"
+                " (SELECT rowid FROM cells WHERE deposited_at <= ? LIMIT ?)",
+                (cutoff, _EXPIRE_CHUNK),
+            )
+            return cursor.rowcount
+
+        removed = 0
+        while True:
+            count = await self._write(work)
+            removed += count
+            if count < _EXPIRE_CHUNK:
+                return removed
+
+    async def count_cells(self, tenant_id: str | None = None) -> int:
+        if tenant_id is not None:
+            _common.check_tenant_id(tenant_id)
+
+        def work(conn: sqlite3.Connection) -> int:
+            if tenant_id is None:
+                row = conn.execute("SELECT coalesce(sum(cell_count), 0) FROM tenants").fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT cell_count FROM tenants WHERE tenant_id = ?", (tenant_id,)
+                ).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._read(work)
+
+
+def _chunks(slots: list[bytes]) -> list[list[bytes]]:
+    return [slots[i : i + _IN_CHUNK] for i in range(0, len(slots), _IN_CHUNK)]
+
+
+def _fail(jobs: list[_Job], error: BaseException) -> None:
+    for job in jobs:
+        job.future.set_exception(error)
+
+
+def _rollback_savepoint(conn: sqlite3.Connection) -> None:
+    conn.execute("ROLLBACK TO job")
+    conn.execute("RELEASE job")
+
+
+def _check_ours(conn: sqlite3.Connection) -> None:
+    """Refuse a database that another application created (reads only)."""
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    if app_id not in (0, APPLICATION_ID) or (tables and "schema_version" not in tables):
+        raise StoreUnavailable(
+            "that file is an SQLite database of another application; it was left "
+            "untouched: point the relay at a new or a Backchannel database file"
+        )
+
+
+def _apply_migrations(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to date, one transaction per migration."""
+    migrations = _migrations.load("sqlite")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _check_ours(conn)  # again, now under the write lock
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if "schema_version" not in tables:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    for migration in migrations:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = int(
+                conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            )
+            if current > len(migrations):
+                raise StoreUnavailable(
+                    "the relay database was written by a newer Backchannel; upgrade the relay"
+                )
+            if current < migration.version:
+                for statement in _migrations.split_sqlite(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at)"
+                    " VALUES (?, ?, CAST(strftime('%s', 'now') AS INTEGER))",
+                    (migration.version, migration.name),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,55 @@
+"""PostgreSQL-only behaviour: unreachable servers and wrong schemas fail clearly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from backchannel.errors import StoreUnavailable
+from backchannel.store.postgres import PostgresRelayStore
+
+from .conftest import dsn_with_schema, require_pg
+from .helpers import CRED, cell, slot
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_unreachable_server_gives_store_unavailable_without_the_password() -> None:
+    store = PostgresRelayStore("postgresql://relay:hunter2@127.0.0.1:1/test", connect_timeout=1)
+    with pytest.raises(StoreUnavailable) as caught:
+        await store.open()
+    assert "hunter2" not in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+async def test_missing_schema_is_named_as_the_problem() -> None:
+    require_pg()
+    store = PostgresRelayStore(dsn_with_schema("bc_test_no_such_schema"), connect_timeout=5)
+    with pytest.raises(StoreUnavailable, match="search_path"):
+        await store.open()
+
+
+async def test_deposits_waiting_on_a_lock_share_one_transaction(pg_dsn: str) -> None:
+    store = PostgresRelayStore(pg_dsn)
+    await store.open()
+    try:
+        await store.create_tenant("a", CRED, 1000, now=0)
+        other = psycopg.connect(pg_dsn)
+        # Another relay process holds the tenant's row: our deposits must wait.
+        other.execute("SELECT 1 FROM tenants WHERE tenant_id = 'a' FOR UPDATE")
+        tasks = [
+            asyncio.create_task(store.deposit("a", slot(n), cell(n), now=1)) for n in range(200)
+        ]
+        await asyncio.sleep(0.2)
+        assert not any(t.done() for t in tasks)
+        other.rollback()
+        other.close()
+        results = await asyncio.gather(*tasks)
+        assert all(r.created for r in results)
+        assert store.stats.writes == 200
+        assert store.stats.transactions <= 2
+        assert await store.count_cells("a") == 200
+    finally:
+        await store.close()
