@@ -1,0 +1,309 @@
+"""The client side of the relay API (``docs/spec/relay-api.md``), over httpx.
+
+Errors from httpx are translated here: a relay that cannot be reached (or keeps
+answering 5xx) raises :class:`~backchannel.errors.RelayUnavailable`; a refusal
+raises :class:`RelayRefusal`, a :class:`~backchannel.errors.RelayRefused`
+carrying the HTTP status. Messages are one line and never hold a slot address,
+a credential or cell bytes.
+
+Connection errors, 429 and 5xx answers are retried with exponential backoff and
+full jitter, a bounded number of times. Every call here is safe to retry:
+deposits are idempotent (the same cell at the same slot answers
+``created=False``), fetch and get only read, and ack of an absent cell is a
+no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import random
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from backchannel.errors import RelayRefused, RelayUnavailable
+
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_MAX_MESSAGE = 200
+
+
+class RelayRefusal(RelayRefused):
+    """The relay refused a request; ``status`` is the HTTP status code."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class DepositReceipt:
+    #: SHA-256 of the cell, as the relay computed it (checked by the client).
+    cell_id: bytes
+    #: False when the relay already held this cell (a retry).
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RelayInfo:
+    cell_size: int
+    version: str
+    max_batch: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """At most ``attempts`` tries; waits ``base * 2**n`` seconds (capped), fully jittered."""
+
+    attempts: int = 5
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"
+
+
+class RelayClient:
+    """An async client for one relay, optionally bound to one tenant.
+
+    Use as an async context manager, or call :meth:`aclose`. ``transport``
+    lets tests talk to an app in-process (``httpx.ASGITransport(app)``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        tenant_id: str | None = None,
+        credential: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self._credential = credential
+        self._retry = retry or RetryPolicy()
+        self._rng = rng or random.SystemRandom()
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout)
+        self._host = httpx.URL(base_url).host or "the relay"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- transport ---------------------------------------------------------
+
+    async def _request(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        *,
+        ok: Iterable[int] = (200,),
+        auth: str | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        headers: dict[str, str] = {}
+        if auth is not None:
+            headers["Authorization"] = f"Bearer {auth}"
+        if content is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        ok = frozenset(ok)
+        attempts = max(1, self._retry.attempts)
+        for attempt in range(attempts):
+            last_try = attempt == attempts - 1
+            try:
+                response = await self._http.request(
+                    method, path, headers=headers, json=json, content=content
+                )
+            except httpx.TransportError as e:
+                if last_try:
+                    raise RelayUnavailable(
+                        f"cannot {what}: {self._host} is unreachable "
+                        f"({type(e).__name__}); retry later"
+                    ) from None
+                await self._sleep(self._retry.delay(attempt, self._rng))
+                continue
+            if response.status_code in ok:
+                return response
+            if response.status_code in _RETRY_STATUSES and not last_try:
+                await self._sleep(self._backoff(attempt, response))
+                continue
+            raise self._refusal(what, response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int, response: httpx.Response) -> float:
+        delay = self._retry.delay(attempt, self._rng)
+        retry_after = response.headers.get("retry-after", "")
+        if retry_after.isdigit():
+            delay = max(delay, min(float(retry_after), self._retry.max_delay))
+        return delay
+
+    def _refusal(self, what: str, response: httpx.Response) -> RelayRefused | RelayUnavailable:
+        status = response.status_code
+        try:
+            body = response.json()
+            reason = body["error"] if isinstance(body, dict) else None
+        except ValueError:
+            reason = None
+        detail = _one_line(reason) if isinstance(reason, str) else "no reason given"
+        message = f"cannot {what}: {self._host} answered HTTP {status}: {detail}"
+        if status in _RETRY_STATUSES:
+            return RelayUnavailable(message + "; retry later")
+        return RelayRefusal(message, status)
+
+    def _tenant(self, tenant_id: str | None = None) -> tuple[str, str]:
+        tenant = tenant_id or self.tenant_id
+        if tenant is None or self._credential is None:
+            raise RelayRefusal(
+                "this client has no tenant credential; pass tenant_id and "
+                "credential to RelayClient",
+                0,
+            )
+        return tenant, self._credential
+
+    def _malformed(self, what: str, status: int) -> RelayRefusal:
+        return RelayRefusal(
+            f"cannot {what}: {self._host} answered with a malformed body; "
+            "check that the URL points to a Backchannel relay",
+            status,
+        )
+
+    async def _json(self, what: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        response = await self._request(what, method, path, **kw)
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            raise self._malformed(what, response.status_code) from None
+
+    # -- API ---------------------------------------------------------------
+
+    async def info(self) -> RelayInfo:
+        what = "read the relay's info"
+        status, body = await self._json(what, "GET", "/v1/info")
+        try:
+            return RelayInfo(int(body["cell_size"]), str(body["version"]), int(body["max_batch"]))
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed(what, status) from None
+
+    async def register_tenant(
+        self,
+        tenant_id: str,
+        credential: str,
+        *,
+        quota_cells: int | None = None,
+        operator_token: str | None = None,
+    ) -> int:
+        """Register a tenant; return its quota in cells.
+
+        A retry after a lost answer can meet 409 (the first attempt did register).
+        """
+        what = "register the tenant"
+        payload: dict[str, Any] = {"tenant_id": tenant_id, "credential": credential}
+        if quota_cells is not None:
+            payload["quota_cells"] = quota_cells
+        status, body = await self._json(
+            what, "POST", "/v1/tenants", ok=(201,), auth=operator_token, json=payload
+        )
+        try:
+            return int(body["quota_cells"])
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed(what, status) from None
+
+    async def deposit(self, tenant_id: str, slot: bytes, cell: bytes) -> DepositReceipt:
+        """Deposit ``cell`` at ``slot`` of ``tenant_id``; return once the relay holds it durably."""
+        what = "deposit a cell"
+        status, body = await self._json(
+            what,
+            "PUT",
+            f"/v1/tenants/{tenant_id}/slots/{slot.hex()}",
+            ok=(200, 201),
+            content=cell,
+        )
+        try:
+            cell_id, created = bytes.fromhex(body["cell_id"]), body["created"]
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed(what, status) from None
+        if cell_id != hashlib.sha256(cell).digest() or not isinstance(created, bool):
+            raise RelayRefusal(
+                f"cannot {what}: {self._host} acknowledged a different cell; "
+                "do not trust this relay's acknowledgements",
+                status,
+            )
+        return DepositReceipt(cell_id, created)
+
+    async def get(self, slot: bytes) -> bytes | None:
+        """The cell at ``slot`` of this client's tenant, or None if there is none yet."""
+        tenant, credential = self._tenant()
+        response = await self._request(
+            "read a cell",
+            "GET",
+            f"/v1/tenants/{tenant}/slots/{slot.hex()}",
+            ok=(200, 404),
+            auth=credential,
+        )
+        if response.status_code == 404:
+            return None
+        return response.content
+
+    async def fetch(self, slots: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The cells present at ``slots`` (absent ones are left out)."""
+        what = "fetch cells"
+        tenant, credential = self._tenant()
+        status, body = await self._json(
+            what,
+            "POST",
+            f"/v1/tenants/{tenant}/fetch",
+            auth=credential,
+            json={"slots": [s.hex() for s in slots]},
+        )
+        try:
+            cells: Mapping[str, str] = body["cells"]
+            return {bytes.fromhex(k): base64.b64decode(v, validate=True) for k, v in cells.items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._malformed(what, status) from None
+
+    async def ack(self, slots: Iterable[bytes]) -> int:
+        """Delete the cells at ``slots``; return how many the relay removed."""
+        what = "acknowledge cells"
+        tenant, credential = self._tenant()
+        status, body = await self._json(
+            what,
+            "POST",
+            f"/v1/tenants/{tenant}/ack",
+            auth=credential,
+            json={"slots": [s.hex() for s in slots]},
+        )
+        try:
+            return int(body["removed"])
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed(what, status) from None
+
+
+def new_credential() -> str:
+    """A fresh tenant credential: base64url of 32 random bytes, unpadded."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()

@@ -1,0 +1,182 @@
+"""The relay as an ASGI application: :func:`create_app`.
+
+Nothing happens at import time. ``create_app`` builds a Starlette app around
+one :class:`~backchannel.relay.service.RelayService`; its lifespan opens the
+store, runs the expiry task, and on shutdown (after the server has let
+in-flight requests finish) stops the task and closes the store, which drains
+any pending group commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backchannel.errors import StoreUnavailable
+from backchannel.relay.openapi import openapi_document
+from backchannel.relay.requests import HTTPRefusal
+from backchannel.relay.service import RelayService, error
+from backchannel.relay.settings import RelaySettings
+from backchannel.relay.slots import SlotEndpoint, split_slot_path
+from backchannel.store.relay_store import RelayStore
+
+log = logging.getLogger("backchannel.relay")
+access_log = logging.getLogger("backchannel.relay.access")
+
+_HTTP_MESSAGES = {
+    404: "no such endpoint; see /openapi.json",
+    405: "this endpoint does not accept that method; see /openapi.json",
+}
+
+
+class _Gate:
+    """Per-client-address rate limit, metrics and a path-free access log.
+
+    It sits outside routing so that requests to unknown paths are limited too.
+    The access log names the route, never the path (which holds the slot).
+    """
+
+    def __init__(self, app: ASGIApp, service: RelayService, slots: SlotEndpoint) -> None:
+        self.app = app
+        self.service = service
+        self.slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        service = self.service
+        started = time.perf_counter()
+        client = scope.get("client")
+        wait = service.ip_limits.take(client[0] if client else "")
+        if wait:
+            service.metrics.rate_limited.labels("ip").inc()
+            response = error(
+                429,
+                "too many requests from this address; retry after the Retry-After delay",
+                {"Retry-After": str(max(1, round(wait)))},
+            )
+            await response(scope, receive, send)
+            service.metrics.request_done("rate_limited", 429, time.perf_counter() - started)
+            return
+        method = scope["method"]
+        if (method == "PUT" or method == "GET") and split_slot_path(scope["path"]):
+            # The hot path: straight to the slot endpoint, which counts itself.
+            await self.slots(scope, receive, send)
+            return
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            endpoint = scope.get("endpoint")
+            route = getattr(endpoint, "__name__", "unmatched")
+            elapsed = time.perf_counter() - started
+            service.metrics.request_done(route, status, elapsed)
+            if access_log.isEnabledFor(logging.DEBUG):
+                access_log.debug("%s %s %d %.1fms", scope["method"], route, status, elapsed * 1000)
+
+
+async def _refusal(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPRefusal)
+    return error(exc.status, exc.message, exc.headers)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreUnavailable)
+    request.app.state.service.log_store_unavailable(exc)
+    return error(503, "the relay's store is unavailable; retry shortly", {"Retry-After": "1"})
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = _HTTP_MESSAGES.get(exc.status_code, "the request was refused")
+    return error(exc.status_code, message, dict(exc.headers or {}))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return error(500, "the relay failed to answer; retry, and tell its operator if it persists")
+
+
+def create_app(
+    settings: RelaySettings,
+    store: RelayStore | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """Build the relay app. Without ``store``, one is made from ``settings.store_url``.
+
+    The store is opened and closed by the app's lifespan.
+    """
+    if store is None:
+        from backchannel.store.factory import relay_store_from_url
+
+        store = relay_store_from_url(settings.store_url, cell_size=settings.cell_size)
+    service = RelayService(settings, store, clock)
+    slots = SlotEndpoint(service)
+    document = openapi_document(settings)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    # Endpoint names are the route labels in metrics and the access log.
+    routes = [
+        Route("/v1/tenants", service.register_tenant, methods=["POST"], name="register_tenant"),
+        # Normally reached through _Gate's fast path; listed so that other
+        # methods get 405 and the OpenAPI test sees the route.
+        Route("/v1/tenants/{tenant_id}/slots/{slot}", slots, methods=["PUT", "GET"]),
+        Route("/v1/tenants/{tenant_id}/fetch", service.fetch, methods=["POST"]),
+        Route("/v1/tenants/{tenant_id}/ack", service.ack, methods=["POST"]),
+        Route("/v1/info", service.info, methods=["GET"]),
+        Route("/healthz", service.healthz, methods=["GET"]),
+        Route("/readyz", service.readyz, methods=["GET"]),
+        Route("/metrics", service.metrics_endpoint, methods=["GET"], name="metrics"),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.store.open()
+        expiry = asyncio.create_task(service.expire_forever(), name="relay-expiry")
+        log.info("relay ready: cell size %d bytes", settings.cell_size)
+        try:
+            yield
+        finally:
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
+            # The server has finished in-flight requests by now; close() drains
+            # the store's pending commits before returning.
+            await service.store.close()
+            log.info("relay stopped")
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_Gate, service=service, slots=slots)],
+        exception_handlers={
+            HTTPRefusal: _refusal,
+            StoreUnavailable: _store_unavailable,
+            HTTPException: _http_exception,
+            500: _server_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app

@@ -1,0 +1,279 @@
+"""The relay's endpoints: tenants, deposit, fetch, get, ack, info and probes.
+
+One :class:`RelayService` per app holds the settings, the store, the rate
+limiters, a cache of tenant records and the metrics; it has no module-level
+state. The store only ever sees times already coarsened to
+``settings.time_granularity_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from backchannel import __version__
+from backchannel.errors import (
+    QuotaExceeded,
+    SlotConflict,
+    StoreError,
+    StoreUnavailable,
+    TenantExists,
+    UnknownTenant,
+)
+from backchannel.relay.metrics import CONTENT_TYPE_LATEST, RelayMetrics
+from backchannel.relay.ratelimit import TokenBuckets
+from backchannel.relay.requests import (
+    HTTPRefusal,
+    bearer_token,
+    check_slot,
+    decode_credential,
+    is_tenant_id,
+    read_json_object,
+    slot_list,
+)
+from backchannel.relay.settings import RelaySettings
+from backchannel.store.relay_store import DepositResult, RelayStore, TenantRecord
+
+log = logging.getLogger("backchannel.relay")
+
+#: Compared against when the tenant is unknown, so that an unknown tenant and a
+#: wrong credential take the same path and the same time.
+_NO_TENANT_HASH = hashlib.sha256(b"backchannel relay: no such tenant").digest()
+#: An id no tenant can have (underscores are not allowed), used by /readyz.
+_PROBE_TENANT = "_readyz_probe_"
+_NO_STORE = {"Cache-Control": "no-store"}
+_NO_TENANT = "no such tenant on this relay; check the tenant id"
+_UNAUTHORIZED = "present this tenant's credential as 'Authorization: Bearer <credential>'"
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class RelayService:
+    def __init__(
+        self, settings: RelaySettings, store: RelayStore, clock: Callable[[], float]
+    ) -> None:
+        s = settings
+        self.settings = s
+        self.store = store
+        self.clock = clock
+        self.metrics = RelayMetrics()
+        self.ip_limits = TokenBuckets(s.ip_rate, s.ip_burst, s.rate_limit_buckets, clock)
+        self.tenant_limits = TokenBuckets(
+            s.tenant_rate, s.tenant_burst, s.rate_limit_buckets, clock
+        )
+        self._tenants: OrderedDict[str, TenantRecord] = OrderedDict()
+        self._operator_hash = (
+            hashlib.sha256(s.operator_token.encode()).digest() if s.operator_token else None
+        )
+
+    # -- helpers -----------------------------------------------------------
+
+    def coarse_now(self) -> int:
+        """The current time rounded down, so the store never holds exact times."""
+        g = self.settings.time_granularity_seconds
+        return int(self.clock()) // g * g
+
+    async def tenant(self, tenant_id: str) -> TenantRecord | None:
+        """The tenant's record; positive answers are cached (tenants are never deleted)."""
+        record = self._tenants.get(tenant_id)
+        if record is not None:
+            self._tenants.move_to_end(tenant_id)
+            return record
+        if not is_tenant_id(tenant_id):
+            return None
+        record = await self.store.get_tenant(tenant_id)
+        if record is not None:
+            self._remember(record)
+        return record
+
+    def _remember(self, record: TenantRecord) -> None:
+        self._tenants[record.tenant_id] = record
+        if len(self._tenants) > self.settings.tenant_cache_size:
+            self._tenants.popitem(last=False)
+
+    def _limit_tenant(self, tenant_id: str) -> None:
+        wait = self.tenant_limits.take(tenant_id)
+        if wait:
+            self.metrics.rate_limited.labels("tenant").inc()
+            raise HTTPRefusal(
+                429,
+                "this tenant is sending too many requests; retry after the Retry-After delay",
+                {"Retry-After": str(max(1, round(wait)))},
+            )
+
+    async def authenticate(self, request: Request) -> TenantRecord:
+        return await self.authenticate_header(
+            request.path_params["tenant_id"], request.headers.get("authorization")
+        )
+
+    async def authenticate_header(self, tenant_id: str, authorization: str | None) -> TenantRecord:
+        """The tenant named in the path, if the bearer credential is its own.
+
+        Unknown tenant, missing credential and wrong credential all give the
+        same 401, so fetch cannot be used to learn which tenants exist.
+        """
+        record = await self.tenant(tenant_id)
+        token = bearer_token(authorization)
+        raw = decode_credential(token) if token is not None else None
+        given = hashlib.sha256(raw if raw is not None else b"").digest()
+        expected = record.credential_hash if record is not None else _NO_TENANT_HASH
+        ok = hmac.compare_digest(given, expected)
+        if not ok or record is None or raw is None:
+            raise HTTPRefusal(401, _UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        self._limit_tenant(record.tenant_id)
+        return record
+
+    def log_store_unavailable(self, exc: StoreUnavailable) -> None:
+        # Store messages never hold slots or cells (errors.py), so they may be logged.
+        log.warning("store unavailable: %s", exc)
+
+    # -- endpoints ---------------------------------------------------------
+
+    async def register_tenant(self, request: Request) -> Response:
+        s = self.settings
+        if not s.open_registration:
+            token = bearer_token(request.headers.get("authorization"))
+            if self._operator_hash is None:
+                raise HTTPRefusal(
+                    403,
+                    "registration is closed: the relay operator must set an operator token",
+                )
+            given = hashlib.sha256((token or "").encode()).digest()
+            if token is None or not hmac.compare_digest(given, self._operator_hash):
+                raise HTTPRefusal(
+                    401,
+                    "present the operator token as 'Authorization: Bearer <token>'",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+        body = await read_json_object(
+            request, s.body_limit, ("tenant_id", "credential"), ("quota_cells",)
+        )
+        tenant_id, credential = body["tenant_id"], body["credential"]
+        quota = body.get("quota_cells", s.default_quota_cells)
+        if not isinstance(tenant_id, str) or not is_tenant_id(tenant_id):
+            raise HTTPRefusal(400, "tenant_id must be 3 to 64 characters of a-z, 0-9 and '-'")
+        raw = decode_credential(credential) if isinstance(credential, str) else None
+        if raw is None:
+            raise HTTPRefusal(400, "credential must be the base64url encoding of 32 random bytes")
+        if isinstance(quota, bool) or not isinstance(quota, int):
+            raise HTTPRefusal(400, "quota_cells must be an integer")
+        if not 1 <= quota <= s.max_quota_cells:
+            raise HTTPRefusal(400, f"quota_cells must be between 1 and {s.max_quota_cells}")
+        try:
+            record = await self.store.create_tenant(
+                tenant_id, hashlib.sha256(raw).digest(), quota, self.coarse_now()
+            )
+        except TenantExists:
+            raise HTTPRefusal(409, "that tenant id is taken; choose another") from None
+        self._remember(record)
+        self.metrics.tenants_registered.inc()
+        return JSONResponse(
+            {"tenant_id": record.tenant_id, "quota_cells": record.quota_cells}, status_code=201
+        )
+
+    async def deposit(self, tenant_id: str, slot_text: str, body: bytes) -> DepositResult:
+        """Store one cell; the caller has read ``body`` within the body limit."""
+        s = self.settings
+        slot = check_slot(slot_text)
+        if len(body) != s.cell_size:
+            self.metrics.deposit_outcome("wrong_size")
+            raise HTTPRefusal(
+                400, f"a cell must be exactly {s.cell_size} bytes; this body had {len(body)}"
+            )
+        if await self.tenant(tenant_id) is None:
+            self.metrics.deposit_outcome("unknown_tenant")
+            raise HTTPRefusal(404, _NO_TENANT)
+        self._limit_tenant(tenant_id)
+        try:
+            result = await self.store.deposit(tenant_id, slot, body, self.coarse_now())
+        except SlotConflict:
+            self.metrics.deposit_outcome("conflict")
+            raise HTTPRefusal(
+                409, "a different cell already occupies this slot; derive a fresh slot"
+            ) from None
+        except QuotaExceeded:
+            self.metrics.deposit_outcome("quota")
+            raise HTTPRefusal(
+                507, "the tenant's quota is full; the recipient must fetch and ack first"
+            ) from None
+        except UnknownTenant:
+            self.metrics.deposit_outcome("unknown_tenant")
+            raise HTTPRefusal(404, _NO_TENANT) from None
+        self.metrics.deposit_outcome("created" if result.created else "duplicate")
+        return result
+
+    async def get_cell(self, tenant_id: str, slot_text: str, authorization: str | None) -> bytes:
+        record = await self.authenticate_header(tenant_id, authorization)
+        slot = check_slot(slot_text)
+        cell = (await self.store.fetch(record.tenant_id, [slot])).get(slot)
+        if cell is None:
+            raise HTTPRefusal(404, "no cell at this slot yet; try again next round")
+        self.metrics.cells_fetched.inc()
+        return cell
+
+    async def fetch(self, request: Request) -> Response:
+        record = await self.authenticate(request)
+        body = await read_json_object(request, self.settings.body_limit, ("slots",))
+        slots = slot_list(body, self.settings.max_batch)
+        cells = await self.store.fetch(record.tenant_id, slots) if slots else {}
+        self.metrics.cells_fetched.inc(len(cells))
+        encoded = {slot.hex(): base64.b64encode(cell).decode() for slot, cell in cells.items()}
+        return JSONResponse({"cells": encoded}, headers=_NO_STORE)
+
+    async def ack(self, request: Request) -> Response:
+        record = await self.authenticate(request)
+        body = await read_json_object(request, self.settings.body_limit, ("slots",))
+        slots = slot_list(body, self.settings.max_batch)
+        removed = await self.store.ack(record.tenant_id, slots, self.coarse_now()) if slots else 0
+        self.metrics.cells_acked.inc(removed)
+        return JSONResponse({"removed": removed})
+
+    async def info(self, request: Request) -> Response:
+        s = self.settings
+        return JSONResponse(
+            {"cell_size": s.cell_size, "version": __version__, "max_batch": s.max_batch}
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            await asyncio.wait_for(self.store.get_tenant(_PROBE_TENANT), timeout=5.0)
+        except (StoreError, OSError, TimeoutError):
+            return error(503, "the store cannot be reached; check the database", {})
+        return JSONResponse({"status": "ready"})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    # -- background expiry -------------------------------------------------
+
+    async def expire_once(self) -> int:
+        s = self.settings
+        removed = await self.store.expire(self.coarse_now(), s.retention_seconds)
+        self.metrics.cells_expired.inc(removed)
+        if removed:
+            log.info("expired %d cells older than %d seconds", removed, s.retention_seconds)
+        self.metrics.cells_stored.set(await self.store.count_cells())
+        return removed
+
+    async def expire_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.expire_interval_seconds)
+            try:
+                await self.expire_once()
+            except StoreUnavailable as e:
+                log.warning("expiry skipped: the store is unavailable (%s)", e)
+            except StoreError as e:
+                log.warning("expiry failed: %s", type(e).__name__)

@@ -1,0 +1,199 @@
+"""The relay's settings: frozen data, resolved once at start-up.
+
+Sources, in increasing precedence: the defaults below, a TOML file, environment
+variables ``BACKCHANNEL_RELAY_<FIELD>`` (upper-case field name; the data
+directory is ``BACKCHANNEL_RELAY_DATA``), then command-line flags. Nothing here
+reads the environment at import time: :func:`resolve_settings` is called once
+by the command line (or by a test) and the result is passed to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backchannel.errors import ConfigError
+from backchannel.protocol.constants import CELL_SIZE
+
+ENV_PREFIX = "BACKCHANNEL_RELAY_"
+#: Environment variable naming the data directory (the one exception to the
+#: ``BACKCHANNEL_RELAY_<FIELD>`` rule, kept short because people type it).
+ENV_DATA_DIR = "BACKCHANNEL_RELAY_DATA"
+#: Environment variable naming a TOML settings file.
+ENV_CONFIG = "BACKCHANNEL_RELAY_CONFIG"
+DEFAULT_DATA_DIR = Path("~/.local/share/backchannel/relay")
+DEFAULT_PORT = 8470
+
+
+def _secret(default: str | None = None) -> Any:
+    # repr=False keeps the token out of tracebacks and log lines that print settings.
+    return field(default=default, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """Everything the relay needs to know, fixed for the life of the process."""
+
+    #: Where the store lives: ``sqlite:///<path>`` or ``postgresql://...``.
+    #: Empty means the embedded SQLite database ``<data_dir>/relay.db``.
+    db_url: str = ""
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    #: Every deposited cell has exactly this many bytes.
+    cell_size: int = CELL_SIZE
+    #: Cells older than this are deleted by the expiry task.
+    retention_seconds: int = 7 * 24 * 3600
+    #: How often the expiry task runs.
+    expire_interval_seconds: float = 60.0
+    #: Times handed to the store are rounded down to a multiple of this.
+    time_granularity_seconds: int = 60
+    #: Bearer token that authorises tenant registration; None disables it
+    #: unless ``open_registration`` is set.
+    operator_token: str | None = _secret()
+    #: Anyone may register a tenant (demos and tests only).
+    open_registration: bool = False
+    default_quota_cells: int = 100_000
+    max_quota_cells: int = 10_000_000
+    #: Most slots in one fetch or ack request.
+    max_batch: int = 256
+    #: Largest request body accepted, in bytes; larger bodies get 413 unread.
+    body_limit: int = 64 * 1024
+    #: Token-bucket rates in requests per second (0 disables that limit).
+    ip_rate: float = 200.0
+    ip_burst: int = 1000
+    tenant_rate: float = 500.0
+    tenant_burst: int = 2000
+    #: Most rate-limit buckets kept per scope; the least recently used go first.
+    rate_limit_buckets: int = 10_000
+    #: Most tenant records cached in memory (tenants are never deleted).
+    tenant_cache_size: int = 10_000
+    #: Most requests served at once; more get 503 from the server.
+    max_concurrency: int = 2048
+    #: Seconds the server waits for in-flight requests on shutdown.
+    graceful_shutdown_seconds: float = 30.0
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.cell_size > 0, "cell_size must be positive"),
+            (self.body_limit >= self.cell_size, "body_limit must be at least cell_size"),
+            (0 < self.port < 65536, "port must be between 1 and 65535"),
+            (self.retention_seconds > 0, "retention_seconds must be positive"),
+            (self.expire_interval_seconds > 0, "expire_interval_seconds must be positive"),
+            (self.time_granularity_seconds > 0, "time_granularity_seconds must be positive"),
+            (
+                0 < self.default_quota_cells <= self.max_quota_cells,
+                "default_quota_cells must be positive and at most max_quota_cells",
+            ),
+            (self.max_batch > 0, "max_batch must be positive"),
+            (self.ip_rate >= 0 and self.tenant_rate >= 0, "rates must not be negative"),
+            (self.ip_burst > 0 and self.tenant_burst > 0, "bursts must be positive"),
+            (self.rate_limit_buckets > 0, "rate_limit_buckets must be positive"),
+            (self.tenant_cache_size > 0, "tenant_cache_size must be positive"),
+            (self.max_concurrency > 0, "max_concurrency must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"invalid relay setting: {message}")
+
+    @property
+    def store_url(self) -> str:
+        """The database URL, with the embedded SQLite default filled in."""
+        if self.db_url:
+            return self.db_url
+        # sqlite:// + "/abs/path" gives sqlite:///abs/path.
+        return f"sqlite://{self.data_dir.expanduser() / 'relay.db'}"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RelaySettings)}
+
+
+def _coerce(name: str, raw: object) -> object:
+    """Turn a TOML, environment or flag value into the field's type."""
+    kind = _FIELDS[name].type
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(text)
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(str(raw))
+        if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(str(raw))
+        if kind == "Path":
+            return Path(str(raw)).expanduser()
+        if kind == "str | None":
+            return None if raw is None else str(raw)
+        return str(raw)
+    except ValueError:
+        raise ConfigError(f"relay setting {name} has an invalid value; expected {kind}") from None
+
+
+def _from_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.expanduser().open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read relay settings file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"relay settings file {path} is not valid TOML: {e}") from None
+    # Accept either top-level keys or a [relay] table.
+    table = data.get("relay", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"relay settings file {path}: [relay] must be a table")
+    unknown = sorted(set(table) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"relay settings file {path}: unknown keys {', '.join(unknown)}")
+    return {k: _coerce(k, v) for k, v in table.items()}
+
+
+def _env_name(name: str) -> str:
+    return ENV_DATA_DIR if name == "data_dir" else ENV_PREFIX + name.upper()
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, object]:
+    return {name: _coerce(name, env[_env_name(name)]) for name in _FIELDS if _env_name(name) in env}
+
+
+def resolve_settings(
+    flags: Mapping[str, object] | None = None,
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RelaySettings:
+    """Merge defaults, TOML file, environment and flags (``None`` flags are unset).
+
+    ``config_file`` falls back to ``$BACKCHANNEL_RELAY_CONFIG``; ``env`` to
+    ``os.environ``.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    if config_file is None and env.get(ENV_CONFIG):
+        config_file = Path(env[ENV_CONFIG])
+    if config_file is not None:
+        values.update(_from_toml(config_file))
+    values.update(_from_env(env))
+    for name, raw in (flags or {}).items():
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown relay setting {name}")
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    try:
+        return RelaySettings(**values)  # type: ignore[arg-type]
+    except TypeError as e:
+        raise ConfigError(f"invalid relay settings: {e}") from None

@@ -1,0 +1,171 @@
+"""Start real relay processes (``python -m backchannel.relay serve``) for tests.
+
+Only 127.0.0.1 is used. PostgreSQL tests get a fresh schema per run through
+``options=-csearch_path=...`` in the URL, and drop it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+PG_BASE = "postgresql://127.0.0.1:5432/test"
+OPERATOR = "relay-test-operator"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS line")
+
+
+class RelayProcess:
+    def __init__(self, db_url: str, extra_env: Mapping[str, str] | None = None) -> None:
+        self.db_url = db_url
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p
+        )
+        env.update(
+            {
+                "BACKCHANNEL_RELAY_OPERATOR_TOKEN": OPERATOR,
+                "BACKCHANNEL_RELAY_IP_RATE": "0",
+                "BACKCHANNEL_RELAY_TENANT_RATE": "0",
+                "BACKCHANNEL_RELAY_LOG_LEVEL": "warning",
+            }
+        )
+        env.update(extra_env or {})
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> RelayProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "backchannel.relay",
+            "serve",
+            "--db",
+            self.db_url,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        self.proc = subprocess.Popen(
+            cmd, env=self.env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"relay exited with {self.proc.returncode}: {err[-2000:]}")
+            try:
+                if httpx.get(self.base_url + "/readyz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError("relay did not become ready in time")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait for a graceful exit; return the exit status.
+
+        uvicorn re-raises the signal once its graceful shutdown (and our lifespan
+        shutdown) is over, so a clean stop exits with -SIGTERM; a hang ends in
+        SIGKILL (-9).
+        """
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        return self.proc.returncode
+
+    def stopped_cleanly(self) -> bool:
+        return self.stop() in (0, -signal.SIGTERM)
+
+    def __enter__(self) -> RelayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def postgres_reachable() -> str | None:
+    """None if PostgreSQL answers at 127.0.0.1:5432 database ``test``, else why not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_BASE, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as e:  # any failure means "skip", with the reason
+        return f"PostgreSQL at 127.0.0.1:5432/test is not reachable: {type(e).__name__}: {e}"
+    return None
+
+
+@contextmanager
+def fresh_pg_schema() -> Iterator[str]:
+    """A store URL pointing at a new, empty schema; the schema is dropped afterwards."""
+    import psycopg
+
+    schema = "relay_test_" + secrets.token_hex(6)
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+async def register(base_url: str, tenant_id: str, credential: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        r = await http.post(
+            "/v1/tenants",
+            json={"tenant_id": tenant_id, "credential": credential},
+            headers={"Authorization": f"Bearer {OPERATOR}"},
+        )
+        assert r.status_code == 201, r.text
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
