@@ -56,6 +56,9 @@ TRANSCRIPT_STEP = _label("transcript/step")
 # Inside a mission: joint sessions between officers
 HPKE_JOINT = _label("hpke/joint")
 SIG_JOINT = _label("sig/joint")
+JOINT_SLOT = _label("joint/slot")
+JOINT_CELL = _label("joint/cell")
+MISSION_SECRET = _label("hpke/mission-secret")
 
 # The officer's local vault (client/vault.py)
 VAULT_AEAD_KEY = _label("vault/aead-key")
@@ -92,6 +95,9 @@ ALL: tuple[bytes, ...] = (
     TRANSCRIPT_STEP,
     HPKE_JOINT,
     SIG_JOINT,
+    JOINT_SLOT,
+    JOINT_CELL,
+    MISSION_SECRET,
     VAULT_AEAD_KEY,
     VAULT_MAC_KEY,
     VAULT_CHECK,

@@ -50,6 +50,8 @@ class Endpoint:
     partial: list[cells.Fragment] = field(default_factory=list)
     receipt_due: cells.Receipt | None = None
     delivered_seq: int = 0
+    #: False on an officer's device that only receives; one device per mission sends.
+    sends: bool = True
 
     def __repr__(self) -> str:
         return f"Endpoint(send={self.next_send_round}, recv={self.next_recv_round})"
@@ -102,7 +104,10 @@ class Endpoint:
         return self.chain.advance(round_no).keys()
 
     def _erase_past(self) -> None:
-        self.chain = self.chain.advance(min(self.next_send_round, self.next_recv_round))
+        keep = (
+            min(self.next_send_round, self.next_recv_round) if self.sends else self.next_recv_round
+        )
+        self.chain = self.chain.advance(max(keep, self.chain.round))
 
     # --- sending --------------------------------------------------------------
 
@@ -139,6 +144,8 @@ class Endpoint:
 
     def cell_for_round(self, round_no: int, nonce: bytes) -> tuple[bytes, bytes]:
         """The (slot, cell) this side deposits in ``round_no``. Persist it before sending."""
+        if not self.sends:
+            raise LocalProtocolError("this device only receives on this channel")
         if round_no < self.next_send_round:
             raise LocalProtocolError("that round's cell was already produced")
         frag = self.outbox[0] if self.outbox else None
@@ -175,7 +182,7 @@ class Endpoint:
         )
         transcript = self.transcript
         delivered: tuple[int, ...] = ()
-        if content.receipt is not None:
+        if content.receipt is not None and self.sends:
             r = content.receipt
             r.verify(self.channel_id, self.out_direction, self.peer_roster)
             transcript.check_peer_view(r.seq, r.head)
@@ -196,16 +203,17 @@ class Endpoint:
                 if msg.message_id != f.message_id:
                     raise DecodeError("reassembled message does not match its id")
                 verify_signatures(msg, self.peer_roster)
-                transcript = transcript.accept(msg.header, msg.digest)
+                transcript = transcript.accept(msg.header, msg.digest, check_peer=self.sends)
                 messages.append(msg)
                 partial = []
-                receipt_due = cells.Receipt.make(
-                    self.channel_id,
-                    self.in_direction,
-                    transcript.received_seq,
-                    transcript.received[-1],
-                    self.officer,
-                )
+                if self.sends:
+                    receipt_due = cells.Receipt.make(
+                        self.channel_id,
+                        self.in_direction,
+                        transcript.received_seq,
+                        transcript.received[-1],
+                        self.officer,
+                    )
         # Everything verified: commit.
         self.transcript = transcript
         self.partial = partial

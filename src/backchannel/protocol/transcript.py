@@ -73,8 +73,13 @@ class Transcript:
             raise ForkDetected("a message was sealed on a stale view of our own history")
         return replace(self, sent=(*self.sent, step(self.sent[-1], digest)))
 
-    def accept(self, header: Header, digest: bytes) -> Transcript:
-        """Accept the peer's next message or raise a :class:`TranscriptError`."""
+    def accept(self, header: Header, digest: bytes, *, check_peer: bool = True) -> Transcript:
+        """Accept the peer's next message or raise a :class:`TranscriptError`.
+
+        ``check_peer=False`` is for a device that only receives: it does not
+        hold our sent history, so the peer's view of it is checked by the
+        device that sends.
+        """
         if header.direction == self.out_direction or not equal(header.channel_id, self.channel_id):
             raise ForkDetected("message is not from the peer on this channel")
         expected = len(self.received)
@@ -89,7 +94,8 @@ class Transcript:
             )
         if not equal(header.prev_hash, self.received[-1]):
             raise ForkDetected("the peer's history before this message differs from ours")
-        self.check_peer_view(header.peer_seq, header.peer_hash)
+        if check_peer:
+            self.check_peer_view(header.peer_seq, header.peer_hash)
         return replace(self, received=(*self.received, step(self.received[-1], digest)))
 
     def check_peer_view(self, seq: int, head: bytes) -> None:

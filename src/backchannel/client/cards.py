@@ -1,0 +1,162 @@
+"""Cards: what officers and missions hand each other, as short text files.
+
+An *officer card* carries an officer's public keys and certified epoch key,
+for the founder of a mission. A *mission card* carries the mission's roster
+chain (verifiable from the mission id, which the peer pins), every officer's
+certified epoch key, and where the mission receives (relay and tenant), signed
+by one of its officers with a hybrid signature. A card that was altered in
+transit fails to verify and is refused with one line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from backchannel.crypto import labels
+from backchannel.crypto.primitives import equal
+from backchannel.crypto.signing import HYBRID_SIG_LEN
+from backchannel.errors import (
+    BackchannelError,
+    DecodeError,
+    RemoteProtocolError,
+    RosterError,
+)
+from backchannel.protocol import roster as rs
+from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.identity import OFFICER_ID_LEN, EpochKeyCert, Officer, OfficerPublic
+
+OFFICER_PREFIX = "BACKCHANNEL-OFFICER-1:"
+MISSION_PREFIX = "BACKCHANNEL-MISSION-1:"
+SIG_CARD = labels.SIG_ROSTER + b"/card"
+
+
+class CardError(RemoteProtocolError):
+    """A card is malformed or does not verify."""
+
+
+def _armor(prefix: str, raw: bytes) -> str:
+    return prefix + base64.urlsafe_b64encode(raw).decode().rstrip("=") + "\n"
+
+
+def _unarmor(prefix: str, text: str, what: str) -> bytes:
+    text = text.strip()
+    if not text.startswith(prefix):
+        raise CardError(f"this is not {what}; check you passed the right file")
+    body = text[len(prefix) :]
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise CardError(f"{what} is damaged; ask for a fresh copy") from None
+
+
+@dataclass(frozen=True, slots=True)
+class OfficerCard:
+    officer: OfficerPublic
+    cert: EpochKeyCert
+
+    def encode(self) -> str:
+        raw = Writer().u8(1).var(self.officer.encode()).var(self.cert.encode()).bytes()
+        return _armor(OFFICER_PREFIX, raw)
+
+    @classmethod
+    def decode(cls, text: str) -> OfficerCard:
+        raw = _unarmor(OFFICER_PREFIX, text, "an officer card")
+        try:
+            r = Reader(raw)
+            expect_version(r, 1, "officer card")
+            officer = OfficerPublic.decode(r.var(8192))
+            cert = EpochKeyCert.decode(r.var(8192))
+            r.end()
+            cert.verify(officer)
+        except RemoteProtocolError:
+            raise CardError("the officer card does not verify; ask for a fresh copy") from None
+        return cls(officer, cert)
+
+
+@dataclass(frozen=True, slots=True)
+class MissionCard:
+    mission_id: bytes
+    chain: tuple[rs.SignedRoster, ...]
+    certs: tuple[EpochKeyCert, ...]
+    relay_url: str
+    tenant_id: str
+    signer_id: bytes
+    signature: bytes = b""
+
+    @property
+    def roster(self) -> rs.Roster:
+        return self.chain[-1].roster
+
+    def signed_part(self) -> bytes:
+        w = Writer().u8(1).fixed(self.mission_id, 32).u8(len(self.chain))
+        for s in self.chain:
+            w.var(s.encode())
+        w.u8(len(self.certs))
+        for c in self.certs:
+            w.var(c.encode())
+        w.text(self.relay_url).text(self.tenant_id).fixed(self.signer_id, OFFICER_ID_LEN)
+        return w.bytes()
+
+    def sign(self, officer: Officer) -> MissionCard:
+        sig = officer.signing_key.sign_hybrid(SIG_CARD, self.signed_part())
+        return MissionCard(
+            self.mission_id,
+            self.chain,
+            self.certs,
+            self.relay_url,
+            self.tenant_id,
+            self.signer_id,
+            sig,
+        )
+
+    def encode(self) -> str:
+        return _armor(MISSION_PREFIX, self.signed_part() + self.signature)
+
+    @classmethod
+    def decode(cls, text: str, pinned_mission_id: bytes | None = None) -> MissionCard:
+        """Decode and verify; with ``pinned_mission_id`` the chain must start there."""
+        raw = _unarmor(MISSION_PREFIX, text, "a mission card")
+        try:
+            r = Reader(raw)
+            expect_version(r, 1, "mission card")
+            mid = r.fixed(32)
+            chain = tuple(rs.SignedRoster.decode(r.var(1 << 20)) for _ in range(r.u8()))
+            certs = tuple(EpochKeyCert.decode(r.var(8192)) for _ in range(r.u8()))
+            relay_url, tenant_id, signer = r.text(512), r.text(64), r.fixed(OFFICER_ID_LEN)
+            sig = r.fixed(HYBRID_SIG_LEN)
+            r.end()
+            card = cls(mid, chain, certs, relay_url, tenant_id, signer, sig)
+            card.verify(pinned_mission_id or mid)
+        except RosterError as exc:
+            raise CardError(f"the mission card does not verify: {exc}") from None
+        except RemoteProtocolError:
+            raise CardError(
+                "the mission card does not verify (altered or damaged); ask for a fresh copy"
+            ) from None
+        return card
+
+    def verify(self, pinned: bytes) -> None:
+        if not equal(self.mission_id, pinned):
+            raise RosterError("the card is for another mission than the one pinned")
+        rosters = rs.verify_chain(pinned, self.chain)
+        current = rosters[-1]
+        current.officer(self.signer_id).verify_key.verify_hybrid(
+            self.signature, SIG_CARD, self.signed_part()
+        )
+        by_id = {c.officer_id: c for c in self.certs}
+        for o in current.officers:
+            cert = by_id.get(o.officer_id)
+            if cert is None:
+                raise DecodeError("an officer's epoch key is missing from the card")
+            cert.verify(o)
+
+
+def load_card_file(text: str) -> OfficerCard | MissionCard:
+    if text.strip().startswith(OFFICER_PREFIX):
+        return OfficerCard.decode(text)
+    return MissionCard.decode(text)
+
+
+__all__ = ["BackchannelError", "CardError", "MissionCard", "OfficerCard"]

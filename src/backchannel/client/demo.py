@@ -1,0 +1,154 @@
+"""The demo: four officers, two missions, one real relay, the two-person rule shown.
+
+"New York" (Officers Ri and Han) and "Washington" (Officers Smith and Jones)
+found their missions, pair, and exchange one message. A solo send and a solo
+open are refused; the co-signed message is opened jointly and a receipt comes
+back. Every step is recorded with its outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from backchannel.client.home import Home
+from backchannel.client.keystore import DEFAULT_PARAMS, KdfParams
+from backchannel.client.service import Client, RelayFactory, default_relay_factory
+from backchannel.errors import BackchannelError
+from backchannel.protocol import channel as ch
+from backchannel.protocol.payload import note
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    outcome: str  # "ok" or "refused"
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "outcome": self.outcome, "detail": self.detail}
+
+
+OFFICERS = {
+    "New York": ("Officer Ri", "Officer Han"),
+    "Washington": ("Officer Smith", "Officer Jones"),
+}
+
+
+async def found(
+    workdir: Path,
+    mission: str,
+    names: tuple[str, str],
+    relay_url: str,
+    factory: RelayFactory,
+    passphrase: str,
+    params: KdfParams,
+) -> tuple[Client, Client]:
+    slug = mission.lower().replace(" ", "-")
+    a, b = (
+        Client(Home.create(workdir / f"{slug}-{i + 1}", n, passphrase, params), factory)
+        for i, n in enumerate(names)
+    )
+    proposal = a.propose_mission(mission, 2, [b.officer_card()], relay_url)
+    proposal = b.sign_proposal(proposal)
+    a.adopt_mission(proposal)
+    b.adopt_mission(proposal)
+    await a.register_tenant()
+    return a, b
+
+
+async def pair(ny: tuple[Client, Client], dc: tuple[Client, Client]) -> str:
+    cards = {id(ny): ny[0].mission_card().encode(), id(dc): dc[0].mission_card().encode()}
+    offers = {}
+    for mine, theirs in ((ny, dc), (dc, ny)):
+        for officer in mine:
+            rec = officer.add_peer(cards[id(theirs)])
+            officer.confirm_peer(rec.mission_id, rec.safety_number)
+        peer_id = theirs[0].mission().mission_id
+        offer = mine[0].make_offer(peer_id)
+        offers[id(mine)] = mine[1].sign_offer(offer)
+    for officer in (*ny, *dc):
+        officer.accept_channel(offers[id(ny)], offers[id(dc)])
+    return ch.safety_number(ny[0].mission().mission_id, dc[0].mission().mission_id)
+
+
+async def run(
+    workdir: Path,
+    relay_url: str,
+    message: str,
+    *,
+    factory: RelayFactory = default_relay_factory,
+    passphrase: str,
+    params: KdfParams = DEFAULT_PARAMS,
+) -> list[Step]:
+    steps: list[Step] = []
+
+    def step(name: str, ok: bool, detail: str) -> None:
+        steps.append(Step(name, "ok" if ok else "refused", detail))
+
+    ny = await found(
+        workdir, "New York", OFFICERS["New York"], relay_url, factory, passphrase, params
+    )
+    dc = await found(
+        workdir, "Washington", OFFICERS["Washington"], relay_url, factory, passphrase, params
+    )
+    step("found missions", True, "New York (Ri, Han) and Washington (Smith, Jones), each 2-of-2")
+    number = await pair(ny, dc)
+    step("pair", True, f"safety number {number}, compared and confirmed on both sides")
+
+    ri, han = ny
+    smith, jones = dc
+    channel = ri.channel_for("Washington").channel_id
+    draft = ri.compose(channel, note(message))
+    try:
+        ri.send_now(draft.draft_id)
+        step("solo send", True, "Officer Ri's message left the mission alone")
+    except BackchannelError as exc:
+        step("solo send", False, str(exc))
+
+    await ri.sync(0)  # the co-sign request goes to Han's mailbox
+    await han.sync(0)
+    [request] = han.cosign_requests()
+    _, shown = han.show_cosign(request.request_id)
+    han.approve_cosign(request.request_id)
+    step(
+        "co-sign",
+        shown.text == message,
+        "Officer Han saw the plaintext on his own device and co-signed",
+    )
+    await han.sync(0)
+    await ri.sync(2)  # co-signature in, message queued, cells deposited
+    for officer in (smith, jones):
+        await officer.sync(2)
+    [item] = smith.inbox()
+    step(
+        "deliver",
+        True,
+        f"Washington received message {item.message_id.hex()[:8]} in fixed-size cells",
+    )
+
+    smith.request_open(item.message_id)
+    try:
+        smith.read(item.message_id)
+        step("solo open", True, "Officer Smith read the message alone")
+    except BackchannelError as exc:
+        step("solo open", False, str(exc))
+    await smith.sync(0)
+    await jones.sync(0)
+    [share_request] = jones.share_requests()
+    jones.approve_share(share_request.request_id)
+    await jones.sync(0)
+    await smith.sync(0)
+    text = smith.read(item.message_id).text
+    step("joint open", text == message, "Officers Smith and Jones opened it together")
+
+    await smith.sync(1)  # the receipt rides in Washington's next cell
+    report = await ri.sync(1)
+    step(
+        "receipt",
+        bool(report.delivered),
+        f"New York holds a signed receipt for message {report.delivered}",
+    )
+    for c in (*ny, *dc):
+        c.home.close()
+    return steps

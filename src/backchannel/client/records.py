@@ -1,0 +1,92 @@
+"""Records the client keeps in its encrypted vault."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backchannel.protocol.channel import ChannelTerms
+from backchannel.protocol.outgoing import Outgoing
+from backchannel.protocol.sealing import SendEpoch
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRecord:
+    mission_id: bytes
+    name: str
+    card: str
+    safety_number: str
+    confirmed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    channel_id: bytes
+    peer_mission: bytes
+    terms: ChannelTerms
+    start_round: int
+    send_epoch: SendEpoch | None = None
+    epoch_no: int = 0
+    announcements: tuple[tuple[bytes, bytes], ...] = ()
+    alarms: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"ChannelRecord({self.channel_id.hex()[:8]}, <secret>)"
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRecord:
+    draft_id: bytes
+    channel_id: bytes
+    outgoing: Outgoing
+    created_at: int
+    seq: int = 0
+
+    def __repr__(self) -> str:
+        return f"DraftRecord({self.outgoing.state.value})"
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRecord:
+    message_id: bytes
+    channel_id: bytes
+    message: bytes
+    received_round: int
+    own_share: bytes = b""
+    shares: tuple[bytes, ...] = ()
+    payload: bytes = b""
+    open_requested: bool = False
+
+    def __repr__(self) -> str:
+        return f"InboxRecord({self.message_id.hex()[:8]})"
+
+
+@dataclass(frozen=True, slots=True)
+class CosignRequest:
+    request_id: bytes
+    from_officer: bytes
+    channel_id: bytes
+    draft_id: bytes
+    message: bytes
+    content_key: bytes
+    payload: bytes
+
+    def __repr__(self) -> str:
+        return "CosignRequest(<secret>)"
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRequest:
+    request_id: bytes
+    from_officer: bytes
+    channel_id: bytes
+    message_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NetOut:
+    """A cell to deposit: persisted before it is sent, removed once the relay holds it."""
+
+    relay_url: str
+    tenant_id: str
+    slot: bytes
+    cell: bytes

@@ -1,0 +1,60 @@
+"""Fixtures for client tests: a relay app in-process and cheap keystore parameters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backchannel.client.keystore import KdfParams
+from backchannel.client.relay_client import RelayClient, RetryPolicy
+from backchannel.client.service import RelayFactory
+from backchannel.relay.app import create_app
+from backchannel.relay.settings import RelaySettings
+from backchannel.store.memory import MemoryRelayStore
+
+FAST_KDF = KdfParams(memory_kib=1024, time_cost=1, parallelism=1)
+RELAY_URL = "http://relay.test"
+
+
+class InProcessRelay:
+    def __init__(self, tmp: Path) -> None:
+        self.store = MemoryRelayStore()
+        settings = RelaySettings(
+            data_dir=tmp,
+            open_registration=True,
+            ip_rate=0,
+            tenant_rate=0,
+            expire_interval_seconds=3600,
+        )
+        self.app = create_app(settings, self.store)
+        self.down = False
+
+    def factory(self) -> RelayFactory:
+        def make(url: str, tenant: str | None, credential: str | None) -> RelayClient:
+            if self.down:
+                transport: httpx.AsyncBaseTransport = httpx.MockTransport(_refuse)
+            else:
+                transport = httpx.ASGITransport(app=self.app)
+            return RelayClient(
+                url,
+                tenant,
+                credential,
+                transport=transport,
+                retry=RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0),
+            )
+
+        return make  # type: ignore[return-value]
+
+
+def _refuse(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.fixture
+async def relay(tmp_path: Path) -> AsyncIterator[InProcessRelay]:
+    r = InProcessRelay(tmp_path / "relay")
+    async with r.app.router.lifespan_context(r.app):
+        yield r
