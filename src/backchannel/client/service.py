@@ -709,23 +709,34 @@ class Client:
                 await c.aclose()
 
     async def sync(self, rounds: int = 1) -> SyncReport:
-        """Run ``rounds`` rounds now: deposit, fetch, verify, and exchange joint objects."""
+        """Run ``rounds`` rounds now: deposit, fetch, verify, and exchange joint objects.
+
+        The runner's cells for the rounds are produced and persisted even when
+        the relay cannot be reached: they wait in the outbox and go out, each
+        exactly once, at a later sync.
+        """
         report = SyncReport()
         m = self.mission()
+        relay_errors = (RelayUnavailable, RelayRefused)
         try:
             await self._flush(report)
             async with self._relay(m.relay_url, m.tenant_id, m.credential) as relay:
                 await self._poll_joint(relay, report)
-                await self._flush(report)
-                for rec in self.channels():
-                    if self.is_runner:
-                        self._produce_cells(rec.channel_id, rounds)
-                        await self._flush(report)
-                    await self._receive(relay, rec.channel_id, rounds, report)
-                await self._flush(report)
-        except (RelayUnavailable, RelayRefused) as exc:
+        except relay_errors as exc:
             report.relay_error = str(exc)
-            report.waiting = len(self.vault.pending("net_out"))
+        if self.is_runner:
+            for rec in self.channels():
+                self._produce_cells(rec.channel_id, rounds)
+        if report.relay_error is None:
+            try:
+                await self._flush(report)
+                async with self._relay(m.relay_url, m.tenant_id, m.credential) as relay:
+                    for rec in self.channels():
+                        await self._receive(relay, rec.channel_id, rounds, report)
+                await self._flush(report)
+            except relay_errors as exc:
+                report.relay_error = str(exc)
+        report.waiting = len(self.vault.pending("net_out"))
         return report
 
     def _produce_cells(self, channel_id: bytes, rounds: int) -> None:
