@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import random
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -68,6 +70,12 @@ class RetryPolicy:
         return rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: loading the CA store costs ~10 ms."""
+    return ssl.create_default_context()
+
+
 def _one_line(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"
@@ -97,7 +105,9 @@ class RelayClient:
         self._retry = retry or RetryPolicy()
         self._rng = rng or random.SystemRandom()
         self._sleep = sleep
-        self._http = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=base_url, transport=transport, timeout=timeout, verify=_tls_context()
+        )
         self._host = httpx.URL(base_url).host or "the relay"
 
     async def __aenter__(self) -> Self:
