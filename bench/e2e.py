@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         port = _free_port()
         db = f"sqlite:///{tmp}/relay.db"
         cmd = [
-            "python",
+            sys.executable,
             "-m",
             "backchannel.relay",
             "serve",
@@ -96,9 +97,6 @@ def run(quick: bool = False) -> dict[str, Any]:
             tmp,
             "--open-registration",
         ]
-        import sys
-
-        cmd[0] = sys.executable
         with _server(cmd, port, "/healthz"):
             result = asyncio.run(_measure(f"http://{HOST}:{port}", Path(tmp) / "homes", count))
     return {"sqlite": result}
