@@ -31,6 +31,10 @@ CHANNEL_ID = _label("channel-id")
 CHANNEL_SECRET = _label("channel-secret")
 HPKE_CHANNEL_CONTRIBUTION = _label("hpke/channel-contribution")
 
+PAKE_ID = _label("pake/spake2")
+PAKE_SLOT = _label("pake/slot")
+PAKE_KEY = _label("pake/key")
+
 # Rounds and cells
 SLOT_CHAIN = _label("slot-chain")
 SLOT_CHAIN_NEXT = b"\x01"
@@ -82,6 +86,9 @@ ALL: tuple[bytes, ...] = (
     CHANNEL_ID,
     CHANNEL_SECRET,
     HPKE_CHANNEL_CONTRIBUTION,
+    PAKE_ID,
+    PAKE_SLOT,
+    PAKE_KEY,
     SLOT_CHAIN,
     CELL_AAD,
     HPKE_EPOCH_SECRET,

@@ -10,3 +10,11 @@ SLOT_LEN = 32
 ROUND_SECONDS = 60
 #: Largest number of officers in one mission.
 MAX_OFFICERS = 7
+
+#: The relay's public rendezvous tenant, where two missions pairing by a short
+#: code meet. Everything deposited there is public by design: SPAKE2 messages,
+#: then mission cards encrypted under the key the code authenticated.
+RENDEZVOUS_TENANT = "rendezvous"
+#: Its fetch credential is public (base64url of SHA-256("backchannel/v1/rendezvous")).
+RENDEZVOUS_CREDENTIAL = "T5SsLSmRWVY-KTl95xoHjLxgTY1AP1vxtopdr_3Z30E"
+RENDEZVOUS_QUOTA = 20_000

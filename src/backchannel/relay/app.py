@@ -154,6 +154,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.store.open()
+        if settings.rendezvous:
+            await service.ensure_rendezvous()
         expiry = asyncio.create_task(service.expire_forever(), name="relay-expiry")
         log.info("relay ready: cell size %d bytes", settings.cell_size)
         try:

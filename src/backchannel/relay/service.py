@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -27,6 +28,11 @@ from backchannel.errors import (
     StoreUnavailable,
     TenantExists,
     UnknownTenant,
+)
+from backchannel.protocol.constants import (
+    RENDEZVOUS_CREDENTIAL,
+    RENDEZVOUS_QUOTA,
+    RENDEZVOUS_TENANT,
 )
 from backchannel.relay.metrics import CONTENT_TYPE_LATEST, RelayMetrics
 from backchannel.relay.ratelimit import TokenBuckets
@@ -138,6 +144,21 @@ class RelayService:
         log.warning("store unavailable: %s", exc)
 
     # -- endpoints ---------------------------------------------------------
+
+    async def ensure_rendezvous(self) -> None:
+        """Create the public rendezvous tenant (pairing by short code) if it is missing."""
+        if await self.store.get_tenant(RENDEZVOUS_TENANT) is not None:
+            return
+        raw = decode_credential(RENDEZVOUS_CREDENTIAL)
+        assert raw is not None
+        # Another relay process on the same database may have created it first.
+        with contextlib.suppress(TenantExists):
+            await self.store.create_tenant(
+                RENDEZVOUS_TENANT,
+                hashlib.sha256(raw).digest(),
+                RENDEZVOUS_QUOTA,
+                self.coarse_now(),
+            )
 
     async def register_tenant(self, request: Request) -> Response:
         s = self.settings

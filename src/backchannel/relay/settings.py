@@ -59,6 +59,8 @@ class RelaySettings:
     #: Anyone may register a tenant (demos and tests only).
     open_registration: bool = False
     default_quota_cells: int = 100_000
+    #: Keep the public rendezvous tenant where missions pair by a short code.
+    rendezvous: bool = True
     max_quota_cells: int = 10_000_000
     #: Most slots in one fetch or ack request.
     max_batch: int = 256

@@ -1,0 +1,154 @@
+"""Pairing by a short one-time code: SPAKE2 over the relay's rendezvous tenant.
+
+One mission's officer runs ``invite`` and reads the code aloud (at a meeting,
+on the phone); the other mission's officer runs ``join`` with it. SPAKE2
+turns the code into a shared key that an eavesdropper, the relay included,
+cannot learn and can test only one guess against per run. Each side then sends
+its mission card encrypted under that key; a card that opens under it came
+from whoever knew the code, so the peer is recorded as confirmed (its safety
+number is still shown, to compare if the parties wish).
+
+Code: ``NNNN-NNNN-NNNN``: a nameplate (which rendezvous slots to use) and
+eight secret digits (about 26.5 bits; online guessing gets one try per run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from spake2 import SPAKE2_Symmetric
+from spake2.spake2 import SPAKEError
+
+from backchannel.client.records import PeerRecord
+from backchannel.client.service import Client
+from backchannel.crypto import labels
+from backchannel.crypto.primitives import hkdf, sha256
+from backchannel.errors import (
+    AuthenticationError,
+    ConfigError,
+    RelayUnavailable,
+    RemoteProtocolError,
+)
+from backchannel.protocol import joint
+from backchannel.protocol.constants import (
+    CELL_SIZE,
+    RENDEZVOUS_CREDENTIAL,
+    RENDEZVOUS_TENANT,
+    SLOT_LEN,
+)
+
+
+class PairingFailed(AuthenticationError):
+    """The code did not match, or someone interfered: nothing was paired."""
+
+
+def new_code() -> str:
+    nameplate = 1000 + secrets.randbelow(9000)
+    return f"{nameplate}-{secrets.randbelow(10000):04d}-{secrets.randbelow(10000):04d}"
+
+
+def _parse(code: str) -> str:
+    parts = code.strip().split("-")
+    if len(parts) != 3 or not all(p.isdigit() and len(p) == 4 for p in parts):
+        raise ConfigError("a pairing code looks like 1234-5678-9012")
+    return parts[0]
+
+
+def _slot(nameplate: str, side: bytes, index: int) -> bytes:
+    return sha256(labels.PAKE_SLOT, nameplate.encode(), side, index.to_bytes(4, "big"))[:SLOT_LEN]
+
+
+async def _exchange(
+    client: Client,
+    code: str,
+    initiator: bool,
+    timeout: float,
+    poll: float,
+    sleep: Callable[[float], Awaitable[None]],
+) -> PeerRecord:
+    nameplate = _parse(code)
+    mine, theirs = (b"a", b"b") if initiator else (b"b", b"a")
+    pake = SPAKE2_Symmetric(code.strip().encode(), idSymmetric=labels.PAKE_ID)
+    outbound = pake.start()
+    url = client.mission().relay_url
+    deadline = time.monotonic() + timeout
+    async with client._relay(url, RENDEZVOUS_TENANT, RENDEZVOUS_CREDENTIAL) as relay:
+
+        async def wait_for(slots: list[bytes]) -> dict[bytes, bytes]:
+            while True:
+                got = await relay.fetch(slots)
+                if all(s in got for s in slots):
+                    return got
+                if time.monotonic() > deadline:
+                    raise RelayUnavailable(
+                        "the other mission did not show up in time; start again with a new code"
+                    )
+                await sleep(poll)
+
+        first = bytes([len(outbound)]) + outbound
+        first += secrets.token_bytes(CELL_SIZE - len(first))
+        await relay.deposit(RENDEZVOUS_TENANT, _slot(nameplate, mine, 0), first)
+        slot0 = _slot(nameplate, theirs, 0)
+        cell0 = (await wait_for([slot0]))[slot0]
+        try:
+            shared = pake.finish(cell0[1 : 1 + cell0[0]])
+        except (SPAKEError, ValueError):
+            raise PairingFailed(
+                "the pairing messages are malformed: nothing was paired; start again"
+            ) from None
+        key = hkdf(shared, salt=None, info=labels.PAKE_KEY + nameplate.encode())
+        side_key = {s: hkdf(key, salt=None, info=labels.PAKE_KEY + s) for s in (b"a", b"b")}
+
+        card = client.mission_card().encode().encode()
+        n = joint.cells_needed(len(card), CELL_SIZE)
+        slots = [_slot(nameplate, mine, 1 + i) for i in range(n)]
+        for slot, cell in zip(
+            slots,
+            joint.to_cells(card, bytes(16), slots, side_key[mine], CELL_SIZE, secrets.token_bytes),
+            strict=True,
+        ):
+            await relay.deposit(RENDEZVOUS_TENANT, slot, cell)
+
+        first_slot = _slot(nameplate, theirs, 1)
+        try:
+            head = joint.open_cell(
+                (await wait_for([first_slot]))[first_slot], first_slot, side_key[theirs], CELL_SIZE
+            )
+            their_slots = [_slot(nameplate, theirs, 1 + i) for i in range(head.count)]
+            got = await wait_for(their_slots)
+            chunks = [joint.open_cell(got[s], s, side_key[theirs], CELL_SIZE) for s in their_slots]
+            text = joint.join_chunks(chunks).decode()
+        except (AuthenticationError, RemoteProtocolError, UnicodeDecodeError):
+            raise PairingFailed(
+                "the code did not match, or someone interfered: nothing was paired; "
+                "check the code and start again"
+            ) from None
+    rec = client.add_peer(text)
+    return client.confirm_peer(rec.mission_id, rec.safety_number)
+
+
+async def invite(
+    client: Client,
+    code: str,
+    *,
+    timeout: float = 600.0,
+    poll: float = 1.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> PeerRecord:
+    """Wait for the other mission to join with ``code`` (from :func:`new_code`)."""
+    return await _exchange(client, code, True, timeout, poll, sleep)
+
+
+async def join(
+    client: Client,
+    code: str,
+    *,
+    timeout: float = 600.0,
+    poll: float = 1.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> PeerRecord:
+    """Join the mission that read ``code`` to us."""
+    return await _exchange(client, code, False, timeout, poll, sleep)
