@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from backchannel.client import statecodec
-from backchannel.client.cards import MissionCard, OfficerCard
+from backchannel.client.cards import CardError, MissionCard, OfficerCard
 from backchannel.client.home import Home
 from backchannel.client.mission import MissionState, Proposal, adopt, propose, sign_proposal
 from backchannel.client.records import (
@@ -43,6 +43,7 @@ from backchannel.errors import (
     RelayRefused,
     RelayUnavailable,
     RemoteProtocolError,
+    RosterError,
     TranscriptError,
 )
 from backchannel.protocol import channel as ch
@@ -69,6 +70,8 @@ from backchannel.protocol.states import SendState
 from backchannel.protocol.transcript import Transcript
 
 RelayFactory = Callable[[str, str | None, str | None], AbstractAsyncContextManager[RelayClient]]
+
+_T = TypeVar("_T")
 
 #: How many rounds ahead of the last one processed a sync looks for the peer's cells.
 FETCH_WINDOW = 16
@@ -215,7 +218,12 @@ class Client:
             raise ConfigError("that is our own mission's card")
         known: PeerRecord | None = self._get("peers", card.mission_id, PeerRecord)
         if known is not None:
-            MissionCard.decode(card_text, pinned_mission_id=known.mission_id)
+            old = MissionCard.decode(known.card, pinned_mission_id=known.mission_id)
+            v = old.roster.version
+            if card.roster.version < v or not equal(card.chain[v].roster.hash, old.roster.hash):
+                raise CardError(
+                    "this card rolls the mission's roster back or forks it; keep the one you have"
+                )
         rec = PeerRecord(
             card.mission_id,
             card.roster.mission_name,
@@ -223,7 +231,13 @@ class Client:
             ch.safety_number(m.mission_id, card.mission_id),
             known.confirmed if known else False,
         )
-        self._put("peers", card.mission_id, rec)
+        with self._tx():
+            self._put("peers", card.mission_id, rec)
+            for c in self.channels():
+                if c.peer_mission == card.mission_id:
+                    ep = self._endpoint(c.channel_id)
+                    ep.peer_roster = card.roster
+                    self._save_endpoint(c.channel_id, ep)
         return rec
 
     def confirm_peer(self, mission_id: bytes, safety_number: str) -> PeerRecord:
@@ -371,7 +385,7 @@ class Client:
             )
         epoch = rec.send_epoch
         epoch_no = rec.epoch_no
-        if epoch is None:
+        if epoch is None or epoch.recipient_roster != peer.roster.version:
             epoch_no += 1
             epoch = start_epoch(
                 channel_id,
@@ -411,6 +425,10 @@ class Client:
     def drafts(self) -> list[DraftRecord]:
         return sorted(self._all("drafts", DraftRecord), key=lambda d: d.created_at)
 
+    def find_draft(self, prefix: str) -> DraftRecord:
+        """The one draft whose id (hex) starts with ``prefix``."""
+        return _one(self.drafts(), lambda d: d.draft_id, prefix, "draft", "drafts")
+
     def send_now(self, draft_id: bytes) -> DraftRecord:
         """Queue a draft for the rounds: refused without ``k`` signatures."""
         draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
@@ -447,6 +465,12 @@ class Client:
 
     def cosign_requests(self) -> list[CosignRequest]:
         return self._all("cosign_in", CosignRequest)
+
+    def find_cosign(self, prefix: str) -> CosignRequest:
+        """The one co-sign request whose id (hex) starts with ``prefix``."""
+        return _one(
+            self.cosign_requests(), lambda r: r.request_id, prefix, "co-sign request", "cosign list"
+        )
 
     def show_cosign(self, request_id: bytes) -> tuple[CosignRequest, Payload]:
         req: CosignRequest | None = self._get("cosign_in", request_id, CosignRequest)
@@ -505,6 +529,13 @@ class Client:
             raise ConfigError(f"no single message matches {prefix!r}; see `backchannel inbox`")
         return hits[0]
 
+    def _roster_at(self, version: int) -> Roster:
+        """Our roster as it stood at ``version`` (messages name the version they used)."""
+        for signed in self.mission().signed_chain():
+            if signed.roster.version == version:
+                return signed.roster
+        raise RosterError("a message names a roster version we do not have")
+
     def _own_share(self, item: InboxRecord) -> tuple[Share, InboxRecord]:
         if item.own_share:
             return Share.decode(item.own_share), item
@@ -518,7 +549,7 @@ class Client:
                 ann,
                 item.channel_id,
                 msg.header.direction,
-                self.mission().roster,
+                self._roster_at(msg.header.recipient_roster),
                 self.officer,
                 self.home.epoch_keys,
             )
@@ -535,7 +566,8 @@ class Client:
             share, item = self._own_share(item)
             item = self._add_share(item, share)
             if not item.payload:
-                for o in self.mission().roster.officers:
+                version = SealedMessage.decode(item.message).header.recipient_roster
+                for o in self._roster_at(version).officers:
                     if not equal(o.officer_id, self.officer.officer_id):
                         self._send_joint(
                             joint.JointKind.SHARE_REQUEST,
@@ -549,7 +581,8 @@ class Client:
     def _add_share(self, item: InboxRecord, share: Share) -> InboxRecord:
         shares = tuple(s for s in item.shares if Share.decode(s).index != share.index)
         item = replace(item, shares=(*shares, share.encode()))
-        roster = self.mission().roster
+        msg = SealedMessage.decode(item.message)
+        roster = self._roster_at(msg.header.recipient_roster)
         if not item.payload and len(item.shares) >= roster.threshold:
             inc = Incoming.received(SealedMessage.decode(item.message))
             for s in item.shares:
@@ -573,6 +606,12 @@ class Client:
 
     def share_requests(self) -> list[ShareRequest]:
         return self._all("share_in", ShareRequest)
+
+    def find_share_request(self, prefix: str) -> ShareRequest:
+        """The one share request whose id (hex) starts with ``prefix``."""
+        return _one(
+            self.share_requests(), lambda r: r.request_id, prefix, "share request", "share list"
+        )
 
     def approve_share(self, request_id: bytes) -> None:
         req: ShareRequest | None = self._get("share_in", request_id, ShareRequest)
@@ -845,6 +884,14 @@ class Client:
                 }
             )
         return out
+
+
+def _one(items: list[_T], key: Callable[[_T], bytes], prefix: str, what: str, cmd: str) -> _T:
+    p = prefix.lower()
+    hits = [i for i in items if p and key(i).hex().startswith(p)]
+    if len(hits) != 1:
+        raise ConfigError(f"no single {what} matches {prefix!r}; see `backchannel {cmd}`")
+    return hits[0]
 
 
 @dataclass(frozen=True)

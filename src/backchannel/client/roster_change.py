@@ -1,0 +1,227 @@
+"""Changing a mission's roster: add or remove officers, change the threshold.
+
+A change is the next roster version. It takes effect only with the signatures
+of ``k`` officers of the *current* roster and of every officer it adds
+(:func:`backchannel.protocol.roster.verify_update`). Officers it adds receive,
+sealed to their own epoch keys, what a device of the mission needs: the
+mission's relay credential and internal secret, the peers' cards, and the
+receiving state of each channel. Peers learn of the change from the next
+mission card, which they verify from the mission id they pinned; the senders
+on the other side then open a new key epoch that includes the new officers.
+
+The device that runs the rounds (the runner) cannot be removed by a change.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, replace
+
+from backchannel.client import statecodec
+from backchannel.client.cards import CardError, OfficerCard
+from backchannel.client.mission import MissionState
+from backchannel.client.records import ChannelRecord, PeerRecord
+from backchannel.client.service import Client, _EndpointData
+from backchannel.crypto import labels
+from backchannel.crypto.primitives import equal
+from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
+from backchannel.protocol import roster as rs
+from backchannel.protocol.codec import Reader
+from backchannel.protocol.identity import EpochKeyCert
+
+PREFIX = "BACKCHANNEL-ROSTER-CHANGE-1:"
+
+
+@dataclass(frozen=True, slots=True)
+class RosterChange:
+    mission_id: bytes
+    new: rs.Roster
+    signatures: tuple[tuple[bytes, bytes], ...]
+    certs: tuple[EpochKeyCert, ...]
+    boxes: tuple[tuple[bytes, bytes], ...]  # added officers: the sealed welcome
+
+    def encode(self) -> str:
+        d = {
+            "mission_id": self.mission_id.hex(),
+            "new": self.new.encode().hex(),
+            "signatures": [[o.hex(), s.hex()] for o, s in self.signatures],
+            "certs": [c.encode().hex() for c in self.certs],
+            "boxes": [[o.hex(), b.hex()] for o, b in self.boxes],
+        }
+        raw = json.dumps(d, separators=(",", ":")).encode()
+        return PREFIX + base64.urlsafe_b64encode(raw).decode() + "\n"
+
+    @classmethod
+    def decode(cls, text: str) -> RosterChange:
+        text = text.strip()
+        if not text.startswith(PREFIX):
+            raise CardError("this is not a roster change; check you passed the right file")
+        try:
+            d = json.loads(base64.urlsafe_b64decode(text[len(PREFIX) :]))
+            r = Reader(bytes.fromhex(d["new"]))
+            new = rs.Roster.read(r)
+            r.end()
+            return cls(
+                bytes.fromhex(d["mission_id"]),
+                new,
+                tuple((bytes.fromhex(o), bytes.fromhex(s)) for o, s in d["signatures"]),
+                tuple(EpochKeyCert.decode(bytes.fromhex(c)) for c in d["certs"]),
+                tuple((bytes.fromhex(o), bytes.fromhex(b)) for o, b in d["boxes"]),
+            )
+        except (ValueError, KeyError, TypeError, binascii.Error, RemoteProtocolError):
+            raise CardError("the roster change is damaged; ask for a fresh copy") from None
+
+    def describe(self) -> str:
+        names = ", ".join(o.name for o in self.new.officers)
+        return f"version {self.new.version}: {names}; {self.new.threshold} must act together"
+
+
+def _welcome_info(mission_id: bytes, officer_id: bytes) -> bytes:
+    return labels.MISSION_SECRET + b"/welcome" + mission_id + officer_id
+
+
+def propose(
+    client: Client, add: list[OfficerCard], remove: list[bytes], threshold: int
+) -> RosterChange:
+    m = client.mission()
+    current = m.roster
+    if any(equal(r, m.runner_id) for r in remove):
+        raise ConfigError("the officer whose device runs the rounds cannot be removed")
+    for r in remove:
+        if not current.contains(r):
+            raise ConfigError("an officer to remove is not on the roster")
+    kept = [o for o in current.officers if not any(equal(o.officer_id, r) for r in remove)]
+    try:
+        new = rs.propose_update(current, [*kept, *(c.officer for c in add)], threshold)
+    except RosterError as exc:
+        raise ConfigError(str(exc)) from None
+    certs = tuple(
+        [c for c in m.epoch_certs() if new.contains(c.officer_id)] + [c.cert for c in add]
+    )
+    welcome = _welcome(client, m)
+    boxes = tuple(
+        (
+            c.officer.officer_id,
+            c.cert.public_key.seal(welcome, _welcome_info(m.mission_id, c.officer.officer_id)),
+        )
+        for c in add
+    )
+    change = RosterChange(m.mission_id, new, (), certs, boxes)
+    return sign(client, change)
+
+
+def _welcome(client: Client, m: MissionState) -> bytes:
+    channels = []
+    for rec in client.channels():
+        ep = client._endpoint(rec.channel_id)
+        data = _EndpointData(**{f: getattr(ep, f) for f in _EndpointData.__dataclass_fields__})
+        data = replace(data, outbox=[], receipt_due=None, sends=False)
+        channels.append(
+            {
+                "record": statecodec.to_jsonable(replace(rec, send_epoch=None, alarms=())),
+                "endpoint": statecodec.to_jsonable(data),
+            }
+        )
+    payload = {
+        "state": statecodec.to_jsonable(m),
+        "peers": [statecodec.to_jsonable(p) for p in client.peers()],
+        "channels": channels,
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def sign(client: Client, change: RosterChange) -> RosterChange:
+    me = client.officer.officer_id
+    m = client.mission_or_none()
+    if m is not None and not equal(m.mission_id, change.mission_id):
+        raise ConfigError("that change is for another mission")
+    if not change.new.contains(me) and (m is None or not m.roster.contains(me)):
+        raise ConfigError("you are on neither the current nor the proposed roster")
+    by_id = {c.officer_id: c for c in change.certs}
+    for o in change.new.officers:
+        if o.officer_id not in by_id:
+            raise CardError("the change lacks an officer's epoch key")
+        by_id[o.officer_id].verify(o)
+    sig = rs.sign_roster(change.new, client.officer)
+    others = tuple(s for s in change.signatures if not equal(s[0], me))
+    return replace(change, signatures=(*others, sig))
+
+
+def adopt(client: Client, change: RosterChange) -> MissionState | None:
+    """Apply a fully signed change on this device; ``None`` if it removed us."""
+    m = client.mission_or_none()
+    me = client.officer.officer_id
+    if m is None:
+        return _adopt_as_newcomer(client, change)
+    if m.roster.version >= change.new.version:
+        return m
+    signed = rs.SignedRoster(change.new, change.signatures)
+    rs.verify_update(m.roster, signed)
+    if not change.new.contains(me):
+        _forget_mission(client)
+        return None
+    state = replace(
+        m,
+        chain=(*m.chain, signed.encode()),
+        certs=tuple(c.encode() for c in change.certs),
+    )
+    with client._tx():
+        client._put("mission", b"state", state)
+        for rec in client.channels():
+            ep = client._endpoint(rec.channel_id)
+            ep.own_roster = change.new
+            client._save_endpoint(rec.channel_id, ep)
+    return state
+
+
+def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
+    me = client.officer.officer_id
+    box = next((b for o, b in change.boxes if equal(o, me)), None)
+    if box is None:
+        raise ConfigError("you have no mission yet and this change does not add you")
+    raw = None
+    for key in reversed(client.home.epoch_keys):
+        try:
+            raw = key.private_key.open(box, _welcome_info(change.mission_id, me))
+            break
+        except AuthenticationError:
+            continue
+    if raw is None:
+        raise AuthenticationError("decryption failed")
+    d = json.loads(raw)
+    state: MissionState = statecodec.from_jsonable(MissionState, d["state"])
+    if not equal(state.mission_id, change.mission_id):
+        raise RosterError("the welcome is for another mission")
+    chain = [rs.SignedRoster.decode(c) for c in state.chain]
+    rs.verify_chain(state.mission_id, chain)
+    signed = rs.SignedRoster(change.new, change.signatures)
+    rs.verify_update(chain[-1].roster, signed)
+    state = replace(
+        state,
+        chain=(*state.chain, signed.encode()),
+        certs=tuple(c.encode() for c in change.certs),
+    )
+    with client._tx():
+        client._put("mission", b"state", state)
+        for p in d["peers"]:
+            rec: PeerRecord = statecodec.from_jsonable(PeerRecord, p)
+            client._put("peers", rec.mission_id, rec)
+        for c in d["channels"]:
+            crec: ChannelRecord = statecodec.from_jsonable(ChannelRecord, c["record"])
+            data: _EndpointData = statecodec.from_jsonable(_EndpointData, c["endpoint"])
+            client._put("channels", crec.channel_id, crec)
+            client.vault.put(
+                "endpoints", crec.channel_id, statecodec.dumps(replace(data, own_roster=change.new))
+            )
+    return state
+
+
+def _forget_mission(client: Client) -> None:
+    """A removed officer's device drops the mission's secrets and channel state."""
+    with client._tx():
+        for table in ("channels", "endpoints", "recv_epochs", "cosign_in", "share_in"):
+            for key, _ in client.vault.items(table):
+                client.vault.delete(table, key)
+        client.vault.delete("mission", b"state")

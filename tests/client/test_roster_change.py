@@ -1,0 +1,131 @@
+"""Roster changes through the client: add an officer, remove one, and the attacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backchannel.client import roster_change
+from backchannel.client.cards import CardError
+from backchannel.client.home import Home
+from backchannel.client.service import Client
+from backchannel.errors import ConfigError, RosterError
+from backchannel.protocol.payload import note
+from tests.client.conftest import FAST_KDF, InProcessRelay
+from tests.client.test_client_flow import cosigned, two_missions
+
+
+async def _add_kim(tmp: Path, relay: InProcessRelay, ny):  # type: ignore[no-untyped-def]
+    ri, han = ny
+    kim = Client(Home.create(tmp / "ny-kim", "Officer Kim", "pw", FAST_KDF), relay.factory())
+    change = roster_change.propose(ri, [kim.officer_card()], [], 2)
+    change = roster_change.sign(han, change)
+    change = roster_change.sign(kim, change)
+    for c in (ri, han, kim):
+        roster_change.adopt(c, change)
+    return kim, change
+
+
+async def test_added_officer_opens_and_cosigns(tmp_path: Path, relay: InProcessRelay) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    ri, han = ny
+    smith, jones = dc
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    assert kim.mission().roster.n == 3 and kim.mission().roster.version == 1
+    card = ri.mission_card().encode()
+    for c in dc:
+        c.add_peer(card)
+    # Washington writes to the new three-officer roster: a new key epoch includes Kim.
+    draft = smith.compose(smith.channel_for("New York").channel_id, note("to three"))
+    await smith.sync(0)
+    await jones.sync(0)
+    [req] = jones.cosign_requests()
+    jones.approve_cosign(req.request_id)
+    await jones.sync(0)
+    await smith.sync(2)
+    for c in (ri, han, kim):
+        await c.sync(2)
+    [item] = kim.inbox()
+    kim.request_open(item.message_id)
+    await kim.sync(0)
+    await han.sync(0)
+    [share] = han.share_requests()
+    han.approve_share(share.request_id)
+    await han.sync(0)
+    await kim.sync(0)
+    assert kim.read(item.message_id).text == "to three"
+    assert draft.draft_id
+    # Kim co-signs a New York message; Washington accepts it under roster version 1.
+    ri.compose(ri.channel_for("Washington").channel_id, note("from the new roster"))
+    await ri.sync(0)
+    await kim.sync(0)
+    [req] = kim.cosign_requests()
+    kim.approve_cosign(req.request_id)
+    await kim.sync(0)
+    await ri.sync(2)
+    await smith.sync(2)
+    assert len(smith.inbox()) == 1
+    assert not smith.status()["channels"][0]["alarms"]
+
+
+async def test_removed_officer_forgets_and_can_no_longer_cosign(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    ri, han = ny
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    change = roster_change.propose(ri, [], [han.officer.officer_id], 2)
+    change = roster_change.sign(kim, change)
+    assert roster_change.adopt(han, change) is None
+    assert han.mission_or_none() is None and han.channels() == []
+    roster_change.adopt(ri, change)
+    roster_change.adopt(kim, change)
+    card = ri.mission_card().encode()
+    for c in dc:
+        c.add_peer(card)
+    # Han's old device signs a draft anyway: Washington refuses the message.
+    from backchannel.protocol.sealing import sign
+
+    draft = ri.compose(ri.channel_for("Washington").channel_id, note("signed by a leaver"))
+    msg = sign(draft.outgoing.message, han.officer, ny[0].mission().signed_chain()[1].roster)
+    from tests.helpers import force_queue
+
+    ep = ri._endpoint(draft.channel_id)
+    force_queue(ep, msg)
+    ri._save_endpoint(draft.channel_id, ep)
+    await ri.sync(2)
+    report = await dc[0].sync(2)
+    assert dc[0].inbox() == []
+    assert any("not on the sender" in a for a in report.alarms), report.alarms
+
+
+async def test_change_signed_by_fewer_than_k_is_refused(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, _ = await two_missions(tmp_path, relay)
+    ri, han = ny
+    newcomer = Client(Home.create(tmp_path / "x", "Crony", "pw", FAST_KDF), relay.factory())
+    change = roster_change.propose(ri, [newcomer.officer_card()], [], 2)
+    change = roster_change.sign(newcomer, change)  # the crony signs, Han does not
+    with pytest.raises(RosterError, match="needs 2 officers"):
+        roster_change.adopt(han, change)
+    assert han.mission().roster.version == 0
+
+
+async def test_the_runner_cannot_be_removed(tmp_path: Path, relay: InProcessRelay) -> None:
+    ny, _ = await two_missions(tmp_path, relay)
+    with pytest.raises(ConfigError, match="runs the rounds"):
+        roster_change.propose(ny[1], [], [ny[0].officer.officer_id], 2)
+
+
+async def test_a_card_that_rolls_the_roster_back_is_refused(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    old_card = ny[0].mission_card().encode()
+    await _add_kim(tmp_path, relay, ny)
+    dc[0].add_peer(ny[0].mission_card().encode())
+    with pytest.raises(CardError, match="rolls the mission's roster back"):
+        dc[0].add_peer(old_card)
+    assert await cosigned(ny, "still fine")
