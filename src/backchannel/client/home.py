@@ -1,9 +1,11 @@
 """An officer's home: the encrypted keystore and the encrypted vault.
 
-``keystore.bcks`` holds the officer's signing seeds, epoch keys and the vault
-key, encrypted under the passphrase (Argon2id). ``vault.db`` holds everything
-else (mission, peers, channels, inbox, outbox), every value encrypted under the
-vault key. Nothing in the home is plaintext.
+``keystore.bcks`` holds the officer's signing seeds and the vault key,
+encrypted under the passphrase (Argon2id). ``vault.db`` holds everything else
+(epoch keys, mission, peers, channels, inbox, outbox), every value encrypted
+under the vault key. Epoch keys live in the vault so that rotating and erasing
+them needs no passphrase; the vault deletes securely (``secure_delete``).
+Nothing in the home is plaintext.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ class Home:
         officer = Officer.generate(name, secrets.token_bytes)
         epoch = EpochKey.generate(1, secrets.token_bytes)
         vault_key = secrets.token_bytes(32)
-        payload = _payload(officer, [epoch], vault_key)
+        payload = _payload(officer, vault_key)
         vault = Vault.create(path / VAULT, vault_key)
+        vault.put(EPOCH_TABLE, _epoch_key_id(epoch.epoch), epoch.encode_secret())
         Keystore.create(path / KEYSTORE, passphrase, payload, params=params)
         return cls(path, officer, [epoch], vault_key, vault)
 
@@ -63,25 +66,53 @@ class Home:
         try:
             data = json.loads(raw)
             officer = Officer.decode_secret(bytes.fromhex(data["officer"]))
-            keys = [EpochKey.decode_secret(bytes.fromhex(k)) for k in data["epoch_keys"]]
             vault_key = bytes.fromhex(data["vault_key"])
         except (ValueError, KeyError, TypeError):
             raise CorruptKeystore(
                 "the keystore opened but its contents are not an officer's; restore it from backup"
             ) from None
         vault = Vault.open(path / VAULT, vault_key)
+        keys = sorted(
+            (EpochKey.decode_secret(v) for _, v in vault.items(EPOCH_TABLE)),
+            key=lambda k: k.epoch,
+        )
+        if not keys:
+            raise CorruptKeystore("the vault holds no epoch key; restore the home from backup")
         return cls(path, officer, keys, vault_key, vault)
+
+    def rotate_epoch_key(self) -> EpochKey:
+        """Draw the next epoch key; the older ones stay until :meth:`erase_epoch_keys`."""
+        key = EpochKey.generate(self.epoch_keys[-1].epoch + 1, secrets.token_bytes)
+        self.vault.put(EPOCH_TABLE, _epoch_key_id(key.epoch), key.encode_secret())
+        self.epoch_keys.append(key)
+        return key
+
+    def erase_epoch_keys(self, keep: int) -> int:
+        """Erase all but the newest ``keep`` epoch keys; return how many were erased.
+
+        Messages sealed to an erased key can no longer be opened on this
+        device, by anyone: that is the forward secrecy a stolen device leaves.
+        """
+        if keep < 1:
+            raise ConfigError("keep at least the current epoch key")
+        old, self.epoch_keys = self.epoch_keys[:-keep], self.epoch_keys[-keep:]
+        with self.vault.transaction():
+            for k in old:
+                self.vault.delete(EPOCH_TABLE, _epoch_key_id(k.epoch))
+        return len(old)
 
     def close(self) -> None:
         self.vault.close()
 
 
-def _payload(officer: Officer, keys: list[EpochKey], vault_key: bytes) -> bytes:
+EPOCH_TABLE = "epoch_keys"
+
+
+def _epoch_key_id(epoch: int) -> bytes:
+    return epoch.to_bytes(4, "big")
+
+
+def _payload(officer: Officer, vault_key: bytes) -> bytes:
     return json.dumps(
-        {
-            "v": 1,
-            "officer": officer.encode_secret().hex(),
-            "epoch_keys": [k.encode_secret().hex() for k in keys],
-            "vault_key": vault_key.hex(),
-        }
+        {"v": 1, "officer": officer.encode_secret().hex(), "vault_key": vault_key.hex()}
     ).encode()

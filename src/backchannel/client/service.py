@@ -50,13 +50,14 @@ from backchannel.protocol import channel as ch
 from backchannel.protocol import joint
 from backchannel.protocol.cells import Fragment, Receipt
 from backchannel.protocol.endpoint import Endpoint
-from backchannel.protocol.identity import Officer
+from backchannel.protocol.identity import EpochKeyCert, Officer
 from backchannel.protocol.incoming import Incoming
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.outgoing import Outgoing
 from backchannel.protocol.payload import Payload
 from backchannel.protocol.roster import Roster
 from backchannel.protocol.sealing import (
+    Announcement,
     RecvEpoch,
     accept_announcement,
     check_draft,
@@ -385,7 +386,11 @@ class Client:
             )
         epoch = rec.send_epoch
         epoch_no = rec.epoch_no
-        if epoch is None or epoch.recipient_roster != peer.roster.version:
+        if (
+            epoch is None
+            or epoch.recipient_roster != peer.roster.version
+            or _key_epochs(epoch.announcement) != {(c.officer_id, c.epoch) for c in peer.certs}
+        ):
             epoch_no += 1
             epoch = start_epoch(
                 channel_id,
@@ -668,7 +673,44 @@ class Client:
                 self._add_share(item, share)
         elif obj.kind is joint.JointKind.NOTICE:
             self._on_notice(obj.sender_id, obj.body)
+        elif obj.kind is joint.JointKind.EPOCH_CERT:
+            self._on_epoch_cert(obj.sender_id, EpochKeyCert.decode(obj.body))
         return None
+
+    # --- epoch key rotation ---------------------------------------------------------
+
+    def rotate_epoch_key(self) -> EpochKeyCert:
+        """Start a new epoch key; colleagues learn its certificate through the mailbox.
+
+        Peers learn it from the next mission card; their next key epoch then
+        seals to it. Erase the old key with :meth:`erase_epoch_keys` once the
+        messages sealed to it have been opened.
+        """
+        key = self.home.rotate_epoch_key()
+        cert = key.certify(self.officer)
+        m = self.mission_or_none()
+        if m is not None:
+            with self._tx():
+                self._store_cert(m, cert)
+                for o in m.roster.officers:
+                    if not equal(o.officer_id, self.officer.officer_id):
+                        self._send_joint(joint.JointKind.EPOCH_CERT, o.officer_id, cert.encode())
+        return cert
+
+    def erase_epoch_keys(self, keep: int = 1) -> int:
+        return self.home.erase_epoch_keys(keep)
+
+    def _store_cert(self, m: MissionState, cert: EpochKeyCert) -> None:
+        certs = [c for c in m.epoch_certs() if not equal(c.officer_id, cert.officer_id)]
+        self._put("mission", b"state", replace(m, certs=tuple(c.encode() for c in (*certs, cert))))
+
+    def _on_epoch_cert(self, sender: bytes, cert: EpochKeyCert) -> None:
+        m = self.mission()
+        if not equal(cert.officer_id, sender):
+            return
+        cert.verify(m.roster.officer(sender))
+        if cert.epoch > m.cert_of(sender).epoch:
+            self._store_cert(m, cert)
 
     async def _poll_joint(self, relay: RelayClient, report: SyncReport) -> None:
         m = self.mission()
@@ -892,6 +934,10 @@ def _one(items: list[_T], key: Callable[[_T], bytes], prefix: str, what: str, cm
     if len(hits) != 1:
         raise ConfigError(f"no single {what} matches {prefix!r}; see `backchannel {cmd}`")
     return hits[0]
+
+
+def _key_epochs(announcement: bytes) -> set[tuple[bytes, int]]:
+    return {(oid, e) for oid, e, _ in Announcement.decode(announcement).boxes}
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class JointKind(IntEnum):
     SHARE_REQUEST = 3
     SHARE = 4
     NOTICE = 5
+    EPOCH_CERT = 6
 
 
 @dataclass(frozen=True, slots=True)
