@@ -12,7 +12,7 @@ take the seeds directly for vectors.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backchannel.crypto import labels
 from backchannel.crypto.kem import (
@@ -55,11 +55,13 @@ class OfficerPublic:
 
     name: str
     verify_key: VerifyKey
+    #: Derived from the keys once; rosters look officers up by id constantly.
+    officer_id: bytes = field(init=False, repr=False, compare=False)
 
-    @property
-    def officer_id(self) -> bytes:
+    def __post_init__(self) -> None:
         vk = self.verify_key
-        return sha256(labels.OFFICER_ID, vk.ed25519, vk.mldsa65)[:OFFICER_ID_LEN]
+        oid = sha256(labels.OFFICER_ID, vk.ed25519, vk.mldsa65)[:OFFICER_ID_LEN]
+        object.__setattr__(self, "officer_id", oid)
 
     def encode(self) -> bytes:
         w = Writer().u8(_PUBLIC_VERSION).text(_check_name(self.name))

@@ -15,7 +15,7 @@ officers sign and what the transcript chains.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import HASH_LEN, sha256
@@ -49,8 +49,14 @@ class Header:
     epoch_id: bytes
     chain_index: int
     created_at: int
+    _encoded: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def encode(self) -> bytes:
+        if not self._encoded:
+            object.__setattr__(self, "_encoded", self._encode())
+        return self._encoded
+
+    def _encode(self) -> bytes:
         return (
             Writer()
             .u8(_HEADER_VERSION)
@@ -103,6 +109,14 @@ class SealedMessage:
     content: bytes
     shares: tuple[bytes, ...]
     signatures: tuple[tuple[bytes, bytes], ...] = ()
+    _digest: bytes = field(default=b"", init=False, repr=False, compare=False)
+
+    @property
+    def digest(self) -> bytes:
+        """What the officers sign and the transcript chains (signatures excluded)."""
+        if not self._digest:
+            object.__setattr__(self, "_digest", sha256(labels.MESSAGE_DIGEST, self.unsigned()))
+        return self._digest
 
     def __repr__(self) -> str:
         return f"SealedMessage(seq={self.header.seq}, kind={self.header.kind.name})"
@@ -113,10 +127,6 @@ class SealedMessage:
         for s in self.shares:
             w.var(s)
         return w.bytes()
-
-    @property
-    def digest(self) -> bytes:
-        return sha256(labels.MESSAGE_DIGEST, self.unsigned())
 
     @property
     def message_id(self) -> bytes:
@@ -147,4 +157,6 @@ class SealedMessage:
 
     def with_signature(self, officer_id: bytes, signature: bytes) -> SealedMessage:
         others = tuple(s for s in self.signatures if s[0] != officer_id)
-        return replace(self, signatures=(*others, (officer_id, signature)))
+        out = replace(self, signatures=(*others, (officer_id, signature)))
+        object.__setattr__(out, "_digest", self.digest)  # signatures are not digested
+        return out

@@ -56,9 +56,10 @@ class Outgoing:
         if self.message is None or self.content_key is None:
             raise LocalProtocolError("nothing sealed to co-sign")
         check_draft(self.message, self.content_key, self.payload)
-        msg = sign(self.message, officer, sender_roster)
+        others = valid_signers(self.message, sender_roster) - {officer.officer_id}
+        msg = sign(self.message, officer, sender_roster)  # ours is fresh: no need to verify it
         out = self._to(SendEvent.COSIGN, message=msg)
-        if len(valid_signers(msg, sender_roster)) >= sender_roster.threshold:
+        if len(others) + 1 >= sender_roster.threshold:
             out = out._to(SendEvent.THRESHOLD, content_key=None)
         return out
 
