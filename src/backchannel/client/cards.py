@@ -20,15 +20,18 @@ from backchannel.crypto.signing import HYBRID_SIG_LEN
 from backchannel.errors import (
     BackchannelError,
     DecodeError,
+    ProtocolError,
     RemoteProtocolError,
     RosterError,
 )
 from backchannel.protocol import roster as rs
+from backchannel.protocol.channel import ChannelOffer
 from backchannel.protocol.codec import Reader, Writer, expect_version
 from backchannel.protocol.identity import OFFICER_ID_LEN, EpochKeyCert, Officer, OfficerPublic
 
 OFFICER_PREFIX = "BACKCHANNEL-OFFICER-1:"
 MISSION_PREFIX = "BACKCHANNEL-MISSION-1:"
+OFFER_PREFIX = "BACKCHANNEL-OFFER-1:"
 SIG_CARD = labels.SIG_ROSTER + b"/card"
 
 
@@ -153,10 +156,43 @@ class MissionCard:
             cert.verify(o)
 
 
+def encode_text(prefix: str, raw: bytes) -> str:
+    """Armor bytes as one line of text: ``prefix`` then unpadded URL-safe base64."""
+    return _armor(prefix, raw)
+
+
+def decode_text(prefix: str, text: str, what: str) -> bytes:
+    """The bytes inside :func:`encode_text`'s armor; a wrong or damaged text raises CardError."""
+    return _unarmor(prefix, text, what)
+
+
+def encode_offer(offer: ChannelOffer) -> str:
+    """A channel offer as a text file's content, to carry between the officers."""
+    return encode_text(OFFER_PREFIX, offer.encode())
+
+
+def decode_offer(text: str) -> ChannelOffer:
+    """Decode a channel offer file (its signatures are checked on acceptance)."""
+    raw = decode_text(OFFER_PREFIX, text, "a channel offer")
+    try:
+        return ChannelOffer.decode(raw)
+    except ProtocolError:
+        raise CardError("the channel offer is damaged; ask for a fresh copy") from None
+
+
 def load_card_file(text: str) -> OfficerCard | MissionCard:
     if text.strip().startswith(OFFICER_PREFIX):
         return OfficerCard.decode(text)
     return MissionCard.decode(text)
 
 
-__all__ = ["BackchannelError", "CardError", "MissionCard", "OfficerCard"]
+__all__ = [
+    "BackchannelError",
+    "CardError",
+    "MissionCard",
+    "OfficerCard",
+    "decode_offer",
+    "decode_text",
+    "encode_offer",
+    "encode_text",
+]

@@ -1,0 +1,146 @@
+"""What every command shares: the settings resolved once, the unlocked client, files.
+
+The root callback resolves :class:`Settings` once from the global options and
+the environment and leaves them in the :class:`Session` that ``main`` created,
+so the single error handler in ``main`` knows whether to answer in JSON. The
+passphrase is asked for only by the commands that open the home.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from backchannel.client.home import Home
+from backchannel.client.keystore import (
+    DEFAULT_PARAMS,
+    KdfParams,
+    Passphrase,
+    resolve_passphrase,
+)
+from backchannel.client.service import Client
+from backchannel.errors import ConfigError
+
+ENV_HOME = "BACKCHANNEL_HOME"
+#: ``fast`` selects cheap Argon2 parameters. For tests only: a keystore made so
+#: falls to a guessing attack far sooner than one with the default parameters.
+ENV_KDF = "BACKCHANNEL_KDF"
+DEFAULT_HOME = Path("~/.local/share/backchannel/officer")
+FAST_KDF = KdfParams(memory_kib=1024, time_cost=1, parallelism=1)
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    passphrase_file: Path | None
+    json: bool
+    kdf: KdfParams
+    env: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(slots=True)
+class Session:
+    """Filled in by the root callback; read by ``main`` when a command fails."""
+
+    settings: Settings | None = None
+
+    @property
+    def json(self) -> bool:
+        return self.settings is not None and self.settings.json
+
+
+def kdf_params(env: Mapping[str, str]) -> KdfParams:
+    value = env.get(ENV_KDF, "").strip().lower()
+    if value in ("", "default"):
+        return DEFAULT_PARAMS
+    if value == "fast":
+        return FAST_KDF
+    raise ConfigError(f"{ENV_KDF} must be 'fast' (tests only) or unset")
+
+
+def resolve_settings(
+    home: Path | None, passphrase_file: Path | None, as_json: bool, env: Mapping[str, str]
+) -> Settings:
+    return Settings(
+        home=(home or DEFAULT_HOME).expanduser().absolute(),
+        passphrase_file=passphrase_file,
+        json=as_json,
+        kdf=kdf_params(env),
+        env=dict(env),
+    )
+
+
+def settings(ctx: typer.Context) -> Settings:
+    session = ctx.find_root().obj
+    if not isinstance(session, Session) or session.settings is None:
+        raise ConfigError("settings were not resolved; run through `backchannel`")
+    return session.settings
+
+
+def _prompt(confirm: bool) -> Callable[[str], str]:
+    def ask(text: str) -> str:
+        label = text.rstrip().rstrip(":")  # the prompt adds its own ": "
+        return str(typer.prompt(label, hide_input=True, confirmation_prompt=confirm))
+
+    return ask
+
+
+def passphrase(s: Settings, *, confirm: bool = False) -> Passphrase:
+    """From --passphrase-file, else the environment, else a hidden prompt in a terminal."""
+    prompt = _prompt(confirm) if sys.stdin.isatty() else None
+    return resolve_passphrase(s.passphrase_file, s.env, prompt)
+
+
+@contextmanager
+def open_client(ctx: typer.Context) -> Iterator[Client]:
+    """Unlock the officer's home and close it again when the command is done."""
+    s = settings(ctx)
+    home = Home.unlock(s.home, passphrase(s))
+    try:
+        yield Client(home)
+    finally:
+        home.close()
+
+
+def run(coro: Coroutine[Any, Any, _T]) -> _T:
+    return asyncio.run(coro)
+
+
+# --- files --------------------------------------------------------------------
+
+
+def read_file(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no such file {path}; check the path of {what}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not {what}; check you passed the right file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {_strerror(exc)}") from None
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write ``text`` whole or not at all (a temporary file renamed over ``path``)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {_strerror(exc)}") from None
+
+
+def _strerror(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__

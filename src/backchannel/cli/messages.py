@@ -1,0 +1,216 @@
+"""Sending under the two-person rule: ``compose``, ``send``, ``drafts`` and ``cosign ...``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import RenderableType
+
+from backchannel.cli.context import open_client
+from backchannel.cli.output import Text, output, short, table
+from backchannel.cli.peer import PeerArg
+from backchannel.client.records import CosignRequest
+from backchannel.client.service import Client
+from backchannel.errors import ConfigError, DecodeError
+from backchannel.protocol.payload import MessageKind, Payload
+
+
+class Kind(StrEnum):
+    note = "note"
+    meeting = "meeting"
+    media = "media"
+
+
+_KINDS = {
+    Kind.note: MessageKind.NOTE,
+    Kind.meeting: MessageKind.MEETING_REQUEST,
+    Kind.media: MessageKind.MEDIA_REQUEST,
+}
+_NAMES = {v: k.value for k, v in _KINDS.items()}
+
+
+def kind_name(kind: MessageKind) -> str:
+    return _NAMES.get(kind, kind.name.lower())
+
+
+def payload_answer(payload: Payload) -> tuple[dict[str, Any], list[RenderableType]]:
+    """A message's full content, as JSON and as lines (plain text, never markup)."""
+    doc = {"kind": kind_name(payload.kind), "fields": dict(payload.fields), "text": payload.text}
+    lines: list[RenderableType] = [Text(f"kind: {doc['kind']}")]
+    lines += [Text(f"{k}: {v}") for k, v in payload.fields]
+    lines += [Text(""), Text(payload.text)]
+    return doc, lines
+
+
+def officer_name(client: Client, officer_id: bytes) -> str:
+    roster = client.mission().roster
+    if roster.contains(officer_id):
+        return roster.officer(officer_id).name
+    return short(officer_id)
+
+
+def channel_peers(client: Client) -> dict[bytes, str]:
+    return {c.channel_id: client.peer(c.peer_mission).name for c in client.channels()}
+
+
+def compose(
+    ctx: typer.Context,
+    peer: PeerArg,
+    text: Annotated[str, typer.Option("--text", help="The message text.")],
+    kind: Annotated[Kind, typer.Option("--kind", help="What kind of message.")] = Kind.note,
+    when: Annotated[str | None, typer.Option("--when", help="Meeting: when.")] = None,
+    where: Annotated[str | None, typer.Option("--where", help="Meeting: where.")] = None,
+    outlet: Annotated[str | None, typer.Option("--outlet", help="Media: the outlet.")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="Media: the subject.")] = None,
+) -> None:
+    """Seal and sign a draft on the desk device, and ask the colleagues to co-sign it."""
+    given = (("when", when), ("where", where), ("outlet", outlet), ("subject", subject))
+    try:
+        payload = Payload(_KINDS[kind], text, tuple((k, v) for k, v in given if v is not None))
+    except DecodeError as exc:
+        raise ConfigError(f"{exc}; give them as options (--when, --where ...)") from None
+    with open_client(ctx) as client:
+        rec = client.channel_for(peer)
+        draft = client.compose(rec.channel_id, payload)
+        peer_name = client.peer(rec.peer_mission).name
+        asked = client.mission().roster.n - 1
+    output(ctx).done(
+        {
+            "draft_id": draft.draft_id.hex(),
+            "peer": peer_name,
+            "kind": kind.value,
+            "state": draft.outgoing.state.value,
+            "cosigners_asked": asked,
+        },
+        Text.assemble(
+            ("ok", "green"),
+            f" draft {short(draft.draft_id)} to ",
+            (peer_name, "bold"),
+            " sealed and signed by you",
+        ),
+        Text(f"asked {asked} colleague(s) to co-sign; `backchannel sync` sends the request"),
+    )
+
+
+def send(
+    ctx: typer.Context,
+    draft: Annotated[
+        str, typer.Argument(metavar="DRAFT", help="The draft's id prefix (see `drafts`).")
+    ],
+) -> None:
+    """Queue a co-signed draft for the next rounds (refused without k signatures)."""
+    with open_client(ctx) as client:
+        queued = client.send_now(client.find_draft(draft).draft_id)
+    output(ctx).done(
+        {"draft_id": queued.draft_id.hex(), "state": queued.outgoing.state.value},
+        Text.assemble(("ok", "green"), f" draft {short(queued.draft_id)} queued"),
+        Text("it leaves in the next rounds: `backchannel sync` or `backchannel run`"),
+    )
+
+
+def drafts(ctx: typer.Context) -> None:
+    """List this device's drafts and where each one stands."""
+    with open_client(ctx) as client:
+        peers = channel_peers(client)
+        items = client.drafts()
+    docs: list[dict[str, Any]] = []
+    t = table("draft", "to", "kind", "state", "created (UTC)")
+    for d in items:
+        peer, kind, state = (
+            peers.get(d.channel_id, "?"),
+            kind_name(d.outgoing.payload.kind),
+            d.outgoing.state.value,
+        )
+        doc = {
+            "draft_id": d.draft_id.hex(),
+            "peer": peer,
+            "kind": kind,
+            "state": state,
+            "seq": d.seq,
+            "created_at": d.created_at,
+        }
+        docs.append(doc)
+        when = dt.datetime.fromtimestamp(d.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        t.add_row(short(d.draft_id), Text(peer), kind, state, when)
+    output(ctx).done({"drafts": docs}, t if docs else Text("no drafts"))
+
+
+# --- co-signing -------------------------------------------------------------------
+
+cosign_app = typer.Typer(help="Co-sign the desk device's drafts: list, show, approve, reject.")
+RequestArg = Annotated[str, typer.Argument(metavar="ID", help="The request's id prefix.")]
+
+
+def _request_doc(client: Client, req: CosignRequest, peers: dict[bytes, str]) -> dict[str, Any]:
+    return {
+        "request_id": req.request_id.hex(),
+        "from": officer_name(client, req.from_officer),
+        "peer": peers.get(req.channel_id, "?"),
+        "draft_id": req.draft_id.hex(),
+    }
+
+
+@cosign_app.command("list")
+def cosign_list(ctx: typer.Context) -> None:
+    """List the drafts waiting for your co-signature."""
+    with open_client(ctx) as client:
+        peers = channel_peers(client)
+        docs = [_request_doc(client, r, peers) for r in client.cosign_requests()]
+    t = table("request", "from", "to")
+    for d in docs:
+        t.add_row(d["request_id"][:8], Text(d["from"]), Text(d["peer"]))
+    output(ctx).done(
+        {"requests": docs},
+        t if docs else Text("nothing to co-sign (run `backchannel sync` to fetch requests)"),
+    )
+
+
+@cosign_app.command("show")
+def cosign_show(ctx: typer.Context, request: RequestArg) -> None:
+    """Show the full plaintext of a draft: read it before you approve."""
+    with open_client(ctx) as client:
+        req = client.find_cosign(request)
+        _, payload = client.show_cosign(req.request_id)
+        doc = _request_doc(client, req, channel_peers(client))
+    body, lines = payload_answer(payload)
+    output(ctx).done(
+        doc | body,
+        Text.assemble(
+            "draft from ",
+            (doc["from"], "bold"),
+            " to ",
+            (doc["peer"], "bold"),
+            " (checked: the sealed message holds exactly this)",
+        ),
+        *lines,
+    )
+
+
+def _decide(ctx: typer.Context, request: str, approve: bool) -> None:
+    with open_client(ctx) as client:
+        req = client.find_cosign(request)
+        if approve:
+            client.approve_cosign(req.request_id)
+        else:
+            client.reject_cosign(req.request_id)
+    verb = "approved" if approve else "rejected"
+    output(ctx).done(
+        {"request_id": req.request_id.hex(), "approved": approve},
+        Text.assemble(("ok", "green"), f" {verb} draft request {short(req.request_id)}"),
+        Text("`backchannel sync` takes your answer to the desk device"),
+    )
+
+
+@cosign_app.command("approve")
+def cosign_approve(ctx: typer.Context, request: RequestArg) -> None:
+    """Co-sign the draft (after `cosign show`)."""
+    _decide(ctx, request, True)
+
+
+@cosign_app.command("reject")
+def cosign_reject(ctx: typer.Context, request: RequestArg) -> None:
+    """Refuse to co-sign the draft; the desk device is told."""
+    _decide(ctx, request, False)

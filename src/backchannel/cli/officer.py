@@ -1,0 +1,87 @@
+"""``backchannel officer ...``: this device's officer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from backchannel.cli.context import open_client, passphrase, settings, write_file
+from backchannel.cli.output import Text, fingerprint, output
+from backchannel.client.home import Home
+
+app = typer.Typer(help="This device's officer: create it, show it, hand out its card.")
+
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
+]
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="The officer's name, as colleagues know it.")],
+) -> None:
+    """Create the officer's keys and encrypted home (asks for a new passphrase)."""
+    s = settings(ctx)
+    home = Home.create(s.home, name, passphrase(s, confirm=True), s.kdf)
+    try:
+        oid = home.officer.officer_id
+    finally:
+        home.close()
+    out = output(ctx)
+    out.done(
+        {"officer": name, "officer_id": oid.hex(), "home": str(s.home)},
+        Text.assemble(("ok", "green"), " officer ", (name, "bold"), f" created in {s.home}"),
+        Text(f"officer id {fingerprint(oid)}"),
+        out.hint("next: `backchannel officer card --out FILE` for the mission's founder"),
+    )
+
+
+@app.command()
+def card(ctx: typer.Context, out_file: OutOption = None) -> None:
+    """Print (or write) the officer card the mission's founder needs."""
+    with open_client(ctx) as client:
+        text = client.officer_card().encode()
+    emit_card(ctx, text, out_file)
+
+
+def emit_card(ctx: typer.Context, text: str, out_file: Path | None) -> None:
+    out = output(ctx)
+    if out_file is None:
+        out.done({"card": text.strip(), "out": None}, Text(text.strip()))
+        return
+    write_file(out_file, text)
+    out.done({"card": text.strip(), "out": str(out_file)}, Text(f"card written to {out_file}"))
+
+
+@app.command()
+def show(ctx: typer.Context) -> None:
+    """Show this officer and the mission it belongs to."""
+    s = settings(ctx)
+    with open_client(ctx) as client:
+        me = client.officer
+        mission = client.mission_or_none()
+        runner = client.is_runner if mission else None
+    doc = {
+        "officer": me.name,
+        "officer_id": me.officer_id.hex(),
+        "home": str(s.home),
+        "mission": mission.name if mission else None,
+        "mission_id": mission.mission_id.hex() if mission else None,
+        "runner": runner,
+    }
+    role = "runs the mission's desk device" if runner else "co-signs and co-opens"
+    where = (
+        Text.assemble("mission ", (mission.name, "bold"), f" ({role})")
+        if mission
+        else Text("no mission yet: see `backchannel mission --help`")
+    )
+    output(ctx).done(
+        doc,
+        Text.assemble("officer ", (me.name, "bold")),
+        Text(f"officer id {fingerprint(me.officer_id)}"),
+        Text(f"home {s.home}"),
+        where,
+    )

@@ -1,0 +1,93 @@
+"""``backchannel peer ...``: the other mission, pinned by its card and a safety number."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from backchannel.cli.context import open_client, read_file
+from backchannel.cli.output import Text, output, short, table
+from backchannel.client.records import PeerRecord
+
+app = typer.Typer(help="The peer mission: add its card, confirm its safety number, list.")
+
+PeerArg = Annotated[
+    str, typer.Argument(metavar="PEER", help="The peer mission's name or id prefix.")
+]
+
+
+def _doc(rec: PeerRecord) -> dict[str, Any]:
+    return {
+        "peer": rec.name,
+        "mission_id": rec.mission_id.hex(),
+        "safety_number": rec.safety_number,
+        "confirmed": rec.confirmed,
+    }
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    card_file: Annotated[
+        Path, typer.Argument(metavar="CARD", help="The peer mission's card file.")
+    ],
+) -> None:
+    """Add the peer mission's card and show the safety number to compare in person."""
+    text = read_file(card_file, "a mission card")
+    with open_client(ctx) as client:
+        rec = client.add_peer(text)
+    output(ctx).done(
+        _doc(rec),
+        Text.assemble(
+            ("ok", "green"),
+            " added peer mission ",
+            (rec.name, "bold"),
+            f" ({short(rec.mission_id)})",
+        ),
+        Text(f"safety number: {rec.safety_number}", style="bold"),
+        Text(
+            "Compare it in person (or on a channel you already trust) with an officer of "
+            f"{rec.name}. Only if it matches, run:"
+        ),
+        Text(
+            f'  backchannel peer confirm {short(rec.mission_id)} --safety-number "'
+            f'{rec.safety_number}"'
+        ),
+    )
+
+
+@app.command()
+def confirm(
+    ctx: typer.Context,
+    peer: PeerArg,
+    safety_number: Annotated[
+        str, typer.Option("--safety-number", help="The number as read out by the peer mission.")
+    ],
+) -> None:
+    """Confirm the safety number compared in person; pairing needs it."""
+    with open_client(ctx) as client:
+        rec = client.find_peer(peer)
+        rec = client.confirm_peer(rec.mission_id, safety_number)
+    output(ctx).done(
+        _doc(rec),
+        Text.assemble(("ok", "green"), " safety number of ", (rec.name, "bold"), " confirmed"),
+        Text(f"next: `backchannel channel offer {short(rec.mission_id)} --out FILE`", style="dim"),
+    )
+
+
+@app.command("list")
+def list_peers(ctx: typer.Context) -> None:
+    """List the peer missions this device knows."""
+    with open_client(ctx) as client:
+        peers = client.peers()
+    t = table("peer", "id", "confirmed", "safety number")
+    for p in peers:
+        t.add_row(
+            Text(p.name, style="bold"),
+            short(p.mission_id),
+            "[green]yes[/green]" if p.confirmed else "[yellow]no[/yellow]",
+            p.safety_number,
+        )
+    output(ctx).done({"peers": [_doc(p) for p in peers]}, t if peers else Text("no peers yet"))

@@ -1,0 +1,128 @@
+"""The rounds: ``sync`` (now), ``run`` (every round, until Ctrl-C) and ``status``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import RenderableType
+
+from backchannel.cli.context import open_client, run
+from backchannel.cli.output import Output, Text, output, table
+from backchannel.client.service import Client, SyncReport
+from backchannel.protocol.constants import ROUND_SECONDS
+
+#: ``sync`` exits with this when the relay could not be reached or refused: the
+#: cells wait, persisted on this device, and go out at the next sync.
+EXIT_RELAY_DOWN = 3
+
+
+def _report_lines(r: SyncReport) -> list[RenderableType]:
+    lines: list[RenderableType] = [
+        Text.assemble(
+            ("ok", "green") if r.relay_error is None else ("relay", "yellow"),
+            f" {r.rounds_received} round(s) received, {r.deposited} cell(s) deposited, "
+            f"{r.waiting} waiting, {r.joint_objects} mailbox object(s) from colleagues",
+        )
+    ]
+    if r.messages:
+        ids = ", ".join(m[:8] for m in r.messages)
+        lines.append(Text(f"new message(s): {ids}; see `backchannel inbox`"))
+    if r.delivered:
+        lines.append(Text(f"receipt(s): the peer mission holds message(s) {r.delivered}"))
+    lines += [Text(f"alarm: {a}", style="bold red") for a in r.alarms]
+    if r.relay_error is not None:
+        lines.append(
+            Text(
+                f"the relay is unavailable ({r.relay_error}); {r.waiting} cell(s) wait on this "
+                "device and go out at the next sync",
+                style="yellow",
+            )
+        )
+    return lines
+
+
+def sync(
+    ctx: typer.Context,
+    rounds: Annotated[int, typer.Option("--rounds", min=0, help="How many rounds to run now.")] = 1,
+) -> None:
+    """Run rounds now: deposit what waits, fetch, verify, exchange with colleagues."""
+    with open_client(ctx) as client:
+        report = run(client.sync(rounds))
+    output(ctx).done(report.as_dict(), *_report_lines(report))
+    if report.relay_error is not None:
+        raise typer.Exit(EXIT_RELAY_DOWN)
+
+
+def _round_seconds(client: Client) -> float:
+    channels = client.channels()
+    return float(channels[0].terms.round_seconds if channels else ROUND_SECONDS)
+
+
+async def _every(client: Client, seconds: float, out: Output) -> None:
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    while True:
+        report = await client.sync(1)
+        if out.json:  # one JSON document per round, one per line
+            sys.stdout.write(json.dumps(report.as_dict()) + "\n")
+            sys.stdout.flush()
+        else:
+            for line in _report_lines(report):
+                out.console.print(line)
+        due += seconds
+        await asyncio.sleep(max(0.0, due - loop.time()))
+
+
+def run_daemon(
+    ctx: typer.Context,
+    interval: Annotated[
+        float | None,
+        typer.Option("--interval", min=0.1, help="Seconds between rounds (default: round length)."),
+    ] = None,
+) -> None:
+    """Run one round every round length, in the foreground, until Ctrl-C."""
+    out = output(ctx)
+    with open_client(ctx) as client:
+        seconds = interval or _round_seconds(client)
+        if not out.json:
+            out.console.print(Text(f"one round every {seconds:g} s; Ctrl-C stops", style="dim"))
+        try:
+            run(_every(client, seconds, out))
+        except KeyboardInterrupt:
+            if not out.json:
+                out.console.print(Text("stopped", style="dim"))
+
+
+def status(ctx: typer.Context) -> None:
+    """Show each channel's counters and alarms, and the cells waiting on this device."""
+    with open_client(ctx) as client:
+        st = client.status()
+    role = "desk device (runner)" if st["runner"] else "co-signer"
+    lines: list[RenderableType] = [
+        Text.assemble(
+            "officer ",
+            (st["officer"], "bold"),
+            " of ",
+            (st["mission"] or "no mission", "bold"),
+            f", {role}",
+        ),
+        Text(f"{st['waiting_cells']} cell(s) waiting to be deposited"),
+    ]
+    t = table("peer", "sent", "received", "delivered", "next send", "next receive", "pending")
+    for c in st["channels"]:
+        t.add_row(
+            Text(c["peer"], style="bold"),
+            str(c["sent"]),
+            str(c["received"]),
+            str(c["delivered"]),
+            str(c["next_send_round"]),
+            str(c["next_receive_round"]),
+            str(c["pending_cells"]),
+        )
+        lines += [Text(f"alarm ({c['peer']}): {a}", style="bold red") for a in c["alarms"]]
+    lines.insert(2, t if st["channels"] else Text("no channels yet"))
+    output(ctx).done(st, *lines)
