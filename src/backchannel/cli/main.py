@@ -17,7 +17,17 @@ from typing import Annotated
 
 import typer
 
-from backchannel.cli import channel, demo_cmd, inbox, messages, mission, officer, peer, rounds
+from backchannel.cli import (
+    channel,
+    demo_cmd,
+    inbox,
+    messages,
+    mission,
+    officer,
+    peer,
+    roster_cmd,
+    rounds,
+)
 from backchannel.cli.context import ENV_HOME, Session, resolve_settings
 from backchannel.cli.output import error
 from backchannel.cli.relay_cmd import relay_app
@@ -65,6 +75,7 @@ def _root(
 
 
 app.add_typer(officer.app, name="officer")
+mission.app.add_typer(roster_cmd.app, name="change")
 app.add_typer(mission.app, name="mission")
 app.add_typer(peer.app, name="peer")
 app.add_typer(channel.app, name="channel")

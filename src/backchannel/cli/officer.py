@@ -85,3 +85,34 @@ def show(ctx: typer.Context) -> None:
         Text(f"home {s.home}"),
         where,
     )
+
+
+@app.command("rotate-key")
+def rotate_key(ctx: typer.Context) -> None:
+    """Start a new epoch (decryption) key; colleagues learn it at their next sync.
+
+    Hand the peer a fresh `backchannel mission card` afterwards: its senders
+    then seal to the new key.
+    """
+    with open_client(ctx) as client:
+        cert = client.rotate_epoch_key()
+    out = output(ctx)
+    out.done(
+        {"epoch": cert.epoch},
+        Text.assemble(("ok", "green"), f" epoch key {cert.epoch} is now current"),
+        out.hint("next: `backchannel sync`, then give the peer a new `backchannel mission card`"),
+    )
+
+
+@app.command("erase-keys")
+def erase_keys(
+    ctx: typer.Context,
+    keep: Annotated[int, typer.Option("--keep", help="How many newest epoch keys to keep.")] = 1,
+) -> None:
+    """Erase old epoch keys for good: what was sealed to them can no longer be opened here."""
+    with open_client(ctx) as client:
+        erased = client.erase_epoch_keys(keep)
+    output(ctx).done(
+        {"erased": erased, "kept": keep},
+        Text.assemble(("ok", "green"), f" erased {erased} old epoch key(s); kept {keep}"),
+    )

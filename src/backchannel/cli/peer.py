@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from backchannel.cli.context import open_client, read_file
+from backchannel.cli.context import open_client, read_file, run, settings
 from backchannel.cli.output import Text, output, short, table
 from backchannel.client.records import PeerRecord
 
@@ -91,3 +91,65 @@ def list_peers(ctx: typer.Context) -> None:
             p.safety_number,
         )
     output(ctx).done({"peers": [_doc(p) for p in peers]}, t if peers else Text("no peers yet"))
+
+
+@app.command()
+def invite(
+    ctx: typer.Context,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the other mission.")
+    ] = 600.0,
+) -> None:
+    """Pair by a short code: print a one-time code to read to the other mission, then wait."""
+    from backchannel.client import pairing
+
+    code = pairing.new_code()
+    out = output(ctx)
+    if not settings(ctx).json:
+        out.console.print(Text(f"pairing code: {code}", style="bold"))
+        out.console.print(
+            Text(
+                "Read it to an officer of the other mission; they run "
+                f"`backchannel peer join {code}`. Waiting...",
+                style="dim",
+            )
+        )
+    with open_client(ctx) as client:
+        rec = run(pairing.invite(client, code, timeout=timeout))
+    out.done(
+        {**_doc(rec), "code": code},
+        Text.assemble(
+            ("ok", "green"),
+            " paired with ",
+            (rec.name, "bold"),
+            f" ({short(rec.mission_id)}); safety number confirmed by the code",
+        ),
+        Text(f"safety number: {rec.safety_number}"),
+    )
+
+
+@app.command()
+def join(
+    ctx: typer.Context,
+    code: Annotated[
+        str, typer.Argument(metavar="CODE", help="The code read to you, 1234-5678-9012.")
+    ],
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the other mission.")
+    ] = 600.0,
+) -> None:
+    """Pair by the short code the other mission read to you."""
+    from backchannel.client import pairing
+
+    with open_client(ctx) as client:
+        rec = run(pairing.join(client, code, timeout=timeout))
+    output(ctx).done(
+        _doc(rec),
+        Text.assemble(
+            ("ok", "green"),
+            " paired with ",
+            (rec.name, "bold"),
+            f" ({short(rec.mission_id)}); safety number confirmed by the code",
+        ),
+        Text(f"safety number: {rec.safety_number}"),
+    )
