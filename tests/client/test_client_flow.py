@@ -12,7 +12,7 @@ from backchannel.client.cards import CardError
 from backchannel.client.home import Home
 from backchannel.client.relay_client import RelayClient
 from backchannel.client.service import Client
-from backchannel.errors import ConfigError, NotEnoughSignatures, WrongPassphrase
+from backchannel.errors import ConfigError, NotEnoughShares, NotEnoughSignatures, WrongPassphrase
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay
 
@@ -177,3 +177,19 @@ async def test_relay_stores_only_fixed_size_cells(tmp_path: Path, relay: InProce
     assert len(stored) >= 8
     sizes = {len(c) for c in stored}
     assert sizes == {4096}
+
+
+async def test_forget_erases_a_message_from_the_device(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    await cosigned(ny, "read and forget")
+    await ny[0].sync(2)
+    await dc[0].sync(2)
+    [item] = dc[0].inbox()
+    dc[0].forget(item.message_id)
+    assert dc[0].inbox() == []
+    with pytest.raises(NotEnoughShares):
+        dc[0].read(item.message_id)
+    with pytest.raises(ConfigError):
+        dc[0].forget(item.message_id)

@@ -79,6 +79,19 @@ def read(ctx: typer.Context, message: MessageArg) -> None:
     )
 
 
+def forget(ctx: typer.Context, message: MessageArg) -> None:
+    """Erase a message from this device for good (its text, shares and ciphertext)."""
+    with open_client(ctx) as client:
+        item = client.inbox_item(message)
+        client.forget(item.message_id)
+    output(ctx).done(
+        {"message_id": item.message_id.hex(), "forgotten": True},
+        Text.assemble(
+            ("ok", "green"), f" message {short(item.message_id)} erased from this device"
+        ),
+    )
+
+
 share_app = typer.Typer(help="Your colleagues' requests for your share of a message's key.")
 
 

@@ -596,6 +596,15 @@ class Client:
         self._put("inbox", item.message_id, item)
         return item
 
+    def forget(self, message_id: bytes) -> None:
+        """Erase a message from this device: its text, its shares and its ciphertext.
+
+        The vault deletes securely, so a device seized afterwards holds nothing
+        of it (the relay's copy expires with its retention).
+        """
+        if not self.vault.delete("inbox", message_id):
+            raise ConfigError("unknown message; see `backchannel inbox`")
+
     def read(self, message_id: bytes) -> Payload:
         item: InboxRecord = self._get("inbox", message_id, InboxRecord)
         if item is None or not item.payload:
