@@ -193,3 +193,23 @@ async def test_forget_erases_a_message_from_the_device(
         dc[0].read(item.message_id)
     with pytest.raises(ConfigError):
         dc[0].forget(item.message_id)
+
+
+async def test_long_message_spans_many_mailbox_and_channel_cells(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    text = "Annex: " + "terms of the working-level talks. " * 2500  # ~85 KB: 20+ cells
+    await cosigned(ny, text)
+    await ny[0].sync(40)
+    for c in dc:
+        await c.sync(40)
+    [item] = dc[0].inbox()
+    dc[0].request_open(item.message_id)
+    await dc[0].sync(0)
+    await dc[1].sync(0)
+    [req] = dc[1].share_requests()
+    dc[1].approve_share(req.request_id)
+    await dc[1].sync(0)
+    await dc[0].sync(0)
+    assert dc[0].read(item.message_id).text == text

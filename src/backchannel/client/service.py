@@ -74,8 +74,12 @@ RelayFactory = Callable[[str, str | None, str | None], AbstractAsyncContextManag
 
 _T = TypeVar("_T")
 
-#: How many rounds ahead of the last one processed a sync looks for the peer's cells.
+#: How many rounds ahead of the last one processed a sync looks for the peer's cells,
+#: and how many mailbox slots one fetch asks for.
 FETCH_WINDOW = 16
+#: Most mailbox cells one sync reads from one colleague (a joint object is at most
+#: ~130 cells; the rest waits for the next sync).
+MAX_MAILBOX_CELLS = 1024
 
 
 def default_relay_factory(
@@ -723,59 +727,58 @@ class Client:
 
     async def _poll_joint(self, relay: RelayClient, report: SyncReport) -> None:
         m = self.mission()
-        roster = m.roster
-        for o in roster.officers:
-            if equal(o.officer_id, self.officer.officer_id):
-                continue
-            name = b"in" + o.officer_id
-            while True:
-                start = self._counter(name)
-                slots = [
-                    joint.mailbox_slot(m.secret, o.officer_id, self.officer.officer_id, start + i)
-                    for i in range(FETCH_WINDOW)
-                ]
-                got = await relay.fetch(slots)
-                chunks: list[joint.Chunk] = []
-                consumed = 0
-                progressed = False
-                for i, slot in enumerate(slots):
-                    cell = got.get(slot)
-                    if cell is None:
-                        break
-                    try:
-                        chunk = joint.open_cell(cell, slot, m.secret, m.cell_size)
-                    except RemoteProtocolError:
-                        report.alarms.append(
-                            "a mailbox cell failed to open (tampered?) and was skipped"
-                        )
-                        consumed = i + 1
-                        chunks = []
-                        continue
-                    chunks.append(chunk)
-                    if len(chunks) == chunk.count:
-                        try:
-                            sealed = joint.join_chunks(chunks)
-                            obj = joint.open_object(
-                                sealed, self.officer, self.home.epoch_keys, roster, m.mission_id
-                            )
-                            with self._tx():
-                                note = self._on_joint(obj)
-                                self._set_counter(name, start + i + 1)
-                            if note:
-                                report.alarms.append(note)
-                            report.joint_objects += 1
-                        except RemoteProtocolError:
-                            report.alarms.append(
-                                "a mailbox object failed to verify and was skipped"
-                            )
-                            self._set_counter(name, start + i + 1)
-                        consumed = i + 1
-                        chunks = []
-                        progressed = True
-                if consumed and not progressed:
-                    self._set_counter(name, start + consumed)
-                if consumed < FETCH_WINDOW:
+        for o in m.roster.officers:
+            if not equal(o.officer_id, self.officer.officer_id):
+                await self._poll_from(relay, o.officer_id, report)
+
+    async def _poll_from(self, relay: RelayClient, sender: bytes, report: SyncReport) -> None:
+        """Fetch and act on every complete object ``sender`` left in our mailbox."""
+        m = self.mission()
+        name = b"in" + sender
+        start = self._counter(name)
+        cells: list[tuple[bytes, bytes]] = []
+        # Fetch consecutive slots until the first empty one (objects span many cells).
+        while len(cells) < MAX_MAILBOX_CELLS:
+            base = start + len(cells)
+            slots = [
+                joint.mailbox_slot(m.secret, sender, self.officer.officer_id, base + i)
+                for i in range(FETCH_WINDOW)
+            ]
+            got = await relay.fetch(slots)
+            for slot in slots:
+                if slot not in got:
                     break
+                cells.append((slot, got[slot]))
+            else:
+                continue
+            break
+        chunks: list[joint.Chunk] = []
+        for i, (slot, cell) in enumerate(cells):
+            try:
+                chunk = joint.open_cell(cell, slot, m.secret, m.cell_size)
+            except RemoteProtocolError:
+                report.alarms.append("a mailbox cell failed to open (tampered?) and was skipped")
+                self._set_counter(name, start + i + 1)
+                chunks = []
+                continue
+            chunks.append(chunk)
+            if len(chunks) < chunk.count:
+                continue
+            try:
+                sealed = joint.join_chunks(chunks)
+                obj = joint.open_object(
+                    sealed, self.officer, self.home.epoch_keys, m.roster, m.mission_id
+                )
+                with self._tx():
+                    note = self._on_joint(obj)
+                    self._set_counter(name, start + i + 1)
+                if note:
+                    report.alarms.append(note)
+                report.joint_objects += 1
+            except RemoteProtocolError:
+                report.alarms.append("a mailbox object failed to verify and was skipped")
+                self._set_counter(name, start + i + 1)
+            chunks = []
 
     # --- rounds ---------------------------------------------------------------------
 
