@@ -77,6 +77,8 @@ _T = TypeVar("_T")
 #: How many rounds ahead of the last one processed a sync looks for the peer's cells,
 #: and how many mailbox slots one fetch asks for.
 FETCH_WINDOW = 16
+#: Most slots in one fetch request (relays accept at least 256).
+MAX_FETCH = 256
 #: Most mailbox cells one sync reads from one colleague (a joint object is at most
 #: ~130 cells; the rest waits for the next sync).
 MAX_MAILBOX_CELLS = 1024
@@ -851,7 +853,10 @@ class Client:
         first = ep.next_recv_round
         window = max(rounds, 1) + FETCH_WINDOW
         slots = {r: ep.slot_to_fetch(r) for r in range(first, first + window)}
-        got = await relay.fetch(list(slots.values()))
+        wanted = list(slots.values())
+        got: dict[bytes, bytes] = {}
+        for i in range(0, len(wanted), MAX_FETCH):  # the relay caps one fetch
+            got.update(await relay.fetch(wanted[i : i + MAX_FETCH]))
         present = [r for r, s in slots.items() if s in got]
         if not present:
             return
