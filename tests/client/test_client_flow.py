@@ -213,3 +213,15 @@ async def test_long_message_spans_many_mailbox_and_channel_cells(
     await dc[1].sync(0)
     await dc[0].sync(0)
     assert dc[0].read(item.message_id).text == text
+
+
+async def test_catching_up_more_rounds_than_one_fetch_holds(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    await ny[0].sync(300)  # 300 cover cells, more than one fetch of 256 slots
+    await cosigned(ny, "after a long quiet")
+    await ny[0].sync(2)
+    report = await dc[0].sync(320)
+    assert report.relay_error is None and report.rounds_received >= 301
+    assert len(dc[0].inbox()) == 1
