@@ -28,7 +28,7 @@ from backchannel.errors import DecodeError, LocalProtocolError, RosterError, Sig
 from backchannel.protocol.codec import Reader, Writer, expect_version
 from backchannel.protocol.constants import CELL_SIZE, MAX_OFFICERS, ROUND_SECONDS, SLOT_LEN
 from backchannel.protocol.identity import OFFICER_ID_LEN, EpochKeyCert, Officer, Rng
-from backchannel.protocol.roster import Roster
+from backchannel.protocol.roster import Roster, signers
 
 _OFFER_VERSION = 1
 CHANNEL_ID_LEN = 16
@@ -197,15 +197,11 @@ def verify_offer(offer: ChannelOffer, roster: Roster, roster_mission: bytes) -> 
     if not equal(offer.from_mission, roster_mission):
         raise RosterError("channel offer is from another mission")
     body = offer.signed_part()
-    good: set[bytes] = set()
-    for oid, sig in offer.signatures:
-        if oid in good or not roster.contains(oid):
-            continue
-        try:
-            roster.officer(oid).verify_key.verify_hybrid(sig, labels.SIG_CHANNEL_OFFER, body)
-        except SignatureError:
-            continue
-        good.add(oid)
+    good = signers(
+        roster,
+        offer.signatures,
+        lambda vk, sig: vk.verify_hybrid(sig, labels.SIG_CHANNEL_OFFER, body),
+    )
     if len(good) < roster.threshold:
         raise SignatureError(
             f"channel offer needs {roster.threshold} officers' signatures; {len(good)} verify"

@@ -13,12 +13,12 @@ All signatures on rosters are hybrid (Ed25519 + ML-DSA-65).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import HASH_LEN, equal, sha256
-from backchannel.crypto.signing import HYBRID_SIG_LEN
+from backchannel.crypto.signing import HYBRID_SIG_LEN, VerifyKey
 from backchannel.errors import DecodeError, LocalProtocolError, RosterError, SignatureError
 from backchannel.protocol.codec import Reader, Writer, expect_version
 from backchannel.protocol.constants import MAX_OFFICERS
@@ -159,21 +159,34 @@ def sign_roster(roster: Roster, officer: Officer) -> tuple[bytes, bytes]:
     return officer.officer_id, officer.signing_key.sign_hybrid(labels.SIG_ROSTER, roster.encode())
 
 
-def _valid_signers(
-    roster: Roster, signatures: Iterable[tuple[bytes, bytes]], pool: Roster
+def signers(
+    pool: Roster,
+    signatures: Iterable[tuple[bytes, bytes]],
+    check: Callable[[VerifyKey, bytes], None],
 ) -> set[bytes]:
-    """Officer ids from ``pool`` whose signature on ``roster`` verifies."""
-    body = roster.encode()
+    """Distinct officers of ``pool`` whose signature passes ``check`` (which raises if not).
+
+    Signers off the roster, repeated signers and bad signatures are left out;
+    callers compare the count with a threshold.
+    """
     good: set[bytes] = set()
     for oid, sig in signatures:
-        if not pool.contains(oid) or oid in good:
+        if oid in good or not pool.contains(oid):
             continue
         try:
-            pool.officer(oid).verify_key.verify_hybrid(sig, labels.SIG_ROSTER, body)
+            check(pool.officer(oid).verify_key, sig)
         except SignatureError:
             continue
         good.add(oid)
     return good
+
+
+def _valid_signers(
+    roster: Roster, signatures: Iterable[tuple[bytes, bytes]], pool: Roster
+) -> set[bytes]:
+    """Officer ids from ``pool`` whose hybrid signature on ``roster`` verifies."""
+    body = roster.encode()
+    return signers(pool, signatures, lambda vk, sig: vk.verify_hybrid(sig, labels.SIG_ROSTER, body))
 
 
 def verify_genesis(signed: SignedRoster) -> Roster:

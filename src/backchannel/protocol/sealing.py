@@ -49,7 +49,7 @@ from backchannel.protocol.constants import MAX_OFFICERS
 from backchannel.protocol.identity import OFFICER_ID_LEN, EpochKey, EpochKeyCert, Officer, Rng
 from backchannel.protocol.message import EPOCH_ID_LEN, Header, SealedMessage
 from backchannel.protocol.payload import Payload
-from backchannel.protocol.roster import Roster
+from backchannel.protocol.roster import Roster, signers
 
 _ANNOUNCE_VERSION = 1
 _ZERO_NONCE = bytes(NONCE_LEN)
@@ -304,16 +304,9 @@ def check_draft(msg: SealedMessage, content_key: bytes, payload: Payload) -> Non
 
 def valid_signers(msg: SealedMessage, roster: Roster) -> set[bytes]:
     digest = msg.digest
-    good: set[bytes] = set()
-    for oid, sig in msg.signatures:
-        if oid in good or not roster.contains(oid):
-            continue
-        try:
-            roster.officer(oid).verify_key.verify_ed25519(sig, labels.SIG_MESSAGE, digest)
-        except SignatureError:
-            continue
-        good.add(oid)
-    return good
+    return signers(
+        roster, msg.signatures, lambda vk, sig: vk.verify_ed25519(sig, labels.SIG_MESSAGE, digest)
+    )
 
 
 def verify_signatures(msg: SealedMessage, roster: Roster) -> None:
