@@ -152,10 +152,16 @@ async def test_deposit_then_identical_retry_then_conflict(
     slot, cell = new_slot(), new_cell()
     first = await deposit(http, alpha.tenant_id, slot, cell)
     assert first.status_code == 201
-    assert first.json() == {"cell_id": hashlib.sha256(cell).hexdigest(), "created": True}
+    body = first.json()
+    assert set(body) == {"cell_id", "created", "log"}
+    assert body["cell_id"] == hashlib.sha256(cell).hexdigest() and body["created"] is True
     retry = await deposit(http, alpha.tenant_id, slot, cell)
     assert retry.status_code == 200
-    assert retry.json() == {"cell_id": hashlib.sha256(cell).hexdigest(), "created": False}
+    again = retry.json()
+    assert again["cell_id"] == hashlib.sha256(cell).hexdigest() and again["created"] is False
+    # A retry points at the original place in the log.
+    for field in ("leaf_index", "batch_position", "batch_size", "batch_proof"):
+        assert again["log"][field] == body["log"][field]
     other = await deposit(http, alpha.tenant_id, slot, new_cell())
     assert other.status_code == 409
     assert "different cell" in error_of(other)
@@ -329,8 +335,9 @@ async def test_fetch_returns_present_cells_base64(http: httpx.AsyncClient, alpha
     assert r.status_code == 200
     got = {k: base64.b64decode(v) for k, v in r.json()["cells"].items()}
     assert got == cells
+    assert set(r.json()["log"]["cells"]) == set(cells)
     r = await http.post(alpha.path("fetch"), json={"slots": []}, headers=alpha.auth)
-    assert r.json() == {"cells": {}}
+    assert r.json()["cells"] == {} and r.json()["log"]["cells"] == {}
 
 
 async def test_ack_removes_and_counts(http: httpx.AsyncClient, alpha: Tenant) -> None:
@@ -398,7 +405,7 @@ async def test_tenant_isolation(http: httpx.AsyncClient, alpha: Tenant, beta: Te
     r = await http.get(alpha.path(f"slots/{slot}"), headers=alpha.auth)
     assert r.status_code == 404
     r = await http.post(alpha.path("fetch"), json={"slots": [slot]}, headers=alpha.auth)
-    assert r.json() == {"cells": {}}
+    assert r.json()["cells"] == {}
     r = await http.post(alpha.path("ack"), json={"slots": [slot]}, headers=alpha.auth)
     assert r.json() == {"removed": 0}
     # And beta still has it.

@@ -7,9 +7,12 @@ import base64
 import secrets
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from backchannel.client.relay_client import RelayClient
+from backchannel.crypto.signing import VerifyKey
+from backchannel.protocol.misbehaviour import open_signed_head
 
 from .procs import OPERATOR, RelayProcess, fresh_pg_schema, postgres_reachable
 
@@ -46,6 +49,25 @@ async def _exchange(a: RelayProcess, b: RelayProcess) -> None:
         assert await via_a.get(slot) == cell
         assert await via_a.ack([slot, first]) == 2
         assert await via_b.get(slot) is None
+    await _one_log(a, b)
+
+
+async def _one_log(a: RelayProcess, b: RelayProcess) -> None:
+    """Both processes sign with one key and serve one consistent log."""
+    async with (
+        httpx.AsyncClient(base_url=a.base_url) as ha,
+        httpx.AsyncClient(base_url=b.base_url) as hb,
+    ):
+        key_a, key_b = (await ha.get("/v1/log/key")).json(), (await hb.get("/v1/log/key")).json()
+        assert key_a == key_b
+        key = VerifyKey(bytes.fromhex(key_a["ed25519"]), bytes.fromhex(key_a["mldsa65"]))
+        head_a = open_signed_head(
+            bytes.fromhex((await ha.get("/v1/log/head")).json()["signed_head"]), key
+        )
+        head_b = open_signed_head(
+            bytes.fromhex((await hb.get("/v1/log/head")).json()["signed_head"]), key
+        )
+        assert head_a.size == head_b.size > 0 and head_a.root == head_b.root
 
 
 @pytest.mark.postgres

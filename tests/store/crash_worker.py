@@ -2,7 +2,9 @@
 
 Run by ``test_crash.py``, which SIGKILLs this process mid-flight and checks that
 every slot printed here (acknowledged) survived. Usage: ``crash_worker.py DB SEED``.
-A slot is printed only after ``deposit`` returned, i.e. after its commit.
+A slot is printed only after ``deposit`` returned, i.e. after its commit. Each
+signed head handed out with a deposit's receipt is printed too (``h <hex>``),
+whenever it is larger than the last one printed.
 """
 
 from __future__ import annotations
@@ -23,13 +25,23 @@ async def main(path: str, seed: str) -> None:
     await store.create_tenant("crash", b"\x00" * 32, 10_000_000, now=0)
     print("ready", flush=True)
     counter = 0
+    printed = -1
 
     async def one(n: int) -> None:
+        nonlocal printed
         slot = hashlib.sha256(f"{seed}:{n}".encode()).digest()
-        await store.deposit("crash", slot, cell_for_slot(slot), now=n)
+        result = await store.deposit("crash", slot, cell_for_slot(slot), now=n)
         if n % 7 == 0:  # an idempotent retry must never make a second copy
             await store.deposit("crash", slot, cell_for_slot(slot), now=n + 1)
-        sys.stdout.write(slot.hex() + "\n")
+        lines = slot.hex() + "\n"
+        if result.leaf_index is not None and result.batch_position is not None:
+            # What the relay would answer: a signed head covering the cell.
+            signed, _ = await store.log_receipt(result.leaf_index, result.batch_position)
+            size = int.from_bytes(signed[1:9], "big")
+            if size > printed:
+                printed = size
+                lines = f"h {signed.hex()}\n" + lines
+        sys.stdout.write(lines)
         sys.stdout.flush()
 
     running: set[asyncio.Task[None]] = set()

@@ -20,6 +20,11 @@ from pathlib import Path
 import pytest
 
 import backchannel
+from backchannel.protocol.misbehaviour import (
+    open_signed_head,
+    relay_key_from_bytes,
+    verify_cell_receipt,
+)
 from backchannel.store.sqlite import SQLiteRelayStore
 
 from .helpers import cell_for_slot
@@ -27,8 +32,11 @@ from .helpers import cell_for_slot
 WORKER = Path(__file__).with_name("crash_worker.py")
 
 
-def _run_and_kill(db: Path, seed: str, kill_after: int) -> list[bytes]:
-    """Start the worker, SIGKILL it after ``kill_after`` acks; return every acked slot."""
+def _run_and_kill(db: Path, seed: str, kill_after: int) -> tuple[list[bytes], list[bytes]]:
+    """Start the worker, SIGKILL it after ``kill_after`` acks.
+
+    Returns every acked slot and every signed head handed out before the kill.
+    """
     src = str(Path(backchannel.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(WORKER.parent)])}
     proc = subprocess.Popen(
@@ -50,7 +58,8 @@ def _run_and_kill(db: Path, seed: str, kill_after: int) -> list[bytes]:
             ready, _, _ = select.select([proc.stdout], [], [], 1.0)
             if ready:
                 buffer += os.read(proc.stdout.fileno(), 65536)
-                acked = buffer.count(b"\n") - 1  # minus the "ready" line
+                # minus the "ready" line and the signed heads
+                acked = buffer.count(b"\n") - 1 - buffer.count(b"h ")
     finally:
         proc.send_signal(signal.SIGKILL)
         rest, errors = proc.communicate(timeout=10)
@@ -60,7 +69,38 @@ def _run_and_kill(db: Path, seed: str, kill_after: int) -> list[bytes]:
     lines = buffer.split(b"\n")[:-1]  # a cut-off last line was never fully acknowledged
     assert lines[0] == b"ready"
     assert proc.returncode == -signal.SIGKILL
-    return [bytes.fromhex(line.decode()) for line in lines[1:]]
+    heads = [bytes.fromhex(line[2:].decode()) for line in lines[1:] if line.startswith(b"h ")]
+    slots = [bytes.fromhex(line.decode()) for line in lines[1:] if not line.startswith(b"h ")]
+    return slots, heads
+
+
+async def _check_log(store: SQLiteRelayStore, acked: list[bytes], before: list[bytes]) -> None:
+    """Every acked cell is proved under the head after restart, which extends every old head."""
+    key = relay_key_from_bytes(store.log_public_key())
+    head = open_signed_head(await store.signed_head(), key)
+    logged = await store.fetch_logged("crash", acked)
+    positions = []
+    for s in acked:
+        leaf_index, position = logged[s].leaf_index, logged[s].batch_position
+        assert leaf_index is not None and position is not None
+        positions.append((leaf_index, position))
+    proofs = await store.cell_proofs(positions, head.size)
+    leaves = {i: await store.log_leaf(i) for i in {p.leaf_index for p in proofs}}
+    for s, proof in zip(acked, proofs, strict=True):
+        verify_cell_receipt(
+            tenant_id="crash",
+            slot=s,
+            cell=cell_for_slot(s),
+            leaf=leaves[proof.leaf_index],
+            batch_position=proof.batch_position,
+            batch_proof=proof.batch_proof,
+            inclusion_proof=proof.inclusion_proof,
+            head=head,
+        )
+    for raw in before:
+        old = open_signed_head(raw, key)
+        assert 0 < old.size <= head.size
+        old.check_consistent(head, await store.consistency_proof(old.size, head.size))
 
 
 @pytest.mark.slow
@@ -69,9 +109,10 @@ async def test_sigkill_mid_flight_loses_nothing_acknowledged(
     tmp_path: Path, kill_after: int
 ) -> None:
     db = tmp_path / "relay.db"
-    acked = _run_and_kill(db, seed=f"run-{kill_after}", kill_after=kill_after)
+    acked, heads_before = _run_and_kill(db, seed=f"run-{kill_after}", kill_after=kill_after)
     assert len(acked) >= kill_after
     assert len(set(acked)) == len(acked)
+    assert heads_before
 
     store = SQLiteRelayStore(db)
     await store.open()
@@ -81,6 +122,7 @@ async def test_sigkill_mid_flight_loses_nothing_acknowledged(
         assert all(found[s] == cell_for_slot(s) for s in acked)
         stored = await store.count_cells("crash")
         assert stored >= len(acked)  # deposits committed but not yet printed may exist too
+        await _check_log(store, acked, heads_before)
     finally:
         await store.close()
 

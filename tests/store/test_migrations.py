@@ -20,8 +20,21 @@ from .helpers import CRED, cell, slot
 SQLITE = _migrations.load("sqlite")
 POSTGRES = _migrations.load("postgres")
 #: Objects each migration creates, checked by name.
-SQLITE_OBJECTS = {1: {"tenants", "cells", "cells_deposited_at", "cells_count_insert"}}
-POSTGRES_OBJECTS = {1: {"tenants", "cells", "cells_deposited_at", "bc_deposit"}}
+SQLITE_OBJECTS = {
+    1: {"tenants", "cells", "cells_deposited_at", "cells_count_insert"},
+    2: {"log_head", "log_nodes", "log_leaves", "log_members"},
+}
+POSTGRES_OBJECTS = {
+    1: {"tenants", "cells", "cells_deposited_at", "bc_deposit"},
+    2: {
+        "log_head",
+        "log_nodes",
+        "log_leaves",
+        "log_members",
+        "relay_key",
+        "bc_deposit_logged",
+    },
+}
 
 
 def test_every_migration_has_a_test_entry() -> None:
@@ -151,3 +164,40 @@ async def test_postgres_newer_schema_is_refused(pg_dsn: str) -> None:
         )
     with pytest.raises(StoreUnavailable, match="newer Backchannel"):
         await PostgresRelayStore(pg_dsn).open()
+
+
+async def test_sqlite_0002_logs_cells_stored_before_it_as_unlogged(tmp_path: Path) -> None:
+    """A database at version 1 with cells gains the log; old cells have no position."""
+    path = tmp_path / "relay.db"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("PRAGMA application_id = 1111705682")
+        conn.execute(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY,"
+            " name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+        )
+        for statement in _migrations.split_sqlite(SQLITE[0].sql):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1, ?, 0)", (SQLITE[0].name,))
+        conn.execute(
+            "INSERT INTO tenants (tenant_id, credential_hash, quota_cells, created_at)"
+            " VALUES ('a', ?, 5, 0)",
+            (CRED,),
+        )
+        conn.execute(
+            "INSERT INTO cells (tenant_id, slot, cell_id, cell, deposited_at)"
+            " VALUES ('a', ?, ?, ?, 1)",
+            (slot(1), b"\x00" * 32, cell(1)),
+        )
+    conn.close()
+    store = SQLiteRelayStore(path)
+    await store.open()
+    try:
+        logged = await store.fetch_logged("a", [slot(1)])
+        assert logged[slot(1)].leaf_index is None
+        assert (await store.log_head()).size == 0
+        result = await store.deposit("a", slot(2), cell(2), now=2)
+        assert (result.leaf_index, result.batch_position, result.batch_size) == (0, 0, 1)
+    finally:
+        await store.close()
+    assert _sqlite_versions(path) == [(m.version, m.name) for m in SQLITE]

@@ -57,6 +57,9 @@ MESSAGE_ID = _label("message-id")
 TRANSCRIPT_START = _label("transcript/start")
 TRANSCRIPT_STEP = _label("transcript/step")
 
+# The relay's transparency log
+SIG_TREE_HEAD = _label("sig/tree-head")
+
 # Inside a mission: joint sessions between officers
 HPKE_JOINT = _label("hpke/joint")
 SIG_JOINT = _label("sig/joint")
@@ -100,6 +103,7 @@ ALL: tuple[bytes, ...] = (
     MESSAGE_ID,
     TRANSCRIPT_START,
     TRANSCRIPT_STEP,
+    SIG_TREE_HEAD,
     HPKE_JOINT,
     SIG_JOINT,
     JOINT_SLOT,

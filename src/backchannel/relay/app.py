@@ -128,7 +128,15 @@ def create_app(
     if store is None:
         from backchannel.store.factory import relay_store_from_url
 
-        store = relay_store_from_url(settings.store_url, cell_size=settings.cell_size)
+        # The embedded database keeps the relay key in <data_dir>/relay-key;
+        # with --db, beside the database file; PostgreSQL keeps it in the database.
+        key_path = None if settings.db_url else settings.data_dir.expanduser() / "relay-key"
+        store = relay_store_from_url(
+            settings.store_url,
+            cell_size=settings.cell_size,
+            key_path=key_path,
+            log_interval=settings.log_interval_ms / 1000,
+        )
     service = RelayService(settings, store, clock)
     slots = SlotEndpoint(service)
     document = openapi_document(settings)
@@ -145,6 +153,11 @@ def create_app(
         Route("/v1/tenants/{tenant_id}/fetch", service.fetch, methods=["POST"]),
         Route("/v1/tenants/{tenant_id}/ack", service.ack, methods=["POST"]),
         Route("/v1/info", service.info, methods=["GET"]),
+        Route("/v1/log/key", service.log_key, methods=["GET"]),
+        Route("/v1/log/head", service.log_head, methods=["GET"]),
+        Route("/v1/log/leaves/{index}", service.log_leaf, methods=["GET"]),
+        Route("/v1/log/proof/inclusion", service.log_inclusion, methods=["GET"]),
+        Route("/v1/log/proof/consistency", service.log_consistency, methods=["GET"]),
         Route("/healthz", service.healthz, methods=["GET"]),
         Route("/readyz", service.readyz, methods=["GET"]),
         Route("/metrics", service.metrics_endpoint, methods=["GET"], name="metrics"),

@@ -15,6 +15,32 @@ from backchannel.relay.settings import RelaySettings
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _SLOT = {"type": "string", "pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64}
 _TENANT_ID = {"type": "string", "pattern": "^[a-z0-9-]{3,64}$", "minLength": 3, "maxLength": 64}
+_HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64}
+_PROOF = {"type": "array", "items": _HASH, "maxItems": 64}
+_U63 = {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
+_SIGNED_HEAD = {
+    "type": "string",
+    "pattern": "^[0-9a-f]+$",
+    "minLength": 2 * 3422,
+    "maxLength": 2 * 3422,
+    "description": "full signed head: hex of TreeHead (49 bytes) || Ed25519 (64) || "
+    "ML-DSA-65 (3309) signature",
+}
+_COMPACT_HEAD = {
+    "type": "string",
+    "pattern": "^[0-9a-f]{226}$",
+    "minLength": 226,
+    "maxLength": 226,
+    "description": "compact signed head: hex of TreeHead (49 bytes) || Ed25519 (64); "
+    "the first 113 bytes of the full signed head of the same size",
+}
+_CELL_LOG_PROPS: dict[str, Any] = {
+    "leaf_index": {**_U63, "description": "the batch's leaf in the log"},
+    "batch_position": {"type": "integer", "minimum": 0},
+    "batch_size": {"type": "integer", "minimum": 1},
+    "batch_proof": {**_PROOF, "description": "cell entry -> batch root (RFC 9162 path)"},
+    "inclusion_proof": {**_PROOF, "description": "leaf -> the signed head's root"},
+}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +130,72 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                     "description": "SHA-256 of the cell",
                 },
                 "created": {"type": "boolean"},
+                "log": {"$ref": "#/components/schemas/DepositLog"},
             },
+            "additionalProperties": False,
+        },
+        "DepositLog": {
+            "type": "object",
+            "description": (
+                "Where the cell sits in the relay log, with proofs against signed_head. "
+                "Absent only for cells stored before the relay kept a log."
+            ),
+            "required": [*_CELL_LOG_PROPS, "signed_head"],
+            "properties": {**_CELL_LOG_PROPS, "signed_head": _COMPACT_HEAD},
+            "additionalProperties": False,
+        },
+        "CellLog": {
+            "type": "object",
+            "required": list(_CELL_LOG_PROPS),
+            "properties": _CELL_LOG_PROPS,
+            "additionalProperties": False,
+        },
+        "LogKey": {
+            "type": "object",
+            "required": ["ed25519", "mldsa65", "fingerprint"],
+            "properties": {
+                "ed25519": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "mldsa65": {"type": "string", "pattern": "^[0-9a-f]{3904}$"},
+                "fingerprint": {**_HASH, "description": "SHA-256(ed25519 || mldsa65)"},
+            },
+            "additionalProperties": False,
+        },
+        "LogHead": {
+            "type": "object",
+            "required": ["size", "root", "timestamp", "signed_head", "compact_head"],
+            "properties": {
+                "size": _U63,
+                "root": _HASH,
+                "timestamp": {"type": "integer", "minimum": 0},
+                "signed_head": _SIGNED_HEAD,
+                "compact_head": _COMPACT_HEAD,
+            },
+            "additionalProperties": False,
+        },
+        "LogLeaf": {
+            "type": "object",
+            "required": ["leaf_index", "leaf"],
+            "properties": {
+                "leaf_index": _U63,
+                "leaf": {
+                    "type": "string",
+                    "pattern": "^[0-9a-f]{106}$",
+                    "description": "version u8 | batch_index u64 | batch_size u32 | "
+                    "batch_root [32] | coarse_time u64",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "InclusionProof": {
+            "type": "object",
+            "required": ["leaf_index", "tree_size", "proof"],
+            "properties": {"leaf_index": _U63, "tree_size": _U63, "proof": _PROOF},
+            "additionalProperties": False,
+        },
+        "ConsistencyProof": {
+            "type": "object",
+            "required": ["first", "second", "proof"],
+            "properties": {"first": _U63, "second": _U63, "proof": _PROOF},
             "additionalProperties": False,
         },
         "SlotList": {
@@ -117,8 +208,22 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
         },
         "Cells": {
             "type": "object",
-            "required": ["cells"],
+            "required": ["cells", "log"],
             "properties": {
+                "log": {
+                    "type": "object",
+                    "required": ["signed_head", "cells"],
+                    "description": "each returned cell's place in the log, against signed_head",
+                    "properties": {
+                        "signed_head": _COMPACT_HEAD,
+                        "cells": {
+                            "type": "object",
+                            "propertyNames": _SLOT,
+                            "additionalProperties": {"$ref": "#/components/schemas/CellLog"},
+                        },
+                    },
+                    "additionalProperties": False,
+                },
                 "cells": {
                     "type": "object",
                     "propertyNames": _SLOT,
@@ -127,7 +232,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                         "contentEncoding": "base64",
                         "description": f"standard base64 of the {cell}-byte cell",
                     },
-                }
+                },
             },
             "additionalProperties": False,
         },
@@ -263,6 +368,85 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                         "content": _json({"$ref": "#/components/schemas/Info"}),
                     },
                     **_errors(429),
+                },
+            }
+        },
+        "/v1/log/key": {
+            "get": {
+                "operationId": "logKey",
+                "summary": "The relay's public signing keys (hex) and their fingerprint",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Ed25519 and ML-DSA-65 public keys",
+                        "content": _json({"$ref": "#/components/schemas/LogKey"}),
+                    },
+                    **_errors(429),
+                },
+            }
+        },
+        "/v1/log/head": {
+            "get": {
+                "operationId": "logHead",
+                "summary": "The latest signed tree head",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The head and its signed encoding",
+                        "content": _json({"$ref": "#/components/schemas/LogHead"}),
+                    },
+                    **_errors(429, 503),
+                },
+            }
+        },
+        "/v1/log/leaves/{index}": {
+            "parameters": [{"name": "index", "in": "path", "required": True, "schema": _U63}],
+            "get": {
+                "operationId": "logLeaf",
+                "summary": "The bytes of one log leaf (one committed batch)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The leaf",
+                        "content": _json({"$ref": "#/components/schemas/LogLeaf"}),
+                    },
+                    **_errors(400, 404, 429, 503),
+                },
+            },
+        },
+        "/v1/log/proof/inclusion": {
+            "get": {
+                "operationId": "logInclusionProof",
+                "summary": "RFC 9162 inclusion proof of a leaf in the tree of tree_size leaves",
+                "security": [],
+                "parameters": [
+                    {"name": "leaf_index", "in": "query", "required": True, "schema": _U63},
+                    {"name": "tree_size", "in": "query", "required": True, "schema": _U63},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The proof, leaf upwards",
+                        "content": _json({"$ref": "#/components/schemas/InclusionProof"}),
+                    },
+                    **_errors(400, 429, 503),
+                },
+            }
+        },
+        "/v1/log/proof/consistency": {
+            "get": {
+                "operationId": "logConsistencyProof",
+                "summary": "RFC 9162 consistency proof between two tree sizes",
+                "security": [],
+                "parameters": [
+                    {"name": "first", "in": "query", "required": True, "schema": _U63},
+                    {"name": "second", "in": "query", "required": True, "schema": _U63},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The proof",
+                        "content": _json({"$ref": "#/components/schemas/ConsistencyProof"}),
+                    },
+                    **_errors(400, 429, 503),
                 },
             }
         },

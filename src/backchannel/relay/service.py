@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from backchannel import __version__
 from backchannel.errors import (
+    LocalProtocolError,
     QuotaExceeded,
     SlotConflict,
     StoreError,
@@ -33,6 +34,12 @@ from backchannel.protocol.constants import (
     RENDEZVOUS_CREDENTIAL,
     RENDEZVOUS_QUOTA,
     RENDEZVOUS_TENANT,
+)
+from backchannel.protocol.merkle import TreeHead
+from backchannel.protocol.misbehaviour import (
+    RELAY_KEY_LEN,
+    relay_key_fingerprint,
+    relay_key_from_bytes,
 )
 from backchannel.relay.metrics import CONTENT_TYPE_LATEST, RelayMetrics
 from backchannel.relay.ratelimit import TokenBuckets
@@ -57,6 +64,10 @@ _NO_TENANT_HASH = hashlib.sha256(b"backchannel relay: no such tenant").digest()
 _PROBE_TENANT = "_readyz_probe_"
 _NO_STORE = {"Cache-Control": "no-store"}
 _NO_TENANT = "no such tenant on this relay; check the tenant id"
+#: Largest index or size the log endpoints accept (a signed 64-bit integer).
+_MAX_INDEX = (1 << 63) - 1
+_TREE_HEAD_LEN = 49
+_COMPACT_HEAD_LEN = 49 + 64
 _UNAUTHORIZED = "present this tenant's credential as 'Authorization: Bearer <credential>'"
 
 
@@ -233,6 +244,33 @@ class RelayService:
         self.metrics.deposit_outcome("created" if result.created else "duplicate")
         return result
 
+    async def deposit_answer(self, result: DepositResult) -> bytes:
+        """The JSON body answering a deposit, with the cell's place in the log.
+
+        Built by hand (every value is an integer, a boolean or hex): this is
+        the hot path, and ``json.dumps`` of the same object costs more than
+        the rest of the answer.
+        """
+        created = "true" if result.created else "false"
+        head = f'{{"cell_id":"{result.cell_id.hex()}","created":{created}'
+        if result.leaf_index is None or result.batch_position is None:
+            return (head + "}").encode()  # stored before the log existed
+        # A compact signed head covering the cell (one signature per batch)
+        # and the proofs against it; for a fresh cell the proofs come from
+        # memory, for a retry from the store.
+        try:
+            signed, proof = await self.store.log_receipt(result.leaf_index, result.batch_position)
+        except LookupError:  # the cell expired between its commit and this answer
+            return (head + "}").encode()
+        batch = '","'.join(h.hex() for h in proof.batch_proof)
+        inclusion = '","'.join(h.hex() for h in proof.inclusion_proof)
+        return (
+            f'{head},"log":{{"leaf_index":{proof.leaf_index},'
+            f'"batch_position":{proof.batch_position},"batch_size":{proof.batch_size},'
+            f'"batch_proof":[{_quoted(batch)}],"inclusion_proof":[{_quoted(inclusion)}],'
+            f'"signed_head":"{signed.hex()}"}}}}'
+        ).encode()
+
     async def get_cell(self, tenant_id: str, slot_text: str, authorization: str | None) -> bytes:
         record = await self.authenticate_header(tenant_id, authorization)
         slot = check_slot(slot_text)
@@ -246,10 +284,85 @@ class RelayService:
         record = await self.authenticate(request)
         body = await read_json_object(request, self.settings.body_limit, ("slots",))
         slots = slot_list(body, self.settings.max_batch)
-        cells = await self.store.fetch(record.tenant_id, slots) if slots else {}
+        signed, cells, proofs = await self.store.fetch_proved(record.tenant_id, slots)
         self.metrics.cells_fetched.inc(len(cells))
         encoded = {slot.hex(): base64.b64encode(cell).decode() for slot, cell in cells.items()}
-        return JSONResponse({"cells": encoded}, headers=_NO_STORE)
+        log_cells = {
+            slot.hex(): {
+                "leaf_index": p.leaf_index,
+                "batch_position": p.batch_position,
+                "batch_size": p.batch_size,
+                "batch_proof": [h.hex() for h in p.batch_proof],
+                "inclusion_proof": [h.hex() for h in p.inclusion_proof],
+            }
+            for slot, p in proofs.items()
+        }
+        return JSONResponse(
+            {"cells": encoded, "log": {"signed_head": signed.hex(), "cells": log_cells}},
+            headers=_NO_STORE,
+        )
+
+    # -- the transparency log ------------------------------------------------
+
+    async def log_key(self, request: Request) -> Response:
+        raw = self.store.log_public_key()
+        assert len(raw) == RELAY_KEY_LEN
+        key = relay_key_from_bytes(raw)
+        return JSONResponse(
+            {
+                "ed25519": key.ed25519.hex(),
+                "mldsa65": key.mldsa65.hex(),
+                "fingerprint": relay_key_fingerprint(key).hex(),
+            }
+        )
+
+    async def log_head(self, request: Request) -> Response:
+        signed = await self.store.signed_head()
+        head = TreeHead.decode(signed[:_TREE_HEAD_LEN])
+        return JSONResponse(
+            {
+                "size": head.size,
+                "root": head.root.hex(),
+                "timestamp": head.timestamp,
+                "signed_head": signed.hex(),
+                "compact_head": signed[:_COMPACT_HEAD_LEN].hex(),
+            },
+            headers=_NO_STORE,
+        )
+
+    async def log_leaf(self, request: Request) -> Response:
+        index = _index(request.path_params["index"], "index")
+        try:
+            leaf = await self.store.log_leaf(index)
+        except LookupError:
+            raise HTTPRefusal(
+                404, "no such leaf yet; ask for an index below the head's size"
+            ) from None
+        return JSONResponse({"leaf_index": index, "leaf": leaf.hex()})
+
+    async def log_inclusion(self, request: Request) -> Response:
+        index = _query_index(request, "leaf_index")
+        size = _query_index(request, "tree_size")
+        try:
+            proof = await self.store.inclusion_proof(index, size)
+        except LocalProtocolError:
+            raise HTTPRefusal(
+                400, "need leaf_index < tree_size <= the current log size (GET /v1/log/head)"
+            ) from None
+        return JSONResponse(
+            {"leaf_index": index, "tree_size": size, "proof": [h.hex() for h in proof]}
+        )
+
+    async def log_consistency(self, request: Request) -> Response:
+        first = _query_index(request, "first")
+        second = _query_index(request, "second")
+        try:
+            proof = await self.store.consistency_proof(first, second)
+        except LocalProtocolError:
+            raise HTTPRefusal(
+                400, "need 0 < first <= second <= the current log size (GET /v1/log/head)"
+            ) from None
+        return JSONResponse({"first": first, "second": second, "proof": [h.hex() for h in proof]})
 
     async def ack(self, request: Request) -> Response:
         record = await self.authenticate(request)
@@ -298,3 +411,20 @@ class RelayService:
                 log.warning("expiry skipped: the store is unavailable (%s)", e)
             except StoreError as e:
                 log.warning("expiry failed: %s", type(e).__name__)
+
+
+def _quoted(joined: str) -> str:
+    return f'"{joined}"' if joined else ""
+
+
+def _index(text: str, name: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > _MAX_INDEX:
+        raise HTTPRefusal(400, f"{name} must be a non-negative integer below 2**63")
+    return int(text)
+
+
+def _query_index(request: Request, name: str) -> int:
+    values = request.query_params.getlist(name)
+    if len(values) != 1:
+        raise HTTPRefusal(400, f"give the query parameter {name} exactly once")
+    return _index(values[0], name)

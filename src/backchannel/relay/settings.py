@@ -53,6 +53,10 @@ class RelaySettings:
     expire_interval_seconds: float = 60.0
     #: Times handed to the store are rounded down to a multiple of this.
     time_granularity_seconds: int = 60
+    #: Least time between two store commits, in milliseconds: the log then
+    #: gains at most one leaf per interval whatever the load (bounded growth),
+    #: and a deposit waits up to this long more. 0 commits as soon as possible.
+    log_interval_ms: int = 0
     #: Bearer token that authorises tenant registration; None disables it
     #: unless ``open_registration`` is set.
     operator_token: str | None = _secret()
@@ -89,6 +93,7 @@ class RelaySettings:
             (self.retention_seconds > 0, "retention_seconds must be positive"),
             (self.expire_interval_seconds > 0, "expire_interval_seconds must be positive"),
             (self.time_granularity_seconds > 0, "time_granularity_seconds must be positive"),
+            (0 <= self.log_interval_ms <= 60_000, "log_interval_ms must be 0 to 60000"),
             (
                 0 < self.default_quota_cells <= self.max_quota_cells,
                 "default_quota_cells must be positive and at most max_quota_cells",

@@ -23,9 +23,6 @@ access_log = logging.getLogger("backchannel.relay.access")
 _JSON = (b"content-type", b"application/json")
 _OCTET = (b"content-type", b"application/octet-stream")
 _NO_STORE = (b"cache-control", b"no-store")
-_DEPOSIT_PREFIX = b'{"cell_id":"'
-_CREATED = b'","created":true}'
-_DUPLICATE = b'","created":false}'
 
 
 def split_slot_path(path: str) -> tuple[str, str] | None:
@@ -87,13 +84,7 @@ class SlotEndpoint:
                 )
                 result = await service.deposit(tenant_id, slot, body)
                 status = 201 if result.created else 200
-                payload = b"".join(
-                    (
-                        _DEPOSIT_PREFIX,
-                        result.cell_id.hex().encode(),
-                        _CREATED if result.created else _DUPLICATE,
-                    )
-                )
+                payload = await service.deposit_answer(result)
                 headers = [_JSON, (b"content-length", str(len(payload)).encode())]
             else:
                 status = 200

@@ -9,10 +9,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from backchannel.crypto.signing import SigningKey
 from backchannel.errors import QuotaExceeded, SlotConflict, TenantExists, UnknownTenant
+from backchannel.protocol import merkle
 from backchannel.protocol.constants import CELL_SIZE
-from backchannel.store import _common
-from backchannel.store.relay_store import DepositResult, TenantRecord
+from backchannel.protocol.merkle import MemoryLog, TreeHead
+from backchannel.protocol.misbehaviour import cell_entry
+from backchannel.store import _common, _log
+from backchannel.store.relay_store import (
+    BatchTree,
+    CellProof,
+    DepositResult,
+    LoggedCell,
+    LogReceipt,
+    TenantRecord,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +31,8 @@ class _StoredCell:
     cell_id: bytes
     cell: bytes
     deposited_at: int
+    leaf_index: int | None = None
+    batch_position: int | None = None
 
 
 class MemoryRelayStore:
@@ -29,11 +42,26 @@ class MemoryRelayStore:
     loop are atomic and need no lock.
     """
 
-    def __init__(self, *, cell_size: int = CELL_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        cell_size: int = CELL_SIZE,
+        log: bool = True,
+        signing_key: SigningKey | None = None,
+    ) -> None:
         self._cell_size = _common.check_cell_size(cell_size)
         self._open = False
         self._tenants: dict[str, TenantRecord] = {}
         self._cells: dict[str, dict[bytes, _StoredCell]] = {}
+        # The log: one leaf per deposit that stored a cell.
+        self._logging = log
+        key = signing_key or _log.key_from_seeds(*_log.new_key_seeds())
+        self._signer = _log.LogCache(key)
+        self._tree = MemoryLog()
+        self._leaves: list[bytes] = []
+        self._times: list[int] = []
+        self._members: dict[int, BatchTree] = {}
+        self._state = _log.EMPTY_STATE
 
     async def open(self) -> None:
         self._open = True
@@ -75,12 +103,24 @@ class MemoryRelayStore:
         existing = cells.get(slot)
         if existing is not None:
             if existing.cell_id == cell_id:
-                return DepositResult(cell_id, created=False)
+                return self._retry_result(existing)
             raise SlotConflict("a different cell already occupies that slot")
         if len(cells) >= tenant.quota_cells:
             raise QuotaExceeded("the tenant's cell quota is used up; fetch and ack, then retry")
-        cells[slot] = _StoredCell(cell_id, cell, now)
-        return DepositResult(cell_id, created=True)
+        if not self._logging:
+            cells[slot] = _StoredCell(cell_id, cell, now)
+            return DepositResult(cell_id, created=True)
+        batch = BatchTree.of_entries([cell_entry(tenant_id, slot, cell_id)])
+        step = _log.append_batch(self._state, batch.root(), 1, now)
+        self._tree.append(step.leaf)
+        self._leaves.append(step.leaf)
+        self._times.append(step.time)
+        self._members[step.leaf_index] = batch
+        self._state = step.state
+        self._signer.committed(batch, step)
+        cells[slot] = _StoredCell(cell_id, cell, now, step.leaf_index, 0)
+        receipt = LogReceipt(batch, 0, step.head, step.inclusion_proof)
+        return DepositResult(cell_id, True, step.leaf_index, 0, 1, receipt)
 
     async def fetch(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, bytes]:
         _common.check_tenant_id(tenant_id)
@@ -88,6 +128,17 @@ class MemoryRelayStore:
         self._check_open()
         cells = self._cells.get(tenant_id, {})
         return {slot: cells[slot].cell for slot in wanted if slot in cells}
+
+    async def fetch_logged(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, LoggedCell]:
+        _common.check_tenant_id(tenant_id)
+        wanted = _common.check_slots(slots)
+        self._check_open()
+        cells = self._cells.get(tenant_id, {})
+        return {
+            slot: LoggedCell(c.cell, c.leaf_index, c.batch_position)
+            for slot in wanted
+            if (c := cells.get(slot)) is not None
+        }
 
     async def ack(self, tenant_id: str, slots: Sequence[bytes], now: int) -> int:
         _common.check_tenant_id(tenant_id)
@@ -110,6 +161,8 @@ class MemoryRelayStore:
             for slot in old:
                 del cells[slot]
             removed += len(old)
+        for index in [i for i in self._members if self._times[i] <= cutoff]:
+            del self._members[index]
         return removed
 
     async def count_cells(self, tenant_id: str | None = None) -> int:
@@ -118,3 +171,102 @@ class MemoryRelayStore:
             return sum(len(cells) for cells in self._cells.values())
         _common.check_tenant_id(tenant_id)
         return len(self._cells.get(tenant_id, {}))
+
+    # -- the log -------------------------------------------------------------
+
+    def _retry_result(self, stored: _StoredCell) -> DepositResult:
+        if stored.leaf_index is None or stored.batch_position is None:
+            return DepositResult(stored.cell_id, created=False)
+        batch = self._members.get(stored.leaf_index)
+        return DepositResult(
+            stored.cell_id,
+            False,
+            stored.leaf_index,
+            stored.batch_position,
+            len(batch.members) if batch is not None else None,
+        )
+
+    async def fetch_proved(
+        self, tenant_id: str, slots: Sequence[bytes]
+    ) -> tuple[bytes, dict[bytes, bytes], dict[bytes, CellProof]]:
+        logged = await self.fetch_logged(tenant_id, slots)
+        size = self._state.size
+        positions = [
+            (slot, (c.leaf_index, c.batch_position))
+            for slot, c in logged.items()
+            if c.leaf_index is not None and c.batch_position is not None
+        ]
+        proofs = await self.cell_proofs([p for _, p in positions], size) if positions else []
+        return (
+            self._signer.compact_exact(self._state.head()),
+            {slot: c.cell for slot, c in logged.items()},
+            {slot: proof for (slot, _), proof in zip(positions, proofs, strict=True)},
+        )
+
+    async def log_head(self) -> TreeHead:
+        self._check_open()
+        return self._state.head()
+
+    async def signed_head(self) -> bytes:
+        self._check_open()
+        return await self._signer.signed_for(self._state)
+
+    async def compact_head(self) -> bytes:
+        self._check_open()
+        return self._signer.compact_for(self._state)
+
+    async def log_receipt(self, leaf_index: int, position: int) -> tuple[bytes, CellProof]:
+        self._check_open()
+
+        async def state() -> _log.HeadState:
+            return self._state
+
+        return await self._signer.receipt(leaf_index, position, state, self.cell_proofs)
+
+    async def log_leaf(self, index: int) -> bytes:
+        self._check_open()
+        if not 0 <= index < len(self._leaves):
+            raise LookupError("no such leaf in the log")
+        return self._leaves[index]
+
+    async def batch_proof(self, leaf_index: int, position: int) -> list[bytes]:
+        self._check_open()
+        batch = self._members.get(leaf_index)
+        if batch is None or not 0 <= position < len(batch.members):
+            raise LookupError("no such batch member in the log (expired or never stored)")
+        return batch.proof(position)
+
+    async def inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]:
+        self._check_open()
+        _log.check_leaf(leaf_index, tree_size, self._tree.size)
+        return merkle.inclusion_proof(self._tree, leaf_index, tree_size)
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        self._check_open()
+        _log.check_sizes(old_size, new_size, self._tree.size)
+        return merkle.consistency_proof(self._tree, old_size, new_size)
+
+    async def cell_proofs(
+        self, positions: Sequence[tuple[int, int]], tree_size: int
+    ) -> list[CellProof]:
+        self._check_open()
+        for leaf_index, _ in positions:
+            _log.check_leaf(leaf_index, tree_size, self._tree.size)
+        out: list[CellProof] = []
+        for leaf_index, position in positions:
+            batch = self._members.get(leaf_index)
+            if batch is None or not 0 <= position < len(batch.members):
+                raise LookupError("that batch's members have expired")
+            out.append(
+                CellProof(
+                    leaf_index,
+                    position,
+                    len(batch.members),
+                    batch.proof(position),
+                    merkle.inclusion_proof(self._tree, leaf_index, tree_size),
+                )
+            )
+        return out
+
+    def log_public_key(self) -> bytes:
+        return self._signer.public_key()

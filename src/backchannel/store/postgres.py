@@ -22,6 +22,7 @@ The schema is the connection's current schema (``search_path``); put
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,20 +39,50 @@ from backchannel.errors import (
     TenantExists,
     UnknownTenant,
 )
+from backchannel.protocol import merkle
 from backchannel.protocol.constants import CELL_SIZE
-from backchannel.store import _common, _migrations
+from backchannel.protocol.merkle import TreeHead
+from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
+from backchannel.store import _common, _log, _migrations
 from backchannel.store._pg_errors import RETRYABLE, translate
-from backchannel.store.relay_store import DepositResult, TenantRecord
+from backchannel.store.relay_store import (
+    BatchTree,
+    CellProof,
+    DepositResult,
+    LoggedCell,
+    LogReceipt,
+    TenantRecord,
+)
 
 T = TypeVar("T")
-_log = logging.getLogger(__name__)
+_logger = logging.getLogger(__name__)
 
 #: Most rows one ``expire`` transaction deletes, so deposits interleave with it.
 _EXPIRE_CHUNK = 5000
 #: How often a transaction that hit a deadlock or serialization failure is retried.
 _ATTEMPTS = 5
 
-_DEPOSIT_SQL = "SELECT bc_deposit(%s, %s, %s, %s, %s)"
+_DEPOSIT_SQL = "SELECT o_code, o_leaf, o_position FROM bc_deposit_logged(%s, %s, %s, %s, %s)"
+# Every appender, in every process, queues on this row lock: one log. It also
+# tells bc_deposit_logged which leaf the batch will be, so that the lock and
+# the deposits travel in one round trip.
+_LOCK_HEAD_SQL = (
+    "SELECT size, frontier, time, set_config('backchannel.batch_position', '0', true),"
+    " set_config('backchannel.batch_leaf', size::text, true)"
+    " FROM log_head WHERE id = 1 FOR UPDATE"
+)
+# The whole append in one statement: nodes, leaf, members and the head row.
+_APPEND_SQL = (
+    "WITH n AS (INSERT INTO log_nodes (level, idx, hash)"
+    " SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])),"
+    " l AS (INSERT INTO log_leaves (leaf_index, leaf, time) VALUES (%s, %s, %s)),"
+    " m AS (INSERT INTO log_members (leaf_index, hashes) VALUES (%s, %s))"
+    " UPDATE log_head SET size = %s, frontier = %s, time = %s,"
+    " signed = CASE WHEN %s > signed_size THEN %s::bytea ELSE signed END,"
+    " signed_size = greatest(signed_size, %s) WHERE id = 1"
+)
+#: Most batches whose member hashes one expiry transaction deletes.
+_MEMBER_LEAVES_CHUNK = 256
 _CREATED, _DUPLICATE, _CONFLICT, _QUOTA, _UNKNOWN = 0, 1, 2, 3, 4
 
 
@@ -73,6 +104,7 @@ class PostgresRelayStore:
 
     ``pool_size`` bounds this process's connections; ``max_batch`` bounds one
     group commit; ``connect_timeout`` (seconds) bounds waiting for a connection.
+    ``log_interval`` (seconds) paces this process's commits, as for SQLite.
     """
 
     def __init__(
@@ -83,7 +115,10 @@ class PostgresRelayStore:
         max_batch: int = 512,
         connect_timeout: float = 10.0,
         cell_size: int = CELL_SIZE,
+        log_interval: float = 0.0,
     ) -> None:
+        if log_interval < 0:
+            raise ConfigError("log_interval must be >= 0 seconds")
         if pool_size < 2 or max_batch < 1 or connect_timeout <= 0:
             raise ConfigError("pool_size must be >= 2, max_batch >= 1, connect_timeout > 0")
         self._dsn = dsn
@@ -97,6 +132,8 @@ class PostgresRelayStore:
         self._accepting = False
         self._transactions = 0
         self._writes = 0
+        self._cache: _log.LogCache | None = None
+        self._log_interval = float(log_interval)
 
     @property
     def stats(self) -> _common.GroupCommitStats:
@@ -123,6 +160,7 @@ class PostgresRelayStore:
             await pool.open(wait=True, timeout=self._timeout)
             async with pool.connection() as conn:
                 await _apply_migrations(conn)
+                self._cache = _log.LogCache(await _load_or_create_key(conn))
         except (psycopg.Error, PoolTimeout) as exc:
             await pool.close()
             raise translate(exc) from None
@@ -180,13 +218,27 @@ class PostgresRelayStore:
 
     async def _writer_main(self) -> None:
         stop = False
+        loop = asyncio.get_running_loop()
+        last_commit = 0.0
         while not stop:
             first = await self._queue.get()
             if first is None:
                 return
             batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                job = self._queue.get_nowait()
+            # Pacing: wait for the interval since the last commit to pass,
+            # gathering what arrives meanwhile into this batch.
+            due = last_commit + self._log_interval
+            while len(batch) < self._max_batch:
+                wait = due - loop.time()
+                if wait > 0:
+                    try:
+                        job = await asyncio.wait_for(self._queue.get(), wait)
+                    except TimeoutError:
+                        break
+                elif self._queue.empty():
+                    break
+                else:
+                    job = self._queue.get_nowait()
                 if job is None:
                     stop = True
                     break
@@ -194,14 +246,17 @@ class PostgresRelayStore:
             jobs = [job for job in batch if not job.future.done()]  # skip cancelled callers
             try:
                 await self._commit(jobs)
+                last_commit = loop.time()
             except Exception as exc:  # a bug: never leave a caller waiting
-                _log.error("relay store writer failed: %s", type(exc).__name__)
+                _logger.error("relay store writer failed: %s", type(exc).__name__)
                 _settle(jobs, StoreUnavailable("the relay store's writer failed; retry"))
 
     async def _commit(self, jobs: list[_Deposit]) -> None:
         jobs.sort(key=lambda job: job.tenant_id)  # one lock order in every process
+        cache = self._cache
+        assert cache is not None
         try:
-            codes = await self._attempt(lambda conn: _deposit_batch(conn, jobs))
+            outcome = await self._attempt(lambda conn: _deposit_batch(conn, jobs, cache))
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             # The server or the connection failed: every deposit in the batch did.
             _settle(jobs, translate(exc))
@@ -219,13 +274,27 @@ class PostgresRelayStore:
             return
         self._transactions += 1
         self._writes += len(jobs)
-        for job, code in zip(jobs, codes, strict=True):
+        rows, appended, sizes = outcome
+        tree, step = appended if appended is not None else (None, None)
+        head = None
+        if tree is not None and step is not None:
+            cache.committed(tree, step)
+            head = step.head
+        for job, (code, leaf, position) in zip(jobs, rows, strict=True):
             if job.future.done():
                 continue
-            if code in (_CREATED, _DUPLICATE):
-                job.future.set_result(DepositResult(job.cell_id, created=code == _CREATED))
-            else:
+            if code not in (_CREATED, _DUPLICATE):
                 job.future.set_exception(_refusal(code))
+                continue
+            receipt = None
+            size = sizes.get(leaf) if leaf is not None else None
+            if tree is not None and step is not None and leaf == step.leaf_index:
+                size = len(tree.members)
+                if code == _CREATED and position is not None and head is not None:
+                    receipt = LogReceipt(tree, position, head, step.inclusion_proof)
+            job.future.set_result(
+                DepositResult(job.cell_id, code == _CREATED, leaf, position, size, receipt)
+            )
 
     # -- the RelayStore interface -----------------------------------------
 
@@ -315,12 +384,39 @@ class PostgresRelayStore:
             )
             return cur.rowcount
 
+        async def forget_members(conn: psycopg.AsyncConnection[Any]) -> bool:
+            # Members of whole batches past retention, a few batches at a time.
+            # Leaf times never decrease with the index, so the batches past
+            # retention are a prefix: look only just above the oldest kept.
+            cur = await conn.execute("SELECT min(leaf_index) FROM log_members")
+            row = await cur.fetchone()
+            if row is None or row[0] is None:
+                return False
+            low = int(row[0])
+            top = low + _MEMBER_LEAVES_CHUNK - 1
+            cur = await conn.execute(
+                "SELECT max(leaf_index) FROM log_leaves"
+                " WHERE leaf_index BETWEEN %s AND %s AND time <= %s",
+                (low, top, cutoff),
+            )
+            row = await cur.fetchone()
+            if row is None or row[0] is None:
+                return False
+            high = int(row[0])
+            await conn.execute(
+                "DELETE FROM log_members WHERE leaf_index BETWEEN %s AND %s", (low, high)
+            )
+            return high == top
+
         removed = 0
         while True:
             count = await self._run(work)
             removed += count
             if count < _EXPIRE_CHUNK:
-                return removed
+                break
+        while await self._run(forget_members):
+            pass
+        return removed
 
     async def count_cells(self, tenant_id: str | None = None) -> int:
         if tenant_id is not None:
@@ -338,6 +434,167 @@ class PostgresRelayStore:
 
         return await self._run(work)
 
+    # -- the log ----------------------------------------------------------------
+
+    def _need_cache(self) -> _log.LogCache:
+        if self._cache is None:
+            raise _common.not_open()
+        return self._cache
+
+    async def fetch_logged(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, LoggedCell]:
+        _common.check_tenant_id(tenant_id)
+        wanted = _common.check_slots(slots)
+        if not wanted:
+            return {}
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> dict[bytes, LoggedCell]:
+            cur = await conn.execute(
+                "SELECT slot, cell, leaf_index, batch_position FROM cells"
+                " WHERE tenant_id = %s AND slot = ANY(%s)",
+                (tenant_id, wanted),
+            )
+            return {
+                bytes(slot): LoggedCell(bytes(cell), leaf, pos)
+                for slot, cell, leaf, pos in await cur.fetchall()
+            }
+
+        found = await self._run(work)
+        return {slot: found[slot] for slot in wanted if slot in found}
+
+    async def fetch_proved(
+        self, tenant_id: str, slots: Sequence[bytes]
+    ) -> tuple[bytes, dict[bytes, bytes], dict[bytes, CellProof]]:
+        _common.check_tenant_id(tenant_id)
+        wanted = _common.check_slots(slots)
+        cache = self._need_cache()
+
+        async def work(
+            conn: psycopg.AsyncConnection[Any],
+        ) -> tuple[_log.HeadState, dict[bytes, bytes], dict[bytes, CellProof]]:
+            # One snapshot: the head and the cells agree.
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                state = await _read_head(conn)
+                rows: dict[bytes, tuple[bytes, int | None, int | None]] = {}
+                if wanted:
+                    cur = await conn.execute(
+                        "SELECT slot, cell, leaf_index, batch_position FROM cells"
+                        " WHERE tenant_id = %s AND slot = ANY(%s)",
+                        (tenant_id, wanted),
+                    )
+                    for slot, cell, leaf, pos in await cur.fetchall():
+                        rows[bytes(slot)] = (bytes(cell), leaf, pos)
+                logged = {leaf for _, leaf, _ in rows.values() if leaf is not None}
+                members = await _members(conn, sorted(logged)) if logged else {}
+                nodes: dict[tuple[int, int], bytes] = {}
+                needed = _log.plan_nodes(
+                    state.size,
+                    [_log.inclusion_work(leaf, state.size) for leaf in logged if leaf < state.size],
+                )
+                if needed:
+                    nodes = (await _nodes(conn, state.size, needed)).nodes
+            found, proofs = _log.prove_cells(
+                cache,
+                state.size,
+                rows,
+                lambda coords: _log.DictReader(state.size, nodes),
+                lambda leaf: members.get(leaf, []),
+            )
+            return state, {s: found[s] for s in wanted if s in found}, proofs
+
+        state, cells, proofs = await self._run(work)
+        return cache.compact_exact(state.head()), cells, proofs
+
+    async def log_head(self) -> TreeHead:
+        return (await self._run(_read_head)).head()
+
+    async def _current_state(self) -> _log.HeadState:
+        cache = self._need_cache()
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> tuple[Any, ...] | None:
+            cur = await conn.execute(
+                "SELECT size, frontier, time, signed_size, signed FROM log_head WHERE id = 1"
+            )
+            return await cur.fetchone()
+
+        row = await self._run(work)
+        if row is None:
+            raise StoreUnavailable("the relay log's head row is missing; restore from a backup")
+        if row[4] is not None:
+            cache.remember(bytes(row[4]), int(row[3]))  # e.g. after a restart
+        return _log.HeadState.from_row(int(row[0]), bytes(row[1]), int(row[2]))
+
+    async def signed_head(self) -> bytes:
+        cache = self._need_cache()
+        return await cache.signed_for(await self._current_state())
+
+    async def compact_head(self) -> bytes:
+        cache = self._need_cache()
+        return cache.compact_for(await self._current_state())
+
+    async def log_receipt(self, leaf_index: int, position: int) -> tuple[bytes, CellProof]:
+        cache = self._need_cache()
+        return await cache.receipt(leaf_index, position, self._current_state, self.cell_proofs)
+
+    async def log_leaf(self, index: int) -> bytes:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> bytes | None:
+            cur = await conn.execute("SELECT leaf FROM log_leaves WHERE leaf_index = %s", (index,))
+            row = await cur.fetchone()
+            return None if row is None else bytes(row[0])
+
+        if not 0 <= index < 1 << 63:
+            raise LookupError("no such leaf in the log")
+        leaf = await self._run(work)
+        if leaf is None:
+            raise LookupError("no such leaf in the log")
+        return leaf
+
+    async def batch_proof(self, leaf_index: int, position: int) -> list[bytes]:
+        if not 0 <= leaf_index < 1 << 63:
+            raise LookupError("no such batch in the log")
+        members = (await self._run(lambda conn: _members(conn, [leaf_index])))[leaf_index]
+        if not 0 <= position < len(members):
+            raise LookupError("no such batch member in the log (expired or never stored)")
+        return BatchTree(members).proof(position)
+
+    async def inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[bytes]:
+            _log.check_leaf(leaf_index, tree_size, (await _read_head(conn)).size)
+            wanted = _log.plan_nodes(tree_size, [_log.inclusion_work(leaf_index, tree_size)])
+            reader = await _nodes(conn, tree_size, wanted)
+            return merkle.inclusion_proof(reader, leaf_index, tree_size)
+
+        return await self._run(work)
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[bytes]:
+            _log.check_sizes(old_size, new_size, (await _read_head(conn)).size)
+            wanted = _log.plan_nodes(new_size, [_log.consistency_work(old_size, new_size)])
+            reader = await _nodes(conn, new_size, wanted)
+            return merkle.consistency_proof(reader, old_size, new_size)
+
+        return await self._run(work)
+
+    async def cell_proofs(
+        self, positions: Sequence[tuple[int, int]], tree_size: int
+    ) -> list[CellProof]:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[CellProof]:
+            current = (await _read_head(conn)).size
+            for leaf_index, _ in positions:
+                _log.check_leaf(leaf_index, tree_size, current)
+            wanted = _log.plan_nodes(
+                tree_size, [_log.inclusion_work(leaf, tree_size) for leaf, _ in positions]
+            )
+            reader = await _nodes(conn, tree_size, wanted)
+            self._need_cache().add_nodes(reader.nodes)
+            members = await _members(conn, sorted({leaf for leaf, _ in positions}))
+            return _log.cell_proofs(positions, tree_size, reader, lambda i: members[i])
+
+        return await self._run(work)
+
+    def log_public_key(self) -> bytes:
+        return self._need_cache().public_key()
+
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     """Per new connection: make commits durable even if the server default is not."""
@@ -347,21 +604,161 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute("SET synchronous_commit = on")
 
 
-async def _deposit_batch(conn: psycopg.AsyncConnection[Any], jobs: list[_Deposit]) -> list[int]:
-    """All ``jobs`` in one transaction, pipelined; their outcome codes, in order."""
-    codes: list[int] = []
-    async with conn.transaction(), conn.cursor() as cur:
-        await cur.executemany(_DEPOSIT_SQL, [job.params() for job in jobs], returning=True)
-        while True:
-            row = await cur.fetchone()
-            if row is None:
-                raise StoreUnavailable("the deposit function returned nothing; migrate the schema")
-            codes.append(int(row[0]))
-            if not cur.nextset():
-                break
-    if len(codes) != len(jobs):
-        raise StoreUnavailable("the database answered a different number of deposits; retry")
-    return codes
+_Row = tuple[int, int | None, int | None]
+_Appended = tuple[BatchTree, _log.Append]
+
+
+async def _deposit_batch(
+    conn: psycopg.AsyncConnection[Any], jobs: list[_Deposit], cache: _log.LogCache
+) -> tuple[list[_Row], _Appended | None, dict[int, int]]:
+    """All ``jobs`` in one transaction, pipelined, with the batch's log leaf.
+
+    Returns each job's (code, leaf index, batch position), the append (batch
+    tree, log step) if the batch stored any cell, and the batch sizes of older
+    batches that retries point into.
+    """
+    rows: list[_Row] = []
+    appended: _Appended | None = None
+    sizes: dict[int, int] = {}
+    # One pipeline for the whole transaction, two round trips: BEGIN, the log
+    # lock and the deposits in the first; the append and COMMIT in the second.
+    # (``conn.transaction()`` would cost a round trip for BEGIN and one more
+    # at the end.) Any failure rolls back before the connection is reused.
+    try:
+        async with conn.pipeline(), conn.cursor() as cur, conn.cursor() as lock:
+            await conn.execute("BEGIN")
+            await lock.execute(_LOCK_HEAD_SQL)
+            await cur.executemany(_DEPOSIT_SQL, [job.params() for job in jobs], returning=True)
+            head = await lock.fetchone()
+            while True:
+                row = await cur.fetchone()
+                if row is None:
+                    raise StoreUnavailable(
+                        "the deposit function returned nothing; migrate the schema"
+                    )
+                rows.append(
+                    (
+                        int(row[0]),
+                        None if row[1] is None else int(row[1]),
+                        None if row[2] is None else int(row[2]),
+                    )
+                )
+                if not cur.nextset():
+                    break
+            if head is None:
+                raise StoreUnavailable("the relay log's head row is missing; restore a backup")
+            state = _log.HeadState.from_row(int(head[0]), bytes(head[1]), int(head[2]))
+            leaf_index = state.size
+            if len(rows) != len(jobs):
+                raise StoreUnavailable("the database answered a different number of deposits")
+            created = sorted(
+                (
+                    (pos, job)
+                    for job, (code, _, pos) in zip(jobs, rows, strict=True)
+                    if code == _CREATED and pos is not None
+                ),
+                key=lambda item: item[0],
+            )
+            older = sorted(
+                {leaf for code, leaf, _ in rows if code == _DUPLICATE and leaf is not None}
+                - {leaf_index}
+            )
+            if older:
+                await cur.execute(
+                    "SELECT leaf_index, leaf FROM log_leaves WHERE leaf_index = ANY(%s)",
+                    (older,),
+                )
+                for index, leaf in await cur.fetchall():
+                    sizes[int(index)] = LogLeaf.decode(bytes(leaf)).batch_size
+            if created:
+                tree = BatchTree.of_entries(
+                    [cell_entry(job.tenant_id, job.slot, job.cell_id) for _, job in created]
+                )
+                now = max(job.now for _, job in created)
+                step = _log.append_batch(state, tree.root(), len(created), now)
+                await _write_append(cur, step, tree, cache)
+                appended = (tree, step)
+            await conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute("ROLLBACK")
+        raise
+    return rows, appended, sizes
+
+
+async def _write_append(
+    cur: psycopg.AsyncCursor[Any], step: _log.Append, tree: BatchTree, cache: _log.LogCache
+) -> None:
+    signed = cache.latest
+    signed_size = cache.latest_size if signed is not None else -1
+    await cur.execute(
+        _APPEND_SQL,
+        (
+            [n[0] for n in step.nodes],
+            [n[1] for n in step.nodes],
+            [n[2] for n in step.nodes],
+            step.leaf_index,
+            step.leaf,
+            step.time,
+            step.leaf_index,
+            b"".join(tree.members),
+            step.state.size,
+            step.state.frontier_bytes(),
+            step.time,
+            signed_size,
+            signed,
+            signed_size,
+        ),
+    )
+
+
+async def _load_or_create_key(conn: psycopg.AsyncConnection[Any]) -> Any:
+    """The relay key shared by every process on this database, created by the first."""
+    ed, ml = _log.new_key_seeds()
+    await conn.execute(
+        "INSERT INTO relay_key (id, ed25519_seed, mldsa65_seed) VALUES (1, %s, %s)"
+        " ON CONFLICT (id) DO NOTHING",
+        (ed, ml),
+    )
+    cur = await conn.execute("SELECT ed25519_seed, mldsa65_seed FROM relay_key WHERE id = 1")
+    row = await cur.fetchone()
+    if row is None:
+        raise StoreUnavailable("the relay key row vanished; check the database")
+    return _log.key_from_seeds(bytes(row[0]), bytes(row[1]))
+
+
+async def _read_head(conn: psycopg.AsyncConnection[Any]) -> _log.HeadState:
+    cur = await conn.execute("SELECT size, frontier, time FROM log_head WHERE id = 1")
+    row = await cur.fetchone()
+    if row is None:
+        raise StoreUnavailable("the relay log's head row is missing; restore from a backup")
+    return _log.HeadState.from_row(int(row[0]), bytes(row[1]), int(row[2]))
+
+
+async def _nodes(
+    conn: psycopg.AsyncConnection[Any], size: int, wanted: set[tuple[int, int]]
+) -> _log.DictReader:
+    coords = sorted(wanted)
+    found: dict[tuple[int, int], bytes] = {}
+    if coords:
+        cur = await conn.execute(
+            "SELECT n.level, n.idx, n.hash FROM log_nodes n"
+            " JOIN unnest(%s::smallint[], %s::bigint[]) AS w(level, idx)"
+            " ON n.level = w.level AND n.idx = w.idx",
+            ([c[0] for c in coords], [c[1] for c in coords]),
+        )
+        found = {(int(lv), int(ix)): bytes(h) for lv, ix, h in await cur.fetchall()}
+    return _log.DictReader(size, found)
+
+
+async def _members(conn: psycopg.AsyncConnection[Any], leaves: list[int]) -> dict[int, list[bytes]]:
+    out: dict[int, list[bytes]] = {leaf: [] for leaf in leaves}
+    cur = await conn.execute(
+        "SELECT leaf_index, hashes FROM log_members WHERE leaf_index = ANY(%s)", (leaves,)
+    )
+    for leaf, hashes in await cur.fetchall():
+        out[int(leaf)] = _log.split_hashes(bytes(hashes))
+    return out
 
 
 def _refusal(code: int) -> Exception:

@@ -15,8 +15,10 @@ test suite (``tests/store/``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from backchannel.protocol.merkle import EMPTY_ROOT, TreeHead, leaf_hash, node_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +31,107 @@ class TenantRecord:
     created_at: int
 
 
+class BatchTree:
+    """The cell-entry hashes of one committed batch, in commit order.
+
+    Built once per batch and shared by the receipts of its cells. The RFC 9162
+    tree is kept level by level: each level pairs neighbours and carries an
+    odd last node up unchanged, which gives exactly the RFC's tree (its splits
+    at the largest power of two below n) and makes each proof a few lookups.
+    """
+
+    __slots__ = ("_levels", "members")
+
+    def __init__(self, members: Sequence[bytes]) -> None:
+        self.members = tuple(members)
+        self._levels: list[list[bytes]] | None = None
+
+    def _tree(self) -> list[list[bytes]]:
+        if self._levels is None:
+            level = list(self.members)
+            levels = [level]
+            while len(level) > 1:
+                pairs = [node_hash(level[j], level[j + 1]) for j in range(0, len(level) - 1, 2)]
+                if len(level) & 1:
+                    pairs.append(level[-1])
+                level = pairs
+                levels.append(level)
+            self._levels = levels
+        return self._levels
+
+    @classmethod
+    def of_entries(cls, entries: Sequence[bytes]) -> BatchTree:
+        return cls([leaf_hash(e) for e in entries])
+
+    def root(self) -> bytes:
+        return self._tree()[-1][0] if self.members else EMPTY_ROOT
+
+    def proof(self, position: int) -> list[bytes]:
+        """PATH(position, batch), leaf upwards."""
+        if not 0 <= position < len(self.members):
+            raise IndexError("no such position in the batch")
+        out: list[bytes] = []
+        for level in self._tree()[:-1]:
+            sibling = position ^ 1
+            if sibling < len(level):
+                out.append(level[sibling])
+            position >>= 1
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LogReceipt:
+    """A new cell's place in the log, exactly as its batch's commit left it.
+
+    ``head`` is the (unsigned) head right after the batch, ``inclusion_proof``
+    proves the batch's leaf in it. Signed heads come from
+    :meth:`RelayStore.log_receipt`, off the deposit's commit path.
+    """
+
+    batch: BatchTree = field(repr=False)
+    position: int
+    head: TreeHead
+    inclusion_proof: tuple[bytes, ...]
+
+    def batch_proof(self) -> list[bytes]:
+        return self.batch.proof(self.position)
+
+
+@dataclass(frozen=True, slots=True)
+class CellProof:
+    """Where one stored cell sits in the log, with its proofs against one head."""
+
+    leaf_index: int
+    batch_position: int
+    batch_size: int
+    batch_proof: list[bytes]
+    inclusion_proof: list[bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class DepositResult:
     #: SHA-256 of the cell bytes.
     cell_id: bytes
     #: False when the identical cell was already stored (an idempotent retry).
     created: bool
+    # Where the cell sits in the relay log (None when the store keeps no log).
+    # An idempotent retry reports the cell's original position. These fields
+    # do not take part in equality: two results are equal when they report the
+    # same cell and outcome.
+    leaf_index: int | None = field(default=None, compare=False)
+    batch_position: int | None = field(default=None, compare=False)
+    batch_size: int | None = field(default=None, compare=False)
+    #: The batch's head and proofs, for a cell this very call stored (else None).
+    receipt: LogReceipt | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedCell:
+    """A fetched cell and its place in the log (None for cells stored without a log)."""
+
+    cell: bytes
+    leaf_index: int | None
+    batch_position: int | None
 
 
 class RelayStore(Protocol):
@@ -70,3 +167,55 @@ class RelayStore(Protocol):
         """Delete cells deposited at or before ``now - retention_seconds``; return how many."""
 
     async def count_cells(self, tenant_id: str | None = None) -> int: ...
+
+    # -- the transparency log (docs/spec/relay-log-v1.md) ------------------------
+    # One leaf per committed batch, appended in the batch's own transaction.
+
+    async def fetch_logged(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, LoggedCell]:
+        """As :meth:`fetch`, with each cell's leaf index and batch position."""
+
+    async def fetch_proved(
+        self, tenant_id: str, slots: Sequence[bytes]
+    ) -> tuple[bytes, dict[bytes, bytes], dict[bytes, CellProof]]:
+        """As :meth:`fetch`, in one snapshot with the compact signed head of that
+        snapshot and each logged cell's proofs against it."""
+
+    async def log_head(self) -> TreeHead:
+        """The head of the log as committed now (unsigned)."""
+
+    async def signed_head(self) -> bytes:
+        """The full signed head of the current log: ``TreeHead.encode() || hybrid signature``."""
+
+    async def log_leaf(self, index: int) -> bytes:
+        """The bytes of leaf ``index``. Raises ``LookupError`` beyond the log."""
+
+    async def batch_proof(self, leaf_index: int, position: int) -> list[bytes]:
+        """Inclusion of the cell entry at ``position`` in batch ``leaf_index``'s tree.
+
+        Raises ``LookupError`` when that batch's members have expired or do not exist.
+        """
+
+    async def inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of leaf ``leaf_index`` in the tree of ``tree_size``."""
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof from ``old_size`` to ``new_size``."""
+
+    async def cell_proofs(
+        self, positions: Sequence[tuple[int, int]], tree_size: int
+    ) -> list[CellProof]:
+        """Batch and inclusion proofs of several ``(leaf_index, position)`` at once."""
+
+    async def log_receipt(self, leaf_index: int, position: int) -> tuple[bytes, CellProof]:
+        """A compact signed head that covers the cell, and the cell's proofs against it.
+
+        The compact head (``TreeHead.encode() || Ed25519``) is signed for the
+        newest head this process knows and shared by every receipt until the
+        log grows. Recent batches are answered from memory.
+        """
+
+    async def compact_head(self) -> bytes:
+        """The compact signed head (``TreeHead.encode() || Ed25519``) of the current log."""
+
+    def log_public_key(self) -> bytes:
+        """The relay's public signing key (Ed25519 then ML-DSA-65); after ``open``."""

@@ -47,6 +47,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -58,10 +59,20 @@ from backchannel.errors import (
     TenantExists,
     UnknownTenant,
 )
+from backchannel.protocol import merkle
 from backchannel.protocol.constants import CELL_SIZE
-from backchannel.store import _common, _migrations
+from backchannel.protocol.merkle import TreeHead
+from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
+from backchannel.store import _common, _log, _migrations
 from backchannel.store._sqlite_errors import translate
-from backchannel.store.relay_store import DepositResult, TenantRecord
+from backchannel.store.relay_store import (
+    BatchTree,
+    CellProof,
+    DepositResult,
+    LoggedCell,
+    LogReceipt,
+    TenantRecord,
+)
 
 T = TypeVar("T")
 _Work = Callable[[sqlite3.Connection], Any]
@@ -72,6 +83,23 @@ APPLICATION_ID = 0x42434852
 _EXPIRE_CHUNK = 5000
 #: Most slots in one SQL ``IN (...)`` list.
 _IN_CHUNK = 500
+#: Most batches whose member hashes one expiry transaction deletes.
+_MEMBER_LEAVES_CHUNK = 256
+
+
+class _Batch:
+    """The log side of one write transaction: the cells it creates, in order."""
+
+    __slots__ = ("entries", "now", "state")
+
+    def __init__(self, state: _log.HeadState) -> None:
+        self.state = state
+        self.entries: list[bytes] = []
+        self.now = 0
+
+    @property
+    def leaf_index(self) -> int:
+        return self.state.size
 
 
 class _Job:
@@ -88,6 +116,11 @@ class SQLiteRelayStore:
     ``path`` is the database file; its directory must exist. ``readers`` is the
     size of the read pool; ``max_batch`` bounds one group commit;
     ``max_db_bytes`` caps the file size (reaching it acts like a full disk).
+    ``key_path`` is the relay's signing key file (default ``relay-key`` beside
+    the database; created on first open). ``log=False`` keeps no log (benchmarks).
+    ``log_interval`` (seconds) paces commits: a commit waits until that long
+    after the previous one, so the log gains at most one leaf per interval
+    (bounded storage growth, at the price of up to that much deposit latency).
     """
 
     def __init__(
@@ -99,7 +132,12 @@ class SQLiteRelayStore:
         max_batch: int = 1024,
         max_db_bytes: int | None = None,
         cell_size: int = CELL_SIZE,
+        key_path: str | os.PathLike[str] | None = None,
+        log: bool = True,
+        log_interval: float = 0.0,
     ) -> None:
+        if log_interval < 0:
+            raise ConfigError("log_interval must be >= 0 seconds")
         if readers < 1 or max_batch < 1 or busy_timeout_ms < 0:
             raise ConfigError("readers and max_batch must be >= 1, busy_timeout_ms >= 0")
         if max_db_bytes is not None and max_db_bytes <= 0:
@@ -118,6 +156,17 @@ class SQLiteRelayStore:
         self._accepting = False
         self._transactions = 0
         self._writes = 0
+        self._logging = log
+        self._log_interval = float(log_interval)
+        self._key_path = (
+            os.fspath(key_path)
+            if key_path is not None
+            else os.path.join(os.path.dirname(os.path.abspath(self._path)), "relay-key")
+        )
+        self._cache: _log.LogCache | None = None
+        self._batch: _Batch | None = None
+        #: The head this writer committed last (writer thread only).
+        self._last: _log.HeadState | None = None
 
     @property
     def stats(self) -> _common.GroupCommitStats:
@@ -142,6 +191,14 @@ class SQLiteRelayStore:
             await asyncio.to_thread(writer.join)
             raise
         self._writer = writer
+        if self._logging and self._cache is None:
+            # Only once the database is known good: a refused file leaves no key behind.
+            try:
+                key = await asyncio.to_thread(_log.load_or_create_key_file, self._key_path)
+            except BaseException:
+                await self._shutdown()
+                raise
+            self._cache = _log.LogCache(key)
         self._executor = cf.ThreadPoolExecutor(
             max_workers=self._readers, thread_name_prefix="backchannel-sqlite-reader"
         )
@@ -241,14 +298,21 @@ class SQLiteRelayStore:
         ready.set_result(None)
         try:
             stop = False
+            last_commit = 0.0
             while not stop:
                 first = self._queue.get()
                 if first is None:
                     break
                 batch = [first]
+                # Pacing: wait for the interval since the last commit to pass,
+                # gathering what arrives meanwhile into this batch.
+                due = last_commit + self._log_interval
                 while len(batch) < self._max_batch:
+                    wait = due - time.monotonic()
                     try:
-                        job = self._queue.get_nowait()
+                        job = (
+                            self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                        )
                     except queue.Empty:
                         break
                     if job is None:
@@ -256,6 +320,7 @@ class SQLiteRelayStore:
                         break
                     batch.append(job)
                 self._run_batch(conn, batch)
+                last_commit = time.monotonic()
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -283,7 +348,11 @@ class SQLiteRelayStore:
         """Run ``jobs`` in one transaction; return the jobs to run again, if any."""
         try:
             conn.execute("BEGIN IMMEDIATE")
+            self._batch = _Batch(self._head_in(conn)) if self._logging else None
         except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             _fail(jobs, translate(exc))
             return []
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
@@ -305,7 +374,9 @@ class SQLiteRelayStore:
             else:
                 conn.execute("RELEASE job")
                 outcomes.append((job, result, None))
+        batch, self._batch = self._batch, None
         try:
+            appended = self._append(conn, batch) if batch is not None else None
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -313,6 +384,11 @@ class SQLiteRelayStore:
                     conn.execute("ROLLBACK")
             _fail(jobs, translate(exc))
             return []
+        if appended is not None and self._cache is not None:
+            tree, step = appended
+            self._last = step.state
+            self._cache.committed(tree, step)
+            outcomes = _with_receipts(outcomes, tree, step)
         self._transactions += 1
         self._writes += len(outcomes)
         for job, result, error in outcomes:
@@ -321,6 +397,55 @@ class SQLiteRelayStore:
             else:
                 job.future.set_exception(error)
         return []
+
+    def _head_in(self, conn: sqlite3.Connection) -> _log.HeadState:
+        """The committed head, inside the write transaction.
+
+        Usually the state this writer committed last; a different size means
+        another process appended meanwhile, and the row is read in full. One
+        size has one state (the log only grows), so comparing sizes suffices.
+        """
+        cached = self._last
+        row = conn.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
+        if cached is not None and row is not None and int(row[0]) == cached.size:
+            return cached
+        state = _read_head(conn)
+        self._last = state
+        return state
+
+    def _append(
+        self, conn: sqlite3.Connection, batch: _Batch
+    ) -> tuple[BatchTree, _log.Append] | None:
+        """Append the batch's leaf inside the open transaction (nothing if it stored no cell)."""
+        if not batch.entries:
+            return None
+        tree = BatchTree.of_entries(batch.entries)
+        step = _log.append_batch(batch.state, tree.root(), len(batch.entries), batch.now)
+        conn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", step.nodes)
+        conn.execute(
+            "INSERT INTO log_leaves (leaf_index, leaf, time) VALUES (?, ?, ?)",
+            (step.leaf_index, step.leaf, step.time),
+        )
+        conn.execute(
+            "INSERT INTO log_members (leaf_index, hashes) VALUES (?, ?)",
+            (step.leaf_index, b"".join(tree.members)),
+        )
+        signer = self._cache
+        signed = signer.latest if signer is not None else None
+        conn.execute(
+            "UPDATE log_head SET size = ?, frontier = ?, time = ?,"
+            " signed = CASE WHEN ? > signed_size THEN ? ELSE signed END,"
+            " signed_size = max(signed_size, ?) WHERE id = 1",
+            (
+                step.state.size,
+                step.state.frontier_bytes(),
+                step.time,
+                signer.latest_size if signed is not None and signer is not None else -1,
+                signed,
+                signer.latest_size if signed is not None and signer is not None else -1,
+            ),
+        )
+        return tree, step
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if not self._accepting:
@@ -394,20 +519,33 @@ class SQLiteRelayStore:
             if tenant is None:
                 raise UnknownTenant("no such tenant is registered on this relay")
             existing = conn.execute(
-                "SELECT cell_id FROM cells WHERE tenant_id = ? AND slot = ?", (tenant_id, slot)
+                "SELECT cell_id, leaf_index, batch_position FROM cells"
+                " WHERE tenant_id = ? AND slot = ?",
+                (tenant_id, slot),
             ).fetchone()
             if existing is not None:
                 if bytes(existing[0]) == cell_id:
-                    return DepositResult(cell_id, created=False)
+                    return _retry_result(conn, cell_id, existing[1], existing[2], self._batch)
                 raise SlotConflict("a different cell already occupies that slot")
             if tenant[1] >= tenant[0]:
                 raise QuotaExceeded("the tenant's cell quota is used up; fetch and ack, then retry")
+            batch = self._batch
+            if batch is None:
+                conn.execute(
+                    "INSERT INTO cells (tenant_id, slot, cell_id, cell, deposited_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (tenant_id, slot, cell_id, cell, now),
+                )
+                return DepositResult(cell_id, created=True)
+            position = len(batch.entries)
             conn.execute(
-                "INSERT INTO cells (tenant_id, slot, cell_id, cell, deposited_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (tenant_id, slot, cell_id, cell, now),
+                "INSERT INTO cells (tenant_id, slot, cell_id, cell, deposited_at,"
+                " leaf_index, batch_position) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tenant_id, slot, cell_id, cell, now, batch.leaf_index, position),
             )
-            return DepositResult(cell_id, created=True)
+            batch.entries.append(cell_entry(tenant_id, slot, cell_id))
+            batch.now = max(batch.now, now)
+            return DepositResult(cell_id, True, batch.leaf_index, position)
 
         return await self._write(work)
 
@@ -465,12 +603,34 @@ class SQLiteRelayStore:
             )
             return cursor.rowcount
 
+        def forget_members(conn: sqlite3.Connection) -> bool:
+            # Members of whole batches past retention, a few batches at a time.
+            # Leaf times never decrease with the index, so the batches past
+            # retention are a prefix: look only just above the oldest kept.
+            low = conn.execute("SELECT min(leaf_index) FROM log_members").fetchone()[0]
+            if low is None:
+                return False
+            top = low + _MEMBER_LEAVES_CHUNK - 1
+            high = conn.execute(
+                "SELECT max(leaf_index) FROM log_leaves"
+                " WHERE leaf_index BETWEEN ? AND ? AND time <= ?",
+                (low, top, cutoff),
+            ).fetchone()[0]
+            if high is None:
+                return False
+            conn.execute("DELETE FROM log_members WHERE leaf_index BETWEEN ? AND ?", (low, high))
+            return bool(int(high) == top)
+
         removed = 0
         while True:
             count = await self._write(work)
             removed += count
             if count < _EXPIRE_CHUNK:
-                return removed
+                break
+        if self._logging:
+            while await self._write(forget_members):
+                pass
+        return removed
 
     async def count_cells(self, tenant_id: str | None = None) -> int:
         if tenant_id is not None:
@@ -486,6 +646,244 @@ class SQLiteRelayStore:
             return 0 if row is None else int(row[0])
 
         return await self._read(work)
+
+    # -- the log ----------------------------------------------------------------
+
+    def _need_log(self) -> _log.LogCache:
+        if not self._logging or self._cache is None:
+            raise StoreUnavailable("this relay store keeps no log")
+        return self._cache
+
+    async def fetch_logged(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, LoggedCell]:
+        _common.check_tenant_id(tenant_id)
+        wanted = _common.check_slots(slots)
+        if not wanted:
+            return {}
+
+        def work(conn: sqlite3.Connection) -> dict[bytes, LoggedCell]:
+            found: dict[bytes, LoggedCell] = {}
+            conn.execute("BEGIN")
+            try:
+                for chunk in _chunks(wanted):
+                    marks = ",".join("?" * len(chunk))
+                    rows = conn.execute(
+                        "SELECT slot, cell, leaf_index, batch_position FROM cells"  # noqa: S608
+                        f" WHERE tenant_id = ? AND slot IN ({marks})",
+                        (tenant_id, *chunk),
+                    )
+                    for slot, cell, leaf, pos in rows:
+                        found[bytes(slot)] = LoggedCell(bytes(cell), leaf, pos)
+            finally:
+                conn.execute("COMMIT")
+            return {slot: found[slot] for slot in wanted if slot in found}
+
+        return await self._read(work)
+
+    async def fetch_proved(
+        self, tenant_id: str, slots: Sequence[bytes]
+    ) -> tuple[bytes, dict[bytes, bytes], dict[bytes, CellProof]]:
+        _common.check_tenant_id(tenant_id)
+        wanted = _common.check_slots(slots)
+        cache = self._need_log()
+
+        def work(
+            conn: sqlite3.Connection,
+        ) -> tuple[_log.HeadState, dict[bytes, bytes], dict[bytes, CellProof]]:
+            rows: dict[bytes, tuple[bytes, int | None, int | None]] = {}
+            conn.execute("BEGIN")  # one snapshot: the head and the cells agree
+            try:
+                state = _read_head(conn)
+                for chunk in _chunks(wanted):
+                    marks = ",".join("?" * len(chunk))
+                    for slot, cell, leaf, pos in conn.execute(
+                        "SELECT slot, cell, leaf_index, batch_position FROM cells"  # noqa: S608
+                        f" WHERE tenant_id = ? AND slot IN ({marks})",
+                        (tenant_id, *chunk),
+                    ):
+                        rows[bytes(slot)] = (bytes(cell), leaf, pos)
+                found, proofs = _log.prove_cells(
+                    cache,
+                    state.size,
+                    rows,
+                    lambda coords: _nodes(conn, state.size, coords),
+                    lambda leaf: _members(conn, leaf),
+                )
+            finally:
+                conn.execute("COMMIT")
+            return state, {s: found[s] for s in wanted if s in found}, proofs
+
+        state, cells, proofs = await self._read(work)
+        return cache.compact_exact(state.head()), cells, proofs
+
+    async def log_head(self) -> TreeHead:
+        self._need_log()
+        return (await self._read(_read_head)).head()
+
+    async def _signed_state(self) -> tuple[_log.HeadState, int, bytes | None]:
+        def work(conn: sqlite3.Connection) -> tuple[_log.HeadState, int, bytes | None]:
+            row = conn.execute(
+                "SELECT size, frontier, time, signed_size, signed FROM log_head WHERE id = 1"
+            ).fetchone()
+            state = _log.HeadState.from_row(int(row[0]), bytes(row[1]), int(row[2]))
+            return state, int(row[3]), None if row[4] is None else bytes(row[4])
+
+        return await self._read(work)
+
+    async def _current_state(self) -> _log.HeadState:
+        cache = self._need_log()
+        state, signed_size, stored = await self._signed_state()
+        if stored is not None:
+            cache.remember(stored, signed_size)  # e.g. after a restart
+        return state
+
+    async def signed_head(self) -> bytes:
+        cache = self._need_log()
+        return await cache.signed_for(await self._current_state())
+
+    async def compact_head(self) -> bytes:
+        cache = self._need_log()
+        return cache.compact_for(await self._current_state())
+
+    async def log_receipt(self, leaf_index: int, position: int) -> tuple[bytes, CellProof]:
+        cache = self._need_log()
+        return await cache.receipt(leaf_index, position, self._current_state, self.cell_proofs)
+
+    async def log_leaf(self, index: int) -> bytes:
+        self._need_log()
+
+        def work(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute(
+                "SELECT leaf FROM log_leaves WHERE leaf_index = ?", (index,)
+            ).fetchone()
+            if row is None:
+                raise LookupError("no such leaf in the log")
+            return bytes(row[0])
+
+        return await self._read(work)
+
+    async def batch_proof(self, leaf_index: int, position: int) -> list[bytes]:
+        self._need_log()
+        members = await self._read(lambda conn: _members(conn, leaf_index))
+        if not 0 <= position < len(members):
+            raise LookupError("no such batch member in the log (expired or never stored)")
+        return BatchTree(members).proof(position)
+
+    async def inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]:
+        self._need_log()
+
+        def work(conn: sqlite3.Connection) -> list[bytes]:
+            _log.check_leaf(leaf_index, tree_size, _read_head(conn).size)
+            wanted = _log.plan_nodes(tree_size, [_log.inclusion_work(leaf_index, tree_size)])
+            return merkle.inclusion_proof(_nodes(conn, tree_size, wanted), leaf_index, tree_size)
+
+        return await self._read(work)
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        self._need_log()
+
+        def work(conn: sqlite3.Connection) -> list[bytes]:
+            _log.check_sizes(old_size, new_size, _read_head(conn).size)
+            wanted = _log.plan_nodes(new_size, [_log.consistency_work(old_size, new_size)])
+            return merkle.consistency_proof(_nodes(conn, new_size, wanted), old_size, new_size)
+
+        return await self._read(work)
+
+    async def cell_proofs(
+        self, positions: Sequence[tuple[int, int]], tree_size: int
+    ) -> list[CellProof]:
+        self._need_log()
+
+        cache = self._need_log()
+
+        def work(conn: sqlite3.Connection) -> list[CellProof]:
+            current = _read_head(conn).size
+            for leaf_index, _ in positions:
+                _log.check_leaf(leaf_index, tree_size, current)
+            wanted = _log.plan_nodes(
+                tree_size, [_log.inclusion_work(leaf, tree_size) for leaf, _ in positions]
+            )
+            reader = _nodes(conn, tree_size, wanted)
+            cache.add_nodes(reader.nodes)  # immutable: later receipts need no read
+            return _log.cell_proofs(positions, tree_size, reader, lambda i: _members(conn, i))
+
+        return await self._read(work)
+
+    def log_public_key(self) -> bytes:
+        return self._need_log().public_key()
+
+
+def _read_head(conn: sqlite3.Connection) -> _log.HeadState:
+    row = conn.execute("SELECT size, frontier, time FROM log_head WHERE id = 1").fetchone()
+    if row is None:
+        raise StoreUnavailable("the relay log's head row is missing; restore from a backup")
+    return _log.HeadState.from_row(int(row[0]), bytes(row[1]), int(row[2]))
+
+
+def _retry_result(
+    conn: sqlite3.Connection,
+    cell_id: bytes,
+    leaf_index: int | None,
+    position: int | None,
+    batch: _Batch | None,
+) -> DepositResult:
+    """An idempotent retry: the cell's original place in the log."""
+    if leaf_index is None or position is None:
+        return DepositResult(cell_id, created=False)
+    if batch is not None and leaf_index == batch.leaf_index:
+        return DepositResult(cell_id, False, leaf_index, position)  # size filled at commit
+    row = conn.execute("SELECT leaf FROM log_leaves WHERE leaf_index = ?", (leaf_index,)).fetchone()
+    size = LogLeaf.decode(bytes(row[0])).batch_size if row is not None else None
+    return DepositResult(cell_id, False, int(leaf_index), int(position), size)
+
+
+def _with_receipts(
+    outcomes: list[tuple[_Job, Any, BaseException | None]],
+    tree: BatchTree,
+    step: _log.Append,
+) -> list[tuple[_Job, Any, BaseException | None]]:
+    """Fill in the batch size (and, for new cells, the receipt) of this batch's deposits."""
+    out: list[tuple[_Job, Any, BaseException | None]] = []
+    size = len(tree.members)
+    head = step.head
+    for job, result, error in outcomes:
+        if (
+            error is None
+            and isinstance(result, DepositResult)
+            and result.leaf_index == step.leaf_index
+            and result.batch_position is not None
+        ):
+            receipt = None
+            if result.created:
+                receipt = LogReceipt(tree, result.batch_position, head, step.inclusion_proof)
+            result = DepositResult(
+                result.cell_id,
+                result.created,
+                result.leaf_index,
+                result.batch_position,
+                size,
+                receipt,
+            )
+        out.append((job, result, error))
+    return out
+
+
+def _nodes(conn: sqlite3.Connection, size: int, wanted: set[tuple[int, int]]) -> _log.DictReader:
+    """Fetch the planned nodes: one primary-key lookup each, O(log n) in all."""
+    found: dict[tuple[int, int], bytes] = {}
+    for level, idx in wanted:
+        row = conn.execute(
+            "SELECT hash FROM log_nodes WHERE level = ? AND idx = ?", (level, idx)
+        ).fetchone()
+        if row is not None:
+            found[(level, idx)] = bytes(row[0])
+    return _log.DictReader(size, found)
+
+
+def _members(conn: sqlite3.Connection, leaf_index: int) -> list[bytes]:
+    row = conn.execute(
+        "SELECT hashes FROM log_members WHERE leaf_index = ?", (leaf_index,)
+    ).fetchone()
+    return [] if row is None else _log.split_hashes(bytes(row[0]))
 
 
 def _chunks(slots: list[bytes]) -> list[list[bytes]]:

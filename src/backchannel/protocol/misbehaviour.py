@@ -1,0 +1,334 @@
+"""The relay log's signed statements, and offline proofs that the relay lied.
+
+Pure: no clock, no randomness, no I/O. The layouts are specified in
+``docs/spec/relay-log-v1.md``; hashing is RFC 9162 (:mod:`.merkle`).
+
+What the relay commits to
+-------------------------
+* **cell entry** ``len u8 | tenant_id (UTF-8) | slot [32] | cell_id [32]``,
+  ``cell_id = SHA-256(cell)``. A batch tree is the RFC 9162 tree over the cell
+  entries of the cells one store transaction created, in commit order.
+* **log leaf** ``version u8 | batch_index u64 | batch_size u32 | batch_root [32]
+  | coarse_time u64``: one per committed batch. ``batch_index`` is the leaf's
+  index in the log.
+* **signed head** ``TreeHead.encode() | Ed25519 signature [64] | ML-DSA-65
+  signature [3309]`` (the hybrid signature) under the relay's key, context
+  :data:`~backchannel.crypto.labels.SIG_TREE_HEAD`: 3,422 bytes, the *full*
+  form. Its first 113 bytes, the head and the Ed25519 signature alone, are
+  the *compact* form of the same statement (the hybrid signature's Ed25519
+  half is an ordinary Ed25519 signature of ``label || head``). Deposit and
+  fetch answers carry compact heads (a 3.4 KB head neither fits beside a
+  message in a 4 KiB cell, where clients gossip heads, nor is it cheap to sign
+  for every batch); ``GET /v1/log/head`` carries full ones. Either form is
+  evidence. The relay fixes one head per log size when that size is
+  committed; its timestamps never decrease as the size grows.
+
+A client checks a cell with :func:`verify_cell_receipt` (entry in batch, batch
+root in leaf, leaf in head) and heads over time with
+:meth:`~backchannel.protocol.merkle.TreeHead.check_consistent`.
+
+Proofs of misbehaviour
+----------------------
+``version u8 | kind u8 | relay key (Ed25519 [32] | ML-DSA-65 [1952]) |
+len u16 | signed head A | len u16 | signed head B | kind-specific tail`` (each
+head compact or full); see :func:`verify_misbehaviour`:
+
+``FORK`` (1)
+    A and B have the same size and different roots.
+``REWIND`` (2)
+    A is larger than B yet carries a strictly earlier timestamp: the relay
+    signed a shorter log after a longer one.
+``DIVERGENCE`` (3)
+    Tail ``index u64 | leaf_a [32] | proof_a | leaf_b [32] | proof_b`` (each
+    proof ``count u8 | count x [32]``): two different leaf hashes at the same
+    index, each proved included in one of the heads. This is what inconsistent
+    heads of different sizes look like as transferable evidence; a consistency
+    proof that fails to verify is not evidence by itself (anyone can write a
+    wrong proof), but the leaf the relay serves at that index, with its
+    inclusion proofs in both heads, is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from backchannel.crypto.labels import SIG_TREE_HEAD
+from backchannel.crypto.primitives import HASH_LEN
+from backchannel.crypto.signing import (
+    ED25519_PUBLIC_LEN,
+    ED25519_SIG_LEN,
+    HYBRID_SIG_LEN,
+    MLDSA65_PUBLIC_LEN,
+    SigningKey,
+    VerifyKey,
+)
+from backchannel.errors import DecodeError, LocalProtocolError, SignatureError
+from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.merkle import (
+    MAX_PROOF_LEN,
+    TREE_HEAD_LEN,
+    ProofError,
+    TreeHead,
+    leaf_hash,
+    verify_inclusion,
+)
+
+LEAF_VERSION = 1
+LEAF_LEN = 1 + 8 + 4 + HASH_LEN + 8
+SIGNED_HEAD_LEN = TREE_HEAD_LEN + HYBRID_SIG_LEN
+COMPACT_HEAD_LEN = TREE_HEAD_LEN + ED25519_SIG_LEN
+RELAY_KEY_LEN = ED25519_PUBLIC_LEN + MLDSA65_PUBLIC_LEN
+MAX_TENANT_ID_BYTES = 255
+
+EVIDENCE_VERSION = 1
+FORK, REWIND, DIVERGENCE = 1, 2, 3
+
+
+# -- Layouts ------------------------------------------------------------------
+
+
+def cell_entry(tenant_id: str, slot: bytes, cell_id: bytes) -> bytes:
+    """The batch-tree entry of one stored cell."""
+    raw = tenant_id.encode("utf-8")
+    if not 0 < len(raw) <= MAX_TENANT_ID_BYTES:
+        raise LocalProtocolError("a tenant id must be 1 to 255 bytes of UTF-8")
+    if len(slot) != HASH_LEN or len(cell_id) != HASH_LEN:
+        raise LocalProtocolError("slot and cell id must be 32 bytes each")
+    return bytes([len(raw)]) + raw + slot + cell_id
+
+
+@dataclass(frozen=True, slots=True)
+class LogLeaf:
+    """One committed batch: ``version | batch_index | batch_size | batch_root | coarse_time``."""
+
+    batch_index: int
+    batch_size: int
+    batch_root: bytes
+    coarse_time: int
+
+    def __post_init__(self) -> None:
+        if not (
+            0 <= self.batch_index < 1 << 64
+            and 0 < self.batch_size < 1 << 32
+            and 0 <= self.coarse_time < 1 << 64
+            and len(self.batch_root) == HASH_LEN
+        ):
+            raise LocalProtocolError("log leaf fields are out of range")
+
+    def encode(self) -> bytes:
+        return (
+            Writer()
+            .u8(LEAF_VERSION)
+            .u64(self.batch_index)
+            .u32(self.batch_size)
+            .fixed(self.batch_root, HASH_LEN)
+            .u64(self.coarse_time)
+            .bytes()
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> LogLeaf:
+        r = Reader(raw)
+        expect_version(r, LEAF_VERSION, "log leaf")
+        index, size, root, when = r.u64(), r.u32(), r.fixed(HASH_LEN), r.u64()
+        r.end()
+        if size == 0:
+            raise DecodeError("a log leaf covers at least one cell")
+        return cls(index, size, root, when)
+
+
+# -- Signed heads -------------------------------------------------------------
+
+
+def relay_key_bytes(key: VerifyKey) -> bytes:
+    return key.ed25519 + key.mldsa65
+
+
+def relay_key_from_bytes(raw: bytes) -> VerifyKey:
+    if len(raw) != RELAY_KEY_LEN:
+        raise DecodeError("a relay key is 1,984 bytes (Ed25519 then ML-DSA-65)")
+    return VerifyKey(raw[:ED25519_PUBLIC_LEN], raw[ED25519_PUBLIC_LEN:])
+
+
+def relay_key_fingerprint(key: VerifyKey) -> bytes:
+    """SHA-256 of the Ed25519 public key followed by the ML-DSA-65 public key."""
+    return hashlib.sha256(relay_key_bytes(key)).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """A tree head and the relay's signature: hybrid (full) or Ed25519 (compact)."""
+
+    head: TreeHead
+    signature: bytes
+
+    @property
+    def is_full(self) -> bool:
+        return len(self.signature) == HYBRID_SIG_LEN
+
+    def encode(self) -> bytes:
+        return self.head.encode() + self.signature
+
+    def compact(self) -> SignedHead:
+        """The same statement with the Ed25519 signature alone."""
+        return SignedHead(self.head, self.signature[:ED25519_SIG_LEN])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SignedHead:
+        if len(raw) not in (SIGNED_HEAD_LEN, COMPACT_HEAD_LEN):
+            raise DecodeError("a signed tree head is 113 (compact) or 3,422 (full) bytes")
+        return cls(TreeHead.decode(raw[:TREE_HEAD_LEN]), raw[TREE_HEAD_LEN:])
+
+    def verify(self, key: VerifyKey) -> None:
+        """Raise :class:`SignatureError` unless the signature(s) verify under ``key``."""
+        data = self.head.encode()
+        if self.is_full:
+            key.verify_hybrid(self.signature, SIG_TREE_HEAD, data)
+        else:
+            key.verify_ed25519(self.signature, SIG_TREE_HEAD, data)
+
+
+def sign_head(key: SigningKey, head: TreeHead) -> bytes:
+    """The full signed head: ``head.encode() || Ed25519 || ML-DSA-65``."""
+    data = head.encode()
+    return data + key.sign_hybrid(SIG_TREE_HEAD, data)
+
+
+def sign_head_compact(key: SigningKey, head: TreeHead) -> bytes:
+    """The compact signed head: ``head.encode() || Ed25519`` (a prefix of the full one)."""
+    data = head.encode()
+    return data + key.sign_ed25519(SIG_TREE_HEAD, data)
+
+
+def open_signed_head(raw: bytes, key: VerifyKey) -> TreeHead:
+    """Decode a signed head (either form) and check it; the head, or an exception."""
+    signed = SignedHead.decode(raw)
+    signed.verify(key)
+    return signed.head
+
+
+# -- Client-side check of one cell ------------------------------------------------
+
+
+def verify_cell_receipt(
+    *,
+    tenant_id: str,
+    slot: bytes,
+    cell: bytes,
+    leaf: bytes,
+    batch_position: int,
+    batch_proof: Sequence[bytes],
+    inclusion_proof: Sequence[bytes],
+    head: TreeHead,
+) -> LogLeaf:
+    """Check that ``cell`` at ``slot`` is in the log under ``head`` (already verified).
+
+    ``leaf`` is the log leaf's bytes (``GET /v1/log/leaves/{index}``). Raises
+    :class:`ProofError` or :class:`DecodeError`; returns the decoded leaf.
+    """
+    decoded = LogLeaf.decode(leaf)
+    entry = leaf_hash(cell_entry(tenant_id, slot, hashlib.sha256(cell).digest()))
+    verify_inclusion(entry, batch_position, decoded.batch_size, batch_proof, decoded.batch_root)
+    verify_inclusion(leaf_hash(leaf), decoded.batch_index, head.size, inclusion_proof, head.root)
+    return decoded
+
+
+# -- Proofs of misbehaviour ---------------------------------------------------------
+
+
+def _proof(w: Writer, proof: Sequence[bytes]) -> None:
+    if len(proof) > MAX_PROOF_LEN:
+        raise LocalProtocolError("proof is longer than any tree allows")
+    w.u8(len(proof))
+    for h in proof:
+        w.fixed(h, HASH_LEN)
+
+
+def _read_proof(r: Reader) -> list[bytes]:
+    n = r.u8()
+    if n > MAX_PROOF_LEN:
+        raise DecodeError("proof is longer than any tree allows")
+    return [r.fixed(HASH_LEN) for _ in range(n)]
+
+
+def encode_evidence(
+    kind: int,
+    key: VerifyKey,
+    head_a: bytes,
+    head_b: bytes,
+    *,
+    index: int = 0,
+    leaf_a: bytes = b"",
+    proof_a: Sequence[bytes] = (),
+    leaf_b: bytes = b"",
+    proof_b: Sequence[bytes] = (),
+) -> bytes:
+    """Encode a proof of misbehaviour (nothing is checked here)."""
+    if kind not in (FORK, REWIND, DIVERGENCE):
+        raise LocalProtocolError("unknown kind of misbehaviour")
+    w = Writer().u8(EVIDENCE_VERSION).u8(kind).fixed(relay_key_bytes(key), RELAY_KEY_LEN)
+    for raw in (head_a, head_b):
+        if len(raw) not in (SIGNED_HEAD_LEN, COMPACT_HEAD_LEN):
+            raise LocalProtocolError("a signed head is 113 or 3,422 bytes")
+        w.u16(len(raw)).fixed(raw, len(raw))
+    if kind == DIVERGENCE:
+        w.u64(index).fixed(leaf_a, HASH_LEN)
+        _proof(w, proof_a)
+        w.fixed(leaf_b, HASH_LEN)
+        _proof(w, proof_b)
+    return w.bytes()
+
+
+def verify_misbehaviour(blob: bytes) -> str:
+    """What ``blob`` proves about the relay holding the key inside it, in one line.
+
+    Raises :class:`DecodeError` for a malformed blob, :class:`SignatureError`
+    when a head is not signed by that key, and :class:`ProofError` when the
+    signed statements are not contradictory (the evidence does not hold).
+    """
+    r = Reader(blob)
+    expect_version(r, EVIDENCE_VERSION, "proof of misbehaviour")
+    kind = r.u8()
+    if kind not in (FORK, REWIND, DIVERGENCE):
+        raise DecodeError("unknown kind of misbehaviour")
+    key = relay_key_from_bytes(r.fixed(RELAY_KEY_LEN))
+    raw_a, raw_b = r.fixed(r.u16()), r.fixed(r.u16())
+    tail: tuple[int, bytes, list[bytes], bytes, list[bytes]] | None = None
+    if kind == DIVERGENCE:
+        index, leaf_a, proof_a = r.u64(), r.fixed(HASH_LEN), _read_proof(r)
+        leaf_b, proof_b = r.fixed(HASH_LEN), _read_proof(r)
+        tail = (index, leaf_a, proof_a, leaf_b, proof_b)
+    r.end()
+    try:
+        a, b = open_signed_head(raw_a, key), open_signed_head(raw_b, key)
+    except SignatureError:
+        raise SignatureError(
+            "a tree head in the evidence is not signed by that relay key"
+        ) from None
+    fp = relay_key_fingerprint(key).hex()[:16]
+    if kind == FORK:
+        if a.size != b.size or a.root == b.root:
+            raise ProofError("the two heads do not fork: sizes differ or the roots are equal")
+        return (
+            f"fork: relay {fp} signed two different roots for log size {a.size} "
+            f"(timestamps {a.timestamp} and {b.timestamp})"
+        )
+    if kind == REWIND:
+        if not (a.size > b.size and a.timestamp < b.timestamp):
+            raise ProofError("no rewind: the larger head must carry a strictly earlier timestamp")
+        return (
+            f"rewind: relay {fp} signed size {a.size} at {a.timestamp}, "
+            f"then the smaller size {b.size} at {b.timestamp}"
+        )
+    assert tail is not None
+    index, leaf_a, proof_a, leaf_b, proof_b = tail
+    if leaf_a == leaf_b:
+        raise ProofError("the two leaves are equal: the heads agree at that index")
+    verify_inclusion(leaf_a, index, a.size, proof_a, a.root)
+    verify_inclusion(leaf_b, index, b.size, proof_b, b.root)
+    return (
+        f"divergence: relay {fp} signed heads of sizes {a.size} and {b.size} "
+        f"that hold different entries at index {index}"
+    )

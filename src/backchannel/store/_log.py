@@ -1,0 +1,524 @@
+"""The relay log's bookkeeping, shared by every store backend.
+
+The log is RFC 9162 (:mod:`backchannel.protocol.merkle`) with one leaf per
+committed batch (:class:`~backchannel.protocol.misbehaviour.LogLeaf`). What a
+backend keeps, in the same transaction as the cells it logs:
+
+* ``log_head``: one row, the size, the frontier (the tiles of ``[0, size)``,
+  largest first, concatenated) and the timestamp of the current head; the row
+  every appender locks, so appends are serialised across processes;
+* ``log_nodes(level, idx, hash)``: every complete subtree, written once;
+* ``log_leaves(leaf_index, leaf, time)``: the leaf bytes, kept forever;
+* ``log_members(leaf_index, hashes)``: each batch's cell-entry hashes (one row),
+  deleted when the whole batch is past retention (an acknowledged cell's hash
+  stays: the other cells of its batch still need it for their proofs);
+* with each cell, its ``leaf_index`` and ``batch_position``.
+
+An append is O(log n): the new leaf node plus the parents it completes, all
+computed from the frontier. A proof reads O(log n) nodes; the coordinates are
+known in advance (:func:`plan_nodes`), so a backend fetches them in one query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from backchannel.crypto.primitives import HASH_LEN
+from backchannel.crypto.signing import SEED_LEN, SigningKey
+from backchannel.errors import LocalProtocolError, StoreUnavailable
+from backchannel.protocol import merkle
+from backchannel.protocol.merkle import EMPTY_ROOT, Frontier, NodeReader, TreeHead, node_hash
+from backchannel.protocol.misbehaviour import LogLeaf, sign_head, sign_head_compact
+from backchannel.store.relay_store import BatchTree, CellProof
+
+KEY_FILE_VERSION = 1
+KEY_FILE_LEN = 1 + 2 * SEED_LEN
+
+Node = tuple[int, int, bytes]
+
+
+# -- the relay's signing key ----------------------------------------------------------
+
+
+def new_key_seeds() -> tuple[bytes, bytes]:
+    return secrets.token_bytes(SEED_LEN), secrets.token_bytes(SEED_LEN)
+
+
+def key_from_seeds(ed_seed: bytes, ml_seed: bytes) -> SigningKey:
+    return SigningKey(bytes(ed_seed), bytes(ml_seed))
+
+
+def load_or_create_key_file(path: str | os.PathLike[str]) -> SigningKey:
+    """The key in ``path``, created (mode 0600) if absent.
+
+    Creation writes a temporary file and hard-links it into place, so two
+    processes starting together end up with the same key and nobody ever reads
+    a half-written file.
+    """
+    target = Path(path)
+    for _ in range(3):
+        with contextlib.suppress(FileNotFoundError):
+            return _read_key_file(target)
+        ed, ml = new_key_seeds()
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, bytes([KEY_FILE_VERSION]) + ed + ml)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                continue  # another process won: read its key
+            _fsync_dir(target.parent)
+            return key_from_seeds(ed, ml)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot create the relay's signing key file ({exc.strerror}); "
+                "check that the data directory exists and is writable"
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    raise StoreUnavailable("the relay's signing key file keeps changing; is another relay racing?")
+
+
+def _read_key_file(path: Path) -> SigningKey:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreUnavailable(
+            f"cannot read the relay's signing key file ({exc.strerror}); check its permissions"
+        ) from None
+    if len(raw) != KEY_FILE_LEN or raw[0] != KEY_FILE_VERSION:
+        raise StoreUnavailable(
+            "the relay's signing key file is damaged; restore it from a backup "
+            "(a new key would make every client distrust this relay)"
+        )
+    return key_from_seeds(raw[1 : 1 + SEED_LEN], raw[1 + SEED_LEN :])
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# -- the head row ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeadState:
+    """The committed head: its frontier and its timestamp."""
+
+    frontier: Frontier
+    timestamp: int
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
+
+    def head(self) -> TreeHead:
+        return TreeHead(self.frontier.size, self.frontier.root(), self.timestamp)
+
+    def frontier_bytes(self) -> bytes:
+        return b"".join(self.frontier.hashes)
+
+    @classmethod
+    def from_row(cls, size: int, frontier: bytes, timestamp: int) -> HeadState:
+        hashes = tuple(bytes(frontier[i : i + HASH_LEN]) for i in range(0, len(frontier), HASH_LEN))
+        return cls(Frontier(int(size), hashes), int(timestamp))
+
+
+EMPTY_STATE = HeadState(Frontier(), 0)
+assert EMPTY_STATE.head().root == EMPTY_ROOT
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """What one batch writes to the log, computed from the head before it."""
+
+    leaf_index: int
+    leaf: bytes
+    time: int
+    nodes: tuple[Node, ...]
+    state: HeadState
+    #: Inclusion proof of the new leaf in the new head: the old frontier, reversed.
+    inclusion_proof: tuple[bytes, ...]
+    #: The head right after this batch.
+    head: TreeHead
+
+
+def append_batch(before: HeadState, batch_root: bytes, batch_size: int, now: int) -> Append:
+    """Append the leaf of one batch to the head ``before``.
+
+    The batch time never goes backwards, so head timestamps never decrease as
+    the log grows (a signed head with a larger size and an earlier time than
+    another is then proof of a rewind).
+    """
+    index = before.size
+    when = max(before.timestamp, now)
+    leaf = LogLeaf(index, batch_size, batch_root, when).encode()
+    h = merkle.leaf_hash(leaf)
+    hashes = list(before.frontier.hashes)
+    nodes: list[Node] = [(0, index, h)]
+    level, i = 0, index
+    while i & 1:
+        h = node_hash(hashes.pop(), h)
+        level, i = level + 1, i >> 1
+        nodes.append((level, i, h))
+    hashes.append(h)
+    after = HeadState(Frontier(index + 1, tuple(hashes)), when)
+    return Append(
+        index,
+        leaf,
+        when,
+        tuple(nodes),
+        after,
+        tuple(reversed(before.frontier.hashes)),
+        after.head(),
+    )
+
+
+# -- proofs from a few prefetched nodes ---------------------------------------------
+
+
+class _Recorder:
+    """A NodeReader that remembers what it was asked for and answers zeros."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.asked: set[tuple[int, int]] = set()
+
+    def node(self, level: int, index: int) -> bytes:
+        self.asked.add((level, index))
+        return bytes(HASH_LEN)
+
+
+class DictReader:
+    """A NodeReader over a dict of prefetched nodes."""
+
+    def __init__(self, size: int, nodes: dict[tuple[int, int], bytes]) -> None:
+        self.size = size
+        self._nodes = nodes
+
+    @property
+    def nodes(self) -> dict[tuple[int, int], bytes]:
+        return self._nodes
+
+    def node(self, level: int, index: int) -> bytes:
+        try:
+            return self._nodes[(level, index)]
+        except KeyError:
+            raise StoreUnavailable(
+                "the relay log is missing a node; restore from a backup"
+            ) from None
+
+
+def plan_nodes(size: int, work: Iterable[Callable[[NodeReader], object]]) -> set[tuple[int, int]]:
+    """The node coordinates the proof computations in ``work`` will read."""
+    recorder = _Recorder(size)
+    for fn in work:
+        fn(recorder)
+    return recorder.asked
+
+
+def check_sizes(old: int, new: int, current: int) -> None:
+    if not 0 < old <= new <= current:
+        raise LocalProtocolError("need 0 < first <= second <= the log's current size")
+
+
+def check_leaf(index: int, tree_size: int, current: int) -> None:
+    if not 0 <= index < tree_size <= current:
+        raise LocalProtocolError("need 0 <= leaf_index < tree_size <= the log's current size")
+
+
+def cell_proofs(
+    positions: Sequence[tuple[int, int]],
+    tree_size: int,
+    nodes: DictReader,
+    members: Callable[[int], Sequence[bytes]],
+) -> list[CellProof]:
+    """Assemble :class:`CellProof` values; ``members(leaf)`` gives a batch's hashes."""
+    trees: dict[int, BatchTree] = {}
+    out: list[CellProof] = []
+    for leaf_index, position in positions:
+        tree = trees.get(leaf_index)
+        if tree is None:
+            tree = trees[leaf_index] = BatchTree(members(leaf_index))
+        if not 0 <= position < len(tree.members):
+            raise LookupError("that batch's members have expired")
+        out.append(
+            CellProof(
+                leaf_index,
+                position,
+                len(tree.members),
+                tree.proof(position),
+                merkle.inclusion_proof(nodes, leaf_index, tree_size),
+            )
+        )
+    return out
+
+
+def inclusion_work(leaf_index: int, tree_size: int) -> Callable[[NodeReader], object]:
+    return lambda reader: merkle.inclusion_proof(reader, leaf_index, tree_size)
+
+
+def consistency_work(old: int, new: int) -> Callable[[NodeReader], object]:
+    return lambda reader: merkle.consistency_proof(reader, old, new)
+
+
+# -- signing and the in-process memory of recent batches ----------------------------------
+
+#: Complete-subtree nodes kept in memory (about 100 bytes each).
+CACHE_NODES = 1 << 16
+#: Recent batches whose members are kept in memory for deposit answers...
+CACHE_BATCHES = 4096
+#: ...as long as they hold no more cells than this in all (~150 bytes each
+#: with the batch trees' inner nodes): about 10 MB.
+CACHE_MEMBERS = 1 << 16
+
+
+class LogCache:
+    """The relay key, signed heads, and what this process knows of the log.
+
+    Everything cached is immutable once committed (nodes, batch members), so
+    the cache is correct even when other processes append to the same log; it
+    only ever misses. ``known`` is the newest head this process has committed
+    or read. Safe to use from the SQLite writer thread and the event loop.
+    """
+
+    def __init__(self, key: SigningKey) -> None:
+        self.key = key
+        self.latest: bytes | None = None
+        self.latest_size = -1
+        self.known = EMPTY_STATE
+        self._lock = threading.Lock()
+        self._nodes: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._batches: OrderedDict[int, tuple[BatchTree, TreeHead, tuple[bytes, ...]]] = (
+            OrderedDict()
+        )
+        self._compacts: OrderedDict[int, bytes] = OrderedDict()
+        self._members_cached = 0
+        self._inflight: asyncio.Future[None] | None = None
+        self.compact: bytes | None = None
+        self.compact_size = -1
+
+    def public_key(self) -> bytes:
+        vk = self.key.verify_key
+        return vk.ed25519 + vk.mldsa65
+
+    def sign(self, head: TreeHead) -> bytes:
+        return sign_head(self.key, head)
+
+    def compact_for(self, state: HeadState) -> bytes:
+        """A compact (Ed25519) signed head of at least ``state``'s size.
+
+        About 50 µs, so it is signed right here, for the newest head known.
+        """
+        self.note_state(state)
+        with self._lock:
+            if self.compact is not None and self.compact_size >= state.size:
+                return self.compact
+            target = self.known
+        signed = sign_head_compact(self.key, target.head())
+        with self._lock:
+            if target.size > self.compact_size:
+                self.compact, self.compact_size = signed, target.size
+            return signed
+
+    def remember(self, signed: bytes, size: int) -> None:
+        with self._lock:
+            if size > self.latest_size:
+                self.latest, self.latest_size = signed, size
+
+    # -- what the process has seen ------------------------------------------
+
+    def note_state(self, state: HeadState) -> None:
+        """Record a committed head (and its frontier tiles, which are nodes)."""
+        with self._lock:
+            if state.size > self.known.size:
+                self.known = state
+            self._put_nodes(zip(_tiles(state.size), state.frontier.hashes, strict=True))
+
+    def committed(self, tree: BatchTree, step: Append) -> None:
+        """This process committed ``step``: keep its members and nodes."""
+        with self._lock:
+            self._batches[step.leaf_index] = (tree, step.head, step.inclusion_proof)
+            self._members_cached += len(tree.members)
+            while len(self._batches) > 1 and (
+                len(self._batches) > CACHE_BATCHES or self._members_cached > CACHE_MEMBERS
+            ):
+                _, (old, _, _) = self._batches.popitem(last=False)
+                self._members_cached -= len(old.members)
+            self._put_nodes(((lv, ix), h) for lv, ix, h in step.nodes)
+            if step.state.size > self.known.size:
+                self.known = step.state
+
+    def add_nodes(self, nodes: dict[tuple[int, int], bytes]) -> None:
+        with self._lock:
+            self._put_nodes(nodes.items())
+
+    def _put_nodes(self, items: Iterable[tuple[tuple[int, int], bytes]]) -> None:
+        for coord, h in items:
+            self._nodes[coord] = h
+            self._nodes.move_to_end(coord)
+        while len(self._nodes) > CACHE_NODES:
+            self._nodes.popitem(last=False)
+
+    def try_proof(self, leaf_index: int, position: int, size: int) -> CellProof | None:
+        """The cell's proofs from memory alone, or None on any miss."""
+        with self._lock:
+            batch = self._batches.get(leaf_index)
+            if batch is None or not 0 <= position < len(batch[0].members):
+                return None
+            tree = batch[0]
+            wanted = plan_nodes(size, [inclusion_work(leaf_index, size)])
+            if any(c not in self._nodes for c in wanted):
+                return None
+            nodes = {c: self._nodes[c] for c in wanted}
+        return CellProof(
+            leaf_index,
+            position,
+            len(tree.members),
+            tree.proof(position),
+            merkle.inclusion_proof(DictReader(size, nodes), leaf_index, size),
+        )
+
+    # -- signed heads ---------------------------------------------------------
+
+    def compact_exact(self, head: TreeHead) -> bytes:
+        """The compact signed head of a committed ``head`` (one signature per size)."""
+        with self._lock:
+            signed = self._compacts.get(head.size)
+        if signed is None:
+            signed = sign_head_compact(self.key, head)
+            with self._lock:
+                self._compacts[head.size] = signed
+                while len(self._compacts) > CACHE_BATCHES:
+                    self._compacts.popitem(last=False)
+        return signed
+
+    async def signed_for(self, state: HeadState) -> bytes:
+        """A signed head of at least ``state``'s size.
+
+        One signature at a time, of the newest head known when it starts;
+        callers arriving meanwhile wait for it and, if it does not cover them,
+        for the next. Each committed size has exactly one head (fixed at
+        commit), so a head signed later is the same statement as one signed at
+        once: lazily signing changes when heads are signed, never what.
+        """
+        self.note_state(state)
+        while True:
+            latest = self.latest
+            if latest is not None and self.latest_size >= state.size:
+                return latest
+            inflight = self._inflight
+            if inflight is None:
+                target = self.known
+                inflight = self._inflight = asyncio.ensure_future(self._sign_into(target))
+            try:
+                await asyncio.shield(inflight)
+            finally:
+                if self._inflight is inflight and inflight.done():
+                    self._inflight = None
+
+    async def _sign_into(self, state: HeadState) -> None:
+        signed = await asyncio.to_thread(self.sign, state.head())
+        self.remember(signed, state.size)
+
+    async def receipt(
+        self,
+        leaf_index: int,
+        position: int,
+        read_state: Callable[[], Awaitable[HeadState]],
+        proofs: Callable[[list[tuple[int, int]], int], Awaitable[list[CellProof]]],
+    ) -> tuple[bytes, CellProof]:
+        """A compact signed head covering the leaf, and the cell's proofs against it.
+
+        For a batch this process committed recently, the head right after that
+        batch: its proof is the frontier before it, so nothing is read or
+        walked, and one Ed25519 signature serves every cell of the batch.
+        """
+        with self._lock:
+            batch = self._batches.get(leaf_index)
+        if batch is not None and 0 <= position < len(batch[0].members):
+            tree, head, inclusion = batch
+            signed = self.compact_exact(head)
+            return signed, CellProof(
+                leaf_index, position, len(tree.members), tree.proof(position), list(inclusion)
+            )
+        state = self.known
+        if state.size <= leaf_index:
+            state = await read_state()
+        signed = self.compact_for(state)
+        size = TreeHead.decode(signed[: merkle.TREE_HEAD_LEN]).size
+        proof = self.try_proof(leaf_index, position, size)
+        if proof is None:
+            (proof,) = await proofs([(leaf_index, position)], size)
+        return signed, proof
+
+
+def _tiles(size: int) -> list[tuple[int, int]]:
+    """Coordinates of the frontier tiles of ``size``, largest first."""
+    out = []
+    pos = 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            out.append((level, pos >> level))
+            pos += 1 << level
+    return out
+
+
+def split_hashes(blob: bytes) -> list[bytes]:
+    return [bytes(blob[i : i + HASH_LEN]) for i in range(0, len(blob), HASH_LEN)]
+
+
+def prove_cells(
+    cache: LogCache,
+    size: int,
+    cells: dict[bytes, tuple[bytes, int | None, int | None]],
+    read_nodes: Callable[[set[tuple[int, int]]], DictReader],
+    read_members: Callable[[int], Sequence[bytes]],
+) -> tuple[dict[bytes, bytes], dict[bytes, CellProof]]:
+    """Proofs, against the tree of ``size``, of fetched cells (memory first, then reads)."""
+    found = {slot: c for slot, (c, _, _) in cells.items()}
+    proofs: dict[bytes, CellProof] = {}
+    missing: list[tuple[bytes, int, int]] = []
+    for slot, (_, leaf, pos) in cells.items():
+        if leaf is None or pos is None or leaf >= size:
+            continue  # stored before the log, or after this snapshot's head
+        proof = cache.try_proof(leaf, pos, size)
+        if proof is None:
+            missing.append((slot, leaf, pos))
+        else:
+            proofs[slot] = proof
+    if missing:
+        members = {leaf: read_members(leaf) for leaf in {leaf for _, leaf, _ in missing}}
+        # A batch whose members expired can only hold cells that expired with
+        # it; should one be read in that instant, it goes without a proof.
+        missing = [m for m in missing if m[2] < len(members[m[1]])]
+        wanted = plan_nodes(size, [inclusion_work(leaf, size) for _, leaf, _ in missing])
+        reader = read_nodes(wanted)
+        cache.add_nodes(reader.nodes)
+        got = cell_proofs(
+            [(leaf, pos) for _, leaf, pos in missing], size, reader, lambda i: members[i]
+        )
+        for (slot, _, _), proof in zip(missing, got, strict=True):
+            proofs[slot] = proof
+    return found, proofs
