@@ -59,6 +59,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("relay", "bench.relay", "ours", "Relay over HTTP (uvicorn)"),
     Bench("synapse", "bench.peers.synapse", "peer", "Matrix Synapse room messages"),
     Bench("store_scale", "bench.store_scale", "ours", "Storage at scale"),
+    Bench("log", "bench.log", "ours", "Transparency log: deposits with and without, proofs"),
     Bench("e2e", "bench.e2e", "ours", "End to end through a real relay (no peer, no ratio)"),
 )
 BENCH_NAMES = tuple(b.name for b in BENCHES)
@@ -112,6 +113,13 @@ RATIOS: tuple[Ratio, ...] = (
         [("store_scale", "sqlite", "deposits_per_s_large")],
         [("store_scale", "sqlite", "deposits_per_s_small")],
         0.8,
+    ),
+    Ratio(
+        "log_vs_no_log",
+        "durable deposits/s with the transparency log / without (sqlite store, c16)",
+        [("log", "deposits", "c16_log", "deposits_per_s")],
+        [("log", "deposits", "c16_no_log", "deposits_per_s")],
+        0.9,
     ),
     Ratio(
         "relay_rss_mb_1e6",

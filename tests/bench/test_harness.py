@@ -63,6 +63,12 @@ def figures(**overrides: Any) -> dict[str, dict[str, Any]]:
                 "rss_mb_large": 120.5,
             }
         },
+        "log": {
+            "deposits": {
+                "c16_log": {"deposits_per_s": 7600.0},
+                "c16_no_log": {"deposits_per_s": 8000.0},
+            }
+        },
         "synapse": {"c16": {"sends_per_s": 50.0, "p50_ms": 300.0, "p99_ms": 600.0}},
         "nats": {"c16": {"publishes_per_s": 12000.0, "p50_ms": 1.3, "p99_ms": 3.0}},
         "gpg": {"round_trips_per_s": 60.0, "ms_per_round_trip": 16.7},
@@ -80,6 +86,7 @@ def test_all_ratios_computed_and_met() -> None:
     assert ratios["client_vs_gpg"]["value"] == pytest.approx(50.0)
     assert ratios["scale_1e6_vs_1e4"]["value"] == pytest.approx(0.9)
     assert ratios["relay_rss_mb_1e6"]["value"] == pytest.approx(120.5)
+    assert ratios["log_vs_no_log"]["value"] == pytest.approx(0.95)
     for key in RATIO_KEYS[:-1]:
         assert ratios[key]["met"] is True, key
         assert ratios[key]["reason"] is None
