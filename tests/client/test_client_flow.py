@@ -94,19 +94,21 @@ async def test_tampering_relay_raises_an_alarm_and_delivers_nothing_forged(
 
     def tampering(url: str, tenant: str | None, credential: str | None) -> RelayClient:
         client = honest(url, tenant, credential)
-        original = client.fetch
+        original = client.fetch_logged
 
-        async def fetch(slots):  # type: ignore[no-untyped-def]
-            got = await original(slots)
-            return {s: bytes([c[0] ^ 1]) + c[1:] for s, c in got.items()}
+        async def fetch_logged(slots):  # type: ignore[no-untyped-def]
+            got, signed, places = await original(slots)
+            return {s: bytes([c[0] ^ 1]) + c[1:] for s, c in got.items()}, signed, places
 
-        client.fetch = fetch  # type: ignore[method-assign]
+        client.fetch_logged = fetch_logged  # type: ignore[method-assign]
         return client
 
     smith = dc[0]
     smith._relay = tampering  # type: ignore[assignment]
     report = await smith.sync(2)
-    assert report.alarms and all("decryption failed" in a for a in report.alarms)
+    # Caught twice: the cells do not open, and they are not what the relay's log holds.
+    assert any("decryption failed" in a for a in report.alarms)
+    assert any(a.startswith("relay log") for a in report.alarms)
     assert smith.inbox() == []
     assert smith.status()["channels"][0]["alarms"]
 

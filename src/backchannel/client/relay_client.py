@@ -44,11 +44,35 @@ class RelayRefusal(RelayRefused):
 
 
 @dataclass(frozen=True, slots=True)
+class CellLog:
+    """Where the relay's transparency log holds one cell (``docs/spec/relay-log-v1.md``)."""
+
+    leaf_index: int
+    batch_position: int
+    batch_size: int
+    batch_proof: tuple[bytes, ...]
+    inclusion_proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DepositReceipt:
     #: SHA-256 of the cell, as the relay computed it (checked by the client).
     cell_id: bytes
     #: False when the relay already held this cell (a retry).
     created: bool
+    #: The cell's place in the log and the compact signed head it is proved in.
+    log: CellLog | None = None
+    signed_head: bytes | None = None
+
+
+def _cell_log(raw: Mapping[str, Any]) -> CellLog:
+    return CellLog(
+        int(raw["leaf_index"]),
+        int(raw["batch_position"]),
+        int(raw["batch_size"]),
+        tuple(bytes.fromhex(h) for h in raw["batch_proof"]),
+        tuple(bytes.fromhex(h) for h in raw["inclusion_proof"]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +288,15 @@ class RelayClient:
                 "do not trust this relay's acknowledgements",
                 status,
             )
-        return DepositReceipt(cell_id, created)
+        log = body.get("log") if isinstance(body, Mapping) else None
+        if log is None:
+            return DepositReceipt(cell_id, created)
+        try:
+            return DepositReceipt(
+                cell_id, created, _cell_log(log), bytes.fromhex(log["signed_head"])
+            )
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed(what, status) from None
 
     async def get(self, slot: bytes) -> bytes | None:
         """The cell at ``slot`` of this client's tenant, or None if there is none yet."""
@@ -295,6 +327,55 @@ class RelayClient:
             cells: Mapping[str, str] = body["cells"]
             return {bytes.fromhex(k): base64.b64decode(v, validate=True) for k, v in cells.items()}
         except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._malformed(what, status) from None
+
+    async def fetch_logged(
+        self, slots: Iterable[bytes]
+    ) -> tuple[dict[bytes, bytes], bytes | None, dict[bytes, CellLog]]:
+        """Like :meth:`fetch`, with the compact signed head and each cell's place in the log."""
+        what = "fetch cells"
+        tenant, credential = self._tenant()
+        status, body = await self._json(
+            what,
+            "POST",
+            f"/v1/tenants/{tenant}/fetch",
+            auth=credential,
+            json={"slots": [s.hex() for s in slots]},
+        )
+        try:
+            cells: Mapping[str, str] = body["cells"]
+            got = {bytes.fromhex(k): base64.b64decode(v, validate=True) for k, v in cells.items()}
+            log = body.get("log")
+            if log is None:
+                return got, None, {}
+            places = {bytes.fromhex(k): _cell_log(v) for k, v in log["cells"].items()}
+            return got, bytes.fromhex(log["signed_head"]), places
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._malformed(what, status) from None
+
+    async def log_key(self) -> bytes:
+        """The relay's log key: Ed25519 public key (32) || ML-DSA-65 public key (1,952)."""
+        status, body = await self._json("read the relay's log key", "GET", "/v1/log/key")
+        try:
+            return bytes.fromhex(body["ed25519"]) + bytes.fromhex(body["mldsa65"])
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed("read the relay's log key", status) from None
+
+    async def log_leaf(self, index: int) -> bytes:
+        status, body = await self._json("read a log leaf", "GET", f"/v1/log/leaves/{index}")
+        try:
+            return bytes.fromhex(body["leaf"])
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed("read a log leaf", status) from None
+
+    async def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        what = "read a consistency proof"
+        status, body = await self._json(
+            what, "GET", f"/v1/log/proof/consistency?first={first}&second={second}"
+        )
+        try:
+            return [bytes.fromhex(h) for h in body["proof"]]
+        except (KeyError, TypeError, ValueError):
             raise self._malformed(what, status) from None
 
     async def ack(self, slots: Iterable[bytes]) -> int:

@@ -31,7 +31,7 @@ from backchannel.client.records import (
     PeerRecord,
     ShareRequest,
 )
-from backchannel.client.relay_client import RelayClient
+from backchannel.client.relay_client import CellLog, RelayClient
 from backchannel.crypto.primitives import equal
 from backchannel.crypto.sharing import Share
 from backchannel.errors import (
@@ -52,7 +52,9 @@ from backchannel.protocol.cells import Fragment, Receipt
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import EpochKeyCert, Officer
 from backchannel.protocol.incoming import Incoming
+from backchannel.protocol.log_monitor import LogMonitor
 from backchannel.protocol.message import SealedMessage
+from backchannel.protocol.misbehaviour import verify_cell_receipt
 from backchannel.protocol.outgoing import Outgoing
 from backchannel.protocol.payload import Payload
 from backchannel.protocol.roster import Roster
@@ -795,10 +797,19 @@ class Client:
                     clients[out.relay_url] = await self._relay(
                         out.relay_url, None, None
                     ).__aenter__()
-                await clients[out.relay_url].deposit(out.tenant_id, out.slot, out.cell)
+                client = clients[out.relay_url]
+                receipt = await client.deposit(out.tenant_id, out.slot, out.cell)
                 self.vault.mark_done("net_out", entry_id)
                 report.deposited += 1
                 report.waiting -= 1
+                if receipt.log is not None and receipt.signed_head is not None:
+                    await self._check_log(
+                        out.relay_url,
+                        client,
+                        receipt.signed_head,
+                        [(out.tenant_id, out.slot, out.cell, receipt.log)],
+                        report,
+                    )
         finally:
             for c in clients.values():
                 await c.aclose()
@@ -855,8 +866,24 @@ class Client:
         slots = {r: ep.slot_to_fetch(r) for r in range(first, first + window)}
         wanted = list(slots.values())
         got: dict[bytes, bytes] = {}
+        m = self.mission()
         for i in range(0, len(wanted), MAX_FETCH):  # the relay caps one fetch
-            got.update(await relay.fetch(wanted[i : i + MAX_FETCH]))
+            part, signed, places = await relay.fetch_logged(wanted[i : i + MAX_FETCH])
+            got.update(part)
+            if signed is not None and part:
+                checks = [
+                    (m.tenant_id, slot, cell, places[slot]) if slot in places else None
+                    for slot, cell in part.items()
+                ]
+                if any(c is None for c in checks):
+                    self._relay_alarm(
+                        m.relay_url,
+                        "the relay served a cell without its place in the log",
+                        report,
+                    )
+                await self._check_log(
+                    m.relay_url, relay, signed, [c for c in checks if c is not None], report
+                )
         present = [r for r, s in slots.items() if s in got]
         if not present:
             return
@@ -912,6 +939,56 @@ class Client:
             self._put("channels", channel_id, replace(rec, announcements=tuple(anns.items())))
             self._save_endpoint(channel_id, ep)
 
+    # --- the relay's transparency log ------------------------------------------------
+
+    async def _check_log(
+        self,
+        url: str,
+        relay: RelayClient,
+        signed: bytes,
+        cells: list[tuple[str, bytes, bytes, CellLog]],
+        report: SyncReport,
+    ) -> None:
+        """Verify cells' places in the relay's log and the head's consistency; alarm if not.
+
+        The relay key is pinned on first contact with a relay.
+        """
+        key = url.encode()
+        monitor: LogMonitor | None = self._get("relay_logs", key, LogMonitor)
+        try:
+            if monitor is None:
+                monitor = LogMonitor(await relay.log_key())
+            head = monitor.open(signed)
+            leaves: dict[int, bytes] = {}
+            for tenant_id, slot, cell, place in cells:
+                if place.leaf_index not in leaves:
+                    leaves[place.leaf_index] = await relay.log_leaf(place.leaf_index)
+                verify_cell_receipt(
+                    tenant_id=tenant_id,
+                    slot=slot,
+                    cell=cell,
+                    leaf=leaves[place.leaf_index],
+                    batch_position=place.batch_position,
+                    batch_proof=place.batch_proof,
+                    inclusion_proof=place.inclusion_proof,
+                    head=head,
+                )
+            need = monitor.proof_needed(head)
+            proof = await relay.consistency_proof(*need) if need else []
+            monitor = monitor.advance(signed, proof)
+        except RemoteProtocolError as exc:
+            self._relay_alarm(url, str(exc), report)
+            return
+        self._put("relay_logs", key, monitor)
+
+    def _relay_alarm(self, url: str, text: str, report: SyncReport) -> None:
+        line = f"relay log ({url}): {text}"
+        report.alarms.append(line)
+        self.vault.append("relay_alarms", line.encode())
+
+    def relay_alarms(self) -> list[str]:
+        return [raw.decode() for _, raw in self.vault.pending("relay_alarms")]
+
     def _alarm(self, rec: ChannelRecord, text: str, report: SyncReport) -> None:
         report.alarms.append(text)
         self._put("channels", rec.channel_id, replace(rec, alarms=(*rec.alarms, text)))
@@ -924,6 +1001,7 @@ class Client:
             "mission": m.name if m else None,
             "runner": self.is_runner if m else None,
             "waiting_cells": len(self.vault.pending("net_out")),
+            "relay_alarms": self.relay_alarms(),
             "channels": [],
         }
         for rec in self.channels():

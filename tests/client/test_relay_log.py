@@ -1,0 +1,60 @@
+"""The client checks the relay's transparency log on every deposit and fetch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backchannel.client.relay_client import RelayClient
+from backchannel.crypto.signing import SigningKey
+from backchannel.protocol.log_monitor import LogMonitor
+from backchannel.protocol.merkle import TreeHead
+from backchannel.protocol.misbehaviour import sign_head_compact
+from tests.client.conftest import RELAY_URL, InProcessRelay
+from tests.client.test_client_flow import cosigned, two_missions
+
+
+async def test_honest_relay_raises_no_alarm_and_the_pinned_head_grows(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    await cosigned(ny, "logged")
+    await ny[0].sync(2)
+    first = await dc[0].sync(2)
+    monitor: LogMonitor = dc[0]._get("relay_logs", RELAY_URL.encode(), LogMonitor)
+    assert monitor is not None and monitor.head is not None
+    size = monitor.head.size
+    await ny[0].sync(2)
+    await dc[0].sync(2)
+    after: LogMonitor = dc[0]._get("relay_logs", RELAY_URL.encode(), LogMonitor)
+    assert after.head is not None and after.head.size > size
+    assert first.alarms == [] and dc[0].relay_alarms() == [] and ny[0].relay_alarms() == []
+
+
+async def test_a_head_not_signed_by_the_pinned_key_raises_an_alarm(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    await ny[0].sync(2)
+    await dc[0].sync(2)  # pins the relay's key and head
+    honest = relay.factory()
+    impostor = SigningKey(b"\x07" * 32, b"\x08" * 32)
+
+    def lying(url: str, tenant: str | None, credential: str | None) -> RelayClient:
+        client = honest(url, tenant, credential)
+        original = client.fetch_logged
+
+        async def fetch_logged(slots):  # type: ignore[no-untyped-def]
+            got, signed, places = await original(slots)
+            if signed is None:
+                return got, signed, places
+            head = TreeHead.decode(signed[:49])
+            return got, sign_head_compact(impostor, head), places
+
+        client.fetch_logged = fetch_logged  # type: ignore[method-assign]
+        return client
+
+    await ny[0].sync(2)
+    dc[0]._relay = lying  # type: ignore[assignment]
+    report = await dc[0].sync(2)
+    assert any(a.startswith("relay log") and "signature" in a for a in report.alarms)
+    assert dc[0].status()["relay_alarms"]
