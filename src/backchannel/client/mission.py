@@ -21,6 +21,7 @@ from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal
 from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
 from backchannel.protocol import roster as rs
+from backchannel.protocol.codec import Reader
 from backchannel.protocol.constants import CELL_SIZE
 from backchannel.protocol.identity import EpochKey, EpochKeyCert, Officer
 
@@ -98,8 +99,6 @@ class Proposal:
             raise CardError("this is not a mission proposal; check you passed the right file")
         try:
             d = json.loads(base64.urlsafe_b64decode(text[len(PROPOSAL_PREFIX) :]))
-            from backchannel.protocol.codec import Reader
-
             r = Reader(bytes.fromhex(d["genesis"]))
             genesis = rs.Roster.read(r)
             r.end()

@@ -40,6 +40,8 @@ from backchannel.errors import (
     ConfigError,
     GapDetected,
     LocalProtocolError,
+    NotEnoughShares,
+    NotEnoughSignatures,
     RelayRefused,
     RelayUnavailable,
     RemoteProtocolError,
@@ -451,8 +453,6 @@ class Client:
         if draft.outgoing.state is not SendState.COSIGNED:
             out = draft.outgoing
             n = len(valid_signers(out.message, m.roster)) if out.message else 0
-            from backchannel.errors import NotEnoughSignatures
-
             raise NotEnoughSignatures(
                 f"{n} of the {m.roster.threshold} officers needed have signed; "
                 "ask a colleague to co-sign"
@@ -618,8 +618,6 @@ class Client:
         if item is None or not item.payload:
             roster = self.mission().roster
             have = len(item.shares) if item else 0
-            from backchannel.errors import NotEnoughShares
-
             raise NotEnoughShares(
                 f"{have} of the {roster.threshold} officers needed have contributed; "
                 "a colleague must approve the share request"

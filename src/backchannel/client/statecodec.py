@@ -24,9 +24,7 @@ T = TypeVar("T")
 def to_jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            f.name: to_jsonable(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if f.init
+            f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
         }
     if isinstance(value, enum.Enum):
         return value.value
