@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -97,8 +98,9 @@ async def test_tampering_relay_raises_an_alarm_and_delivers_nothing_forged(
         original = client.fetch_logged
 
         async def fetch_logged(slots):  # type: ignore[no-untyped-def]
-            got, signed, places = await original(slots)
-            return {s: bytes([c[0] ^ 1]) + c[1:] for s, c in got.items()}, signed, places
+            answer = await original(slots)
+            flipped = {s: bytes([c[0] ^ 1]) + c[1:] for s, c in answer.cells.items()}
+            return replace(answer, cells=flipped)
 
         client.fetch_logged = fetch_logged  # type: ignore[method-assign]
         return client

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from backchannel.client.relay_client import RelayClient
@@ -44,11 +45,11 @@ async def test_a_head_not_signed_by_the_pinned_key_raises_an_alarm(
         original = client.fetch_logged
 
         async def fetch_logged(slots):  # type: ignore[no-untyped-def]
-            got, signed, places = await original(slots)
-            if signed is None:
-                return got, signed, places
-            head = TreeHead.decode(signed[:49])
-            return got, sign_head_compact(impostor, head), places
+            answer = await original(slots)
+            if answer.signed_head is None:
+                return answer
+            head = TreeHead.decode(answer.signed_head[:49])
+            return replace(answer, signed_head=sign_head_compact(impostor, head))
 
         client.fetch_logged = fetch_logged  # type: ignore[method-assign]
         return client

@@ -23,7 +23,7 @@ from .procs import REPO
 
 def test_precedence_defaults_toml_env_flags(tmp_path: Path) -> None:
     toml = tmp_path / "relay.toml"
-    toml.write_text('[relay]\nport = 9001\nhost = "127.0.0.2"\nretention_seconds = 100\n')
+    toml.write_text('[relay]\nport = 9001\nhost = "127.0.0.2"\nretention_seconds = 7200\n')
     env = {
         "BACKCHANNEL_RELAY_PORT": "9002",
         "BACKCHANNEL_RELAY_OPEN_REGISTRATION": "yes",
@@ -32,12 +32,20 @@ def test_precedence_defaults_toml_env_flags(tmp_path: Path) -> None:
     s = resolve_settings({"port": 9003, "host": None}, config_file=toml, env=env)
     assert s.port == 9003  # flag beats env beats file
     assert s.host == "127.0.0.2"  # file beats default; an unset flag changes nothing
-    assert s.retention_seconds == 100
+    assert s.retention_seconds == 7200
     assert s.open_registration is True
     assert s.data_dir == tmp_path / "data"
     assert s.store_url == f"sqlite://{tmp_path / 'data' / 'relay.db'}"
     assert resolve_settings(env={}).store_url.endswith("/.local/share/backchannel/relay/relay.db")
     assert resolve_settings({"db_url": "memory://"}, env={}).store_url == "memory://"
+
+
+def test_retention_below_the_protocol_floor_is_refused() -> None:
+    # Clients hold a relay to keeping each cell an hour (MIN_RETENTION_SECONDS):
+    # a relay that expired sooner would sign what looks like a proof of a drop.
+    with pytest.raises(ConfigError, match="at least 3600"):
+        resolve_settings({"retention_seconds": 3599}, env={})
+    assert resolve_settings({"retention_seconds": 3600}, env={}).retention_seconds == 3600
 
 
 def test_config_file_from_environment(tmp_path: Path) -> None:
@@ -95,12 +103,12 @@ def test_token_buckets_stay_bounded_under_distinct_keys() -> None:
 async def test_expiry_task_removes_old_cells(
     make_app: AppFactory, store: MemoryRelayStore, clock: Clock
 ) -> None:
-    app: Starlette = make_app(expire_interval_seconds=0.01, retention_seconds=120)
+    app: Starlette = make_app(expire_interval_seconds=0.01, retention_seconds=3600)
     async for http in running(app):
         t = await register(http, "mission-old")
         slot = new_slot()
         assert (await deposit(http, t.tenant_id, slot, new_cell())).status_code == 201
-        clock.now += 600
+        clock.now += 3600 + 60
         for _ in range(100):
             await asyncio.sleep(0.01)
             if await store.count_cells() == 0:

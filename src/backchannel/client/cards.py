@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal
@@ -33,6 +33,8 @@ OFFICER_PREFIX = "BACKCHANNEL-OFFICER-1:"
 MISSION_PREFIX = "BACKCHANNEL-MISSION-1:"
 OFFER_PREFIX = "BACKCHANNEL-OFFER-1:"
 SIG_CARD = labels.SIG_ROSTER + b"/card"
+#: 2 added the relay's key fingerprint.
+CARD_VERSION = 2
 
 
 class CardError(RemoteProtocolError):
@@ -87,32 +89,28 @@ class MissionCard:
     tenant_id: str
     signer_id: bytes
     signature: bytes = b""
+    #: SHA-256 of the relay's log key (Ed25519 || ML-DSA-65) as the signer's device
+    #: pinned it; all zeros when that device had not met the relay yet.
+    relay_key: bytes = bytes(32)
 
     @property
     def roster(self) -> rs.Roster:
         return self.chain[-1].roster
 
     def signed_part(self) -> bytes:
-        w = Writer().u8(1).fixed(self.mission_id, 32).u8(len(self.chain))
+        w = Writer().u8(CARD_VERSION).fixed(self.mission_id, 32).u8(len(self.chain))
         for s in self.chain:
             w.var(s.encode())
         w.u8(len(self.certs))
         for c in self.certs:
             w.var(c.encode())
-        w.text(self.relay_url).text(self.tenant_id).fixed(self.signer_id, OFFICER_ID_LEN)
+        w.text(self.relay_url).text(self.tenant_id).fixed(self.relay_key, 32)
+        w.fixed(self.signer_id, OFFICER_ID_LEN)
         return w.bytes()
 
     def sign(self, officer: Officer) -> MissionCard:
         sig = officer.signing_key.sign_hybrid(SIG_CARD, self.signed_part())
-        return MissionCard(
-            self.mission_id,
-            self.chain,
-            self.certs,
-            self.relay_url,
-            self.tenant_id,
-            self.signer_id,
-            sig,
-        )
+        return replace(self, signature=sig)
 
     def encode(self) -> str:
         return _armor(MISSION_PREFIX, self.signed_part() + self.signature)
@@ -123,14 +121,14 @@ class MissionCard:
         raw = _unarmor(MISSION_PREFIX, text, "a mission card")
         try:
             r = Reader(raw)
-            expect_version(r, 1, "mission card")
+            expect_version(r, CARD_VERSION, "mission card")
             mid = r.fixed(32)
             chain = tuple(rs.SignedRoster.decode(r.var(1 << 20)) for _ in range(r.u8()))
             certs = tuple(EpochKeyCert.decode(r.var(8192)) for _ in range(r.u8()))
-            relay_url, tenant_id, signer = r.text(512), r.text(64), r.fixed(OFFICER_ID_LEN)
-            sig = r.fixed(HYBRID_SIG_LEN)
+            relay_url, tenant_id, relay_key = r.text(512), r.text(64), r.fixed(32)
+            signer, sig = r.fixed(OFFICER_ID_LEN), r.fixed(HYBRID_SIG_LEN)
             r.end()
-            card = cls(mid, chain, certs, relay_url, tenant_id, signer, sig)
+            card = cls(mid, chain, certs, relay_url, tenant_id, signer, sig, relay_key)
             card.verify(pinned_mission_id or mid)
         except RosterError as exc:
             raise CardError(f"the mission card does not verify: {exc}") from None

@@ -90,3 +90,6 @@ class NetOut:
     tenant_id: str
     slot: bytes
     cell: bytes
+    #: The channel and round of a channel cell (empty for mailbox cells).
+    channel_id: bytes = b""
+    round: int = -1

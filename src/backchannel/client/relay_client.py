@@ -23,7 +23,7 @@ import random
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -73,6 +73,31 @@ def _cell_log(raw: Mapping[str, Any]) -> CellLog:
         tuple(bytes.fromhex(h) for h in raw["batch_proof"]),
         tuple(bytes.fromhex(h) for h in raw["inclusion_proof"]),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FetchAnswer:
+    """A fetch's cells, and what the relay's log says about them."""
+
+    cells: dict[bytes, bytes]
+    #: The compact signed head of the read (None from a relay that keeps no log).
+    signed_head: bytes | None = None
+    #: Each returned cell's place in the log, against ``signed_head``.
+    places: dict[bytes, CellLog] = field(default_factory=dict)
+    #: The relay's signed statement that the other slots were empty (encoded
+    #: :class:`~backchannel.protocol.misbehaviour.Absence`), if any were.
+    absent: bytes | None = None
+    #: The slots the fetch asked for.
+    asked: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPlace:
+    """A batch member's proofs against one tree size (``GET /v1/log/proof/entry``)."""
+
+    leaf: bytes
+    batch_proof: tuple[bytes, ...]
+    inclusion_proof: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,30 +339,35 @@ class RelayClient:
 
     async def fetch(self, slots: Iterable[bytes]) -> dict[bytes, bytes]:
         """The cells present at ``slots`` (absent ones are left out)."""
-        cells, _, _ = await self.fetch_logged(slots)
-        return cells
+        return (await self.fetch_logged(slots)).cells
 
-    async def fetch_logged(
-        self, slots: Iterable[bytes]
-    ) -> tuple[dict[bytes, bytes], bytes | None, dict[bytes, CellLog]]:
-        """Like :meth:`fetch`, with the compact signed head and each cell's place in the log."""
+    async def fetch_logged(self, slots: Iterable[bytes]) -> FetchAnswer:
+        """Like :meth:`fetch`, with the signed head, the cells' places and the absence."""
         what = "fetch cells"
         tenant, credential = self._tenant()
+        asked = tuple(slots)
         status, body = await self._json(
             what,
             "POST",
             f"/v1/tenants/{tenant}/fetch",
             auth=credential,
-            json={"slots": [s.hex() for s in slots]},
+            json={"slots": [s.hex() for s in asked]},
         )
         try:
             cells: Mapping[str, str] = body["cells"]
             got = {bytes.fromhex(k): base64.b64decode(v, validate=True) for k, v in cells.items()}
             log = body.get("log")
             if log is None:
-                return got, None, {}
+                return FetchAnswer(got, asked=asked)
             places = {bytes.fromhex(k): _cell_log(v) for k, v in log["cells"].items()}
-            return got, bytes.fromhex(log["signed_head"]), places
+            absent = log.get("absent")
+            return FetchAnswer(
+                got,
+                bytes.fromhex(log["signed_head"]),
+                places,
+                bytes.fromhex(absent) if absent is not None else None,
+                asked,
+            )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise self._malformed(what, status) from None
 
@@ -363,6 +393,33 @@ class RelayClient:
         )
         try:
             return [bytes.fromhex(h) for h in body["proof"]]
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed(what, status) from None
+
+    async def head_at(self, size: int) -> bytes:
+        """The compact signed head the relay committed at log size ``size``."""
+        what = "read a past tree head"
+        status, body = await self._json(what, "GET", f"/v1/log/head?size={size}")
+        try:
+            return bytes.fromhex(body["compact_head"])
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed(what, status) from None
+
+    async def entry_proof(self, leaf_index: int, position: int, tree_size: int) -> EntryPlace:
+        """The proofs of batch member ``position`` of leaf ``leaf_index`` in ``tree_size``."""
+        what = "read a log entry's proofs"
+        status, body = await self._json(
+            what,
+            "GET",
+            f"/v1/log/proof/entry?leaf_index={leaf_index}&batch_position={position}"
+            f"&tree_size={tree_size}",
+        )
+        try:
+            return EntryPlace(
+                bytes.fromhex(body["leaf"]),
+                tuple(bytes.fromhex(h) for h in body["batch_proof"]),
+                tuple(bytes.fromhex(h) for h in body["inclusion_proof"]),
+            )
         except (KeyError, TypeError, ValueError):
             raise self._malformed(what, status) from None
 

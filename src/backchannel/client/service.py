@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from backchannel.client import statecodec
 from backchannel.client.cards import CardError, MissionCard, OfficerCard
 from backchannel.client.home import Home
+from backchannel.client.log_watch import CellCheck, LogWatch, SlotSeen
 from backchannel.client.mission import MissionState, Proposal, adopt, propose, sign_proposal
 from backchannel.client.records import (
     ChannelRecord,
@@ -31,7 +32,7 @@ from backchannel.client.records import (
     PeerRecord,
     ShareRequest,
 )
-from backchannel.client.relay_client import CellLog, RelayClient
+from backchannel.client.relay_client import CellLog, FetchAnswer, RelayClient
 from backchannel.crypto.primitives import equal
 from backchannel.crypto.sharing import Share
 from backchannel.errors import (
@@ -54,9 +55,8 @@ from backchannel.protocol.cells import Fragment, Receipt
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import EpochKeyCert, Officer
 from backchannel.protocol.incoming import Incoming
-from backchannel.protocol.log_monitor import LogMonitor
 from backchannel.protocol.message import SealedMessage
-from backchannel.protocol.misbehaviour import verify_cell_receipt
+from backchannel.protocol.misbehaviour import DepositNote, EntryProof, Gossip, evidence_kind
 from backchannel.protocol.outgoing import Outgoing
 from backchannel.protocol.payload import Payload
 from backchannel.protocol.roster import Roster
@@ -86,6 +86,9 @@ MAX_FETCH = 256
 #: Most mailbox cells one sync reads from one colleague (a joint object is at most
 #: ~130 cells; the rest waits for the next sync).
 MAX_MAILBOX_CELLS = 1024
+#: Rounds for which a device remembers what the relay served at its inbound slots,
+#: to check the peer's notes of its deposits (relay-log-v1 §5).
+SEEN_ROUNDS = 64
 
 
 def default_relay_factory(
@@ -136,6 +139,7 @@ class Client:
         self.officer: Officer = home.officer
         self._relay = relay_factory
         self._clock = clock
+        self.log = LogWatch(self.vault, self._card_relay_keys)
 
     # --- small vault helpers -------------------------------------------------
 
@@ -187,6 +191,7 @@ class Client:
         return state
 
     async def register_tenant(self) -> None:
+        """Register the mission's tenant, and pin the relay's log key for the mission card."""
         m = self.mission()
         async with self._relay(m.relay_url, None, None) as relay:
             try:
@@ -194,6 +199,16 @@ class Client:
             except RelayRefused as exc:
                 if getattr(exc, "status", None) != 409:
                     raise
+            await self.log.pin(m.relay_url, relay, [])
+
+    def _card_relay_keys(self, url: str) -> set[bytes]:
+        """Relay-key fingerprints that the mission cards we hold state for ``url``."""
+        out: set[bytes] = set()
+        for rec in self.peers():
+            card = MissionCard.decode(rec.card, pinned_mission_id=rec.mission_id)
+            if card.relay_url == url and any(card.relay_key):
+                out.add(card.relay_key)
+        return out
 
     def mission_or_none(self) -> MissionState | None:
         return self._get("mission", b"state", MissionState)  # type: ignore[no-any-return]
@@ -217,6 +232,7 @@ class Client:
             m.relay_url,
             m.tenant_id,
             self.officer.officer_id,
+            relay_key=self.log.fingerprint(m.relay_url) or bytes(32),
         )
         return card.sign(self.officer)
 
@@ -227,6 +243,12 @@ class Client:
         m = self.mission()
         if card.mission_id == m.mission_id:
             raise ConfigError("that is our own mission's card")
+        pinned = self.log.fingerprint(card.relay_url)
+        if any(card.relay_key) and pinned is not None and not equal(pinned, card.relay_key):
+            raise CardError(
+                f"this card names another key for the relay {card.relay_url} than the one this "
+                "device pinned: one of the two is an impostor; check with the peer in person"
+            )
         known: PeerRecord | None = self._get("peers", card.mission_id, PeerRecord)
         if known is not None:
             old = MissionCard.decode(known.card, pinned_mission_id=known.mission_id)
@@ -746,7 +768,10 @@ class Client:
                 joint.mailbox_slot(m.secret, sender, self.officer.officer_id, base + i)
                 for i in range(FETCH_WINDOW)
             ]
-            got = await relay.fetch(slots)
+            answer = await relay.fetch_logged(slots)
+            got = answer.cells
+            if answer.signed_head is not None:
+                await self._check_answer(m.relay_url, relay, m.tenant_id, answer, report)
             for slot in slots:
                 if slot not in got:
                     break
@@ -801,13 +826,15 @@ class Client:
                 report.deposited += 1
                 report.waiting -= 1
                 if receipt.log is not None and receipt.signed_head is not None:
-                    await self._check_log(
+                    proved = await self.log.check(
                         out.relay_url,
                         client,
                         receipt.signed_head,
                         [(out.tenant_id, out.slot, out.cell, receipt.log)],
-                        report,
+                        report.alarms,
                     )
+                    if proved and out.channel_id:
+                        self._note_deposit(out, receipt.cell_id, receipt.log)
         finally:
             for c in clients.values():
                 await c.aclose()
@@ -843,17 +870,54 @@ class Client:
         report.waiting = len(self.vault.pending("net_out"))
         return report
 
+    def _note_deposit(self, out: NetOut, cell_id: bytes, place: CellLog) -> None:
+        """Remember our latest logged deposit on a channel, to name it to the peer."""
+        old: DepositNote | None = self._get("log_notes", out.channel_id, DepositNote)
+        if old is None or old.round < out.round:
+            note = DepositNote(out.round, cell_id, place.leaf_index, place.batch_position)
+            self._put("log_notes", out.channel_id, note)
+
     def _produce_cells(self, channel_id: bytes, rounds: int) -> None:
         rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
         peer = self._peer_card(rec.peer_mission)
         for _ in range(rounds):
             ep = self._endpoint(channel_id)
-            slot, cell = ep.cell_for_round(ep.next_send_round, secrets.token_bytes(12))
+            note: DepositNote | None = self._get("log_notes", channel_id, DepositNote)
+            r = ep.next_send_round
+            slot, cell = ep.cell_for_round(
+                r, secrets.token_bytes(12), self.log.gossip(peer.relay_url, note)
+            )
+            out = NetOut(peer.relay_url, peer.tenant_id, slot, cell, channel_id, r)
             with self._tx():
                 self._save_endpoint(channel_id, ep)
-                self.vault.append(
-                    "net_out", statecodec.dumps(NetOut(peer.relay_url, peer.tenant_id, slot, cell))
+                self.vault.append("net_out", statecodec.dumps(out))
+
+    async def _check_answer(
+        self, url: str, relay: RelayClient, tenant_id: str, answer: FetchAnswer, report: SyncReport
+    ) -> tuple[dict[bytes, EntryProof], bool] | None:
+        """Prove a fetch answer's cells and check its absence statement.
+
+        Returns the cells' proofs and whether the absence statement holds, or
+        None when the answer could not be checked (an alarm says why).
+        """
+        assert answer.signed_head is not None
+        checks: list[CellCheck] = []
+        for slot, cell in answer.cells.items():
+            place = answer.places.get(slot)
+            if place is None:
+                self.log.alarm(
+                    url, "the relay served a cell without its place in the log", report.alarms
                 )
+            else:
+                checks.append((tenant_id, slot, cell, place))
+        proved = await self.log.check(url, relay, answer.signed_head, checks, report.alarms)
+        if proved is None:
+            return None
+        empty = set(answer.asked) - set(answer.cells)
+        absent_ok = self.log.check_absence(
+            url, answer.signed_head, answer.absent, tenant_id, empty, report.alarms
+        )
+        return proved, absent_ok
 
     async def _receive(
         self, relay: RelayClient, channel_id: bytes, rounds: int, report: SyncReport
@@ -864,34 +928,56 @@ class Client:
         slots = {r: ep.slot_to_fetch(r) for r in range(first, first + window)}
         wanted = list(slots.values())
         got: dict[bytes, bytes] = {}
+        seen: dict[bytes, SlotSeen] = {}
         m = self.mission()
         for i in range(0, len(wanted), MAX_FETCH):  # the relay caps one fetch
-            part, signed, places = await relay.fetch_logged(wanted[i : i + MAX_FETCH])
-            got.update(part)
-            if signed is not None and part:
-                checks = [
-                    (m.tenant_id, slot, cell, places[slot]) if slot in places else None
-                    for slot, cell in part.items()
-                ]
-                if any(c is None for c in checks):
-                    self._relay_alarm(
-                        m.relay_url,
-                        "the relay served a cell without its place in the log",
-                        report,
-                    )
-                await self._check_log(
-                    m.relay_url, relay, signed, [c for c in checks if c is not None], report
-                )
+            answer = await relay.fetch_logged(wanted[i : i + MAX_FETCH])
+            got.update(answer.cells)
+            if answer.signed_head is None:
+                continue
+            checked = await self._check_answer(m.relay_url, relay, m.tenant_id, answer, report)
+            if checked is None:
+                continue
+            proved, absent_ok = checked
+            for slot in answer.asked:
+                if slot in proved:
+                    seen[slot] = SlotSeen(slot, answer.signed_head, proved[slot])
+                elif absent_ok and answer.absent is not None and slot not in answer.cells:
+                    seen[slot] = SlotSeen(slot, answer.signed_head, None, answer.absent)
         present = [r for r, s in slots.items() if s in got]
         if not present:
             return
+        with self._tx():
+            for r in range(first, max(present) + 1):
+                if slots[r] in seen:
+                    self._put("log_seen", _round_key(channel_id, r), seen[slots[r]])
+                self.vault.delete("log_seen", _round_key(channel_id, r - SEEN_ROUNDS))
+        gossip: list[Gossip] = []
         for r in range(first, max(present) + 1):
-            self._receive_round(channel_id, r, got.get(slots[r]), report)
+            heard = self._receive_round(channel_id, r, got.get(slots[r]), report)
+            if heard is not None:
+                gossip.append(heard)
             report.rounds_received += 1
+        for g in gossip:
+            await self._on_gossip(relay, channel_id, g, report)
+
+    async def _on_gossip(
+        self, relay: RelayClient, channel_id: bytes, gossip: Gossip, report: SyncReport
+    ) -> None:
+        """Compare the peer's view of our relay's log with ours (relay-log-v1 §5)."""
+        m = self.mission()
+        await self.log.compare(m.relay_url, relay, gossip.head, report.alarms)
+        note = gossip.note
+        if note is None:
+            return
+        seen: SlotSeen | None = self._get("log_seen", _round_key(channel_id, note.round), SlotSeen)
+        if seen is not None:
+            await self.log.check_note(m.relay_url, relay, m.tenant_id, seen, note, report.alarms)
 
     def _receive_round(
         self, channel_id: bytes, r: int, cell: bytes | None, report: SyncReport
-    ) -> None:
+    ) -> Gossip | None:
+        """Process one round; return the peer's gossip it carried, to check."""
         rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
         ep = self._endpoint(channel_id)
         try:
@@ -936,56 +1022,16 @@ class Client:
                 report.delivered.extend(res.delivered)
             self._put("channels", channel_id, replace(rec, announcements=tuple(anns.items())))
             self._save_endpoint(channel_id, ep)
+        return res.gossip
 
     # --- the relay's transparency log ------------------------------------------------
 
-    async def _check_log(
-        self,
-        url: str,
-        relay: RelayClient,
-        signed: bytes,
-        cells: list[tuple[str, bytes, bytes, CellLog]],
-        report: SyncReport,
-    ) -> None:
-        """Verify cells' places in the relay's log and the head's consistency; alarm if not.
-
-        The relay key is pinned on first contact with a relay.
-        """
-        key = url.encode()
-        monitor: LogMonitor | None = self._get("relay_logs", key, LogMonitor)
-        try:
-            if monitor is None:
-                monitor = LogMonitor(await relay.log_key())
-            head = monitor.open(signed)
-            leaves: dict[int, bytes] = {}
-            for tenant_id, slot, cell, place in cells:
-                if place.leaf_index not in leaves:
-                    leaves[place.leaf_index] = await relay.log_leaf(place.leaf_index)
-                verify_cell_receipt(
-                    tenant_id=tenant_id,
-                    slot=slot,
-                    cell=cell,
-                    leaf=leaves[place.leaf_index],
-                    batch_position=place.batch_position,
-                    batch_proof=place.batch_proof,
-                    inclusion_proof=place.inclusion_proof,
-                    head=head,
-                )
-            need = monitor.proof_needed(head)
-            proof = await relay.consistency_proof(*need) if need else []
-            monitor = monitor.advance(signed, proof)
-        except RemoteProtocolError as exc:
-            self._relay_alarm(url, str(exc), report)
-            return
-        self._put("relay_logs", key, monitor)
-
-    def _relay_alarm(self, url: str, text: str, report: SyncReport) -> None:
-        line = f"relay log ({url}): {text}"
-        report.alarms.append(line)
-        self.vault.append("relay_alarms", line.encode())
-
     def relay_alarms(self) -> list[str]:
-        return [raw.decode() for _, raw in self.vault.pending("relay_alarms")]
+        return self.log.alarms()
+
+    def relay_evidence(self) -> list[bytes]:
+        """The proofs of relay misbehaviour this device has kept (each verifies offline)."""
+        return self.log.evidence()
 
     def _alarm(self, rec: ChannelRecord, text: str, report: SyncReport) -> None:
         report.alarms.append(text)
@@ -1000,6 +1046,9 @@ class Client:
             "runner": self.is_runner if m else None,
             "waiting_cells": len(self.vault.pending("net_out")),
             "relay_alarms": self.relay_alarms(),
+            "relay_evidence": [
+                {"kind": evidence_kind(blob), "bytes": len(blob)} for blob in self.relay_evidence()
+            ],
             "channels": [],
         }
         for rec in self.channels():
@@ -1027,6 +1076,10 @@ def _one(items: list[_T], key: Callable[[_T], bytes], prefix: str, what: str, cm
     if len(hits) != 1:
         raise ConfigError(f"no single {what} matches {prefix!r}; see `backchannel {cmd}`")
     return hits[0]
+
+
+def _round_key(channel_id: bytes, round_no: int) -> bytes:
+    return channel_id + max(round_no, 0).to_bytes(8, "big")
 
 
 def _key_epochs(announcement: bytes) -> set[tuple[bytes, int]]:

@@ -59,6 +59,7 @@ TRANSCRIPT_STEP = _label("transcript/step")
 
 # The relay's transparency log
 SIG_TREE_HEAD = _label("sig/tree-head")
+SIG_ABSENCE = _label("sig/absence")
 
 # Inside a mission: joint sessions between officers
 HPKE_JOINT = _label("hpke/joint")
@@ -104,6 +105,7 @@ ALL: tuple[bytes, ...] = (
     TRANSCRIPT_START,
     TRANSCRIPT_STEP,
     SIG_TREE_HEAD,
+    SIG_ABSENCE,
     HPKE_JOINT,
     SIG_JOINT,
     JOINT_SLOT,

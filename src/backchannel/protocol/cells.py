@@ -5,8 +5,9 @@ by default) into that round's slot, real or cover::
 
     cell  = nonce [12] || ChaCha20-Poly1305(cell_key[r][d], nonce, inner, aad)
     aad   = label || channel_id || round u64 || direction u8
-    inner = version u8 | flags u8 | [receipt] | [fragment] | zero padding
+    inner = version u8 | flags u8 | [receipt] | [gossip] | [fragment] | zero padding
     receipt  = seq u64 | transcript hash [32] | officer_id [16] | ed25519 sig [64]
+    gossip   = the sender's view of the relay's log (misbehaviour.Gossip, 166 bytes)
     fragment = message_id [16] | index u16 | count u16 | length u16 | data
 
 The key, address and AAD are unique to (channel, round, direction), so a cell
@@ -28,11 +29,13 @@ from backchannel.protocol.channel import RoundKeys
 from backchannel.protocol.codec import Reader, Writer, expect_version
 from backchannel.protocol.identity import OFFICER_ID_LEN, Officer
 from backchannel.protocol.message import MESSAGE_ID_LEN
+from backchannel.protocol.misbehaviour import GOSSIP_LEN, Gossip
 from backchannel.protocol.roster import Roster
 
 _VERSION = 1
 FLAG_RECEIPT = 0x01
 FLAG_FRAGMENT = 0x02
+FLAG_GOSSIP = 0x04
 RECEIPT_LEN = 8 + HASH_LEN + OFFICER_ID_LEN + ED25519_SIG_LEN
 FRAGMENT_HEADER_LEN = MESSAGE_ID_LEN + 6
 MAX_FRAGMENTS = 256
@@ -43,8 +46,8 @@ def inner_size(cell_size: int) -> int:
 
 
 def fragment_capacity(cell_size: int) -> int:
-    """Largest fragment data a cell can hold next to a receipt."""
-    return inner_size(cell_size) - 2 - RECEIPT_LEN - FRAGMENT_HEADER_LEN
+    """Largest fragment data a cell can hold next to a receipt and gossip."""
+    return inner_size(cell_size) - 2 - RECEIPT_LEN - GOSSIP_LEN - FRAGMENT_HEADER_LEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,20 +108,27 @@ class Fragment:
 
 @dataclass(frozen=True, slots=True)
 class CellContent:
-    """What one cell carries: nothing (cover), a receipt, a fragment, or both."""
+    """What one cell carries: nothing (cover), or any of a receipt, gossip and a fragment."""
 
     receipt: Receipt | None = None
     fragment: Fragment | None = None
+    gossip: Gossip | None = None
 
     @property
     def is_cover(self) -> bool:
         return self.fragment is None
 
     def encode(self, cell_size: int) -> bytes:
-        flags = (FLAG_RECEIPT if self.receipt else 0) | (FLAG_FRAGMENT if self.fragment else 0)
+        flags = (
+            (FLAG_RECEIPT if self.receipt else 0)
+            | (FLAG_FRAGMENT if self.fragment else 0)
+            | (FLAG_GOSSIP if self.gossip else 0)
+        )
         w = Writer().u8(_VERSION).u8(flags)
         if self.receipt:
             w.fixed(self.receipt.encode(), RECEIPT_LEN)
+        if self.gossip:
+            w.fixed(self.gossip.encode(), GOSSIP_LEN)
         if self.fragment:
             f = self.fragment
             w.fixed(f.message_id, MESSAGE_ID_LEN).u16(f.index).u16(f.count).u16(len(f.data))
@@ -134,9 +144,10 @@ class CellContent:
         r = Reader(raw)
         expect_version(r, _VERSION, "cell")
         flags = r.u8()
-        if flags & ~(FLAG_RECEIPT | FLAG_FRAGMENT):
+        if flags & ~(FLAG_RECEIPT | FLAG_FRAGMENT | FLAG_GOSSIP):
             raise DecodeError("unknown cell flags")
         receipt = Receipt.read(r) if flags & FLAG_RECEIPT else None
+        gossip = Gossip.read(r) if flags & FLAG_GOSSIP else None
         fragment = None
         if flags & FLAG_FRAGMENT:
             mid, index, count, length = r.fixed(MESSAGE_ID_LEN), r.u16(), r.u16(), r.u16()
@@ -145,7 +156,7 @@ class CellContent:
             fragment = Fragment(mid, index, count, r.fixed(length))
         if any(r.rest()):
             raise DecodeError("cell padding is not zero")
-        return cls(receipt, fragment)
+        return cls(receipt, fragment, gossip)
 
 
 def _aad(channel_id: bytes, round_no: int, direction: int) -> bytes:

@@ -18,3 +18,9 @@ RENDEZVOUS_TENANT = "rendezvous"
 #: Its fetch credential is public (base64url of SHA-256("backchannel/v1/rendezvous")).
 RENDEZVOUS_CREDENTIAL = "T5SsLSmRWVY-KTl95xoHjLxgTY1AP1vxtopdr_3Z30E"
 RENDEZVOUS_QUOTA = 20_000
+
+#: The shortest time a relay keeps a cell (seconds). A relay never stores a
+#: second cell in a slot, nor says a slot is empty, within this long of the
+#: batch that stored the slot's cell; proofs of misbehaviour rely on it
+#: (``docs/spec/relay-log-v1.md`` §6).
+MIN_RETENTION_SECONDS = 3600

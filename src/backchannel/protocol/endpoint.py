@@ -18,6 +18,7 @@ from backchannel.protocol import cells
 from backchannel.protocol.channel import ChannelTerms, RoundKeys, SlotChain, direction_of
 from backchannel.protocol.identity import Officer
 from backchannel.protocol.message import Header, SealedMessage
+from backchannel.protocol.misbehaviour import Gossip
 from backchannel.protocol.payload import MessageKind
 from backchannel.protocol.roster import Roster
 from backchannel.protocol.sealing import SendEpoch, ready_to_send, verify_signatures
@@ -33,6 +34,8 @@ class RoundResult:
     cover: bool = False
     messages: tuple[SealedMessage, ...] = ()
     delivered: tuple[int, ...] = ()  # our seqs the peer confirmed
+    #: The peer's view of the relay's log, to compare with ours (relay-log-v1 §5).
+    gossip: Gossip | None = None
 
 
 @dataclass(slots=True)
@@ -142,14 +145,19 @@ class Endpoint:
     def pending_cells(self) -> int:
         return len(self.outbox)
 
-    def cell_for_round(self, round_no: int, nonce: bytes) -> tuple[bytes, bytes]:
-        """The (slot, cell) this side deposits in ``round_no``. Persist it before sending."""
+    def cell_for_round(
+        self, round_no: int, nonce: bytes, gossip: Gossip | None = None
+    ) -> tuple[bytes, bytes]:
+        """The (slot, cell) this side deposits in ``round_no``. Persist it before sending.
+
+        ``gossip`` is this side's view of the relay's log, carried to the peer.
+        """
         if not self.sends:
             raise LocalProtocolError("this device only receives on this channel")
         if round_no < self.next_send_round:
             raise LocalProtocolError("that round's cell was already produced")
         frag = self.outbox[0] if self.outbox else None
-        content = cells.CellContent(self.receipt_due, frag)
+        content = cells.CellContent(self.receipt_due, frag, gossip)
         keys = self._keys(round_no)
         cell = cells.seal_cell(
             content, keys, self.channel_id, self.out_direction, self.terms.cell_size, nonce
@@ -223,5 +231,9 @@ class Endpoint:
         self.next_recv_round = round_no + 1
         self._erase_past()
         return RoundResult(
-            round_no, cover=content.is_cover, messages=tuple(messages), delivered=delivered
+            round_no,
+            cover=content.is_cover,
+            messages=tuple(messages),
+            delivered=delivered,
+            gossip=content.gossip,
         )

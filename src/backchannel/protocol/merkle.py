@@ -349,8 +349,20 @@ def verify_inclusion(
     Raises :class:`ProofError` if it is not, :class:`DecodeError` if an input
     is malformed; returns nothing on success.
     """
-    leaf = _check_hash(leaf, "leaf hash")
     root_hash = _check_hash(root_hash, "root hash")
+    if not equal(root_from_inclusion(leaf, index, size, proof), root_hash):
+        raise ProofError("inclusion proof does not lead to the tree head's root")
+
+
+def root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
+    """The root that ``proof`` leads ``leaf`` (entry ``index`` of a tree of ``size``) to.
+
+    RFC 9162 §2.1.3.2 steps 1 to 5 without the final comparison. With the last
+    leaf (``index = size - 1``) this is how a tree's root is recomputed from
+    the leaf and its path. Raises :class:`ProofError` for a path of the wrong
+    shape, :class:`DecodeError` for a malformed input.
+    """
+    leaf = _check_hash(leaf, "leaf hash")
     index = _check_u64(index, "leaf index")
     size = _check_u64(size, "tree size")
     path = _check_path(proof, "inclusion proof")
@@ -376,11 +388,10 @@ def verify_inclusion(
         # 4c.
         fn >>= 1
         sn >>= 1
-    # 5. The proof must use every level and land on the root.
+    # 5. The proof must use every level; the caller compares r with the root.
     if sn != 0:
         raise ProofError("inclusion proof is too short for the tree size")
-    if not equal(r, root_hash):
-        raise ProofError("inclusion proof does not lead to the tree head's root")
+    return r
 
 
 def verify_consistency(

@@ -54,7 +54,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from backchannel.crypto.labels import SIG_TREE_HEAD
+from backchannel.crypto.labels import SIG_ABSENCE, SIG_TREE_HEAD
 from backchannel.crypto.primitives import HASH_LEN
 from backchannel.crypto.signing import (
     ED25519_PUBLIC_LEN,
@@ -66,6 +66,7 @@ from backchannel.crypto.signing import (
 )
 from backchannel.errors import DecodeError, LocalProtocolError, SignatureError
 from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.constants import MIN_RETENTION_SECONDS, SLOT_LEN
 from backchannel.protocol.merkle import (
     MAX_PROOF_LEN,
     TREE_HEAD_LEN,
@@ -83,7 +84,17 @@ RELAY_KEY_LEN = ED25519_PUBLIC_LEN + MLDSA65_PUBLIC_LEN
 MAX_TENANT_ID_BYTES = 255
 
 EVIDENCE_VERSION = 1
-FORK, REWIND, DIVERGENCE = 1, 2, 3
+FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT = 1, 2, 3, 4, 5
+KINDS = (FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT)
+KIND_NAMES = {
+    FORK: "fork",
+    REWIND: "rewind",
+    DIVERGENCE: "divergence",
+    DROP: "drop",
+    SLOT_CONFLICT: "slot conflict",
+}
+#: Most slots one statement of absence names (a fetch asks for at most this many).
+MAX_ABSENT_SLOTS = 1024
 
 
 # -- Layouts ------------------------------------------------------------------
@@ -235,6 +246,184 @@ def verify_cell_receipt(
     return decoded
 
 
+# -- One cell entry proved in a head ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EntryProof:
+    """A cell entry's place in the log: ``cell_id`` in its batch, the batch's leaf in a head.
+
+    Layout ``cell_id [32] | leaf [53] | batch_position u32 | batch_proof |
+    inclusion_proof`` (each proof ``count u8 | count x [32]``).
+    """
+
+    cell_id: bytes
+    leaf: bytes
+    batch_position: int
+    batch_proof: tuple[bytes, ...]
+    inclusion_proof: tuple[bytes, ...]
+
+    def verify(self, tenant_id: str, slot: bytes, head: TreeHead) -> LogLeaf:
+        """Check that ``(tenant_id, slot, cell_id)`` is in the log under ``head``."""
+        decoded = LogLeaf.decode(self.leaf)
+        entry = leaf_hash(cell_entry(tenant_id, slot, self.cell_id))
+        verify_inclusion(
+            entry, self.batch_position, decoded.batch_size, self.batch_proof, decoded.batch_root
+        )
+        verify_inclusion(
+            leaf_hash(self.leaf), decoded.batch_index, head.size, self.inclusion_proof, head.root
+        )
+        return decoded
+
+    def write(self, w: Writer) -> None:
+        w.fixed(self.cell_id, HASH_LEN).fixed(self.leaf, LEAF_LEN).u32(self.batch_position)
+        _proof(w, self.batch_proof)
+        _proof(w, self.inclusion_proof)
+
+    @classmethod
+    def read(cls, r: Reader) -> EntryProof:
+        cell_id, leaf, position = r.fixed(HASH_LEN), r.fixed(LEAF_LEN), r.u32()
+        return cls(cell_id, leaf, position, tuple(_read_proof(r)), tuple(_read_proof(r)))
+
+
+# -- Statements of absence ----------------------------------------------------------
+
+
+def _tenant(w: Writer, tenant_id: str) -> None:
+    raw = tenant_id.encode("utf-8")
+    if not 0 < len(raw) <= MAX_TENANT_ID_BYTES:
+        raise LocalProtocolError("a tenant id must be 1 to 255 bytes of UTF-8")
+    w.u8(len(raw)).fixed(raw, len(raw))
+
+
+def _read_tenant(r: Reader) -> str:
+    n = r.u8()
+    try:
+        text = r.fixed(n).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("a tenant id must be UTF-8") from None
+    if not text:
+        raise DecodeError("a tenant id must not be empty")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Absence:
+    """The relay's signed word that ``slots`` of ``tenant_id`` held no cell.
+
+    ``head`` is the log's head in the same read that found the slots empty,
+    ``served_at`` the relay's clock (seconds) when it answered. Layout
+    ``tree_head [49] | served_at u64 | len u8 | tenant_id | count u16 | slots
+    [32] each, ascending | Ed25519 signature [64]``; the signature covers
+    everything before it under :data:`~backchannel.crypto.labels.SIG_ABSENCE`.
+    """
+
+    head: TreeHead
+    served_at: int
+    tenant_id: str
+    slots: tuple[bytes, ...]
+    signature: bytes = b""
+
+    def statement(self) -> bytes:
+        if not 0 < len(self.slots) <= MAX_ABSENT_SLOTS:
+            raise LocalProtocolError("a statement of absence names 1 to 1,024 slots")
+        if any(len(s) != SLOT_LEN for s in self.slots) or list(self.slots) != sorted(
+            set(self.slots)
+        ):
+            raise LocalProtocolError("absent slots must be distinct, ascending, 32 bytes each")
+        w = Writer().fixed(self.head.encode(), TREE_HEAD_LEN).u64(self.served_at)
+        _tenant(w, self.tenant_id)
+        w.u16(len(self.slots))
+        for slot in self.slots:
+            w.fixed(slot, SLOT_LEN)
+        return w.bytes()
+
+    @classmethod
+    def make(
+        cls, key: SigningKey, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+    ) -> Absence:
+        unsigned = cls(head, served_at, tenant_id, tuple(sorted(set(slots))))
+        signature = key.sign_ed25519(SIG_ABSENCE, unsigned.statement())
+        return cls(head, served_at, tenant_id, unsigned.slots, signature)
+
+    def encode(self) -> bytes:
+        return self.statement() + self.signature
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Absence:
+        r = Reader(raw)
+        absence = cls.read(r)
+        r.end()
+        return absence
+
+    @classmethod
+    def read(cls, r: Reader) -> Absence:
+        head = TreeHead.decode(r.fixed(TREE_HEAD_LEN))
+        served_at, tenant_id, count = r.u64(), _read_tenant(r), r.u16()
+        if not 0 < count <= MAX_ABSENT_SLOTS:
+            raise DecodeError("a statement of absence names 1 to 1,024 slots")
+        slots = tuple(r.fixed(SLOT_LEN) for _ in range(count))
+        if list(slots) != sorted(set(slots)):
+            raise DecodeError("absent slots must be distinct and ascending")
+        return cls(head, served_at, tenant_id, slots, r.fixed(ED25519_SIG_LEN))
+
+    def verify(self, key: VerifyKey) -> None:
+        key.verify_ed25519(self.signature, SIG_ABSENCE, self.statement())
+
+
+# -- Gossip inside a channel's cells ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DepositNote:
+    """Where the sender's latest acknowledged cell to the peer sits in the log."""
+
+    round: int
+    cell_id: bytes
+    leaf_index: int
+    batch_position: int
+
+
+#: ``head [113] | has_note u8 | round u64 | cell_id [32] | leaf_index u64 | batch_position u32``
+GOSSIP_LEN = COMPACT_HEAD_LEN + 1 + 8 + HASH_LEN + 8 + 4
+
+
+@dataclass(frozen=True, slots=True)
+class Gossip:
+    """What a side tells its peer, inside an encrypted cell, about the relay's log.
+
+    ``head`` is the largest compact signed head the sender has verified for
+    the relay the cell travels through; ``note`` names the sender's latest
+    cell that relay acknowledged with a place in its log (``None`` before the
+    first). Fixed length (:data:`GOSSIP_LEN`) so that it shows in no cell's size.
+    """
+
+    head: bytes
+    note: DepositNote | None = None
+
+    def encode(self) -> bytes:
+        if len(self.head) != COMPACT_HEAD_LEN:
+            raise LocalProtocolError("gossip carries a compact signed head (113 bytes)")
+        w = Writer().fixed(self.head, COMPACT_HEAD_LEN)
+        n = self.note
+        if n is None:
+            w.u8(0).u64(0).fixed(bytes(HASH_LEN), HASH_LEN).u64(0).u32(0)
+        else:
+            w.u8(1).u64(n.round).fixed(n.cell_id, HASH_LEN).u64(n.leaf_index)
+            w.u32(n.batch_position)
+        return w.bytes()
+
+    @classmethod
+    def read(cls, r: Reader) -> Gossip:
+        head = r.fixed(COMPACT_HEAD_LEN)
+        TreeHead.decode(head[:TREE_HEAD_LEN])
+        has = r.u8()
+        note = DepositNote(r.u64(), r.fixed(HASH_LEN), r.u64(), r.u32())
+        if has not in (0, 1) or (has == 0 and any(note.cell_id)):
+            raise DecodeError("malformed gossip")
+        return cls(head, note if has else None)
+
+
 # -- Proofs of misbehaviour ---------------------------------------------------------
 
 
@@ -266,19 +455,71 @@ def encode_evidence(
     proof_b: Sequence[bytes] = (),
 ) -> bytes:
     """Encode a proof of misbehaviour (nothing is checked here)."""
-    if kind not in (FORK, REWIND, DIVERGENCE):
+    if kind not in (FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT):
         raise LocalProtocolError("unknown kind of misbehaviour")
-    w = Writer().u8(EVIDENCE_VERSION).u8(kind).fixed(relay_key_bytes(key), RELAY_KEY_LEN)
-    for raw in (head_a, head_b):
-        if len(raw) not in (SIGNED_HEAD_LEN, COMPACT_HEAD_LEN):
-            raise LocalProtocolError("a signed head is 113 or 3,422 bytes")
-        w.u16(len(raw)).fixed(raw, len(raw))
+    w = _evidence_start(kind, key, head_a, head_b)
     if kind == DIVERGENCE:
         w.u64(index).fixed(leaf_a, HASH_LEN)
         _proof(w, proof_a)
         w.fixed(leaf_b, HASH_LEN)
         _proof(w, proof_b)
+    elif kind in (DROP, SLOT_CONFLICT):
+        raise LocalProtocolError("use drop_evidence or slot_conflict_evidence")
     return w.bytes()
+
+
+def _evidence_start(kind: int, key: VerifyKey, head_a: bytes, head_b: bytes) -> Writer:
+    w = Writer().u8(EVIDENCE_VERSION).u8(kind).fixed(relay_key_bytes(key), RELAY_KEY_LEN)
+    for raw in (head_a, head_b):
+        if len(raw) not in (SIGNED_HEAD_LEN, COMPACT_HEAD_LEN):
+            raise LocalProtocolError("a signed head is 113 or 3,422 bytes")
+        w.u16(len(raw)).fixed(raw, len(raw))
+    return w
+
+
+def drop_evidence(
+    key: VerifyKey,
+    entry_head: bytes,
+    absence_head: bytes,
+    absence: Absence,
+    slot: bytes,
+    entry: EntryProof,
+) -> bytes:
+    """The relay logged a cell at ``slot`` (``entry`` in ``entry_head``), then said it was empty.
+
+    ``absence_head`` is the signed head of ``absence.head`` (the fetch answer's).
+    """
+    w = _evidence_start(DROP, key, entry_head, absence_head)
+    raw = absence.encode()
+    w.u16(len(raw)).fixed(raw, len(raw)).fixed(slot, SLOT_LEN)
+    entry.write(w)
+    return w.bytes()
+
+
+def slot_conflict_evidence(
+    key: VerifyKey,
+    head_a: bytes,
+    head_b: bytes,
+    tenant_id: str,
+    slot: bytes,
+    entry_a: EntryProof,
+    entry_b: EntryProof,
+) -> bytes:
+    """Two different cells logged at one slot: ``entry_a`` under ``head_a``, ``entry_b``
+    under ``head_b``."""
+    w = _evidence_start(SLOT_CONFLICT, key, head_a, head_b)
+    _tenant(w, tenant_id)
+    w.fixed(slot, SLOT_LEN)
+    entry_a.write(w)
+    entry_b.write(w)
+    return w.bytes()
+
+
+def evidence_kind(blob: bytes) -> str:
+    """The kind a proof of misbehaviour claims (not checked), or raise DecodeError."""
+    if len(blob) < 2 or blob[0] != EVIDENCE_VERSION or blob[1] not in KIND_NAMES:
+        raise DecodeError("not a proof of misbehaviour")
+    return KIND_NAMES[blob[1]]
 
 
 def verify_misbehaviour(blob: bytes) -> str:
@@ -291,15 +532,23 @@ def verify_misbehaviour(blob: bytes) -> str:
     r = Reader(blob)
     expect_version(r, EVIDENCE_VERSION, "proof of misbehaviour")
     kind = r.u8()
-    if kind not in (FORK, REWIND, DIVERGENCE):
+    if kind not in KINDS:
         raise DecodeError("unknown kind of misbehaviour")
     key = relay_key_from_bytes(r.fixed(RELAY_KEY_LEN))
     raw_a, raw_b = r.fixed(r.u16()), r.fixed(r.u16())
     tail: tuple[int, bytes, list[bytes], bytes, list[bytes]] | None = None
+    absence: Absence | None = None
+    conflict: tuple[str, bytes, EntryProof, EntryProof] | None = None
     if kind == DIVERGENCE:
         index, leaf_a, proof_a = r.u64(), r.fixed(HASH_LEN), _read_proof(r)
         leaf_b, proof_b = r.fixed(HASH_LEN), _read_proof(r)
         tail = (index, leaf_a, proof_a, leaf_b, proof_b)
+    elif kind == DROP:
+        absence = Absence.decode(r.fixed(r.u16()))
+        dropped_slot, entry = r.fixed(SLOT_LEN), EntryProof.read(r)
+    elif kind == SLOT_CONFLICT:
+        tenant, slot = _read_tenant(r), r.fixed(SLOT_LEN)
+        conflict = (tenant, slot, EntryProof.read(r), EntryProof.read(r))
     r.end()
     try:
         a, b = open_signed_head(raw_a, key), open_signed_head(raw_b, key)
@@ -308,6 +557,10 @@ def verify_misbehaviour(blob: bytes) -> str:
             "a tree head in the evidence is not signed by that relay key"
         ) from None
     fp = relay_key_fingerprint(key).hex()[:16]
+    if absence is not None:
+        return _verify_drop(fp, key, a, b, absence, dropped_slot, entry)
+    if conflict is not None:
+        return _verify_conflict(fp, a, b, *conflict)
     if kind == FORK:
         if a.size != b.size or a.root == b.root:
             raise ProofError("the two heads do not fork: sizes differ or the roots are equal")
@@ -331,4 +584,47 @@ def verify_misbehaviour(blob: bytes) -> str:
     return (
         f"divergence: relay {fp} signed heads of sizes {a.size} and {b.size} "
         f"that hold different entries at index {index}"
+    )
+
+
+def _verify_drop(
+    fp: str,
+    key: VerifyKey,
+    entry_head: TreeHead,
+    absence_head: TreeHead,
+    absence: Absence,
+    slot: bytes,
+    entry: EntryProof,
+) -> str:
+    try:
+        absence.verify(key)
+    except SignatureError:
+        raise SignatureError("the statement of absence is not signed by that relay key") from None
+    if absence.head != absence_head:
+        raise ProofError("the statement of absence is about another head")
+    if slot not in absence.slots:
+        raise ProofError("the statement of absence does not name that slot")
+    leaf = entry.verify(absence.tenant_id, slot, entry_head)
+    if leaf.batch_index >= absence.head.size:
+        raise ProofError("no drop: the cell was logged after the relay said the slot was empty")
+    if absence.served_at >= leaf.coarse_time + MIN_RETENTION_SECONDS:
+        raise ProofError("no drop: the cell may have expired before the relay said it was empty")
+    return (
+        f"drop: relay {fp} logged a cell in slot {slot.hex()[:16]} of tenant "
+        f"{absence.tenant_id!r} (leaf {leaf.batch_index}), then said at log size "
+        f"{absence.head.size} that the slot was empty"
+    )
+
+
+def _verify_conflict(
+    fp: str, a: TreeHead, b: TreeHead, tenant: str, slot: bytes, ea: EntryProof, eb: EntryProof
+) -> str:
+    if ea.cell_id == eb.cell_id:
+        raise ProofError("no conflict: both entries name the same cell")
+    leaf_a, leaf_b = ea.verify(tenant, slot, a), eb.verify(tenant, slot, b)
+    if abs(leaf_a.coarse_time - leaf_b.coarse_time) >= MIN_RETENTION_SECONDS:
+        raise ProofError("no conflict: the first cell may have expired before the second came")
+    return (
+        f"slot conflict: relay {fp} logged two different cells in slot {slot.hex()[:16]} "
+        f"of tenant {tenant!r} (leaves {leaf_a.batch_index} and {leaf_b.batch_index})"
     )

@@ -158,6 +158,7 @@ def create_app(
         Route("/v1/log/leaves/{index}", service.log_leaf, methods=["GET"]),
         Route("/v1/log/proof/inclusion", service.log_inclusion, methods=["GET"]),
         Route("/v1/log/proof/consistency", service.log_consistency, methods=["GET"]),
+        Route("/v1/log/proof/entry", service.log_entry, methods=["GET"]),
         Route("/healthz", service.healthz, methods=["GET"]),
         Route("/readyz", service.readyz, methods=["GET"]),
         Route("/metrics", service.metrics_endpoint, methods=["GET"], name="metrics"),

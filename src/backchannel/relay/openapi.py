@@ -172,6 +172,37 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
+        "LogHeadAt": {
+            "type": "object",
+            "required": ["size", "root", "timestamp", "compact_head"],
+            "properties": {
+                "size": _U63,
+                "root": _HASH,
+                "timestamp": {"type": "integer", "minimum": 0},
+                "compact_head": _COMPACT_HEAD,
+            },
+            "additionalProperties": False,
+        },
+        "EntryProof": {
+            "type": "object",
+            "required": [
+                "leaf_index",
+                "batch_position",
+                "tree_size",
+                "leaf",
+                "batch_proof",
+                "inclusion_proof",
+            ],
+            "properties": {
+                "leaf_index": _U63,
+                "batch_position": _U63,
+                "tree_size": _U63,
+                "leaf": {"type": "string", "pattern": "^[0-9a-f]{106}$"},
+                "batch_proof": _PROOF,
+                "inclusion_proof": _PROOF,
+            },
+            "additionalProperties": False,
+        },
         "LogLeaf": {
             "type": "object",
             "required": ["leaf_index", "leaf"],
@@ -220,6 +251,13 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                             "type": "object",
                             "propertyNames": _SLOT,
                             "additionalProperties": {"$ref": "#/components/schemas/CellLog"},
+                        },
+                        "absent": {
+                            "type": "string",
+                            "pattern": "^([0-9a-f]{2})+$",
+                            "description": "present when a slot asked for held no cell: the "
+                            "relay's signed statement of absence (docs/spec/relay-log-v1.md "
+                            "§3.1) of those slots, at signed_head",
                         },
                     },
                     "additionalProperties": False,
@@ -388,14 +426,30 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
         "/v1/log/head": {
             "get": {
                 "operationId": "logHead",
-                "summary": "The latest signed tree head",
+                "summary": "The latest signed tree head, or with size the head of that size",
                 "security": [],
+                "parameters": [
+                    {
+                        "name": "size",
+                        "in": "query",
+                        "required": False,
+                        "schema": _U63,
+                        "description": "the committed head of this size (compact form only)",
+                    }
+                ],
                 "responses": {
                     "200": {
                         "description": "The head and its signed encoding",
-                        "content": _json({"$ref": "#/components/schemas/LogHead"}),
+                        "content": _json(
+                            {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/LogHead"},
+                                    {"$ref": "#/components/schemas/LogHeadAt"},
+                                ]
+                            }
+                        ),
                     },
-                    **_errors(429, 503),
+                    **_errors(400, 429, 503),
                 },
             }
         },
@@ -447,6 +501,25 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                         "content": _json({"$ref": "#/components/schemas/ConsistencyProof"}),
                     },
                     **_errors(400, 429, 503),
+                },
+            }
+        },
+        "/v1/log/proof/entry": {
+            "get": {
+                "operationId": "logEntryProof",
+                "summary": "A batch member's proofs: its batch's leaf, batch proof and inclusion",
+                "security": [],
+                "parameters": [
+                    {"name": "leaf_index", "in": "query", "required": True, "schema": _U63},
+                    {"name": "batch_position", "in": "query", "required": True, "schema": _U63},
+                    {"name": "tree_size", "in": "query", "required": True, "schema": _U63},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The leaf and both proofs",
+                        "content": _json({"$ref": "#/components/schemas/EntryProof"}),
+                    },
+                    **_errors(400, 404, 429, 503),
                 },
             }
         },

@@ -35,9 +35,10 @@ from backchannel.protocol.constants import (
     RENDEZVOUS_QUOTA,
     RENDEZVOUS_TENANT,
 )
-from backchannel.protocol.merkle import TreeHead
+from backchannel.protocol.merkle import TreeHead, leaf_hash, root_from_inclusion
 from backchannel.protocol.misbehaviour import (
     RELAY_KEY_LEN,
+    LogLeaf,
     relay_key_fingerprint,
     relay_key_from_bytes,
 )
@@ -297,10 +298,15 @@ class RelayService:
             }
             for slot, p in proofs.items()
         }
-        return JSONResponse(
-            {"cells": encoded, "log": {"signed_head": signed.hex(), "cells": log_cells}},
-            headers=_NO_STORE,
-        )
+        answer: dict[str, object] = {"signed_head": signed.hex(), "cells": log_cells}
+        absent = [slot for slot in slots if slot not in cells]
+        if absent:
+            # Signed: the slots held nothing in the very read that saw this head.
+            head = TreeHead.decode(signed[:_TREE_HEAD_LEN])
+            answer["absent"] = self.store.sign_absence(
+                head, self.coarse_now(), record.tenant_id, absent
+            ).hex()
+        return JSONResponse({"cells": encoded, "log": answer}, headers=_NO_STORE)
 
     # -- the transparency log ------------------------------------------------
 
@@ -317,6 +323,8 @@ class RelayService:
         )
 
     async def log_head(self, request: Request) -> Response:
+        if "size" in request.query_params:
+            return await self._log_head_at(_query_index(request, "size"))
         signed = await self.store.signed_head()
         head = TreeHead.decode(signed[:_TREE_HEAD_LEN])
         return JSONResponse(
@@ -328,6 +336,52 @@ class RelayService:
                 "compact_head": signed[:_COMPACT_HEAD_LEN].hex(),
             },
             headers=_NO_STORE,
+        )
+
+    async def _log_head_at(self, size: int) -> Response:
+        """The compact signed head the log committed at ``size`` (one per size)."""
+        current = await self.store.log_head()
+        if not 0 < size <= current.size:
+            raise HTTPRefusal(400, "need 0 < size <= the current log size (GET /v1/log/head)")
+        leaf = await self.store.log_leaf(size - 1)
+        path = await self.store.inclusion_proof(size - 1, size)
+        root = root_from_inclusion(leaf_hash(leaf), size - 1, size, path)
+        head = TreeHead(size, root, LogLeaf.decode(leaf).coarse_time)
+        return JSONResponse(
+            {
+                "size": size,
+                "root": root.hex(),
+                "timestamp": head.timestamp,
+                "compact_head": self.store.compact_signed(head).hex(),
+            }
+        )
+
+    async def log_entry(self, request: Request) -> Response:
+        """A batch member's proofs: its batch's leaf, the batch proof, the leaf's inclusion."""
+        index = _query_index(request, "leaf_index")
+        position = _query_index(request, "batch_position")
+        size = _query_index(request, "tree_size")
+        try:
+            path = await self.store.inclusion_proof(index, size)
+            leaf = await self.store.log_leaf(index)
+            batch = await self.store.batch_proof(index, position)
+        except LocalProtocolError:
+            raise HTTPRefusal(
+                400, "need leaf_index < tree_size <= the current log size (GET /v1/log/head)"
+            ) from None
+        except LookupError:
+            raise HTTPRefusal(
+                404, "no such batch member (never stored, or past retention)"
+            ) from None
+        return JSONResponse(
+            {
+                "leaf_index": index,
+                "batch_position": position,
+                "tree_size": size,
+                "leaf": leaf.hex(),
+                "batch_proof": [h.hex() for h in batch],
+                "inclusion_proof": [h.hex() for h in path],
+            }
         )
 
     async def log_leaf(self, request: Request) -> Response:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from backchannel.errors import ConfigError
-from backchannel.protocol.constants import CELL_SIZE
+from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS
+from backchannel.protocol.misbehaviour import MAX_ABSENT_SLOTS
 
 ENV_PREFIX = "BACKCHANNEL_RELAY_"
 #: Environment variable naming the data directory (the one exception to the
@@ -90,7 +91,11 @@ class RelaySettings:
             (self.cell_size > 0, "cell_size must be positive"),
             (self.body_limit >= self.cell_size, "body_limit must be at least cell_size"),
             (0 < self.port < 65536, "port must be between 1 and 65535"),
-            (self.retention_seconds > 0, "retention_seconds must be positive"),
+            (
+                self.retention_seconds >= MIN_RETENTION_SECONDS,
+                f"retention_seconds must be at least {MIN_RETENTION_SECONDS} (one hour): "
+                "clients hold the relay to keeping every cell that long",
+            ),
             (self.expire_interval_seconds > 0, "expire_interval_seconds must be positive"),
             (self.time_granularity_seconds > 0, "time_granularity_seconds must be positive"),
             (0 <= self.log_interval_ms <= 60_000, "log_interval_ms must be 0 to 60000"),
@@ -98,7 +103,7 @@ class RelaySettings:
                 0 < self.default_quota_cells <= self.max_quota_cells,
                 "default_quota_cells must be positive and at most max_quota_cells",
             ),
-            (self.max_batch > 0, "max_batch must be positive"),
+            (0 < self.max_batch <= MAX_ABSENT_SLOTS, "max_batch must be 1 to 1024"),
             (self.ip_rate >= 0 and self.tenant_rate >= 0, "rates must not be negative"),
             (self.ip_burst > 0 and self.tenant_burst > 0, "bursts must be positive"),
             (self.rate_limit_buckets > 0, "rate_limit_buckets must be positive"),

@@ -36,7 +36,7 @@ from backchannel.crypto.signing import SEED_LEN, SigningKey
 from backchannel.errors import LocalProtocolError, StoreUnavailable
 from backchannel.protocol import merkle
 from backchannel.protocol.merkle import EMPTY_ROOT, Frontier, NodeReader, TreeHead, node_hash
-from backchannel.protocol.misbehaviour import LogLeaf, sign_head, sign_head_compact
+from backchannel.protocol.misbehaviour import Absence, LogLeaf, sign_head, sign_head_compact
 from backchannel.store.relay_store import BatchTree, CellProof
 
 KEY_FILE_VERSION = 1
@@ -341,6 +341,12 @@ class LogCache:
             if target.size > self.compact_size:
                 self.compact, self.compact_size = signed, target.size
             return signed
+
+    def sign_absence(
+        self, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+    ) -> bytes:
+        """A signed statement that ``slots`` were empty in the read that saw ``head``."""
+        return Absence.make(self.key, head, served_at, tenant_id, slots).encode()
 
     def remember(self, signed: bytes, size: int) -> None:
         with self._lock:

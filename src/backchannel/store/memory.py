@@ -270,3 +270,11 @@ class MemoryRelayStore:
 
     def log_public_key(self) -> bytes:
         return self._signer.public_key()
+
+    def compact_signed(self, head: TreeHead) -> bytes:
+        return self._signer.compact_exact(head)
+
+    def sign_absence(
+        self, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+    ) -> bytes:
+        return self._signer.sign_absence(head, served_at, tenant_id, slots)

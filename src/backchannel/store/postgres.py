@@ -595,6 +595,14 @@ class PostgresRelayStore:
     def log_public_key(self) -> bytes:
         return self._need_cache().public_key()
 
+    def compact_signed(self, head: TreeHead) -> bytes:
+        return self._need_cache().compact_exact(head)
+
+    def sign_absence(
+        self, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+    ) -> bytes:
+        return self._need_cache().sign_absence(head, served_at, tenant_id, slots)
+
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     """Per new connection: make commits durable even if the server default is not."""

@@ -219,3 +219,11 @@ class RelayStore(Protocol):
 
     def log_public_key(self) -> bytes:
         """The relay's public signing key (Ed25519 then ML-DSA-65); after ``open``."""
+
+    def compact_signed(self, head: TreeHead) -> bytes:
+        """The compact signed head of ``head``, a head this log committed (the caller checks)."""
+
+    def sign_absence(
+        self, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+    ) -> bytes:
+        """The encoded, signed :class:`~backchannel.protocol.misbehaviour.Absence` of ``slots``."""

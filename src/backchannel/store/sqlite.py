@@ -811,6 +811,14 @@ class SQLiteRelayStore:
     def log_public_key(self) -> bytes:
         return self._need_log().public_key()
 
+    def compact_signed(self, head: TreeHead) -> bytes:
+        return self._need_log().compact_exact(head)
+
+    def sign_absence(
+        self, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+    ) -> bytes:
+        return self._need_log().sign_absence(head, served_at, tenant_id, slots)
+
 
 def _read_head(conn: sqlite3.Connection) -> _log.HeadState:
     row = conn.execute("SELECT size, frontier, time FROM log_head WHERE id = 1").fetchone()

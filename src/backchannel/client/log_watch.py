@@ -1,0 +1,376 @@
+"""One device's watch over the relays' transparency logs (``docs/spec/relay-log-v1.md``).
+
+For every relay it talks to, the device keeps a :class:`LogMonitor` (the
+relay's key, pinned on first contact or from a mission card, and the largest
+signed head it has verified). Through :class:`LogWatch` it
+
+* proves every cell it deposits or fetches in a signed head, and keeps each
+  new head consistent with the pinned one (§4);
+* checks the relay's signed statement that the slots it found empty were
+  empty (§3.1);
+* compares the head its peer gossips inside the channel's cells with its own,
+  and checks the peer's note of its latest deposit against what the relay
+  served at that slot (§5).
+
+A contradiction between signed statements becomes a proof of misbehaviour
+(§6): it is verified with :func:`verify_misbehaviour` before it is kept, so a
+kept proof convinces anyone, offline. Anything the device cannot turn into a
+proof (a bad consistency proof, a refusal) is an alarm only. Alarms and proofs
+live in the vault; ``backchannel status`` shows the alarms and ``backchannel
+evidence export`` writes the proofs out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from backchannel.client import statecodec
+from backchannel.client.relay_client import CellLog, RelayClient
+from backchannel.client.vault import Vault
+from backchannel.crypto.primitives import equal
+from backchannel.errors import RelayRefused, RemoteProtocolError, SignatureError
+from backchannel.protocol.log_monitor import LogMonitor
+from backchannel.protocol.merkle import EMPTY_ROOT, ProofError, TreeHead, verify_consistency
+from backchannel.protocol.misbehaviour import (
+    FORK,
+    REWIND,
+    Absence,
+    DepositNote,
+    EntryProof,
+    Gossip,
+    SignedHead,
+    drop_evidence,
+    encode_evidence,
+    relay_key_from_bytes,
+    slot_conflict_evidence,
+    verify_misbehaviour,
+)
+
+MONITORS = "relay_logs"
+ALARMS = "relay_alarms"
+EVIDENCE = "relay_evidence"
+#: Proofs of misbehaviour kept at most (more of the same adds nothing).
+MAX_EVIDENCE = 64
+
+#: A checked cell: (tenant, slot, cell bytes, its place in the log).
+CellCheck = tuple[str, bytes, bytes, CellLog]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotSeen:
+    """What the relay served at one of our inbound slots: a proved cell, or signed absence."""
+
+    slot: bytes
+    #: The compact signed head of the answer.
+    signed_head: bytes
+    #: The served cell's proofs against ``signed_head``.
+    entry: EntryProof | None = None
+    #: The encoded :class:`Absence` naming the slot, when nothing was served.
+    absence: bytes = b""
+
+
+class LogWatch:
+    """Log checks for one device; ``expected_keys(url)`` gives relay-key fingerprints
+    that mission cards state for ``url`` (empty: trust on first contact)."""
+
+    def __init__(self, vault: Vault, expected_keys: Callable[[str], set[bytes]]) -> None:
+        self.vault = vault
+        self._expected = expected_keys
+
+    # -- what is kept -------------------------------------------------------------
+
+    def monitor(self, url: str) -> LogMonitor | None:
+        raw = self.vault.get(MONITORS, url.encode())
+        return statecodec.loads(LogMonitor, raw) if raw is not None else None
+
+    def _save(self, url: str, monitor: LogMonitor) -> None:
+        self.vault.put(MONITORS, url.encode(), statecodec.dumps(monitor))
+
+    def alarms(self) -> list[str]:
+        return [raw.decode() for _, raw in self.vault.pending(ALARMS)]
+
+    def evidence(self) -> list[bytes]:
+        return [blob for _, blob in self.vault.items(EVIDENCE)]
+
+    def alarm(self, url: str, text: str, alarms: list[str]) -> None:
+        line = f"relay log ({url}): {text}"
+        alarms.append(line)
+        self.vault.append(ALARMS, line.encode())
+
+    def _keep(self, url: str, blob: bytes, alarms: list[str]) -> None:
+        """Keep a proof of misbehaviour, once it verifies as anyone would verify it."""
+        try:
+            summary = verify_misbehaviour(blob)
+        except RemoteProtocolError as exc:
+            self.alarm(url, f"signed statements disagree but prove nothing offline ({exc})", alarms)
+            return
+        name = hashlib.sha256(blob).digest()[:16]
+        if self.vault.get(EVIDENCE, name) is not None:
+            return
+        if len(self.vault.items(EVIDENCE)) < MAX_EVIDENCE:
+            self.vault.put(EVIDENCE, name, blob)
+        self.alarm(
+            url, f"{summary}; proof of misbehaviour kept (`backchannel evidence export`)", alarms
+        )
+
+    def fingerprint(self, url: str) -> bytes | None:
+        monitor = self.monitor(url)
+        return hashlib.sha256(monitor.relay_key).digest() if monitor else None
+
+    def gossip(self, url: str, note: DepositNote | None) -> Gossip | None:
+        """What to tell the peer about ``url``'s log: our pinned head, compact, and ``note``."""
+        monitor = self.monitor(url)
+        if monitor is None or not monitor.pinned:
+            return None
+        return Gossip(SignedHead.decode(monitor.pinned).compact().encode(), note)
+
+    # -- pinning and checking ------------------------------------------------------
+
+    async def pin(self, url: str, relay: RelayClient, alarms: list[str]) -> LogMonitor | None:
+        """The monitor of ``url``, pinning the relay's key on first contact.
+
+        When a mission card states the key for ``url`` and the relay shows
+        another, nothing is pinned and an alarm is raised.
+        """
+        monitor = self.monitor(url)
+        if monitor is not None:
+            return monitor
+        key = await relay.log_key()
+        expected = self._expected(url)
+        if expected and hashlib.sha256(key).digest() not in expected:
+            self.alarm(
+                url,
+                "the relay shows a key that no mission card names for it: an impostor, "
+                "or a card that is out of date; nothing from it is trusted",
+                alarms,
+            )
+            return None
+        monitor = LogMonitor(key)
+        self._save(url, monitor)
+        return monitor
+
+    async def check(
+        self,
+        url: str,
+        relay: RelayClient,
+        signed: bytes,
+        cells: Sequence[CellCheck],
+        alarms: list[str],
+    ) -> dict[bytes, EntryProof] | None:
+        """Prove ``cells`` in ``signed`` and move the pinned head on; None on an alarm."""
+        monitor = await self.pin(url, relay, alarms)
+        if monitor is None:
+            return None
+        try:
+            head = monitor.open(signed)
+            leaves: dict[int, bytes] = {}
+            proved: dict[bytes, EntryProof] = {}
+            for tenant_id, slot, cell, place in cells:
+                if place.leaf_index not in leaves:
+                    leaves[place.leaf_index] = await relay.log_leaf(place.leaf_index)
+                entry = EntryProof(
+                    hashlib.sha256(cell).digest(),
+                    leaves[place.leaf_index],
+                    place.batch_position,
+                    place.batch_proof,
+                    place.inclusion_proof,
+                )
+                entry.verify(tenant_id, slot, head)
+                proved[slot] = entry
+        except RemoteProtocolError as exc:
+            self.alarm(url, str(exc), alarms)
+            return None
+        if not await self._advance(url, relay, monitor, signed, alarms):
+            return None
+        return proved
+
+    async def _advance(
+        self, url: str, relay: RelayClient, monitor: LogMonitor, signed: bytes, alarms: list[str]
+    ) -> bool:
+        head = monitor.open(signed)
+        need = monitor.proof_needed(head)
+        try:
+            proof = await relay.consistency_proof(*need) if need else []
+            moved = monitor.advance(signed, proof)
+        except (ProofError, RelayRefused) as exc:
+            await self._contradiction(url, relay, monitor, signed, str(exc), alarms)
+            return False
+        if moved != monitor:
+            self._save(url, moved)
+        return True
+
+    def check_absence(
+        self,
+        url: str,
+        signed: bytes,
+        raw: bytes | None,
+        tenant_id: str,
+        empty: set[bytes],
+        alarms: list[str],
+    ) -> bool:
+        """Whether the relay signed, at the answer's head, that exactly ``empty`` were empty."""
+        if not empty:
+            return True
+        monitor = self.monitor(url)
+        if monitor is None:
+            return False
+        if raw is None:
+            self.alarm(url, "the relay left slots out without signing that they were empty", alarms)
+            return False
+        try:
+            absence = Absence.decode(raw)
+            absence.verify(relay_key_from_bytes(monitor.relay_key))
+            if (
+                absence.head != SignedHead.decode(signed).head
+                or absence.tenant_id != tenant_id
+                or set(absence.slots) != empty
+            ):
+                raise ProofError("the relay's statement of absence does not match its answer")
+        except RemoteProtocolError as exc:
+            self.alarm(url, f"statement of absence: {exc}", alarms)
+            return False
+        return True
+
+    # -- contradictions -------------------------------------------------------------
+
+    async def _contradiction(
+        self,
+        url: str,
+        relay: RelayClient,
+        monitor: LogMonitor,
+        other: bytes,
+        reason: str,
+        alarms: list[str],
+    ) -> None:
+        """``other`` (signed by the pinned key) does not square with the pinned head.
+
+        Look for signed statements that contradict each other: two roots for
+        one size, a shorter log signed later than a longer one, or, failing
+        those, the relay's own head at the other size in our view.
+        """
+        pinned = monitor.pinned
+        key = relay_key_from_bytes(monitor.relay_key)
+        ours, theirs = monitor.open(pinned), monitor.open(other)
+        blob: bytes | None = None
+        if ours.size == theirs.size:
+            if not equal(ours.root, theirs.root):
+                blob = encode_evidence(FORK, key, pinned, other)
+        else:
+            (big, big_raw), (small, small_raw) = sorted(
+                ((ours, pinned), (theirs, other)), key=lambda p: -p[0].size
+            )
+            if big.timestamp < small.timestamp:
+                blob = encode_evidence(REWIND, key, big_raw, small_raw)
+            else:
+                blob = await self._fork_at(relay, monitor, ((small, small_raw), (big, big_raw)))
+        if blob is not None:
+            self._keep(url, blob, alarms)
+        else:
+            self.alarm(url, reason, alarms)
+
+    async def _fork_at(
+        self,
+        relay: RelayClient,
+        monitor: LogMonitor,
+        heads: Sequence[tuple[TreeHead, bytes]],
+    ) -> bytes | None:
+        """A FORK proof from the relay's head at one of ``heads``' sizes, if it differs."""
+        key = relay_key_from_bytes(monitor.relay_key)
+        for head, raw in heads:
+            try:
+                mine_raw = await relay.head_at(head.size)
+                mine = monitor.open(mine_raw)
+            except (RelayRefused, RemoteProtocolError):
+                continue
+            if mine.size == head.size and not equal(mine.root, head.root):
+                return encode_evidence(FORK, key, raw, mine_raw)
+        return None
+
+    async def compare(
+        self, url: str, relay: RelayClient, peer_head: bytes, alarms: list[str]
+    ) -> None:
+        """Compare the head the peer gossiped with ours (§5); alarm or keep a proof."""
+        monitor = self.monitor(url)
+        if monitor is None or not monitor.pinned:
+            return
+        try:
+            theirs = monitor.open(peer_head)
+        except SignatureError:
+            self.alarm(
+                url,
+                "the peer's view of this relay's log is signed by another key: "
+                "the relay shows the two missions different keys",
+                alarms,
+            )
+            return
+        ours = monitor.open(monitor.pinned)
+        if ours.size == theirs.size and equal(ours.root, theirs.root):
+            return
+        if 0 in (ours.size, theirs.size) and EMPTY_ROOT in (ours.root, theirs.root):
+            return  # the empty log is a prefix of every log
+        if ours.size != theirs.size:
+            small, big = sorted((ours, theirs), key=lambda h: h.size)
+            if big.timestamp >= small.timestamp:
+                try:
+                    proof = await relay.consistency_proof(small.size, big.size)
+                    verify_consistency(small.size, big.size, small.root, big.root, proof)
+                    return
+                except (ProofError, RelayRefused):
+                    pass
+        await self._contradiction(
+            url,
+            relay,
+            monitor,
+            peer_head,
+            "the peer's view of the relay's log does not square with ours, and the relay "
+            "signed nothing that proves which one it falsified",
+            alarms,
+        )
+
+    async def check_note(
+        self,
+        url: str,
+        relay: RelayClient,
+        tenant_id: str,
+        seen: SlotSeen,
+        note: DepositNote,
+        alarms: list[str],
+    ) -> None:
+        """The peer says its cell ``note.cell_id`` went to ``seen.slot``: did we get it?"""
+        if seen.entry is not None and equal(seen.entry.cell_id, note.cell_id):
+            return
+        monitor = self.monitor(url)
+        if monitor is None or not monitor.pinned:
+            return
+        head = monitor.open(monitor.pinned)
+        try:
+            place = await relay.entry_proof(note.leaf_index, note.batch_position, head.size)
+            theirs = EntryProof(
+                note.cell_id,
+                place.leaf,
+                note.batch_position,
+                place.batch_proof,
+                place.inclusion_proof,
+            )
+            leaf = theirs.verify(tenant_id, seen.slot, head)
+        except (RelayRefused, RemoteProtocolError):
+            self.alarm(
+                url,
+                f"the peer's cell of round {note.round} is not where the peer says the relay "
+                "logged it: the relay or the peer is lying",
+                alarms,
+            )
+            return
+        key = relay_key_from_bytes(monitor.relay_key)
+        if seen.entry is not None:
+            blob = slot_conflict_evidence(
+                key, monitor.pinned, seen.signed_head, tenant_id, seen.slot, theirs, seen.entry
+            )
+        else:
+            absence = Absence.decode(seen.absence)
+            if leaf.batch_index >= absence.head.size:
+                return  # the peer's cell came after we looked: late, not dropped
+            blob = drop_evidence(key, monitor.pinned, seen.signed_head, absence, seen.slot, theirs)
+        self._keep(url, blob, alarms)

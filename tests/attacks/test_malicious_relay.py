@@ -1,0 +1,151 @@
+"""A relay that lies is caught within one round, and leaves a proof anyone can check.
+
+Each test runs two missions (New York and Washington, two officers each) over
+a relay that cheats in one way (``tests/client/evil_relay.py``), one round at
+a time: New York's runner deposits its round, then Washington's runner and its
+second officer fetch theirs. Each lie must raise an alarm within one round of
+the first moment it shows, and the kept proof of misbehaviour must verify with
+nothing but its own bytes (``verify_misbehaviour``, the offline check behind
+``backchannel evidence verify``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backchannel.client import demo
+from backchannel.client.service import Client
+from backchannel.protocol.misbehaviour import DepositNote, evidence_kind, verify_misbehaviour
+from tests.client.conftest import FAST_KDF, RELAY_URL
+from tests.client.evil_relay import Clock, ForkingRelay, LyingRelay
+
+Mission = tuple[Client, Client]
+
+
+async def _missions(tmp: Path, f_ny: object, f_dc: object) -> tuple[Mission, Mission]:
+    ny = await demo.found(tmp, "New York", ("Ri", "Han"), RELAY_URL, f_ny, "pw", FAST_KDF)  # type: ignore[arg-type]
+    dc = await demo.found(tmp, "Washington", ("Smith", "Jones"), RELAY_URL, f_dc, "pw", FAST_KDF)  # type: ignore[arg-type]
+    await demo.pair(ny, dc)
+    return ny, dc
+
+
+async def _round(ny: Mission, dc: Mission, clock: Clock) -> list[str]:
+    """One round: every device syncs once; the alarms it raised, all devices together."""
+    clock.now += 60
+    alarms: list[str] = []
+    for device in (*ny, *dc):
+        report = await device.sync(1)
+        assert report.relay_error is None, report.relay_error
+        alarms += report.alarms
+    return alarms
+
+
+def _proofs(devices: Mission) -> list[bytes]:
+    return [blob for d in devices for blob in d.relay_evidence()]
+
+
+def _checked(blobs: list[bytes], kind: str) -> list[str]:
+    """Each blob verifies offline; at least one proves ``kind``."""
+    lines = [verify_misbehaviour(b) for b in blobs]
+    assert kind in {evidence_kind(b) for b in blobs}, lines
+    return lines
+
+
+async def _quiet(ny: Mission, dc: Mission, clock: Clock, rounds: int = 3) -> None:
+    for _ in range(rounds):
+        assert await _round(ny, dc, clock) == []
+    assert _proofs(ny) == [] and _proofs(dc) == []
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+async def test_honest_relay_gossip_raises_nothing(tmp_path: Path, clock: Clock) -> None:
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory())
+        await _quiet(ny, dc, clock, rounds=5)
+        # The gossip went through: each runner names its deposits to the other.
+        for runner in (ny[0], dc[0]):
+            note = runner._get("log_notes", runner.channels()[0].channel_id, DepositNote)
+            assert note is not None and note.round >= 4
+
+
+async def test_a_dropped_cell_is_proved_within_one_round(tmp_path: Path, clock: Clock) -> None:
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory())
+        await _quiet(ny, dc, clock)
+        relay.store.plan.tenant = dc[0].mission().tenant_id
+        relay.store.plan.drop = True  # New York's next cell to Washington vanishes
+        await _round(ny, dc, clock)  # deposited, acknowledged, logged, never served
+        alarms = await _round(ny, dc, clock)  # New York's next cell names the lost one
+        assert any(a.startswith("relay log") and "drop:" in a for a in alarms), alarms
+        lines = _checked(_proofs(dc), "drop")
+        assert all("said at log size" in line for line in lines if line.startswith("drop"))
+
+
+async def test_a_replayed_cell_is_caught_and_proved(tmp_path: Path, clock: Clock) -> None:
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory())
+        relay.store.plan.tenant = dc[0].mission().tenant_id
+        await _quiet(ny, dc, clock)
+        relay.store.plan.replay = True  # the next slot is served an older cell of New York's
+        alarms = await _round(ny, dc, clock)
+        assert any("failed" in a or "decrypt" in a for a in alarms), alarms  # the same round
+        alarms = await _round(ny, dc, clock)
+        assert any("slot conflict:" in a for a in alarms), alarms
+        _checked(_proofs(dc), "slot conflict")
+
+
+async def test_two_reordered_cells_are_caught_and_proved(tmp_path: Path, clock: Clock) -> None:
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory())
+        relay.store.plan.tenant = dc[0].mission().tenant_id
+        await _quiet(ny, dc, clock)
+        relay.store.plan.swap = True  # hold the next cell back, then swap it with the one after
+        assert await _round(ny, dc, clock) == []  # a late cell is not yet a lie
+        alarms = await _round(ny, dc, clock)  # both served, each in the other's slot
+        assert any("failed" in a or "decrypt" in a for a in alarms), alarms
+        alarms = await _round(ny, dc, clock)
+        assert any("slot conflict:" in a for a in alarms), alarms
+        _checked(_proofs(dc), "slot conflict")
+
+
+async def test_a_rewound_relay_is_proved(tmp_path: Path, clock: Clock) -> None:
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory())
+        await _quiet(ny, dc, clock, rounds=2)
+        backup = relay.store.snapshot()
+        await _quiet(ny, dc, clock, rounds=2)
+        relay.store.restore(backup)  # the operator restores last round's backup
+        alarms = await _round(ny, dc, clock)
+        assert any("rewind:" in a for a in alarms), alarms
+        _checked(_proofs(ny) + _proofs(dc), "rewind")
+
+
+async def test_a_fork_between_the_missions_is_proved_within_one_round(
+    tmp_path: Path, clock: Clock
+) -> None:
+    relay = ForkingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(1), relay.factory(2))
+        await _quiet(ny, dc, clock)  # the two logs are equal so far
+        await relay.fork(dc[0].mission().tenant_id)
+        # Washington sees the second log this round and gossips its head in its
+        # cell to New York; New York's runner reads it at its next sync, one
+        # round after the fork.
+        alarms = await _round(ny, dc, clock)
+        clock.now += 60
+        alarms += (await ny[0].sync(1)).alarms
+        assert any("fork:" in a for a in alarms), alarms
+        _checked(_proofs(ny) + _proofs(dc), "fork")
+        # Each side's own view is self-consistent: only the gossip could tell.
+        assert all("fork" in a or "not square" in a for a in alarms if a.startswith("relay"))
