@@ -11,11 +11,16 @@ nothing but its own bytes (``verify_misbehaviour``, the offline check behind
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from backchannel.client import demo
+from backchannel.client.log_watch import evidence_text
 from backchannel.client.service import Client
 from backchannel.protocol.misbehaviour import DepositNote, evidence_kind, verify_misbehaviour
 from tests.client.conftest import FAST_KDF, RELAY_URL
@@ -87,6 +92,27 @@ async def test_a_dropped_cell_is_proved_within_one_round(tmp_path: Path, clock: 
         assert any(a.startswith("relay log") and "drop:" in a for a in alarms), alarms
         lines = _checked(_proofs(dc), "drop")
         assert all("said at log size" in line for line in lines if line.startswith("drop"))
+        _verify_with_the_cli(tmp_path, _proofs(dc))
+
+
+def _verify_with_the_cli(tmp: Path, blobs: list[bytes]) -> None:
+    """`backchannel evidence verify` holds each proof offline and refuses a doctored one."""
+    files = []
+    for i, blob in enumerate(blobs):
+        files.append(tmp / f"proof-{i}.txt")
+        files[-1].write_text(evidence_text(blob))
+    doctored = bytearray(blobs[0])
+    doctored[-40] ^= 1  # inside the entry's proofs
+    files.append(tmp / "doctored.txt")
+    files[-1].write_text(evidence_text(bytes(doctored)))
+    env = {**os.environ, "BACKCHANNEL_HOME": str(tmp / "nobody")}  # no home is needed
+    cmd = [sys.executable, "-m", "backchannel.cli.main", "--json", "evidence", "verify"]
+    done = subprocess.run([*cmd, *map(str, files)], capture_output=True, text=True, env=env)
+    assert done.returncode == 1, done.stderr
+    results = json.loads(done.stdout)["results"]
+    assert [r["holds"] for r in results] == [True] * len(blobs) + [False]
+    done = subprocess.run([*cmd, *map(str, files[:-1])], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
 
 
 async def test_a_replayed_cell_is_caught_and_proved(tmp_path: Path, clock: Clock) -> None:

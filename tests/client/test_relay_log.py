@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from backchannel.client.cards import CardError
 from backchannel.client.relay_client import RelayClient
 from backchannel.crypto.signing import SigningKey
 from backchannel.protocol.log_monitor import LogMonitor
@@ -59,3 +63,38 @@ async def test_a_head_not_signed_by_the_pinned_key_raises_an_alarm(
     report = await dc[0].sync(2)
     assert any(a.startswith("relay log") and "signature" in a for a in report.alarms)
     assert dc[0].status()["relay_alarms"]
+
+
+async def test_the_mission_card_states_the_relay_key_and_a_different_one_is_refused(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    card = ny[0].mission_card()
+    assert card.relay_key == hashlib.sha256(relay.store.log_public_key()).digest()
+    # A card (properly signed by New York's officer) that names another relay key
+    # for the same URL: an impostor relay, or a forged card. Refused, nothing changes.
+    forged = replace(card, relay_key=hashlib.sha256(b"impostor").digest()).sign(ny[0].officer)
+    before = dc[0].peer(card.mission_id)
+    with pytest.raises(CardError, match="impostor"):
+        dc[0].add_peer(forged.encode())
+    assert dc[0].peer(card.mission_id) == before
+
+
+async def test_first_contact_with_a_relay_that_shows_another_key_than_the_card(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    _ny, dc = await two_missions(tmp_path, relay)
+    jones = dc[1]
+    # Jones's device has not yet met the relay (a new device), and an impostor
+    # answers at the relay's address with a key of its own.
+    jones.vault.delete("relay_logs", RELAY_URL.encode())
+    impostor = InProcessRelay(tmp_path / "impostor")
+    async with impostor.app.router.lifespan_context(impostor.app):
+        m = dc[0].mission()
+        async with impostor.factory()(RELAY_URL, None, None) as c:
+            await c.register_tenant(m.tenant_id, m.credential)
+        jones._relay = impostor.factory()  # type: ignore[assignment]
+        report = await jones.sync(1)
+    assert any("no mission card names" in a for a in report.alarms), report
+    assert jones._get("relay_logs", RELAY_URL.encode(), LogMonitor) is None  # nothing pinned
+    assert jones.status()["relay_alarms"]

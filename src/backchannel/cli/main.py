@@ -20,6 +20,7 @@ import typer
 from backchannel.cli import (
     channel,
     demo_cmd,
+    evidence,
     inbox,
     messages,
     mission,
@@ -91,6 +92,7 @@ app.add_typer(inbox.share_app, name="share")
 app.command()(rounds.sync)
 app.command("run")(rounds.run_daemon)
 app.command()(rounds.status)
+app.add_typer(evidence.app, name="evidence")
 app.add_typer(relay_app, name="relay")
 app.command()(demo_cmd.demo)
 

@@ -125,4 +125,13 @@ def status(ctx: typer.Context) -> None:
         )
         lines += [Text(f"alarm ({c['peer']}): {a}", style="bold red") for a in c["alarms"]]
     lines.insert(2, t if st["channels"] else Text("no channels yet"))
+    lines += [Text(f"alarm: {a}", style="bold red") for a in st["relay_alarms"]]
+    if st["relay_evidence"]:
+        lines.append(
+            Text(
+                f"{len(st['relay_evidence'])} proof(s) of relay misbehaviour kept; "
+                "`backchannel evidence export DIR` writes them out",
+                style="bold red",
+            )
+        )
     output(ctx).done(st, *lines)

@@ -22,6 +22,8 @@ evidence export`` writes the proofs out.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from backchannel.client import statecodec
 from backchannel.client.relay_client import CellLog, RelayClient
 from backchannel.client.vault import Vault
 from backchannel.crypto.primitives import equal
-from backchannel.errors import RelayRefused, RemoteProtocolError, SignatureError
+from backchannel.errors import DecodeError, RelayRefused, RemoteProtocolError, SignatureError
 from backchannel.protocol.log_monitor import LogMonitor
 from backchannel.protocol.merkle import EMPTY_ROOT, ProofError, TreeHead, verify_consistency
 from backchannel.protocol.misbehaviour import (
@@ -48,6 +50,9 @@ from backchannel.protocol.misbehaviour import (
     verify_misbehaviour,
 )
 
+#: How a proof of misbehaviour travels as text (mail, chat, paper): prefix + base64url.
+EVIDENCE_PREFIX = "BACKCHANNEL-RELAY-MISBEHAVIOUR-1:"
+
 MONITORS = "relay_logs"
 ALARMS = "relay_alarms"
 EVIDENCE = "relay_evidence"
@@ -56,6 +61,23 @@ MAX_EVIDENCE = 64
 
 #: A checked cell: (tenant, slot, cell bytes, its place in the log).
 CellCheck = tuple[str, bytes, bytes, CellLog]
+
+
+def evidence_text(blob: bytes) -> str:
+    """A proof of misbehaviour as one line of text."""
+    return EVIDENCE_PREFIX + base64.urlsafe_b64encode(blob).decode().rstrip("=") + "\n"
+
+
+def evidence_from_text(text: str) -> bytes:
+    """The bytes of a proof written by :func:`evidence_text`; DecodeError if it is not one."""
+    text = text.strip()
+    if not text.startswith(EVIDENCE_PREFIX):
+        raise DecodeError("this is not a proof of relay misbehaviour (wrong first line)")
+    body = text[len(EVIDENCE_PREFIX) :]
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise DecodeError("the proof of relay misbehaviour is damaged") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,20 @@ head compact or full); see :func:`verify_misbehaviour`:
     proof that fails to verify is not evidence by itself (anyone can write a
     wrong proof), but the leaf the relay serves at that index, with its
     inclusion proofs in both heads, is.
+``DROP`` (4)
+    Tail ``len u16 | absence | slot [32] | entry proof``: the relay logged a
+    cell at ``slot`` (the entry, proved in A) and later signed that the slot
+    was empty at B (:class:`Absence`), within :data:`MIN_RETENTION_SECONDS`.
+``SLOT_CONFLICT`` (5)
+    Tail ``len u8 | tenant | slot [32] | entry proof A | entry proof B``: two
+    different cells logged at one slot (a replay or a reorder), within
+    :data:`MIN_RETENTION_SECONDS` of each other. Slots are write-once.
+
+Gossip
+------
+:class:`Gossip` is what a side puts in its channel cells about the relay the
+cell travels through: its pinned compact head and a :class:`DepositNote` of
+its latest logged deposit (``docs/spec/relay-log-v1.md`` §5).
 """
 
 from __future__ import annotations

@@ -1,0 +1,88 @@
+"""``backchannel evidence``: the proofs of relay misbehaviour this device kept.
+
+``list`` and ``export`` read the officer's home; ``verify`` needs nothing but
+the files: anyone (a court, a newsroom, the other mission, the relay's
+operator) can check a proof offline, with no key and no account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from backchannel.cli.context import open_client, read_file, write_file
+from backchannel.cli.output import Text, output
+from backchannel.client.log_watch import evidence_from_text, evidence_text
+from backchannel.errors import ConfigError, RemoteProtocolError
+from backchannel.protocol.misbehaviour import evidence_kind, verify_misbehaviour
+
+app = typer.Typer(
+    help="Proofs that a relay lied: list, export, verify offline.", no_args_is_help=True
+)
+
+
+def _name(blob: bytes) -> str:
+    kind = evidence_kind(blob).replace(" ", "-")
+    return f"relay-{kind}-{hashlib.sha256(blob).hexdigest()[:12]}.txt"
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """Show the proofs of relay misbehaviour kept on this device."""
+    with open_client(ctx) as client:
+        blobs = client.relay_evidence()
+    items = [{"file": _name(b), "proves": verify_misbehaviour(b)} for b in blobs]
+    lines = [Text(f"{i['file']}: {i['proves']}", style="bold red") for i in items]
+    output(ctx).done(
+        {"evidence": items},
+        *(lines or [Text("no proof of relay misbehaviour: no relay was caught lying")]),
+    )
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="Where to write one file per proof.")],
+) -> None:
+    """Write each kept proof to its own text file, for anyone to verify."""
+    with open_client(ctx) as client:
+        blobs = client.relay_evidence()
+    if not directory.is_dir():
+        raise ConfigError(f"no such directory {directory}; create it first")
+    written = []
+    for blob in blobs:
+        path = directory / _name(blob)
+        write_file(path, evidence_text(blob))
+        written.append(str(path))
+    output(ctx).done(
+        {"written": written},
+        Text(f"{len(written)} proof(s) written to {directory}"),
+        output(ctx).hint("check one anywhere with `backchannel evidence verify FILE`"),
+    )
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="Proof files written by `export`.")],
+) -> None:
+    """Check proofs of relay misbehaviour offline; exit 1 if any does not hold."""
+    results = []
+    for path in files:
+        try:
+            line = verify_misbehaviour(evidence_from_text(read_file(path, "a proof file")))
+            results.append({"file": str(path), "holds": True, "proves": line})
+        except RemoteProtocolError as exc:
+            results.append({"file": str(path), "holds": False, "reason": str(exc)})
+    lines = [
+        Text.assemble(("holds", "green"), f" {r['file']}: {r['proves']}")
+        if r["holds"]
+        else Text.assemble(("does not hold", "red"), f" {r['file']}: {r['reason']}")
+        for r in results
+    ]
+    output(ctx).done({"results": results}, *lines)
+    if not all(r["holds"] for r in results):
+        raise typer.Exit(1)
