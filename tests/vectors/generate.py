@@ -24,9 +24,12 @@ from backchannel.protocol import channel as ch
 from backchannel.protocol import roster as rs
 from backchannel.protocol import transcript as tr
 from backchannel.protocol.identity import EpochKey, Officer
+from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.message import Header
+from backchannel.protocol.misbehaviour import Absence, DepositNote, Gossip, sign_head_compact
 from backchannel.protocol.payload import MessageKind, note
 from backchannel.protocol.sealing import SendEpoch, ShareChain, seal, sign
+from backchannel.store import _log
 
 OUT = Path(__file__).with_name("protocol_v1.json")
 
@@ -214,6 +217,31 @@ def compute_kem() -> dict[str, Any]:
     }
 
 
+def compute_relay_log() -> dict[str, Any]:
+    """Gossip inside a cell, a statement of absence and a compact head (Ed25519 is deterministic)."""
+    key = _log.key_from_seeds(seed("relay ed25519", 32), seed("relay mldsa65", 32))
+    head = TreeHead(7, seed("root", 32), 1_800_000_040)
+    compact = sign_head_compact(key, head)
+    gossip = Gossip(compact, DepositNote(101, seed("cell id", 32), 6, 2))
+    absence = Absence.make(
+        key, head, 1_800_000_060, "m-vectors", [seed("slot b", 32), seed("slot a", 32)]
+    )
+    t = terms()
+    secret = ch.channel_secret(t, seed("contribution a", 32), seed("contribution b", 32))
+    keys = ch.SlotChain.start(secret, 100).keys()
+    content = cells.CellContent(None, None, gossip)
+    sealed = cells.seal_cell(content, keys, t.channel_id, 0, 4096, seed("nonce", 12))
+    return {
+        "relay_key_fingerprint": hashlib.sha256(
+            key.verify_key.ed25519 + key.verify_key.mldsa65
+        ).hexdigest(),
+        "compact_head": compact.hex(),
+        "gossip": gossip.encode().hex(),
+        "absence": absence.encode().hex(),
+        "gossip_cell_direction_0_sha256": hashlib.sha256(sealed).hexdigest(),
+    }
+
+
 DETERMINISTIC = {
     "officer": compute_officer,
     "roster": compute_roster,
@@ -221,6 +249,7 @@ DETERMINISTIC = {
     "cell": compute_cell,
     "share_chain": compute_share_chain,
     "message": compute_message,
+    "relay_log": compute_relay_log,
 }
 RECORDED_ONCE = {"shamir_2_of_3": compute_shamir, "kem_open": compute_kem}
 
