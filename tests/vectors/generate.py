@@ -218,7 +218,7 @@ def compute_kem() -> dict[str, Any]:
 
 
 def compute_relay_log() -> dict[str, Any]:
-    """Gossip inside a cell, a statement of absence and a compact head (Ed25519 is deterministic)."""
+    """Gossip in a cell, a statement of absence, a compact head (Ed25519 is deterministic)."""
     key = _log.key_from_seeds(seed("relay ed25519", 32), seed("relay mldsa65", 32))
     head = TreeHead(7, seed("root", 32), 1_800_000_040)
     compact = sign_head_compact(key, head)
