@@ -27,4 +27,5 @@ async def test_demo_steps_through_a_relay(tmp_path: Path, relay: InProcessRelay)
         "solo open": "refused",
         "joint open": "ok",
         "receipt": "ok",
+        "relay log": "ok",
     }

@@ -17,6 +17,7 @@ EXPECTED = {
     "solo open": "refused",
     "joint open": "ok",
     "receipt": "ok",
+    "relay log": "ok",
 }
 
 

@@ -149,6 +149,18 @@ async def run(
         bool(report.delivered),
         f"New York holds a signed receipt for message {report.delivered}",
     )
-    for c in (*ny, *dc):
+    devices = (*ny, *dc)
+    alarms = [a for c in devices for a in c.relay_alarms()]
+    heads = [c.log.monitor(relay_url) for c in devices]
+    sizes = sorted({m.head.size for m in heads if m is not None and m.head is not None})
+    step(
+        "relay log",
+        not alarms and len(sizes) > 0,
+        "every cell proved in the relay's signed log, gossiped heads consistent, no alarm "
+        f"(pinned heads of sizes {sizes[0]} to {sizes[-1]} on the four devices)"
+        if not alarms and sizes
+        else "; ".join(alarms) or "no signed head was seen",
+    )
+    for c in devices:
         c.home.close()
     return steps
