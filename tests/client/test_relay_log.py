@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backchannel.client.cards import CardError
-from backchannel.client.relay_client import RelayClient
+from backchannel.client.relay_client import FetchAnswer, RelayClient
 from backchannel.crypto.signing import SigningKey
 from backchannel.protocol.log_monitor import LogMonitor
 from backchannel.protocol.merkle import TreeHead
@@ -98,3 +98,28 @@ async def test_first_contact_with_a_relay_that_shows_another_key_than_the_card(
     assert any("no mission card names" in a for a in report.alarms), report
     assert jones._get("relay_logs", RELAY_URL.encode(), LogMonitor) is None  # nothing pinned
     assert jones.status()["relay_alarms"]
+
+
+async def test_a_relay_that_stops_proving_its_answers_raises_an_alarm(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    await ny[0].sync(1)
+    await dc[0].sync(1)  # the relay's key is pinned: it keeps a log
+    honest = relay.factory()
+
+    def unproving(url: str, tenant: str | None, credential: str | None) -> RelayClient:
+        client = honest(url, tenant, credential)
+        original = client.fetch_logged
+
+        async def fetch_logged(slots):  # type: ignore[no-untyped-def]
+            answer = await original(slots)
+            return FetchAnswer(answer.cells, asked=answer.asked)  # the log object left out
+
+        client.fetch_logged = fetch_logged  # type: ignore[method-assign]
+        return client
+
+    await ny[0].sync(1)
+    dc[0]._relay = unproving  # type: ignore[assignment]
+    report = await dc[0].sync(1)
+    assert any("without proving it in its log" in a for a in report.alarms), report.alarms

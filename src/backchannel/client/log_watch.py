@@ -137,6 +137,12 @@ class LogWatch:
             url, f"{summary}; proof of misbehaviour kept (`backchannel evidence export`)", alarms
         )
 
+    def unproved(self, url: str, alarms: list[str]) -> None:
+        """An answer came without its place in the log: an alarm once the relay is known
+        to keep one (its key is pinned, or a mission card names it)."""
+        if self.monitor(url) is not None or self._expected(url):
+            self.alarm(url, "the relay answered without proving it in its log", alarms)
+
     def fingerprint(self, url: str) -> bytes | None:
         monitor = self.monitor(url)
         return hashlib.sha256(monitor.relay_key).digest() if monitor else None

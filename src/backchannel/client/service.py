@@ -772,6 +772,8 @@ class Client:
             got = answer.cells
             if answer.signed_head is not None:
                 await self._check_answer(m.relay_url, relay, m.tenant_id, answer, report)
+            else:
+                self.log.unproved(m.relay_url, report.alarms)
             for slot in slots:
                 if slot not in got:
                     break
@@ -825,7 +827,9 @@ class Client:
                 self.vault.mark_done("net_out", entry_id)
                 report.deposited += 1
                 report.waiting -= 1
-                if receipt.log is not None and receipt.signed_head is not None:
+                if receipt.log is None or receipt.signed_head is None:
+                    self.log.unproved(out.relay_url, report.alarms)
+                else:
                     proved = await self.log.check(
                         out.relay_url,
                         client,
@@ -934,6 +938,7 @@ class Client:
             answer = await relay.fetch_logged(wanted[i : i + MAX_FETCH])
             got.update(answer.cells)
             if answer.signed_head is None:
+                self.log.unproved(m.relay_url, report.alarms)
                 continue
             checked = await self._check_answer(m.relay_url, relay, m.tenant_id, answer, report)
             if checked is None:
