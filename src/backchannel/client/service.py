@@ -56,7 +56,13 @@ from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import EpochKeyCert, Officer
 from backchannel.protocol.incoming import Incoming
 from backchannel.protocol.message import SealedMessage
-from backchannel.protocol.misbehaviour import DepositNote, EntryProof, Gossip, evidence_kind
+from backchannel.protocol.misbehaviour import (
+    DepositNote,
+    EntryProof,
+    Gossip,
+    SignedHead,
+    evidence_kind,
+)
 from backchannel.protocol.outgoing import Outgoing
 from backchannel.protocol.payload import Payload
 from backchannel.protocol.roster import Roster
@@ -963,21 +969,28 @@ class Client:
             if heard is not None:
                 gossip.append(heard)
             report.rounds_received += 1
-        for g in gossip:
-            await self._on_gossip(relay, channel_id, g, report)
+        if gossip:
+            await self._on_gossip(relay, channel_id, gossip, report)
 
     async def _on_gossip(
-        self, relay: RelayClient, channel_id: bytes, gossip: Gossip, report: SyncReport
+        self, relay: RelayClient, channel_id: bytes, gossip: list[Gossip], report: SyncReport
     ) -> None:
-        """Compare the peer's view of our relay's log with ours (relay-log-v1 §5)."""
+        """Compare the peer's view of our relay's log with ours (relay-log-v1 §5).
+
+        The peer's heads only grow, each consistent with the last (its own
+        monitor sees to that), so comparing its largest with ours covers the
+        others; every note is checked.
+        """
         m = self.mission()
-        await self.log.compare(m.relay_url, relay, gossip.head, report.alarms)
-        note = gossip.note
-        if note is None:
-            return
-        seen: SlotSeen | None = self._get("log_seen", _round_key(channel_id, note.round), SlotSeen)
-        if seen is not None:
-            await self.log.check_note(m.relay_url, relay, m.tenant_id, seen, note, report.alarms)
+        largest = max(gossip, key=lambda g: SignedHead.decode(g.head).head.size)
+        await self.log.compare(m.relay_url, relay, largest.head, report.alarms)
+        for note in {g.note for g in gossip if g.note is not None}:
+            key = _round_key(channel_id, note.round)
+            seen: SlotSeen | None = self._get("log_seen", key, SlotSeen)
+            if seen is not None:
+                await self.log.check_note(
+                    m.relay_url, relay, m.tenant_id, seen, note, report.alarms
+                )
 
     def _receive_round(
         self, channel_id: bytes, r: int, cell: bytes | None, report: SyncReport
