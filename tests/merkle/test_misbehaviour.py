@@ -218,3 +218,553 @@ def test_fork_is_proved_with_compact_heads() -> None:
         signed(FORKED, 8, 60),
     )
     assert verify_misbehaviour(blob).startswith("fork:")
+
+
+# -- Drops, slot conflicts, statements of absence, gossip --------------------------
+# (imports for the tests below; the block above is left as it was)
+
+from backchannel.errors import LocalProtocolError  # noqa: E402
+from backchannel.protocol.codec import Reader  # noqa: E402
+from backchannel.protocol.constants import MIN_RETENTION_SECONDS  # noqa: E402
+from backchannel.protocol.merkle import root_from_inclusion  # noqa: E402
+from backchannel.protocol.misbehaviour import (  # noqa: E402
+    DROP,
+    GOSSIP_LEN,
+    SLOT_CONFLICT,
+    Absence,
+    DepositNote,
+    EntryProof,
+    Gossip,
+    drop_evidence,
+    evidence_kind,
+    slot_conflict_evidence,
+)
+from backchannel.store.relay_store import BatchTree  # noqa: E402
+
+
+def h(*parts: bytes) -> bytes:
+    return hashlib.sha256(b"|".join(parts)).digest()
+
+
+T0 = 1_700_000_040
+TENANT = "mission-a"
+SLOT = h(b"the slot")
+OTHER_SLOT = h(b"another slot")
+CELL_A = h(b"cell a")
+CELL_B = h(b"cell b")
+Entry = tuple[str, bytes, bytes]
+
+
+class ToyLog:
+    """A relay log built by hand, as the relay builds it: one leaf per batch of cell entries."""
+
+    def __init__(self) -> None:
+        self.tree = MemoryLog()
+        self.leaves: list[bytes] = []
+        self.entries: list[list[Entry]] = []
+        self.batches: list[BatchTree] = []
+
+    def add(self, entries: list[Entry], t: int) -> int:
+        batch = BatchTree.of_entries([cell_entry(*e) for e in entries])
+        index = self.tree.size
+        leaf = LogLeaf(index, len(entries), batch.root(), t).encode()
+        self.tree.append(leaf)
+        self.leaves.append(leaf)
+        self.entries.append(entries)
+        self.batches.append(batch)
+        return index
+
+    def head(self, size: int) -> TreeHead:
+        when = LogLeaf.decode(self.leaves[size - 1]).coarse_time
+        return TreeHead(size, self.tree.root(size), when)
+
+    def signed(self, size: int, signer: SigningKey = RELAY, *, full: bool = False) -> bytes:
+        return (sign_head if full else sign_head_compact)(signer, self.head(size))
+
+    def entry(self, index: int, position: int, size: int) -> EntryProof:
+        return EntryProof(
+            self.entries[index][position][2],
+            self.leaves[index],
+            position,
+            tuple(self.batches[index].proof(position)),
+            tuple(self.tree.inclusion_proof(index, size)),
+        )
+
+
+def filler(tag: int, n: int) -> list[Entry]:
+    return [(TENANT, h(b"slot", bytes([tag, i])), h(b"cell", bytes([tag, i]))) for i in range(n)]
+
+
+def toy(gap: int = 180) -> ToyLog:
+    """Six leaves. Leaf 1 holds CELL_A at SLOT (position 1), leaf 3 holds CELL_B at SLOT
+    (position 0) ``gap`` seconds later; leaf 4 holds CELL_B at SLOT of another tenant,
+    leaf 5 CELL_B at another slot of the same tenant."""
+    log = ToyLog()
+    log.add(filler(0, 3), T0)
+    log.add([*filler(1, 1), (TENANT, SLOT, CELL_A), *filler(2, 2)], T0 + 60)
+    log.add(filler(3, 2), T0 + 120)
+    log.add([(TENANT, SLOT, CELL_B), *filler(4, 4)], T0 + 60 + gap)
+    log.add([("mission-b", SLOT, CELL_B)], T0 + 60 + gap + 60)
+    log.add([(TENANT, OTHER_SLOT, CELL_B)], T0 + 60 + gap + 120)
+    return log
+
+
+LOG = toy()
+LEAF_1_TIME = T0 + 60
+
+
+def absence(
+    log: ToyLog = LOG,
+    size: int = 3,
+    *,
+    served_at: int = LEAF_1_TIME + 1800,
+    tenant: str = TENANT,
+    slots: tuple[bytes, ...] = (OTHER_SLOT, SLOT),
+    signer: SigningKey = RELAY,
+) -> Absence:
+    return Absence.make(signer, log.head(size), served_at, tenant, slots)
+
+
+def drop_blob(
+    *,
+    statement: Absence | None = None,
+    absence_head: bytes | None = None,
+    entry_head: bytes | None = None,
+    entry: EntryProof | None = None,
+    slot: bytes = SLOT,
+) -> bytes:
+    """A drop proof: CELL_A at SLOT (leaf 1) in the head of size 6, absence at size 3."""
+    return drop_evidence(
+        RELAY.verify_key,
+        LOG.signed(6) if entry_head is None else entry_head,
+        LOG.signed(3) if absence_head is None else absence_head,
+        absence() if statement is None else statement,
+        slot,
+        LOG.entry(1, 1, 6) if entry is None else entry,
+    )
+
+
+def flip_first(proof: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    first = bytearray(proof[0])
+    first[0] ^= 1
+    return (bytes(first), *proof[1:])
+
+
+def test_drop_is_proved() -> None:
+    line = verify_misbehaviour(drop_blob())
+    assert line.startswith("drop:")
+    assert SLOT.hex()[:16] in line and repr(TENANT) in line
+    assert evidence_kind(drop_blob()) == "drop"
+
+
+def test_drop_is_proved_at_the_edges() -> None:
+    # The absence head is the first that holds the cell's leaf.
+    blob = drop_blob(statement=absence(size=2), absence_head=LOG.signed(2))
+    assert verify_misbehaviour(blob).startswith("drop:")
+    # Served one second before the relay could have let the cell expire.
+    late = absence(served_at=LEAF_1_TIME + MIN_RETENTION_SECONDS - 1)
+    assert verify_misbehaviour(drop_blob(statement=late)).startswith("drop:")
+    # The entry proved in the very head of the absence; full signed heads.
+    blob = drop_blob(
+        entry_head=LOG.signed(3, full=True),
+        absence_head=LOG.signed(3, full=True),
+        entry=LOG.entry(1, 1, 3),
+    )
+    assert verify_misbehaviour(blob).startswith("drop:")
+
+
+DROP_FORGERIES: dict[str, tuple[type[Exception], str, object]] = {
+    # The relay key in the blob never signed this statement of absence.
+    "absence by another key": (
+        SignatureError,
+        "absence",
+        lambda: drop_blob(statement=absence(signer=OTHER)),
+    ),
+    # The entry head is somebody else's.
+    "entry head by another key": (
+        SignatureError,
+        "not signed",
+        lambda: drop_blob(entry_head=LOG.signed(6, OTHER)),
+    ),
+    # The relay said other slots were empty, not this one.
+    "slot not named": (
+        ProofError,
+        "does not name",
+        lambda: drop_blob(statement=absence(slots=(OTHER_SLOT, h(b"x")))),
+    ),
+    # The slot was empty at size 1; the cell came in leaf 1, after.
+    "cell logged after the absence": (
+        ProofError,
+        "logged after",
+        lambda: drop_blob(statement=absence(size=1), absence_head=LOG.signed(1)),
+    ),
+    # An hour after the cell's batch the relay may have let it expire.
+    "absence served after retention": (
+        ProofError,
+        "expired",
+        lambda: drop_blob(statement=absence(served_at=LEAF_1_TIME + MIN_RETENTION_SECONDS)),
+    ),
+    # A made-up inclusion path.
+    "tampered inclusion proof": (
+        ProofError,
+        "inclusion proof",
+        lambda: drop_blob(
+            entry=EntryProof(
+                CELL_A,
+                LOG.leaves[1],
+                1,
+                LOG.entry(1, 1, 6).batch_proof,
+                flip_first(LOG.entry(1, 1, 6).inclusion_proof),
+            )
+        ),
+    ),
+    # A made-up batch path.
+    "tampered batch proof": (
+        ProofError,
+        "inclusion proof",
+        lambda: drop_blob(
+            entry=EntryProof(
+                CELL_A,
+                LOG.leaves[1],
+                1,
+                flip_first(LOG.entry(1, 1, 6).batch_proof),
+                LOG.entry(1, 1, 6).inclusion_proof,
+            )
+        ),
+    ),
+    # Another cell id for the entry the relay logged.
+    "another cell id": (
+        ProofError,
+        "inclusion proof",
+        lambda: drop_blob(entry=EntryProof(CELL_B, *_entry_rest(LOG.entry(1, 1, 6)))),
+    ),
+    # A real absence of size 3, presented beside the signed head of size 4.
+    "absence about another head": (
+        ProofError,
+        "another head",
+        lambda: drop_blob(absence_head=LOG.signed(4)),
+    ),
+    # The relay said mission-b's slot was empty; the entry is mission-a's.
+    "absence of another tenant": (
+        ProofError,
+        "inclusion proof",
+        lambda: drop_blob(statement=absence(tenant="mission-b")),
+    ),
+    # The entry is at another slot than the one named.
+    "entry at another slot": (
+        ProofError,
+        "inclusion proof",
+        lambda: drop_blob(slot=OTHER_SLOT),
+    ),
+}
+
+
+def _entry_rest(e: EntryProof) -> tuple[bytes, int, tuple[bytes, ...], tuple[bytes, ...]]:
+    return e.leaf, e.batch_position, e.batch_proof, e.inclusion_proof
+
+
+@pytest.mark.parametrize("name", list(DROP_FORGERIES))
+def test_forged_drop_is_refused(name: str) -> None:
+    error, words, make = DROP_FORGERIES[name]
+    assert callable(make)
+    with pytest.raises(error, match=words):
+        verify_misbehaviour(make())
+
+
+def test_malformed_drop_is_a_decode_error() -> None:
+    blob = drop_blob()
+    for bad in (blob[:-1], blob[:-40], blob + b"\x00", blob[: len(blob) // 2]):
+        with pytest.raises(DecodeError):
+            verify_misbehaviour(bad)
+
+
+def test_drop_and_conflict_need_their_own_encoders() -> None:
+    for kind in (DROP, SLOT_CONFLICT):
+        with pytest.raises(LocalProtocolError):
+            encode_evidence(kind, RELAY.verify_key, LOG.signed(3), LOG.signed(6))
+
+
+def conflict_blob(
+    log: ToyLog = LOG,
+    *,
+    head_a: bytes | None = None,
+    head_b: bytes | None = None,
+    entry_a: EntryProof | None = None,
+    entry_b: EntryProof | None = None,
+    tenant: str = TENANT,
+) -> bytes:
+    """CELL_A at SLOT (leaf 1) in the head of size 2, CELL_B at SLOT (leaf 3) in size 6."""
+    return slot_conflict_evidence(
+        RELAY.verify_key,
+        log.signed(2) if head_a is None else head_a,
+        log.signed(6) if head_b is None else head_b,
+        tenant,
+        SLOT,
+        log.entry(1, 1, 2) if entry_a is None else entry_a,
+        log.entry(3, 0, 6) if entry_b is None else entry_b,
+    )
+
+
+def test_slot_conflict_is_proved() -> None:
+    line = verify_misbehaviour(conflict_blob())
+    assert line.startswith("slot conflict:")
+    assert "leaves 1 and 3" in line
+    assert evidence_kind(conflict_blob()) == "slot conflict"
+    # One second under the hour, in one head, in either order, with full heads.
+    close = toy(gap=MIN_RETENTION_SECONDS - 1)
+    assert verify_misbehaviour(conflict_blob(close)).startswith("slot conflict:")
+    blob = slot_conflict_evidence(
+        RELAY.verify_key,
+        LOG.signed(6, full=True),
+        LOG.signed(4, full=True),
+        TENANT,
+        SLOT,
+        LOG.entry(3, 0, 6),
+        LOG.entry(1, 1, 4),
+    )
+    assert verify_misbehaviour(blob).startswith("slot conflict:")
+
+
+CONFLICT_FORGERIES: dict[str, tuple[type[Exception], str, object]] = {
+    # One logged cell, proved twice (in two heads), is not two cells.
+    "same cell twice": (
+        ProofError,
+        "same cell",
+        lambda: conflict_blob(entry_b=LOG.entry(1, 1, 6)),
+    ),
+    # A second cell an hour after the first: the first may have expired.
+    "an hour apart": (
+        ProofError,
+        "expired",
+        lambda: conflict_blob(toy(gap=MIN_RETENTION_SECONDS)),
+    ),
+    "more than an hour apart": (
+        ProofError,
+        "expired",
+        lambda: conflict_blob(toy(gap=5 * MIN_RETENTION_SECONDS)),
+    ),
+    # CELL_B was logged at another slot of the tenant.
+    "second entry at another slot": (
+        ProofError,
+        "inclusion proof",
+        lambda: conflict_blob(entry_b=LOG.entry(5, 0, 6)),
+    ),
+    # CELL_B was logged at SLOT, but for another tenant.
+    "second entry of another tenant": (
+        ProofError,
+        "inclusion proof",
+        lambda: conflict_blob(entry_b=LOG.entry(4, 0, 6)),
+    ),
+    # Both entries are mission-a's; naming mission-b makes neither verify.
+    "named tenant is not the entries'": (
+        ProofError,
+        "inclusion proof",
+        lambda: conflict_blob(tenant="mission-b"),
+    ),
+    # Entry A proved against a head that is not its own.
+    "entry proved in a head it is not in": (
+        ProofError,
+        "inclusion proof",
+        lambda: conflict_blob(head_a=LOG.signed(3)),
+    ),
+    "head a by another key": (
+        SignatureError,
+        "not signed",
+        lambda: conflict_blob(head_a=LOG.signed(2, OTHER)),
+    ),
+    "head b by another key": (
+        SignatureError,
+        "not signed",
+        lambda: conflict_blob(head_b=LOG.signed(6, OTHER, full=True)),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFLICT_FORGERIES))
+def test_forged_slot_conflict_is_refused(name: str) -> None:
+    error, words, make = CONFLICT_FORGERIES[name]
+    assert callable(make)
+    with pytest.raises(error, match=words):
+        verify_misbehaviour(make())
+
+
+def test_malformed_slot_conflict_is_a_decode_error() -> None:
+    blob = conflict_blob()
+    for bad in (blob[:-1], blob + b"\x00", blob[: len(blob) - 200]):
+        with pytest.raises(DecodeError):
+            verify_misbehaviour(bad)
+
+
+# -- statements of absence ---------------------------------------------------------
+
+
+def raw_absence(
+    slots: list[bytes],
+    *,
+    head_: TreeHead | None = None,
+    served_at: int = LEAF_1_TIME,
+    tenant: bytes = TENANT.encode(),
+) -> bytes:
+    """An absence laid out by hand (any slots, in the order given), zero signature."""
+    return (
+        (head_ or LOG.head(3)).encode()
+        + served_at.to_bytes(8, "big")
+        + bytes([len(tenant)])
+        + tenant
+        + len(slots).to_bytes(2, "big")
+        + b"".join(slots)
+        + bytes(64)
+    )
+
+
+def test_absence_round_trip() -> None:
+    slots = [h(b"s", bytes([i])) for i in range(5)]
+    made = Absence.make(RELAY, LOG.head(4), 1234, TENANT, [slots[3], *slots, slots[0]])
+    assert made.slots == tuple(sorted(slots))  # distinct and ascending
+    raw = made.encode()
+    assert len(raw) == 49 + 8 + 1 + len(TENANT) + 2 + 32 * 5 + 64
+    back = Absence.decode(raw)
+    assert back == made
+    assert back.encode() == raw
+    back.verify(RELAY.verify_key)
+    with pytest.raises(SignatureError):
+        back.verify(OTHER.verify_key)
+    # The layout by hand matches, up to the signature.
+    assert raw[:-64] == raw_absence(sorted(slots), head_=LOG.head(4), served_at=1234)[:-64]
+
+
+def test_absence_decoding_refuses_malformed_statements() -> None:
+    a, b = sorted([h(b"a"), h(b"b")])
+    assert Absence.decode(raw_absence([a, b])).slots == (a, b)  # the baseline decodes
+    good = raw_absence([a, b])
+    for bad in (
+        raw_absence([b, a]),  # not ascending
+        raw_absence([a, a]),  # duplicate
+        raw_absence([a, a, b]),
+        raw_absence([]),  # names nothing
+        raw_absence([a], tenant=b""),  # no tenant
+        raw_absence([a], tenant=b"\xff\xfe"),  # not UTF-8
+        good + b"\x00",  # trailing bytes
+        good[:-1],  # truncated signature
+        b"\x02" + good[1:],  # tree head version
+    ):
+        with pytest.raises(DecodeError):
+            Absence.decode(bad)
+
+
+def test_absence_refuses_too_many_or_no_slots() -> None:
+    with pytest.raises(LocalProtocolError):
+        Absence.make(RELAY, LOG.head(3), 0, TENANT, [])
+    many = [h(b"m", i.to_bytes(2, "big")) for i in range(1025)]
+    with pytest.raises(LocalProtocolError):
+        Absence.make(RELAY, LOG.head(3), 0, TENANT, many)
+    assert len(Absence.make(RELAY, LOG.head(3), 0, TENANT, many[:1024]).slots) == 1024
+
+
+def test_absence_with_a_flipped_byte_does_not_verify() -> None:
+    raw = absence().encode()
+    checked = 0
+    for i in range(len(raw)):
+        flipped = bytearray(raw)
+        flipped[i] ^= 0x01
+        try:
+            changed = Absence.decode(bytes(flipped))
+        except DecodeError:
+            continue  # no longer an absence at all
+        with pytest.raises(SignatureError):
+            changed.verify(RELAY.verify_key)
+        checked += 1
+    # Head, served_at, tenant, slots and signature bytes all decode after a flip.
+    assert checked > len(raw) - 10
+
+
+# -- gossip --------------------------------------------------------------------------
+
+
+def read_gossip(raw: bytes) -> Gossip:
+    r = Reader(raw)
+    g = Gossip.read(r)
+    r.end()
+    return g
+
+
+def test_gossip_round_trip_fixed_length() -> None:
+    head_ = LOG.signed(6)
+    note = DepositNote(round=987_654, cell_id=CELL_A, leaf_index=5, batch_position=3)
+    without, with_note = Gossip(head_), Gossip(head_, note)
+    assert GOSSIP_LEN == 166
+    for g in (without, with_note):
+        raw = g.encode()
+        assert len(raw) == GOSSIP_LEN
+        assert read_gossip(raw) == g
+    assert read_gossip(without.encode()).note is None
+    assert read_gossip(with_note.encode()).note == note
+    # The compact head travels as is: the receiver can check it.
+    assert open_signed_head(read_gossip(with_note.encode()).head, RELAY.verify_key) == LOG.head(6)
+    # A note with every field at its largest still fits the fixed length.
+    big = DepositNote((1 << 64) - 1, b"\xff" * 32, (1 << 64) - 1, (1 << 32) - 1)
+    assert len(Gossip(head_, big).encode()) == GOSSIP_LEN
+    assert read_gossip(Gossip(head_, big).encode()).note == big
+
+
+def test_gossip_decoding_refuses_malformed_gossip() -> None:
+    raw = Gossip(LOG.signed(6)).encode()
+    cell_id_at = 113 + 1 + 8
+    forged = bytearray(raw)
+    forged[cell_id_at + 7] = 0x42  # no note, yet a cell id
+    has_two = bytearray(raw)
+    has_two[113] = 2
+    bad_head = bytearray(raw)
+    bad_head[0] = 9  # tree head version
+    for bad in (bytes(forged), bytes(has_two), bytes(bad_head), raw[:-1], raw + b"\x00"):
+        with pytest.raises(DecodeError):
+            read_gossip(bad)
+    with pytest.raises(LocalProtocolError):
+        Gossip(LOG.signed(6, full=True)).encode()  # gossip carries compact heads only
+
+
+# -- root_from_inclusion and evidence_kind -------------------------------------------
+
+
+def test_root_from_inclusion_of_the_last_leaf_is_the_root() -> None:
+    entries = [b"entry %d" % i for i in range(40)]
+    log = log_of(entries)
+    for size in range(1, 41):
+        path = log.inclusion_proof(size - 1, size)
+        assert root_from_inclusion(leaf_hash(entries[size - 1]), size - 1, size, path) == (
+            log.root(size)
+        ), size
+        # Another leaf at that place leads to another root.
+        assert root_from_inclusion(leaf_hash(b"other"), size - 1, size, path) != log.root(size)
+        # Any leaf of the tree leads to the same root.
+        i = size // 2
+        assert root_from_inclusion(
+            leaf_hash(entries[i]), i, size, log.inclusion_proof(i, size)
+        ) == log.root(size)
+    with pytest.raises(ProofError):
+        root_from_inclusion(leaf_hash(entries[4]), 5, 5, log.inclusion_proof(4, 5))
+    with pytest.raises(ProofError):  # a path of the wrong length
+        root_from_inclusion(leaf_hash(entries[4]), 4, 5, [*log.inclusion_proof(4, 5), bytes(32)])
+
+
+def test_evidence_kind_names_the_kind_and_refuses_junk() -> None:
+    fork = encode_evidence(FORK, RELAY.verify_key, signed(HONEST, 8, 60), signed(FORKED, 8, 60))
+    rewind = encode_evidence(REWIND, RELAY.verify_key, signed(HONEST, 9, 1), signed(HONEST, 6, 2))
+    divergence = encode_evidence(
+        DIVERGENCE,
+        RELAY.verify_key,
+        signed(HONEST, 7, 1),
+        signed(FORKED, 9, 2),
+        leaf_a=bytes(32),
+        leaf_b=bytes(32),
+    )
+    assert [evidence_kind(b) for b in (fork, rewind, divergence)] == [
+        "fork",
+        "rewind",
+        "divergence",
+    ]
+    assert evidence_kind(drop_blob()) == "drop"
+    assert evidence_kind(conflict_blob()) == "slot conflict"
+    for junk in (b"", b"\x01", b"\x00\x01", b"\x02\x01", b"\x01\x00", b"\x01\x06", b"junk"):
+        with pytest.raises(DecodeError):
+            evidence_kind(junk)

@@ -433,7 +433,8 @@ class Gossip:
         TreeHead.decode(head[:TREE_HEAD_LEN])
         has = r.u8()
         note = DepositNote(r.u64(), r.fixed(HASH_LEN), r.u64(), r.u32())
-        if has not in (0, 1) or (has == 0 and any(note.cell_id)):
+        empty = DepositNote(0, bytes(HASH_LEN), 0, 0)
+        if has not in (0, 1) or (has == 0 and note != empty):
             raise DecodeError("malformed gossip")
         return cls(head, note if has else None)
 

@@ -257,7 +257,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                             "pattern": "^([0-9a-f]{2})+$",
                             "description": "present when a slot asked for held no cell: the "
                             "relay's signed statement of absence (docs/spec/relay-log-v1.md "
-                            "§3.1) of those slots, at signed_head",
+                            "§3.2) of those slots, at signed_head",
                         },
                     },
                     "additionalProperties": False,
