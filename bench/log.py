@@ -10,7 +10,7 @@
    own ``inclusion_proof`` / ``consistency_proof``, i.e. one read transaction on
    the reader pool each) at 10^6 and 10^7 leaves (quick: 10^5 and 10^6). The
    log is not grown by 10^7 real deposits: a fresh relay database gets
-   ``log_nodes`` and ``log_leaves`` bulk-inserted, computed with the real RFC
+   ``log_leaves`` rows (leaf and nodes) bulk-inserted, computed with the real RFC
    9162 hashing from synthetic leaves (``LogLeaf(i, 1000, sha256(i), 60 i)``),
    and ``log_head`` set to the matching frontier, so the store serves real,
    verifiable proofs (a sample is verified). ``bytes_per_leaf`` is the
@@ -125,29 +125,28 @@ def _build(db: Path, n: int) -> Frontier:
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
     stack: list[bytes] = []  # the frontier, largest first
-    nodes: list[tuple[int, int, bytes]] = []
-    leaves: list[tuple[int, bytes, int]] = []
+    leaves: list[tuple[int, bytes, int, bytes]] = []
     sha = hashlib.sha256
 
     def flush() -> None:
-        conn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
-        conn.executemany("INSERT INTO log_leaves (leaf_index, leaf, time) VALUES (?, ?, ?)", leaves)
-        nodes.clear()
+        conn.executemany(
+            "INSERT INTO log_leaves (leaf_index, leaf, time, nodes) VALUES (?, ?, ?, ?)", leaves
+        )
         leaves.clear()
 
     conn.execute("BEGIN")
     for i in range(n):
         leaf = LogLeaf(i, 1000, sha(i.to_bytes(8, "big")).digest(), 60 * i).encode()
-        leaves.append((i, leaf, 60 * i))
         h = leaf_hash(leaf)
-        nodes.append((0, i, h))
-        level, j = 0, i
+        nodes = [h]  # the subtrees leaf i completes, level 0 first, as the store keeps them
+        j = i
         while j & 1:
             h = node_hash(stack.pop(), h)
-            level, j = level + 1, j >> 1
-            nodes.append((level, j, h))
+            j >>= 1
+            nodes.append(h)
         stack.append(h)
-        if len(nodes) >= _INSERT_CHUNK:
+        leaves.append((i, leaf, 60 * i, b"".join(nodes)))
+        if len(leaves) >= _INSERT_CHUNK:
             flush()
     flush()
     frontier = Frontier(n, tuple(stack))

@@ -30,7 +30,6 @@ from backchannel.protocol.misbehaviour import (
     open_signed_head,
     relay_key_fingerprint,
     relay_key_from_bytes,
-    slot_conflict_evidence,
     verify_misbehaviour,
 )
 from backchannel.relay.app import create_app
@@ -435,72 +434,44 @@ async def test_openapi_lists_the_new_log_endpoints(http: httpx.AsyncClient) -> N
 # relay's answers. When src/ is fixed the test passes, and the marker must go.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ack deletes the cell, then fetch signs the slot absent: a verifying DROP "
-    "against an honest relay (relay-log-v1 §3.2 says this never happens)",
-)
-async def test_an_acknowledged_cell_is_no_drop(http: httpx.AsyncClient, alpha: Tenant) -> None:
-    key = await relay_key(http)
+async def test_an_acknowledged_cell_is_spent_not_absent(
+    http: httpx.AsyncClient, alpha: Tenant
+) -> None:
+    """After an ack the relay says the slot is spent, never that it is empty: an
+    honest relay's answers make no proof of a drop."""
     cell = await put(http, alpha.tenant_id)
+    other = new_slot()
     r = await http.post(alpha.path("ack"), json={"slots": [cell.slot]}, headers=alpha.auth)
     assert r.json() == {"removed": 1}
-    log = await fetch(http, alpha, [cell.slot])
-    if "absent" not in log:
-        return
-    signed = log["signed_head"]
-    assert isinstance(signed, str)
-    blob = drop_evidence(
-        key,
-        cell.signed_head,
-        bytes.fromhex(signed),
-        absence_of(log),
-        bytes.fromhex(cell.slot),
-        await cell.entry(http),
-    )
-    with pytest.raises(ProofError):
-        verify_misbehaviour(blob)
+    log = await fetch(http, alpha, [cell.slot, other])
+    assert log["spent"] == [cell.slot]
+    assert absence_of(log).slots == (bytes.fromhex(other),)  # only the never-filled slot
+    r = await http.post(alpha.path("fetch"), json={"slots": [cell.slot]}, headers=alpha.auth)
+    assert r.json()["cells"] == {} and "absent" not in r.json()["log"]
+    r = await http.post(alpha.path("ack"), json={"slots": [cell.slot]}, headers=alpha.auth)
+    assert r.json() == {"removed": 0}  # acknowledged once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after an ack the slot takes a different cell (201, not 409): a verifying "
-    "SLOT_CONFLICT against an honest relay (relay-log-v1 §3.2: a slot is only free "
-    "again after its cell expired)",
-)
 async def test_an_acknowledged_slot_takes_no_second_cell(
     http: httpx.AsyncClient, alpha: Tenant
 ) -> None:
-    key = await relay_key(http)
+    """Slots are write-once: after an ack a different cell is refused (409), the same
+    one is an idempotent retry, so an honest relay never logs two cells in one slot."""
     first = await put(http, alpha.tenant_id)
     await http.post(alpha.path("ack"), json={"slots": [first.slot]}, headers=alpha.auth)
-    replay = new_cell()
-    r = await deposit(http, alpha.tenant_id, first.slot, replay)
-    if r.status_code == 409:
-        return
-    second = Deposited(alpha.tenant_id, first.slot, replay, r.json())
-    blob = slot_conflict_evidence(
-        key,
-        first.signed_head,
-        second.signed_head,
-        alpha.tenant_id,
-        bytes.fromhex(first.slot),
-        await first.entry(http),
-        await second.entry(http),
-    )
-    with pytest.raises(ProofError):
-        verify_misbehaviour(blob)
+    r = await deposit(http, alpha.tenant_id, first.slot, new_cell())
+    assert r.status_code == 409, r.text
+    r = await deposit(http, alpha.tenant_id, first.slot, first.cell)
+    assert r.status_code == 200 and r.json()["created"] is False
+    assert r.json()["log"]["leaf_index"] == first.leaf_index
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="expiry counts from the cell's own deposit time, not its leaf's coarse_time "
-    "(which max() keeps from going back): with the minimum retention a cell can expire "
-    "before leaf.coarse_time + MIN_RETENTION_SECONDS, and its absence verifies as a DROP",
-)
-async def test_a_cell_expired_after_a_clock_step_back_is_no_drop(
+async def test_a_cell_outlives_its_leaf_time_by_the_retention_despite_a_clock_step_back(
     make_app: AppFactory, clock: Clock
 ) -> None:
+    """A cell's age counts from its batch's time, which never goes backwards: after the
+    clock steps back, the cell is kept a full retention past its leaf's time, and the
+    absence the relay signs once it is gone proves no drop."""
     app = make_app(retention_seconds=MIN_RETENTION_SECONDS)
     async for http in running(app):
         tenant = await register(http, "mission-clock")
@@ -508,22 +479,22 @@ async def test_a_cell_expired_after_a_clock_step_back_is_no_drop(
         await put(http, tenant.tenant_id)
         clock.now -= 600  # NTP steps the relay's clock back ten minutes
         cell = await put(http, tenant.tenant_id)
-        clock.now += MIN_RETENTION_SECONDS  # the cell's hour, by its deposit time
+        clock.now += MIN_RETENTION_SECONDS  # an hour by the cell's own deposit time
         await app.state.service.expire_once()
         log = await fetch(http, tenant, [cell.slot])
-        if "absent" not in log:
-            return
-        signed = log["signed_head"]
-        assert isinstance(signed, str)
+        assert "absent" not in log and cell.slot in log["cells"]  # still kept
+        clock.now += 600  # an hour after its leaf's time: now it may go
+        await app.state.service.expire_once()
+        log = await fetch(http, tenant, [cell.slot])
         blob = drop_evidence(
             key,
             cell.signed_head,
-            bytes.fromhex(signed),
+            bytes.fromhex(str(log["signed_head"])),
             absence_of(log),
             bytes.fromhex(cell.slot),
             await cell.entry(http),
         )
-        with pytest.raises(ProofError):
+        with pytest.raises(ProofError, match="expired"):
             verify_misbehaviour(blob)
 
 

@@ -98,13 +98,36 @@ async def test_ack_removes_only_the_named_cells(store: RelayStore) -> None:
     assert await store.count_cells("a") == 2
 
 
-async def test_slot_is_free_again_after_ack(store: RelayStore) -> None:
+async def test_slot_stays_spent_after_ack_until_it_expires(store: RelayStore) -> None:
+    # Slots are write-once (docs/spec/relay-log-v1.md §3.2): an acknowledged slot
+    # takes no other cell, and a fetch reports it spent, not empty, until retention.
     await store.create_tenant("a", CRED, 10, now=0)
     await store.deposit("a", slot(1), cell(1), now=1)
     await store.ack("a", [slot(1)], now=2)
-    result = await store.deposit("a", slot(1), cell(2), now=3)
-    assert result.created
-    assert await store.fetch("a", [slot(1)]) == {slot(1): cell(2)}
+    with pytest.raises(SlotConflict):
+        await store.deposit("a", slot(1), cell(2), now=3)
+    assert not (await store.deposit("a", slot(1), cell(1), now=3)).created  # a retry
+    assert await store.fetch("a", [slot(1)]) == {}
+    _, found, proofs = await store.fetch_proved("a", [slot(1), slot(2)])
+    assert found == {slot(1): b""} and proofs == {}
+    assert await store.count_cells("a") == 0
+    assert await store.expire(now=1 + 100, retention_seconds=100) == 0  # no cell, only the slot
+    _, found, _ = await store.fetch_proved("a", [slot(1)])
+    assert found == {}
+    assert (await store.deposit("a", slot(1), cell(2), now=200)).created
+
+
+async def test_a_cell_ages_from_its_batch_time_which_never_goes_back(
+    store: RelayStore,
+) -> None:
+    # The clock steps back between two deposits: the second cell's batch (log leaf)
+    # keeps the later time, and the cell is kept a full retention past it.
+    await store.create_tenant("a", CRED, 10, now=0)
+    await store.deposit("a", slot(1), cell(1), now=1000)
+    await store.deposit("a", slot(2), cell(2), now=400)
+    assert await store.expire(now=400 + 100, retention_seconds=100) == 0
+    assert await store.count_cells("a") == 2
+    assert await store.expire(now=1000 + 100, retention_seconds=100) == 2
 
 
 # -- quotas --------------------------------------------------------------------

@@ -358,6 +358,25 @@ def test_batch_tree_matches_rfc_9162(size: int) -> None:
         merkle.verify_inclusion(leaf_hash(entries[i]), i, size, tree.proof(i), tree.root())
 
 
+def test_store_hashing_and_appends_match_the_protocol_module() -> None:
+    """The commit path's own hashing (hashlib directly) is RFC 9162's, as in merkle."""
+    from backchannel.store import _log, relay_store
+
+    for n in range(40):
+        data = bytes(range(n)) * 3
+        left, right = merkle.leaf_hash(data), merkle.leaf_hash(data + b"x")
+        assert relay_store.leaf_hash(data) == merkle.leaf_hash(data)
+        assert relay_store.node_hash(left, right) == merkle.node_hash(left, right)
+    state, leaves = _log.EMPTY_STATE, []
+    for index in range(70):
+        step = _log.append_batch(state, merkle.leaf_hash(b"%d" % index), index % 4 + 1, index)
+        leaves.append(step.leaf)
+        assert step.head == step.state.head()
+        assert step.head.root == merkle.root(leaves)
+        assert step.inclusion_proof == tuple(reversed(state.frontier.hashes))
+        state = step.state
+
+
 async def _paced(store: RelayStore) -> None:
     await store.open()
     try:

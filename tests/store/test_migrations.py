@@ -4,6 +4,7 @@ idempotent, the version is recorded, a newer database is refused."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -11,11 +12,15 @@ import psycopg
 import pytest
 
 from backchannel.errors import StoreUnavailable
+from backchannel.protocol import merkle
+from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
 from backchannel.store import _migrations
 from backchannel.store.postgres import PostgresRelayStore
+from backchannel.store.relay_store import BatchTree
 from backchannel.store.sqlite import SQLiteRelayStore
 
 from .helpers import CRED, cell, slot
+from .test_log import check_all_cells
 
 SQLITE = _migrations.load("sqlite")
 POSTGRES = _migrations.load("postgres")
@@ -23,6 +28,8 @@ POSTGRES = _migrations.load("postgres")
 SQLITE_OBJECTS = {
     1: {"tenants", "cells", "cells_deposited_at", "cells_count_insert"},
     2: {"log_head", "log_nodes", "log_leaves", "log_members"},
+    3: {"log_leaves", "log_nodes", "log_members"},
+    4: {"cells_count_delete", "cells_count_spend"},
 }
 POSTGRES_OBJECTS = {
     1: {"tenants", "cells", "cells_deposited_at", "bc_deposit"},
@@ -34,6 +41,7 @@ POSTGRES_OBJECTS = {
         "relay_key",
         "bc_deposit_logged",
     },
+    3: {"bc_cells_deleted"},
 }
 
 
@@ -201,3 +209,124 @@ async def test_sqlite_0002_logs_cells_stored_before_it_as_unlogged(tmp_path: Pat
     finally:
         await store.close()
     assert _sqlite_versions(path) == [(m.version, m.name) for m in SQLITE]
+
+
+def _version_2_database(path: Path, sizes: list[int], expired: int) -> list[bytes]:
+    """A database at version 2 whose log has one batch of ``sizes[i]`` cells per leaf.
+
+    Written in 0002's layout (a row per node, leaves and members apart) as
+    that version's store wrote it; the first ``expired`` batches are past
+    retention (cells and members gone). Returns the leaves.
+    """
+    conn = sqlite3.connect(path)
+    leaves: list[bytes] = []
+    with conn:
+        conn.execute("PRAGMA application_id = 1111705682")
+        conn.execute(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY,"
+            " name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+        )
+        for migration in SQLITE[:2]:
+            for statement in _migrations.split_sqlite(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version VALUES (?, ?, 0)", (migration.version, migration.name)
+            )
+        conn.execute(
+            "INSERT INTO tenants (tenant_id, credential_hash, quota_cells, created_at)"
+            " VALUES ('a', ?, 1000, 0)",
+            (CRED,),
+        )
+        frontier = merkle.Frontier()
+        number = 0
+        for index, size in enumerate(sizes):
+            when = 100 + index
+            entries = []
+            for position in range(size):
+                cell_id = hashlib.sha256(cell(number)).digest()
+                entries.append(merkle.leaf_hash(cell_entry("a", slot(number), cell_id)))
+                if index >= expired:
+                    conn.execute(
+                        "INSERT INTO cells (tenant_id, slot, cell_id, cell, deposited_at,"
+                        " leaf_index, batch_position) VALUES ('a', ?, ?, ?, ?, ?, ?)",
+                        (slot(number), cell_id, cell(number), when, index, position),
+                    )
+                    conn.execute(
+                        "INSERT INTO log_members (leaf_index, hashes) VALUES (?, ?)"
+                        " ON CONFLICT (leaf_index) DO UPDATE SET hashes = ?",
+                        (index, b"".join(entries), b"".join(entries)),
+                    )
+                number += 1
+            leaf = LogLeaf(index, size, BatchTree(entries).root(), when).encode()
+            leaves.append(leaf)
+            h = merkle.leaf_hash(leaf)
+            conn.execute("INSERT INTO log_nodes VALUES (0, ?, ?)", (index, h))
+            hashes, level, i = list(frontier.hashes), 0, index
+            while i & 1:
+                h = merkle.node_hash(hashes.pop(), h)
+                level, i = level + 1, i >> 1
+                conn.execute("INSERT INTO log_nodes VALUES (?, ?, ?)", (level, i, h))
+            frontier = frontier.append(merkle.leaf_hash(leaf))
+            conn.execute("INSERT INTO log_leaves VALUES (?, ?, ?)", (index, leaf, when))
+        conn.execute(
+            "UPDATE log_head SET size = ?, frontier = ?, time = ? WHERE id = 1",
+            (frontier.size, b"".join(frontier.hashes), 100 + len(sizes) - 1),
+        )
+    conn.close()
+    return leaves
+
+
+async def test_sqlite_0003_moves_nodes_and_members_into_leaf_rows(tmp_path: Path) -> None:
+    """A log written in 0002's layout serves the same leaves and proofs after 0003."""
+    path = tmp_path / "relay.db"
+    sizes = [index % 3 + 1 for index in range(37)]
+    expired = 5
+    leaves = _version_2_database(path, sizes, expired)
+    conn = sqlite3.connect(path)
+    old_nodes = set(conn.execute("SELECT level, idx, hash FROM log_nodes").fetchall())
+    old_members = conn.execute("SELECT * FROM log_members ORDER BY leaf_index").fetchall()
+    conn.close()
+    n = len(leaves)
+    kept = list(range(sum(sizes[:expired]), sum(sizes)))
+
+    store = SQLiteRelayStore(path)
+    await store.open()
+    try:
+        head = await store.log_head()
+        assert (head.size, head.root) == (n, merkle.root(leaves))
+        for index, leaf in enumerate(leaves):
+            assert await store.log_leaf(index) == leaf
+            for size in (index + 1, n):
+                proof = await store.inclusion_proof(index, size)
+                merkle.verify_inclusion(
+                    merkle.leaf_hash(leaf), index, size, proof, merkle.root(leaves[:size])
+                )
+        for old in range(1, n):
+            proof = await store.consistency_proof(old, n)
+            merkle.verify_consistency(old, n, merkle.root(leaves[:old]), head.root, proof)
+        for index in range(expired):
+            with pytest.raises(LookupError):
+                await store.batch_proof(index, 0)
+        await check_all_cells(store, "a", kept)
+        # A new batch appends after the migrated ones.
+        result = await store.deposit("a", slot(1000), cell(1000), now=500)
+        assert (result.leaf_index, result.batch_position, result.batch_size) == (n, 0, 1)
+        await check_all_cells(store, "a", [*kept, 1000])
+        # Expiry continues from the oldest batch that kept its members.
+        assert await store.expire(now=100 + expired + 2, retention_seconds=0) > 0
+        for index in range(expired + 3):
+            with pytest.raises(LookupError):
+                await store.batch_proof(index, 0)
+        assert await store.batch_proof(expired + 3, 0) is not None
+    finally:
+        await store.close()
+    assert _sqlite_versions(path) == [(m.version, m.name) for m in SQLITE]
+    # The old tables' columns stay readable as views.
+    conn = sqlite3.connect(path)
+    try:
+        nodes = set(conn.execute("SELECT level, idx, hash FROM log_nodes").fetchall())
+        assert old_nodes <= nodes and len(nodes) == 2 * (n + 1) - bin(n + 1).count("1")
+        members = conn.execute("SELECT * FROM log_members ORDER BY leaf_index").fetchall()
+        assert members[0][0] == expired + 3 and members[: len(old_members) - 3] == old_members[3:]
+    finally:
+        conn.close()

@@ -89,6 +89,8 @@ class FetchAnswer:
     absent: bytes | None = None
     #: The slots the fetch asked for.
     asked: tuple[bytes, ...] = ()
+    #: Asked slots the relay says were acknowledged (spent): no cell, not empty.
+    spent: frozenset[bytes] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +369,7 @@ class RelayClient:
                 places,
                 bytes.fromhex(absent) if absent is not None else None,
                 asked,
+                frozenset(bytes.fromhex(h) for h in log.get("spent", [])),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise self._malformed(what, status) from None

@@ -923,7 +923,12 @@ class Client:
         proved = await self.log.check(url, relay, answer.signed_head, checks, report.alarms)
         if proved is None:
             return None
-        empty = set(answer.asked) - set(answer.cells)
+        if answer.spent:
+            # This client never acknowledges: a relay that says so hides cells
+            # without signing that they are absent.
+            text = "the relay says slots were acknowledged that this device never acknowledged"
+            self.log.alarm(url, text, report.alarms)
+        empty = set(answer.asked) - set(answer.cells) - answer.spent
         absent_ok = self.log.check_absence(
             url, answer.signed_head, answer.absent, tenant_id, empty, report.alarms
         )

@@ -252,6 +252,12 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                             "propertyNames": _SLOT,
                             "additionalProperties": {"$ref": "#/components/schemas/CellLog"},
                         },
+                        "spent": {
+                            "type": "array",
+                            "items": _SLOT,
+                            "description": "asked slots whose cells the tenant acknowledged: "
+                            "no cell, not empty, closed to any other cell until retention",
+                        },
                         "absent": {
                             "type": "string",
                             "pattern": "^([0-9a-f]{2})+$",

@@ -285,7 +285,9 @@ class RelayService:
         record = await self.authenticate(request)
         body = await read_json_object(request, self.settings.body_limit, ("slots",))
         slots = slot_list(body, self.settings.max_batch)
-        signed, cells, proofs = await self.store.fetch_proved(record.tenant_id, slots)
+        signed, found, proofs = await self.store.fetch_proved(record.tenant_id, slots)
+        cells = {slot: cell for slot, cell in found.items() if cell}
+        spent = sorted(slot for slot, cell in found.items() if not cell)
         self.metrics.cells_fetched.inc(len(cells))
         encoded = {slot.hex(): base64.b64encode(cell).decode() for slot, cell in cells.items()}
         log_cells = {
@@ -299,7 +301,10 @@ class RelayService:
             for slot, p in proofs.items()
         }
         answer: dict[str, object] = {"signed_head": signed.hex(), "cells": log_cells}
-        absent = [slot for slot in slots if slot not in cells]
+        if spent:
+            # Acknowledged by the tenant: no cell, yet not empty (slots are write-once).
+            answer["spent"] = [slot.hex() for slot in spent]
+        absent = [slot for slot in slots if slot not in found]
         if absent:
             # Signed: the slots held nothing in the very read that saw this head.
             head = TreeHead.decode(signed[:_TREE_HEAD_LEN])

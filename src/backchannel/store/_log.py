@@ -7,12 +7,17 @@ backend keeps, in the same transaction as the cells it logs:
 * ``log_head``: one row, the size, the frontier (the tiles of ``[0, size)``,
   largest first, concatenated) and the timestamp of the current head; the row
   every appender locks, so appends are serialised across processes;
-* ``log_nodes(level, idx, hash)``: every complete subtree, written once;
-* ``log_leaves(leaf_index, leaf, time)``: the leaf bytes, kept forever;
-* ``log_members(leaf_index, hashes)``: each batch's cell-entry hashes (one row),
-  deleted when the whole batch is past retention (an acknowledged cell's hash
-  stays: the other cells of its batch still need it for their proofs);
+* every complete subtree (node), written once;
+* the leaf bytes, kept forever;
+* each batch's cell-entry hashes (its members), dropped when the whole batch
+  is past retention (an acknowledged cell's hash stays: the other cells of its
+  batch still need it for their proofs);
 * with each cell, its ``leaf_index`` and ``batch_position``.
+
+PostgreSQL keeps these in ``log_nodes(level, idx, hash)``, ``log_leaves`` and
+``log_members``. SQLite keeps all three in one ``log_leaves`` row per leaf
+(``nodes``: the subtrees the leaf completes, level 0 first; ``members``), so
+an append writes one row beside the head (migration 0003).
 
 An append is O(log n): the new leaf node plus the parents it completes, all
 computed from the frontier. A proof reads O(log n) nodes; the coordinates are
@@ -35,9 +40,9 @@ from backchannel.crypto.primitives import HASH_LEN
 from backchannel.crypto.signing import SEED_LEN, SigningKey
 from backchannel.errors import LocalProtocolError, StoreUnavailable
 from backchannel.protocol import merkle
-from backchannel.protocol.merkle import EMPTY_ROOT, Frontier, NodeReader, TreeHead, node_hash
+from backchannel.protocol.merkle import EMPTY_ROOT, Frontier, NodeReader, TreeHead
 from backchannel.protocol.misbehaviour import Absence, LogLeaf, sign_head, sign_head_compact
-from backchannel.store.relay_store import BatchTree, CellProof
+from backchannel.store.relay_store import BatchTree, CellProof, leaf_hash, node_hash
 
 KEY_FILE_VERSION = 1
 KEY_FILE_LEN = 1 + 2 * SEED_LEN
@@ -174,8 +179,9 @@ def append_batch(before: HeadState, batch_root: bytes, batch_size: int, now: int
     index = before.size
     when = max(before.timestamp, now)
     leaf = LogLeaf(index, batch_size, batch_root, when).encode()
-    h = merkle.leaf_hash(leaf)
-    hashes = list(before.frontier.hashes)
+    h = leaf_hash(leaf)
+    old = before.frontier.hashes
+    hashes = list(old)
     nodes: list[Node] = [(0, index, h)]
     level, i = 0, index
     while i & 1:
@@ -184,14 +190,12 @@ def append_batch(before: HeadState, batch_root: bytes, batch_size: int, now: int
         nodes.append((level, i, h))
     hashes.append(h)
     after = HeadState(Frontier(index + 1, tuple(hashes)), when)
+    # The new root, folded from the right as Frontier.root() does.
+    root = h
+    for tile in reversed(hashes[:-1]):
+        root = node_hash(tile, root)
     return Append(
-        index,
-        leaf,
-        when,
-        tuple(nodes),
-        after,
-        tuple(reversed(before.frontier.hashes)),
-        after.head(),
+        index, leaf, when, tuple(nodes), after, old[::-1], TreeHead(index + 1, root, when)
     )
 
 

@@ -7,7 +7,7 @@ Nothing here survives the process. ``close()`` keeps the data so that a test can
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backchannel.crypto.signing import SigningKey
 from backchannel.errors import QuotaExceeded, SlotConflict, TenantExists, UnknownTenant
@@ -52,7 +52,10 @@ class MemoryRelayStore:
         self._cell_size = _common.check_cell_size(cell_size)
         self._open = False
         self._tenants: dict[str, TenantRecord] = {}
+        # A slot whose cell was acknowledged keeps its entry with ``cell=b""``
+        # (spent) until retention: slots are write-once.
         self._cells: dict[str, dict[bytes, _StoredCell]] = {}
+        self._spent: dict[str, int] = {}
         # The log: one leaf per deposit that stored a cell.
         self._logging = log
         key = signing_key or _log.key_from_seeds(*_log.new_key_seeds())
@@ -83,6 +86,7 @@ class MemoryRelayStore:
         record = TenantRecord(tenant_id, credential_hash, quota_cells, now)
         self._tenants[tenant_id] = record
         self._cells[tenant_id] = {}
+        self._spent[tenant_id] = 0
         return record
 
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
@@ -105,7 +109,7 @@ class MemoryRelayStore:
             if existing.cell_id == cell_id:
                 return self._retry_result(existing)
             raise SlotConflict("a different cell already occupies that slot")
-        if len(cells) >= tenant.quota_cells:
+        if len(cells) - self._spent[tenant_id] >= tenant.quota_cells:
             raise QuotaExceeded("the tenant's cell quota is used up; fetch and ack, then retry")
         if not self._logging:
             cells[slot] = _StoredCell(cell_id, cell, now)
@@ -118,7 +122,9 @@ class MemoryRelayStore:
         self._members[step.leaf_index] = batch
         self._state = step.state
         self._signer.committed(batch, step)
-        cells[slot] = _StoredCell(cell_id, cell, now, step.leaf_index, 0)
+        # Kept from the batch's time (its leaf's), which never goes backwards:
+        # expiry never comes before the hour clients hold the relay to.
+        cells[slot] = _StoredCell(cell_id, cell, step.time, step.leaf_index, 0)
         receipt = LogReceipt(batch, 0, step.head, step.inclusion_proof)
         return DepositResult(cell_id, True, step.leaf_index, 0, 1, receipt)
 
@@ -127,7 +133,7 @@ class MemoryRelayStore:
         wanted = _common.check_slots(slots)
         self._check_open()
         cells = self._cells.get(tenant_id, {})
-        return {slot: cells[slot].cell for slot in wanted if slot in cells}
+        return {slot: c.cell for slot in wanted if (c := cells.get(slot)) is not None and c.cell}
 
     async def fetch_logged(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, LoggedCell]:
         _common.check_tenant_id(tenant_id)
@@ -137,7 +143,7 @@ class MemoryRelayStore:
         return {
             slot: LoggedCell(c.cell, c.leaf_index, c.batch_position)
             for slot in wanted
-            if (c := cells.get(slot)) is not None
+            if (c := cells.get(slot)) is not None and c.cell
         }
 
     async def ack(self, tenant_id: str, slots: Sequence[bytes], now: int) -> int:
@@ -147,7 +153,10 @@ class MemoryRelayStore:
         cells = self._cells.get(tenant_id, {})
         removed = 0
         for slot in wanted:
-            if cells.pop(slot, None) is not None:
+            stored = cells.get(slot)
+            if stored is not None and stored.cell:
+                cells[slot] = replace(stored, cell=b"")
+                self._spent[tenant_id] += 1
                 removed += 1
         return removed
 
@@ -156,11 +165,13 @@ class MemoryRelayStore:
         self._check_open()
         cutoff = now - retention_seconds
         removed = 0
-        for cells in self._cells.values():
+        for tenant_id, cells in self._cells.items():
             old = [slot for slot, stored in cells.items() if stored.deposited_at <= cutoff]
             for slot in old:
-                del cells[slot]
-            removed += len(old)
+                if cells.pop(slot).cell:
+                    removed += 1
+                else:
+                    self._spent[tenant_id] -= 1
         for index in [i for i in self._members if self._times[i] <= cutoff]:
             del self._members[index]
         return removed
@@ -168,9 +179,9 @@ class MemoryRelayStore:
     async def count_cells(self, tenant_id: str | None = None) -> int:
         self._check_open()
         if tenant_id is None:
-            return sum(len(cells) for cells in self._cells.values())
+            return sum(len(cells) for cells in self._cells.values()) - sum(self._spent.values())
         _common.check_tenant_id(tenant_id)
-        return len(self._cells.get(tenant_id, {}))
+        return len(self._cells.get(tenant_id, {})) - self._spent.get(tenant_id, 0)
 
     # -- the log -------------------------------------------------------------
 
@@ -190,6 +201,8 @@ class MemoryRelayStore:
         self, tenant_id: str, slots: Sequence[bytes]
     ) -> tuple[bytes, dict[bytes, bytes], dict[bytes, CellProof]]:
         logged = await self.fetch_logged(tenant_id, slots)
+        stored = self._cells.get(tenant_id, {})
+        spent = {s: b"" for s in _common.check_slots(slots) if s in stored and not stored[s].cell}
         size = self._state.size
         positions = [
             (slot, (c.leaf_index, c.batch_position))
@@ -199,7 +212,7 @@ class MemoryRelayStore:
         proofs = await self.cell_proofs([p for _, p in positions], size) if positions else []
         return (
             self._signer.compact_exact(self._state.head()),
-            {slot: c.cell for slot, c in logged.items()},
+            {**{slot: c.cell for slot, c in logged.items()}, **spent},
             {slot: proof for (slot, _), proof in zip(positions, proofs, strict=True)},
         )
 

@@ -349,7 +349,8 @@ class PostgresRelayStore:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> dict[bytes, bytes]:
             cur = await conn.execute(
-                "SELECT slot, cell FROM cells WHERE tenant_id = %s AND slot = ANY(%s)",
+                "SELECT slot, cell FROM cells WHERE tenant_id = %s AND slot = ANY(%s)"
+                " AND octet_length(cell) > 0",
                 (tenant_id, wanted),
             )
             return {bytes(slot): bytes(cell) for slot, cell in await cur.fetchall()}
@@ -364,10 +365,20 @@ class PostgresRelayStore:
             return 0
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            # The slot stays, spent, until retention: slots are write-once. A
+            # spent row no longer counts towards the quota (same transaction).
             cur = await conn.execute(
-                "DELETE FROM cells WHERE tenant_id = %s AND slot = ANY(%s)", (tenant_id, wanted)
+                "UPDATE cells SET cell = ''::bytea WHERE tenant_id = %s AND slot = ANY(%s)"
+                " AND octet_length(cell) > 0",
+                (tenant_id, wanted),
             )
-            return cur.rowcount
+            spent = cur.rowcount
+            if spent:
+                await conn.execute(
+                    "UPDATE tenants SET cell_count = cell_count - %s WHERE tenant_id = %s",
+                    (spent, tenant_id),
+                )
+            return spent
 
         return await self._run(work)
 
@@ -375,14 +386,20 @@ class PostgresRelayStore:
         _common.check_expiry(retention_seconds)
         cutoff = now - retention_seconds
 
-        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> tuple[int, int]:
+            # A cell's age counts from its batch's time (its leaf's), which never
+            # goes backwards, so it outlives its leaf by the retention.
             cur = await conn.execute(
-                "DELETE FROM cells c USING (SELECT tenant_id, slot FROM cells"
-                " WHERE deposited_at <= %s ORDER BY tenant_id LIMIT %s) d"
-                " WHERE c.tenant_id = d.tenant_id AND c.slot = d.slot",
-                (cutoff, _EXPIRE_CHUNK),
+                "DELETE FROM cells c USING (SELECT x.tenant_id, x.slot FROM cells x"
+                " LEFT JOIN log_leaves l ON l.leaf_index = x.leaf_index"
+                " WHERE x.deposited_at <= %s AND (l.time IS NULL OR l.time <= %s)"
+                " ORDER BY x.tenant_id LIMIT %s) d"
+                " WHERE c.tenant_id = d.tenant_id AND c.slot = d.slot"
+                " RETURNING octet_length(c.cell) > 0",
+                (cutoff, cutoff, _EXPIRE_CHUNK),
             )
-            return cur.rowcount
+            rows = await cur.fetchall()
+            return len(rows), sum(1 for (live,) in rows if live)
 
         async def forget_members(conn: psycopg.AsyncConnection[Any]) -> bool:
             # Members of whole batches past retention, a few batches at a time.
@@ -410,8 +427,8 @@ class PostgresRelayStore:
 
         removed = 0
         while True:
-            count = await self._run(work)
-            removed += count
+            count, cells = await self._run(work)
+            removed += cells
             if count < _EXPIRE_CHUNK:
                 break
         while await self._run(forget_members):
@@ -450,7 +467,7 @@ class PostgresRelayStore:
         async def work(conn: psycopg.AsyncConnection[Any]) -> dict[bytes, LoggedCell]:
             cur = await conn.execute(
                 "SELECT slot, cell, leaf_index, batch_position FROM cells"
-                " WHERE tenant_id = %s AND slot = ANY(%s)",
+                " WHERE tenant_id = %s AND slot = ANY(%s) AND octet_length(cell) > 0",
                 (tenant_id, wanted),
             )
             return {
@@ -476,6 +493,7 @@ class PostgresRelayStore:
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 state = await _read_head(conn)
                 rows: dict[bytes, tuple[bytes, int | None, int | None]] = {}
+                spent: dict[bytes, bytes] = {}
                 if wanted:
                     cur = await conn.execute(
                         "SELECT slot, cell, leaf_index, batch_position FROM cells"
@@ -483,7 +501,10 @@ class PostgresRelayStore:
                         (tenant_id, wanted),
                     )
                     for slot, cell, leaf, pos in await cur.fetchall():
-                        rows[bytes(slot)] = (bytes(cell), leaf, pos)
+                        if cell:
+                            rows[bytes(slot)] = (bytes(cell), leaf, pos)
+                        else:
+                            spent[bytes(slot)] = b""
                 logged = {leaf for _, leaf, _ in rows.values() if leaf is not None}
                 members = await _members(conn, sorted(logged)) if logged else {}
                 nodes: dict[tuple[int, int], bytes] = {}
@@ -500,6 +521,7 @@ class PostgresRelayStore:
                 lambda coords: _log.DictReader(state.size, nodes),
                 lambda leaf: members.get(leaf, []),
             )
+            found = {**found, **spent}
             return state, {s: found[s] for s in wanted if s in found}, proofs
 
         state, cells, proofs = await self._run(work)

@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
+from backchannel.crypto.primitives import HASH_LEN
 from backchannel.errors import (
     ConfigError,
     QuotaExceeded,
@@ -72,6 +73,7 @@ from backchannel.store.relay_store import (
     LoggedCell,
     LogReceipt,
     TenantRecord,
+    leaf_hash,
 )
 
 T = TypeVar("T")
@@ -90,16 +92,57 @@ _MEMBER_LEAVES_CHUNK = 256
 class _Batch:
     """The log side of one write transaction: the cells it creates, in order."""
 
-    __slots__ = ("entries", "now", "state")
+    __slots__ = ("appended", "checked", "members", "now", "state")
 
-    def __init__(self, state: _log.HeadState) -> None:
+    def __init__(self, state: _log.HeadState, checked: bool) -> None:
         self.state = state
-        self.entries: list[bytes] = []
+        #: False while ``state`` is this writer's memory of its last commit,
+        #: not yet checked against the head row (the append checks it).
+        self.checked = checked
+        #: The leaf hashes of the cell entries, in commit order.
+        self.members: list[bytes] = []
         self.now = 0
+        #: The batch tree and the append, once committed.
+        self.appended: tuple[BatchTree, _log.Append] | None = None
 
     @property
     def leaf_index(self) -> int:
         return self.state.size
+
+
+class _InBatch:
+    """A deposit's place in the batch being committed, until the batch is appended.
+
+    The writer only marks the batch appended; each depositor then builds its
+    own :class:`DepositResult` (batch size, receipt) on its side, so the
+    writer thread does no per-cell work after the commit.
+    """
+
+    __slots__ = ("batch", "cell_id", "created", "position")
+
+    def __init__(self, batch: _Batch, cell_id: bytes, created: bool, position: int) -> None:
+        self.batch = batch
+        self.cell_id = cell_id
+        self.created = created
+        self.position = position
+
+    def result(self) -> DepositResult:
+        leaf_index = self.batch.leaf_index
+        appended = self.batch.appended
+        if appended is None:  # not reached: a batch with a cell in it appends
+            return DepositResult(self.cell_id, self.created, leaf_index, self.position)
+        tree, step = appended
+        receipt = (
+            LogReceipt(tree, self.position, step.head, step.inclusion_proof)
+            if self.created
+            else None
+        )
+        size = len(tree.members)
+        return DepositResult(self.cell_id, self.created, leaf_index, self.position, size, receipt)
+
+
+class _StaleHead(Exception):
+    """The head row moved since this writer's last commit (another process appended)."""
 
 
 class _Job:
@@ -348,7 +391,7 @@ class SQLiteRelayStore:
         """Run ``jobs`` in one transaction; return the jobs to run again, if any."""
         try:
             conn.execute("BEGIN IMMEDIATE")
-            self._batch = _Batch(self._head_in(conn)) if self._logging else None
+            self._batch = self._begin_batch(conn) if self._logging else None
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -378,17 +421,26 @@ class SQLiteRelayStore:
         try:
             appended = self._append(conn, batch) if batch is not None else None
             conn.execute("COMMIT")
+        except _StaleHead:
+            # Another process appended since our last commit, so the positions
+            # handed out are wrong. Nothing is acknowledged yet: undo it all
+            # and run the same jobs again from the head row.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            self._last = None
+            return jobs
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             _fail(jobs, translate(exc))
             return []
-        if appended is not None and self._cache is not None:
+        if appended is not None and batch is not None and self._cache is not None:
             tree, step = appended
             self._last = step.state
             self._cache.committed(tree, step)
-            outcomes = _with_receipts(outcomes, tree, step)
+            batch.appended = appended  # before any depositor reads it (_InBatch)
         self._transactions += 1
         self._writes += len(outcomes)
         for job, result, error in outcomes:
@@ -398,51 +450,68 @@ class SQLiteRelayStore:
                 job.future.set_exception(error)
         return []
 
-    def _head_in(self, conn: sqlite3.Connection) -> _log.HeadState:
-        """The committed head, inside the write transaction.
+    def _begin_batch(self, conn: sqlite3.Connection) -> _Batch:
+        """The log side of a new transaction, from the committed head.
 
-        Usually the state this writer committed last; a different size means
-        another process appended meanwhile, and the row is read in full. One
-        size has one state (the log only grows), so comparing sizes suffices.
+        Usually the state this writer committed last, taken on trust here and
+        checked by the append (``UPDATE log_head ... WHERE size = ?``, or a
+        lookup when nothing is appended): another process may have appended
+        meanwhile, and then the transaction is run again. Otherwise the head
+        row, read under the write lock. One size has one state (the log only
+        grows), so comparing sizes suffices.
         """
         cached = self._last
-        row = conn.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
-        if cached is not None and row is not None and int(row[0]) == cached.size:
-            return cached
+        if cached is not None:
+            return _Batch(cached, checked=False)
         state = _read_head(conn)
         self._last = state
-        return state
+        return _Batch(state, checked=True)
 
     def _append(
         self, conn: sqlite3.Connection, batch: _Batch
     ) -> tuple[BatchTree, _log.Append] | None:
-        """Append the batch's leaf inside the open transaction (nothing if it stored no cell)."""
-        if not batch.entries:
+        """Append the batch's leaf inside the open transaction (nothing if it stored no cell).
+
+        The head row, then one row of ``log_leaves`` (leaf, nodes, members).
+        Raises :class:`_StaleHead` if the head row is not the one the batch
+        started from.
+        """
+        if not batch.members:
+            if not batch.checked:
+                row = conn.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
+                if row is None or int(row[0]) != batch.state.size:
+                    raise _StaleHead
             return None
-        tree = BatchTree.of_entries(batch.entries)
-        step = _log.append_batch(batch.state, tree.root(), len(batch.entries), batch.now)
-        conn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", step.nodes)
-        conn.execute(
-            "INSERT INTO log_leaves (leaf_index, leaf, time) VALUES (?, ?, ?)",
-            (step.leaf_index, step.leaf, step.time),
-        )
-        conn.execute(
-            "INSERT INTO log_members (leaf_index, hashes) VALUES (?, ?)",
-            (step.leaf_index, b"".join(tree.members)),
-        )
+        tree = BatchTree(batch.members)
+        step = _log.append_batch(batch.state, tree.root(), len(tree.members), batch.now)
         signer = self._cache
         signed = signer.latest if signer is not None else None
-        conn.execute(
+        signed_size = signer.latest_size if signed is not None and signer is not None else -1
+        updated = conn.execute(
             "UPDATE log_head SET size = ?, frontier = ?, time = ?,"
             " signed = CASE WHEN ? > signed_size THEN ? ELSE signed END,"
-            " signed_size = max(signed_size, ?) WHERE id = 1",
+            " signed_size = max(signed_size, ?) WHERE id = 1 AND size = ?",
             (
                 step.state.size,
                 step.state.frontier_bytes(),
                 step.time,
-                signer.latest_size if signed is not None and signer is not None else -1,
+                signed_size,
                 signed,
-                signer.latest_size if signed is not None and signer is not None else -1,
+                signed_size,
+                batch.state.size,
+            ),
+        )
+        if updated.rowcount != 1:
+            raise _StaleHead
+        conn.execute(
+            "INSERT INTO log_leaves (leaf_index, leaf, time, nodes, members)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                step.leaf_index,
+                step.leaf,
+                step.time,
+                b"".join([h for _, _, h in step.nodes]),
+                b"".join(tree.members),
             ),
         )
         return tree, step
@@ -511,8 +580,10 @@ class SQLiteRelayStore:
         _common.check_slot(slot)
         _common.check_cell(cell, self._cell_size)
         cell_id = _common.cell_id_of(cell)
+        # The cell's leaf in its batch tree, hashed here rather than on the writer thread.
+        member = leaf_hash(cell_entry(tenant_id, slot, cell_id)) if self._logging else b""
 
-        def work(conn: sqlite3.Connection) -> DepositResult:
+        def work(conn: sqlite3.Connection) -> DepositResult | _InBatch:
             tenant = conn.execute(
                 "SELECT quota_cells, cell_count FROM tenants WHERE tenant_id = ?", (tenant_id,)
             ).fetchone()
@@ -537,17 +608,18 @@ class SQLiteRelayStore:
                     (tenant_id, slot, cell_id, cell, now),
                 )
                 return DepositResult(cell_id, created=True)
-            position = len(batch.entries)
+            position = len(batch.members)
             conn.execute(
                 "INSERT INTO cells (tenant_id, slot, cell_id, cell, deposited_at,"
                 " leaf_index, batch_position) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (tenant_id, slot, cell_id, cell, now, batch.leaf_index, position),
             )
-            batch.entries.append(cell_entry(tenant_id, slot, cell_id))
+            batch.members.append(member)
             batch.now = max(batch.now, now)
-            return DepositResult(cell_id, True, batch.leaf_index, position)
+            return _InBatch(batch, cell_id, True, position)
 
-        return await self._write(work)
+        result = await self._write(work)
+        return result.result() if isinstance(result, _InBatch) else result
 
     async def fetch(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, bytes]:
         _common.check_tenant_id(tenant_id)
@@ -562,7 +634,8 @@ class SQLiteRelayStore:
                 for chunk in _chunks(wanted):
                     marks = ",".join("?" * len(chunk))
                     rows = conn.execute(
-                        f"SELECT slot, cell FROM cells WHERE tenant_id = ? AND slot IN ({marks})",  # noqa: S608
+                        "SELECT slot, cell FROM cells WHERE tenant_id = ?"  # noqa: S608
+                        f" AND slot IN ({marks}) AND length(cell) > 0",
                         (tenant_id, *chunk),
                     )
                     found.update((bytes(slot), bytes(cell)) for slot, cell in rows)
@@ -582,8 +655,10 @@ class SQLiteRelayStore:
             removed = 0
             for chunk in _chunks(wanted):
                 marks = ",".join("?" * len(chunk))
+                # The slot stays, spent, until retention: slots are write-once.
                 cursor = conn.execute(
-                    f"DELETE FROM cells WHERE tenant_id = ? AND slot IN ({marks})",  # noqa: S608
+                    "UPDATE cells SET cell = x'' WHERE tenant_id = ?"  # noqa: S608
+                    f" AND slot IN ({marks}) AND length(cell) > 0",
                     (tenant_id, *chunk),
                 )
                 removed += cursor.rowcount
@@ -595,21 +670,23 @@ class SQLiteRelayStore:
         _common.check_expiry(retention_seconds)
         cutoff = now - retention_seconds
 
-        def work(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "DELETE FROM cells WHERE rowid IN"
-                " (SELECT rowid FROM cells WHERE deposited_at <= ? LIMIT ?)",
-                (cutoff, _EXPIRE_CHUNK),
-            )
-            return cursor.rowcount
+        def work(conn: sqlite3.Connection) -> tuple[int, int]:
+            # A cell's age counts from its batch's time (its leaf's), which
+            # never goes backwards, so it outlives its leaf by the retention.
+            rows = conn.execute(
+                "SELECT c.rowid, length(c.cell) > 0 FROM cells c"
+                " LEFT JOIN log_leaves l ON l.leaf_index = c.leaf_index"
+                " WHERE c.deposited_at <= ? AND (l.time IS NULL OR l.time <= ?) LIMIT ?",
+                (cutoff, cutoff, _EXPIRE_CHUNK),
+            ).fetchall()
+            conn.executemany("DELETE FROM cells WHERE rowid = ?", [(r[0],) for r in rows])
+            return len(rows), sum(1 for r in rows if r[1])
 
         def forget_members(conn: sqlite3.Connection) -> bool:
             # Members of whole batches past retention, a few batches at a time.
             # Leaf times never decrease with the index, so the batches past
             # retention are a prefix: look only just above the oldest kept.
-            low = conn.execute("SELECT min(leaf_index) FROM log_members").fetchone()[0]
-            if low is None:
-                return False
+            low = int(conn.execute("SELECT members_from FROM log_head WHERE id = 1").fetchone()[0])
             top = low + _MEMBER_LEAVES_CHUNK - 1
             high = conn.execute(
                 "SELECT max(leaf_index) FROM log_leaves"
@@ -618,13 +695,17 @@ class SQLiteRelayStore:
             ).fetchone()[0]
             if high is None:
                 return False
-            conn.execute("DELETE FROM log_members WHERE leaf_index BETWEEN ? AND ?", (low, high))
+            conn.execute(
+                "UPDATE log_leaves SET members = NULL WHERE leaf_index BETWEEN ? AND ?",
+                (low, high),
+            )
+            conn.execute("UPDATE log_head SET members_from = ? WHERE id = 1", (int(high) + 1,))
             return bool(int(high) == top)
 
         removed = 0
         while True:
-            count = await self._write(work)
-            removed += count
+            count, cells = await self._write(work)
+            removed += cells
             if count < _EXPIRE_CHUNK:
                 break
         if self._logging:
@@ -668,7 +749,7 @@ class SQLiteRelayStore:
                     marks = ",".join("?" * len(chunk))
                     rows = conn.execute(
                         "SELECT slot, cell, leaf_index, batch_position FROM cells"  # noqa: S608
-                        f" WHERE tenant_id = ? AND slot IN ({marks})",
+                        f" WHERE tenant_id = ? AND slot IN ({marks}) AND length(cell) > 0",
                         (tenant_id, *chunk),
                     )
                     for slot, cell, leaf, pos in rows:
@@ -690,6 +771,7 @@ class SQLiteRelayStore:
             conn: sqlite3.Connection,
         ) -> tuple[_log.HeadState, dict[bytes, bytes], dict[bytes, CellProof]]:
             rows: dict[bytes, tuple[bytes, int | None, int | None]] = {}
+            spent: dict[bytes, bytes] = {}
             conn.execute("BEGIN")  # one snapshot: the head and the cells agree
             try:
                 state = _read_head(conn)
@@ -700,7 +782,10 @@ class SQLiteRelayStore:
                         f" WHERE tenant_id = ? AND slot IN ({marks})",
                         (tenant_id, *chunk),
                     ):
-                        rows[bytes(slot)] = (bytes(cell), leaf, pos)
+                        if cell:
+                            rows[bytes(slot)] = (bytes(cell), leaf, pos)
+                        else:
+                            spent[bytes(slot)] = b""
                 found, proofs = _log.prove_cells(
                     cache,
                     state.size,
@@ -710,6 +795,7 @@ class SQLiteRelayStore:
                 )
             finally:
                 conn.execute("COMMIT")
+            found = {**found, **spent}
             return state, {s: found[s] for s in wanted if s in found}, proofs
 
         state, cells, proofs = await self._read(work)
@@ -833,65 +919,46 @@ def _retry_result(
     leaf_index: int | None,
     position: int | None,
     batch: _Batch | None,
-) -> DepositResult:
+) -> DepositResult | _InBatch:
     """An idempotent retry: the cell's original place in the log."""
     if leaf_index is None or position is None:
         return DepositResult(cell_id, created=False)
     if batch is not None and leaf_index == batch.leaf_index:
-        return DepositResult(cell_id, False, leaf_index, position)  # size filled at commit
+        return _InBatch(batch, cell_id, False, int(position))  # size known at commit
     row = conn.execute("SELECT leaf FROM log_leaves WHERE leaf_index = ?", (leaf_index,)).fetchone()
     size = LogLeaf.decode(bytes(row[0])).batch_size if row is not None else None
     return DepositResult(cell_id, False, int(leaf_index), int(position), size)
 
 
-def _with_receipts(
-    outcomes: list[tuple[_Job, Any, BaseException | None]],
-    tree: BatchTree,
-    step: _log.Append,
-) -> list[tuple[_Job, Any, BaseException | None]]:
-    """Fill in the batch size (and, for new cells, the receipt) of this batch's deposits."""
-    out: list[tuple[_Job, Any, BaseException | None]] = []
-    size = len(tree.members)
-    head = step.head
-    for job, result, error in outcomes:
-        if (
-            error is None
-            and isinstance(result, DepositResult)
-            and result.leaf_index == step.leaf_index
-            and result.batch_position is not None
-        ):
-            receipt = None
-            if result.created:
-                receipt = LogReceipt(tree, result.batch_position, head, step.inclusion_proof)
-            result = DepositResult(
-                result.cell_id,
-                result.created,
-                result.leaf_index,
-                result.batch_position,
-                size,
-                receipt,
-            )
-        out.append((job, result, error))
-    return out
-
-
 def _nodes(conn: sqlite3.Connection, size: int, wanted: set[tuple[int, int]]) -> _log.DictReader:
-    """Fetch the planned nodes: one primary-key lookup each, O(log n) in all."""
-    found: dict[tuple[int, int], bytes] = {}
+    """Fetch the planned nodes: one primary-key lookup per leaf row, O(log n) in all.
+
+    Node ``(level, idx)`` is stored in the row of the leaf that completed it,
+    ``((idx + 1) << level) - 1``, at offset ``32 * level`` of its ``nodes``.
+    """
+    rows: dict[int, list[tuple[int, int]]] = {}
     for level, idx in wanted:
+        rows.setdefault(((idx + 1) << level) - 1, []).append((level, idx))
+    found: dict[tuple[int, int], bytes] = {}
+    for leaf_index, coords in rows.items():
         row = conn.execute(
-            "SELECT hash FROM log_nodes WHERE level = ? AND idx = ?", (level, idx)
+            "SELECT nodes FROM log_leaves WHERE leaf_index = ?", (leaf_index,)
         ).fetchone()
-        if row is not None:
-            found[(level, idx)] = bytes(row[0])
+        if row is None:
+            continue
+        nodes = bytes(row[0])
+        for level, idx in coords:
+            h = nodes[HASH_LEN * level : HASH_LEN * (level + 1)]
+            if len(h) == HASH_LEN:
+                found[(level, idx)] = h
     return _log.DictReader(size, found)
 
 
 def _members(conn: sqlite3.Connection, leaf_index: int) -> list[bytes]:
     row = conn.execute(
-        "SELECT hashes FROM log_members WHERE leaf_index = ?", (leaf_index,)
+        "SELECT members FROM log_leaves WHERE leaf_index = ?", (leaf_index,)
     ).fetchone()
-    return [] if row is None else _log.split_hashes(bytes(row[0]))
+    return [] if row is None or row[0] is None else _log.split_hashes(bytes(row[0]))
 
 
 def _chunks(slots: list[bytes]) -> list[list[bytes]]:
