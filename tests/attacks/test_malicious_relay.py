@@ -21,6 +21,7 @@ import pytest
 
 from backchannel.client import demo
 from backchannel.client.log_watch import evidence_text
+from backchannel.client.relay_client import RelayClient
 from backchannel.client.service import Client
 from backchannel.protocol.misbehaviour import DepositNote, evidence_kind, verify_misbehaviour
 from tests.client.conftest import FAST_KDF, RELAY_URL
@@ -29,9 +30,28 @@ from tests.client.evil_relay import Clock, ForkingRelay, LyingRelay
 Mission = tuple[Client, Client]
 
 
-async def _missions(tmp: Path, f_ny: object, f_dc: object) -> tuple[Mission, Mission]:
-    ny = await demo.found(tmp, "New York", ("Ri", "Han"), RELAY_URL, f_ny, "pw", FAST_KDF)  # type: ignore[arg-type]
-    dc = await demo.found(tmp, "Washington", ("Smith", "Jones"), RELAY_URL, f_dc, "pw", FAST_KDF)  # type: ignore[arg-type]
+async def _missions(tmp: Path, f_ny: object, f_dc: object, clock: Clock) -> tuple[Mission, Mission]:
+    """Two missions whose devices share the relay's clock (no skew between them)."""
+    ny = await demo.found(
+        tmp,
+        "New York",
+        ("Ri", "Han"),
+        RELAY_URL,
+        f_ny,
+        "pw",
+        FAST_KDF,
+        clock,  # type: ignore[arg-type]
+    )
+    dc = await demo.found(
+        tmp,
+        "Washington",
+        ("Smith", "Jones"),
+        RELAY_URL,
+        f_dc,
+        "pw",
+        FAST_KDF,
+        clock,  # type: ignore[arg-type]
+    )
     await demo.pair(ny, dc)
     return ny, dc
 
@@ -72,7 +92,7 @@ def clock() -> Clock:
 async def test_honest_relay_gossip_raises_nothing(tmp_path: Path, clock: Clock) -> None:
     relay = LyingRelay(tmp_path / "relay", clock)
     async with relay.running():
-        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory())
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
         await _quiet(ny, dc, clock, rounds=5)
         # The gossip went through: each runner names its deposits to the other.
         for runner in (ny[0], dc[0]):
@@ -83,7 +103,7 @@ async def test_honest_relay_gossip_raises_nothing(tmp_path: Path, clock: Clock) 
 async def test_a_dropped_cell_is_proved_within_one_round(tmp_path: Path, clock: Clock) -> None:
     relay = LyingRelay(tmp_path / "relay", clock)
     async with relay.running():
-        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory())
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
         await _quiet(ny, dc, clock)
         relay.store.plan.tenant = dc[0].mission().tenant_id
         relay.store.plan.drop = True  # New York's next cell to Washington vanishes
@@ -118,7 +138,7 @@ def _verify_with_the_cli(tmp: Path, blobs: list[bytes]) -> None:
 async def test_a_replayed_cell_is_caught_and_proved(tmp_path: Path, clock: Clock) -> None:
     relay = LyingRelay(tmp_path / "relay", clock)
     async with relay.running():
-        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory())
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
         relay.store.plan.tenant = dc[0].mission().tenant_id
         await _quiet(ny, dc, clock)
         relay.store.plan.replay = True  # the next slot is served an older cell of New York's
@@ -132,7 +152,7 @@ async def test_a_replayed_cell_is_caught_and_proved(tmp_path: Path, clock: Clock
 async def test_two_reordered_cells_are_caught_and_proved(tmp_path: Path, clock: Clock) -> None:
     relay = LyingRelay(tmp_path / "relay", clock)
     async with relay.running():
-        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory())
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
         relay.store.plan.tenant = dc[0].mission().tenant_id
         await _quiet(ny, dc, clock)
         relay.store.plan.swap = True  # hold the next cell back, then swap it with the one after
@@ -147,7 +167,7 @@ async def test_two_reordered_cells_are_caught_and_proved(tmp_path: Path, clock: 
 async def test_a_rewound_relay_is_proved(tmp_path: Path, clock: Clock) -> None:
     relay = LyingRelay(tmp_path / "relay", clock)
     async with relay.running():
-        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory())
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
         await _quiet(ny, dc, clock, rounds=2)
         backup = relay.store.snapshot()
         await _quiet(ny, dc, clock, rounds=2)
@@ -162,7 +182,7 @@ async def test_a_fork_between_the_missions_is_proved_within_one_round(
 ) -> None:
     relay = ForkingRelay(tmp_path / "relay", clock)
     async with relay.running():
-        ny, dc = await _missions(tmp_path, relay.factory(1), relay.factory(2))
+        ny, dc = await _missions(tmp_path, relay.factory(1), relay.factory(2), clock)
         await _quiet(ny, dc, clock)  # the two logs are equal so far
         await relay.fork(dc[0].mission().tenant_id)
         # Washington sees the second log this round and gossips its head in its
@@ -175,3 +195,83 @@ async def test_a_fork_between_the_missions_is_proved_within_one_round(
         _checked(_proofs(ny) + _proofs(dc), "fork")
         # Each side's own view is self-consistent: only the gossip could tell.
         assert all("fork" in a or "not square" in a for a in alarms if a.startswith("relay"))
+
+
+async def test_a_drop_inside_rounds_produced_together_is_detected(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Cells produced in one sync carry the same note, so a drop among them may not
+    be named by any note; it is still seen at once: the peer deposits its rounds in
+    order, so a round called empty below one that is served was dropped."""
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
+        await _quiet(ny, dc, clock)
+        relay.store.plan.tenant = dc[0].mission().tenant_id
+        relay.store.plan.drop = True
+        clock.now += 180
+        assert (await ny[0].sync(3)).relay_error is None  # three rounds at once
+        report = await dc[0].sync(1)
+        assert any("a dropped cell" in a for a in report.alarms), report.alarms
+
+
+async def test_proofs_the_relay_withholds_for_a_while_are_checked_later(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A relay that answers 503 to proof requests while it lies only delays the
+    proof: the gossip waits in the vault and is checked at the next sync."""
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
+        await _quiet(ny, dc, clock)
+        relay.store.plan.tenant = dc[0].mission().tenant_id
+        relay.store.plan.drop = True
+        await _round(ny, dc, clock)
+        relay.busy.add("/v1/log/proof/entry")
+        clock.now += 60
+        await ny[0].sync(1)
+        report = await dc[0].sync(1)
+        assert report.relay_error is not None and _proofs(dc) == []
+        relay.busy.clear()
+        report = await dc[0].sync(0)
+        assert any("drop:" in a for a in report.alarms), report.alarms
+        _checked(_proofs(dc), "drop")
+
+
+async def test_a_relay_that_post_dates_what_it_signs_raises_an_alarm(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Proofs of drops and conflicts rest on the relay's signed times; a relay that
+    dates them ahead (to make a drop look like an expiry) is caught by the clock."""
+    relay = LyingRelay(tmp_path / "relay", lambda: clock.now + 7200)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
+        alarms = await _round(ny, dc, clock)
+        assert any("ahead of this device's clock" in a for a in alarms), alarms
+
+
+async def test_a_malformed_consistency_proof_is_an_alarm_not_a_crash(
+    tmp_path: Path, clock: Clock
+) -> None:
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
+        await _quiet(ny, dc, clock, rounds=1)
+        honest = relay.factory()
+
+        def garbling(url: str, tenant: str | None, credential: str | None) -> RelayClient:
+            client = honest(url, tenant, credential)
+
+            async def consistency_proof(first: int, second: int) -> list[bytes]:
+                return [b"short"]
+
+            client.consistency_proof = consistency_proof  # type: ignore[method-assign]
+            return client
+
+        smith = dc[0]
+        smith._relay = garbling  # type: ignore[assignment]
+        clock.now += 60
+        await ny[0].sync(1)
+        report = await smith.sync(1)
+        assert report.relay_error is None
+        assert any(a.startswith("relay log") for a in report.alarms), report.alarms

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,16 +124,31 @@ def _client(url: str, tenant: str | None, credential: str | None, transport: obj
     )
 
 
+class _Flaky(httpx.AsyncBaseTransport):
+    """The app, except that paths in ``down`` answer 503 (the relay 'is busy')."""
+
+    def __init__(self, app: object, down: set[str]) -> None:
+        self.inner = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        self.down = down
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path in self.down:
+            return httpx.Response(503, json={"error": "busy"})
+        return await self.inner.handle_async_request(request)
+
+
 class LyingRelay:
     """One lying relay (a drop, replay, reorder or rewind)."""
 
-    def __init__(self, tmp: Path, clock: Clock) -> None:
+    def __init__(self, tmp: Path, clock: Callable[[], float]) -> None:
         self.store = LyingStore()
         self.app = create_app(_settings(tmp), self.store, clock=clock)
+        #: Paths that answer 503 for now.
+        self.busy: set[str] = set()
 
     def factory(self) -> RelayFactory:
         def make(url: str, tenant: str | None, credential: str | None) -> RelayClient:
-            return _client(url, tenant, credential, httpx.ASGITransport(app=self.app))
+            return _client(url, tenant, credential, _Flaky(self.app, self.busy))
 
         return make  # type: ignore[return-value]
 

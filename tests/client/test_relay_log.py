@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from backchannel.client import cards
 from backchannel.client.cards import CardError
 from backchannel.client.relay_client import FetchAnswer, RelayClient
 from backchannel.crypto.signing import SigningKey
@@ -123,3 +124,25 @@ async def test_a_relay_that_stops_proving_its_answers_raises_an_alarm(
     dc[0]._relay = unproving  # type: ignore[assignment]
     report = await dc[0].sync(1)
     assert any("without proving it in its log" in a for a in report.alarms), report.alarms
+
+
+async def test_a_peer_card_kept_from_before_the_relay_key_still_syncs(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    # The card New York's officers hold for Washington, in the earlier layout
+    # (version 1: no relay key), as a home made before the change keeps it.
+    old = replace(dc[0].mission_card(), version=1, relay_key=bytes(32))
+    raw = old.signed_part()
+    text = cards._armor(
+        cards.MISSION_PREFIX, raw + dc[0].officer.signing_key.sign_hybrid(cards.SIG_CARD, raw)
+    )
+    decoded = cards.MissionCard.decode(text)
+    assert decoded.version == 1 and decoded.relay_key == bytes(32)
+    ri = ny[0]
+    ri._put("peers", old.mission_id, replace(ri.peer(old.mission_id), card=text))
+    report = await ri.sync(1)
+    assert report.relay_error is None and report.deposited == 1
+    # A fresh card from the peer replaces it, in the current layout.
+    ri.add_peer(dc[0].mission_card().encode())
+    assert cards.MissionCard.decode(ri.peer(old.mission_id).card).version == cards.CARD_VERSION

@@ -30,6 +30,7 @@ from backchannel.protocol.misbehaviour import (
     open_signed_head,
     relay_key_fingerprint,
     relay_key_from_bytes,
+    slot_conflict_evidence,
     verify_misbehaviour,
 )
 from backchannel.relay.app import create_app
@@ -483,7 +484,7 @@ async def test_a_cell_outlives_its_leaf_time_by_the_retention_despite_a_clock_st
         await app.state.service.expire_once()
         log = await fetch(http, tenant, [cell.slot])
         assert "absent" not in log and cell.slot in log["cells"]  # still kept
-        clock.now += 600  # an hour after its leaf's time: now it may go
+        clock.now += 600 + 60  # an hour and the expiry's one-step grace after its leaf: gone
         await app.state.service.expire_once()
         log = await fetch(http, tenant, [cell.slot])
         blob = drop_evidence(
@@ -493,6 +494,46 @@ async def test_a_cell_outlives_its_leaf_time_by_the_retention_despite_a_clock_st
             absence_of(log),
             bytes.fromhex(cell.slot),
             await cell.entry(http),
+        )
+        with pytest.raises(ProofError, match="expired"):
+            verify_misbehaviour(blob)
+
+
+async def test_a_clock_stepping_back_after_expiry_proves_nothing(
+    make_app: AppFactory, clock: Clock
+) -> None:
+    """The relay's time never goes backwards: after an expiry, a clock stepped back
+    neither dates an absence before the expiry nor a new cell in the freed slot
+    within the hour of the old one."""
+    app = make_app(retention_seconds=MIN_RETENTION_SECONDS)
+    async for http in running(app):
+        tenant = await register(http, "mission-step")
+        key = await relay_key(http)
+        cell = await put(http, tenant.tenant_id)
+        clock.now += MIN_RETENTION_SECONDS + 120
+        await app.state.service.expire_once()
+        clock.now -= 120  # NTP steps the clock back after the expiry
+        log = await fetch(http, tenant, [cell.slot])
+        assert absence_of(log).served_at >= open_signed_head(cell.signed_head, key).timestamp
+        blob = drop_evidence(
+            key,
+            cell.signed_head,
+            bytes.fromhex(str(log["signed_head"])),
+            absence_of(log),
+            bytes.fromhex(cell.slot),
+            await cell.entry(http),
+        )
+        with pytest.raises(ProofError, match="expired"):
+            verify_misbehaviour(blob)
+        again = await put(http, tenant.tenant_id, slot=cell.slot)
+        blob = slot_conflict_evidence(
+            key,
+            cell.signed_head,
+            again.signed_head,
+            tenant.tenant_id,
+            bytes.fromhex(cell.slot),
+            await cell.entry(http),
+            await again.entry(http),
         )
         with pytest.raises(ProofError, match="expired"):
             verify_misbehaviour(blob)

@@ -92,25 +92,31 @@ class MissionCard:
     #: SHA-256 of the relay's log key (Ed25519 || ML-DSA-65) as the signer's device
     #: pinned it; all zeros when that device had not met the relay yet.
     relay_key: bytes = bytes(32)
+    #: The layout the card was signed in (1: before the relay key was added).
+    version: int = CARD_VERSION
 
     @property
     def roster(self) -> rs.Roster:
         return self.chain[-1].roster
 
     def signed_part(self) -> bytes:
-        w = Writer().u8(CARD_VERSION).fixed(self.mission_id, 32).u8(len(self.chain))
+        w = Writer().u8(self.version).fixed(self.mission_id, 32).u8(len(self.chain))
         for s in self.chain:
             w.var(s.encode())
         w.u8(len(self.certs))
         for c in self.certs:
             w.var(c.encode())
-        w.text(self.relay_url).text(self.tenant_id).fixed(self.relay_key, 32)
+        w.text(self.relay_url).text(self.tenant_id)
+        if self.version >= 2:
+            w.fixed(self.relay_key, 32)
         w.fixed(self.signer_id, OFFICER_ID_LEN)
         return w.bytes()
 
     def sign(self, officer: Officer) -> MissionCard:
-        sig = officer.signing_key.sign_hybrid(SIG_CARD, self.signed_part())
-        return replace(self, signature=sig)
+        card = replace(self, version=CARD_VERSION)
+        return replace(
+            card, signature=officer.signing_key.sign_hybrid(SIG_CARD, card.signed_part())
+        )
 
     def encode(self) -> str:
         return _armor(MISSION_PREFIX, self.signed_part() + self.signature)
@@ -121,14 +127,18 @@ class MissionCard:
         raw = _unarmor(MISSION_PREFIX, text, "a mission card")
         try:
             r = Reader(raw)
-            expect_version(r, CARD_VERSION, "mission card")
+            version = r.u8()
+            if version not in (1, CARD_VERSION):
+                raise DecodeError("unsupported mission card version")
             mid = r.fixed(32)
             chain = tuple(rs.SignedRoster.decode(r.var(1 << 20)) for _ in range(r.u8()))
             certs = tuple(EpochKeyCert.decode(r.var(8192)) for _ in range(r.u8()))
-            relay_url, tenant_id, relay_key = r.text(512), r.text(64), r.fixed(32)
+            relay_url, tenant_id = r.text(512), r.text(64)
+            # Version 1 cards (kept from before) state no relay key.
+            relay_key = r.fixed(32) if version == CARD_VERSION else bytes(32)
             signer, sig = r.fixed(OFFICER_ID_LEN), r.fixed(HYBRID_SIG_LEN)
             r.end()
-            card = cls(mid, chain, certs, relay_url, tenant_id, signer, sig, relay_key)
+            card = cls(mid, chain, certs, relay_url, tenant_id, signer, sig, relay_key, version)
             card.verify(pinned_mission_id or mid)
         except RosterError as exc:
             raise CardError(f"the mission card does not verify: {exc}") from None

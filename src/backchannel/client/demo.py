@@ -8,6 +8,8 @@ back. Every step is recorded with its outcome.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +45,11 @@ async def found(
     factory: RelayFactory,
     passphrase: str,
     params: KdfParams,
+    clock: Callable[[], float] = time.time,
 ) -> tuple[Client, Client]:
     slug = mission.lower().replace(" ", "-")
     a, b = (
-        Client(Home.create(workdir / f"{slug}-{i + 1}", n, passphrase, params), factory)
+        Client(Home.create(workdir / f"{slug}-{i + 1}", n, passphrase, params), factory, clock)
         for i, n in enumerate(names)
     )
     proposal = a.propose_mission(mission, 2, [b.officer_card()], relay_url)

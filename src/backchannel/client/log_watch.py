@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ from backchannel.protocol.misbehaviour import (
     SignedHead,
     drop_evidence,
     encode_evidence,
+    evidence_kind,
     relay_key_from_bytes,
     slot_conflict_evidence,
     verify_misbehaviour,
@@ -58,6 +60,12 @@ ALARMS = "relay_alarms"
 EVIDENCE = "relay_evidence"
 #: Proofs of misbehaviour kept at most (more of the same adds nothing).
 MAX_EVIDENCE = 64
+#: Alarms kept at most (each distinct line once).
+MAX_ALARMS = 256
+#: How far ahead of this device's clock a relay's signed time may be (seconds)
+#: before it is an alarm: a relay dating its statements ahead would escape the
+#: hour that proofs of drops and slot conflicts rely on.
+CLOCK_TOLERANCE = 600
 
 #: A checked cell: (tenant, slot, cell bytes, its place in the log).
 CellCheck = tuple[str, bytes, bytes, CellLog]
@@ -97,9 +105,15 @@ class LogWatch:
     """Log checks for one device; ``expected_keys(url)`` gives relay-key fingerprints
     that mission cards state for ``url`` (empty: trust on first contact)."""
 
-    def __init__(self, vault: Vault, expected_keys: Callable[[str], set[bytes]]) -> None:
+    def __init__(
+        self,
+        vault: Vault,
+        expected_keys: Callable[[str], set[bytes]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.vault = vault
         self._expected = expected_keys
+        self._clock = clock
 
     # -- what is kept -------------------------------------------------------------
 
@@ -117,9 +131,13 @@ class LogWatch:
         return [blob for _, blob in self.vault.items(EVIDENCE)]
 
     def alarm(self, url: str, text: str, alarms: list[str]) -> None:
+        """Raise an alarm; one already raised is reported again but kept once."""
         line = f"relay log ({url}): {text}"
         alarms.append(line)
-        self.vault.append(ALARMS, line.encode())
+        if line.encode() in {raw for _, raw in self.vault.pending(ALARMS)}:
+            return
+        if len(self.vault.pending(ALARMS)) < MAX_ALARMS:
+            self.vault.append(ALARMS, line.encode())
 
     def _keep(self, url: str, blob: bytes, alarms: list[str]) -> None:
         """Keep a proof of misbehaviour, once it verifies as anyone would verify it."""
@@ -131,8 +149,13 @@ class LogWatch:
         name = hashlib.sha256(blob).digest()[:16]
         if self.vault.get(EVIDENCE, name) is not None:
             return
-        if len(self.vault.items(EVIDENCE)) < MAX_EVIDENCE:
-            self.vault.put(EVIDENCE, name, blob)
+        kept = self.evidence()
+        if any(evidence_kind(b) == evidence_kind(blob) for b in kept) and len(kept) >= 8:
+            return  # more proofs of one lie add nothing; the first ones stand
+        if len(kept) >= MAX_EVIDENCE:
+            self.alarm(url, f"{summary} (not kept: {MAX_EVIDENCE} proofs already)", alarms)
+            return
+        self.vault.put(EVIDENCE, name, blob)
         self.alarm(
             url, f"{summary}; proof of misbehaviour kept (`backchannel evidence export`)", alarms
         )
@@ -188,11 +211,12 @@ class LogWatch:
         alarms: list[str],
     ) -> dict[bytes, EntryProof] | None:
         """Prove ``cells`` in ``signed`` and move the pinned head on; None on an alarm."""
-        monitor = await self.pin(url, relay, alarms)
-        if monitor is None:
-            return None
         try:
+            monitor = await self.pin(url, relay, alarms)
+            if monitor is None:
+                return None
             head = monitor.open(signed)
+            self._not_ahead(url, head.timestamp, "a tree head", alarms)
             leaves: dict[int, bytes] = {}
             proved: dict[bytes, EntryProof] = {}
             for tenant_id, slot, cell, place in cells:
@@ -210,6 +234,9 @@ class LogWatch:
         except RemoteProtocolError as exc:
             self.alarm(url, str(exc), alarms)
             return None
+        except RelayRefused:
+            self.alarm(url, "the relay refused to prove a cell in its log", alarms)
+            return None
         if not await self._advance(url, relay, monitor, signed, alarms):
             return None
         return proved
@@ -222,8 +249,9 @@ class LogWatch:
         try:
             proof = await relay.consistency_proof(*need) if need else []
             moved = monitor.advance(signed, proof)
-        except (ProofError, RelayRefused) as exc:
-            await self._contradiction(url, relay, monitor, signed, str(exc), alarms)
+        except (RemoteProtocolError, RelayRefused) as exc:
+            reason = str(exc) if isinstance(exc, RemoteProtocolError) else "no consistency proof"
+            await self._contradiction(url, relay, monitor, signed, reason, alarms)
             return False
         if moved != monitor:
             self._save(url, moved)
@@ -256,10 +284,25 @@ class LogWatch:
                 or set(absence.slots) != empty
             ):
                 raise ProofError("the relay's statement of absence does not match its answer")
+            if not self._not_ahead(url, absence.served_at, "a statement of absence", alarms):
+                return False
         except RemoteProtocolError as exc:
             self.alarm(url, f"statement of absence: {exc}", alarms)
             return False
         return True
+
+    def _not_ahead(self, url: str, when: int, what: str, alarms: list[str]) -> bool:
+        """Alarm when the relay dates ``what`` ahead of this device's clock."""
+        if when <= self._clock() + CLOCK_TOLERANCE:
+            return True
+        self.alarm(
+            url,
+            f"the relay dated {what} more than {CLOCK_TOLERANCE} s ahead of this device's "
+            "clock (a relay that post-dates what it signs escapes the proofs; or this "
+            "device's clock is wrong)",
+            alarms,
+        )
+        return False
 
     # -- contradictions -------------------------------------------------------------
 
@@ -345,7 +388,7 @@ class LogWatch:
                     proof = await relay.consistency_proof(small.size, big.size)
                     verify_consistency(small.size, big.size, small.root, big.root, proof)
                     return
-                except (ProofError, RelayRefused):
+                except (RemoteProtocolError, RelayRefused):
                     pass
         await self._contradiction(
             url,

@@ -11,6 +11,7 @@ The CLI and the local UI are thin adapters over :class:`Client`.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -145,7 +146,7 @@ class Client:
         self.officer: Officer = home.officer
         self._relay = relay_factory
         self._clock = clock
-        self.log = LogWatch(self.vault, self._card_relay_keys)
+        self.log = LogWatch(self.vault, self._card_relay_keys, clock)
 
     # --- small vault helpers -------------------------------------------------
 
@@ -205,7 +206,8 @@ class Client:
             except RelayRefused as exc:
                 if getattr(exc, "status", None) != 409:
                     raise
-            await self.log.pin(m.relay_url, relay, [])
+            with contextlib.suppress(RelayRefused):  # a relay that keeps no log
+                await self.log.pin(m.relay_url, relay, [])
 
     def _card_relay_keys(self, url: str) -> set[bytes]:
         """Relay-key fingerprints that the mission cards we hold state for ``url``."""
@@ -830,9 +832,9 @@ class Client:
                     ).__aenter__()
                 client = clients[out.relay_url]
                 receipt = await client.deposit(out.tenant_id, out.slot, out.cell)
-                self.vault.mark_done("net_out", entry_id)
-                report.deposited += 1
-                report.waiting -= 1
+                # Done only once its receipt is checked: a relay that cannot be
+                # reached for the proofs gets the same (idempotent) deposit again.
+                proved = None
                 if receipt.log is None or receipt.signed_head is None:
                     self.log.unproved(out.relay_url, report.alarms)
                 else:
@@ -843,8 +845,12 @@ class Client:
                         [(out.tenant_id, out.slot, out.cell, receipt.log)],
                         report.alarms,
                     )
-                    if proved and out.channel_id:
+                with self._tx():
+                    if proved and out.channel_id and receipt.log is not None:
                         self._note_deposit(out, receipt.cell_id, receipt.log)
+                    self.vault.mark_done("net_out", entry_id)
+                report.deposited += 1
+                report.waiting -= 1
         finally:
             for c in clients.values():
                 await c.aclose()
@@ -962,45 +968,68 @@ class Client:
                     seen[slot] = SlotSeen(slot, answer.signed_head, None, answer.absent)
         present = [r for r, s in slots.items() if s in got]
         if not present:
+            await self._on_gossip(relay, channel_id, report)
             return
+        last = max(present)
         with self._tx():
-            for r in range(first, max(present) + 1):
+            for r in range(first, last + 1):
                 if slots[r] in seen:
                     self._put("log_seen", _round_key(channel_id, r), seen[slots[r]])
-                self.vault.delete("log_seen", _round_key(channel_id, r - SEEN_ROUNDS))
-        gossip: list[Gossip] = []
-        for r in range(first, max(present) + 1):
-            heard = self._receive_round(channel_id, r, got.get(slots[r]), report)
-            if heard is not None:
-                gossip.append(heard)
+        if len(wanted) <= MAX_FETCH:  # one snapshot
+            # The peer deposits its rounds in order, one cell each: a round the
+            # relay calls empty while it serves a later one was dropped.
+            for r in range(first, last):
+                if slots[r] not in got and slots[r] in seen:
+                    text = (
+                        f"the relay says the peer's cell of round {r} is not there while it "
+                        "serves later rounds: a dropped cell"
+                    )
+                    self.log.alarm(m.relay_url, text, report.alarms)
+        for r in range(first, last + 1):
+            self._receive_round(channel_id, r, got.get(slots[r]), report)
             report.rounds_received += 1
-        if gossip:
-            await self._on_gossip(relay, channel_id, gossip, report)
+        await self._on_gossip(relay, channel_id, report)
 
-    async def _on_gossip(
-        self, relay: RelayClient, channel_id: bytes, gossip: list[Gossip], report: SyncReport
-    ) -> None:
+    async def _on_gossip(self, relay: RelayClient, channel_id: bytes, report: SyncReport) -> None:
         """Compare the peer's view of our relay's log with ours (relay-log-v1 §5).
 
-        The peer's heads only grow, each consistent with the last (its own
-        monitor sees to that), so comparing its largest with ours covers the
-        others; every note is checked.
+        The gossip of received rounds waits in the vault (``gossip_due``) until
+        it is checked, so a relay that cannot be reached meanwhile delays the
+        checks and loses none. The peer's heads only grow, each consistent with
+        the last (its own monitor sees to that), so comparing its largest with
+        ours covers the others; every note is checked.
         """
         m = self.mission()
-        largest = max(gossip, key=lambda g: SignedHead.decode(g.head).head.size)
-        await self.log.compare(m.relay_url, relay, largest.head, report.alarms)
-        for note in {g.note for g in gossip if g.note is not None}:
-            key = _round_key(channel_id, note.round)
-            seen: SlotSeen | None = self._get("log_seen", key, SlotSeen)
-            if seen is not None:
-                await self.log.check_note(
-                    m.relay_url, relay, m.tenant_id, seen, note, report.alarms
-                )
+        due = [
+            (entry_id, statecodec.loads(GossipDue, raw))
+            for entry_id, raw in self.vault.pending("gossip_due")
+        ]
+        due = [(i, g) for i, g in due if g.channel_id == channel_id]
+        if due:
+            gossip = [g.gossip for _, g in due]
+            largest = max(gossip, key=lambda g: SignedHead.decode(g.head).head.size)
+            await self.log.compare(m.relay_url, relay, largest.head, report.alarms)
+            for note in {g.note for g in gossip if g.note is not None}:
+                key = _round_key(channel_id, note.round)
+                seen: SlotSeen | None = self._get("log_seen", key, SlotSeen)
+                if seen is not None:
+                    await self.log.check_note(
+                        m.relay_url, relay, m.tenant_id, seen, note, report.alarms
+                    )
+            with self._tx():
+                for entry_id, _ in due:
+                    self.vault.mark_done("gossip_due", entry_id)
+        # What the relay served more than SEEN_ROUNDS rounds ago is no longer needed.
+        horizon = self._endpoint(channel_id).next_recv_round - SEEN_ROUNDS
+        with self._tx():
+            for key, _ in self.vault.items("log_seen"):
+                if key[:-8] == channel_id and int.from_bytes(key[-8:], "big") < horizon:
+                    self.vault.delete("log_seen", key)
 
     def _receive_round(
         self, channel_id: bytes, r: int, cell: bytes | None, report: SyncReport
-    ) -> Gossip | None:
-        """Process one round; return the peer's gossip it carried, to check."""
+    ) -> None:
+        """Process one round; the peer's gossip it carried waits in ``gossip_due``."""
         rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
         ep = self._endpoint(channel_id)
         try:
@@ -1045,7 +1074,8 @@ class Client:
                 report.delivered.extend(res.delivered)
             self._put("channels", channel_id, replace(rec, announcements=tuple(anns.items())))
             self._save_endpoint(channel_id, ep)
-        return res.gossip
+            if res.gossip is not None:
+                self.vault.append("gossip_due", statecodec.dumps(GossipDue(channel_id, res.gossip)))
 
     # --- the relay's transparency log ------------------------------------------------
 
@@ -1099,6 +1129,14 @@ def _one(items: list[_T], key: Callable[[_T], bytes], prefix: str, what: str, cm
     if len(hits) != 1:
         raise ConfigError(f"no single {what} matches {prefix!r}; see `backchannel {cmd}`")
     return hits[0]
+
+
+@dataclass(frozen=True)
+class GossipDue:
+    """The peer's gossip from a received round, waiting to be checked."""
+
+    channel_id: bytes
+    gossip: Gossip
 
 
 def _round_key(channel_id: bytes, round_no: int) -> bytes:

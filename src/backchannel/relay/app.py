@@ -168,6 +168,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.store.open()
+        await service.start_clock()
         if settings.rendezvous:
             await service.ensure_rendezvous()
         expiry = asyncio.create_task(service.expire_forever(), name="relay-expiry")

@@ -84,6 +84,7 @@ class RelayService:
         self.settings = s
         self.store = store
         self.clock = clock
+        self._time_floor = 0
         self.metrics = RelayMetrics()
         self.ip_limits = TokenBuckets(s.ip_rate, s.ip_burst, s.rate_limit_buckets, clock)
         self.tenant_limits = TokenBuckets(
@@ -97,9 +98,21 @@ class RelayService:
     # -- helpers -----------------------------------------------------------
 
     def coarse_now(self) -> int:
-        """The current time rounded down, so the store never holds exact times."""
+        """The current time rounded down, so the store never holds exact times.
+
+        It never goes backwards, even when the clock does (it starts from the
+        log's latest time): what the relay signs as its time (statements of
+        absence) is never earlier than an expiry it already ran, so an honest
+        relay's statements never prove a drop (relay-log-v1 §3.2).
+        """
         g = self.settings.time_granularity_seconds
-        return int(self.clock()) // g * g
+        self._time_floor = max(self._time_floor, int(self.clock()) // g * g)
+        return self._time_floor
+
+    async def start_clock(self) -> None:
+        """Start :meth:`coarse_now` from the log's latest time (after a restart)."""
+        with contextlib.suppress(StoreUnavailable):
+            self._time_floor = max(self._time_floor, (await self.store.log_head()).timestamp)
 
     async def tenant(self, tenant_id: str) -> TenantRecord | None:
         """The tenant's record; positive answers are cached (tenants are never deleted)."""
@@ -454,7 +467,12 @@ class RelayService:
 
     async def expire_once(self) -> int:
         s = self.settings
-        removed = await self.store.expire(self.coarse_now(), s.retention_seconds)
+        # One time step of grace: relay processes sharing a database may differ
+        # by that much, and a cell must outlive its leaf by the retention on
+        # every process's clock.
+        removed = await self.store.expire(
+            self.coarse_now(), s.retention_seconds + s.time_granularity_seconds
+        )
         self.metrics.cells_expired.inc(removed)
         if removed:
             log.info("expired %d cells older than %d seconds", removed, s.retention_seconds)
