@@ -604,11 +604,13 @@ def raw_absence(
     head_: TreeHead | None = None,
     served_at: int = LEAF_1_TIME,
     tenant: bytes = TENANT.encode(),
+    retention: int = MIN_RETENTION_SECONDS,
 ) -> bytes:
     """An absence laid out by hand (any slots, in the order given), zero signature."""
     return (
         (head_ or LOG.head(3)).encode()
         + served_at.to_bytes(8, "big")
+        + retention.to_bytes(4, "big")
         + bytes([len(tenant)])
         + tenant
         + len(slots).to_bytes(2, "big")
@@ -622,7 +624,7 @@ def test_absence_round_trip() -> None:
     made = Absence.make(RELAY, LOG.head(4), 1234, TENANT, [slots[3], *slots, slots[0]])
     assert made.slots == tuple(sorted(slots))  # distinct and ascending
     raw = made.encode()
-    assert len(raw) == 49 + 8 + 1 + len(TENANT) + 2 + 32 * 5 + 64
+    assert len(raw) == 49 + 8 + 4 + 1 + len(TENANT) + 2 + 32 * 5 + 64
     back = Absence.decode(raw)
     assert back == made
     assert back.encode() == raw
@@ -644,6 +646,7 @@ def test_absence_decoding_refuses_malformed_statements() -> None:
         raw_absence([]),  # names nothing
         raw_absence([a], tenant=b""),  # no tenant
         raw_absence([a], tenant=b"\xff\xfe"),  # not UTF-8
+        raw_absence([a], retention=MIN_RETENTION_SECONDS - 1),  # under the hour
         good + b"\x00",  # trailing bytes
         good[:-1],  # truncated signature
         b"\x02" + good[1:],  # tree head version
@@ -768,3 +771,17 @@ def test_evidence_kind_names_the_kind_and_refuses_junk() -> None:
     for junk in (b"", b"\x01", b"\x00\x01", b"\x02\x01", b"\x01\x00", b"\x01\x06", b"junk"):
         with pytest.raises(DecodeError):
             evidence_kind(junk)
+
+
+def test_a_drop_is_provable_for_as_long_as_the_relay_says_it_keeps_cells() -> None:
+    """The statement carries the relay's retention: a day-long retention makes a drop
+    two hours after the cell's batch provable; the bare hour does not."""
+    late = LEAF_1_TIME + 2 * 3600
+    for retention, holds in ((86_400, True), (MIN_RETENTION_SECONDS, False)):
+        statement = Absence.make(RELAY, LOG.head(3), late, TENANT, (OTHER_SLOT, SLOT), retention)
+        blob = drop_blob(statement=statement)
+        if holds:
+            assert verify_misbehaviour(blob).startswith("drop:")
+        else:
+            with pytest.raises(ProofError, match="expired"):
+                verify_misbehaviour(blob)

@@ -539,6 +539,16 @@ async def test_a_clock_stepping_back_after_expiry_proves_nothing(
             verify_misbehaviour(blob)
 
 
+async def test_the_absence_states_the_relay_retention(
+    make_app: AppFactory, clock: Clock
+) -> None:
+    app = make_app(retention_seconds=2 * 86_400)
+    async for http in running(app):
+        tenant = await register(http, "mission-keeps")
+        log = await fetch(http, tenant, [new_slot()])
+        assert absence_of(log).retention == 2 * 86_400
+
+
 # -- the embedded store: batches of many cells -------------------------------------------
 
 

@@ -49,7 +49,7 @@ head compact or full); see :func:`verify_misbehaviour`:
 ``DROP`` (4)
     Tail ``len u16 | absence | slot [32] | entry proof``: the relay logged a
     cell at ``slot`` (the entry, proved in A) and later signed that the slot
-    was empty at B (:class:`Absence`), within :data:`MIN_RETENTION_SECONDS`.
+    was empty at B (:class:`Absence`), within the retention it signed there.
 ``SLOT_CONFLICT`` (5)
     Tail ``len u8 | tenant | slot [32] | entry proof A | entry proof B``: two
     different cells logged at one slot (a replay or a reorder), within
@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backchannel.crypto.labels import SIG_ABSENCE, SIG_TREE_HEAD
 from backchannel.crypto.primitives import HASH_LEN
@@ -327,9 +327,13 @@ class Absence:
 
     ``head`` is the log's head in the same read that found the slots empty,
     ``served_at`` the relay's clock (seconds) when it answered. Layout
-    ``tree_head [49] | served_at u64 | len u8 | tenant_id | count u16 | slots
-    [32] each, ascending | Ed25519 signature [64]``; the signature covers
-    everything before it under :data:`~backchannel.crypto.labels.SIG_ABSENCE`.
+    ``tree_head [49] | served_at u64 | retention u32 | len u8 | tenant_id |
+    count u16 | slots [32] each, ascending | Ed25519 signature [64]``; the
+    signature covers everything before it under
+    :data:`~backchannel.crypto.labels.SIG_ABSENCE`. ``retention`` is how long
+    (seconds, at least :data:`MIN_RETENTION_SECONDS`) the relay says it keeps
+    every cell after its batch: the window in which this statement can prove a
+    drop.
     """
 
     head: TreeHead
@@ -337,6 +341,7 @@ class Absence:
     tenant_id: str
     slots: tuple[bytes, ...]
     signature: bytes = b""
+    retention: int = MIN_RETENTION_SECONDS
 
     def statement(self) -> bytes:
         if not 0 < len(self.slots) <= MAX_ABSENT_SLOTS:
@@ -345,7 +350,10 @@ class Absence:
             set(self.slots)
         ):
             raise LocalProtocolError("absent slots must be distinct, ascending, 32 bytes each")
+        if not MIN_RETENTION_SECONDS <= self.retention < 1 << 32:
+            raise LocalProtocolError("a relay keeps cells at least an hour")
         w = Writer().fixed(self.head.encode(), TREE_HEAD_LEN).u64(self.served_at)
+        w.u32(self.retention)
         _tenant(w, self.tenant_id)
         w.u16(len(self.slots))
         for slot in self.slots:
@@ -354,11 +362,17 @@ class Absence:
 
     @classmethod
     def make(
-        cls, key: SigningKey, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+        cls,
+        key: SigningKey,
+        head: TreeHead,
+        served_at: int,
+        tenant_id: str,
+        slots: Sequence[bytes],
+        retention: int = MIN_RETENTION_SECONDS,
     ) -> Absence:
-        unsigned = cls(head, served_at, tenant_id, tuple(sorted(set(slots))))
+        unsigned = cls(head, served_at, tenant_id, tuple(sorted(set(slots))), b"", retention)
         signature = key.sign_ed25519(SIG_ABSENCE, unsigned.statement())
-        return cls(head, served_at, tenant_id, unsigned.slots, signature)
+        return replace(unsigned, signature=signature)
 
     def encode(self) -> bytes:
         return self.statement() + self.signature
@@ -373,13 +387,16 @@ class Absence:
     @classmethod
     def read(cls, r: Reader) -> Absence:
         head = TreeHead.decode(r.fixed(TREE_HEAD_LEN))
-        served_at, tenant_id, count = r.u64(), _read_tenant(r), r.u16()
+        served_at, retention = r.u64(), r.u32()
+        if retention < MIN_RETENTION_SECONDS:
+            raise DecodeError("a relay keeps cells at least an hour")
+        tenant_id, count = _read_tenant(r), r.u16()
         if not 0 < count <= MAX_ABSENT_SLOTS:
             raise DecodeError("a statement of absence names 1 to 1,024 slots")
         slots = tuple(r.fixed(SLOT_LEN) for _ in range(count))
         if list(slots) != sorted(set(slots)):
             raise DecodeError("absent slots must be distinct and ascending")
-        return cls(head, served_at, tenant_id, slots, r.fixed(ED25519_SIG_LEN))
+        return cls(head, served_at, tenant_id, slots, r.fixed(ED25519_SIG_LEN), retention)
 
     def verify(self, key: VerifyKey) -> None:
         key.verify_ed25519(self.signature, SIG_ABSENCE, self.statement())
@@ -622,7 +639,7 @@ def _verify_drop(
     leaf = entry.verify(absence.tenant_id, slot, entry_head)
     if leaf.batch_index >= absence.head.size:
         raise ProofError("no drop: the cell was logged after the relay said the slot was empty")
-    if absence.served_at >= leaf.coarse_time + MIN_RETENTION_SECONDS:
+    if absence.served_at >= leaf.coarse_time + max(absence.retention, MIN_RETENTION_SECONDS):
         raise ProofError("no drop: the cell may have expired before the relay said it was empty")
     return (
         f"drop: relay {fp} logged a cell in slot {slot.hex()[:16]} of tenant "

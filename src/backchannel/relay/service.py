@@ -322,7 +322,11 @@ class RelayService:
             # Signed: the slots held nothing in the very read that saw this head.
             head = TreeHead.decode(signed[:_TREE_HEAD_LEN])
             answer["absent"] = self.store.sign_absence(
-                head, self.coarse_now(), record.tenant_id, absent
+                head,
+                self.coarse_now(),
+                record.tenant_id,
+                absent,
+                self.settings.retention_seconds,
             ).hex()
         return JSONResponse({"cells": encoded, "log": answer}, headers=_NO_STORE)
 

@@ -92,7 +92,7 @@ class RelaySettings:
             (self.body_limit >= self.cell_size, "body_limit must be at least cell_size"),
             (0 < self.port < 65536, "port must be between 1 and 65535"),
             (
-                self.retention_seconds >= MIN_RETENTION_SECONDS,
+                MIN_RETENTION_SECONDS <= self.retention_seconds < 1 << 32,
                 f"retention_seconds must be at least {MIN_RETENTION_SECONDS} (one hour): "
                 "clients hold the relay to keeping every cell that long",
             ),

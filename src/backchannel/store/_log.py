@@ -347,10 +347,15 @@ class LogCache:
             return signed
 
     def sign_absence(
-        self, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+        self,
+        head: TreeHead,
+        served_at: int,
+        tenant_id: str,
+        slots: Sequence[bytes],
+        retention: int,
     ) -> bytes:
         """A signed statement that ``slots`` were empty in the read that saw ``head``."""
-        return Absence.make(self.key, head, served_at, tenant_id, slots).encode()
+        return Absence.make(self.key, head, served_at, tenant_id, slots, retention).encode()
 
     def remember(self, signed: bytes, size: int) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from backchannel.crypto.signing import SigningKey
 from backchannel.errors import QuotaExceeded, SlotConflict, TenantExists, UnknownTenant
 from backchannel.protocol import merkle
-from backchannel.protocol.constants import CELL_SIZE
+from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS
 from backchannel.protocol.merkle import MemoryLog, TreeHead
 from backchannel.protocol.misbehaviour import cell_entry
 from backchannel.store import _common, _log
@@ -288,6 +288,11 @@ class MemoryRelayStore:
         return self._signer.compact_exact(head)
 
     def sign_absence(
-        self, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+        self,
+        head: TreeHead,
+        served_at: int,
+        tenant_id: str,
+        slots: Sequence[bytes],
+        retention: int = MIN_RETENTION_SECONDS,
     ) -> bytes:
-        return self._signer.sign_absence(head, served_at, tenant_id, slots)
+        return self._signer.sign_absence(head, served_at, tenant_id, slots, retention)

@@ -40,7 +40,7 @@ from backchannel.errors import (
     UnknownTenant,
 )
 from backchannel.protocol import merkle
-from backchannel.protocol.constants import CELL_SIZE
+from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
 from backchannel.store import _common, _log, _migrations
@@ -621,9 +621,14 @@ class PostgresRelayStore:
         return self._need_cache().compact_exact(head)
 
     def sign_absence(
-        self, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+        self,
+        head: TreeHead,
+        served_at: int,
+        tenant_id: str,
+        slots: Sequence[bytes],
+        retention: int = MIN_RETENTION_SECONDS,
     ) -> bytes:
-        return self._need_cache().sign_absence(head, served_at, tenant_id, slots)
+        return self._need_cache().sign_absence(head, served_at, tenant_id, slots, retention)
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:

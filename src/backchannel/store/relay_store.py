@@ -259,6 +259,11 @@ class RelayStore(Protocol):
         """The compact signed head of ``head``, a head this log committed (the caller checks)."""
 
     def sign_absence(
-        self, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+        self,
+        head: TreeHead,
+        served_at: int,
+        tenant_id: str,
+        slots: Sequence[bytes],
+        retention: int = ...,
     ) -> bytes:
         """The encoded, signed :class:`~backchannel.protocol.misbehaviour.Absence` of ``slots``."""

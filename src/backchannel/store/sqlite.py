@@ -61,7 +61,7 @@ from backchannel.errors import (
     UnknownTenant,
 )
 from backchannel.protocol import merkle
-from backchannel.protocol.constants import CELL_SIZE
+from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
 from backchannel.store import _common, _log, _migrations
@@ -901,9 +901,14 @@ class SQLiteRelayStore:
         return self._need_log().compact_exact(head)
 
     def sign_absence(
-        self, head: TreeHead, served_at: int, tenant_id: str, slots: Sequence[bytes]
+        self,
+        head: TreeHead,
+        served_at: int,
+        tenant_id: str,
+        slots: Sequence[bytes],
+        retention: int = MIN_RETENTION_SECONDS,
     ) -> bytes:
-        return self._need_log().sign_absence(head, served_at, tenant_id, slots)
+        return self._need_log().sign_absence(head, served_at, tenant_id, slots, retention)
 
 
 def _read_head(conn: sqlite3.Connection) -> _log.HeadState:
