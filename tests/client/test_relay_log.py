@@ -6,12 +6,14 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from backchannel.client import cards
 from backchannel.client.cards import CardError
 from backchannel.client.relay_client import FetchAnswer, RelayClient
 from backchannel.crypto.signing import SigningKey
+from backchannel.errors import RelayRefused
 from backchannel.protocol.log_monitor import LogMonitor
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import sign_head_compact
@@ -146,3 +148,12 @@ async def test_a_peer_card_kept_from_before_the_relay_key_still_syncs(
     # A fresh card from the peer replaces it, in the current layout.
     ri.add_peer(dc[0].mission_card().encode())
     assert cards.MissionCard.decode(ri.peer(old.mission_id).card).version == cards.CARD_VERSION
+
+
+async def test_a_relay_key_of_the_wrong_length_is_never_pinned() -> None:
+    def short_key(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ed25519": "00" * 32, "mldsa65": "00" * 10})
+
+    async with RelayClient(RELAY_URL, transport=httpx.MockTransport(short_key)) as client:
+        with pytest.raises(RelayRefused, match="malformed"):
+            await client.log_key()

@@ -378,9 +378,12 @@ class RelayClient:
         """The relay's log key: Ed25519 public key (32) || ML-DSA-65 public key (1,952)."""
         status, body = await self._json("read the relay's log key", "GET", "/v1/log/key")
         try:
-            return bytes.fromhex(body["ed25519"]) + bytes.fromhex(body["mldsa65"])
+            key = bytes.fromhex(body["ed25519"]) + bytes.fromhex(body["mldsa65"])
         except (KeyError, TypeError, ValueError):
             raise self._malformed("read the relay's log key", status) from None
+        if len(key) != 32 + 1952:
+            raise self._malformed("read the relay's log key", status)
+        return key
 
     async def log_leaf(self, index: int) -> bytes:
         status, body = await self._json("read a log leaf", "GET", f"/v1/log/leaves/{index}")
