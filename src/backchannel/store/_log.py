@@ -40,6 +40,7 @@ from backchannel.crypto.primitives import HASH_LEN
 from backchannel.crypto.signing import SEED_LEN, SigningKey
 from backchannel.errors import LocalProtocolError, StoreUnavailable
 from backchannel.protocol import merkle
+from backchannel.protocol.constants import MIN_RETENTION_SECONDS
 from backchannel.protocol.merkle import EMPTY_ROOT, Frontier, NodeReader, TreeHead
 from backchannel.protocol.misbehaviour import Absence, LogLeaf, sign_head, sign_head_compact
 from backchannel.store.relay_store import BatchTree, CellProof, leaf_hash, node_hash
@@ -487,6 +488,27 @@ class LogCache:
         if proof is None:
             (proof,) = await proofs([(leaf_index, position)], size)
         return signed, proof
+
+
+class LogSigning:
+    """The relay's signed statements, for a store whose :meth:`_log_cache` is its
+    :class:`LogCache` (every store answers them the same way)."""
+
+    def _log_cache(self) -> LogCache:
+        raise NotImplementedError
+
+    def compact_signed(self, head: TreeHead) -> bytes:
+        return self._log_cache().compact_exact(head)
+
+    def sign_absence(
+        self,
+        head: TreeHead,
+        served_at: int,
+        tenant_id: str,
+        slots: Sequence[bytes],
+        retention: int = MIN_RETENTION_SECONDS,
+    ) -> bytes:
+        return self._log_cache().sign_absence(head, served_at, tenant_id, slots, retention)
 
 
 def _tiles(size: int) -> list[tuple[int, int]]:

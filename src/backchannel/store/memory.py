@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from backchannel.crypto.signing import SigningKey
 from backchannel.errors import QuotaExceeded, SlotConflict, TenantExists, UnknownTenant
 from backchannel.protocol import merkle
-from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS
+from backchannel.protocol.constants import CELL_SIZE
 from backchannel.protocol.merkle import MemoryLog, TreeHead
 from backchannel.protocol.misbehaviour import cell_entry
 from backchannel.store import _common, _log
@@ -35,7 +35,7 @@ class _StoredCell:
     batch_position: int | None = None
 
 
-class MemoryRelayStore:
+class MemoryRelayStore(_log.LogSigning):
     """Dictionaries behind the :class:`~backchannel.store.relay_store.RelayStore` interface.
 
     Every method runs to completion without awaiting, so calls on one event
@@ -284,15 +284,5 @@ class MemoryRelayStore:
     def log_public_key(self) -> bytes:
         return self._signer.public_key()
 
-    def compact_signed(self, head: TreeHead) -> bytes:
-        return self._signer.compact_exact(head)
-
-    def sign_absence(
-        self,
-        head: TreeHead,
-        served_at: int,
-        tenant_id: str,
-        slots: Sequence[bytes],
-        retention: int = MIN_RETENTION_SECONDS,
-    ) -> bytes:
-        return self._signer.sign_absence(head, served_at, tenant_id, slots, retention)
+    def _log_cache(self) -> _log.LogCache:
+        return self._signer

@@ -40,7 +40,7 @@ from backchannel.errors import (
     UnknownTenant,
 )
 from backchannel.protocol import merkle
-from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS
+from backchannel.protocol.constants import CELL_SIZE
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
 from backchannel.store import _common, _log, _migrations
@@ -99,7 +99,7 @@ class _Deposit:
         return (self.tenant_id, self.slot, self.cell_id, self.cell, self.now)
 
 
-class PostgresRelayStore:
+class PostgresRelayStore(_log.LogSigning):
     """:class:`~backchannel.store.relay_store.RelayStore` on PostgreSQL (psycopg 3, async).
 
     ``pool_size`` bounds this process's connections; ``max_batch`` bounds one
@@ -617,18 +617,8 @@ class PostgresRelayStore:
     def log_public_key(self) -> bytes:
         return self._need_cache().public_key()
 
-    def compact_signed(self, head: TreeHead) -> bytes:
-        return self._need_cache().compact_exact(head)
-
-    def sign_absence(
-        self,
-        head: TreeHead,
-        served_at: int,
-        tenant_id: str,
-        slots: Sequence[bytes],
-        retention: int = MIN_RETENTION_SECONDS,
-    ) -> bytes:
-        return self._need_cache().sign_absence(head, served_at, tenant_id, slots, retention)
+    def _log_cache(self) -> _log.LogCache:
+        return self._need_cache()
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:

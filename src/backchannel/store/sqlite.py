@@ -61,7 +61,7 @@ from backchannel.errors import (
     UnknownTenant,
 )
 from backchannel.protocol import merkle
-from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS
+from backchannel.protocol.constants import CELL_SIZE
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
 from backchannel.store import _common, _log, _migrations
@@ -153,7 +153,7 @@ class _Job:
         self.future: cf.Future[Any] = cf.Future()
 
 
-class SQLiteRelayStore:
+class SQLiteRelayStore(_log.LogSigning):
     """:class:`~backchannel.store.relay_store.RelayStore` on one SQLite file.
 
     ``path`` is the database file; its directory must exist. ``readers`` is the
@@ -897,18 +897,8 @@ class SQLiteRelayStore:
     def log_public_key(self) -> bytes:
         return self._need_log().public_key()
 
-    def compact_signed(self, head: TreeHead) -> bytes:
-        return self._need_log().compact_exact(head)
-
-    def sign_absence(
-        self,
-        head: TreeHead,
-        served_at: int,
-        tenant_id: str,
-        slots: Sequence[bytes],
-        retention: int = MIN_RETENTION_SECONDS,
-    ) -> bytes:
-        return self._need_log().sign_absence(head, served_at, tenant_id, slots, retention)
+    def _log_cache(self) -> _log.LogCache:
+        return self._need_log()
 
 
 def _read_head(conn: sqlite3.Connection) -> _log.HeadState:
