@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from backchannel.client import demo
 from backchannel.client.keystore import KdfParams
 from backchannel.client.service import Client
 from backchannel.protocol.payload import note
-from bench.relay import HOST, _free_port, _server
+from bench.relay import HOST, _free_port, _server, relay_command
 
 # Keystore cost is paid once per officer at start-up; it is not what we measure.
 KDF = KdfParams(memory_kib=8 * 1024, time_cost=1, parallelism=1)
@@ -86,21 +85,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         port = _free_port()
         db = f"sqlite:///{tmp}/relay.db"
-        cmd = [
-            sys.executable,
-            "-m",
-            "backchannel.relay",
-            "serve",
-            "--db",
-            db,
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--data-dir",
-            tmp,
-            "--open-registration",
-        ]
+        cmd = relay_command(db, port, "--data-dir", tmp, "--open-registration")
         with _server(cmd, port, "/healthz"):
             result = asyncio.run(_measure(f"http://{HOST}:{port}", Path(tmp) / "homes", count))
     return {"sqlite": result}

@@ -265,11 +265,9 @@ def _register(port: int, credential: str) -> None:
         raise RuntimeError(f"tenant registration failed: {answer[:80]!r}")
 
 
-def _bench_relay(db_url: str, quick: bool) -> dict[str, Any]:
-    max_ops, max_s = BOUNDS[quick]
-    port = _free_port()
-    credential = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-    cmd = [
+def relay_command(db_url: str, port: int, *extra: str) -> list[str]:
+    """The command line of a relay subprocess on ``HOST:port`` over ``db_url``."""
+    return [
         sys.executable,
         "-m",
         "backchannel.relay",
@@ -280,7 +278,15 @@ def _bench_relay(db_url: str, quick: bool) -> dict[str, Any]:
         HOST,
         "--port",
         str(port),
+        *extra,
     ]
+
+
+def _bench_relay(db_url: str, quick: bool) -> dict[str, Any]:
+    max_ops, max_s = BOUNDS[quick]
+    port = _free_port()
+    credential = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    cmd = relay_command(db_url, port)
     out: dict[str, Any] = {}
     with _server(cmd, port, "/readyz") as proc:
         _register(port, credential)

@@ -8,6 +8,7 @@ import logging
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from backchannel import __version__
 from backchannel.store.memory import MemoryRelayStore
@@ -200,10 +201,8 @@ async def test_deposit_over_the_body_limit_is_413_unread(
     assert "limited to 65536 bytes" in error_of(r)
 
 
-async def test_declared_length_over_the_limit_is_refused_before_reading(
-    make_app: AppFactory,
-) -> None:
-    app = make_app()
+async def _endless_put(app: Starlette, length_header: tuple[bytes, bytes]) -> tuple[int, int]:
+    """PUT a body of endless 1 KiB chunks straight into the ASGI app; (status, chunks read)."""
     received = 0
 
     async def receive() -> dict[str, object]:
@@ -226,53 +225,29 @@ async def test_declared_length_over_the_limit_is_refused_before_reading(
         "raw_path": b"",
         "query_string": b"",
         "root_path": "",
-        "headers": [
-            (b"content-type", b"application/octet-stream"),
-            (b"content-length", b"100000000"),
-        ],
+        "headers": [(b"content-type", b"application/octet-stream"), length_header],
         "client": ("127.0.0.1", 5000),
         "server": ("relay", 80),
     }
     async with app.router.lifespan_context(app):
         await app(scope, receive, send)  # type: ignore[arg-type]
-    assert sent[0]["status"] == 413
+    status = sent[0]["status"]
+    assert isinstance(status, int)
+    return status, received
+
+
+async def test_declared_length_over_the_limit_is_refused_before_reading(
+    make_app: AppFactory,
+) -> None:
+    status, received = await _endless_put(make_app(), (b"content-length", b"100000000"))
+    assert status == 413
     assert received == 0
 
 
 async def test_chunked_body_over_the_limit_stops_reading(make_app: AppFactory) -> None:
     app = make_app(body_limit=8192)
-    received = 0
-
-    async def receive() -> dict[str, object]:
-        nonlocal received
-        received += 1
-        return {"type": "http.request", "body": b"\x00" * 1024, "more_body": True}
-
-    sent: list[dict[str, object]] = []
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "PUT",
-        "scheme": "http",
-        "path": f"/v1/tenants/mission-alpha/slots/{new_slot()}",
-        "raw_path": b"",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"content-type", b"application/octet-stream"),
-            (b"transfer-encoding", b"chunked"),
-        ],
-        "client": ("127.0.0.1", 5000),
-        "server": ("relay", 80),
-    }
-    async with app.router.lifespan_context(app):
-        await app(scope, receive, send)  # type: ignore[arg-type]
-    assert sent[0]["status"] == 413
+    status, received = await _endless_put(app, (b"transfer-encoding", b"chunked"))
+    assert status == 413
     assert received == 9  # 8 KiB accepted, the 9th chunk crossed the limit
 
 

@@ -60,6 +60,8 @@ ALARMS = "relay_alarms"
 EVIDENCE = "relay_evidence"
 #: Proofs of misbehaviour kept at most (more of the same adds nothing).
 MAX_EVIDENCE = 64
+#: Once this many proofs are kept, further proofs of a kind already held are dropped.
+KEEP_SAME_KIND_UNTIL = 8
 #: Alarms kept at most (each distinct line once).
 MAX_ALARMS = 256
 #: How far ahead of this device's clock a relay's signed time may be (seconds)
@@ -134,9 +136,8 @@ class LogWatch:
         """Raise an alarm; one already raised is reported again but kept once."""
         line = f"relay log ({url}): {text}"
         alarms.append(line)
-        if line.encode() in {raw for _, raw in self.vault.pending(ALARMS)}:
-            return
-        if len(self.vault.pending(ALARMS)) < MAX_ALARMS:
+        kept = [raw for _, raw in self.vault.pending(ALARMS)]
+        if line.encode() not in kept and len(kept) < MAX_ALARMS:
             self.vault.append(ALARMS, line.encode())
 
     def _keep(self, url: str, blob: bytes, alarms: list[str]) -> None:
@@ -150,7 +151,8 @@ class LogWatch:
         if self.vault.get(EVIDENCE, name) is not None:
             return
         kept = self.evidence()
-        if any(evidence_kind(b) == evidence_kind(blob) for b in kept) and len(kept) >= 8:
+        same = [b for b in kept if evidence_kind(b) == evidence_kind(blob)]
+        if same and len(kept) >= KEEP_SAME_KIND_UNTIL:
             return  # more proofs of one lie add nothing; the first ones stand
         if len(kept) >= MAX_EVIDENCE:
             self.alarm(url, f"{summary} (not kept: {MAX_EVIDENCE} proofs already)", alarms)
