@@ -151,12 +151,33 @@ def test_forged_receipt_is_refused(pair: Pair, rng: DetRng) -> None:
     pair.run_until_quiet()
     outsider = OfficerKit.create("relay", rng).officer
     ep_a = pair.a.endpoint
+    delivered = ep_a.delivered_seq
     fake = cells.Receipt.make(
         pair.terms.channel_id, ep_a.out_direction, 1, ep_a.transcript.sent[1], outsider
     )
-    pair.b.endpoint.receipt_due = fake
-    with pytest.raises(SignatureError):
+    # Signed by an outsider under the id of a real Washington officer: only the
+    # signature check can refuse it.
+    wearing = pair.b.mission.officers[0].officer.officer_id
+    pair.b.endpoint.receipt_due = replace(fake, officer_id=wearing)
+    with pytest.raises(SignatureError, match="does not verify"):
         pair.run_round()
+    assert pair.a.endpoint.delivered_seq == delivered
+
+
+def test_receipt_from_a_stranger_to_the_roster_is_refused(pair: Pair, rng: DetRng) -> None:
+    from backchannel.client.harness import OfficerKit
+
+    _send(pair, "did you get it?")
+    pair.run_until_quiet()
+    outsider = OfficerKit.create("relay", rng).officer
+    ep_a = pair.a.endpoint
+    delivered = ep_a.delivered_seq
+    pair.b.endpoint.receipt_due = cells.Receipt.make(
+        pair.terms.channel_id, ep_a.out_direction, 1, ep_a.transcript.sent[1], outsider
+    )
+    with pytest.raises(SignatureError, match="not on the peer's roster"):
+        pair.run_round()
+    assert pair.a.endpoint.delivered_seq == delivered
 
 
 def test_receipt_for_a_message_never_sent_is_a_fork(pair: Pair) -> None:

@@ -45,6 +45,8 @@ class Plan:
     tenant: str = ""
     drop: bool = False
     replay: bool = False
+    #: Which earlier deposit a replay serves again (an index into ``history``).
+    replay_index: int = -3
     swap: bool = False
     held: bool = False
     #: Slots whose cells fetches leave out.
@@ -68,9 +70,9 @@ class LyingStore(MemoryRelayStore):
         if p.drop:
             p.drop = False
             p.hidden.add(slot)
-        elif p.replay and len(p.history) >= 3:
+        elif p.replay and len(p.history) > max(p.replay_index, -p.replay_index - 1):
             p.replay = False
-            await self.overwrite(tenant_id, slot, p.history[-3][1], now)
+            await self.overwrite(tenant_id, slot, p.history[p.replay_index][1], now)
         elif p.swap and not p.held:
             p.held = True  # hold this one back until the next comes
             p.hidden.add(slot)

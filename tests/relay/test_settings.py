@@ -143,3 +143,9 @@ def test_serve_with_memory_store_answers(tmp_path: Path) -> None:
 
     with RelayProcess("memory://") as relay:
         assert httpx.get(relay.base_url + "/v1/info").json()["cell_size"] == 4096
+
+
+def test_a_database_password_never_shows_in_the_settings_repr() -> None:
+    s = resolve_settings({"db_url": "postgresql://relay:hunter2@db.example/relay"}, env={})
+    assert s.db_url.endswith("@db.example/relay")
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s)

@@ -80,7 +80,10 @@ def local_relay(data_dir: Path) -> Iterator[str]:
         "--data-dir", str(data_dir),
         "--open-registration",
     ]  # fmt: skip
-    env = dict(os.environ, BACKCHANNEL_RELAY_LOG_LEVEL="warning")
+    # The relay holds no officer secret: it does not inherit the officer's
+    # passphrase or home from this environment.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKCHANNEL_")}
+    env["BACKCHANNEL_RELAY_LOG_LEVEL"] = "warning"
     with tempfile.TemporaryFile() as log:  # outside data_dir, gone at the end
         # S603: the command is this interpreter and fixed arguments, no user input.
         proc = subprocess.Popen(  # noqa: S603

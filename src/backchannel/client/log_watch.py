@@ -27,7 +27,7 @@ import binascii
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backchannel.client import statecodec
 from backchannel.client.relay_client import CellLog, RelayClient
@@ -94,7 +94,7 @@ def evidence_from_text(text: str) -> bytes:
 class SlotSeen:
     """What the relay served at one of our inbound slots: a proved cell, or signed absence."""
 
-    slot: bytes
+    slot: bytes = field(repr=False)
     #: The compact signed head of the answer.
     signed_head: bytes
     #: The served cell's proofs against ``signed_head``.

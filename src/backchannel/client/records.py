@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backchannel.protocol.channel import ChannelTerms
 from backchannel.protocol.outgoing import Outgoing
@@ -88,8 +88,8 @@ class NetOut:
 
     relay_url: str
     tenant_id: str
-    slot: bytes
-    cell: bytes
+    slot: bytes = field(repr=False)
+    cell: bytes = field(repr=False)
     #: The channel and round of a channel cell (empty for mailbox cells).
     channel_id: bytes = b""
     round: int = -1

@@ -79,7 +79,7 @@ def _cell_log(raw: Mapping[str, Any]) -> CellLog:
 class FetchAnswer:
     """A fetch's cells, and what the relay's log says about them."""
 
-    cells: dict[bytes, bytes]
+    cells: dict[bytes, bytes] = field(repr=False)  # ciphertext, and slots: not for logs
     #: The compact signed head of the read (None from a relay that keeps no log).
     signed_head: bytes | None = None
     #: Each returned cell's place in the log, against ``signed_head``.
@@ -88,7 +88,7 @@ class FetchAnswer:
     #: :class:`~backchannel.protocol.misbehaviour.Absence`), if any were.
     absent: bytes | None = None
     #: The slots the fetch asked for.
-    asked: tuple[bytes, ...] = ()
+    asked: tuple[bytes, ...] = field(default=(), repr=False)
     #: Asked slots the relay says were acknowledged (spent): no cell, not empty.
     spent: frozenset[bytes] = frozenset()
 

@@ -42,7 +42,7 @@ class RelaySettings:
 
     #: Where the store lives: ``sqlite:///<path>`` or ``postgresql://...``.
     #: Empty means the embedded SQLite database ``<data_dir>/relay.db``.
-    db_url: str = ""
+    db_url: str = _secret("")  # may hold a database password: never in a repr
     data_dir: Path = DEFAULT_DATA_DIR
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
