@@ -442,8 +442,26 @@ class LogWatch:
                 key, monitor.pinned, seen.signed_head, tenant_id, seen.slot, theirs, seen.entry
             )
         else:
-            absence = Absence.decode(seen.absence)
-            if leaf.batch_index >= absence.head.size:
+            if leaf.batch_index >= Absence.decode(seen.absence).head.size:
                 return  # the peer's cell came after we looked: late, not dropped
-            blob = drop_evidence(key, monitor.pinned, seen.signed_head, absence, seen.slot, theirs)
+            # Ask again for this slot alone: a proof meant to be published must not
+            # name the slots of rounds still to come (the first statement did).
+            answer = await relay.fetch_logged([seen.slot])
+            if answer.cells:
+                text = f"the relay held back the peer's cell of round {note.round} past its round"
+                self.alarm(url, text, alarms)
+                return
+            if answer.signed_head is None or not self.check_absence(
+                url, answer.signed_head, answer.absent, tenant_id, {seen.slot}, alarms
+            ):
+                return
+            assert answer.absent is not None
+            blob = drop_evidence(
+                key,
+                monitor.pinned,
+                answer.signed_head,
+                Absence.decode(answer.absent),
+                seen.slot,
+                theirs,
+            )
         self._keep(url, blob, alarms)
