@@ -11,13 +11,15 @@ import pytest
 
 from backchannel.client import cards
 from backchannel.client.cards import CardError
+from backchannel.client.home import Home
 from backchannel.client.relay_client import FetchAnswer, RelayClient
+from backchannel.client.service import Client
 from backchannel.crypto.signing import SigningKey
-from backchannel.errors import RelayRefused
+from backchannel.errors import ConfigError, RelayRefused
 from backchannel.protocol.log_monitor import LogMonitor
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import sign_head_compact
-from tests.client.conftest import RELAY_URL, InProcessRelay
+from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay
 from tests.client.test_client_flow import cosigned, two_missions
 
 
@@ -163,3 +165,22 @@ async def test_a_relay_key_of_the_wrong_length_is_never_pinned() -> None:
     async with RelayClient(RELAY_URL, transport=httpx.MockTransport(short_key)) as client:
         with pytest.raises(RelayRefused, match="malformed"):
             await client.log_key()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://relay:hunter2@relay.example",
+        "https://relay.example/?token=hunter2",
+        "https://relay.example/#hunter2",
+        "ftp://relay.example",
+    ],
+)
+async def test_a_relay_address_that_would_carry_a_secret_into_the_card_is_refused(
+    tmp_path: Path, url: str
+) -> None:
+    founder = Client(Home.create(tmp_path / "a", "A", "pw", FAST_KDF))
+    other = Client(Home.create(tmp_path / "b", "B", "pw", FAST_KDF))
+    with pytest.raises(ConfigError, match="relay address"):
+        founder.propose_mission("Mission", 2, [other.officer_card()], url)
+    assert founder.mission_or_none() is None

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from backchannel.client import statecodec
 from backchannel.client.cards import CardError, MissionCard, OfficerCard
@@ -182,6 +183,7 @@ class Client:
     ) -> Proposal:
         if self.vault.get("mission", b"state") is not None:
             raise ConfigError("this officer already belongs to a mission")
+        _check_relay_url(relay_url)
         return propose(self.officer, self.home.cert, name, threshold, others, relay_url)
 
     def sign_proposal(self, proposal: Proposal) -> Proposal:
@@ -1137,6 +1139,18 @@ class GossipDue:
 
     channel_id: bytes
     gossip: Gossip
+
+
+def _check_relay_url(url: str) -> None:
+    """A relay address goes into cards and alarms: it must carry no secret."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"the relay address must be http(s)://host[:port]; got {parts.scheme!r}")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ConfigError(
+            "the relay address must not hold a user name, password, query or fragment: "
+            "it is written into the mission card the peer receives"
+        )
 
 
 def _round_key(channel_id: bytes, round_no: int) -> bytes:
