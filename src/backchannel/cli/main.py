@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from backchannel import __version__
 from backchannel.cli import (
     channel,
     demo_cmd,
@@ -46,6 +47,12 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"backchannel {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -68,6 +75,15 @@ def _root(
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON document and nothing else on stdout.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
     ] = False,
 ) -> None:
     """Secure mailbox between two missions, under the two-person rule."""
