@@ -1,0 +1,357 @@
+"""The batch exchange with a relay: one deposit and one fetch per device per round.
+
+Binary bodies (``docs/spec/relay-api.md``, "Batch exchange"); all integers
+big-endian, version byte first, every decoder strict (a truncated, overlong
+or padded-wrong body raises :class:`~backchannel.errors.DecodeError`, and
+nothing else). A *proof* is ``count u8 | count x hash [32]``.
+
+* :class:`DepositBatch` ``version | known_size u64 | count u16 | count x
+  (tenant_len u8 | tenant | slot [32] | cell_len u32 | cell)``;
+* :class:`DepositBatchAnswer` ``version | count u16 | count x CellResult |
+  LogBundle``, ``CellResult = status u16 | cell_id [32] | has_place u8 |
+  (leaf_index u64 | batch_position u32 | batch_size u32 | batch proof)``;
+* :class:`LogBundle` ``head_len u16 | compact signed head | nleaves u16 |
+  nleaves x (leaf_index u64 | leaf_len u16 | leaf | inclusion proof) |
+  consistency proof | key_len u16 | relay key``: one head, every leaf the
+  answer's places need (each once, ascending), proved against it;
+* :class:`FetchBatch` ``version | known_size u64 | pad_to u32 | nslots u16 |
+  slots | nqueries u8 | queries`` (queries and their answers:
+  :mod:`.batch_query`; places and the bundle: :mod:`.batch_log`);
+* :class:`FetchBatchAnswer` ``version | ncells u16 | ncells x (slot [32] |
+  place | cell_len u32 | cell) | nspent u16 | slots | absent_len u32 |
+  statement of absence | LogBundle | nanswers u8 | answers | zero padding``.
+  A fetched cell's ``place`` is ``leaf_index u64 | batch_position u32 |
+  batch_size u32 | batch proof``, all zeros (batch size 0) for a cell stored
+  without a log. The padding makes the length a multiple of ``pad_to``.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from backchannel.crypto.primitives import HASH_LEN
+from backchannel.errors import DecodeError, LocalProtocolError
+from backchannel.protocol.batch_log import (
+    MAX_CELL_LEN,
+    BatchPlace,
+    CellPlace,
+    LeafProof,
+    LogBundle,
+    read_absence,
+    read_cell,
+)
+from backchannel.protocol.batch_query import (
+    QUERY_LEN,
+    Query,
+    QueryAnswer,
+    QueryKind,
+    SlotRead,
+    decode_consistency,
+    decode_entry,
+    decode_slot_read,
+    encode_consistency,
+    encode_entry,
+)
+from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.constants import SLOT_LEN
+from backchannel.protocol.misbehaviour import Absence
+
+__all__ = [
+    "MAX_PAD_TO",
+    "MAX_QUERIES",
+    "QUERY_LEN",
+    "STATUSES",
+    "BatchPlace",
+    "CellPlace",
+    "CellResult",
+    "DepositBatch",
+    "DepositBatchAnswer",
+    "DepositCell",
+    "FetchBatch",
+    "FetchBatchAnswer",
+    "FetchedCell",
+    "LeafProof",
+    "LogBundle",
+    "Query",
+    "QueryAnswer",
+    "QueryKind",
+    "SlotRead",
+    "decode_consistency",
+    "decode_entry",
+    "decode_slot_read",
+    "encode_consistency",
+    "encode_entry",
+]
+
+VERSION = 1
+#: Most queries in one fetch.
+MAX_QUERIES = 64
+#: Largest ``pad_to`` a fetch may ask for.
+MAX_PAD_TO = 65536
+#: Every per-cell status a deposit answer may carry.
+STATUSES = frozenset({200, 201, 400, 404, 409, 429, 503, 507})
+_STORED = (200, 201)
+_NO_ID = bytes(HASH_LEN)
+
+
+def _check_slot(slot: bytes) -> None:
+    if len(slot) != SLOT_LEN:
+        raise LocalProtocolError("a slot address is 32 bytes")
+
+
+def _write_cell(w: Writer, cell: bytes) -> None:
+    if len(cell) > MAX_CELL_LEN:
+        raise LocalProtocolError("a cell is too long")
+    w.u32(len(cell)).fixed(cell, len(cell))
+
+
+# -- deposit ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DepositCell:
+    tenant_id: str
+    slot: bytes = field(repr=False)
+    cell: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DepositBatch:
+    """Cells to deposit, to any tenants; ``known_size`` is the client's verified log size."""
+
+    known_size: int
+    cells: tuple[DepositCell, ...]
+
+    def encode(self) -> bytes:
+        if len(self.cells) >= 1 << 16:
+            raise LocalProtocolError("a batch holds at most 65,535 cells")
+        w = Writer().u8(VERSION).u64(self.known_size).u16(len(self.cells))
+        for c in self.cells:
+            tenant = c.tenant_id.encode("ascii")
+            if len(tenant) > 255:
+                raise LocalProtocolError("a tenant id is at most 255 characters")
+            _check_slot(c.slot)
+            w.u8(len(tenant)).fixed(tenant, len(tenant)).fixed(c.slot, SLOT_LEN)
+            _write_cell(w, c.cell)
+        return w.bytes()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> DepositBatch:
+        r = Reader(raw)
+        expect_version(r, VERSION, "batch deposit")
+        known_size, count = r.u64(), r.u16()
+        cells = []
+        for _ in range(count):
+            tenant = r.fixed(r.u8())
+            if not tenant.isascii():
+                raise DecodeError("a tenant id is ASCII")
+            cells.append(DepositCell(tenant.decode("ascii"), r.fixed(SLOT_LEN), read_cell(r)))
+        r.end()
+        return cls(known_size, tuple(cells))
+
+
+@dataclass(frozen=True, slots=True)
+class CellResult:
+    """What became of one cell: ``status`` (201 stored, 200 held already, else refused)."""
+
+    status: int
+    cell_id: bytes = _NO_ID
+    place: BatchPlace | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.status in _STORED
+
+    def write(self, w: Writer) -> None:
+        if self.status not in STATUSES or (
+            not self.stored and (self.cell_id != _NO_ID or self.place is not None)
+        ):
+            raise LocalProtocolError("a refused cell has no id and no place")
+        w.u16(self.status).fixed(self.cell_id, HASH_LEN)
+        if self.place is None:
+            w.u8(0)
+        else:
+            w.u8(1)
+            self.place.write(w)
+
+    @classmethod
+    def read(cls, r: Reader) -> CellResult:
+        status, cell_id, has_place = r.u16(), r.fixed(HASH_LEN), r.u8()
+        if status not in STATUSES or has_place not in (0, 1):
+            raise DecodeError("malformed cell result")
+        if status not in _STORED and (cell_id != _NO_ID or has_place):
+            raise DecodeError("a refused cell has no id and no place")
+        return cls(status, cell_id, BatchPlace.read(r) if has_place else None)
+
+
+@dataclass(frozen=True, slots=True)
+class DepositBatchAnswer:
+    """One result per deposited cell, in order, and the log data proving their places."""
+
+    results: tuple[CellResult, ...]
+    log: LogBundle
+
+    def places(self) -> list[CellPlace | None]:
+        """Each cell's place against the bundle's head (None if refused or unplaced)."""
+        return [None if c.place is None else self.log.place(c.place) for c in self.results]
+
+    def encode(self) -> bytes:
+        w = Writer().u8(VERSION).u16(len(self.results))
+        for result in self.results:
+            result.write(w)
+        self.log.write(w)
+        return w.bytes()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> DepositBatchAnswer:
+        r = Reader(raw)
+        expect_version(r, VERSION, "batch deposit answer")
+        results = tuple(CellResult.read(r) for _ in range(r.u16()))
+        log = LogBundle.read(r)
+        r.end()
+        return cls(results, log)
+
+
+# -- fetch -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FetchBatch:
+    """Slots to read from one's own tenant, and log queries; the answer pads to ``pad_to``."""
+
+    known_size: int
+    pad_to: int
+    slots: tuple[bytes, ...] = field(repr=False)
+    queries: tuple[Query, ...] = ()
+
+    def encode(self) -> bytes:
+        if not 0 <= self.pad_to <= MAX_PAD_TO:
+            raise LocalProtocolError("pad_to is at most 65,536")
+        if len(self.slots) >= 1 << 16 or len(self.queries) > MAX_QUERIES:
+            raise LocalProtocolError("too many slots or queries in one fetch")
+        w = Writer().u8(VERSION).u64(self.known_size).u32(self.pad_to).u16(len(self.slots))
+        for slot in self.slots:
+            _check_slot(slot)
+            w.fixed(slot, SLOT_LEN)
+        w.u8(len(self.queries))
+        for q in self.queries:
+            w.fixed(q.encode(), QUERY_LEN)
+        return w.bytes()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> FetchBatch:
+        r = Reader(raw)
+        expect_version(r, VERSION, "batch fetch")
+        known_size, pad_to = r.u64(), r.u32()
+        if pad_to > MAX_PAD_TO:
+            raise DecodeError("pad_to is at most 65,536")
+        slots = tuple(r.fixed(SLOT_LEN) for _ in range(r.u16()))
+        count = r.u8()
+        if count > MAX_QUERIES:
+            raise DecodeError(f"a fetch carries at most {MAX_QUERIES} log queries")
+        queries = tuple(Query.read(r) for _ in range(count))
+        r.end()
+        return cls(known_size, pad_to, slots, queries)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedCell:
+    slot: bytes = field(repr=False)
+    #: None for a cell stored without a log.
+    place: BatchPlace | None
+    cell: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchBatchAnswer:
+    """The cells found, the spent slots, the signed absence of the rest, the log
+    data proving the cells (against one head), and one answer per query, in order."""
+
+    cells: tuple[FetchedCell, ...]
+    spent: tuple[bytes, ...] = field(default=(), repr=False)
+    #: The encoded signed statement of absence of every asked slot that held
+    #: nothing (empty when every slot held something).
+    absent: bytes = b""
+    log: LogBundle = field(default_factory=LogBundle)
+    answers: tuple[QueryAnswer, ...] = ()
+
+    def cell_map(self) -> dict[bytes, bytes]:
+        return {c.slot: c.cell for c in self.cells}
+
+    def places(self) -> dict[bytes, CellPlace]:
+        """Each proved cell's place against the bundle's head, by slot."""
+        out: dict[bytes, CellPlace] = {}
+        for c in self.cells:
+            place = None if c.place is None else self.log.place(c.place)
+            if place is not None:
+                out[c.slot] = place
+        return out
+
+    def absence(self) -> Absence | None:
+        return Absence.decode(self.absent) if self.absent else None
+
+    def answers_match(self, queries: Sequence[Query]) -> bool:
+        """True when :attr:`answers` answer ``queries`` one for one, kind for kind."""
+        return len(queries) == len(self.answers) and all(
+            q.kind is a.kind for q, a in zip(queries, self.answers, strict=True)
+        )
+
+    def slot_reads(self, queries: Sequence[Query]) -> dict[bytes, SlotRead]:
+        """The answered ABSENCE queries among ``queries`` (the ones sent), by slot."""
+        return {
+            q.slot: decode_slot_read(a.payload)
+            for q, a in zip(queries, self.answers, strict=False)
+            if q.kind is QueryKind.ABSENCE and a.kind is QueryKind.ABSENCE and a.ok
+        }
+
+    def encode(self, pad_to: int = 1) -> bytes:
+        if not 0 <= pad_to <= MAX_PAD_TO:
+            raise LocalProtocolError("pad_to is at most 65,536")
+        if len(self.answers) > MAX_QUERIES:
+            raise LocalProtocolError("too many query answers")
+        w = Writer().u8(VERSION).u16(len(self.cells))
+        for c in self.cells:
+            _check_slot(c.slot)
+            w.fixed(c.slot, SLOT_LEN)
+            BatchPlace.write_optional(w, c.place)
+            _write_cell(w, c.cell)
+        w.u16(len(self.spent))
+        for slot in self.spent:
+            _check_slot(slot)
+            w.fixed(slot, SLOT_LEN)
+        w.u32(len(self.absent)).fixed(self.absent, len(self.absent))
+        self.log.write(w)
+        w.u8(len(self.answers))
+        for answer in self.answers:
+            answer.encode(w)
+        raw = w.bytes()
+        return raw + bytes(_padding(len(raw), pad_to))
+
+    @classmethod
+    def decode(cls, raw: bytes, pad_to: int = 1) -> FetchBatchAnswer:
+        """Decode an answer padded to ``pad_to`` (the value the fetch sent)."""
+        r = Reader(raw)
+        expect_version(r, VERSION, "batch fetch answer")
+        cells = tuple(
+            FetchedCell(r.fixed(SLOT_LEN), BatchPlace.read_optional(r), read_cell(r))
+            for _ in range(r.u16())
+        )
+        spent = tuple(r.fixed(SLOT_LEN) for _ in range(r.u16()))
+        absent = read_absence(r, empty=True)
+        log = LogBundle.read(r)
+        count = r.u8()
+        if count > MAX_QUERIES:
+            raise DecodeError(f"an answer carries at most {MAX_QUERIES} query answers")
+        answers = tuple(QueryAnswer.read(r) for _ in range(count))
+        body = len(raw) - r.remaining()
+        padding = r.rest()
+        if not 0 <= pad_to <= MAX_PAD_TO or len(padding) != _padding(body, pad_to) or any(padding):
+            raise DecodeError("the answer's padding is wrong")
+        return cls(cells, spent, absent, log, answers)
+
+
+def _padding(length: int, pad_to: int) -> int:
+    return (-length) % pad_to if pad_to > 1 else 0

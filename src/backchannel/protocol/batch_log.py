@@ -1,0 +1,217 @@
+"""The log data of the batch answers: cells' places and the bundle proving them.
+
+A *proof* is ``count u8 | count x hash [32]`` (an RFC 9162 path, leaf
+upwards). A cell's place in its batch (:class:`BatchPlace`) is
+``leaf_index u64 | batch_position u32 | batch_size u32 | batch proof``; the
+leaf's inclusion in the answer's head comes once per leaf, in the answer's
+:class:`LogBundle`. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from backchannel.crypto.primitives import HASH_LEN
+from backchannel.errors import DecodeError, LocalProtocolError
+from backchannel.protocol.codec import Reader, Writer
+from backchannel.protocol.constants import SLOT_LEN
+from backchannel.protocol.merkle import MAX_PROOF_LEN, TREE_HEAD_LEN, TreeHead
+from backchannel.protocol.misbehaviour import COMPACT_HEAD_LEN, RELAY_KEY_LEN, Absence
+
+#: Longest log leaf accepted (version 1 leaves are 53 bytes).
+MAX_LEAF_LEN = 1024
+#: Longest statement of absence (1,024 slots of a 255-byte tenant id).
+MAX_ABSENCE_LEN = 49 + 8 + 4 + 1 + 255 + 2 + 1024 * SLOT_LEN + 64
+#: Longest cell accepted by the decoders (cells are 4 KiB by default).
+MAX_CELL_LEN = 1 << 20
+
+_U32 = 1 << 32
+_U64 = 1 << 64
+
+
+def write_hashes(w: Writer, hashes: Sequence[bytes]) -> None:
+    if len(hashes) > MAX_PROOF_LEN:
+        raise LocalProtocolError("a proof is longer than any tree allows")
+    w.u8(len(hashes))
+    for h in hashes:
+        w.fixed(h, HASH_LEN)
+
+
+def read_hashes(r: Reader) -> tuple[bytes, ...]:
+    n = r.u8()
+    if n > MAX_PROOF_LEN:
+        raise DecodeError("a proof is longer than any tree allows")
+    return tuple(r.fixed(HASH_LEN) for _ in range(n))
+
+
+def read_leaf(r: Reader, *, empty: bool = False) -> bytes:
+    """``leaf_len u16 | leaf``; an empty leaf only where ``empty`` allows it."""
+    n = r.u16()
+    if n > MAX_LEAF_LEN or (n == 0 and not empty):
+        raise DecodeError("a log leaf has an impossible length")
+    return r.fixed(n)
+
+
+def write_leaf(w: Writer, leaf: bytes) -> None:
+    if len(leaf) > MAX_LEAF_LEN:
+        raise LocalProtocolError("a log leaf is too long")
+    w.u16(len(leaf)).fixed(leaf, len(leaf))
+
+
+def read_cell(r: Reader) -> bytes:
+    n = r.u32()
+    if n > MAX_CELL_LEN:
+        raise DecodeError("a cell is too long")
+    return r.fixed(n)
+
+
+def read_absence(r: Reader, *, empty: bool) -> bytes:
+    """``len u32 | statement``; the statement must decode (it is not verified here)."""
+    n = r.u32()
+    if n > MAX_ABSENCE_LEN or (n == 0 and not empty):
+        raise DecodeError("a statement of absence has an impossible length")
+    raw = r.fixed(n)
+    if raw:
+        Absence.decode(raw)
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlace:
+    """A cell's place in its batch: the batch's leaf, its position, the batch proof."""
+
+    leaf_index: int
+    batch_position: int
+    batch_size: int
+    batch_proof: tuple[bytes, ...]
+
+    def with_inclusion(self, inclusion_proof: Sequence[bytes]) -> CellPlace:
+        return CellPlace(
+            self.leaf_index,
+            self.batch_position,
+            self.batch_size,
+            self.batch_proof,
+            tuple(inclusion_proof),
+        )
+
+    def write(self, w: Writer) -> None:
+        if not (0 <= self.leaf_index < _U64 and 0 <= self.batch_position < self.batch_size < _U32):
+            raise LocalProtocolError("a cell's place in the log is out of range")
+        w.u64(self.leaf_index).u32(self.batch_position).u32(self.batch_size)
+        write_hashes(w, self.batch_proof)
+
+    @classmethod
+    def read(cls, r: Reader) -> BatchPlace:
+        leaf_index, position, size = r.u64(), r.u32(), r.u32()
+        if not position < size:
+            raise DecodeError("a batch position must be below the batch size")
+        return cls(leaf_index, position, size, read_hashes(r))
+
+    @staticmethod
+    def write_optional(w: Writer, place: BatchPlace | None) -> None:
+        """A place, or (no place) zeros with batch size 0."""
+        if place is None:
+            w.u64(0).u32(0).u32(0).u8(0)
+        else:
+            place.write(w)
+
+    @classmethod
+    def read_optional(cls, r: Reader) -> BatchPlace | None:
+        leaf_index, position, size = r.u64(), r.u32(), r.u32()
+        proof = read_hashes(r)
+        if size == 0:
+            if leaf_index or position or proof:
+                raise DecodeError("a cell without a place must have zeros there")
+            return None
+        if not position < size:
+            raise DecodeError("a batch position must be below the batch size")
+        return cls(leaf_index, position, size, proof)
+
+
+@dataclass(frozen=True, slots=True)
+class CellPlace:
+    """A cell's whole place in the log against one head (the client's ``CellLog``)."""
+
+    leaf_index: int
+    batch_position: int
+    batch_size: int
+    batch_proof: tuple[bytes, ...]
+    inclusion_proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LeafProof:
+    """A log leaf and its inclusion proof against the bundle's head."""
+
+    leaf: bytes
+    inclusion_proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LogBundle:
+    """What an answer gives the client's log checks: all of it, against one head.
+
+    ``signed_head`` is empty when the relay keeps no log; ``consistency``
+    proves the head from the client's ``known_size``; ``key`` (the relay's
+    Ed25519 then ML-DSA-65 public key) comes only when ``known_size`` was 0.
+    """
+
+    signed_head: bytes = b""
+    leaves: dict[int, LeafProof] = field(default_factory=dict)
+    consistency: tuple[bytes, ...] = ()
+    key: bytes = b""
+
+    def head(self) -> TreeHead | None:
+        """The (unverified) head; None without a log."""
+        return TreeHead.decode(self.signed_head[:TREE_HEAD_LEN]) if self.signed_head else None
+
+    def leaf(self, index: int) -> bytes | None:
+        proved = self.leaves.get(index)
+        return proved.leaf if proved is not None else None
+
+    def place(self, place: BatchPlace) -> CellPlace | None:
+        """The cell's whole place against the head; None if its leaf is not in the bundle."""
+        proved = self.leaves.get(place.leaf_index)
+        return place.with_inclusion(proved.inclusion_proof) if proved is not None else None
+
+    def write(self, w: Writer) -> None:
+        if len(self.signed_head) not in (0, COMPACT_HEAD_LEN) or len(self.key) not in (
+            0,
+            RELAY_KEY_LEN,
+        ):
+            raise LocalProtocolError("a bundle carries a compact head and a whole key")
+        if len(self.leaves) >= 1 << 16 or any(not 0 <= i < _U64 for i in self.leaves):
+            raise LocalProtocolError("a bundle's leaves are out of range")
+        w.u16(len(self.signed_head)).fixed(self.signed_head, len(self.signed_head))
+        w.u16(len(self.leaves))
+        for index in sorted(self.leaves):
+            proved = self.leaves[index]
+            w.u64(index)
+            write_leaf(w, proved.leaf)
+            write_hashes(w, proved.inclusion_proof)
+        write_hashes(w, self.consistency)
+        w.u16(len(self.key)).fixed(self.key, len(self.key))
+
+    @classmethod
+    def read(cls, r: Reader) -> LogBundle:
+        signed = r.fixed(r.u16())
+        if len(signed) not in (0, COMPACT_HEAD_LEN):
+            raise DecodeError("a bundle's head is a 113-byte compact signed head")
+        if signed:
+            TreeHead.decode(signed[:TREE_HEAD_LEN])
+        leaves: dict[int, LeafProof] = {}
+        last = -1
+        for _ in range(r.u16()):
+            index = r.u64()
+            if index <= last:
+                raise DecodeError("a bundle lists its leaves once each, ascending")
+            last = index
+            leaves[index] = LeafProof(read_leaf(r), read_hashes(r))
+        consistency = read_hashes(r)
+        key = r.fixed(r.u16())
+        if len(key) not in (0, RELAY_KEY_LEN):
+            raise DecodeError("a relay key is 1,984 bytes")
+        if not signed and (leaves or consistency):
+            raise DecodeError("proofs need a head")
+        return cls(signed, leaves, consistency, key)
