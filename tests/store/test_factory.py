@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backchannel.errors import ConfigError
-from backchannel.store.factory import relay_store_from_url
+from backchannel.store.factory import relay_store_from_url, sqlite_path, sqlite_url
 from backchannel.store.memory import MemoryRelayStore
 from backchannel.store.postgres import PostgresRelayStore
 from backchannel.store.sqlite import SQLiteRelayStore
@@ -76,3 +76,24 @@ async def test_cell_size_reaches_the_store(tmp_path: Path) -> None:
             await store.deposit("a", slot(2), cell(2), now=0)
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("name", ["plain.db", "with space.db", "odd?#%41.db", "ünïcode.db"])
+def test_sqlite_url_of_a_path_opens_that_file(tmp_path: Path, name: str) -> None:
+    url = sqlite_url(tmp_path / name)
+    assert url.startswith("sqlite:///")
+    assert sqlite_path(url) == str(tmp_path / name)
+    store = relay_store_from_url(url)
+    assert isinstance(store, SQLiteRelayStore)
+
+
+def test_sqlite_url_makes_a_relative_path_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert sqlite_url("relay.db") == f"sqlite://{tmp_path / 'relay.db'}"
+
+
+def test_sqlite_path_is_none_for_other_schemes() -> None:
+    for url in ("memory://", "postgresql://u@127.0.0.1/db", "relay.db", ""):
+        assert sqlite_path(url) is None

@@ -8,6 +8,8 @@ The Typer app lives here, inside the relay package, so that
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +28,11 @@ def _relay() -> None:
 @relay_app.command()
 def serve(
     db: Annotated[
-        str | None, typer.Option("--db", help="sqlite:///<path> or postgresql://... URL")
+        str | None,
+        typer.Option(
+            "--db",
+            help="SQLite database file (relay.db), or a sqlite:///<path> or postgresql://... URL",
+        ),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
@@ -61,10 +67,42 @@ def serve(
         )
         if not settings.db_url:
             settings.data_dir.expanduser().mkdir(parents=True, exist_ok=True)
+        else:
+            _check_database_file(settings.db_url)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     except OSError as e:
         typer.echo(f"error: cannot create the data directory: {e.strerror}", err=True)
         raise typer.Exit(2) from None
-    run(settings)
+    try:
+        run(settings)
+    except ConfigError as e:  # e.g. an unknown URL scheme, found when the store is made
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _check_database_file(db_url: str) -> None:
+    """Refuse, in one line, an SQLite database given where no file can be made.
+
+    The data directory is created when missing; the directory of a database
+    named by ``--db`` is not (it may be a typo), so it must exist.
+    """
+    from backchannel.store.factory import sqlite_path
+
+    path = sqlite_path(db_url)
+    if path is None:
+        return
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise ConfigError(
+            f"the relay database {path} is a directory; give a file in it, "
+            f"e.g. --db {shlex.quote(os.path.join(path, 'relay.db'))}"
+        )
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise ConfigError(
+            f"the directory of the relay database, {directory}, does not exist; "
+            f"create it (mkdir -p {shlex.quote(directory)}) "
+            "or give --db a file in an existing directory"
+        )

@@ -2,7 +2,9 @@
 
 Sources, in increasing precedence: the defaults below, a TOML file, environment
 variables ``BACKCHANNEL_RELAY_<FIELD>`` (upper-case field name; the data
-directory is ``BACKCHANNEL_RELAY_DATA``), then command-line flags. Nothing here
+directory is ``BACKCHANNEL_RELAY_DATA``), then command-line flags. In every
+source the database may be a URL or a plain file path, which means SQLite
+(:func:`store_url_from`). Nothing here
 reads the environment at import time: :func:`resolve_settings` is called once
 by the command line (or by a test) and the result is passed to ``create_app``.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from typing import Any
 from backchannel.errors import ConfigError
 from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS
 from backchannel.protocol.misbehaviour import MAX_ABSENT_SLOTS
+from backchannel.store.factory import sqlite_url
 
 ENV_PREFIX = "BACKCHANNEL_RELAY_"
 #: Environment variable naming the data directory (the one exception to the
@@ -31,6 +35,33 @@ DEFAULT_DATA_DIR = Path("~/.local/share/backchannel/relay")
 DEFAULT_PORT = 8470
 
 
+#: A store URL scheme written without its ``//`` (``sqlite:relay.db``): a slip, not a file name.
+_BARE_SCHEME = re.compile(r"(?i)(sqlite|postgres|postgresql|memory):(?!//)")
+
+
+def store_url_from(value: str) -> str:
+    """The store URL for a ``--db`` value: a URL as it is, a plain path as SQLite.
+
+    ``relay.db`` and ``/var/lib/backchannel/relay.db`` mean ``sqlite:///<absolute
+    path>`` (a relative path is taken from the current directory, ``~`` is
+    expanded); anything with ``://`` is a URL, checked when the store is made.
+    Empty stays empty: the embedded database in the data directory.
+    """
+    if not value or "://" in value:
+        return value
+    if _BARE_SCHEME.match(value):
+        raise ConfigError(
+            "the database is a URL with // (sqlite:///path.db, postgresql://...) "
+            "or a plain file path (relay.db)"
+        )
+    if value.endswith(("/", os.sep)):
+        raise ConfigError(
+            f"the relay database {value} is a directory; give a file in it, "
+            f"e.g. {os.path.join(value, 'relay.db')}"
+        )
+    return sqlite_url(value)
+
+
 def _secret(default: str | None = None) -> Any:
     # repr=False keeps the token out of tracebacks and log lines that print settings.
     return field(default=default, repr=False)
@@ -40,7 +71,8 @@ def _secret(default: str | None = None) -> Any:
 class RelaySettings:
     """Everything the relay needs to know, fixed for the life of the process."""
 
-    #: Where the store lives: ``sqlite:///<path>`` or ``postgresql://...``.
+    #: Where the store lives: ``sqlite:///<path>`` or ``postgresql://...`` (a
+    #: plain file path given in any source becomes ``sqlite:///<absolute path>``).
     #: Empty means the embedded SQLite database ``<data_dir>/relay.db``.
     db_url: str = _secret("")  # may hold a database password: never in a repr
     data_dir: Path = DEFAULT_DATA_DIR
@@ -119,8 +151,7 @@ class RelaySettings:
         """The database URL, with the embedded SQLite default filled in."""
         if self.db_url:
             return self.db_url
-        # sqlite:// + "/abs/path" gives sqlite:///abs/path.
-        return f"sqlite://{self.data_dir.expanduser() / 'relay.db'}"
+        return sqlite_url(self.data_dir.expanduser() / "relay.db")
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RelaySettings)}
@@ -129,6 +160,8 @@ _FIELDS = {f.name: f for f in dataclasses.fields(RelaySettings)}
 def _coerce(name: str, raw: object) -> object:
     """Turn a TOML, environment or flag value into the field's type."""
     kind = _FIELDS[name].type
+    if name == "db_url":
+        return store_url_from(str(raw))
     try:
         if kind == "bool":
             if isinstance(raw, bool):

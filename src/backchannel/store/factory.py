@@ -4,7 +4,8 @@
     :class:`~backchannel.store.memory.MemoryRelayStore` (tests; nothing persists).
 ``sqlite:///abs/path.db``, ``sqlite://relative/path.db``
     :class:`~backchannel.store.sqlite.SQLiteRelayStore`; a relative path is taken
-    from the current directory.
+    from the current directory. The path is percent-decoded: :func:`sqlite_url`
+    makes the URL of any file path.
 ``postgresql://...`` (or ``postgres://...``)
     :class:`~backchannel.store.postgres.PostgresRelayStore`; the URL is passed to
     libpq unchanged, so ``?options=-csearch_path%3Dschema`` selects a schema.
@@ -17,7 +18,7 @@ it differs from the protocol default).
 from __future__ import annotations
 
 import os
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from backchannel.errors import ConfigError
 from backchannel.protocol.constants import CELL_SIZE
@@ -49,13 +50,7 @@ def relay_store_from_url(
 
         return MemoryRelayStore(cell_size=cell_size)
     if scheme == "sqlite":
-        parts = urlsplit(url)
-        if parts.query or parts.fragment:
-            raise ConfigError("sqlite:// URLs take no query or fragment; give only the file path")
-        # sqlite:///abs/path -> "/abs/path"; sqlite://relative/path -> "relative/path"
-        path = unquote(rest)
-        if not path or path.endswith("/"):
-            raise ConfigError("give the SQLite database file, e.g. sqlite:///var/lib/relay.db")
+        path = _sqlite_file(url)
         from backchannel.store.sqlite import SQLiteRelayStore
 
         return SQLiteRelayStore(
@@ -69,3 +64,35 @@ def relay_store_from_url(
     raise ConfigError(
         "unknown store URL scheme; use memory://, sqlite:///path.db or postgresql://..."
     )
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The ``sqlite:///`` URL of a database file: the path made absolute and percent-encoded.
+
+    Encoding keeps a ``%``, ``?`` or ``#`` in a file name part of the path.
+    """
+    absolute = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    return "sqlite://" + quote(absolute)  # sqlite:// + "/abs/path" gives sqlite:///abs/path
+
+
+def sqlite_path(url: str) -> str | None:
+    """The database file a ``sqlite://`` URL names; None for any other scheme.
+
+    Raises :class:`ConfigError` when a ``sqlite://`` URL names no file or carries
+    a query or fragment.
+    """
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() != "sqlite":
+        return None
+    return _sqlite_file(url)
+
+
+def _sqlite_file(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise ConfigError("sqlite:// URLs take no query or fragment; give only the file path")
+    # sqlite:///abs/path -> "/abs/path"; sqlite://relative/path -> "relative/path"
+    path = unquote(url.split("://", 1)[1])
+    if not path or path.endswith("/"):
+        raise ConfigError("give the SQLite database file, e.g. sqlite:///var/lib/relay.db")
+    return path
