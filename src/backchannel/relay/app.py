@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backchannel.errors import StoreUnavailable
+from backchannel.relay.batch import BatchEndpoints
 from backchannel.relay.openapi import openapi_document
 from backchannel.relay.requests import HTTPRefusal
 from backchannel.relay.service import RelayService, error
@@ -139,6 +140,7 @@ def create_app(
         )
     service = RelayService(settings, store, clock)
     slots = SlotEndpoint(service)
+    batch = BatchEndpoints(service)
     document = openapi_document(settings)
 
     async def openapi(request: Request) -> Response:
@@ -152,6 +154,8 @@ def create_app(
         Route("/v1/tenants/{tenant_id}/slots/{slot}", slots, methods=["PUT", "GET"]),
         Route("/v1/tenants/{tenant_id}/fetch", service.fetch, methods=["POST"]),
         Route("/v1/tenants/{tenant_id}/ack", service.ack, methods=["POST"]),
+        Route("/v1/batch/deposit", batch.batch_deposit, methods=["POST"]),
+        Route("/v1/tenants/{tenant_id}/batch/fetch", batch.batch_fetch, methods=["POST"]),
         Route("/v1/info", service.info, methods=["GET"]),
         Route("/v1/log/key", service.log_key, methods=["GET"]),
         Route("/v1/log/head", service.log_head, methods=["GET"]),

@@ -14,6 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "RelayMetrics"]
 
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -33,6 +34,13 @@ class RelayMetrics:
         )
         self.deposits = Counter(
             "backchannel_relay_deposits", "Deposits by outcome", ["outcome"], registry=r
+        )
+        self.batch_cells = Histogram(
+            "backchannel_relay_batch_cells",
+            "Cells in a batch deposit, slots in a batch fetch",
+            ["op"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.cells_fetched = Counter(
             "backchannel_relay_cells_fetched", "Cells returned by fetch and get", registry=r

@@ -85,6 +85,25 @@ def _slot_list_body(max_batch: int) -> dict[str, Any]:
     }
 
 
+def _binary_body(layout: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary", "description": layout}
+            }
+        },
+    }
+
+
+def _binary_answer(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"Cache-Control": {"schema": {"type": "string", "const": "no-store"}}},
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+
+
 def openapi_document(settings: RelaySettings) -> dict[str, Any]:
     """The document for a relay with these settings (cell size, batch limit)."""
     cell = settings.cell_size
@@ -397,6 +416,49 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                         "description": "How many cells were removed",
                         "content": _json({"$ref": "#/components/schemas/Removed"}),
                     },
+                    **_errors(400, 401, 413, 415, 429, 503),
+                },
+            },
+        },
+        "/v1/batch/deposit": {
+            "post": {
+                "operationId": "batchDeposit",
+                "summary": f"Deposit up to {settings.max_batch} cells to any tenants in one "
+                "request; no authentication",
+                "description": "Binary layouts: docs/spec/relay-api.md, 'Batch exchange'. "
+                "Each cell is answered on its own (201, 200, 400, 404, 409, 429, 503, 507); "
+                "the answer proves every stored cell against one signed head.",
+                "security": [],
+                "requestBody": _binary_body(
+                    "version u8 | known_size u64 | count u16 | count x (tenant_len u8 | "
+                    "tenant | slot [32] | cell_len u32 | cell)"
+                ),
+                "responses": {
+                    "200": _binary_answer(
+                        "The batch deposit answer: one result per cell, then the log bundle"
+                    ),
+                    **_errors(400, 413, 415, 429, 503),
+                },
+            }
+        },
+        "/v1/tenants/{tenant_id}/batch/fetch": {
+            "parameters": [_tenant_param()],
+            "post": {
+                "operationId": "batchFetch",
+                "summary": f"Read up to {settings.max_batch} slots and ask log queries in one "
+                "request",
+                "description": "Binary layouts: docs/spec/relay-api.md, 'Batch exchange'. "
+                "Cells, spent slots and the statement of absence come from one snapshot, "
+                "proved against one signed head; each query is answered in order.",
+                "security": tenant_auth,
+                "requestBody": _binary_body(
+                    "version u8 | known_size u64 | pad_to u32 | nslots u16 | slots [32] | "
+                    "nqueries u8 | queries [33]"
+                ),
+                "responses": {
+                    "200": _binary_answer(
+                        "The batch fetch answer, zero-padded to a multiple of pad_to bytes"
+                    ),
                     **_errors(400, 401, 413, 415, 429, 503),
                 },
             },

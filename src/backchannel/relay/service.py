@@ -66,7 +66,7 @@ _PROBE_TENANT = "_readyz_probe_"
 _NO_STORE = {"Cache-Control": "no-store"}
 _NO_TENANT = "no such tenant on this relay; check the tenant id"
 #: Largest index or size the log endpoints accept (a signed 64-bit integer).
-_MAX_INDEX = (1 << 63) - 1
+MAX_INDEX = (1 << 63) - 1
 _TREE_HEAD_LEN = 49
 _COMPACT_HEAD_LEN = 49 + 64
 _UNAUTHORIZED = "present this tenant's credential as 'Authorization: Bearer <credential>'"
@@ -360,7 +360,7 @@ class RelayService:
             headers=_NO_STORE,
         )
 
-    async def _log_head_at(self, size: int) -> Response:
+    async def compact_head_at(self, size: int) -> bytes:
         """The compact signed head the log committed at ``size`` (one per size)."""
         current = await self.store.log_head()
         if not 0 < size <= current.size:
@@ -368,21 +368,24 @@ class RelayService:
         leaf = await self.store.log_leaf(size - 1)
         path = await self.store.inclusion_proof(size - 1, size)
         root = root_from_inclusion(leaf_hash(leaf), size - 1, size, path)
-        head = TreeHead(size, root, LogLeaf.decode(leaf).coarse_time)
+        return self.store.compact_signed(TreeHead(size, root, LogLeaf.decode(leaf).coarse_time))
+
+    async def _log_head_at(self, size: int) -> Response:
+        signed = await self.compact_head_at(size)
+        head = TreeHead.decode(signed[:_TREE_HEAD_LEN])
         return JSONResponse(
             {
                 "size": size,
-                "root": root.hex(),
+                "root": head.root.hex(),
                 "timestamp": head.timestamp,
-                "compact_head": self.store.compact_signed(head).hex(),
+                "compact_head": signed.hex(),
             }
         )
 
-    async def log_entry(self, request: Request) -> Response:
-        """A batch member's proofs: its batch's leaf, the batch proof, the leaf's inclusion."""
-        index = _query_index(request, "leaf_index")
-        position = _query_index(request, "batch_position")
-        size = _query_index(request, "tree_size")
+    async def entry_proof(
+        self, index: int, position: int, size: int
+    ) -> tuple[bytes, list[bytes], list[bytes]]:
+        """A batch member's leaf, batch proof and the leaf's inclusion proof in ``size``."""
         try:
             path = await self.store.inclusion_proof(index, size)
             leaf = await self.store.log_leaf(index)
@@ -395,6 +398,14 @@ class RelayService:
             raise HTTPRefusal(
                 404, "no such batch member (never stored, or past retention)"
             ) from None
+        return leaf, batch, path
+
+    async def log_entry(self, request: Request) -> Response:
+        """A batch member's proofs: its batch's leaf, the batch proof, the leaf's inclusion."""
+        index = _query_index(request, "leaf_index")
+        position = _query_index(request, "batch_position")
+        size = _query_index(request, "tree_size")
+        leaf, batch, path = await self.entry_proof(index, position, size)
         return JSONResponse(
             {
                 "leaf_index": index,
@@ -499,7 +510,7 @@ def _quoted(joined: str) -> str:
 
 
 def _index(text: str, name: str) -> int:
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > _MAX_INDEX:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_INDEX:
         raise HTTPRefusal(400, f"{name} must be a non-negative integer below 2**63")
     return int(text)
 

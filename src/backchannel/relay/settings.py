@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from backchannel.errors import ConfigError
-from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS
+from backchannel.protocol.batch import MAX_QUERIES, QUERY_LEN
+from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS, SLOT_LEN
 from backchannel.protocol.misbehaviour import MAX_ABSENT_SLOTS
 from backchannel.store.factory import sqlite_url
 
@@ -99,9 +100,11 @@ class RelaySettings:
     #: Keep the public rendezvous tenant where missions pair by a short code.
     rendezvous: bool = True
     max_quota_cells: int = 10_000_000
-    #: Most slots in one fetch or ack request.
+    #: Most slots in one fetch or ack request, and most cells in one batch deposit.
     max_batch: int = 256
     #: Largest request body accepted, in bytes; larger bodies get 413 unread.
+    #: Batch bodies have their own limits, computed from ``max_batch`` and
+    #: ``cell_size`` (:attr:`batch_deposit_limit`, :attr:`batch_fetch_limit`).
     body_limit: int = 64 * 1024
     #: Token-bucket rates in requests per second (0 disables that limit).
     ip_rate: float = 200.0
@@ -145,6 +148,16 @@ class RelaySettings:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"invalid relay setting: {message}")
+
+    @property
+    def batch_deposit_limit(self) -> int:
+        """Largest batch deposit body: ``max_batch`` cells to tenant ids of 64 characters."""
+        return 1 + 8 + 2 + self.max_batch * (1 + 64 + SLOT_LEN + 4 + self.cell_size)
+
+    @property
+    def batch_fetch_limit(self) -> int:
+        """Largest batch fetch body: ``max_batch`` slots and the most queries."""
+        return 1 + 8 + 4 + 2 + self.max_batch * SLOT_LEN + 1 + MAX_QUERIES * QUERY_LEN
 
     @property
     def store_url(self) -> str:
