@@ -22,16 +22,28 @@ import hashlib
 import random
 import secrets
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
-from backchannel.errors import RelayRefused, RelayUnavailable
+from backchannel.errors import DecodeError, RelayRefused, RelayUnavailable
+from backchannel.protocol.batch import (
+    DepositBatch,
+    DepositBatchAnswer,
+    DepositCell,
+    FetchBatch,
+    FetchBatchAnswer,
+    Query,
+)
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Headers httpx sends by default that the relay has no use for.
+_USELESS_HEADERS = ("Accept", "Accept-Encoding", "Connection")
+#: Short and constant (no library or software version in it).
+_USER_AGENT = "backchannel"
 _MAX_MESSAGE = 200
 
 
@@ -159,6 +171,12 @@ class RelayClient:
         self._http = httpx.AsyncClient(
             base_url=base_url, transport=transport, timeout=timeout, verify=_tls_context()
         )
+        # Only what the relay needs: the relay answers uncompressed, HTTP/1.1
+        # keeps the connection open anyway, and a library's version in the
+        # User-Agent would change with every upgrade.
+        for name in _USELESS_HEADERS:
+            del self._http.headers[name]
+        self._http.headers["User-Agent"] = _USER_AGENT
         self._host = httpx.URL(base_url).host or "the relay"
 
     async def __aenter__(self) -> Self:
@@ -373,6 +391,67 @@ class RelayClient:
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise self._malformed(what, status) from None
+
+    async def batch_deposit(
+        self, cells: Sequence[tuple[str, bytes, bytes]], known_size: int
+    ) -> DepositBatchAnswer:
+        """Deposit ``(tenant_id, slot, cell)`` cells in one request; each is answered
+        on its own (``results[i].status``: 201 stored, 200 already held, else refused).
+
+        ``known_size`` is the log size of the head this client has verified (0
+        for none): the answer proves its head consistent with that size, and on
+        a first contact carries the relay's key. A retry is safe (the same batch
+        again answers 200 per stored cell, with its original place).
+        """
+        what = "deposit a batch of cells"
+        body = DepositBatch(known_size, tuple(DepositCell(*c) for c in cells)).encode()
+        response = await self._request(what, "POST", "/v1/batch/deposit", content=body)
+        try:
+            answer = DepositBatchAnswer.decode(response.content)
+        except DecodeError:
+            raise self._malformed(what, response.status_code) from None
+        if len(answer.results) != len(cells):
+            raise self._malformed(what, response.status_code)
+        for (_, _, cell), result in zip(cells, answer.results, strict=True):
+            if result.stored and result.cell_id != hashlib.sha256(cell).digest():
+                raise RelayRefusal(
+                    f"cannot {what}: {self._host} acknowledged a different cell; "
+                    "do not trust this relay's acknowledgements",
+                    response.status_code,
+                )
+        return answer
+
+    async def batch_fetch(
+        self,
+        slots: Sequence[bytes],
+        known_size: int,
+        queries: Sequence[Query],
+        pad_to: int,
+    ) -> FetchBatchAnswer:
+        """Read ``slots`` of this client's tenant and ask ``queries`` of the log, in
+        one request; the answer is padded to a multiple of ``pad_to`` bytes.
+
+        Cells and absence are read in one snapshot and proved against one head;
+        ``answers[i]`` answers ``queries[i]``.
+        """
+        what = "fetch a batch of cells"
+        tenant, credential = self._tenant()
+        body = FetchBatch(known_size, pad_to, tuple(slots), tuple(queries)).encode()
+        response = await self._request(
+            what, "POST", f"/v1/tenants/{tenant}/batch/fetch", auth=credential, content=body
+        )
+        try:
+            answer = FetchBatchAnswer.decode(response.content, pad_to)
+        except DecodeError:
+            raise self._malformed(what, response.status_code) from None
+        asked = set(slots)
+        if (
+            not answer.answers_match(queries)
+            or any(c.slot not in asked for c in answer.cells)
+            or any(s not in asked for s in answer.spent)
+        ):
+            raise self._malformed(what, response.status_code)
+        return answer
 
     async def log_key(self) -> bytes:
         """The relay's log key: Ed25519 public key (32) || ML-DSA-65 public key (1,952)."""
