@@ -130,9 +130,9 @@ class DepositBatch:
             raise LocalProtocolError("a batch holds at most 65,535 cells")
         w = Writer().u8(VERSION).u64(self.known_size).u16(len(self.cells))
         for c in self.cells:
+            if not c.tenant_id.isascii() or len(c.tenant_id) > 255:
+                raise LocalProtocolError("a tenant id is at most 255 ASCII characters")
             tenant = c.tenant_id.encode("ascii")
-            if len(tenant) > 255:
-                raise LocalProtocolError("a tenant id is at most 255 characters")
             _check_slot(c.slot)
             w.u8(len(tenant)).fixed(tenant, len(tenant)).fixed(c.slot, SLOT_LEN)
             _write_cell(w, c.cell)
