@@ -17,6 +17,7 @@ import pytest
 
 from backchannel.client.relay_client import RelayClient, RelayRefusal
 from backchannel.crypto.signing import VerifyKey
+from backchannel.errors import StoreUnavailable
 from backchannel.protocol.batch import (
     CellPlace,
     DepositBatch,
@@ -42,7 +43,7 @@ from backchannel.relay.app import create_app
 from backchannel.relay.settings import RelaySettings
 from backchannel.store.memory import MemoryRelayStore
 from backchannel.store.postgres import PostgresRelayStore
-from backchannel.store.relay_store import RelayStore
+from backchannel.store.relay_store import DepositResult, RelayStore
 from backchannel.store.sqlite import SQLiteRelayStore
 
 from .conftest import CELL, AppFactory, Clock, Tenant, deposit, new_cell, register, running
@@ -362,6 +363,51 @@ async def test_queries_the_relay_cannot_answer_are_refused_one_by_one(
         assert a.reason and a.reason.isascii() and len(a.reason) <= 200
     assert "retention" in answer.answers[5].reason
     assert "2**63" in answer.answers[8].reason
+
+
+class FlakyStore(MemoryRelayStore):
+    """A memory store whose deposits fail at chosen slots, and whose head can fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken: set[bytes] = set()
+        self.no_head = False
+
+    async def deposit(self, tenant_id: str, slot: bytes, cell: bytes, now: int) -> DepositResult:
+        if slot in self.broken:
+            raise StoreUnavailable("the test store failed this deposit")
+        return await super().deposit(tenant_id, slot, cell, now)
+
+    async def compact_head(self) -> bytes:
+        if self.no_head:
+            raise StoreUnavailable("the test store cannot sign a head")
+        return await super().compact_head()
+
+
+async def test_a_store_failure_refuses_only_its_cell_and_a_missing_head_the_batch(
+    settings: RelaySettings, clock: Clock
+) -> None:
+    store = FlakyStore()
+    async for http in running(create_app(settings, store, clock=clock)):
+        beta = await register(http, "mission-beta")
+        cells = [(beta.tenant_id, new_slot(), new_cell()) for _ in range(3)]
+        store.broken.add(cells[1][1])
+        answer = await post_deposit(http, cells)
+        assert [r.status for r in answer.results] == [201, 503, 201]
+        assert answer.places()[0] is not None and answer.places()[1] is None
+        # Stored cells without a head to prove them: the whole batch is 503, nothing lost.
+        store.broken.clear()
+        store.no_head = True
+        body = DepositBatch(0, tuple(DepositCell(*c) for c in cells)).encode()
+        r = await http.post("/v1/batch/deposit", content=body, headers=OCTET)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        # Nothing stored, nothing to prove: the answer goes without a head.
+        refused = await post_deposit(http, [("mission-nobody", new_slot(), new_cell())])
+        assert [r.status for r in refused.results] == [404] and refused.log == LogBundle()
+        store.no_head = False
+        again = await post_deposit(http, cells)  # the 503 batch had stored its cells
+        assert [r.status for r in again.results] == [200, 200, 200]
+        assert all(p is not None for p in again.places())
 
 
 # -- HTTP behaviour (memory store) -------------------------------------------------------
