@@ -274,7 +274,7 @@ class FetchBatchAnswer:
     spent: tuple[bytes, ...] = field(default=(), repr=False)
     #: The encoded signed statement of absence of every asked slot that held
     #: nothing (empty when every slot held something).
-    absent: bytes = b""
+    absent: bytes = field(default=b"", repr=False)
     log: LogBundle = field(default_factory=LogBundle)
     answers: tuple[QueryAnswer, ...] = ()
 

@@ -200,7 +200,7 @@ class SlotRead:
     place: BatchPlace | None = None
     leaf: bytes = b""
     inclusion_proof: tuple[bytes, ...] = ()
-    absence: bytes = b""
+    absence: bytes = field(default=b"", repr=False)  # names the slot
     spent: bool = False
 
     def encode(self) -> bytes:

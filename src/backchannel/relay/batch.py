@@ -16,7 +16,6 @@ client never makes another request to check them. Layouts:
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
@@ -52,8 +51,6 @@ from backchannel.protocol.merkle import TREE_HEAD_LEN, TreeHead
 from backchannel.relay.requests import HTTPRefusal, is_tenant_id, read_body
 from backchannel.relay.service import MAX_INDEX, RelayService
 from backchannel.store.relay_store import CellProof, DepositResult
-
-log = logging.getLogger("backchannel.relay")
 
 _OCTETS = "application/octet-stream"
 _NO_STORE = {"Cache-Control": "no-store"}
