@@ -16,7 +16,6 @@ client never makes another request to check them. Layouts:
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from starlette.requests import Request
@@ -55,8 +54,6 @@ from backchannel.store.relay_store import CellProof, DepositResult
 _OCTETS = "application/octet-stream"
 _NO_STORE = {"Cache-Control": "no-store"}
 _MALFORMED = "the request body is not a batch of this relay's version; see /openapi.json"
-#: Log leaves kept in memory (immutable once committed; 53 bytes each).
-_LEAF_CACHE = 4096
 _TOO_LARGE = "indexes and sizes must be below 2**63"
 
 
@@ -73,7 +70,6 @@ class BatchEndpoints:
 
     def __init__(self, service: RelayService) -> None:
         self.service = service
-        self._leaves: OrderedDict[int, bytes] = OrderedDict()
 
     # -- deposit -------------------------------------------------------------------
 
@@ -210,13 +206,9 @@ class BatchEndpoints:
     # -- the log data both answers carry ----------------------------------------------
 
     async def _leaf(self, index: int) -> bytes:
-        leaf = self._leaves.get(index)
-        if leaf is None:
-            leaf = await self.service.store.log_leaf(index)
-            self._leaves[index] = leaf
-            if len(self._leaves) > _LEAF_CACHE:
-                self._leaves.popitem(last=False)
-        return leaf
+        # Read each time, not cached here: the store is the one place that
+        # knows its log (a store restored from a backup has other leaves).
+        return await self.service.store.log_leaf(index)
 
     async def _bundle(
         self, signed: bytes, head: TreeHead, proofs: Iterable[CellProof], known_size: int
