@@ -16,6 +16,10 @@ the mission's officers can compute.
     cell    = nonce[12] || AEAD(HMAC(mission_secret, "…/joint/cell" || slot), nonce,
               chunk, slot)
     chunk   = 0x01 | object_id[16] | u16 index | u16 count | u16 len | data | zero padding
+
+Every round each device deposits one mailbox cell per colleague, at slot
+``slot(s, r, round)``: the next piece of an object waiting for that colleague,
+or a cover cell (object id all zeros, one empty piece) when nothing waits.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ _VERSION = 1
 OBJECT_ID_LEN = 16
 MAX_BODY = 512 * 1024
 _CHUNK_HEADER = 1 + OBJECT_ID_LEN + 6
+#: The object id of a cover cell (real objects have random ids).
+COVER_ID = bytes(OBJECT_ID_LEN)
 
 
 class JointKind(IntEnum):
@@ -153,26 +159,57 @@ def to_cells(
     rng: Rng,
 ) -> list[bytes]:
     """Cut ``sealed`` into cells for ``slots`` (use :func:`cells_needed` first)."""
+    chunks = split_object(sealed, cell_size)
+    if len(chunks) != len(slots):
+        raise DecodeError("slot count does not match the object size")
+    return [
+        chunk_cell(slot, object_id, i, len(chunks), chunk, mission_secret, cell_size, rng)
+        for i, (chunk, slot) in enumerate(zip(chunks, slots, strict=True))
+    ]
+
+
+def split_object(sealed: bytes, cell_size: int) -> list[bytes]:
+    """The pieces of a sealed object, one per cell, in order."""
     cap = chunk_capacity(cell_size)
     chunks = [sealed[i : i + cap] for i in range(0, len(sealed), cap)] or [b""]
-    if len(chunks) != len(slots) or len(chunks) > 0xFFFF:
-        raise DecodeError("slot count does not match the object size")
-    out = []
-    for i, (chunk, slot) in enumerate(zip(chunks, slots, strict=True)):
-        body = (
-            Writer()
-            .u8(_VERSION)
-            .fixed(object_id, OBJECT_ID_LEN)
-            .u16(i)
-            .u16(len(chunks))
-            .u16(len(chunk))
-            .fixed(chunk, len(chunk))
-            .bytes()
-        )
-        body += bytes(cell_size - NONCE_LEN - TAG_LEN - len(body))
-        nonce = rng(NONCE_LEN)
-        out.append(nonce + aead_seal(_cell_key(mission_secret, slot), nonce, body, slot))
-    return out
+    if len(chunks) > 0xFFFF:
+        raise DecodeError("joint object too large")
+    return chunks
+
+
+def chunk_cell(
+    slot: bytes,
+    object_id: bytes,
+    index: int,
+    count: int,
+    data: bytes,
+    mission_secret: bytes,
+    cell_size: int,
+    rng: Rng,
+) -> bytes:
+    """One mailbox cell carrying piece ``index`` of ``count`` of an object."""
+    body = (
+        Writer()
+        .u8(_VERSION)
+        .fixed(object_id, OBJECT_ID_LEN)
+        .u16(index)
+        .u16(count)
+        .u16(len(data))
+        .fixed(data, len(data))
+        .bytes()
+    )
+    body += bytes(cell_size - NONCE_LEN - TAG_LEN - len(body))
+    nonce = rng(NONCE_LEN)
+    return nonce + aead_seal(_cell_key(mission_secret, slot), nonce, body, slot)
+
+
+def cover_cell(slot: bytes, mission_secret: bytes, cell_size: int, rng: Rng) -> bytes:
+    """A mailbox cell that carries nothing: the all-zero object id, one empty piece.
+
+    Sealed like every other cell, so only the mission's officers can tell it
+    from a piece of a real object.
+    """
+    return chunk_cell(slot, COVER_ID, 0, 1, b"", mission_secret, cell_size, rng)
 
 
 def chunk_capacity(cell_size: int) -> int:
@@ -190,6 +227,10 @@ class Chunk:
     index: int
     count: int
     data: bytes
+
+    @property
+    def is_cover(self) -> bool:
+        return self.object_id == COVER_ID
 
 
 def open_cell(cell: bytes, slot: bytes, mission_secret: bytes, cell_size: int) -> Chunk:

@@ -295,6 +295,12 @@ def sign(msg: SealedMessage, officer: Officer, roster: Roster) -> SealedMessage:
     return msg.with_signature(officer.officer_id, sig)
 
 
+def draft_payload(msg: SealedMessage, content_key: bytes) -> Payload:
+    """What a sealed draft carries, opened with its content key (the co-signer's view)."""
+    raw = aead_open(content_key, _ZERO_NONCE, msg.content, _content_aad(msg.header))
+    return Payload.decode(raw)
+
+
 def check_draft(msg: SealedMessage, content_key: bytes, payload: Payload) -> None:
     """A co-signer's check that ``msg`` carries exactly ``payload``."""
     got = aead_open(content_key, _ZERO_NONCE, msg.content, _content_aad(msg.header))
