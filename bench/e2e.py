@@ -17,6 +17,7 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +32,47 @@ KDF = KdfParams(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 TEXT = "Proposal: working-level talks in Geneva next month. " * 20
 
 
-async def _one_message(ri: Client, han: Client, smith: Client, jones: Client) -> None:
+async def _rounds_until(devices: tuple[Client, ...], done: Callable[[], bool]) -> int:
+    """Rounds in step (each device deposits, fetches, checks) until ``done()``; how many."""
+    for n in range(1, 65):
+        await demo.lockstep(devices, lambda: True, limit=1)
+        if done():
+            return n
+    raise AssertionError("the message did not get through in 64 rounds")
+
+
+async def _one_message(devices: tuple[Client, ...]) -> dict[str, int]:
+    """One message the whole way, officers acting as soon as their desks show it.
+
+    Returns the rounds each leg took: co-sign request to the co-signer, approval
+    to delivery at the peer, delivery to the joint open (share request and
+    share), and the approval to the open.
+    """
+    ri, han, smith, jones = devices
     ri.compose(ri.channel_for("Washington").channel_id, note(TEXT))
-    await ri.sync(0)
-    await han.sync(0)
+    to_cosigner = await _rounds_until(devices, lambda: bool(han.cosign_requests()))
     [req] = han.cosign_requests()
     han.approve_cosign(req.request_id)
-    await han.sync(0)
     before = len(smith.inbox())
-    for _ in range(8):  # one round per cell: a message with an epoch announcement takes two
-        await ri.sync(1)
-        await smith.sync(1)
-        await jones.sync(1)
-        if len(smith.inbox()) > before:
-            break
+    delivered = await _rounds_until(
+        devices, lambda: len(smith.inbox()) > before and len(jones.inbox()) > before
+    )
     item = smith.inbox()[-1]
     smith.request_open(item.message_id)
-    await smith.sync(0)
-    await jones.sync(0)
+    asked = await _rounds_until(devices, lambda: bool(jones.share_requests()))
     [share] = jones.share_requests()
     jones.approve_share(share.request_id)
-    await jones.sync(0)
-    await smith.sync(0)
+    opened = await _rounds_until(
+        devices,
+        lambda: bool(next(i for i in smith.inbox() if i.message_id == item.message_id).payload),
+    )
     assert smith.read(item.message_id).text == TEXT
+    return {
+        "to_cosigner": to_cosigner,
+        "approval_to_delivery": delivered,
+        "delivery_to_open": asked + opened,
+        "approval_to_open": delivered + asked + opened,
+    }
 
 
 async def _measure(url: str, workdir: Path, count: int) -> dict[str, float]:
@@ -64,19 +83,24 @@ async def _measure(url: str, workdir: Path, count: int) -> dict[str, float]:
         workdir, "Washington", ("Smith", "Jones"), url, demo.default_relay_factory, "bench", KDF
     )
     await demo.pair(ny, dc)
-    ri, han = ny
-    smith, jones = dc
-    await _one_message(ri, han, smith, jones)  # warm-up
+    devices = (*ny, *dc)
+    await _one_message(devices)  # warm-up (the first message also starts a key epoch)
+    legs: list[dict[str, int]] = []
     start = time.perf_counter()
     for _ in range(count):
-        await _one_message(ri, han, smith, jones)
+        legs.append(await _one_message(devices))
     elapsed = time.perf_counter() - start
-    for c in (*ny, *dc):
+    rounds = sum(sum(v for k, v in leg.items() if k != "approval_to_open") for leg in legs)
+    for c in devices:
         c.home.close()
     return {
         "messages": count,
         "messages_per_s": count / elapsed,
         "ms_per_message": 1000 * elapsed / count,
+        "rounds_per_s": rounds / elapsed,
+        "rounds_approval_to_open": max(leg["approval_to_open"] for leg in legs),
+        "rounds_approval_to_delivery": max(leg["approval_to_delivery"] for leg in legs),
+        "rounds_to_cosigner": max(leg["to_cosigner"] for leg in legs),
     }
 
 
@@ -99,6 +123,8 @@ def main() -> None:
     r = result["sqlite"]
     print(f"{'e2e messages/s (SQLite relay)':<36} {r['messages_per_s']:>10.2f}")
     print(f"{'e2e ms/message':<36} {r['ms_per_message']:>10.1f}")
+    print(f"{'e2e rounds/s (four devices in step)':<36} {r['rounds_per_s']:>10.1f}")
+    print(f"{'rounds, approval to joint open':<36} {r['rounds_approval_to_open']:>10}")
     print(json.dumps(result))
 
 

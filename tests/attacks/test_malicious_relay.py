@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,13 @@ import pytest
 from backchannel.client import demo
 from backchannel.client.log_watch import evidence_text
 from backchannel.client.relay_client import RelayClient
+from backchannel.client.report import SyncReport
 from backchannel.client.service import Client
+from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import DepositNote, evidence_kind, verify_misbehaviour
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, RELAY_URL
-from tests.client.evil_relay import Clock, ForkingRelay, LyingRelay, LyingStore
+from tests.client.evil_relay import CHECKS, Clock, ForkingRelay, LyingRelay, LyingStore
 
 Mission = tuple[Client, Client]
 
@@ -58,14 +61,33 @@ async def _missions(tmp: Path, f_ny: object, f_dc: object, clock: Clock) -> tupl
 
 
 async def _round(ny: Mission, dc: Mission, clock: Clock) -> list[str]:
-    """One round: every device syncs once; the alarms it raised, all devices together."""
+    """One round on the schedule: every device deposits, then fetches, then checks.
+
+    Returns the alarms raised, all devices together.
+    """
     clock.now += 60
+    devices = (*ny, *dc)
+    reports = [SyncReport() for _ in devices]
+    for device, report in zip(devices, reports, strict=True):
+        await device.deposit_phase(report)
+    for device, report in zip(devices, reports, strict=True):
+        await device.fetch_phase(report)
+    for device, report in zip(devices, reports, strict=True):
+        await device.check_phase(report)
     alarms: list[str] = []
-    for device in (*ny, *dc):
-        report = await device.sync(1)
+    for report in reports:
         assert report.relay_error is None, report.relay_error
         alarms += report.alarms
     return alarms
+
+
+def _aim(store: LyingStore, dc: Mission) -> None:
+    """Point the liar at New York's channel cells into Washington's tenant."""
+    smith = dc[0]
+    ep = smith._endpoint(smith.channels()[0].channel_id)
+    first = ep.next_recv_round
+    store.plan.tenant = smith.mission().tenant_id
+    store.plan.slots = {ep.slot_to_fetch(r) for r in range(first, first + 64)}
 
 
 def _proofs(devices: Mission) -> list[bytes]:
@@ -106,7 +128,7 @@ async def test_a_dropped_cell_is_proved_within_one_round(tmp_path: Path, clock: 
     async with relay.running():
         ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
         await _quiet(ny, dc, clock)
-        relay.store.plan.tenant = dc[0].mission().tenant_id
+        _aim(relay.store, dc)
         relay.store.plan.drop = True  # New York's next cell to Washington vanishes
         await _round(ny, dc, clock)  # deposited, acknowledged, logged, never served
         alarms = await _round(ny, dc, clock)  # New York's next cell names the lost one
@@ -147,12 +169,12 @@ async def _deliver(ny: Mission, dc: Mission, clock: Clock, store: LyingStore, te
     relay's history of deposits into Washington's tenant."""
     ri, han = ny
     ri.compose(ri.channel_for("Washington").channel_id, note(text))
-    await ri.sync(0)
-    await han.sync(0)
+    await ri.settle()
+    await han.settle()
     [req] = han.cosign_requests()
     han.approve_cosign(req.request_id)
-    await han.sync(0)
-    await ri.sync(0)  # the co-signature comes back: the message is queued
+    await han.settle()
+    await ri.settle()  # the co-signature comes back: the message is queued
     first: int | None = None
     for _ in range(4):
         before = len(store.plan.history)
@@ -175,7 +197,7 @@ async def test_a_replayed_cell_is_caught_and_proved(tmp_path: Path, clock: Clock
     relay = LyingRelay(tmp_path / "relay", clock)
     async with relay.running():
         ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
-        relay.store.plan.tenant = dc[0].mission().tenant_id
+        _aim(relay.store, dc)
         await _quiet(ny, dc, clock)
         message_cell = await _deliver(ny, dc, clock, relay.store, "meet on the 2nd")
         held = _received(dc)
@@ -195,7 +217,7 @@ async def test_two_reordered_cells_are_caught_and_proved(tmp_path: Path, clock: 
     relay = LyingRelay(tmp_path / "relay", clock)
     async with relay.running():
         ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
-        relay.store.plan.tenant = dc[0].mission().tenant_id
+        _aim(relay.store, dc)
         await _quiet(ny, dc, clock)
         held = _received(dc)
         relay.store.plan.swap = True  # hold the next cell back, then swap it with the one after
@@ -215,7 +237,7 @@ async def test_a_rewound_relay_is_proved(tmp_path: Path, clock: Clock) -> None:
         await _quiet(ny, dc, clock, rounds=2)
         backup = relay.store.snapshot()
         await _quiet(ny, dc, clock, rounds=2)
-        relay.store.restore(backup)  # the operator restores last round's backup
+        relay.restore(backup)  # the operator restores last round's backup
         alarms = await _round(ny, dc, clock)
         assert any("rewind:" in a for a in alarms), alarms
         _checked(_proofs(ny) + _proofs(dc), "rewind")
@@ -230,11 +252,9 @@ async def test_a_fork_between_the_missions_is_proved_within_one_round(
         await _quiet(ny, dc, clock)  # the two logs are equal so far
         await relay.fork(dc[0].mission().tenant_id)
         # Washington sees the second log this round and gossips its head in its
-        # cell to New York; New York's runner reads it at its next sync, one
-        # round after the fork.
+        # next cell to New York, whose devices prove the fork in that round.
+        assert await _round(ny, dc, clock) == []
         alarms = await _round(ny, dc, clock)
-        clock.now += 60
-        alarms += (await ny[0].sync(1)).alarms
         assert any("fork:" in a for a in alarms), alarms
         _checked(_proofs(ny) + _proofs(dc), "fork")
         # Each side's own view is self-consistent: only the gossip could tell.
@@ -251,7 +271,7 @@ async def test_a_drop_inside_rounds_produced_together_is_detected(
     async with relay.running():
         ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
         await _quiet(ny, dc, clock)
-        relay.store.plan.tenant = dc[0].mission().tenant_id
+        _aim(relay.store, dc)
         relay.store.plan.drop = True
         clock.now += 180
         assert (await ny[0].sync(3)).relay_error is None  # three rounds at once
@@ -262,22 +282,22 @@ async def test_a_drop_inside_rounds_produced_together_is_detected(
 async def test_proofs_the_relay_withholds_for_a_while_are_checked_later(
     tmp_path: Path, clock: Clock
 ) -> None:
-    """A relay that answers 503 to proof requests while it lies only delays the
-    proof: the gossip waits in the vault and is checked at the next sync."""
+    """A relay that answers 503 to the requests that ask for proofs while it lies only
+    delays the proof: the gossip waits in the vault and is checked at the next sync."""
     relay = LyingRelay(tmp_path / "relay", clock)
     async with relay.running():
         ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
         await _quiet(ny, dc, clock)
-        relay.store.plan.tenant = dc[0].mission().tenant_id
+        _aim(relay.store, dc)
         relay.store.plan.drop = True
         await _round(ny, dc, clock)
-        relay.busy.add("/v1/log/proof/entry")
+        relay.busy.add(CHECKS)
         clock.now += 60
         await ny[0].sync(1)
         report = await dc[0].sync(1)
         assert report.relay_error is not None and _proofs(dc) == []
         relay.busy.clear()
-        report = await dc[0].sync(0)
+        report = await dc[0].settle()
         assert any("drop:" in a for a in report.alarms), report.alarms
         _checked(_proofs(dc), "drop")
 
@@ -302,16 +322,23 @@ async def test_a_malformed_consistency_proof_is_an_alarm_not_a_crash(
         ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
         await _quiet(ny, dc, clock, rounds=1)
         honest = relay.factory()
-        served: list[tuple[int, int]] = []
+        served: list[int] = []
 
         def garbling(url: str, tenant: str | None, credential: str | None) -> RelayClient:
             client = honest(url, tenant, credential)
 
-            async def consistency_proof(first: int, second: int) -> list[bytes]:
-                served.append((first, second))
-                return [b"short"]
+            def garble(call):  # type: ignore[no-untyped-def]
+                async def garbled(*args, **kwargs):  # type: ignore[no-untyped-def]
+                    answer = await call(*args, **kwargs)
+                    if not answer.log.consistency:
+                        return answer
+                    served.append(TreeHead.decode(answer.log.signed_head[:49]).size)
+                    return replace(answer, log=replace(answer.log, consistency=(b"short",)))
 
-            client.consistency_proof = consistency_proof  # type: ignore[method-assign]
+                return garbled
+
+            client.batch_deposit = garble(client.batch_deposit)  # type: ignore[method-assign]
+            client.batch_fetch = garble(client.batch_fetch)  # type: ignore[method-assign]
             return client
 
         smith = dc[0]

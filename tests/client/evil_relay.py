@@ -43,6 +43,9 @@ class Plan:
     """What the store does to the next deposits into ``tenant``."""
 
     tenant: str = ""
+    #: The slots aimed at (empty: every slot of ``tenant``). The relay cannot tell a
+    #: channel's cells from the mission mailbox's; the tests tell it.
+    slots: set[bytes] = field(default_factory=set)
     drop: bool = False
     replay: bool = False
     #: Which earlier deposit a replay serves again (an index into ``history``).
@@ -64,7 +67,7 @@ class LyingStore(MemoryRelayStore):
     async def deposit(self, tenant_id: str, slot: bytes, cell: bytes, now: int) -> DepositResult:
         result = await super().deposit(tenant_id, slot, cell, now)
         p = self.plan
-        if tenant_id != p.tenant or not result.created:
+        if tenant_id != p.tenant or not result.created or (p.slots and slot not in p.slots):
             return result
         p.history.append((slot, cell))
         if p.drop:
@@ -126,6 +129,11 @@ def _client(url: str, tenant: str | None, credential: str | None, transport: obj
     )
 
 
+#: Put in ``LyingRelay.busy``: the relay answers 503 to every round's check (the
+#: request that asks the log for proofs), and serves everything else.
+CHECKS = "checks"
+
+
 class _Flaky(httpx.AsyncBaseTransport):
     """The app, except that paths in ``down`` answer 503 (the relay 'is busy')."""
 
@@ -136,6 +144,10 @@ class _Flaky(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path in self.down:
             return httpx.Response(503, json={"error": "busy"})
+        if CHECKS in self.down and request.url.path.endswith("/batch/fetch"):
+            body = await request.aread()
+            if body[13:15] == b"\x00\x00":  # no slots: a round's check, all log queries
+                return httpx.Response(503, json={"error": "busy"})
         return await self.inner.handle_async_request(request)
 
 
@@ -159,6 +171,10 @@ class LyingRelay:
         async with self.app.router.lifespan_context(self.app):
             yield self
 
+    def restore(self, snap: dict[str, object]) -> None:
+        """Restore the store from a backup, as an operator would."""
+        self.store.restore(snap)
+
 
 class _Mirror(httpx.AsyncBaseTransport):
     """Reads from one app; writes to both (the two logs get the same cells)."""
@@ -169,9 +185,10 @@ class _Mirror(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
+        path = request.url.path
         is_write = request.method == "PUT" or (
             request.method == "POST"
-            and (request.url.path == "/v1/tenants" or request.url.path.endswith("/ack"))
+            and (path in ("/v1/tenants", "/v1/batch/deposit") or path.endswith("/ack"))
         )
         if is_write:
             copy_ = httpx.Request(

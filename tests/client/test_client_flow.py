@@ -31,11 +31,11 @@ async def two_missions(tmp: Path, relay: InProcessRelay) -> tuple[Mission, Missi
 async def cosigned(ny: Mission, text: str) -> bytes:
     ri, han = ny
     draft = ri.compose(ri.channel_for("Washington").channel_id, note(text))
-    await ri.sync(0)
-    await han.sync(0)
+    await ri.settle()
+    await han.settle()
     [req] = han.cosign_requests()
     han.approve_cosign(req.request_id)
-    await han.sync(0)
+    await han.settle()
     return draft.draft_id
 
 
@@ -45,7 +45,7 @@ async def test_relay_down_during_send_delivers_exactly_once(
     ny, dc = await two_missions(tmp_path, relay)
     ri = ny[0]
     await cosigned(ny, "while the relay was down")
-    await ri.sync(0)  # the co-signature arrives: the message is queued for the rounds
+    await ri.settle()  # the co-signature arrives: the message is queued for the rounds
     relay.down = True
     report = await ri.sync(3)
     assert report.relay_error is not None and report.waiting > 0
@@ -53,7 +53,7 @@ async def test_relay_down_during_send_delivers_exactly_once(
     report = await ri.sync(1)  # still down: nothing lost, nothing sent
     assert report.relay_error is not None
     relay.down = False
-    report = await ri.sync(0)
+    report = await ri.settle()
     assert report.relay_error is None and report.waiting == 0 and report.deposited > 0
     smith = dc[0]
     for _ in range(3):
@@ -95,14 +95,16 @@ async def test_tampering_relay_raises_an_alarm_and_delivers_nothing_forged(
 
     def tampering(url: str, tenant: str | None, credential: str | None) -> RelayClient:
         client = honest(url, tenant, credential)
-        original = client.fetch_logged
+        original = client.batch_fetch
 
-        async def fetch_logged(slots):  # type: ignore[no-untyped-def]
-            answer = await original(slots)
-            flipped = {s: bytes([c[0] ^ 1]) + c[1:] for s, c in answer.cells.items()}
+        async def batch_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
+            answer = await original(*args, **kwargs)
+            flipped = tuple(
+                replace(c, cell=bytes([c.cell[0] ^ 1]) + c.cell[1:]) for c in answer.cells
+            )
             return replace(answer, cells=flipped)
 
-        client.fetch_logged = fetch_logged  # type: ignore[method-assign]
+        client.batch_fetch = batch_fetch  # type: ignore[method-assign]
         return client
 
     smith = dc[0]
@@ -210,12 +212,12 @@ async def test_long_message_spans_many_mailbox_and_channel_cells(
         await c.sync(40)
     [item] = dc[0].inbox()
     dc[0].request_open(item.message_id)
-    await dc[0].sync(0)
-    await dc[1].sync(0)
+    await dc[0].settle()
+    await dc[1].settle()
     [req] = dc[1].share_requests()
     dc[1].approve_share(req.request_id)
-    await dc[1].sync(0)
-    await dc[0].sync(0)
+    await dc[1].settle()
+    await dc[0].settle()
     assert dc[0].read(item.message_id).text == text
 
 
@@ -223,7 +225,9 @@ async def test_catching_up_more_rounds_than_one_fetch_holds(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     ny, dc = await two_missions(tmp_path, relay)
-    await ny[0].sync(300)  # 300 cover cells, more than one fetch of 256 slots
+    # 300 rounds of cover on the channel and in New York's mailbox, while
+    # Washington's devices are away.
+    await demo.lockstep(ny, lambda: False, limit=300)
     await cosigned(ny, "after a long quiet")
     await ny[0].sync(2)
     report = await dc[0].sync(320)

@@ -26,8 +26,8 @@ async def test_rotated_key_is_used_and_the_old_one_can_be_erased(
     smith, jones = dc
     cert = smith.rotate_epoch_key()
     assert cert.epoch == 2
-    await smith.sync(0)
-    await jones.sync(0)
+    await smith.settle()
+    await jones.settle()
     assert jones.mission().cert_of(smith.officer.officer_id).epoch == 2
     for c in ny:
         c.add_peer(smith.mission_card().encode())
@@ -35,12 +35,12 @@ async def test_rotated_key_is_used_and_the_old_one_can_be_erased(
     mid = await _deliver(ny, dc)
     assert smith.erase_epoch_keys(keep=1) == 1
     smith.request_open(mid)
-    await smith.sync(0)
-    await jones.sync(0)
+    await smith.settle()
+    await jones.settle()
     [req] = jones.share_requests()
     jones.approve_share(req.request_id)
-    await jones.sync(0)
-    await smith.sync(0)
+    await jones.settle()
+    await smith.settle()
     assert smith.read(mid).text == "under the new key"
     # The erasure is durable: a reopened home has only the new key.
     smith.home.close()

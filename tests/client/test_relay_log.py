@@ -12,10 +12,11 @@ import pytest
 from backchannel.client import cards
 from backchannel.client.cards import CardError
 from backchannel.client.home import Home
-from backchannel.client.relay_client import FetchAnswer, RelayClient
+from backchannel.client.relay_client import RelayClient
 from backchannel.client.service import Client
 from backchannel.crypto.signing import SigningKey
 from backchannel.errors import ConfigError, RelayRefused
+from backchannel.protocol.batch import LogBundle
 from backchannel.protocol.log_monitor import LogMonitor
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import sign_head_compact
@@ -51,16 +52,17 @@ async def test_a_head_not_signed_by_the_pinned_key_raises_an_alarm(
 
     def lying(url: str, tenant: str | None, credential: str | None) -> RelayClient:
         client = honest(url, tenant, credential)
-        original = client.fetch_logged
+        original = client.batch_fetch
 
-        async def fetch_logged(slots):  # type: ignore[no-untyped-def]
-            answer = await original(slots)
-            if answer.signed_head is None:
+        async def batch_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
+            answer = await original(*args, **kwargs)
+            if not answer.log.signed_head:
                 return answer
-            head = TreeHead.decode(answer.signed_head[:49])
-            return replace(answer, signed_head=sign_head_compact(impostor, head))
+            head = TreeHead.decode(answer.log.signed_head[:49])
+            log = replace(answer.log, signed_head=sign_head_compact(impostor, head))
+            return replace(answer, log=log)
 
-        client.fetch_logged = fetch_logged  # type: ignore[method-assign]
+        client.batch_fetch = batch_fetch  # type: ignore[method-assign]
         return client
 
     await ny[0].sync(2)
@@ -121,13 +123,15 @@ async def test_a_relay_that_stops_proving_its_answers_raises_an_alarm(
 
     def unproving(url: str, tenant: str | None, credential: str | None) -> RelayClient:
         client = honest(url, tenant, credential)
-        original = client.fetch_logged
+        original = client.batch_fetch
 
-        async def fetch_logged(slots):  # type: ignore[no-untyped-def]
-            answer = await original(slots)
-            return FetchAnswer(answer.cells, asked=answer.asked)  # the log object left out
+        async def batch_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
+            answer = await original(*args, **kwargs)
+            # The log left out: no head, no places, no statement of absence.
+            cells = tuple(replace(c, place=None) for c in answer.cells)
+            return replace(answer, cells=cells, absent=b"", log=LogBundle())
 
-        client.fetch_logged = fetch_logged  # type: ignore[method-assign]
+        client.batch_fetch = batch_fetch  # type: ignore[method-assign]
         return client
 
     await ny[0].sync(1)
@@ -152,7 +156,8 @@ async def test_a_peer_card_kept_from_before_the_relay_key_still_syncs(
     ri = ny[0]
     ri._put("peers", old.mission_id, replace(ri.peer(old.mission_id), card=text))
     report = await ri.sync(1)
-    assert report.relay_error is None and report.deposited == 1
+    # One cell on the channel and one in the mailbox lane to the colleague.
+    assert report.relay_error is None and report.deposited == 2
     # A fresh card from the peer replaces it, in the current layout.
     ri.add_peer(dc[0].mission_card().encode())
     assert cards.MissionCard.decode(ri.peer(old.mission_id).card).version == cards.CARD_VERSION

@@ -38,33 +38,33 @@ async def test_added_officer_opens_and_cosigns(tmp_path: Path, relay: InProcessR
         c.add_peer(card)
     # Washington writes to the new three-officer roster: a new key epoch includes Kim.
     draft = smith.compose(smith.channel_for("New York").channel_id, note("to three"))
-    await smith.sync(0)
-    await jones.sync(0)
+    await smith.settle()
+    await jones.settle()
     [req] = jones.cosign_requests()
     jones.approve_cosign(req.request_id)
-    await jones.sync(0)
-    await smith.sync(2)
+    await jones.settle()
+    await smith.settle()
     for c in (ri, han, kim):
-        await c.sync(2)
+        await c.settle()
     [item] = kim.inbox()
     kim.request_open(item.message_id)
-    await kim.sync(0)
-    await han.sync(0)
+    await kim.settle()
+    await han.settle()
     [share] = han.share_requests()
     han.approve_share(share.request_id)
-    await han.sync(0)
-    await kim.sync(0)
+    await han.settle()
+    await kim.settle()
     assert kim.read(item.message_id).text == "to three"
     assert draft.draft_id
     # Kim co-signs a New York message; Washington accepts it under roster version 1.
     ri.compose(ri.channel_for("Washington").channel_id, note("from the new roster"))
-    await ri.sync(0)
-    await kim.sync(0)
+    await ri.settle()
+    await kim.settle()
     [req] = kim.cosign_requests()
     kim.approve_cosign(req.request_id)
-    await kim.sync(0)
-    await ri.sync(2)
-    await smith.sync(2)
+    await kim.settle()
+    await ri.settle()
+    await smith.settle()
     assert len(smith.inbox()) == 1
     assert not smith.status()["channels"][0]["alarms"]
 
@@ -94,7 +94,7 @@ async def test_removed_officer_forgets_and_can_no_longer_cosign(
     ep = ri._endpoint(draft.channel_id)
     force_queue(ep, msg)
     ri._save_endpoint(draft.channel_id, ep)
-    await ri.sync(2)
+    await ri.settle()
     report = await dc[0].sync(2)
     assert dc[0].inbox() == []
     assert any("not on the sender" in a for a in report.alarms), report.alarms

@@ -94,10 +94,15 @@ class Officer:
         """Run with --json; exit 0 expected; the parsed document."""
         return self.ok("--json", *args).json
 
-    def sync(self, rounds: int = 0) -> dict[str, Any]:
-        report: dict[str, Any] = self.json("sync", "--rounds", str(rounds))
+    def sync(self, rounds: int | None = None) -> dict[str, Any]:
+        """``sync --rounds N``; without N, rounds until nothing waits (``sync``)."""
+        args = ("--rounds", str(rounds)) if rounds is not None else ()
+        report: dict[str, Any] = self.json("sync", *args)
         assert report["relay_error"] is None, report
         return report
+
+    def settle(self) -> dict[str, Any]:
+        return self.sync()
 
 
 def in_parallel(fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:

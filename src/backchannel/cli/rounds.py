@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Annotated
@@ -13,7 +12,6 @@ from rich.console import RenderableType
 from backchannel.cli.context import open_client, run
 from backchannel.cli.output import Output, Text, output, table
 from backchannel.client.service import Client, SyncReport
-from backchannel.protocol.constants import ROUND_SECONDS
 
 #: ``sync`` exits with this when the relay could not be reached or refused: the
 #: cells wait, persisted on this device, and go out at the next sync.
@@ -24,7 +22,8 @@ def _report_lines(r: SyncReport) -> list[RenderableType]:
     lines: list[RenderableType] = [
         Text.assemble(
             ("ok", "green") if r.relay_error is None else ("relay", "yellow"),
-            f" {r.rounds_received} round(s) received, {r.deposited} cell(s) deposited, "
+            f" {r.rounds} round(s) run, {r.rounds_received} round(s) of the peer received, "
+            f"{r.deposited} cell(s) deposited, "
             f"{r.waiting} waiting, {r.joint_objects} mailbox object(s) from colleagues",
         )
     ]
@@ -47,34 +46,33 @@ def _report_lines(r: SyncReport) -> list[RenderableType]:
 
 def sync(
     ctx: typer.Context,
-    rounds: Annotated[int, typer.Option("--rounds", min=0, help="How many rounds to run now.")] = 1,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            "--rounds",
+            min=1,
+            help="Run exactly this many rounds now (default: until nothing waits, at most 64).",
+        ),
+    ] = None,
 ) -> None:
-    """Run rounds now: deposit what waits, fetch, verify, exchange with colleagues."""
+    """Run rounds now, back to back: each one the same deposit and fetch as on the schedule."""
     with open_client(ctx) as client:
-        report = run(client.sync(rounds))
+        report = run(client.sync(rounds) if rounds else client.settle())
     output(ctx).done(report.as_dict(), *_report_lines(report))
     if report.relay_error is not None:
         raise typer.Exit(EXIT_RELAY_DOWN)
 
 
-def _round_seconds(client: Client) -> float:
-    channels = client.channels()
-    return float(channels[0].terms.round_seconds if channels else ROUND_SECONDS)
-
-
-async def _every(client: Client, seconds: float, out: Output) -> None:
-    loop = asyncio.get_running_loop()
-    due = loop.time()
-    while True:
-        report = await client.sync(1)
+async def _every(client: Client, seconds: float | None, out: Output) -> None:
+    def show(report: SyncReport) -> None:
         if out.json:  # one JSON document per round, one per line
             sys.stdout.write(json.dumps(report.as_dict()) + "\n")
             sys.stdout.flush()
         else:
             for line in _report_lines(report):
                 out.console.print(line)
-        due += seconds
-        await asyncio.sleep(max(0.0, due - loop.time()))
+
+    await client.run(show, seconds=seconds)
 
 
 def run_daemon(
@@ -84,14 +82,14 @@ def run_daemon(
         typer.Option("--interval", min=0.1, help="Seconds between rounds (default: round length)."),
     ] = None,
 ) -> None:
-    """Run one round every round length, in the foreground, until Ctrl-C."""
+    """Keep the round schedule in the foreground until Ctrl-C (deposit, then fetch, each round)."""
     out = output(ctx)
     with open_client(ctx) as client:
-        seconds = interval or _round_seconds(client)
+        seconds = interval or client.round_seconds()
         if not out.json:
             out.console.print(Text(f"one round every {seconds:g} s; Ctrl-C stops", style="dim"))
         try:
-            run(_every(client, seconds, out))
+            run(_every(client, interval, out))
         except KeyboardInterrupt:
             if not out.json:
                 out.console.print(Text("stopped", style="dim"))

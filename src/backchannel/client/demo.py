@@ -9,16 +9,18 @@ back. Every step is recorded with its outcome.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from backchannel.client.home import Home
 from backchannel.client.keystore import DEFAULT_PARAMS, KdfParams
+from backchannel.client.report import SyncReport
 from backchannel.client.service import Client, RelayFactory, default_relay_factory
 from backchannel.errors import BackchannelError
 from backchannel.protocol import channel as ch
 from backchannel.protocol.payload import note
+from backchannel.protocol.states import SendState
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,28 @@ async def pair(ny: tuple[Client, Client], dc: tuple[Client, Client]) -> str:
     return ch.safety_number(ny[0].mission().mission_id, dc[0].mission().mission_id)
 
 
+async def lockstep(
+    devices: Sequence[Client], done: Callable[[], bool], limit: int = 16
+) -> set[int]:
+    """Run rounds on ``devices`` in step (all deposit, all fetch, all check) until ``done()``.
+
+    Returns the sequence numbers the peers acknowledged meanwhile.
+    """
+    delivered: set[int] = set()
+    for _ in range(limit):
+        reports = [SyncReport() for _ in devices]
+        for d, r in zip(devices, reports, strict=True):
+            await d.deposit_phase(r)
+        for d, r in zip(devices, reports, strict=True):
+            await d.fetch_phase(r)
+        for d, r in zip(devices, reports, strict=True):
+            await d.check_phase(r)
+            delivered.update(r.delivered)
+        if done():
+            break
+    return delivered
+
+
 async def run(
     workdir: Path,
     relay_url: str,
@@ -109,8 +133,8 @@ async def run(
     except BackchannelError as exc:
         step("solo send", False, str(exc))
 
-    await ri.sync(0)  # the co-sign request goes to Han's mailbox
-    await han.sync(0)
+    await ri.settle()  # the co-sign request goes to Han's mailbox
+    await han.settle()
     [request] = han.cosign_requests()
     _, shown = han.show_cosign(request.request_id)
     han.approve_cosign(request.request_id)
@@ -119,10 +143,9 @@ async def run(
         shown.text == message,
         "Officer Han saw the plaintext on his own device and co-signed",
     )
-    await han.sync(0)
-    await ri.sync(2)  # co-signature in, message queued, cells deposited
-    for officer in (smith, jones):
-        await officer.sync(2)
+    devices = (*ny, *dc)
+    # Rounds in step on the four devices: each deposits, then each fetches.
+    await lockstep(devices, lambda: bool(smith.inbox() and jones.inbox()))
     [item] = smith.inbox()
     step(
         "deliver",
@@ -136,23 +159,23 @@ async def run(
         step("solo open", True, "Officer Smith read the message alone")
     except BackchannelError as exc:
         step("solo open", False, str(exc))
-    await smith.sync(0)
-    await jones.sync(0)
+    await lockstep(devices, lambda: bool(jones.share_requests()))
     [share_request] = jones.share_requests()
     jones.approve_share(share_request.request_id)
-    await jones.sync(0)
-    await smith.sync(0)
+    await lockstep(devices, lambda: smith.inbox()[-1].payload != b"")
     text = smith.read(item.message_id).text
     step("joint open", text == message, "Officers Smith and Jones opened it together")
 
-    await smith.sync(1)  # the receipt rides in Washington's next cell
-    report = await ri.sync(1)
+    # The receipt rides in Washington's next cell.
+    def receipted() -> list[int]:
+        return [d.seq for d in ri.drafts() if d.outgoing.state is SendState.DELIVERED]
+
+    await lockstep(devices, lambda: bool(receipted()))
     step(
         "receipt",
-        bool(report.delivered),
-        f"New York holds a signed receipt for message {report.delivered}",
+        bool(receipted()),
+        f"New York holds a signed receipt for message {receipted()}",
     )
-    devices = (*ny, *dc)
     alarms = [a for c in devices for a in c.relay_alarms()]
     heads = [c.log.monitor(relay_url) for c in devices]
     sizes = sorted({m.head.size for m in heads if m is not None and m.head is not None})

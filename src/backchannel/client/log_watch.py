@@ -26,14 +26,21 @@ import base64
 import binascii
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from backchannel.client import statecodec
-from backchannel.client.relay_client import CellLog, RelayClient
+from backchannel.client.relay_client import CellLog, EntryPlace, FetchAnswer
 from backchannel.client.vault import Vault
 from backchannel.crypto.primitives import equal
-from backchannel.errors import DecodeError, RelayRefused, RemoteProtocolError, SignatureError
+from backchannel.errors import (
+    DecodeError,
+    RelayRefused,
+    RelayUnavailable,
+    RemoteProtocolError,
+    SignatureError,
+)
 from backchannel.protocol.log_monitor import LogMonitor
 from backchannel.protocol.merkle import EMPTY_ROOT, ProofError, TreeHead, verify_consistency
 from backchannel.protocol.misbehaviour import (
@@ -51,6 +58,18 @@ from backchannel.protocol.misbehaviour import (
     slot_conflict_evidence,
     verify_misbehaviour,
 )
+
+
+class LogSource(Protocol):
+    """Where the checks read the relay's log: the round's answers, or a relay client."""
+
+    async def log_key(self) -> bytes: ...
+    async def log_leaf(self, index: int) -> bytes: ...
+    async def consistency_proof(self, first: int, second: int) -> list[bytes]: ...
+    async def head_at(self, size: int) -> bytes: ...
+    async def entry_proof(self, leaf_index: int, position: int, tree_size: int) -> EntryPlace: ...
+    async def fetch_logged(self, slots: Iterable[bytes]) -> FetchAnswer: ...
+
 
 #: How a proof of misbehaviour travels as text (mail, chat, paper): prefix + base64url.
 EVIDENCE_PREFIX = "BACKCHANNEL-RELAY-MISBEHAVIOUR-1:"
@@ -181,7 +200,7 @@ class LogWatch:
 
     # -- pinning and checking ------------------------------------------------------
 
-    async def pin(self, url: str, relay: RelayClient, alarms: list[str]) -> LogMonitor | None:
+    async def pin(self, url: str, relay: LogSource, alarms: list[str]) -> LogMonitor | None:
         """The monitor of ``url``, pinning the relay's key on first contact.
 
         When a mission card states the key for ``url`` and the relay shows
@@ -207,7 +226,7 @@ class LogWatch:
     async def check(
         self,
         url: str,
-        relay: RelayClient,
+        relay: LogSource,
         signed: bytes,
         cells: Sequence[CellCheck],
         alarms: list[str],
@@ -244,7 +263,7 @@ class LogWatch:
         return proved
 
     async def _advance(
-        self, url: str, relay: RelayClient, monitor: LogMonitor, signed: bytes, alarms: list[str]
+        self, url: str, relay: LogSource, monitor: LogMonitor, signed: bytes, alarms: list[str]
     ) -> bool:
         head = monitor.open(signed)
         need = monitor.proof_needed(head)
@@ -311,7 +330,7 @@ class LogWatch:
     async def _contradiction(
         self,
         url: str,
-        relay: RelayClient,
+        relay: LogSource,
         monitor: LogMonitor,
         other: bytes,
         reason: str,
@@ -345,7 +364,7 @@ class LogWatch:
 
     async def _fork_at(
         self,
-        relay: RelayClient,
+        relay: LogSource,
         monitor: LogMonitor,
         heads: Sequence[tuple[TreeHead, bytes]],
     ) -> bytes | None:
@@ -355,14 +374,14 @@ class LogWatch:
             try:
                 mine_raw = await relay.head_at(head.size)
                 mine = monitor.open(mine_raw)
-            except (RelayRefused, RemoteProtocolError):
-                continue
+            except (RelayRefused, RelayUnavailable, RemoteProtocolError):
+                continue  # not to be had (this round): the contradiction stays an alarm
             if mine.size == head.size and not equal(mine.root, head.root):
                 return encode_evidence(FORK, key, raw, mine_raw)
         return None
 
     async def compare(
-        self, url: str, relay: RelayClient, peer_head: bytes, alarms: list[str]
+        self, url: str, relay: LogSource, peer_head: bytes, alarms: list[str]
     ) -> None:
         """Compare the head the peer gossiped with ours (§5); alarm or keep a proof."""
         monitor = self.monitor(url)
@@ -405,7 +424,7 @@ class LogWatch:
     async def check_note(
         self,
         url: str,
-        relay: RelayClient,
+        relay: LogSource,
         tenant_id: str,
         seen: SlotSeen,
         note: DepositNote,

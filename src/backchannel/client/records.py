@@ -93,3 +93,5 @@ class NetOut:
     #: The channel and round of a channel cell (empty for mailbox cells).
     channel_id: bytes = b""
     round: int = -1
+    #: The lane the cell fills: ``b"ch" + channel id`` or ``b"mb" + colleague id``.
+    lane: bytes = b""

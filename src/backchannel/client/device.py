@@ -1,0 +1,219 @@
+"""What every capability of a device shares: its home, its vault, its officer, its clock.
+
+:class:`Device` holds the small vault helpers and the lookups that sending,
+receiving, the mailbox and the round engine all need (the mission, peers,
+channels and their endpoint state). It does no network I/O: only the round
+driver (:mod:`backchannel.client.driver`) talks to a relay.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from backchannel.client import statecodec
+from backchannel.client.cards import MissionCard
+from backchannel.client.home import Home
+from backchannel.client.log_watch import LogWatch
+from backchannel.client.mission import MissionState
+from backchannel.client.records import ChannelRecord, PeerRecord
+from backchannel.client.relay_client import RelayClient
+from backchannel.crypto.primitives import equal
+from backchannel.errors import ConfigError, RosterError
+from backchannel.protocol import channel as ch
+from backchannel.protocol.cells import Fragment, Receipt
+from backchannel.protocol.endpoint import Endpoint
+from backchannel.protocol.identity import Officer
+from backchannel.protocol.roster import Roster
+from backchannel.protocol.transcript import Transcript
+
+if TYPE_CHECKING:
+    from backchannel.client.mailbox import Mailbox
+    from backchannel.protocol.joint import JointKind
+
+RelayFactory = Callable[[str, str | None, str | None], AbstractAsyncContextManager[RelayClient]]
+
+_T = TypeVar("_T")
+
+
+def default_relay_factory(
+    url: str, tenant: str | None, credential: str | None
+) -> AbstractAsyncContextManager[RelayClient]:
+    return RelayClient(url, tenant, credential)
+
+
+def new_id() -> bytes:
+    return secrets.token_bytes(16)
+
+
+class Device:
+    """One officer's device: the state every capability reads and writes."""
+
+    #: The mission mailbox (set by the facade, which wires the capabilities together).
+    mailbox: Mailbox
+
+    def __init__(
+        self,
+        home: Home,
+        relay_factory: RelayFactory = default_relay_factory,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.home = home
+        self.vault = home.vault
+        self.officer: Officer = home.officer
+        self._relay = relay_factory
+        self._clock = clock
+        self.log = LogWatch(self.vault, self._card_relay_keys, clock)
+        #: The last mission state read, with the bytes it was decoded from: the
+        #: state is read many times a round and changes rarely.
+        self._mission_read: tuple[bytes, MissionState] | None = None
+
+    # --- small vault helpers -------------------------------------------------
+
+    def _get(self, table: str, key: bytes, tp: type[Any]) -> Any:
+        raw = self.vault.get(table, key)
+        return None if raw is None else statecodec.loads(tp, raw)
+
+    def _put(self, table: str, key: bytes, value: Any) -> None:
+        self.vault.put(table, key, statecodec.dumps(value))
+
+    def _all(self, table: str, tp: type[Any]) -> list[Any]:
+        return [statecodec.loads(tp, v) for _, v in self.vault.items(table)]
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self.vault.transaction():
+            yield
+
+    def _counter(self, name: bytes) -> int:
+        raw = self.vault.get("counters", name)
+        return int(raw) if raw else 0
+
+    def _set_counter(self, name: bytes, value: int) -> None:
+        self.vault.put("counters", name, str(value).encode())
+
+    def _send_joint(self, kind: JointKind, recipient: bytes, body: bytes) -> None:
+        """Queue an object for a colleague; the next rounds carry it."""
+        self.mailbox.send(kind, recipient, body)
+
+    def now(self) -> float:
+        return self._clock()
+
+    # --- mission ---------------------------------------------------------------
+
+    def mission_or_none(self) -> MissionState | None:
+        raw = self.vault.get("mission", b"state")
+        if raw is None:
+            return None
+        if self._mission_read is None or self._mission_read[0] != raw:
+            self._mission_read = (raw, statecodec.loads(MissionState, raw))
+        return self._mission_read[1]
+
+    def mission(self) -> MissionState:
+        m = self.mission_or_none()
+        if m is None:
+            raise ConfigError("this officer has no mission yet; see `backchannel mission --help`")
+        return m
+
+    @property
+    def is_runner(self) -> bool:
+        return equal(self.mission().runner_id, self.officer.officer_id)
+
+    def colleagues(self) -> list[bytes]:
+        """The officer ids of the mission's other officers, in roster order."""
+        me = self.officer.officer_id
+        return [o.officer_id for o in self.mission().roster.officers if not equal(o.officer_id, me)]
+
+    def _roster_at(self, version: int) -> Roster:
+        """Our roster as it stood at ``version`` (messages name the version they used)."""
+        for signed in self.mission().signed_chain():
+            if signed.roster.version == version:
+                return signed.roster
+        raise RosterError("a message names a roster version we do not have")
+
+    def _card_relay_keys(self, url: str) -> set[bytes]:
+        """Relay-key fingerprints that the mission cards we hold state for ``url``."""
+        out: set[bytes] = set()
+        for rec in self.peers():
+            card = MissionCard.decode(rec.card, pinned_mission_id=rec.mission_id)
+            if card.relay_url == url and any(card.relay_key):
+                out.add(card.relay_key)
+        return out
+
+    # --- peers and channels ------------------------------------------------------
+
+    def peers(self) -> list[PeerRecord]:
+        return self._all("peers", PeerRecord)
+
+    def peer(self, mission_id: bytes) -> PeerRecord:
+        rec: PeerRecord | None = self._get("peers", mission_id, PeerRecord)
+        if rec is None:
+            raise ConfigError("unknown peer mission; add its card with `backchannel peer add`")
+        return rec
+
+    def _peer_card(self, mission_id: bytes) -> MissionCard:
+        rec = self.peer(mission_id)
+        if not rec.confirmed:
+            raise ConfigError(
+                "the peer's safety number is not confirmed; run `backchannel peer confirm` first"
+            )
+        return MissionCard.decode(rec.card, pinned_mission_id=mission_id)
+
+    def channels(self) -> list[ChannelRecord]:
+        return self._all("channels", ChannelRecord)
+
+    def channel(self, channel_id: bytes) -> ChannelRecord:
+        rec: ChannelRecord | None = self._get("channels", channel_id, ChannelRecord)
+        if rec is None:
+            raise ConfigError("unknown channel")
+        return rec
+
+    def _save_endpoint(self, channel_id: bytes, ep: Endpoint) -> None:
+        data = {f: getattr(ep, f) for f in _ENDPOINT_FIELDS}
+        self.vault.put("endpoints", channel_id, statecodec.dumps(_EndpointData(**data)))
+
+    def _endpoint(self, channel_id: bytes) -> Endpoint:
+        raw = self.vault.get("endpoints", channel_id)
+        if raw is None:
+            raise ConfigError("unknown channel")
+        d = statecodec.loads(_EndpointData, raw)
+        return Endpoint(officer=self.officer, **{f: getattr(d, f) for f in _ENDPOINT_FIELDS})
+
+    def _alarm(self, rec: ChannelRecord, text: str, alarms: list[str]) -> None:
+        """Record an alarm on a channel (shown by ``status``) and report it."""
+        alarms.append(text)
+        fresh = self.channel(rec.channel_id)
+        self._put("channels", rec.channel_id, replace(fresh, alarms=(*fresh.alarms, text)))
+
+
+def one(items: list[_T], key: Callable[[_T], bytes], prefix: str, what: str, cmd: str) -> _T:
+    """The one item whose id (hex) starts with ``prefix``."""
+    p = prefix.lower()
+    hits = [i for i in items if p and key(i).hex().startswith(p)]
+    if len(hits) != 1:
+        raise ConfigError(f"no single {what} matches {prefix!r}; see `backchannel {cmd}`")
+    return hits[0]
+
+
+@dataclass(frozen=True)
+class _EndpointData:
+    terms: ch.ChannelTerms
+    local_mission: bytes
+    own_roster: Roster
+    peer_roster: Roster
+    chain: ch.SlotChain
+    transcript: Transcript
+    next_send_round: int
+    next_recv_round: int
+    outbox: list[Fragment]
+    partial: list[Fragment]
+    receipt_due: Receipt | None
+    delivered_seq: int
+    sends: bool
+
+
+_ENDPOINT_FIELDS = tuple(f for f in Endpoint.__dataclass_fields__ if f != "officer")

@@ -1,0 +1,162 @@
+"""The round driver: the only code of a device that talks to a relay.
+
+Each round it carries the engine's three requests (:mod:`backchannel.client.engine`):
+the batch deposit at :data:`DEPOSIT_AT` of the round, the batch fetch at
+:data:`FETCH_AT`, the check at :data:`CHECK_AT`. The times are fixed fractions
+of the round, the same whatever the officers did, so the relay and the
+network see one exchange per round at the same moments. Depositing early and
+fetching at mid-round lets what one device deposits reach the others in the
+same round; the check proves in the same round a lie that the fetch revealed.
+
+:meth:`Driver.sync` runs rounds back to back (scripts, tests, benchmarks);
+:meth:`Driver.run` keeps the schedule on a clock that tests inject.
+Registering the mission's tenant, once, when the founding officer adopts the
+mission, is the only other request a device makes (pairing by code aside,
+:mod:`backchannel.client.pairing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from backchannel.client.answers import DepositView, FetchView
+from backchannel.client.engine import PAD_TO, DepositPlan, Engine
+from backchannel.client.report import SyncReport
+from backchannel.errors import RelayRefused, RelayUnavailable
+from backchannel.protocol.constants import ROUND_SECONDS
+
+#: When in its round a device deposits, and when it fetches (fractions of the round).
+DEPOSIT_AT = 0.1
+FETCH_AT = 0.5
+CHECK_AT = 0.8
+
+_RELAY_ERRORS = (RelayUnavailable, RelayRefused)
+
+
+class Driver(Engine):
+    """Carries the engine's requests, round after round."""
+
+    async def register_tenant(self) -> None:
+        """Register the mission's tenant, and pin the relay's log key for the mission card."""
+        m = self.mission()
+        async with self._relay(m.relay_url, None, None) as relay:
+            try:
+                await relay.register_tenant(m.tenant_id, m.credential)
+            except RelayRefused as exc:
+                if getattr(exc, "status", None) != 409:
+                    raise
+            with contextlib.suppress(RelayRefused):  # a relay that keeps no log
+                await self.log.pin(m.relay_url, relay, [])
+
+    def round_seconds(self) -> float:
+        channels = self.channels()
+        return float(channels[0].terms.round_seconds if channels else ROUND_SECONDS)
+
+    async def deposit_phase(self, report: SyncReport) -> None:
+        """This round's batch deposit (one per relay the lanes go to)."""
+        for plan in self.deposit_plans():
+            try:
+                await self._deposit(plan, report)
+            except _RELAY_ERRORS as exc:
+                report.relay_error = str(exc)
+
+    async def _deposit(self, plan: DepositPlan, report: SyncReport) -> None:
+        cells = [(c.out.tenant_id, c.out.slot, c.out.cell) for c in plan.cells]
+        async with self._relay(plan.relay_url, None, None) as relay:
+            report.requests += 1
+            answer = await relay.batch_deposit(cells, plan.known_size)
+        await self.take_deposit(plan, DepositView.of(answer), report)
+
+    async def check_phase(self, report: SyncReport) -> None:
+        """This round's check: the log queries what the fetch brought needs."""
+        await self.fetch_phase(report, check=True)
+
+    async def fetch_phase(self, report: SyncReport, *, check: bool = False) -> bool:
+        """This round's batch fetch from our own tenant; True when it found us caught up."""
+        m = self.mission()
+        plan = self.check_plan() if check else self.fetch_plan()
+        try:
+            async with self._relay(m.relay_url, m.tenant_id, m.credential) as relay:
+                report.requests += 1
+                answer = await relay.batch_fetch(plan.slots, plan.known_size, plan.queries, PAD_TO)
+        except _RELAY_ERRORS as exc:
+            report.relay_error = str(exc)
+            return False
+        return await self.take_fetch(plan, FetchView.of(plan.slots, plan.queries, answer), report)
+
+    async def sync(self, rounds: int = 1) -> SyncReport:
+        """Run ``rounds`` rounds now, back to back: deposit, then fetch, each round.
+
+        Cells are produced and persisted even when the relay cannot be reached:
+        they wait in the outbox and go out, each exactly once, in later rounds.
+        """
+        report = SyncReport()
+        for _ in range(rounds):
+            await self.round(report)
+        report.waiting = len(self.vault.pending("net_out"))
+        return report
+
+    async def round(self, report: SyncReport) -> bool:
+        """One round now: deposit, fetch, check. True when the fetch found us caught up."""
+        await self.deposit_phase(report)
+        caught_up = await self.fetch_phase(report)
+        await self.check_phase(report)
+        report.rounds += 1
+        return caught_up
+
+    async def settle(self, limit: int = 64) -> SyncReport:
+        """Run rounds back to back until this device is idle and caught up (at most ``limit``).
+
+        Every round is the same exchange; this only decides how many to run
+        (scripts and tests: "until what I queued is out and what waits for me is in").
+        """
+        report = SyncReport()
+        for _ in range(limit):
+            caught_up = await self.round(report)
+            if report.relay_error is not None or (caught_up and self.idle()):
+                break
+        report.waiting = len(self.vault.pending("net_out"))
+        return report
+
+    async def run(
+        self,
+        on_round: Callable[[SyncReport], None],
+        *,
+        seconds: float | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rounds: int | None = None,
+    ) -> None:
+        """Keep the schedule: deposit at DEPOSIT_AT and fetch at FETCH_AT of every round.
+
+        ``clock`` and ``sleep`` are injected by tests; ``rounds`` bounds the run.
+        """
+        now = clock or self._clock
+        length = seconds or self.round_seconds()
+        current = int(now() // length)
+        done = 0
+        while rounds is None or done < rounds:
+            report = SyncReport()
+            start = current * length
+            await _until(start + DEPOSIT_AT * length, now, sleep)
+            await self.deposit_phase(report)
+            await _until(start + FETCH_AT * length, now, sleep)
+            await self.fetch_phase(report)
+            await _until(start + CHECK_AT * length, now, sleep)
+            await self.check_phase(report)
+            report.rounds = 1
+            report.waiting = len(self.vault.pending("net_out"))
+            on_round(report)
+            done += 1
+            # The next round on the clock; a device that fell behind skips ahead.
+            current = max(current + 1, int(now() // length))
+
+
+async def _until(
+    when: float, now: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
+) -> None:
+    delay = when - now()
+    if delay > 0:
+        await sleep(delay)

@@ -1,0 +1,498 @@
+"""The round engine's core: what a device sends each round, and what it makes of the answers.
+
+No network I/O happens here (the driver, :mod:`backchannel.client.driver`,
+carries the requests); the vault is the engine's state. Each round a device
+makes the same exchange whatever its officers did:
+
+1. **one batch deposit per relay** with exactly one cell per *lane*: one lane
+   per channel on the runner (the peer's tenant), one lane per colleague for
+   the mission mailbox (our own tenant). A lane's cell is its oldest cell not
+   yet stored, or a fresh one: the channel's next round (real or cover), the
+   next piece of a queued joint object, or mailbox cover.
+2. **one batch fetch** from our own tenant: a fixed window of slots per channel
+   (:data:`CHANNEL_WINDOW` rounds from the next one to read) and per colleague
+   (:data:`MAILBOX_WINDOW` mailbox positions).
+3. **one check**: :data:`QUERIES` log queries (the unused ones padding) that
+   the checks of what the fetch brought need (the peer's gossip: its view of
+   the log and the note of its latest deposit), so a lie they reveal is proved
+   in the same round.
+
+Every cell is persisted before it is sent and marked done only once the
+relay's receipt for it is checked against its log, so a relay that is down, a
+lost answer or a crash loses nothing and duplicates nothing (deposits are
+idempotent). An officer's command only queues work in the vault; the next
+round carries it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from backchannel.client import statecodec
+from backchannel.client.answers import AnswerSource, Deferred, DepositView, FetchView
+from backchannel.client.log_watch import CellCheck, SlotSeen
+from backchannel.client.mailbox import Mailbox
+from backchannel.client.receiving import GossipDue, Receiving
+from backchannel.client.records import NetOut
+from backchannel.client.relay_client import CellLog
+from backchannel.client.report import SyncReport
+from backchannel.protocol.batch import Query
+from backchannel.protocol.constants import ROUND_SECONDS
+from backchannel.protocol.misbehaviour import Absence, DepositNote, EntryProof, LogLeaf, SignedHead
+
+#: Rounds of each channel one fetch reads: the next one and some after it, so a
+#: device that fell behind catches up (``CHANNEL_WINDOW - 1`` rounds per round).
+CHANNEL_WINDOW = 3
+#: Mailbox positions per colleague one fetch reads.
+MAILBOX_WINDOW = 3
+#: Log queries in every check request (unused ones are padding).
+QUERIES = 6
+#: Fetch answers are padded to a multiple of this many bytes.
+PAD_TO = 512
+#: Rounds for which a device remembers what the relay served at its inbound slots,
+#: to check the peer's notes of its deposits (relay-log-v1 §5).
+SEEN_ROUNDS = 64
+#: Rounds a gossip check may wait for the answers it needs before it is given up.
+MAX_TRIES = 8
+#: Statuses after which a cell is done with (stored, or refused for good).
+_STORED = frozenset({200, 201})
+_REFUSED_FOR_GOOD = frozenset({400, 409})
+
+
+@dataclass(frozen=True)
+class OutCell:
+    entry_id: int
+    out: NetOut = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DepositPlan:
+    relay_url: str
+    cells: tuple[OutCell, ...]
+    known_size: int
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    relay_url: str
+    tenant_id: str
+    slots: tuple[bytes, ...] = field(repr=False)
+    known_size: int
+    queries: tuple[Query, ...]
+    #: channel id -> {round: slot} of the window read.
+    channels: dict[bytes, dict[int, bytes]] = field(repr=False)
+    #: colleague id -> slots of his lane to us, in order.
+    mailbox: dict[bytes, list[bytes]] = field(repr=False)
+
+
+class Engine(Receiving):
+    """Builds each round's requests and takes in their answers."""
+
+    mailbox: Mailbox
+
+    # --- lanes -------------------------------------------------------------------
+
+    def _lanes(self) -> list[tuple[bytes, str, str]]:
+        """(lane key, relay url, tenant id) of every lane this device fills each round."""
+        m = self.mission()
+        lanes: list[tuple[bytes, str, str]] = []
+        if self.is_runner:
+            for rec in self.channels():
+                card = self._peer_card(rec.peer_mission)
+                lanes.append((b"ch" + rec.channel_id, card.relay_url, card.tenant_id))
+        for o in self.colleagues():
+            lanes.append((b"mb" + o, m.relay_url, m.tenant_id))
+        return lanes
+
+    def _produce(self, lane: bytes, relay_url: str, tenant_id: str) -> None:
+        """Persist this lane's next cell in the outbox."""
+        with self._tx():
+            if lane.startswith(b"ch"):
+                channel_id = lane[2:]
+                ep = self._endpoint(channel_id)
+                note: DepositNote | None = self._get("log_notes", channel_id, DepositNote)
+                r = ep.next_send_round
+                slot, cell = ep.cell_for_round(
+                    r, secrets.token_bytes(12), self.log.gossip(relay_url, note)
+                )
+                self._save_endpoint(channel_id, ep)
+                out = NetOut(relay_url, tenant_id, slot, cell, channel_id, r, lane)
+            else:
+                slot, cell = self.mailbox.produce(lane[2:])
+                out = NetOut(relay_url, tenant_id, slot, cell, b"", -1, lane)
+            self.vault.append("net_out", statecodec.dumps(out))
+
+    def deposit_plans(self) -> list[DepositPlan]:
+        """This round's deposits: one cell per lane, grouped by relay, persisted first."""
+        lanes = self._lanes()
+        pending = self._pending_by_lane()
+        for lane, url, tenant in lanes:
+            if lane not in pending:
+                self._produce(lane, url, tenant)
+        pending = self._pending_by_lane()
+        plans: dict[str, list[OutCell]] = {}
+        for lane, url, _ in lanes:
+            plans.setdefault(url, []).append(pending[lane])
+        return [
+            DepositPlan(url, tuple(cells), self._known_size(url)) for url, cells in plans.items()
+        ]
+
+    def _pending_by_lane(self) -> dict[bytes, OutCell]:
+        """The oldest cell not yet stored of each lane."""
+        out: dict[bytes, OutCell] = {}
+        for entry_id, raw in self.vault.pending("net_out"):
+            cell = statecodec.loads(NetOut, raw)
+            out.setdefault(cell.lane, OutCell(entry_id, cell))
+        return out
+
+    def _known_size(self, url: str) -> int:
+        monitor = self.log.monitor(url)
+        if monitor is None or not monitor.pinned:
+            return 0
+        return SignedHead.decode(monitor.pinned).head.size
+
+    # --- deposit answers ----------------------------------------------------------
+
+    async def take_deposit(self, plan: DepositPlan, view: DepositView, report: SyncReport) -> None:
+        """Mark stored cells done once their places check out; alarm on refusals."""
+        url = plan.relay_url
+        source = AnswerSource(view.bundle, plan.known_size)
+        stored: list[tuple[OutCell, bytes, CellLog | None]] = []
+        for item, (status, cell_id, place) in zip(plan.cells, view.results, strict=True):
+            if status in _STORED:
+                stored.append((item, cell_id, place))
+            elif status in _REFUSED_FOR_GOOD:
+                what = (
+                    "a cell was refused as malformed"
+                    if status == 400
+                    else (
+                        "a different cell already holds one of our slots (a relay that "
+                        "answers so for an honest device is lying)"
+                    )
+                )
+                self.log.alarm(url, f"{what}; it was set aside", report.alarms)
+                self.vault.mark_done("net_out", item.entry_id)
+            elif status == 404:
+                self.log.alarm(url, "the relay does not know a tenant we deposit to", report.alarms)
+        signed = view.bundle.signed_head
+        checks: list[CellCheck] = [
+            (i.out.tenant_id, i.out.slot, i.out.cell, p) for i, _, p in stored if p is not None
+        ]
+        proved: dict[bytes, EntryProof] | None = None
+        if signed is None or len(checks) != len(stored):
+            self.log.unproved(url, report.alarms)
+        elif checks:
+            try:
+                proved = await self.log.check(url, source, signed, checks, report.alarms)
+            except Deferred:
+                # What proves the receipts is not in the answer: the cells stay in
+                # the outbox and go again (deposits are idempotent).
+                self.log.alarm(url, "the relay's answer lacked what proves it", report.alarms)
+                return
+        with self._tx():
+            for item, cell_id, place in stored:
+                out = item.out
+                if proved is not None and out.channel_id and place is not None:
+                    self._note_deposit(out, cell_id, place)
+                self.vault.mark_done("net_out", item.entry_id)
+                report.deposited += 1
+
+    def _note_deposit(self, out: NetOut, cell_id: bytes, place: CellLog) -> None:
+        """Remember our latest logged deposit on a channel, to name it to the peer."""
+        old: DepositNote | None = self._get("log_notes", out.channel_id, DepositNote)
+        if old is None or old.round < out.round:
+            note = DepositNote(out.round, cell_id, place.leaf_index, place.batch_position)
+            self._put("log_notes", out.channel_id, note)
+
+    # --- fetch ----------------------------------------------------------------------
+
+    def check_plan(self) -> FetchPlan:
+        """The round's check: no slots, the log queries the waiting checks need."""
+        m = self.mission()
+        known = self._known_size(m.relay_url)
+        queries = plan_queries(self._due(), self._seen_for_notes(), known)
+        return FetchPlan(m.relay_url, m.tenant_id, (), known, tuple(queries), {}, {})
+
+    def fetch_plan(self) -> FetchPlan:
+        m = self.mission()
+        channels: dict[bytes, dict[int, bytes]] = {}
+        slots: list[bytes] = []
+        for rec in self.channels():
+            ep = self._endpoint(rec.channel_id)
+            first = ep.next_recv_round
+            window = {r: ep.slot_to_fetch(r) for r in range(first, first + CHANNEL_WINDOW)}
+            channels[rec.channel_id] = window
+            slots.extend(window.values())
+        mailbox: dict[bytes, list[bytes]] = {}
+        for o in self.colleagues():
+            mailbox[o] = self.mailbox.slots(o, MAILBOX_WINDOW)
+            slots.extend(mailbox[o])
+        known = self._known_size(m.relay_url)
+        return FetchPlan(m.relay_url, m.tenant_id, tuple(slots), known, (), channels, mailbox)
+
+    def _due(self) -> list[tuple[int, GossipDue]]:
+        return [
+            (entry_id, statecodec.loads(GossipDue, raw))
+            for entry_id, raw in self.vault.pending("gossip_due")
+        ]
+
+    def _seen_for_notes(self) -> dict[tuple[bytes, int], SlotSeen]:
+        out: dict[tuple[bytes, int], SlotSeen] = {}
+        for _, due in self._due():
+            note = due.gossip.note
+            if note is None:
+                continue
+            seen: SlotSeen | None = self._get(
+                "log_seen", _round_key(due.channel_id, note.round), SlotSeen
+            )
+            if seen is not None:
+                out[(due.channel_id, note.round)] = seen
+        return out
+
+    async def take_fetch(self, plan: FetchPlan, view: FetchView, report: SyncReport) -> bool:
+        """Act on a fetch's answer; True when every window showed this device caught up."""
+        url, tenant = plan.relay_url, plan.tenant_id
+        source = AnswerSource(view.bundle, plan.known_size, view)
+        # The gossip first: its queries were asked against the head this device
+        # held when it built the request.
+        await self._check_gossip(source, report)
+        seen: dict[bytes, SlotSeen] = {}
+        checked = await self._check_answer(url, source, tenant, view, report)
+        if checked is not None:
+            proved, absent_ok = checked
+            for slot in plan.slots:
+                if slot in proved:
+                    seen[slot] = SlotSeen(slot, view.bundle.signed_head or b"", proved[slot])
+                elif absent_ok and view.absent is not None and slot not in view.cells:
+                    seen[slot] = SlotSeen(slot, view.bundle.signed_head or b"", None, view.absent)
+        elif view.bundle.signed_head is None:
+            self.log.unproved(url, report.alarms)
+        for sender, lane in plan.mailbox.items():
+            cells: list[bytes] = []
+            for slot in lane:
+                if slot not in view.cells:
+                    break
+                cells.append(view.cells[slot])
+            report.joint_objects += self.mailbox.take(sender, cells, report.alarms)
+        caught_up = all(
+            len(lane) > 0 and lane[-1] not in view.cells for lane in plan.mailbox.values()
+        )
+        for channel_id, window in plan.channels.items():
+            self._take_channel(channel_id, window, view, seen, report)
+            caught_up = caught_up and window[max(window)] not in view.cells
+        return caught_up
+
+    def idle(self) -> bool:
+        """Nothing of ours waits to go out: no object, no cell, no message fragment."""
+        if self.mailbox.waiting() or self.vault.pending("net_out"):
+            return False
+        return not (
+            self.is_runner
+            and any(self._endpoint(rec.channel_id).pending_cells for rec in self.channels())
+        )
+
+    async def _check_answer(
+        self, url: str, source: AnswerSource, tenant_id: str, view: FetchView, report: SyncReport
+    ) -> tuple[dict[bytes, EntryProof], bool] | None:
+        """Prove a fetch answer's cells and check its absence statement."""
+        signed = view.bundle.signed_head
+        if signed is None:
+            return None
+        checks: list[CellCheck] = []
+        for slot, cell in view.cells.items():
+            place = view.places.get(slot)
+            if place is None:
+                self.log.alarm(
+                    url, "the relay served a cell without its place in the log", report.alarms
+                )
+            else:
+                checks.append((tenant_id, slot, cell, place))
+        try:
+            proved = await self.log.check(url, source, signed, checks, report.alarms)
+        except Deferred:
+            self.log.alarm(url, "the relay's answer lacked what proves it", report.alarms)
+            return None
+        if proved is None:
+            return None
+        if view.spent:
+            text = "the relay says slots were acknowledged that this device never acknowledged"
+            self.log.alarm(url, text, report.alarms)
+        empty = set(view.asked) - set(view.cells) - view.spent
+        absent_ok = self.log.check_absence(
+            url, signed, view.absent, tenant_id, empty, report.alarms
+        )
+        return proved, absent_ok
+
+    def _take_channel(
+        self,
+        channel_id: bytes,
+        window: dict[int, bytes],
+        view: FetchView,
+        seen: dict[bytes, SlotSeen],
+        report: SyncReport,
+    ) -> None:
+        present = [r for r, s in window.items() if s in view.cells]
+        if not present:
+            self._skip_expired(channel_id, min(window), window, view, seen, report)
+            return
+        last = max(present)
+        first = min(window)
+        url = self.mission().relay_url
+        with self._tx():
+            for r in range(first, last + 1):
+                if window[r] in seen:
+                    self._put("log_seen", _round_key(channel_id, r), seen[window[r]])
+        # The peer deposits its rounds in order, one cell each: a round the relay
+        # signs as empty while it serves a later one was dropped, unless it is old
+        # enough to have expired (a device back after a long time away).
+        for r in range(first, last):
+            if window[r] not in view.cells and window[r] in seen:
+                if self._may_have_expired(channel_id, r, last, window[last], view):
+                    continue
+                text = (
+                    f"the relay says the peer's cell of round {r} is not there while it "
+                    "serves later rounds: a dropped cell"
+                )
+                self.log.alarm(url, text, report.alarms)
+        for r in range(first, last + 1):
+            self._receive_round(channel_id, r, view.cells.get(window[r]), report)
+            report.rounds_received += 1
+
+    def _skip_expired(
+        self,
+        channel_id: bytes,
+        first: int,
+        window: dict[int, bytes],
+        view: FetchView,
+        seen: dict[bytes, SlotSeen],
+        report: SyncReport,
+    ) -> None:
+        """Move past rounds the relay no longer keeps (a device back after a long time).
+
+        Only when the relay signed that the whole window is empty, and the
+        window lies before the relay's signed retention by the round clock. On
+        the schedule the peer's runner deposits round ``r`` during round ``r``
+        of the clock or before it (``sync --rounds`` runs ahead), so those cells
+        are gone; a runner that was itself away deposits later than that, and a
+        message it sent then shows as a gap (docs/client.md, known limits).
+        """
+        if view.absent is None or not all(slot in seen for slot in window.values()):
+            return
+        absence = Absence.decode(view.absent)
+        seconds = self.channel(channel_id).terms.round_seconds or ROUND_SECONDS
+        horizon = (absence.served_at - absence.retention) // seconds - 1
+        if first >= horizon:
+            return
+        for r in range(first, horizon):
+            self._receive_round(channel_id, r, None, report)
+
+    def _may_have_expired(
+        self, channel_id: bytes, r: int, last: int, last_slot: bytes, view: FetchView
+    ) -> bool:
+        """Whether round ``r`` may have outlived the relay's retention before this read.
+
+        The peer deposits at most one round per round length, so round ``r`` went
+        in at least ``(last - r)`` round lengths before the batch that holds
+        ``last``; if that is before the retention the relay signed, it may be gone.
+        """
+        place = view.places.get(last_slot)
+        if place is None or view.absent is None:
+            return False
+        leaf = view.bundle.leaves.get(place.leaf_index)
+        if leaf is None:
+            return False
+        absence = Absence.decode(view.absent)
+        seconds = self.channel(channel_id).terms.round_seconds or ROUND_SECONDS
+        deposited_by = LogLeaf.decode(leaf).coarse_time - (last - r) * seconds
+        return deposited_by + absence.retention < absence.served_at
+
+    # --- gossip ---------------------------------------------------------------------
+
+    async def _check_gossip(self, source: AnswerSource, report: SyncReport) -> None:
+        """Compare the peer's view of our relay's log with ours (relay-log-v1 §5).
+
+        Gossip waits in the vault (``gossip_due``) until its checks complete; a
+        check that needs what this answer does not carry waits another round
+        (its queries go into the next fetch).
+        """
+        url = self.mission().relay_url
+        tenant = self.mission().tenant_id
+        by_channel: dict[bytes, list[tuple[int, GossipDue]]] = {}
+        for entry_id, due in self._due():
+            by_channel.setdefault(due.channel_id, []).append((entry_id, due))
+        for channel_id, entries in by_channel.items():
+            gossip = [g.gossip for _, g in entries]
+            largest = max(gossip, key=lambda g: SignedHead.decode(g.head).head.size)
+            try:
+                await self.log.compare(url, source, largest.head, report.alarms)
+                for note in {g.note for g in gossip if g.note is not None}:
+                    key = _round_key(channel_id, note.round)
+                    seen: SlotSeen | None = self._get("log_seen", key, SlotSeen)
+                    if seen is not None:
+                        await self.log.check_note(url, source, tenant, seen, note, report.alarms)
+            except Deferred:
+                with self._tx():  # try again next round, with the queries it needs
+                    for entry_id, due in entries:
+                        self.vault.mark_done("gossip_due", entry_id)
+                        if due.tries < MAX_TRIES:
+                            again = replace(due, tries=due.tries + 1)
+                            self.vault.append("gossip_due", statecodec.dumps(again))
+                if any(due.tries >= MAX_TRIES for _, due in entries):
+                    text = "the relay's answers never carried what checks the peer's gossip"
+                    self.log.alarm(url, text, report.alarms)
+                continue
+            with self._tx():
+                for entry_id, _ in entries:
+                    self.vault.mark_done("gossip_due", entry_id)
+            self._forget_seen(channel_id)
+
+    def _forget_seen(self, channel_id: bytes) -> None:
+        """What the relay served more than SEEN_ROUNDS rounds ago is no longer needed."""
+        horizon = self._endpoint(channel_id).next_recv_round - SEEN_ROUNDS
+        with self._tx():
+            for key, _ in self.vault.items("log_seen"):
+                if key[:-8] == channel_id and int.from_bytes(key[-8:], "big") < horizon:
+                    self.vault.delete("log_seen", key)
+
+
+def plan_queries(
+    due: Sequence[tuple[int, GossipDue]],
+    seen: dict[tuple[bytes, int], SlotSeen],
+    known_size: int,
+) -> list[Query]:
+    """The log queries the waiting gossip checks need, padded to :data:`QUERIES`.
+
+    Mirrors :meth:`LogWatch.compare` and :meth:`LogWatch.check_note`: a peer
+    head of another size needs a consistency proof, and the relay's heads at
+    both sizes in case the proof fails (a fork is then proved at once); a note
+    naming a cell we were not served needs the cell's entry proof and a fresh
+    read of the slot.
+    """
+    wanted: list[Query] = []
+    if known_size:
+        heads: dict[bytes, int] = {}
+        for _, g in due:
+            size = SignedHead.decode(g.gossip.head).head.size
+            heads[g.channel_id] = max(size, heads.get(g.channel_id, -1))
+        for size in heads.values():
+            if size and size != known_size:
+                wanted.append(Query.consistency(min(size, known_size), max(size, known_size)))
+                wanted += [Query.head_at(size), Query.head_at(known_size)]
+        for _, g in due:
+            note = g.gossip.note
+            if note is None:
+                continue
+            s = seen.get((g.channel_id, note.round))
+            if s is None or (s.entry is not None and s.entry.cell_id == note.cell_id):
+                continue
+            wanted.append(Query.entry(note.leaf_index, note.batch_position, known_size))
+            if s.entry is None:
+                wanted.append(Query.absence(s.slot))
+    unique = list(dict.fromkeys(wanted))[:QUERIES]
+    return unique + [Query.none()] * (QUERIES - len(unique))
+
+
+def _round_key(channel_id: bytes, round_no: int) -> bytes:
+    return channel_id + max(round_no, 0).to_bytes(8, "big")

@@ -1,0 +1,231 @@
+"""Missions, peers and channels: founding a mission, pairing with a peer, epoch keys.
+
+Nothing here talks to a relay: registering the mission's tenant happens in
+the round driver (:mod:`backchannel.client.driver`), pairing by code in
+:mod:`backchannel.client.pairing`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from backchannel.client.cards import CardError, MissionCard, OfficerCard
+from backchannel.client.device import Device
+from backchannel.client.mission import MissionState, Proposal, adopt, propose, sign_proposal
+from backchannel.client.records import ChannelRecord, PeerRecord
+from backchannel.crypto.primitives import equal
+from backchannel.errors import ConfigError, RemoteProtocolError
+from backchannel.protocol import channel as ch
+from backchannel.protocol import joint
+from backchannel.protocol.endpoint import Endpoint
+from backchannel.protocol.identity import EpochKeyCert
+
+
+class Missions(Device):
+    """Officer, mission, peers, channels and epoch keys."""
+
+    def officer_card(self) -> OfficerCard:
+        return OfficerCard(self.officer.public, self.home.cert)
+
+    def propose_mission(
+        self, name: str, threshold: int, others: list[OfficerCard], relay_url: str
+    ) -> Proposal:
+        if self.vault.get("mission", b"state") is not None:
+            raise ConfigError("this officer already belongs to a mission")
+        _check_relay_url(relay_url)
+        return propose(self.officer, self.home.cert, name, threshold, others, relay_url)
+
+    def sign_proposal(self, proposal: Proposal) -> Proposal:
+        return sign_proposal(proposal, self.officer)
+
+    def adopt_mission(self, proposal: Proposal) -> MissionState:
+        state = adopt(proposal, self.officer, self.home.epoch_keys)
+        existing = self.mission_or_none()
+        if existing is not None:
+            if existing.mission_id != state.mission_id:
+                raise ConfigError("this officer already belongs to another mission")
+            return existing
+        self._put("mission", b"state", state)
+        return state
+
+    def mission_card(self) -> MissionCard:
+        m = self.mission()
+        card = MissionCard(
+            m.mission_id,
+            tuple(m.signed_chain()),
+            tuple(m.epoch_certs()),
+            m.relay_url,
+            m.tenant_id,
+            self.officer.officer_id,
+            relay_key=self.log.fingerprint(m.relay_url) or bytes(32),
+        )
+        return card.sign(self.officer)
+
+    def add_peer(self, card_text: str) -> PeerRecord:
+        card = MissionCard.decode(card_text)
+        m = self.mission()
+        if card.mission_id == m.mission_id:
+            raise ConfigError("that is our own mission's card")
+        pinned = self.log.fingerprint(card.relay_url)
+        if any(card.relay_key) and pinned is not None and not equal(pinned, card.relay_key):
+            raise CardError(
+                f"this card names another key for the relay {card.relay_url} than the one this "
+                "device pinned: one of the two is an impostor; check with the peer in person"
+            )
+        known: PeerRecord | None = self._get("peers", card.mission_id, PeerRecord)
+        if known is not None:
+            old = MissionCard.decode(known.card, pinned_mission_id=known.mission_id)
+            v = old.roster.version
+            if card.roster.version < v or not equal(card.chain[v].roster.hash, old.roster.hash):
+                raise CardError(
+                    "this card rolls the mission's roster back or forks it; keep the one you have"
+                )
+        rec = PeerRecord(
+            card.mission_id,
+            card.roster.mission_name,
+            card_text,
+            ch.safety_number(m.mission_id, card.mission_id),
+            known.confirmed if known else False,
+        )
+        with self._tx():
+            self._put("peers", card.mission_id, rec)
+            for c in self.channels():
+                if c.peer_mission == card.mission_id:
+                    ep = self._endpoint(c.channel_id)
+                    ep.peer_roster = card.roster
+                    self._save_endpoint(c.channel_id, ep)
+        return rec
+
+    def confirm_peer(self, mission_id: bytes, safety_number: str) -> PeerRecord:
+        rec = self.peer(mission_id)
+        typed = "".join(safety_number.split())
+        if not equal(typed.encode(), "".join(rec.safety_number.split()).encode()):
+            raise ConfigError(
+                "the safety number does not match: do not pair; compare it again in person"
+            )
+        rec = replace(rec, confirmed=True)
+        self._put("peers", mission_id, rec)
+        return rec
+
+    def find_peer(self, prefix: str) -> PeerRecord:
+        p = prefix.lower()
+        hits = [r for r in self.peers() if r.mission_id.hex().startswith(p) or r.name.lower() == p]
+        if len(hits) != 1:
+            raise ConfigError(
+                f"no single peer mission matches {prefix!r}; see `backchannel peer list`"
+            )
+        return hits[0]
+
+    def _terms(self, peer: MissionCard) -> ch.ChannelTerms:
+        m = self.mission()
+        return ch.ChannelTerms.between(
+            m.roster, m.mission_id, peer.roster, peer.mission_id, cell_size=m.cell_size
+        )
+
+    def make_offer(self, peer_id: bytes) -> ch.ChannelOffer:
+        peer = self._peer_card(peer_id)
+        m = self.mission()
+        terms = self._terms(peer)
+        start = int(self._clock()) // terms.round_seconds
+        offer, _ = ch.make_offer(
+            m.mission_id, terms, start, m.epoch_certs() + list(peer.certs), secrets.token_bytes
+        )
+        return ch.sign_offer(offer, self.officer)
+
+    def sign_offer(self, offer: ch.ChannelOffer) -> ch.ChannelOffer:
+        m = self.mission()
+        if not equal(offer.from_mission, m.mission_id):
+            raise ConfigError("that offer is not our mission's")
+        peer_id = (
+            offer.terms.mission_b
+            if offer.terms.mission_a == m.mission_id
+            else offer.terms.mission_a
+        )
+        self._peer_card(peer_id)  # refuses an unknown or unconfirmed peer
+        return ch.sign_offer(offer, self.officer)
+
+    def accept_channel(self, offer_x: ch.ChannelOffer, offer_y: ch.ChannelOffer) -> ChannelRecord:
+        m = self.mission()
+        own, theirs = (
+            (offer_x, offer_y) if offer_x.from_mission == m.mission_id else (offer_y, offer_x)
+        )
+        if not equal(own.from_mission, m.mission_id):
+            raise ConfigError("neither offer is from our mission")
+        peer = self._peer_card(theirs.from_mission)
+        terms = self._terms(peer)
+        if own.terms != terms or theirs.terms != terms:
+            raise RemoteProtocolError("the two offers disagree on the channel's terms")
+        ch.verify_offer(own, m.roster, m.mission_id)
+        ch.verify_offer(theirs, peer.roster, peer.mission_id)
+        key = self.home.epoch_keys[-1].private_key
+        contributions = {
+            o.from_mission: ch.open_contribution(o, self.officer.officer_id, key)
+            for o in (own, theirs)
+        }
+        secret = ch.channel_secret(
+            terms, contributions[terms.mission_a], contributions[terms.mission_b]
+        )
+        start = max(own.start_round, theirs.start_round)
+        rec = ChannelRecord(terms.channel_id, peer.mission_id, terms, start)
+        ep = Endpoint.create(
+            terms, m.mission_id, self.officer, m.roster, peer.roster, secret, start
+        )
+        ep.sends = self.is_runner
+        with self._tx():
+            self._put("channels", terms.channel_id, rec)
+            self._save_endpoint(terms.channel_id, ep)
+        return rec
+
+    def channel_for(self, peer_prefix: str) -> ChannelRecord:
+        peer = self.find_peer(peer_prefix)
+        for c in self.channels():
+            if c.peer_mission == peer.mission_id:
+                return c
+        raise ConfigError(f"no channel with {peer.name} yet; pair first")
+
+    def rotate_epoch_key(self) -> EpochKeyCert:
+        """Start a new epoch key; colleagues learn its certificate through the mailbox.
+
+        Peers learn it from the next mission card; their next key epoch then
+        seals to it. Erase the old key with :meth:`erase_epoch_keys` once the
+        messages sealed to it have been opened.
+        """
+        key = self.home.rotate_epoch_key()
+        cert = key.certify(self.officer)
+        m = self.mission_or_none()
+        if m is not None:
+            with self._tx():
+                self._store_cert(m, cert)
+                for o in m.roster.officers:
+                    if not equal(o.officer_id, self.officer.officer_id):
+                        self._send_joint(joint.JointKind.EPOCH_CERT, o.officer_id, cert.encode())
+        return cert
+
+    def erase_epoch_keys(self, keep: int = 1) -> int:
+        return self.home.erase_epoch_keys(keep)
+
+    def _store_cert(self, m: MissionState, cert: EpochKeyCert) -> None:
+        certs = [c for c in m.epoch_certs() if not equal(c.officer_id, cert.officer_id)]
+        self._put("mission", b"state", replace(m, certs=tuple(c.encode() for c in (*certs, cert))))
+
+    def _on_epoch_cert(self, sender: bytes, cert: EpochKeyCert) -> None:
+        m = self.mission()
+        if not equal(cert.officer_id, sender):
+            return
+        cert.verify(m.roster.officer(sender))
+        if cert.epoch > m.cert_of(sender).epoch:
+            self._store_cert(m, cert)
+
+
+def _check_relay_url(url: str) -> None:
+    """A relay address goes into cards and alarms: it must carry no secret."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"the relay address must be http(s)://host[:port]; got {parts.scheme!r}")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ConfigError(
+            "the relay address must not hold a user name, password, query or fragment: "
+            "it is written into the mission card the peer receives"
+        )

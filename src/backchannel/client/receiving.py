@@ -1,0 +1,210 @@
+"""Receiving: the peer's rounds, the inbox, and opening a message jointly.
+
+Each officer's device verifies every round of the peer itself. Opening needs
+k officers' shares: :meth:`Receiving.request_open` contributes ours and asks
+colleagues (through the mailbox) for theirs; :meth:`Receiving.approve_share`
+releases ours to a colleague who asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from backchannel.client import statecodec
+from backchannel.client.device import Device, one
+from backchannel.client.records import ChannelRecord, DraftRecord, InboxRecord, ShareRequest
+from backchannel.client.report import SyncReport
+from backchannel.crypto.primitives import equal
+from backchannel.crypto.sharing import Share
+from backchannel.errors import (
+    AuthenticationError,
+    BackchannelError,
+    ConfigError,
+    GapDetected,
+    LocalProtocolError,
+    NotEnoughShares,
+    RemoteProtocolError,
+    TranscriptError,
+)
+from backchannel.protocol import joint
+from backchannel.protocol.incoming import Incoming
+from backchannel.protocol.message import SealedMessage
+from backchannel.protocol.misbehaviour import Gossip
+from backchannel.protocol.payload import Payload
+from backchannel.protocol.sealing import RecvEpoch, accept_announcement, decrypt_share
+from backchannel.protocol.states import SendState
+
+
+class Receiving(Device):
+    """The inbox, joint opening, and processing the peer's rounds."""
+
+    def inbox(self) -> list[InboxRecord]:
+        return sorted(self._all("inbox", InboxRecord), key=lambda r: r.received_round)
+
+    def inbox_item(self, prefix: str) -> InboxRecord:
+        hits = [r for r in self.inbox() if r.message_id.hex().startswith(prefix.lower())]
+        if len(hits) != 1:
+            raise ConfigError(f"no single message matches {prefix!r}; see `backchannel inbox`")
+        return hits[0]
+
+    def _own_share(self, item: InboxRecord) -> tuple[Share, InboxRecord]:
+        if item.own_share:
+            return Share.decode(item.own_share), item
+        msg = SealedMessage.decode(item.message)
+        rec: ChannelRecord = self._get("channels", item.channel_id, ChannelRecord)
+        key = item.channel_id + msg.header.epoch_id
+        epoch: RecvEpoch | None = self._get("recv_epochs", key, RecvEpoch)
+        if epoch is None:
+            ann = msg.announcement or dict(rec.announcements).get(msg.header.epoch_id, b"")
+            epoch = accept_announcement(
+                ann,
+                item.channel_id,
+                msg.header.direction,
+                self._roster_at(msg.header.recipient_roster),
+                self.officer,
+                self.home.epoch_keys,
+            )
+        share, epoch = decrypt_share(msg, epoch)
+        item = replace(item, own_share=share.encode())
+        self._put("recv_epochs", key, epoch)  # the used share key is erased from disk
+        self._put("inbox", item.message_id, item)
+        return share, item
+
+    def request_open(self, message_id: bytes) -> InboxRecord:
+        """Contribute our share and ask every other officer for theirs."""
+        item: InboxRecord = self._get("inbox", message_id, InboxRecord)
+        with self._tx():
+            share, item = self._own_share(item)
+            item = self._add_share(item, share)
+            if not item.payload:
+                version = SealedMessage.decode(item.message).header.recipient_roster
+                for o in self._roster_at(version).officers:
+                    if not equal(o.officer_id, self.officer.officer_id):
+                        self._send_joint(
+                            joint.JointKind.SHARE_REQUEST,
+                            o.officer_id,
+                            item.channel_id + item.message_id,
+                        )
+                item = replace(item, open_requested=True)
+                self._put("inbox", message_id, item)
+        return item
+
+    def _add_share(self, item: InboxRecord, share: Share) -> InboxRecord:
+        shares = tuple(s for s in item.shares if Share.decode(s).index != share.index)
+        item = replace(item, shares=(*shares, share.encode()))
+        msg = SealedMessage.decode(item.message)
+        roster = self._roster_at(msg.header.recipient_roster)
+        if not item.payload and len(item.shares) >= roster.threshold:
+            inc = Incoming.received(SealedMessage.decode(item.message))
+            for s in item.shares:
+                inc = inc.add_share(Share.decode(s), roster)
+            item = replace(item, payload=inc.open(roster).encode(), shares=())
+        self._put("inbox", item.message_id, item)
+        return item
+
+    def forget(self, message_id: bytes) -> None:
+        """Erase a message from this device: its text, its shares and its ciphertext.
+
+        The vault deletes securely, so a device seized afterwards holds nothing
+        of it (the relay's copy expires with its retention).
+        """
+        if not self.vault.delete("inbox", message_id):
+            raise ConfigError("unknown message; see `backchannel inbox`")
+
+    def read(self, message_id: bytes) -> Payload:
+        item: InboxRecord = self._get("inbox", message_id, InboxRecord)
+        if item is None or not item.payload:
+            roster = self.mission().roster
+            have = len(item.shares) if item else 0
+            raise NotEnoughShares(
+                f"{have} of the {roster.threshold} officers needed have contributed; "
+                "a colleague must approve the share request"
+            )
+        return Payload.decode(item.payload)
+
+    def share_requests(self) -> list[ShareRequest]:
+        return self._all("share_in", ShareRequest)
+
+    def find_share_request(self, prefix: str) -> ShareRequest:
+        """The one share request whose id (hex) starts with ``prefix``."""
+        return one(
+            self.share_requests(), lambda r: r.request_id, prefix, "share request", "share list"
+        )
+
+    def approve_share(self, request_id: bytes) -> None:
+        req: ShareRequest | None = self._get("share_in", request_id, ShareRequest)
+        if req is None:
+            raise ConfigError("unknown share request; see `backchannel share list`")
+        item: InboxRecord | None = self._get("inbox", req.message_id, InboxRecord)
+        if item is None:
+            raise ConfigError(
+                "this device has not received that message yet; run `backchannel sync`"
+            )
+        with self._tx():
+            share, _ = self._own_share(item)
+            self._send_joint(
+                joint.JointKind.SHARE, req.from_officer, req.message_id + share.encode()
+            )
+            self.vault.delete("share_in", request_id)
+
+    def _receive_round(
+        self, channel_id: bytes, r: int, cell: bytes | None, report: SyncReport
+    ) -> None:
+        """Process one round; the peer's gossip it carried waits in ``gossip_due``."""
+        rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
+        ep = self._endpoint(channel_id)
+        try:
+            res = ep.receive(r, cell)
+        except GapDetected as exc:
+            alarm = f"round {r}: {exc}"
+            if ep.partial:
+                ep.partial = []
+                try:
+                    res = ep.receive(r, cell)
+                except BackchannelError:
+                    res = ep.receive(r, None)
+            else:
+                res = ep.receive(r, None)
+            self._alarm(rec, alarm, report.alarms)
+            rec = self._get("channels", channel_id, ChannelRecord)
+        except (
+            AuthenticationError,
+            TranscriptError,
+            RemoteProtocolError,
+            LocalProtocolError,
+        ) as exc:
+            self._alarm(rec, f"round {r}: {exc}", report.alarms)
+            rec = self._get("channels", channel_id, ChannelRecord)
+            res = ep.receive(r, None)
+        anns = dict(rec.announcements)
+        with self._tx():
+            for msg in res.messages:
+                if msg.announcement:
+                    anns[msg.header.epoch_id] = msg.announcement
+                item = InboxRecord(msg.message_id, channel_id, msg.encode(), r)
+                self._put("inbox", msg.message_id, item)
+                report.messages.append(msg.message_id.hex())
+            if res.delivered:
+                for d in self._all("drafts", DraftRecord):
+                    if (
+                        d.channel_id == channel_id
+                        and d.seq in res.delivered
+                        and d.outgoing.state is SendState.QUEUED
+                    ):
+                        self._put("drafts", d.draft_id, replace(d, outgoing=d.outgoing.deliver()))
+                report.delivered.extend(res.delivered)
+            self._put("channels", channel_id, replace(rec, announcements=tuple(anns.items())))
+            self._save_endpoint(channel_id, ep)
+            if res.gossip is not None:
+                due = GossipDue(channel_id, res.gossip)
+                self.vault.append("gossip_due", statecodec.dumps(due))
+
+
+@dataclass(frozen=True)
+class GossipDue:
+    """The peer's gossip from a received round, waiting to be checked."""
+
+    channel_id: bytes
+    gossip: Gossip
+    #: How many rounds its checks have waited for the relay's answers.
+    tries: int = 0

@@ -1,0 +1,209 @@
+"""Sending: drafting a message, co-signing it with colleagues, queueing it for the rounds.
+
+A draft is sealed and signed on the runner and a co-sign request goes to every
+other officer through the mission mailbox; a co-signature that completes the
+threshold queues the message in the channel's endpoint, and the next rounds
+carry it. Nothing here talks to the relay.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+
+from backchannel.client.device import Device, new_id, one
+from backchannel.client.records import ChannelRecord, CosignRequest, DraftRecord
+from backchannel.crypto.primitives import equal
+from backchannel.errors import ConfigError, NotEnoughSignatures
+from backchannel.protocol import joint
+from backchannel.protocol.codec import Reader, Writer
+from backchannel.protocol.message import SealedMessage
+from backchannel.protocol.outgoing import Outgoing
+from backchannel.protocol.payload import Payload
+from backchannel.protocol.sealing import (
+    Announcement,
+    check_draft,
+    draft_payload,
+    mark_sent,
+    sign,
+    start_epoch,
+    valid_signers,
+)
+from backchannel.protocol.states import SendState
+
+
+class Sending(Device):
+    """Drafts, co-signing and queueing."""
+
+    def compose(self, channel_id: bytes, payload: Payload) -> DraftRecord:
+        """Seal and sign a draft, and ask every other officer to co-sign it."""
+        if not self.is_runner:
+            raise ConfigError(
+                "messages are drafted on the mission's desk device (the runner); "
+                "ask the officer who runs it"
+            )
+        rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
+        ep = self._endpoint(channel_id)
+        m = self.mission()
+        peer = self._peer_card(rec.peer_mission)
+        pending = [
+            d
+            for d in self._all("drafts", DraftRecord)
+            if d.channel_id == channel_id and d.outgoing.state in (SendState.SEALED,)
+        ]
+        if pending:
+            raise ConfigError(
+                "a draft on this channel is still waiting for its co-signature; "
+                "approve or reject it first"
+            )
+        epoch = rec.send_epoch
+        epoch_no = rec.epoch_no
+        if (
+            epoch is None
+            or epoch.recipient_roster != peer.roster.version
+            or _key_epochs(epoch.announcement) != {(c.officer_id, c.epoch) for c in peer.certs}
+        ):
+            epoch_no += 1
+            epoch = start_epoch(
+                channel_id,
+                ep.out_direction,
+                epoch_no,
+                peer.roster,
+                list(peer.certs),
+                secrets.token_bytes,
+            )
+        now = int(self._clock())
+        header = ep.new_header(payload.kind, epoch, now)
+        out, epoch = Outgoing.draft(payload).seal(
+            header, epoch, peer.roster, self.officer, m.roster, secrets.token_bytes
+        )
+        draft = DraftRecord(new_id(), channel_id, out, now, header.seq)
+        assert out.message is not None and out.content_key is not None
+        with self._tx():
+            self._put("channels", channel_id, replace(rec, send_epoch=epoch, epoch_no=epoch_no))
+            self._put("drafts", draft.draft_id, draft)
+            for o in m.roster.officers:
+                if equal(o.officer_id, self.officer.officer_id):
+                    continue
+                # The co-signer opens the sealed draft with its content key: he is
+                # shown exactly what the peer will receive, and the plaintext does
+                # not travel twice.
+                body = cosign_body(channel_id, draft.draft_id, out.content_key, out.message)
+                self._send_joint(joint.JointKind.COSIGN_REQUEST, o.officer_id, body)
+        return draft
+
+    def drafts(self) -> list[DraftRecord]:
+        return sorted(self._all("drafts", DraftRecord), key=lambda d: d.created_at)
+
+    def find_draft(self, prefix: str) -> DraftRecord:
+        """The one draft whose id (hex) starts with ``prefix``."""
+        return one(self.drafts(), lambda d: d.draft_id, prefix, "draft", "drafts")
+
+    def send_now(self, draft_id: bytes) -> DraftRecord:
+        """Queue a draft for the rounds: refused without ``k`` signatures."""
+        draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
+        if draft is None:
+            raise ConfigError("unknown draft")
+        m = self.mission()
+        if draft.outgoing.state is not SendState.COSIGNED:
+            out = draft.outgoing
+            n = len(valid_signers(out.message, m.roster)) if out.message else 0
+            raise NotEnoughSignatures(
+                f"{n} of the {m.roster.threshold} officers needed have signed; "
+                "ask a colleague to co-sign"
+            )
+        return self._queue(draft)
+
+    def _queue(self, draft: DraftRecord) -> DraftRecord:
+        rec: ChannelRecord = self._get("channels", draft.channel_id, ChannelRecord)
+        ep = self._endpoint(draft.channel_id)
+        msg = draft.outgoing.message
+        assert msg is not None
+        ep.queue(msg)
+        out = draft.outgoing.queue()
+        new_draft = replace(draft, outgoing=out)
+        epoch = mark_sent(rec.send_epoch, msg) if rec.send_epoch else None
+        with self._tx():
+            self._save_endpoint(draft.channel_id, ep)
+            self._put("channels", draft.channel_id, replace(rec, send_epoch=epoch))
+            self._put("drafts", draft.draft_id, new_draft)
+        return new_draft
+
+    def cosign_requests(self) -> list[CosignRequest]:
+        return self._all("cosign_in", CosignRequest)
+
+    def find_cosign(self, prefix: str) -> CosignRequest:
+        """The one co-sign request whose id (hex) starts with ``prefix``."""
+        return one(
+            self.cosign_requests(), lambda r: r.request_id, prefix, "co-sign request", "cosign list"
+        )
+
+    def show_cosign(self, request_id: bytes) -> tuple[CosignRequest, Payload]:
+        req: CosignRequest | None = self._get("cosign_in", request_id, CosignRequest)
+        if req is None:
+            raise ConfigError("unknown co-sign request; see `backchannel cosign list`")
+        payload = Payload.decode(req.payload)
+        check_draft(SealedMessage.decode(req.message), req.content_key, payload)
+        return req, payload
+
+    def approve_cosign(self, request_id: bytes) -> None:
+        req, _ = self.show_cosign(request_id)
+        msg = sign(SealedMessage.decode(req.message), self.officer, self.mission().roster)
+        sig = next(s for oid, s in msg.signatures if equal(oid, self.officer.officer_id))
+        body = req.draft_id + sig
+        with self._tx():
+            self._send_joint(joint.JointKind.COSIGNATURE, req.from_officer, body)
+            self.vault.delete("cosign_in", request_id)
+
+    def reject_cosign(self, request_id: bytes) -> None:
+        req, _ = self.show_cosign(request_id)
+        with self._tx():
+            self._send_joint(joint.JointKind.NOTICE, req.from_officer, b"reject" + req.draft_id)
+            self.vault.delete("cosign_in", request_id)
+
+    def _on_cosignature(self, sender: bytes, body: bytes) -> str | None:
+        draft_id, sig = body[:16], body[16:]
+        draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
+        if draft is None or draft.outgoing.message is None:
+            return None
+        m = self.mission()
+        msg = draft.outgoing.message.with_signature(sender, sig)
+        if sender not in valid_signers(msg, m.roster):
+            return "a co-signature did not verify and was dropped"
+        out = draft.outgoing.with_cosignature(msg, m.roster)
+        draft = replace(draft, outgoing=out)
+        self._put("drafts", draft_id, draft)
+        if out.state is SendState.COSIGNED:
+            self._queue(draft)
+        return None
+
+    def _on_notice(self, sender: bytes, body: bytes) -> None:
+        if body.startswith(b"reject"):
+            draft_id = body[6:22]
+            draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
+            if draft is not None and draft.outgoing.state is SendState.SEALED:
+                self._put("drafts", draft_id, replace(draft, outgoing=draft.outgoing.reject()))
+
+
+def _key_epochs(announcement: bytes) -> set[tuple[bytes, int]]:
+    return {(oid, e) for oid, e, _ in Announcement.decode(announcement).boxes}
+
+
+def cosign_body(
+    channel_id: bytes, draft_id: bytes, content_key: bytes, message: SealedMessage
+) -> bytes:
+    """A co-sign request: ``var(channel_id) | draft_id [16] | content_key [32] | var(message)``."""
+    w = Writer().var(channel_id).fixed(draft_id, 16).fixed(content_key, 32)
+    return w.var(message.encode()).bytes()
+
+
+def cosign_request(request_id: bytes, sender: bytes, body: bytes) -> CosignRequest:
+    """Read a co-sign request and open its draft (raises if it does not open)."""
+    r = Reader(body)
+    channel_id, draft_id, content_key = r.var(64), r.fixed(16), r.fixed(32)
+    raw = r.var()
+    r.end()
+    payload = draft_payload(SealedMessage.decode(raw), content_key)
+    return CosignRequest(
+        request_id, sender, channel_id, draft_id, raw, content_key, payload.encode()
+    )
