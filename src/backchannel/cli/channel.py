@@ -10,10 +10,10 @@ import typer
 from backchannel.cli.context import open_client, read_file, write_file
 from backchannel.cli.output import Text, output, short, table
 from backchannel.cli.peer import PeerArg
+from backchannel.client.api import ChannelOffer
 from backchannel.client.cards import decode_offer, encode_offer
 from backchannel.client.records import ChannelRecord
 from backchannel.client.service import Client
-from backchannel.protocol.channel import ChannelOffer
 
 app = typer.Typer(help="Pair with a peer mission: offers signed by k officers of each side.")
 

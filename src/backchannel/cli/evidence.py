@@ -15,9 +15,9 @@ import typer
 
 from backchannel.cli.context import open_client, read_file, write_file
 from backchannel.cli.output import Text, output
+from backchannel.client.api import evidence_kind, verify_misbehaviour
 from backchannel.client.log_watch import evidence_from_text, evidence_text
 from backchannel.errors import ConfigError, RemoteProtocolError
-from backchannel.protocol.misbehaviour import evidence_kind, verify_misbehaviour
 
 app = typer.Typer(
     help="Proofs that a relay lied: list, export, verify offline.", no_args_is_help=True

@@ -12,10 +12,10 @@ from rich.console import RenderableType
 from backchannel.cli.context import open_client
 from backchannel.cli.output import Text, output, short, table
 from backchannel.cli.peer import PeerArg
+from backchannel.client.api import MessageKind, Payload
 from backchannel.client.records import CosignRequest
 from backchannel.client.service import Client
 from backchannel.errors import ConfigError, DecodeError
-from backchannel.protocol.payload import MessageKind, Payload
 
 
 class Kind(StrEnum):

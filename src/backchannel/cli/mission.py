@@ -11,9 +11,9 @@ from rich.console import RenderableType
 from backchannel.cli.context import open_client, read_file, run, write_file
 from backchannel.cli.officer import OutOption, emit_card
 from backchannel.cli.output import Text, fingerprint, output, table
+from backchannel.client.api import Roster
 from backchannel.client.cards import OfficerCard
 from backchannel.client.mission import Proposal
-from backchannel.protocol.roster import Roster
 
 app = typer.Typer(help="Found a mission with colleagues, then show it or hand out its card.")
 

@@ -1,0 +1,22 @@
+"""The client's public vocabulary for adapters (the CLI, the officers' desk).
+
+Adapters import the client, never the protocol core or the stores: the types
+they show or build (a message's payload and kind, a channel offer, a roster)
+and the offline check of a proof of relay misbehaviour come from here.
+"""
+
+from __future__ import annotations
+
+from backchannel.protocol.channel import ChannelOffer
+from backchannel.protocol.misbehaviour import evidence_kind, verify_misbehaviour
+from backchannel.protocol.payload import MessageKind, Payload
+from backchannel.protocol.roster import Roster
+
+__all__ = [
+    "ChannelOffer",
+    "MessageKind",
+    "Payload",
+    "Roster",
+    "evidence_kind",
+    "verify_misbehaviour",
+]
