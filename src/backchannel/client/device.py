@@ -71,6 +71,8 @@ class Device:
         #: The last mission state read, with the bytes it was decoded from: the
         #: state is read many times a round and changes rarely.
         self._mission_read: tuple[bytes, MissionState] | None = None
+        #: Likewise for each channel's endpoint state (decoding it dominates a round).
+        self._endpoint_read: dict[bytes, tuple[bytes, _EndpointData]] = {}
 
     # --- small vault helpers -------------------------------------------------
 
@@ -180,8 +182,15 @@ class Device:
         raw = self.vault.get("endpoints", channel_id)
         if raw is None:
             raise ConfigError("unknown channel")
-        d = statecodec.loads(_EndpointData, raw)
-        return Endpoint(officer=self.officer, **{f: getattr(d, f) for f in _ENDPOINT_FIELDS})
+        cached = self._endpoint_read.get(channel_id)
+        if cached is None or cached[0] != raw:
+            cached = (raw, statecodec.loads(_EndpointData, raw))
+            self._endpoint_read[channel_id] = cached
+        d = cached[1]
+        # The endpoint changes its two lists in place: it gets its own copies.
+        fields = {f: getattr(d, f) for f in _ENDPOINT_FIELDS}
+        fields["outbox"], fields["partial"] = list(d.outbox), list(d.partial)
+        return Endpoint(officer=self.officer, **fields)
 
     def _alarm(self, rec: ChannelRecord, text: str, alarms: list[str]) -> None:
         """Record an alarm on a channel (shown by ``status``) and report it."""

@@ -67,7 +67,10 @@ class Driver(Engine):
         async with self._relay(plan.relay_url, None, None) as relay:
             report.requests += 1
             answer = await relay.batch_deposit(cells, plan.known_size)
-        await self.take_deposit(plan, DepositView.of(answer), report)
+        # One vault transaction for all the answer does (one disk sync, not one per
+        # cell); the checks await nothing that suspends: the answer is in hand.
+        with self._tx():
+            await self.take_deposit(plan, DepositView.of(answer), report)
 
     async def check_phase(self, report: SyncReport) -> None:
         """This round's check: the log queries what the fetch brought needs."""
@@ -84,7 +87,9 @@ class Driver(Engine):
         except _RELAY_ERRORS as exc:
             report.relay_error = str(exc)
             return False
-        return await self.take_fetch(plan, FetchView.of(plan.slots, plan.queries, answer), report)
+        with self._tx():
+            view = FetchView.of(plan.slots, plan.queries, answer)
+            return await self.take_fetch(plan, view, report)
 
     async def sync(self, rounds: int = 1) -> SyncReport:
         """Run ``rounds`` rounds now, back to back: deposit, then fetch, each round.

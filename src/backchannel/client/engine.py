@@ -128,9 +128,10 @@ class Engine(Receiving):
         """This round's deposits: one cell per lane, grouped by relay, persisted first."""
         lanes = self._lanes()
         pending = self._pending_by_lane()
-        for lane, url, tenant in lanes:
-            if lane not in pending:
-                self._produce(lane, url, tenant)
+        with self._tx():  # persisted, all together, before anything is sent
+            for lane, url, tenant in lanes:
+                if lane not in pending:
+                    self._produce(lane, url, tenant)
         pending = self._pending_by_lane()
         plans: dict[str, list[OutCell]] = {}
         for lane, url, _ in lanes:

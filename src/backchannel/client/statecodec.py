@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import types
 import typing
@@ -64,14 +65,20 @@ def from_jsonable(tp: Any, data: Any) -> Any:
     if origin is dict:
         return {k: from_jsonable(args[1], v) for k, v in data.items()}
     if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
         kwargs = {
-            f.name: from_jsonable(hints[f.name], data[f.name])
-            for f in dataclasses.fields(tp)
-            if f.init and f.name in data
+            name: from_jsonable(hint, data[name])
+            for name, hint in _fields(typing.cast(type, tp))
+            if name in data
         }
         return typing.cast(Any, tp)(**kwargs)
     raise TypeError(f"cannot restore {tp!r}")
+
+
+@functools.cache
+def _fields(tp: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's init fields with their resolved types (resolving them is slow)."""
+    hints = typing.get_type_hints(tp)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(tp) if f.init)
 
 
 def dumps(value: Any) -> bytes:
