@@ -49,8 +49,11 @@ CHANNEL_WINDOW = 3
 MAILBOX_WINDOW = 3
 #: Log queries in every check request (unused ones are padding).
 QUERIES = 6
-#: Fetch answers are padded to a multiple of this many bytes.
-PAD_TO = 512
+#: Fetch answers are padded to a multiple of this many bytes. What varies in
+#: them (proof lengths, which of a window's cells are there yet) follows the
+#: relay's log and the devices being online, not the officers' work, so a
+#: small granule suffices (docs/metadata.md).
+PAD_TO = 64
 #: Rounds for which a device remembers what the relay served at its inbound slots,
 #: to check the peer's notes of its deposits (relay-log-v1 §5).
 SEEN_ROUNDS = 64

@@ -54,6 +54,9 @@ def uvicorn_config(settings: RelaySettings) -> uvicorn.Config:
         # rate-limit key.
         proxy_headers=False,
         server_header=False,
+        # Every answer carries its bytes and no more: the round's exchange is
+        # the bulk of a device's traffic, and the clock is in the signed heads.
+        date_header=False,
         limit_concurrency=settings.max_concurrency,
         timeout_graceful_shutdown=max(1, int(settings.graceful_shutdown_seconds)),
     )
