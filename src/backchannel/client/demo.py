@@ -8,6 +8,7 @@ back. Every step is recorded with its outcome.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,12 +88,12 @@ async def lockstep(
     delivered: set[int] = set()
     for _ in range(limit):
         reports = [SyncReport() for _ in devices]
-        for d, r in zip(devices, reports, strict=True):
-            await d.deposit_phase(r)
-        for d, r in zip(devices, reports, strict=True):
-            await d.fetch_phase(r)
-        for d, r in zip(devices, reports, strict=True):
-            await d.check_phase(r)
+        # The devices are separate machines: each phase runs on all at once.
+        pairs = list(zip(devices, reports, strict=True))
+        await asyncio.gather(*(d.deposit_phase(r) for d, r in pairs))
+        await asyncio.gather(*(d.fetch_phase(r) for d, r in pairs))
+        await asyncio.gather(*(d.check_phase(r) for d, r in pairs))
+        for r in reports:
             delivered.update(r.delivered)
         if done():
             break
