@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: demo test lint bench bench-quick clean vectors dist
 
@@ -12,6 +13,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# What only the benchmarks need (scikit-learn for bench/observer.py).
+$(BENCH_STAMP): $(STAMP) requirements-bench.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.lock
+	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/backchannel demo
@@ -24,10 +30,10 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict src/backchannel
 	$(BIN)/lint-imports
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
-bench-quick: $(STAMP)
+bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench --quick
 
 # The sdist and the wheel in dist/, built with the setuptools pinned in
