@@ -1,0 +1,121 @@
+"""The observer benchmark records what it says it records (a short run, a real relay).
+
+No figure is asserted here: only that the tap, the operator's view and the
+labels are what the benchmark's analysis takes them to be.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench import observer  # noqa: E402
+
+ROUNDS = 24
+CELL = observer.CELL_SIZE
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def recording() -> observer.Recording:
+    import asyncio
+
+    return asyncio.run(observer.simulate(ROUNDS, missions=2, seed=7))
+
+
+def _by_device_round(rec: observer.Recording) -> dict[tuple[str, int], list[observer.Exchange]]:
+    out: dict[tuple[str, int], list[observer.Exchange]] = {}
+    for ex in rec.exchanges:
+        out.setdefault((ex.device, ex.round), []).append(ex)
+    return out
+
+
+def test_the_tap_counts_exactly_the_requests_each_device_made(
+    recording: observer.Recording,
+) -> None:
+    seen = _by_device_round(recording)
+    assert recording.reported, "no device reported a round"
+    for (device, r), made in recording.reported.items():
+        assert len(seen.get((device, r), [])) == made, (device, r)
+    # Nothing went past the tap in a round no device reported (set-up is round -1).
+    assert {k for k in seen if k[1] >= 0} == set(recording.reported)
+    # Every device took part from its first round to the last.
+    rounds = Counter(device for device, _ in recording.reported)
+    assert rounds["m0-a"] == rounds["m1-b"] == ROUNDS
+    assert set(rounds) == set(recording.mission_of)
+
+
+def test_each_device_talks_to_its_own_tenant_only(recording: observer.Recording) -> None:
+    for ex in recording.exchanges:
+        if ex.round < 0:
+            continue
+        assert ex.method == "POST" and ex.status == 200
+        if ex.path != "/v1/batch/deposit":
+            assert ex.path == f"/v1/tenants/{recording.tenant_of[ex.device]}/batch/fetch"
+        assert 0 <= ex.offset < 1 and ex.wall <= ex.wall_done
+
+
+def test_bytes_on_the_wire_exceed_the_cells_they_carry(recording: observer.Recording) -> None:
+    seen = _by_device_round(recording)
+    for key, cells in recording.cells_per_round.items():
+        own = (cells.get("cells_deposited", 0) + cells.get("cells_fetched", 0)) * CELL
+        assert sum(ex.bytes for ex in seen[key]) > own > 0, key
+    for device, parts in recording.breakdown.items():
+        wire = sum(ex.bytes for ex in recording.exchanges if ex.device == device and ex.round >= 0)
+        assert sum(parts.values()) == wire, device
+
+
+def test_the_operator_view_matches_the_tap(recording: observer.Recording) -> None:
+    assert len(recording.operator) == ROUNDS
+    deposited = Counter()
+    for (_, r), cells in recording.cells_per_round.items():
+        deposited[r] += cells.get("cells_deposited", 0)
+    batch_routes = Counter()
+    for ex in recording.exchanges:
+        if ex.round >= 0:
+            route = "batch_deposit" if ex.path == "/v1/batch/deposit" else "batch_fetch"
+            batch_routes[(ex.round, route)] += 1
+    for r, snap in enumerate(recording.operator):
+        # Every cell deposited in the round is a new row, of a lane the devices named.
+        assert len(snap["cells"]) == deposited[r], r
+        assert all(bytes(row[6]) in recording.lanes for row in snap["cells"])
+        assert {"cells", "tenants", "log_leaves"} <= set(snap["counts"])
+        for route in ("batch_deposit", "batch_fetch"):
+            counted = batch_routes[(r, route)]
+            metric = f'backchannel_relay_requests_total{{route="{route}",status="200"}}'
+            assert snap["metrics"].get(metric, 0) == counted, (r, route)
+            assert snap["log"]["access"].get(f"POST {route} 200", 0) == counted, (r, route)
+    assert recording.operator[-1]["counts"]["cells"] == sum(deposited.values())
+
+
+def test_rounds_are_labelled_both_real_and_cover(recording: observer.Recording) -> None:
+    assert len(recording.labels) == ROUNDS
+    labels = [v for lab in recording.labels for v in lab.values()]
+    assert True in labels and False in labels
+    assert any("paired" in text for _, text in recording.events)
+    assert "m0-c" in recording.mission_of  # the roster change brought a third officer
+
+
+def test_requests_and_bytes_figures_come_from_the_records(recording: observer.Recording) -> None:
+    fig = observer.traffic([recording])
+    req = fig["requests_per_device_round"]
+    assert req["tap_equals_devices_count"] and req["device_rounds_checked"] == len(
+        recording.reported
+    )
+    assert sum(req["real"].values()) + sum(req["cover"].values()) == len(recording.reported)
+    assert fig["bytes_per_device_per_day"] > fig["cell_bytes_per_device_per_day"] > 0
+    assert fig["wire_over_cells"] > 1
+
+
+def test_wilson_interval() -> None:
+    lo, hi = observer.wilson(50, 100)
+    assert lo < 0.5 < hi and round(hi - lo, 3) == 0.192
+    assert observer.wilson(0, 10)[0] == 0.0
