@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from backchannel.client import demo
-from backchannel.client.log_watch import evidence_text
+from backchannel.client.log_watch import evidence_from_text, evidence_text
 from backchannel.client.relay_client import RelayClient
 from backchannel.client.report import SyncReport
 from backchannel.client.service import Client
@@ -142,6 +142,11 @@ async def test_a_dropped_cell_is_proved_within_one_round(tmp_path: Path, clock: 
             future = [ep.slot_to_fetch(ep.next_recv_round + i) for i in range(32)]
             assert not any(slot in blob for slot in future for blob in _proofs(dc))
         _verify_with_the_cli(tmp_path, _proofs(dc))
+        # What the desk exports: one file per proof, named by its kind, holding the proof.
+        for device in dc:
+            files = device.evidence_files()
+            assert [evidence_from_text(text) for _, text in files] == device.relay_evidence()
+            assert all(name.startswith("relay-drop-") for name, _ in files)
 
 
 def _verify_with_the_cli(tmp: Path, blobs: list[bytes]) -> None:

@@ -7,7 +7,6 @@ operator) can check a proof offline, with no key and no account.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Annotated
 
@@ -15,8 +14,8 @@ import typer
 
 from backchannel.cli.context import open_client, read_file, write_file
 from backchannel.cli.output import Text, output
-from backchannel.client.api import evidence_kind, verify_misbehaviour
-from backchannel.client.log_watch import evidence_from_text, evidence_text
+from backchannel.client.api import verify_misbehaviour
+from backchannel.client.log_watch import evidence_from_text
 from backchannel.errors import ConfigError, RemoteProtocolError
 
 app = typer.Typer(
@@ -24,17 +23,15 @@ app = typer.Typer(
 )
 
 
-def _name(blob: bytes) -> str:
-    kind = evidence_kind(blob).replace(" ", "-")
-    return f"relay-{kind}-{hashlib.sha256(blob).hexdigest()[:12]}.txt"
-
-
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
     """Show the proofs of relay misbehaviour kept on this device."""
     with open_client(ctx) as client:
         blobs = client.relay_evidence()
-    items = [{"file": _name(b), "proves": verify_misbehaviour(b)} for b in blobs]
+        names = [name for name, _ in client.evidence_files()]
+    items = [
+        {"file": n, "proves": verify_misbehaviour(b)} for n, b in zip(names, blobs, strict=True)
+    ]
     lines = [Text(f"{i['file']}: {i['proves']}", style="bold red") for i in items]
     output(ctx).done(
         {"evidence": items},
@@ -49,13 +46,13 @@ def export(
 ) -> None:
     """Write each kept proof to its own text file, for anyone to verify."""
     with open_client(ctx) as client:
-        blobs = client.relay_evidence()
+        files = client.evidence_files()
     if not directory.is_dir():
         raise ConfigError(f"no such directory {directory}; create it first")
     written = []
-    for blob in blobs:
-        path = directory / _name(blob)
-        write_file(path, evidence_text(blob))
+    for name, text in files:
+        path = directory / name
+        write_file(path, text)
         written.append(str(path))
     output(ctx).done(
         {"written": written},

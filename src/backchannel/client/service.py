@@ -16,6 +16,7 @@ local desk are thin adapters over :class:`Client`.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from backchannel.client.device import (
 )
 from backchannel.client.driver import Driver
 from backchannel.client.home import Home
+from backchannel.client.log_watch import evidence_text
 from backchannel.client.mailbox import Mailbox
 from backchannel.client.missions import Missions
 from backchannel.client.records import InboxRecord, ShareRequest
@@ -88,6 +90,15 @@ class Client(Missions, Sending, Driver):
     def relay_evidence(self) -> list[bytes]:
         """The proofs of relay misbehaviour this device has kept (each verifies offline)."""
         return self.log.evidence()
+
+    def evidence_files(self) -> list[tuple[str, str]]:
+        """Each kept proof as (file name, one line of text), to export for anyone to verify."""
+        out = []
+        for blob in self.relay_evidence():
+            kind = evidence_kind(blob).replace(" ", "-")
+            name = f"relay-{kind}-{hashlib.sha256(blob).hexdigest()[:12]}.txt"
+            out.append((name, evidence_text(blob)))
+        return out
 
     def status(self) -> dict[str, Any]:
         m = self.mission_or_none()
