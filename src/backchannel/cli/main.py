@@ -29,6 +29,7 @@ from backchannel.cli import (
     peer,
     roster_cmd,
     rounds,
+    ui_cmd,
 )
 from backchannel.cli.context import ENV_HOME, Session, resolve_settings
 from backchannel.cli.output import error
@@ -111,6 +112,7 @@ app.command()(rounds.status)
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(relay_app, name="relay")
 app.command()(demo_cmd.demo)
+app.command()(ui_cmd.ui)
 
 
 def exit_code(exc: BackchannelError) -> int:

@@ -1,0 +1,197 @@
+"""The officers' desk: a local web app over one officer's device, and how it is served.
+
+``backchannel ui`` unlocks the officer's home (as every command does), then
+:func:`serve` binds 127.0.0.1, prints a one-time login link and serves the
+desk until Ctrl-C, with the round engine running in the background. Every
+answer carries a strict Content-Security-Policy and no page is cached; every
+request must name the desk's own host (no DNS rebinding), and every page
+needs the session the login link opened (:mod:`backchannel.ui.security`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import webbrowser
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backchannel.client.service import Client
+from backchannel.errors import BackchannelError
+from backchannel.ui import views_mail, views_mission
+from backchannel.ui.desk import Desk
+from backchannel.ui.security import Gate, Refusal
+from backchannel.ui.web import HERE, gate_of, page, render
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+class Guard:
+    """Adds the security headers to every answer; refuses a Host that is not the desk's."""
+
+    def __init__(self, app: ASGIApp, host: str) -> None:
+        self.app = app
+        self.host = host.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope["headers"]).get(b"host")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in HEADERS}
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message["headers"] = kept + HEADERS
+            await send(message)
+
+        if host != self.host:
+            response = Response("wrong host", status_code=421, media_type="text/plain")
+            await response(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
+
+
+async def login(request: Request) -> Response:
+    gate = gate_of(request)
+    session = gate.login(request.path_params["token"])
+    response = RedirectResponse("/inbox", status_code=303)
+    response.set_cookie(
+        gate.cookie, session.token, httponly=True, samesite="strict", path="/", secure=False
+    )
+    return response
+
+
+@page
+async def index(request: Request, session: Any) -> Response:
+    return RedirectResponse("/inbox", status_code=303)
+
+
+async def refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refusal)
+    return render(request, None, "refused.html", exc.status, title=exc.title, advice=exc.advice)
+
+
+async def failed(request: Request, exc: Exception) -> Response:
+    """A GET that the client refuses (an unknown id, no mission): say so in one line."""
+    session = None
+    with contextlib.suppress(Refusal):
+        session = gate_of(request).session(request.cookies)
+    return render(request, session, "refused.html", 404, title=str(exc), advice="")
+
+
+def create_app(desk: Desk, gate: Gate) -> ASGIApp:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        desk.start()
+        try:
+            yield
+        finally:
+            await desk.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/login/{token:str}", login),
+            *views_mail.routes,
+            *views_mission.routes,
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+        exception_handlers={Refusal: refused, BackchannelError: failed},
+        lifespan=lifespan,
+    )
+    app.state.desk = desk
+    app.state.gate = gate
+    return Guard(app, gate.origin.removeprefix("http://"))
+
+
+def bind(port: int | None) -> socket.socket:
+    """A listening socket on 127.0.0.1 (a free port unless ``port``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port or 0))
+    except OSError as exc:
+        sock.close()
+        raise BackchannelError(
+            f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; choose another --port"
+        ) from None
+    sock.listen(64)
+    return sock
+
+
+def _log_config() -> dict[str, Any]:
+    # No access log: the login link's path is a secret until it is spent.
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+            "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+            "backchannel": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def serve(
+    client: Client,
+    *,
+    port: int | None = None,
+    open_browser: bool = False,
+    round_seconds: float | None = None,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Serve the desk for ``client`` on 127.0.0.1 until interrupted."""
+    sock = bind(port)
+    origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    gate = Gate(origin)
+    desk = Desk(client, round_seconds=round_seconds)
+    link = origin + gate.login_path
+    config = uvicorn.Config(
+        create_app(desk, gate),
+        log_config=_log_config(),
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    echo(f"desk of {client.officer.name}: open this link once, in one browser (valid 5 minutes):")
+    echo(link)
+    echo("Ctrl-C stops the desk.")
+    if open_browser:
+        webbrowser.open(link)
+    logging.getLogger("backchannel.ui").debug("serving on %s", origin)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

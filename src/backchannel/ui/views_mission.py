@@ -1,0 +1,260 @@
+"""The mission views: channels, alarms and evidence, the roster, pairing and the safety number."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import segno
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from backchannel.client.api import evidence_kind
+from backchannel.errors import ConfigError
+from backchannel.ui.desk import Desk
+from backchannel.ui.security import Session
+from backchannel.ui.web import action, desk_of, find, grouped, page, render, when
+
+#: Largest card file accepted (cards are a few kilobytes).
+MAX_CARD = 256 * 1024
+
+
+def _channels(desk: Desk) -> list[dict[str, Any]]:
+    c = desk.client
+    out = []
+    for ch in c.status()["channels"]:
+        out.append(
+            {
+                **ch,
+                "short": ch["channel_id"][:8],
+                "ok": not ch["alarms"],
+            }
+        )
+    return out
+
+
+@page
+async def channels(request: Request, session: Session) -> Response:
+    desk = desk_of(request)
+    async with desk.use() as c:
+        if c.mission_or_none() is None:
+            return render(request, session, "no_mission.html")
+        items = _channels(desk)
+        st = c.status()
+        info = desk.info
+    return render(
+        request,
+        session,
+        "channels.html",
+        channels=items,
+        rounds=info.rounds,
+        last_round=when(info.last_at),
+        relay_error=info.relay_error,
+        waiting=st["waiting_cells"],
+        waiting_objects=st["waiting_objects"],
+        round_seconds=desk.round_seconds or c.round_seconds(),
+    )
+
+
+# --- alarms ------------------------------------------------------------------------------------
+
+
+def _relay_alarm(text: str) -> dict[str, str]:
+    proved = "proof of misbehaviour kept" in text
+    return {
+        "title": "The relay was caught lying" if proved else "The relay answered wrongly",
+        "advice": (
+            "It is proven. Export the evidence below and send it to your headquarters "
+            "and to the other mission: anyone can check it offline."
+            if proved
+            else "Nothing is proven yet. If this repeats, tell your headquarters; "
+            "the rounds go on and nothing is lost."
+        ),
+        "detail": text,
+    }
+
+
+@page
+async def alarms(request: Request, session: Session) -> Response:
+    desk = desk_of(request)
+    async with desk.use() as c:
+        if c.mission_or_none() is None:
+            return render(request, session, "no_mission.html")
+        relay = [_relay_alarm(a) for a in c.relay_alarms()]
+        channel = [
+            {
+                "title": f"Something was wrong on the channel with {c.peer(rec.peer_mission).name}",
+                "advice": "Check with the other mission on a channel you trust; the rounds go on.",
+                "detail": a,
+            }
+            for rec in c.channels()
+            for a in rec.alarms
+        ]
+        evidence = [
+            {"n": i, "kind": evidence_kind(blob), "name": name}
+            for i, (blob, (name, _)) in enumerate(
+                zip(c.relay_evidence(), c.evidence_files(), strict=True)
+            )
+        ]
+    return render(
+        request,
+        session,
+        "alarms.html",
+        relay=relay,
+        channel=channel,
+        events=[{"title": e.title, "advice": e.advice, "at": when(e.at)} for e in desk.events],
+        evidence=evidence,
+        relay_error=desk.info.relay_error,
+    )
+
+
+@page
+async def evidence_file(request: Request, session: Session) -> Response:
+    desk = desk_of(request)
+    n = request.path_params["n"]
+    async with desk.use() as c:
+        files = c.evidence_files()
+    if not 0 <= n < len(files):
+        raise ConfigError("no such proof")
+    name, text = files[n]
+    return Response(
+        text,
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+# --- roster -----------------------------------------------------------------------------------
+
+
+@page
+async def roster(request: Request, session: Session) -> Response:
+    desk = desk_of(request)
+    async with desk.use() as c:
+        m = c.mission_or_none()
+        if m is None:
+            return render(request, session, "no_mission.html")
+        me = c.officer.officer_id
+        officers = [
+            {
+                "name": o.name,
+                "id": grouped(o.officer_id.hex()),
+                "runner": o.officer_id == m.runner_id,
+                "me": o.officer_id == me,
+            }
+            for o in m.roster.officers
+        ]
+        mission = {
+            "name": m.name,
+            "k": m.roster.threshold,
+            "n": m.roster.n,
+            "id": grouped(m.mission_id.hex()),
+            "relay": m.relay_url,
+            "version": m.roster.version,
+        }
+    return render(request, session, "roster.html", officers=officers, m=mission)
+
+
+# --- pairing and the safety number --------------------------------------------------------------
+
+
+def _peer_view(rec: Any) -> dict[str, Any]:
+    return {
+        "id": rec.mission_id.hex(),
+        "name": rec.name,
+        "confirmed": rec.confirmed,
+        "groups": rec.safety_number.split(),
+    }
+
+
+@page
+async def pairing(request: Request, session: Session) -> Response:
+    desk = desk_of(request)
+    async with desk.use() as c:
+        if c.mission_or_none() is None:
+            return render(request, session, "no_mission.html")
+        peers = [_peer_view(p) for p in c.peers()]
+        with_channel = {rec.peer_mission.hex() for rec in c.channels()}
+    for p in peers:
+        p["channel"] = p["id"] in with_channel
+    return render(request, session, "pairing.html", peers=peers)
+
+
+@page
+async def mission_card(request: Request, session: Session) -> Response:
+    desk = desk_of(request)
+    async with desk.use() as c:
+        text = c.mission_card().encode()
+        name = c.mission().name.lower().replace(" ", "-")
+    return Response(
+        text,
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.card"'},
+    )
+
+
+@action
+async def add_card(request: Request, session: Session, form: FormData) -> str:
+    desk = desk_of(request)
+    text = str(form.get("card_text") or "").strip()
+    upload = form.get("card_file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        raw = await upload.read(MAX_CARD + 1)
+        if len(raw) > MAX_CARD:
+            raise ConfigError("that file is too large to be a mission card")
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise ConfigError("that file is not a mission card") from None
+    if not text:
+        raise ConfigError("choose the other mission's card file, or paste its text")
+    async with desk.use() as c:
+        rec = c.add_peer(text)
+    session.notes.append(("ok", f"Card of {rec.name} added. Now compare the safety number."))
+    return f"/pairing/{rec.mission_id.hex()}"
+
+
+@page
+async def safety(request: Request, session: Session) -> Response:
+    desk = desk_of(request)
+    async with desk.use() as c:
+        rec = find(c.peers(), lambda p: p.mission_id, request.path_params["mission_id"])
+        if rec is None:
+            raise ConfigError("unknown mission; add its card first")
+        me = c.officer.name
+    digits = "".join(rec.safety_number.split())
+    qr = segno.make(digits, error="m").svg_data_uri(scale=4, dark="#111", light="#fff")
+    return render(request, session, "safety.html", p=_peer_view(rec), qr=qr, me=me)
+
+
+@action
+async def confirm(request: Request, session: Session, form: FormData) -> str:
+    desk = desk_of(request)
+    hex_id = request.path_params["mission_id"]
+    back = f"/pairing/{hex_id}"
+    if form.get("read_aloud") != "yes" or form.get("peer_confirmed") != "yes":
+        raise ConfigError(
+            "confirm only after you and the other mission's officer have both compared "
+            "the number aloud and found it the same"
+        )
+    async with desk.use() as c:
+        rec = find(c.peers(), lambda p: p.mission_id, hex_id)
+        if rec is None:
+            raise ConfigError("unknown mission; add its card first")
+        c.confirm_peer(rec.mission_id, rec.safety_number)
+    session.notes.append(("ok", f"The safety number of {rec.name} is confirmed."))
+    return back
+
+
+routes = [
+    Route("/channels", channels),
+    Route("/alarms", alarms),
+    Route("/alarms/evidence/{n:int}", evidence_file),
+    Route("/roster", roster),
+    Route("/pairing", pairing),
+    Route("/pairing/card", mission_card),
+    Route("/pairing/add", add_card, methods=["POST"]),
+    Route("/pairing/{mission_id:str}", safety),
+    Route("/pairing/{mission_id:str}/confirm", confirm, methods=["POST"]),
+]

@@ -1,0 +1,145 @@
+"""What every view shares: templates, the gate's checks, redirects, plain-word helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from backchannel.errors import BackchannelError
+from backchannel.ui.desk import Desk
+from backchannel.ui.security import Gate, Session
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+Page = Callable[[Request, Session], Awaitable[Response]]
+Action = Callable[[Request, Session, FormData], Awaitable[str]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def desk_of(request: Request) -> Desk:
+    desk: Desk = request.app.state.desk
+    return desk
+
+
+def gate_of(request: Request) -> Gate:
+    gate: Gate = request.app.state.gate
+    return gate
+
+
+def page(fn: Page) -> Endpoint:
+    """A GET view: only for the signed-in browser."""
+
+    async def endpoint(request: Request) -> Response:
+        session = gate_of(request).session(request.cookies)
+        return await fn(request, session)
+
+    return endpoint
+
+
+def action(fn: Action) -> Endpoint:
+    """A POST: the session, the desk's own origin and the CSRF token, then the action.
+
+    The action returns where to go next; a refusal of the client (the two-person
+    rule, an unknown id) is shown there, in the officer's words.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        gate = gate_of(request)
+        session = gate.session(request.cookies)
+        form = await request.form()
+        token = form.get("csrf")
+        gate.check_post(session, request.headers, token if isinstance(token, str) else "")
+        try:
+            target = await fn(request, session, form)
+        except BackchannelError as exc:
+            session.notes.append(("refused", str(exc)))
+            target = local_path(form.get("back"), "/")
+        return redirect(request, target)
+
+    return endpoint
+
+
+def local_path(value: object, default: str) -> str:
+    """A path on this desk (never another site)."""
+    if isinstance(value, str) and value.startswith("/") and not value.startswith("//"):
+        return value
+    return default
+
+
+def redirect(request: Request, target: str) -> Response:
+    if request.headers.get("hx-request"):
+        # htmx follows with a whole page load.
+        return Response(status_code=200, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+def render(
+    request: Request, session: Session | None, name: str, status: int = 200, **context: Any
+) -> HTMLResponse:
+    desk = desk_of(request)
+    notes: list[tuple[str, str]] = []
+    if session is not None:
+        notes, session.notes = session.notes, []
+    client = desk.client
+    mission = client.mission_or_none()
+    counts = {"cosign": 0, "shares": 0, "alarms": 0}
+    if mission is not None:
+        counts = {
+            "cosign": len(client.cosign_requests()),
+            "shares": len(client.share_requests()),
+            "alarms": alarm_count(desk),
+        }
+    ctx = {
+        "request": request,
+        "csrf": session.csrf if session is not None else "",
+        "notes": notes,
+        "officer": client.officer.name,
+        "mission": mission.name if mission else None,
+        "runner": client.is_runner if mission else False,
+        "counts": counts,
+        "path": request.url.path,
+        **context,
+    }
+    return templates.TemplateResponse(request, name, ctx, status_code=status)
+
+
+def alarm_count(desk: Desk) -> int:
+    c = desk.client
+    channel_alarms = sum(len(rec.alarms) for rec in c.channels())
+    return len(c.relay_alarms()) + channel_alarms + len(desk.events)
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "not yet"
+    return dt.datetime.fromtimestamp(ts).strftime("%d %b %Y, %H:%M:%S")
+
+
+def grouped(hex_or_digits: str, size: int = 4) -> str:
+    s = "".join(hex_or_digits.split())
+    return " ".join(s[i : i + size] for i in range(0, len(s), size))
+
+
+def officer_name(desk: Desk, officer_id: bytes) -> str:
+    roster = desk.client.mission().roster
+    return roster.officer(officer_id).name if roster.contains(officer_id) else "an officer"
+
+
+def peer_names(desk: Desk) -> dict[bytes, str]:
+    c = desk.client
+    return {rec.channel_id: c.peer(rec.peer_mission).name for rec in c.channels()}
+
+
+def find(items: list[Any], key: Callable[[Any], bytes], hex_id: str) -> Any:
+    for item in items:
+        if key(item).hex() == hex_id:
+            return item
+    return None

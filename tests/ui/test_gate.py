@@ -1,0 +1,99 @@
+"""The desk's gate without a browser: the login link, the one session, the POST checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from backchannel.ui.security import Gate, Refusal
+
+ORIGIN = "http://127.0.0.1:8471"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _gate(clock: Clock) -> Gate:
+    return Gate(ORIGIN, clock, link_seconds=60, idle_seconds=600, max_seconds=3600)
+
+
+def _token(gate: Gate) -> str:
+    return gate.login_path.removeprefix("/login/")
+
+
+def test_the_link_opens_one_session_once() -> None:
+    gate = _gate(Clock())
+    token = _token(gate)
+    session = gate.login(token)
+    assert gate.session({gate.cookie: session.token}) is session
+    with pytest.raises(Refusal, match="already been used"):
+        gate.login(token)
+    with pytest.raises(Refusal, match="not signed in"):
+        gate.session({})
+    with pytest.raises(Refusal, match="not signed in"):
+        gate.session({gate.cookie: "forged"})
+    assert gate.cookie == "backchannel_desk_8471"  # cookies ignore ports: one name per desk
+
+
+def test_a_wrong_token_spends_the_link() -> None:
+    gate = _gate(Clock())
+    token = _token(gate)
+    with pytest.raises(Refusal):
+        gate.login("guess")
+    with pytest.raises(Refusal):
+        gate.login(token)
+
+
+def test_the_link_expires() -> None:
+    clock = Clock()
+    gate = _gate(clock)
+    clock.t += 61
+    with pytest.raises(Refusal, match="expired"):
+        gate.login(_token(gate))
+
+
+def test_an_idle_or_old_session_ends() -> None:
+    clock = Clock()
+    gate = _gate(clock)
+    s = gate.login(_token(gate))
+    for _ in range(5):  # kept alive by use, up to its total lifetime
+        clock.t += 599
+        gate.session({gate.cookie: s.token})
+    clock.t += 601
+    with pytest.raises(Refusal, match="ended"):
+        gate.session({gate.cookie: s.token})
+    with pytest.raises(Refusal, match="not signed in"):  # and it stays ended
+        gate.session({gate.cookie: s.token})
+
+    gate = _gate(clock)  # in use all along, it still ends after its total lifetime
+    s = gate.login(_token(gate))
+    for _ in range(6):
+        clock.t += 599
+        gate.session({gate.cookie: s.token})
+    clock.t += 10
+    with pytest.raises(Refusal, match="ended"):
+        gate.session({gate.cookie: s.token})
+
+
+def test_a_post_needs_the_desk_origin_and_the_csrf_token() -> None:
+    gate = _gate(Clock())
+    s = gate.login(_token(gate))
+    gate.check_post(s, {"origin": ORIGIN}, s.csrf)
+    gate.check_post(s, {"referer": ORIGIN + "/cosign"}, s.csrf)
+    for headers in (
+        {},
+        {"origin": "null"},
+        {"origin": "http://127.0.0.1:8472"},  # another local program's page
+        {"origin": "http://evil.example"},
+        {"referer": ORIGIN + ".evil.example/"},
+        {"origin": "http://evil.example", "referer": "http://evil.example/"},
+    ):
+        with pytest.raises(Refusal, match="did not come from the desk"):
+            gate.check_post(s, headers, s.csrf)
+    for token in ("", "x", s.csrf[:-1], s.token):
+        with pytest.raises(Refusal, match="security token"):
+            gate.check_post(s, {"origin": ORIGIN}, token)
