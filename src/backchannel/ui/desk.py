@@ -5,9 +5,12 @@ The engine runs in the background on the device's own clock
 in the desk only writes to the vault, and the next rounds carry it. The desk
 never talks to the relay itself.
 
-The engine and the officers' actions share one lock: the engine holds it
-while it works on a phase of the round and lets go while it waits for the next
-phase, so an action never lands in the middle of a phase.
+The engine and the officers' actions share one event loop and one thread.
+The engine's vault work between two waits is synchronous, and so is each
+action (the client's calls never wait), so an action never lands in the
+middle of the engine's changes to the vault; it can only land while the
+engine waits (for the next phase, or for the relay), so a relay that is down
+never freezes the desk. Actions take :meth:`Desk.use`, one at a time.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class Desk:
 
     @contextlib.asynccontextmanager
     async def use(self) -> AsyncIterator[Client]:
-        """The client, between two phases of the engine's round."""
+        """The client, for one action (actions run one at a time)."""
         async with self.lock:
             yield self.client
 
@@ -103,24 +106,9 @@ class Desk:
                 self.info.alarms.append(alarm)
 
     async def _engine(self) -> None:
-        lock = self.lock
-        held = False
-
-        async def sleep(seconds: float) -> None:
-            nonlocal held
-            lock.release()
-            held = False
-            try:
-                await asyncio.sleep(seconds)
-            finally:
-                await lock.acquire()
-                held = True
-
         while True:
-            await lock.acquire()
-            held = True
             try:
-                await self.client.run(self._on_round, seconds=self.round_seconds, sleep=sleep)
+                await self.client.run(self._on_round, seconds=self.round_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug: say so on the alarms page and go on
@@ -129,8 +117,4 @@ class Desk:
                     f"The rounds stopped after an unexpected error ({type(exc).__name__})",
                     "They restart by themselves; if this repeats, restart the desk and report it.",
                 )
-            finally:
-                if held:
-                    lock.release()
-                    held = False
             await asyncio.sleep(self.round_seconds or self.client.round_seconds())
