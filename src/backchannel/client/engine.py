@@ -469,8 +469,8 @@ def plan_queries(
     """The log queries the waiting gossip checks need, padded to :data:`QUERIES`.
 
     Mirrors :meth:`LogWatch.compare` and :meth:`LogWatch.check_note`: a peer
-    head of another size needs a consistency proof, and the relay's heads at
-    both sizes in case the proof fails (a fork is then proved at once); a note
+    head of another size needs a consistency proof, and the relay's head at
+    the peer's size in case the proof fails (a fork is then proved at once); a note
     naming a cell we were not served needs the cell's entry proof and a fresh
     read of the slot.
     """
@@ -483,7 +483,9 @@ def plan_queries(
         for size in heads.values():
             if size and size != known_size:
                 wanted.append(Query.consistency(min(size, known_size), max(size, known_size)))
-                wanted += [Query.head_at(size), Query.head_at(known_size)]
+                # The relay's own head at the peer's size: a fork is two roots for it.
+                # (Its head at ours is the one this device pinned.)
+                wanted.append(Query.head_at(size))
         for _, g in due:
             note = g.gossip.note
             if note is None:
