@@ -1,7 +1,8 @@
 """End-to-end helpers: the ``backchannel`` command as a subprocess, real relay processes.
 
 Every officer home is driven through ``python -m backchannel.cli.main`` with
-``BACKCHANNEL_KDF=fast`` (cheap Argon2, tests only) and the passphrase in
+``BACKCHANNEL_KDF=fast`` (cheap Argon2, taken only with ``BACKCHANNEL_TEST=1``,
+which marks a test suite's run) and the passphrase in
 ``BACKCHANNEL_PASSPHRASE``. Relays are ``python -m backchannel.relay serve``
 processes on 127.0.0.1 (``tests.relay.procs``). Some tests set homes up with
 the client library directly, where the CLI path is not what they test, to stay
@@ -39,7 +40,9 @@ OPEN_REGISTRATION = {"BACKCHANNEL_RELAY_OPEN_REGISTRATION": "true"}
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKCHANNEL_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
-    env.update({"BACKCHANNEL_KDF": "fast", "BACKCHANNEL_PASSPHRASE": PASSPHRASE})
+    env.update(
+        {"BACKCHANNEL_TEST": "1", "BACKCHANNEL_KDF": "fast", "BACKCHANNEL_PASSPHRASE": PASSPHRASE}
+    )
     env.update(extra)
     return env
 

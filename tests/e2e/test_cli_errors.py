@@ -80,10 +80,12 @@ def test_unknown_peer(missions: Missions, tmp_path: Path) -> None:
     ri = missions.ri
     before = snapshot(ri.home)
     offer = tmp_path / "offer"
+    text = tmp_path / "text"
+    text.write_text("hello")
     for r in (
         ri.run("channel", "offer", "Atlantis", "--out", offer),
         ri.run("peer", "confirm", "0123456789abcdef", "--safety-number", "1 2 3"),
-        ri.run("compose", "Atlantis", "--text", "hello"),
+        ri.run("compose", "Atlantis", "--file", text),
     ):
         assert r.code == 2  # a configuration error: the peer was never added
         assert_one_line_error(r, "backchannel peer list", "peer add")

@@ -37,7 +37,12 @@ def test_invite_and_join_confirm_each_other(tmp_path: Path, relay: RelayProcess)
 @pytest.mark.parametrize("relay", ["sqlite"], indirect=True)
 def test_nobody_at_the_other_end_pairs_nothing(tmp_path: Path, relay: RelayProcess) -> None:
     m = set_up_missions(tmp_path, relay.base_url, relay.base_url, pair=False)
-    r = m.smith.run("peer", "join", "1111-2222-3333", "--timeout", "1")
-    assert r.code != 0 and len(r.err.splitlines()) == 1, r.err
-    assert "did not show up" in r.err
+    # The code typed at the prompt (stdin), as an officer gives it.
+    r = subprocess.run(
+        [sys.executable, "-m", "backchannel.cli.main", "--home", str(m.smith.home),
+         "peer", "join", "--timeout", "1"],
+        env=base_env(), cwd=REPO, input="1111-2222-3333\n", capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "did not show up" in r.stderr
     assert m.smith.json("peer", "list")["peers"] == []

@@ -33,6 +33,10 @@ ENV_HOME = "BACKCHANNEL_HOME"
 #: ``fast`` selects cheap Argon2 parameters. For tests only: a keystore made so
 #: falls to a guessing attack far sooner than one with the default parameters.
 ENV_KDF = "BACKCHANNEL_KDF"
+#: ``1`` marks a test suite's run: the only place, with ``demo``, where ENV_KDF=fast is taken.
+ENV_TEST = "BACKCHANNEL_TEST"
+#: The commands that make demo homes, which take ENV_KDF=fast without ENV_TEST.
+DEMO_COMMANDS = frozenset({"demo"})
 DEFAULT_HOME = Path("~/.local/share/backchannel/officer")
 FAST_KDF = KdfParams(memory_kib=1024, time_cost=1, parallelism=1)
 
@@ -59,25 +63,65 @@ class Session:
         return self.settings is not None and self.settings.json
 
 
-def kdf_params(env: Mapping[str, str]) -> KdfParams:
+def kdf_params(env: Mapping[str, str], command: str | None = None) -> KdfParams:
+    """The Argon2 parameters for new keystores; ``fast`` only in a test suite or a demo."""
     value = env.get(ENV_KDF, "").strip().lower()
     if value in ("", "default"):
         return DEFAULT_PARAMS
-    if value == "fast":
-        return FAST_KDF
-    raise ConfigError(f"{ENV_KDF} must be 'fast' (tests only) or unset")
+    if value != "fast":
+        raise ConfigError(f"{ENV_KDF} must be 'fast' (tests only) or unset")
+    if env.get(ENV_TEST) != "1" and command not in DEMO_COMMANDS:
+        raise ConfigError(
+            f"{ENV_KDF}=fast makes keystores whose passphrase is cheap to guess; it is taken "
+            f"only by test suites ({ENV_TEST}=1) and `backchannel demo`: unset it"
+        )
+    return FAST_KDF
 
 
 def resolve_settings(
-    home: Path | None, passphrase_file: Path | None, as_json: bool, env: Mapping[str, str]
+    home: Path | None,
+    passphrase_file: Path | None,
+    as_json: bool,
+    env: Mapping[str, str],
+    command: str | None = None,
 ) -> Settings:
     return Settings(
         home=(home or DEFAULT_HOME).expanduser().absolute(),
         passphrase_file=passphrase_file,
         json=as_json,
-        kdf=kdf_params(env),
+        kdf=kdf_params(env, command),
         env=dict(env),
     )
+
+
+def warn(text: str) -> None:
+    """One line on stderr that does not stop the command."""
+    sys.stderr.write(f"warning: {' '.join(text.split())}\n")
+    sys.stderr.flush()
+
+
+def warn_fast_kdf(s: Settings) -> None:
+    """Said each time a keystore is made with the cheap parameters."""
+    if s.kdf == FAST_KDF:
+        warn(
+            f"{ENV_KDF}=fast: this keystore's passphrase is cheap to guess "
+            "(for tests and demos only)"
+        )
+
+
+def warn_argv(what: str, instead: str) -> None:
+    """A secret given on the command line is visible to other users of this machine."""
+    warn(
+        f"{what} on the command line can be seen by other users of this machine "
+        f"(in the process list and the shell history); {instead}"
+    )
+
+
+def read_secret_input(label: str, *, hide: bool) -> str:
+    """From a prompt in a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        return str(typer.prompt(label, hide_input=hide))
+    return sys.stdin.readline()
 
 
 def settings(ctx: typer.Context) -> Settings:

@@ -25,7 +25,7 @@ import httpx
 import typer
 from rich.console import RenderableType
 
-from backchannel.cli.context import run, settings
+from backchannel.cli.context import run, settings, warn_fast_kdf
 from backchannel.cli.output import Output, Text
 from backchannel.client import demo as flow
 from backchannel.errors import ConfigError, RelayUnavailable
@@ -119,6 +119,7 @@ def demo(
 ) -> None:
     """Two missions of two officers each, through a local relay: the two-person rule at work."""
     s = settings(ctx)
+    warn_fast_kdf(s)
     out = Output(as_json or s.json)
     passphrase = secrets.token_urlsafe(18)
     with ExitStack() as stack:

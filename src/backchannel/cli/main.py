@@ -89,7 +89,9 @@ def _root(
 ) -> None:
     """Secure mailbox between two missions, under the two-person rule."""
     session = ctx.ensure_object(Session)
-    session.settings = resolve_settings(home, passphrase_file, as_json, os.environ)
+    session.settings = resolve_settings(
+        home, passphrase_file, as_json, os.environ, ctx.invoked_subcommand
+    )
 
 
 app.add_typer(officer.app, name="officer")

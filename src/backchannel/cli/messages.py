@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import RenderableType
 
-from backchannel.cli.context import open_client
+from backchannel.cli.context import open_client, read_file, warn_argv
 from backchannel.cli.output import Text, output, short, table
 from backchannel.cli.peer import PeerArg
 from backchannel.client.api import MessageKind, Payload
@@ -56,20 +60,55 @@ def channel_peers(client: Client) -> dict[bytes, str]:
     return {c.channel_id: client.peer(c.peer_mission).name for c in client.channels()}
 
 
+def message_text(text: str | None, file: Path | None) -> str:
+    """The message from --file, stdin (``--text -``, or a pipe), $EDITOR, or --text (warned)."""
+    if text is not None and file is not None:
+        raise ConfigError("give the text once: --text or --file")
+    if file is not None:
+        body = read_file(file, "a text file")
+    elif text == "-" or (text is None and not sys.stdin.isatty()):
+        body = sys.stdin.read()
+    elif text is not None:
+        warn_argv("the message text", "give it with --file, on stdin (--text -) or in $EDITOR")
+        body = text
+    elif os.environ.get("VISUAL") or os.environ.get("EDITOR"):
+        # click.edit writes a private temporary file (0600) and removes it afterwards.
+        body = click.edit("", extension=".txt", require_save=True) or ""
+    else:
+        raise ConfigError("no text: give --file PATH, pipe it on stdin, or set $EDITOR")
+    if not body.strip():
+        raise ConfigError("the message is empty; nothing was drafted")
+    return body
+
+
 def compose(
     ctx: typer.Context,
     peer: PeerArg,
-    text: Annotated[str, typer.Option("--text", help="The message text.")],
+    text: Annotated[
+        str | None,
+        typer.Option(
+            "--text",
+            help="The message text, or - for stdin. Prefer --file, stdin or $EDITOR: "
+            "a command line is visible to other users of the machine.",
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Read the message text from this file.")
+    ] = None,
     kind: Annotated[Kind, typer.Option("--kind", help="What kind of message.")] = Kind.note,
     when: Annotated[str | None, typer.Option("--when", help="Meeting: when.")] = None,
     where: Annotated[str | None, typer.Option("--where", help="Meeting: where.")] = None,
     outlet: Annotated[str | None, typer.Option("--outlet", help="Media: the outlet.")] = None,
     subject: Annotated[str | None, typer.Option("--subject", help="Media: the subject.")] = None,
 ) -> None:
-    """Seal and sign a draft on the desk device, and ask the colleagues to co-sign it."""
+    """Seal and sign a draft on the desk device, and ask the colleagues to co-sign it.
+
+    The text comes from --file, from stdin (--text -, or piped), else from $EDITOR.
+    """
+    body = message_text(text, file)
     given = (("when", when), ("where", where), ("outlet", outlet), ("subject", subject))
     try:
-        payload = Payload(_KINDS[kind], text, tuple((k, v) for k, v in given if v is not None))
+        payload = Payload(_KINDS[kind], body, tuple((k, v) for k, v in given if v is not None))
     except DecodeError as exc:
         raise ConfigError(f"{exc}; give them as options (--when, --where ...)") from None
     with open_client(ctx) as client:

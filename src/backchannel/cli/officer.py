@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from backchannel.cli.context import open_client, passphrase, settings, write_file
+from backchannel.cli.context import open_client, passphrase, settings, warn_fast_kdf, write_file
 from backchannel.cli.output import Text, fingerprint, output
 from backchannel.client.home import Home
 
@@ -25,6 +25,7 @@ def create(
 ) -> None:
     """Create the officer's keys and encrypted home (asks for a new passphrase)."""
     s = settings(ctx)
+    warn_fast_kdf(s)
     home = Home.create(s.home, name, passphrase(s, confirm=True), s.kdf)
     try:
         oid = home.officer.officer_id

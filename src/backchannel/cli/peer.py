@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from backchannel.cli.context import open_client, read_file, run, settings
+from backchannel.cli.context import (
+    open_client,
+    read_file,
+    read_secret_input,
+    run,
+    settings,
+    warn_argv,
+)
 from backchannel.cli.output import Text, output, short, table
 from backchannel.client.records import PeerRecord
 
@@ -110,7 +117,7 @@ def invite(
         out.console.print(
             Text(
                 "Read it to an officer of the other mission; they run "
-                f"`backchannel peer join {code}`. Waiting...",
+                "`backchannel peer join` and type it at the prompt. Waiting...",
                 style="dim",
             )
         )
@@ -132,15 +139,24 @@ def invite(
 def join(
     ctx: typer.Context,
     code: Annotated[
-        str, typer.Argument(metavar="CODE", help="The code read to you, 1234-5678-9012.")
-    ],
+        str | None,
+        typer.Argument(
+            metavar="[CODE]",
+            help="The code read to you, 1234-5678-9012 (asked for when not given).",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the other mission.")
     ] = 600.0,
 ) -> None:
-    """Pair by the short code the other mission read to you."""
+    """Pair by the short code the other mission read to you (asked for when not given)."""
     from backchannel.client import pairing
 
+    if code is None:
+        code = read_secret_input("pairing code", hide=True).strip()
+    else:
+        warn_argv("the pairing code", "leave it out and type it at the prompt")
     with open_client(ctx) as client:
         rec = run(pairing.join(client, code, timeout=timeout))
     output(ctx).done(
