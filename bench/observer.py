@@ -979,6 +979,15 @@ class Samples:
     world: Any
     round: Any
     device: list[str]
+    #: the observer's stratum of each row: world, device and the device's shape
+    #: that round (the sizes of its deposit and fetch requests, i.e. its lanes and
+    #: slots, which a roster change or a new channel changes for good)
+    stratum: list[tuple[int, str, int, int]] = field(default_factory=list)
+
+
+def shape(exs: list[Exchange]) -> tuple[int, int]:
+    """What a device's round shows of its lanes and slots: its first two request bodies."""
+    return (exs[0].req_body if exs else -1, exs[1].req_body if len(exs) > 1 else -1)
 
 
 def _metric_key(series: str) -> str:
@@ -991,6 +1000,7 @@ def device_features(recs: list[Recording]) -> Samples:
 
     rows: list[dict[str, float]] = []
     meta: list[tuple[int, int, str, int]] = []
+    strata: list[tuple[int, str, int, int]] = []
     series: Counter[str] = Counter()
     for rec in recs:
         for snap in rec.operator:
@@ -1062,6 +1072,7 @@ def device_features(recs: list[Recording]) -> Samples:
                 f.update(common)
                 rows.append(f)
                 meta.append((w, r, device, 1 if label.get(mission) else 0))
+                strata.append((w, device, *shape(exs)))
     names = sorted({k for f in rows for k in f})
     x = np.array([[f.get(n, 0.0) for n in names] for f in rows], dtype=float)
     return Samples(
@@ -1071,6 +1082,7 @@ def device_features(recs: list[Recording]) -> Samples:
         np.array([m[0] for m in meta]),
         np.array([m[1] for m in meta]),
         [m[2] for m in meta],
+        strata,
     )
 
 
@@ -1108,16 +1120,27 @@ def split_rounds(s: Samples, seed: int, block: int = 50) -> Any:
     )
 
 
-def balanced(idx: Any, y: Any, seed: int) -> Any:
-    """A subset of ``idx`` with as many real as cover rows (chance is then 50 %)."""
+def balanced(idx: Any, y: Any, strata: list[Any], seed: int) -> Any:
+    """A subset of ``idx`` with as many real as cover rows in every stratum.
+
+    Chance is then 50 %, and what tells the strata apart (which device, how
+    many lanes it has) says nothing of the label: the question is *when* a
+    device's channel is used, not which device is used more.
+    """
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    pos, neg = idx[y[idx] == 1], idx[y[idx] == 0]
-    n = min(len(pos), len(neg))
-    return np.sort(
-        np.concatenate([rng.choice(pos, n, replace=False), rng.choice(neg, n, replace=False)])
-    )
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i in idx:
+        groups[strata[i]].append(int(i))
+    keep: list[Any] = []
+    for members in groups.values():
+        arr = np.array(members)
+        pos, neg = arr[y[arr] == 1], arr[y[arr] == 0]
+        n = min(len(pos), len(neg))
+        if n:
+            keep += [rng.choice(pos, n, replace=False), rng.choice(neg, n, replace=False)]
+    return np.sort(np.concatenate(keep)) if keep else np.array([], dtype=int)
 
 
 def _scored(correct: Any, rounds: Any, seed: int) -> dict[str, Any]:
@@ -1176,8 +1199,8 @@ def real_vs_cover(s: Samples, seed: int) -> dict[str, Any]:
 
     train_mask = split_rounds(s, seed)
     all_idx = np.arange(len(s.y))
-    train = balanced(all_idx[train_mask], s.y, seed)
-    test = balanced(all_idx[~train_mask], s.y, seed + 1)
+    train = balanced(all_idx[train_mask], s.y, s.stratum, seed)
+    test = balanced(all_idx[~train_mask], s.y, s.stratum, seed + 1)
     rounds_key = s.world * 10**7 + s.round
     out: dict[str, Any] = {
         "rows": len(s.y),
@@ -1368,12 +1391,40 @@ def _tv(a: Counter[Any], b: Counter[Any]) -> float:
     return 0.5 * sum(abs(a[k] / na - b[k] / nb) for k in set(a) | set(b))
 
 
+def _size_gap(strata: dict[Any, dict[str, Counter[int]]]) -> dict[str, Any]:
+    """How far apart the sizes of real and cover rounds are, within each stratum
+    (one device, one shape), weighted by the stratum's rows."""
+    rng = random.Random(0)
+    distinct: set[int] = set()
+    weighted = shuffled = 0.0
+    rows = 0
+    for v in strata.values():
+        distinct |= set(v["real"]) | set(v["cover"])
+        if v["real"] and v["cover"]:
+            n = sum(v["real"].values()) + sum(v["cover"].values())
+            weighted += n * _tv(v["real"], v["cover"])
+            # The same rows with their labels shuffled: what sampling noise alone gives.
+            values = [*v["real"].elements(), *v["cover"].elements()]
+            rng.shuffle(values)
+            k = sum(v["real"].values())
+            shuffled += n * _tv(Counter(values[:k]), Counter(values[k:]))
+            rows += n
+    return {
+        "distinct_sizes": len(distinct),
+        "total_variation_within_strata": round(weighted / rows, 4) if rows else None,
+        "same_with_labels_shuffled": round(shuffled / rows, 4) if rows else None,
+    }
+
+
 def traffic(recs: list[Recording]) -> dict[str, Any]:
     """Requests per device per round, and bytes on the wire against the cells' own."""
     per_round: dict[str, Counter[int]] = {"real": Counter(), "cover": Counter()}
     mismatched = 0
     checked = 0
-    sizes: dict[str, dict[str, Counter[int]]] = defaultdict(lambda: defaultdict(Counter))
+    # kind -> stratum -> label -> size -> count
+    sizes: dict[str, dict[Any, dict[str, Counter[int]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(Counter))
+    )
     wire: Counter[str] = Counter()
     cells: Counter[str] = Counter()
     device_rounds: Counter[str] = Counter()
@@ -1390,10 +1441,11 @@ def traffic(recs: list[Recording]) -> dict[str, Any]:
                 checked += 1
                 mismatched += rec.reported[(device, r)] != len(exs)
             exs.sort(key=lambda e: e.wall)
+            stratum = (w, device, *shape(exs))
             for j, e in enumerate(exs):
                 kind = ("deposit", "fetch", "check")[j] if j < 3 else f"extra{j}"
-                sizes[f"{kind} request"][label][e.req_head + e.req_body] += 1
-                sizes[f"{kind} answer"][label][e.resp_head + e.resp_body] += 1
+                sizes[f"{kind} request"][stratum][label][e.req_head + e.req_body] += 1
+                sizes[f"{kind} answer"][stratum][label][e.resp_head + e.resp_body] += 1
             key = f"{w}:{device}"
             wire[key] += sum(e.bytes for e in exs)
             c = rec.cells_per_round.get((device, r), {})
@@ -1425,13 +1477,7 @@ def traffic(recs: list[Recording]) -> dict[str, Any]:
             "tap_equals_devices_count": mismatched == 0,
             "device_rounds_checked": checked,
         },
-        "sizes_real_vs_cover": {
-            k: {
-                "distinct_sizes": len(set(v["real"]) | set(v["cover"])),
-                "total_variation": round(_tv(v["real"], v["cover"]), 4),
-            }
-            for k, v in sorted(sizes.items())
-        },
+        "sizes_real_vs_cover": {k: _size_gap(v) for k, v in sorted(sizes.items())},
         "bytes_per_device_per_day": round(total_wire * per_day),
         "cell_bytes_per_device_per_day": round(total_cells * per_day),
         "wire_over_cells": round(total_wire / total_cells, 3) if total_cells else None,
@@ -1543,13 +1589,26 @@ def run(
     missions: int = 2,
     seed: int = 1,
     workers: int | None = None,
+    save: Path | None = None,
+    load: Path | None = None,
 ) -> dict[str, Any]:
     """Figures for the harness (``python -m bench``): see the module docstring."""
     n = rounds or ROUNDS[quick]
     w = workers if workers is not None else min(2, os.cpu_count() or 1)
+    import pickle
+
     t0 = time.perf_counter()
-    recs = run_worlds(n, missions, seed, w)
+    if load is not None:
+        with open(load, "rb") as f:
+            recs, sim_seconds = pickle.load(f)
+        n = sum(r.rounds for r in recs)
+        t0 -= sim_seconds
+    else:
+        recs = run_worlds(n, missions, seed, w)
     t1 = time.perf_counter()
+    if save is not None:
+        with open(save, "wb") as f:
+            pickle.dump((recs, t1 - t0), f)
     fig = analyse(recs, seed)
     fig["seconds"] = {
         "simulation": round(t1 - t0, 1),
@@ -1641,9 +1700,18 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, help="worlds run side by side, each its own relay (default 2)"
     )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    ap.add_argument("--save", type=Path, help="keep the recordings in this file (pickle)")
+    ap.add_argument("--load", type=Path, help="analyse recordings kept with --save; run nothing")
     args = ap.parse_args(argv)
-    fig = run(args.quick, rounds=args.rounds, missions=args.missions, seed=args.seed,
-              workers=args.workers)  # fmt: skip
+    fig = run(
+        args.quick,
+        rounds=args.rounds,
+        missions=args.missions,
+        seed=args.seed,
+        workers=args.workers,
+        save=args.save,
+        load=args.load,
+    )
     print(render(fig))
     if args.json:
         print(json.dumps(fig, default=str))
