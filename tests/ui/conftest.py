@@ -121,9 +121,16 @@ def browser() -> Iterator[Any]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """docs/img/ui-NAME.png when BACKCHANNEL_UI_SCREENSHOTS=1."""
-    if SCREENSHOTS:
-        page.screenshot(path=str(IMG / f"ui-{name}.png"), full_page=True)
+    """docs/img/ui-NAME.png when BACKCHANNEL_UI_SCREENSHOTS=1 (64 colours: small files)."""
+    if not SCREENSHOTS:
+        return
+    import io
+
+    from PIL import Image
+
+    page.set_viewport_size({"width": 1024, "height": 640})
+    image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    image.quantize(colors=64).save(IMG / f"ui-{name}.png", optimize=True)
 
 
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
