@@ -27,6 +27,16 @@ TEXT = "Proposal: working-level talks in Geneva on the 2nd.\nAgenda: prisoners, 
 WAIT = 20_000  # ms: a few rounds of 0.5 s and the pages' 2 s refresh
 
 
+def tab_to(page: Any, selector: str, limit: int = 40) -> None:
+    """Press Tab from the top of the page until ``selector`` has the focus."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} cannot be reached with the Tab key")
+
+
 class Officer:
     def __init__(self, name: str, desk: DeskProcess, context: Any, page: Any) -> None:
         self.name, self.desk, self.context, self.page = name, desk, context, page
@@ -74,11 +84,7 @@ def test_two_missions_exchange_a_message_through_four_desks(officers: dict[str, 
     # Ri writes, with the keyboard only.
     page = ri.go("/compose")
     screenshot(page, "compose")
-    page.focus("#channel")
-    page.keyboard.press("Tab")  # the kind of message: Note is chosen
-    for _ in range(5):  # past the four fields of meetings and media requests
-        page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.id") == "text"
+    tab_to(page, "#text")  # from the top of the page, past the menu and the choices
     page.keyboard.type(TEXT)
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
@@ -98,7 +104,7 @@ def test_two_missions_exchange_a_message_through_four_desks(officers: dict[str, 
     assert axe_violations(page) == []
     assert page.locator(".content .text").inner_text() == TEXT
     screenshot(page, "cosign")
-    approve.focus()
+    tab_to(page, "button[id$='-approve']")
     page.keyboard.press("Enter")
     expect(page.locator(".note-ok")).to_contain_text("Co-signed")
 

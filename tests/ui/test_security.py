@@ -73,7 +73,7 @@ def _refused(page: Any, title: str) -> None:
     assert page.locator("h1").inner_text().startswith(title), page.locator("h1").inner_text()
 
 
-def test_the_login_link_opens_one_browser_once(browser: Any, home: Path) -> None:
+def test_one_login_one_browser_and_a_stale_session(browser: Any, home: Path) -> None:
     desk = DeskProcess(home).start()
     first, page = logged_in(browser, desk)
     other = browser.new_context()
@@ -83,30 +83,24 @@ def test_the_login_link_opens_one_browser_once(browser: Any, home: Path) -> None
         assert answer.status == 403
         _refused(intruder, "This login link has already been used")
         screenshot(intruder, "refused")
-        for path in VIEWS:  # a second browser gets nothing
+        for path in ("/inbox", "/cosign", "/compose"):  # a second browser gets nothing
             answer = intruder.goto(desk.origin + path)
             assert answer.status == 403
             _refused(intruder, "This browser is not signed in to the desk")
         # The first browser is still in.
         assert page.goto(desk.origin + "/roster").status == 200
+
+        # The desk restarted on the same port: the old session's cookie opens nothing.
+        desk.stop()
+        port = int(desk.origin.rsplit(":", 1)[1])
+        desk = DeskProcess(home, port=port).start()
+        answer = page.goto(desk.origin + "/inbox")
+        assert answer.status == 403
+        _refused(page, "This browser is not signed in to the desk")
     finally:
         other.close()
         first.close()
         desk.stop()
-
-
-def test_a_stale_session_is_refused(browser: Any, home: Path) -> None:
-    with DeskProcess(home) as desk:
-        context, page = logged_in(browser, desk)
-        port = int(desk.origin.rsplit(":", 1)[1])
-    try:
-        with DeskProcess(home, port=port) as again:  # the desk restarted on the same port
-            assert again.origin == desk.origin
-            answer = page.goto(again.origin + "/inbox")  # with the old session's cookie
-            assert answer.status == 403
-            _refused(page, "This browser is not signed in to the desk")
-    finally:
-        context.close()
 
 
 def test_every_answer_carries_the_policy(signed_in: Browser, desk: DeskProcess) -> None:
