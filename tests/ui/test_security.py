@@ -169,6 +169,7 @@ def test_nothing_leaves_the_desk_and_no_secret_is_in_a_url(
     page.wait_for_timeout(1500)  # the progress page refreshes itself
     for path in (*VIEWS, "/pairing"):
         page.goto(desk.origin + path)
+        assert PASSPHRASE not in page.content(), path  # nor on any page
     page.get_by_role("link", name="Washington").click()
     page.wait_for_url("**/pairing/*")
     session = next(c["value"] for c in signed_in.context.cookies())
