@@ -139,6 +139,11 @@ class Engine(Receiving):
         plans: dict[str, list[OutCell]] = {}
         for lane, url, _ in lanes:
             plans.setdefault(url, []).append(pending[lane])
+        for cells in plans.values():
+            # In a random order: the order of a batch becomes the cells' order in
+            # the relay's log, and a fixed one would tell a channel's lane from a
+            # mailbox's round after round.
+            _shuffle(cells)
         return [
             DepositPlan(url, tuple(cells), self._known_size(url)) for url, cells in plans.items()
         ]
@@ -498,6 +503,9 @@ def plan_queries(
                 wanted.append(Query.absence(s.slot))
     unique = list(dict.fromkeys(wanted))[:QUERIES]
     return unique + [Query.none()] * (QUERIES - len(unique))
+
+
+_shuffle = secrets.SystemRandom().shuffle
 
 
 def _round_key(channel_id: bytes, round_no: int) -> bytes:
