@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,6 +48,27 @@ async def _rounds(devices: tuple[Client, ...], clock: Clock, n: int) -> list[str
             assert r.relay_error is None, r.relay_error
             alarms += r.alarms
     return alarms
+
+
+async def _rounds_until(
+    devices: tuple[Client, ...], clock: Clock, done: Callable[[], object]
+) -> list[str]:
+    """Rounds until ``done()`` (at most 20); the alarms raised meanwhile."""
+    alarms: list[str] = []
+    for _ in range(20):
+        alarms += await _rounds(devices, clock, 1)
+        if done():
+            break
+    return alarms
+
+
+async def _squat_next_mailbox_slot(relay: LyingRelay, sender: Client, recipient: Client) -> int:
+    """Put random bytes in the next slot of ``sender``'s lane to ``recipient``; its position."""
+    m = sender.mission()
+    n = sender._counter(b"out" + recipient.officer.officer_id)
+    slot = joint.mailbox_slot(m.secret, sender.officer.officer_id, recipient.officer.officer_id, n)
+    await relay.store.deposit(m.tenant_id, slot, secrets.token_bytes(m.cell_size), 0)
+    return n
 
 
 async def test_a_device_back_after_the_retention_catches_up_without_a_false_alarm(
@@ -94,11 +116,7 @@ async def test_a_mailbox_object_that_cannot_be_used_is_set_aside(
         # A well-signed co-sign request whose body is garbage, then a real one.
         ri.mailbox.send(joint.JointKind.COSIGN_REQUEST, han.officer.officer_id, b"\x00garbage")
         ri.compose(ri.channel_for("Washington").channel_id, note("the real one"))
-        alarms: list[str] = []
-        for _ in range(20):
-            alarms += await _rounds((*ny, *dc), clock, 1)
-            if han.cosign_requests():
-                break
+        alarms = await _rounds_until((*ny, *dc), clock, han.cosign_requests)
         assert any("could not be used" in a and "set aside" in a for a in alarms), alarms
         [req] = han.cosign_requests()
         assert han.show_cosign(req.request_id)[1].text == "the real one"
@@ -112,17 +130,10 @@ async def test_a_mailbox_cell_that_does_not_open_is_set_aside(tmp_path: Path) ->
         ri, han = ny
         # The relay (or anyone with the slot) cannot forge a mailbox cell: one put
         # in Han's next mailbox slot ahead of Ri's is refused and set aside.
-        m = ri.mission()
-        n = ri._counter(b"out" + han.officer.officer_id)
-        slot = joint.mailbox_slot(m.secret, ri.officer.officer_id, han.officer.officer_id, n)
-        await relay.store.deposit(m.tenant_id, slot, secrets.token_bytes(m.cell_size), 0)
+        n = await _squat_next_mailbox_slot(relay, ri, han)
         ri._set_counter(b"out" + han.officer.officer_id, n + 1)
         ri.compose(ri.channel_for("Washington").channel_id, note("behind a forged cell"))
-        alarms: list[str] = []
-        for _ in range(20):
-            alarms += await _rounds((*ny, *dc), clock, 1)
-            if han.cosign_requests():
-                break
+        alarms = await _rounds_until((*ny, *dc), clock, han.cosign_requests)
         assert any("failed to open" in a for a in alarms), alarms
         [req] = han.cosign_requests()
         assert han.show_cosign(req.request_id)[1].text == "behind a forged cell"
@@ -137,10 +148,7 @@ async def test_a_deposit_refused_as_a_conflict_raises_an_alarm_and_the_lane_goes
         ny, dc = await _missions(relay, tmp_path, clock)
         ri, han = ny
         # Someone who learnt the slot of Ri's next mailbox cell fills it first.
-        m = ri.mission()
-        n = ri._counter(b"out" + han.officer.officer_id)
-        slot = joint.mailbox_slot(m.secret, ri.officer.officer_id, han.officer.officer_id, n)
-        await relay.store.deposit(m.tenant_id, slot, secrets.token_bytes(m.cell_size), 0)
+        await _squat_next_mailbox_slot(relay, ri, han)
         alarms = await _rounds((*ny, *dc), clock, 1)
         assert any("different cell already holds" in a for a in alarms), alarms
         # The lane was not blocked: the next rounds deposit fresh cells.

@@ -38,6 +38,7 @@ from backchannel.protocol.batch import (
     FetchBatchAnswer,
     Query,
 )
+from backchannel.protocol.batch_log import CellPlace
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Headers httpx sends by default that the relay has no use for.
@@ -55,15 +56,9 @@ class RelayRefusal(RelayRefused):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
-class CellLog:
-    """Where the relay's transparency log holds one cell (``docs/spec/relay-log-v1.md``)."""
-
-    leaf_index: int
-    batch_position: int
-    batch_size: int
-    batch_proof: tuple[bytes, ...]
-    inclusion_proof: tuple[bytes, ...]
+#: Where the relay's transparency log holds one cell (``docs/spec/relay-log-v1.md``):
+#: the same value the batch answers carry.
+CellLog = CellPlace
 
 
 @dataclass(frozen=True, slots=True)
