@@ -7,7 +7,7 @@ an :class:`AnswerSource` over the round's own answers, never the network: what
 the answer carries is served, and anything else raises :class:`Deferred`,
 which leaves the check waiting in the vault. The engine plans the queries of
 the next round's fetch from the checks still waiting
-(:func:`backchannel.client.engine.plan_queries`), so a check that needs more
+(:func:`backchannel.client.logchecks.plan_queries`), so a check that needs more
 than the answer carries completes one round later, and the exchange with the
 relay keeps the same shape whatever is being checked.
 """
