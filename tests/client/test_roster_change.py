@@ -129,3 +129,27 @@ async def test_a_card_that_rolls_the_roster_back_is_refused(
     with pytest.raises(CardError, match="rolls the mission's roster back"):
         dc[0].add_peer(old_card)
     assert await cosigned(ny, "still fine")
+
+
+async def test_a_co_signature_past_the_threshold_changes_nothing_and_raises_no_alarm(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """2 of 3: both colleagues approve; the later co-signature finds the draft queued."""
+    ny, dc = await two_missions(tmp_path, relay)
+    ri, han = ny
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    ri.compose(ri.channel_for("Washington").channel_id, note("two of three"))
+    for c in (ri, han, kim):
+        await c.settle()
+    for c in (han, kim):
+        [req] = c.cosign_requests()
+        c.approve_cosign(req.request_id)
+    alarms: list[str] = []
+    for _ in range(3):
+        for c in (han, kim, ri):
+            alarms += (await c.sync(1)).alarms
+    [draft] = ri.drafts()
+    assert draft.outgoing.state.value in ("queued", "delivered")
+    assert draft.outgoing.message is not None
+    assert len(draft.outgoing.message.signatures) == 2  # the author's and the first co-signer's
+    assert alarms == [], alarms

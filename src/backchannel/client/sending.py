@@ -166,6 +166,8 @@ class Sending(Device):
         draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
         if draft is None or draft.outgoing.message is None:
             return None
+        if draft.outgoing.state is not SendState.SEALED:
+            return None  # it had its signatures already, or was refused: nothing to do
         m = self.mission()
         msg = draft.outgoing.message.with_signature(sender, sig)
         if sender not in valid_signers(msg, m.roster):
