@@ -135,7 +135,7 @@ async def test_a_co_signature_past_the_threshold_changes_nothing_and_raises_no_a
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     """2 of 3: both colleagues approve; the later co-signature finds the draft queued."""
-    ny, dc = await two_missions(tmp_path, relay)
+    ny, _ = await two_missions(tmp_path, relay)
     ri, han = ny
     kim, _ = await _add_kim(tmp_path, relay, ny)
     ri.compose(ri.channel_for("Washington").channel_id, note("two of three"))
