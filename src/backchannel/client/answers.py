@@ -170,12 +170,7 @@ class AnswerSource:
 
     async def log_leaf(self, index: int) -> bytes:
         leaf = self.bundle.leaves.get(index)
-        if leaf is None:
-            return await self._leaf_query(index)
-        return leaf
-
-    async def _leaf_query(self, index: int) -> bytes:
-        return self._answer(Query.leaf(index))
+        return leaf if leaf is not None else self._answer(Query.leaf(index))
 
     async def consistency_proof(self, first: int, second: int) -> list[bytes]:
         if (first, second) == (self.known_size, self.head_size):

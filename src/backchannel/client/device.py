@@ -102,9 +102,6 @@ class Device:
         """Queue an object for a colleague; the next rounds carry it."""
         self.mailbox.send(kind, recipient, body)
 
-    def now(self) -> float:
-        return self._clock()
-
     # --- mission ---------------------------------------------------------------
 
     def mission_or_none(self) -> MissionState | None:

@@ -18,6 +18,7 @@ from backchannel.ui.web import (
     action,
     desk_of,
     find,
+    mission_page,
     officer_name,
     page,
     peer_names,
@@ -52,12 +53,10 @@ def _message_state(desk: Desk, item: Any) -> dict[str, Any]:
 # --- the inbox ------------------------------------------------------------------------
 
 
-@page
+@mission_page
 async def inbox(request: Request, session: Session) -> Response:
     desk = desk_of(request)
     async with desk.use() as c:
-        if c.mission_or_none() is None:
-            return render(request, session, "no_mission.html")
         names = peer_names(desk)
         items = [
             {
@@ -150,12 +149,10 @@ async def approve_share(request: Request, session: Session, form: FormData) -> s
 # --- writing ----------------------------------------------------------------------------
 
 
-@page
+@mission_page
 async def compose_form(request: Request, session: Session) -> Response:
     desk = desk_of(request)
     async with desk.use() as c:
-        if c.mission_or_none() is None:
-            return render(request, session, "no_mission.html")
         channels = [
             {"id": rec.channel_id.hex(), "peer": c.peer(rec.peer_mission).name}
             for rec in c.channels()
@@ -260,12 +257,10 @@ async def send_now(request: Request, session: Session, form: FormData) -> str:
 # --- co-signing --------------------------------------------------------------------------
 
 
-@page
+@mission_page
 async def cosign_queue(request: Request, session: Session) -> Response:
     desk = desk_of(request)
     async with desk.use() as c:
-        if c.mission_or_none() is None:
-            return render(request, session, "no_mission.html")
         names = peer_names(desk)
         requests = []
         for r in c.cosign_requests():
@@ -307,12 +302,10 @@ async def cosign_reject(request: Request, session: Session, form: FormData) -> s
     return await _decide(request, session, False)
 
 
-@page
+@mission_page
 async def sent(request: Request, session: Session) -> Response:
     desk = desk_of(request)
     async with desk.use() as c:
-        if c.mission_or_none() is None:
-            return render(request, session, "no_mission.html")
         items = [_draft_view(desk, c, d) for d in reversed(c.drafts())]
     return render(request, session, "sent.html", sent=items)
 

@@ -14,7 +14,7 @@ from backchannel.client.api import evidence_kind
 from backchannel.errors import ConfigError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
-from backchannel.ui.web import action, desk_of, find, grouped, page, render, when
+from backchannel.ui.web import action, desk_of, find, grouped, mission_page, page, render, when
 
 #: Largest card file accepted (cards are a few kilobytes).
 MAX_CARD = 256 * 1024
@@ -34,12 +34,10 @@ def _channels(desk: Desk) -> list[dict[str, Any]]:
     return out
 
 
-@page
+@mission_page
 async def channels(request: Request, session: Session) -> Response:
     desk = desk_of(request)
     async with desk.use() as c:
-        if c.mission_or_none() is None:
-            return render(request, session, "no_mission.html")
         items = _channels(desk)
         st = c.status()
         info = desk.info
@@ -75,12 +73,10 @@ def _relay_alarm(text: str) -> dict[str, str]:
     }
 
 
-@page
+@mission_page
 async def alarms(request: Request, session: Session) -> Response:
     desk = desk_of(request)
     async with desk.use() as c:
-        if c.mission_or_none() is None:
-            return render(request, session, "no_mission.html")
         relay = [_relay_alarm(a) for a in c.relay_alarms()]
         channel = [
             {
@@ -168,12 +164,10 @@ def _peer_view(rec: Any) -> dict[str, Any]:
     }
 
 
-@page
+@mission_page
 async def pairing(request: Request, session: Session) -> Response:
     desk = desk_of(request)
     async with desk.use() as c:
-        if c.mission_or_none() is None:
-            return render(request, session, "no_mission.html")
         peers = [_peer_view(p) for p in c.peers()]
         with_channel = {rec.peer_mission.hex() for rec in c.channels()}
     for p in peers:

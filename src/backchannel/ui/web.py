@@ -44,6 +44,18 @@ def page(fn: Page) -> Endpoint:
     return endpoint
 
 
+def mission_page(fn: Page) -> Endpoint:
+    """A GET view of a device that has a mission; before it has one, a page saying how."""
+
+    async def endpoint(request: Request) -> Response:
+        session = gate_of(request).session(request.cookies)
+        if desk_of(request).client.mission_or_none() is None:
+            return render(request, session, "no_mission.html")
+        return await fn(request, session)
+
+    return endpoint
+
+
 def action(fn: Action) -> Endpoint:
     """A POST: the session, the desk's own origin and the CSRF token, then the action.
 
