@@ -104,7 +104,14 @@ def test_two_missions_pair_and_exchange_a_message(tmp_path: Path, relay: RelayPr
 
     # Han fetches the request, reads the plaintext on his own device, approves.
     ri.settle()
-    assert han.settle()["joint_objects"] == 1
+    # Three objects: the co-sign request, the card Ri confirmed (the officers
+    # cross-check it), and the alarm of Ri's refused solo send.
+    assert han.settle()["joint_objects"] == 3
+    [alarm] = han.json("status")["officer_alarms"]
+    assert (
+        alarm["officer"] == "Officer Ri" and "without a colleague's co-signature" in alarm["text"]
+    )
+    assert text not in alarm["text"]
     [request] = han.json("cosign", "list")["requests"]
     assert request["from"] == "Officer Ri"
     shown = han.ok("cosign", "show", request["request_id"][:8])

@@ -124,6 +124,10 @@ def status(ctx: typer.Context) -> None:
         lines += [Text(f"alarm ({c['peer']}): {a}", style="bold red") for a in c["alarms"]]
     lines.insert(2, t if st["channels"] else Text("no channels yet"))
     lines += [Text(f"alarm: {a}", style="bold red") for a in st["relay_alarms"]]
+    lines += [
+        Text(f"alarm: {a['text']}; {a['what_to_do']}", style="bold red")
+        for a in st["officer_alarms"]
+    ]
     if st["relay_evidence"]:
         lines.append(
             Text(

@@ -252,6 +252,9 @@ class Engine(LogChecks):
                     break
                 cells.append(view.cells[slot])
             report.joint_objects += self.mailbox.take(sender, cells, report.alarms)
+            if cells:
+                self._seen(sender)
+        self._check_unseen()
         caught_up = all(
             len(lane) > 0 and lane[-1] not in view.cells for lane in plan.mailbox.values()
         )

@@ -12,8 +12,8 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 from backchannel.client.cards import CardError, MissionCard, OfficerCard
-from backchannel.client.device import Device
 from backchannel.client.mission import MissionState, Proposal, adopt, propose, sign_proposal
+from backchannel.client.officer_alarms import OfficerAlarms
 from backchannel.client.records import ChannelRecord, PeerRecord
 from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, RemoteProtocolError
@@ -23,7 +23,7 @@ from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import EpochKeyCert
 
 
-class Missions(Device):
+class Missions(OfficerAlarms):
     """Officer, mission, peers, channels and epoch keys."""
 
     def officer_card(self) -> OfficerCard:
@@ -106,7 +106,11 @@ class Missions(Device):
                 "the safety number does not match: do not pair; compare it again in person"
             )
         rec = replace(rec, confirmed=True)
-        self._put("peers", mission_id, rec)
+        with self._tx():
+            self._put("peers", mission_id, rec)
+            confirmed = self._confirmed_card(mission_id)
+            if confirmed is not None:
+                self._announce_card(mission_id, *confirmed)
         return rec
 
     def find_peer(self, prefix: str) -> PeerRecord:

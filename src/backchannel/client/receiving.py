@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from backchannel.client import statecodec
-from backchannel.client.device import Device, one
+from backchannel.client.device import one
+from backchannel.client.officer_alarms import AlarmKind, OfficerAlarms
 from backchannel.client.records import ChannelRecord, DraftRecord, InboxRecord, ShareRequest
 from backchannel.client.report import SyncReport
 from backchannel.crypto.primitives import equal
@@ -35,7 +36,7 @@ from backchannel.protocol.sealing import RecvEpoch, accept_announcement, decrypt
 from backchannel.protocol.states import SendState
 
 
-class Receiving(Device):
+class Receiving(OfficerAlarms):
     """The inbox, joint opening, and processing the peer's rounds."""
 
     def inbox(self) -> list[InboxRecord]:
@@ -116,6 +117,8 @@ class Receiving(Device):
         if item is None or not item.payload:
             roster = self.mission().roster
             have = len(item.shares) if item else 0
+            if item is not None:
+                self._tell_colleagues(AlarmKind.SOLO_OPEN)
             raise NotEnoughShares(
                 f"{have} of the {roster.threshold} officers needed have contributed; "
                 "a colleague must approve the share request"

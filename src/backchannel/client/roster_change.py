@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from backchannel.client import statecodec
 from backchannel.client.cards import CardError, OfficerCard
 from backchannel.client.mission import MissionState
+from backchannel.client.officer_alarms import MAX_DETAIL, AlarmKind
 from backchannel.client.records import ChannelRecord, PeerRecord
 from backchannel.client.service import Client, _EndpointData
 from backchannel.crypto import labels
@@ -109,7 +110,9 @@ def propose(
         for c in add
     )
     change = RosterChange(m.mission_id, new, (), certs, boxes)
-    return sign(client, change)
+    signed = sign(client, change)
+    client._tell_colleagues(AlarmKind.ROSTER_PROPOSED, signed.describe().encode()[:MAX_DETAIL])
+    return signed
 
 
 def _welcome(client: Client, m: MissionState) -> bytes:
@@ -158,7 +161,12 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
     if m.roster.version >= change.new.version:
         return m
     signed = rs.SignedRoster(change.new, change.signatures)
-    rs.verify_update(m.roster, signed)
+    try:
+        rs.verify_update(m.roster, signed)
+    except RosterError:
+        if len(change.signatures) < m.roster.threshold:
+            client._tell_colleagues(AlarmKind.SOLO_ROSTER)
+        raise
     if not change.new.contains(me):
         _forget_mission(client)
         return None

@@ -11,7 +11,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import replace
 
-from backchannel.client.device import Device, new_id, one
+from backchannel.client.device import new_id, one
+from backchannel.client.officer_alarms import AlarmKind, OfficerAlarms
 from backchannel.client.records import ChannelRecord, CosignRequest, DraftRecord
 from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, NotEnoughSignatures
@@ -32,7 +33,7 @@ from backchannel.protocol.sealing import (
 from backchannel.protocol.states import SendState
 
 
-class Sending(Device):
+class Sending(OfficerAlarms):
     """Drafts, co-signing and queueing."""
 
     def compose(self, channel_id: bytes, payload: Payload) -> DraftRecord:
@@ -108,6 +109,7 @@ class Sending(Device):
         if draft.outgoing.state is not SendState.COSIGNED:
             out = draft.outgoing
             n = len(valid_signers(out.message, m.roster)) if out.message else 0
+            self._tell_colleagues(AlarmKind.SOLO_SEND)
             raise NotEnoughSignatures(
                 f"{n} of the {m.roster.threshold} officers needed have signed; "
                 "ask a colleague to co-sign"

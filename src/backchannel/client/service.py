@@ -31,6 +31,7 @@ from backchannel.client.home import Home
 from backchannel.client.log_watch import evidence_text
 from backchannel.client.mailbox import Mailbox
 from backchannel.client.missions import Missions
+from backchannel.client.officer_alarms import ALARM_NOTICE, CARD_NOTICE
 from backchannel.client.records import InboxRecord, ShareRequest
 from backchannel.client.report import SyncReport
 from backchannel.client.sending import Sending, cosign_request
@@ -77,6 +78,8 @@ class Client(Missions, Sending, Driver):
             if item is not None and not item.payload:
                 self._add_share(item, share)
         elif obj.kind is joint.JointKind.NOTICE:
+            if obj.body.startswith((ALARM_NOTICE, CARD_NOTICE)):
+                return self._on_officer_notice(obj.sender_id, obj.body)
             self._on_notice(obj.sender_id, obj.body)
         elif obj.kind is joint.JointKind.EPOCH_CERT:
             self._on_epoch_cert(obj.sender_id, EpochKeyCert.decode(obj.body))
@@ -110,6 +113,10 @@ class Client(Missions, Sending, Driver):
             "waiting_cells": len(self.vault.pending("net_out")),
             "waiting_objects": self.mailbox.waiting() if m else 0,
             "relay_alarms": self.relay_alarms(),
+            "officer_alarms": [
+                {"at": a.at, "officer": a.officer, "text": a.text, "what_to_do": a.todo}
+                for a in (self.officer_alarms() if m else [])
+            ],
             "relay_evidence": [
                 {"kind": evidence_kind(blob), "bytes": len(blob)} for blob in self.relay_evidence()
             ],
