@@ -1,12 +1,13 @@
 """The client's public vocabulary for adapters (the CLI, the officers' desk).
 
 Adapters import the client, never the protocol core or the stores: the types
-they show or build (a message's payload and kind, a channel offer, a roster)
-and the offline check of a proof of relay misbehaviour come from here.
+they show or build (a message's payload and kind, a channel offer and its
+text file form, a roster) and the offline check of a proof of relay misbehaviour come from here.
 """
 
 from __future__ import annotations
 
+from backchannel.client.cards import decode_offer, encode_offer
 from backchannel.protocol.channel import ChannelOffer
 from backchannel.protocol.misbehaviour import evidence_kind, verify_misbehaviour
 from backchannel.protocol.payload import MessageKind, Payload
@@ -17,6 +18,8 @@ __all__ = [
     "MessageKind",
     "Payload",
     "Roster",
+    "decode_offer",
+    "encode_offer",
     "evidence_kind",
     "verify_misbehaviour",
 ]
