@@ -84,9 +84,17 @@ def test_a_post_needs_the_desk_origin_and_the_csrf_token() -> None:
     s = gate.login(_token(gate))
     gate.check_post(s, {"origin": ORIGIN}, s.csrf)
     gate.check_post(s, {"referer": ORIGIN + "/cosign"}, s.csrf)
+    # A plain form whose browser still says Origin: null, from the desk's own page.
+    gate.check_post(s, {"origin": "null", "sec-fetch-site": "same-origin"}, s.csrf)
+    gate.check_post(s, {"sec-fetch-site": "same-origin"}, s.csrf)
     for headers in (
         {},
         {"origin": "null"},
+        {"origin": "null", "sec-fetch-site": "cross-site"},  # a sandboxed page elsewhere
+        {"origin": "null", "sec-fetch-site": "same-site"},  # another port of 127.0.0.1
+        {"origin": "null", "sec-fetch-site": "none"},  # typed in, or a bookmark
+        {"origin": "http://evil.example", "sec-fetch-site": "same-origin"},
+        {"origin": "http://evil.example", "referer": ORIGIN + "/cosign"},
         {"origin": "http://127.0.0.1:8472"},  # another local program's page
         {"origin": "http://evil.example"},
         {"referer": ORIGIN + ".evil.example/"},

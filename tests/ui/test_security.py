@@ -113,7 +113,7 @@ def test_every_answer_carries_the_policy(signed_in: Browser, desk: DeskProcess) 
         h = r.all_headers()
         assert h.get("content-security-policy") == CSP, r.url
         assert h.get("x-content-type-options") == "nosniff", r.url
-        assert h.get("referrer-policy") == "no-referrer", r.url
+        assert h.get("referrer-policy") == "same-origin", r.url
         assert h.get("cache-control") == "no-store", r.url
     cookies = signed_in.context.cookies()
     cookie = next(c for c in cookies if c["name"].startswith("backchannel_desk_"))

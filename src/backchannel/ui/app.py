@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backchannel.client.service import Client
 from backchannel.errors import BackchannelError
-from backchannel.ui import views_mail, views_mission
+from backchannel.ui import views_mail, views_mission, views_offers
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Gate, Refusal
 from backchannel.ui.web import HERE, gate_of, page, render
@@ -39,7 +39,7 @@ CSP = (
 HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
@@ -116,6 +116,7 @@ def create_app(desk: Desk, gate: Gate) -> ASGIApp:
             Route("/login/{token:str}", login),
             *views_mail.routes,
             *views_mission.routes,
+            *views_offers.routes,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         exception_handlers={Refusal: refused, BackchannelError: failed},

@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from backchannel.client.api import ChannelOffer
 from backchannel.client.service import Client, SyncReport
 
 log = logging.getLogger("backchannel.ui")
@@ -63,6 +64,11 @@ class Desk:
         self.round_seconds = round_seconds
         self.info = RoundInfo()
         self.events: list[Event] = []
+        #: Channel offers in hand, by the other mission's id (hex): "ours" and "theirs".
+        #: Kept in memory only: offers travel as files, and a restarted desk is given
+        #: them again. Nothing in them is secret (each contribution is sealed to the
+        #: officers who may open it).
+        self.offers: dict[str, dict[str, ChannelOffer]] = {}
         self._clock = clock
         self._lock: asyncio.Lock | None = None
         self._task: asyncio.Task[None] | None = None

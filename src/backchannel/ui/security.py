@@ -6,7 +6,8 @@ holding a random token in its path; the first visit within
 cookie (HttpOnly, SameSite=Strict, Path=/). A second visit of the link, any
 other browser and a session past its idle or total lifetime are refused with
 a page saying what to do. Every POST carries the session's CSRF token
-(compared in constant time) and comes from the desk's own origin.
+(compared in constant time) and comes from the desk's own origin
+(:meth:`Gate.check_post`).
 
 Cookies on 127.0.0.1 are shared by every port of the host, so the cookie
 is named after the port, and the origin check (which includes the port) keeps
@@ -114,12 +115,23 @@ class Gate:
         return s
 
     def check_post(self, s: Session, headers: Mapping[str, str], form_token: str) -> None:
-        """A POST must come from the desk's own pages: its origin and its CSRF token."""
+        """A POST must come from the desk's own pages: its origin and its CSRF token.
+
+        The browser says where a POST comes from in ``Origin``. A plain form (no
+        JavaScript) sends the desk's origin there under the desk's
+        ``Referrer-Policy: same-origin``; a browser that still sends ``null``
+        says ``Sec-Fetch-Site: same-origin`` for the desk's own pages (a header no
+        page can set), or names the page in ``Referer``. An origin other than the
+        desk's is refused whatever the other headers say.
+        """
         origin = headers.get("origin")
-        referer = headers.get("referer")
-        same = origin == self.origin if origin not in (None, "null") else False
-        if not same and referer is not None:
-            same = referer.startswith(self.origin + "/")
+        if origin not in (None, "null"):
+            same = origin == self.origin
+        else:
+            referer = headers.get("referer")
+            same = headers.get("sec-fetch-site") == "same-origin" or (
+                referer is not None and referer.startswith(self.origin + "/")
+            )
         if not same:
             raise Refusal(
                 403,
