@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+FUZZ_STAMP := $(VENV)/.fuzz-installed
 
 .PHONY: demo test lint bench bench-quick clean vectors dist
+.PHONY: fuzz mutation
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +43,25 @@ bench-quick: $(BENCH_STAMP)
 dist: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --no-isolation --outdir dist
+
+# What only fuzzing and mutation testing need (atheris, mutmut).
+$(FUZZ_STAMP): $(STAMP) requirements-fuzz.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-fuzz.lock
+	touch $(FUZZ_STAMP)
+
+# Every decoder under atheris for FUZZ_RUNS executions each, the corpus kept
+# minimized in tests/fuzz/corpus/ (about an hour), then mutation testing.
+# The short form is tests/fuzz/, run by `make test`.
+FUZZ_RUNS ?= 1000000
+fuzz: $(FUZZ_STAMP)
+	$(BIN)/python -m tests.fuzz.campaign --runs $(FUZZ_RUNS)
+	$(MAKE) mutation
+
+# mutmut over src/backchannel/protocol and crypto, against the core's fast tests;
+# MUTATE=protocol/merkle.py limits it to some modules.
+MUTATE ?=
+mutation: $(FUZZ_STAMP)
+	$(BIN)/python -m tests.fuzz.mutation $(MUTATE)
 
 vectors: $(STAMP)
 	$(BIN)/python tests/vectors/generate.py

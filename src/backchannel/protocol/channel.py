@@ -149,6 +149,8 @@ class ChannelOffer:
             (outer.fixed(OFFICER_ID_LEN), outer.fixed(HYBRID_SIG_LEN)) for _ in range(nsig)
         )
         outer.end()
+        if not a < b:
+            raise DecodeError("channel terms must list the missions in sorted order")
         terms = ChannelTerms(a, b, ha, hb, cell_size, round_seconds)
         return cls(frm, terms, start, sealed, sigs)
 

@@ -1,0 +1,198 @@
+"""Write valid encodings of every shape into tests/fuzz/seeds/<target>/ (the fuzzers' seeds).
+
+Run ``python -m tests.fuzz.seeds`` again after a format change. The fuzz run
+(``make fuzz``) starts from these and keeps what it finds, minimized, in
+tests/fuzz/corpus/<target>/; the short tests replay both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from backchannel.client import cards
+from backchannel.crypto.primitives import HASH_LEN
+from backchannel.protocol import batch as bt
+from backchannel.protocol import cells, joint, merkle, misbehaviour
+from backchannel.protocol import channel as ch
+from backchannel.protocol.codec import Writer
+from backchannel.protocol.identity import OFFICER_ID_LEN
+from backchannel.protocol.payload import meeting_request, note
+from tests.fuzz.targets import _pair
+
+SEEDS = Path(__file__).parent / "seeds"
+
+
+def _h(i: int) -> bytes:
+    return hashlib.sha256(bytes([i])).digest()
+
+
+def _batch_seeds() -> dict[str, list[bytes]]:
+    from tests.protocol import test_batch_codec as bc
+
+    return {
+        "deposit_batch": [bc.DEPOSIT.encode(), bt.DepositBatch(0, ()).encode()],
+        "deposit_answer": [
+            bc.DEPOSIT_ANSWER.encode(),
+            bt.DepositBatchAnswer((bt.CellResult(201, bc.h(1)),), bt.LogBundle()).encode(),
+        ],
+        "fetch_batch": [bc.FETCH.encode(), bt.FetchBatch(0, 1, ()).encode()],
+        "fetch_answer": [
+            b"\x01" + bc.FETCH_ANSWER.encode(),
+            bytes([64]) + bc.FETCH_ANSWER.encode(64),
+            b"\x01" + bt.FetchBatchAnswer(()).encode(),
+        ],
+        "log_bundle": [_bundle(bc.BUNDLE), _bundle(bt.LogBundle())],
+        "query": [q.encode() for q in bc.QUERIES],
+        "query_answer": [_answer(a) for a in bc.ANSWERS],
+        "slot_read": [
+            bc.SLOT_CELL.encode(),
+            bt.SlotRead(absence=bc.ONE_ABSENT).encode(),
+            bt.SlotRead(spent=True).encode(),
+            bt.SlotRead(b"cell", None).encode(),
+        ],
+        "entry": [bt.encode_entry(bc.leaf(1), [bc.h(1)], [bc.h(2), bc.h(3)])],
+        "consistency": [bt.encode_consistency([bc.h(1), bc.h(2)]), b""],
+        "absence": [bc.ABSENCE, bc.ONE_ABSENT],
+        "signed_head": [bc.SIGNED, misbehaviour.sign_head(bc.KEY, bc.HEAD)],
+        "tree_head": [bc.HEAD.encode(), merkle.TreeHead(0, merkle.EMPTY_ROOT, 5).encode()],
+        "log_leaf": [bc.leaf(3)],
+        "gossip": [
+            misbehaviour.Gossip(bc.SIGNED).encode(),
+            misbehaviour.Gossip(bc.SIGNED, misbehaviour.DepositNote(4, bc.h(2), 7, 1)).encode(),
+        ],
+    }
+
+
+def _bundle(b: bt.LogBundle) -> bytes:
+    w = Writer()
+    b.write(w)
+    return w.bytes()
+
+
+def _answer(a: bt.QueryAnswer) -> bytes:
+    w = Writer()
+    a.encode(w)
+    return w.bytes()
+
+
+def _log_seeds() -> dict[str, list[bytes]]:
+    from tests.merkle import test_misbehaviour as tm
+
+    honest, forked, relay = tm.HONEST, tm.FORKED, tm.RELAY
+    fork = misbehaviour.encode_evidence(
+        misbehaviour.FORK, relay.verify_key, tm.signed(honest, 8, 60), tm.signed(forked, 8, 60)
+    )
+    rewind = misbehaviour.encode_evidence(
+        misbehaviour.REWIND, relay.verify_key, tm.signed(honest, 9, 60), tm.signed(honest, 6, 120)
+    )
+    divergence = misbehaviour.encode_evidence(
+        misbehaviour.DIVERGENCE,
+        relay.verify_key,
+        tm.signed(honest, 7, 60),
+        tm.signed(forked, 10, 120),
+        index=6,
+        leaf_a=merkle.leaf_hash(b"leaf 6"),
+        proof_a=honest.inclusion_proof(6, 7),
+        leaf_b=merkle.leaf_hash(b"other 6"),
+        proof_b=forked.inclusion_proof(6, 10),
+    )
+
+    def proof_input(mode: int, a: int, b: int, h1: bytes, h2: bytes, path: list[bytes]) -> bytes:
+        w = Writer().u8(mode).u64(a).u8(0).u64(b).u8(0).fixed(h1, 32).fixed(h2, 32)
+        return w.bytes() + b"".join(path)
+
+    inclusion = proof_input(
+        1, 3, 10, merkle.leaf_hash(b"leaf 3"), honest.root(10), honest.inclusion_proof(3, 10)
+    )
+    consistency = proof_input(
+        0, 4, 10, honest.root(4), honest.root(10), honest.consistency_proof(4, 10)
+    )
+    return {"evidence": [fork, rewind, divergence], "proofs": [inclusion, consistency]}
+
+
+def _mission_seeds() -> dict[str, list[bytes]]:
+    pair = _pair()
+    kit = pair.a.mission
+    out = pair.cosign(pair.a, pair.compose(pair.a, 0, note("seed")), 1)
+    assert out.message is not None
+    msg = out.message
+    officer = kit.officers[0]
+    card = cards.MissionCard(
+        kit.mission_id,
+        tuple(kit.chain),
+        tuple(kit.certs()),
+        "https://relay.example",
+        "mission-a",
+        officer.officer.officer_id,
+    ).sign(officer.officer)
+    offer, _ = ch.make_offer(kit.mission_id, pair.terms, 0, kit.certs(), pair.rng)
+    offer = ch.sign_offer(offer, officer.officer)
+
+    def unarmor(text: str, prefix: str) -> bytes:
+        return cards.decode_text(prefix, text, "a seed")
+
+    share = bytes([1, 1]) + bytes(32)
+    obj = joint.JointObject(
+        joint.JointKind(1), bytes(16), officer.officer.officer_id, bytes(OFFICER_ID_LEN), b"body"
+    )
+    chunk = Writer().u8(1).fixed(bytes(range(16)), 16).u16(0).u16(1).u16(5).fixed(b"hello", 5)
+    receipt = cells.Receipt(3, _h(1), officer.officer.officer_id, bytes(64))
+    frag = cells.Fragment(bytes(16), 0, 2, b"fragment data")
+    from tests.protocol import test_batch_codec as bc
+
+    gossip = misbehaviour.Gossip(bc.SIGNED)
+    full = cells.CellContent(receipt, frag, gossip)
+    reassemble = Writer().u8(2)
+    for i in range(2):
+        reassemble.fixed(b"ab", 2).u8(i).u8(2).u8(3).fixed(b"xyz", 3)
+    return {
+        "cell_content": [
+            cells.CellContent().encode(4096)[:64],
+            full.encode(1024),
+            cells.CellContent(receipt).encode(512),
+        ],
+        "reassemble": [reassemble.bytes()],
+        "officer_card": [
+            unarmor(
+                cards.OfficerCard(officer.officer.public, officer.cert).encode(),
+                cards.OFFICER_PREFIX,
+            )
+        ],
+        "mission_card": [unarmor(card.encode(), cards.MISSION_PREFIX)],
+        "offer_card": [offer.encode()],
+        "channel_offer": [offer.encode()],
+        "roster": [kit.chain[0].encode()],
+        "officer": [officer.officer.public.encode()],
+        "epoch_cert": [officer.cert.encode()],
+        "header": [msg.header.encode()],
+        "message": [msg.encode()],
+        "announcement": [msg.announcement],
+        "payload": [note("hello").encode(), meeting_request("m", "noon", "here").encode()],
+        "share": [share],
+        "joint_object": [obj.encode()],
+        "joint_cell": [chunk.bytes()],
+        "api_body": [
+            b'{"slots": ["' + bytes(HASH_LEN).hex().encode() + b'"]}',
+            b'{"credential": "' + b"A" * 43 + b'", "tenant": "mission-a"}',
+        ],
+    }
+
+
+def main() -> None:
+    seeds = {**_batch_seeds(), **_log_seeds(), **_mission_seeds()}
+    from tests.fuzz.targets import TARGETS
+
+    missing = set(TARGETS) - set(seeds)
+    assert not missing, f"no seed for {sorted(missing)}"
+    for name, items in seeds.items():
+        folder = SEEDS / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for item in items:
+            TARGETS[name].check(item)
+            digest = hashlib.sha1(item).hexdigest()
+            (folder / f"seed-{digest}").write_bytes(item)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,386 @@
+"""The fuzz targets: one per decoder that reads bytes (or text) from outside.
+
+Each target takes arbitrary bytes and checks the decoders' contract:
+
+* the decoder returns a value or raises its documented error (``allowed``:
+  :class:`~backchannel.errors.DecodeError` for the strict binary codecs, the
+  wider :class:`~backchannel.errors.RemoteProtocolError` family where the
+  decoder also checks a roster, a signature or a proof, ``CardError`` for
+  cards, ``HTTPRefusal`` for the relay's request bodies), never another
+  exception;
+* where an encoder exists and the format is canonical, what was accepted
+  re-encodes to the very same bytes, and decodes back to an equal value.
+
+A violation raises :class:`AssertionError` or lets the stray exception out;
+both are crashes for atheris (``tests/fuzz/run.py``) and failures for pytest
+(``tests/fuzz/test_fuzz_short.py``). Hangs are caught by the run's time limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from backchannel.crypto.primitives import NONCE_LEN, aead_seal
+from backchannel.crypto.sharing import Share
+from backchannel.errors import DecodeError, RemoteProtocolError
+from backchannel.protocol import batch as bt
+from backchannel.protocol import batch_log as bl
+from backchannel.protocol import cells, joint, merkle, misbehaviour
+from backchannel.protocol import roster as rs
+from backchannel.protocol.channel import ChannelOffer
+from backchannel.protocol.codec import Reader, Writer
+from backchannel.protocol.identity import EpochKeyCert, OfficerPublic
+from backchannel.protocol.message import Header, SealedMessage
+from backchannel.protocol.payload import Payload
+from backchannel.protocol.sealing import Announcement, valid_signers
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    run: Callable[[bytes], None]
+    allowed: tuple[type[BaseException], ...]
+    #: Inputs longer than this are cut (keeps each execution short).
+    max_len: int = 8192
+
+    def check(self, data: bytes) -> None:
+        """Run one input; raise only on a broken contract."""
+        with contextlib.suppress(*self.allowed):
+            self.run(data[: self.max_len])
+
+
+def _same(a: bytes, b: bytes, what: str) -> None:
+    if a != b:
+        raise AssertionError(f"{what}: re-encoding differs from the accepted input")
+
+
+def _canonical(decode: Callable[[bytes], object], encode: Callable[[object], bytes], what: str):
+    """A target: ``encode(decode(b)) == b`` and ``decode(encode(x)) == x`` for accepted ``b``."""
+
+    def run(data: bytes) -> None:
+        value = decode(data)
+        again = encode(value)
+        _same(again, data, what)
+        if decode(again) != value:
+            raise AssertionError(f"{what}: decode(encode(x)) != x")
+
+    return run
+
+
+# -- contexts built once, lazily (a paired pair of missions) ---------------------------
+
+
+@functools.cache
+def _pair():  # type: ignore[no-untyped-def]
+    from tests.conftest import DetRng, make_pair
+
+    return make_pair(DetRng("fuzz"))
+
+
+# -- cells -----------------------------------------------------------------------------
+
+
+def _cell_content(data: bytes) -> None:
+    content = cells.CellContent.decode(data)
+    cell_size = len(data) + cells.NONCE_LEN + cells.TAG_LEN
+    _same(content.encode(cell_size), data, "cell content")
+    if cells.CellContent.decode(content.encode(cell_size)) != content:
+        raise AssertionError("cell content: decode(encode(x)) != x")
+
+
+def _reassemble(data: bytes) -> None:
+    """Fragments decoded from the input, joined in the order given."""
+    r = Reader(data)
+    frags = []
+    for _ in range(min(r.u8(), 8)):
+        mid, index, count, length = r.fixed(2), r.u8(), r.u8(), r.u8()
+        frags.append(cells.Fragment(mid * 8, index, count, r.fixed(length)))
+    out = cells.reassemble(frags)
+    if len(out) != sum(len(f.data) for f in frags):
+        raise AssertionError("reassembly lost or invented bytes")
+
+
+# -- joint objects -----------------------------------------------------------------------
+
+_JOINT_SECRET = bytes(range(32))
+_JOINT_SLOT = bytes(range(32, 64))
+_JOINT_CELL = 512
+
+
+def _joint_cell(data: bytes) -> None:
+    """The plaintext of a joint cell, sealed under the right key, then opened."""
+    inner = (data + bytes(_JOINT_CELL))[: _JOINT_CELL - NONCE_LEN - 16]
+    nonce = bytes(NONCE_LEN)
+    key = joint._cell_key(_JOINT_SECRET, _JOINT_SLOT)
+    cell = nonce + aead_seal(key, nonce, inner, _JOINT_SLOT)
+    chunk = joint.open_cell(cell, _JOINT_SLOT, _JOINT_SECRET, _JOINT_CELL)
+    if not chunk.index < chunk.count:
+        raise AssertionError("joint chunk numbering accepted out of range")
+
+
+# -- roster, identities, messages -------------------------------------------------------
+
+
+def _roster(data: bytes) -> None:
+    signed = rs.SignedRoster.decode(data)
+    _same(signed.encode(), data, "signed roster")
+    if rs.SignedRoster.decode(signed.encode()) != signed:
+        raise AssertionError("signed roster: decode(encode(x)) != x")
+    kit = _pair().a.mission
+    rs.verify_chain(rs.mission_id(kit.chain[0].roster), (signed,))
+
+
+def _message(data: bytes) -> None:
+    msg = SealedMessage.decode(data)
+    _same(msg.encode(), data, "sealed message")
+    if SealedMessage.decode(msg.encode()) != msg:
+        raise AssertionError("sealed message: decode(encode(x)) != x")
+    Header.decode(msg.header.encode())
+    Announcement.decode(msg.announcement)
+    roster = _pair().a.mission.roster
+    signers = valid_signers(msg, roster)
+    if not signers <= {o.officer_id for o in roster.officers}:
+        raise AssertionError("a signer outside the roster was accepted")
+
+
+def _offer(data: bytes) -> None:
+    offer = ChannelOffer.decode(data)
+    _same(offer.encode(), data, "channel offer")
+
+
+# -- cards -----------------------------------------------------------------------------
+
+
+def _card_text(data: bytes, prefix: str) -> str:
+    """Raw text when the input starts with 0xff, else the input armored under ``prefix``."""
+    from backchannel.client import cards
+
+    if data[:1] == b"\xff":
+        return data[1:].decode("utf-8", "replace")
+    return cards.encode_text(prefix, data)
+
+
+def _officer_card(data: bytes) -> None:
+    from backchannel.client import cards
+
+    card = cards.OfficerCard.decode(_card_text(data, cards.OFFICER_PREFIX))
+    if cards.OfficerCard.decode(card.encode()) != card:
+        raise AssertionError("officer card: decode(encode(x)) != x")
+
+
+def _mission_card(data: bytes) -> None:
+    from backchannel.client import cards
+
+    card = cards.MissionCard.decode(_card_text(data, cards.MISSION_PREFIX))
+    if cards.MissionCard.decode(card.encode()) != card:
+        raise AssertionError("mission card: decode(encode(x)) != x")
+
+
+def _offer_card(data: bytes) -> None:
+    from backchannel.client import cards
+
+    cards.decode_offer(_card_text(data, cards.OFFER_PREFIX))
+
+
+# -- the log: leaves, heads, proofs, evidence ---------------------------------------------
+
+
+def _proofs(data: bytes) -> None:
+    """``verify_inclusion`` and ``verify_consistency`` on sizes, hashes and paths from the input."""
+    r = Reader(data)
+    mode, a, b = r.u8(), r.u64() >> (r.u8() % 64), r.u64() >> (r.u8() % 64)
+    h1, h2 = r.fixed(32), r.fixed(32)
+    path = [r.fixed(32) for _ in range(min(r.remaining() // 32, 70))]
+    if mode & 1:
+        merkle.verify_inclusion(h1, a, b, path, h2)
+    else:
+        merkle.verify_consistency(a, b, h1, h2, path)
+
+
+def _evidence(data: bytes) -> None:
+    kind = None
+    with contextlib.suppress(DecodeError):
+        kind = misbehaviour.evidence_kind(data)
+    line = misbehaviour.verify_misbehaviour(data)
+    if kind is None or not line.startswith(kind):
+        raise AssertionError("evidence verified but its kind does not match what it proves")
+
+
+def _absence(data: bytes) -> None:
+    absence = misbehaviour.Absence.decode(data)
+    _same(absence.encode(), data, "statement of absence")
+
+
+def _signed_head(data: bytes) -> None:
+    signed = misbehaviour.SignedHead.decode(data)
+    _same(signed.encode(), data, "signed head")
+
+
+def _gossip(data: bytes) -> None:
+    r = Reader(data)
+    gossip = misbehaviour.Gossip.read(r)
+    r.end()
+    _same(gossip.encode(), data, "gossip")
+
+
+# -- batch bodies ------------------------------------------------------------------------
+
+
+def _query(data: bytes) -> None:
+    r = Reader(data)
+    query = bt.Query.read(r)
+    r.end()
+    _same(query.encode(), data, "log query")
+
+
+def _query_answer(data: bytes) -> None:
+    r = Reader(data)
+    answer = bt.QueryAnswer.read(r)
+    r.end()
+    w = Writer()
+    answer.encode(w)
+    _same(w.bytes(), data, "log query answer")
+
+
+def _log_bundle(data: bytes) -> None:
+    r = Reader(data)
+    bundle = bl.LogBundle.read(r)
+    r.end()
+    w = Writer()
+    bundle.write(w)
+    _same(w.bytes(), data, "log bundle")
+    bundle.head()
+
+
+def _fetch_answer(data: bytes) -> None:
+    pad_to = data[0] if data else 1
+    answer = bt.FetchBatchAnswer.decode(data[1:], pad_to)
+    _same(answer.encode(pad_to), data[1:], "fetch batch answer")
+    answer.places()
+    answer.absence()
+
+
+def _deposit_answer(data: bytes) -> None:
+    answer = bt.DepositBatchAnswer.decode(data)
+    _same(answer.encode(), data, "deposit batch answer")
+    answer.places()
+
+
+# -- the relay's JSON request bodies -----------------------------------------------------
+
+
+def _api_body(data: bytes) -> None:
+    """A JSON body through the relay's body reader, then the ``slots`` and credential checks."""
+    from backchannel.relay import requests
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    async def body() -> dict[str, object]:
+        got = await requests.receive_body(
+            receive, "application/json", str(len(data)), 65536, "application/json"
+        )
+        if got != data:
+            raise AssertionError("the body reader changed the body")
+        import json
+
+        try:
+            value = json.loads(got)
+        except (UnicodeDecodeError, ValueError):
+            raise requests.HTTPRefusal(400, "the request body is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise requests.HTTPRefusal(400, "the request body must be a JSON object")
+        return value
+
+    coro = body()
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        value = done.value
+    else:  # pragma: no cover - the fake receive never suspends
+        coro.close()
+        raise AssertionError("the body reader suspended on a complete body")
+    if "slots" in value:
+        requests.slot_list(value, 64)
+    for k in ("credential", "token"):
+        v = value.get(k)
+        if isinstance(v, str):
+            cred = requests.decode_credential(v)
+            if cred is not None and len(cred) != requests.CREDENTIAL_BYTES:
+                raise AssertionError("a credential of the wrong length was accepted")
+            requests.bearer_token(v)
+
+
+def _relay_refusal() -> tuple[type[BaseException], ...]:
+    from backchannel.relay.requests import HTTPRefusal
+
+    return (HTTPRefusal,)
+
+
+def _card_error() -> tuple[type[BaseException], ...]:
+    from backchannel.client.cards import CardError
+
+    return (CardError,)
+
+
+_D = (DecodeError,)
+_R = (RemoteProtocolError,)
+
+
+def _targets() -> dict[str, Target]:
+    c = _canonical
+    ts = [
+        # cells
+        Target("cell_content", _cell_content, _D),
+        Target("reassemble", _reassemble, _D),
+        # cards
+        Target("officer_card", _officer_card, _card_error(), max_len=16384),
+        Target("mission_card", _mission_card, _card_error(), max_len=32768),
+        Target("offer_card", _offer_card, _card_error(), max_len=16384),
+        # roster entries, identities
+        Target("roster", _roster, _R, max_len=16384),
+        Target("officer", c(OfficerPublic.decode, OfficerPublic.encode, "officer"), _D),
+        Target("epoch_cert", c(EpochKeyCert.decode, EpochKeyCert.encode, "epoch cert"), _D),
+        # sealed messages
+        Target("header", c(Header.decode, Header.encode, "header"), _D),
+        Target("message", _message, _R),
+        Target("announcement", c(Announcement.decode, Announcement.encode, "announcement"), _D),
+        Target("payload", c(Payload.decode, Payload.encode, "payload"), _D),
+        Target("share", c(Share.decode, Share.encode, "share"), _D),
+        Target("channel_offer", _offer, _D, max_len=16384),
+        # joint objects
+        Target("joint_object", c(joint.JointObject.decode, joint.JointObject.encode, "joint"), _D),
+        Target("joint_cell", _joint_cell, _D),
+        # log proofs and evidence
+        Target("tree_head", c(merkle.TreeHead.decode, merkle.TreeHead.encode, "tree head"), _D),
+        Target("log_leaf", c(misbehaviour.LogLeaf.decode, misbehaviour.LogLeaf.encode, "leaf"), _D),
+        Target("signed_head", _signed_head, _D),
+        Target("absence", _absence, _D),
+        Target("gossip", _gossip, _D),
+        Target("proofs", _proofs, _R),
+        Target("evidence", _evidence, _R, max_len=16384),
+        # batch bodies
+        Target("deposit_batch", c(bt.DepositBatch.decode, bt.DepositBatch.encode, "deposit"), _D),
+        Target("deposit_answer", _deposit_answer, _D, max_len=16384),
+        Target("fetch_batch", c(bt.FetchBatch.decode, bt.FetchBatch.encode, "fetch"), _D),
+        Target("fetch_answer", _fetch_answer, _D, max_len=16384),
+        Target("log_bundle", _log_bundle, _D),
+        Target("query", _query, _D),
+        Target("query_answer", _query_answer, _D),
+        Target("slot_read", c(bt.decode_slot_read, lambda s: s.encode(), "slot read"), _D),
+        Target("entry", c(bt.decode_entry, lambda e: bt.encode_entry(*e), "entry"), _D),
+        Target(
+            "consistency",
+            c(bt.decode_consistency, bt.encode_consistency, "consistency proof"),
+            _D,
+        ),
+        # the relay's request bodies
+        Target("api_body", _api_body, _relay_refusal()),
+    ]
+    return {t.name: t for t in ts}
+
+
+TARGETS = _targets()
