@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from backchannel.crypto.sharing import Share
 from backchannel.errors import RemoteProtocolError
 from backchannel.protocol import cells
-from backchannel.protocol.channel import ChannelOffer
+from backchannel.protocol.channel import ChannelOffer, make_offer
 from backchannel.protocol.identity import EpochKeyCert, OfficerPublic
 from backchannel.protocol.message import Header, SealedMessage
 from backchannel.protocol.payload import Payload, note
@@ -27,6 +27,10 @@ SAMPLE_MESSAGE = _out.message.encode()
 SAMPLE_ROSTER = _PAIR.a.mission.chain[0].encode()
 SAMPLE_CERT = _PAIR.a.mission.officers[0].cert.encode()
 SAMPLE_OFFICER = _PAIR.a.mission.officers[0].officer.public.encode()
+# A real offer: with an empty sample the mutations never got past the first length field.
+SAMPLE_OFFER = make_offer(
+    _PAIR.a.mission.mission_id, _PAIR.terms, 0, _PAIR.a.mission.certs(), _PAIR.rng
+)[0].encode()
 
 DECODERS: dict[str, tuple[Callable[[bytes], object], bytes]] = {
     "header": (Header.decode, _out.message.header.encode()),
@@ -38,7 +42,7 @@ DECODERS: dict[str, tuple[Callable[[bytes], object], bytes]] = {
     "payload": (Payload.decode, note("hello").encode()),
     "share": (Share.decode, bytes([1, 1]) + bytes(32)),
     "cell content": (cells.CellContent.decode, cells.CellContent().encode(4096)),
-    "channel offer": (ChannelOffer.decode, b""),
+    "channel offer": (ChannelOffer.decode, SAMPLE_OFFER),
 }
 
 
