@@ -261,6 +261,7 @@ def cell_proofs(
 ) -> list[CellProof]:
     """Assemble :class:`CellProof` values; ``members(leaf)`` gives a batch's hashes."""
     trees: dict[int, BatchTree] = {}
+    paths: dict[int, list[bytes]] = {}
     out: list[CellProof] = []
     for leaf_index, position in positions:
         tree = trees.get(leaf_index)
@@ -268,15 +269,33 @@ def cell_proofs(
             tree = trees[leaf_index] = BatchTree(members(leaf_index))
         if not 0 <= position < len(tree.members):
             raise LookupError("that batch's members have expired")
+        path = paths.get(leaf_index)
+        if path is None:
+            path = paths[leaf_index] = merkle.inclusion_proof(nodes, leaf_index, tree_size)
         out.append(
-            CellProof(
-                leaf_index,
-                position,
-                len(tree.members),
-                tree.proof(position),
-                merkle.inclusion_proof(nodes, leaf_index, tree_size),
-            )
+            CellProof(leaf_index, position, len(tree.members), tree.proof(position), list(path))
         )
+    return out
+
+
+def from_memory(
+    cache: LogCache, positions: Sequence[tuple[int, int]], tree_size: int
+) -> list[CellProof] | None:
+    """Every position's proofs from the cache, or None if any needs a read.
+
+    Only for a size this process knows committed; otherwise the store reads
+    (and checks the size against) the head.
+    """
+    if not 0 < tree_size <= cache.known.size:
+        return None
+    out = []
+    for leaf_index, position in positions:
+        if not 0 <= leaf_index < tree_size:
+            return None
+        proof = cache.try_proof(leaf_index, position, tree_size)
+        if proof is None:
+            return None
+        out.append(proof)
     return out
 
 
@@ -290,6 +309,8 @@ def consistency_work(old: int, new: int) -> Callable[[NodeReader], object]:
 
 # -- signing and the in-process memory of recent batches ----------------------------------
 
+#: Inclusion proofs kept in memory (one per leaf and head size asked about).
+CACHE_INCLUSIONS = 4096
 #: Complete-subtree nodes kept in memory (about 100 bytes each).
 CACHE_NODES = 1 << 16
 #: Recent batches whose members are kept in memory for deposit answers...
@@ -319,6 +340,9 @@ class LogCache:
             OrderedDict()
         )
         self._compacts: OrderedDict[int, bytes] = OrderedDict()
+        #: Inclusion proofs by (leaf index, tree size): immutable, and every
+        #: cell of a batch read against one head shares its leaf's.
+        self._inclusions: OrderedDict[tuple[int, int], tuple[bytes, ...]] = OrderedDict()
         self._members_cached = 0
         self._inflight: asyncio.Future[None] | None = None
         self.compact: bytes | None = None
@@ -404,17 +428,33 @@ class LogCache:
             if batch is None or not 0 <= position < len(batch[0].members):
                 return None
             tree = batch[0]
-            wanted = plan_nodes(size, [inclusion_work(leaf_index, size)])
-            if any(c not in self._nodes for c in wanted):
-                return None
-            nodes = {c: self._nodes[c] for c in wanted}
+            inclusion = self._inclusions.get((leaf_index, size))
+            if inclusion is None:
+                wanted = plan_nodes(size, [inclusion_work(leaf_index, size)])
+                if any(c not in self._nodes for c in wanted):
+                    return None
+                nodes = {c: self._nodes[c] for c in wanted}
+        if inclusion is None:
+            path = merkle.inclusion_proof(DictReader(size, nodes), leaf_index, size)
+            inclusion = self.remember_inclusion(leaf_index, size, path)
         return CellProof(
-            leaf_index,
-            position,
-            len(tree.members),
-            tree.proof(position),
-            merkle.inclusion_proof(DictReader(size, nodes), leaf_index, size),
+            leaf_index, position, len(tree.members), tree.proof(position), list(inclusion)
         )
+
+    def inclusion(self, leaf_index: int, size: int) -> tuple[bytes, ...] | None:
+        """A remembered inclusion proof of the leaf in the tree of ``size``, if any."""
+        with self._lock:
+            return self._inclusions.get((leaf_index, size))
+
+    def remember_inclusion(
+        self, leaf_index: int, size: int, path: Sequence[bytes]
+    ) -> tuple[bytes, ...]:
+        proof = tuple(path)
+        with self._lock:
+            self._inclusions[(leaf_index, size)] = proof
+            while len(self._inclusions) > CACHE_INCLUSIONS:
+                self._inclusions.popitem(last=False)
+        return proof
 
     # -- signed heads ---------------------------------------------------------
 
@@ -550,7 +590,8 @@ def prove_cells(
         # A batch whose members expired can only hold cells that expired with
         # it; should one be read in that instant, it goes without a proof.
         missing = [m for m in missing if m[2] < len(members[m[1]])]
-        wanted = plan_nodes(size, [inclusion_work(leaf, size) for _, leaf, _ in missing])
+        leaves = {leaf for _, leaf, _ in missing}
+        wanted = plan_nodes(size, [inclusion_work(leaf, size) for leaf in leaves])
         reader = read_nodes(wanted)
         cache.add_nodes(reader.nodes)
         got = cell_proofs(

@@ -600,12 +600,17 @@ class PostgresRelayStore(_log.LogSigning):
     async def cell_proofs(
         self, positions: Sequence[tuple[int, int]], tree_size: int
     ) -> list[CellProof]:
+        cached = _log.from_memory(self._need_cache(), positions, tree_size)
+        if cached is not None:
+            return cached
+
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[CellProof]:
             current = (await _read_head(conn)).size
             for leaf_index, _ in positions:
                 _log.check_leaf(leaf_index, tree_size, current)
             wanted = _log.plan_nodes(
-                tree_size, [_log.inclusion_work(leaf, tree_size) for leaf, _ in positions]
+                tree_size,
+                [_log.inclusion_work(leaf, tree_size) for leaf in {p[0] for p in positions}],
             )
             reader = await _nodes(conn, tree_size, wanted)
             self._need_cache().add_nodes(reader.nodes)

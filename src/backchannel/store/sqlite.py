@@ -146,11 +146,51 @@ class _StaleHead(Exception):
 
 
 class _Job:
-    __slots__ = ("future", "work")
+    """One unit of work for the writer, and its caller's future on the caller's loop.
 
-    def __init__(self, work: _Work) -> None:
+    The writer records the outcome (``finish`` / ``fail``) and, once per
+    commit, hands every outcome back with one ``call_soon_threadsafe`` per
+    loop (:func:`_deliver`): one wake-up of the event loop per group commit,
+    not one per cell.
+    """
+
+    __slots__ = ("error", "future", "loop", "result", "settled", "work")
+
+    def __init__(self, work: _Work, loop: asyncio.AbstractEventLoop) -> None:
         self.work = work
-        self.future: cf.Future[Any] = cf.Future()
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.settled = False
+
+    def finish(self, result: Any) -> None:
+        self.result, self.settled = result, True
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.settled = error, True
+
+
+def _deliver(jobs: list[_Job]) -> None:
+    """Hand the settled jobs' outcomes to their loops (writer thread)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+    for job in jobs:
+        if job.settled:
+            by_loop.setdefault(job.loop, []).append(job)
+    for loop, done in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+            loop.call_soon_threadsafe(_settle, done)
+
+
+def _settle(jobs: list[_Job]) -> None:
+    """Resolve the callers' futures (on their loop); a cancelled caller is skipped."""
+    for job in jobs:
+        if job.future.done():
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)
 
 
 class SQLiteRelayStore(_log.LogSigning):
@@ -370,9 +410,11 @@ class SQLiteRelayStore(_log.LogSigning):
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        # A caller cancelled before we started is dropped; once running, a
-        # future can no longer be cancelled, so every result below is delivered.
-        pending = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        # A caller cancelled before we started is dropped; a job already
+        # started commits even if its caller is cancelled meanwhile (its
+        # outcome then goes nowhere), as a retry with the same cell expects.
+        # (Read across threads: a flag set under the GIL.)
+        pending = [job for job in batch if not job.future.cancelled()]
         try:
             while pending:
                 pending = self._commit(conn, pending)
@@ -381,11 +423,13 @@ class SQLiteRelayStore(_log.LogSigning):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             failure = StoreUnavailable("the relay store's writer failed; restart the relay")
-            for job in pending:
-                if not job.future.done():
-                    job.future.set_exception(failure)
+            for job in batch:
+                if not job.settled:
+                    job.fail(failure)
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            _deliver(batch)
 
     def _commit(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Job]:
         """Run ``jobs`` in one transaction; return the jobs to run again, if any."""
@@ -407,7 +451,7 @@ class SQLiteRelayStore(_log.LogSigning):
                 if not conn.in_transaction:
                     # SQLite rolled the whole transaction back (disk full, I/O
                     # error): the earlier jobs' work is gone, so run them again.
-                    job.future.set_exception(translate(exc))
+                    job.fail(translate(exc))
                     return [done for done, _, _ in outcomes] + jobs[index + 1 :]
                 _rollback_savepoint(conn)
                 outcomes.append((job, None, translate(exc)))
@@ -445,9 +489,9 @@ class SQLiteRelayStore(_log.LogSigning):
         self._writes += len(outcomes)
         for job, result, error in outcomes:
             if error is None:
-                job.future.set_result(result)
+                job.finish(result)
             else:
-                job.future.set_exception(error)
+                job.fail(error)
         return []
 
     def _begin_batch(self, conn: sqlite3.Connection) -> _Batch:
@@ -519,9 +563,9 @@ class SQLiteRelayStore(_log.LogSigning):
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if not self._accepting:
             raise _common.not_open()
-        job = _Job(work)
+        job = _Job(work, asyncio.get_running_loop())
         self._queue.put(job)
-        return cast(T, await asyncio.wrap_future(job.future))
+        return cast(T, await job.future)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         executor = self._executor
@@ -877,16 +921,18 @@ class SQLiteRelayStore(_log.LogSigning):
     async def cell_proofs(
         self, positions: Sequence[tuple[int, int]], tree_size: int
     ) -> list[CellProof]:
-        self._need_log()
-
         cache = self._need_log()
+        cached = _log.from_memory(cache, positions, tree_size)
+        if cached is not None:
+            return cached
 
         def work(conn: sqlite3.Connection) -> list[CellProof]:
             current = _read_head(conn).size
             for leaf_index, _ in positions:
                 _log.check_leaf(leaf_index, tree_size, current)
             wanted = _log.plan_nodes(
-                tree_size, [_log.inclusion_work(leaf, tree_size) for leaf, _ in positions]
+                tree_size,
+                [_log.inclusion_work(leaf, tree_size) for leaf in {p[0] for p in positions}],
             )
             reader = _nodes(conn, tree_size, wanted)
             cache.add_nodes(reader.nodes)  # immutable: later receipts need no read
@@ -962,7 +1008,7 @@ def _chunks(slots: list[bytes]) -> list[list[bytes]]:
 
 def _fail(jobs: list[_Job], error: BaseException) -> None:
     for job in jobs:
-        job.future.set_exception(error)
+        job.fail(error)
 
 
 def _rollback_savepoint(conn: sqlite3.Connection) -> None:
