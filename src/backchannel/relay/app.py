@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -41,6 +41,23 @@ _HTTP_MESSAGES = {
 }
 
 
+def _ip_refusal(service: RelayService, scope: Scope) -> Response | None:
+    """The 429 for a client address over its rate, else None (takes a token)."""
+    client = scope.get("client")
+    wait = service.ip_limits.take(client[0] if client else "")
+    if not wait:
+        return None
+    service.metrics.rate_limited.labels("ip").inc()
+    return error(
+        429,
+        "too many requests from this address; retry after the Retry-After delay",
+        {"Retry-After": str(max(1, round(wait)))},
+    )
+
+
+_SERVER_ERROR = "the relay failed to answer; retry, and tell its operator if it persists"
+
+
 class _Gate:
     """Per-client-address rate limit, metrics and a path-free access log.
 
@@ -48,10 +65,9 @@ class _Gate:
     The access log names the route, never the path (which holds the slot).
     """
 
-    def __init__(self, app: ASGIApp, service: RelayService, slots: SlotEndpoint) -> None:
+    def __init__(self, app: ASGIApp, service: RelayService) -> None:
         self.app = app
         self.service = service
-        self.slots = slots
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,22 +75,10 @@ class _Gate:
             return
         service = self.service
         started = time.perf_counter()
-        client = scope.get("client")
-        wait = service.ip_limits.take(client[0] if client else "")
-        if wait:
-            service.metrics.rate_limited.labels("ip").inc()
-            response = error(
-                429,
-                "too many requests from this address; retry after the Retry-After delay",
-                {"Retry-After": str(max(1, round(wait)))},
-            )
-            await response(scope, receive, send)
+        refusal = _ip_refusal(service, scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             service.metrics.request_done("rate_limited", 429, time.perf_counter() - started)
-            return
-        method = scope["method"]
-        if (method == "PUT" or method == "GET") and split_slot_path(scope["path"]):
-            # The hot path: straight to the slot endpoint, which counts itself.
-            await self.slots(scope, receive, send)
             return
         status = 500
 
@@ -95,6 +99,133 @@ class _Gate:
                 access_log.debug("%s %s %d %.1fms", scope["method"], route, status, elapsed * 1000)
 
 
+class _RelayApp(Starlette):
+    """Starlette, with the hot endpoints taken before its middleware stack.
+
+    A deposit (``PUT .../slots/{slot}``), a slot read, a batch deposit and a
+    batch fetch go straight to their endpoint after the address rate limit:
+    no routing table, no per-request middleware. Their refusals are answered
+    by the endpoints themselves, as the handlers below would; anything
+    unexpected is the same JSON 500. Everything else goes through Starlette.
+    """
+
+    lean: tuple[RelayService, SlotEndpoint, BatchEndpoints] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lean = self.lean
+        if scope["type"] == "http" and lean is not None:
+            method, path = scope["method"], scope["path"]
+            service, slots, batch = lean
+            if (method == "PUT" or method == "GET") and split_slot_path(path):
+                started = time.perf_counter()
+                refusal = _ip_refusal(service, scope)
+                if refusal is not None:
+                    await _answer(service, scope, receive, send, refusal, "rate_limited", started)
+                    return
+                # The slot endpoint counts itself in the metrics.
+                await _guarded(service, scope, receive, send, slots)
+                return
+            if method == "POST":
+                endpoint = None
+                if path == "/v1/batch/deposit":
+                    endpoint = batch.batch_deposit
+                else:
+                    tenant_id = _batch_fetch_tenant(path)
+                    if tenant_id is not None:
+                        scope["path_params"] = {"tenant_id": tenant_id}
+                        endpoint = batch.batch_fetch
+                if endpoint is not None:
+                    scope["app"] = self
+                    await _lean(service, scope, receive, send, endpoint)
+                    return
+        await super().__call__(scope, receive, send)
+
+
+def _batch_fetch_tenant(path: str) -> str | None:
+    """The tenant id of ``/v1/tenants/{tenant_id}/batch/fetch``, else None."""
+    parts = path.split("/")
+    if (
+        len(parts) == 6
+        and parts[1] == "v1"
+        and parts[2] == "tenants"
+        and parts[3]
+        and parts[4] == "batch"
+        and parts[5] == "fetch"
+    ):
+        return parts[3]
+    return None
+
+
+async def _guarded(
+    service: RelayService,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    app: Callable[[Scope, Receive, Send], Awaitable[None]],
+) -> None:
+    """``app``, with the JSON 500 if it fails before answering."""
+    started = False
+
+    async def watch(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, receive, watch)
+    except Exception:
+        log.exception("the relay failed to answer a request")
+        if not started:
+            await error(500, _SERVER_ERROR)(scope, receive, send)
+
+
+async def _answer(
+    service: RelayService,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    response: Response,
+    route: str,
+    started: float,
+) -> None:
+    await response(scope, receive, send)
+    elapsed = time.perf_counter() - started
+    service.metrics.request_done(route, response.status_code, elapsed)
+    if access_log.isEnabledFor(logging.DEBUG):
+        access_log.debug(
+            "%s %s %d %.1fms", scope["method"], route, response.status_code, elapsed * 1000
+        )
+
+
+async def _lean(
+    service: RelayService,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    endpoint: Callable[[Request], Awaitable[Response]],
+) -> None:
+    """One batch request after the address limit, without Starlette routing."""
+    started = time.perf_counter()
+    refusal = _ip_refusal(service, scope)
+    if refusal is not None:
+        await _answer(service, scope, receive, send, refusal, "rate_limited", started)
+        return
+    try:
+        response = await endpoint(Request(scope, receive))
+    except HTTPRefusal as exc:
+        response = error(exc.status, exc.message, exc.headers)
+    except StoreUnavailable as exc:
+        service.log_store_unavailable(exc)
+        response = error(
+            503, "the relay's store is unavailable; retry shortly", {"Retry-After": "1"}
+        )
+    except Exception:
+        log.exception("the relay failed to answer a %s request", endpoint.__name__)
+        response = error(500, _SERVER_ERROR)
+    await _answer(service, scope, receive, send, response, endpoint.__name__, started)
+
+
 async def _refusal(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPRefusal)
     return error(exc.status, exc.message, exc.headers)
@@ -113,7 +244,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    return error(500, "the relay failed to answer; retry, and tell its operator if it persists")
+    return error(500, _SERVER_ERROR)
 
 
 def create_app(
@@ -188,9 +319,9 @@ def create_app(
             await service.store.close()
             log.info("relay stopped")
 
-    app = Starlette(
+    app = _RelayApp(
         routes=routes,
-        middleware=[Middleware(_Gate, service=service, slots=slots)],
+        middleware=[Middleware(_Gate, service=service)],
         exception_handlers={
             HTTPRefusal: _refusal,
             StoreUnavailable: _store_unavailable,
@@ -200,4 +331,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.lean = (service, slots, batch)
     return app

@@ -154,10 +154,11 @@ class _Job:
     not one per cell.
     """
 
-    __slots__ = ("error", "future", "loop", "result", "settled", "work")
+    __slots__ = ("error", "future", "loop", "result", "settled", "single", "work")
 
-    def __init__(self, work: _Work, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, work: _Work, loop: asyncio.AbstractEventLoop, single: bool) -> None:
         self.work = work
+        self.single = single
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
         self.result: Any = None
@@ -444,7 +445,9 @@ class SQLiteRelayStore(_log.LogSigning):
             return []
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         for index, job in enumerate(jobs):
-            conn.execute("SAVEPOINT job")
+            single = job.single
+            if not single:
+                conn.execute("SAVEPOINT job")
             try:
                 result = job.work(conn)
             except sqlite3.Error as exc:
@@ -453,13 +456,16 @@ class SQLiteRelayStore(_log.LogSigning):
                     # error): the earlier jobs' work is gone, so run them again.
                     job.fail(translate(exc))
                     return [done for done, _, _ in outcomes] + jobs[index + 1 :]
-                _rollback_savepoint(conn)
+                if not single:
+                    _rollback_savepoint(conn)
                 outcomes.append((job, None, translate(exc)))
             except Exception as exc:  # a refusal such as SlotConflict; nothing written
-                _rollback_savepoint(conn)
+                if not single:
+                    _rollback_savepoint(conn)
                 outcomes.append((job, None, exc))
             else:
-                conn.execute("RELEASE job")
+                if not single:
+                    conn.execute("RELEASE job")
                 outcomes.append((job, result, None))
         batch, self._batch = self._batch, None
         try:
@@ -560,10 +566,13 @@ class SQLiteRelayStore(_log.LogSigning):
         )
         return tree, step
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, work: Callable[[sqlite3.Connection], T], single: bool = False) -> T:
+        """Run ``work`` in the next group commit. ``single``: it writes with at
+        most one statement, so a refusal or a failed statement leaves nothing
+        behind without a savepoint (SQLite undoes a failed statement whole)."""
         if not self._accepting:
             raise _common.not_open()
-        job = _Job(work, asyncio.get_running_loop())
+        job = _Job(work, asyncio.get_running_loop(), single)
         self._queue.put(job)
         return cast(T, await job.future)
 
@@ -628,21 +637,20 @@ class SQLiteRelayStore(_log.LogSigning):
         member = leaf_hash(cell_entry(tenant_id, slot, cell_id)) if self._logging else b""
 
         def work(conn: sqlite3.Connection) -> DepositResult | _InBatch:
-            tenant = conn.execute(
-                "SELECT quota_cells, cell_count FROM tenants WHERE tenant_id = ?", (tenant_id,)
+            # One statement reads the tenant's quota and whatever holds the slot.
+            row = conn.execute(
+                "SELECT t.quota_cells, t.cell_count, c.cell_id, c.leaf_index, c.batch_position"
+                " FROM tenants AS t LEFT JOIN cells AS c ON c.tenant_id = t.tenant_id"
+                " AND c.slot = ? WHERE t.tenant_id = ?",
+                (slot, tenant_id),
             ).fetchone()
-            if tenant is None:
+            if row is None:
                 raise UnknownTenant("no such tenant is registered on this relay")
-            existing = conn.execute(
-                "SELECT cell_id, leaf_index, batch_position FROM cells"
-                " WHERE tenant_id = ? AND slot = ?",
-                (tenant_id, slot),
-            ).fetchone()
-            if existing is not None:
-                if bytes(existing[0]) == cell_id:
-                    return _retry_result(conn, cell_id, existing[1], existing[2], self._batch)
+            if row[2] is not None:
+                if bytes(row[2]) == cell_id:
+                    return _retry_result(conn, cell_id, row[3], row[4], self._batch)
                 raise SlotConflict("a different cell already occupies that slot")
-            if tenant[1] >= tenant[0]:
+            if row[1] >= row[0]:
                 raise QuotaExceeded("the tenant's cell quota is used up; fetch and ack, then retry")
             batch = self._batch
             if batch is None:
@@ -662,7 +670,9 @@ class SQLiteRelayStore(_log.LogSigning):
             batch.now = max(batch.now, now)
             return _InBatch(batch, cell_id, True, position)
 
-        result = await self._write(work)
+        # One INSERT at most (its trigger included, atomic as a statement):
+        # no savepoint needed around it.
+        result = await self._write(work, single=True)
         return result.result() if isinstance(result, _InBatch) else result
 
     async def fetch(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, bytes]:
