@@ -40,6 +40,9 @@ from tests.ui.conftest import DeskProcess, axe_violations, in_thread, logged_in,
 
 TEXT = "Proposal: working-level talks in Geneva on the 2nd.\nAgenda: prisoners, fisheries."
 WAIT = 20_000  # ms: a few rounds of 0.5 s and the pages' 2 s refresh
+#: The relay dates its log to the second (not the minute), so that a log it shows
+#: shorter after a longer one proves the rewind within the test's rounds.
+RELAY_ENV = {**OPEN_REGISTRATION, "BACKCHANNEL_RELAY_TIME_GRANULARITY_SECONDS": "1"}
 
 
 def tab_to(page: Any, selector: str, limit: int = 40) -> None:
@@ -63,9 +66,11 @@ class Officer:
         if "Content Security Policy" in msg.text:
             self.csp_errors.append(msg.text)
 
-    def go(self, path: str) -> Any:
+    def go(self, path: str, axe: bool = True) -> Any:
+        """Open ``path``; check it with axe-core unless the same view was checked already."""
         self.page.goto(self.desk.origin + path)
-        assert axe_violations(self.page) == [], path
+        if axe:
+            assert axe_violations(self.page) == [], path
         return self.page
 
     def download(self, link: str) -> Path:
@@ -94,7 +99,7 @@ class Officer:
         return self.page.locator(".note")
 
     def reload_until(self, path: str, ready: Callable[[Any], Any], seconds: float = 20) -> Any:
-        """Reload ``path`` until ``ready(page)`` is visible (pages without a refresh of their own)."""
+        """Reload ``path`` until ``ready(page)`` shows (a page that does not refresh itself)."""
         deadline = time.monotonic() + seconds
         while True:
             self.page.goto(self.desk.origin + path)
@@ -102,7 +107,8 @@ class Officer:
                 assert axe_violations(self.page) == [], path
                 return self.page
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: {path} never showed what was awaited")
+                shown = self.page.text_content("main")
+                raise AssertionError(f"{self.name}: {path} never showed what was awaited: {shown}")
             self.page.wait_for_timeout(500)
 
 
@@ -120,7 +126,7 @@ def scene(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sc
     db = work / "relay" / "relay.db"
     db.parent.mkdir()
     with ExitStack() as stack:
-        relay = stack.enter_context(RelayProcess(f"sqlite:///{db}", OPEN_REGISTRATION))
+        relay = stack.enter_context(RelayProcess(f"sqlite:///{db}", RELAY_ENV))
         stack.callback(relay.stop)  # it is restarted by the test, so stopped again here
         m = in_thread(lambda: set_up_missions(work, relay.base_url, relay.base_url, pair=False))
         homes = {"ri": m.ri.home, "han": m.han.home, "smith": m.smith.home, "jones": m.jones.home}
@@ -142,14 +148,14 @@ def _pair(ri: Officer, han: Officer, smith: Officer, jones: Officer) -> None:
     # Each mission's card, downloaded from its desk.
     ri.go("/pairing")
     ny_card = ri.download("Download our mission card")
-    smith.go("/pairing")
+    smith.go("/pairing", axe=False)
     dc_card = smith.download("Download our mission card")
     assert ny_card.read_text().strip() and dc_card.read_text().strip() != ny_card.read_text()
 
     # Every officer adds the other mission's card: as a file, or its text pasted.
     for o, card, paste in ((ri, dc_card, False), (han, dc_card, True),
                            (smith, ny_card, False), (jones, ny_card, True)):  # fmt: skip
-        o.go("/pairing")
+        o.go("/pairing", axe=False)
         o.add_file("card", "Add their card", card, paste)
         o.page.wait_for_url("**/pairing/*")
     assert axe_violations(ri.page) == []
@@ -164,7 +170,7 @@ def _pair(ri: Officer, han: Officer, smith: Officer, jones: Officer) -> None:
     ri.go(dc_path + "/channel")
     expect(ri.page.get_by_text("Compare the safety number first")).to_be_visible()
     for o, path in ((ri, dc_path), (han, dc_path), (smith, ny_path), (jones, ny_path)):
-        o.go(path)
+        o.go(path, axe=False)
         o.page.get_by_label("read it aloud").check()
         o.page.get_by_label("confirms the same number").check()
         o.submit("Confirm the safety number")
@@ -174,19 +180,22 @@ def _pair(ri: Officer, han: Officer, smith: Officer, jones: Officer) -> None:
     offers = {}
     for maker, cosigner, peer_path, paste in ((ri, han, dc_path, False),
                                               (smith, jones, ny_path, True)):  # fmt: skip
-        maker.go(peer_path)
+        maker.go(peer_path, axe=False)
         maker.page.get_by_role("link", name="open the channel with").click()
         maker.page.wait_for_url("**/channel")
-        assert axe_violations(maker.page) == []
+        if maker is ri:
+            assert axe_violations(maker.page) == []
         maker.submit("Make our offer")
         expect(maker.note()).to_contain_text("signed by you (1 of 2)")
         expect(maker.page.get_by_role("button", name="Co-sign our offer")).to_have_count(0)
+        if maker is ri:
+            assert axe_violations(maker.page) == []
         half = maker.download("Download our offer")
-        cosigner.go(peer_path + "/channel")
+        cosigner.go(peer_path + "/channel", axe=False)
         cosigner.add_file("offer", "Add the offer", half, paste)
         expect(cosigner.note()).to_contain_text("1 of 2 officers have signed")
-        assert axe_violations(cosigner.page) == []
         if maker is ri:
+            assert axe_violations(cosigner.page) == []
             screenshot(cosigner.page, "channel-offer-cosign")
         cosigner.submit("Co-sign our offer")
         expect(cosigner.note()).to_contain_text("Co-signed: 2 of 2")
@@ -197,30 +206,22 @@ def _pair(ri: Officer, han: Officer, smith: Officer, jones: Officer) -> None:
     for o, given, peer_path in ((ri, (dc_offer, ny_offer), dc_path), (han, (dc_offer,), dc_path),
                                 (smith, (ny_offer, dc_offer), ny_path),
                                 (jones, (ny_offer,), ny_path)):  # fmt: skip
-        o.go(peer_path + "/channel")
+        o.go(peer_path + "/channel", axe=False)
         for i, path in enumerate(given):
             if o is ri and i == 1:  # his own half-signed offer alone does not open it
                 expect(o.page.get_by_role("button", name="Open the channel")).to_have_count(0)
             o.add_file("offer", "Add the offer", path, paste=(i == 1))
         if o is ri:
+            assert axe_violations(o.page) == []
             screenshot(o.page, "channel-offer-ready")
         o.submit("Open the channel")
         expect(o.page.locator(".state-opened")).to_contain_text("is open on this desk")
-        assert axe_violations(o.page) == []
+    assert axe_violations(jones.page) == []
 
 
 def test_the_demo_scenario_through_four_desks(scene: Scene) -> None:
     o = scene.officers
     ri, han, smith, jones = (o[k] for k in ("ri", "han", "smith", "jones"))
-    # The relay operator's backup, taken while nothing has been paired yet.
-    backup = scene.work / "relay-backup.db"
-    live, copy = sqlite3.connect(scene.db), sqlite3.connect(backup)
-    try:
-        live.backup(copy)
-    finally:
-        live.close()
-        copy.close()
-
     _pair(ri, han, smith, jones)
 
     # Ri writes, with the keyboard only.
@@ -290,8 +291,17 @@ def test_the_demo_scenario_through_four_desks(scene: Scene) -> None:
     expect(page.get_by_text("could not be sent by one officer alone")).to_be_visible()
     expect(page.get_by_text("The relay was caught lying")).to_have_count(0)
 
-    # The relay's operator restores the old copy of its database: the log the relay
-    # now shows forks from the one every device saw. Ri's desk raises the alarm.
+    # The relay's operator takes a copy of its database; the rounds go on, and every
+    # device sees the log grow past it. Then he restores the old copy: the log the
+    # relay now grows forks from the one every device saw. Ri's desk raises the alarm.
+    backup = scene.work / "relay-backup.db"
+    live, copy = sqlite3.connect(scene.db), sqlite3.connect(backup)
+    try:
+        live.backup(copy)
+    finally:
+        live.close()
+        copy.close()
+    page.wait_for_timeout(2000)  # a few rounds of every desk
     scene.relay.stop()
     for suffix in ("", "-wal", "-shm"):
         Path(f"{scene.db}{suffix}").unlink(missing_ok=True)
