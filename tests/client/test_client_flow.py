@@ -56,10 +56,9 @@ async def test_relay_down_during_send_delivers_exactly_once(
     report = await ri.settle()
     assert report.relay_error is None and report.waiting == 0 and report.deposited > 0
     smith = dc[0]
-    for _ in range(3):
-        await smith.sync(2)
+    await smith.settle()
     assert len(smith.inbox()) == 1
-    await ri.sync(1)
+    await ri.settle()
     delivered = [d for d in ri.drafts() if d.outgoing.state.value == "delivered"]
     assert len(delivered) == 1
 
@@ -190,8 +189,8 @@ async def test_forget_erases_a_message_from_the_device(
 ) -> None:
     ny, dc = await two_missions(tmp_path, relay)
     await cosigned(ny, "read and forget")
-    await ny[0].sync(2)
-    await dc[0].sync(2)
+    await ny[0].settle()
+    await dc[0].settle()
     [item] = dc[0].inbox()
     dc[0].forget(item.message_id)
     assert dc[0].inbox() == []

@@ -28,4 +28,5 @@ async def test_demo_steps_through_a_relay(tmp_path: Path, relay: InProcessRelay)
         "joint open": "ok",
         "receipt": "ok",
         "relay log": "ok",
+        "record": "ok",
     }

@@ -13,9 +13,9 @@ from tests.client.test_client_flow import cosigned, two_missions
 
 
 async def _deliver(ny, dc) -> bytes:  # type: ignore[no-untyped-def]
-    await ny[0].sync(2)
+    await ny[0].settle()
     for c in dc:
-        await c.sync(2)
+        await c.settle()
     return dc[0].inbox()[-1].message_id
 
 

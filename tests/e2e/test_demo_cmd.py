@@ -18,6 +18,7 @@ EXPECTED = {
     "joint open": "ok",
     "receipt": "ok",
     "relay log": "ok",
+    "record": "ok",
 }
 
 

@@ -19,6 +19,7 @@ import typer
 
 from backchannel import __version__
 from backchannel.cli import (
+    audit_cmd,
     channel,
     demo_cmd,
     evidence,
@@ -112,6 +113,7 @@ app.command()(rounds.sync)
 app.command("run")(rounds.run_daemon)
 app.command()(rounds.status)
 app.add_typer(evidence.app, name="evidence")
+app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(relay_app, name="relay")
 app.command()(demo_cmd.demo)
 app.command()(ui_cmd.ui)

@@ -9,6 +9,7 @@ back. Every step is recorded with its outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -86,17 +87,20 @@ async def lockstep(
     Returns the sequence numbers the peers acknowledged meanwhile.
     """
     delivered: set[int] = set()
-    for _ in range(limit):
-        reports = [SyncReport() for _ in devices]
-        # The devices are separate machines: each phase runs on all at once.
-        pairs = list(zip(devices, reports, strict=True))
-        await asyncio.gather(*(d.deposit_phase(r) for d, r in pairs))
-        await asyncio.gather(*(d.fetch_phase(r) for d, r in pairs))
-        await asyncio.gather(*(d.check_phase(r) for d, r in pairs))
-        for r in reports:
-            delivered.update(r.delivered)
-        if done():
-            break
+    async with contextlib.AsyncExitStack() as stack:
+        for d in devices:
+            await stack.enter_async_context(d.relay_session())
+        for _ in range(limit):
+            reports = [SyncReport() for _ in devices]
+            # The devices are separate machines: each phase runs on all at once.
+            pairs = list(zip(devices, reports, strict=True))
+            await asyncio.gather(*(d.deposit_phase(r) for d, r in pairs))
+            await asyncio.gather(*(d.fetch_phase(r) for d, r in pairs))
+            await asyncio.gather(*(d.check_phase(r) for d, r in pairs))
+            for r in reports:
+                delivered.update(r.delivered)
+            if done():
+                break
     return delivered
 
 
@@ -187,6 +191,21 @@ async def run(
         f"(pinned heads of sizes {sizes[0]} to {sizes[-1]} on the four devices)"
         if not alarms and sizes
         else "; ".join(alarms) or "no signed head was seen",
+    )
+    # The refused attempts reached the colleagues, and every device holds a
+    # record of what each officer did that verifies.
+    await lockstep(devices, lambda: not any(c.mailbox.waiting_audit() for c in devices), 32)
+    await lockstep(devices, lambda: True, 1)  # the last entries are read
+    told = [a.text for a in (*han.officer_alarms(), *jones.officer_alarms())]
+    broken = [p for c in devices for p in c.audit_verify()]
+    entries = sum(len(c.audit_entries()) for c in devices)
+    step(
+        "record",
+        len(told) == 2 and not broken,
+        f"the colleagues were told of both refused attempts ({'; '.join(told)}); "
+        f"the audit log of each mission verifies on every device ({entries} entries held)"
+        if not broken
+        else "; ".join(broken),
     )
     for c in devices:
         c.home.close()

@@ -29,6 +29,9 @@ from backchannel.protocol import joint
 
 #: The vault queue of objects waiting to go out.
 JOINT_OUT = "joint_out"
+#: Audit entries for colleagues: they go only in pieces that would otherwise be
+#: cover, so they never delay a co-sign request or a share.
+AUDIT_OUT = "audit_out"
 #: Most pieces kept while an object from a colleague is being reassembled.
 MAX_PARTIAL = 1024
 
@@ -50,6 +53,7 @@ class MailboxCursor:
 
     entry_id: int
     sent: int
+    queue: str = JOINT_OUT
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,39 @@ class Mailbox:
         m = dev.mission()
         obj = joint.JointObject(kind, new_id(), dev.officer.officer_id, recipient, body)
         sealed = joint.seal_object(obj, dev.officer, m.cert_of(recipient), m.mission_id)
-        dev.vault.append(JOINT_OUT, statecodec.dumps(JointOut(recipient, obj.object_id, sealed)))
+        queue = AUDIT_OUT if kind is joint.JointKind.AUDIT else JOINT_OUT
+        dev.vault.append(queue, statecodec.dumps(JointOut(recipient, obj.object_id, sealed)))
         return obj.object_id
 
     def waiting(self) -> int:
-        """Objects queued for colleagues and not yet wholly in cells."""
+        """Objects queued for colleagues and not yet wholly in cells (audit entries aside)."""
         return len(self.dev.vault.pending(JOINT_OUT))
+
+    def waiting_audit(self) -> int:
+        """Audit entries queued for colleagues: they go when the lanes have room."""
+        return len(self.dev.vault.pending(AUDIT_OUT))
+
+    def _next(
+        self, recipient: bytes, cursor: MailboxCursor | None
+    ) -> tuple[str, int, JointOut, int] | None:
+        """(queue, entry, object, pieces sent) of the object whose piece goes next.
+
+        An object already begun goes on first (its pieces must be consecutive),
+        then the oldest joint object, then the oldest audit entry.
+        """
+        for queue in (JOINT_OUT, AUDIT_OUT):
+            for entry_id, raw in self.dev.vault.pending(queue):
+                out = statecodec.loads(JointOut, raw)
+                if out.recipient != recipient:
+                    continue
+                if cursor is not None and cursor.queue == queue and cursor.entry_id == entry_id:
+                    return queue, entry_id, out, cursor.sent
+        for queue in (JOINT_OUT, AUDIT_OUT):
+            for entry_id, raw in self.dev.vault.pending(queue):
+                out = statecodec.loads(JointOut, raw)
+                if out.recipient == recipient:
+                    return queue, entry_id, out, 0
+        return None
 
     def produce(self, recipient: bytes) -> tuple[bytes, bytes]:
         """The (slot, cell) of ``recipient``'s lane for this exchange: a piece, or cover.
@@ -94,11 +125,9 @@ class Mailbox:
         slot = joint.mailbox_slot(m.secret, dev.officer.officer_id, recipient, n)
         key = b"mbout" + recipient
         cursor: MailboxCursor | None = dev._get("mb_cursor", key, MailboxCursor)
-        for entry_id, raw in dev.vault.pending(JOINT_OUT):
-            out = statecodec.loads(JointOut, raw)
-            if out.recipient != recipient:
-                continue
-            sent = cursor.sent if cursor is not None and cursor.entry_id == entry_id else 0
+        chosen = self._next(recipient, cursor)
+        if chosen is not None:
+            queue, entry_id, out, sent = chosen
             pieces = joint.split_object(out.sealed, m.cell_size)
             cell = joint.chunk_cell(
                 slot,
@@ -111,10 +140,10 @@ class Mailbox:
                 secrets.token_bytes,
             )
             if sent + 1 == len(pieces):
-                dev.vault.mark_done(JOINT_OUT, entry_id)
+                dev.vault.mark_done(queue, entry_id)
                 dev.vault.delete("mb_cursor", key)
             else:
-                dev._put("mb_cursor", key, MailboxCursor(entry_id, sent + 1))
+                dev._put("mb_cursor", key, MailboxCursor(entry_id, sent + 1, queue))
             return slot, cell
         return slot, joint.cover_cell(slot, m.secret, m.cell_size, secrets.token_bytes)
 
@@ -170,10 +199,10 @@ class Mailbox:
                     else:
                         st = Reassembly()
                         complete = b"".join(pieces)
-                        done += 1
             with dev._tx():  # acting on an object and moving past it are one step
                 if complete is not None:
-                    note = self._open(sender, complete)
+                    note, counted = self._open(sender, complete)
+                    done += 1 if counted else 0
                 dev._put("mb_in", sender, st)
                 dev._set_counter(name, n + i + 1)
             if note is not None:
@@ -185,7 +214,12 @@ class Mailbox:
             alarms.append("a mailbox object from a colleague was left incomplete and was set aside")
         return Reassembly()
 
-    def _open(self, sender: bytes, sealed: bytes) -> str | None:
+    def _open(self, sender: bytes, sealed: bytes) -> tuple[str | None, bool]:
+        """Open and act on a complete object: (an alarm line or None, whether it counts).
+
+        Audit entries do not count among the objects a round brought: they ask
+        nothing of the officer.
+        """
         dev = self.dev
         m = dev.mission()
         try:
@@ -193,13 +227,15 @@ class Mailbox:
                 sealed, dev.officer, dev.home.epoch_keys, m.roster, m.mission_id
             )
         except RemoteProtocolError:
-            return "a mailbox object from a colleague failed to verify and was set aside"
+            return "a mailbox object from a colleague failed to verify and was set aside", True
         if obj.sender_id != sender:
-            return "a mailbox object names another sender than its slot and was set aside"
+            return "a mailbox object names another sender than its slot and was set aside", True
+        counted = obj.kind is not joint.JointKind.AUDIT
         try:
             with dev._tx():  # a handler that fails leaves nothing half-written
-                return self.handler(obj)
+                return self.handler(obj), counted
         except BackchannelError as exc:
             # A well-signed object that cannot be acted on (a malformed body from a
             # colleague's device, say) must not stall the objects behind it.
-            return f"a mailbox object from a colleague could not be used ({exc}); set aside"
+            note = f"a mailbox object from a colleague could not be used ({exc}); set aside"
+            return note, counted

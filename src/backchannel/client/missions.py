@@ -19,6 +19,7 @@ from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, RemoteProtocolError
 from backchannel.protocol import channel as ch
 from backchannel.protocol import joint
+from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import EpochKeyCert
 
@@ -111,6 +112,7 @@ class Missions(OfficerAlarms):
             confirmed = self._confirmed_card(mission_id)
             if confirmed is not None:
                 self._announce_card(mission_id, *confirmed)
+            self._audit(AuditKind.PEER_CONFIRMED, mission_id, f"the card of {rec.name}")
         return rec
 
     def find_peer(self, prefix: str) -> PeerRecord:

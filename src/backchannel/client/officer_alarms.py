@@ -30,12 +30,14 @@ import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
 
+from backchannel.client.audit import Audit
 from backchannel.client.cards import MissionCard
-from backchannel.client.device import Device, new_id
+from backchannel.client.device import new_id
 from backchannel.client.records import PeerRecord
 from backchannel.crypto.primitives import equal
 from backchannel.errors import DecodeError
 from backchannel.protocol import joint
+from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.codec import Reader, Writer
 
 #: The vault table of alarms raised on this device.
@@ -61,6 +63,7 @@ class AlarmKind(IntEnum):
     ROSTER_PROPOSED = 4
     CARD_MISMATCH = 5
     DEVICE_UNSEEN = 6
+    AUDIT_FORK = 7
 
 
 _WHAT = {
@@ -81,6 +84,10 @@ _TODO = {
     AlarmKind.CARD_MISMATCH: (
         "do not send on this channel; meet, compare the peer's card and safety number again, "
         "and re-add the card that both of you checked"
+    ),
+    AlarmKind.AUDIT_FORK: (
+        "export the audit record and the proof (`backchannel audit export`) for the "
+        "mission's security officer; that device is not to be trusted"
     ),
     AlarmKind.DEVICE_UNSEEN: (
         "reach the officer another way; if his device is lost, replace it (roster change)"
@@ -117,7 +124,7 @@ def card_digest(card: MissionCard) -> bytes:
     return hashlib.sha256(b"backchannel/card-digest|" + w.bytes()).digest()
 
 
-class OfficerAlarms(Device):
+class OfficerAlarms(Audit):
     """Raising, receiving and listing the alarms between a mission's officers."""
 
     # --- what the desk shows ---------------------------------------------------------
@@ -145,7 +152,15 @@ class OfficerAlarms(Device):
             text, _TODO[kind],
         )  # fmt: skip
         self._put(OFFICER_ALARMS, alarm.alarm_id, alarm)
+        self._audit(AuditKind.ALARM, officer_id, text)
         return alarm
+
+    def _raise_fork(self, officer_id: bytes, seq: int) -> None:
+        text = (
+            f"{self._officer_name(officer_id)}'s device signed two different audit entries "
+            f"number {seq}: it shows different officers different histories"
+        )
+        self._record(officer_id, AlarmKind.AUDIT_FORK, text)
 
     def _officer_name(self, officer_id: bytes) -> str:
         m = self.mission_or_none()
@@ -215,7 +230,7 @@ class OfficerAlarms(Device):
         rec: PeerRecord | None = self._get("peers", mission_id, PeerRecord)
         if rec is None or not rec.confirmed:
             return None
-        card = MissionCard.decode(rec.card, pinned_mission_id=mission_id)
+        card = self._card(rec.card, mission_id)
         return card.roster.version, card_digest(card)
 
     # --- devices unseen ----------------------------------------------------------------

@@ -28,6 +28,7 @@ from backchannel.errors import (
     TranscriptError,
 )
 from backchannel.protocol import joint
+from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.incoming import Incoming
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.misbehaviour import Gossip
@@ -88,6 +89,7 @@ class Receiving(OfficerAlarms):
                         )
                 item = replace(item, open_requested=True)
                 self._put("inbox", message_id, item)
+            self._audit(AuditKind.OPEN_ASKED, message_id)
         return item
 
     def _add_share(self, item: InboxRecord, share: Share) -> InboxRecord:
@@ -100,6 +102,7 @@ class Receiving(OfficerAlarms):
             for s in item.shares:
                 inc = inc.add_share(Share.decode(s), roster)
             item = replace(item, payload=inc.open(roster).encode(), shares=())
+            self._audit(AuditKind.OPENED, item.message_id)
         self._put("inbox", item.message_id, item)
         return item
 
@@ -109,8 +112,10 @@ class Receiving(OfficerAlarms):
         The vault deletes securely, so a device seized afterwards holds nothing
         of it (the relay's copy expires with its retention).
         """
-        if not self.vault.delete("inbox", message_id):
-            raise ConfigError("unknown message; see `backchannel inbox`")
+        with self._tx():
+            if not self.vault.delete("inbox", message_id):
+                raise ConfigError("unknown message; see `backchannel inbox`")
+            self._audit(AuditKind.FORGOTTEN, message_id)
 
     def read(self, message_id: bytes) -> Payload:
         item: InboxRecord = self._get("inbox", message_id, InboxRecord)
@@ -149,6 +154,11 @@ class Receiving(OfficerAlarms):
                 joint.JointKind.SHARE, req.from_officer, req.message_id + share.encode()
             )
             self.vault.delete("share_in", request_id)
+            self._audit(
+                AuditKind.SHARE_RELEASED,
+                req.message_id,
+                f"to {self._officer_name(req.from_officer)}",
+            )
 
     def _receive_round(
         self, channel_id: bytes, r: int, cell: bytes | None, report: SyncReport

@@ -29,6 +29,7 @@ from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal
 from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
 from backchannel.protocol import roster as rs
+from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.codec import Reader
 from backchannel.protocol.identity import EpochKeyCert
 
@@ -111,6 +112,7 @@ def propose(
     )
     change = RosterChange(m.mission_id, new, (), certs, boxes)
     signed = sign(client, change)
+    client._audit(AuditKind.ROSTER_PROPOSED, _version(new), signed.describe())
     client._tell_colleagues(AlarmKind.ROSTER_PROPOSED, signed.describe().encode()[:MAX_DETAIL])
     return signed
 
@@ -149,7 +151,12 @@ def sign(client: Client, change: RosterChange) -> RosterChange:
         by_id[o.officer_id].verify(o)
     sig = rs.sign_roster(change.new, client.officer)
     others = tuple(s for s in change.signatures if not equal(s[0], me))
+    client._audit(AuditKind.ROSTER_SIGNED, _version(change.new), change.describe())
     return replace(change, signatures=(*others, sig))
+
+
+def _version(roster: rs.Roster) -> bytes:
+    return roster.version.to_bytes(4, "big")
 
 
 def adopt(client: Client, change: RosterChange) -> MissionState | None:
@@ -181,6 +188,7 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
             ep = client._endpoint(rec.channel_id)
             ep.own_roster = change.new
             client._save_endpoint(rec.channel_id, ep)
+        client._audit(AuditKind.ROSTER_ADOPTED, _version(change.new), change.describe())
     return state
 
 

@@ -17,6 +17,7 @@ from backchannel.client.records import ChannelRecord, CosignRequest, DraftRecord
 from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, NotEnoughSignatures
 from backchannel.protocol import joint
+from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.outgoing import Outgoing
@@ -91,6 +92,7 @@ class Sending(OfficerAlarms):
                 # not travel twice.
                 body = cosign_body(channel_id, draft.draft_id, out.content_key, out.message)
                 self._send_joint(joint.JointKind.COSIGN_REQUEST, o.officer_id, body)
+            self._audit(AuditKind.DRAFTED, draft.draft_id, f"to {peer.roster.mission_name}")
         return draft
 
     def drafts(self) -> list[DraftRecord]:
@@ -129,6 +131,9 @@ class Sending(OfficerAlarms):
             self._save_endpoint(draft.channel_id, ep)
             self._put("channels", draft.channel_id, replace(rec, send_epoch=epoch))
             self._put("drafts", draft.draft_id, new_draft)
+            self._audit(
+                AuditKind.QUEUED, draft.draft_id, f"message {msg.header.seq} of the channel"
+            )
         return new_draft
 
     def cosign_requests(self) -> list[CosignRequest]:
@@ -156,12 +161,14 @@ class Sending(OfficerAlarms):
         with self._tx():
             self._send_joint(joint.JointKind.COSIGNATURE, req.from_officer, body)
             self.vault.delete("cosign_in", request_id)
+            self._audit(AuditKind.COSIGNED, req.draft_id)
 
     def reject_cosign(self, request_id: bytes) -> None:
         req, _ = self.show_cosign(request_id)
         with self._tx():
             self._send_joint(joint.JointKind.NOTICE, req.from_officer, b"reject" + req.draft_id)
             self.vault.delete("cosign_in", request_id)
+            self._audit(AuditKind.REJECTED, req.draft_id)
 
     def _on_cosignature(self, sender: bytes, body: bytes) -> str | None:
         draft_id, sig = body[:16], body[16:]

@@ -81,6 +81,8 @@ class Client(Missions, Sending, Driver):
             if obj.body.startswith((ALARM_NOTICE, CARD_NOTICE)):
                 return self._on_officer_notice(obj.sender_id, obj.body)
             self._on_notice(obj.sender_id, obj.body)
+        elif obj.kind is joint.JointKind.AUDIT:
+            return self._on_audit(obj.sender_id, obj.body)
         elif obj.kind is joint.JointKind.EPOCH_CERT:
             self._on_epoch_cert(obj.sender_id, EpochKeyCert.decode(obj.body))
         return None

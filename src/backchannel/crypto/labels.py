@@ -21,6 +21,8 @@ SIG_EPOCH_KEY = _label("sig/epoch-key")
 SIG_CHANNEL_OFFER = _label("sig/channel-offer")
 SIG_MESSAGE = _label("sig/message")
 SIG_RECEIPT = _label("sig/receipt")
+SIG_AUDIT = _label("sig/audit")
+AUDIT_ENTRY = _label("audit/entry")
 ROSTER_HASH = _label("roster-hash")
 MISSION_ID = _label("mission-id")
 
@@ -83,6 +85,8 @@ ALL: tuple[bytes, ...] = (
     SIG_CHANNEL_OFFER,
     SIG_MESSAGE,
     SIG_RECEIPT,
+    SIG_AUDIT,
+    AUDIT_ENTRY,
     ROSTER_HASH,
     MISSION_ID,
     PAIRING_TRANSCRIPT,

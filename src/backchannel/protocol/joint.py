@@ -59,6 +59,7 @@ class JointKind(IntEnum):
     SHARE = 4
     NOTICE = 5
     EPOCH_CERT = 6
+    AUDIT = 7
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,206 @@
+"""The mission's audit log on one device (``docs/spec/audit-v1.md``).
+
+Each capability writes down what its officer did with :meth:`Audit._audit`:
+the entry joins his hash chain (:mod:`backchannel.protocol.audit`) and goes to
+every colleague's device through the mailbox, in pieces that would otherwise
+be cover. A colleague's device checks the entry (his signature, his chain) and
+keeps it; so every device holds every officer's chain, and a device that
+rewrites its own history, or shows two colleagues two histories, is caught:
+:meth:`Audit.audit_verify` names the entry where a chain breaks, and two
+signed entries with one number are kept as a proof of the fork.
+
+:func:`export_record` writes a record a review board can check offline with
+:func:`verify_record` (``backchannel audit verify --file``): the mission's
+roster chain, verified from the mission id, and every officer's entries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from backchannel.client.device import Device
+from backchannel.crypto.primitives import equal
+from backchannel.errors import BackchannelError, DecodeError, SignatureError
+from backchannel.protocol import joint
+from backchannel.protocol import roster as rs
+from backchannel.protocol.audit import (
+    GENESIS,
+    AuditEntry,
+    AuditKind,
+    ChainProblem,
+    KeyOf,
+    check_chain,
+    check_fork,
+)
+from backchannel.protocol.identity import OFFICER_ID_LEN, OfficerPublic
+
+#: The vault table of every officer's entries: key officer id + number (8 bytes).
+AUDIT = "audit"
+#: This officer's last entry: its number (8 bytes) and digest.
+AUDIT_HEAD = "audit_head"
+#: Pairs of entries that prove an officer's device signed two histories.
+AUDIT_FORKS = "audit_forks"
+#: The first line of an exported record.
+RECORD_FORMAT = "backchannel-audit-record-1"
+
+
+def _key(officer_id: bytes, seq: int) -> bytes:
+    return officer_id + seq.to_bytes(8, "big")
+
+
+class Audit(Device):
+    """Writing, receiving and checking the audit log."""
+
+    # --- writing -------------------------------------------------------------------
+
+    def _audit(self, kind: AuditKind, subject: bytes = b"", note: str = "") -> None:
+        """Add an entry for this officer and queue it for every colleague's device."""
+        m = self.mission_or_none()
+        if m is None:
+            return
+        me = self.officer.officer_id
+        with self._tx():
+            head = self.vault.get(AUDIT_HEAD, me) or bytes(8) + GENESIS
+            seq, prev = int.from_bytes(head[:8], "big"), head[8:]
+            entry = AuditEntry.make(
+                m.mission_id, self.officer, seq + 1, prev, int(self._clock()), kind, subject,
+                note[:400],
+            )  # fmt: skip
+            self.vault.put(AUDIT, _key(me, seq + 1), entry.encode())
+            self.vault.put(AUDIT_HEAD, me, (seq + 1).to_bytes(8, "big") + entry.digest())
+            for o in self.colleagues():
+                self.mailbox.send(joint.JointKind.AUDIT, o, entry.encode())
+
+    # --- receiving -------------------------------------------------------------------
+
+    def _on_audit(self, sender: bytes, body: bytes) -> str | None:
+        """A colleague's entry: kept if it is his and signed by him; a fork is kept as proof."""
+        m = self.mission()
+        try:
+            entry = AuditEntry.decode(body)
+        except DecodeError:
+            return "an audit entry from a colleague could not be read and was set aside"
+        if not equal(entry.officer_id, sender) or not equal(entry.mission_id, m.mission_id):
+            return "a colleague's device sent an audit entry that is not its own; set aside"
+        author = self._audit_key(sender)
+        try:
+            if author is None:
+                raise SignatureError("no roster names the author")
+            entry.verify(author)
+        except SignatureError:
+            return "an audit entry from a colleague did not verify and was set aside"
+        key = _key(sender, entry.seq)
+        held = self.vault.get(AUDIT, key)
+        if held is None:
+            self.vault.put(AUDIT, key, body)
+            return None
+        if held == body:
+            return None
+        if check_fork(AuditEntry.decode(held), entry, author):
+            self.vault.put(AUDIT_FORKS, key, _pair(held, body))
+            self._raise_fork(sender, entry.seq)
+        return None
+
+    def _raise_fork(self, officer_id: bytes, seq: int) -> None:
+        """Tell this device's officer; :class:`OfficerAlarms` records it as an alarm."""
+        raise NotImplementedError
+
+    def _audit_key(self, officer_id: bytes) -> OfficerPublic | None:
+        """The officer's public key from any roster version of the mission."""
+        m = self.mission_or_none()
+        if m is None:
+            return None
+        for signed in reversed(m.signed_chain()):
+            if signed.roster.contains(officer_id):
+                return signed.roster.officer(officer_id)
+        return None
+
+    # --- reading and checking -------------------------------------------------------
+
+    def audit_entries(self) -> list[AuditEntry]:
+        """Every entry this device holds, officer by officer, in order."""
+        return [AuditEntry.decode(v) for _, v in sorted(self.vault.items(AUDIT))]
+
+    def audit_verify(self) -> list[str]:
+        """What is wrong with the audit log on this device; an empty list when nothing is."""
+        m = self.mission()
+        problems = _check_all(m.mission_id, self.vault.items(AUDIT), self._audit_key)
+        for key, _ in sorted(self.vault.items(AUDIT_FORKS)):
+            seq = int.from_bytes(key[OFFICER_ID_LEN:], "big")
+            problems.append(
+                str(ChainProblem(key[:OFFICER_ID_LEN], seq, "signed twice, differently (a fork)"))
+            )
+        return problems
+
+    def export_record(self) -> str:
+        """The audit log as a record a third party can check offline (JSON text)."""
+        m = self.mission()
+        record = {
+            "format": RECORD_FORMAT,
+            "mission_id": m.mission_id.hex(),
+            "mission": m.name,
+            "roster_chain": [c.hex() for c in m.chain],
+            "entries": [v.hex() for _, v in sorted(self.vault.items(AUDIT))],
+            "forks": [_split_pair(v)[0].hex() + ":" + _split_pair(v)[1].hex()
+                      for _, v in sorted(self.vault.items(AUDIT_FORKS))],
+        }  # fmt: skip
+        return json.dumps(record, indent=1) + "\n"
+
+
+def verify_record(text: str) -> tuple[int, list[str]]:
+    """Check an exported record offline: (entries checked, problems found).
+
+    The roster chain is verified from the mission id the record names, so the
+    officers' keys come from the record itself; whoever checks should compare
+    that mission id with the one they know.
+    """
+    try:
+        record = json.loads(text)
+        if record.get("format") != RECORD_FORMAT:
+            raise DecodeError("this is not an audit record")
+        mission_id = bytes.fromhex(record["mission_id"])
+        chain = [rs.SignedRoster.decode(bytes.fromhex(c)) for c in record["roster_chain"]]
+        entries = [bytes.fromhex(e) for e in record["entries"]]
+    except (ValueError, KeyError, TypeError, AttributeError, BackchannelError):
+        raise DecodeError("the audit record is damaged or not an audit record") from None
+    rosters = rs.verify_chain(mission_id, chain)
+
+    def key_of(officer_id: bytes) -> OfficerPublic | None:
+        for r in reversed(rosters):
+            if r.contains(officer_id):
+                return r.officer(officer_id)
+        return None
+
+    keyed: list[tuple[bytes, bytes]] = []
+    for raw in entries:
+        e = AuditEntry.decode(raw)
+        keyed.append((_key(e.officer_id, e.seq), raw))
+    problems = _check_all(mission_id, keyed, key_of)
+    return len(entries), problems
+
+
+def _check_all(mission_id: bytes, items: Iterable[tuple[bytes, bytes]], key_of: KeyOf) -> list[str]:
+    by_officer: dict[bytes, list[AuditEntry]] = {}
+    problems: list[str] = []
+    for key, raw in sorted(items):
+        officer_id = key[:OFFICER_ID_LEN]
+        try:
+            by_officer.setdefault(officer_id, []).append(AuditEntry.decode(raw))
+        except DecodeError:
+            seq = int.from_bytes(key[OFFICER_ID_LEN:], "big")
+            problems.append(str(ChainProblem(officer_id, seq, "cannot be read")))
+    for officer_id, entries in by_officer.items():
+        problem = check_chain(mission_id, officer_id, entries, key_of)
+        if problem is not None:
+            problems.append(str(problem))
+    return problems
+
+
+def _pair(a: bytes, b: bytes) -> bytes:
+    return len(a).to_bytes(4, "big") + a + b
+
+
+def _split_pair(raw: bytes) -> tuple[bytes, bytes]:
+    n = int.from_bytes(raw[:4], "big")
+    return raw[4 : 4 + n], raw[4 + n :]
