@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from backchannel.protocol.joint import JointKind
 
 RelayFactory = Callable[[str, str | None, str | None], AbstractAsyncContextManager[RelayClient]]
+RelayKey = tuple[str, str | None, str | None]
 
 _T = TypeVar("_T")
 
@@ -73,6 +74,12 @@ class Device:
         self._mission_read: tuple[bytes, MissionState] | None = None
         #: Likewise for each channel's endpoint state (decoding it dominates a round).
         self._endpoint_read: dict[bytes, tuple[bytes, _EndpointData]] = {}
+        #: Relay clients kept open for the rounds of one session (see Driver.relay_session).
+        self._pool: dict[RelayKey, tuple[AbstractAsyncContextManager[RelayClient], RelayClient]]
+        self._pool = {}
+        self._pooling = False
+        #: Peer cards verified, by (text, pinned mission id): they never change.
+        self._cards: dict[tuple[str, bytes], MissionCard] = {}
 
     # --- small vault helpers -------------------------------------------------
 
@@ -138,7 +145,7 @@ class Device:
         """Relay-key fingerprints that the mission cards we hold state for ``url``."""
         out: set[bytes] = set()
         for rec in self.peers():
-            card = MissionCard.decode(rec.card, pinned_mission_id=rec.mission_id)
+            card = self._card(rec.card, rec.mission_id)
             if card.relay_url == url and any(card.relay_key):
                 out.add(card.relay_key)
         return out
@@ -160,7 +167,16 @@ class Device:
             raise ConfigError(
                 "the peer's safety number is not confirmed; run `backchannel peer confirm` first"
             )
-        return MissionCard.decode(rec.card, pinned_mission_id=mission_id)
+        return self._card(rec.card, mission_id)
+
+    def _card(self, text: str, mission_id: bytes) -> MissionCard:
+        """A stored peer card, decoded and verified once per text (a round reads it often)."""
+        key = (text, mission_id)
+        card = self._cards.get(key)
+        if card is None:
+            card = MissionCard.decode(text, pinned_mission_id=mission_id)
+            self._cards[key] = card
+        return card
 
     def channels(self) -> list[ChannelRecord]:
         return self._all("channels", ChannelRecord)

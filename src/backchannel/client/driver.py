@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from backchannel.client.answers import DepositView, FetchView
 from backchannel.client.engine import PAD_TO, DepositPlan, Engine
+from backchannel.client.relay_client import RelayClient
 from backchannel.client.report import SyncReport
 from backchannel.errors import RelayRefused, RelayUnavailable
 from backchannel.protocol.constants import ROUND_SECONDS
@@ -50,6 +51,38 @@ class Driver(Engine):
             with contextlib.suppress(RelayRefused):  # a relay that keeps no log
                 await self.log.pin(m.relay_url, relay, [])
 
+    @contextlib.asynccontextmanager
+    async def relay_session(self) -> AsyncIterator[None]:
+        """Keep one relay client (and its connection) per relay and tenant for the
+        rounds run inside, instead of one per request: a connection (and, in the
+        field, a TLS handshake) per request cost more than the requests themselves."""
+        if self._pooling:
+            yield
+            return
+        self._pooling = True
+        try:
+            yield
+        finally:
+            self._pooling = False
+            pool, self._pool = self._pool, {}
+            for cm, _ in pool.values():
+                with contextlib.suppress(Exception):
+                    await cm.__aexit__(None, None, None)
+
+    @contextlib.asynccontextmanager
+    async def _relay_for(
+        self, url: str, tenant: str | None, credential: str | None
+    ) -> AsyncIterator[RelayClient]:
+        if not self._pooling:
+            async with self._relay(url, tenant, credential) as relay:
+                yield relay
+            return
+        key = (url, tenant, credential)
+        if key not in self._pool:
+            cm = self._relay(url, tenant, credential)
+            self._pool[key] = (cm, await cm.__aenter__())
+        yield self._pool[key][1]
+
     def round_seconds(self) -> float:
         channels = self.channels()
         return float(channels[0].terms.round_seconds if channels else ROUND_SECONDS)
@@ -64,7 +97,7 @@ class Driver(Engine):
 
     async def _deposit(self, plan: DepositPlan, report: SyncReport) -> None:
         cells = [(c.out.tenant_id, c.out.slot, c.out.cell) for c in plan.cells]
-        async with self._relay(plan.relay_url, None, None) as relay:
+        async with self._relay_for(plan.relay_url, None, None) as relay:
             report.requests += 1
             answer = await relay.batch_deposit(cells, plan.known_size)
         # One vault transaction for all the answer does (one disk sync, not one per
@@ -81,7 +114,7 @@ class Driver(Engine):
         m = self.mission()
         plan = self.check_plan() if check else self.fetch_plan()
         try:
-            async with self._relay(m.relay_url, m.tenant_id, m.credential) as relay:
+            async with self._relay_for(m.relay_url, m.tenant_id, m.credential) as relay:
                 report.requests += 1
                 answer = await relay.batch_fetch(plan.slots, plan.known_size, plan.queries, PAD_TO)
         except _RELAY_ERRORS as exc:
@@ -98,8 +131,9 @@ class Driver(Engine):
         they wait in the outbox and go out, each exactly once, in later rounds.
         """
         report = SyncReport()
-        for _ in range(rounds):
-            await self.round(report)
+        async with self.relay_session():
+            for _ in range(rounds):
+                await self.round(report)
         report.waiting = len(self.vault.pending("net_out"))
         return report
 
@@ -118,10 +152,11 @@ class Driver(Engine):
         (scripts and tests: "until what I queued is out and what waits for me is in").
         """
         report = SyncReport()
-        for _ in range(limit):
-            caught_up = await self.round(report)
-            if report.relay_error is not None or (caught_up and self.idle()):
-                break
+        async with self.relay_session():
+            for _ in range(limit):
+                caught_up = await self.round(report)
+                if report.relay_error is not None or (caught_up and self.idle()):
+                    break
         report.waiting = len(self.vault.pending("net_out"))
         return report
 
@@ -141,6 +176,18 @@ class Driver(Engine):
         now = clock or self._clock
         length = seconds or self.round_seconds()
         current = int(now() // length)
+        async with self.relay_session():
+            await self._run(on_round, length, now, sleep, current, rounds)
+
+    async def _run(
+        self,
+        on_round: Callable[[SyncReport], None],
+        length: float,
+        now: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        current: int,
+        rounds: int | None,
+    ) -> None:
         done = 0
         while rounds is None or done < rounds:
             report = SyncReport()
