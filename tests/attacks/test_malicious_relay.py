@@ -246,6 +246,18 @@ async def test_a_rewound_relay_is_proved(tmp_path: Path, clock: Clock) -> None:
         alarms = await _round(ny, dc, clock)
         assert any("rewind:" in a for a in alarms), alarms
         _checked(_proofs(ny) + _proofs(dc), "rewind")
+        # The relay goes on from the old copy: every round contradicts what the
+        # devices pinned (a shorter log, then another log of the same size). One
+        # incident is one proof and one alarm per device; later rounds count repeats.
+        later = [a for _ in range(4) for a in await _round(ny, dc, clock)]
+        assert not any("rewind:" in a or "fork:" in a for a in later), later
+        for device in (*ny, *dc):
+            assert len(device.relay_evidence()) <= 1
+            lines = [a for a in device.relay_alarms() if "rewind:" in a or "fork:" in a]
+            assert len(lines) == len(device.relay_evidence())
+        incidents = [i for d in (*ny, *dc) for i in d.log.incidents()]
+        assert incidents and all(i.kind == "rewind" for i in incidents)
+        assert sum(i.repeats for i in incidents) >= 4
 
 
 async def test_a_fork_between_the_missions_is_proved_within_one_round(

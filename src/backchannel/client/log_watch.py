@@ -27,7 +27,7 @@ import binascii
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from backchannel.client import statecodec
@@ -45,6 +45,7 @@ from backchannel.protocol.log_monitor import LogMonitor
 from backchannel.protocol.merkle import EMPTY_ROOT, ProofError, TreeHead, verify_consistency
 from backchannel.protocol.misbehaviour import (
     FORK,
+    KIND_NAMES,
     REWIND,
     Absence,
     DepositNote,
@@ -77,6 +78,9 @@ EVIDENCE_PREFIX = "BACKCHANNEL-RELAY-MISBEHAVIOUR-1:"
 MONITORS = "relay_logs"
 ALARMS = "relay_alarms"
 EVIDENCE = "relay_evidence"
+#: Per relay and kind of lie: the incident its first proof opened, and how
+#: often the relay has repeated it since.
+INCIDENTS = "relay_incidents"
 #: Proofs of misbehaviour kept at most (more of the same adds nothing).
 MAX_EVIDENCE = 64
 #: Once this many proofs are kept, further proofs of a kind already held are dropped.
@@ -107,6 +111,28 @@ def evidence_from_text(text: str) -> bytes:
         return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError):
         raise DecodeError("the proof of relay misbehaviour is damaged") from None
+
+
+def _incident_key(url: str, kind: str) -> bytes:
+    """One incident per relay and lie: a rewind and the forks that follow it (the
+    relay growing a log again from its old copy) are one lie about its history."""
+    group = "history" if kind in (KIND_NAMES[REWIND], KIND_NAMES[FORK]) else kind
+    return f"{url}\n{group}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """A relay proven to lie one way: the first proof's summary, and the repeats since.
+
+    A relay rolled back to an old copy of its database contradicts the head a
+    device pinned in every round after; one incident is one alarm and one
+    proof, and the rounds after only count.
+    """
+
+    relay_url: str
+    kind: str
+    summary: str
+    repeats: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +185,33 @@ class LogWatch:
         if line.encode() not in kept and len(kept) < MAX_ALARMS:
             self.vault.append(ALARMS, line.encode())
 
+    def incidents(self) -> list[Incident]:
+        return [statecodec.loads(Incident, raw) for _, raw in self.vault.items(INCIDENTS)]
+
+    def _repeated(self, url: str, kind: str) -> bool:
+        """Count a repeat of an incident already proved; False when there is none."""
+        key = _incident_key(url, kind)
+        raw = self.vault.get(INCIDENTS, key)
+        if raw is None:
+            return False
+        inc = statecodec.loads(Incident, raw)
+        self.vault.put(INCIDENTS, key, statecodec.dumps(replace(inc, repeats=inc.repeats + 1)))
+        return True
+
     def _keep(self, url: str, blob: bytes, alarms: list[str]) -> None:
-        """Keep a proof of misbehaviour, once it verifies as anyone would verify it."""
+        """Keep a proof of misbehaviour, once it verifies as anyone would verify it.
+
+        One per relay and kind of lie: a relay that repeats a lie it was proved
+        to tell (a rewound relay does in every round) adds a repeat to the
+        incident, not another proof and another alarm.
+        """
         try:
             summary = verify_misbehaviour(blob)
         except RemoteProtocolError as exc:
             self.alarm(url, f"signed statements disagree but prove nothing offline ({exc})", alarms)
+            return
+        kind = evidence_kind(blob)
+        if self._repeated(url, kind):
             return
         name = hashlib.sha256(blob).digest()[:16]
         if self.vault.get(EVIDENCE, name) is not None:
@@ -177,6 +224,9 @@ class LogWatch:
             self.alarm(url, f"{summary} (not kept: {MAX_EVIDENCE} proofs already)", alarms)
             return
         self.vault.put(EVIDENCE, name, blob)
+        self.vault.put(
+            INCIDENTS, _incident_key(url, kind), statecodec.dumps(Incident(url, kind, summary))
+        )
         self.alarm(
             url, f"{summary}; proof of misbehaviour kept (`backchannel evidence export`)", alarms
         )
@@ -359,7 +409,7 @@ class LogWatch:
                 blob = await self._fork_at(relay, monitor, ((small, small_raw), (big, big_raw)))
         if blob is not None:
             self._keep(url, blob, alarms)
-        else:
+        elif not self._repeated(url, KIND_NAMES[REWIND]):
             self.alarm(url, reason, alarms)
 
     async def _fork_at(
