@@ -1,4 +1,4 @@
-"""The relay's command line: ``serve``.
+"""The relay's command line: ``serve``, ``init``, ``check-config``, ``backup``, ``restore``.
 
 The Typer app lives here, inside the relay package, so that
 ``python -m backchannel.relay`` runs it without the relay importing
@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from backchannel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from backchannel.relay.settings import RelaySettings
 
 relay_app = typer.Typer(help="Run a Backchannel relay.", no_args_is_help=True)
 
@@ -49,9 +52,11 @@ def serve(
             help="Let anyone register a tenant (demos only)",
         ),
     ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="plain, or json (one object per line)")
+    ] = None,
 ) -> None:
     """Serve the relay until interrupted; in-flight deposits finish before it exits."""
-    from backchannel.relay.server import serve as run
     from backchannel.relay.settings import resolve_settings
 
     try:
@@ -62,6 +67,7 @@ def serve(
                 "port": port,
                 "data_dir": data_dir,
                 "open_registration": open_registration,
+                "log_format": log_format,
             },
             config_file=config,
         )
@@ -76,10 +82,179 @@ def serve(
         typer.echo(f"error: cannot create the data directory: {e.strerror}", err=True)
         raise typer.Exit(2) from None
     try:
-        run(settings)
+        _run(settings)
     except ConfigError as e:  # e.g. an unknown URL scheme, found when the store is made
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+def _run(settings: RelaySettings) -> None:
+    if settings.log_format != "json":
+        from backchannel.relay.server import serve as run
+
+        run(settings)
+        return
+    import uvicorn
+
+    from backchannel.relay.logformat import use_json_logs
+    from backchannel.relay.server import uvicorn_config
+
+    config = uvicorn_config(settings)  # configures plain logging: replaced below
+    use_json_logs(settings.log_level)
+    uvicorn.Server(config).run()
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+_ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML settings file (else $BACKCHANNEL_RELAY_CONFIG)",
+        dir_okay=False,
+    ),
+]
+_DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="SQLite database file, or a sqlite:/// or postgresql:// URL"),
+]
+_DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where the embedded database lives")
+]
+
+
+@relay_app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="The settings file to write", dir_okay=False)],
+    db: _DbOption = None,
+    data_dir: _DataDirOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    token: Annotated[
+        bool,
+        typer.Option(
+            "--operator-token/--no-operator-token",
+            help="Write a fresh random operator token into the file",
+        ),
+    ] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file")] = False,
+) -> None:
+    """Write a commented TOML settings file (mode 0600) with every setting and its default."""
+    from backchannel.relay import config as cfg
+    from backchannel.relay.settings import resolve_settings
+
+    chosen: dict[str, object] = {
+        k: v
+        for k, v in {"db_url": db, "data_dir": data_dir, "host": host, "port": port}.items()
+        if v is not None
+    }
+    if "data_dir" in chosen:
+        chosen["data_dir"] = str(Path(str(chosen["data_dir"])).expanduser().absolute())
+    if "db_url" in chosen:
+        try:
+            chosen["db_url"] = _store_url(str(chosen["db_url"]))
+        except ConfigError as e:
+            _fail(str(e))
+    if token:
+        chosen["operator_token"] = cfg.new_operator_token()
+    try:
+        resolve_settings(chosen, env={})  # the values are checked before anything is written
+        cfg.write_new(path, cfg.template(chosen), force=force)
+    except ConfigError as e:
+        _fail(str(e))
+    typer.echo(f"wrote {path}" + (" (with a new operator token)" if token else ""))
+    typer.echo(f"check it with: backchannel relay check-config --config {shlex.quote(str(path))}")
+
+
+def _store_url(value: str) -> str:
+    from backchannel.relay.settings import store_url_from
+
+    return store_url_from(value)
+
+
+@relay_app.command("check-config")
+def check_config(
+    config: _ConfigOption = None,
+    db: _DbOption = None,
+    data_dir: _DataDirOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print problems only")] = False,
+) -> None:
+    """Check the settings as `serve` would resolve them; print each value and its source.
+
+    Exit status 0 when the relay would start with them, 1 otherwise.
+    """
+    from backchannel.relay.config import check
+
+    report = check({"db_url": db, "data_dir": data_dir}, config_file=config)
+    for line in report.lines():
+        if quiet and not line.startswith(("error:", "warning:")):
+            continue
+        typer.echo(line, err=line.startswith(("error:", "warning:")))
+    if not report.ok:
+        raise typer.Exit(1)
+    if not quiet:
+        typer.echo("ok: the relay would start with these settings")
+
+
+def _settings_for(config: Path | None, db: str | None, data_dir: Path | None) -> RelaySettings:
+    from backchannel.relay.settings import resolve_settings
+
+    try:
+        return resolve_settings({"db_url": db, "data_dir": data_dir}, config_file=config)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+@relay_app.command()
+def backup(
+    out: Annotated[Path, typer.Argument(help="A new directory to hold the backup")],
+    config: _ConfigOption = None,
+    db: _DbOption = None,
+    data_dir: _DataDirOption = None,
+) -> None:
+    """Back up the relay's database and signing key while it runs.
+
+    SQLite: the online backup API (the relay keeps serving). PostgreSQL: pg_dump.
+    """
+    from backchannel.relay import backup as bk
+
+    settings = _settings_for(config, db, data_dir)
+    try:
+        manifest = bk.backup(settings, out)
+    except ConfigError as e:
+        _fail(str(e))
+    typer.echo(f"backed up the {manifest['store']} relay into {out}")
+
+
+@relay_app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A directory written by relay backup")],
+    config: _ConfigOption = None,
+    db: _DbOption = None,
+    data_dir: _DataDirOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing database (stop the relay first)")
+    ] = False,
+) -> None:
+    """Put a backup in place of the relay's database and key. Stop the relay first.
+
+    Clients see a relay restored to an older state as a rewind and raise an
+    alarm; see docs/operations.md.
+    """
+    from backchannel.relay import backup as bk
+
+    settings = _settings_for(config, db, data_dir)
+    try:
+        manifest = bk.restore(settings, source, force=force)
+    except ConfigError as e:
+        _fail(str(e))
+    typer.echo(
+        f"restored the relay as of {manifest['created']}; clients will report a rewind "
+        "until their missions deposit again"
+    )
 
 
 def _check_database_file(db_url: str) -> None:

@@ -34,6 +34,8 @@ ENV_DATA_DIR = "BACKCHANNEL_RELAY_DATA"
 ENV_CONFIG = "BACKCHANNEL_RELAY_CONFIG"
 DEFAULT_DATA_DIR = Path("~/.local/share/backchannel/relay")
 DEFAULT_PORT = 8470
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("plain", "json")
 
 
 #: A store URL scheme written without its ``//`` (``sqlite:relay.db``): a slip, not a file name.
@@ -120,6 +122,8 @@ class RelaySettings:
     #: Seconds the server waits for in-flight requests on shutdown.
     graceful_shutdown_seconds: float = 30.0
     log_level: str = "info"
+    #: ``plain`` lines or ``json`` (one object per line, for log collectors).
+    log_format: str = "plain"
 
     def __post_init__(self) -> None:
         checks = [
@@ -144,6 +148,11 @@ class RelaySettings:
             (self.rate_limit_buckets > 0, "rate_limit_buckets must be positive"),
             (self.tenant_cache_size > 0, "tenant_cache_size must be positive"),
             (self.max_concurrency > 0, "max_concurrency must be positive"),
+            (
+                self.log_level.lower() in LOG_LEVELS,
+                f"log_level must be one of {', '.join(LOG_LEVELS)}",
+            ),
+            (self.log_format in LOG_FORMATS, f"log_format must be one of {', '.join(LOG_FORMATS)}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,0 +1,281 @@
+"""The relay's settings file: ``relay init`` writes it, ``relay check-config`` reads it back.
+
+:func:`template` renders a commented TOML file with every setting of
+:class:`~backchannel.relay.settings.RelaySettings`: what it does, its
+environment variable and its default (commented out, so that a later release's
+default applies unless the operator chose otherwise). :func:`check` resolves
+the settings as ``relay serve`` would and reports every problem it finds, not
+only the first, plus where each effective value came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backchannel.errors import ConfigError
+from backchannel.relay import settings as rs
+
+#: One line (or two) per setting, in the order the file shows them.
+DESCRIPTIONS: dict[str, str] = {
+    "db_url": (
+        "The database: a file path (SQLite), sqlite:///<path> or postgresql://...\n"
+        "Empty: the embedded SQLite database <data_dir>/relay.db."
+    ),
+    "data_dir": "Where the embedded database and the relay's signing key (relay-key) live.",
+    "host": "Address to listen on; terminate TLS in a proxy in front of the relay.",
+    "port": "Port to listen on.",
+    "cell_size": "Bytes in every cell; clients must use the same size.",
+    "retention_seconds": "Cells older than this are deleted (at least 3600: clients rely on it).",
+    "expire_interval_seconds": "How often the expiry task runs.",
+    "time_granularity_seconds": "Times given to the store are rounded down to this step.",
+    "log_interval_ms": (
+        "Least time between two commits: at most one log leaf per interval\n"
+        "(100-1000 in production; 0 commits as soon as possible)."
+    ),
+    "operator_token": (
+        "Bearer token that authorises registering a tenant (one per mission).\n"
+        "Keep this file readable by the relay's user only."
+    ),
+    "open_registration": "Anyone may register a tenant (demos and tests only).",
+    "default_quota_cells": "Cells a tenant may hold unless registered with another quota.",
+    "rendezvous": "Keep the public rendezvous tenant where missions pair by a short code.",
+    "max_quota_cells": "Largest quota a tenant may be given.",
+    "max_batch": "Most slots in one fetch or ack, and most cells in one batch deposit.",
+    "body_limit": "Largest request body in bytes (batch bodies have their own limits).",
+    "ip_rate": "Requests per second per client address (0: no limit).",
+    "ip_burst": "Burst allowed per client address.",
+    "tenant_rate": "Requests per second per tenant (0: no limit).",
+    "tenant_burst": "Burst allowed per tenant.",
+    "rate_limit_buckets": "Most rate-limit buckets kept per scope (least recently used go first).",
+    "tenant_cache_size": "Most tenant records cached in memory.",
+    "max_concurrency": "Most requests served at once; more get 503.",
+    "graceful_shutdown_seconds": "Seconds in-flight requests get to finish on shutdown.",
+    "log_level": "critical, error, warning, info or debug.",
+    "log_format": "plain, or json (one object per line).",
+}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(rs.RelaySettings)}
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a setting."""
+    return rs.ENV_DATA_DIR if name == "data_dir" else rs.ENV_PREFIX + name.upper()
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if value is None:
+        return '""'
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def template(chosen: Mapping[str, object] | None = None) -> str:
+    """The commented TOML file: ``chosen`` settings set, every other one commented out."""
+    chosen = dict(chosen or {})
+    unknown = sorted(set(chosen) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown relay settings: {', '.join(unknown)}")
+    defaults = rs.RelaySettings()
+    lines = [
+        "# Backchannel relay settings.",
+        "#",
+        "# Precedence, lowest first: the defaults shown here, this file, environment",
+        f"# variables ({rs.ENV_PREFIX}<SETTING>, {rs.ENV_DATA_DIR} for data_dir), flags.",
+        "# Check it with: backchannel relay check-config --config <this file>",
+        "# A commented-out line shows the default, which applies.",
+        "",
+        "[relay]",
+    ]
+    for name in _FIELDS:
+        lines.append("")
+        lines.extend(f"# {part}" for part in DESCRIPTIONS[name].splitlines())
+        lines.append(f"# Environment: {env_name(name)}")
+        if name in chosen:
+            lines.append(f"{name} = {_toml_value(chosen[name])}")
+        else:
+            lines.append(f"# {name} = {_toml_value(getattr(defaults, name))}")
+    return "\n".join(lines) + "\n"
+
+
+def write_new(path: Path, text: str, *, force: bool = False) -> None:
+    """Write ``text`` to a new file readable by its owner only (it may hold a token)."""
+    path = path.expanduser()
+    if not path.parent.is_dir():
+        raise ConfigError(f"the directory {path.parent} does not exist; create it first")
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists; pass --force to replace it") from None
+    except OSError as e:
+        raise ConfigError(f"cannot write {path}: {e.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+
+
+def new_operator_token() -> str:
+    """A fresh operator token: 32 random bytes, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass
+class Report:
+    """What ``check-config`` found: problems, and where each value came from."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    settings: rs.RelaySettings | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def lines(self) -> list[str]:
+        out = [f"error: {e}" for e in self.errors] + [f"warning: {w}" for w in self.warnings]
+        if self.settings is not None:
+            for name in _FIELDS:
+                value = getattr(self.settings, name)
+                if name in ("operator_token",) and value is not None:
+                    value = "(set, hidden)"
+                elif name == "db_url":
+                    value = _hide_password(self.settings.store_url)
+                out.append(f"{name} = {value}  [{self.sources.get(name, 'default')}]")
+        return out
+
+
+def _hide_password(url: str) -> str:
+    if "://" not in url or "@" not in url.split("://", 1)[1].split("/", 1)[0]:
+        return url
+    scheme, rest = url.split("://", 1)
+    userinfo, host = rest.split("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else url
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    near = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {near[0]}?)" if near else ""
+
+
+def check(
+    flags: Mapping[str, object] | None = None,
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Report:
+    """Resolve the settings as ``relay serve`` would, collecting every problem."""
+    env = os.environ if env is None else env
+    report = Report()
+    raw: dict[str, object] = {}
+    if config_file is None and env.get(rs.ENV_CONFIG):
+        config_file = Path(env[rs.ENV_CONFIG])
+    if config_file is not None:
+        _read_file(config_file, raw, report)
+    env_names = {env_name(n): n for n in _FIELDS}
+    for var in sorted(env):
+        if not var.startswith(rs.ENV_PREFIX) or var == rs.ENV_CONFIG:
+            continue
+        if var in env_names:
+            raw[env_names[var]] = env[var]
+            report.sources[env_names[var]] = f"environment {var}"
+        else:
+            report.errors.append(
+                f"unknown environment variable {var}{_suggest(var, [*env_names, rs.ENV_CONFIG])}"
+            )
+    for name, value in (flags or {}).items():
+        if value is not None:
+            raw[name] = value
+            report.sources[name] = "flag"
+    values: dict[str, object] = {}
+    bad_values = False
+    for name, value in raw.items():
+        try:
+            values[name] = rs._coerce(name, value)
+        except ConfigError as e:
+            report.errors.append(f"{e} [{report.sources.get(name, 'default')}]")
+            bad_values = True
+    if bad_values:
+        return report
+    try:
+        report.settings = rs.RelaySettings(**values)  # type: ignore[arg-type]
+    except ConfigError as e:
+        report.errors.append(str(e))
+        return report
+    _check_places(report.settings, report)
+    return report
+
+
+def _read_file(path: Path, raw: dict[str, object], report: Report) -> None:
+    try:
+        with path.expanduser().open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        report.errors.append(f"cannot read the settings file {path}: {e.strerror}")
+        return
+    except tomllib.TOMLDecodeError as e:
+        report.errors.append(f"the settings file {path} is not valid TOML: {e}")
+        return
+    table = data.get("relay", data)
+    if not isinstance(table, dict):
+        report.errors.append(f"{path}: [relay] must be a table")
+        return
+    for key, value in table.items():
+        if key not in _FIELDS:
+            report.errors.append(f"{path}: unknown setting {key}{_suggest(key, list(_FIELDS))}")
+            continue
+        raw[key] = value
+        report.sources[key] = f"file {path}"
+    mode = path.expanduser().stat().st_mode
+    if "operator_token" in table and mode & 0o077:
+        report.warnings.append(
+            f"{path} holds the operator token and is readable by others "
+            f"(mode {mode & 0o777:o}); chmod 600 it"
+        )
+
+
+def _check_places(settings: rs.RelaySettings, report: Report) -> None:
+    """Problems ``serve`` would meet only at start-up: directories and registration."""
+    from backchannel.store.factory import sqlite_path
+
+    if not settings.db_url:
+        data_dir = settings.data_dir.expanduser()
+        existing = data_dir
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing.exists() and not existing.is_dir():
+            report.errors.append(f"the data directory {data_dir} is not a directory")
+        elif not os.access(existing, os.W_OK):
+            report.errors.append(f"the data directory {data_dir} cannot be written")
+    else:
+        path = sqlite_path(settings.db_url)
+        if path is not None:
+            directory = os.path.dirname(os.path.abspath(path))
+            if os.path.isdir(path):
+                report.errors.append(f"the relay database {path} is a directory")
+            elif not os.path.isdir(directory):
+                report.errors.append(
+                    f"the directory of the relay database, {directory}, does not exist"
+                )
+            elif not os.access(directory, os.W_OK):
+                report.errors.append(
+                    f"the directory of the relay database, {directory}, cannot be written"
+                )
+    if settings.operator_token is None and not settings.open_registration:
+        report.warnings.append(
+            "no operator_token and registration closed: no tenant can be registered"
+        )
+    if settings.open_registration:
+        report.warnings.append("open_registration: anyone may register a tenant (demos only)")

@@ -1,0 +1,189 @@
+"""``relay init`` writes a commented TOML file; ``relay check-config`` reports every problem."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from backchannel.relay import config as cfg
+from backchannel.relay.logformat import JsonFormatter
+from backchannel.relay.settings import RelaySettings, resolve_settings
+from tests.relay.procs import REPO
+
+FIELDS = [f.name for f in dataclasses.fields(RelaySettings)]
+
+
+def relay(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("BACKCHANNEL_RELAY_")}
+    full["PYTHONPATH"] = str(REPO / "src")
+    full.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "backchannel.relay", *args],
+        env=full,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_every_setting_is_described_in_the_file_and_uncommenting_gives_the_defaults() -> None:
+    text = cfg.template()
+    for name in FIELDS:
+        assert f"# {name} = " in text, name
+        assert f"# Environment: {cfg.env_name(name)}" in text
+    # Uncomment every setting line: the file then states every default explicitly.
+    lines = [
+        line[2:] if any(line.startswith(f"# {n} = ") for n in FIELDS) else line
+        for line in text.splitlines()
+    ]
+    data = tomllib.loads("\n".join(lines))["relay"]
+    assert sorted(data) == sorted(FIELDS)
+    defaults = RelaySettings()
+    explicit = resolve_settings({k: v for k, v in data.items() if k != "operator_token"}, env={})
+    for name in FIELDS:
+        if name in ("operator_token", "data_dir"):
+            continue
+        assert getattr(explicit, name) == getattr(defaults, name), name
+    assert set(cfg.DESCRIPTIONS) == set(FIELDS)
+
+
+def test_init_writes_a_private_file_with_a_token_that_serve_reads(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    result = relay("init", str(path), "--db", "relay.db", "--port", "9100", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    settings = resolve_settings(config_file=path, env={})
+    assert settings.port == 9100
+    assert settings.store_url == f"sqlite://{tmp_path / 'relay.db'}"  # absolute, not cwd-relative
+    assert settings.operator_token is not None and len(settings.operator_token) >= 40
+    assert settings.operator_token not in result.stdout + result.stderr
+    # A second init would lose the token: refused without --force, file unchanged.
+    before = path.read_bytes()
+    again = relay("init", str(path), cwd=tmp_path)
+    assert again.returncode == 2 and "exists" in again.stderr
+    assert path.read_bytes() == before
+    ok = relay("check-config", "--config", str(path), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "ok:" in ok.stdout and "port = 9100  [file" in ok.stdout
+    assert settings.operator_token not in ok.stdout + ok.stderr
+
+
+def test_init_refuses_bad_values_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    result = relay("init", str(path), "--port", "70000", cwd=tmp_path)
+    assert result.returncode == 2 and "port must be between" in result.stderr
+    assert not path.exists()
+
+
+def test_check_config_reports_every_problem_with_its_source(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text("[relay]\nprot = 9000\nretention_seconds = 60\n")
+    result = relay(
+        "check-config",
+        "--config",
+        str(path),
+        env={"BACKCHANNEL_RELAY_MAX_BTACH": "3", "BACKCHANNEL_RELAY_DATA": str(tmp_path)},
+    )
+    assert result.returncode == 1
+    assert "unknown setting prot (did you mean port?)" in result.stderr
+    assert (
+        "BACKCHANNEL_RELAY_MAX_BTACH (did you mean BACKCHANNEL_RELAY_MAX_BATCH?)" in result.stderr
+    )
+    assert "retention_seconds must be at least 3600" in result.stderr
+    typed = relay("check-config", env={"BACKCHANNEL_RELAY_PORT": "eighty"})
+    assert typed.returncode == 1
+    assert (
+        "port has an invalid value; expected int [environment BACKCHANNEL_RELAY_PORT]"
+        in typed.stderr
+    )
+
+
+def test_every_setting_comes_from_the_environment(tmp_path: Path) -> None:
+    defaults = RelaySettings()
+    changed = {
+        "db_url": str(tmp_path / "x.db"),
+        "data_dir": str(tmp_path),
+        "host": "0.0.0.0",
+        "port": "9999",
+        "cell_size": "8192",
+        "retention_seconds": "7200",
+        "expire_interval_seconds": "5.5",
+        "time_granularity_seconds": "30",
+        "log_interval_ms": "250",
+        "operator_token": "t",
+        "open_registration": "yes",
+        "default_quota_cells": "5",
+        "rendezvous": "off",
+        "max_quota_cells": "6",
+        "max_batch": "16",
+        "body_limit": "9000",
+        "ip_rate": "1.5",
+        "ip_burst": "2",
+        "tenant_rate": "3",
+        "tenant_burst": "4",
+        "rate_limit_buckets": "7",
+        "tenant_cache_size": "8",
+        "max_concurrency": "9",
+        "graceful_shutdown_seconds": "2",
+        "log_level": "debug",
+        "log_format": "json",
+    }
+    assert sorted(changed) == sorted(FIELDS)
+    env = {cfg.env_name(k): v for k, v in changed.items()}
+    settings = resolve_settings(env=env)
+    for name in FIELDS:
+        assert getattr(settings, name) != getattr(defaults, name), name
+    report = cfg.check(env=env)
+    assert report.ok, report.errors
+    assert report.sources["max_batch"] == "environment BACKCHANNEL_RELAY_MAX_BATCH"
+
+
+def test_a_database_in_a_missing_directory_is_reported(tmp_path: Path) -> None:
+    report = cfg.check({"db_url": str(tmp_path / "nope" / "relay.db")}, env={})
+    assert not report.ok
+    assert any("does not exist" in e for e in report.errors)
+
+
+def test_a_token_in_a_world_readable_file_is_warned_about(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text('[relay]\noperator_token = "secret-token-value"\n')
+    path.chmod(0o644)
+    report = cfg.check(config_file=path, env={"BACKCHANNEL_RELAY_DATA": str(tmp_path)})
+    assert report.ok
+    assert any("chmod 600" in w for w in report.warnings)
+    assert all("secret-token-value" not in line for line in report.lines())
+
+
+def test_database_passwords_are_hidden_in_the_report() -> None:
+    url = "postgresql://relay:hunter2@db.example/relay"
+    report = cfg.check({"db_url": url}, env={})
+    assert report.ok
+    assert not any("hunter2" in line for line in report.lines())
+    assert any("relay:***@db.example" in line for line in report.lines())
+
+
+def test_json_log_lines_are_objects() -> None:
+    import logging
+
+    record = logging.LogRecord("backchannel.relay", logging.WARNING, "f", 1, "n=%d", (3,), None)
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "warning" and entry["message"] == "n=3"
+    assert entry["logger"] == "backchannel.relay" and entry["time"].endswith("Z")
+
+
+@pytest.mark.parametrize("value", ["xml", "JSON "])
+def test_an_unknown_log_format_is_refused(value: str) -> None:
+    report = cfg.check({"log_format": value}, env={})
+    assert not report.ok and "log_format must be one of plain, json" in report.errors[0]
