@@ -187,3 +187,51 @@ def test_json_log_lines_are_objects() -> None:
 def test_an_unknown_log_format_is_refused(value: str) -> None:
     report = cfg.check({"log_format": value}, env={})
     assert not report.ok and "log_format must be one of plain, json" in report.errors[0]
+
+
+def test_serve_with_json_logs_writes_one_object_per_line(tmp_path: Path) -> None:
+    from tests.relay.procs import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKCHANNEL_RELAY_")}
+    env["PYTHONPATH"] = str(REPO / "src")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "backchannel.relay",
+            "serve",
+            "--db",
+            str(tmp_path / "r.db"),
+            "--port",
+            str(port),
+            "--log-format",
+            "json",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        slot = "ab" * 32
+        httpx.get(f"http://127.0.0.1:{port}/v1/tenants/nobody/slots/{slot}")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) >= 3
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert any(e["logger"] == "backchannel.relay" for e in entries)
+    assert slot not in err  # the path (with its slot) is never logged
