@@ -165,7 +165,6 @@ def _pair(ri: Officer, han: Officer, smith: Officer, jones: Officer) -> None:
     # The meeting step: Ri and Smith read the number aloud; it is the same on both desks.
     numbers = {o.name: o.page.locator(".safety .group").all_inner_texts() for o in (ri, smith)}
     assert len(numbers["ri"]) == 12 and numbers["ri"] == numbers["smith"]
-    screenshot(ri.page, "safety-number")
     # Until the number is confirmed, no offer can be made.
     ri.go(dc_path + "/channel")
     expect(ri.page.get_by_text("Compare the safety number first")).to_be_visible()
@@ -314,6 +313,9 @@ def test_the_demo_scenario_through_four_desks(scene: Scene) -> None:
     proof = ri.download("Export the evidence")
     proves = verify_misbehaviour(evidence_from_text(proof.read_text()))  # as anyone would
     assert proves.startswith(("rewind:", "fork:", "divergence:")), proves
+
+    # Han's desk heard of Ri's attempt to send alone, through the mission's rounds.
+    han.reload_until("/alarms", lambda p: p.get_by_text("without a colleague's co-signature"))
 
     for who in (ri, han, smith, jones):
         assert who.csp_errors == [], (who.name, who.csp_errors)

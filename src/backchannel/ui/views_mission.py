@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import segno
@@ -58,13 +59,33 @@ async def channels(request: Request, session: Session) -> Response:
 # --- alarms ------------------------------------------------------------------------------------
 
 
+#: What each kind of proof shows, in plain words.
+LIES = {
+    "fork": "it showed two different histories of its log",
+    "divergence": "it showed two histories of its log that disagree",
+    "rewind": "it went back to an older, shorter log after showing a longer one",
+    "drop": "it hid a message it had stored",
+    "slot conflict": "it stored two different messages in one place",
+}
+
+
+def _lie(text: str) -> str | None:
+    kind = re.search(r": (fork|divergence|rewind|drop|slot conflict): ", text)
+    return kind.group(1) if kind else None
+
+
 def _relay_alarm(text: str) -> dict[str, str]:
     proved = "proof of misbehaviour kept" in text
+    kind = _lie(text)
+    title = "The relay answered wrongly"
+    if proved:
+        title = "The relay was caught lying" + (f": {LIES[kind]}" if kind else "")
     return {
-        "title": "The relay was caught lying" if proved else "The relay answered wrongly",
+        "title": title,
         "advice": (
             "It is proven. Export the evidence below and send it to your headquarters "
-            "and to the other mission: anyone can check it offline."
+            "and to the other mission: anyone can check it offline. Until they answer, "
+            "send nothing that must not be delayed or lost."
             if proved
             else "Nothing is proven yet. If this repeats, tell your headquarters; "
             "the rounds go on and nothing is lost."
@@ -87,8 +108,11 @@ async def alarms(request: Request, session: Session) -> Response:
             for rec in c.channels()
             for a in rec.alarms
         ]
+        colleagues = [
+            {"title": a.text, "advice": a.todo, "at": when(a.at)} for a in c.officer_alarms()
+        ]
         evidence = [
-            {"n": i, "kind": evidence_kind(blob), "name": name}
+            {"n": i, "kind": LIES.get(evidence_kind(blob), evidence_kind(blob)), "name": name}
             for i, (blob, (name, _)) in enumerate(
                 zip(c.relay_evidence(), c.evidence_files(), strict=True)
             )
@@ -99,6 +123,7 @@ async def alarms(request: Request, session: Session) -> Response:
         "alarms.html",
         relay=relay,
         channel=channel,
+        colleagues=colleagues,
         events=[{"title": e.title, "advice": e.advice, "at": when(e.at)} for e in desk.events],
         evidence=evidence,
         relay_error=desk.info.relay_error,

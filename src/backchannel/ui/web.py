@@ -126,7 +126,7 @@ def render(
 def alarm_count(desk: Desk) -> int:
     c = desk.client
     channel_alarms = sum(len(rec.alarms) for rec in c.channels())
-    return len(c.relay_alarms()) + channel_alarms + len(desk.events)
+    return len(c.relay_alarms()) + channel_alarms + len(c.officer_alarms()) + len(desk.events)
 
 
 def when(ts: float | None) -> str:
