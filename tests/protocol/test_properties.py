@@ -24,6 +24,9 @@ PAYLOADS = st.one_of(
 
 # One pair reused by the examples: building missions costs ML-DSA key generation.
 _PAIR = make_pair(DetRng("properties"))
+# Its own pair for the tampering test: it moves the endpoints past the harness's
+# round counter, which broke the round-trip test whenever it ran first.
+_CELL_PAIR = make_pair(DetRng("properties/cells"))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,7 +50,7 @@ def test_sealed_message_round_trips_and_opens(payload: Payload) -> None:
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_any_flipped_byte_in_any_cell_is_refused(data: st.DataObject) -> None:
-    p = _PAIR
+    p = _CELL_PAIR
     ep_a, ep_b = p.a.endpoint, p.b.endpoint
     r = max(ep_a.next_send_round, ep_b.next_recv_round)
     _, cell = ep_a.cell_for_round(r, p.rng(12))
