@@ -123,6 +123,9 @@ def test_no_command_but_the_rounds_reaches_the_relay(
     offline(han, "officer", "rotate-key")
     offline(smith, "evidence", "list")
     offline(jones, "forget", item["message_id"][:8])
+    offline(jones, "audit", "list")
+    assert offline(jones, "audit", "verify")["holds"] is True
+    offline(jones, "audit", "export", "--out", str(tmp_path / "dc.audit"))
     rounds(smith, ri)
     [sent] = offline(ri, "drafts")["drafts"]  # type: ignore[misc]
     assert sent["draft_id"] == draft["draft_id"] and sent["state"] == "delivered"
