@@ -57,6 +57,20 @@ async def test_register_returns_quota_and_stores_only_the_credential_hash(
     assert record.credential_hash == hashlib.sha256(raw).digest()
 
 
+async def test_register_takes_an_integral_json_number_as_the_integer(
+    http: httpx.AsyncClient,
+) -> None:
+    # JSON (and the document's "type": "integer") has no int/float split: 150.0 is 150.
+    r = await http.post(
+        "/v1/tenants",
+        content=b'{"tenant_id": "mission-f", "credential": "%s", "quota_cells": 150.0}'
+        % new_credential().encode(),
+        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}", "Content-Type": "application/json"},
+    )
+    assert r.status_code == 201
+    assert r.content.count(b'"quota_cells":150}') == 1  # answered as an integer
+
+
 async def test_register_default_quota(http: httpx.AsyncClient) -> None:
     r = await http.post(
         "/v1/tenants",
@@ -118,6 +132,7 @@ async def test_registration_closed_without_token_or_open_flag(make_app: AppFacto
         {"tenant_id": "mission", "credential": new_credential(), "quota_cells": 0},
         {"tenant_id": "mission", "credential": new_credential(), "quota_cells": "5"},
         {"tenant_id": "mission", "credential": new_credential(), "quota_cells": True},
+        {"tenant_id": "mission", "credential": new_credential(), "quota_cells": 150.5},
         {"tenant_id": "mission", "credential": new_credential(), "quota_cells": 10**12},
         {"tenant_id": "mission", "credential": new_credential(), "admin": True},
         {"tenant_id": "mission"},

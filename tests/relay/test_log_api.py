@@ -130,11 +130,17 @@ async def test_head_leaf_and_proof_endpoints(http: httpx.AsyncClient, alpha: Ten
         ("/v1/log/leaves/-1", 400),
         ("/v1/log/leaves/x", 400),
         ("/v1/log/leaves/99999999999999999999", 400),
-        ("/v1/log/proof/inclusion?leaf_index=0&tree_size=1", 400),
+        ("/v1/log/proof/inclusion?leaf_index=0&tree_size=1", 404),  # not that big yet
+        ("/v1/log/proof/inclusion?leaf_index=0&tree_size=0", 400),
         ("/v1/log/proof/inclusion?leaf_index=0", 400),
         ("/v1/log/proof/inclusion?leaf_index=0&leaf_index=0&tree_size=1", 400),
         ("/v1/log/proof/consistency?first=0&second=0", 400),
         ("/v1/log/proof/consistency?first=1&second=x", 400),
+        ("/v1/log/proof/consistency?first=1&second=2", 404),  # not that big yet
+        ("/v1/log/proof/consistency?first=1&second=0", 400),
+        ("/v1/log/head?size=0", 400),
+        ("/v1/log/head?size=1", 404),
+        ("/v1/log/proof/entry?leaf_index=0&batch_position=0&tree_size=1", 404),
     ],
 )
 async def test_log_requests_outside_the_log_are_refused(

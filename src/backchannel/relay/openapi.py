@@ -18,6 +18,8 @@ _TENANT_ID = {"type": "string", "pattern": "^[a-z0-9-]{3,64}$", "minLength": 3, 
 _HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64}
 _PROOF = {"type": "array", "items": _HASH, "maxItems": 64}
 _U63 = {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
+#: A tree size a proof or head can be asked for (the empty tree has none).
+_SIZE = {**_U63, "minimum": 1}
 _SIGNED_HEAD = {
     "type": "string",
     "pattern": "^[0-9a-f]+$",
@@ -354,6 +356,8 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                             "schema": {
                                 "type": "string",
                                 "format": "binary",
+                                "minLength": cell,
+                                "maxLength": cell,
                                 "description": f"exactly {cell} bytes",
                             }
                         }
@@ -501,8 +505,9 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                         "name": "size",
                         "in": "query",
                         "required": False,
-                        "schema": _U63,
-                        "description": "the committed head of this size (compact form only)",
+                        "schema": _SIZE,
+                        "description": "the committed head of this size (compact form only);"
+                        " 404 while the log is smaller",
                     }
                 ],
                 "responses": {
@@ -517,7 +522,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                             }
                         ),
                     },
-                    **_errors(400, 429, 503),
+                    **_errors(400, 404, 429, 503),
                 },
             }
         },
@@ -543,14 +548,14 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "security": [],
                 "parameters": [
                     {"name": "leaf_index", "in": "query", "required": True, "schema": _U63},
-                    {"name": "tree_size", "in": "query", "required": True, "schema": _U63},
+                    {"name": "tree_size", "in": "query", "required": True, "schema": _SIZE},
                 ],
                 "responses": {
                     "200": {
                         "description": "The proof, leaf upwards",
                         "content": _json({"$ref": "#/components/schemas/InclusionProof"}),
                     },
-                    **_errors(400, 429, 503),
+                    **_errors(400, 404, 429, 503),
                 },
             }
         },
@@ -560,15 +565,15 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "summary": "RFC 9162 consistency proof between two tree sizes",
                 "security": [],
                 "parameters": [
-                    {"name": "first", "in": "query", "required": True, "schema": _U63},
-                    {"name": "second", "in": "query", "required": True, "schema": _U63},
+                    {"name": "first", "in": "query", "required": True, "schema": _SIZE},
+                    {"name": "second", "in": "query", "required": True, "schema": _SIZE},
                 ],
                 "responses": {
                     "200": {
                         "description": "The proof",
                         "content": _json({"$ref": "#/components/schemas/ConsistencyProof"}),
                     },
-                    **_errors(400, 429, 503),
+                    **_errors(400, 404, 429, 503),
                 },
             }
         },
@@ -580,7 +585,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "parameters": [
                     {"name": "leaf_index", "in": "query", "required": True, "schema": _U63},
                     {"name": "batch_position", "in": "query", "required": True, "schema": _U63},
-                    {"name": "tree_size", "in": "query", "required": True, "schema": _U63},
+                    {"name": "tree_size", "in": "query", "required": True, "schema": _SIZE},
                 ],
                 "responses": {
                     "200": {

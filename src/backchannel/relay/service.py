@@ -211,6 +211,8 @@ class RelayService:
         raw = decode_credential(credential) if isinstance(credential, str) else None
         if raw is None:
             raise HTTPRefusal(400, "credential must be the base64url encoding of 32 random bytes")
+        if isinstance(quota, float) and quota.is_integer() and abs(quota) < 2**53:
+            quota = int(quota)  # 150.0 is the integer 150 in JSON (and its schema)
         if isinstance(quota, bool) or not isinstance(quota, int):
             raise HTTPRefusal(400, "quota_cells must be an integer")
         if not 1 <= quota <= s.max_quota_cells:
@@ -362,9 +364,11 @@ class RelayService:
 
     async def compact_head_at(self, size: int) -> bytes:
         """The compact signed head the log committed at ``size`` (one per size)."""
-        current = await self.store.log_head()
-        if not 0 < size <= current.size:
+        if size < 1:
             raise HTTPRefusal(400, "need 0 < size <= the current log size (GET /v1/log/head)")
+        current = await self.store.log_head()
+        if size > current.size:
+            raise HTTPRefusal(404, _NOT_YET)
         leaf = await self.store.log_leaf(size - 1)
         path = await self.store.inclusion_proof(size - 1, size)
         root = root_from_inclusion(leaf_hash(leaf), size - 1, size, path)
@@ -391,9 +395,7 @@ class RelayService:
             leaf = await self.store.log_leaf(index)
             batch = await self.store.batch_proof(index, position)
         except LocalProtocolError:
-            raise HTTPRefusal(
-                400, "need leaf_index < tree_size <= the current log size (GET /v1/log/head)"
-            ) from None
+            raise _no_proof(size, "need leaf_index < tree_size <= the current log size") from None
         except LookupError:
             raise HTTPRefusal(
                 404, "no such batch member (never stored, or past retention)"
@@ -433,9 +435,7 @@ class RelayService:
         try:
             proof = await self.store.inclusion_proof(index, size)
         except LocalProtocolError:
-            raise HTTPRefusal(
-                400, "need leaf_index < tree_size <= the current log size (GET /v1/log/head)"
-            ) from None
+            raise _no_proof(size, "need leaf_index < tree_size <= the current log size") from None
         return JSONResponse(
             {"leaf_index": index, "tree_size": size, "proof": [h.hex() for h in proof]}
         )
@@ -446,8 +446,8 @@ class RelayService:
         try:
             proof = await self.store.consistency_proof(first, second)
         except LocalProtocolError:
-            raise HTTPRefusal(
-                400, "need 0 < first <= second <= the current log size (GET /v1/log/head)"
+            raise _no_proof(
+                min(first, second), "need 0 < first <= second <= the current log size"
             ) from None
         return JSONResponse({"first": first, "second": second, "proof": [h.hex() for h in proof]})
 
@@ -503,6 +503,16 @@ class RelayService:
                 log.warning("expiry skipped: the store is unavailable (%s)", e)
             except StoreError as e:
                 log.warning("expiry failed: %s", type(e).__name__)
+
+
+_NOT_YET = "the log has not reached that size yet; see GET /v1/log/head"
+
+
+def _no_proof(size: int, need: str) -> HTTPRefusal:
+    """A proof that cannot exist: 400 for a size the API never allows (0), else
+    404 (no such proof in this log, e.g. a size it has not reached yet)."""
+    status = 400 if size < 1 else 404
+    return HTTPRefusal(status, f"{need} (GET /v1/log/head); no such proof in this log")
 
 
 def _quoted(joined: str) -> str:
