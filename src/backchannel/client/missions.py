@@ -15,6 +15,7 @@ from backchannel.client.cards import CardError, MissionCard, OfficerCard
 from backchannel.client.mission import MissionState, Proposal, adopt, propose, sign_proposal
 from backchannel.client.officer_alarms import OfficerAlarms
 from backchannel.client.records import ChannelRecord, PeerRecord
+from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, RemoteProtocolError
 from backchannel.protocol import channel as ch
@@ -22,6 +23,7 @@ from backchannel.protocol import joint
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import EpochKeyCert
+from backchannel.protocol.roster import signers
 
 
 class Missions(OfficerAlarms):
@@ -151,6 +153,21 @@ class Missions(OfficerAlarms):
         )
         self._peer_card(peer_id)  # refuses an unknown or unconfirmed peer
         return ch.sign_offer(offer, self.officer)
+
+    def offer_signers(self, offer: ch.ChannelOffer) -> set[bytes]:
+        """The officers whose signatures on ``offer`` verify: of our roster if it is our
+        mission's offer, else of the (confirmed) peer's that made it."""
+        m = self.mission()
+        if equal(offer.from_mission, m.mission_id):
+            roster = m.roster
+        else:
+            roster = self._peer_card(offer.from_mission).roster
+        body = offer.signed_part()
+        return signers(
+            roster,
+            offer.signatures,
+            lambda vk, sig: vk.verify_hybrid(sig, labels.SIG_CHANNEL_OFFER, body),
+        )
 
     def accept_channel(self, offer_x: ch.ChannelOffer, offer_y: ch.ChannelOffer) -> ChannelRecord:
         m = self.mission()

@@ -5,8 +5,9 @@ makes it (signing it), colleagues co-sign it until ``k`` officers have, and
 the complete offer goes to the other mission as a file (or its pasted text),
 as mission cards do. With both missions' complete offers in hand, every
 officer of both missions opens the channel on his own desk. The client checks
-every signature when the channel opens; the desk only keeps the offers in
-hand (:attr:`Desk.offers`) and shows how far each one is.
+every signature when an offer is added (only those that verify are kept and
+shown) and again when the channel opens; the desk keeps the offers in hand
+(:attr:`Desk.offers`) and shows how far each one is.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _open_with(c: Client, mission_id: bytes) -> bool:
 def _ours_view(desk: Desk, offer: ChannelOffer) -> dict[str, Any]:
     c = desk.client
     k = c.mission().roster.threshold
-    ids = [oid for oid, _ in offer.signatures]
+    ids = [oid for oid, _ in offer.signatures if oid in c.offer_signers(offer)]
     return {
         "names": [officer_name(desk, oid) for oid in ids],
         "have": len(ids),
@@ -75,7 +76,7 @@ async def channel_page(request: Request, session: Session) -> Response:
             "confirmed": rec.confirmed,
             "open": _open_with(c, rec.mission_id),
             "ours": ours,
-            "theirs": {"have": len(theirs.signatures)} if theirs is not None else None,
+            "theirs": {"have": len(c.offer_signers(theirs))} if theirs is not None else None,
             "k": c.mission().roster.threshold,
             "us": c.mission().name,
         }
@@ -134,6 +135,15 @@ async def add(request: Request, session: Session, form: FormData) -> str:
         ours_id = c.mission().mission_id
         if {offer.terms.mission_a, offer.terms.mission_b} != {ours_id, rec.mission_id}:
             raise ConfigError(f"that offer is not for a channel between us and {rec.name}")
+        good = c.offer_signers(offer)
+        if not good:
+            raise ConfigError(
+                "no signature on that offer verifies: it was altered or damaged; "
+                "ask for a fresh copy"
+            )
+        offer = dataclasses.replace(
+            offer, signatures=tuple(s for s in offer.signatures if s[0] in good)
+        )
         held = desk.offers.setdefault(hex_id, {})
         if offer.from_mission == ours_id:
             held["ours"] = _merged(held.get("ours"), offer)

@@ -1,0 +1,130 @@
+"""The channel offers at the desk, without a browser: what is refused, and that it changes nothing.
+
+Two desks of New York (Ri, Han) and one of Washington (Smith) as ASGI apps over
+the library's clients (no rounds run: the offers need none). Each refusal is a
+note on the page the officer came from; the offers in hand and the channels
+stay as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backchannel.client.home import Home
+from backchannel.client.service import Client
+from backchannel.ui.app import create_app
+from backchannel.ui.desk import Desk
+from backchannel.ui.security import Gate
+from tests.e2e.conftest import PASSPHRASE, set_up_missions
+from tests.ui.conftest import in_thread
+
+DEAD_RELAY = "http://127.0.0.1:9"
+ORIGIN = "http://127.0.0.1:8471"
+
+
+class DeskClient:
+    """One officer's desk app, signed in; posts its forms as the desk's own pages do."""
+
+    def __init__(self, home: Path) -> None:
+        self.client = Client(Home.unlock(home, PASSPHRASE))
+        self.desk = Desk(self.client)
+        gate = Gate(ORIGIN)
+        self.app = create_app(self.desk, gate)
+        self.cookies = httpx.Cookies()
+        assert self.request("GET", gate.login_path).status_code == 303
+        self.csrf = gate._session.csrf if gate._session else ""
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url=ORIGIN, cookies=self.cookies
+            ) as http:
+                r = await http.request(method, path, **kw)
+                self.cookies.update(http.cookies)
+                return r
+
+        return asyncio.run(go())
+
+    def post(self, path: str, **form: str) -> str:
+        """POST ``form``; the text of the page it leads to (its notes included)."""
+        data = {"csrf": self.csrf, "back": path.rsplit("/", 1)[0], **form}
+        r = self.request("POST", path, data=data, headers={"origin": ORIGIN})
+        assert r.status_code == 303, r.text
+        return html.unescape(self.get(r.headers["location"]).text)
+
+    def get(self, path: str) -> httpx.Response:
+        return self.request("GET", path)
+
+
+@pytest.fixture(scope="module")
+def desks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DeskClient]]:
+    work = tmp_path_factory.mktemp("offers")
+    m = in_thread(lambda: set_up_missions(work, DEAD_RELAY, DEAD_RELAY, register=False, pair=False))
+    out = {"ri": DeskClient(m.ri.home), "han": DeskClient(m.han.home),
+           "smith": DeskClient(m.smith.home)}  # fmt: skip
+    for d, card in ((out["ri"], m.dc_card), (out["han"], m.dc_card), (out["smith"], m.ny_card)):
+        d.post("/pairing/add", card_text=card)
+    yield out
+    for d in out.values():
+        d.client.home.close()
+
+
+def _peer(d: DeskClient) -> str:
+    [p] = d.client.peers()
+    return p.mission_id.hex()
+
+
+def test_offers_are_refused_until_right_and_nothing_changes(desks: dict[str, DeskClient]) -> None:
+    ri, han, smith = desks["ri"], desks["han"], desks["smith"]
+    dc, ny = _peer(ri), _peer(smith)
+    base = f"/pairing/{dc}/channel"
+
+    # Before the safety number is confirmed: no offer.
+    page = ri.post(base + "/make")
+    assert "compare and confirm the safety number of Washington first" in page
+    assert ri.desk.offers == {}
+    for d, peer in ((ri, dc), (han, dc), (smith, ny)):
+        d.post(f"/pairing/{peer}/confirm", read_aloud="yes", peer_confirmed="yes")
+
+    ri.post(base + "/make")
+    ours = ri.get(base + "/offer")
+    assert ours.headers["content-disposition"].endswith('new-york-offer-for-washington.offer"')
+    half = ours.text
+
+    # Garbage, an altered offer, an empty form: refused, nothing held.
+    for text, said in (("hello", "channel offer"), ("", "choose the offer file")):
+        assert said in han.post(base + "/add", offer_text=text)
+    for at, said in (
+        (60, 'class="note note-refused"'),
+        (-30, "no signature on that offer verifies"),
+    ):
+        altered = half[:at] + ("A" if half[at] != "A" else "B") + half[at:][1:]
+        assert said in han.post(base + "/add", offer_text=altered), at  # its terms, its signature
+    assert han.desk.offers.get(dc, {}) == {}
+
+    # Co-signing one's own offer again adds nothing.
+    assert "you have signed this offer already" in ri.post(base + "/cosign")
+
+    # Washington's offer is Washington's: on New York's desks it is "theirs".
+    smith.post(f"/pairing/{ny}/channel/make")
+    dc_half = smith.get(f"/pairing/{ny}/channel/offer").text
+    ri.post(base + "/add", offer_text=dc_half)
+    # Opening with offers signed by one officer each: refused, no channel.
+    page = ri.post(base + "/open")
+    assert "needs 2 officers' signatures; 1 verify" in page and ri.client.channels() == []
+
+    # Han adds Ri's offer and co-signs it; Ri's desk merges the signatures it is given.
+    han.post(base + "/add", offer_text=half)
+    page = han.post(base + "/cosign")
+    assert "Co-signed: 2 of 2 officers have signed" in page
+    full = han.get(base + "/offer").text
+    ri.post(base + "/add", offer_text=full)
+    assert ri.desk.offers[dc]["ours"].signatures == han.desk.offers[dc]["ours"].signatures
