@@ -51,7 +51,7 @@ class DeskClient:
                 self.cookies.update(http.cookies)
                 return r
 
-        return asyncio.run(go())
+        return in_thread(lambda: asyncio.run(go()))  # (a browser test may hold this thread's loop)
 
     def post(self, path: str, **form: str) -> str:
         """POST ``form``; the text of the page it leads to (its notes included)."""
