@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+from typer.completion import completion_init
 
 from backchannel.errors import ConfigError
 
@@ -21,6 +22,12 @@ if TYPE_CHECKING:
     from backchannel.relay.settings import RelaySettings
 
 relay_app = typer.Typer(help="Run a Backchannel relay.", no_args_is_help=True)
+
+# Shell completion (docs/operations.md): Typer registers its bash, zsh, fish and
+# PowerShell scripts only for apps that add --install-completion, which neither
+# command line does; registering them here makes `_BACKCHANNEL_COMPLETE=source_bash
+# backchannel` (and the other shells) work for both. It only fills a table.
+completion_init()
 
 
 @relay_app.callback()
