@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from typer.completion import completion_init
+from typer._completion_classes import completion_init
 
 from backchannel.errors import ConfigError
 
