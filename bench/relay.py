@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -394,28 +394,15 @@ def _port_open(port: int) -> bool:
 
 
 def _postgres_skip_reason() -> str | None:
-    try:
-        import psycopg
+    from backchannel.store.pg_scratch import unreachable_reason
 
-        with psycopg.connect(PG_BASE, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as e:
-        return f"PostgreSQL at 127.0.0.1:5432/test not reachable ({type(e).__name__})"
-    return None
+    return unreachable_reason(PG_BASE)
 
 
-@contextmanager
-def _pg_schema() -> Iterator[str]:
-    import psycopg
+def _pg_schema() -> AbstractContextManager[str]:
+    from backchannel.store.pg_scratch import scratch_schema
 
-    schema = "bench_relay_" + secrets.token_hex(4)
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return scratch_schema(PG_BASE, "bench_relay_")
 
 
 def run(quick: bool) -> dict[str, Any]:

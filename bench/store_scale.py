@@ -29,7 +29,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 try:
     import backchannel  # noqa: F401
@@ -37,10 +36,10 @@ except ImportError:  # run from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import psycopg
-from psycopg import sql
 
 from backchannel.errors import BackchannelError
 from backchannel.protocol.constants import CELL_SIZE
+from backchannel.store import pg_scratch
 from backchannel.store.postgres import PostgresRelayStore
 from backchannel.store.relay_store import RelayStore
 from backchannel.store.sqlite import SQLiteRelayStore
@@ -133,22 +132,11 @@ async def _bench_sqlite(small_n: int, large_n: int, deposits: int) -> dict[str, 
 
 
 def _pg_reason() -> str | None:
-    try:
-        with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        return f"PostgreSQL not reachable at 127.0.0.1:5432: {str(exc).strip().splitlines()[0]}"
-    return None
+    return pg_scratch.unreachable_reason(PG_DSN)
 
 
 async def _pg_at(n: int, deposits: int) -> tuple[float, float]:
-    schema = f"bc_bench_{os.getpid()}_{secrets.token_hex(4)}"
-    ident = sql.Identifier(schema)
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
-    sep = "&" if "?" in PG_DSN else "?"
-    dsn = f"{PG_DSN}{sep}options={quote(f'-csearch_path={schema}', safe='')}"
-    try:
+    with pg_scratch.scratch_schema(PG_DSN, f"bc_bench_{os.getpid()}_") as dsn:
         store = PostgresRelayStore(dsn)
         await store.open()
         await store.create_tenant(TENANT, b"\x00" * 32, 10**9, now=0)
@@ -173,9 +161,6 @@ async def _pg_at(n: int, deposits: int) -> tuple[float, float]:
             return rate, _rss_mb()  # RSS with the store still open
         finally:
             await store.close()
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(ident))
 
 
 async def _bench_pg(small_n: int, large_n: int, deposits: int) -> dict[str, Any]:

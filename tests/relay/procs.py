@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -133,28 +132,17 @@ class RelayProcess:
 def postgres_reachable() -> str | None:
     """None if PostgreSQL answers at 127.0.0.1:5432 database ``test``, else why not."""
     try:
-        import psycopg
-
-        with psycopg.connect(PG_BASE, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as e:  # any failure means "skip", with the reason
-        return f"PostgreSQL at 127.0.0.1:5432/test is not reachable: {type(e).__name__}: {e}"
-    return None
+        from backchannel.store import pg_scratch
+    except ImportError as e:  # no PostgreSQL driver: skip, with the reason
+        return f"PostgreSQL driver missing: {e}"
+    return pg_scratch.unreachable_reason(PG_BASE)
 
 
-@contextmanager
-def fresh_pg_schema() -> Iterator[str]:
+def fresh_pg_schema() -> AbstractContextManager[str]:
     """A store URL pointing at a new, empty schema; the schema is dropped afterwards."""
-    import psycopg
+    from backchannel.store import pg_scratch
 
-    schema = "relay_test_" + secrets.token_hex(6)
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return pg_scratch.scratch_schema(PG_BASE, "relay_test_")
 
 
 async def register(base_url: str, tenant_id: str, credential: str) -> None:

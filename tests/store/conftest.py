@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -26,9 +24,8 @@ try:
 except ImportError:  # not installed into the venv yet (``make`` does): use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-import psycopg
-from psycopg import sql
 
+from backchannel.store import pg_scratch
 from backchannel.store.memory import MemoryRelayStore
 from backchannel.store.postgres import PostgresRelayStore
 from backchannel.store.relay_store import RelayStore
@@ -40,17 +37,8 @@ PG_DSN = os.environ.get("BACKCHANNEL_TEST_PG_DSN", "postgresql://postgres@127.0.
 @functools.cache
 def pg_unreachable_reason() -> str | None:
     """None when the test server answers, else the reason to skip."""
-    try:
-        with psycopg.connect(PG_DSN, connect_timeout=3, autocommit=True) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = psycopg.conninfo.conninfo_to_dict(PG_DSN)
-        return (
-            f"PostgreSQL not reachable at {where.get('host')}:{where.get('port', 5432)}: "
-            f"{first_line}; these tests need a real server"
-        )
-    return None
+    reason = pg_scratch.unreachable_reason(PG_DSN)
+    return None if reason is None else f"{reason}; these tests need a real server"
 
 
 def require_pg() -> None:
@@ -60,22 +48,15 @@ def require_pg() -> None:
 
 
 def dsn_with_schema(schema: str) -> str:
-    sep = "&" if "?" in PG_DSN else "?"
-    return f"{PG_DSN}{sep}options={quote(f'-csearch_path={schema}', safe='')}"
+    return pg_scratch.dsn_with_schema(PG_DSN, schema)
 
 
 @contextmanager
 def pg_schema() -> Iterator[str]:
     """A fresh empty schema for one test; yields a DSN that uses it; drops it after."""
     require_pg()
-    schema = f"bc_test_{os.getpid()}_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        yield dsn_with_schema(schema)
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with pg_scratch.scratch_schema(PG_DSN, f"bc_test_{os.getpid()}_") as dsn:
+        yield dsn
 
 
 @dataclass
