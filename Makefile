@@ -9,6 +9,7 @@ FUZZ_STAMP := $(VENV)/.fuzz-installed
 
 .PHONY: demo test lint bench bench-quick clean vectors dist
 .PHONY: fuzz mutation
+.PHONY: docs
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +63,19 @@ fuzz: $(FUZZ_STAMP)
 MUTATE ?=
 mutation: $(FUZZ_STAMP)
 	$(BIN)/python -m tests.fuzz.mutation $(MUTATE)
+
+# The documentation site: MkDocs and the Material theme at the versions of
+# requirements-docs.lock, in an environment of their own (.venv/docs), built
+# from docs/ into build/site/ with --strict (a broken link fails the build).
+DOCS_VENV := $(VENV)/docs
+DOCS_STAMP := $(DOCS_VENV)/.installed
+$(DOCS_STAMP): requirements-docs.lock
+	test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-docs.lock
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict
 
 vectors: $(STAMP)
 	$(BIN)/python tests/vectors/generate.py
