@@ -6,6 +6,8 @@ figures for the harness. Everything runs on 127.0.0.1:
 * the relay as a uvicorn process (``python -m backchannel.relay serve``) on
   embedded SQLite, then on PostgreSQL when one answers at 127.0.0.1:5432/test
   (a fresh schema, dropped afterwards);
+* batch deposits (``POST /v1/batch/deposit``, 8 fresh cells each), counted
+  as cells the answer says are stored;
 * :mod:`bench.bare_app` on the same uvicorn stack (uvloop + httptools): it
   reads a 4 KiB body and answers, nothing more. It is the ceiling.
 
@@ -49,6 +51,8 @@ OPERATOR = "bench-operator-token"
 TENANT = "bench-mission"
 CELL = 4096
 CONCURRENCY = (16, 64)
+#: Cells per batch deposit (a device writing to a few channels in one round).
+BATCH_CELLS = 8
 #: (operations per phase, seconds per phase)
 BOUNDS = {True: (4000, 6.0), False: (30000, 20.0)}
 
@@ -85,10 +89,28 @@ def _request_maker(kind: str, seed: bytes, credential: str, span: int) -> Callab
             return f"GET /v1/tenants/{TENANT}/slots/{slot} HTTP/1.1\r\n{host}{auth}\r\n".encode()
 
         return fetch
+    if kind == "batch":
+        from backchannel.protocol.batch import DepositBatch, DepositCell
+
+        def batch(i: int) -> bytes:
+            cells = tuple(
+                DepositCell(
+                    TENANT, bytes.fromhex(_slot(seed, i * BATCH_CELLS + k)), os.urandom(CELL)
+                )
+                for k in range(BATCH_CELLS)
+            )
+            body = DepositBatch(1, cells).encode()
+            return (
+                f"POST /v1/batch/deposit HTTP/1.1\r\n{host}"
+                "Content-Type: application/octet-stream\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+        return batch
     raise ValueError(kind)
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
@@ -100,9 +122,15 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
             length = int(value)
         elif name == b"connection" and value.strip().lower() == b"close":
             close = True
-    if length:
-        await reader.readexactly(length)
-    return status, close
+    body = await reader.readexactly(length) if length else b""
+    return status, close, body
+
+
+def _stored_cells(body: bytes) -> int:
+    """Cells a batch deposit's answer says are durably stored (201 or 200)."""
+    from backchannel.protocol.batch import DepositBatchAnswer
+
+    return sum(1 for r in DepositBatchAnswer.decode(body).results if r.status in (200, 201))
 
 
 async def _load(spec: dict[str, Any]) -> dict[str, Any]:
@@ -115,10 +143,12 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
     latencies: list[float] = []
     errors: dict[str, int] = {}
     issued = 0
+    cells = 0
+    batch = spec["kind"] == "batch"
     deadline = time.perf_counter() + max_s
 
     async def worker() -> None:
-        nonlocal issued
+        nonlocal issued, cells
         reader, writer = await asyncio.open_connection(HOST, spec["port"])
         try:
             while issued < max_ops and time.perf_counter() < deadline:
@@ -127,9 +157,10 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
                 request = make(i)
                 t0 = time.perf_counter()
                 writer.write(request)
-                status, close = await _read_response(reader)
+                status, close, body = await _read_response(reader)
                 if status in ok_status:
                     latencies.append(time.perf_counter() - t0)
+                    cells += _stored_cells(body) if batch else 1
                 else:
                     errors[str(status)] = errors.get(str(status), 0) + 1
                 if close:
@@ -148,6 +179,7 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
         "errors": errors,
         "seconds": elapsed,
         "per_s": len(latencies) / elapsed if elapsed else math.nan,
+        "cells_per_s": cells / elapsed if elapsed else math.nan,
         "p50_ms": _pct(latencies, 50) * 1000,
         "p99_ms": _pct(latencies, 99) * 1000,
     }
@@ -304,6 +336,16 @@ def _bench_relay(db_url: str, quick: bool) -> dict[str, Any]:
             _drive({**common, "kind": "deposit", "ok": [201], "max_ops": 500, "start": 10**9})
             dep = _drive({**common, "kind": "deposit", "ok": [201]})
             fetch = _drive({**common, "kind": "fetch", "ok": [200], "span": max(1, dep["ops"])})
+            # Batch deposits: fresh slots far from the single deposits' ones.
+            bat = _drive(
+                {
+                    **common,
+                    "kind": "batch",
+                    "ok": [200],
+                    "start": 2 * 10**9,
+                    "max_ops": max(1, max_ops // BATCH_CELLS),
+                }
+            )
             out[f"c{c}"] = {
                 "deposits_per_s": round(dep["per_s"], 1),
                 "fetches_per_s": round(fetch["per_s"], 1),
@@ -313,9 +355,14 @@ def _bench_relay(db_url: str, quick: bool) -> dict[str, Any]:
                 "fetch_p99_ms": round(fetch["p99_ms"], 2),
                 "deposits": dep["ops"],
                 "fetches": fetch["ops"],
+                "batch_cells_per_s": round(bat["cells_per_s"], 1),
+                "batch_p50_ms": round(bat["p50_ms"], 2),
+                "batch_p99_ms": round(bat["p99_ms"], 2),
+                "batch_requests": bat["ops"],
                 "errors": {
                     **dep["errors"],
                     **{f"fetch_{k}": v for k, v in fetch["errors"].items()},
+                    **{f"batch_{k}": v for k, v in bat["errors"].items()},
                 },
             }
         out["rss_mb"] = _rss_mb(proc.pid)
@@ -433,7 +480,7 @@ def run(quick: bool) -> dict[str, Any]:
 def _table(result: dict[str, Any]) -> str:
     rows = [
         f"{'target':<10}{'conc':>5}{'dep/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'fetch/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'fetch/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'batch cells/s':>15}"
     ]
     for c in CONCURRENCY:
         b = result["bare"][f"c{c}"]
@@ -450,6 +497,7 @@ def _table(result: dict[str, Any]) -> str:
                 f"{backend:<10}{c:>5}{f['deposits_per_s']:>10.0f}{f['deposit_p50_ms']:>9.2f}"
                 f"{f['deposit_p99_ms']:>9.2f}{f['fetches_per_s']:>10.0f}"
                 f"{f['fetch_p50_ms']:>9.2f}{f['fetch_p99_ms']:>9.2f}"
+                f"{f['batch_cells_per_s']:>15.0f}"
             )
     for key, value in result.items():
         if key.startswith("ratio_"):
