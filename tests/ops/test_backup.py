@@ -121,16 +121,6 @@ def test_sqlite_backup_restore_serve(tmp_path: Path) -> None:
     ).read_bytes()
 
 
-def test_sqlite_restore_over_a_database_needs_force_and_replaces_it(tmp_path: Path) -> None:
-    source = str(tmp_path / "relay.db")
-    backup_restore_serve(source, source, tmp_path / "backup", force=True)
-    # Without --force an existing database is left alone.
-    before = Path(source).read_bytes()
-    refused = relay_cli("restore", str(tmp_path / "backup"), "--db", source)
-    assert refused.returncode == 2 and "--force" in refused.stderr
-    assert Path(source).read_bytes() == before
-
-
 def test_restore_refuses_what_is_not_a_backup_or_another_store(tmp_path: Path) -> None:
     not_backup = relay_cli("restore", str(tmp_path), "--db", str(tmp_path / "r.db"))
     assert not_backup.returncode == 2 and "is not a relay backup" in not_backup.stderr

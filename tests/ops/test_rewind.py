@@ -107,7 +107,7 @@ async def _scenario(tmp_path: Path, relay: RelayProcess, db: str, until_delivere
                 kinds = {verify_misbehaviour(b).split(":")[0] for b in device.relay_evidence()}
                 assert kinds & {"rewind", "fork"}, kinds
             return
-        await demo.lockstep(devices, lambda: bool(smith.inbox()) and delivered(), 40)
+        await demo.lockstep(devices, lambda: bool(smith.inbox()) and delivered(), 12)
         # Nothing is lost: the message arrives once New York deposits again,
         # and its receipt comes back.
         assert len(smith.inbox()) == 1
