@@ -278,6 +278,17 @@ def cell_proofs(
     return out
 
 
+def plan_cell_proofs(
+    positions: Sequence[tuple[int, int]], tree_size: int, current: int
+) -> set[tuple[int, int]]:
+    """Check each position's leaf against ``tree_size`` and the log's ``current``
+    size; the nodes their inclusion proofs read (one plan per leaf)."""
+    for leaf_index, _ in positions:
+        check_leaf(leaf_index, tree_size, current)
+    leaves = {leaf for leaf, _ in positions}
+    return plan_nodes(tree_size, [inclusion_work(leaf, tree_size) for leaf in leaves])
+
+
 def from_memory(
     cache: LogCache, positions: Sequence[tuple[int, int]], tree_size: int
 ) -> list[CellProof] | None:

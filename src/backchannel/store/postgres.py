@@ -606,12 +606,7 @@ class PostgresRelayStore(_log.LogSigning):
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[CellProof]:
             current = (await _read_head(conn)).size
-            for leaf_index, _ in positions:
-                _log.check_leaf(leaf_index, tree_size, current)
-            wanted = _log.plan_nodes(
-                tree_size,
-                [_log.inclusion_work(leaf, tree_size) for leaf in {p[0] for p in positions}],
-            )
+            wanted = _log.plan_cell_proofs(positions, tree_size, current)
             reader = await _nodes(conn, tree_size, wanted)
             self._need_cache().add_nodes(reader.nodes)
             members = await _members(conn, sorted({leaf for leaf, _ in positions}))

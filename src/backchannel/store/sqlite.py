@@ -938,12 +938,7 @@ class SQLiteRelayStore(_log.LogSigning):
 
         def work(conn: sqlite3.Connection) -> list[CellProof]:
             current = _read_head(conn).size
-            for leaf_index, _ in positions:
-                _log.check_leaf(leaf_index, tree_size, current)
-            wanted = _log.plan_nodes(
-                tree_size,
-                [_log.inclusion_work(leaf, tree_size) for leaf in {p[0] for p in positions}],
-            )
+            wanted = _log.plan_cell_proofs(positions, tree_size, current)
             reader = _nodes(conn, tree_size, wanted)
             cache.add_nodes(reader.nodes)  # immutable: later receipts need no read
             return _log.cell_proofs(positions, tree_size, reader, lambda i: _members(conn, i))
