@@ -39,3 +39,16 @@ def test_appending_a_wrong_length_leaf_hash_is_refused_with_its_reason() -> None
     leaf = merkle.leaf_hash(b"ok")
     assert frontier.append(leaf).root() == merkle.root([b"ok"])
     assert log.append_hash(leaf) == 0 and log.root() == merkle.root([b"ok"])
+
+
+def test_a_frontier_must_match_its_size() -> None:
+    h = merkle.leaf_hash(b"x")
+    assert merkle.Frontier(3, (h, h)).size == 3  # 0b11: two complete subtrees
+    for size, hashes in ((3, (h,)), (3, (h, h, h)), (1, ()), (0, (h,)), (-1, ())):
+        with pytest.raises(LocalProtocolError, match=r"^frontier does not match its size$"):
+            merkle.Frontier(size, hashes)
+    with pytest.raises(LocalProtocolError, match=r"^frontier does not match its size$"):
+        merkle.Frontier(merkle.MAX_SIZE + 1, (h,) * 64)
+    assert merkle.Frontier(merkle.MAX_SIZE, (h,) * 64).size == merkle.MAX_SIZE  # the largest
+    with pytest.raises(LocalProtocolError, match=r"^frontier hashes must be 32 bytes$"):
+        merkle.Frontier(1, (h[:31],))
