@@ -65,19 +65,18 @@ from backchannel.protocol.constants import CELL_SIZE
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
 from backchannel.store import _common, _log, _migrations
+from backchannel.store import _sqlite_jobs as _jobs
 from backchannel.store._sqlite_errors import translate
 from backchannel.store.relay_store import (
     BatchTree,
     CellProof,
     DepositResult,
     LoggedCell,
-    LogReceipt,
     TenantRecord,
     leaf_hash,
 )
 
 T = TypeVar("T")
-_Work = Callable[[sqlite3.Connection], Any]
 
 #: ``PRAGMA application_id`` of our database files ("BCHR").
 APPLICATION_ID = 0x42434852
@@ -87,111 +86,6 @@ _EXPIRE_CHUNK = 5000
 _IN_CHUNK = 500
 #: Most batches whose member hashes one expiry transaction deletes.
 _MEMBER_LEAVES_CHUNK = 256
-
-
-class _Batch:
-    """The log side of one write transaction: the cells it creates, in order."""
-
-    __slots__ = ("appended", "checked", "members", "now", "state")
-
-    def __init__(self, state: _log.HeadState, checked: bool) -> None:
-        self.state = state
-        #: False while ``state`` is this writer's memory of its last commit,
-        #: not yet checked against the head row (the append checks it).
-        self.checked = checked
-        #: The leaf hashes of the cell entries, in commit order.
-        self.members: list[bytes] = []
-        self.now = 0
-        #: The batch tree and the append, once committed.
-        self.appended: tuple[BatchTree, _log.Append] | None = None
-
-    @property
-    def leaf_index(self) -> int:
-        return self.state.size
-
-
-class _InBatch:
-    """A deposit's place in the batch being committed, until the batch is appended.
-
-    The writer only marks the batch appended; each depositor then builds its
-    own :class:`DepositResult` (batch size, receipt) on its side, so the
-    writer thread does no per-cell work after the commit.
-    """
-
-    __slots__ = ("batch", "cell_id", "created", "position")
-
-    def __init__(self, batch: _Batch, cell_id: bytes, created: bool, position: int) -> None:
-        self.batch = batch
-        self.cell_id = cell_id
-        self.created = created
-        self.position = position
-
-    def result(self) -> DepositResult:
-        leaf_index = self.batch.leaf_index
-        appended = self.batch.appended
-        if appended is None:  # not reached: a batch with a cell in it appends
-            return DepositResult(self.cell_id, self.created, leaf_index, self.position)
-        tree, step = appended
-        receipt = (
-            LogReceipt(tree, self.position, step.head, step.inclusion_proof)
-            if self.created
-            else None
-        )
-        size = len(tree.members)
-        return DepositResult(self.cell_id, self.created, leaf_index, self.position, size, receipt)
-
-
-class _StaleHead(Exception):
-    """The head row moved since this writer's last commit (another process appended)."""
-
-
-class _Job:
-    """One unit of work for the writer, and its caller's future on the caller's loop.
-
-    The writer records the outcome (``finish`` / ``fail``) and, once per
-    commit, hands every outcome back with one ``call_soon_threadsafe`` per
-    loop (:func:`_deliver`): one wake-up of the event loop per group commit,
-    not one per cell.
-    """
-
-    __slots__ = ("error", "future", "loop", "result", "settled", "single", "work")
-
-    def __init__(self, work: _Work, loop: asyncio.AbstractEventLoop, single: bool) -> None:
-        self.work = work
-        self.single = single
-        self.loop = loop
-        self.future: asyncio.Future[Any] = loop.create_future()
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.settled = False
-
-    def finish(self, result: Any) -> None:
-        self.result, self.settled = result, True
-
-    def fail(self, error: BaseException) -> None:
-        self.error, self.settled = error, True
-
-
-def _deliver(jobs: list[_Job]) -> None:
-    """Hand the settled jobs' outcomes to their loops (writer thread)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-    for job in jobs:
-        if job.settled:
-            by_loop.setdefault(job.loop, []).append(job)
-    for loop, done in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
-            loop.call_soon_threadsafe(_settle, done)
-
-
-def _settle(jobs: list[_Job]) -> None:
-    """Resolve the callers' futures (on their loop); a cancelled caller is skipped."""
-    for job in jobs:
-        if job.future.done():
-            continue
-        if job.error is not None:
-            job.future.set_exception(job.error)
-        else:
-            job.future.set_result(job.result)
 
 
 class SQLiteRelayStore(_log.LogSigning):
@@ -232,7 +126,7 @@ class SQLiteRelayStore(_log.LogSigning):
         self._max_batch = max_batch
         self._max_db_bytes = max_db_bytes
         self._cell_size = _common.check_cell_size(cell_size)
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_jobs.Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._executor: cf.ThreadPoolExecutor | None = None
         self._read_conns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -248,7 +142,7 @@ class SQLiteRelayStore(_log.LogSigning):
             else os.path.join(os.path.dirname(os.path.abspath(self._path)), "relay-key")
         )
         self._cache: _log.LogCache | None = None
-        self._batch: _Batch | None = None
+        self._batch: _jobs.Batch | None = None
         #: The head this writer committed last (writer thread only).
         self._last: _log.HeadState | None = None
 
@@ -410,7 +304,7 @@ class SQLiteRelayStore(_log.LogSigning):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_jobs.Job]) -> None:
         # A caller cancelled before we started is dropped; a job already
         # started commits even if its caller is cancelled meanwhile (its
         # outcome then goes nowhere), as a retry with the same cell expects.
@@ -430,9 +324,9 @@ class SQLiteRelayStore(_log.LogSigning):
             if not isinstance(exc, Exception):
                 raise
         finally:
-            _deliver(batch)
+            _jobs.deliver(batch)
 
-    def _commit(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Job]:
+    def _commit(self, conn: sqlite3.Connection, jobs: list[_jobs.Job]) -> list[_jobs.Job]:
         """Run ``jobs`` in one transaction; return the jobs to run again, if any."""
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -443,7 +337,7 @@ class SQLiteRelayStore(_log.LogSigning):
                     conn.execute("ROLLBACK")
             _fail(jobs, translate(exc))
             return []
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        outcomes: list[tuple[_jobs.Job, Any, BaseException | None]] = []
         for index, job in enumerate(jobs):
             single = job.single
             if not single:
@@ -471,7 +365,7 @@ class SQLiteRelayStore(_log.LogSigning):
         try:
             appended = self._append(conn, batch) if batch is not None else None
             conn.execute("COMMIT")
-        except _StaleHead:
+        except _jobs.StaleHead:
             # Another process appended since our last commit, so the positions
             # handed out are wrong. Nothing is acknowledged yet: undo it all
             # and run the same jobs again from the head row.
@@ -490,7 +384,7 @@ class SQLiteRelayStore(_log.LogSigning):
             tree, step = appended
             self._last = step.state
             self._cache.committed(tree, step)
-            batch.appended = appended  # before any depositor reads it (_InBatch)
+            batch.appended = appended  # before any depositor reads it (_jobs.InBatch)
         self._transactions += 1
         self._writes += len(outcomes)
         for job, result, error in outcomes:
@@ -500,7 +394,7 @@ class SQLiteRelayStore(_log.LogSigning):
                 job.fail(error)
         return []
 
-    def _begin_batch(self, conn: sqlite3.Connection) -> _Batch:
+    def _begin_batch(self, conn: sqlite3.Connection) -> _jobs.Batch:
         """The log side of a new transaction, from the committed head.
 
         Usually the state this writer committed last, taken on trust here and
@@ -512,25 +406,25 @@ class SQLiteRelayStore(_log.LogSigning):
         """
         cached = self._last
         if cached is not None:
-            return _Batch(cached, checked=False)
+            return _jobs.Batch(cached, checked=False)
         state = _read_head(conn)
         self._last = state
-        return _Batch(state, checked=True)
+        return _jobs.Batch(state, checked=True)
 
     def _append(
-        self, conn: sqlite3.Connection, batch: _Batch
+        self, conn: sqlite3.Connection, batch: _jobs.Batch
     ) -> tuple[BatchTree, _log.Append] | None:
         """Append the batch's leaf inside the open transaction (nothing if it stored no cell).
 
         The head row, then one row of ``log_leaves`` (leaf, nodes, members).
-        Raises :class:`_StaleHead` if the head row is not the one the batch
+        Raises :class:`_jobs.StaleHead` if the head row is not the one the batch
         started from.
         """
         if not batch.members:
             if not batch.checked:
                 row = conn.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
                 if row is None or int(row[0]) != batch.state.size:
-                    raise _StaleHead
+                    raise _jobs.StaleHead
             return None
         tree = BatchTree(batch.members)
         step = _log.append_batch(batch.state, tree.root(), len(tree.members), batch.now)
@@ -552,7 +446,7 @@ class SQLiteRelayStore(_log.LogSigning):
             ),
         )
         if updated.rowcount != 1:
-            raise _StaleHead
+            raise _jobs.StaleHead
         conn.execute(
             "INSERT INTO log_leaves (leaf_index, leaf, time, nodes, members)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -572,7 +466,7 @@ class SQLiteRelayStore(_log.LogSigning):
         behind without a savepoint (SQLite undoes a failed statement whole)."""
         if not self._accepting:
             raise _common.not_open()
-        job = _Job(work, asyncio.get_running_loop(), single)
+        job = _jobs.Job(work, asyncio.get_running_loop(), single)
         self._queue.put(job)
         return cast(T, await job.future)
 
@@ -636,7 +530,7 @@ class SQLiteRelayStore(_log.LogSigning):
         # The cell's leaf in its batch tree, hashed here rather than on the writer thread.
         member = leaf_hash(cell_entry(tenant_id, slot, cell_id)) if self._logging else b""
 
-        def work(conn: sqlite3.Connection) -> DepositResult | _InBatch:
+        def work(conn: sqlite3.Connection) -> DepositResult | _jobs.InBatch:
             # One statement reads the tenant's quota and whatever holds the slot.
             row = conn.execute(
                 "SELECT t.quota_cells, t.cell_count, c.cell_id, c.leaf_index, c.batch_position"
@@ -668,12 +562,12 @@ class SQLiteRelayStore(_log.LogSigning):
             )
             batch.members.append(member)
             batch.now = max(batch.now, now)
-            return _InBatch(batch, cell_id, True, position)
+            return _jobs.InBatch(batch, cell_id, True, position)
 
         # One INSERT at most (its trigger included, atomic as a statement):
         # no savepoint needed around it.
         result = await self._write(work, single=True)
-        return result.result() if isinstance(result, _InBatch) else result
+        return result.result() if isinstance(result, _jobs.InBatch) else result
 
     async def fetch(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, bytes]:
         _common.check_tenant_id(tenant_id)
@@ -964,13 +858,13 @@ def _retry_result(
     cell_id: bytes,
     leaf_index: int | None,
     position: int | None,
-    batch: _Batch | None,
-) -> DepositResult | _InBatch:
+    batch: _jobs.Batch | None,
+) -> DepositResult | _jobs.InBatch:
     """An idempotent retry: the cell's original place in the log."""
     if leaf_index is None or position is None:
         return DepositResult(cell_id, created=False)
     if batch is not None and leaf_index == batch.leaf_index:
-        return _InBatch(batch, cell_id, False, int(position))  # size known at commit
+        return _jobs.InBatch(batch, cell_id, False, int(position))  # size known at commit
     row = conn.execute("SELECT leaf FROM log_leaves WHERE leaf_index = ?", (leaf_index,)).fetchone()
     size = LogLeaf.decode(bytes(row[0])).batch_size if row is not None else None
     return DepositResult(cell_id, False, int(leaf_index), int(position), size)
@@ -1011,7 +905,7 @@ def _chunks(slots: list[bytes]) -> list[list[bytes]]:
     return [slots[i : i + _IN_CHUNK] for i in range(0, len(slots), _IN_CHUNK)]
 
 
-def _fail(jobs: list[_Job], error: BaseException) -> None:
+def _fail(jobs: list[_jobs.Job], error: BaseException) -> None:
     for job in jobs:
         job.fail(error)
 

@@ -1,0 +1,126 @@
+"""The SQLite writer's units of work, and how their outcomes reach the callers.
+
+A :class:`Job` is one caller's work for the next group commit; a
+:class:`Batch` is the log side of one write transaction and an
+:class:`InBatch` a deposit's place in it until the batch is appended.
+:func:`deliver` hands a commit's outcomes back to the callers' event loops,
+one wake-up per loop and commit. Used by :mod:`backchannel.store.sqlite` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from backchannel.store import _log
+from backchannel.store.relay_store import BatchTree, DepositResult, LogReceipt
+
+Work = Callable[[sqlite3.Connection], Any]
+
+
+class Batch:
+    """The log side of one write transaction: the cells it creates, in order."""
+
+    __slots__ = ("appended", "checked", "members", "now", "state")
+
+    def __init__(self, state: _log.HeadState, checked: bool) -> None:
+        self.state = state
+        #: False while ``state`` is this writer's memory of its last commit,
+        #: not yet checked against the head row (the append checks it).
+        self.checked = checked
+        #: The leaf hashes of the cell entries, in commit order.
+        self.members: list[bytes] = []
+        self.now = 0
+        #: The batch tree and the append, once committed.
+        self.appended: tuple[BatchTree, _log.Append] | None = None
+
+    @property
+    def leaf_index(self) -> int:
+        return self.state.size
+
+
+class InBatch:
+    """A deposit's place in the batch being committed, until the batch is appended.
+
+    The writer only marks the batch appended; each depositor then builds its
+    own :class:`DepositResult` (batch size, receipt) on its side, so the
+    writer thread does no per-cell work after the commit.
+    """
+
+    __slots__ = ("batch", "cell_id", "created", "position")
+
+    def __init__(self, batch: Batch, cell_id: bytes, created: bool, position: int) -> None:
+        self.batch = batch
+        self.cell_id = cell_id
+        self.created = created
+        self.position = position
+
+    def result(self) -> DepositResult:
+        leaf_index = self.batch.leaf_index
+        appended = self.batch.appended
+        if appended is None:  # not reached: a batch with a cell in it appends
+            return DepositResult(self.cell_id, self.created, leaf_index, self.position)
+        tree, step = appended
+        receipt = (
+            LogReceipt(tree, self.position, step.head, step.inclusion_proof)
+            if self.created
+            else None
+        )
+        size = len(tree.members)
+        return DepositResult(self.cell_id, self.created, leaf_index, self.position, size, receipt)
+
+
+class StaleHead(Exception):
+    """The head row moved since this writer's last commit (another process appended)."""
+
+
+class Job:
+    """One unit of work for the writer, and its caller's future on the caller's loop.
+
+    The writer records the outcome (``finish`` / ``fail``) and, once per
+    commit, hands every outcome back with one ``call_soon_threadsafe`` per
+    loop (:func:`deliver`): one wake-up of the event loop per group commit,
+    not one per cell.
+    """
+
+    __slots__ = ("error", "future", "loop", "result", "settled", "single", "work")
+
+    def __init__(self, work: Work, loop: asyncio.AbstractEventLoop, single: bool) -> None:
+        self.work = work
+        self.single = single
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.settled = False
+
+    def finish(self, result: Any) -> None:
+        self.result, self.settled = result, True
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.settled = error, True
+
+
+def deliver(jobs: list[Job]) -> None:
+    """Hand the settled jobs' outcomes to their loops (writer thread)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Job]] = {}
+    for job in jobs:
+        if job.settled:
+            by_loop.setdefault(job.loop, []).append(job)
+    for loop, done in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, done)
+
+
+def settle(jobs: list[Job]) -> None:
+    """Resolve the callers' futures (on their loop); a cancelled caller is skipped."""
+    for job in jobs:
+        if job.future.done():
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)
