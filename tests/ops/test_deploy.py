@@ -9,6 +9,7 @@ or one made by ``deploy/container/make-base.sh``); each test says why it skips.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
@@ -146,6 +147,10 @@ def test_container_builds_runs_read_only_as_non_root_and_keeps_its_volume(tmp_pa
     context = tmp_path / "context"
     (context / "dist").mkdir(parents=True)
     shutil.copy(REPO / "requirements.lock", context)
+    # A TLS-intercepting proxy's CA, when this machine's pip needs one (PIP_CERT).
+    cert = os.environ.get("PIP_CERT")
+    if cert and Path(cert).is_file():
+        shutil.copy(cert, context / "extra-ca.crt")
     subprocess.run(
         [
             sys.executable,
@@ -241,11 +246,13 @@ def test_container_builds_runs_read_only_as_non_root_and_keeps_its_volume(tmp_pa
         assert write.returncode != 0  # the root file system is read-only
         credential = secrets.token_urlsafe(32)
         base_url = f"http://127.0.0.1:{port}"
-        r = httpx.post(base_url + "/v1/tenants", json={"tenant_id": "m1", "credential": credential})
+        r = httpx.post(
+            base_url + "/v1/tenants", json={"tenant_id": "mission-c", "credential": credential}
+        )
         assert r.status_code == 201, r.text
         slot, cell = secrets.token_bytes(32), secrets.token_bytes(4096)
         r = httpx.put(
-            f"{base_url}/v1/tenants/m1/slots/{slot.hex()}",
+            f"{base_url}/v1/tenants/mission-c/slots/{slot.hex()}",
             content=cell,
             headers={"Content-Type": "application/octet-stream"},
         )
@@ -256,7 +263,7 @@ def test_container_builds_runs_read_only_as_non_root_and_keeps_its_volume(tmp_pa
         run_relay()  # a new container on the same volume: same key, same cell
         assert httpx.get(base_url + "/v1/log/key").json()["fingerprint"] == key
         r = httpx.get(
-            f"{base_url}/v1/tenants/m1/slots/{slot.hex()}",
+            f"{base_url}/v1/tenants/mission-c/slots/{slot.hex()}",
             headers={"Authorization": f"Bearer {credential}"},
         )
         assert r.status_code == 200 and r.content == cell
