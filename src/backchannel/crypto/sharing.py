@@ -3,12 +3,23 @@
 * ``k == n``: XOR splitting. ``n - 1`` shares are uniformly random and the last
   is the key XOR all of them; any ``n - 1`` shares are independent of the key.
   Deterministic given the random bytes, so vectors pin it.
-* ``k < n``: Shamir's scheme from PyCryptodome (``Crypto.Protocol.SecretSharing``),
-  a maintained, audited implementation over GF(2^128). It takes 16-byte
-  secrets, so the 32-byte key is split as two independent halves under the same
-  share indices. Fewer than ``k`` shares reveal nothing about either half.
-  PyCryptodome draws its own coefficients, so only combining is pinned by
-  vectors. We chose a vetted library over writing GF(2^8) arithmetic ourselves.
+* ``k < n``: Shamir's scheme over GF(2^8) as SLIP-0039 specifies it (section
+  "Shamir's secret sharing"), with the field arithmetic, the interpolation and
+  the share digest of ``shamir-mnemonic``, SatoshiLabs' reference
+  implementation of SLIP-0039. The polynomial passes through ``k - 2`` random
+  points, a digest point (4 bytes of HMAC-SHA256 over the secret keyed by 28
+  random bytes, then those bytes) at x = 254 and the secret at x = 255;
+  officer ``i`` holds the point at x = ``i - 1``. Every random byte comes from
+  the ``rng`` the caller passes, so vectors pin the split too, and combining
+  checks the digest: shares that do not belong together are refused instead
+  of yielding a wrong key. The library's own split draws from
+  ``secrets.token_bytes`` and takes no random source, so we lay out the points
+  it would lay out, and let it interpolate and check them; a test holds our
+  split and the library's to each other in both directions.
+* Shares of scheme 2 (Shamir over GF(2^128) with PyCryptodome, written by
+  earlier versions) still combine, so messages sealed then still open. Nothing
+  splits with it any more: its pure-Python field inversion cost about 0.8 ms
+  per combine, and it drew its own coefficients.
 
 A share is ``scheme (1) || index (1) || 32 bytes``.
 """
@@ -19,13 +30,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from Crypto.Protocol.SecretSharing import Shamir
+from shamir_mnemonic import MnemonicError
+from shamir_mnemonic.constants import (
+    DIGEST_INDEX,
+    DIGEST_LENGTH_BYTES,
+    MAX_SHARE_COUNT,
+    SECRET_INDEX,
+)
+from shamir_mnemonic.shamir import RawShare, _create_digest, _interpolate, _recover_secret
 
-from backchannel.errors import DecodeError, LocalProtocolError, NotEnoughShares
+from backchannel.errors import AuthenticationError, DecodeError, LocalProtocolError, NotEnoughShares
 
 SECRET_LEN = 32
 SHARE_LEN = 34
 SCHEME_XOR = 1
-SCHEME_SHAMIR = 2
+#: Shamir over GF(2^128) (PyCryptodome): combined, never split any more.
+SCHEME_SHAMIR_GF128 = 2
+#: Shamir over GF(2^8) with a digest point (SLIP-0039's layout).
+SCHEME_SHAMIR = 3
+_SCHEMES = (SCHEME_XOR, SCHEME_SHAMIR_GF128, SCHEME_SHAMIR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +62,7 @@ class Share:
 
     @classmethod
     def decode(cls, raw: bytes) -> Share:
-        if len(raw) != SHARE_LEN or raw[0] not in (SCHEME_XOR, SCHEME_SHAMIR) or raw[1] == 0:
+        if len(raw) != SHARE_LEN or raw[0] not in _SCHEMES or raw[1] == 0:
             raise DecodeError("malformed key share")
         return cls(raw[0], raw[1], raw[2:])
 
@@ -57,6 +80,10 @@ def split(secret: bytes, k: int, n: int, rng: Callable[[int], bytes]) -> list[Sh
         raise LocalProtocolError("only 32-byte secrets are split")
     if not 1 <= k <= n <= 255:
         raise LocalProtocolError("threshold must satisfy 1 <= k <= n <= 255")
+    if k < n and n > MAX_SHARE_COUNT:
+        raise LocalProtocolError(
+            f"a k-of-n split with k < n takes at most {MAX_SHARE_COUNT} shares"
+        )
     if k == n:
         parts = [rng(SECRET_LEN) for _ in range(n - 1)]
         last = secret
@@ -64,9 +91,21 @@ def split(secret: bytes, k: int, n: int, rng: Callable[[int], bytes]) -> list[Sh
             last = _xor(last, p)
         parts.append(last)
         return [Share(SCHEME_XOR, i + 1, p) for i, p in enumerate(parts)]
-    lo = Shamir.split(k, n, secret[:16])
-    hi = Shamir.split(k, n, secret[16:])
-    return [Share(SCHEME_SHAMIR, i, a + b) for (i, a), (j, b) in zip(lo, hi, strict=True) if i == j]
+    return [Share(SCHEME_SHAMIR, p.x + 1, p.data) for p in _slip39_points(secret, k, n, rng)]
+
+
+def _slip39_points(secret: bytes, k: int, n: int, rng: Callable[[int], bytes]) -> list[RawShare]:
+    """The ``n`` points of SLIP-0039's split of ``secret``, its randomness from ``rng``."""
+    if k == 1:
+        return [RawShare(x, secret) for x in range(n)]
+    points = [RawShare(x, rng(SECRET_LEN)) for x in range(k - 2)]
+    random_part = rng(SECRET_LEN - DIGEST_LENGTH_BYTES)
+    base = [
+        *points,
+        RawShare(DIGEST_INDEX, _create_digest(random_part, secret) + random_part),
+        RawShare(SECRET_INDEX, secret),
+    ]
+    return points + [RawShare(x, _interpolate(base, x)) for x in range(k - 2, n)]
 
 
 def combine(shares: Sequence[Share], k: int, n: int) -> bytes:
@@ -74,15 +113,21 @@ def combine(shares: Sequence[Share], k: int, n: int) -> bytes:
     distinct = {s.index: s for s in shares if 1 <= s.index <= n}
     if len(distinct) < k:
         raise NotEnoughShares(f"{len(distinct)} of the {k} officers needed have contributed")
-    scheme = SCHEME_XOR if k == n else SCHEME_SHAMIR
-    if any(s.scheme != scheme for s in distinct.values()):
-        raise DecodeError("key share of the wrong scheme")
     chosen = [distinct[i] for i in sorted(distinct)][:k]
-    if scheme == SCHEME_XOR:
+    schemes = {s.scheme for s in distinct.values()}
+    expected = {SCHEME_XOR} if k == n else {SCHEME_SHAMIR, SCHEME_SHAMIR_GF128}
+    if len(schemes) != 1 or not schemes <= expected:
+        raise DecodeError("key share of the wrong scheme")
+    if SCHEME_XOR in schemes:
         out = bytes(SECRET_LEN)
         for s in chosen:
             out = _xor(out, s.data)
         return out
-    lo = Shamir.combine([(s.index, s.data[:16]) for s in chosen])
-    hi = Shamir.combine([(s.index, s.data[16:]) for s in chosen])
-    return bytes(lo) + bytes(hi)
+    if SCHEME_SHAMIR_GF128 in schemes:
+        lo = Shamir.combine([(s.index, s.data[:16]) for s in chosen])
+        hi = Shamir.combine([(s.index, s.data[16:]) for s in chosen])
+        return bytes(lo) + bytes(hi)
+    try:
+        return bytes(_recover_secret(k, [RawShare(s.index - 1, s.data) for s in chosen]))
+    except MnemonicError:
+        raise AuthenticationError("decryption failed") from None
