@@ -179,8 +179,31 @@ def _mission_seeds() -> dict[str, list[bytes]]:
     }
 
 
+def _note_seeds() -> dict[str, list[bytes]]:
+    from backchannel.crypto.notesig import Ed25519NoteKey, MLDSA44NoteKey
+    from backchannel.protocol import note as nt
+
+    log_key = Ed25519NoteKey(bytes(32))  # the key the witness target follows
+    cp = nt.Checkpoint("relay.fuzz/log", 3, _h(3))
+    signed = nt.sign_checkpoint(cp, cp.origin, log_key)
+    cosigned = signed.with_signatures(
+        [
+            nt.cosign(cp, "witness.fuzz/w", Ed25519NoteKey(_h(4)), 1_800_000_000),
+            nt.cosign(cp, "witness.fuzz/w", MLDSA44NoteKey(_h(5)), 1_800_000_000),
+        ]
+    )
+    first = nt.AddCheckpoint(0, (), signed.encode()).encode()
+    grown = nt.AddCheckpoint(3, (_h(6), _h(7)), signed.encode()).encode()
+    return {
+        "note": [signed.encode(), cosigned.encode()],
+        "checkpoint": [cp.text(), nt.Checkpoint("o", 0, _h(0), ("ext line",)).text()],
+        "add_checkpoint": [first, grown],
+        "witness_request": [first, nt.AddCheckpoint(0, (), cosigned.encode()).encode()],
+    }
+
+
 def main() -> None:
-    seeds = {**_batch_seeds(), **_log_seeds(), **_mission_seeds()}
+    seeds = {**_batch_seeds(), **_log_seeds(), **_mission_seeds(), **_note_seeds()}
     from tests.fuzz.targets import TARGETS
 
     missing = set(TARGETS) - set(seeds)

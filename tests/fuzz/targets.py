@@ -29,6 +29,7 @@ from backchannel.errors import DecodeError, RemoteProtocolError
 from backchannel.protocol import batch as bt
 from backchannel.protocol import batch_log as bl
 from backchannel.protocol import cells, joint, merkle, misbehaviour
+from backchannel.protocol import note as note_fmt
 from backchannel.protocol import roster as rs
 from backchannel.protocol.channel import ChannelOffer
 from backchannel.protocol.codec import Reader, Writer
@@ -330,6 +331,54 @@ _D = (DecodeError,)
 _R = (RemoteProtocolError,)
 
 
+# -- checkpoints and witnesses (C2SP formats) -------------------------------------------
+
+
+def _note(data: bytes) -> None:
+    n = note_fmt.Note.decode(data)
+    # Signature lines may carry non-canonical base64; the decoded value is what counts.
+    if note_fmt.Note.decode(n.encode()) != n:
+        raise AssertionError("note: decode(encode(x)) != x")
+
+
+def _add_checkpoint(data: bytes) -> None:
+    req = note_fmt.AddCheckpoint.decode(data)
+    if note_fmt.AddCheckpoint.decode(req.encode()) != req:
+        raise AssertionError("add-checkpoint: decode(encode(x)) != x")
+
+
+@functools.cache
+def _witness():  # type: ignore[no-untyped-def]
+    import tempfile
+    from pathlib import Path
+
+    from backchannel.crypto.notesig import Ed25519NoteKey
+    from backchannel.witness.service import Witness
+    from backchannel.witness.state import WitnessState, create_keys
+
+    directory = Path(tempfile.mkdtemp(prefix="fuzz-witness-"))
+    witness = Witness("witness.fuzz/w", create_keys(directory), WitnessState(directory), lambda: 0)
+    log_key = Ed25519NoteKey(bytes(32))
+    witness.state.add_log(note_fmt.Verifier("relay.fuzz/log", 1, log_key.public).vkey())
+    return witness
+
+
+def _witness_request(data: bytes) -> None:
+    # Whatever arrives, the witness answers with cosignatures or an HTTP refusal;
+    # then it forgets the head, so every input meets a witness at size 0.
+    witness = _witness()
+    try:
+        witness.add_checkpoint(data)
+    finally:
+        witness.state.advance("relay.fuzz/log", lambda head: (0, merkle.EMPTY_ROOT))
+
+
+def _witness_refusal() -> tuple[type[BaseException], ...]:
+    from backchannel.witness.service import Refusal
+
+    return (Refusal,)
+
+
 def _targets() -> dict[str, Target]:
     c = _canonical
     ts = [
@@ -379,6 +428,15 @@ def _targets() -> dict[str, Target]:
         ),
         # the relay's request bodies
         Target("api_body", _api_body, _relay_refusal()),
+        # checkpoints, cosignatures and the witness's request
+        Target("note", _note, _D, max_len=16384),
+        Target(
+            "checkpoint",
+            c(note_fmt.Checkpoint.parse, lambda cp: cp.text(), "checkpoint"),
+            _D,
+        ),
+        Target("add_checkpoint", _add_checkpoint, _D, max_len=16384),
+        Target("witness_request", _witness_request, _witness_refusal(), max_len=16384),
     ]
     return {t.name: t for t in ts}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from backchannel.protocol.note import TYPE_COSIGNATURE_ED25519, Verifier
 from backchannel.relay import config as cfg
 from backchannel.relay.logformat import JsonFormatter
 from backchannel.relay.settings import RelaySettings, resolve_settings
@@ -139,6 +140,10 @@ def test_every_setting_comes_from_the_environment(tmp_path: Path) -> None:
         "graceful_shutdown_seconds": "2",
         "log_level": "debug",
         "log_format": "json",
+        "log_origin": "relay.example.org/log",
+        "witnesses": "https://witness.example/a "
+        + Verifier("witness.example/a", TYPE_COSIGNATURE_ED25519, bytes(32)).vkey(),
+        "witness_interval_seconds": "15",
     }
     assert sorted(changed) == sorted(FIELDS)
     env = {cfg.env_name(k): v for k, v in changed.items()}

@@ -35,6 +35,7 @@ from backchannel.cli import (
 from backchannel.cli.context import ENV_HOME, Session, resolve_settings
 from backchannel.cli.output import error
 from backchannel.cli.relay_cmd import relay_app
+from backchannel.cli.witness_cmd import witness_app
 from backchannel.errors import BackchannelError, ConfigError
 
 #: Set to re-raise unexpected exceptions with their traceback (development only).
@@ -115,6 +116,7 @@ app.command()(rounds.status)
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(relay_app, name="relay")
+app.add_typer(witness_app, name="witness")
 app.command()(demo_cmd.demo)
 app.command()(ui_cmd.ui)
 

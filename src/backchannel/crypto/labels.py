@@ -62,6 +62,11 @@ TRANSCRIPT_STEP = _label("transcript/step")
 # The relay's transparency log
 SIG_TREE_HEAD = _label("sig/tree-head")
 SIG_ABSENCE = _label("sig/absence")
+#: The log's checkpoint key (c2sp.org/tlog-checkpoint) is derived from the
+#: Ed25519 seed of its signing key under this label, and bound to the log key
+#: by a signature under the next.
+CHECKPOINT_KEY = _label("checkpoint-key")
+SIG_CHECKPOINT_KEY = _label("sig/checkpoint-key")
 
 # Inside a mission: joint sessions between officers
 HPKE_JOINT = _label("hpke/joint")
@@ -110,6 +115,8 @@ ALL: tuple[bytes, ...] = (
     TRANSCRIPT_STEP,
     SIG_TREE_HEAD,
     SIG_ABSENCE,
+    CHECKPOINT_KEY,
+    SIG_CHECKPOINT_KEY,
     HPKE_JOINT,
     SIG_JOINT,
     JOINT_SLOT,

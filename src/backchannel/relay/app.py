@@ -290,6 +290,7 @@ def create_app(
         Route("/v1/info", service.info, methods=["GET"]),
         Route("/v1/log/key", service.log_key, methods=["GET"]),
         Route("/v1/log/head", service.log_head, methods=["GET"]),
+        Route("/v1/log/checkpoint", service.log_checkpoint, methods=["GET"]),
         Route("/v1/log/leaves/{index}", service.log_leaf, methods=["GET"]),
         Route("/v1/log/proof/inclusion", service.log_inclusion, methods=["GET"]),
         Route("/v1/log/proof/consistency", service.log_consistency, methods=["GET"]),
@@ -307,13 +308,15 @@ def create_app(
         if settings.rendezvous:
             await service.ensure_rendezvous()
         expiry = asyncio.create_task(service.expire_forever(), name="relay-expiry")
+        witnessing = asyncio.create_task(service.checkpoints.run(), name="relay-witnesses")
         log.info("relay ready: cell size %d bytes", settings.cell_size)
         try:
             yield
         finally:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+            for task in (expiry, witnessing):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # The server has finished in-flight requests by now; close() drains
             # the store's pending commits before returning.
             await service.store.close()

@@ -59,6 +59,15 @@ DESCRIPTIONS: dict[str, str] = {
     "graceful_shutdown_seconds": "Seconds in-flight requests get to finish on shutdown.",
     "log_level": "critical, error, warning, info or debug.",
     "log_format": "plain, or json (one object per line).",
+    "log_origin": (
+        "Origin line of the log's checkpoints, e.g. relay.example.org/log.\n"
+        "Empty: backchannel.relay/<key fingerprint prefix>. Never change it once clients know it."
+    ),
+    "witnesses": (
+        "Witnesses that cosign the log's checkpoints (c2sp.org/tlog-witness):\n"
+        "comma-separated '<URL prefix> <cosigner vkey> [<vkey> ...]' entries."
+    ),
+    "witness_interval_seconds": "How often the latest checkpoint goes to the witnesses.",
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(rs.RelaySettings)}

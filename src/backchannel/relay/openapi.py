@@ -173,11 +173,29 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
         },
         "LogKey": {
             "type": "object",
-            "required": ["ed25519", "mldsa65", "fingerprint"],
+            "required": [
+                "ed25519",
+                "mldsa65",
+                "fingerprint",
+                "checkpoint_vkey",
+                "checkpoint_binding",
+            ],
             "properties": {
                 "ed25519": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                 "mldsa65": {"type": "string", "pattern": "^[0-9a-f]{3904}$"},
                 "fingerprint": {**_HASH, "description": "SHA-256(ed25519 || mldsa65)"},
+                "checkpoint_vkey": {
+                    "type": "string",
+                    "pattern": "^[!-*,-~]{1,255}\\+[0-9a-f]{8}\\+[A-Za-z0-9+/]{44}$",
+                    "description": "the verifier key (c2sp.org/signed-note) of the log's"
+                    " checkpoints: name (the origin) + key ID + base64(0x01 || Ed25519 key)",
+                },
+                "checkpoint_binding": {
+                    "type": "string",
+                    "pattern": "^[0-9a-f]{128}$",
+                    "description": "Ed25519 signature of the log key over"
+                    " 'backchannel/v1/sig/checkpoint-key' || checkpoint public key || origin",
+                },
             },
             "additionalProperties": False,
         },
@@ -492,6 +510,24 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                         "content": _json({"$ref": "#/components/schemas/LogKey"}),
                     },
                     **_errors(429),
+                },
+            }
+        },
+        "/v1/log/checkpoint": {
+            "get": {
+                "operationId": "logCheckpoint",
+                "summary": "The latest checkpoint (c2sp.org/tlog-checkpoint) with its cosignatures",
+                "description": "A signed note: origin, size and base64 root, a blank line, the"
+                " log's signature (type 0x01) and every witness cosignature (types 0x04 and"
+                " 0x06) that verified. With witnesses configured, the latest checkpoint a"
+                " witness cosigned (503 until one has); without, the latest head.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The signed note",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(429, 503),
                 },
             }
         },

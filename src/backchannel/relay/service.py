@@ -42,6 +42,7 @@ from backchannel.protocol.misbehaviour import (
     relay_key_fingerprint,
     relay_key_from_bytes,
 )
+from backchannel.relay.checkpoints import Checkpoints
 from backchannel.relay.metrics import CONTENT_TYPE_LATEST, RelayMetrics
 from backchannel.relay.ratelimit import TokenBuckets
 from backchannel.relay.requests import (
@@ -94,6 +95,7 @@ class RelayService:
         self._operator_hash = (
             hashlib.sha256(s.operator_token.encode()).digest() if s.operator_token else None
         )
+        self.checkpoints = Checkpoints(s, store)
 
     # -- helpers -----------------------------------------------------------
 
@@ -338,13 +340,22 @@ class RelayService:
         raw = self.store.log_public_key()
         assert len(raw) == RELAY_KEY_LEN
         key = relay_key_from_bytes(raw)
+        cp = self.checkpoints
         return JSONResponse(
             {
                 "ed25519": key.ed25519.hex(),
                 "mldsa65": key.mldsa65.hex(),
                 "fingerprint": relay_key_fingerprint(key).hex(),
+                "checkpoint_vkey": cp.verifier().vkey(),
+                "checkpoint_binding": self.store.bind_checkpoint_key(cp.origin).hex(),
             }
         )
+
+    async def log_checkpoint(self, request: Request) -> Response:
+        note = await self.checkpoints.served()
+        if note is None:
+            raise HTTPRefusal(503, "no witness has cosigned a checkpoint yet; try again later")
+        return Response(note.encode(), media_type="text/plain; charset=utf-8", headers=_NO_STORE)
 
     async def log_head(self, request: Request) -> Response:
         if "size" in request.query_params:

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backchannel.errors import ConfigError
+from backchannel.errors import ConfigError, DecodeError
 from backchannel.protocol.batch import MAX_QUERIES, QUERY_LEN
 from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS, SLOT_LEN
 from backchannel.protocol.misbehaviour import MAX_ABSENT_SLOTS
+from backchannel.protocol.note import TYPE_COSIGNATURE_ED25519, TYPE_COSIGNATURE_MLDSA44, Verifier
 from backchannel.store.factory import sqlite_url
 
 ENV_PREFIX = "BACKCHANNEL_RELAY_"
@@ -37,6 +38,8 @@ DEFAULT_PORT = 8470
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 LOG_FORMATS = ("plain", "json")
 
+
+_ORIGIN = re.compile(r"[!-*,-~]{1,255}")
 
 #: A store URL scheme written without its ``//`` (``sqlite:relay.db``): a slip, not a file name.
 _BARE_SCHEME = re.compile(r"(?i)(sqlite|postgres|postgresql|memory):(?!//)")
@@ -63,6 +66,31 @@ def store_url_from(value: str) -> str:
             f"e.g. {os.path.join(value, 'relay.db')}"
         )
     return sqlite_url(value)
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessPeer:
+    """A witness: where to push, and the cosigner keys accepted from it."""
+
+    url: str
+    cosigners: tuple[Verifier, ...]
+
+
+def parse_witnesses(spec: str) -> tuple[WitnessPeer, ...]:
+    """``<URL prefix> <vkey> [<vkey> ...]`` entries, separated by commas."""
+    peers = []
+    for entry in (e.strip() for e in spec.split(",")):
+        if not entry:
+            continue
+        url, *vkeys = entry.split()
+        if not url.startswith(("http://", "https://")) or not vkeys:
+            raise DecodeError("a witness is '<http(s) URL prefix> <cosigner vkey> [...]'")
+        cosigners = tuple(Verifier.from_vkey(v) for v in vkeys)
+        kinds = (TYPE_COSIGNATURE_ED25519, TYPE_COSIGNATURE_MLDSA44)
+        if any(c.sig_type not in kinds for c in cosigners):
+            raise DecodeError("a witness's vkeys are cosigner keys (type 0x04 or 0x06)")
+        peers.append(WitnessPeer(url.rstrip("/"), cosigners))
+    return tuple(peers)
 
 
 def _secret(default: str | None = None) -> Any:
@@ -124,6 +152,15 @@ class RelaySettings:
     log_level: str = "info"
     #: ``plain`` lines or ``json`` (one object per line, for log collectors).
     log_format: str = "plain"
+    #: The origin line of the log's checkpoints (c2sp.org/tlog-checkpoint), a
+    #: schema-less URL naming this log. Empty: ``backchannel.relay/<first 8
+    #: bytes of the log key's fingerprint, in hex>``, stable for the key's life.
+    log_origin: str = ""
+    #: Witnesses the relay asks to cosign its checkpoints: comma-separated
+    #: entries ``<submission URL prefix> <cosigner vkey> [<vkey> ...]``.
+    witnesses: str = ""
+    #: How often the relay pushes its latest checkpoint to its witnesses.
+    witness_interval_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -153,10 +190,19 @@ class RelaySettings:
                 f"log_level must be one of {', '.join(LOG_LEVELS)}",
             ),
             (self.log_format in LOG_FORMATS, f"log_format must be one of {', '.join(LOG_FORMATS)}"),
+            (self.witness_interval_seconds > 0, "witness_interval_seconds must be positive"),
+            (
+                not self.log_origin or _ORIGIN.fullmatch(self.log_origin) is not None,
+                "log_origin is one line of printable characters without spaces or '+'",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"invalid relay setting: {message}")
+        try:
+            parse_witnesses(self.witnesses)
+        except DecodeError as e:
+            raise ConfigError(f"invalid relay setting: witnesses: {e}") from None
 
     @property
     def batch_deposit_limit(self) -> int:

@@ -36,7 +36,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from backchannel.crypto.primitives import HASH_LEN
+from backchannel.crypto import labels
+from backchannel.crypto.notesig import Ed25519NoteKey
+from backchannel.crypto.primitives import HASH_LEN, hkdf
 from backchannel.crypto.signing import SEED_LEN, SigningKey
 from backchannel.errors import LocalProtocolError, StoreUnavailable
 from backchannel.protocol import merkle
@@ -358,10 +360,31 @@ class LogCache:
         self._inflight: asyncio.Future[None] | None = None
         self.compact: bytes | None = None
         self.compact_size = -1
+        self._checkpoint_key: Ed25519NoteKey | None = None
 
     def public_key(self) -> bytes:
         vk = self.key.verify_key
         return vk.ed25519 + vk.mldsa65
+
+    def checkpoint_key(self) -> Ed25519NoteKey:
+        """The key that signs checkpoints: its own Ed25519 key, derived from the log key.
+
+        Checkpoints sign bare text (c2sp.org/signed-note); a key of its own keeps
+        those signatures apart from the log key's labelled ones.
+        """
+        if self._checkpoint_key is None:
+            seed = hkdf(self.key.seeds()[0], salt=None, info=labels.CHECKPOINT_KEY)
+            self._checkpoint_key = Ed25519NoteKey(seed)
+        return self._checkpoint_key
+
+    def bind_checkpoint_key(self, origin: str) -> bytes:
+        """The log key's Ed25519 signature over the checkpoint public key and ``origin``.
+
+        Ed25519 (deterministic, so every relay process on one database serves the
+        same bytes) and not hybrid: the key it binds is Ed25519 anyway.
+        """
+        data = self.checkpoint_key().public + origin.encode()
+        return self.key.sign_ed25519(labels.SIG_CHECKPOINT_KEY, data)
 
     def sign(self, head: TreeHead) -> bytes:
         return sign_head(self.key, head)

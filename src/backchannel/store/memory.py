@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from backchannel.crypto.notesig import Ed25519NoteKey
 from backchannel.crypto.signing import SigningKey
 from backchannel.errors import QuotaExceeded, SlotConflict, TenantExists, UnknownTenant
 from backchannel.protocol import merkle
@@ -283,6 +284,12 @@ class MemoryRelayStore(_log.LogSigning):
 
     def log_public_key(self) -> bytes:
         return self._signer.public_key()
+
+    def checkpoint_key(self) -> Ed25519NoteKey:
+        return self._signer.checkpoint_key()
+
+    def bind_checkpoint_key(self, origin: str) -> bytes:
+        return self._signer.bind_checkpoint_key(origin)
 
     def _log_cache(self) -> _log.LogCache:
         return self._signer

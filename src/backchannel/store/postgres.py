@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from backchannel.crypto.notesig import Ed25519NoteKey
 from backchannel.errors import (
     ConfigError,
     QuotaExceeded,
@@ -616,6 +617,12 @@ class PostgresRelayStore(_log.LogSigning):
 
     def log_public_key(self) -> bytes:
         return self._need_cache().public_key()
+
+    def checkpoint_key(self) -> Ed25519NoteKey:
+        return self._need_cache().checkpoint_key()
+
+    def bind_checkpoint_key(self, origin: str) -> bytes:
+        return self._need_cache().bind_checkpoint_key(origin)
 
     def _log_cache(self) -> _log.LogCache:
         return self._need_cache()

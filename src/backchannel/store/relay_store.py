@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from backchannel.crypto.notesig import Ed25519NoteKey
 from backchannel.protocol.merkle import EMPTY_ROOT, TreeHead
 
 _sha256 = hashlib.sha256
@@ -254,6 +255,12 @@ class RelayStore(Protocol):
 
     def log_public_key(self) -> bytes:
         """The relay's public signing key (Ed25519 then ML-DSA-65); after ``open``."""
+
+    def checkpoint_key(self) -> Ed25519NoteKey:
+        """The key that signs the log's checkpoints (c2sp.org/tlog-checkpoint); after ``open``."""
+
+    def bind_checkpoint_key(self, origin: str) -> bytes:
+        """The log key's Ed25519 signature binding the checkpoint key to ``origin``."""
 
     def compact_signed(self, head: TreeHead) -> bytes:
         """The compact signed head of ``head``, a head this log committed (the caller checks)."""

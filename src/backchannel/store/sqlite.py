@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
+from backchannel.crypto.notesig import Ed25519NoteKey
 from backchannel.crypto.primitives import HASH_LEN
 from backchannel.errors import (
     ConfigError,
@@ -841,6 +842,12 @@ class SQLiteRelayStore(_log.LogSigning):
 
     def log_public_key(self) -> bytes:
         return self._need_log().public_key()
+
+    def checkpoint_key(self) -> Ed25519NoteKey:
+        return self._need_log().checkpoint_key()
+
+    def bind_checkpoint_key(self, origin: str) -> bytes:
+        return self._need_log().bind_checkpoint_key(origin)
 
     def _log_cache(self) -> _log.LogCache:
         return self._need_log()
