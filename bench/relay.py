@@ -8,6 +8,9 @@ figures for the harness. Everything runs on 127.0.0.1:
   (a fresh schema, dropped afterwards);
 * batch deposits (``POST /v1/batch/deposit``, 8 fresh cells each), counted
   as cells the answer says are stored;
+* on PostgreSQL, ``relay serve --workers N`` for N = 1, 2, 4 (one port,
+  SO_REUSEPORT), deposits and batch deposits at concurrency 64: throughput
+  and p99 per N (``--workers-only`` runs just this part);
 * :mod:`bench.bare_app` on the same uvicorn stack (uvloop + httptools): it
   reads a 4 KiB body and answers, nothing more. It is the ceiling.
 
@@ -369,6 +372,67 @@ def _bench_relay(db_url: str, quick: bool) -> dict[str, Any]:
     return out
 
 
+WORKERS = (1, 2, 4)
+WORKERS_CONCURRENCY = 64
+
+
+def _bench_workers(db_url: str, quick: bool) -> dict[str, Any]:
+    """Deposits and batch deposits at one concurrency, for each worker count."""
+    max_ops, max_s = BOUNDS[quick]
+    out: dict[str, Any] = {}
+    credential = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    for n in WORKERS:
+        port = _free_port()
+        cmd = relay_command(db_url, port, "--workers", str(n))
+        with _server(cmd, port, "/readyz"):
+            # Every worker must be up before the load: wait until the port has
+            # answered on several connections (one per worker at least, most likely).
+            time.sleep(1.0 + 0.5 * n)
+            if n == WORKERS[0]:
+                _register(port, credential)
+            common = {
+                "port": port,
+                "concurrency": WORKERS_CONCURRENCY,
+                "credential": credential,
+                "max_ops": max_ops,
+                "max_seconds": max_s,
+            }
+            seed = secrets.token_hex(16)
+            _drive(
+                {
+                    **common,
+                    "seed": seed,
+                    "kind": "deposit",
+                    "ok": [201],
+                    "max_ops": 500,
+                    "start": 10**9,
+                }
+            )
+            dep = _drive({**common, "seed": seed, "kind": "deposit", "ok": [201]})
+            bat = _drive(
+                {
+                    **common,
+                    "seed": seed,
+                    "kind": "batch",
+                    "ok": [200],
+                    "start": 2 * 10**9,
+                    "max_ops": max(1, max_ops // BATCH_CELLS),
+                }
+            )
+        out[f"w{n}"] = {
+            "deposits_per_s": round(dep["per_s"], 1),
+            "deposit_p50_ms": round(dep["p50_ms"], 2),
+            "deposit_p99_ms": round(dep["p99_ms"], 2),
+            "batch_cells_per_s": round(bat["cells_per_s"], 1),
+            "batch_p99_ms": round(bat["p99_ms"], 2),
+            "errors": {**dep["errors"], **{f"batch_{k}": v for k, v in bat["errors"].items()}},
+        }
+    base = out[f"w{WORKERS[0]}"]["deposits_per_s"]
+    for n in WORKERS[1:]:
+        out[f"ratio_w{n}_vs_w1"] = round(out[f"w{n}"]["deposits_per_s"] / base, 3) if base else None
+    return out
+
+
 def _bench_bare(quick: bool) -> dict[str, Any]:
     max_ops, max_s = BOUNDS[quick]
     port = _free_port()
@@ -467,6 +531,8 @@ def run(quick: bool) -> dict[str, Any]:
     else:
         with _pg_schema() as url:
             result["postgres"] = _bench_relay(url, quick)
+        with _pg_schema() as url:
+            result["postgres_workers"] = _bench_workers(url, quick)
     for backend in ("sqlite", "postgres"):
         for c in CONCURRENCY:
             fig = result[backend].get(f"c{c}")
@@ -510,9 +576,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--workers-only", action="store_true", help="only relay serve --workers N on PostgreSQL"
+    )
     args = parser.parse_args()
     if args.loadgen:
         _loadgen_main(args.loadgen)
+        return
+    if args.workers_only:
+        reason = _postgres_skip_reason()
+        if reason:
+            raise SystemExit(f"skipped: {reason}")
+        with _pg_schema() as url:
+            print(json.dumps(_bench_workers(url, args.quick), indent=2))
         return
     result = run(args.quick)
     print(json.dumps(result, indent=2) if args.json else _table(result))

@@ -114,7 +114,8 @@ def test_check_config_reports_every_problem_with_its_source(tmp_path: Path) -> N
 def test_every_setting_comes_from_the_environment(tmp_path: Path) -> None:
     defaults = RelaySettings()
     changed = {
-        "db_url": str(tmp_path / "x.db"),
+        # PostgreSQL, so that several workers are allowed (nothing connects here).
+        "db_url": "postgresql://relay@db.example/relay",
         "data_dir": str(tmp_path),
         "host": "0.0.0.0",
         "port": "9999",
@@ -144,6 +145,7 @@ def test_every_setting_comes_from_the_environment(tmp_path: Path) -> None:
         "witnesses": "https://witness.example/a "
         + Verifier("witness.example/a", TYPE_COSIGNATURE_ED25519, bytes(32)).vkey(),
         "witness_interval_seconds": "15",
+        "workers": "3",
     }
     assert sorted(changed) == sorted(FIELDS)
     env = {cfg.env_name(k): v for k, v in changed.items()}

@@ -252,10 +252,12 @@ def create_app(
     store: RelayStore | None = None,
     *,
     clock: Callable[[], float] = time.time,
+    background: bool = True,
 ) -> Starlette:
     """Build the relay app. Without ``store``, one is made from ``settings.store_url``.
 
-    The store is opened and closed by the app's lifespan.
+    The store is opened and closed by the app's lifespan. ``background`` runs
+    the expiry and witness tasks (one worker of several runs them).
     """
     if store is None:
         from backchannel.store.factory import relay_store_from_url
@@ -307,13 +309,15 @@ def create_app(
         await service.start_clock()
         if settings.rendezvous:
             await service.ensure_rendezvous()
-        expiry = asyncio.create_task(service.expire_forever(), name="relay-expiry")
-        witnessing = asyncio.create_task(service.checkpoints.run(), name="relay-witnesses")
+        tasks = []
+        if background:
+            tasks.append(asyncio.create_task(service.expire_forever(), name="relay-expiry"))
+            tasks.append(asyncio.create_task(service.checkpoints.run(), name="relay-witnesses"))
         log.info("relay ready: cell size %d bytes", settings.cell_size)
         try:
             yield
         finally:
-            for task in (expiry, witnessing):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

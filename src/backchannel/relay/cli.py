@@ -62,6 +62,10 @@ def serve(
     log_format: Annotated[
         str | None, typer.Option("--log-format", help="plain, or json (one object per line)")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Relay processes on the port (needs PostgreSQL for more than 1)"),
+    ] = None,
 ) -> None:
     """Serve the relay until interrupted; in-flight deposits finish before it exits."""
     from backchannel.relay.settings import resolve_settings
@@ -75,6 +79,7 @@ def serve(
                 "data_dir": data_dir,
                 "open_registration": open_registration,
                 "log_format": log_format,
+                "workers": workers,
             },
             config_file=config,
         )
@@ -96,19 +101,9 @@ def serve(
 
 
 def _run(settings: RelaySettings) -> None:
-    if settings.log_format != "json":
-        from backchannel.relay.server import serve as run
+    from backchannel.relay.server import serve as run
 
-        run(settings)
-        return
-    import uvicorn
-
-    from backchannel.relay.logformat import use_json_logs
-    from backchannel.relay.server import uvicorn_config
-
-    config = uvicorn_config(settings)  # configures plain logging: replaced below
-    use_json_logs(settings.log_level)
-    uvicorn.Server(config).run()
+    run(settings)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

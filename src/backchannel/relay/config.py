@@ -68,6 +68,10 @@ DESCRIPTIONS: dict[str, str] = {
         "comma-separated '<URL prefix> <cosigner vkey> [<vkey> ...]' entries."
     ),
     "witness_interval_seconds": "How often the latest checkpoint goes to the witnesses.",
+    "workers": (
+        "Relay processes serving the port (SO_REUSEPORT) under one supervisor;\n"
+        "more than 1 needs PostgreSQL. About one per core."
+    ),
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(rs.RelaySettings)}

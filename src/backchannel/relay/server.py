@@ -1,8 +1,24 @@
-"""Run the relay under uvicorn: :func:`serve`."""
+"""Run the relay under uvicorn: :func:`serve`, one process or a supervisor of ``workers``.
+
+With ``workers > 1`` the process that runs :func:`serve` becomes a supervisor:
+it starts that many worker processes (``spawn``, so each starts clean; the
+settings, operator token included, travel over the multiprocessing pipe, never
+in argv or the environment), each binding the port with ``SO_REUSEPORT`` so the
+kernel spreads connections among them. Every worker opens the PostgreSQL store,
+whose log is shared (one head row, appended under its lock), so answers carry
+one log whatever process gave them. Worker 0 alone runs the background tasks
+(expiry, pushes to witnesses). A worker that dies is started again (at most
+once a second); SIGTERM or SIGINT is passed on to every worker, which finish
+their requests as a single process would.
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import signal
+import socket
+import time
 from typing import Any
 
 import uvicorn
@@ -38,10 +54,10 @@ def _log_config(level: str) -> dict[str, Any]:
     }
 
 
-def uvicorn_config(settings: RelaySettings) -> uvicorn.Config:
+def uvicorn_config(settings: RelaySettings, *, background: bool = True) -> uvicorn.Config:
     """The server configuration for these settings (uvloop and httptools when present)."""
     return uvicorn.Config(
-        create_app(settings),
+        create_app(settings, background=background),
         host=settings.host,
         port=settings.port,
         loop="auto",
@@ -62,8 +78,85 @@ def uvicorn_config(settings: RelaySettings) -> uvicorn.Config:
     )
 
 
+def _server(settings: RelaySettings, *, background: bool = True) -> uvicorn.Server:
+    config = uvicorn_config(settings, background=background)  # configures plain logging
+    if settings.log_format == "json":
+        from backchannel.relay.logformat import use_json_logs
+
+        use_json_logs(settings.log_level)
+    return uvicorn.Server(config)
+
+
 def serve(settings: RelaySettings) -> None:
     """Serve until SIGINT/SIGTERM, then finish in-flight requests and close the store."""
-    server = uvicorn.Server(uvicorn_config(settings))
+    if settings.workers > 1:
+        _supervise(settings)
+        return
     logging.getLogger("backchannel.relay").debug("starting on %s:%d", settings.host, settings.port)
-    server.run()
+    _server(settings).run()
+
+
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(settings: RelaySettings, index: int) -> None:
+    """One worker: its own socket on the shared port, its own store connection pool."""
+    sock = _reuseport_socket(settings.host, settings.port)
+    _server(settings, background=index == 0).run(sockets=[sock])
+
+
+def _supervise(settings: RelaySettings) -> None:
+    log = logging.getLogger("backchannel.relay")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        proc = ctx.Process(target=_worker, args=(settings, index), name=f"relay-worker-{index}")
+        proc.start()
+        return proc
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    procs = {i: start(i) for i in range(settings.workers)}
+    log.info(
+        "relay supervisor: %d workers on %s:%d", settings.workers, settings.host, settings.port
+    )
+    started = {i: time.monotonic() for i in procs}
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for i, proc in list(procs.items()):
+                if proc.is_alive() or stopping:
+                    continue
+                log.error(
+                    "relay worker %d exited with status %s; starting it again", i, proc.exitcode
+                )
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - started[i])))
+                procs[i] = start(i)
+                started[i] = time.monotonic()
+    finally:
+        for proc in procs.values():
+            if proc.is_alive() and proc.pid is not None:
+                proc.terminate()  # SIGTERM: the worker's graceful shutdown
+        deadline = time.monotonic() + settings.graceful_shutdown_seconds + 5
+        for proc in procs.values():
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        log.info("relay supervisor stopped")

@@ -161,6 +161,9 @@ class RelaySettings:
     witnesses: str = ""
     #: How often the relay pushes its latest checkpoint to its witnesses.
     witness_interval_seconds: float = 60.0
+    #: Relay processes serving one port (SO_REUSEPORT), under one supervisor.
+    #: More than one needs PostgreSQL: every process then shares its log.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         checks = [
@@ -191,6 +194,12 @@ class RelaySettings:
             ),
             (self.log_format in LOG_FORMATS, f"log_format must be one of {', '.join(LOG_FORMATS)}"),
             (self.witness_interval_seconds > 0, "witness_interval_seconds must be positive"),
+            (1 <= self.workers <= 64, "workers must be 1 to 64"),
+            (
+                self.workers == 1 or self.db_url.startswith(("postgresql://", "postgres://")),
+                "several workers need PostgreSQL (--db postgresql://...): one SQLite file "
+                "has one writing process",
+            ),
             (
                 not self.log_origin or _ORIGIN.fullmatch(self.log_origin) is not None,
                 "log_origin is one line of printable characters without spaces or '+'",

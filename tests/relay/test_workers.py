@@ -1,0 +1,189 @@
+"""``relay serve --workers N``: several processes on one port, one log, nothing lost.
+
+A relay runs with three workers on PostgreSQL. Many clients deposit at once
+(each connection lands on whichever worker the kernel picks); one worker is
+killed with SIGKILL in the middle and the supervisor starts it again. Then:
+every acknowledged cell is there byte for byte, once; every deposit answer's
+proof holds against the head it came with; every head handed out is
+consistent with the final one, all signed by one key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backchannel.crypto.signing import VerifyKey
+from backchannel.errors import ConfigError
+from backchannel.protocol.merkle import TreeHead
+from backchannel.protocol.misbehaviour import open_signed_head, verify_cell_receipt
+from backchannel.relay.settings import resolve_settings
+from backchannel.store.factory import relay_store_from_url
+
+from .procs import OPERATOR, RelayProcess, fresh_pg_schema, postgres_reachable
+
+WORKERS = 3
+CLIENTS = 8
+CELLS_PER_CLIENT = 24
+TENANT = "mission-workers"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    reason = postgres_reachable()
+    if reason:
+        pytest.skip(reason)
+    with fresh_pg_schema() as url:
+        yield url
+
+
+def _workers(supervisor: int) -> list[int]:
+    """The pids of the supervisor's worker processes (spawned Python children)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == supervisor and b"multiprocessing.spawn" in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+async def _client(base: str, acked: dict[str, tuple[bytes, dict[str, object]]]) -> None:
+    # A fresh connection per few requests, so connections spread over the workers.
+    for _ in range(CELLS_PER_CLIENT // 4):
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            for _ in range(4):
+                slot, cell = secrets.token_hex(32), secrets.token_bytes(4096)
+                for _attempt in range(20):
+                    try:
+                        r = await http.put(
+                            f"/v1/tenants/{TENANT}/slots/{slot}",
+                            content=cell,
+                            headers={"Content-Type": "application/octet-stream"},
+                        )
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)  # the killed worker's connection
+                        continue
+                    if r.status_code in (200, 201):
+                        acked[slot] = (cell, r.json()["log"])
+                        break
+                    assert r.status_code == 503, r.text
+                    await asyncio.sleep(0.1)
+
+
+async def _load_and_kill(relay: RelayProcess) -> dict[str, tuple[bytes, dict[str, object]]]:
+    acked: dict[str, tuple[bytes, dict[str, object]]] = {}
+    clients = [asyncio.create_task(_client(relay.base_url, acked)) for _ in range(CLIENTS)]
+    while len(acked) < CLIENTS * CELLS_PER_CLIENT // 3:
+        await asyncio.sleep(0.02)
+    victim = _workers(relay.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    await asyncio.gather(*clients)
+    return acked
+
+
+@pytest.mark.postgres
+def test_workers_share_one_port_and_one_log_and_lose_nothing(pg_url: str) -> None:
+    env = {"BACKCHANNEL_RELAY_WORKERS": str(WORKERS)}
+    with RelayProcess(pg_url, env) as relay:
+        deadline = time.monotonic() + 20
+        while len(_workers(relay.pid)) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = sorted(_workers(relay.pid))
+        assert len(before) == WORKERS
+        r = httpx.post(
+            relay.base_url + "/v1/tenants",
+            json={"tenant_id": TENANT, "credential": secrets.token_urlsafe(32)},
+            headers={"Authorization": f"Bearer {OPERATOR}"},
+        )
+        assert r.status_code == 201, r.text
+        acked = asyncio.run(_load_and_kill(relay))
+        assert len(acked) == CLIENTS * CELLS_PER_CLIENT
+        # The supervisor started the killed worker again.
+        deadline = time.monotonic() + 20
+        while len(_workers(relay.pid)) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        after = sorted(_workers(relay.pid))
+        assert len(after) == WORKERS and after != before
+
+        # Connections reached several workers: each counts its own deposits.
+        counts = set()
+        for _ in range(30):
+            text = httpx.get(relay.base_url + "/metrics").text  # a new connection each time
+            for line in text.splitlines():
+                if line.startswith('backchannel_relay_deposits_total{outcome="created"}'):
+                    counts.add(float(line.split()[-1]))
+        assert len(counts - {0.0}) >= 2, counts
+
+        key_json = httpx.get(relay.base_url + "/v1/log/key").json()
+        key = VerifyKey(bytes.fromhex(key_json["ed25519"]), bytes.fromhex(key_json["mldsa65"]))
+        final = open_signed_head(
+            bytes.fromhex(httpx.get(relay.base_url + "/v1/log/head").json()["signed_head"]), key
+        )
+        places = set()
+        heads: dict[int, TreeHead] = {}
+        leaves: dict[int, str] = {}
+        for slot, (cell, log) in acked.items():
+            head = open_signed_head(bytes.fromhex(str(log["signed_head"])), key)
+            heads[head.size] = head
+            leaf_index, position = log["leaf_index"], log["batch_position"]
+            assert isinstance(leaf_index, int) and isinstance(position, int)
+            if leaf_index not in leaves:
+                answer = httpx.get(f"{relay.base_url}/v1/log/leaves/{leaf_index}")
+                leaves[leaf_index] = answer.json()["leaf"]
+            leaf = leaves[leaf_index]
+            verify_cell_receipt(
+                tenant_id=TENANT,
+                slot=bytes.fromhex(slot),
+                cell=cell,
+                leaf=bytes.fromhex(leaf),
+                batch_position=position,
+                batch_proof=[bytes.fromhex(h) for h in log["batch_proof"]],  # type: ignore[attr-defined]
+                inclusion_proof=[bytes.fromhex(h) for h in log["inclusion_proof"]],  # type: ignore[attr-defined]
+                head=head,
+            )
+            places.add((leaf_index, position))
+        assert len(places) == len(acked)  # no two cells at one place in the log
+        for head in heads.values():
+            if head.size < final.size:
+                r = httpx.get(
+                    relay.base_url + "/v1/log/proof/consistency",
+                    params={"first": head.size, "second": final.size},
+                )
+                head.check_consistent(final, [bytes.fromhex(h) for h in r.json()["proof"]])
+            else:
+                assert head == final or head.root == final.root
+    asyncio.run(_stored_exactly(pg_url, acked))
+
+
+async def _stored_exactly(url: str, acked: dict[str, tuple[bytes, dict[str, object]]]) -> None:
+    store = relay_store_from_url(url)
+    await store.open()
+    try:
+        slots = [bytes.fromhex(s) for s in acked]
+        got = await store.fetch(TENANT, slots)
+        assert {s.hex(): c for s, c in got.items()} == {s: c for s, (c, _) in acked.items()}
+        assert await store.count_cells() == len(acked)  # nothing else, nothing twice
+    finally:
+        await store.close()
+
+
+def test_several_workers_need_postgresql(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="several workers need PostgreSQL"):
+        resolve_settings({"db_url": str(tmp_path / "relay.db"), "workers": 2}, env={})
+    with pytest.raises(ConfigError, match="workers must be 1 to 64"):
+        resolve_settings({"workers": 0}, env={})
