@@ -3,14 +3,22 @@
 Each app owns its registry (no process-wide globals, so two apps in one test
 do not share counters). Labels are route names, status codes and outcomes
 only: never a tenant id, a slot address or anything derived from a cell.
+
+Under ``relay serve --workers N`` the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` for its workers: prometheus_client then keeps
+every worker's values in files there, and ``/metrics`` on any worker answers
+for the whole relay (counters and histograms summed over workers, living and
+dead; the stored-cells gauge as last set, by the worker that runs expiry).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["CONTENT_TYPE_LATEST", "RelayMetrics"]
 
@@ -61,7 +69,10 @@ class RelayMetrics:
             "backchannel_relay_tenants_registered", "Tenants registered", registry=r
         )
         self.cells_stored = Gauge(
-            "backchannel_relay_cells_stored", "Cells held, as of the last expiry run", registry=r
+            "backchannel_relay_cells_stored",
+            "Cells held, as of the last expiry run",
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
 
         # labels() costs a lock and a dict lookup on tuples; the hot path keeps
@@ -86,4 +97,9 @@ class RelayMetrics:
         child.inc()
 
     def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Workers of one relay: the values of all of them, from their files.
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from typing import Any
 
@@ -119,6 +122,10 @@ def _supervise(settings: RelaySettings) -> None:
     )
     ctx = multiprocessing.get_context("spawn")
     stopping = False
+    # Shared metrics: every worker writes its values under this directory
+    # (inherited through the environment), and any worker's /metrics reads all.
+    metrics_dir = tempfile.mkdtemp(prefix="backchannel-relay-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
         proc = ctx.Process(target=_worker, args=(settings, index), name=f"relay-worker-{index}")
@@ -144,6 +151,10 @@ def _supervise(settings: RelaySettings) -> None:
                 log.error(
                     "relay worker %d exited with status %s; starting it again", i, proc.exitcode
                 )
+                if proc.pid is not None:
+                    from prometheus_client import multiprocess
+
+                    multiprocess.mark_process_dead(proc.pid, metrics_dir)  # type: ignore[no-untyped-call]
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - started[i])))
                 procs[i] = start(i)
                 started[i] = time.monotonic()
@@ -159,4 +170,6 @@ def _supervise(settings: RelaySettings) -> None:
                 proc.join(5)
         for s, handler in previous.items():
             signal.signal(s, handler)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         log.info("relay supervisor stopped")
