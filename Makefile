@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 FUZZ_STAMP := $(VENV)/.fuzz-installed
 
 .PHONY: demo test lint bench bench-quick clean vectors dist
-.PHONY: fuzz mutation
+.PHONY: fuzz mutation schemathesis soak
 .PHONY: docs
 
 $(STAMP): requirements.lock pyproject.toml
@@ -56,7 +56,23 @@ $(FUZZ_STAMP): $(STAMP) requirements-fuzz.lock
 FUZZ_RUNS ?= 1000000
 fuzz: $(FUZZ_STAMP)
 	$(BIN)/python -m tests.fuzz.campaign --runs $(FUZZ_RUNS)
+	$(MAKE) schemathesis
 	$(MAKE) mutation
+
+# Schemathesis against a real relay process, every check, at least ST_CASES
+# cases, with a tenant's credential (docs/reliability.md). The short form is
+# tests/relay/test_schemathesis.py, run by `make test`.
+ST_CASES ?= 10000
+schemathesis: $(STAMP)
+	$(BIN)/python -m tests.relay.st_campaign --cases $(ST_CASES)
+
+# One hour (SOAK_SECONDS) of rounds for 1,000 channels against one relay:
+# per-minute memory, latency and database size into docs/img/soak.{csv,png}
+# and a verdict on flatness (docs/reliability.md). The short form is
+# tests/bench/test_soak.py, run by `make test`.
+SOAK_SECONDS ?= 3600
+soak: $(BENCH_STAMP)
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS) --csv docs/img/soak.csv --plot docs/img/soak.png
 
 # mutmut over src/backchannel/protocol and crypto, against the core's fast tests;
 # MUTATE=protocol/merkle.py limits it to some modules.

@@ -1,0 +1,259 @@
+"""Capacity: how many channels one relay process holds at a round of 60 s.
+
+``python -m bench.capacity [--quick] [--round 60] [--levels 25000,50000,...]``
+
+A building full of missions is many channels, each depositing one cell and
+fetching one cell per round. This bench offers that load to one relay process
+(SQLite, as deployed by default) at increasing channel counts: for ``C``
+channels and a round of ``T`` seconds, deposits (``PUT .../slots/{slot}``,
+4 KiB) and fetches (``GET .../slots/{slot}`` of a cell deposited earlier)
+each arrive as a Poisson process of rate ``C / T``, open loop: a request's
+latency counts from the moment it was due, not from when a connection was
+free, so a relay that falls behind shows it in its p99 (no coordinated
+omission). Load comes from a separate process on raw HTTP/1.1 (as in
+``bench.relay``), with up to 512 keep-alive connections.
+
+For each level it reports the rate achieved, p50 and p99 latency, errors, and
+the relay's CPU time per channel and round (user + system time of the relay
+process from ``/proc``, divided by the channel-rounds served). The largest
+level with p99 under one second and no errors is the capacity. Every
+component shares this 2-core machine: the load generator takes most of one
+core, so the figure is a floor for a machine where the relay has its cores to
+itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import math
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.relay import (
+    CELL,
+    HOST,
+    REPO,
+    TENANT,
+    _free_port,
+    _pct,
+    _read_response,
+    _register,
+    _server,
+    relay_command,
+)
+
+LEVELS = (25_000, 50_000, 100_000, 150_000, 200_000, 300_000)
+MAX_CONNECTIONS = 512
+#: Slots pre-filled for the fetches to read (a channel reads its peer's cell).
+PREFILL = 2_000
+
+
+def _slot(seed: bytes, i: int) -> str:
+    return hashlib.sha256(seed + i.to_bytes(8, "big")).hexdigest()
+
+
+async def _offer(spec: dict[str, Any]) -> dict[str, Any]:
+    """Open-loop Poisson arrivals of deposits and fetches at ``rate`` each, for ``seconds``."""
+    seed = bytes.fromhex(spec["seed"])
+    fill = bytes.fromhex(spec["fill_seed"])
+    rate, seconds = spec["rate"], spec["seconds"]
+    auth = f"Authorization: Bearer {spec['credential']}\r\n"
+    host = f"Host: {HOST}\r\n"
+    rnd = random.Random(spec["seed"])
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened = 0
+    latencies = {"deposit": [], "fetch": []}  # type: dict[str, list[float]]
+    errors: dict[str, int] = {}
+    done = {"deposit": 0, "fetch": 0}
+    waiting: asyncio.Queue[None] = asyncio.Queue()
+
+    def request(kind: str, i: int) -> bytes:
+        if kind == "deposit":
+            return (
+                f"PUT /v1/tenants/{TENANT}/slots/{_slot(seed, i)} HTTP/1.1\r\n{host}"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {CELL}\r\n\r\n"
+            ).encode() + os.urandom(CELL)
+        slot = _slot(fill, i % PREFILL)
+        return f"GET /v1/tenants/{TENANT}/slots/{slot} HTTP/1.1\r\n{host}{auth}\r\n".encode()
+
+    async def connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        nonlocal opened
+        while True:
+            if idle:
+                return idle.pop()
+            if opened < MAX_CONNECTIONS:
+                opened += 1
+                return await asyncio.open_connection(HOST, spec["port"])
+            await waiting.get()
+
+    async def one(kind: str, i: int, due: float) -> None:
+        conn = await connection()
+        assert conn is not None
+        reader, writer = conn
+        try:
+            writer.write(request(kind, i))
+            status, close, _ = await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError):
+            errors["io"] = errors.get("io", 0) + 1
+            writer.close()
+            return _release(None)
+        if status in (200, 201):
+            latencies[kind].append(time.perf_counter() - due)
+            done[kind] += 1
+        else:
+            errors[str(status)] = errors.get(str(status), 0) + 1
+        if close:
+            writer.close()
+            return _release(None)
+        return _release((reader, writer))
+
+    def _release(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
+        nonlocal opened
+        if conn is None:
+            opened -= 1
+        else:
+            idle.append(conn)
+        waiting.put_nowait(None)
+
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+    end = start + seconds
+    # Two independent Poisson processes, merged: the next arrival of either kind.
+    due = {"deposit": start + rnd.expovariate(rate), "fetch": start + rnd.expovariate(rate)}
+    count = {"deposit": 0, "fetch": 0}
+    while True:
+        kind = min(due, key=lambda k: due[k])
+        at = due[kind]
+        if at >= end:
+            break
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(kind, count[kind], at))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        count[kind] += 1
+        due[kind] = at + rnd.expovariate(rate)
+    if tasks:
+        await asyncio.wait(tasks, timeout=30)
+    elapsed = time.perf_counter() - start
+    unfinished = sum(count.values()) - sum(done.values()) - sum(errors.values())
+    if unfinished:
+        errors["unfinished"] = unfinished
+    out: dict[str, Any] = {"seconds": elapsed, "errors": errors, "offered": count}
+    for kind, values in latencies.items():
+        values.sort()
+        out[f"{kind}_per_s"] = done[kind] / elapsed
+        out[f"{kind}_p50_ms"] = _pct(values, 50) * 1000
+        out[f"{kind}_p99_ms"] = _pct(values, 99) * 1000
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def _prefill(port: int, fill: bytes) -> None:
+    import socket
+
+    with socket.create_connection((HOST, port)) as s:
+        f = s.makefile("rb")
+        for i in range(PREFILL):
+            s.sendall(
+                (
+                    f"PUT /v1/tenants/{TENANT}/slots/{_slot(fill, i)} HTTP/1.1\r\nHost: {HOST}\r\n"
+                    f"Content-Type: application/octet-stream\r\nContent-Length: {CELL}\r\n\r\n"
+                ).encode()
+                + os.urandom(CELL)
+            )
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += f.readline()
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            f.read(length)
+
+
+def run(levels: list[int], round_s: float, seconds: float) -> dict[str, Any]:
+    results: dict[str, Any] = {"round_seconds": round_s, "level_seconds": seconds, "levels": {}}
+    with tempfile.TemporaryDirectory(prefix="capacity-") as tmp:
+        port = _free_port()
+        credential = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+        cmd = relay_command(f"sqlite:///{Path(tmp) / 'relay.db'}", port)
+        with _server(cmd, port, "/readyz") as proc:
+            _register(port, credential)
+            fill = secrets.token_bytes(16)
+            _prefill(port, fill)
+            for channels in levels:
+                rate = channels / round_s
+                spec = {
+                    "port": port,
+                    "rate": rate,
+                    "seconds": seconds,
+                    "seed": secrets.token_hex(16),
+                    "fill_seed": fill.hex(),
+                    "credential": credential,
+                }
+                cpu0 = _cpu_seconds(proc.pid)
+                out = subprocess.run(
+                    [sys.executable, "-m", "bench.capacity", "--offer", json.dumps(spec)],
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    timeout=seconds + 120,
+                )
+                cpu = _cpu_seconds(proc.pid) - cpu0
+                if out.returncode != 0:
+                    raise RuntimeError(out.stderr[-800:])
+                level = json.loads(out.stdout.strip().splitlines()[-1])
+                channel_rounds = channels * level["seconds"] / round_s
+                level["relay_cpu_s"] = round(cpu, 2)
+                level["cpu_us_per_channel_round"] = round(cpu / channel_rounds * 1e6, 1)
+                worst = max(level["deposit_p99_ms"], level["fetch_p99_ms"])
+                level["held"] = bool(
+                    not level["errors"] and not math.isnan(worst) and worst < 1000
+                )
+                results["levels"][str(channels)] = level
+                print(json.dumps({"channels": channels, **level}), flush=True)
+                if not level["held"]:
+                    break
+    held = [int(c) for c, v in results["levels"].items() if v["held"]]
+    results["capacity_channels"] = max(held) if held else 0
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="8 s per level instead of 30 s")
+    parser.add_argument("--round", type=float, default=60.0)
+    parser.add_argument("--levels", default=",".join(str(x) for x in LEVELS))
+    parser.add_argument("--offer", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.offer:
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        print(json.dumps(asyncio.run(_offer(json.loads(args.offer)))))
+        return
+    levels = [int(x) for x in args.levels.split(",")]
+    result = run(levels, args.round, 8.0 if args.quick else 30.0)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
