@@ -222,9 +222,7 @@ def run(levels: list[int], round_s: float, seconds: float) -> dict[str, Any]:
                 level["relay_cpu_s"] = round(cpu, 2)
                 level["cpu_us_per_channel_round"] = round(cpu / channel_rounds * 1e6, 1)
                 worst = max(level["deposit_p99_ms"], level["fetch_p99_ms"])
-                level["held"] = bool(
-                    not level["errors"] and not math.isnan(worst) and worst < 1000
-                )
+                level["held"] = bool(not level["errors"] and not math.isnan(worst) and worst < 1000)
                 results["levels"][str(channels)] = level
                 print(json.dumps({"channels": channels, **level}), flush=True)
                 if not level["held"]:

@@ -317,6 +317,50 @@ def relay_command(db_url: str, port: int, *extra: str) -> list[str]:
     ]
 
 
+def _phases(common: dict[str, Any], max_ops: int, *, fetch: bool) -> dict[str, Any]:
+    """A warm-up, then single deposits, fetches of them (``fetch``), batch deposits."""
+    # A short warm-up, not counted (distinct slots: start far above).
+    _drive({**common, "kind": "deposit", "ok": [201], "max_ops": 500, "start": 10**9})
+    dep = _drive({**common, "kind": "deposit", "ok": [201]})
+    got = (
+        _drive({**common, "kind": "fetch", "ok": [200], "span": max(1, dep["ops"])})
+        if fetch
+        else None
+    )
+    # Batch deposits: fresh slots far from the single deposits' ones.
+    bat = _drive(
+        {
+            **common,
+            "kind": "batch",
+            "ok": [200],
+            "start": 2 * 10**9,
+            "max_ops": max(1, max_ops // BATCH_CELLS),
+        }
+    )
+    figures: dict[str, Any] = {
+        "deposits_per_s": round(dep["per_s"], 1),
+        "deposit_p50_ms": round(dep["p50_ms"], 2),
+        "deposit_p99_ms": round(dep["p99_ms"], 2),
+        "deposits": dep["ops"],
+        "batch_cells_per_s": round(bat["cells_per_s"], 1),
+        "batch_p50_ms": round(bat["p50_ms"], 2),
+        "batch_p99_ms": round(bat["p99_ms"], 2),
+        "batch_requests": bat["ops"],
+        "errors": {**dep["errors"], **{f"batch_{k}": v for k, v in bat["errors"].items()}},
+    }
+    if got is not None:
+        figures.update(
+            {
+                "fetches_per_s": round(got["per_s"], 1),
+                "fetch_p50_ms": round(got["p50_ms"], 2),
+                "fetch_p99_ms": round(got["p99_ms"], 2),
+                "fetches": got["ops"],
+            }
+        )
+        figures["errors"].update({f"fetch_{k}": v for k, v in got["errors"].items()})
+    return figures
+
+
 def _bench_relay(db_url: str, quick: bool) -> dict[str, Any]:
     max_ops, max_s = BOUNDS[quick]
     port = _free_port()
@@ -335,39 +379,7 @@ def _bench_relay(db_url: str, quick: bool) -> dict[str, Any]:
                 "max_ops": max_ops,
                 "max_seconds": max_s,
             }
-            # A short warm-up, not counted (distinct slots: start far above).
-            _drive({**common, "kind": "deposit", "ok": [201], "max_ops": 500, "start": 10**9})
-            dep = _drive({**common, "kind": "deposit", "ok": [201]})
-            fetch = _drive({**common, "kind": "fetch", "ok": [200], "span": max(1, dep["ops"])})
-            # Batch deposits: fresh slots far from the single deposits' ones.
-            bat = _drive(
-                {
-                    **common,
-                    "kind": "batch",
-                    "ok": [200],
-                    "start": 2 * 10**9,
-                    "max_ops": max(1, max_ops // BATCH_CELLS),
-                }
-            )
-            out[f"c{c}"] = {
-                "deposits_per_s": round(dep["per_s"], 1),
-                "fetches_per_s": round(fetch["per_s"], 1),
-                "deposit_p50_ms": round(dep["p50_ms"], 2),
-                "deposit_p99_ms": round(dep["p99_ms"], 2),
-                "fetch_p50_ms": round(fetch["p50_ms"], 2),
-                "fetch_p99_ms": round(fetch["p99_ms"], 2),
-                "deposits": dep["ops"],
-                "fetches": fetch["ops"],
-                "batch_cells_per_s": round(bat["cells_per_s"], 1),
-                "batch_p50_ms": round(bat["p50_ms"], 2),
-                "batch_p99_ms": round(bat["p99_ms"], 2),
-                "batch_requests": bat["ops"],
-                "errors": {
-                    **dep["errors"],
-                    **{f"fetch_{k}": v for k, v in fetch["errors"].items()},
-                    **{f"batch_{k}": v for k, v in bat["errors"].items()},
-                },
-            }
+            out[f"c{c}"] = _phases(common, max_ops, fetch=True)
         out["rss_mb"] = _rss_mb(proc.pid)
     return out
 
@@ -385,48 +397,19 @@ def _bench_workers(db_url: str, quick: bool) -> dict[str, Any]:
         port = _free_port()
         cmd = relay_command(db_url, port, "--workers", str(n))
         with _server(cmd, port, "/readyz"):
-            # Every worker must be up before the load: wait until the port has
-            # answered on several connections (one per worker at least, most likely).
+            # /readyz answered means one worker is up; give the others time to start.
             time.sleep(1.0 + 0.5 * n)
             if n == WORKERS[0]:
                 _register(port, credential)
             common = {
                 "port": port,
                 "concurrency": WORKERS_CONCURRENCY,
+                "seed": secrets.token_hex(16),
                 "credential": credential,
                 "max_ops": max_ops,
                 "max_seconds": max_s,
             }
-            seed = secrets.token_hex(16)
-            _drive(
-                {
-                    **common,
-                    "seed": seed,
-                    "kind": "deposit",
-                    "ok": [201],
-                    "max_ops": 500,
-                    "start": 10**9,
-                }
-            )
-            dep = _drive({**common, "seed": seed, "kind": "deposit", "ok": [201]})
-            bat = _drive(
-                {
-                    **common,
-                    "seed": seed,
-                    "kind": "batch",
-                    "ok": [200],
-                    "start": 2 * 10**9,
-                    "max_ops": max(1, max_ops // BATCH_CELLS),
-                }
-            )
-        out[f"w{n}"] = {
-            "deposits_per_s": round(dep["per_s"], 1),
-            "deposit_p50_ms": round(dep["p50_ms"], 2),
-            "deposit_p99_ms": round(dep["p99_ms"], 2),
-            "batch_cells_per_s": round(bat["cells_per_s"], 1),
-            "batch_p99_ms": round(bat["p99_ms"], 2),
-            "errors": {**dep["errors"], **{f"batch_{k}": v for k, v in bat["errors"].items()}},
-        }
+            out[f"w{n}"] = _phases(common, max_ops, fetch=False)
     base = out[f"w{WORKERS[0]}"]["deposits_per_s"]
     for n in WORKERS[1:]:
         out[f"ratio_w{n}_vs_w1"] = round(out[f"w{n}"]["deposits_per_s"] / base, 3) if base else None

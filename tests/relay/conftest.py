@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,6 +38,18 @@ def new_slot() -> str:
 
 def new_cell(size: int = CELL) -> bytes:
     return secrets.token_bytes(size)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh schema in the test PostgreSQL database (skips, saying why, without one)."""
+    from .procs import fresh_pg_schema, postgres_reachable
+
+    reason = postgres_reachable()
+    if reason:
+        pytest.skip(reason)
+    with fresh_pg_schema() as url:
+        yield url
 
 
 @pytest.fixture

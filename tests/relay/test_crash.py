@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,7 +29,7 @@ from backchannel.protocol.batch import (
 from backchannel.protocol.misbehaviour import SignedHead, relay_key_from_bytes, verify_cell_receipt
 from backchannel.store.factory import relay_store_from_url
 
-from .procs import RelayProcess, fresh_pg_schema, postgres_reachable, register
+from .procs import RelayProcess, register
 
 TENANT = "mission-crash"
 CELLS = 3000
@@ -152,15 +151,6 @@ def crash_and_check(db_url: str) -> None:
 @pytest.mark.parametrize("run", range(3))
 def test_sigkill_loses_no_acknowledged_deposit_sqlite(tmp_path: Path, run: int) -> None:
     crash_and_check(f"sqlite://{tmp_path / 'relay.db'}")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    reason = postgres_reachable()
-    if reason:
-        pytest.skip(reason)
-    with fresh_pg_schema() as url:
-        yield url
 
 
 @pytest.mark.slow

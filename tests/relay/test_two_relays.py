@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,16 +13,7 @@ from backchannel.client.relay_client import RelayClient
 from backchannel.crypto.signing import VerifyKey
 from backchannel.protocol.misbehaviour import open_signed_head
 
-from .procs import OPERATOR, RelayProcess, fresh_pg_schema, postgres_reachable
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    reason = postgres_reachable()
-    if reason:
-        pytest.skip(reason)
-    with fresh_pg_schema() as url:
-        yield url
+from .procs import OPERATOR, RelayProcess
 
 
 async def _exchange(a: RelayProcess, b: RelayProcess) -> None:

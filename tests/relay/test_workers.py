@@ -15,7 +15,6 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,21 +27,12 @@ from backchannel.protocol.misbehaviour import open_signed_head, verify_cell_rece
 from backchannel.relay.settings import resolve_settings
 from backchannel.store.factory import relay_store_from_url
 
-from .procs import OPERATOR, RelayProcess, fresh_pg_schema, postgres_reachable
+from .procs import OPERATOR, RelayProcess
 
 WORKERS = 3
 CLIENTS = 8
 CELLS_PER_CLIENT = 32
 TENANT = "mission-workers"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    reason = postgres_reachable()
-    if reason:
-        pytest.skip(reason)
-    with fresh_pg_schema() as url:
-        yield url
 
 
 def _workers(supervisor: int) -> list[int]:
