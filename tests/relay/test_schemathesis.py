@@ -75,6 +75,33 @@ def test_every_request_the_document_allows_is_not_refused_as_bad(
     case.call_and_validate(checks=[positive_data_acceptance])
 
 
+def test_the_batch_bodies_documented_examples_are_accepted() -> None:
+    # The one positive check the batch operations get (the layout is prose).
+    from starlette.testclient import TestClient
+
+    with TestClient(app) as http:
+        credential = "A" * 43
+        r = http.post(
+            "/v1/tenants",
+            json={"tenant_id": "mission-examples", "credential": credential},
+            headers={"Authorization": "Bearer schemathesis-operator"},
+        )
+        assert r.status_code in (201, 409), r.text
+        paths = schema.raw_schema["paths"]
+        for path, auth in (
+            ("/v1/batch/deposit", {}),
+            ("/v1/tenants/mission-examples/batch/fetch", {"Authorization": f"Bearer {credential}"}),
+        ):
+            doc_path = path.replace("mission-examples", "{tenant_id}")
+            body = paths[doc_path]["post"]["requestBody"]["content"]["application/octet-stream"]
+            answer = http.post(
+                path,
+                content=body["example"].encode("ascii"),
+                headers={"Content-Type": "application/octet-stream", **auth},
+            )
+            assert answer.status_code == 200, (path, answer.status_code)
+
+
 def test_the_document_covers_every_route() -> None:
     from starlette.routing import Route
 

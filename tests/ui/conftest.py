@@ -101,7 +101,10 @@ class DeskProcess:
         self.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running
+# in this thread until it stops, and the async tests collected after tests/ui
+# need the thread free of one.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     path = chromium()
     if path is None:
