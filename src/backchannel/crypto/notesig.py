@@ -31,9 +31,7 @@ class Ed25519NoteKey:
     __slots__ = ("_key", "public")
 
     def __init__(self, seed: bytes) -> None:
-        if len(seed) != SEED_LEN:
-            raise DecodeError("Ed25519 seed has the wrong length")
-        self._key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+        self._key = ed25519.Ed25519PrivateKey.from_private_bytes(_seed(seed, "Ed25519"))
         self.public = self._key.public_key().public_bytes_raw()
 
     def __repr__(self) -> str:  # never show the seed
@@ -49,9 +47,7 @@ class MLDSA44NoteKey:
     __slots__ = ("_key", "public")
 
     def __init__(self, seed: bytes) -> None:
-        if len(seed) != SEED_LEN:
-            raise DecodeError("ML-DSA-44 seed has the wrong length")
-        self._key = mldsa.MLDSA44PrivateKey.from_seed_bytes(seed)
+        self._key = mldsa.MLDSA44PrivateKey.from_seed_bytes(_seed(seed, "ML-DSA-44"))
         self.public = self._key.public_key().public_bytes_raw()
 
     def __repr__(self) -> str:
@@ -59,6 +55,12 @@ class MLDSA44NoteKey:
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
+
+
+def _seed(seed: bytes, what: str) -> bytes:
+    if len(seed) != SEED_LEN:
+        raise DecodeError(f"{what} seed has the wrong length")
+    return seed
 
 
 def verify_ed25519(public: bytes, signature: bytes, message: bytes) -> None:
