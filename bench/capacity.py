@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import hashlib
 import json
 import math
 import os
@@ -50,6 +49,7 @@ from bench.relay import (
     _read_response,
     _register,
     _server,
+    _slot,
     relay_command,
 )
 
@@ -57,10 +57,6 @@ LEVELS = (25_000, 50_000, 100_000, 150_000, 200_000, 300_000)
 MAX_CONNECTIONS = 512
 #: Slots pre-filled for the fetches to read (a channel reads its peer's cell).
 PREFILL = 2_000
-
-
-def _slot(seed: bytes, i: int) -> str:
-    return hashlib.sha256(seed + i.to_bytes(8, "big")).hexdigest()
 
 
 async def _offer(spec: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,6 @@ import asyncio
 import csv
 import hashlib
 import json
-import math
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from backchannel.client.relay_client import RelayClient, new_credential
-from bench.relay import OPERATOR, _free_port, _rss_mb, _server, relay_command
+from bench.relay import OPERATOR, _free_port, _pct, _rss_mb, _server, relay_command
 
 CELL = 4096
 ROUND_SECONDS = 2.0
@@ -60,13 +59,6 @@ class Minute:
     ack: list[float] = field(default_factory=list)
     errors: int = 0
     rounds: int = 0
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round((len(ordered) - 1) * q / 100))]
 
 
 class Soak:
@@ -170,8 +162,9 @@ async def _run(
             for kind in ("deposit", "fetch", "ack"):
                 values = getattr(minute, kind)
                 row[f"{kind}_n"] = len(values)
-                row[f"{kind}_p50_ms"] = round(_pct(values, 50) * 1000, 2)
-                row[f"{kind}_p99_ms"] = round(_pct(values, 99) * 1000, 2)
+                ordered = sorted(values)
+                row[f"{kind}_p50_ms"] = round(_pct(ordered, 50) * 1000, 2)
+                row[f"{kind}_p99_ms"] = round(_pct(ordered, 99) * 1000, 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
             m += 1

@@ -24,8 +24,11 @@ import logging
 import httpx
 
 from backchannel.errors import DecodeError, SignatureError, StoreError
-from backchannel.protocol.merkle import TreeHead
-from backchannel.protocol.misbehaviour import relay_key_fingerprint, relay_key_from_bytes
+from backchannel.protocol.misbehaviour import (
+    SignedHead,
+    relay_key_fingerprint,
+    relay_key_from_bytes,
+)
 from backchannel.protocol.note import (
     TYPE_ED25519,
     AddCheckpoint,
@@ -41,7 +44,6 @@ from backchannel.store.relay_store import RelayStore
 
 log = logging.getLogger("backchannel.relay.checkpoints")
 
-_TREE_HEAD_LEN = 49
 SIZE_TYPE = "text/x.tlog.size"
 
 
@@ -80,8 +82,7 @@ class Checkpoints:
 
     async def current(self) -> Note:
         """The log's latest head as a checkpoint signed by the relay alone."""
-        signed = await self.store.compact_head()
-        head = TreeHead.decode(signed[:_TREE_HEAD_LEN])
+        head = SignedHead.decode(await self.store.compact_head()).head
         cp = Checkpoint(self.origin, head.size, head.root)
         return sign_checkpoint(cp, self.origin, self.store.checkpoint_key())
 

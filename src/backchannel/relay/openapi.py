@@ -11,39 +11,15 @@ from typing import Any
 
 from backchannel import __version__
 from backchannel.protocol.batch import DepositBatch, FetchBatch
+from backchannel.relay.openapi_schemas import (
+    ERROR_REF,
+    SIZE,
+    SLOT,
+    TENANT_ID,
+    U63,
+    component_schemas,
+)
 from backchannel.relay.settings import RelaySettings
-
-_ERROR_REF = {"$ref": "#/components/schemas/Error"}
-_SLOT = {"type": "string", "pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64}
-_TENANT_ID = {"type": "string", "pattern": "^[a-z0-9-]{3,64}$", "minLength": 3, "maxLength": 64}
-_HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64}
-_PROOF = {"type": "array", "items": _HASH, "maxItems": 64}
-_U63 = {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
-#: A tree size a proof or head can be asked for (the empty tree has none).
-_SIZE = {**_U63, "minimum": 1}
-_SIGNED_HEAD = {
-    "type": "string",
-    "pattern": "^[0-9a-f]+$",
-    "minLength": 2 * 3422,
-    "maxLength": 2 * 3422,
-    "description": "full signed head: hex of TreeHead (49 bytes) || Ed25519 (64) || "
-    "ML-DSA-65 (3309) signature",
-}
-_COMPACT_HEAD = {
-    "type": "string",
-    "pattern": "^[0-9a-f]{226}$",
-    "minLength": 226,
-    "maxLength": 226,
-    "description": "compact signed head: hex of TreeHead (49 bytes) || Ed25519 (64); "
-    "the first 113 bytes of the full signed head of the same size",
-}
-_CELL_LOG_PROPS: dict[str, Any] = {
-    "leaf_index": {**_U63, "description": "the batch's leaf in the log"},
-    "batch_position": {"type": "integer", "minimum": 0},
-    "batch_size": {"type": "integer", "minimum": 1},
-    "batch_proof": {**_PROOF, "description": "cell entry -> batch root (RFC 9162 path)"},
-    "inclusion_proof": {**_PROOF, "description": "leaf -> the signed head's root"},
-}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +27,7 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": _json(_ERROR_REF)}
+    return {"description": description, "content": _json(ERROR_REF)}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -74,11 +50,11 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def _tenant_param() -> dict[str, Any]:
-    return {"name": "tenant_id", "in": "path", "required": True, "schema": _TENANT_ID}
+    return {"name": "tenant_id", "in": "path", "required": True, "schema": TENANT_ID}
 
 
 def _slot_param() -> dict[str, Any]:
-    return {"name": "slot", "in": "path", "required": True, "schema": _SLOT}
+    return {"name": "slot", "in": "path", "required": True, "schema": SLOT}
 
 
 def _slot_list_body(max_batch: int) -> dict[str, Any]:
@@ -116,238 +92,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
     """The document for a relay with these settings (cell size, batch limit)."""
     cell = settings.cell_size
     tenant_auth: list[dict[str, list[str]]] = [{"tenantCredential": []}]
-    schemas: dict[str, Any] = {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {"error": {"type": "string", "description": "What to do next"}},
-            "additionalProperties": False,
-        },
-        "TenantRequest": {
-            "type": "object",
-            "required": ["tenant_id", "credential"],
-            "properties": {
-                "tenant_id": _TENANT_ID,
-                "credential": {
-                    "type": "string",
-                    "pattern": "^[A-Za-z0-9_-]{43}=?$",
-                    "description": "base64url of 32 random bytes; the relay keeps its SHA-256",
-                },
-                "quota_cells": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": settings.max_quota_cells,
-                },
-            },
-            "additionalProperties": False,
-        },
-        "Tenant": {
-            "type": "object",
-            "required": ["tenant_id", "quota_cells"],
-            "properties": {"tenant_id": _TENANT_ID, "quota_cells": {"type": "integer"}},
-            "additionalProperties": False,
-        },
-        "Deposit": {
-            "type": "object",
-            "required": ["cell_id", "created"],
-            "properties": {
-                "cell_id": {
-                    "type": "string",
-                    "pattern": "^[0-9a-f]{64}$",
-                    "description": "SHA-256 of the cell",
-                },
-                "created": {"type": "boolean"},
-                "log": {"$ref": "#/components/schemas/DepositLog"},
-            },
-            "additionalProperties": False,
-        },
-        "DepositLog": {
-            "type": "object",
-            "description": (
-                "Where the cell sits in the relay log, with proofs against signed_head. "
-                "Absent only for cells stored before the relay kept a log."
-            ),
-            "required": [*_CELL_LOG_PROPS, "signed_head"],
-            "properties": {**_CELL_LOG_PROPS, "signed_head": _COMPACT_HEAD},
-            "additionalProperties": False,
-        },
-        "CellLog": {
-            "type": "object",
-            "required": list(_CELL_LOG_PROPS),
-            "properties": _CELL_LOG_PROPS,
-            "additionalProperties": False,
-        },
-        "LogKey": {
-            "type": "object",
-            "required": [
-                "ed25519",
-                "mldsa65",
-                "fingerprint",
-                "checkpoint_vkey",
-                "checkpoint_binding",
-            ],
-            "properties": {
-                "ed25519": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                "mldsa65": {"type": "string", "pattern": "^[0-9a-f]{3904}$"},
-                "fingerprint": {**_HASH, "description": "SHA-256(ed25519 || mldsa65)"},
-                "checkpoint_vkey": {
-                    "type": "string",
-                    "pattern": "^[!-*,-~]{1,255}\\+[0-9a-f]{8}\\+[A-Za-z0-9+/]{44}$",
-                    "description": "the verifier key (c2sp.org/signed-note) of the log's"
-                    " checkpoints: name (the origin) + key ID + base64(0x01 || Ed25519 key)",
-                },
-                "checkpoint_binding": {
-                    "type": "string",
-                    "pattern": "^[0-9a-f]{128}$",
-                    "description": "Ed25519 signature of the log key over"
-                    " 'backchannel/v1/sig/checkpoint-key' || checkpoint public key || origin",
-                },
-            },
-            "additionalProperties": False,
-        },
-        "LogHead": {
-            "type": "object",
-            "required": ["size", "root", "timestamp", "signed_head", "compact_head"],
-            "properties": {
-                "size": _U63,
-                "root": _HASH,
-                "timestamp": {"type": "integer", "minimum": 0},
-                "signed_head": _SIGNED_HEAD,
-                "compact_head": _COMPACT_HEAD,
-            },
-            "additionalProperties": False,
-        },
-        "LogHeadAt": {
-            "type": "object",
-            "required": ["size", "root", "timestamp", "compact_head"],
-            "properties": {
-                "size": _U63,
-                "root": _HASH,
-                "timestamp": {"type": "integer", "minimum": 0},
-                "compact_head": _COMPACT_HEAD,
-            },
-            "additionalProperties": False,
-        },
-        "EntryProof": {
-            "type": "object",
-            "required": [
-                "leaf_index",
-                "batch_position",
-                "tree_size",
-                "leaf",
-                "batch_proof",
-                "inclusion_proof",
-            ],
-            "properties": {
-                "leaf_index": _U63,
-                "batch_position": _U63,
-                "tree_size": _U63,
-                "leaf": {"type": "string", "pattern": "^[0-9a-f]{106}$"},
-                "batch_proof": _PROOF,
-                "inclusion_proof": _PROOF,
-            },
-            "additionalProperties": False,
-        },
-        "LogLeaf": {
-            "type": "object",
-            "required": ["leaf_index", "leaf"],
-            "properties": {
-                "leaf_index": _U63,
-                "leaf": {
-                    "type": "string",
-                    "pattern": "^[0-9a-f]{106}$",
-                    "description": "version u8 | batch_index u64 | batch_size u32 | "
-                    "batch_root [32] | coarse_time u64",
-                },
-            },
-            "additionalProperties": False,
-        },
-        "InclusionProof": {
-            "type": "object",
-            "required": ["leaf_index", "tree_size", "proof"],
-            "properties": {"leaf_index": _U63, "tree_size": _U63, "proof": _PROOF},
-            "additionalProperties": False,
-        },
-        "ConsistencyProof": {
-            "type": "object",
-            "required": ["first", "second", "proof"],
-            "properties": {"first": _U63, "second": _U63, "proof": _PROOF},
-            "additionalProperties": False,
-        },
-        "SlotList": {
-            "type": "object",
-            "required": ["slots"],
-            "properties": {
-                "slots": {"type": "array", "items": _SLOT, "maxItems": settings.max_batch}
-            },
-            "additionalProperties": False,
-        },
-        "Cells": {
-            "type": "object",
-            "required": ["cells", "log"],
-            "properties": {
-                "log": {
-                    "type": "object",
-                    "required": ["signed_head", "cells"],
-                    "description": "each returned cell's place in the log, against signed_head",
-                    "properties": {
-                        "signed_head": _COMPACT_HEAD,
-                        "cells": {
-                            "type": "object",
-                            "propertyNames": _SLOT,
-                            "additionalProperties": {"$ref": "#/components/schemas/CellLog"},
-                        },
-                        "spent": {
-                            "type": "array",
-                            "items": _SLOT,
-                            "description": "asked slots whose cells the tenant acknowledged: "
-                            "no cell, not empty, closed to any other cell until retention",
-                        },
-                        "absent": {
-                            "type": "string",
-                            "pattern": "^([0-9a-f]{2})+$",
-                            "description": "present when a slot asked for held no cell: the "
-                            "relay's signed statement of absence (docs/spec/relay-log-v1.md "
-                            "§3.2) of those slots, at signed_head",
-                        },
-                    },
-                    "additionalProperties": False,
-                },
-                "cells": {
-                    "type": "object",
-                    "propertyNames": _SLOT,
-                    "additionalProperties": {
-                        "type": "string",
-                        "contentEncoding": "base64",
-                        "description": f"standard base64 of the {cell}-byte cell",
-                    },
-                },
-            },
-            "additionalProperties": False,
-        },
-        "Removed": {
-            "type": "object",
-            "required": ["removed"],
-            "properties": {"removed": {"type": "integer", "minimum": 0}},
-            "additionalProperties": False,
-        },
-        "Info": {
-            "type": "object",
-            "required": ["cell_size", "version", "max_batch"],
-            "properties": {
-                "cell_size": {"type": "integer", "const": cell},
-                "version": {"type": "string"},
-                "max_batch": {"type": "integer", "const": settings.max_batch},
-            },
-            "additionalProperties": False,
-        },
-        "Status": {
-            "type": "object",
-            "required": ["status"],
-            "properties": {"status": {"type": "string"}},
-            "additionalProperties": False,
-        },
-    }
+    schemas = component_schemas(settings)
     paths: dict[str, Any] = {
         "/v1/tenants": {
             "post": {
@@ -549,7 +294,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                         "name": "size",
                         "in": "query",
                         "required": False,
-                        "schema": _SIZE,
+                        "schema": SIZE,
                         "description": "the committed head of this size (compact form only);"
                         " 404 while the log is smaller",
                     }
@@ -571,7 +316,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
             }
         },
         "/v1/log/leaves/{index}": {
-            "parameters": [{"name": "index", "in": "path", "required": True, "schema": _U63}],
+            "parameters": [{"name": "index", "in": "path", "required": True, "schema": U63}],
             "get": {
                 "operationId": "logLeaf",
                 "summary": "The bytes of one log leaf (one committed batch)",
@@ -591,8 +336,8 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "summary": "RFC 9162 inclusion proof of a leaf in the tree of tree_size leaves",
                 "security": [],
                 "parameters": [
-                    {"name": "leaf_index", "in": "query", "required": True, "schema": _U63},
-                    {"name": "tree_size", "in": "query", "required": True, "schema": _SIZE},
+                    {"name": "leaf_index", "in": "query", "required": True, "schema": U63},
+                    {"name": "tree_size", "in": "query", "required": True, "schema": SIZE},
                 ],
                 "responses": {
                     "200": {
@@ -609,8 +354,8 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "summary": "RFC 9162 consistency proof between two tree sizes",
                 "security": [],
                 "parameters": [
-                    {"name": "first", "in": "query", "required": True, "schema": _SIZE},
-                    {"name": "second", "in": "query", "required": True, "schema": _SIZE},
+                    {"name": "first", "in": "query", "required": True, "schema": SIZE},
+                    {"name": "second", "in": "query", "required": True, "schema": SIZE},
                 ],
                 "responses": {
                     "200": {
@@ -627,9 +372,9 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "summary": "A batch member's proofs: its batch's leaf, batch proof and inclusion",
                 "security": [],
                 "parameters": [
-                    {"name": "leaf_index", "in": "query", "required": True, "schema": _U63},
-                    {"name": "batch_position", "in": "query", "required": True, "schema": _U63},
-                    {"name": "tree_size", "in": "query", "required": True, "schema": _SIZE},
+                    {"name": "leaf_index", "in": "query", "required": True, "schema": U63},
+                    {"name": "batch_position", "in": "query", "required": True, "schema": U63},
+                    {"name": "tree_size", "in": "query", "required": True, "schema": SIZE},
                 ],
                 "responses": {
                     "200": {

@@ -51,6 +51,8 @@ class Refusal(Exception):
     status: int
     text: str
     content_type: str = "text/plain; charset=utf-8"
+    #: A request signed by the log that contradicts what was cosigned: kept.
+    evidence: bool = False
 
 
 class Witness:
@@ -93,7 +95,7 @@ class Witness:
         try:
             self.state.advance(cp.origin, lambda head: _check(head, req, cp))
         except Refusal as refusal:
-            if refusal.status == 422 or (refusal.status == 409 and "fork" in refusal.text):
+            if refusal.evidence:
                 self.state.record_evidence(cp.origin, int(self.clock()), refusal.text, body)
             raise
         now = int(self.clock())
@@ -107,18 +109,18 @@ def _check(head: LogHead, req: AddCheckpoint, cp: Checkpoint) -> tuple[int, byte
         raise Refusal(409, f"{head.size}\n", SIZE_TYPE)
     if req.old_size == cp.size:
         if req.proof:
-            raise Refusal(422, "a proof between equal sizes is empty")
+            raise Refusal(422, "a proof between equal sizes is empty", evidence=True)
         if cp.root != head.root:
-            raise Refusal(409, "fork: same size, another root than the one cosigned")
+            raise Refusal(409, "fork: same size, another root than the one cosigned", evidence=True)
         return head.size, head.root
     if req.old_size == 0:
         if req.proof:
-            raise Refusal(422, "the proof from size 0 is empty")
+            raise Refusal(422, "the proof from size 0 is empty", evidence=True)
         return cp.size, cp.root
     try:
         verify_consistency(req.old_size, cp.size, head.root, cp.root, req.proof)
     except ProofError:
-        raise Refusal(422, "consistency proof does not verify") from None
+        raise Refusal(422, "consistency proof does not verify", evidence=True) from None
     return cp.size, cp.root
 
 
