@@ -10,9 +10,17 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from backchannel.protocol.note import Verifier, open_checkpoint, verify_cosignature
-from tests.relay.procs import OPERATOR, REPO, RelayProcess, free_port
+from tests.relay.procs import (
+    OPERATOR,
+    REPO,
+    RelayProcess,
+    free_port,
+    fresh_pg_schema,
+    postgres_reachable,
+)
 
 
 def _witness(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,6 +36,18 @@ def _witness(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_relay_and_witness_processes(tmp_path: Path) -> None:
+    _relay_and_witness(tmp_path, f"sqlite:///{tmp_path / 'relay.db'}", workers=1)
+
+
+def test_every_worker_serves_a_cosigned_checkpoint(tmp_path: Path) -> None:
+    reason = postgres_reachable()
+    if reason:
+        pytest.skip(reason)
+    with fresh_pg_schema() as url:
+        _relay_and_witness(tmp_path, url, workers=2)
+
+
+def _relay_and_witness(tmp_path: Path, db_url: str, workers: int) -> None:
     wdir = tmp_path / "witness"
     init = _witness("init", "--dir", str(wdir), "--name", "witness.test/w1")
     assert init.returncode == 0, init.stderr
@@ -38,8 +58,12 @@ def test_relay_and_witness_processes(tmp_path: Path) -> None:
 
     port = free_port()
     spec = f"http://127.0.0.1:{port} " + " ".join(c.vkey() for c in cosigners)
-    env = {"BACKCHANNEL_RELAY_WITNESSES": spec, "BACKCHANNEL_RELAY_WITNESS_INTERVAL_SECONDS": "0.3"}
-    with RelayProcess(f"sqlite:///{tmp_path / 'relay.db'}", env) as relay:
+    env = {
+        "BACKCHANNEL_RELAY_WITNESSES": spec,
+        "BACKCHANNEL_RELAY_WITNESS_INTERVAL_SECONDS": "0.3",
+        "BACKCHANNEL_RELAY_WORKERS": str(workers),
+    }
+    with RelayProcess(db_url, env) as relay:
         vkey = httpx.get(relay.base_url + "/v1/log/key").json()["checkpoint_vkey"]
         follow = _witness("follow", "--dir", str(wdir), vkey)
         assert follow.returncode == 0, follow.stderr
@@ -79,6 +103,13 @@ def test_relay_and_witness_processes(tmp_path: Path) -> None:
                 raise AssertionError("no cosigned checkpoint within 30 s")
             for cosigner in cosigners:
                 verify_cosignature(note, cosigner)
+            # Whichever worker a new connection reaches has a cosigned checkpoint.
+            for _ in range(4 * workers):
+                answer = httpx.get(relay.base_url + "/v1/log/checkpoint")
+                assert answer.status_code == 200, answer.text
+                _, again = open_checkpoint(answer.content, Verifier.from_vkey(vkey))
+                for cosigner in cosigners:
+                    verify_cosignature(again, cosigner)
         finally:
             serve.terminate()
             serve.wait(10)

@@ -257,7 +257,7 @@ def create_app(
     """Build the relay app. Without ``store``, one is made from ``settings.store_url``.
 
     The store is opened and closed by the app's lifespan. ``background`` runs
-    the expiry and witness tasks (one worker of several runs them).
+    the expiry task (one worker of several runs it).
     """
     if store is None:
         from backchannel.store.factory import relay_store_from_url
@@ -309,10 +309,11 @@ def create_app(
         await service.start_clock()
         if settings.rendezvous:
             await service.ensure_rendezvous()
-        tasks = []
+        # Every process pushes to the witnesses: each serves the checkpoint it
+        # had cosigned (a witness answers concurrent pushes one at a time).
+        tasks = [asyncio.create_task(service.checkpoints.run(), name="relay-witnesses")]
         if background:
             tasks.append(asyncio.create_task(service.expire_forever(), name="relay-expiry"))
-            tasks.append(asyncio.create_task(service.checkpoints.run(), name="relay-witnesses"))
         log.info("relay ready: cell size %d bytes", settings.cell_size)
         try:
             yield

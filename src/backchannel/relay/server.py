@@ -6,10 +6,11 @@ settings, operator token included, travel over the multiprocessing pipe, never
 in argv or the environment), each binding the port with ``SO_REUSEPORT`` so the
 kernel spreads connections among them. Every worker opens the PostgreSQL store,
 whose log is shared (one head row, appended under its lock), so answers carry
-one log whatever process gave them. Worker 0 alone runs the background tasks
-(expiry, pushes to witnesses). A worker that dies is started again (at most
-once a second); SIGTERM or SIGINT is passed on to every worker, which finish
-their requests as a single process would.
+one log whatever process gave them. Worker 0 alone runs expiry; every worker
+pushes to the witnesses, so each has a cosigned checkpoint to serve. A worker
+that dies is started again (at most once a second); SIGTERM or SIGINT is
+passed on to every worker, which finish their requests as a single process
+would.
 """
 
 from __future__ import annotations
