@@ -25,6 +25,7 @@ from backchannel.client.log_watch import evidence_from_text, evidence_text
 from backchannel.client.relay_client import RelayClient
 from backchannel.client.report import SyncReport
 from backchannel.client.service import Client
+from backchannel.protocol.batch import Query
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import DepositNote, evidence_kind, verify_misbehaviour
 from backchannel.protocol.payload import note
@@ -60,12 +61,12 @@ async def _missions(tmp: Path, f_ny: object, f_dc: object, clock: Clock) -> tupl
     return ny, dc
 
 
-async def _round(ny: Mission, dc: Mission, clock: Clock) -> list[str]:
+async def _round(ny: Mission, dc: Mission, clock: Clock, tick: int = 60) -> list[str]:
     """One round on the schedule: every device deposits, then fetches, then checks.
 
     Returns the alarms raised, all devices together.
     """
-    clock.now += 60
+    clock.now += tick
     devices = (*ny, *dc)
     reports = [SyncReport() for _ in devices]
     for device, report in zip(devices, reports, strict=True):
@@ -258,6 +259,49 @@ async def test_a_rewound_relay_is_proved(tmp_path: Path, clock: Clock) -> None:
         incidents = [i for d in (*ny, *dc) for i in d.log.incidents()]
         assert incidents and all(i.kind == "rewind" for i in incidents)
         assert sum(i.repeats for i in incidents) >= 4
+
+
+async def test_a_rewind_within_the_minute_is_proved_once_the_log_regrows(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """The relay is restored to a copy of the same minute: its shorter log bears the
+    time of the longer one a device pinned, which proves nothing yet (an honest
+    relay signed that shorter head too, earlier that minute). The device keeps
+    asking for the relay's head at the size it pinned, and proves the fork in the
+    round the log grows past that size again."""
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
+        await _quiet(ny, dc, clock, rounds=2)
+        backup = relay.store.snapshot()
+        assert await _round(ny, dc, clock, tick=0) == []
+        ri = ny[0]
+        report = SyncReport()  # Ri alone, once more: a size no full round lands on
+        await ri.round(report)
+        assert report.alarms == [] and report.relay_error is None
+        pinned = ri._known_size(RELAY_URL)
+        relay.restore(backup)
+        # Only New York runs rounds from now: no gossip from Washington helps.
+        alarms: list[str] = []
+        sizes: list[int] = []
+        for _ in range(8):
+            for device in ny:
+                report = SyncReport()
+                await device.round(report)
+                alarms += report.alarms
+            sizes.append((await relay.store.log_head()).size)
+            if len(sizes) == 1:
+                # Nothing proves the shorter log a lie yet: the device asks for the
+                # relay's head at the size it pinned in every round's check.
+                assert sizes[0] < pinned and not ri.relay_evidence()
+                assert any("no consistency proof" in a for a in alarms), alarms
+                assert Query.head_at(pinned) in ri.check_plan().queries
+            if sizes[-1] > pinned:
+                break  # this round's deposits took the log past the pinned size
+        else:
+            raise AssertionError("the restored log never grew past the pinned size")
+        assert any("fork:" in a for a in alarms), alarms
+        _checked(ri.relay_evidence(), "fork")
 
 
 async def test_a_fork_between_the_missions_is_proved_within_one_round(

@@ -207,7 +207,8 @@ class Engine(LogChecks):
         """The round's check: no slots, the log queries the waiting checks need."""
         m = self.mission()
         known = self._known_size(m.relay_url)
-        queries = plan_queries(self._due(), self._seen_for_notes(), known)
+        suspect = self.log.suspect_sizes(m.relay_url)
+        queries = plan_queries(self._due(), self._seen_for_notes(), known, suspect)
         return FetchPlan(m.relay_url, m.tenant_id, (), known, tuple(queries), {}, {})
 
     def fetch_plan(self) -> FetchPlan:

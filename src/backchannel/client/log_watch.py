@@ -81,6 +81,11 @@ EVIDENCE = "relay_evidence"
 #: Per relay and kind of lie: the incident its first proof opened, and how
 #: often the relay has repeated it since.
 INCIDENTS = "relay_incidents"
+#: Per relay: the log sizes at which the relay's own heads may yet prove a
+#: contradiction that nothing signed has proved so far. Every round asks the
+#: relay for its heads at these sizes until a proof is kept or the relay's log
+#: grows on consistently from the pinned head.
+SUSPECTS = "relay_suspects"
 #: Proofs of misbehaviour kept at most (more of the same adds nothing).
 MAX_EVIDENCE = 64
 #: Once this many proofs are kept, further proofs of a kind already held are dropped.
@@ -198,6 +203,21 @@ class LogWatch:
         self.vault.put(INCIDENTS, key, statecodec.dumps(replace(inc, repeats=inc.repeats + 1)))
         return True
 
+    def suspect_sizes(self, url: str) -> list[int]:
+        """The sizes at which to ask ``url`` for its heads: an open contradiction's."""
+        raw = self.vault.get(SUSPECTS, url.encode())
+        if raw is None:
+            return []
+        return [int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)]
+
+    def _suspect(self, url: str, sizes: Iterable[int]) -> None:
+        wanted = sorted({s for s in sizes if s > 0})
+        self.vault.put(SUSPECTS, url.encode(), b"".join(s.to_bytes(8, "big") for s in wanted))
+
+    def _clear_suspicion(self, url: str) -> None:
+        if self.vault.get(SUSPECTS, url.encode()) is not None:
+            self.vault.delete(SUSPECTS, url.encode())
+
     def _keep(self, url: str, blob: bytes, alarms: list[str]) -> None:
         """Keep a proof of misbehaviour, once it verifies as anyone would verify it.
 
@@ -211,6 +231,8 @@ class LogWatch:
             self.alarm(url, f"signed statements disagree but prove nothing offline ({exc})", alarms)
             return
         kind = evidence_kind(blob)
+        if kind in (KIND_NAMES[REWIND], KIND_NAMES[FORK]):
+            self._clear_suspicion(url)
         if self._repeated(url, kind):
             return
         name = hashlib.sha256(blob).digest()[:16]
@@ -326,6 +348,10 @@ class LogWatch:
             return False
         if moved != monitor:
             self._save(url, moved)
+            if moved.pinned != monitor.pinned:
+                # The log grew on consistently from the pinned head: nothing
+                # contradicted it after all.
+                self._clear_suspicion(url)
         return True
 
     def check_absence(
@@ -411,6 +437,10 @@ class LogWatch:
             self._keep(url, blob, alarms)
         elif not self._repeated(url, KIND_NAMES[REWIND]):
             self.alarm(url, reason, alarms)
+            # The relay's heads at these sizes, asked again in the rounds to come,
+            # prove the lie once its log has grown past ours (a fork) or its
+            # clock has moved on (a rewind).
+            self._suspect(url, (ours.size, theirs.size))
 
     async def _fork_at(
         self,

@@ -141,6 +141,7 @@ def plan_queries(
     due: Sequence[tuple[int, GossipDue]],
     seen: dict[tuple[bytes, int], SlotSeen],
     known_size: int,
+    suspect: Sequence[int] = (),
 ) -> list[Query]:
     """The log queries the waiting gossip checks need, padded to :data:`QUERIES`.
 
@@ -148,9 +149,10 @@ def plan_queries(
     head of another size needs a consistency proof, and the relay's head at
     the peer's size in case the proof fails (a fork is then proved at once); a note
     naming a cell we were not served needs the cell's entry proof and a fresh
-    read of the slot.
+    read of the slot. An open contradiction (``suspect``, from
+    :meth:`LogWatch.suspect_sizes`) comes first: the relay's heads at its sizes.
     """
-    wanted: list[Query] = []
+    wanted: list[Query] = [Query.head_at(size) for size in suspect if size]
     if known_size:
         heads: dict[bytes, int] = {}
         for _, g in due:
