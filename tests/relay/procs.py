@@ -58,6 +58,17 @@ class RelayProcess:
         env.update(extra_env or {})
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        #: When set, no file the relay writes may grow past this many bytes (a full disk).
+        self.file_limit: int | None = None
+        #: When set, the relay's stderr is appended to this file instead of a pipe
+        #: (a long run under faults logs more than a pipe holds unread).
+        self.log_path: Path | None = None
+
+    def _limits(self) -> None:
+        import resource
+
+        if self.file_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_limit, self.file_limit))
 
     def start(self, timeout: float = 20.0) -> RelayProcess:
         cmd = [
@@ -73,12 +84,19 @@ class RelayProcess:
             str(self.port),
         ]
         self.proc = subprocess.Popen(
-            cmd, env=self.env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            cmd,
+            env=self.env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE if self.log_path is None else self.log_path.open("ab"),
+            preexec_fn=self._limits if self.file_limit is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                if self.log_path is not None:
+                    err = self.log_path.read_text(errors="replace")
                 raise RuntimeError(f"relay exited with {self.proc.returncode}: {err[-2000:]}")
             try:
                 if httpx.get(self.base_url + "/readyz", timeout=1.0).status_code == 200:
