@@ -319,6 +319,8 @@ class Scene:
     rng: random.Random
     devices: dict[str, DeviceProc]
     events: int = 0
+    #: Set when the faults stop: a kill still on its way does nothing.
+    healed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     timers: list[threading.Timer] = field(default_factory=list)
 
@@ -338,6 +340,8 @@ class Scene:
         self.timers.clear()
 
     def kill_relay(self) -> None:
+        if self.healed:
+            return
         if self.relay.proc is not None and self.relay.proc.poll() is None:
             self.relay.proc.send_signal(signal.SIGKILL)
             self.events += 1
@@ -383,8 +387,8 @@ class RelayKill(Fault):
 
         def hook() -> None:
             s.proxy.on_deposit = None
-            time.sleep(wait)  # the relay is somewhere inside the batch
             with s.lock:
+                time.sleep(wait)  # the relay is somewhere inside the batch
                 s.kill_relay()
 
         s.proxy.on_deposit = hook
@@ -733,9 +737,11 @@ class Trial:
     def _work(self, scene: Scene, fault: Fault) -> None:
         for r in range(ROUNDS):
             self._round(scene, fault, r, work=True)
+        with scene.lock:
+            scene.healed = True
         fault.heal()
-        scene.relay_up()
         for r in range(HEAL_ROUNDS):
+            scene.relay_up()
             self._round(scene, None, ROUNDS + r, work=False)
             if self._quiet(scene.devices):
                 break
@@ -876,6 +882,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--csv", type=Path, default=None, help="every trial's row")
     args = p.parse_args(argv)
+    # A stopped run still stops its private cluster and removes its files.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     faults = list(FAULTS) if args.faults == "all" else args.faults.split(",")
     unknown = set(faults) - set(FAULTS)
     if unknown:

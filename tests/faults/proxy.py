@@ -54,8 +54,21 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        """Close the listening socket and every connection, and end the thread."""
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for w in list(self._writers):
+                w.close()
+            self._writers.clear()
+
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def set_mode(self, mode: str, delay: float = 0.0) -> None:
         assert mode in MODES, mode
