@@ -216,7 +216,7 @@ async def _root(store: SQLiteRelayStore, size: int) -> bytes:
     """The root of an older size, recomputed from the leaves' nodes (for verification)."""
     from backchannel.protocol import merkle
     from backchannel.store import _log
-    from backchannel.store.sqlite import _nodes
+    from backchannel.store._sqlite_log import _nodes
 
     def work(conn: sqlite3.Connection) -> bytes:
         wanted = _log.plan_nodes(size, [lambda r: merkle.tree_root(r, size)])

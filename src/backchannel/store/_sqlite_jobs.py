@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from backchannel.protocol.misbehaviour import LogLeaf
 from backchannel.store import _log
 from backchannel.store.relay_store import BatchTree, DepositResult, LogReceipt
 
@@ -124,3 +125,30 @@ def settle(jobs: list[Job]) -> None:
             job.future.set_exception(job.error)
         else:
             job.future.set_result(job.result)
+
+
+def retry_result(
+    conn: sqlite3.Connection,
+    cell_id: bytes,
+    leaf_index: int | None,
+    position: int | None,
+    batch: Batch | None,
+) -> DepositResult | InBatch:
+    """An idempotent retry: the cell's original place in the log."""
+    if leaf_index is None or position is None:
+        return DepositResult(cell_id, created=False)
+    if batch is not None and leaf_index == batch.leaf_index:
+        return InBatch(batch, cell_id, False, int(position))  # size known at commit
+    row = conn.execute("SELECT leaf FROM log_leaves WHERE leaf_index = ?", (leaf_index,)).fetchone()
+    size = LogLeaf.decode(bytes(row[0])).batch_size if row is not None else None
+    return DepositResult(cell_id, False, int(leaf_index), int(position), size)
+
+
+def fail_all(jobs: list[Job], error: BaseException) -> None:
+    for job in jobs:
+        job.fail(error)
+
+
+def rollback_savepoint(conn: sqlite3.Connection) -> None:
+    conn.execute("ROLLBACK TO job")
+    conn.execute("RELEASE job")

@@ -7,35 +7,7 @@ only once its transaction is on disk and many concurrent deposits share one
 ``fsync``. Reads run on a small pool of separate connections in worker threads;
 neither path ever blocks the event loop.
 
-Pragmas, and why each is safe
------------------------------
-``journal_mode=WAL``
-    Commits append to the write-ahead log; readers keep reading the last
-    committed state while the writer works, so fetches never wait for deposits.
-    After a crash SQLite replays only complete, checksummed commits from the
-    log, so a half-written transaction simply vanishes. WAL needs shared memory
-    between connections: keep the database on a local filesystem, not NFS/SMB.
-``synchronous=FULL``
-    In WAL mode SQLite then ``fsync``\\ s the log at every commit. With the
-    default ``NORMAL`` a power loss could undo the last commits, which would
-    lose deposits we already acknowledged. Group commit pays for the ``fsync``.
-``fullfsync=ON``
-    On macOS a plain ``fsync`` does not flush the drive's cache; this makes
-    SQLite use ``F_FULLFSYNC``. Ignored elsewhere.
-``busy_timeout``
-    Another process (a backup, a second relay, an admin tool) may hold the lock
-    briefly; we wait up to this long, then report :class:`StoreUnavailable`
-    rather than hang. Nothing is acknowledged in that case.
-``foreign_keys=ON``
-    A cell can never belong to a tenant that does not exist.
-``journal_size_limit``
-    After a burst, the log file is truncated back to this size at checkpoints
-    instead of keeping its peak size on disk. Only affects the file size.
-``max_page_count`` (only with ``max_db_bytes``)
-    A hard ceiling on the database size. Reaching it behaves exactly like a full
-    disk: the transaction is rolled back and nothing in it is acknowledged.
-``query_only=ON`` (read connections)
-    The read pool cannot write even by mistake.
+The connections, their pragmas and the schema: :mod:`backchannel.store._sqlite_conn`.
 """
 
 from __future__ import annotations
@@ -51,8 +23,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from backchannel.crypto.notesig import Ed25519NoteKey
-from backchannel.crypto.primitives import HASH_LEN
 from backchannel.errors import (
     ConfigError,
     QuotaExceeded,
@@ -61,35 +31,29 @@ from backchannel.errors import (
     TenantExists,
     UnknownTenant,
 )
-from backchannel.protocol import merkle
 from backchannel.protocol.constants import CELL_SIZE
-from backchannel.protocol.merkle import TreeHead
-from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
-from backchannel.store import _common, _log, _migrations
+from backchannel.protocol.misbehaviour import cell_entry
+from backchannel.store import _common, _log
+from backchannel.store import _sqlite_conn as _conn
 from backchannel.store import _sqlite_jobs as _jobs
 from backchannel.store._sqlite_errors import translate
+from backchannel.store._sqlite_log import SQLiteLogReads, _chunks, _read_head
 from backchannel.store.relay_store import (
     BatchTree,
-    CellProof,
     DepositResult,
-    LoggedCell,
     TenantRecord,
     leaf_hash,
 )
 
 T = TypeVar("T")
 
-#: ``PRAGMA application_id`` of our database files ("BCHR").
-APPLICATION_ID = 0x42434852
 #: Most rows one ``expire`` transaction deletes, so deposits interleave with it.
 _EXPIRE_CHUNK = 5000
-#: Most slots in one SQL ``IN (...)`` list.
-_IN_CHUNK = 500
 #: Most batches whose member hashes one expiry transaction deletes.
 _MEMBER_LEAVES_CHUNK = 256
 
 
-class SQLiteRelayStore(_log.LogSigning):
+class SQLiteRelayStore(SQLiteLogReads):
     """:class:`~backchannel.store.relay_store.RelayStore` on one SQLite file.
 
     ``path`` is the database file; its directory must exist. ``readers`` is the
@@ -214,54 +178,11 @@ class SQLiteRelayStore(_log.LogSigning):
 
     # -- connections -------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._path,
-            timeout=self._busy_timeout_ms / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        return conn
-
     def _connect_writer(self) -> sqlite3.Connection:
-        conn = self._connect()
-        try:
-            # Only reads until the file is known to be ours: a damaged file or
-            # another application's database is refused before we write to it
-            # (even switching the journal mode rewrites the header).
-            _check_ours(conn)
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise StoreUnavailable(
-                    "the relay database cannot use write-ahead logging here; "
-                    "move it to a local filesystem"
-                )
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA fullfsync = ON")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA journal_size_limit = 67108864")
-            # Slots are random, so each insert lands at a random place in the
-            # (tenant, slot) index; 64 MiB of page cache keeps that index's
-            # pages resident up to millions of cells (it is ~55 bytes a cell).
-            conn.execute("PRAGMA cache_size = -65536")
-            _apply_migrations(conn)
-            if self._max_db_bytes is not None:
-                page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-                pages = max(1, self._max_db_bytes // page_size)
-                conn.execute(f"PRAGMA max_page_count = {pages}")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return _conn.connect_writer(self._path, self._busy_timeout_ms, self._max_db_bytes)
 
     def _connect_reader(self) -> sqlite3.Connection:
-        try:
-            conn = self._connect()
-            conn.execute("PRAGMA query_only = ON")
-        except sqlite3.Error as exc:
-            raise translate(exc) from None
-        return conn
+        return _conn.connect_reader(self._path, self._busy_timeout_ms)
 
     # -- the writer thread ---------------------------------------------------
 
@@ -336,7 +257,7 @@ class SQLiteRelayStore(_log.LogSigning):
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            _fail(jobs, translate(exc))
+            _jobs.fail_all(jobs, translate(exc))
             return []
         outcomes: list[tuple[_jobs.Job, Any, BaseException | None]] = []
         for index, job in enumerate(jobs):
@@ -352,11 +273,11 @@ class SQLiteRelayStore(_log.LogSigning):
                     job.fail(translate(exc))
                     return [done for done, _, _ in outcomes] + jobs[index + 1 :]
                 if not single:
-                    _rollback_savepoint(conn)
+                    _jobs.rollback_savepoint(conn)
                 outcomes.append((job, None, translate(exc)))
             except Exception as exc:  # a refusal such as SlotConflict; nothing written
                 if not single:
-                    _rollback_savepoint(conn)
+                    _jobs.rollback_savepoint(conn)
                 outcomes.append((job, None, exc))
             else:
                 if not single:
@@ -379,7 +300,7 @@ class SQLiteRelayStore(_log.LogSigning):
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            _fail(jobs, translate(exc))
+            _jobs.fail_all(jobs, translate(exc))
             return []
         if appended is not None and batch is not None and self._cache is not None:
             tree, step = appended
@@ -543,7 +464,7 @@ class SQLiteRelayStore(_log.LogSigning):
                 raise UnknownTenant("no such tenant is registered on this relay")
             if row[2] is not None:
                 if bytes(row[2]) == cell_id:
-                    return _retry_result(conn, cell_id, row[3], row[4], self._batch)
+                    return _jobs.retry_result(conn, cell_id, row[3], row[4], self._batch)
                 raise SlotConflict("a different cell already occupies that slot")
             if row[1] >= row[0]:
                 raise QuotaExceeded("the tenant's cell quota is used up; fetch and ack, then retry")
@@ -676,301 +597,3 @@ class SQLiteRelayStore(_log.LogSigning):
             return 0 if row is None else int(row[0])
 
         return await self._read(work)
-
-    # -- the log ----------------------------------------------------------------
-
-    def _need_log(self) -> _log.LogCache:
-        if not self._logging or self._cache is None:
-            raise StoreUnavailable("this relay store keeps no log")
-        return self._cache
-
-    async def fetch_logged(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, LoggedCell]:
-        _common.check_tenant_id(tenant_id)
-        wanted = _common.check_slots(slots)
-        if not wanted:
-            return {}
-
-        def work(conn: sqlite3.Connection) -> dict[bytes, LoggedCell]:
-            found: dict[bytes, LoggedCell] = {}
-            conn.execute("BEGIN")
-            try:
-                for chunk in _chunks(wanted):
-                    marks = ",".join("?" * len(chunk))
-                    rows = conn.execute(
-                        "SELECT slot, cell, leaf_index, batch_position FROM cells"  # noqa: S608
-                        f" WHERE tenant_id = ? AND slot IN ({marks}) AND length(cell) > 0",
-                        (tenant_id, *chunk),
-                    )
-                    for slot, cell, leaf, pos in rows:
-                        found[bytes(slot)] = LoggedCell(bytes(cell), leaf, pos)
-            finally:
-                conn.execute("COMMIT")
-            return {slot: found[slot] for slot in wanted if slot in found}
-
-        return await self._read(work)
-
-    async def fetch_proved(
-        self, tenant_id: str, slots: Sequence[bytes]
-    ) -> tuple[bytes, dict[bytes, bytes], dict[bytes, CellProof]]:
-        _common.check_tenant_id(tenant_id)
-        wanted = _common.check_slots(slots)
-        cache = self._need_log()
-
-        def work(
-            conn: sqlite3.Connection,
-        ) -> tuple[_log.HeadState, dict[bytes, bytes], dict[bytes, CellProof]]:
-            rows: dict[bytes, tuple[bytes, int | None, int | None]] = {}
-            spent: dict[bytes, bytes] = {}
-            conn.execute("BEGIN")  # one snapshot: the head and the cells agree
-            try:
-                state = _read_head(conn)
-                for chunk in _chunks(wanted):
-                    marks = ",".join("?" * len(chunk))
-                    for slot, cell, leaf, pos in conn.execute(
-                        "SELECT slot, cell, leaf_index, batch_position FROM cells"  # noqa: S608
-                        f" WHERE tenant_id = ? AND slot IN ({marks})",
-                        (tenant_id, *chunk),
-                    ):
-                        if cell:
-                            rows[bytes(slot)] = (bytes(cell), leaf, pos)
-                        else:
-                            spent[bytes(slot)] = b""
-                found, proofs = _log.prove_cells(
-                    cache,
-                    state.size,
-                    rows,
-                    lambda coords: _nodes(conn, state.size, coords),
-                    lambda leaf: _members(conn, leaf),
-                )
-            finally:
-                conn.execute("COMMIT")
-            found = {**found, **spent}
-            return state, {s: found[s] for s in wanted if s in found}, proofs
-
-        state, cells, proofs = await self._read(work)
-        return cache.compact_exact(state.head()), cells, proofs
-
-    async def log_head(self) -> TreeHead:
-        self._need_log()
-        return (await self._read(_read_head)).head()
-
-    async def _signed_state(self) -> tuple[_log.HeadState, int, bytes | None]:
-        def work(conn: sqlite3.Connection) -> tuple[_log.HeadState, int, bytes | None]:
-            row = conn.execute(
-                "SELECT size, frontier, time, signed_size, signed FROM log_head WHERE id = 1"
-            ).fetchone()
-            state = _log.HeadState.from_row(int(row[0]), bytes(row[1]), int(row[2]))
-            return state, int(row[3]), None if row[4] is None else bytes(row[4])
-
-        return await self._read(work)
-
-    async def _current_state(self) -> _log.HeadState:
-        cache = self._need_log()
-        state, signed_size, stored = await self._signed_state()
-        if stored is not None:
-            cache.remember(stored, signed_size)  # e.g. after a restart
-        return state
-
-    async def signed_head(self) -> bytes:
-        cache = self._need_log()
-        return await cache.signed_for(await self._current_state())
-
-    async def compact_head(self) -> bytes:
-        cache = self._need_log()
-        return cache.compact_for(await self._current_state())
-
-    async def log_receipt(self, leaf_index: int, position: int) -> tuple[bytes, CellProof]:
-        cache = self._need_log()
-        return await cache.receipt(leaf_index, position, self._current_state, self.cell_proofs)
-
-    async def log_leaf(self, index: int) -> bytes:
-        self._need_log()
-
-        def work(conn: sqlite3.Connection) -> bytes:
-            row = conn.execute(
-                "SELECT leaf FROM log_leaves WHERE leaf_index = ?", (index,)
-            ).fetchone()
-            if row is None:
-                raise LookupError("no such leaf in the log")
-            return bytes(row[0])
-
-        return await self._read(work)
-
-    async def batch_proof(self, leaf_index: int, position: int) -> list[bytes]:
-        self._need_log()
-        members = await self._read(lambda conn: _members(conn, leaf_index))
-        if not 0 <= position < len(members):
-            raise LookupError("no such batch member in the log (expired or never stored)")
-        return BatchTree(members).proof(position)
-
-    async def inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]:
-        self._need_log()
-
-        def work(conn: sqlite3.Connection) -> list[bytes]:
-            _log.check_leaf(leaf_index, tree_size, _read_head(conn).size)
-            wanted = _log.plan_nodes(tree_size, [_log.inclusion_work(leaf_index, tree_size)])
-            return merkle.inclusion_proof(_nodes(conn, tree_size, wanted), leaf_index, tree_size)
-
-        return await self._read(work)
-
-    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
-        self._need_log()
-
-        def work(conn: sqlite3.Connection) -> list[bytes]:
-            _log.check_sizes(old_size, new_size, _read_head(conn).size)
-            wanted = _log.plan_nodes(new_size, [_log.consistency_work(old_size, new_size)])
-            return merkle.consistency_proof(_nodes(conn, new_size, wanted), old_size, new_size)
-
-        return await self._read(work)
-
-    async def cell_proofs(
-        self, positions: Sequence[tuple[int, int]], tree_size: int
-    ) -> list[CellProof]:
-        cache = self._need_log()
-        cached = _log.from_memory(cache, positions, tree_size)
-        if cached is not None:
-            return cached
-
-        def work(conn: sqlite3.Connection) -> list[CellProof]:
-            current = _read_head(conn).size
-            wanted = _log.plan_cell_proofs(positions, tree_size, current)
-            reader = _nodes(conn, tree_size, wanted)
-            cache.add_nodes(reader.nodes)  # immutable: later receipts need no read
-            return _log.cell_proofs(positions, tree_size, reader, lambda i: _members(conn, i))
-
-        return await self._read(work)
-
-    def log_public_key(self) -> bytes:
-        return self._need_log().public_key()
-
-    def checkpoint_key(self) -> Ed25519NoteKey:
-        return self._need_log().checkpoint_key()
-
-    def bind_checkpoint_key(self, origin: str) -> bytes:
-        return self._need_log().bind_checkpoint_key(origin)
-
-    def _log_cache(self) -> _log.LogCache:
-        return self._need_log()
-
-
-def _read_head(conn: sqlite3.Connection) -> _log.HeadState:
-    row = conn.execute("SELECT size, frontier, time FROM log_head WHERE id = 1").fetchone()
-    if row is None:
-        raise StoreUnavailable("the relay log's head row is missing; restore from a backup")
-    return _log.HeadState.from_row(int(row[0]), bytes(row[1]), int(row[2]))
-
-
-def _retry_result(
-    conn: sqlite3.Connection,
-    cell_id: bytes,
-    leaf_index: int | None,
-    position: int | None,
-    batch: _jobs.Batch | None,
-) -> DepositResult | _jobs.InBatch:
-    """An idempotent retry: the cell's original place in the log."""
-    if leaf_index is None or position is None:
-        return DepositResult(cell_id, created=False)
-    if batch is not None and leaf_index == batch.leaf_index:
-        return _jobs.InBatch(batch, cell_id, False, int(position))  # size known at commit
-    row = conn.execute("SELECT leaf FROM log_leaves WHERE leaf_index = ?", (leaf_index,)).fetchone()
-    size = LogLeaf.decode(bytes(row[0])).batch_size if row is not None else None
-    return DepositResult(cell_id, False, int(leaf_index), int(position), size)
-
-
-def _nodes(conn: sqlite3.Connection, size: int, wanted: set[tuple[int, int]]) -> _log.DictReader:
-    """Fetch the planned nodes: one primary-key lookup per leaf row, O(log n) in all.
-
-    Node ``(level, idx)`` is stored in the row of the leaf that completed it,
-    ``((idx + 1) << level) - 1``, at offset ``32 * level`` of its ``nodes``.
-    """
-    rows: dict[int, list[tuple[int, int]]] = {}
-    for level, idx in wanted:
-        rows.setdefault(((idx + 1) << level) - 1, []).append((level, idx))
-    found: dict[tuple[int, int], bytes] = {}
-    for leaf_index, coords in rows.items():
-        row = conn.execute(
-            "SELECT nodes FROM log_leaves WHERE leaf_index = ?", (leaf_index,)
-        ).fetchone()
-        if row is None:
-            continue
-        nodes = bytes(row[0])
-        for level, idx in coords:
-            h = nodes[HASH_LEN * level : HASH_LEN * (level + 1)]
-            if len(h) == HASH_LEN:
-                found[(level, idx)] = h
-    return _log.DictReader(size, found)
-
-
-def _members(conn: sqlite3.Connection, leaf_index: int) -> list[bytes]:
-    row = conn.execute(
-        "SELECT members FROM log_leaves WHERE leaf_index = ?", (leaf_index,)
-    ).fetchone()
-    return [] if row is None or row[0] is None else _log.split_hashes(bytes(row[0]))
-
-
-def _chunks(slots: list[bytes]) -> list[list[bytes]]:
-    return [slots[i : i + _IN_CHUNK] for i in range(0, len(slots), _IN_CHUNK)]
-
-
-def _fail(jobs: list[_jobs.Job], error: BaseException) -> None:
-    for job in jobs:
-        job.fail(error)
-
-
-def _rollback_savepoint(conn: sqlite3.Connection) -> None:
-    conn.execute("ROLLBACK TO job")
-    conn.execute("RELEASE job")
-
-
-def _check_ours(conn: sqlite3.Connection) -> None:
-    """Refuse a database that another application created (reads only)."""
-    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    if app_id not in (0, APPLICATION_ID) or (tables and "schema_version" not in tables):
-        raise StoreUnavailable(
-            "that file is an SQLite database of another application; it was left "
-            "untouched: point the relay at a new or a Backchannel database file"
-        )
-
-
-def _apply_migrations(conn: sqlite3.Connection) -> None:
-    """Bring the schema up to date, one transaction per migration."""
-    migrations = _migrations.load("sqlite")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        _check_ours(conn)  # again, now under the write lock
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        if "schema_version" not in tables:
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(
-                "CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY,"
-                " name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    for migration in migrations:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            current = int(
-                conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
-            )
-            if current > len(migrations):
-                raise StoreUnavailable(
-                    "the relay database was written by a newer Backchannel; upgrade the relay"
-                )
-            if current < migration.version:
-                for statement in _migrations.split_sqlite(migration.sql):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_version (version, name, applied_at)"
-                    " VALUES (?, ?, CAST(strftime('%s', 'now') AS INTEGER))",
-                    (migration.version, migration.name),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
