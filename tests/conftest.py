@@ -6,8 +6,15 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
+from hypothesis import settings
 
 from backchannel.client.harness import MissionKit, Pair
+
+# No per-example deadline: speed is measured in bench/, never in tests, and on a
+# shared, loaded machine (or under mutmut's trampolines) a 200 ms deadline fails
+# examples that are merely slow.
+settings.register_profile("backchannel", deadline=None)
+settings.load_profile("backchannel")
 
 
 class DetRng:
