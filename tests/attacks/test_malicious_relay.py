@@ -26,8 +26,9 @@ from backchannel.client.relay_client import RelayClient
 from backchannel.client.report import SyncReport
 from backchannel.client.service import Client
 from backchannel.protocol.batch import Query
+from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
 from backchannel.protocol.merkle import TreeHead
-from backchannel.protocol.misbehaviour import DepositNote, evidence_kind, verify_misbehaviour
+from backchannel.protocol.misbehaviour import DepositNote
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, RELAY_URL
 from tests.client.evil_relay import CHECKS, Clock, ForkingRelay, LyingRelay, LyingStore

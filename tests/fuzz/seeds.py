@@ -13,7 +13,7 @@ from pathlib import Path
 from backchannel.client import cards
 from backchannel.crypto.primitives import HASH_LEN
 from backchannel.protocol import batch as bt
-from backchannel.protocol import cells, joint, merkle, misbehaviour
+from backchannel.protocol import cells, evidence, joint, merkle, misbehaviour
 from backchannel.protocol import channel as ch
 from backchannel.protocol.codec import Writer
 from backchannel.protocol.identity import OFFICER_ID_LEN
@@ -80,14 +80,14 @@ def _log_seeds() -> dict[str, list[bytes]]:
     from tests.merkle import test_misbehaviour as tm
 
     honest, forked, relay = tm.HONEST, tm.FORKED, tm.RELAY
-    fork = misbehaviour.encode_evidence(
-        misbehaviour.FORK, relay.verify_key, tm.signed(honest, 8, 60), tm.signed(forked, 8, 60)
+    fork = evidence.encode_evidence(
+        evidence.FORK, relay.verify_key, tm.signed(honest, 8, 60), tm.signed(forked, 8, 60)
     )
-    rewind = misbehaviour.encode_evidence(
-        misbehaviour.REWIND, relay.verify_key, tm.signed(honest, 9, 60), tm.signed(honest, 6, 120)
+    rewind = evidence.encode_evidence(
+        evidence.REWIND, relay.verify_key, tm.signed(honest, 9, 60), tm.signed(honest, 6, 120)
     )
-    divergence = misbehaviour.encode_evidence(
-        misbehaviour.DIVERGENCE,
+    divergence = evidence.encode_evidence(
+        evidence.DIVERGENCE,
         relay.verify_key,
         tm.signed(honest, 7, 60),
         tm.signed(forked, 10, 120),

@@ -28,7 +28,7 @@ from backchannel.crypto.sharing import Share
 from backchannel.errors import DecodeError, RemoteProtocolError
 from backchannel.protocol import batch as bt
 from backchannel.protocol import batch_log as bl
-from backchannel.protocol import cells, joint, merkle, misbehaviour
+from backchannel.protocol import cells, evidence, joint, merkle, misbehaviour
 from backchannel.protocol import note as note_fmt
 from backchannel.protocol import roster as rs
 from backchannel.protocol.channel import ChannelOffer
@@ -204,8 +204,8 @@ def _proofs(data: bytes) -> None:
 def _evidence(data: bytes) -> None:
     kind = None
     with contextlib.suppress(DecodeError):
-        kind = misbehaviour.evidence_kind(data)
-    line = misbehaviour.verify_misbehaviour(data)
+        kind = evidence.evidence_kind(data)
+    line = evidence.verify_misbehaviour(data)
     if kind is None or not line.startswith(kind):
         raise AssertionError("evidence verified but its kind does not match what it proves")
 

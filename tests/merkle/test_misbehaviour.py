@@ -8,20 +8,22 @@ import pytest
 
 from backchannel.crypto.signing import SigningKey
 from backchannel.errors import DecodeError, SignatureError
-from backchannel.protocol.merkle import MemoryLog, ProofError, TreeHead, leaf_hash
-from backchannel.protocol.misbehaviour import (
+from backchannel.protocol.evidence import (
     DIVERGENCE,
     FORK,
     REWIND,
+    encode_evidence,
+    verify_misbehaviour,
+)
+from backchannel.protocol.merkle import MemoryLog, ProofError, TreeHead, leaf_hash
+from backchannel.protocol.misbehaviour import (
     LogLeaf,
     SignedHead,
     cell_entry,
-    encode_evidence,
     open_signed_head,
     sign_head,
     sign_head_compact,
     verify_cell_receipt,
-    verify_misbehaviour,
 )
 
 
@@ -226,18 +228,20 @@ def test_fork_is_proved_with_compact_heads() -> None:
 from backchannel.errors import LocalProtocolError  # noqa: E402
 from backchannel.protocol.codec import Reader  # noqa: E402
 from backchannel.protocol.constants import MIN_RETENTION_SECONDS  # noqa: E402
+from backchannel.protocol.evidence import (  # noqa: E402
+    DROP,
+    SLOT_CONFLICT,
+    drop_evidence,
+    evidence_kind,
+    slot_conflict_evidence,
+)
 from backchannel.protocol.merkle import root_from_inclusion  # noqa: E402
 from backchannel.protocol.misbehaviour import (  # noqa: E402
-    DROP,
     GOSSIP_LEN,
-    SLOT_CONFLICT,
     Absence,
     DepositNote,
     EntryProof,
     Gossip,
-    drop_evidence,
-    evidence_kind,
-    slot_conflict_evidence,
 )
 from backchannel.store.relay_store import BatchTree  # noqa: E402
 

@@ -25,7 +25,7 @@ import pytest
 
 from backchannel.client import demo
 from backchannel.client.service import default_relay_factory
-from backchannel.protocol.misbehaviour import verify_misbehaviour
+from backchannel.protocol.evidence import verify_misbehaviour
 from backchannel.protocol.payload import note
 from backchannel.protocol.states import SendState
 from tests.client.conftest import FAST_KDF

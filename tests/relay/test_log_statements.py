@@ -18,20 +18,22 @@ from backchannel.crypto.signing import SigningKey, VerifyKey
 from backchannel.errors import SignatureError
 from backchannel.protocol import merkle
 from backchannel.protocol.constants import MIN_RETENTION_SECONDS
+from backchannel.protocol.evidence import (
+    REWIND,
+    drop_evidence,
+    encode_evidence,
+    slot_conflict_evidence,
+    verify_misbehaviour,
+)
 from backchannel.protocol.merkle import ProofError, TreeHead
 from backchannel.protocol.misbehaviour import (
-    REWIND,
     Absence,
     EntryProof,
     LogLeaf,
     SignedHead,
-    drop_evidence,
-    encode_evidence,
     open_signed_head,
     relay_key_fingerprint,
     relay_key_from_bytes,
-    slot_conflict_evidence,
-    verify_misbehaviour,
 )
 from backchannel.relay.app import create_app
 from backchannel.relay.settings import RelaySettings

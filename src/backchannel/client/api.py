@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from backchannel.client.cards import decode_offer, encode_offer
 from backchannel.protocol.channel import ChannelOffer
-from backchannel.protocol.misbehaviour import evidence_kind, verify_misbehaviour
+from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
 from backchannel.protocol.payload import MessageKind, Payload
 from backchannel.protocol.roster import Roster
 

@@ -41,23 +41,25 @@ from backchannel.errors import (
     RemoteProtocolError,
     SignatureError,
 )
-from backchannel.protocol.log_monitor import LogMonitor
-from backchannel.protocol.merkle import EMPTY_ROOT, ProofError, TreeHead, verify_consistency
-from backchannel.protocol.misbehaviour import (
+from backchannel.protocol.evidence import (
     FORK,
     KIND_NAMES,
     REWIND,
+    drop_evidence,
+    encode_evidence,
+    evidence_kind,
+    slot_conflict_evidence,
+    verify_misbehaviour,
+)
+from backchannel.protocol.log_monitor import LogMonitor
+from backchannel.protocol.merkle import EMPTY_ROOT, ProofError, TreeHead, verify_consistency
+from backchannel.protocol.misbehaviour import (
     Absence,
     DepositNote,
     EntryProof,
     Gossip,
     SignedHead,
-    drop_evidence,
-    encode_evidence,
-    evidence_kind,
     relay_key_from_bytes,
-    slot_conflict_evidence,
-    verify_misbehaviour,
 )
 
 

@@ -37,8 +37,8 @@ from backchannel.client.report import SyncReport
 from backchannel.client.sending import Sending, cosign_request
 from backchannel.crypto.sharing import Share
 from backchannel.protocol import joint
+from backchannel.protocol.evidence import evidence_kind
 from backchannel.protocol.identity import EpochKeyCert
-from backchannel.protocol.misbehaviour import evidence_kind
 
 __all__ = [
     "Client",

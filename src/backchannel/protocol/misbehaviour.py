@@ -78,13 +78,12 @@ from backchannel.crypto.signing import (
     SigningKey,
     VerifyKey,
 )
-from backchannel.errors import DecodeError, LocalProtocolError, SignatureError
+from backchannel.errors import DecodeError, LocalProtocolError
 from backchannel.protocol.codec import Reader, Writer, expect_version
 from backchannel.protocol.constants import MIN_RETENTION_SECONDS, SLOT_LEN
 from backchannel.protocol.merkle import (
     MAX_PROOF_LEN,
     TREE_HEAD_LEN,
-    ProofError,
     TreeHead,
     leaf_hash,
     verify_inclusion,
@@ -97,16 +96,6 @@ COMPACT_HEAD_LEN = TREE_HEAD_LEN + ED25519_SIG_LEN
 RELAY_KEY_LEN = ED25519_PUBLIC_LEN + MLDSA65_PUBLIC_LEN
 MAX_TENANT_ID_BYTES = 255
 
-EVIDENCE_VERSION = 1
-FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT = 1, 2, 3, 4, 5
-KINDS = (FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT)
-KIND_NAMES = {
-    FORK: "fork",
-    REWIND: "rewind",
-    DIVERGENCE: "divergence",
-    DROP: "drop",
-    SLOT_CONFLICT: "slot conflict",
-}
 #: Most slots one statement of absence names (a fetch asks for at most this many).
 MAX_ABSENT_SLOTS = 1024
 
@@ -260,6 +249,24 @@ def verify_cell_receipt(
     return decoded
 
 
+# -- Proof lists -----------------------------------------------------------------
+
+
+def write_proof(w: Writer, proof: Sequence[bytes]) -> None:
+    if len(proof) > MAX_PROOF_LEN:
+        raise LocalProtocolError("proof is longer than any tree allows")
+    w.u8(len(proof))
+    for h in proof:
+        w.fixed(h, HASH_LEN)
+
+
+def read_proof(r: Reader) -> list[bytes]:
+    n = r.u8()
+    if n > MAX_PROOF_LEN:
+        raise DecodeError("proof is longer than any tree allows")
+    return [r.fixed(HASH_LEN) for _ in range(n)]
+
+
 # -- One cell entry proved in a head ------------------------------------------------
 
 
@@ -291,26 +298,26 @@ class EntryProof:
 
     def write(self, w: Writer) -> None:
         w.fixed(self.cell_id, HASH_LEN).fixed(self.leaf, LEAF_LEN).u32(self.batch_position)
-        _proof(w, self.batch_proof)
-        _proof(w, self.inclusion_proof)
+        write_proof(w, self.batch_proof)
+        write_proof(w, self.inclusion_proof)
 
     @classmethod
     def read(cls, r: Reader) -> EntryProof:
         cell_id, leaf, position = r.fixed(HASH_LEN), r.fixed(LEAF_LEN), r.u32()
-        return cls(cell_id, leaf, position, tuple(_read_proof(r)), tuple(_read_proof(r)))
+        return cls(cell_id, leaf, position, tuple(read_proof(r)), tuple(read_proof(r)))
 
 
 # -- Statements of absence ----------------------------------------------------------
 
 
-def _tenant(w: Writer, tenant_id: str) -> None:
+def write_tenant(w: Writer, tenant_id: str) -> None:
     raw = tenant_id.encode("utf-8")
     if not 0 < len(raw) <= MAX_TENANT_ID_BYTES:
         raise LocalProtocolError("a tenant id must be 1 to 255 bytes of UTF-8")
     w.u8(len(raw)).fixed(raw, len(raw))
 
 
-def _read_tenant(r: Reader) -> str:
+def read_tenant(r: Reader) -> str:
     n = r.u8()
     try:
         text = r.fixed(n).decode("utf-8")
@@ -354,7 +361,7 @@ class Absence:
             raise LocalProtocolError("a relay keeps cells at least an hour")
         w = Writer().fixed(self.head.encode(), TREE_HEAD_LEN).u64(self.served_at)
         w.u32(self.retention)
-        _tenant(w, self.tenant_id)
+        write_tenant(w, self.tenant_id)
         w.u16(len(self.slots))
         for slot in self.slots:
             w.fixed(slot, SLOT_LEN)
@@ -390,7 +397,7 @@ class Absence:
         served_at, retention = r.u64(), r.u32()
         if retention < MIN_RETENTION_SECONDS:
             raise DecodeError("a relay keeps cells at least an hour")
-        tenant_id, count = _read_tenant(r), r.u16()
+        tenant_id, count = read_tenant(r), r.u16()
         if not 0 < count <= MAX_ABSENT_SLOTS:
             raise DecodeError("a statement of absence names 1 to 1,024 slots")
         slots = tuple(r.fixed(SLOT_LEN) for _ in range(count))
@@ -454,209 +461,3 @@ class Gossip:
         if has not in (0, 1) or (has == 0 and note != empty):
             raise DecodeError("malformed gossip")
         return cls(head, note if has else None)
-
-
-# -- Proofs of misbehaviour ---------------------------------------------------------
-
-
-def _proof(w: Writer, proof: Sequence[bytes]) -> None:
-    if len(proof) > MAX_PROOF_LEN:
-        raise LocalProtocolError("proof is longer than any tree allows")
-    w.u8(len(proof))
-    for h in proof:
-        w.fixed(h, HASH_LEN)
-
-
-def _read_proof(r: Reader) -> list[bytes]:
-    n = r.u8()
-    if n > MAX_PROOF_LEN:
-        raise DecodeError("proof is longer than any tree allows")
-    return [r.fixed(HASH_LEN) for _ in range(n)]
-
-
-def encode_evidence(
-    kind: int,
-    key: VerifyKey,
-    head_a: bytes,
-    head_b: bytes,
-    *,
-    index: int = 0,
-    leaf_a: bytes = b"",
-    proof_a: Sequence[bytes] = (),
-    leaf_b: bytes = b"",
-    proof_b: Sequence[bytes] = (),
-) -> bytes:
-    """Encode a proof of misbehaviour (nothing is checked here)."""
-    if kind not in (FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT):
-        raise LocalProtocolError("unknown kind of misbehaviour")
-    w = _evidence_start(kind, key, head_a, head_b)
-    if kind == DIVERGENCE:
-        w.u64(index).fixed(leaf_a, HASH_LEN)
-        _proof(w, proof_a)
-        w.fixed(leaf_b, HASH_LEN)
-        _proof(w, proof_b)
-    elif kind in (DROP, SLOT_CONFLICT):
-        raise LocalProtocolError("use drop_evidence or slot_conflict_evidence")
-    return w.bytes()
-
-
-def _evidence_start(kind: int, key: VerifyKey, head_a: bytes, head_b: bytes) -> Writer:
-    w = Writer().u8(EVIDENCE_VERSION).u8(kind).fixed(relay_key_bytes(key), RELAY_KEY_LEN)
-    for raw in (head_a, head_b):
-        if len(raw) not in (SIGNED_HEAD_LEN, COMPACT_HEAD_LEN):
-            raise LocalProtocolError("a signed head is 113 or 3,422 bytes")
-        w.u16(len(raw)).fixed(raw, len(raw))
-    return w
-
-
-def drop_evidence(
-    key: VerifyKey,
-    entry_head: bytes,
-    absence_head: bytes,
-    absence: Absence,
-    slot: bytes,
-    entry: EntryProof,
-) -> bytes:
-    """The relay logged a cell at ``slot`` (``entry`` in ``entry_head``), then said it was empty.
-
-    ``absence_head`` is the signed head of ``absence.head`` (the fetch answer's).
-    """
-    w = _evidence_start(DROP, key, entry_head, absence_head)
-    raw = absence.encode()
-    w.u16(len(raw)).fixed(raw, len(raw)).fixed(slot, SLOT_LEN)
-    entry.write(w)
-    return w.bytes()
-
-
-def slot_conflict_evidence(
-    key: VerifyKey,
-    head_a: bytes,
-    head_b: bytes,
-    tenant_id: str,
-    slot: bytes,
-    entry_a: EntryProof,
-    entry_b: EntryProof,
-) -> bytes:
-    """Two different cells logged at one slot: ``entry_a`` under ``head_a``, ``entry_b``
-    under ``head_b``."""
-    w = _evidence_start(SLOT_CONFLICT, key, head_a, head_b)
-    _tenant(w, tenant_id)
-    w.fixed(slot, SLOT_LEN)
-    entry_a.write(w)
-    entry_b.write(w)
-    return w.bytes()
-
-
-def evidence_kind(blob: bytes) -> str:
-    """The kind a proof of misbehaviour claims (not checked), or raise DecodeError."""
-    if len(blob) < 2 or blob[0] != EVIDENCE_VERSION or blob[1] not in KIND_NAMES:
-        raise DecodeError("not a proof of misbehaviour")
-    return KIND_NAMES[blob[1]]
-
-
-def verify_misbehaviour(blob: bytes) -> str:
-    """What ``blob`` proves about the relay holding the key inside it, in one line.
-
-    Raises :class:`DecodeError` for a malformed blob, :class:`SignatureError`
-    when a head is not signed by that key, and :class:`ProofError` when the
-    signed statements are not contradictory (the evidence does not hold).
-    """
-    r = Reader(blob)
-    expect_version(r, EVIDENCE_VERSION, "proof of misbehaviour")
-    kind = r.u8()
-    if kind not in KINDS:
-        raise DecodeError("unknown kind of misbehaviour")
-    key = relay_key_from_bytes(r.fixed(RELAY_KEY_LEN))
-    raw_a, raw_b = r.fixed(r.u16()), r.fixed(r.u16())
-    tail: tuple[int, bytes, list[bytes], bytes, list[bytes]] | None = None
-    absence: Absence | None = None
-    conflict: tuple[str, bytes, EntryProof, EntryProof] | None = None
-    if kind == DIVERGENCE:
-        index, leaf_a, proof_a = r.u64(), r.fixed(HASH_LEN), _read_proof(r)
-        leaf_b, proof_b = r.fixed(HASH_LEN), _read_proof(r)
-        tail = (index, leaf_a, proof_a, leaf_b, proof_b)
-    elif kind == DROP:
-        absence = Absence.decode(r.fixed(r.u16()))
-        dropped_slot, entry = r.fixed(SLOT_LEN), EntryProof.read(r)
-    elif kind == SLOT_CONFLICT:
-        tenant, slot = _read_tenant(r), r.fixed(SLOT_LEN)
-        conflict = (tenant, slot, EntryProof.read(r), EntryProof.read(r))
-    r.end()
-    try:
-        a, b = open_signed_head(raw_a, key), open_signed_head(raw_b, key)
-    except SignatureError:
-        raise SignatureError(
-            "a tree head in the evidence is not signed by that relay key"
-        ) from None
-    fp = relay_key_fingerprint(key).hex()[:16]
-    if absence is not None:
-        return _verify_drop(fp, key, a, b, absence, dropped_slot, entry)
-    if conflict is not None:
-        return _verify_conflict(fp, a, b, *conflict)
-    if kind == FORK:
-        if a.size != b.size or a.root == b.root:
-            raise ProofError("the two heads do not fork: sizes differ or the roots are equal")
-        return (
-            f"fork: relay {fp} signed two different roots for log size {a.size} "
-            f"(timestamps {a.timestamp} and {b.timestamp})"
-        )
-    if kind == REWIND:
-        if not (a.size > b.size and a.timestamp < b.timestamp):
-            raise ProofError("no rewind: the larger head must carry a strictly earlier timestamp")
-        return (
-            f"rewind: relay {fp} signed size {a.size} at {a.timestamp}, "
-            f"then the smaller size {b.size} at {b.timestamp}"
-        )
-    assert tail is not None
-    index, leaf_a, proof_a, leaf_b, proof_b = tail
-    if leaf_a == leaf_b:
-        raise ProofError("the two leaves are equal: the heads agree at that index")
-    verify_inclusion(leaf_a, index, a.size, proof_a, a.root)
-    verify_inclusion(leaf_b, index, b.size, proof_b, b.root)
-    return (
-        f"divergence: relay {fp} signed heads of sizes {a.size} and {b.size} "
-        f"that hold different entries at index {index}"
-    )
-
-
-def _verify_drop(
-    fp: str,
-    key: VerifyKey,
-    entry_head: TreeHead,
-    absence_head: TreeHead,
-    absence: Absence,
-    slot: bytes,
-    entry: EntryProof,
-) -> str:
-    try:
-        absence.verify(key)
-    except SignatureError:
-        raise SignatureError("the statement of absence is not signed by that relay key") from None
-    if absence.head != absence_head:
-        raise ProofError("the statement of absence is about another head")
-    if slot not in absence.slots:
-        raise ProofError("the statement of absence does not name that slot")
-    leaf = entry.verify(absence.tenant_id, slot, entry_head)
-    if leaf.batch_index >= absence.head.size:
-        raise ProofError("no drop: the cell was logged after the relay said the slot was empty")
-    if absence.served_at >= leaf.coarse_time + max(absence.retention, MIN_RETENTION_SECONDS):
-        raise ProofError("no drop: the cell may have expired before the relay said it was empty")
-    return (
-        f"drop: relay {fp} logged a cell in slot {slot.hex()[:16]} of tenant "
-        f"{absence.tenant_id!r} (leaf {leaf.batch_index}), then said at log size "
-        f"{absence.head.size} that the slot was empty"
-    )
-
-
-def _verify_conflict(
-    fp: str, a: TreeHead, b: TreeHead, tenant: str, slot: bytes, ea: EntryProof, eb: EntryProof
-) -> str:
-    if ea.cell_id == eb.cell_id:
-        raise ProofError("no conflict: both entries name the same cell")
-    leaf_a, leaf_b = ea.verify(tenant, slot, a), eb.verify(tenant, slot, b)
-    if abs(leaf_a.coarse_time - leaf_b.coarse_time) >= MIN_RETENTION_SECONDS:
-        raise ProofError("no conflict: the first cell may have expired before the second came")
-    return (
-        f"slot conflict: relay {fp} logged two different cells in slot {slot.hex()[:16]} "
-        f"of tenant {tenant!r} (leaves {leaf_a.batch_index} and {leaf_b.batch_index})"
-    )

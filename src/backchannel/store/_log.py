@@ -27,104 +27,38 @@ known in advance (:func:`plan_nodes`), so a backend fetches them in one query.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from backchannel.crypto import labels
 from backchannel.crypto.notesig import Ed25519NoteKey
 from backchannel.crypto.primitives import HASH_LEN, hkdf
-from backchannel.crypto.signing import SEED_LEN, SigningKey
+from backchannel.crypto.signing import SigningKey
 from backchannel.errors import LocalProtocolError, StoreUnavailable
 from backchannel.protocol import merkle
 from backchannel.protocol.constants import MIN_RETENTION_SECONDS
 from backchannel.protocol.merkle import EMPTY_ROOT, Frontier, NodeReader, TreeHead
 from backchannel.protocol.misbehaviour import Absence, LogLeaf, sign_head, sign_head_compact
+from backchannel.store._log_key import (
+    KEY_FILE_LEN,
+    KEY_FILE_VERSION,
+    key_from_seeds,
+    load_or_create_key_file,
+    new_key_seeds,
+)
 from backchannel.store.relay_store import BatchTree, CellProof, leaf_hash, node_hash
 
-KEY_FILE_VERSION = 1
-KEY_FILE_LEN = 1 + 2 * SEED_LEN
+__all__ = [
+    "KEY_FILE_LEN",
+    "KEY_FILE_VERSION",
+    "key_from_seeds",
+    "load_or_create_key_file",
+    "new_key_seeds",
+]
 
 Node = tuple[int, int, bytes]
-
-
-# -- the relay's signing key ----------------------------------------------------------
-
-
-def new_key_seeds() -> tuple[bytes, bytes]:
-    return secrets.token_bytes(SEED_LEN), secrets.token_bytes(SEED_LEN)
-
-
-def key_from_seeds(ed_seed: bytes, ml_seed: bytes) -> SigningKey:
-    return SigningKey(bytes(ed_seed), bytes(ml_seed))
-
-
-def load_or_create_key_file(path: str | os.PathLike[str]) -> SigningKey:
-    """The key in ``path``, created (mode 0600) if absent.
-
-    Creation writes a temporary file and hard-links it into place, so two
-    processes starting together end up with the same key and nobody ever reads
-    a half-written file.
-    """
-    target = Path(path)
-    for _ in range(3):
-        with contextlib.suppress(FileNotFoundError):
-            return _read_key_file(target)
-        ed, ml = new_key_seeds()
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, bytes([KEY_FILE_VERSION]) + ed + ml)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                continue  # another process won: read its key
-            _fsync_dir(target.parent)
-            return key_from_seeds(ed, ml)
-        except OSError as exc:
-            raise StoreUnavailable(
-                f"cannot create the relay's signing key file ({exc.strerror}); "
-                "check that the data directory exists and is writable"
-            ) from None
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    raise StoreUnavailable("the relay's signing key file keeps changing; is another relay racing?")
-
-
-def _read_key_file(path: Path) -> SigningKey:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise StoreUnavailable(
-            f"cannot read the relay's signing key file ({exc.strerror}); check its permissions"
-        ) from None
-    if len(raw) != KEY_FILE_LEN or raw[0] != KEY_FILE_VERSION:
-        raise StoreUnavailable(
-            "the relay's signing key file is damaged; restore it from a backup "
-            "(a new key would make every client distrust this relay)"
-        )
-    return key_from_seeds(raw[1 : 1 + SEED_LEN], raw[1 + SEED_LEN :])
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # -- the head row ---------------------------------------------------------------------

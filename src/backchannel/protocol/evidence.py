@@ -1,0 +1,240 @@
+"""Proofs of relay misbehaviour: two signed statements of the relay that contradict
+each other, encoded so that anyone can check them offline (relay-log-v1 section 6).
+
+The statements themselves (signed heads, statements of absence, entry proofs)
+are in :mod:`backchannel.protocol.misbehaviour`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from backchannel.crypto.primitives import HASH_LEN
+from backchannel.crypto.signing import (
+    VerifyKey,
+)
+from backchannel.errors import DecodeError, LocalProtocolError, SignatureError
+from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.constants import MIN_RETENTION_SECONDS, SLOT_LEN
+from backchannel.protocol.merkle import (
+    ProofError,
+    TreeHead,
+    verify_inclusion,
+)
+from backchannel.protocol.misbehaviour import (
+    COMPACT_HEAD_LEN,
+    RELAY_KEY_LEN,
+    SIGNED_HEAD_LEN,
+    Absence,
+    EntryProof,
+    open_signed_head,
+    read_proof,
+    read_tenant,
+    relay_key_bytes,
+    relay_key_fingerprint,
+    relay_key_from_bytes,
+    write_proof,
+    write_tenant,
+)
+
+EVIDENCE_VERSION = 1
+FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT = 1, 2, 3, 4, 5
+KINDS = (FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT)
+KIND_NAMES = {
+    FORK: "fork",
+    REWIND: "rewind",
+    DIVERGENCE: "divergence",
+    DROP: "drop",
+    SLOT_CONFLICT: "slot conflict",
+}
+
+
+# -- Proofs of misbehaviour ---------------------------------------------------------
+
+
+def encode_evidence(
+    kind: int,
+    key: VerifyKey,
+    head_a: bytes,
+    head_b: bytes,
+    *,
+    index: int = 0,
+    leaf_a: bytes = b"",
+    proof_a: Sequence[bytes] = (),
+    leaf_b: bytes = b"",
+    proof_b: Sequence[bytes] = (),
+) -> bytes:
+    """Encode a proof of misbehaviour (nothing is checked here)."""
+    if kind not in (FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT):
+        raise LocalProtocolError("unknown kind of misbehaviour")
+    w = _evidence_start(kind, key, head_a, head_b)
+    if kind == DIVERGENCE:
+        w.u64(index).fixed(leaf_a, HASH_LEN)
+        write_proof(w, proof_a)
+        w.fixed(leaf_b, HASH_LEN)
+        write_proof(w, proof_b)
+    elif kind in (DROP, SLOT_CONFLICT):
+        raise LocalProtocolError("use drop_evidence or slot_conflict_evidence")
+    return w.bytes()
+
+
+def _evidence_start(kind: int, key: VerifyKey, head_a: bytes, head_b: bytes) -> Writer:
+    w = Writer().u8(EVIDENCE_VERSION).u8(kind).fixed(relay_key_bytes(key), RELAY_KEY_LEN)
+    for raw in (head_a, head_b):
+        if len(raw) not in (SIGNED_HEAD_LEN, COMPACT_HEAD_LEN):
+            raise LocalProtocolError("a signed head is 113 or 3,422 bytes")
+        w.u16(len(raw)).fixed(raw, len(raw))
+    return w
+
+
+def drop_evidence(
+    key: VerifyKey,
+    entry_head: bytes,
+    absence_head: bytes,
+    absence: Absence,
+    slot: bytes,
+    entry: EntryProof,
+) -> bytes:
+    """The relay logged a cell at ``slot`` (``entry`` in ``entry_head``), then said it was empty.
+
+    ``absence_head`` is the signed head of ``absence.head`` (the fetch answer's).
+    """
+    w = _evidence_start(DROP, key, entry_head, absence_head)
+    raw = absence.encode()
+    w.u16(len(raw)).fixed(raw, len(raw)).fixed(slot, SLOT_LEN)
+    entry.write(w)
+    return w.bytes()
+
+
+def slot_conflict_evidence(
+    key: VerifyKey,
+    head_a: bytes,
+    head_b: bytes,
+    tenant_id: str,
+    slot: bytes,
+    entry_a: EntryProof,
+    entry_b: EntryProof,
+) -> bytes:
+    """Two different cells logged at one slot: ``entry_a`` under ``head_a``, ``entry_b``
+    under ``head_b``."""
+    w = _evidence_start(SLOT_CONFLICT, key, head_a, head_b)
+    write_tenant(w, tenant_id)
+    w.fixed(slot, SLOT_LEN)
+    entry_a.write(w)
+    entry_b.write(w)
+    return w.bytes()
+
+
+def evidence_kind(blob: bytes) -> str:
+    """The kind a proof of misbehaviour claims (not checked), or raise DecodeError."""
+    if len(blob) < 2 or blob[0] != EVIDENCE_VERSION or blob[1] not in KIND_NAMES:
+        raise DecodeError("not a proof of misbehaviour")
+    return KIND_NAMES[blob[1]]
+
+
+def verify_misbehaviour(blob: bytes) -> str:
+    """What ``blob`` proves about the relay holding the key inside it, in one line.
+
+    Raises :class:`DecodeError` for a malformed blob, :class:`SignatureError`
+    when a head is not signed by that key, and :class:`ProofError` when the
+    signed statements are not contradictory (the evidence does not hold).
+    """
+    r = Reader(blob)
+    expect_version(r, EVIDENCE_VERSION, "proof of misbehaviour")
+    kind = r.u8()
+    if kind not in KINDS:
+        raise DecodeError("unknown kind of misbehaviour")
+    key = relay_key_from_bytes(r.fixed(RELAY_KEY_LEN))
+    raw_a, raw_b = r.fixed(r.u16()), r.fixed(r.u16())
+    tail: tuple[int, bytes, list[bytes], bytes, list[bytes]] | None = None
+    absence: Absence | None = None
+    conflict: tuple[str, bytes, EntryProof, EntryProof] | None = None
+    if kind == DIVERGENCE:
+        index, leaf_a, proof_a = r.u64(), r.fixed(HASH_LEN), read_proof(r)
+        leaf_b, proof_b = r.fixed(HASH_LEN), read_proof(r)
+        tail = (index, leaf_a, proof_a, leaf_b, proof_b)
+    elif kind == DROP:
+        absence = Absence.decode(r.fixed(r.u16()))
+        dropped_slot, entry = r.fixed(SLOT_LEN), EntryProof.read(r)
+    elif kind == SLOT_CONFLICT:
+        tenant, slot = read_tenant(r), r.fixed(SLOT_LEN)
+        conflict = (tenant, slot, EntryProof.read(r), EntryProof.read(r))
+    r.end()
+    try:
+        a, b = open_signed_head(raw_a, key), open_signed_head(raw_b, key)
+    except SignatureError:
+        raise SignatureError(
+            "a tree head in the evidence is not signed by that relay key"
+        ) from None
+    fp = relay_key_fingerprint(key).hex()[:16]
+    if absence is not None:
+        return _verify_drop(fp, key, a, b, absence, dropped_slot, entry)
+    if conflict is not None:
+        return _verify_conflict(fp, a, b, *conflict)
+    if kind == FORK:
+        if a.size != b.size or a.root == b.root:
+            raise ProofError("the two heads do not fork: sizes differ or the roots are equal")
+        return (
+            f"fork: relay {fp} signed two different roots for log size {a.size} "
+            f"(timestamps {a.timestamp} and {b.timestamp})"
+        )
+    if kind == REWIND:
+        if not (a.size > b.size and a.timestamp < b.timestamp):
+            raise ProofError("no rewind: the larger head must carry a strictly earlier timestamp")
+        return (
+            f"rewind: relay {fp} signed size {a.size} at {a.timestamp}, "
+            f"then the smaller size {b.size} at {b.timestamp}"
+        )
+    assert tail is not None
+    index, leaf_a, proof_a, leaf_b, proof_b = tail
+    if leaf_a == leaf_b:
+        raise ProofError("the two leaves are equal: the heads agree at that index")
+    verify_inclusion(leaf_a, index, a.size, proof_a, a.root)
+    verify_inclusion(leaf_b, index, b.size, proof_b, b.root)
+    return (
+        f"divergence: relay {fp} signed heads of sizes {a.size} and {b.size} "
+        f"that hold different entries at index {index}"
+    )
+
+
+def _verify_drop(
+    fp: str,
+    key: VerifyKey,
+    entry_head: TreeHead,
+    absence_head: TreeHead,
+    absence: Absence,
+    slot: bytes,
+    entry: EntryProof,
+) -> str:
+    try:
+        absence.verify(key)
+    except SignatureError:
+        raise SignatureError("the statement of absence is not signed by that relay key") from None
+    if absence.head != absence_head:
+        raise ProofError("the statement of absence is about another head")
+    if slot not in absence.slots:
+        raise ProofError("the statement of absence does not name that slot")
+    leaf = entry.verify(absence.tenant_id, slot, entry_head)
+    if leaf.batch_index >= absence.head.size:
+        raise ProofError("no drop: the cell was logged after the relay said the slot was empty")
+    if absence.served_at >= leaf.coarse_time + max(absence.retention, MIN_RETENTION_SECONDS):
+        raise ProofError("no drop: the cell may have expired before the relay said it was empty")
+    return (
+        f"drop: relay {fp} logged a cell in slot {slot.hex()[:16]} of tenant "
+        f"{absence.tenant_id!r} (leaf {leaf.batch_index}), then said at log size "
+        f"{absence.head.size} that the slot was empty"
+    )
+
+
+def _verify_conflict(
+    fp: str, a: TreeHead, b: TreeHead, tenant: str, slot: bytes, ea: EntryProof, eb: EntryProof
+) -> str:
+    if ea.cell_id == eb.cell_id:
+        raise ProofError("no conflict: both entries name the same cell")
+    leaf_a, leaf_b = ea.verify(tenant, slot, a), eb.verify(tenant, slot, b)
+    if abs(leaf_a.coarse_time - leaf_b.coarse_time) >= MIN_RETENTION_SECONDS:
+        raise ProofError("no conflict: the first cell may have expired before the second came")
+    return (
+        f"slot conflict: relay {fp} logged two different cells in slot {slot.hex()[:16]} "
+        f"of tenant {tenant!r} (leaves {leaf_a.batch_index} and {leaf_b.batch_index})"
+    )
