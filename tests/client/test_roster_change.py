@@ -153,3 +153,62 @@ async def test_a_co_signature_past_the_threshold_changes_nothing_and_raises_no_a
     assert draft.outgoing.message is not None
     assert len(draft.outgoing.message.signatures) == 2  # the author's and the first co-signer's
     assert alarms == [], alarms
+
+
+async def test_a_draft_waiting_for_its_cosignature_survives_a_roster_change(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Drafted under roster 0, co-signed after roster 1 was adopted: the draft is
+    drafted again under roster 1 and the colleagues asked again, so the message
+    arrives and the channel goes on (a message signed under the old roster would
+    be refused by the peer, which would then wait for it for ever)."""
+    ny, dc = await two_missions(tmp_path, relay)
+    ri, han = ny
+    smith, jones = dc
+    old = ri.compose(ri.channel_for("Washington").channel_id, note("before the change"))
+    await ri.settle()
+    await han.settle()
+    [stale] = han.cosign_requests()
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    for c in dc:
+        c.add_peer(ri.mission_card().encode())
+    [new] = [d for d in ri.drafts() if d.draft_id != old.draft_id]
+    assert {d.draft_id: d.outgoing.state.value for d in ri.drafts()} == {
+        old.draft_id: "rejected",
+        new.draft_id: "sealed",
+    }
+    assert new.outgoing.message is not None
+    assert new.outgoing.message.header.sender_roster == 1
+    # Han signs the old draft anyway: nothing is queued with it.
+    han.approve_cosign(stale.request_id)
+    await han.settle()
+    await ri.settle()
+    assert all(d.outgoing.state.value != "queued" for d in ri.drafts())
+    # The old request is withdrawn from Han's desk; the new one waits there and
+    # on Kim's; one approval completes k = 2, and Kim's request is withdrawn.
+    await han.settle()
+    await kim.settle()
+    [req] = han.cosign_requests()
+    assert req.draft_id == new.draft_id
+    assert [r.draft_id for r in kim.cosign_requests()] == [new.draft_id]
+    han.approve_cosign(req.request_id)
+    await han.settle()
+    await ri.settle()
+    await kim.settle()
+    assert kim.cosign_requests() == []
+    for c in (smith, jones):
+        await c.settle()
+    [item] = smith.inbox()
+    assert not smith.status()["channels"][0]["alarms"]
+    # The channel goes on: the next message arrives too.
+    ri.compose(ri.channel_for("Washington").channel_id, note("after the change"))
+    await ri.settle()
+    await kim.settle()
+    [req2] = kim.cosign_requests()
+    kim.approve_cosign(req2.request_id)
+    await kim.settle()
+    await ri.settle()
+    await smith.settle()
+    assert len(smith.inbox()) == 2
+    assert not smith.status()["channels"][0]["alarms"]
+    assert item.message_id in {i.message_id for i in smith.inbox()}

@@ -189,6 +189,9 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
             ep.own_roster = change.new
             client._save_endpoint(rec.channel_id, ep)
         client._audit(AuditKind.ROSTER_ADOPTED, _version(change.new), change.describe())
+        # A draft waiting for co-signatures was signed under the old roster: it is
+        # drafted again under the new one (the colleagues are asked again).
+        client.reseal_stale_drafts()
     return state
 
 

@@ -33,6 +33,9 @@ from backchannel.protocol.sealing import (
 )
 from backchannel.protocol.states import SendState
 
+#: The first bytes of the NOTICE a runner sends when it withdraws a draft's co-sign requests.
+WITHDRAW_NOTICE = b"withdraw"
+
 
 class Sending(OfficerAlarms):
     """Drafts, co-signing and queueing."""
@@ -127,10 +130,16 @@ class Sending(OfficerAlarms):
         out = draft.outgoing.queue()
         new_draft = replace(draft, outgoing=out)
         epoch = mark_sent(rec.send_epoch, msg) if rec.send_epoch else None
+        signed = {oid for oid, _ in msg.signatures}
         with self._tx():
             self._save_endpoint(draft.channel_id, ep)
             self._put("channels", draft.channel_id, replace(rec, send_epoch=epoch))
             self._put("drafts", draft.draft_id, new_draft)
+            # Colleagues who were asked and did not sign need not any more.
+            for o in self.mission().roster.officers:
+                if o.officer_id not in signed:
+                    notice = WITHDRAW_NOTICE + draft.draft_id
+                    self._send_joint(joint.JointKind.NOTICE, o.officer_id, notice)
             self._audit(
                 AuditKind.QUEUED, draft.draft_id, f"message {msg.header.seq} of the channel"
             )
@@ -170,6 +179,39 @@ class Sending(OfficerAlarms):
             self.vault.delete("cosign_in", request_id)
             self._audit(AuditKind.REJECTED, req.draft_id)
 
+    def reseal_stale_drafts(self) -> list[DraftRecord]:
+        """Drafts sealed under an earlier roster of ours, drafted again under the current one.
+
+        The peer accepts a message only under the roster of ours it holds now,
+        so a draft still waiting for co-signatures when the roster changed could
+        never be delivered, and once queued it would stop the channel (the peer
+        refuses it, then waits for it). Each such draft is withdrawn (the
+        colleagues' devices drop its co-sign requests) and drafted again with
+        the same text, sealed and signed under the current roster: the
+        colleagues are asked again. Returns the new drafts.
+        """
+        if not self.is_runner:
+            return []
+        version = self.mission().roster.version
+        stale = [
+            d
+            for d in self._all("drafts", DraftRecord)
+            if d.outgoing.state is SendState.SEALED
+            and d.outgoing.message is not None
+            and d.outgoing.message.header.sender_roster != version
+        ]
+        return [self._reseal(d) for d in stale]
+
+    def _reseal(self, draft: DraftRecord) -> DraftRecord:
+        with self._tx():
+            self._put("drafts", draft.draft_id, replace(draft, outgoing=draft.outgoing.reject()))
+            for o in self.mission().roster.officers:
+                if not equal(o.officer_id, self.officer.officer_id):
+                    notice = WITHDRAW_NOTICE + draft.draft_id
+                    self._send_joint(joint.JointKind.NOTICE, o.officer_id, notice)
+            self._audit(AuditKind.REJECTED, draft.draft_id, "withdrawn: the roster changed")
+            return self.compose(draft.channel_id, draft.outgoing.payload)
+
     def _on_cosignature(self, sender: bytes, body: bytes) -> str | None:
         draft_id, sig = body[:16], body[16:]
         draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
@@ -178,6 +220,9 @@ class Sending(OfficerAlarms):
         if draft.outgoing.state is not SendState.SEALED:
             return None  # it had its signatures already, or was refused: nothing to do
         m = self.mission()
+        if draft.outgoing.message.header.sender_roster != m.roster.version:
+            self._reseal(draft)  # signed under a roster we no longer have
+            return None
         msg = draft.outgoing.message.with_signature(sender, sig)
         if sender not in valid_signers(msg, m.roster):
             return "a co-signature did not verify and was dropped"
@@ -189,6 +234,12 @@ class Sending(OfficerAlarms):
         return None
 
     def _on_notice(self, sender: bytes, body: bytes) -> None:
+        if body.startswith(WITHDRAW_NOTICE):
+            draft_id = body[len(WITHDRAW_NOTICE) :][:16]
+            for req in self.cosign_requests():
+                if equal(req.draft_id, draft_id) and equal(req.from_officer, sender):
+                    self.vault.delete("cosign_in", req.request_id)
+            return
         if body.startswith(b"reject"):
             draft_id = body[6:22]
             draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
