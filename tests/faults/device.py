@@ -41,19 +41,23 @@ class _Device:
     def __init__(self) -> None:
         self.client: Client | None = None
         self.session: contextlib.AsyncExitStack | None = None
+        #: The chance that a batch deposit kills this device (before or after sending).
+        self.kill = 0.0
 
     async def open(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        target, skew, kill = str(cmd["target"]), float(cmd["skew"]), float(cmd["kill"])
+        target, skew = str(cmd["target"]), float(cmd["skew"])
+        self.kill = float(cmd["kill"])
         rng = random.Random(int(cmd["seed"]))
+        device = self
 
         class Killing(RelayClient):
             async def batch_deposit(
                 self, cells: Sequence[tuple[str, bytes, bytes]], known_size: int
             ) -> DepositBatchAnswer:
-                if kill and rng.random() < kill / 2:
+                if device.kill and rng.random() < device.kill / 2:
                     os.kill(os.getpid(), signal.SIGKILL)  # persisted, not sent
                 answer = await super().batch_deposit(cells, known_size)
-                if kill and rng.random() < kill / 2:
+                if device.kill and rng.random() < device.kill / 2:
                     os.kill(os.getpid(), signal.SIGKILL)  # stored, answer not taken
                 return answer
 
@@ -72,6 +76,9 @@ class _Device:
         if op == "open":
             return await self.open(cmd)
         if op == "exit":
+            return {}
+        if op == "calm":
+            self.kill = 0.0
             return {}
         c = self.client
         assert c is not None

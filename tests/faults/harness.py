@@ -347,10 +347,19 @@ class Scene:
             self.events += 1
 
     def relay_up(self) -> None:
-        """Start the relay again if a fault left it dead."""
+        """Start the relay again if a fault left it dead.
+
+        On a full disk a relay killed mid-write may not start at all (SQLite
+        cannot replay its WAL into a file that may not grow): it stays down, as
+        it would for the operator, until the space comes back.
+        """
         with self.lock:
             if self.relay.proc is None or self.relay.proc.poll() is not None:
-                self.relay.start(timeout=60)
+                try:
+                    self.relay.start(timeout=60)
+                except RuntimeError:
+                    if self.relay.file_limit is None:
+                        raise
 
 
 class Fault:
@@ -559,7 +568,8 @@ class DiskFull(Fault):
                 # cannot grow, and the WAL fills after a few commits.
                 s.relay.stop()
                 s.relay.file_limit = s.rng.randrange(8, 65) * 1024
-                s.relay.start(timeout=60)
+                s.relay.proc = None
+                s.relay_up()
         elif r == self.end:
             self.heal()
 
@@ -569,9 +579,10 @@ class DiskFull(Fault):
             s.store.cluster.stop("immediate")
             s.store.cluster.start()
         elif s.relay.file_limit is not None:
-            s.relay.kill()
-            s.relay.file_limit = None
-            s.relay.start(timeout=60)
+            with s.lock:
+                s.relay.kill()
+                s.relay.file_limit = None
+                s.relay.start(timeout=60)
 
 
 class DeviceKill(Fault):
@@ -580,6 +591,10 @@ class DeviceKill(Fault):
 
     def device_kill(self) -> float:
         return 0.2
+
+    def heal(self) -> None:
+        for d in self.s.devices.values():
+            d.call({"op": "calm"})  # no more deaths while the trial heals
 
 
 class Mixed(Fault):
@@ -607,6 +622,7 @@ class Mixed(Fault):
     def heal(self) -> None:
         for f in self.faults:
             f.heal()
+        DeviceKill.heal(self)  # type: ignore[arg-type]
         self.s.relay_up()
 
 
@@ -651,6 +667,7 @@ class Trial:
         shutil.copytree(fx.root / "homes", root / "homes")
         relay = _relay(fx.store.trial_url(n), fx.root / f"relay-{n}.log")
         devices = fx.devices
+        deaths = {k: d.deaths for k, d in devices.items()}  # devices outlive trials
         proxy: FaultProxy | None = None
         try:
             relay.start(timeout=60)
@@ -673,7 +690,9 @@ class Trial:
                 )
             self._work(scene, fault)
             self._check(devices)
-            self.outcome.events = scene.events + sum(d.deaths for d in devices.values())
+            self.outcome.events = scene.events + sum(
+                d.deaths - deaths.get(k, 0) for k, d in devices.items()
+            )
             self.outcome.http_5xx = proxy.server_errors
         except Exception as exc:
             self.outcome.error = f"{type(exc).__name__}: {exc}"[:500]
