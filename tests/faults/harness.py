@@ -872,7 +872,7 @@ def table(outcomes: list[Outcome]) -> str:
     """The Markdown table of docs/reliability.md: one row per fault and store."""
     rows = [
         "| fault | store | trials | acknowledged | lost | duplicated | out of order "
-        "| unreceipted at end | fault events | rounds a device saw fail | 5xx answers "
+        "| unreceipted at end | fault events | device requests that failed | 5xx answers "
         "| store refusals | failed trials | s per trial |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
