@@ -143,3 +143,33 @@ def test_recipient_officer_cannot_decrypt_a_colleagues_share(pair: Pair) -> None
     assert own.officer_index == 1
     with pytest.raises(AuthenticationError):
         decrypt_share(msg, posing)
+
+
+def test_a_cosignature_forged_in_a_colleagues_name_is_refused(pair: Pair) -> None:
+    """One officer adds a signature in his colleague's name: made-up bytes, the
+    colleague's real signature of another message, or of this message's digest
+    under another label (a receipt's). None of them counts, and the peer refuses
+    the message."""
+    from backchannel.crypto import labels
+    from backchannel.protocol.sealing import valid_signers
+
+    draft = pair.compose(pair.a, 0, note("signed in his name"))
+    assert draft.message is not None
+    roster = pair.a.mission.roster
+    author, colleague = (o.officer for o in pair.a.mission.officers[:2])
+    key = colleague.signing_key
+    forgeries = (
+        b"\x5a" * 64,
+        key.sign_ed25519(labels.SIG_MESSAGE, bytes(32)),
+        key.sign_ed25519(labels.SIG_RECEIPT, draft.message.digest),
+    )
+    for sig in forgeries:
+        forged = draft.message.with_signature(colleague.officer_id, sig)
+        assert valid_signers(forged, roster) == {author.officer_id}
+    real = key.sign_ed25519(labels.SIG_MESSAGE, draft.message.digest)
+    signed = draft.message.with_signature(colleague.officer_id, real)
+    assert valid_signers(signed, roster) == {author.officer_id, colleague.officer_id}
+    force_queue(pair.a.endpoint, draft.message.with_signature(colleague.officer_id, forgeries[1]))
+    with pytest.raises(SignatureError):
+        pair.run_round()
+    assert pair.b.inbox == []

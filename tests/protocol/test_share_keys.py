@@ -170,3 +170,17 @@ def test_a_peer_claiming_a_message_we_never_sent_is_a_fork() -> None:
         t.check_peer_view(1, t.sent[0])
     with pytest.raises(ForkDetected, match="differs from ours"):
         t.check_peer_view(0, bytes(32))
+
+
+def test_a_chain_jumps_ahead_to_the_key_stepping_would_reach() -> None:
+    """key_at(i) from the root is key i of the chain stepped one by one, for a
+    jump of any length up to MAX_SKIP; one further is refused."""
+    root = ShareChain.root(SECRET, EID, OID)
+    expected = _expected_keys(MAX_SKIP + 1)
+    for index in (0, 1, 2, 7, MAX_SKIP):
+        key, after = root.key_at(index)
+        assert key == expected[index], index
+        assert after.index == index + 1
+        assert after.key_at(index + 1)[0] == _expected_keys(index + 2)[index + 1]
+    with pytest.raises(DecodeError, match="too far ahead"):
+        root.key_at(MAX_SKIP + 1)

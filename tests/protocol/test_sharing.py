@@ -97,3 +97,21 @@ def test_shapes_outside_the_scheme_are_refused() -> None:
         sharing.split(bytes(31), 2, 3, secrets.token_bytes)
     with pytest.raises(DecodeError):
         sharing.Share.decode(bytes([4, 1]) + bytes(32))
+
+
+def test_the_largest_shapes_are_taken_and_one_more_is_refused() -> None:
+    """The bounds themselves: n = 255 for k = n (XOR), MAX_SHARE_COUNT (16) for
+    k < n (SLIP-0039); one share more is refused, and k = n = 17 is XOR's."""
+    from shamir_mnemonic.constants import MAX_SHARE_COUNT
+
+    rng = DetRng("bounds")
+    secret = bytes(range(32))
+    assert sharing.combine(sharing.split(secret, 255, 255, rng), 255, 255) == secret
+    assert len(sharing.split(secret, 255, 255, rng)) == 255
+    with pytest.raises(LocalProtocolError, match="n <= 255"):
+        sharing.split(secret, 256, 256, rng)
+    shares = sharing.split(secret, 2, MAX_SHARE_COUNT, rng)
+    assert sharing.combine(shares[-2:], 2, MAX_SHARE_COUNT) == secret
+    with pytest.raises(LocalProtocolError, match="at most"):
+        sharing.split(secret, 2, MAX_SHARE_COUNT + 1, rng)
+    assert sharing.combine(sharing.split(secret, 17, 17, rng), 17, 17) == secret
