@@ -8,6 +8,7 @@ The checker itself is tested first, on device states made to be wrong.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +32,11 @@ def _private_root() -> Path:
 
 @pytest.fixture(scope="module")
 def sqlite_missions() -> Iterator[Fixture]:
-    fx = Fixture(_private_root() / "sqlite", "sqlite")
+    root = _private_root()
+    fx = Fixture(root / "sqlite", "sqlite")
     yield fx
     fx.close()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +44,11 @@ def postgres_missions() -> Iterator[Fixture]:
     why = pgcluster.unavailable()
     if why:
         pytest.skip(f"no private PostgreSQL cluster: {why}")
-    fx = Fixture(_private_root() / "postgres", "postgres")
+    root = _private_root()
+    fx = Fixture(root / "postgres", "postgres")
     yield fx
     fx.close()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _assert_nothing_lost(o: Outcome) -> None:
