@@ -334,6 +334,15 @@ class Scene:
         self.timers.append(t)
         t.start()
 
+    def strike(self, delay: float, action: Callable[[], None]) -> None:
+        """``action`` after ``delay`` seconds, counted as one fault event."""
+
+        def counted() -> None:
+            action()
+            self.events += 1
+
+        self.later(delay, counted)
+
     def settle_timers(self) -> None:
         for t in self.timers:
             t.join(30)
@@ -430,10 +439,9 @@ class RelayPause(Fault):
 
             def stop() -> None:
                 proc.send_signal(signal.SIGSTOP)
-                s.events += 1
                 s.later(pause, lambda: proc.send_signal(signal.SIGCONT))
 
-            s.later(s.rng.uniform(0.0, 0.2), stop)
+            s.strike(s.rng.uniform(0.0, 0.2), stop)
 
     def heal(self) -> None:
         self.s.settle_timers()
@@ -454,18 +462,21 @@ class DbRestart(Fault):
         cluster = s.store.cluster
         if r in self.at:
             mode = s.rng.choice(("fast", "immediate"))
-
-            def restart() -> None:
-                cluster.restart(mode)
-                s.events += 1
-
-            s.later(s.rng.uniform(0.0, 0.2), restart)
+            s.strike(s.rng.uniform(0.0, 0.2), lambda: cluster.restart(mode))
 
     def heal(self) -> None:
         self.s.settle_timers()
 
 
-class NetCut(Fault):
+class _NetFault(Fault):
+    """A fault of the proxy's: healed by waiting for its timers and passing bytes again."""
+
+    def heal(self) -> None:
+        self.s.settle_timers()
+        self.s.proxy.set_mode("pass")
+
+
+class NetCut(_NetFault):
     """The cable pulled at a random moment of a round, and put back at a random
     moment one to three rounds later."""
 
@@ -477,21 +488,12 @@ class NetCut(Fault):
     def round(self, r: int) -> None:
         s = self.s
         if r == self.start:
-
-            def cut() -> None:
-                s.proxy.set_mode("cut")
-                s.events += 1
-
-            s.later(s.rng.uniform(0.0, 0.2), cut)
+            s.strike(s.rng.uniform(0.0, 0.2), lambda: s.proxy.set_mode("cut"))
         elif r == self.end:
             s.later(s.rng.uniform(0.0, 0.2), lambda: s.proxy.set_mode("pass"))
 
-    def heal(self) -> None:
-        self.s.settle_timers()
-        self.s.proxy.set_mode("pass")
 
-
-class NetReset(Fault):
+class NetReset(_NetFault):
     """Connections reset (TCP RST) at random moments in several rounds."""
 
     def __init__(self, scene: Scene) -> None:
@@ -499,20 +501,10 @@ class NetReset(Fault):
         self.at = {scene.rng.randrange(1, ROUNDS) for _ in range(4)}
 
     def round(self, r: int) -> None:
-        s = self.s
-        s.settle_timers()
-        s.proxy.set_mode("pass")
+        self.heal()  # the last reset is over: connections are made again
         if r in self.at:
-
-            def reset() -> None:
-                s.proxy.set_mode("reset")
-                s.events += 1
-
-            s.later(s.rng.uniform(0.0, 0.15), reset)
-
-    def heal(self) -> None:
-        self.s.settle_timers()
-        self.s.proxy.set_mode("pass")
+            s = self.s
+            s.strike(s.rng.uniform(0.0, 0.15), lambda: s.proxy.set_mode("reset"))
 
 
 class NetDelay(Fault):
