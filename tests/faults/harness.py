@@ -226,7 +226,13 @@ class PostgresStore(Store):
         return self.cluster.url("template_relay")
 
     def trial_url(self, n: int) -> str:
-        self.cluster.sql(f"CREATE DATABASE trial_{n} TEMPLATE template_relay")
+        try:
+            self.cluster.sql(f"CREATE DATABASE trial_{n} TEMPLATE template_relay")
+        except Exception:
+            # The last trial left the server down or recovering: start it afresh.
+            self.cluster.stop("immediate")
+            self.cluster.start()
+            self.cluster.sql(f"CREATE DATABASE trial_{n} TEMPLATE template_relay")
         return self.cluster.url(f"trial_{n}")
 
     def drop(self, n: int) -> None:
@@ -364,11 +370,21 @@ class Scene:
         """
         with self.lock:
             if self.relay.proc is None or self.relay.proc.poll() is not None:
-                try:
-                    self.relay.start(timeout=60)
-                except RuntimeError:
-                    if self.relay.file_limit is None:
-                        raise
+                # While faults strike, a relay whose disk is full or whose database
+                # is down or still recovering may not start: it stays down until
+                # the next round. Once they stop, it must start within a minute.
+                deadline = time.monotonic() + (60 if self.healed else 0)
+                while True:
+                    try:
+                        self.relay.start(timeout=60)
+                        return
+                    except RuntimeError:
+                        if self.healed and self.relay.file_limit is None:
+                            if time.monotonic() > deadline:
+                                raise
+                            time.sleep(1)
+                            continue
+                        return
 
 
 class Fault:
@@ -612,6 +628,7 @@ class Mixed(Fault):
             f.round(r)
 
     def heal(self) -> None:
+        self.s.settle_timers()  # no fault still on its way while the others heal
         for f in self.faults:
             f.heal()
         DeviceKill.heal(self)  # type: ignore[arg-type]
@@ -657,11 +674,12 @@ class Trial:
         n = fx.trials
         root = fx.root / f"trial-{n}"
         shutil.copytree(fx.root / "homes", root / "homes")
-        relay = _relay(fx.store.trial_url(n), fx.root / f"relay-{n}.log")
         devices = fx.devices
         deaths = {k: d.deaths for k, d in devices.items()}  # devices outlive trials
         proxy: FaultProxy | None = None
+        relay = _relay("", fx.root / f"relay-{n}.log")
         try:
+            relay.db_url = fx.store.trial_url(n)
             relay.start(timeout=60)
             proxy = FaultProxy(relay.port).start()
             scene = Scene(relay, proxy, fx.store, self.rng, devices)
