@@ -107,3 +107,61 @@ def test_forged_epoch_key_certificate_is_refused(pair: Pair, rng: DetRng) -> Non
     with pytest.raises(SignatureError):
         forged.verify(victim.officer.public)
     victim.cert.verify(victim.officer.public)
+
+
+def test_channel_offer_with_a_signature_forged_in_a_colleagues_name_is_refused(
+    pair: Pair, rng: DetRng
+) -> None:
+    """One officer signs the offer and adds his colleague's name with made-up bytes,
+    or with the colleague's real signature of another offer: one signature counts."""
+    m = pair.a.mission
+    offer, _ = ch.make_offer(m.mission_id, pair.terms, 0, m.certs(), rng)
+    other, _ = ch.make_offer(m.mission_id, pair.terms, 1, m.certs(), rng)
+    me, colleague = m.officers[0].officer, m.officers[1].officer
+    signed = ch.sign_offer(offer, me)
+    theirs = ch.sign_offer(other, colleague).signatures[-1][1]
+    for sig in (bytes(len(theirs)), theirs):
+        forged = ch.ChannelOffer(
+            offer.from_mission,
+            offer.terms,
+            offer.start_round,
+            offer.sealed,
+            (*signed.signatures, (colleague.officer_id, sig)),
+        )
+        with pytest.raises(SignatureError, match="needs 2"):
+            ch.verify_offer(forged, m.roster, m.mission_id)
+    ch.verify_offer(ch.sign_offer(signed, colleague), m.roster, m.mission_id)
+
+
+def test_junk_signatures_before_the_good_ones_do_not_hide_them(rng: DetRng) -> None:
+    """A relay or a colleague that puts a stranger's and a broken signature first
+    cannot make k good signatures count for less (the count goes on past them)."""
+    m = _mission(rng)
+    officers = [o.officer for o in m.officers]
+    new = rs.propose_update(m.roster, [o.public for o in officers], 2)
+    stranger = OfficerKit.create("stranger", rng).officer
+    good = tuple(rs.sign_roster(new, o) for o in officers[:2])
+    junk = (rs.sign_roster(new, stranger), (officers[2].officer_id, bytes(len(good[0][1]))))
+    assert rs.verify_update(m.roster, rs.SignedRoster(new, (*junk, *good))) == new
+
+
+def test_roster_update_wrong_in_one_field_alone_is_refused(rng: DetRng) -> None:
+    """The next version with another history, or the right history under a version
+    that skips, or another mission's name or nonce: each alone is refused."""
+    from dataclasses import replace
+
+    m = _mission(rng)
+    officers = [o.officer for o in m.officers]
+    good = rs.propose_update(m.roster, [o.public for o in officers], 2)
+    variants = (
+        replace(good, prev_hash=bytes([7]) * len(good.prev_hash)),
+        replace(good, version=good.version + 1),
+        replace(good, mission_name="Pyongyang"),
+        replace(good, mission_nonce=bytes(len(good.mission_nonce))),
+    )
+    for bad in variants:
+        sigs = tuple(rs.sign_roster(bad, o) for o in officers)
+        with pytest.raises(RosterError):
+            rs.verify_update(m.roster, rs.SignedRoster(bad, sigs))
+    sigs = tuple(rs.sign_roster(good, o) for o in officers)
+    assert rs.verify_update(m.roster, rs.SignedRoster(good, sigs)) == good
