@@ -354,6 +354,11 @@ class Scene:
             t.join(30)
         self.timers.clear()
 
+    def calm_devices(self) -> None:
+        """No more device deaths while the trial heals."""
+        for d in self.devices.values():
+            d.call({"op": "calm"})
+
     def kill_relay(self) -> None:
         if self.healed:
             return
@@ -601,8 +606,7 @@ class DeviceKill(Fault):
         return 0.2
 
     def heal(self) -> None:
-        for d in self.s.devices.values():
-            d.call({"op": "calm"})  # no more deaths while the trial heals
+        self.s.calm_devices()
 
 
 class Mixed(Fault):
@@ -631,7 +635,7 @@ class Mixed(Fault):
         self.s.settle_timers()  # no fault still on its way while the others heal
         for f in self.faults:
             f.heal()
-        DeviceKill.heal(self)  # type: ignore[arg-type]
+        self.s.calm_devices()
         self.s.relay_up()
 
 

@@ -518,6 +518,36 @@ class LogSigning:
     ) -> bytes:
         return self._log_cache().sign_absence(head, served_at, tenant_id, slots, retention)
 
+    async def _current_state(self) -> HeadState:
+        """The committed head (the store's own read)."""
+        raise NotImplementedError
+
+    async def cell_proofs(
+        self, positions: Sequence[tuple[int, int]], tree_size: int
+    ) -> list[CellProof]:
+        raise NotImplementedError
+
+    async def signed_head(self) -> bytes:
+        cache = self._log_cache()
+        return await cache.signed_for(await self._current_state())
+
+    async def compact_head(self) -> bytes:
+        cache = self._log_cache()
+        return cache.compact_for(await self._current_state())
+
+    async def log_receipt(self, leaf_index: int, position: int) -> tuple[bytes, CellProof]:
+        cache = self._log_cache()
+        return await cache.receipt(leaf_index, position, self._current_state, self.cell_proofs)
+
+    def log_public_key(self) -> bytes:
+        return self._log_cache().public_key()
+
+    def checkpoint_key(self) -> Ed25519NoteKey:
+        return self._log_cache().checkpoint_key()
+
+    def bind_checkpoint_key(self, origin: str) -> bytes:
+        return self._log_cache().bind_checkpoint_key(origin)
+
 
 def _tiles(size: int) -> list[tuple[int, int]]:
     """Coordinates of the frontier tiles of ``size``, largest first."""

@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from backchannel.crypto.notesig import Ed25519NoteKey
 from backchannel.errors import StoreUnavailable
 from backchannel.protocol import merkle
 from backchannel.protocol.merkle import TreeHead
@@ -126,18 +125,6 @@ class PostgresLogReads(_log.LogSigning):
             cache.remember(bytes(row[4]), int(row[3]))  # e.g. after a restart
         return _log.HeadState.from_row(int(row[0]), bytes(row[1]), int(row[2]))
 
-    async def signed_head(self) -> bytes:
-        cache = self._need_cache()
-        return await cache.signed_for(await self._current_state())
-
-    async def compact_head(self) -> bytes:
-        cache = self._need_cache()
-        return cache.compact_for(await self._current_state())
-
-    async def log_receipt(self, leaf_index: int, position: int) -> tuple[bytes, CellProof]:
-        cache = self._need_cache()
-        return await cache.receipt(leaf_index, position, self._current_state, self.cell_proofs)
-
     async def log_leaf(self, index: int) -> bytes:
         async def work(conn: psycopg.AsyncConnection[Any]) -> bytes | None:
             cur = await conn.execute("SELECT leaf FROM log_leaves WHERE leaf_index = %s", (index,))
@@ -193,15 +180,6 @@ class PostgresLogReads(_log.LogSigning):
             return _log.cell_proofs(positions, tree_size, reader, lambda i: members[i])
 
         return await self._run(work)
-
-    def log_public_key(self) -> bytes:
-        return self._need_cache().public_key()
-
-    def checkpoint_key(self) -> Ed25519NoteKey:
-        return self._need_cache().checkpoint_key()
-
-    def bind_checkpoint_key(self, origin: str) -> bytes:
-        return self._need_cache().bind_checkpoint_key(origin)
 
     def _log_cache(self) -> _log.LogCache:
         return self._need_cache()

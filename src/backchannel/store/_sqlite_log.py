@@ -11,7 +11,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from backchannel.crypto.notesig import Ed25519NoteKey
 from backchannel.crypto.primitives import HASH_LEN
 from backchannel.errors import StoreUnavailable
 from backchannel.protocol import merkle
@@ -128,18 +127,6 @@ class SQLiteLogReads(_log.LogSigning):
             cache.remember(stored, signed_size)  # e.g. after a restart
         return state
 
-    async def signed_head(self) -> bytes:
-        cache = self._need_log()
-        return await cache.signed_for(await self._current_state())
-
-    async def compact_head(self) -> bytes:
-        cache = self._need_log()
-        return cache.compact_for(await self._current_state())
-
-    async def log_receipt(self, leaf_index: int, position: int) -> tuple[bytes, CellProof]:
-        cache = self._need_log()
-        return await cache.receipt(leaf_index, position, self._current_state, self.cell_proofs)
-
     async def log_leaf(self, index: int) -> bytes:
         self._need_log()
 
@@ -196,15 +183,6 @@ class SQLiteLogReads(_log.LogSigning):
             return _log.cell_proofs(positions, tree_size, reader, lambda i: _members(conn, i))
 
         return await self._read(work)
-
-    def log_public_key(self) -> bytes:
-        return self._need_log().public_key()
-
-    def checkpoint_key(self) -> Ed25519NoteKey:
-        return self._need_log().checkpoint_key()
-
-    def bind_checkpoint_key(self, origin: str) -> bytes:
-        return self._need_log().bind_checkpoint_key(origin)
 
     def _log_cache(self) -> _log.LogCache:
         return self._need_log()

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from backchannel.crypto.notesig import Ed25519NoteKey
 from backchannel.crypto.signing import SigningKey
 from backchannel.errors import QuotaExceeded, SlotConflict, TenantExists, UnknownTenant
 from backchannel.protocol import merkle
@@ -221,21 +220,9 @@ class MemoryRelayStore(_log.LogSigning):
         self._check_open()
         return self._state.head()
 
-    async def signed_head(self) -> bytes:
+    async def _current_state(self) -> _log.HeadState:
         self._check_open()
-        return await self._signer.signed_for(self._state)
-
-    async def compact_head(self) -> bytes:
-        self._check_open()
-        return self._signer.compact_for(self._state)
-
-    async def log_receipt(self, leaf_index: int, position: int) -> tuple[bytes, CellProof]:
-        self._check_open()
-
-        async def state() -> _log.HeadState:
-            return self._state
-
-        return await self._signer.receipt(leaf_index, position, state, self.cell_proofs)
+        return self._state
 
     async def log_leaf(self, index: int) -> bytes:
         self._check_open()
@@ -281,15 +268,6 @@ class MemoryRelayStore(_log.LogSigning):
                 )
             )
         return out
-
-    def log_public_key(self) -> bytes:
-        return self._signer.public_key()
-
-    def checkpoint_key(self) -> Ed25519NoteKey:
-        return self._signer.checkpoint_key()
-
-    def bind_checkpoint_key(self, origin: str) -> bytes:
-        return self._signer.bind_checkpoint_key(origin)
 
     def _log_cache(self) -> _log.LogCache:
         return self._signer
