@@ -547,7 +547,8 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
     deposit, its status and id); ``proofs`` batch, inclusion and consistency proofs; ``absence`` the
     signed statement that asked slots were empty; ``queries`` the check's log
     queries and their answers; ``padding`` the zeros that round a fetch answer
-    up; ``framing`` versions, counts and sizes.
+    up; ``intake`` the round's intake request and its answer; ``framing``
+    versions, counts and sizes.
     """
     parts: Counter[str] = Counter()
     n = 0
@@ -581,6 +582,8 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
         parts["absence"] += len(answer.absent)
         parts["queries"] += sum(6 + len(a.payload) for a in answer.answers)
         parts.update(_bundle_parts(answer.log))
+    elif path.endswith("/intake/fetch"):
+        parts["intake"] += len(body) + len(rbody)  # JSON: the cursor, and what the public sent
     else:
         parts["other"] += len(body) + len(rbody)
     parts["framing"] += len(body) + len(rbody) - sum(parts.values())

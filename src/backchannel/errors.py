@@ -124,6 +124,10 @@ class QuotaExceeded(StoreError):
     """The tenant's storage quota is used up."""
 
 
+class IntakeClosed(StoreError):
+    """The tenant has not opened its public intake (or closed it)."""
+
+
 class RelayError(BackchannelError):
     """Talking to the relay failed."""
 

@@ -59,7 +59,8 @@ def test_each_device_talks_to_its_own_tenant_only(recording: observer.Recording)
             continue
         assert ex.method == "POST" and ex.status == 200
         if ex.path != "/v1/batch/deposit":
-            assert ex.path == f"/v1/tenants/{recording.tenant_of[ex.device]}/batch/fetch"
+            own = f"/v1/tenants/{recording.tenant_of[ex.device]}"
+            assert ex.path in (f"{own}/batch/fetch", f"{own}/intake/fetch")
         assert 0 <= ex.offset < 1 and ex.wall <= ex.wall_done
 
 
@@ -81,14 +82,16 @@ def test_the_operator_view_matches_the_tap(recording: observer.Recording) -> Non
     batch_routes = Counter()
     for ex in recording.exchanges:
         if ex.round >= 0:
-            route = "batch_deposit" if ex.path == "/v1/batch/deposit" else "batch_fetch"
+            route = {"/v1/batch/deposit": "batch_deposit"}.get(ex.path, "batch_fetch")
+            if ex.path.endswith("/intake/fetch"):
+                route = "intake_fetch"
             batch_routes[(ex.round, route)] += 1
     for r, snap in enumerate(recording.operator):
         # Every cell deposited in the round is a new row, of a lane the devices named.
         assert len(snap["cells"]) == deposited[r], r
         assert all(bytes(row[6]) in recording.lanes for row in snap["cells"])
         assert {"cells", "tenants", "log_leaves"} <= set(snap["counts"])
-        for route in ("batch_deposit", "batch_fetch"):
+        for route in ("batch_deposit", "batch_fetch", "intake_fetch"):
             counted = batch_routes[(r, route)]
             metric = f'backchannel_relay_requests_total{{route="{route}",status="200"}}'
             assert snap["metrics"].get(metric, 0) == counted, (r, route)

@@ -156,8 +156,9 @@ async def test_a_peer_card_kept_from_before_the_relay_key_still_syncs(
     ri = ny[0]
     ri._put("peers", old.mission_id, replace(ri.peer(old.mission_id), card=text))
     report = await ri.sync(1)
-    # One cell on the channel and one in the mailbox lane to the colleague.
-    assert report.relay_error is None and report.deposited == 2
+    # One cell on the channel, one in the mailbox lane to the colleague, one in
+    # the intake's answer lane.
+    assert report.relay_error is None and report.deposited == 3
     # A fresh card from the peer replaces it, in the current layout.
     ri.add_peer(dc[0].mission_card().encode())
     assert cards.MissionCard.decode(ri.peer(old.mission_id).card).version == cards.CARD_VERSION

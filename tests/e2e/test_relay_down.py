@@ -137,7 +137,8 @@ def test_run_keeps_the_schedule_while_the_relay_is_down(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     reports = [json.loads(line) for line in (first, second, *out.splitlines())]
     assert all(r["relay_error"] for r in reports)
-    # A round per interval, relay or not: each lane's cell (the channel's, and the
-    # mailbox's to the colleague) waits to be tried again; nothing piles up.
+    # A round per interval, relay or not: each lane's cell (the channel's, the
+    # mailbox's to the colleague, the intake's answers) waits to be tried again;
+    # nothing piles up.
     assert all(r["rounds"] == 1 for r in reports) and len(reports) >= 2
-    assert [r["waiting"] for r in reports] == [2] * len(reports)
+    assert [r["waiting"] for r in reports] == [3] * len(reports)

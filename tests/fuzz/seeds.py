@@ -202,8 +202,23 @@ def _note_seeds() -> dict[str, list[bytes]]:
     }
 
 
+def _intake_seeds() -> dict[str, list[bytes]]:
+    from backchannel.protocol import intake as pi
+    from tests.fuzz.targets import _intake_fuzz_card
+
+    card = _intake_fuzz_card()
+    req = pi.IntakeRequest(pi.Kind.MEDIA_TOUR, "Tour", "A crew of three", "desk@x", bytes(16))
+    return {
+        "intake_card": [card.encode(), b"\xff" + card.page_url().encode()],
+        "intake_request": [req.encode().rstrip(b"\x00")],
+        "intake_answer": [pi.seal_answer(card, bytes(16), "Agreed.")],
+    }
+
+
 def main() -> None:
-    seeds = {**_batch_seeds(), **_log_seeds(), **_mission_seeds(), **_note_seeds()}
+    seeds = {
+        **_batch_seeds(), **_log_seeds(), **_mission_seeds(), **_note_seeds(), **_intake_seeds()
+    }  # fmt: skip
     from tests.fuzz.targets import TARGETS
 
     missing = set(TARGETS) - set(seeds)

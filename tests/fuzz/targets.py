@@ -374,6 +374,51 @@ def _witness_request(data: bytes) -> None:
     witness.state.advance("relay.fuzz/log", lambda head: (0, merkle.EMPTY_ROOT))
 
 
+# -- the public intake ---------------------------------------------------------------
+
+
+def _intake_card(data: bytes) -> None:
+    """A card as binary (canonical) and as text (armor, an address with '#')."""
+    from backchannel.protocol import intake as pi
+
+    if data[:1] == b"\xff":
+        text = data[1:].decode("utf-8", "replace")
+        card = pi.IntakeCard.from_text(text)
+        if pi.IntakeCard.from_text(card.to_text()) != card:
+            raise AssertionError("intake card: from_text(to_text(x)) != x")
+        return
+    card = pi.IntakeCard.decode(data)
+    _same(card.encode(), data, "intake card")
+    if pi.IntakeCard.decode(card.encode()) != card:
+        raise AssertionError("intake card: decode(encode(x)) != x")
+
+
+def _intake_request(data: bytes) -> None:
+    """A request's plaintext, padded to its size: canonical when accepted."""
+    from backchannel.protocol import intake as pi
+
+    padded = data[: pi.REQUEST_PLAINTEXT_SIZE]
+    padded += bytes(pi.REQUEST_PLAINTEXT_SIZE - len(padded))
+    req = pi.IntakeRequest.decode(padded)
+    _same(req.encode(), padded, "intake request")
+
+
+def _intake_answer(data: bytes) -> None:
+    """Any cell at a reply id: opened only under the code's key, else refused."""
+    from backchannel.protocol import intake as pi
+
+    card = _intake_fuzz_card()
+    pi.open_answer(card, bytes(16), data)
+
+
+@functools.cache
+def _intake_fuzz_card():  # type: ignore[no-untyped-def]
+    from backchannel.protocol import intake as pi
+
+    key = pi.intake_private_key(bytes(32), bytes(32))
+    return pi.IntakeCard("Fuzz", bytes(32), "https://relay.fuzz", "fuzz", key.public_key, 8)
+
+
 def _witness_refusal() -> tuple[type[BaseException], ...]:
     from backchannel.witness.service import Refusal
 
@@ -390,6 +435,9 @@ def _targets() -> dict[str, Target]:
         Target("officer_card", _officer_card, _card_error(), max_len=16384),
         Target("mission_card", _mission_card, _card_error(), max_len=32768),
         Target("offer_card", _offer_card, _card_error(), max_len=16384),
+        Target("intake_card", _intake_card, _D, max_len=8192),
+        Target("intake_request", _intake_request, _D, max_len=4096),
+        Target("intake_answer", _intake_answer, _R, max_len=8192),
         # roster entries, identities
         Target("roster", _roster, _R, max_len=16384),
         Target("officer", c(OfficerPublic.decode, OfficerPublic.encode, "officer"), _D),

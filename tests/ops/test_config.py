@@ -146,6 +146,14 @@ def test_every_setting_comes_from_the_environment(tmp_path: Path) -> None:
         + Verifier("witness.example/a", TYPE_COSIGNATURE_ED25519, bytes(32)).vkey(),
         "witness_interval_seconds": "15",
         "workers": "3",
+        "intake_pow_bits": "12",
+        "intake_queue_cap": "50",
+        "intake_ip_rate": "0.5",
+        "intake_ip_burst": "3",
+        "intake_tenant_rate": "5",
+        "intake_tenant_burst": "9",
+        "intake_rate": "7.5",
+        "intake_burst": "11",
     }
     assert sorted(changed) == sorted(FIELDS)
     env = {cfg.env_name(k): v for k, v in changed.items()}

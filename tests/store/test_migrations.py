@@ -30,6 +30,7 @@ SQLITE_OBJECTS = {
     2: {"log_head", "log_nodes", "log_leaves", "log_members"},
     3: {"log_leaves", "log_nodes", "log_members"},
     4: {"cells_count_delete", "cells_count_spend"},
+    5: {"intake_tenants", "intake_requests", "intake_requests_received"},
 }
 POSTGRES_OBJECTS = {
     1: {"tenants", "cells", "cells_deposited_at", "bc_deposit"},
@@ -42,6 +43,7 @@ POSTGRES_OBJECTS = {
         "bc_deposit_logged",
     },
     3: {"bc_cells_deleted"},
+    4: {"intake_tenants", "intake_requests", "intake_requests_received"},
 }
 
 

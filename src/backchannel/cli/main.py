@@ -24,6 +24,7 @@ from backchannel.cli import (
     demo_cmd,
     evidence,
     inbox,
+    intake,
     messages,
     mission,
     officer,
@@ -115,6 +116,7 @@ app.command("run")(rounds.run_daemon)
 app.command()(rounds.status)
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(intake.app, name="intake")
 app.add_typer(relay_app, name="relay")
 app.add_typer(witness_app, name="witness")
 app.command()(demo_cmd.demo)

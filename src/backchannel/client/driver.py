@@ -1,8 +1,9 @@
 """The round driver: the only code of a device that talks to a relay.
 
-Each round it carries the engine's three requests (:mod:`backchannel.client.engine`):
-the batch deposit at :data:`DEPOSIT_AT` of the round, the batch fetch at
-:data:`FETCH_AT`, the check at :data:`CHECK_AT`. The times are fixed fractions
+Each round it carries the engine's four requests (:mod:`backchannel.client.engine`):
+the batch deposit at :data:`DEPOSIT_AT` of the round, the batch fetch and the
+intake request (:mod:`backchannel.client.intake`) at :data:`FETCH_AT`, the
+check at :data:`CHECK_AT`. The times are fixed fractions
 of the round, the same whatever the officers did, so the relay and the
 network see one exchange per round at the same moments. Depositing early and
 fetching at mid-round lets what one device deposits reach the others in the
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from backchannel.client.answers import DepositView, FetchView
 from backchannel.client.engine import PAD_TO, DepositPlan, Engine
+from backchannel.client.intake import Intake
 from backchannel.client.relay_client import RelayClient
 from backchannel.client.report import SyncReport
 from backchannel.errors import RelayRefused, RelayUnavailable
@@ -36,7 +38,7 @@ CHECK_AT = 0.8
 _RELAY_ERRORS = (RelayUnavailable, RelayRefused)
 
 
-class Driver(Engine):
+class Driver(Engine, Intake):
     """Carries the engine's requests, round after round."""
 
     async def register_tenant(self) -> None:
@@ -124,6 +126,24 @@ class Driver(Engine):
             view = FetchView.of(plan.slots, plan.queries, answer)
             return await self.take_fetch(plan, view, report)
 
+    async def intake_phase(self, report: SyncReport) -> None:
+        """This round's intake request: what the public sent since the last one.
+
+        Made every round by every device, whether or not the mission ever
+        opened its intake (it then brings nothing), so it tells the relay
+        nothing about what the officers do.
+        """
+        m = self.mission()
+        after, limit, is_open = self.intake_window()
+        try:
+            async with self._relay_for(m.relay_url, m.tenant_id, m.credential) as relay:
+                report.requests += 1
+                rows = await relay.intake_fetch(after, limit, is_open)
+        except _RELAY_ERRORS as exc:
+            report.relay_error = str(exc)
+            return
+        report.intake += self.take_intake(rows)
+
     async def sync(self, rounds: int = 1) -> SyncReport:
         """Run ``rounds`` rounds now, back to back: deposit, then fetch, each round.
 
@@ -141,6 +161,7 @@ class Driver(Engine):
         """One round now: deposit, fetch, check. True when the fetch found us caught up."""
         await self.deposit_phase(report)
         caught_up = await self.fetch_phase(report)
+        await self.intake_phase(report)
         await self.check_phase(report)
         report.rounds += 1
         return caught_up
@@ -196,6 +217,7 @@ class Driver(Engine):
             await self.deposit_phase(report)
             await _until(start + FETCH_AT * length, now, sleep)
             await self.fetch_phase(report)
+            await self.intake_phase(report)
             await _until(start + CHECK_AT * length, now, sleep)
             await self.check_phase(report)
             report.rounds = 1

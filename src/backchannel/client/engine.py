@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from backchannel.client import statecodec
 from backchannel.client.answers import AnswerSource, Deferred, DepositView, FetchView
+from backchannel.client.intake import INTAKE_LANE, INTAKE_OUT
 from backchannel.client.log_watch import CellCheck, SlotSeen
 from backchannel.client.logchecks import LogChecks, plan_queries, round_key
 from backchannel.client.mailbox import Mailbox
@@ -38,7 +39,7 @@ from backchannel.client.records import NetOut
 from backchannel.client.relay_client import CellLog
 from backchannel.client.report import SyncReport
 from backchannel.protocol.batch import Query
-from backchannel.protocol.constants import ROUND_SECONDS
+from backchannel.protocol.constants import ROUND_SECONDS, SLOT_LEN
 from backchannel.protocol.misbehaviour import Absence, DepositNote, EntryProof, LogLeaf
 
 #: Rounds of each channel one fetch reads: the next one and some after it, so a
@@ -99,6 +100,9 @@ class Engine(LogChecks):
                 lanes.append((b"ch" + rec.channel_id, card.relay_url, card.tenant_id))
         for o in self.colleagues():
             lanes.append((b"mb" + o, m.relay_url, m.tenant_id))
+        if self.is_runner:
+            # The intake's answer lane: one cell a round, an answer or cover.
+            lanes.append((INTAKE_LANE, m.relay_url, m.tenant_id))
         return lanes
 
     def _produce(self, lane: bytes, relay_url: str, tenant_id: str) -> None:
@@ -114,10 +118,28 @@ class Engine(LogChecks):
                 )
                 self._save_endpoint(channel_id, ep)
                 out = NetOut(relay_url, tenant_id, slot, cell, channel_id, r, lane)
+            elif lane == INTAKE_LANE:
+                out = self._intake_cell(relay_url, tenant_id)
             else:
                 slot, cell = self.mailbox.produce(lane[2:])
                 out = NetOut(relay_url, tenant_id, slot, cell, b"", -1, lane)
             self.vault.append("net_out", statecodec.dumps(out))
+
+    def _intake_cell(self, relay_url: str, tenant_id: str) -> NetOut:
+        """The answer lane's next cell: the oldest sealed answer, else cover.
+
+        Cover goes to a random slot with random bytes; an answer is sealed
+        with a random nonce under a key only the submitter can derive, so the
+        relay tells neither apart from the other, nor from a mailbox cell.
+        """
+        for entry_id, raw in self.vault.pending(INTAKE_OUT):
+            self.vault.mark_done(INTAKE_OUT, entry_id)
+            return statecodec.loads(NetOut, raw)
+        size = self.mission().cell_size
+        return NetOut(
+            relay_url, tenant_id, secrets.token_bytes(SLOT_LEN), secrets.token_bytes(size), b"",
+            -1, INTAKE_LANE,
+        )  # fmt: skip
 
     def deposit_plans(self) -> list[DepositPlan]:
         """This round's deposits: one cell per lane, grouped by relay, persisted first."""

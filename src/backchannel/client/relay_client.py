@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import functools
 import hashlib
 import random
@@ -447,6 +448,24 @@ class RelayClient:
         ):
             raise self._malformed(what, response.status_code)
         return answer
+
+    async def intake_fetch(self, after: int, limit: int, is_open: bool) -> list[tuple[int, bytes]]:
+        """The tenant's intake requests numbered above ``after`` (at most ``limit``),
+        stating whether its intake is to be open (the relay follows the last word)."""
+        what = "fetch the intake"
+        tenant_id, credential = self._tenant()
+        status, body = await self._json(
+            what, "POST", f"/v1/tenants/{tenant_id}/intake/fetch", auth=credential,
+            json={"after": after, "limit": limit, "open": is_open},
+        )  # fmt: skip
+        try:
+            rows = [(int(r["seq"]), base64.b64decode(r["cell"], validate=True))
+                    for r in body["requests"]]  # fmt: skip
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            raise self._malformed(what, status) from None
+        if any(seq <= after for seq, _ in rows) or len(rows) > limit:
+            raise self._malformed(what, status)
+        return rows
 
     async def log_key(self) -> bytes:
         """The relay's log key: Ed25519 public key (32) || ML-DSA-65 public key (1,952)."""

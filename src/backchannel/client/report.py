@@ -17,8 +17,10 @@ class SyncReport:
     joint_objects: int = 0
     alarms: list[str] = field(default_factory=list)
     relay_error: str | None = None
-    #: Requests made to relays, by kind (at most two per round).
+    #: Requests made to relays (four per round: deposit, fetch, intake, check).
     requests: int = 0
+    #: Intake requests from the public opened this time.
+    intake: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -32,4 +34,5 @@ class SyncReport:
             "alarms": self.alarms,
             "relay_error": self.relay_error,
             "requests": self.requests,
+            "intake": self.intake,
         }

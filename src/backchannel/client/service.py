@@ -28,6 +28,7 @@ from backchannel.client.device import (
 )
 from backchannel.client.driver import Driver
 from backchannel.client.home import Home
+from backchannel.client.intake import INTAKE_NOTICE
 from backchannel.client.log_watch import evidence_text
 from backchannel.client.mailbox import Mailbox
 from backchannel.client.missions import Missions
@@ -80,6 +81,8 @@ class Client(Missions, Sending, Driver):
         elif obj.kind is joint.JointKind.NOTICE:
             if obj.body.startswith((ALARM_NOTICE, CARD_NOTICE)):
                 return self._on_officer_notice(obj.sender_id, obj.body)
+            if obj.body.startswith(INTAKE_NOTICE):
+                return self._on_intake_notice(obj.sender_id, obj.body)
             self._on_notice(obj.sender_id, obj.body)
         elif obj.kind is joint.JointKind.AUDIT:
             return self._on_audit(obj.sender_id, obj.body)

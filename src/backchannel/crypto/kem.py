@@ -13,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives import hashes, hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
 from backchannel.errors import AuthenticationError, DecodeError
 
 MLKEM_SEED_LEN = 64
+#: An X-Wing private key (draft-connolly-cfrg-xwing-kem): one 32-byte seed.
+XWING_SEED_LEN = 32
 X25519_LEN = 32
 MLKEM768_PUBLIC_LEN = 1184
 PUBLIC_LEN = MLKEM768_PUBLIC_LEN + X25519_LEN
@@ -65,6 +67,23 @@ class KemPrivateKey:
         self.public_key = KemPublicKey(
             m.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
         )
+
+    @classmethod
+    def from_xwing_seed(cls, seed: bytes) -> KemPrivateKey:
+        """The key pair an X-Wing implementation makes from ``seed``.
+
+        X-Wing's key generation expands the seed with SHAKE256 into the ML-KEM
+        seed (``d || z``, 64 bytes) and the X25519 scalar (32 bytes); the suite
+        is the same (``MLKEM768-X25519`` is X-Wing's HPKE code point), so a key
+        stored as its 32-byte seed interoperates with X-Wing HPKE libraries,
+        the intake page's among them.
+        """
+        if len(seed) != XWING_SEED_LEN:
+            raise DecodeError("X-Wing seed has the wrong length")
+        shake = hashes.Hash(hashes.SHAKE256(MLKEM_SEED_LEN + X25519_LEN))
+        shake.update(seed)
+        expanded = shake.finalize()
+        return cls(expanded[:MLKEM_SEED_LEN], expanded[MLKEM_SEED_LEN:])
 
     def __repr__(self) -> str:
         return "KemPrivateKey(<secret>)"

@@ -75,6 +75,15 @@ JOINT_SLOT = _label("joint/slot")
 JOINT_CELL = _label("joint/cell")
 MISSION_SECRET = _label("hpke/mission-secret")
 
+# The public intake (protocol/intake.py; the intake page uses the same strings)
+INTAKE_KEY = _label("intake/key")
+INTAKE_REQUEST = _label("intake/request")
+INTAKE_REPLY_ID = _label("intake/reply-id")
+INTAKE_REPLY_KEY = _label("intake/reply-key")
+INTAKE_ANSWER = _label("intake/answer")
+INTAKE_POW = _label("intake/pow")
+INTAKE_CARD = _label("intake/card")
+
 # The officer's local vault (client/vault.py)
 VAULT_AEAD_KEY = _label("vault/aead-key")
 VAULT_MAC_KEY = _label("vault/record-key-mac")
@@ -128,4 +137,11 @@ ALL: tuple[bytes, ...] = (
     VAULT_VALUE,
     VAULT_KEY,
     VAULT_QUEUE,
+    INTAKE_KEY,
+    INTAKE_REQUEST,
+    INTAKE_REPLY_ID,
+    INTAKE_REPLY_KEY,
+    INTAKE_ANSWER,
+    INTAKE_POW,
+    INTAKE_CARD,
 )

@@ -57,6 +57,18 @@ class AuditKind(IntEnum):
     PEER_CONFIRMED = 11
     ALARM = 12
     FORGOTTEN = 13
+    # The public intake's triage (docs/intake.md); the subject is the request's id.
+    INTAKE_OPENED = 14
+    INTAKE_CLOSED = 15
+    INTAKE_ASSIGNED = 16
+    INTAKE_TAGGED = 17
+    INTAKE_NOTED = 18
+    INTAKE_IGNORED = 19
+    INTAKE_BLOCKED = 20
+    #: The subject is the request's id and the answer's digest.
+    INTAKE_ANSWER_PROPOSED = 21
+    INTAKE_ANSWER_APPROVED = 22
+    INTAKE_ANSWER_SENT = 23
 
 
 @dataclass(frozen=True, slots=True)

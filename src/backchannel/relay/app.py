@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backchannel.errors import StoreUnavailable
 from backchannel.relay.batch import BatchEndpoints
+from backchannel.relay.intake import IntakeEndpoints
 from backchannel.relay.openapi import openapi_document
 from backchannel.relay.requests import HTTPRefusal
 from backchannel.relay.service import RelayService, error
@@ -274,6 +275,7 @@ def create_app(
     service = RelayService(settings, store, clock)
     slots = SlotEndpoint(service)
     batch = BatchEndpoints(service)
+    intake = IntakeEndpoints(service)
     document = openapi_document(settings)
 
     async def openapi(request: Request) -> Response:
@@ -289,6 +291,12 @@ def create_app(
         Route("/v1/tenants/{tenant_id}/ack", service.ack, methods=["POST"]),
         Route("/v1/batch/deposit", batch.batch_deposit, methods=["POST"]),
         Route("/v1/tenants/{tenant_id}/batch/fetch", batch.batch_fetch, methods=["POST"]),
+        Route("/v1/intake/{tenant_id}/pow", intake.intake_pow, methods=["GET"]),
+        Route("/v1/intake/{tenant_id}/requests", intake.intake_submit, methods=["POST"]),
+        Route("/v1/intake/{tenant_id}/answers/{reply_id}", intake.intake_answer, methods=["GET"]),
+        Route("/v1/tenants/{tenant_id}/intake/fetch", intake.intake_fetch, methods=["POST"]),
+        Route("/intake/", intake.intake_page, methods=["GET"]),
+        Route("/intake/{name}", intake.intake_page, methods=["GET"]),
         Route("/v1/info", service.info, methods=["GET"]),
         Route("/v1/log/key", service.log_key, methods=["GET"]),
         Route("/v1/log/head", service.log_head, methods=["GET"]),

@@ -68,6 +68,20 @@ DESCRIPTIONS: dict[str, str] = {
         "comma-separated '<URL prefix> <cosigner vkey> [<vkey> ...]' entries."
     ),
     "witness_interval_seconds": "How often the latest checkpoint goes to the witnesses.",
+    "intake_pow_bits": (
+        "Proof of work an intake request needs: leading zero bits of SHA-256\n"
+        "(16: about 65,000 hashes, well under a second in a browser)."
+    ),
+    "intake_queue_cap": "Most intake requests one tenant holds; more get 507.",
+    "intake_ip_rate": "Intake requests per second per client address (0: no limit).",
+    "intake_ip_burst": "Intake burst allowed per client address.",
+    "intake_tenant_rate": "Intake requests per second per tenant (0: no limit).",
+    "intake_tenant_burst": "Intake burst allowed per tenant.",
+    "intake_rate": (
+        "Intake requests per second for the whole relay (0: no limit): the most\n"
+        "a flood at every mission together takes from the official rounds."
+    ),
+    "intake_burst": "Intake burst allowed for the whole relay.",
     "workers": (
         "Relay processes serving the port (SO_REUSEPORT) under one supervisor;\n"
         "more than 1 needs PostgreSQL. About one per core."

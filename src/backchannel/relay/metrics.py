@@ -68,6 +68,12 @@ class RelayMetrics:
         self.tenants_registered = Counter(
             "backchannel_relay_tenants_registered", "Tenants registered", registry=r
         )
+        self.intake = Counter(
+            "backchannel_relay_intake",
+            "Public intake requests by outcome (all missions together)",
+            ["outcome"],
+            registry=r,
+        )
         self.cells_stored = Gauge(
             "backchannel_relay_cells_stored",
             "Cells held, as of the last expiry run",
@@ -95,6 +101,9 @@ class RelayMetrics:
         if child is None:
             child = self._outcomes[outcome] = self.deposits.labels(outcome)
         child.inc()
+
+    def intake_outcome(self, outcome: str) -> None:
+        self.intake.labels(outcome).inc()
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -11,6 +11,7 @@ from typing import Any
 
 from backchannel import __version__
 from backchannel.protocol.batch import DepositBatch, FetchBatch
+from backchannel.relay.openapi_intake import intake_paths
 from backchannel.relay.openapi_schemas import (
     ERROR_REF,
     SIZE,
@@ -439,6 +440,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
             }
         },
     }
+    paths.update(intake_paths(settings))
     return {
         "openapi": "3.1.0",
         "info": {

@@ -500,6 +500,8 @@ class RelayService:
             self.coarse_now(), s.retention_seconds + s.time_granularity_seconds
         )
         self.metrics.cells_expired.inc(removed)
+        # The intake's requests and answers keep the same retention.
+        await self.store.intake_expire(self.coarse_now(), s.retention_seconds)
         if removed:
             log.info("expired %d cells older than %d seconds", removed, s.retention_seconds)
         self.metrics.cells_stored.set(await self.store.count_cells())

@@ -161,6 +161,21 @@ class RelaySettings:
     witnesses: str = ""
     #: How often the relay pushes its latest checkpoint to its witnesses.
     witness_interval_seconds: float = 60.0
+    #: The public intake (docs/intake.md): leading zero bits of the proof of
+    #: work a request needs (2**bits SHA-256 hashes on average for the sender).
+    intake_pow_bits: int = 16
+    #: Most requests a tenant's intake holds; more get 507 until it drains.
+    intake_queue_cap: int = 10_000
+    #: Intake requests per second per client address, and the burst allowed.
+    intake_ip_rate: float = 0.2
+    intake_ip_burst: int = 10
+    #: Intake requests per second per tenant, and the burst allowed.
+    intake_tenant_rate: float = 20.0
+    intake_tenant_burst: int = 200
+    #: Intake requests per second for the whole relay, and the burst allowed:
+    #: what a flood at every tenant together can take from the official rounds.
+    intake_rate: float = 50.0
+    intake_burst: int = 200
     #: Relay processes serving one port (SO_REUSEPORT), under one supervisor.
     #: More than one needs PostgreSQL: every process then shares its log.
     workers: int = 1
@@ -195,6 +210,16 @@ class RelaySettings:
             (self.log_format in LOG_FORMATS, f"log_format must be one of {', '.join(LOG_FORMATS)}"),
             (self.witness_interval_seconds > 0, "witness_interval_seconds must be positive"),
             (1 <= self.workers <= 64, "workers must be 1 to 64"),
+            (0 <= self.intake_pow_bits <= 32, "intake_pow_bits must be 0 to 32"),
+            (self.intake_queue_cap >= 0, "intake_queue_cap must not be negative"),
+            (
+                min(self.intake_ip_rate, self.intake_tenant_rate, self.intake_rate) >= 0,
+                "intake rates must not be negative",
+            ),
+            (
+                min(self.intake_ip_burst, self.intake_tenant_burst, self.intake_burst) > 0,
+                "intake bursts must be positive",
+            ),
             (
                 self.workers == 1 or self.db_url.startswith(("postgresql://", "postgres://")),
                 "several workers need PostgreSQL (--db postgresql://...): one SQLite file "

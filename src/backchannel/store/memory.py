@@ -10,12 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from backchannel.crypto.signing import SigningKey
-from backchannel.errors import QuotaExceeded, SlotConflict, TenantExists, UnknownTenant
+from backchannel.errors import (
+    IntakeClosed,
+    QuotaExceeded,
+    SlotConflict,
+    TenantExists,
+    UnknownTenant,
+)
 from backchannel.protocol import merkle
 from backchannel.protocol.constants import CELL_SIZE
 from backchannel.protocol.merkle import MemoryLog, TreeHead
 from backchannel.protocol.misbehaviour import cell_entry
-from backchannel.store import _common, _log
+from backchannel.store import _common, _intake, _log
 from backchannel.store.relay_store import (
     BatchTree,
     CellProof,
@@ -56,6 +62,11 @@ class MemoryRelayStore(_log.LogSigning):
         # (spent) until retention: slots are write-once.
         self._cells: dict[str, dict[bytes, _StoredCell]] = {}
         self._spent: dict[str, int] = {}
+        # The intake: tenant -> open; tenant -> [(seq, digest, cell, received)];
+        # tenant -> next seq.
+        self._intake_open: dict[str, bool] = {}
+        self._intake: dict[str, list[tuple[int, bytes, bytes, int]]] = {}
+        self._intake_next: dict[str, int] = {}
         # The log: one leaf per deposit that stored a cell.
         self._logging = log
         key = signing_key or _log.key_from_seeds(*_log.new_key_seeds())
@@ -271,3 +282,56 @@ class MemoryRelayStore(_log.LogSigning):
 
     def _log_cache(self) -> _log.LogCache:
         return self._signer
+
+    # -- the intake (store/_intake.py) -------------------------------------------
+
+    async def intake_set_open(self, tenant_id: str, is_open: bool, now: int) -> None:
+        _common.check_tenant_id(tenant_id)
+        self._check_open()
+        if tenant_id not in self._tenants:
+            raise UnknownTenant("no such tenant is registered on this relay")
+        self._intake_open[tenant_id] = is_open
+
+    async def intake_is_open(self, tenant_id: str) -> bool:
+        _common.check_tenant_id(tenant_id)
+        self._check_open()
+        return self._intake_open.get(tenant_id, False)
+
+    async def intake_put(
+        self, tenant_id: str, cell: bytes, cap: int, now: int
+    ) -> _intake.IntakeStored:
+        _common.check_tenant_id(tenant_id)
+        _intake.check_request(cell)
+        _intake.check_cap(cap)
+        self._check_open()
+        if not self._intake_open.get(tenant_id, False):
+            raise IntakeClosed("this mission does not take requests here")
+        digest = _common.cell_id_of(cell)
+        queue = self._intake.setdefault(tenant_id, [])
+        for seq, seen, _, _ in queue:
+            if seen == digest:
+                return _intake.IntakeStored(seq, created=False)
+        if len(queue) >= cap:
+            raise QuotaExceeded("this mission's intake is full; try again later")
+        seq = self._intake_next.get(tenant_id, 1)
+        self._intake_next[tenant_id] = seq + 1
+        queue.append((seq, digest, cell, now))
+        return _intake.IntakeStored(seq, created=True)
+
+    async def intake_fetch(self, tenant_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
+        _common.check_tenant_id(tenant_id)
+        _intake.check_fetch(after, limit)
+        self._check_open()
+        rows = [(seq, cell) for seq, _, cell, _ in self._intake.get(tenant_id, []) if seq > after]
+        return rows[:limit]
+
+    async def intake_expire(self, now: int, retention_seconds: int) -> int:
+        _common.check_expiry(retention_seconds)
+        self._check_open()
+        cutoff = now - retention_seconds
+        removed = 0
+        for tenant_id, queue in self._intake.items():
+            kept = [row for row in queue if row[3] > cutoff]
+            removed += len(queue) - len(kept)
+            self._intake[tenant_id] = kept
+        return removed

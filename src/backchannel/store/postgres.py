@@ -43,6 +43,7 @@ from backchannel.protocol.constants import CELL_SIZE
 from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
 from backchannel.store import _common, _log, _pg_conn
 from backchannel.store._pg_errors import RETRYABLE, translate
+from backchannel.store._pg_intake import PostgresIntake
 from backchannel.store._pg_log import PostgresLogReads
 from backchannel.store.relay_store import (
     BatchTree,
@@ -96,7 +97,7 @@ class _Deposit:
         return (self.tenant_id, self.slot, self.cell_id, self.cell, self.now)
 
 
-class PostgresRelayStore(PostgresLogReads):
+class PostgresRelayStore(PostgresLogReads, PostgresIntake):
     """:class:`~backchannel.store.relay_store.RelayStore` on PostgreSQL (psycopg 3, async).
 
     ``pool_size`` bounds this process's connections; ``max_batch`` bounds one

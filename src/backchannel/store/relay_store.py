@@ -21,6 +21,7 @@ from typing import Protocol
 
 from backchannel.crypto.notesig import Ed25519NoteKey
 from backchannel.protocol.merkle import EMPTY_ROOT, TreeHead
+from backchannel.store._intake import IntakeStore
 
 _sha256 = hashlib.sha256
 
@@ -152,7 +153,7 @@ class LoggedCell:
     batch_position: int | None
 
 
-class RelayStore(Protocol):
+class RelayStore(IntakeStore, Protocol):
     async def open(self) -> None:
         """Connect and apply pending migrations."""
 

@@ -37,6 +37,7 @@ from backchannel.store import _common, _log
 from backchannel.store import _sqlite_conn as _conn
 from backchannel.store import _sqlite_jobs as _jobs
 from backchannel.store._sqlite_errors import translate
+from backchannel.store._sqlite_intake import SQLiteIntake
 from backchannel.store._sqlite_log import SQLiteLogReads, _chunks, _read_head
 from backchannel.store.relay_store import (
     BatchTree,
@@ -53,7 +54,7 @@ _EXPIRE_CHUNK = 5000
 _MEMBER_LEAVES_CHUNK = 256
 
 
-class SQLiteRelayStore(SQLiteLogReads):
+class SQLiteRelayStore(SQLiteLogReads, SQLiteIntake):
     """:class:`~backchannel.store.relay_store.RelayStore` on one SQLite file.
 
     ``path`` is the database file; its directory must exist. ``readers`` is the

@@ -1,0 +1,401 @@
+"""The mission's public intake on an officer's device (``docs/intake.md``).
+
+Every round each device asks the relay for the requests that arrived since
+the last it saw (:meth:`Intake.intake_window`, carried by the driver with
+the round's fetch), and opens them with the mission's intake key, which
+every officer derives from the mission secret. What officers do with a
+request (assign, tag, note, ignore, block, propose or approve an answer) is
+an audit entry (:mod:`backchannel.client.audit`): signed, chained, and on
+every colleague's desk through the mailbox. An answer goes out only once
+``k`` officers of the roster (its threshold) have proposed or approved that
+very text; the runner's device then seals it to the submitter's reply code
+and queues it for its answer lane, one cell every round, real or cover
+(:mod:`backchannel.client.engine`). Ignoring or blocking deposits nothing:
+the submitter's status looks the same as for a request not yet answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from backchannel.client import statecodec
+from backchannel.client.officer_alarms import OfficerAlarms
+from backchannel.client.records import NetOut
+from backchannel.errors import BackchannelError, ConfigError, DecodeError
+from backchannel.protocol import intake as pi
+from backchannel.protocol import joint
+from backchannel.protocol.audit import AuditEntry, AuditKind
+from backchannel.protocol.codec import Reader, Writer
+
+#: Requests one round's fetch brings at most (a flood drains over rounds).
+INTAKE_WINDOW = 32
+#: Notice carrying a proposed answer's text to colleagues.
+INTAKE_NOTICE = b"intake"
+#: Vault tables: requests opened (key: request id); answer texts (key: request
+#: id + answer digest); answers sealed for the lane (key: request id).
+INTAKE = "intake"
+INTAKE_TEXTS = "intake_texts"
+INTAKE_SENT = "intake_sent"
+#: The answer lane's queue of sealed answers (:class:`NetOut` records), and the lane.
+INTAKE_OUT = "intake_out"
+INTAKE_LANE = b"ia"
+_OPEN_KEY = b"intake-open"
+_AFTER = b"intake-after"
+_ID_LEN = 16
+_STATES = ("new", "assigned", "answered", "ignored", "blocked")
+
+
+@dataclass(frozen=True)
+class IntakeRecord:
+    """A request as opened on this device (kept in the encrypted vault)."""
+
+    seq: int
+    request_id: bytes
+    fetched_at: int
+    kind: pi.Kind
+    subject: str = field(repr=False)
+    body: str = field(repr=False)
+    contact: str = field(repr=False)
+    reply_code: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposed answer and the officers of the current roster who approved it."""
+
+    text: str
+    approvals: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IntakeItem:
+    """A request with its triage, as every officer's device derives it from the audit log."""
+
+    number: int
+    request_id: bytes
+    kind: str
+    subject: str
+    body: str
+    contact: str
+    received_at: int
+    state: str
+    assigned_to: str | None
+    tags: tuple[str, ...]
+    notes: tuple[tuple[str, str], ...]
+    #: The answer: the one k officers approved, else the latest proposed; its
+    #: approvers so far and how many it needs.
+    answer: str | None
+    approvals: tuple[str, ...]
+    needed: int
+    sent: bool
+    #: Every proposed answer whose text this device holds, oldest first.
+    proposals: tuple[Proposal, ...] = ()
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()[:_ID_LEN]
+
+
+class Intake(OfficerAlarms):
+    """The intake's capability: the round's fetch, triage, answers."""
+
+    # --- the round ---------------------------------------------------------------
+
+    def intake_window(self) -> tuple[int, int, bool]:
+        """What this round's intake request asks: after which number, how many, open or not."""
+        return self._counter(_AFTER), INTAKE_WINDOW, self.intake_is_open()
+
+    def take_intake(self, rows: list[tuple[int, bytes]]) -> int:
+        """Open what the round's request brought; returns how many requests were new.
+
+        A cell that does not open under the intake key (junk, or sealed to an
+        older card) is counted and skipped: the public may send anything, so
+        it raises no alarm and never stalls what follows it.
+        """
+        m = self.mission()
+        if m.cell_size != pi.ANSWER_CELL_SIZE:
+            return 0  # no intake on such a relay (intake_card says why)
+        card = self.intake_card()
+        key = pi.intake_private_key(m.secret, m.mission_id)
+        blocked = self._blocked_contacts()
+        after = self._counter(_AFTER)
+        new = 0
+        with self._tx():
+            for seq, cell in sorted(rows):
+                if seq <= after:
+                    continue
+                after = seq
+                try:
+                    req = pi.open_request(key, card, cell)
+                except BackchannelError:
+                    self._set_counter(b"intake-unreadable", self._counter(b"intake-unreadable") + 1)
+                    continue
+                rid = hashlib.sha256(cell).digest()[:_ID_LEN]
+                if self.vault.get(INTAKE, rid) is not None:
+                    continue
+                record = IntakeRecord(
+                    seq, rid, int(self._clock()), req.kind, req.subject, req.body, req.contact,
+                    req.reply_code,
+                )  # fmt: skip
+                self._put(INTAKE, rid, record)
+                new += 1
+                if req.contact and req.contact in blocked:
+                    # From a contact the mission blocked: filed as blocked, by this device.
+                    self._audit(AuditKind.INTAKE_BLOCKED, rid, "from a blocked contact")
+            self._set_counter(_AFTER, after)
+            self._queue_approved()
+        return new
+
+    def _queue_approved(self) -> None:
+        """On the runner: seal each answer that reached its threshold, once, for the lane."""
+        if not self.is_runner or self.mission().cell_size != pi.ANSWER_CELL_SIZE:
+            return
+        card = self.intake_card()
+        for item in self.intake_items():
+            if item.sent or item.answer is None or len(item.approvals) < item.needed:
+                continue
+            if item.state in ("ignored", "blocked") or self.vault.get(INTAKE_SENT, item.request_id):
+                continue
+            record = self._intake_record(item.request_id.hex())
+            m = self.mission()
+            cell = pi.seal_answer(card, record.reply_code, item.answer)
+            slot = pi.reply_id(card, record.reply_code)
+            out = NetOut(m.relay_url, m.tenant_id, slot, cell, b"", -1, INTAKE_LANE)
+            self.vault.append(INTAKE_OUT, statecodec.dumps(out))
+            self.vault.put(INTAKE_SENT, item.request_id, b"\x01")
+            self._audit(
+                AuditKind.INTAKE_ANSWER_SENT, item.request_id + _digest(item.answer),
+                "answer queued for the submitter",
+            )  # fmt: skip
+
+    # --- the card -------------------------------------------------------------------
+
+    def intake_card(self, pow_bits: int = 16) -> pi.IntakeCard:
+        """The card the mission publishes (the same on every officer's device)."""
+        m = self.mission()
+        if m.cell_size != pi.ANSWER_CELL_SIZE:
+            raise ConfigError(
+                f"the intake needs the standard cell size ({pi.ANSWER_CELL_SIZE} bytes); this "
+                f"mission's relay uses {m.cell_size}"
+            )
+        key = pi.intake_private_key(m.secret, m.mission_id)
+        return pi.IntakeCard(
+            m.name, m.mission_id, m.relay_url, m.tenant_id, key.public_key, pow_bits
+        )
+
+    def _intake_switch(self) -> tuple[int, bool]:
+        """The intake's switch: (version, open) of the winning open or close entry.
+
+        Each open or close entry names a version one above the highest its
+        officer's device had seen, so a later decision wins even when two
+        devices' clocks put it in the same second; two decisions made without
+        seeing each other (the same version) are ordered by officer id.
+        """
+        best: tuple[int, bytes] = (0, b"")
+        is_open = False
+        for e in self._intake_entries():
+            if e.kind in (AuditKind.INTAKE_OPENED, AuditKind.INTAKE_CLOSED) and len(e.subject) == 4:
+                order = (int.from_bytes(e.subject, "big"), e.officer_id)
+                if order > best:
+                    best, is_open = order, e.kind is AuditKind.INTAKE_OPENED
+        return best[0], is_open
+
+    def intake_is_open(self) -> bool:
+        """Whether the mission's officers, by their latest decision, want the intake open."""
+        return self._intake_switch()[1]
+
+    def intake_set_open(self, is_open: bool) -> None:
+        """Open (or close) the intake: the next round tells the relay."""
+        self.mission()
+        version = self._intake_switch()[0] + 1
+        kind = AuditKind.INTAKE_OPENED if is_open else AuditKind.INTAKE_CLOSED
+        note = "intake opened" if is_open else "intake closed"
+        self._audit(kind, version.to_bytes(4, "big"), note)
+
+    # --- triage -------------------------------------------------------------------------
+
+    def _intake_record(self, request: str) -> IntakeRecord:
+        """A request by its number (``7`` or ``#7``) or a prefix of its id (8+ hex digits)."""
+        records: list[IntakeRecord] = self._all(INTAKE, IntakeRecord)
+        text = request.strip().lstrip("#")
+        if text.isdigit() and len(text) < 8:
+            found = [r for r in records if r.seq == int(text)]
+        else:
+            found = [r for r in records if len(text) >= 8 and r.request_id.hex().startswith(text)]
+        if len(found) != 1:
+            raise ConfigError(f"no single intake request matches {request!r}; see `intake list`")
+        return found[0]
+
+    def intake_assign(self, request: str, officer: str) -> None:
+        rec = self._intake_record(request)
+        m = self.mission()
+        named = [o for o in m.roster.officers if o.name == officer or o.officer_id.hex() == officer]
+        if len(named) != 1:
+            raise ConfigError(f"no officer of the mission is named {officer!r}")
+        self._audit(AuditKind.INTAKE_ASSIGNED, rec.request_id, named[0].officer_id.hex())
+
+    def intake_tag(self, request: str, tag: str) -> None:
+        tag = tag.strip()
+        if not tag or len(tag) > 40:
+            raise ConfigError("a tag is 1 to 40 characters")
+        self._audit(AuditKind.INTAKE_TAGGED, self._intake_record(request).request_id, tag)
+
+    def intake_note(self, request: str, text: str) -> None:
+        text = text.strip()
+        if not text or len(text.encode()) > 400:
+            raise ConfigError("a note is 1 to 400 bytes of text (it is signed into the audit log)")
+        self._audit(AuditKind.INTAKE_NOTED, self._intake_record(request).request_id, text)
+
+    def intake_ignore(self, request: str) -> None:
+        self._audit(AuditKind.INTAKE_IGNORED, self._intake_record(request).request_id, "ignored")
+
+    def intake_block(self, request: str) -> None:
+        """Ignore this request and file later ones from the same contact as blocked."""
+        self._audit(AuditKind.INTAKE_BLOCKED, self._intake_record(request).request_id, "blocked")
+
+    def intake_answer(self, request: str, text: str) -> None:
+        """Propose an answer (and approve it); it goes out once k officers approved it."""
+        rec = self._intake_record(request)
+        text = text.strip()
+        try:
+            pi.seal_answer(self.intake_card(), rec.reply_code, text)  # checks the length
+        except DecodeError as exc:
+            raise ConfigError(str(exc)) from None
+        if not text:
+            raise ConfigError("the answer is empty")
+        digest = _digest(text)
+        body = Writer().fixed(INTAKE_NOTICE, len(INTAKE_NOTICE)).fixed(rec.request_id, _ID_LEN)
+        notice = body.var(text.encode()).bytes()
+        with self._tx():
+            self.vault.put(INTAKE_TEXTS, rec.request_id + digest, text.encode())
+            for o in self.colleagues():
+                self._send_joint(joint.JointKind.NOTICE, o, notice)
+            self._audit(
+                AuditKind.INTAKE_ANSWER_PROPOSED, rec.request_id + digest,
+                f"answer proposed ({len(text)} characters)",
+            )  # fmt: skip
+            self._queue_approved()
+
+    def intake_approve(self, request: str) -> None:
+        """Approve the latest proposed answer this officer has not approved yet."""
+        item = self.intake_item(request)
+        rec = self._intake_record(request)
+        me = self.officer.name
+        waiting = [p for p in item.proposals if me not in p.approvals]
+        if not item.proposals:
+            raise ConfigError("no answer has been proposed for this request yet")
+        if not waiting:
+            raise ConfigError("you already approved this answer; a colleague must approve it")
+        with self._tx():
+            self._audit(
+                AuditKind.INTAKE_ANSWER_APPROVED, rec.request_id + _digest(waiting[-1].text),
+                "answer approved",
+            )  # fmt: skip
+            self._queue_approved()
+
+    def _on_intake_notice(self, sender: bytes, body: bytes) -> str | None:
+        """A colleague's proposed answer text, kept until its audit entry names it."""
+        try:
+            r = Reader(body)
+            r.fixed(len(INTAKE_NOTICE))
+            rid = r.fixed(_ID_LEN)
+            text = r.text(pi.MAX_ANSWER_TEXT)
+            r.end()
+        except DecodeError:
+            return "a colleague's proposed intake answer could not be read; set aside"
+        self.vault.put(INTAKE_TEXTS, rid + _digest(text), text.encode())
+        self._queue_approved()
+        return None
+
+    # --- what the desk shows --------------------------------------------------------------
+
+    def _intake_entries(self) -> list[AuditEntry]:
+        kinds = {k for k in AuditKind if k.name.startswith("INTAKE_")}
+        entries = [e for e in self.audit_entries() if e.kind in kinds]
+        return sorted(entries, key=lambda e: (e.at, e.officer_id, e.seq))
+
+    def _blocked_contacts(self) -> set[str]:
+        records = {r.request_id: r for r in self._all(INTAKE, IntakeRecord)}
+        out: set[str] = set()
+        for e in self._intake_entries():
+            rec = records.get(e.subject[:_ID_LEN])
+            if e.kind is AuditKind.INTAKE_BLOCKED and rec is not None and rec.contact:
+                out.add(rec.contact)
+        return out
+
+    def intake_item(self, request: str) -> IntakeItem:
+        rec = self._intake_record(request)
+        return next(i for i in self.intake_items() if i.request_id == rec.request_id)
+
+    def intake_items(self) -> list[IntakeItem]:
+        """Every request on this device, oldest first, with the triage all officers see."""
+        m = self.mission()
+        names = {o.officer_id: o.name for s in m.signed_chain() for o in s.roster.officers}
+        current = {o.officer_id for o in m.roster.officers}
+        by_request: dict[bytes, list[AuditEntry]] = {}
+        for e in self._intake_entries():
+            by_request.setdefault(e.subject[:_ID_LEN], []).append(e)
+        items = []
+        for rec in sorted(self._all(INTAKE, IntakeRecord), key=lambda r: r.seq):
+            items.append(self._item(rec, by_request.get(rec.request_id, []), names, current))
+        return items
+
+    def _item(
+        self,
+        rec: IntakeRecord,
+        entries: list[AuditEntry],
+        names: dict[bytes, str],
+        current: set[bytes],
+    ) -> IntakeItem:
+        state, assigned, tags, notes = "new", None, [], []
+        proposed: list[bytes] = []
+        approvers: dict[bytes, set[bytes]] = {}
+        sent = False
+        for e in entries:
+            who = names.get(e.officer_id, e.officer_id.hex()[:8])
+            if e.kind is AuditKind.INTAKE_ASSIGNED:
+                assigned = names.get(bytes.fromhex(e.note), e.note[:8]) if _hex(e.note) else None
+                state = "assigned" if state == "new" else state
+            elif e.kind is AuditKind.INTAKE_TAGGED:
+                tags.append(e.note)
+            elif e.kind is AuditKind.INTAKE_NOTED:
+                notes.append((who, e.note))
+            elif e.kind is AuditKind.INTAKE_IGNORED:
+                state = "ignored"
+            elif e.kind is AuditKind.INTAKE_BLOCKED:
+                state = "blocked"
+            elif e.kind in (AuditKind.INTAKE_ANSWER_PROPOSED, AuditKind.INTAKE_ANSWER_APPROVED):
+                digest = e.subject[_ID_LEN:]
+                if e.kind is AuditKind.INTAKE_ANSWER_PROPOSED and digest not in proposed:
+                    proposed.append(digest)
+                if e.officer_id in current:
+                    approvers.setdefault(digest, set()).add(e.officer_id)
+            elif e.kind is AuditKind.INTAKE_ANSWER_SENT:
+                sent = True
+        needed = self.mission().roster.threshold
+        proposals: list[Proposal] = []
+        for digest in proposed:
+            raw = self.vault.get(INTAKE_TEXTS, rec.request_id + digest)
+            if raw is None:  # its text has not arrived yet
+                continue
+            by = tuple(sorted(names.get(o, o.hex()[:8]) for o in approvers.get(digest, ())))
+            proposals.append(Proposal(raw.decode(), by))
+        approved = [p for p in proposals if len(p.approvals) >= needed]
+        chosen = approved[0] if approved else (proposals[-1] if proposals else None)
+        if approved:
+            state = "answered"
+        return IntakeItem(
+            rec.seq, rec.request_id, rec.kind.label, rec.subject, rec.body, rec.contact,
+            rec.fetched_at, state, assigned, tuple(tags), tuple(notes),
+            chosen.text if chosen else None, chosen.approvals if chosen else (), needed, sent,
+            tuple(proposals),
+        )  # fmt: skip
+
+
+def _hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True

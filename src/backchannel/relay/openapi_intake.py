@@ -1,0 +1,216 @@
+"""The public intake's part of the relay's OpenAPI document (``relay/intake.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backchannel.protocol.intake import REQUEST_CELL_SIZE
+from backchannel.relay.openapi_schemas import ERROR_REF, SLOT, TENANT_ID, U63
+from backchannel.relay.settings import RelaySettings
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json(ERROR_REF)}
+
+
+def _base64(size: int) -> dict[str, Any]:
+    length = 4 * ((size + 2) // 3)
+    return {
+        "type": "string",
+        "format": "byte",
+        "minLength": length,
+        "maxLength": length,
+        "description": f"standard base64 of exactly {size} bytes",
+    }
+
+
+_TENANT = {"name": "tenant_id", "in": "path", "required": True, "schema": TENANT_ID}
+_REPLY = {"name": "reply_id", "in": "path", "required": True, "schema": SLOT}
+_ANY = {"default": _error("Any other error")}
+
+
+def intake_paths(settings: RelaySettings) -> dict[str, Any]:
+    cell = settings.cell_size
+    return {
+        "/v1/intake/{tenant_id}/pow": {
+            "parameters": [_TENANT],
+            "get": {
+                "operationId": "intakePow",
+                "summary": "What an intake request's proof of work must meet now",
+                "security": [{}],
+                "responses": {
+                    "200": {
+                        "description": "Leading zero bits, and the current time bucket",
+                        "content": _json(
+                            {
+                                "type": "object",
+                                "required": ["bits", "bucket", "bucket_seconds"],
+                                "properties": {
+                                    "bits": {"type": "integer", "minimum": 0, "maximum": 32},
+                                    "bucket": U63,
+                                    "bucket_seconds": {"type": "integer", "minimum": 1},
+                                },
+                                "additionalProperties": False,
+                            }
+                        ),
+                    },
+                    "404": _error("No such tenant, or its intake is closed"),
+                    **_ANY,
+                },
+            },
+        },
+        "/v1/intake/{tenant_id}/requests": {
+            "parameters": [_TENANT],
+            "post": {
+                "operationId": "intakeSubmit",
+                "summary": "Leave a sealed request with a mission's public intake",
+                "description": "No credential: the proof of work is bound to the tenant, "
+                "the time bucket and the cell (docs/spec/intake-v1.md §5).",
+                "security": [{}],
+                "requestBody": {
+                    "required": True,
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "required": ["cell", "bucket", "nonce"],
+                            "properties": {
+                                "cell": _base64(REQUEST_CELL_SIZE),
+                                "bucket": U63,
+                                "nonce": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": (1 << 64) - 1,
+                                },
+                            },
+                            "additionalProperties": False,
+                        }
+                    ),
+                },
+                "responses": {
+                    "201": {"description": "Stored", "content": _json({"type": "object"})},
+                    "200": {"description": "Already stored", "content": _json({"type": "object"})},
+                    "400": _error("Malformed, or the proof of work does not hold"),
+                    "404": _error("No such tenant, or its intake is closed"),
+                    "413": _error("Request body too large"),
+                    "415": _error("Wrong Content-Type"),
+                    "429": _error("Rate limited; retry after the Retry-After delay"),
+                    "503": _error("The store is unavailable; retry shortly"),
+                    "507": _error("The mission's intake is full"),
+                    **_ANY,
+                },
+            },
+        },
+        "/v1/intake/{tenant_id}/answers/{reply_id}": {
+            "parameters": [_TENANT, _REPLY],
+            "get": {
+                "operationId": "intakeAnswer",
+                "summary": "The answer a reply code names, if the mission has sent one",
+                "security": [{}],
+                "responses": {
+                    "200": {
+                        "description": "The sealed answer (a cell of the tenant)",
+                        "content": _json(
+                            {
+                                "type": "object",
+                                "required": ["cell"],
+                                "properties": {"cell": _base64(cell)},
+                                "additionalProperties": False,
+                            }
+                        ),
+                    },
+                    "400": _error("Malformed reply id"),
+                    "404": _error("No answer (pending, ignored or blocked look the same)"),
+                    **_ANY,
+                },
+            },
+        },
+        "/v1/tenants/{tenant_id}/intake/fetch": {
+            "parameters": [_TENANT],
+            "post": {
+                "operationId": "intakeFetch",
+                "summary": "A mission's round request: intake requests since a number",
+                "security": [{"tenantCredential": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "required": ["after"],
+                            "properties": {
+                                "after": U63,
+                                "limit": {"type": "integer", "minimum": 0, "maximum": 256},
+                                "open": {
+                                    "type": "boolean",
+                                    "description": "the state the intake is to be in",
+                                },
+                            },
+                            "additionalProperties": False,
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "Requests numbered above 'after', oldest first",
+                        "content": _json(
+                            {
+                                "type": "object",
+                                "required": ["requests"],
+                                "properties": {
+                                    "requests": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["seq", "cell"],
+                                            "properties": {
+                                                "seq": U63,
+                                                "cell": _base64(REQUEST_CELL_SIZE),
+                                            },
+                                        },
+                                    }
+                                },
+                            }
+                        ),
+                    },
+                    "400": _error("Malformed"),
+                    "401": _error("Missing or wrong credential (also for an unknown tenant)"),
+                    "404": _error("No such tenant"),
+                    "413": _error("Request body too large"),
+                    "415": _error("Wrong Content-Type"),
+                    "429": _error("Rate limited; retry after the Retry-After delay"),
+                    "503": _error("The store is unavailable; retry shortly"),
+                    **_ANY,
+                },
+            },
+        },
+        "/intake/": {"get": _page("intakePage", "The intake page (the card goes after '#')")},
+        "/intake/{name}": {
+            "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "get": _page("intakePageFile", "A file of the intake page (script, style)"),
+        },
+    }
+
+
+def _page(operation: str, summary: str) -> dict[str, Any]:
+    return {
+        "operationId": operation,
+        "summary": summary,
+        "security": [{}],
+        "responses": {
+            "200": {
+                "description": "The file",
+                "content": {
+                    "text/html": {"schema": {"type": "string"}},
+                    "text/javascript": {"schema": {"type": "string"}},
+                    "text/css": {"schema": {"type": "string"}},
+                },
+            },
+            "404": _error("No such file"),
+            **_ANY,
+        },
+    }

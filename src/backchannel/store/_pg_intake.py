@@ -1,0 +1,128 @@
+"""The public intake on PostgreSQL (:mod:`backchannel.store._intake`).
+
+A request's number is taken by updating its tenant's row, which holds that
+row's lock until the transaction commits: requests of one tenant are numbered
+and committed in the same order, so a reader that remembers the last number
+it saw misses none, across any number of relay processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+
+from backchannel.errors import IntakeClosed, QuotaExceeded, UnknownTenant
+from backchannel.store import _common
+from backchannel.store import _intake as _in
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[Any]
+
+
+class PostgresIntake:
+    """The intake's calls; the store supplies ``_run``."""
+
+    async def _run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def intake_set_open(self, tenant_id: str, is_open: bool, now: int) -> None:
+        _common.check_tenant_id(tenant_id)
+
+        async def work(conn: Conn) -> None:
+            cur = await conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,))
+            if await cur.fetchone() is None:
+                raise UnknownTenant("no such tenant is registered on this relay")
+            await conn.execute(
+                "INSERT INTO intake_tenants (tenant_id, open, changed_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (tenant_id) DO UPDATE SET open = excluded.open,"
+                " changed_at = excluded.changed_at",
+                (tenant_id, is_open, now),
+            )
+
+        await self._run(work)
+
+    async def intake_is_open(self, tenant_id: str) -> bool:
+        _common.check_tenant_id(tenant_id)
+
+        async def work(conn: Conn) -> bool:
+            cur = await conn.execute(
+                "SELECT open FROM intake_tenants WHERE tenant_id = %s", (tenant_id,)
+            )
+            row = await cur.fetchone()
+            return row is not None and bool(row[0])
+
+        return await self._run(work)
+
+    async def intake_put(self, tenant_id: str, cell: bytes, cap: int, now: int) -> _in.IntakeStored:
+        _common.check_tenant_id(tenant_id)
+        _in.check_request(cell)
+        _in.check_cap(cap)
+        digest = hashlib.sha256(cell).digest()
+
+        async def work(conn: Conn) -> _in.IntakeStored:
+            # The row lock orders this tenant's requests (see the module's note).
+            cur = await conn.execute(
+                "SELECT open, queued FROM intake_tenants WHERE tenant_id = %s FOR UPDATE",
+                (tenant_id,),
+            )
+            row = await cur.fetchone()
+            if row is None or not row[0]:
+                raise IntakeClosed("this mission does not take requests here")
+            cur = await conn.execute(
+                "SELECT seq FROM intake_requests WHERE tenant_id = %s AND digest = %s",
+                (tenant_id, digest),
+            )
+            seen = await cur.fetchone()
+            if seen is not None:
+                return _in.IntakeStored(int(seen[0]), created=False)
+            if int(row[1]) >= cap:
+                raise QuotaExceeded("this mission's intake is full; try again later")
+            cur = await conn.execute(
+                "UPDATE intake_tenants SET next_seq = next_seq + 1, queued = queued + 1"
+                " WHERE tenant_id = %s RETURNING next_seq - 1",
+                (tenant_id,),
+            )
+            taken = await cur.fetchone()
+            assert taken is not None
+            await conn.execute(
+                "INSERT INTO intake_requests (tenant_id, seq, digest, cell, received_at)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (tenant_id, taken[0], digest, cell, now),
+            )
+            return _in.IntakeStored(int(taken[0]), created=True)
+
+        return await self._run(work)
+
+    async def intake_fetch(self, tenant_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
+        _common.check_tenant_id(tenant_id)
+        _in.check_fetch(after, limit)
+
+        async def work(conn: Conn) -> list[tuple[int, bytes]]:
+            cur = await conn.execute(
+                "SELECT seq, cell FROM intake_requests WHERE tenant_id = %s AND seq > %s"
+                " ORDER BY seq LIMIT %s",
+                (tenant_id, after, limit),
+            )
+            return [(int(seq), bytes(cell)) for seq, cell in await cur.fetchall()]
+
+        return await self._run(work)
+
+    async def intake_expire(self, now: int, retention_seconds: int) -> int:
+        _common.check_expiry(retention_seconds)
+        cutoff = now - retention_seconds
+
+        async def work(conn: Conn) -> int:
+            cur = await conn.execute(
+                "WITH gone AS (DELETE FROM intake_requests WHERE received_at <= %s"
+                " RETURNING tenant_id),"
+                " counted AS (SELECT tenant_id, count(*) AS n FROM gone GROUP BY tenant_id)"
+                " UPDATE intake_tenants t SET queued = t.queued - c.n FROM counted c"
+                " WHERE t.tenant_id = c.tenant_id RETURNING c.n",
+                (cutoff,),
+            )
+            return sum(int(r[0]) for r in await cur.fetchall())
+
+        return await self._run(work)

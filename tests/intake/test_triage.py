@@ -1,0 +1,150 @@
+"""The public intake end to end on officers' devices: requests come in on the
+round schedule, officers triage them under the two-person rule, and only an
+answer that k officers approved reaches the submitter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backchannel.client import intake_public as public
+from backchannel.client.intake import INTAKE_OUT
+from backchannel.client.service import Client
+from backchannel.errors import ConfigError
+from backchannel.protocol.audit import AuditKind
+from tests.client.conftest import InProcessRelay
+from tests.client.test_audit import settle
+from tests.client.test_client_flow import two_missions
+
+
+def transport(relay: InProcessRelay) -> httpx.AsyncBaseTransport:
+    return httpx.ASGITransport(app=relay.app, client=("203.0.113.7", 40000))
+
+
+async def opened_intake(tmp: Path, relay: InProcessRelay) -> tuple[Client, Client]:
+    (ri, han), _ = await two_missions(tmp, relay)
+    ri.intake_set_open(True)
+    await settle(ri, han)
+    assert han.intake_is_open() and ri.intake_is_open()
+    assert await relay.store.intake_is_open(ri.mission().tenant_id)
+    return ri, han
+
+
+async def submit(relay: InProcessRelay, c: Client, kind: str, subject: str, body: str,
+                 contact: str = "") -> str:  # fmt: skip
+    card = public.read_card(c.intake_card().to_text())
+    sent = await public.submit(
+        card, public.Kind.parse(kind), subject, body, contact, transport=transport(relay)
+    )
+    return sent.reply_code
+
+
+async def check(relay: InProcessRelay, c: Client, code: str) -> str | None:
+    return await public.check(c.intake_card(), code, transport=transport(relay))
+
+
+async def test_two_officers_answer_one_request_and_ignore_another(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ri, han = await opened_intake(tmp_path, relay)
+    interview = await submit(relay, ri, "interview", "Interview", "Ten minutes on the talks?")
+    tour = await submit(relay, ri, "media-tour", "Tour", "A tour of the mission for our crew",
+                        "desk@example.org")  # fmt: skip
+    await settle(ri, han)
+    for c in (ri, han):
+        items = c.intake_items()
+        assert [(i.number, i.kind, i.subject, i.state) for i in items] == [
+            (1, "interview", "Interview", "new"), (2, "media-tour", "Tour", "new")
+        ]  # fmt: skip
+        assert items[1].contact == "desk@example.org"
+    ri.intake_assign("1", "Han")
+    ri.intake_tag("2", "press")
+    han.intake_note("2", "crew of three; no cameras inside")
+    han.intake_ignore("2")
+    han.intake_answer("1", "Yes: Thursday at ten, at the mission.")
+    await settle(ri, han)
+    # Proposed by one officer: not yet out, and the submitter sees nothing.
+    [first, second] = ri.intake_items()
+    assert first.assigned_to == "Han" and first.answer == "Yes: Thursday at ten, at the mission."
+    assert first.approvals == ("Han",) and first.needed == 2 and first.state == "assigned"
+    assert second.state == "ignored" and second.tags == ("press",)
+    assert second.notes == (("Han", "crew of three; no cameras inside"),)
+    await settle(ri, han)
+    assert await check(relay, ri, interview) is None
+    # The second officer approves the same text: the runner's lane carries it.
+    ri.intake_approve("1")
+    await settle(ri, han)
+    assert await check(relay, ri, interview) == "Yes: Thursday at ten, at the mission."
+    for c in (ri, han):
+        states = [(i.state, i.sent) for i in c.intake_items()]
+        assert states == [("answered", True), ("ignored", False)]
+    # The ignored submitter learns nothing: the same "no answer" as while pending.
+    assert await check(relay, ri, tour) is None
+    # Every triage act is a signed audit entry on both devices, and the log verifies.
+    kinds = {e.kind for e in han.audit_entries()}
+    assert {AuditKind.INTAKE_ASSIGNED, AuditKind.INTAKE_TAGGED, AuditKind.INTAKE_NOTED,
+            AuditKind.INTAKE_IGNORED, AuditKind.INTAKE_ANSWER_PROPOSED,
+            AuditKind.INTAKE_ANSWER_APPROVED, AuditKind.INTAKE_ANSWER_SENT} <= kinds  # fmt: skip
+    assert ri.audit_verify() == [] and han.audit_verify() == []
+
+
+async def test_a_solo_officer_cannot_answer(tmp_path: Path, relay: InProcessRelay) -> None:
+    ri, han = await opened_intake(tmp_path, relay)
+    code = await submit(relay, ri, "meeting", "Meeting", "Could we meet next week?")
+    await settle(ri, han)
+    # The runner himself proposes: one approval of two, nothing is sealed or sent.
+    ri.intake_answer("1", "Agreed.")
+    with pytest.raises(ConfigError, match="already approved"):
+        ri.intake_approve("1")
+    for _ in range(4):
+        await settle(ri, han)
+    assert ri.vault.pending(INTAKE_OUT) == []
+    assert await check(relay, ri, code) is None
+    # A different text proposed by the colleague does not count towards the first.
+    han.intake_answer("1", "Agreed, on Monday.")
+    await settle(ri, han)
+    assert await check(relay, ri, code) is None
+    ri.intake_approve("1")  # the latest proposal: the colleague's text
+    await settle(ri, han)
+    assert await check(relay, ri, code) == "Agreed, on Monday."
+
+
+async def test_blocking_files_later_requests_from_that_contact(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ri, han = await opened_intake(tmp_path, relay)
+    await submit(relay, ri, "other", "Hi", "first", "pest@example.org")
+    await settle(ri, han)
+    ri.intake_block("1")
+    await settle(ri, han)
+    await submit(relay, ri, "other", "Hi again", "second", "pest@example.org")
+    await submit(relay, ri, "other", "Hello", "from someone else", "")
+    await settle(ri, han)
+    for c in (ri, han):
+        assert [i.state for i in c.intake_items()] == ["blocked", "blocked", "new"]
+
+
+async def test_junk_in_the_intake_is_skipped_without_stalling(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ri, han = await opened_intake(tmp_path, relay)
+    tenant = ri.mission().tenant_id
+    # Cells a flooder stored directly (bypassing the relay's checks): not sealed to the card.
+    await relay.store.intake_put(tenant, bytes(4096), 100, 0)
+    await relay.store.intake_put(tenant, b"\x01" * 4096, 100, 0)
+    await submit(relay, ri, "interview", "Real", "after the junk")
+    await settle(ri, han)
+    assert [i.subject for i in ri.intake_items()] == ["Real"]
+    assert [i.subject for i in han.intake_items()] == ["Real"]
+
+
+async def test_a_closed_intake_refuses_requests(tmp_path: Path, relay: InProcessRelay) -> None:
+    ri, han = await opened_intake(tmp_path, relay)
+    han.intake_set_open(False)
+    await settle(han, ri)
+    assert not ri.intake_is_open()
+    assert not await relay.store.intake_is_open(ri.mission().tenant_id)
+    with pytest.raises(public.RelayRefused, match="404"):
+        await submit(relay, ri, "interview", "Late", "too late")
