@@ -126,6 +126,25 @@ def test_no_command_but_the_rounds_reaches_the_relay(
     offline(jones, "audit", "list")
     assert offline(jones, "audit", "verify")["holds"] is True
     offline(jones, "audit", "export", "--out", str(tmp_path / "dc.audit"))
+    # The public intake: officers' commands queue; the rounds carry everything.
+    offline(ri, "intake", "open")
+    card = offline(ri, "intake", "card", "--out", str(tmp_path / "card.txt"))
+    rounds(ri, han)
+    request = tmp_path / "request.txt"
+    request.write_text("Kind: interview\nSubject: Ten minutes\n\nOn the record?\n")
+    submitted = han.run("--json", "intake", "submit", str(tmp_path / "card.txt"), "--file",
+                        str(request))  # the public's own request: it reaches the relay  # fmt: skip
+    assert submitted.code == 0 and card["open"] is True, submitted.err
+    rounds(ri, han)
+    [listed] = offline(han, "intake", "list")["requests"]  # type: ignore[misc]
+    offline(han, "intake", "show", str(listed["number"]))
+    offline(han, "intake", "tag", "1", "press")
+    offline(han, "intake", "note", "1", "--file", str(request))
+    offline(han, "intake", "assign", "1", "Officer Ri")
+    offline(ri, "intake", "answer", "1", "--file", str(request))
+    rounds(ri, han)
+    offline(han, "intake", "approve", "1")
+    rounds(han, ri)
     rounds(smith, ri)
     [sent] = offline(ri, "drafts")["drafts"]  # type: ignore[misc]
     assert sent["draft_id"] == draft["draft_id"] and sent["state"] == "delivered"

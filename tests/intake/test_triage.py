@@ -148,3 +148,22 @@ async def test_a_closed_intake_refuses_requests(tmp_path: Path, relay: InProcess
     assert not await relay.store.intake_is_open(ri.mission().tenant_id)
     with pytest.raises(public.RelayRefused, match="404"):
         await submit(relay, ri, "interview", "Late", "too late")
+
+
+async def test_an_answer_notice_whose_text_does_not_match_its_digest_is_set_aside(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    from backchannel.client.intake import INTAKE_NOTICE, INTAKE_VOTES
+    from backchannel.protocol.codec import Writer
+
+    ri, han = await opened_intake(tmp_path, relay)
+    await submit(relay, ri, "interview", "Interview", "Ten minutes?")
+    await settle(ri, han)
+    rid = han.intake_items()[0].request_id
+    forged = (
+        Writer().fixed(INTAKE_NOTICE, len(INTAKE_NOTICE)).u8(1).fixed(rid, 16)
+        .fixed(bytes(16), 16).var(b"Agreed.").bytes()
+    )  # fmt: skip
+    said = han._on_intake_notice(ri.officer.officer_id, forged)
+    assert said is not None and "set aside" in said
+    assert han.vault.items(INTAKE_VOTES) == [] and han.intake_items()[0].proposals == ()

@@ -98,6 +98,13 @@ def test_token_buckets_stay_bounded_under_distinct_keys() -> None:
     clock.now += 0.5
     assert buckets.take("k") == pytest.approx(0.5)
     assert not TokenBuckets(0, 1, 1, clock).enabled
+    # Looking does not spend: a bucket with one token left says so, and keeps it.
+    peek = TokenBuckets(rate=1.0, burst=1, capacity=10, clock=clock)
+    assert peek.wait("p") == 0 and peek.wait("p") == 0
+    assert peek.take("p") == 0
+    assert peek.wait("p") == pytest.approx(1.0) and peek.wait("p") == pytest.approx(1.0)
+    clock.now += 1.0
+    assert peek.wait("p") == 0 and peek.take("p") == 0
 
 
 async def test_expiry_task_removes_old_cells(

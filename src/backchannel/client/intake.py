@@ -17,7 +17,7 @@ the submitter's status looks the same as for a request not yet answered.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backchannel.client import statecodec
 from backchannel.client.officer_alarms import OfficerAlarms
@@ -36,6 +36,9 @@ INTAKE_NOTICE = b"intake"
 #: id + answer digest); answers sealed for the lane (key: request id).
 INTAKE = "intake"
 INTAKE_TEXTS = "intake_texts"
+#: Proposals and approvals as colleagues' notices brought them (key: request id +
+#: answer digest + officer id; value: the order this device learnt it in).
+INTAKE_VOTES = "intake_votes"
 INTAKE_SENT = "intake_sent"
 #: The answer lane's queue of sealed answers (:class:`NetOut` records), and the lane.
 INTAKE_OUT = "intake_out"
@@ -118,7 +121,6 @@ class Intake(OfficerAlarms):
             return 0  # no intake on such a relay (intake_card says why)
         card = self.intake_card()
         key = pi.intake_private_key(m.secret, m.mission_id)
-        blocked = self._blocked_contacts()
         after = self._counter(_AFTER)
         new = 0
         with self._tx():
@@ -140,9 +142,6 @@ class Intake(OfficerAlarms):
                 )  # fmt: skip
                 self._put(INTAKE, rid, record)
                 new += 1
-                if req.contact and req.contact in blocked:
-                    # From a contact the mission blocked: filed as blocked, by this device.
-                    self._audit(AuditKind.INTAKE_BLOCKED, rid, "from a blocked contact")
             self._set_counter(_AFTER, after)
             self._queue_approved()
         return new
@@ -265,12 +264,9 @@ class Intake(OfficerAlarms):
         if not text:
             raise ConfigError("the answer is empty")
         digest = _digest(text)
-        body = Writer().fixed(INTAKE_NOTICE, len(INTAKE_NOTICE)).fixed(rec.request_id, _ID_LEN)
-        notice = body.var(text.encode()).bytes()
         with self._tx():
             self.vault.put(INTAKE_TEXTS, rec.request_id + digest, text.encode())
-            for o in self.colleagues():
-                self._send_joint(joint.JointKind.NOTICE, o, notice)
+            self._vote(rec.request_id, digest, text)
             self._audit(
                 AuditKind.INTAKE_ANSWER_PROPOSED, rec.request_id + digest,
                 f"answer proposed ({len(text)} characters)",
@@ -287,24 +283,54 @@ class Intake(OfficerAlarms):
             raise ConfigError("no answer has been proposed for this request yet")
         if not waiting:
             raise ConfigError("you already approved this answer; a colleague must approve it")
+        digest = _digest(waiting[-1].text)
         with self._tx():
+            self._vote(rec.request_id, digest, "")
             self._audit(
-                AuditKind.INTAKE_ANSWER_APPROVED, rec.request_id + _digest(waiting[-1].text),
-                "answer approved",
-            )  # fmt: skip
+                AuditKind.INTAKE_ANSWER_APPROVED, rec.request_id + digest, "answer approved"
+            )
             self._queue_approved()
 
+    def _vote(self, request_id: bytes, digest: bytes, text: str) -> None:
+        """Record this officer's proposal (with its text) or approval, and tell colleagues.
+
+        The notice travels in the mailbox like a co-signature, signed by its
+        sender and ahead of audit entries, so an answer waits for no cover
+        position; the audit entry written beside it is the record.
+        """
+        self._keep_vote(request_id, digest, self.officer.officer_id)
+        notice = (
+            Writer().fixed(INTAKE_NOTICE, len(INTAKE_NOTICE)).u8(2 if text else 1)
+            .fixed(request_id, _ID_LEN).fixed(digest, _ID_LEN).var(text.encode()).bytes()
+        )  # fmt: skip
+        for o in self.colleagues():
+            self._send_joint(joint.JointKind.NOTICE, o, notice)
+
+    def _keep_vote(self, request_id: bytes, digest: bytes, officer_id: bytes) -> None:
+        key = request_id + digest + officer_id
+        if self.vault.get(INTAKE_VOTES, key) is None:
+            order = self._counter(b"intake-votes") + 1
+            self._set_counter(b"intake-votes", order)
+            self.vault.put(INTAKE_VOTES, key, order.to_bytes(8, "big"))
+
     def _on_intake_notice(self, sender: bytes, body: bytes) -> str | None:
-        """A colleague's proposed answer text, kept until its audit entry names it."""
+        """A colleague's proposal (with its text) or approval of an answer."""
         try:
             r = Reader(body)
             r.fixed(len(INTAKE_NOTICE))
-            rid = r.fixed(_ID_LEN)
+            op = r.u8()
+            rid, digest = r.fixed(_ID_LEN), r.fixed(_ID_LEN)
             text = r.text(pi.MAX_ANSWER_TEXT)
             r.end()
+            if op not in (1, 2) or (op == 2) != bool(text):
+                raise DecodeError("unknown intake notice")
+            if text and _digest(text) != digest:
+                raise DecodeError("the answer does not match its digest")
         except DecodeError:
-            return "a colleague's proposed intake answer could not be read; set aside"
-        self.vault.put(INTAKE_TEXTS, rid + _digest(text), text.encode())
+            return "a colleague's intake answer notice could not be read; set aside"
+        if text:
+            self.vault.put(INTAKE_TEXTS, rid + digest, text.encode())
+        self._keep_vote(rid, digest, sender)
         self._queue_approved()
         return None
 
@@ -315,13 +341,14 @@ class Intake(OfficerAlarms):
         entries = [e for e in self.audit_entries() if e.kind in kinds]
         return sorted(entries, key=lambda e: (e.at, e.officer_id, e.seq))
 
-    def _blocked_contacts(self) -> set[str]:
-        records = {r.request_id: r for r in self._all(INTAKE, IntakeRecord)}
-        out: set[str] = set()
+    def _blocked_contacts(self, records: list[IntakeRecord]) -> dict[str, int]:
+        """Contacts the mission blocked, each with the number of the first request blocked."""
+        by_id = {r.request_id: r for r in records}
+        out: dict[str, int] = {}
         for e in self._intake_entries():
-            rec = records.get(e.subject[:_ID_LEN])
+            rec = by_id.get(e.subject[:_ID_LEN])
             if e.kind is AuditKind.INTAKE_BLOCKED and rec is not None and rec.contact:
-                out.add(rec.contact)
+                out[rec.contact] = min(out.get(rec.contact, rec.seq), rec.seq)
         return out
 
     def intake_item(self, request: str) -> IntakeItem:
@@ -336,9 +363,15 @@ class Intake(OfficerAlarms):
         by_request: dict[bytes, list[AuditEntry]] = {}
         for e in self._intake_entries():
             by_request.setdefault(e.subject[:_ID_LEN], []).append(e)
+        records = sorted(self._all(INTAKE, IntakeRecord), key=lambda r: r.seq)
+        blocked = self._blocked_contacts(records)
         items = []
-        for rec in sorted(self._all(INTAKE, IntakeRecord), key=lambda r: r.seq):
-            items.append(self._item(rec, by_request.get(rec.request_id, []), names, current))
+        for rec in records:
+            item = self._item(rec, by_request.get(rec.request_id, []), names, current)
+            if item.state in ("new", "assigned") and blocked.get(rec.contact, rec.seq) < rec.seq:
+                # A later request from a contact the mission blocked: filed as blocked.
+                item = replace(item, state="blocked")
+            items.append(item)
         return items
 
     def _item(
@@ -373,6 +406,16 @@ class Intake(OfficerAlarms):
                     approvers.setdefault(digest, set()).add(e.officer_id)
             elif e.kind is AuditKind.INTAKE_ANSWER_SENT:
                 sent = True
+        votes = sorted(
+            (int.from_bytes(order, "big"), key[_ID_LEN : 2 * _ID_LEN], key[2 * _ID_LEN :])
+            for key, order in self.vault.items(INTAKE_VOTES)
+            if key[:_ID_LEN] == rec.request_id
+        )
+        for _, digest, officer_id in votes:
+            if digest not in proposed:
+                proposed.append(digest)
+            if officer_id in current:
+                approvers.setdefault(digest, set()).add(officer_id)
         needed = self.mission().roster.threshold
         proposals: list[Proposal] = []
         for digest in proposed:

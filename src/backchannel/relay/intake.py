@@ -100,8 +100,8 @@ class IntakeEndpoints:
     def bucket(self) -> int:
         return int(self.service.clock()) // POW_BUCKET_SECONDS
 
-    def _limit(self, buckets: TokenBuckets, key: str, scope: str) -> None:
-        wait = buckets.take(key)
+    def _limit(self, buckets: TokenBuckets, key: str, scope: str, spend: bool = True) -> None:
+        wait = buckets.take(key) if spend else buckets.wait(key)
         if wait:
             self.service.metrics.rate_limited.labels(scope).inc()
             self.service.metrics.intake_outcome("rate_limited")
@@ -137,6 +137,8 @@ class IntakeEndpoints:
         s = service.settings
         client = request.client
         self._limit(self.ip_limits, client.host if client else "", "intake_ip")
+        # At the relay's intake rate, a flood is refused before its body is read.
+        self._limit(self.relay_limit, "", "intake_relay", spend=False)
         tenant_id = await self._open_tenant(request.path_params["tenant_id"])
         body = await read_json_object(request, _REQUEST_LIMIT, ("cell", "bucket", "nonce"))
         cell = _b64(body["cell"], proto.REQUEST_CELL_SIZE, "cell")

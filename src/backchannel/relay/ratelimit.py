@@ -33,6 +33,16 @@ class TokenBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def wait(self, key: str) -> float:
+        """Seconds until ``key`` has a token (0 if it has one now), without spending it."""
+        if self.rate <= 0:
+            return 0.0
+        entry = self._buckets.get(key)
+        if entry is None:
+            return 0.0
+        tokens = min(self.burst, entry[0] + (self._clock() - entry[1]) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def take(self, key: str) -> float:
         """Spend one token for ``key``; return 0 if allowed, else seconds to wait."""
         if self.rate <= 0:

@@ -102,12 +102,13 @@ def render(
         notes, session.notes = session.notes, []
     client = desk.client
     mission = client.mission_or_none()
-    counts = {"cosign": 0, "shares": 0, "alarms": 0}
+    counts = {"cosign": 0, "shares": 0, "alarms": 0, "intake": 0}
     if mission is not None:
         counts = {
             "cosign": len(client.cosign_requests()),
             "shares": len(client.share_requests()),
             "alarms": alarm_count(desk),
+            "intake": sum(i.state in ("new", "assigned") for i in client.intake_items()),
         }
     ctx = {
         "request": request,

@@ -1,0 +1,151 @@
+"""The public intake on the desk: the queue, one request, triage, answers.
+
+Every action writes an audit entry on this device; colleagues' desks show it
+after the next rounds (``docs/intake.md``). An answer goes out once k
+officers of the roster approved the same text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from backchannel.errors import ConfigError
+from backchannel.ui.security import Session
+from backchannel.ui.web import action, desk_of, mission_page, render, when
+
+STATES = {
+    "new": "New",
+    "assigned": "Assigned",
+    "answered": "Answered",
+    "ignored": "Ignored",
+    "blocked": "Blocked",
+}
+KINDS = {
+    "interview": "Interview request",
+    "media-tour": "Media-tour request",
+    "meeting": "Meeting request",
+    "other": "Other request",
+}
+
+
+def _view(item: Any) -> dict[str, Any]:
+    return {
+        "number": item.number,
+        "id": item.request_id.hex(),
+        "kind": KINDS.get(item.kind, item.kind),
+        "state": item.state,
+        "state_label": STATES.get(item.state, item.state),
+        "subject": item.subject or "(no subject)",
+        "body": item.body,
+        "contact": item.contact,
+        "received": when(item.received_at),
+        "assigned_to": item.assigned_to,
+        "tags": list(item.tags),
+        "notes": list(item.notes),
+        "answer": item.answer,
+        "approvals": list(item.approvals),
+        "needed": item.needed,
+        "sent": item.sent,
+        "proposals": [{"text": p.text, "approvals": list(p.approvals)} for p in item.proposals],
+    }
+
+
+@mission_page
+async def queue(request: Request, session: Session) -> Response:
+    desk = desk_of(request)
+    async with desk.use() as c:
+        items = [_view(i) for i in reversed(c.intake_items())]
+        card = c.intake_card()
+        is_open = c.intake_is_open()
+    return render(
+        request, session, "intake.html", items=items, is_open=is_open,
+        page_url=card.page_url(), fingerprint=card.fingerprint(),
+    )  # fmt: skip
+
+
+@mission_page
+async def one(request: Request, session: Session) -> Response:
+    desk = desk_of(request)
+    async with desk.use() as c:
+        item = c.intake_item(str(request.path_params["number"]))
+        officers = [o.name for o in c.mission().roster.officers]
+        me = c.officer.name
+    view = _view(item)
+    mine = [p for p in view["proposals"] if me in p["approvals"]]
+    waiting = [p for p in view["proposals"] if me not in p["approvals"]]
+    return render(
+        request, session, "intake_request.html", r=view, officers=officers,
+        waiting=waiting[-1] if waiting else None, approved_by_me=bool(mine),
+    )  # fmt: skip
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"the {name} is empty")
+    return value
+
+
+def _triage(verb: str, done: str) -> Any:
+    async def act(request: Request, session: Session, form: FormData) -> str:
+        desk = desk_of(request)
+        number = str(request.path_params["number"])
+        async with desk.use() as c:
+            if verb == "assign":
+                c.intake_assign(number, _text(form, "officer"))
+            elif verb == "tag":
+                c.intake_tag(number, _text(form, "tag"))
+            elif verb == "note":
+                c.intake_note(number, _text(form, "note"))
+            elif verb == "answer":
+                c.intake_answer(number, _text(form, "answer"))
+            elif verb == "approve":
+                c.intake_approve(number)
+            elif verb == "ignore":
+                c.intake_ignore(number)
+            elif verb == "block":
+                c.intake_block(number)
+        session.notes.append(("ok", done))
+        return f"/intake/{number}"
+
+    act.__name__ = f"intake_{verb}"
+    return action(act)
+
+
+@action
+async def switch(request: Request, session: Session, form: FormData) -> str:
+    is_open = form.get("open") == "1"
+    async with desk_of(request).use() as c:
+        c.intake_set_open(is_open)
+    word = "opened" if is_open else "closed"
+    session.notes.append(("ok", f"Intake {word}: the relay learns it in the next round."))
+    return "/intake"
+
+
+_LATER = "your colleagues see it after the next rounds"
+routes = [
+    Route("/intake", queue),
+    Route("/intake/switch", switch, methods=["POST"]),
+    Route("/intake/{number:int}", one),
+    Route("/intake/{number:int}/assign", _triage("assign", f"Assigned; {_LATER}."),
+          methods=["POST"]),
+    Route("/intake/{number:int}/tag", _triage("tag", f"Tagged; {_LATER}."), methods=["POST"]),
+    Route("/intake/{number:int}/note", _triage("note", f"Noted; {_LATER}."), methods=["POST"]),
+    Route("/intake/{number:int}/answer",
+          _triage("answer", f"Answer proposed and approved by you; {_LATER}."),
+          methods=["POST"]),
+    Route("/intake/{number:int}/approve",
+          _triage("approve", "Approved: once enough officers have, it goes out by itself."),
+          methods=["POST"]),
+    Route("/intake/{number:int}/ignore",
+          _triage("ignore", "Ignored: nothing is sent; the submitter learns nothing."),
+          methods=["POST"]),
+    Route("/intake/{number:int}/block",
+          _triage("block", "Blocked: later requests from the same contact are filed as blocked."),
+          methods=["POST"]),
+]  # fmt: skip
