@@ -170,7 +170,7 @@ class Intake(OfficerAlarms):
 
     # --- the card -------------------------------------------------------------------
 
-    def intake_card(self, pow_bits: int = 16) -> pi.IntakeCard:
+    def intake_card(self, pow_bits: int = 14) -> pi.IntakeCard:
         """The card the mission publishes (the same on every officer's device)."""
         m = self.mission()
         if m.cell_size != pi.ANSWER_CELL_SIZE:

@@ -70,7 +70,7 @@ DESCRIPTIONS: dict[str, str] = {
     "witness_interval_seconds": "How often the latest checkpoint goes to the witnesses.",
     "intake_pow_bits": (
         "Proof of work an intake request needs: leading zero bits of SHA-256\n"
-        "(16: about 65,000 hashes, well under a second in a browser)."
+        "(14: about 16,000 hashes, a tenth of a second in a browser)."
     ),
     "intake_queue_cap": "Most intake requests one tenant holds; more get 507.",
     "intake_ip_rate": "Intake requests per second per client address (0: no limit).",

@@ -162,8 +162,9 @@ class RelaySettings:
     #: How often the relay pushes its latest checkpoint to its witnesses.
     witness_interval_seconds: float = 60.0
     #: The public intake (docs/intake.md): leading zero bits of the proof of
-    #: work a request needs (2**bits SHA-256 hashes on average for the sender).
-    intake_pow_bits: int = 16
+    #: work a request needs (2**bits SHA-256 hashes on average for the sender;
+    #: 14 keeps a browser submission under a second, docs/benchmarks.md).
+    intake_pow_bits: int = 14
     #: Most requests a tenant's intake holds; more get 507 until it drains.
     intake_queue_cap: int = 10_000
     #: Intake requests per second per client address, and the burst allowed.

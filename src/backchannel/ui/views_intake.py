@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import segno
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -62,9 +63,10 @@ async def queue(request: Request, session: Session) -> Response:
         items = [_view(i) for i in reversed(c.intake_items())]
         card = c.intake_card()
         is_open = c.intake_is_open()
+    qr = segno.make(card.page_url(), error="l").svg_data_uri(scale=2, dark="#111", light="#fff")
     return render(
         request, session, "intake.html", items=items, is_open=is_open,
-        page_url=card.page_url(), fingerprint=card.fingerprint(),
+        page_url=card.page_url(), fingerprint=card.fingerprint(), qr=qr,
     )  # fmt: skip
 
 
