@@ -120,8 +120,10 @@ class Pair:
         cell_size: int = CELL_SIZE,
         start_round: int = 0,
         relay: InMemoryRelay | None = None,
+        deniable: bool = False,
     ) -> None:
         self.rng = rng
+        self.deniable = deniable
         self.relay = relay or InMemoryRelay()
         self.round = start_round
         self.terms = ch.ChannelTerms.between(
@@ -144,6 +146,8 @@ class Pair:
                 ca = ch.open_contribution(offers[self.terms.mission_a], o.officer.officer_id, key)
                 cb = ch.open_contribution(offers[self.terms.mission_b], o.officer.officer_id, key)
                 self.secrets[o.officer.officer_id] = ch.channel_secret(self.terms, ca, cb)
+        #: Every message as it left its sender's side (signed, or with its MAC).
+        self.sent_on_wire: list[SealedMessage] = []
         self.a = self._side(m1, m2, start_round)
         self.b = self._side(m2, m1, start_round)
 
@@ -157,6 +161,7 @@ class Pair:
             peer.roster,
             self.secrets[runner.officer_id],
             start_round,
+            deniable=self.deniable,
         )
         return Side(m, ep)
 
@@ -194,9 +199,10 @@ class Pair:
 
     def send(self, side: Side, out: Outgoing) -> Outgoing:
         assert out.message is not None
-        side.endpoint.queue(out.message)
+        wire = side.endpoint.queue(out.message)
         if side.send_epoch is not None:
             side.send_epoch = mark_sent(side.send_epoch, out.message)
+        self.sent_on_wire.append(wire)
         return out.queue()
 
     # --- rounds -------------------------------------------------------------------

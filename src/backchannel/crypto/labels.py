@@ -84,6 +84,13 @@ INTAKE_ANSWER = _label("intake/answer")
 INTAKE_POW = _label("intake/pow")
 INTAKE_CARD = _label("intake/card")
 
+# Deniable authentication on a channel (protocol/deniable.py)
+DENIABLE_ROOT = _label("deniable/root")
+DENIABLE_MESSAGE_KEY = _label("deniable/key/message")
+DENIABLE_MESSAGE = _label("deniable/tag/message")
+DENIABLE_RECEIPT_KEY = _label("deniable/key/receipt")
+DENIABLE_RECEIPT = _label("deniable/tag/receipt")
+
 # The officer's local vault (client/vault.py)
 VAULT_AEAD_KEY = _label("vault/aead-key")
 VAULT_MAC_KEY = _label("vault/record-key-mac")
@@ -144,4 +151,9 @@ ALL: tuple[bytes, ...] = (
     INTAKE_ANSWER,
     INTAKE_POW,
     INTAKE_CARD,
+    DENIABLE_ROOT,
+    DENIABLE_MESSAGE_KEY,
+    DENIABLE_MESSAGE,
+    DENIABLE_RECEIPT_KEY,
+    DENIABLE_RECEIPT,
 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from backchannel.errors import DecodeError, GapDetected, LocalProtocolError
 from backchannel.protocol import cells
+from backchannel.protocol import deniable as deniable_mod
 from backchannel.protocol.channel import ChannelTerms, RoundKeys, SlotChain, direction_of
 from backchannel.protocol.identity import Officer
 from backchannel.protocol.message import Header, SealedMessage
@@ -55,6 +56,9 @@ class Endpoint:
     delivered_seq: int = 0
     #: False on an officer's device that only receives; one device per mission sends.
     sends: bool = True
+    #: A deniable channel's MAC root (:mod:`.deniable`): messages and receipts carry
+    #: MACs both sides could compute, never signatures. Empty: for the record.
+    mac_root: bytes = field(default=b"", repr=False)
 
     def __repr__(self) -> str:
         return f"Endpoint(send={self.next_send_round}, recv={self.next_recv_round})"
@@ -69,6 +73,8 @@ class Endpoint:
         peer_roster: Roster,
         secret: bytes,
         start_round: int,
+        *,
+        deniable: bool = False,
     ) -> Endpoint:
         out = direction_of(local_mission, cls._peer(terms, local_mission))
         return cls(
@@ -81,6 +87,7 @@ class Endpoint:
             Transcript.start(terms.channel_id, out),
             start_round,
             start_round,
+            mac_root=deniable_mod.mac_root(secret) if deniable else b"",
         )
 
     @staticmethod
@@ -131,15 +138,27 @@ class Endpoint:
             created_at,
         )
 
-    def queue(self, msg: SealedMessage) -> None:
-        """Queue a fully co-signed message; refuses one without ``k`` signatures."""
+    @property
+    def deniable(self) -> bool:
+        return bool(self.mac_root)
+
+    def queue(self, msg: SealedMessage) -> SealedMessage:
+        """Queue a fully co-signed message; refuses one without ``k`` signatures.
+
+        On a deniable channel the officers' signatures stay on this side (the
+        two-person rule holds inside the mission): what leaves carries the
+        channel's MAC instead. Returns the message as it goes out.
+        """
         ready_to_send(msg, self.own_roster)
+        if self.deniable:
+            msg = deniable_mod.authenticate(msg, self.mac_root)
         transcript = self.transcript.record_sent(msg.header, msg.digest)
         frags = cells.fragment(
             msg.encode(), msg.message_id, cells.fragment_capacity(self.terms.cell_size)
         )
         self.transcript = transcript
         self.outbox.extend(frags)
+        return msg
 
     @property
     def pending_cells(self) -> int:
@@ -171,6 +190,13 @@ class Endpoint:
 
     # --- receiving ------------------------------------------------------------
 
+    def _receipt(self, transcript: Transcript) -> cells.Receipt:
+        seq, head = transcript.received_seq, transcript.received[-1]
+        if not self.deniable:
+            return cells.Receipt.make(self.channel_id, self.in_direction, seq, head, self.officer)
+        tag = deniable_mod.receipt_tag(self.mac_root, self.channel_id, self.in_direction, seq, head)
+        return cells.Receipt(seq, head, self.officer.officer_id, deniable_mod.receipt_field(tag))
+
     def slot_to_fetch(self, round_no: int) -> bytes:
         if round_no < self.next_recv_round:
             raise LocalProtocolError("that round was already received")
@@ -192,7 +218,12 @@ class Endpoint:
         delivered: tuple[int, ...] = ()
         if content.receipt is not None and self.sends:
             r = content.receipt
-            r.verify(self.channel_id, self.out_direction, self.peer_roster)
+            if self.deniable:
+                deniable_mod.verify_receipt(
+                    r.signature, self.mac_root, self.channel_id, self.out_direction, r.seq, r.head
+                )
+            else:
+                r.verify(self.channel_id, self.out_direction, self.peer_roster)
             transcript.check_peer_view(r.seq, r.head)
             if r.seq > self.delivered_seq:
                 delivered = tuple(range(self.delivered_seq + 1, r.seq + 1))
@@ -210,18 +241,15 @@ class Endpoint:
                 msg = SealedMessage.decode(cells.reassemble(partial))
                 if msg.message_id != f.message_id:
                     raise DecodeError("reassembled message does not match its id")
-                verify_signatures(msg, self.peer_roster)
+                if self.deniable:
+                    deniable_mod.verify(msg, self.mac_root, self.channel_id, self.in_direction)
+                else:
+                    verify_signatures(msg, self.peer_roster)
                 transcript = transcript.accept(msg.header, msg.digest, check_peer=self.sends)
                 messages.append(msg)
                 partial = []
                 if self.sends:
-                    receipt_due = cells.Receipt.make(
-                        self.channel_id,
-                        self.in_direction,
-                        transcript.received_seq,
-                        transcript.received[-1],
-                        self.officer,
-                    )
+                    receipt_due = self._receipt(transcript)
         # Everything verified: commit.
         self.transcript = transcript
         self.partial = partial

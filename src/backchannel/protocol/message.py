@@ -7,10 +7,13 @@ Byte layout (all integers big-endian; ``var`` = u32 length + bytes)::
               | sender_roster u32 | recipient_roster u32
               | epoch_id [16] | chain_index u32 | created_at u64
     message   = var(header) | var(announcement) | var(content_ct)
-              | u8 n | n * var(share_ct) | u8 s | s * (officer_id [16] | ed25519 sig [64])
+              | u8 n | n * var(share_ct) | authenticator
+    authenticator = u8 s | s * (officer_id [16] | ed25519 sig [64])   (for the record)
+                  | 0xFF | mac [32]                                   (deniable)
 
-``digest = SHA-256(label || message without its signatures)`` is what the
-officers sign and what the transcript chains.
+``digest = SHA-256(label || message without its authenticator)`` is what the
+officers sign (or what the deniable MAC covers, :mod:`.deniable`) and what the
+transcript chains.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ MAX_ANNOUNCEMENT = 16 * 1024
 MAX_CONTENT = 300 * 1024
 MAX_SHARE_CT = 128
 MESSAGE_ID_LEN = 16
+#: The authenticator byte that marks a deniable message (a MAC, no signatures).
+DENIABLE_MARK = 0xFF
+MAC_LEN = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,8 @@ class SealedMessage:
     content: bytes
     shares: tuple[bytes, ...]
     signatures: tuple[tuple[bytes, bytes], ...] = ()
+    #: A deniable message's MAC (:mod:`.deniable`); such a message has no signatures.
+    mac: bytes = field(default=b"", repr=False)
     _digest: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     @property
@@ -132,7 +140,15 @@ class SealedMessage:
     def message_id(self) -> bytes:
         return sha256(labels.MESSAGE_ID, self.digest)[:MESSAGE_ID_LEN]
 
+    @property
+    def deniable(self) -> bool:
+        return bool(self.mac)
+
     def encode(self) -> bytes:
+        if self.mac:
+            if self.signatures or len(self.mac) != MAC_LEN:
+                raise DecodeError("a deniable message carries one MAC and no signatures")
+            return self.unsigned() + bytes([DENIABLE_MARK]) + self.mac
         w = Writer().u8(len(self.signatures))
         for oid, sig in self.signatures:
             w.fixed(oid, OFFICER_ID_LEN).fixed(sig, ED25519_SIG_LEN)
@@ -149,6 +165,10 @@ class SealedMessage:
             raise DecodeError("too many key shares")
         shares = tuple(r.var(MAX_SHARE_CT) for _ in range(n))
         s = r.u8()
+        if s == DENIABLE_MARK:
+            mac = r.fixed(MAC_LEN)
+            r.end()
+            return cls(header, announcement, content, shares, (), mac)
         if s > MAX_OFFICERS:
             raise DecodeError("too many signatures")
         sigs = tuple((r.fixed(OFFICER_ID_LEN), r.fixed(ED25519_SIG_LEN)) for _ in range(s))
@@ -156,7 +176,17 @@ class SealedMessage:
         return cls(header, announcement, content, shares, sigs)
 
     def with_signature(self, officer_id: bytes, signature: bytes) -> SealedMessage:
+        if self.mac:
+            raise DecodeError("a deniable message carries no signatures")
         others = tuple(s for s in self.signatures if s[0] != officer_id)
         out = replace(self, signatures=(*others, (officer_id, signature)))
         object.__setattr__(out, "_digest", self.digest)  # signatures are not digested
+        return out
+
+    def with_mac(self, mac: bytes) -> SealedMessage:
+        """The same message, authenticated deniably (its signatures, if any, dropped)."""
+        if len(mac) != MAC_LEN:
+            raise DecodeError("a deniable message's MAC is 32 bytes")
+        out = replace(self, signatures=(), mac=mac)
+        object.__setattr__(out, "_digest", self.digest)
         return out
