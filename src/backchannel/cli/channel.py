@@ -31,12 +31,20 @@ def _offer_answer(
         if n >= k
         else "a colleague signs it: `backchannel channel sign FILE`"
     )
+    policy = _policy(offer.terms.deniable)
     output(ctx).done(
-        {"out": str(out_file), "signatures": n, "threshold": k},
+        {"out": str(out_file), "signatures": n, "threshold": k, "deniable": offer.terms.deniable},
         Text.assemble(("ok", "green"), f" {verb} the channel offer; {n} of {k} signatures"),
+        Text(f"policy: {policy}"),
         Text(f"written to {out_file}"),
         Text(f"next: {nxt}", style="dim"),
     )
+
+
+def _policy(deniable: bool) -> str:
+    if deniable:
+        return "deniable: messages carry MACs either side could compute, never signatures"
+    return "for the record: every message carries k officers' signatures"
 
 
 @app.command()
@@ -44,11 +52,19 @@ def offer(
     ctx: typer.Context,
     peer: PeerArg,
     out_file: Annotated[Path, typer.Option("--out", help="Where to write the offer.")],
+    deniable: Annotated[
+        bool,
+        typer.Option(
+            "--deniable",
+            help="A deniable channel (docs/spec/deniable-v1.md): both missions' offers "
+            "must say so.",
+        ),
+    ] = False,
 ) -> None:
     """Draw our half of the channel secret for a confirmed peer, and sign the offer."""
     with open_client(ctx) as client:
         rec = client.find_peer(peer)
-        made = client.make_offer(rec.mission_id)
+        made = client.make_offer(rec.mission_id, deniable=deniable)
         write_file(out_file, encode_offer(made))
         _offer_answer(ctx, client, made, out_file, "made")
 
@@ -75,6 +91,7 @@ def _doc(client: Client, rec: ChannelRecord) -> dict[str, Any]:
         "channel_id": rec.channel_id.hex(),
         "peer": client.peer(rec.peer_mission).name,
         "start_round": rec.start_round,
+        "deniable": rec.terms.deniable,
     }
 
 
@@ -102,6 +119,7 @@ def accept(
             (doc["peer"], "bold"),
             f" open ({short(rec.channel_id)}), from round {rec.start_round}",
         ),
+        Text(f"policy: {_policy(rec.terms.deniable)}"),
     )
 
 
@@ -110,7 +128,10 @@ def list_channels(ctx: typer.Context) -> None:
     """List this device's channels."""
     with open_client(ctx) as client:
         docs = [_doc(client, c) for c in client.channels()]
-    t = table("peer", "channel", "from round")
+    t = table("peer", "channel", "from round", "policy")
     for d in docs:
-        t.add_row(Text(d["peer"], style="bold"), d["channel_id"][:8], str(d["start_round"]))
+        t.add_row(
+            Text(d["peer"], style="bold"), d["channel_id"][:8], str(d["start_round"]),
+            "deniable" if d["deniable"] else "for the record",
+        )  # fmt: skip
     output(ctx).done({"channels": docs}, t if docs else Text("no channels yet"))

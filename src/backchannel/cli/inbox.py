@@ -22,7 +22,15 @@ def _state(item: InboxRecord) -> str:
     return "open requested" if item.open_requested else "sealed"
 
 
-def _doc(item: InboxRecord, peers: dict[bytes, str], threshold: int) -> dict[str, Any]:
+_DENIABLE = (
+    "deniable: no signature; the other side could have written it itself, so it proves "
+    "nothing to anyone else"
+)
+
+
+def _doc(
+    item: InboxRecord, peers: dict[bytes, str], threshold: int, deniable: bool
+) -> dict[str, Any]:
     return {
         "message_id": item.message_id.hex(),
         "peer": peers.get(item.channel_id, "?"),
@@ -30,6 +38,7 @@ def _doc(item: InboxRecord, peers: dict[bytes, str], threshold: int) -> dict[str
         "state": _state(item),
         "shares": len(item.shares),
         "threshold": threshold,
+        "deniable": deniable,
     }
 
 
@@ -38,12 +47,16 @@ def inbox(ctx: typer.Context) -> None:
     with open_client(ctx) as client:
         peers = channel_peers(client)
         k = client.mission().roster.threshold
-        docs = [_doc(i, peers, k) for i in client.inbox()]
+        docs = [
+            _doc(i, peers, k, client.channel(i.channel_id).terms.deniable) for i in client.inbox()
+        ]
     t = table("message", "from", "round", "state")
     for d in docs:
         state = d["state"]
         if state == "open requested":
             state += f" ({d['shares']} of {k} shares)"
+        if d["deniable"]:
+            state += ", deniable (no signature)"
         t.add_row(d["message_id"][:8], Text(d["peer"]), str(d["received_round"]), state)
     output(ctx).done({"messages": docs}, t if docs else Text("no messages"))
 
@@ -71,10 +84,12 @@ def read(ctx: typer.Context, message: MessageArg) -> None:
         item = client.inbox_item(message)
         payload = client.read(item.message_id)
         peer = channel_peers(client).get(item.channel_id, "?")
+        deniable = client.channel(item.channel_id).terms.deniable
     body, lines = payload_answer(payload)
     output(ctx).done(
-        {"message_id": item.message_id.hex(), "peer": peer} | body,
+        {"message_id": item.message_id.hex(), "peer": peer, "deniable": deniable} | body,
         Text.assemble(f"message {short(item.message_id)} from ", (peer, "bold")),
+        *([Text(_DENIABLE, style="yellow")] if deniable else []),
         *lines,
     )
 

@@ -127,8 +127,9 @@ class Pair:
         self.relay = relay or InMemoryRelay()
         self.round = start_round
         self.terms = ch.ChannelTerms.between(
-            m1.roster, m1.mission_id, m2.roster, m2.mission_id, cell_size=cell_size
-        )
+            m1.roster, m1.mission_id, m2.roster, m2.mission_id, cell_size=cell_size,
+            deniable=deniable,
+        )  # fmt: skip
         all_certs = m1.certs() + m2.certs()
         offers: dict[bytes, ch.ChannelOffer] = {}
         for m in (m1, m2):
@@ -161,7 +162,7 @@ class Pair:
             peer.roster,
             self.secrets[runner.officer_id],
             start_round,
-            deniable=self.deniable,
+            deniable=self.terms.deniable,
         )
         return Side(m, ep)
 

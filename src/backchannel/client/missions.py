@@ -126,16 +126,20 @@ class Missions(OfficerAlarms):
             )
         return hits[0]
 
-    def _terms(self, peer: MissionCard) -> ch.ChannelTerms:
+    def _terms(self, peer: MissionCard, deniable: bool = False) -> ch.ChannelTerms:
         m = self.mission()
         return ch.ChannelTerms.between(
-            m.roster, m.mission_id, peer.roster, peer.mission_id, cell_size=m.cell_size
-        )
+            m.roster, m.mission_id, peer.roster, peer.mission_id, cell_size=m.cell_size,
+            deniable=deniable,
+        )  # fmt: skip
 
-    def make_offer(self, peer_id: bytes) -> ch.ChannelOffer:
+    def make_offer(self, peer_id: bytes, *, deniable: bool = False) -> ch.ChannelOffer:
+        """Our mission's half of pairing. ``deniable``: the channel's messages will carry
+        MACs both sides can compute, never signatures (``docs/spec/deniable-v1.md``);
+        the colleague who co-signs the offer and both officers of the peer see it."""
         peer = self._peer_card(peer_id)
         m = self.mission()
-        terms = self._terms(peer)
+        terms = self._terms(peer, deniable)
         start = int(self._clock()) // terms.round_seconds
         offer, _ = ch.make_offer(
             m.mission_id, terms, start, m.epoch_certs() + list(peer.certs), secrets.token_bytes
@@ -177,7 +181,7 @@ class Missions(OfficerAlarms):
         if not equal(own.from_mission, m.mission_id):
             raise ConfigError("neither offer is from our mission")
         peer = self._peer_card(theirs.from_mission)
-        terms = self._terms(peer)
+        terms = self._terms(peer, own.terms.deniable)
         if own.terms != terms or theirs.terms != terms:
             raise RemoteProtocolError("the two offers disagree on the channel's terms")
         ch.verify_offer(own, m.roster, m.mission_id)
@@ -193,8 +197,9 @@ class Missions(OfficerAlarms):
         start = max(own.start_round, theirs.start_round)
         rec = ChannelRecord(terms.channel_id, peer.mission_id, terms, start)
         ep = Endpoint.create(
-            terms, m.mission_id, self.officer, m.roster, peer.roster, secret, start
-        )
+            terms, m.mission_id, self.officer, m.roster, peer.roster, secret, start,
+            deniable=terms.deniable,
+        )  # fmt: skip
         ep.sends = self.is_runner
         with self._tx():
             self._put("channels", terms.channel_id, rec)

@@ -25,12 +25,15 @@ from backchannel.crypto.kem import KemPrivateKey
 from backchannel.crypto.primitives import HASH_LEN, KEY_LEN, equal, hkdf, hmac_sha256, sha256
 from backchannel.crypto.signing import HYBRID_SIG_LEN
 from backchannel.errors import DecodeError, LocalProtocolError, RosterError, SignatureError
-from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.constants import CELL_SIZE, MAX_OFFICERS, ROUND_SECONDS, SLOT_LEN
 from backchannel.protocol.identity import OFFICER_ID_LEN, EpochKeyCert, Officer, Rng
 from backchannel.protocol.roster import Roster, signers
 
 _OFFER_VERSION = 1
+#: Offers of deniable channels carry a flags byte (bit 0: deniable); others keep
+#: version 1's layout, so their bytes (and channel ids) are as before.
+_OFFER_VERSION_FLAGS = 2
 CHANNEL_ID_LEN = 16
 MIN_CELL_SIZE = 1024
 MAX_CELL_SIZE = 65536
@@ -53,6 +56,9 @@ class ChannelTerms:
     roster_hash_b: bytes
     cell_size: int = CELL_SIZE
     round_seconds: int = ROUND_SECONDS
+    #: Messages and receipts carry MACs both sides can compute, never signatures
+    #: (``docs/spec/deniable-v1.md``). Part of the pairing transcript.
+    deniable: bool = False
 
     def __post_init__(self) -> None:
         if not self.mission_a < self.mission_b:
@@ -64,10 +70,18 @@ class ChannelTerms:
 
     @classmethod
     def between(
-        cls, roster_x: Roster, id_x: bytes, roster_y: Roster, id_y: bytes, **params: int
+        cls,
+        roster_x: Roster,
+        id_x: bytes,
+        roster_y: Roster,
+        id_y: bytes,
+        *,
+        cell_size: int = CELL_SIZE,
+        round_seconds: int = ROUND_SECONDS,
+        deniable: bool = False,
     ) -> ChannelTerms:
         (ia, ra), (ib, rb) = sorted([(id_x, roster_x), (id_y, roster_y)], key=lambda t: t[0])
-        return cls(ia, ib, ra.hash, rb.hash, **params)
+        return cls(ia, ib, ra.hash, rb.hash, cell_size, round_seconds, deniable)
 
     def transcript(self) -> bytes:
         return sha256(
@@ -78,6 +92,7 @@ class ChannelTerms:
             self.roster_hash_b,
             self.cell_size.to_bytes(4, "big"),
             self.round_seconds.to_bytes(4, "big"),
+            b"\x01" if self.deniable else b"",
         )
 
     @property
@@ -113,10 +128,13 @@ class ChannelOffer:
 
     def signed_part(self) -> bytes:
         t = self.terms
-        w = Writer().u8(_OFFER_VERSION).fixed(self.from_mission, HASH_LEN)
+        version = _OFFER_VERSION_FLAGS if t.deniable else _OFFER_VERSION
+        w = Writer().u8(version).fixed(self.from_mission, HASH_LEN)
         w.fixed(t.mission_a, HASH_LEN).fixed(t.mission_b, HASH_LEN)
         w.fixed(t.roster_hash_a, HASH_LEN).fixed(t.roster_hash_b, HASH_LEN)
         w.u32(t.cell_size).u32(t.round_seconds).u64(self.start_round)
+        if t.deniable:
+            w.u8(1)
         w.u8(len(self.sealed))
         for oid, box in self.sealed:
             w.fixed(oid, OFFICER_ID_LEN).var(box)
@@ -132,11 +150,18 @@ class ChannelOffer:
     def decode(cls, raw: bytes) -> ChannelOffer:
         outer = Reader(raw)
         r = Reader(outer.var())
-        expect_version(r, _OFFER_VERSION, "channel offer")
+        version = r.u8()
+        if version not in (_OFFER_VERSION, _OFFER_VERSION_FLAGS):
+            raise DecodeError(f"unsupported channel offer version {version}; expected 1 or 2")
         frm = r.fixed(HASH_LEN)
         a, b = r.fixed(HASH_LEN), r.fixed(HASH_LEN)
         ha, hb = r.fixed(HASH_LEN), r.fixed(HASH_LEN)
         cell_size, round_seconds, start = r.u32(), r.u32(), r.u64()
+        deniable = False
+        if version == _OFFER_VERSION_FLAGS:
+            if r.u8() != 1:  # the only flag there is; version 1 is for none
+                raise DecodeError("a channel offer names flags this version does not know")
+            deniable = True
         count = r.u8()
         if count > 2 * MAX_OFFICERS:
             raise DecodeError("too many sealed contributions")
@@ -151,7 +176,7 @@ class ChannelOffer:
         outer.end()
         if not a < b:
             raise DecodeError("channel terms must list the missions in sorted order")
-        terms = ChannelTerms(a, b, ha, hb, cell_size, round_seconds)
+        terms = ChannelTerms(a, b, ha, hb, cell_size, round_seconds, deniable)
         return cls(frm, terms, start, sealed, sigs)
 
 

@@ -106,6 +106,7 @@ async def message(request: Request, session: Session) -> Response:
             "peer": peer_names(desk).get(item.channel_id, "?"),
             "state": state,
             "round": item.received_round,
+            "deniable": c.channel(item.channel_id).terms.deniable,
         }
     return render(request, session, "message.html", m=view, content=content)
 

@@ -1,0 +1,100 @@
+"""A deniable channel between two missions, end to end through a relay: both
+missions choose it in their signed offers, messages arrive with a MAC and no
+signature, and the receiving desk and CLI say so; offers that disagree on the
+policy open no channel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backchannel.client import demo
+from backchannel.client.service import Client
+from backchannel.errors import RemoteProtocolError
+from backchannel.protocol import channel as ch
+from backchannel.protocol.message import SealedMessage
+from backchannel.protocol.payload import note
+from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay
+
+Mission = tuple[Client, Client]
+
+
+async def founded(tmp: Path, relay: InProcessRelay) -> tuple[Mission, Mission]:
+    f = relay.factory()
+    ny = await demo.found(tmp, "New York", ("Ri", "Han"), RELAY_URL, f, "pw", FAST_KDF)
+    dc = await demo.found(tmp, "Washington", ("Smith", "Jones"), RELAY_URL, f, "pw", FAST_KDF)
+    return ny, dc
+
+
+def offers(ny: Mission, dc: Mission, deniable: tuple[bool, bool]) -> list[ch.ChannelOffer]:
+    made = []
+    for (mine, theirs), flag in zip(((ny, dc), (dc, ny)), deniable, strict=True):
+        for officer in mine:
+            rec = officer.add_peer(theirs[0].mission_card().encode())
+            officer.confirm_peer(rec.mission_id, rec.safety_number)
+        offer = mine[0].make_offer(theirs[0].mission().mission_id, deniable=flag)
+        made.append(mine[1].sign_offer(offer))
+    return made
+
+
+async def test_a_deniable_channel_carries_macs_and_says_so(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await founded(tmp_path, relay)
+    own, theirs = offers(ny, dc, (True, True))
+    assert ch.ChannelOffer.decode(own.encode()) == own and own.terms.deniable
+    for officer in (*ny, *dc):
+        rec = officer.accept_channel(own, theirs)
+        assert rec.terms.deniable
+    ri, han = ny
+    smith, jones = dc
+    ri.compose(ri.channel_for("Washington").channel_id, note("off the record"))
+    for _ in range(3):
+        for c in (ri, han, smith, jones):
+            await c.settle()
+    for req in han.cosign_requests():
+        han.approve_cosign(req.request_id)
+    for _ in range(4):
+        for c in (han, ri, smith, jones):
+            await c.settle()
+    [item] = smith.inbox()
+    wire = SealedMessage.decode(item.message)
+    assert wire.deniable and wire.signatures == ()
+    assert smith.channel(item.channel_id).terms.deniable
+    smith.request_open(item.message_id)
+    for _ in range(3):
+        for c in (smith, jones):
+            await c.settle()
+    for req in jones.share_requests():
+        jones.approve_share(req.request_id)
+    for _ in range(3):
+        for c in (jones, smith):
+            await c.settle()
+    assert smith.read(item.message_id).text == "off the record"
+    # The sender's own record keeps the officers' signatures: the two-person rule held.
+    [draft] = ri.drafts()
+    assert draft.outgoing.message is not None and len(draft.outgoing.message.signatures) == 2
+
+
+async def test_offers_that_disagree_on_the_policy_open_no_channel(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await founded(tmp_path, relay)
+    own, theirs = offers(ny, dc, (True, False))
+    with pytest.raises(RemoteProtocolError, match="disagree"):
+        ny[0].accept_channel(own, theirs)
+    assert ny[0].channels() == []
+
+
+def test_an_offer_with_unknown_flags_is_refused() -> None:
+    from backchannel.errors import DecodeError
+
+    raw = bytearray(ch.ChannelOffer(bytes(32), ch.ChannelTerms(bytes(32), bytes([1]) * 32,
+                    bytes(32), bytes(32), deniable=True), 7, ()).encode())  # fmt: skip
+    # The flags byte follows the two u32 and the u64: 4 + 1 + 32 * 5 + 4 + 4 + 8.
+    at = 4 + 1 + 32 * 5 + 16
+    assert raw[at] == 1
+    raw[at] = 3
+    with pytest.raises(DecodeError, match="flags"):
+        ch.ChannelOffer.decode(bytes(raw))
