@@ -98,3 +98,63 @@ def test_an_offer_with_unknown_flags_is_refused() -> None:
     raw[at] = 3
     with pytest.raises(DecodeError, match="flags"):
         ch.ChannelOffer.decode(bytes(raw))
+
+
+async def contact(tmp: Path, relay: InProcessRelay, name: str) -> Client:
+    """A Track II contact: a private person with a home of his own, a roster of one."""
+    from backchannel.client.home import Home
+
+    c = Client(Home.create(tmp / name.lower(), name, "pw", FAST_KDF), relay.factory())
+    c.adopt_mission(c.propose_mission(name, 1, [], RELAY_URL))
+    await c.register_tenant()
+    assert c.mission().roster.is_contact
+    return c
+
+
+async def test_a_contact_and_a_mission_talk_deniably_through_a_relay(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, _ = await founded(tmp_path, relay)
+    kim = await contact(tmp_path, relay, "Kim")
+    ri, han = ny
+    for officer in ny:
+        rec = officer.add_peer(kim.mission_card().encode())
+        officer.confirm_peer(rec.mission_id, rec.safety_number)
+    rec = kim.add_peer(ri.mission_card().encode())
+    kim.confirm_peer(rec.mission_id, rec.safety_number)
+    # A channel with a contact is deniable, or there is none.
+    with pytest.raises(Exception, match="deniable"):
+        ri.make_offer(kim.mission().mission_id)
+    with pytest.raises(Exception, match="deniable"):
+        kim.make_offer(ri.mission().mission_id)
+    ours = han.sign_offer(ri.make_offer(kim.mission().mission_id, deniable=True))
+    his = kim.make_offer(ri.mission().mission_id, deniable=True)  # his alone: k = 1
+    for device in (ri, han, kim):
+        device.accept_channel(ours, his)
+
+    async def rounds(n: int = 3) -> None:
+        for _ in range(n):
+            for c in (ri, han, kim):
+                await c.settle()
+
+    # The mission writes under its two-person rule; the contact reads alone.
+    ri.compose(ri.channel_for("Kim").channel_id, note("Could we meet on Thursday?"))
+    await rounds()
+    for req in han.cosign_requests():
+        han.approve_cosign(req.request_id)
+    await rounds(4)
+    [item] = kim.inbox()
+    assert SealedMessage.decode(item.message).signatures == ()
+    kim.request_open(item.message_id)
+    assert kim.read(item.message_id).text == "Could we meet on Thursday?"
+    # He answers, alone; both officers must open it together.
+    kim.compose(kim.channel_for("New York").channel_id, note("Thursday suits me."))
+    await rounds(4)
+    [back] = ri.inbox()
+    assert SealedMessage.decode(back.message).deniable
+    ri.request_open(back.message_id)
+    await rounds()
+    for req in han.share_requests():
+        han.approve_share(req.request_id)
+    await rounds()
+    assert ri.read(back.message_id).text == "Thursday suits me."

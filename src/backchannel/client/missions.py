@@ -139,6 +139,7 @@ class Missions(OfficerAlarms):
         the colleague who co-signs the offer and both officers of the peer see it."""
         peer = self._peer_card(peer_id)
         m = self.mission()
+        _check_policy(m.roster.is_contact or peer.roster.is_contact, deniable)
         terms = self._terms(peer, deniable)
         start = int(self._clock()) // terms.round_seconds
         offer, _ = ch.make_offer(
@@ -181,6 +182,7 @@ class Missions(OfficerAlarms):
         if not equal(own.from_mission, m.mission_id):
             raise ConfigError("neither offer is from our mission")
         peer = self._peer_card(theirs.from_mission)
+        _check_policy(m.roster.is_contact or peer.roster.is_contact, own.terms.deniable)
         terms = self._terms(peer, own.terms.deniable)
         if own.terms != terms or theirs.terms != terms:
             raise RemoteProtocolError("the two offers disagree on the channel's terms")
@@ -256,4 +258,13 @@ def _check_relay_url(url: str) -> None:
         raise ConfigError(
             "the relay address must not hold a user name, password, query or fragment: "
             "it is written into the mission card the peer receives"
+        )
+
+
+def _check_policy(track_two: bool, deniable: bool) -> None:
+    """A channel with a contact (a roster of one) is Track II: deniable, always."""
+    if track_two and not deniable:
+        raise ConfigError(
+            "a channel with a contact (one person, no mission) is deniable: make the offer "
+            "with --deniable"
         )

@@ -96,6 +96,12 @@ class Sending(OfficerAlarms):
                 body = cosign_body(channel_id, draft.draft_id, out.content_key, out.message)
                 self._send_joint(joint.JointKind.COSIGN_REQUEST, o.officer_id, body)
             self._audit(AuditKind.DRAFTED, draft.draft_id, f"to {peer.roster.mission_name}")
+        if m.roster.is_contact:
+            # A Track II contact is one person: his own signature is the threshold,
+            # and the message goes out with the next rounds (as a MAC, not it).
+            draft = replace(draft, outgoing=out.with_cosignature(out.message, m.roster))
+            self._put("drafts", draft.draft_id, draft)
+            draft = self._queue(draft)
         return draft
 
     def drafts(self) -> list[DraftRecord]:

@@ -43,9 +43,12 @@ class Roster:
 
     def __post_init__(self) -> None:
         n = len(self.officers)
-        if not 2 <= self.threshold <= n <= MAX_OFFICERS:
+        # A mission's roster is k-of-n with k >= 2 (the two-person rule); a Track II
+        # contact's is a roster of one (k = n = 1): a private person, alone.
+        if not (2 <= self.threshold <= n <= MAX_OFFICERS or self.threshold == n == 1):
             raise RosterError(
-                f"a roster needs 2 <= k <= n <= {MAX_OFFICERS}; got k={self.threshold}, n={n}"
+                f"a roster needs 2 <= k <= n <= {MAX_OFFICERS} (a mission) or k = n = 1 "
+                f"(a contact); got k={self.threshold}, n={n}"
             )
         ids = [o.officer_id for o in self.officers]
         if len(set(ids)) != n:
@@ -56,6 +59,11 @@ class Roster:
             raise DecodeError("roster field has the wrong length")
         if (self.version == 0) != (self.prev_hash == ZERO_HASH):
             raise RosterError("only the genesis roster may lack a predecessor")
+
+    @property
+    def is_contact(self) -> bool:
+        """A roster of one: a Track II contact, not a mission."""
+        return self.n == 1
 
     def encode(self) -> bytes:
         w = Writer().u8(_VERSION).u32(self.version).text(self.mission_name)
