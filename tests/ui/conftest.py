@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,8 +105,9 @@ class DeskProcess:
 # Package scope, not session: Playwright's sync API keeps an event loop running
 # in this thread until it stops, and the async tests collected after tests/ui
 # need the thread free of one.
-@pytest.fixture(scope="package")
-def browser() -> Iterator[Any]:
+@contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright (headless); skips the test without it."""
     path = chromium()
     if path is None:
         pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)")
@@ -121,6 +123,12 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    with chromium_browser() as b:
+        yield b
 
 
 def screenshot(page: Any, name: str) -> None:

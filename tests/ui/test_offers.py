@@ -128,3 +128,33 @@ def test_offers_are_refused_until_right_and_nothing_changes(desks: dict[str, Des
     full = han.get(base + "/offer").text
     ri.post(base + "/add", offer_text=full)
     assert ri.desk.offers[dc]["ours"].signatures == han.desk.offers[dc]["ours"].signatures
+
+
+def test_a_deniable_offer_is_made_and_shown_as_such(tmp_path: Path) -> None:
+    m = in_thread(lambda: set_up_missions(tmp_path, DEAD_RELAY, DEAD_RELAY, register=False,
+                                          pair=False))  # fmt: skip
+    ri, smith = DeskClient(m.ri.home), DeskClient(m.smith.home)
+    try:
+        ri.post("/pairing/add", card_text=m.dc_card)
+        smith.post("/pairing/add", card_text=m.ny_card)
+        dc, ny = _peer(ri), _peer(smith)
+        for d, other in ((ri, dc), (smith, ny)):
+            d.post(f"/pairing/{other}/confirm", read_aloud="yes", peer_confirmed="yes")
+        page = html.unescape(ri.get(f"/pairing/{dc}/channel").text)
+        assert 'name="deniable"' in page and "Deniable channel" in page
+        page = ri.post(f"/pairing/{dc}/channel/make", deniable="1")
+        assert ri.desk.offers[dc]["ours"].terms.deniable
+        assert "Deniable channel." in page
+        # Washington's offer for the record: both are in hand, the channel does not open.
+        smith.post(f"/pairing/{ny}/channel/make")
+        assert not smith.desk.offers[ny]["ours"].terms.deniable
+        ri.post(f"/pairing/{dc}/channel/add",
+                offer_text=smith.get(f"/pairing/{ny}/channel/offer").text)  # fmt: skip
+        assert "they ask for a deniable channel" not in html.unescape(
+            ri.get(f"/pairing/{dc}/channel").text
+        )
+        assert "disagree" in ri.post(f"/pairing/{dc}/channel/open")
+        assert ri.client.channels() == []
+    finally:
+        for d in (ri, smith):
+            d.client.home.close()

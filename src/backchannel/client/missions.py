@@ -133,6 +133,10 @@ class Missions(OfficerAlarms):
             deniable=deniable,
         )  # fmt: skip
 
+    def is_contact(self, mission_id: bytes) -> bool:
+        """Whether a peer is a Track II contact (a roster of one), by the card we hold."""
+        return MissionCard.decode(self.peer(mission_id).card).roster.is_contact
+
     def make_offer(self, peer_id: bytes, *, deniable: bool = False) -> ch.ChannelOffer:
         """Our mission's half of pairing. ``deniable``: the channel's messages will carry
         MACs both sides can compute, never signatures (``docs/spec/deniable-v1.md``);

@@ -58,6 +58,7 @@ def _ours_view(desk: Desk, offer: ChannelOffer) -> dict[str, Any]:
         "need": k,
         "complete": len(ids) >= k,
         "mine": c.officer.officer_id in ids,
+        "deniable": offer.terms.deniable,
     }
 
 
@@ -76,9 +77,12 @@ async def channel_page(request: Request, session: Session) -> Response:
             "confirmed": rec.confirmed,
             "open": _open_with(c, rec.mission_id),
             "ours": ours,
-            "theirs": {"have": len(c.offer_signers(theirs))} if theirs is not None else None,
+            "theirs": {"have": len(c.offer_signers(theirs)), "deniable": theirs.terms.deniable}
+            if theirs is not None
+            else None,
             "k": c.mission().roster.threshold,
             "us": c.mission().name,
+            "contact": c.is_contact(rec.mission_id),
         }
     return render(request, session, "channel_offer.html", p=view)
 
@@ -91,7 +95,7 @@ async def make(request: Request, session: Session, form: FormData) -> str:
         rec = _peer(c, hex_id)
         if _open_with(c, rec.mission_id):
             raise ConfigError(f"the channel with {rec.name} is already open on this desk")
-        made = c.make_offer(rec.mission_id)
+        made = c.make_offer(rec.mission_id, deniable=form.get("deniable") == "1")
         desk.offers.setdefault(hex_id, {})["ours"] = made
         k = c.mission().roster.threshold
     nxt = "give the file to a colleague to co-sign" if k > 1 else "give it to " + rec.name

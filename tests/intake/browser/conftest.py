@@ -19,7 +19,7 @@ import pytest
 
 from backchannel.protocol import intake as pi
 from tests.relay.procs import OPERATOR, RelayProcess
-from tests.ui.conftest import chromium
+from tests.ui.conftest import chromium_browser
 
 TENANT = "intake-mission"
 
@@ -83,18 +83,5 @@ def mission(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mission]:
 
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    path = chromium()
-    if path is None:
-        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=path,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium_browser() as b:
+        yield b
