@@ -8,6 +8,7 @@ tests/fuzz/corpus/<target>/; the short tests replay both.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 from backchannel.client import cards
@@ -128,6 +129,9 @@ def _mission_seeds() -> dict[str, list[bytes]]:
     ).sign(officer.officer)
     offer, _ = ch.make_offer(kit.mission_id, pair.terms, 0, kit.certs(), pair.rng)
     offer = ch.sign_offer(offer, officer.officer)
+    deniable_terms = replace(pair.terms, deniable=True)
+    deniable_offer, _ = ch.make_offer(kit.mission_id, deniable_terms, 0, kit.certs(), pair.rng)
+    deniable_offer = ch.sign_offer(deniable_offer, officer.officer)
 
     def unarmor(text: str, prefix: str) -> bytes:
         return cards.decode_text(prefix, text, "a seed")
@@ -161,12 +165,12 @@ def _mission_seeds() -> dict[str, list[bytes]]:
         ],
         "mission_card": [unarmor(card.encode(), cards.MISSION_PREFIX)],
         "offer_card": [offer.encode()],
-        "channel_offer": [offer.encode()],
+        "channel_offer": [offer.encode(), deniable_offer.encode()],
         "roster": [kit.chain[0].encode()],
         "officer": [officer.officer.public.encode()],
         "epoch_cert": [officer.cert.encode()],
         "header": [msg.header.encode()],
-        "message": [msg.encode()],
+        "message": [msg.encode(), msg.with_mac(bytes(range(32))).encode()],
         "announcement": [msg.announcement],
         "payload": [note("hello").encode(), meeting_request("m", "noon", "here").encode()],
         "share": [share],
