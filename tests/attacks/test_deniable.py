@@ -16,8 +16,14 @@ from dataclasses import replace
 import pytest
 
 from backchannel.client.harness import Pair, Side
-from backchannel.errors import AuthenticationError, GapDetected, ReplayDetected
+from backchannel.errors import (
+    AuthenticationError,
+    GapDetected,
+    LocalProtocolError,
+    ReplayDetected,
+)
 from backchannel.protocol import cells, deniable
+from backchannel.protocol.channel import Policy
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import EpochKeyCert
 from backchannel.protocol.incoming import Incoming
@@ -28,13 +34,15 @@ from tests.conftest import DetRng, make_pair
 from tests.helpers import force_queue
 
 
-def deniable_pair(seed: str = "deniable") -> Pair:
-    return make_pair(DetRng(seed), deniable=True)
+def deniable_pair(seed: str = "deniable", policy: Policy = Policy.DENIABLE) -> Pair:
+    return make_pair(DetRng(seed), policy=policy)
 
 
-def send(pair: Pair, side: Side, text: str) -> SealedMessage:
-    out = pair.send(side, pair.cosign(side, pair.compose(side, 0, note(text)), 1))
-    assert out.message is not None
+def send(pair: Pair, side: Side, text: str, deniable: bool | None = None) -> SealedMessage:
+    draft = pair.cosign(side, pair.compose(side, 0, note(text), deniable=deniable), 1)
+    assert draft.message is not None
+    pair.sent_signed.append(draft.message)
+    pair.send(side, draft)
     return pair.sent_on_wire[-1]
 
 
@@ -56,7 +64,7 @@ def forge_from_peer(
     epoch: SendEpoch = start_epoch(forger.channel_id, direction, epoch_no, recipients, certs, rng)
     t = forger.transcript
     header = replace(
-        forger.new_header(payload.kind, epoch, 0),
+        forger.new_header(payload.kind, epoch, 0, deniable=True),
         direction=direction,
         seq=t.received_seq + 1,
         prev_hash=t.received[-1],
@@ -171,16 +179,48 @@ def test_to_anyone_without_the_channel_the_mac_binds() -> None:
 def test_signed_and_deniable_messages_do_not_cross_channels_of_the_other_policy() -> None:
     record = make_pair(DetRng("record"))
     signed = record.cosign(record.a, record.compose(record.a, 0, note("for the record")), 1)
-    assert signed.message is not None
+    assert signed.message is not None and not signed.message.header.deniable
     off = deniable_pair()
     ep = off.b.endpoint
+    # A signed message is refused where only deniable ones are taken.
     with pytest.raises(AuthenticationError, match="deniable messages only"):
         deniable.verify(signed.message, ep.mac_root, ep.channel_id, ep.in_direction)
-    # A MAC'd message on a channel for the record has no signatures: refused there.
-    mac_only = deniable.authenticate(signed.message, ep.mac_root)
-    force_queue(record.a.endpoint, mac_only)
-    with pytest.raises(Exception, match="signatures"):
+    # A message for the record cannot be given a MAC: its header (under the
+    # signatures) says how it goes out.
+    with pytest.raises(LocalProtocolError, match="header"):
+        deniable.authenticate(signed.message, ep.mac_root)
+    # Nor can a channel for the record make or take a deniable one.
+    with pytest.raises(LocalProtocolError, match="for the record"):
+        record.compose(record.a, 0, note("deniably?"), deniable=True)
+    flipped = replace(signed.message, header=replace(signed.message.header, deniable=True))
+    force_queue(record.a.endpoint, deniable.authenticate(flipped, ep.mac_root))
+    with pytest.raises(AuthenticationError, match="for the record"):
         record.run_until_quiet()
+
+
+def test_an_authenticator_that_disagrees_with_its_header_is_refused() -> None:
+    pair = deniable_pair("either", Policy.EITHER)
+    wire = send(pair, pair.a, "sent deniably", deniable=True)
+    assert wire.header.deniable and wire.deniable
+    # The MAC stripped and signatures put back (what the sending mission holds): the
+    # header still says deniable, so the receiver refuses it.
+    [draft_sigs] = [pair.sent_signed[-1].signatures]
+    swapped = replace(wire, mac=b"", signatures=draft_sigs)
+    force_queue(pair.a.endpoint, swapped, record=False)
+    with pytest.raises(AuthenticationError, match="does not match its header"):
+        deliver(pair)
+
+
+def test_on_a_channel_that_allows_both_the_author_chooses_message_by_message() -> None:
+    pair = deniable_pair("either both ways", Policy.EITHER)
+    first = send(pair, pair.a, "for the record")
+    second = send(pair, pair.a, "off the record", deniable=True)
+    deliver(pair)
+    assert (first.deniable, len(first.signatures)) == (False, 2)
+    assert (second.deniable, second.signatures) == (True, ())
+    assert [i.message.deniable for i in pair.b.inbox] == [False, True]
+    # Receipts stay signed on such a channel (only a deniable-only one makes them MACs).
+    assert pair.a.endpoint.delivered_seq == 2 and not pair.a.endpoint.deniable
 
 
 def test_a_contact_cannot_impersonate_the_mission_to_another_contact() -> None:

@@ -27,13 +27,15 @@ async def founded(tmp: Path, relay: InProcessRelay) -> tuple[Mission, Mission]:
     return ny, dc
 
 
-def offers(ny: Mission, dc: Mission, deniable: tuple[bool, bool]) -> list[ch.ChannelOffer]:
+def offers(
+    ny: Mission, dc: Mission, policies: tuple[ch.Policy, ch.Policy]
+) -> list[ch.ChannelOffer]:
     made = []
-    for (mine, theirs), flag in zip(((ny, dc), (dc, ny)), deniable, strict=True):
+    for (mine, theirs), policy in zip(((ny, dc), (dc, ny)), policies, strict=True):
         for officer in mine:
             rec = officer.add_peer(theirs[0].mission_card().encode())
             officer.confirm_peer(rec.mission_id, rec.safety_number)
-        offer = mine[0].make_offer(theirs[0].mission().mission_id, deniable=flag)
+        offer = mine[0].make_offer(theirs[0].mission().mission_id, policy=policy)
         made.append(mine[1].sign_offer(offer))
     return made
 
@@ -42,7 +44,7 @@ async def test_a_deniable_channel_carries_macs_and_says_so(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     ny, dc = await founded(tmp_path, relay)
-    own, theirs = offers(ny, dc, (True, True))
+    own, theirs = offers(ny, dc, (ch.Policy.DENIABLE, ch.Policy.DENIABLE))
     assert ch.ChannelOffer.decode(own.encode()) == own and own.terms.deniable
     for officer in (*ny, *dc):
         rec = officer.accept_channel(own, theirs)
@@ -81,7 +83,7 @@ async def test_offers_that_disagree_on_the_policy_open_no_channel(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     ny, dc = await founded(tmp_path, relay)
-    own, theirs = offers(ny, dc, (True, False))
+    own, theirs = offers(ny, dc, (ch.Policy.DENIABLE, ch.Policy.RECORD))
     with pytest.raises(RemoteProtocolError, match="disagree"):
         ny[0].accept_channel(own, theirs)
     assert ny[0].channels() == []
@@ -91,13 +93,14 @@ def test_an_offer_with_unknown_flags_is_refused() -> None:
     from backchannel.errors import DecodeError
 
     raw = bytearray(ch.ChannelOffer(bytes(32), ch.ChannelTerms(bytes(32), bytes([1]) * 32,
-                    bytes(32), bytes(32), deniable=True), 7, ()).encode())  # fmt: skip
+                    bytes(32), bytes(32), policy=ch.Policy.DENIABLE), 7, ()).encode())  # fmt: skip
     # The flags byte follows the two u32 and the u64: 4 + 1 + 32 * 5 + 4 + 4 + 8.
     at = 4 + 1 + 32 * 5 + 16
     assert raw[at] == 1
-    raw[at] = 3
-    with pytest.raises(DecodeError, match="flags"):
-        ch.ChannelOffer.decode(bytes(raw))
+    for bad in (0, 3, 255):
+        raw[at] = bad
+        with pytest.raises(DecodeError, match="flags"):
+            ch.ChannelOffer.decode(bytes(raw))
 
 
 async def contact(tmp: Path, relay: InProcessRelay, name: str) -> Client:
@@ -123,12 +126,13 @@ async def test_a_contact_and_a_mission_talk_deniably_through_a_relay(
     rec = kim.add_peer(ri.mission_card().encode())
     kim.confirm_peer(rec.mission_id, rec.safety_number)
     # A channel with a contact is deniable, or there is none.
-    with pytest.raises(Exception, match="deniable"):
-        ri.make_offer(kim.mission().mission_id)
-    with pytest.raises(Exception, match="deniable"):
-        kim.make_offer(ri.mission().mission_id)
-    ours = han.sign_offer(ri.make_offer(kim.mission().mission_id, deniable=True))
-    his = kim.make_offer(ri.mission().mission_id, deniable=True)  # his alone: k = 1
+    for policy in (ch.Policy.RECORD, ch.Policy.EITHER):
+        with pytest.raises(Exception, match="deniable"):
+            ri.make_offer(kim.mission().mission_id, policy=policy)
+        with pytest.raises(Exception, match="deniable"):
+            kim.make_offer(ri.mission().mission_id, policy=policy)
+    ours = han.sign_offer(ri.make_offer(kim.mission().mission_id, policy=ch.Policy.DENIABLE))
+    his = kim.make_offer(ri.mission().mission_id, policy=ch.Policy.DENIABLE)  # alone: k = 1
     for device in (ri, han, kim):
         device.accept_channel(ours, his)
 

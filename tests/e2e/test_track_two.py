@@ -49,7 +49,7 @@ def test_a_contact_and_a_mission_talk_deniably_through_the_cli(tmp_path: Path) -
         )  # his alone is enough: k = 1
         for o, own, theirs in ((ri, ny_offer, kim_offer), (han, ny_offer, kim_offer),
                                (kim, kim_offer, ny_offer)):  # fmt: skip
-            assert o.json("channel", "accept", own, theirs)["deniable"] is True
+            assert o.json("channel", "accept", own, theirs)["policy"] == "deniable"
 
         # The mission writes (two officers), the contact reads alone.
         ri.json("compose", "Kim", "--text", "Could we meet on Thursday?")

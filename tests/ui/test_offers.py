@@ -141,8 +141,8 @@ def test_a_deniable_offer_is_made_and_shown_as_such(tmp_path: Path) -> None:
         for d, other in ((ri, dc), (smith, ny)):
             d.post(f"/pairing/{other}/confirm", read_aloud="yes", peer_confirmed="yes")
         page = html.unescape(ri.get(f"/pairing/{dc}/channel").text)
-        assert 'name="deniable"' in page and "Deniable channel" in page
-        page = ri.post(f"/pairing/{dc}/channel/make", deniable="1")
+        assert 'name="policy" value="deniable"' in page and "Either, chosen message" in page
+        page = ri.post(f"/pairing/{dc}/channel/make", policy="deniable")
         assert ri.desk.offers[dc]["ours"].terms.deniable
         assert "Deniable channel." in page
         # Washington's offer for the record: both are in hand, the channel does not open.

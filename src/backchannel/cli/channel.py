@@ -10,10 +10,11 @@ import typer
 from backchannel.cli.context import open_client, read_file, write_file
 from backchannel.cli.output import Text, output, short, table
 from backchannel.cli.peer import PeerArg
-from backchannel.client.api import ChannelOffer
+from backchannel.client.api import ChannelOffer, Policy
 from backchannel.client.cards import decode_offer, encode_offer
 from backchannel.client.records import ChannelRecord
 from backchannel.client.service import Client
+from backchannel.errors import ConfigError
 
 app = typer.Typer(help="Pair with a peer mission: offers signed by k officers of each side.")
 
@@ -31,9 +32,9 @@ def _offer_answer(
         if n >= k
         else "a colleague signs it: `backchannel channel sign FILE`"
     )
-    policy = _policy(offer.terms.deniable)
+    policy = _policy(offer.terms.policy)
     output(ctx).done(
-        {"out": str(out_file), "signatures": n, "threshold": k, "deniable": offer.terms.deniable},
+        {"out": str(out_file), "signatures": n, "threshold": k, "policy": offer.terms.policy.label},
         Text.assemble(("ok", "green"), f" {verb} the channel offer; {n} of {k} signatures"),
         Text(f"policy: {policy}"),
         Text(f"written to {out_file}"),
@@ -41,10 +42,15 @@ def _offer_answer(
     )
 
 
-def _policy(deniable: bool) -> str:
-    if deniable:
-        return "deniable: messages carry MACs either side could compute, never signatures"
-    return "for the record: every message carries k officers' signatures"
+_POLICIES = {
+    "record": "for the record: every message carries k officers' signatures",
+    "deniable": "deniable: messages carry MACs either side could compute, never signatures",
+    "either": "deniable or for the record, chosen message by message (compose --deniable)",
+}
+
+
+def _policy(policy: Policy) -> str:
+    return _POLICIES[policy.label]
 
 
 @app.command()
@@ -52,19 +58,22 @@ def offer(
     ctx: typer.Context,
     peer: PeerArg,
     out_file: Annotated[Path, typer.Option("--out", help="Where to write the offer.")],
-    deniable: Annotated[
-        bool,
+    policy: Annotated[
+        str,
         typer.Option(
-            "--deniable",
-            help="A deniable channel (docs/spec/deniable-v1.md): both missions' offers "
-            "must say so.",
+            "--policy",
+            help="record (signatures), deniable (MACs either side could compute; always with "
+            "a contact) or either (message by message); both missions' offers must agree. "
+            "docs/spec/deniable-v1.md",
         ),
-    ] = False,
+    ] = "record",
 ) -> None:
     """Draw our half of the channel secret for a confirmed peer, and sign the offer."""
+    if policy not in _POLICIES:
+        raise ConfigError("--policy is record, deniable or either")
     with open_client(ctx) as client:
         rec = client.find_peer(peer)
-        made = client.make_offer(rec.mission_id, deniable=deniable)
+        made = client.make_offer(rec.mission_id, policy=Policy[policy.upper()])
         write_file(out_file, encode_offer(made))
         _offer_answer(ctx, client, made, out_file, "made")
 
@@ -91,7 +100,7 @@ def _doc(client: Client, rec: ChannelRecord) -> dict[str, Any]:
         "channel_id": rec.channel_id.hex(),
         "peer": client.peer(rec.peer_mission).name,
         "start_round": rec.start_round,
-        "deniable": rec.terms.deniable,
+        "policy": rec.terms.policy.label,
     }
 
 
@@ -119,7 +128,7 @@ def accept(
             (doc["peer"], "bold"),
             f" open ({short(rec.channel_id)}), from round {rec.start_round}",
         ),
-        Text(f"policy: {_policy(rec.terms.deniable)}"),
+        Text(f"policy: {_policy(rec.terms.policy)}"),
     )
 
 
@@ -132,6 +141,6 @@ def list_channels(ctx: typer.Context) -> None:
     for d in docs:
         t.add_row(
             Text(d["peer"], style="bold"), d["channel_id"][:8], str(d["start_round"]),
-            "deniable" if d["deniable"] else "for the record",
+            d["policy"],
         )  # fmt: skip
     output(ctx).done({"channels": docs}, t if docs else Text("no channels yet"))

@@ -47,9 +47,7 @@ def inbox(ctx: typer.Context) -> None:
     with open_client(ctx) as client:
         peers = channel_peers(client)
         k = client.mission().roster.threshold
-        docs = [
-            _doc(i, peers, k, client.channel(i.channel_id).terms.deniable) for i in client.inbox()
-        ]
+        docs = [_doc(i, peers, k, i.deniable) for i in client.inbox()]
     t = table("message", "from", "round", "state")
     for d in docs:
         state = d["state"]
@@ -84,7 +82,7 @@ def read(ctx: typer.Context, message: MessageArg) -> None:
         item = client.inbox_item(message)
         payload = client.read(item.message_id)
         peer = channel_peers(client).get(item.channel_id, "?")
-        deniable = client.channel(item.channel_id).terms.deniable
+        deniable = item.deniable
     body, lines = payload_answer(payload)
     output(ctx).done(
         {"message_id": item.message_id.hex(), "peer": peer, "deniable": deniable} | body,

@@ -96,6 +96,14 @@ def compose(
         Path | None, typer.Option("--file", help="Read the message text from this file.")
     ] = None,
     kind: Annotated[Kind, typer.Option("--kind", help="What kind of message.")] = Kind.note,
+    deniable: Annotated[
+        bool | None,
+        typer.Option(
+            "--deniable/--for-the-record",
+            help="On a channel whose policy is 'either': a MAC instead of signatures, or "
+            "signatures (default: as the channel's policy says).",
+        ),
+    ] = None,
     when: Annotated[str | None, typer.Option("--when", help="Meeting: when.")] = None,
     where: Annotated[str | None, typer.Option("--where", help="Meeting: where.")] = None,
     outlet: Annotated[str | None, typer.Option("--outlet", help="Media: the outlet.")] = None,
@@ -113,7 +121,7 @@ def compose(
         raise ConfigError(f"{exc}; give them as options (--when, --where ...)") from None
     with open_client(ctx) as client:
         rec = client.channel_for(peer)
-        draft = client.compose(rec.channel_id, payload)
+        draft = client.compose(rec.channel_id, payload, deniable=deniable)
         peer_name = client.peer(rec.peer_mission).name
         asked = client.mission().roster.n - 1
     output(ctx).done(
@@ -189,6 +197,7 @@ def _request_doc(client: Client, req: CosignRequest, peers: dict[bytes, str]) ->
         "from": officer_name(client, req.from_officer),
         "peer": peers.get(req.channel_id, "?"),
         "draft_id": req.draft_id.hex(),
+        "deniable": req.deniable,
     }
 
 
@@ -223,6 +232,12 @@ def cosign_show(ctx: typer.Context, request: RequestArg) -> None:
             " to ",
             (doc["peer"], "bold"),
             " (checked: the sealed message holds exactly this)",
+        ),
+        Text(
+            "to be sent deniably: no signature leaves the mission; the other side could deny "
+            "having received it from us, and we could deny sending it"
+            if doc["deniable"]
+            else "to be sent for the record: it carries the officers' signatures"
         ),
         *lines,
     )

@@ -8,7 +8,7 @@ text file form, a roster) and the offline check of a proof of relay misbehaviour
 from __future__ import annotations
 
 from backchannel.client.cards import decode_offer, encode_offer
-from backchannel.protocol.channel import ChannelOffer
+from backchannel.protocol.channel import ChannelOffer, Policy
 from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
 from backchannel.protocol.payload import MessageKind, Payload
 from backchannel.protocol.roster import Roster
@@ -17,6 +17,7 @@ __all__ = [
     "ChannelOffer",
     "MessageKind",
     "Payload",
+    "Policy",
     "Roster",
     "decode_offer",
     "encode_offer",

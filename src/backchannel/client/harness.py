@@ -120,15 +120,14 @@ class Pair:
         cell_size: int = CELL_SIZE,
         start_round: int = 0,
         relay: InMemoryRelay | None = None,
-        deniable: bool = False,
+        policy: ch.Policy = ch.Policy.RECORD,
     ) -> None:
         self.rng = rng
-        self.deniable = deniable
         self.relay = relay or InMemoryRelay()
         self.round = start_round
         self.terms = ch.ChannelTerms.between(
             m1.roster, m1.mission_id, m2.roster, m2.mission_id, cell_size=cell_size,
-            deniable=deniable,
+            policy=policy,
         )  # fmt: skip
         all_certs = m1.certs() + m2.certs()
         offers: dict[bytes, ch.ChannelOffer] = {}
@@ -149,6 +148,8 @@ class Pair:
                 self.secrets[o.officer.officer_id] = ch.channel_secret(self.terms, ca, cb)
         #: Every message as it left its sender's side (signed, or with its MAC).
         self.sent_on_wire: list[SealedMessage] = []
+        #: Tests keep here the signed drafts they queued (the sender's own record).
+        self.sent_signed: list[SealedMessage] = []
         self.a = self._side(m1, m2, start_round)
         self.b = self._side(m2, m1, start_round)
 
@@ -162,7 +163,6 @@ class Pair:
             peer.roster,
             self.secrets[runner.officer_id],
             start_round,
-            deniable=self.terms.deniable,
         )
         return Side(m, ep)
 
@@ -171,7 +171,14 @@ class Pair:
 
     # --- sending ----------------------------------------------------------------
 
-    def compose(self, side: Side, author: int, payload: Payload, created_at: int = 0) -> Outgoing:
+    def compose(
+        self,
+        side: Side,
+        author: int,
+        payload: Payload,
+        created_at: int = 0,
+        deniable: bool | None = None,
+    ) -> Outgoing:
         """Officer ``author`` (0-based) drafts, seals and signs; returns the sealed draft."""
         peer = self.peer(side)
         if side.send_epoch is None:
@@ -184,7 +191,7 @@ class Pair:
                 peer.mission.certs(),
                 self.rng,
             )
-        header = side.endpoint.new_header(payload.kind, side.send_epoch, created_at)
+        header = side.endpoint.new_header(payload.kind, side.send_epoch, created_at, deniable)
         out, side.send_epoch = Outgoing.draft(payload).seal(
             header,
             side.send_epoch,

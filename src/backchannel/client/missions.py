@@ -126,25 +126,28 @@ class Missions(OfficerAlarms):
             )
         return hits[0]
 
-    def _terms(self, peer: MissionCard, deniable: bool = False) -> ch.ChannelTerms:
+    def _terms(self, peer: MissionCard, policy: ch.Policy = ch.Policy.RECORD) -> ch.ChannelTerms:
         m = self.mission()
         return ch.ChannelTerms.between(
             m.roster, m.mission_id, peer.roster, peer.mission_id, cell_size=m.cell_size,
-            deniable=deniable,
+            policy=policy,
         )  # fmt: skip
 
     def is_contact(self, mission_id: bytes) -> bool:
         """Whether a peer is a Track II contact (a roster of one), by the card we hold."""
         return MissionCard.decode(self.peer(mission_id).card).roster.is_contact
 
-    def make_offer(self, peer_id: bytes, *, deniable: bool = False) -> ch.ChannelOffer:
-        """Our mission's half of pairing. ``deniable``: the channel's messages will carry
-        MACs both sides can compute, never signatures (``docs/spec/deniable-v1.md``);
-        the colleague who co-signs the offer and both officers of the peer see it."""
+    def make_offer(
+        self, peer_id: bytes, *, policy: ch.Policy = ch.Policy.RECORD
+    ) -> ch.ChannelOffer:
+        """Our mission's half of pairing. ``policy``: for the record (signatures),
+        deniable (MACs both sides can compute, ``docs/spec/deniable-v1.md``) or
+        either, message by message; the colleague who co-signs the offer and the
+        peer's officers see it, and the peer's offer must name the same."""
         peer = self._peer_card(peer_id)
         m = self.mission()
-        _check_policy(m.roster.is_contact or peer.roster.is_contact, deniable)
-        terms = self._terms(peer, deniable)
+        _check_policy(m.roster.is_contact or peer.roster.is_contact, policy)
+        terms = self._terms(peer, policy)
         start = int(self._clock()) // terms.round_seconds
         offer, _ = ch.make_offer(
             m.mission_id, terms, start, m.epoch_certs() + list(peer.certs), secrets.token_bytes
@@ -186,8 +189,8 @@ class Missions(OfficerAlarms):
         if not equal(own.from_mission, m.mission_id):
             raise ConfigError("neither offer is from our mission")
         peer = self._peer_card(theirs.from_mission)
-        _check_policy(m.roster.is_contact or peer.roster.is_contact, own.terms.deniable)
-        terms = self._terms(peer, own.terms.deniable)
+        _check_policy(m.roster.is_contact or peer.roster.is_contact, own.terms.policy)
+        terms = self._terms(peer, own.terms.policy)
         if own.terms != terms or theirs.terms != terms:
             raise RemoteProtocolError("the two offers disagree on the channel's terms")
         ch.verify_offer(own, m.roster, m.mission_id)
@@ -203,9 +206,8 @@ class Missions(OfficerAlarms):
         start = max(own.start_round, theirs.start_round)
         rec = ChannelRecord(terms.channel_id, peer.mission_id, terms, start)
         ep = Endpoint.create(
-            terms, m.mission_id, self.officer, m.roster, peer.roster, secret, start,
-            deniable=terms.deniable,
-        )  # fmt: skip
+            terms, m.mission_id, self.officer, m.roster, peer.roster, secret, start
+        )
         ep.sends = self.is_runner
         with self._tx():
             self._put("channels", terms.channel_id, rec)
@@ -265,10 +267,10 @@ def _check_relay_url(url: str) -> None:
         )
 
 
-def _check_policy(track_two: bool, deniable: bool) -> None:
+def _check_policy(track_two: bool, policy: ch.Policy) -> None:
     """A channel with a contact (a roster of one) is Track II: deniable, always."""
-    if track_two and not deniable:
+    if track_two and policy is not ch.Policy.DENIABLE:
         raise ConfigError(
             "a channel with a contact (one person, no mission) is deniable: make the offer "
-            "with --deniable"
+            "with --policy deniable"
         )

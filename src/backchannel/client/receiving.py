@@ -194,7 +194,9 @@ class Receiving(OfficerAlarms):
             for msg in res.messages:
                 if msg.announcement:
                     anns[msg.header.epoch_id] = msg.announcement
-                item = InboxRecord(msg.message_id, channel_id, msg.encode(), r)
+                item = InboxRecord(
+                    msg.message_id, channel_id, msg.encode(), r, deniable=msg.deniable
+                )
                 self._put("inbox", msg.message_id, item)
                 report.messages.append(msg.message_id.hex())
             if res.delivered:

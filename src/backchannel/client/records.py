@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backchannel.protocol.channel import ChannelTerms
+from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.outgoing import Outgoing
 from backchannel.protocol.sealing import SendEpoch
 
@@ -55,6 +56,8 @@ class InboxRecord:
     shares: tuple[bytes, ...] = ()
     payload: bytes = b""
     open_requested: bool = False
+    #: It came with a MAC, not signatures: the sender could deny it (deniable-v1.md).
+    deniable: bool = False
 
     def __repr__(self) -> str:
         return f"InboxRecord({self.message_id.hex()[:8]})"
@@ -72,6 +75,11 @@ class CosignRequest:
 
     def __repr__(self) -> str:
         return "CosignRequest(<secret>)"
+
+    @property
+    def deniable(self) -> bool:
+        """The author chose to send it deniably (its header, which the co-signer signs)."""
+        return SealedMessage.decode(self.message).header.deniable
 
 
 @dataclass(frozen=True, slots=True)

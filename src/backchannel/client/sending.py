@@ -15,7 +15,7 @@ from backchannel.client.device import new_id, one
 from backchannel.client.officer_alarms import AlarmKind, OfficerAlarms
 from backchannel.client.records import ChannelRecord, CosignRequest, DraftRecord
 from backchannel.crypto.primitives import equal
-from backchannel.errors import ConfigError, NotEnoughSignatures
+from backchannel.errors import ConfigError, LocalProtocolError, NotEnoughSignatures
 from backchannel.protocol import joint
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.codec import Reader, Writer
@@ -40,8 +40,16 @@ WITHDRAW_NOTICE = b"withdraw"
 class Sending(OfficerAlarms):
     """Drafts, co-signing and queueing."""
 
-    def compose(self, channel_id: bytes, payload: Payload) -> DraftRecord:
-        """Seal and sign a draft, and ask every other officer to co-sign it."""
+    def compose(
+        self, channel_id: bytes, payload: Payload, *, deniable: bool | None = None
+    ) -> DraftRecord:
+        """Seal and sign a draft, and ask every other officer to co-sign it.
+
+        ``deniable``: send it with a MAC instead of signatures, where the channel's
+        policy allows both; by default, as the channel's policy says (deniable
+        only: deniable; otherwise for the record). The choice is in the header
+        that every co-signer approves.
+        """
         if not self.is_runner:
             raise ConfigError(
                 "messages are drafted on the mission's desk device (the runner); "
@@ -78,7 +86,10 @@ class Sending(OfficerAlarms):
                 secrets.token_bytes,
             )
         now = int(self._clock())
-        header = ep.new_header(payload.kind, epoch, now)
+        try:
+            header = ep.new_header(payload.kind, epoch, now, deniable)
+        except LocalProtocolError as exc:
+            raise ConfigError(str(exc)) from None
         out, epoch = Outgoing.draft(payload).seal(
             header, epoch, peer.roster, self.officer, m.roster, secrets.token_bytes
         )

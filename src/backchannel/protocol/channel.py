@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 from backchannel.crypto import labels
 from backchannel.crypto.kem import KemPrivateKey
@@ -31,8 +32,9 @@ from backchannel.protocol.identity import OFFICER_ID_LEN, EpochKeyCert, Officer,
 from backchannel.protocol.roster import Roster, signers
 
 _OFFER_VERSION = 1
-#: Offers of deniable channels carry a flags byte (bit 0: deniable); others keep
-#: version 1's layout, so their bytes (and channel ids) are as before.
+#: Offers of channels that allow deniable messages carry the policy in a byte
+#: (1: deniable, 2: either); offers for the record keep version 1's layout, so
+#: their bytes (and channel ids) are as before.
 _OFFER_VERSION_FLAGS = 2
 CHANNEL_ID_LEN = 16
 MIN_CELL_SIZE = 1024
@@ -46,6 +48,21 @@ def direction_of(sender_mission: bytes, receiver_mission: bytes) -> int:
     return 0 if sender_mission < receiver_mission else 1
 
 
+class Policy(IntEnum):
+    """How a channel's messages are authenticated (``docs/spec/deniable-v1.md``)."""
+
+    #: Every message carries k officers' signatures.
+    RECORD = 0
+    #: Every message and receipt carries a MAC both sides could compute.
+    DENIABLE = 1
+    #: The author chooses, message by message; receipts are signed.
+    EITHER = 2
+
+    @property
+    def label(self) -> str:
+        return {0: "record", 1: "deniable", 2: "either"}[int(self)]
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelTerms:
     """What both missions must agree on before a channel exists."""
@@ -56,9 +73,8 @@ class ChannelTerms:
     roster_hash_b: bytes
     cell_size: int = CELL_SIZE
     round_seconds: int = ROUND_SECONDS
-    #: Messages and receipts carry MACs both sides can compute, never signatures
-    #: (``docs/spec/deniable-v1.md``). Part of the pairing transcript.
-    deniable: bool = False
+    #: How messages are authenticated (:class:`Policy`). Part of the pairing transcript.
+    policy: Policy = Policy.RECORD
 
     def __post_init__(self) -> None:
         if not self.mission_a < self.mission_b:
@@ -67,6 +83,21 @@ class ChannelTerms:
             raise DecodeError("cell size out of range")
         if not 1 <= self.round_seconds <= 86400:
             raise DecodeError("round length out of range")
+        if self.policy not in set(Policy):
+            raise DecodeError("unknown channel policy")
+
+    @property
+    def deniable(self) -> bool:
+        """Deniable only: every message and receipt carries a MAC."""
+        return self.policy is Policy.DENIABLE
+
+    @property
+    def allows_deniable(self) -> bool:
+        return self.policy in (Policy.DENIABLE, Policy.EITHER)
+
+    @property
+    def allows_record(self) -> bool:
+        return self.policy in (Policy.RECORD, Policy.EITHER)
 
     @classmethod
     def between(
@@ -78,10 +109,10 @@ class ChannelTerms:
         *,
         cell_size: int = CELL_SIZE,
         round_seconds: int = ROUND_SECONDS,
-        deniable: bool = False,
+        policy: Policy = Policy.RECORD,
     ) -> ChannelTerms:
         (ia, ra), (ib, rb) = sorted([(id_x, roster_x), (id_y, roster_y)], key=lambda t: t[0])
-        return cls(ia, ib, ra.hash, rb.hash, cell_size, round_seconds, deniable)
+        return cls(ia, ib, ra.hash, rb.hash, cell_size, round_seconds, policy)
 
     def transcript(self) -> bytes:
         return sha256(
@@ -92,7 +123,7 @@ class ChannelTerms:
             self.roster_hash_b,
             self.cell_size.to_bytes(4, "big"),
             self.round_seconds.to_bytes(4, "big"),
-            b"\x01" if self.deniable else b"",
+            bytes([self.policy]) if self.policy is not Policy.RECORD else b"",
         )
 
     @property
@@ -128,13 +159,13 @@ class ChannelOffer:
 
     def signed_part(self) -> bytes:
         t = self.terms
-        version = _OFFER_VERSION_FLAGS if t.deniable else _OFFER_VERSION
+        version = _OFFER_VERSION if t.policy is Policy.RECORD else _OFFER_VERSION_FLAGS
         w = Writer().u8(version).fixed(self.from_mission, HASH_LEN)
         w.fixed(t.mission_a, HASH_LEN).fixed(t.mission_b, HASH_LEN)
         w.fixed(t.roster_hash_a, HASH_LEN).fixed(t.roster_hash_b, HASH_LEN)
         w.u32(t.cell_size).u32(t.round_seconds).u64(self.start_round)
-        if t.deniable:
-            w.u8(1)
+        if t.policy is not Policy.RECORD:
+            w.u8(t.policy)
         w.u8(len(self.sealed))
         for oid, box in self.sealed:
             w.fixed(oid, OFFICER_ID_LEN).var(box)
@@ -157,11 +188,14 @@ class ChannelOffer:
         a, b = r.fixed(HASH_LEN), r.fixed(HASH_LEN)
         ha, hb = r.fixed(HASH_LEN), r.fixed(HASH_LEN)
         cell_size, round_seconds, start = r.u32(), r.u32(), r.u64()
-        deniable = False
+        policy = Policy.RECORD
         if version == _OFFER_VERSION_FLAGS:
-            if r.u8() != 1:  # the only flag there is; version 1 is for none
-                raise DecodeError("a channel offer names flags this version does not know")
-            deniable = True
+            raw_policy = r.u8()  # version 1 is for the record
+            if raw_policy not in (Policy.DENIABLE, Policy.EITHER):
+                raise DecodeError(
+                    "a channel offer names a policy (flags) this version does not know"
+                )
+            policy = Policy(raw_policy)
         count = r.u8()
         if count > 2 * MAX_OFFICERS:
             raise DecodeError("too many sealed contributions")
@@ -176,7 +210,7 @@ class ChannelOffer:
         outer.end()
         if not a < b:
             raise DecodeError("channel terms must list the missions in sorted order")
-        terms = ChannelTerms(a, b, ha, hb, cell_size, round_seconds, deniable)
+        terms = ChannelTerms(a, b, ha, hb, cell_size, round_seconds, policy)
         return cls(frm, terms, start, sealed, sigs)
 
 

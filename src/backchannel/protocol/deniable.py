@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import HASH_LEN, KEY_LEN, equal, hkdf, hmac_sha256
-from backchannel.errors import AuthenticationError, DecodeError
+from backchannel.errors import AuthenticationError, DecodeError, LocalProtocolError
 from backchannel.protocol.channel import CHANNEL_ID_LEN
 from backchannel.protocol.message import MAC_LEN, SealedMessage
 
@@ -52,8 +52,11 @@ def message_key(root: bytes, channel_id: bytes, direction: int, seq: int) -> byt
 
 
 def authenticate(msg: SealedMessage, root: bytes) -> SealedMessage:
-    """The message with its deniable MAC (its header says its channel, direction, seq)."""
+    """The message with its deniable MAC (its header says its channel, direction, seq,
+    and that it is deniable)."""
     h = msg.header
+    if not h.deniable:
+        raise LocalProtocolError("the message's header does not say it is deniable")
     key = message_key(root, h.channel_id, h.direction, h.seq)
     return msg.with_mac(hmac_sha256(key, labels.DENIABLE_MESSAGE, msg.digest))
 
@@ -65,7 +68,7 @@ def verify(msg: SealedMessage, root: bytes, channel_id: bytes, direction: int) -
     whose policy is deniable takes no signed messages, and the other way round.
     """
     h = msg.header
-    if not msg.mac or msg.signatures:
+    if not msg.mac or msg.signatures or not h.deniable:
         raise AuthenticationError("this channel takes deniable messages only")
     if not equal(h.channel_id, channel_id) or h.direction != direction:
         raise AuthenticationError("the message belongs to another channel or direction")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backchannel.errors import DecodeError, GapDetected, LocalProtocolError
+from backchannel.errors import AuthenticationError, DecodeError, GapDetected, LocalProtocolError
 from backchannel.protocol import cells
 from backchannel.protocol import deniable as deniable_mod
 from backchannel.protocol.channel import ChannelTerms, RoundKeys, SlotChain, direction_of
@@ -56,8 +56,8 @@ class Endpoint:
     delivered_seq: int = 0
     #: False on an officer's device that only receives; one device per mission sends.
     sends: bool = True
-    #: A deniable channel's MAC root (:mod:`.deniable`): messages and receipts carry
-    #: MACs both sides could compute, never signatures. Empty: for the record.
+    #: The MAC root of a channel whose policy allows deniable messages (:mod:`.deniable`).
+    #: Empty on a channel for the record.
     mac_root: bytes = field(default=b"", repr=False)
 
     def __repr__(self) -> str:
@@ -73,8 +73,6 @@ class Endpoint:
         peer_roster: Roster,
         secret: bytes,
         start_round: int,
-        *,
-        deniable: bool = False,
     ) -> Endpoint:
         out = direction_of(local_mission, cls._peer(terms, local_mission))
         return cls(
@@ -87,7 +85,7 @@ class Endpoint:
             Transcript.start(terms.channel_id, out),
             start_round,
             start_round,
-            mac_root=deniable_mod.mac_root(secret) if deniable else b"",
+            mac_root=deniable_mod.mac_root(secret) if terms.allows_deniable else b"",
         )
 
     @staticmethod
@@ -121,7 +119,16 @@ class Endpoint:
 
     # --- sending --------------------------------------------------------------
 
-    def new_header(self, kind: MessageKind, epoch: SendEpoch, created_at: int) -> Header:
+    def new_header(
+        self, kind: MessageKind, epoch: SendEpoch, created_at: int, deniable: bool | None = None
+    ) -> Header:
+        """The next message's header. ``deniable`` defaults to the channel's policy
+        (deniable only: True; for the record or either: False)."""
+        chosen = self.terms.deniable if deniable is None else deniable
+        if chosen and not self.terms.allows_deniable:
+            raise LocalProtocolError("this channel is for the record: no deniable messages")
+        if not chosen and not self.terms.allows_record:
+            raise LocalProtocolError("this channel is deniable: every message is")
         t = self.transcript
         return Header(
             kind,
@@ -136,21 +143,29 @@ class Endpoint:
             epoch.epoch_id,
             epoch.next_index,
             created_at,
+            chosen,
         )
 
     @property
     def deniable(self) -> bool:
-        return bool(self.mac_root)
+        """Deniable only: receipts are MACs too (:attr:`ChannelTerms.deniable`)."""
+        return self.terms.deniable
 
     def queue(self, msg: SealedMessage) -> SealedMessage:
         """Queue a fully co-signed message; refuses one without ``k`` signatures.
 
-        On a deniable channel the officers' signatures stay on this side (the
-        two-person rule holds inside the mission): what leaves carries the
-        channel's MAC instead. Returns the message as it goes out.
+        A deniable message (its header says so, under the officers' signatures)
+        keeps those signatures on this side (the two-person rule holds inside
+        the mission): what leaves carries the channel's MAC instead. Returns the
+        message as it goes out.
         """
         ready_to_send(msg, self.own_roster)
-        if self.deniable:
+        h = msg.header
+        if (h.deniable and not self.terms.allows_deniable) or (
+            not h.deniable and not self.terms.allows_record
+        ):
+            raise LocalProtocolError("the message does not follow the channel's policy")
+        if h.deniable:
             msg = deniable_mod.authenticate(msg, self.mac_root)
         transcript = self.transcript.record_sent(msg.header, msg.digest)
         frags = cells.fragment(
@@ -189,6 +204,20 @@ class Endpoint:
         return keys.slots[self.out_direction], cell
 
     # --- receiving ------------------------------------------------------------
+
+    def _verify(self, msg: SealedMessage) -> None:
+        """A deniable message by its MAC, one for the record by ``k`` signatures; each
+        only where the channel's policy allows it, and as its signed header says."""
+        if msg.header.deniable != msg.deniable:
+            raise AuthenticationError("the message's authenticator does not match its header")
+        if msg.deniable:
+            if not self.terms.allows_deniable:
+                raise AuthenticationError("this channel is for the record: no deniable messages")
+            deniable_mod.verify(msg, self.mac_root, self.channel_id, self.in_direction)
+        else:
+            if not self.terms.allows_record:
+                raise AuthenticationError("this channel takes deniable messages only")
+            verify_signatures(msg, self.peer_roster)
 
     def _receipt(self, transcript: Transcript) -> cells.Receipt:
         seq, head = transcript.received_seq, transcript.received[-1]
@@ -241,10 +270,7 @@ class Endpoint:
                 msg = SealedMessage.decode(cells.reassemble(partial))
                 if msg.message_id != f.message_id:
                     raise DecodeError("reassembled message does not match its id")
-                if self.deniable:
-                    deniable_mod.verify(msg, self.mac_root, self.channel_id, self.in_direction)
-                else:
-                    verify_signatures(msg, self.peer_roster)
+                self._verify(msg)
                 transcript = transcript.accept(msg.header, msg.digest, check_peer=self.sends)
                 messages.append(msg)
                 partial = []

@@ -2,7 +2,7 @@
 
 Byte layout (all integers big-endian; ``var`` = u32 length + bytes)::
 
-    header    = version u8 | kind u8 | channel_id [16] | direction u8 | seq u64
+    header    = version u8 | flags_kind u8 | channel_id [16] | direction u8 | seq u64
               | prev_hash [32] | peer_seq u64 | peer_hash [32]
               | sender_roster u32 | recipient_roster u32
               | epoch_id [16] | chain_index u32 | created_at u64
@@ -11,7 +11,9 @@ Byte layout (all integers big-endian; ``var`` = u32 length + bytes)::
     authenticator = u8 s | s * (officer_id [16] | ed25519 sig [64])   (for the record)
                   | 0xFF | mac [32]                                   (deniable)
 
-``digest = SHA-256(label || message without its authenticator)`` is what the
+``flags_kind`` is the message kind, with bit 7 set for a deniable message (so
+the officers' signatures bind the choice). ``digest = SHA-256(label || message
+without its authenticator)`` is what the
 officers sign (or what the deniable MAC covers, :mod:`.deniable`) and what the
 transcript chains.
 """
@@ -38,6 +40,8 @@ MAX_SHARE_CT = 128
 MESSAGE_ID_LEN = 16
 #: The authenticator byte that marks a deniable message (a MAC, no signatures).
 DENIABLE_MARK = 0xFF
+#: The header's kind byte carries this bit for a deniable message.
+DENIABLE_KIND_BIT = 0x80
 MAC_LEN = 32
 
 
@@ -55,6 +59,9 @@ class Header:
     epoch_id: bytes
     chain_index: int
     created_at: int
+    #: Sent deniably (a MAC instead of signatures, ``deniable-v1.md``): chosen by the
+    #: author, approved with the rest of the header by every co-signer.
+    deniable: bool = False
     _encoded: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def encode(self) -> bytes:
@@ -66,7 +73,7 @@ class Header:
         return (
             Writer()
             .u8(_HEADER_VERSION)
-            .u8(self.kind)
+            .u8(int(self.kind) | (DENIABLE_KIND_BIT if self.deniable else 0))
             .fixed(self.channel_id, CHANNEL_ID_LEN)
             .u8(self.direction)
             .u64(self.seq)
@@ -85,7 +92,8 @@ class Header:
     def decode(cls, raw: bytes) -> Header:
         r = Reader(raw)
         expect_version(r, _HEADER_VERSION, "message header")
-        kind_raw = r.u8()
+        flags_kind = r.u8()
+        kind_raw = flags_kind & ~DENIABLE_KIND_BIT
         if kind_raw not in {int(k) for k in MESSAGE_KINDS}:
             raise DecodeError("unknown message kind")
         h = cls(
@@ -101,6 +109,7 @@ class Header:
             r.fixed(EPOCH_ID_LEN),
             r.u32(),
             r.u64(),
+            bool(flags_kind & DENIABLE_KIND_BIT),
         )
         r.end()
         if h.direction not in (0, 1) or h.seq == 0:

@@ -106,7 +106,7 @@ async def message(request: Request, session: Session) -> Response:
             "peer": peer_names(desk).get(item.channel_id, "?"),
             "state": state,
             "round": item.received_round,
-            "deniable": c.channel(item.channel_id).terms.deniable,
+            "deniable": item.deniable,
         }
     return render(request, session, "message.html", m=view, content=content)
 
@@ -155,10 +155,15 @@ async def compose_form(request: Request, session: Session) -> Response:
     desk = desk_of(request)
     async with desk.use() as c:
         channels = [
-            {"id": rec.channel_id.hex(), "peer": c.peer(rec.peer_mission).name}
+            {
+                "id": rec.channel_id.hex(),
+                "peer": c.peer(rec.peer_mission).name,
+                "policy": rec.terms.policy.label,
+            }
             for rec in c.channels()
         ]
-    return render(request, session, "compose.html", channels=channels)
+    either = any(ch["policy"] == "either" for ch in channels)
+    return render(request, session, "compose.html", channels=channels, either=either)
 
 
 @action
@@ -178,7 +183,9 @@ async def compose(request: Request, session: Session, form: FormData) -> str:
         rec = find(c.channels(), lambda r: r.channel_id, str(form.get("channel") or ""))
         if rec is None:
             raise ConfigError("choose the mission to write to")
-        draft = c.compose(rec.channel_id, Payload(kind, text, fields))
+        chosen = form.get("authentication")
+        deniable = {"deniable": True, "record": False}.get(str(chosen)) if chosen else None
+        draft = c.compose(rec.channel_id, Payload(kind, text, fields), deniable=deniable)
     session.notes.append(("ok", "Sealed and signed by you; your colleagues are asked to co-sign."))
     return f"/sent/{draft.draft_id.hex()}"
 
@@ -272,6 +279,7 @@ async def cosign_queue(request: Request, session: Session) -> Response:
                     "from": officer_name(desk, r.from_officer),
                     "peer": names.get(r.channel_id, "?"),
                     "content": _payload_view(payload),
+                    "deniable": r.deniable,
                 }
             )
     return render(request, session, "cosign.html", requests=requests)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from backchannel.client.api import ChannelOffer, decode_offer, encode_offer
+from backchannel.client.api import ChannelOffer, Policy, decode_offer, encode_offer
 from backchannel.client.service import Client
 from backchannel.errors import ConfigError
 from backchannel.ui.desk import Desk
@@ -58,7 +58,7 @@ def _ours_view(desk: Desk, offer: ChannelOffer) -> dict[str, Any]:
         "need": k,
         "complete": len(ids) >= k,
         "mine": c.officer.officer_id in ids,
-        "deniable": offer.terms.deniable,
+        "policy": offer.terms.policy.label,
     }
 
 
@@ -77,7 +77,7 @@ async def channel_page(request: Request, session: Session) -> Response:
             "confirmed": rec.confirmed,
             "open": _open_with(c, rec.mission_id),
             "ours": ours,
-            "theirs": {"have": len(c.offer_signers(theirs)), "deniable": theirs.terms.deniable}
+            "theirs": {"have": len(c.offer_signers(theirs)), "policy": theirs.terms.policy.label}
             if theirs is not None
             else None,
             "k": c.mission().roster.threshold,
@@ -95,7 +95,11 @@ async def make(request: Request, session: Session, form: FormData) -> str:
         rec = _peer(c, hex_id)
         if _open_with(c, rec.mission_id):
             raise ConfigError(f"the channel with {rec.name} is already open on this desk")
-        made = c.make_offer(rec.mission_id, deniable=form.get("deniable") == "1")
+        chosen = form.get("policy") or "record"
+        if chosen not in ("record", "deniable", "either"):
+            raise ConfigError("choose how the channel's messages are authenticated")
+        policy = Policy[str(chosen).upper()]
+        made = c.make_offer(rec.mission_id, policy=policy)
         desk.offers.setdefault(hex_id, {})["ours"] = made
         k = c.mission().roster.threshold
     nxt = "give the file to a colleague to co-sign" if k > 1 else "give it to " + rec.name
