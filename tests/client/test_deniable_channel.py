@@ -162,3 +162,30 @@ async def test_a_contact_and_a_mission_talk_deniably_through_a_relay(
         han.approve_share(req.request_id)
     await rounds()
     assert ri.read(back.message_id).text == "Thursday suits me."
+
+
+async def test_on_a_channel_for_either_each_message_goes_as_its_author_chose(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await founded(tmp_path, relay)
+    own, theirs = offers(ny, dc, (ch.Policy.EITHER, ch.Policy.EITHER))
+    for officer in (*ny, *dc):
+        officer.accept_channel(own, theirs)
+    ri, han = ny
+    smith, _ = dc
+    channel = ri.channel_for("Washington").channel_id
+
+    async def rounds(n: int = 3) -> None:
+        for _ in range(n):
+            for c in (*ny, *dc):
+                await c.settle()
+
+    for text, deniable in (("for the record", False), ("off the record", True)):
+        ri.compose(channel, note(text), deniable=deniable)
+        await rounds()
+        [req] = han.cosign_requests()
+        assert req.deniable is deniable  # the co-signer is told, and signs the choice
+        han.approve_cosign(req.request_id)
+        await rounds(4)
+    got = [(i.deniable, len(SealedMessage.decode(i.message).signatures)) for i in smith.inbox()]
+    assert got == [(False, 2), (True, 0)]
