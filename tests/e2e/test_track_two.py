@@ -41,12 +41,10 @@ def test_a_contact_and_a_mission_talk_deniably_through_the_cli(tmp_path: Path) -
             o.ok("peer", "confirm", peer, "--safety-number", added["safety_number"])
         ny_offer, kim_offer = tmp_path / "ny.offer", tmp_path / "kim.offer"
         assert_one_line_error(ri.run("channel", "offer", "Kim", "--out", ny_offer), "deniable")
-        ri.ok("channel", "offer", "Kim", "--deniable", "--out", ny_offer)
-        assert han.json("channel", "sign", ny_offer)["deniable"] is True
-        assert (
-            kim.json("channel", "offer", "New York", "--deniable", "--out", kim_offer)["signatures"]
-            == 1
-        )  # his alone is enough: k = 1
+        ri.ok("channel", "offer", "Kim", "--policy", "deniable", "--out", ny_offer)
+        assert han.json("channel", "sign", ny_offer)["policy"] == "deniable"
+        made = kim.json("channel", "offer", "New York", "--policy", "deniable", "--out", kim_offer)
+        assert made["signatures"] == 1  # his alone is enough: k = 1
         for o, own, theirs in ((ri, ny_offer, kim_offer), (han, ny_offer, kim_offer),
                                (kim, kim_offer, ny_offer)):  # fmt: skip
             assert o.json("channel", "accept", own, theirs)["policy"] == "deniable"
