@@ -208,6 +208,7 @@ def _note_seeds() -> dict[str, list[bytes]]:
 
 def _intake_seeds() -> dict[str, list[bytes]]:
     from backchannel.protocol import intake as pi
+    from tests.conftest import DetRng
     from tests.fuzz.targets import _intake_fuzz_card
 
     card = _intake_fuzz_card()
@@ -215,7 +216,7 @@ def _intake_seeds() -> dict[str, list[bytes]]:
     return {
         "intake_card": [card.encode(), b"\xff" + card.page_url().encode()],
         "intake_request": [req.encode().rstrip(b"\x00")],
-        "intake_answer": [pi.seal_answer(card, bytes(16), "Agreed.")],
+        "intake_answer": [pi.seal_answer(card, bytes(16), "Agreed.", DetRng("answer"))],
     }
 
 

@@ -19,7 +19,9 @@ CARD = pi.IntakeCard("Mission", MISSION, "https://relay.example", "mission-a", K
 
 
 def request(text: str = "ten minutes?", code: bytes | None = None) -> pi.IntakeRequest:
-    return pi.IntakeRequest(pi.Kind.INTERVIEW, "Interview", text, "", code or pi.new_reply_code())
+    return pi.IntakeRequest(
+        pi.Kind.INTERVIEW, "Interview", text, "", code or pi.new_reply_code(secrets.token_bytes)
+    )
 
 
 def test_the_card_survives_text_and_the_page_address() -> None:
@@ -105,19 +107,19 @@ def test_a_wrong_reply_code_is_refused_in_words(text: str) -> None:
 
 
 def test_only_the_reply_code_opens_the_answer() -> None:
-    code = pi.new_reply_code()
-    cell = pi.seal_answer(CARD, code, "Agreed.")
+    code = pi.new_reply_code(secrets.token_bytes)
+    cell = pi.seal_answer(CARD, code, "Agreed.", secrets.token_bytes)
     assert len(cell) == pi.ANSWER_CELL_SIZE == pi.REQUEST_CELL_SIZE
     assert pi.open_answer(CARD, code, cell) == "Agreed."
     with pytest.raises(AuthenticationError):
-        pi.open_answer(CARD, pi.new_reply_code(), cell)
+        pi.open_answer(CARD, pi.new_reply_code(secrets.token_bytes), cell)
     bad = bytearray(cell)
     bad[100] ^= 1
     with pytest.raises(AuthenticationError):
         pi.open_answer(CARD, code, bytes(bad))
-    assert pi.reply_id(CARD, code) != pi.reply_id(CARD, pi.new_reply_code())
+    assert pi.reply_id(CARD, code) != pi.reply_id(CARD, pi.new_reply_code(secrets.token_bytes))
     with pytest.raises(DecodeError):
-        pi.seal_answer(CARD, code, "x" * (pi.MAX_ANSWER_TEXT + 1))
+        pi.seal_answer(CARD, code, "x" * (pi.MAX_ANSWER_TEXT + 1), secrets.token_bytes)
 
 
 def test_the_proof_of_work_binds_tenant_bucket_and_cell() -> None:

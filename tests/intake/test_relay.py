@@ -51,8 +51,9 @@ class Relay:
             assert r.status_code == 200
 
     def body(self, cell: bytes | None = None, bucket_shift: int = 0, bits: int = BITS) -> dict:
-        cell = cell or pi.seal_request(self.card, pi.IntakeRequest(
-            pi.Kind.OTHER, "s", secrets.token_hex(8), "", pi.new_reply_code()))  # fmt: skip
+        code = pi.new_reply_code(secrets.token_bytes)
+        request = pi.IntakeRequest(pi.Kind.OTHER, "s", secrets.token_hex(8), "", code)
+        cell = cell or pi.seal_request(self.card, request)
         bucket = int(CLOCK[0]) // 600 + bucket_shift
         nonce = pi.solve_pow(pi.pow_prefix("mission-a", bucket, cell), bits)
         return {"cell": base64.b64encode(cell).decode(), "bucket": bucket, "nonce": nonce}
@@ -180,11 +181,13 @@ async def test_only_the_mission_reads_its_intake(relay: Relay) -> None:
 
 
 async def test_an_answer_is_read_by_its_reply_id_alone(relay: Relay) -> None:
-    code = pi.new_reply_code()
+    code = pi.new_reply_code(secrets.token_bytes)
     slot = pi.reply_id(relay.card, code)
     async with relay.client() as c:
         assert (await c.get(f"/v1/intake/mission-a/answers/{slot.hex()}")).status_code == 404
-        await relay.store.deposit("mission-a", slot, pi.seal_answer(relay.card, code, "Yes."), 0)
+        await relay.store.deposit(
+            "mission-a", slot, pi.seal_answer(relay.card, code, "Yes.", secrets.token_bytes), 0
+        )
         got = await c.get(f"/v1/intake/mission-a/answers/{slot.hex()}")
         assert got.status_code == 200
         assert pi.open_answer(relay.card, code, base64.b64decode(got.json()["cell"])) == "Yes."

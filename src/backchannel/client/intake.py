@@ -17,6 +17,7 @@ the submitter's status looks the same as for a request not yet answered.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field, replace
 
 from backchannel.client import statecodec
@@ -158,7 +159,7 @@ class Intake(OfficerAlarms):
                 continue
             record = self._intake_record(item.request_id.hex())
             m = self.mission()
-            cell = pi.seal_answer(card, record.reply_code, item.answer)
+            cell = pi.seal_answer(card, record.reply_code, item.answer, secrets.token_bytes)
             slot = pi.reply_id(card, record.reply_code)
             out = NetOut(m.relay_url, m.tenant_id, slot, cell, b"", -1, INTAKE_LANE)
             self.vault.append(INTAKE_OUT, statecodec.dumps(out))
@@ -258,7 +259,7 @@ class Intake(OfficerAlarms):
         rec = self._intake_record(request)
         text = text.strip()
         try:
-            pi.seal_answer(self.intake_card(), rec.reply_code, text)  # checks the length
+            pi.check_answer_text(text)
         except DecodeError as exc:
             raise ConfigError(str(exc)) from None
         if not text:

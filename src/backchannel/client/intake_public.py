@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 from dataclasses import dataclass
 
 import httpx
@@ -116,7 +117,7 @@ async def submit(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Submitted:
     """Seal a request to the card's mission and hand it to the relay."""
-    code = pi.new_reply_code()
+    code = pi.new_reply_code(secrets.token_bytes)
     cell = pi.seal_request(card, pi.IntakeRequest(kind, subject, body, contact, code))
     base = f"/v1/intake/{card.tenant_id}"
     try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 import unicodedata
 from dataclasses import dataclass
 from enum import IntEnum
@@ -30,6 +29,7 @@ from backchannel.crypto.primitives import aead_open, aead_seal, hkdf, sha256
 from backchannel.errors import DecodeError
 from backchannel.protocol.codec import Reader, Writer, expect_version
 from backchannel.protocol.constants import CELL_SIZE, SLOT_LEN
+from backchannel.protocol.identity import Rng
 
 VERSION = 1
 CARD_PREFIX = "BACKCHANNEL-INTAKE-1:"
@@ -258,8 +258,8 @@ def open_request(key: KemPrivateKey, card: IntakeCard, cell: bytes) -> IntakeReq
 # --- reply codes and answers ---------------------------------------------------------
 
 
-def new_reply_code() -> bytes:
-    return secrets.token_bytes(REPLY_CODE_LEN)
+def new_reply_code(rng: Rng) -> bytes:
+    return rng(REPLY_CODE_LEN)
 
 
 def format_reply_code(code: bytes) -> str:
@@ -287,10 +287,15 @@ def _reply_key(card: IntakeCard, code: bytes) -> bytes:
     return hkdf(code, salt=None, info=labels.INTAKE_REPLY_KEY + card.mission_id)
 
 
-def seal_answer(card: IntakeCard, code: bytes, text: str) -> bytes:
-    raw = Writer().u8(VERSION).var(_clean(text, MAX_ANSWER_TEXT, "answer").encode()).bytes()
+def check_answer_text(text: str) -> str:
+    """The answer as it will be sealed (NFC); raises if it is too long."""
+    return _clean(text, MAX_ANSWER_TEXT, "answer")
+
+
+def seal_answer(card: IntakeCard, code: bytes, text: str, rng: Rng) -> bytes:
+    raw = Writer().u8(VERSION).var(check_answer_text(text).encode()).bytes()
     padded = raw + bytes(ANSWER_PLAINTEXT_SIZE - len(raw))
-    nonce = secrets.token_bytes(12)
+    nonce = rng(12)
     aad = labels.INTAKE_ANSWER + reply_id(card, code)
     return nonce + aead_seal(_reply_key(card, code), nonce, padded, aad)
 

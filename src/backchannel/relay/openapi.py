@@ -13,22 +13,18 @@ from backchannel import __version__
 from backchannel.protocol.batch import DepositBatch, FetchBatch
 from backchannel.relay.openapi_intake import intake_paths
 from backchannel.relay.openapi_schemas import (
-    ERROR_REF,
     SIZE,
     SLOT,
     TENANT_ID,
     U63,
     component_schemas,
+    error_answer,
+    json_content,
 )
 from backchannel.relay.settings import RelaySettings
 
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": _json(ERROR_REF)}
+_json = json_content
+_error = error_answer
 
 
 def _errors(*codes: int) -> dict[str, Any]:

@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from backchannel.protocol.intake import REQUEST_CELL_SIZE
-from backchannel.relay.openapi_schemas import ERROR_REF, SLOT, TENANT_ID, U63
+from backchannel.relay.openapi_schemas import (
+    SLOT,
+    TENANT_ID,
+    U63,
+    error_answer,
+    json_content,
+)
 from backchannel.relay.settings import RelaySettings
 
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": _json(ERROR_REF)}
+_json = json_content
+_error = error_answer
 
 
 def _base64(size: int) -> dict[str, Any]:

@@ -11,6 +11,18 @@ from typing import Any
 from backchannel.relay.settings import RelaySettings
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON body or answer with ``schema``."""
+    return {"application/json": {"schema": schema}}
+
+
+def error_answer(description: str) -> dict[str, Any]:
+    """An error answer (the ``Error`` schema) described as ``description``."""
+    return {"description": description, "content": json_content(ERROR_REF)}
+
+
 SLOT = {"type": "string", "pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64}
 TENANT_ID = {"type": "string", "pattern": "^[a-z0-9-]{3,64}$", "minLength": 3, "maxLength": 64}
 HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64}

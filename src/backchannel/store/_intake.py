@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from backchannel.errors import ConfigError
+from backchannel.protocol.intake import REQUEST_CELL_SIZE
 
-#: Sizes fixed by the intake format (``protocol/intake.py``), repeated here so
-#: the stores do not depend on the protocol's sealing.
-REQUEST_CELL_SIZE = 4096
 #: Most requests one fetch returns.
 MAX_FETCH = 256
 

@@ -5,6 +5,7 @@ real relay, with nothing loaded from elsewhere and no accessibility faults."""
 from __future__ import annotations
 
 import base64
+import secrets
 from typing import Any
 
 import pytest
@@ -63,10 +64,10 @@ def test_a_reporter_submits_in_the_page_and_the_mission_opens_it(
 
 def test_what_python_seals_the_page_opens(browser: Any, mission: Mission) -> None:
     page = page_for(browser, mission, [])
-    code = pi.new_reply_code()
+    code = pi.new_reply_code(secrets.token_bytes)
     request = pi.IntakeRequest(pi.Kind.MEDIA_TOUR, "Tour", "A crew of three", "desk@x.org", code)
     cell = pi.seal_request(mission.card, request)
-    answer = pi.seal_answer(mission.card, code, "Agreed: Monday.")
+    answer = pi.seal_answer(mission.card, code, "Agreed: Monday.", secrets.token_bytes)
     got = page.evaluate(
         "async ([card, seed, cell, code, answer]) => {" + MODULE + """
         const c = await m.parseCard(card);
