@@ -117,6 +117,50 @@ async def test_sqlite_concurrent_first_opens_apply_once(tmp_path: Path) -> None:
     assert _sqlite_versions(path) == [(m.version, m.name) for m in SQLITE]
 
 
+def _locked() -> sqlite3.OperationalError:
+    exc = sqlite3.OperationalError("database is locked")
+    exc.sqlite_errorcode = sqlite3.SQLITE_BUSY
+    return exc
+
+
+async def test_sqlite_open_retries_a_lock_answered_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While another opener switches a new file to WAL SQLite may answer BUSY
+    # without waiting; opening tries again within the busy timeout.
+    from backchannel.store import _sqlite_conn
+
+    real = _sqlite_conn._connect_writer_once
+    tries = []
+
+    def flaky(*args: object) -> sqlite3.Connection:
+        tries.append(1)
+        if len(tries) < 3:
+            raise _locked()
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_sqlite_conn, "_connect_writer_once", flaky)
+    store = SQLiteRelayStore(tmp_path / "relay.db")
+    await store.open()
+    await store.close()
+    assert len(tries) == 3
+    assert _sqlite_versions(tmp_path / "relay.db") == [(m.version, m.name) for m in SQLITE]
+
+
+async def test_sqlite_open_gives_up_on_a_lock_held_past_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backchannel.store import _sqlite_conn
+
+    def held(*args: object) -> sqlite3.Connection:
+        raise _locked()
+
+    monkeypatch.setattr(_sqlite_conn, "_connect_writer_once", held)
+    store = SQLiteRelayStore(tmp_path / "relay.db", busy_timeout_ms=100)
+    with pytest.raises(StoreUnavailable, match="locked"):
+        await store.open()
+
+
 def _pg_versions(dsn: str) -> list[tuple[int, str]]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute("SELECT version, name FROM schema_version ORDER BY version")

@@ -18,7 +18,10 @@ Pragmas, and why each is safe
 ``busy_timeout``
     Another process (a backup, a second relay, an admin tool) may hold the lock
     briefly; we wait up to this long, then report :class:`StoreUnavailable`
-    rather than hang. Nothing is acknowledged in that case.
+    rather than hang. Nothing is acknowledged in that case. Opening the file
+    is retried for as long: while another process is switching a new file to
+    WAL, or recovering its log, SQLite answers ``SQLITE_BUSY`` at once without
+    waiting (seen when several relays first open the same new file).
 ``foreign_keys=ON``
     A cell can never belong to a tenant that does not exist.
 ``journal_size_limit``
@@ -34,6 +37,7 @@ Pragmas, and why each is safe
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from backchannel.errors import StoreUnavailable
 from backchannel.store import _migrations
@@ -54,7 +58,28 @@ def connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
+def _busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def connect_writer(path: str, busy_timeout_ms: int, max_db_bytes: int | None) -> sqlite3.Connection:
+    """Open the writer, retrying a lock held while another opener sets the file up."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    pause = 0.005
+    while True:
+        try:
+            return _connect_writer_once(path, busy_timeout_ms, max_db_bytes)
+        except sqlite3.Error as exc:
+            if not _busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
+def _connect_writer_once(
+    path: str, busy_timeout_ms: int, max_db_bytes: int | None
+) -> sqlite3.Connection:
     conn = connect(path, busy_timeout_ms)
     try:
         # Only reads until the file is known to be ours: a damaged file or
