@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 import httpx
@@ -10,7 +10,8 @@ import pytest
 
 from backchannel.client.keystore import KdfParams
 from backchannel.client.relay_client import RelayClient, RetryPolicy
-from backchannel.client.service import RelayFactory
+from backchannel.client.service import Client, RelayFactory
+from backchannel.protocol import channel as ch
 from backchannel.relay.app import create_app
 from backchannel.relay.settings import RelaySettings
 from backchannel.store.memory import MemoryRelayStore
@@ -58,3 +59,21 @@ async def relay(tmp_path: Path) -> AsyncIterator[InProcessRelay]:
     r = InProcessRelay(tmp_path / "relay")
     async with r.app.router.lifespan_context(r.app):
         yield r
+
+
+async def adopt_policy(
+    officers: Sequence[Client], official: Iterable[ch.Policy], track2_k: int = 0
+) -> None:
+    """The mission's officers change its policy as they would: the first proposes,
+    the rounds carry it, the others sign until ``k`` have; every device adopts it."""
+    pending = officers[0].policy_propose(official, track2_k)
+    for _ in range(3):
+        for c in officers:
+            await c.settle()
+    for c in officers[1 : officers[0].mission().roster.threshold]:
+        c.policy_sign(pending.ref)
+        for _ in range(3):
+            for d in officers:
+                await d.settle()
+    for c in officers:
+        assert c.mission_policy() == pending.policy, c.officer.name

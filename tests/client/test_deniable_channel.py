@@ -15,7 +15,7 @@ from backchannel.errors import RemoteProtocolError
 from backchannel.protocol import channel as ch
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
-from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay
+from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay, adopt_policy
 
 Mission = tuple[Client, Client]
 
@@ -24,6 +24,9 @@ async def founded(tmp: Path, relay: InProcessRelay) -> tuple[Mission, Mission]:
     f = relay.factory()
     ny = await demo.found(tmp, "New York", ("Ri", "Han"), RELAY_URL, f, "pw", FAST_KDF)
     dc = await demo.found(tmp, "Washington", ("Smith", "Jones"), RELAY_URL, f, "pw", FAST_KDF)
+    # Deniable messages on official channels are a standing decision of each mission.
+    for mission in (ny, dc):
+        await adopt_policy(mission, set(ch.Policy))
     return ny, dc
 
 

@@ -26,7 +26,9 @@ import pytest
 
 from backchannel.client.home import Home
 from backchannel.client.keystore import KdfParams
+from backchannel.client.policy import POLICY_NOTICE, POLICY_PENDING
 from backchannel.client.service import Client
+from backchannel.protocol.channel import Policy
 from tests.relay.procs import REPO, RelayProcess, fresh_pg_schema, postgres_reachable
 
 _T = TypeVar("_T")
@@ -179,9 +181,29 @@ async def _found(
     return a, b
 
 
-async def _setup(workdir: Path, ny_url: str, dc_url: str, register: bool, pair: bool) -> Missions:
+def adopt_policy_by_hand(officers: tuple[Client, Client], official: Iterable[Policy]) -> None:
+    """A 2-of-2 mission's officers change its policy, the signed change handed from
+    one device to the other as the mission mailbox would carry it (no relay here)."""
+    a, b = officers
+    proposed = a.policy_propose(official, 0)
+    raw = a.vault.get(POLICY_PENDING, proposed.policy.hash)
+    assert raw is not None
+    assert b._on_policy_notice(a.officer.officer_id, POLICY_NOTICE + raw) is None
+    assert b.policy_sign(proposed.ref).adopted
+    adopted = b.mission().policies[-1]
+    assert a._on_policy_notice(b.officer.officer_id, POLICY_NOTICE + adopted) is None
+    assert a.mission_policy() == b.mission_policy() == proposed.policy
+
+
+async def _setup(
+    workdir: Path, ny_url: str, dc_url: str, register: bool, pair: bool,
+    official: Iterable[Policy] | None = None,
+) -> Missions:  # fmt: skip
     ny = await _found(workdir, "New York", ("Officer Ri", "Officer Han"), ny_url, register)
     dc = await _found(workdir, "Washington", ("Officer Smith", "Officer Jones"), dc_url, register)
+    if official is not None:
+        for mission in (ny, dc):
+            adopt_policy_by_hand(mission, official)
     cards = (ny[0].mission_card().encode(), dc[0].mission_card().encode())
     if pair:
         offers = {}
@@ -200,7 +222,9 @@ async def _setup(workdir: Path, ny_url: str, dc_url: str, register: bool, pair: 
 
 
 def set_up_missions(
-    workdir: Path, ny_url: str, dc_url: str, *, register: bool = True, pair: bool = True
-) -> Missions:
-    """Found New York (Ri, Han) and Washington (Smith, Jones), 2-of-2 each; pair them."""
-    return asyncio.run(_setup(workdir, ny_url, dc_url, register, pair))
+    workdir: Path, ny_url: str, dc_url: str, *, register: bool = True, pair: bool = True,
+    official: Iterable[Policy] | None = None,
+) -> Missions:  # fmt: skip
+    """Found New York (Ri, Han) and Washington (Smith, Jones), 2-of-2 each; pair them.
+    ``official``: the kinds of official channel both missions' policies allow."""
+    return asyncio.run(_setup(workdir, ny_url, dc_url, register, pair, official))

@@ -80,3 +80,27 @@ def test_a_contact_and_a_mission_talk_deniably_through_the_cli(tmp_path: Path) -
         han.settle()
         ri.settle()
         assert ri.json("read", back["message_id"][:8])["text"] == "Thursday suits me."
+
+        # The mission decides, two officers of two, that one may speak to a contact
+        # alone: proposed on one device, signed on the other, the rounds carry it.
+        assert ri.json("mission", "policy", "show")["track2_k"] == 0
+        made = ri.json("mission", "policy", "propose", "--official", "record",
+                       "--track2-k", "1")  # fmt: skip
+        assert made["adopted"] is False and made["signed_by"] == ["Officer Ri"]
+        ri.settle()
+        han.settle()
+        [pending] = han.json("mission", "policy", "show")["pending"]
+        assert pending["track2_k"] == 1 and pending["ref"] == made["ref"]
+        assert "proposed a policy change" in han.ok("status").out
+        assert han.json("mission", "policy", "sign", made["ref"])["adopted"] is True
+        han.settle()
+        ri.settle()
+        assert ri.json("mission", "policy", "show") == han.json("mission", "policy", "show")
+        assert ri.json("mission", "policy", "show")["track2_k"] == 1
+        ri.json("compose", "Kim", "--text", "Confirmed, on my word alone.")
+        ri.settle()
+        kim.settle()
+        assert han.json("cosign", "list")["requests"] == []
+        last = kim.json("inbox")["messages"][-1]
+        kim.ok("open", last["message_id"][:8])
+        assert kim.json("read", last["message_id"][:8])["text"] == "Confirmed, on my word alone."

@@ -18,7 +18,9 @@ import httpx
 import pytest
 
 from backchannel.client.home import Home
+from backchannel.client.policy import POLICY_NOTICE, POLICY_PENDING
 from backchannel.client.service import Client
+from backchannel.protocol.channel import Policy
 from backchannel.ui.app import create_app
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Gate
@@ -130,9 +132,29 @@ def test_offers_are_refused_until_right_and_nothing_changes(desks: dict[str, Des
     assert ri.desk.offers[dc]["ours"].signatures == han.desk.offers[dc]["ours"].signatures
 
 
-def test_a_deniable_offer_is_made_and_shown_as_such(tmp_path: Path) -> None:
+def test_the_missions_policy_decides_which_offers_the_desk_makes(tmp_path: Path) -> None:
+    # By default a mission's official channels are for the record: the desk offers
+    # nothing else, and a forged form asking for a deniable channel is refused.
     m = in_thread(lambda: set_up_missions(tmp_path, DEAD_RELAY, DEAD_RELAY, register=False,
                                           pair=False))  # fmt: skip
+    ri = DeskClient(m.ri.home)
+    try:
+        ri.post("/pairing/add", card_text=m.dc_card)
+        dc = _peer(ri)
+        ri.post(f"/pairing/{dc}/confirm", read_aloud="yes", peer_confirmed="yes")
+        page = html.unescape(ri.get(f"/pairing/{dc}/channel").text)
+        assert 'name="policy" value="record"' in page
+        assert 'value="deniable"' not in page and "The mission's policy allows only" in page
+        page = html.unescape(ri.post(f"/pairing/{dc}/channel/make", policy="deniable"))
+        assert "the mission's policy does not allow official channels that are deniable" in page
+        assert dc not in ri.desk.offers or "ours" not in ri.desk.offers[dc]
+    finally:
+        ri.client.home.close()
+
+
+def test_a_deniable_offer_is_made_and_shown_as_such(tmp_path: Path) -> None:
+    m = in_thread(lambda: set_up_missions(tmp_path, DEAD_RELAY, DEAD_RELAY, register=False,
+                                          pair=False, official=set(Policy)))  # fmt: skip
     ri, smith = DeskClient(m.ri.home), DeskClient(m.smith.home)
     try:
         ri.post("/pairing/add", card_text=m.dc_card)
@@ -157,4 +179,42 @@ def test_a_deniable_offer_is_made_and_shown_as_such(tmp_path: Path) -> None:
         assert ri.client.channels() == []
     finally:
         for d in (ri, smith):
+            d.client.home.close()
+
+
+def test_officers_change_the_policy_on_their_desks(tmp_path: Path) -> None:
+    m = in_thread(lambda: set_up_missions(tmp_path, DEAD_RELAY, DEAD_RELAY, register=False,
+                                          pair=False))  # fmt: skip
+    ri, han = DeskClient(m.ri.home), DeskClient(m.han.home)
+    try:
+        page = html.unescape(ri.get("/roster").text)
+        assert "Official channels may be: for the record." in page
+        assert "goes out with 2 officers' signatures (the roster's k)" in page
+        data = {"csrf": ri.csrf, "back": "/roster", "official": ["record", "either"],
+                "track2_k": "1"}  # fmt: skip
+        r = ri.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
+        assert r.status_code == 303
+        page = html.unescape(ri.get("/roster").text)
+        assert "Policy change proposed and signed by you (1 of 2)" in page
+        assert "Signed by Officer Ri (1 of 2)" in page and "Sign this change" not in page
+        assert "Official channels may be: for the record." in page  # not yet in force
+        # The rounds would carry it to Han's device; here it is handed over.
+        [pending] = ri.client.policy_pending()
+        raw = ri.client.vault.get(POLICY_PENDING, pending.policy.hash)
+        assert raw is not None
+        han.client._on_policy_notice(ri.client.officer.officer_id, POLICY_NOTICE + raw)
+        page = html.unescape(han.get("/roster").text)
+        assert "Officer Ri proposed a policy change" in html.unescape(han.get("/alarms").text)
+        assert "Track II k = 1" in page and "Sign this change" in page
+        page = han.post(f"/roster/policy/{pending.ref}/sign")
+        assert "Signed: the change has its signatures and is in force." in page
+        assert "Official channels may be: for the record; either, message by message." in page
+        assert "goes out with one officer's signature" in page
+        # An empty choice is refused with a clear line, and changes nothing.
+        data = {"csrf": han.csrf, "back": "/roster", "track2_k": "0"}
+        r = han.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
+        assert "tick at least one kind" in html.unescape(han.get(r.headers["location"]).text)
+        assert han.client.mission_policy().track2_k == 1
+    finally:
+        for d in (ri, han):
             d.client.home.close()

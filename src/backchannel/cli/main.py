@@ -29,6 +29,7 @@ from backchannel.cli import (
     mission,
     officer,
     peer,
+    policy_cmd,
     roster_cmd,
     rounds,
     ui_cmd,
@@ -99,6 +100,7 @@ def _root(
 
 app.add_typer(officer.app, name="officer")
 mission.app.add_typer(roster_cmd.app, name="change")
+mission.app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(mission.app, name="mission")
 app.add_typer(peer.app, name="peer")
 app.add_typer(channel.app, name="channel")

@@ -11,7 +11,8 @@ signed entries with one number are kept as a proof of the fork.
 
 :func:`export_record` writes a record a review board can check offline with
 :func:`verify_record` (``backchannel audit verify --file``): the mission's
-roster chain, verified from the mission id, and every officer's entries.
+roster chain, verified from the mission id, the mission policy's signed
+changes, each verified against the roster it names, and every officer's entries.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from backchannel.client.device import Device
 from backchannel.crypto.primitives import equal
 from backchannel.errors import BackchannelError, DecodeError, SignatureError
 from backchannel.protocol import joint
+from backchannel.protocol import policy as mp
 from backchannel.protocol import roster as rs
 from backchannel.protocol.audit import (
     GENESIS,
@@ -141,6 +143,7 @@ class Audit(Device):
             "mission_id": m.mission_id.hex(),
             "mission": m.name,
             "roster_chain": [c.hex() for c in m.chain],
+            "policy_chain": [c.hex() for c in m.policies],
             "entries": [v.hex() for _, v in sorted(self.vault.items(AUDIT))],
             "forks": [_split_pair(v)[0].hex() + ":" + _split_pair(v)[1].hex()
                       for _, v in sorted(self.vault.items(AUDIT_FORKS))],
@@ -162,9 +165,17 @@ def verify_record(text: str) -> tuple[int, list[str]]:
         mission_id = bytes.fromhex(record["mission_id"])
         chain = [rs.SignedRoster.decode(bytes.fromhex(c)) for c in record["roster_chain"]]
         entries = [bytes.fromhex(e) for e in record["entries"]]
+        policies = [
+            mp.SignedPolicy.decode(bytes.fromhex(p)) for p in record.get("policy_chain", [])
+        ]
     except (ValueError, KeyError, TypeError, AttributeError, BackchannelError):
         raise DecodeError("the audit record is damaged or not an audit record") from None
     rosters = rs.verify_chain(mission_id, chain)
+    policy_problems = []
+    try:
+        mp.verify_chain(mission_id, policies, rosters)
+    except mp.PolicyError as exc:
+        policy_problems.append(f"the mission policy's changes: {exc}")
 
     def key_of(officer_id: bytes) -> OfficerPublic | None:
         for r in reversed(rosters):
@@ -176,7 +187,7 @@ def verify_record(text: str) -> tuple[int, list[str]]:
     for raw in entries:
         e = AuditEntry.decode(raw)
         keyed.append((_key(e.officer_id, e.seq), raw))
-    problems = _check_all(mission_id, keyed, key_of)
+    problems = policy_problems + _check_all(mission_id, keyed, key_of)
     return len(entries), problems
 
 

@@ -20,6 +20,7 @@ from backchannel.client.cards import CardError, OfficerCard
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal
 from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
+from backchannel.protocol import policy as mp
 from backchannel.protocol import roster as rs
 from backchannel.protocol.codec import Reader
 from backchannel.protocol.constants import CELL_SIZE
@@ -42,6 +43,8 @@ class MissionState:
     secret: bytes
     runner_id: bytes
     cell_size: int = CELL_SIZE
+    #: The mission policy's signed changes, oldest first (none: the default).
+    policies: tuple[bytes, ...] = ()
 
     def __repr__(self) -> str:
         return f"MissionState({self.name!r}, <secret>)"
@@ -52,6 +55,13 @@ class MissionState:
     @property
     def roster(self) -> rs.Roster:
         return rs.SignedRoster.decode(self.chain[-1]).roster
+
+    @property
+    def policy(self) -> mp.MissionPolicy:
+        """The mission's policy in force (``protocol/policy.py``)."""
+        if not self.policies:
+            return mp.DEFAULT
+        return mp.SignedPolicy.decode(self.policies[-1]).policy
 
     def epoch_certs(self) -> list[EpochKeyCert]:
         return [EpochKeyCert.decode(c) for c in self.certs]

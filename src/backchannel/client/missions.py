@@ -20,6 +20,7 @@ from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, RemoteProtocolError
 from backchannel.protocol import channel as ch
 from backchannel.protocol import joint
+from backchannel.protocol import policy as mp
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import EpochKeyCert
@@ -146,7 +147,7 @@ class Missions(OfficerAlarms):
         peer's officers see it, and the peer's offer must name the same."""
         peer = self._peer_card(peer_id)
         m = self.mission()
-        _check_policy(m.roster.is_contact or peer.roster.is_contact, policy)
+        _check_policy(m.roster.is_contact or peer.roster.is_contact, policy, m.policy)
         terms = self._terms(peer, policy)
         start = int(self._clock()) // terms.round_seconds
         offer, _ = ch.make_offer(
@@ -189,7 +190,8 @@ class Missions(OfficerAlarms):
         if not equal(own.from_mission, m.mission_id):
             raise ConfigError("neither offer is from our mission")
         peer = self._peer_card(theirs.from_mission)
-        _check_policy(m.roster.is_contact or peer.roster.is_contact, own.terms.policy)
+        track_two = m.roster.is_contact or peer.roster.is_contact
+        _check_policy(track_two, own.terms.policy, m.policy)
         terms = self._terms(peer, own.terms.policy)
         if own.terms != terms or theirs.terms != terms:
             raise RemoteProtocolError("the two offers disagree on the channel's terms")
@@ -267,10 +269,17 @@ def _check_relay_url(url: str) -> None:
         )
 
 
-def _check_policy(track_two: bool, policy: ch.Policy) -> None:
-    """A channel with a contact (a roster of one) is Track II: deniable, always."""
+def _check_policy(track_two: bool, policy: ch.Policy, rules: mp.MissionPolicy) -> None:
+    """A channel with a contact (a roster of one) is Track II: deniable, always; an
+    official channel takes a policy the mission's own allows (k of n set it)."""
     if track_two and policy is not ch.Policy.DENIABLE:
         raise ConfigError(
             "a channel with a contact (one person, no mission) is deniable: make the offer "
             "with --policy deniable"
+        )
+    if not track_two and not rules.allows_official(policy):
+        raise ConfigError(
+            f"the mission's policy does not allow official channels that are "
+            f"{policy.name.lower()} ({rules.describe()}); k officers can change it with "
+            "`backchannel mission policy propose`"
         )

@@ -64,6 +64,7 @@ class AlarmKind(IntEnum):
     CARD_MISMATCH = 5
     DEVICE_UNSEEN = 6
     AUDIT_FORK = 7
+    POLICY_PROPOSED = 8
 
 
 _WHAT = {
@@ -81,6 +82,9 @@ _TODO = {
     AlarmKind.SOLO_OPEN: _ASK,
     AlarmKind.SOLO_ROSTER: "do not sign a roster change you did not discuss in person",
     AlarmKind.ROSTER_PROPOSED: "check the change with him in person before you sign it",
+    AlarmKind.POLICY_PROPOSED: (
+        "check the change with him in person before you sign it (`backchannel mission policy show`)"
+    ),
     AlarmKind.CARD_MISMATCH: (
         "do not send on this channel; meet, compare the peer's card and safety number again, "
         "and re-add the card that both of you checked"

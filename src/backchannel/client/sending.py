@@ -90,6 +90,12 @@ class Sending(OfficerAlarms):
             header = ep.new_header(payload.kind, epoch, now, deniable)
         except LocalProtocolError as exc:
             raise ConfigError(str(exc)) from None
+        if header.deniable and not self._deniable_allowed(rec.peer_mission):
+            raise ConfigError(
+                "the mission's policy allows only messages for the record on official "
+                f"channels ({m.policy.describe()}); send it for the record"
+            )
+        k = self._send_k(rec.peer_mission)
         out, epoch = Outgoing.draft(payload).seal(
             header, epoch, peer.roster, self.officer, m.roster, secrets.token_bytes
         )
@@ -99,7 +105,7 @@ class Sending(OfficerAlarms):
             self._put("channels", channel_id, replace(rec, send_epoch=epoch, epoch_no=epoch_no))
             self._put("drafts", draft.draft_id, draft)
             for o in m.roster.officers:
-                if equal(o.officer_id, self.officer.officer_id):
+                if equal(o.officer_id, self.officer.officer_id) or k == 1:
                     continue
                 # The co-signer opens the sealed draft with its content key: he is
                 # shown exactly what the peer will receive, and the plaintext does
@@ -107,13 +113,32 @@ class Sending(OfficerAlarms):
                 body = cosign_body(channel_id, draft.draft_id, out.content_key, out.message)
                 self._send_joint(joint.JointKind.COSIGN_REQUEST, o.officer_id, body)
             self._audit(AuditKind.DRAFTED, draft.draft_id, f"to {peer.roster.mission_name}")
-        if m.roster.is_contact:
-            # A Track II contact is one person: his own signature is the threshold,
-            # and the message goes out with the next rounds (as a MAC, not it).
-            draft = replace(draft, outgoing=out.with_cosignature(out.message, m.roster))
+        if k == 1:
+            # A Track II contact is one person: his own signature is the threshold;
+            # a mission whose policy lets one officer speak to a contact, the same.
+            # The message goes out with the next rounds (as a MAC, not it).
+            out = out.with_cosignature(out.message, m.roster, self._override(k))
+            draft = replace(draft, outgoing=out)
             self._put("drafts", draft.draft_id, draft)
             draft = self._queue(draft)
         return draft
+
+    def _send_k(self, peer_mission: bytes) -> int:
+        """How many officers sign a message to ``peer_mission``: the roster's ``k``,
+        or to a Track II contact the ``k`` the mission's policy sets."""
+        m = self.mission()
+        to_contact = self._peer_card(peer_mission).roster.is_contact and not m.roster.is_contact
+        return m.policy.send_threshold(m.roster, to_contact)
+
+    def _deniable_allowed(self, peer_mission: bytes) -> bool:
+        """Track II channels are deniable; official ones only where the policy says so."""
+        m = self.mission()
+        if m.roster.is_contact or self._peer_card(peer_mission).roster.is_contact:
+            return True
+        return m.policy.official_deniable
+
+    def _override(self, k: int) -> int | None:
+        return None if k == self.mission().roster.threshold else k
 
     def drafts(self) -> list[DraftRecord]:
         return sorted(self._all("drafts", DraftRecord), key=lambda d: d.created_at)
@@ -133,8 +158,8 @@ class Sending(OfficerAlarms):
             n = len(valid_signers(out.message, m.roster)) if out.message else 0
             self._tell_colleagues(AlarmKind.SOLO_SEND)
             raise NotEnoughSignatures(
-                f"{n} of the {m.roster.threshold} officers needed have signed; "
-                "ask a colleague to co-sign"
+                f"{n} of the {self._send_k(draft_peer(self, draft))} officers needed have "
+                "signed; ask a colleague to co-sign"
             )
         return self._queue(draft)
 
@@ -143,7 +168,17 @@ class Sending(OfficerAlarms):
         ep = self._endpoint(draft.channel_id)
         msg = draft.outgoing.message
         assert msg is not None
-        ep.queue(msg)
+        if msg.header.deniable and not self._deniable_allowed(rec.peer_mission):
+            # Drafted deniable, and k officers narrowed the policy before it went out.
+            withdrawn = replace(draft, outgoing=draft.outgoing.reject())
+            with self._tx():
+                self._put("drafts", draft.draft_id, withdrawn)
+                self._audit(
+                    AuditKind.REJECTED, draft.draft_id,
+                    "withdrawn: the mission's policy no longer allows deniable messages here",
+                )  # fmt: skip
+            return withdrawn
+        ep.queue(msg, self._override(self._send_k(rec.peer_mission)))
         out = draft.outgoing.queue()
         new_draft = replace(draft, outgoing=out)
         epoch = mark_sent(rec.send_epoch, msg) if rec.send_epoch else None
@@ -243,7 +278,9 @@ class Sending(OfficerAlarms):
         msg = draft.outgoing.message.with_signature(sender, sig)
         if sender not in valid_signers(msg, m.roster):
             return "a co-signature did not verify and was dropped"
-        out = draft.outgoing.with_cosignature(msg, m.roster)
+        out = draft.outgoing.with_cosignature(
+            msg, m.roster, self._override(self._send_k(draft_peer(self, draft)))
+        )
         draft = replace(draft, outgoing=out)
         self._put("drafts", draft_id, draft)
         if out.state is SendState.COSIGNED:
@@ -262,6 +299,12 @@ class Sending(OfficerAlarms):
             draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
             if draft is not None and draft.outgoing.state is SendState.SEALED:
                 self._put("drafts", draft_id, replace(draft, outgoing=draft.outgoing.reject()))
+
+
+def draft_peer(client: Sending, draft: DraftRecord) -> bytes:
+    """The peer mission a draft is for."""
+    rec: ChannelRecord = client._get("channels", draft.channel_id, ChannelRecord)
+    return rec.peer_mission
 
 
 def _key_epochs(announcement: bytes) -> set[tuple[bytes, int]]:

@@ -33,6 +33,7 @@ from backchannel.client.log_watch import evidence_text
 from backchannel.client.mailbox import Mailbox
 from backchannel.client.missions import Missions
 from backchannel.client.officer_alarms import ALARM_NOTICE, CARD_NOTICE
+from backchannel.client.policy import POLICY_NOTICE, Policies
 from backchannel.client.records import InboxRecord, ShareRequest
 from backchannel.client.report import SyncReport
 from backchannel.client.sending import Sending, cosign_request
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class Client(Missions, Sending, Driver):
+class Client(Missions, Sending, Policies, Driver):
     """One officer's device: missions, sending, receiving and the rounds."""
 
     def __init__(
@@ -83,6 +84,8 @@ class Client(Missions, Sending, Driver):
                 return self._on_officer_notice(obj.sender_id, obj.body)
             if obj.body.startswith(INTAKE_NOTICE):
                 return self._on_intake_notice(obj.sender_id, obj.body)
+            if obj.body.startswith(POLICY_NOTICE):
+                return self._on_policy_notice(obj.sender_id, obj.body)
             self._on_notice(obj.sender_id, obj.body)
         elif obj.kind is joint.JointKind.AUDIT:
             return self._on_audit(obj.sender_id, obj.body)

@@ -25,6 +25,9 @@ SIG_AUDIT = _label("sig/audit")
 AUDIT_ENTRY = _label("audit/entry")
 ROSTER_HASH = _label("roster-hash")
 MISSION_ID = _label("mission-id")
+# A mission's policy (protocol/policy.py)
+SIG_POLICY = _label("sig/policy")
+POLICY_HASH = _label("policy-hash")
 
 # Channel establishment
 PAIRING_TRANSCRIPT = _label("pairing-transcript")
@@ -110,6 +113,8 @@ ALL: tuple[bytes, ...] = (
     AUDIT_ENTRY,
     ROSTER_HASH,
     MISSION_ID,
+    SIG_POLICY,
+    POLICY_HASH,
     PAIRING_TRANSCRIPT,
     SAFETY_NUMBER,
     CHANNEL_ID,

@@ -69,6 +69,10 @@ class AuditKind(IntEnum):
     INTAKE_ANSWER_PROPOSED = 21
     INTAKE_ANSWER_APPROVED = 22
     INTAKE_ANSWER_SENT = 23
+    # The mission policy (protocol/policy.py); the subject is the policy's hash.
+    POLICY_PROPOSED = 24
+    POLICY_SIGNED = 25
+    POLICY_ADOPTED = 26
 
 
 @dataclass(frozen=True, slots=True)

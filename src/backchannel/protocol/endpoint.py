@@ -151,16 +151,20 @@ class Endpoint:
         """Deniable only: receipts are MACs too (:attr:`ChannelTerms.deniable`)."""
         return self.terms.deniable
 
-    def queue(self, msg: SealedMessage) -> SealedMessage:
-        """Queue a fully co-signed message; refuses one without ``k`` signatures.
+    def queue(self, msg: SealedMessage, threshold: int | None = None) -> SealedMessage:
+        """Queue a fully co-signed message; refuses one without ``k`` signatures
+        (``threshold`` instead, for a deniable message only: the mission policy's
+        Track II ``k``, ``protocol/policy.py``).
 
         A deniable message (its header says so, under the officers' signatures)
         keeps those signatures on this side (the two-person rule holds inside
         the mission): what leaves carries the channel's MAC instead. Returns the
         message as it goes out.
         """
-        ready_to_send(msg, self.own_roster)
         h = msg.header
+        if threshold is not None and not h.deniable:
+            raise LocalProtocolError("only a deniable message can go out under another k")
+        ready_to_send(msg, self.own_roster, threshold)
         if (h.deniable and not self.terms.allows_deniable) or (
             not h.deniable and not self.terms.allows_record
         ):

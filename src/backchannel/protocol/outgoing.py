@@ -63,12 +63,19 @@ class Outgoing:
             out = out._to(SendEvent.THRESHOLD, content_key=None)
         return out
 
-    def with_cosignature(self, message: SealedMessage, sender_roster: Roster) -> Outgoing:
-        """Take a co-signed copy back from another officer's device."""
+    def with_cosignature(
+        self, message: SealedMessage, sender_roster: Roster, threshold: int | None = None
+    ) -> Outgoing:
+        """Take a co-signed copy back from another officer's device. ``threshold``:
+        the signatures needed, where the mission's policy sets them (a deniable
+        message to a Track II contact); the roster's ``k`` otherwise."""
         if self.message is None or message.digest != self.message.digest:
             raise LocalProtocolError("the co-signed message is not the one sealed")
+        if threshold is not None and not message.header.deniable:
+            raise LocalProtocolError("only a deniable message can go out under another k")
+        k = sender_roster.threshold if threshold is None else threshold
         out = self._to(SendEvent.COSIGN, message=message)
-        if len(valid_signers(message, sender_roster)) >= sender_roster.threshold:
+        if len(valid_signers(message, sender_roster)) >= k:
             out = out._to(SendEvent.THRESHOLD, content_key=None)
         return out
 

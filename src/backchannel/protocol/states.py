@@ -4,7 +4,7 @@ Sending (one outgoing message, on the author's and co-signers' devices)::
 
     DRAFT --seal--> SEALED --cosign--> SEALED --threshold--> COSIGNED
     COSIGNED --queue--> QUEUED --deliver--> DELIVERED
-    DRAFT|SEALED --reject--> REJECTED
+    DRAFT|SEALED|COSIGNED --reject--> REJECTED  (COSIGNED: withdrawn before it was queued)
 
 Sealing comes before co-signing (the sketch in DESIGN.md orders them the other
 way): co-signatures cover the ciphertext and the key shares, so there must be
@@ -67,6 +67,7 @@ SEND_TRANSITIONS: dict[tuple[SendState, SendEvent], SendState] = {
     (SendState.QUEUED, SendEvent.DELIVER): SendState.DELIVERED,
     (SendState.DRAFT, SendEvent.REJECT): SendState.REJECTED,
     (SendState.SEALED, SendEvent.REJECT): SendState.REJECTED,
+    (SendState.COSIGNED, SendEvent.REJECT): SendState.REJECTED,
 }
 
 RECV_TRANSITIONS: dict[tuple[RecvState, RecvEvent], RecvState] = {

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from backchannel.client.api import evidence_kind
+from backchannel.client.api import Policy, evidence_kind
 from backchannel.errors import ConfigError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
@@ -174,7 +174,69 @@ async def roster(request: Request, session: Session) -> Response:
             "relay": m.relay_url,
             "version": m.roster.version,
         }
-    return render(request, session, "roster.html", officers=officers, m=mission)
+        policy = _policy_view(m.policy, c.policy_pending(), m.roster.n)
+    return render(request, session, "roster.html", officers=officers, m=mission, policy=policy)
+
+
+_KINDS = {
+    Policy.RECORD: "for the record",
+    Policy.DENIABLE: "deniable",
+    Policy.EITHER: "either, message by message",
+}
+
+
+def _policy_view(current: Any, pending: list[Any], n: int) -> dict[str, Any]:
+    return {
+        "version": current.version,
+        "official": [_KINDS[p] for p in sorted(current.official)],
+        "official_values": [p.label for p in current.official],
+        "track2_k": current.track2_k,
+        "n": n,
+        "pending": [
+            {
+                "ref": p.ref,
+                "text": p.policy.describe(),
+                "signed_by": list(p.signed_by),
+                "needed": p.needed,
+                "mine": p.signed_by_me,
+            }
+            for p in pending
+        ],
+    }
+
+
+@action
+async def policy_propose(request: Request, session: Session, form: FormData) -> str:
+    official = [Policy[str(v).upper()] for v in form.getlist("official") if v in _VALUES]
+    if not official:
+        raise ConfigError("tick at least one kind of official channel")
+    raw_k = str(form.get("track2_k") or "0")
+    if not raw_k.isdigit():
+        raise ConfigError("the Track II k is a number: 0 for the roster's k, or 1 and up")
+    async with desk_of(request).use() as c:
+        made = c.policy_propose(official, int(raw_k))
+    session.notes.append(
+        ("ok", f"Policy change proposed and signed by you ({len(made.signed_by)} of "
+               f"{made.needed}); your colleagues see it after the next rounds.")
+    )  # fmt: skip
+    return "/roster#policy"
+
+
+@action
+async def policy_sign(request: Request, session: Session, form: FormData) -> str:
+    async with desk_of(request).use() as c:
+        signed = c.policy_sign(request.path_params["ref"])
+    if signed.adopted:
+        session.notes.append(("ok", "Signed: the change has its signatures and is in force."))
+    else:
+        session.notes.append(
+            ("ok", f"Signed ({len(signed.signed_by)} of {signed.needed}); "
+                   "in force once enough colleagues sign.")
+        )  # fmt: skip
+    return "/roster#policy"
+
+
+_VALUES = {p.label for p in Policy}
 
 
 # --- pairing and the safety number --------------------------------------------------------------
@@ -271,6 +333,8 @@ routes = [
     Route("/alarms", alarms),
     Route("/alarms/evidence/{n:int}", evidence_file),
     Route("/roster", roster),
+    Route("/roster/policy", policy_propose, methods=["POST"]),
+    Route("/roster/policy/{ref:str}/sign", policy_sign, methods=["POST"]),
     Route("/pairing", pairing),
     Route("/pairing/card", mission_card),
     Route("/pairing/add", add_card, methods=["POST"]),

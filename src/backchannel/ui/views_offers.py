@@ -83,6 +83,8 @@ async def channel_page(request: Request, session: Session) -> Response:
             "k": c.mission().roster.threshold,
             "us": c.mission().name,
             "contact": c.is_contact(rec.mission_id),
+            # The mission's policy (k of n) says which an official channel may be.
+            "allowed": [p.label for p in sorted(c.mission_policy().official)],
         }
     return render(request, session, "channel_offer.html", p=view)
 

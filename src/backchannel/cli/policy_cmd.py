@@ -1,0 +1,116 @@
+"""``backchannel mission policy ...``: what the mission's channels may carry, set k of n."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from backchannel.cli.context import open_client
+from backchannel.cli.output import Text, output
+from backchannel.client.api import Policy
+from backchannel.client.policy import PendingPolicy
+from backchannel.errors import ConfigError
+
+app = typer.Typer(
+    help=(
+        "The mission's policy: which official channels may be deniable, and how many "
+        "officers sign a message to a Track II contact. A change takes k officers' "
+        "signatures; the rounds carry it to every colleague."
+    )
+)
+
+_KINDS = {p.label: p for p in Policy}
+
+
+def _doc(p: PendingPolicy) -> dict[str, object]:
+    return {
+        "ref": p.ref,
+        "version": p.policy.version,
+        "official": sorted(k.label for k in p.policy.official),
+        "track2_k": p.policy.track2_k,
+        "signed_by": list(p.signed_by),
+        "needed": p.needed,
+        "adopted": p.adopted,
+    }
+
+
+@app.command()
+def show(ctx: typer.Context) -> None:
+    """The policy in force, and changes waiting for signatures."""
+    with open_client(ctx) as client:
+        current = client.mission_policy()
+        pending = client.policy_pending()
+    lines: list[Text] = [Text(current.describe())]
+    for p in pending:
+        mark = "" if p.signed_by_me else f"; `backchannel mission policy sign {p.ref}`"
+        lines.append(
+            Text(
+                f"proposed {p.ref}: {p.policy.describe()}; signed by "
+                f"{', '.join(p.signed_by)} ({len(p.signed_by)} of {p.needed}){mark}"
+            )
+        )
+    output(ctx).done(
+        {
+            "version": current.version,
+            "official": sorted(k.label for k in current.official),
+            "track2_k": current.track2_k,
+            "pending": [_doc(p) for p in pending],
+        },
+        *lines,
+    )
+
+
+@app.command()
+def propose(
+    ctx: typer.Context,
+    official: Annotated[
+        list[str],
+        typer.Option(
+            "--official",
+            help="A kind of official channel allowed: record, deniable, either (repeatable).",
+        ),
+    ],
+    track2_k: Annotated[
+        int,
+        typer.Option(
+            "--track2-k",
+            help="Officers who sign a message to a Track II contact (0: the roster's k).",
+        ),
+    ] = 0,
+) -> None:
+    """Propose the next policy, signed by you; colleagues sign it on their devices."""
+    unknown = [k for k in official if k not in _KINDS]
+    if unknown or not official:
+        raise ConfigError("--official is record, deniable or either (repeat it for several)")
+    with open_client(ctx) as client:
+        made = client.policy_propose([_KINDS[k] for k in official], track2_k)
+    output(ctx).done(
+        _doc(made),
+        Text.assemble(("ok", "green"), f" proposed {made.policy.describe()}"),
+        Text(
+            f"colleagues see it after the next rounds and run "
+            f"`backchannel mission policy sign {made.ref}`; in force with {made.needed} "
+            "signatures",
+            style="dim",
+        ),
+    )
+
+
+@app.command()
+def sign(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The change's reference (`mission policy show`).")],
+) -> None:
+    """Sign a proposed change (check it with its author in person first)."""
+    with open_client(ctx) as client:
+        signed = client.policy_sign(ref)
+    state = (
+        "in force"
+        if signed.adopted
+        else f"{len(signed.signed_by)} of {signed.needed} signatures; waiting for colleagues"
+    )
+    output(ctx).done(
+        _doc(signed),
+        Text.assemble(("ok", "green"), f" signed {signed.policy.describe()}: {state}"),
+    )

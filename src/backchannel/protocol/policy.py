@@ -1,0 +1,220 @@
+"""A mission's policy: standing rules its officers set together, k of n.
+
+The roster says who the officers are and how many must act together; the
+policy says what the mission's channels may carry:
+
+- ``official``: the channel policies (:class:`~.channel.Policy`) the mission may
+  agree with another mission: for the record only by default; a mission that
+  also wants deniable messages on official channels says so here.
+- ``track2_k``: how many officers sign a message to a Track II contact (a
+  channel with a roster of one). ``0`` means the roster's ``k``; ``1`` lets one
+  officer speak to a contact alone, as Track II meetings are held in person.
+  Only deniable messages can go out under it (the contact checks a MAC, not the
+  mission's signatures); reading what a contact writes always takes the
+  roster's ``k``.
+
+Like the roster, the policy is versioned and chained: version ``v + 1`` names
+the hash of version ``v`` and takes effect only with the hybrid signatures of
+``k`` officers of the current roster, over the mission id and the policy. Version
+0 is the default above and needs no signature. The policy stays inside the
+mission (officers' devices exchange it in the mission mailbox); a peer learns
+of it only what a channel offer or a message shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from backchannel.crypto import labels
+from backchannel.crypto.primitives import HASH_LEN, equal, sha256
+from backchannel.crypto.signing import HYBRID_SIG_LEN
+from backchannel.errors import DecodeError, RosterError
+from backchannel.protocol.channel import Policy
+from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.constants import MAX_OFFICERS
+from backchannel.protocol.identity import OFFICER_ID_LEN, Officer
+from backchannel.protocol.roster import Roster, signers
+
+_VERSION = 1
+ZERO_HASH = bytes(HASH_LEN)
+_ALL = frozenset(Policy)
+
+
+class PolicyError(RosterError):
+    """A policy change that does not follow, or lacks its signatures."""
+
+
+@dataclass(frozen=True, slots=True)
+class MissionPolicy:
+    """One version of a mission's policy (unsigned body)."""
+
+    version: int = 0
+    official: frozenset[Policy] = field(default=frozenset({Policy.RECORD}))
+    track2_k: int = 0
+    prev_hash: bytes = ZERO_HASH
+    #: The roster version whose officers sign it (a change of roster while a
+    #: policy change waits for signatures makes it stale: propose it again).
+    roster_version: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.official or not self.official <= _ALL:
+            raise DecodeError("a policy allows at least one known kind of official channel")
+        if not 0 <= self.track2_k <= MAX_OFFICERS:
+            raise DecodeError(f"a Track II k is 0 (the roster's) or 1 to {MAX_OFFICERS}")
+        if len(self.prev_hash) != HASH_LEN:
+            raise DecodeError("policy field has the wrong length")
+        if (self.version == 0) != (self.prev_hash == ZERO_HASH):
+            raise DecodeError("only the default policy may lack a predecessor")
+
+    def encode(self) -> bytes:
+        mask = sum(1 << int(p) for p in self.official)
+        w = Writer().u8(_VERSION).u32(self.version).u8(mask).u8(self.track2_k)
+        return w.fixed(self.prev_hash, HASH_LEN).u32(self.roster_version).bytes()
+
+    @classmethod
+    def read(cls, r: Reader) -> MissionPolicy:
+        expect_version(r, _VERSION, "mission policy")
+        version, mask, k = r.u32(), r.u8(), r.u8()
+        if mask >> (max(_ALL) + 1):
+            raise DecodeError("the policy names a kind of channel this version does not know")
+        official = frozenset(p for p in Policy if mask & (1 << int(p)))
+        return cls(version, official, k, r.fixed(HASH_LEN), r.u32())
+
+    @property
+    def hash(self) -> bytes:
+        return sha256(labels.POLICY_HASH, self.encode())
+
+    # --- what it allows ------------------------------------------------------------
+
+    def allows_official(self, channel_policy: Policy) -> bool:
+        """Whether the mission may pair an official channel with this policy."""
+        return channel_policy in self.official
+
+    @property
+    def official_deniable(self) -> bool:
+        """Whether official channels may carry deniable messages at all."""
+        return bool(self.official & {Policy.DENIABLE, Policy.EITHER})
+
+    def send_threshold(self, roster: Roster, to_contact: bool) -> int:
+        """How many officers sign a message: the roster's ``k``, or the Track II ``k``
+        (capped at ``n``) for a message to a contact."""
+        if not to_contact or self.track2_k == 0:
+            return roster.threshold
+        return min(self.track2_k, roster.n)
+
+    def describe(self) -> str:
+        kinds = {
+            Policy.RECORD: "for the record",
+            Policy.DENIABLE: "deniable",
+            Policy.EITHER: "either, message by message",
+        }
+        official = ", ".join(kinds[p] for p in sorted(self.official))
+        k = "the roster's k" if self.track2_k == 0 else str(self.track2_k)
+        return f"version {self.version}: official channels {official}; Track II k = {k}"
+
+
+DEFAULT = MissionPolicy()
+
+
+def _signed_body(mission_id: bytes, policy: MissionPolicy) -> bytes:
+    return Writer().var(mission_id).var(policy.encode()).bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPolicy:
+    mission_id: bytes
+    policy: MissionPolicy
+    signatures: tuple[tuple[bytes, bytes], ...] = ()  # (officer_id, hybrid signature)
+
+    def encode(self) -> bytes:
+        w = Writer().var(self.mission_id).var(self.policy.encode()).u8(len(self.signatures))
+        for oid, sig in self.signatures:
+            w.fixed(oid, OFFICER_ID_LEN).fixed(sig, HYBRID_SIG_LEN)
+        return w.bytes()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SignedPolicy:
+        r = Reader(raw)
+        mission = r.var(64)
+        body = Reader(r.var(256))
+        policy = MissionPolicy.read(body)
+        body.end()
+        count = r.u8()
+        if count > MAX_OFFICERS:
+            raise DecodeError("too many policy signatures")
+        sigs = tuple((r.fixed(OFFICER_ID_LEN), r.fixed(HYBRID_SIG_LEN)) for _ in range(count))
+        r.end()
+        return cls(mission, policy, sigs)
+
+    def signers(self, roster: Roster) -> set[bytes]:
+        """Officers of ``roster`` whose signature verifies (others are left out)."""
+        body = _signed_body(self.mission_id, self.policy)
+        return signers(
+            roster,
+            self.signatures,
+            lambda vk, sig: vk.verify_hybrid(sig, labels.SIG_POLICY, body),
+        )
+
+    def with_signatures(self, more: Iterable[tuple[bytes, bytes]]) -> SignedPolicy:
+        """This policy with ``more`` signatures added (one per officer; the first kept)."""
+        seen = {oid for oid, _ in self.signatures}
+        sigs = list(self.signatures)
+        for oid, sig in more:
+            if oid not in seen:
+                seen.add(oid)
+                sigs.append((oid, sig))
+        return SignedPolicy(self.mission_id, self.policy, tuple(sigs))
+
+
+def propose(
+    current: MissionPolicy, official: Iterable[Policy], track2_k: int, roster: Roster
+) -> MissionPolicy:
+    """The next version of the policy, to be signed by ``k`` officers of ``roster``."""
+    if track2_k > roster.n:
+        raise PolicyError(f"a Track II k of {track2_k} is more than the {roster.n} officers")
+    return MissionPolicy(
+        current.version + 1, frozenset(official), track2_k, current.hash, roster.version
+    )
+
+
+def sign(signed: SignedPolicy, officer: Officer) -> SignedPolicy:
+    body = _signed_body(signed.mission_id, signed.policy)
+    sig = officer.signing_key.sign_hybrid(labels.SIG_POLICY, body)
+    return signed.with_signatures([(officer.officer_id, sig)])
+
+
+def verify_next(
+    current: MissionPolicy, signed: SignedPolicy, roster: Roster, mission_id: bytes
+) -> MissionPolicy:
+    """Accept ``signed`` as the successor of ``current`` or raise :class:`PolicyError`."""
+    new = signed.policy
+    if not equal(signed.mission_id, mission_id):
+        raise PolicyError("that policy is another mission's")
+    if new.version != current.version + 1 or not equal(new.prev_hash, current.hash):
+        raise PolicyError("the policy change does not follow the current policy")
+    if new.roster_version != roster.version:
+        raise PolicyError("the policy change was signed under another roster; propose it again")
+    if new.track2_k > roster.n:
+        raise PolicyError(f"a Track II k of {new.track2_k} is more than the {roster.n} officers")
+    good = signed.signers(roster)
+    if len(good) < roster.threshold:
+        raise PolicyError(
+            f"a policy change needs {roster.threshold} officers of the roster; {len(good)} signed"
+        )
+    return new
+
+
+def verify_chain(
+    mission_id: bytes, chain: Iterable[SignedPolicy], rosters: Iterable[Roster]
+) -> MissionPolicy:
+    """Check a mission's policy changes offline, each against the roster version it
+    names (``rosters``: the mission's verified roster chain); the current policy."""
+    by_version = {r.version: r for r in rosters}
+    current = DEFAULT
+    for signed in chain:
+        roster = by_version.get(signed.policy.roster_version)
+        if roster is None:
+            raise PolicyError("a policy change names a roster version the record lacks")
+        current = verify_next(current, signed, roster, mission_id)
+    return current

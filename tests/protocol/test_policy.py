@@ -1,0 +1,126 @@
+"""A mission's policy as data: its encoding, what it allows, and the signatures a
+change needs (the solo officer, the forged, the tampered, the replayed, another
+mission's, a stale roster: each refused)."""
+
+from __future__ import annotations
+
+import pytest
+
+from backchannel.client.harness import MissionKit, system_rng
+from backchannel.errors import DecodeError
+from backchannel.protocol import policy as mp
+from backchannel.protocol import roster as rs
+from backchannel.protocol.channel import Policy
+from backchannel.protocol.codec import Reader
+
+EITHER = frozenset({Policy.RECORD, Policy.EITHER})
+
+
+@pytest.fixture(scope="module")
+def ny() -> MissionKit:
+    return MissionKit.create("New York", ["Ri", "Han", "Pak"], 2, system_rng)
+
+
+def signed_by(m: MissionKit, who: list[int], policy: mp.MissionPolicy) -> mp.SignedPolicy:
+    out = mp.SignedPolicy(m.mission_id, policy)
+    for i in who:
+        out = mp.sign(out, m.officers[i].officer)
+    return out
+
+
+def test_the_default_is_for_the_record_and_the_rosters_k() -> None:
+    d = mp.DEFAULT
+    assert d.official == {Policy.RECORD} and not d.official_deniable
+    assert d.allows_official(Policy.RECORD) and not d.allows_official(Policy.EITHER)
+    roster = MissionKit.create("X", ["A", "B", "C"], 3, system_rng).roster
+    assert d.send_threshold(roster, to_contact=True) == 3
+    assert d.send_threshold(roster, to_contact=False) == 3
+
+
+def test_the_track_two_k_applies_to_contacts_only(ny: MissionKit) -> None:
+    p = mp.propose(mp.DEFAULT, EITHER, 1, ny.roster)
+    assert p.send_threshold(ny.roster, to_contact=True) == 1
+    assert p.send_threshold(ny.roster, to_contact=False) == 2
+    p3 = mp.propose(mp.DEFAULT, EITHER, 3, ny.roster)
+    assert p3.send_threshold(ny.roster, to_contact=True) == 3
+    with pytest.raises(mp.PolicyError, match="more than the 3 officers"):
+        mp.propose(mp.DEFAULT, EITHER, 4, ny.roster)
+
+
+def test_encoding_round_trips_and_junk_is_refused(ny: MissionKit) -> None:
+    signed = signed_by(ny, [0, 1], mp.propose(mp.DEFAULT, set(Policy), 1, ny.roster))
+    again = mp.SignedPolicy.decode(signed.encode())
+    assert again == signed and again.policy.hash == signed.policy.hash
+    raw = signed.encode()
+    for bad in (raw[:-1], raw + b"\x00", b"", b"\x20" + raw[1:]):
+        with pytest.raises(DecodeError):
+            mp.SignedPolicy.decode(bad)
+    body = bytearray(signed.policy.encode())
+    body[5] = 0x08  # a kind of channel this version does not know
+    with pytest.raises(DecodeError, match="does not know"):
+        mp.MissionPolicy.read(Reader(bytes(body)))
+    with pytest.raises(DecodeError):
+        mp.MissionPolicy(1, frozenset(), 0, bytes(32))
+
+
+def test_k_officers_change_it_and_fewer_do_not(ny: MissionKit) -> None:
+    new = mp.propose(mp.DEFAULT, EITHER, 1, ny.roster)
+    assert mp.verify_next(mp.DEFAULT, signed_by(ny, [0, 2], new), ny.roster, ny.mission_id) == new
+    for who in ([0], [1], [0, 0], []):
+        with pytest.raises(mp.PolicyError, match="needs 2 officers"):
+            mp.verify_next(mp.DEFAULT, signed_by(ny, who, new), ny.roster, ny.mission_id)
+
+
+def test_forged_tampered_and_foreign_signatures_do_not_count(ny: MissionKit) -> None:
+    new = mp.propose(mp.DEFAULT, EITHER, 1, ny.roster)
+    honest = signed_by(ny, [0, 1], new)
+    # Tampered after signing: a wider policy under the same signatures.
+    wider = mp.MissionPolicy(new.version, frozenset(Policy), 3, new.prev_hash, new.roster_version)
+    tampered = mp.SignedPolicy(ny.mission_id, wider, honest.signatures)
+    with pytest.raises(mp.PolicyError, match="0 signed"):
+        mp.verify_next(mp.DEFAULT, tampered, ny.roster, ny.mission_id)
+    # A colleague's signature forged by one officer: only his own counts.
+    ri, han = ny.officers[0], ny.officers[1]
+    forged = mp.sign(mp.SignedPolicy(ny.mission_id, new), ri.officer).with_signatures(
+        [(han.officer.officer_id, honest.signatures[0][1])]
+    )
+    assert forged.signers(ny.roster) == {ri.officer.officer_id}
+    with pytest.raises(mp.PolicyError, match="1 signed"):
+        mp.verify_next(mp.DEFAULT, forged, ny.roster, ny.mission_id)
+    # Officers of another mission, and another mission's signed policy.
+    dc = MissionKit.create("Washington", ["Smith", "Jones"], 2, system_rng)
+    theirs = signed_by(dc, [0, 1], new)
+    as_ours = mp.SignedPolicy(ny.mission_id, new, theirs.signatures)
+    with pytest.raises(mp.PolicyError, match="0 signed"):
+        mp.verify_next(mp.DEFAULT, as_ours, ny.roster, ny.mission_id)
+    relabelled = mp.SignedPolicy(dc.mission_id, new, honest.signatures)
+    with pytest.raises(mp.PolicyError, match="another mission's"):
+        mp.verify_next(mp.DEFAULT, relabelled, ny.roster, ny.mission_id)
+
+
+def test_a_replayed_or_out_of_order_change_is_refused(ny: MissionKit) -> None:
+    v1 = mp.propose(mp.DEFAULT, EITHER, 1, ny.roster)
+    s1 = signed_by(ny, [0, 1], v1)
+    current = mp.verify_next(mp.DEFAULT, s1, ny.roster, ny.mission_id)
+    with pytest.raises(mp.PolicyError, match="does not follow"):
+        mp.verify_next(current, s1, ny.roster, ny.mission_id)  # the same change again
+    v2 = mp.propose(current, {Policy.RECORD}, 0, ny.roster)
+    s2 = signed_by(ny, [1, 2], v2)
+    with pytest.raises(mp.PolicyError, match="does not follow"):
+        mp.verify_next(mp.DEFAULT, s2, ny.roster, ny.mission_id)  # skipping version 1
+    # A sibling of version 1 (another version 1) does not follow version 1.
+    sibling = signed_by(ny, [0, 2], mp.propose(mp.DEFAULT, set(Policy), 0, ny.roster))
+    with pytest.raises(mp.PolicyError, match="does not follow"):
+        mp.verify_next(current, sibling, ny.roster, ny.mission_id)
+    assert mp.verify_chain(ny.mission_id, [s1, s2], [ny.roster]) == v2
+
+
+def test_a_change_signed_under_an_earlier_roster_is_stale(ny: MissionKit) -> None:
+    new = mp.propose(mp.DEFAULT, EITHER, 1, ny.roster)
+    signed = signed_by(ny, [0, 1], new)
+    later = rs.propose_update(ny.roster, list(ny.roster.officers[:2]), 2)
+    with pytest.raises(mp.PolicyError, match="another roster"):
+        mp.verify_next(mp.DEFAULT, signed, later, ny.mission_id)
+    # Offline, each change is checked against the roster version it names.
+    with pytest.raises(mp.PolicyError, match="lacks"):
+        mp.verify_chain(ny.mission_id, [signed], [later])
