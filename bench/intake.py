@@ -213,6 +213,7 @@ def flood(channels: int, seconds: float, pairs: int, bodies_n: int = 4000) -> di
                     phase["flood"] = flooded
                 phases.append(phase)
                 print(json.dumps(phase), flush=True)
+
     def p99(kind: str) -> float:
         return statistics.median(
             p["official"]["deposit_p99_ms"] for p in phases if p["phase"] == kind

@@ -1,8 +1,10 @@
 """The observer: can the relay's operator or a network tap tell when a channel is used?
 
-``python -m bench.observer [--quick] [--rounds N] [--missions M] [--seed S] [--workers W]``
+``python -m bench.observer [--quick] [--rounds N] [--missions M] [--contacts C] [--seed S]
+[--workers W]``
 
-Missions of two officers each run their rounds against a real relay (a
+Missions of two officers each, and Track II contacts (one person, one device,
+a roster of one, on a deniable channel with a mission), run their rounds against a real relay (a
 subprocess on embedded SQLite) through a recording TCP proxy of our own, the
 *tap*: one listening port per device stands for the device's network address.
 The tap records every HTTP request (simulated and wall time, connection,
@@ -75,6 +77,7 @@ from backchannel.protocol.batch import (
     FetchBatchAnswer,
     LogBundle,
 )
+from backchannel.protocol.channel import Policy
 from backchannel.protocol.codec import Writer
 from backchannel.protocol.constants import CELL_SIZE
 from backchannel.protocol.payload import note
@@ -568,7 +571,12 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
         req = FetchBatch.decode(body)
         parts["addressing"] += 32 * len(req.slots)
         parts["queries"] += 33 * len(req.queries)
-        answer = FetchBatchAnswer.decode(rbody, req.pad_to)
+        answer = FetchBatchAnswer.decode(rbody, req.pad_to, req.intake is not None)
+        if req.intake is not None:
+            # The intake's ask (12 bytes) and what the public sent (4 framing bytes and
+            # 12 a request around each sealed cell).
+            rows = answer.intake or ()
+            parts["intake"] += 12 + 3 + sum(12 + len(c) for _, c in rows)
         unpadded = len(answer.encode(1))
         parts["padding"] += len(rbody) - unpadded
         n = len(answer.cells)
@@ -681,6 +689,17 @@ class World:
         self.mission_of[name] = mission
         return client
 
+    async def found_contact(self, j: int) -> Mission:
+        """A Track II contact: a private person with one device and a roster of one."""
+        i = len(self.missions)
+        name = f"c{j}-a"
+        c = await self.new_device(name, i)
+        c.adopt_mission(c.propose_mission(f"Contact {j}", 1, [], RELAY_URL))
+        await c.register_tenant()
+        m = Mission(i, [c], [name])
+        self.missions.append(m)
+        return m
+
     async def found(self, i: int) -> Mission:
         names = [f"m{i}-a", f"m{i}-b"]
         a, b = [await self.new_device(n, i) for n in names]
@@ -704,9 +723,13 @@ class World:
                 rec = officer.add_peer(cards[theirs.index])
                 officer.confirm_peer(rec.mission_id, rec.safety_number)
             peer_id = theirs.runner.mission().mission_id
-            offer = mine.runner.make_offer(peer_id)
-            signer = next(c for c in mine.devices if c is not mine.runner)
-            offers[mine.index] = signer.sign_offer(offer)
+            # With a contact the channel is deniable (Track II); between missions,
+            # for the record.
+            track_two = len(x.devices) == 1 or len(y.devices) == 1
+            policy = Policy.DENIABLE if track_two else Policy.RECORD
+            offer = mine.runner.make_offer(peer_id, policy=policy)
+            signer = next((c for c in mine.devices if c is not mine.runner), None)
+            offers[mine.index] = signer.sign_offer(offer) if signer else offer
         for officer in (*x.devices, *y.devices):
             officer.accept_channel(offers[x.index], offers[y.index])
 
@@ -873,8 +896,11 @@ async def simulate(
     seed: int = 1,
     workdir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    contacts: int = 1,
 ) -> Recording:
-    """Run ``rounds`` rounds of ``missions`` missions through the tap; return what it saw."""
+    """Run ``rounds`` rounds of ``missions`` missions and ``contacts`` Track II contacts
+    (contact ``j`` paired with mission ``j mod missions``) through the tap; return what
+    it saw."""
     if missions < 2:
         raise ValueError("at least two missions")
     with contextlib.ExitStack() as stack:
@@ -896,6 +922,9 @@ async def simulate(
         links = [(i, i + 1) for i in range(missions - 1)]
         for x, y in links[:-1]:
             world.pair(world.missions[x], world.missions[y])
+        for j in range(contacts):
+            contact = await world.found_contact(j)
+            world.pair(world.missions[j % missions], contact)
         # The last link is paired during the run, the roster change comes later.
         world.pending_links = links[-1:]
         world.pair_round = max(1, rounds // 20)
@@ -966,24 +995,26 @@ async def simulate(
     )
 
 
-def _world(args: tuple[int, int, int, int]) -> Recording:
-    rounds, missions, seed, index = args
+def _world(args: tuple[int, int, int, int, int]) -> Recording:
+    rounds, missions, seed, index, contacts = args
     say = (
         (lambda line: print(f"observer: world {index}: {line}", flush=True)) if index >= 0 else None
     )
-    return asyncio.run(simulate(rounds, missions, seed, progress=say))
+    return asyncio.run(simulate(rounds, missions, seed, progress=say, contacts=contacts))
 
 
-def run_worlds(rounds: int, missions: int, seed: int, workers: int) -> list[Recording]:
+def run_worlds(
+    rounds: int, missions: int, seed: int, workers: int, contacts: int = 1
+) -> list[Recording]:
     """``rounds`` rounds in all, shared among ``workers`` independent worlds (each its own
     relay and missions, in its own process); one world runs in this process."""
     if workers <= 1:
-        return [_world((rounds, missions, seed, 0))]
+        return [_world((rounds, missions, seed, 0, contacts))]
     import concurrent.futures
     import multiprocessing
 
     share = [rounds // workers + (1 if i < rounds % workers else 0) for i in range(workers)]
-    jobs = [(n, missions, seed + 1000 * i, i) for i, n in enumerate(share)]
+    jobs = [(n, missions, seed + 1000 * i, i, contacts) for i, n in enumerate(share)]
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         return list(pool.map(_world, jobs))
@@ -1526,6 +1557,49 @@ def traffic(recs: list[Recording]) -> dict[str, Any]:
     }
 
 
+def track_two(recs: list[Recording]) -> dict[str, Any]:
+    """What the tap shows of Track II contacts' devices beside officers' devices.
+
+    For each device, its exchange in a round as the tap sees it: the requests'
+    methods and paths (the tenant in a path replaced by a placeholder) and their
+    body sizes. A contact's device is compared with the officers' devices: is its
+    exchange one that an officer's device also makes? And per tenant, how many
+    devices (addresses) fetch from it: the count the relay can still make.
+    """
+    contact_shapes: Counter[tuple[Any, ...]] = Counter()
+    officer_shapes: Counter[tuple[Any, ...]] = Counter()
+    devices_per_tenant: dict[str, Counter[int]] = {"contact": Counter(), "mission": Counter()}
+    for rec in recs:
+        members: dict[str, list[str]] = defaultdict(list)
+        for device, mission in rec.mission_of.items():
+            members[mission].append(device)
+        by_dev: dict[tuple[str, int], list[Exchange]] = defaultdict(list)
+        for ex in rec.exchanges:
+            if 0 <= ex.round < rec.rounds:
+                by_dev[(ex.device, ex.round)].append(ex)
+        for (device, _), exs in by_dev.items():
+            exs.sort(key=lambda e: e.wall)
+            tenant = rec.tenant_of[device]
+            key = tuple((e.method, e.path.replace(tenant, "{t}"), e.req_body) for e in exs)
+            is_contact = len(members[rec.mission_of[device]]) == 1
+            (contact_shapes if is_contact else officer_shapes)[key] += 1
+        tenants: dict[str, set[str]] = defaultdict(set)
+        for device, tenant in rec.tenant_of.items():
+            tenants[tenant].add(device)
+        for devs in tenants.values():
+            kind = "contact" if len(devs) == 1 else "mission"
+            devices_per_tenant[kind][len(devs)] += 1
+    shared = sum(n for k, n in contact_shapes.items() if k in officer_shapes)
+    total = sum(contact_shapes.values())
+    return {
+        "contact_device_rounds": total,
+        "contact_rounds_in_an_officers_shape": shared,
+        "contact_shapes": len(contact_shapes),
+        "officer_shapes": len(officer_shapes),
+        "devices_per_tenant": {k: dict(v) for k, v in devices_per_tenant.items()},
+    }
+
+
 def analyse(recs: list[Recording], seed: int) -> dict[str, Any]:
     """Every figure of the benchmark from the recordings (scikit-learn for (a) and (b))."""
     rounds = sum(r.rounds for r in recs)
@@ -1548,6 +1622,7 @@ def analyse(recs: list[Recording], seed: int) -> dict[str, Any]:
         ],
         "alarms": dict(Counter(a.split(": ", 1)[1] for r in recs for a in r.alarms)),
         "traffic": traffic(recs),
+        "track_two": track_two(recs),
     }
     try:
         import sklearn  # noqa: F401
@@ -1624,6 +1699,7 @@ def run(
     workers: int | None = None,
     save: Path | None = None,
     load: Path | None = None,
+    contacts: int = 1,
 ) -> dict[str, Any]:
     """Figures for the harness (``python -m bench``): see the module docstring."""
     n = rounds or ROUNDS[quick]
@@ -1637,7 +1713,7 @@ def run(
         n = sum(r.rounds for r in recs)
         t0 -= sim_seconds
     else:
-        recs = run_worlds(n, missions, seed, w)
+        recs = run_worlds(n, missions, seed, w, contacts)
     t1 = time.perf_counter()
     if save is not None:
         with open(save, "wb") as f:
@@ -1655,6 +1731,8 @@ def run(
         command.append("--quick")
     if missions != 2:
         command.append(f"--missions {missions}")
+    if contacts != 1:
+        command.append(f"--contacts {contacts}")
     fig["command"] = " ".join(command)
     fig["workers"] = w
     return fig
@@ -1714,6 +1792,14 @@ def render(fig: dict[str, Any]) -> str:
             for k, v in top
         )
     )
+    t2 = fig.get("track_two")
+    if t2 and t2["contact_device_rounds"]:
+        lines.append(
+            f"track II: {t2['contact_rounds_in_an_officers_shape']} of "
+            f"{t2['contact_device_rounds']} contact device-rounds made an exchange an "
+            f"officer's device also makes (method, path, body size); devices per tenant: "
+            f"{t2['devices_per_tenant']}"
+        )
     for k, g in fig.get("goals", {}).items():
         lines.append(f"goal {k}: {g['goal']}: {g['value']} -> {'met' if g['met'] else 'NOT met'}")
     if fig.get("alarms"):
@@ -1728,6 +1814,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"{ROUNDS[True]} rounds")
     ap.add_argument("--rounds", type=int, help=f"rounds in all (default {ROUNDS[False]:,})")
     ap.add_argument("--missions", type=int, default=2, help="missions per world (default 2)")
+    ap.add_argument(
+        "--contacts", type=int, default=1, help="Track II contacts per world (default 1)"
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
         "--workers", type=int, help="worlds run side by side, each its own relay (default 2)"
@@ -1744,6 +1833,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         save=args.save,
         load=args.load,
+        contacts=args.contacts,
     )
     print(render(fig))
     if args.json:

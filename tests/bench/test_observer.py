@@ -60,7 +60,7 @@ def test_each_device_talks_to_its_own_tenant_only(recording: observer.Recording)
         assert ex.method == "POST" and ex.status == 200
         if ex.path != "/v1/batch/deposit":
             own = f"/v1/tenants/{recording.tenant_of[ex.device]}"
-            assert ex.path in (f"{own}/batch/fetch", f"{own}/intake/fetch")
+            assert ex.path == f"{own}/batch/fetch"
         assert 0 <= ex.offset < 1 and ex.wall <= ex.wall_done
 
 
@@ -83,15 +83,13 @@ def test_the_operator_view_matches_the_tap(recording: observer.Recording) -> Non
     for ex in recording.exchanges:
         if ex.round >= 0:
             route = {"/v1/batch/deposit": "batch_deposit"}.get(ex.path, "batch_fetch")
-            if ex.path.endswith("/intake/fetch"):
-                route = "intake_fetch"
             batch_routes[(ex.round, route)] += 1
     for r, snap in enumerate(recording.operator):
         # Every cell deposited in the round is a new row, of a lane the devices named.
         assert len(snap["cells"]) == deposited[r], r
         assert all(bytes(row[6]) in recording.lanes for row in snap["cells"])
         assert {"cells", "tenants", "log_leaves"} <= set(snap["counts"])
-        for route in ("batch_deposit", "batch_fetch", "intake_fetch"):
+        for route in ("batch_deposit", "batch_fetch"):
             counted = batch_routes[(r, route)]
             metric = f'backchannel_relay_requests_total{{route="{route}",status="200"}}'
             assert snap["metrics"].get(metric, 0) == counted, (r, route)
@@ -122,3 +120,18 @@ def test_wilson_interval() -> None:
     lo, hi = observer.wilson(50, 100)
     assert lo < 0.5 < hi and round(hi - lo, 3) == 0.192
     assert observer.wilson(0, 10)[0] == 0.0
+
+
+def test_a_contacts_device_makes_the_exchange_an_officers_device_makes(
+    recording: observer.Recording,
+) -> None:
+    # A Track II contact (one person, one device, a deniable channel) keeps the same
+    # schedule: the tap sees from him an exchange that officers' devices also make.
+    assert recording.mission_of["c0-a"] not in {recording.mission_of["m0-a"],
+                                                 recording.mission_of["m1-a"]}  # fmt: skip
+    assert any("paired" in text for _, text in recording.events)
+    t2 = observer.track_two([recording])
+    assert t2["contact_device_rounds"] == ROUNDS
+    assert t2["contact_rounds_in_an_officers_shape"] == ROUNDS
+    # What the relay can still count: one device fetches from the contact's tenant.
+    assert t2["devices_per_tenant"]["contact"] == {1: 1}

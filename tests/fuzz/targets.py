@@ -257,8 +257,10 @@ def _log_bundle(data: bytes) -> None:
 
 
 def _fetch_answer(data: bytes) -> None:
-    pad_to = data[0] if data else 1
-    answer = bt.FetchBatchAnswer.decode(data[1:], pad_to)
+    # The first byte: the padding (its low 7 bits) and whether the intake was asked.
+    pad_to = (data[0] & 0x7F) if data else 1
+    intake = bool(data[0] & 0x80) if data else False
+    answer = bt.FetchBatchAnswer.decode(data[1:], pad_to, intake)
     _same(answer.encode(pad_to), data[1:], "fetch batch answer")
     answer.places()
     answer.absence()

@@ -208,3 +208,42 @@ async def test_the_page_is_served_with_a_strict_policy(relay: Relay) -> None:
         )
         for name in ("../app.py", "hpke.LICENSE", "nothing.js"):
             assert (await c.get(f"/intake/{name}")).status_code == 404
+
+
+async def test_the_round_fetch_carries_the_intake(relay: Relay) -> None:
+    # Devices ask for the intake in their batch fetch (one request fewer a round);
+    # the older JSON endpoint answers the same.
+    from backchannel.protocol.batch import FetchBatch, FetchBatchAnswer, IntakeAsk
+
+    bodies = [relay.body() for _ in range(3)]
+    async with relay.client() as c:
+        for body in bodies:
+            assert (await c.post("/v1/intake/mission-a/requests", json=body)).status_code == 201
+
+        async def fetch(ask: IntakeAsk | None) -> FetchBatchAnswer:
+            raw = FetchBatch(0, 64, (bytes(32),), (), ask).encode()
+            headers = {**relay.auth, "content-type": "application/octet-stream"}
+            r = await c.post("/v1/tenants/mission-a/batch/fetch", content=raw, headers=headers)
+            assert r.status_code == 200, r.text
+            return FetchBatchAnswer.decode(r.content, 64, ask is not None)
+
+        got = await fetch(IntakeAsk(1, 32, True))
+        assert [seq for seq, _ in got.intake or ()] == [2, 3]
+        assert [cell for _, cell in got.intake or ()] == [
+            base64.b64decode(b["cell"]) for b in bodies[1:]
+        ]
+        assert (await fetch(IntakeAsk(0, 1, True))).intake == (
+            (1, base64.b64decode(bodies[0]["cell"])),
+        )
+        assert (await fetch(None)).intake is None
+        # Stating "closed" in the round's fetch closes the intake at once.
+        assert (await fetch(IntakeAsk(3, 32, False))).intake == ()
+        assert not await relay.store.intake_is_open("mission-a")
+        r = await c.post("/v1/intake/mission-a/requests", json=relay.body())
+        assert r.status_code == 404
+        # A stranger asks nothing of it.
+        raw = FetchBatch(0, 64, (), (), IntakeAsk(0, 32, True)).encode()
+        r = await c.post("/v1/tenants/mission-a/batch/fetch", content=raw,
+                         headers={"Authorization": "Bearer " + "A" * 43})  # fmt: skip
+        assert r.status_code in (401, 403)
+        assert not await relay.store.intake_is_open("mission-a")

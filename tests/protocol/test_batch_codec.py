@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -29,6 +30,7 @@ from backchannel.protocol.batch import (
     FetchBatch,
     FetchBatchAnswer,
     FetchedCell,
+    IntakeAsk,
     LeafProof,
     LogBundle,
     Query,
@@ -130,6 +132,31 @@ FETCH_ANSWER = FetchBatchAnswer(
 )
 
 
+FETCH_INTAKE = replace(FETCH, intake=IntakeAsk(7, 32, True))
+FETCH_ANSWER_INTAKE = replace(FETCH_ANSWER, intake=((8, b"a sealed request"), (9, bytes(4096))))
+
+
+def test_the_intake_part_is_asked_for_and_answered_exactly() -> None:
+    # A fetch without the intake keeps version 1's bytes; one with it is version 2.
+    assert FETCH.encode()[0] == 1 and FETCH_INTAKE.encode()[0] == 2
+    assert FetchBatch.decode(FETCH_INTAKE.encode()).intake == IntakeAsk(7, 32, True)
+    # An answer to a fetch that asked must carry the part, and one that did not, not.
+    with pytest.raises(DecodeError):
+        FetchBatchAnswer.decode(FETCH_ANSWER.encode(64), 64, True)
+    with pytest.raises(DecodeError):
+        FetchBatchAnswer.decode(FETCH_ANSWER_INTAKE.encode(64), 64, False)
+    for bad in (IntakeAsk(0, 0, True), IntakeAsk(0, 257, False), IntakeAsk(-1, 1, True)):
+        with pytest.raises(LocalProtocolError):
+            replace(FETCH, intake=bad).encode()
+    raw = bytearray(FETCH_INTAKE.encode())
+    raw[-1] = 2  # open is 0 or 1
+    with pytest.raises(DecodeError):
+        FetchBatch.decode(bytes(raw))
+    raw[0] = 3  # an unknown version
+    with pytest.raises(DecodeError):
+        FetchBatch.decode(bytes(raw))
+
+
 def samples() -> dict[str, tuple[Callable[[bytes], object], bytes, object]]:
     """name -> (decoder, valid encoding, the object it encodes)."""
     no_log = LogBundle()
@@ -150,6 +177,17 @@ def samples() -> dict[str, tuple[Callable[[bytes], object], bytes, object]]:
             FETCH_ANSWER,
         ),
         "fetch answer, nothing": (FetchBatchAnswer.decode, plain_answer.encode(), plain_answer),
+        "fetch with intake": (FetchBatch.decode, FETCH_INTAKE.encode(), FETCH_INTAKE),
+        "fetch answer with intake": (
+            lambda raw: FetchBatchAnswer.decode(raw, 64, True),
+            FETCH_ANSWER_INTAKE.encode(64),
+            FETCH_ANSWER_INTAKE,
+        ),
+        "fetch answer with no intake rows": (
+            lambda raw: FetchBatchAnswer.decode(raw, 1, True),
+            replace(plain_answer, intake=()).encode(),
+            replace(plain_answer, intake=()),
+        ),
         "entry": (
             decode_entry,
             encode_entry(leaf(1), [h(1)], [h(2)]),

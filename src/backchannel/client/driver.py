@@ -1,9 +1,9 @@
 """The round driver: the only code of a device that talks to a relay.
 
-Each round it carries the engine's four requests (:mod:`backchannel.client.engine`):
-the batch deposit at :data:`DEPOSIT_AT` of the round, the batch fetch and the
-intake request (:mod:`backchannel.client.intake`) at :data:`FETCH_AT`, the
-check at :data:`CHECK_AT`. The times are fixed fractions
+Each round it carries the engine's three requests (:mod:`backchannel.client.engine`):
+the batch deposit at :data:`DEPOSIT_AT` of the round, the batch fetch, which
+also asks for the public intake's requests (:mod:`backchannel.client.intake`),
+at :data:`FETCH_AT`, the check at :data:`CHECK_AT`. The times are fixed fractions
 of the round, the same whatever the officers did, so the relay and the
 network see one exchange per round at the same moments. Depositing early and
 fetching at mid-round lets what one device deposits reach the others in the
@@ -28,6 +28,7 @@ from backchannel.client.intake import Intake
 from backchannel.client.relay_client import RelayClient
 from backchannel.client.report import SyncReport
 from backchannel.errors import RelayRefused, RelayUnavailable
+from backchannel.protocol.batch import IntakeAsk
 from backchannel.protocol.constants import ROUND_SECONDS
 
 #: When in its round a device deposits, and when it fetches (fractions of the round).
@@ -115,34 +116,24 @@ class Driver(Engine, Intake):
         """This round's batch fetch from our own tenant; True when it found us caught up."""
         m = self.mission()
         plan = self.check_plan() if check else self.fetch_plan()
+        # The fetch also asks what the public sent since the last round, every
+        # round on every device, whether or not the mission ever opened its
+        # intake (it then brings nothing): the same request whatever officers do.
+        intake = None if check else IntakeAsk(*self.intake_window())
         try:
             async with self._relay_for(m.relay_url, m.tenant_id, m.credential) as relay:
                 report.requests += 1
-                answer = await relay.batch_fetch(plan.slots, plan.known_size, plan.queries, PAD_TO)
+                answer = await relay.batch_fetch(
+                    plan.slots, plan.known_size, plan.queries, PAD_TO, intake
+                )
         except _RELAY_ERRORS as exc:
             report.relay_error = str(exc)
             return False
+        if answer.intake:
+            report.intake += self.take_intake(list(answer.intake))
         with self._tx():
             view = FetchView.of(plan.slots, plan.queries, answer)
             return await self.take_fetch(plan, view, report)
-
-    async def intake_phase(self, report: SyncReport) -> None:
-        """This round's intake request: what the public sent since the last one.
-
-        Made every round by every device, whether or not the mission ever
-        opened its intake (it then brings nothing), so it tells the relay
-        nothing about what the officers do.
-        """
-        m = self.mission()
-        after, limit, is_open = self.intake_window()
-        try:
-            async with self._relay_for(m.relay_url, m.tenant_id, m.credential) as relay:
-                report.requests += 1
-                rows = await relay.intake_fetch(after, limit, is_open)
-        except _RELAY_ERRORS as exc:
-            report.relay_error = str(exc)
-            return
-        report.intake += self.take_intake(rows)
 
     async def sync(self, rounds: int = 1) -> SyncReport:
         """Run ``rounds`` rounds now, back to back: deposit, then fetch, each round.
@@ -161,7 +152,6 @@ class Driver(Engine, Intake):
         """One round now: deposit, fetch, check. True when the fetch found us caught up."""
         await self.deposit_phase(report)
         caught_up = await self.fetch_phase(report)
-        await self.intake_phase(report)
         await self.check_phase(report)
         report.rounds += 1
         return caught_up
@@ -217,7 +207,6 @@ class Driver(Engine, Intake):
             await self.deposit_phase(report)
             await _until(start + FETCH_AT * length, now, sleep)
             await self.fetch_phase(report)
-            await self.intake_phase(report)
             await _until(start + CHECK_AT * length, now, sleep)
             await self.check_phase(report)
             report.rounds = 1

@@ -37,6 +37,7 @@ from backchannel.protocol.batch import (
     DepositCell,
     FetchBatch,
     FetchBatchAnswer,
+    IntakeAsk,
     Query,
 )
 from backchannel.protocol.batch_log import CellPlace
@@ -423,21 +424,23 @@ class RelayClient:
         known_size: int,
         queries: Sequence[Query],
         pad_to: int,
+        intake: IntakeAsk | None = None,
     ) -> FetchBatchAnswer:
         """Read ``slots`` of this client's tenant and ask ``queries`` of the log, in
         one request; the answer is padded to a multiple of ``pad_to`` bytes.
 
         Cells and absence are read in one snapshot and proved against one head;
-        ``answers[i]`` answers ``queries[i]``.
+        ``answers[i]`` answers ``queries[i]``. ``intake``: also the tenant's public
+        intake requests (:attr:`FetchBatchAnswer.intake`), stating its open state.
         """
         what = "fetch a batch of cells"
         tenant, credential = self._tenant()
-        body = FetchBatch(known_size, pad_to, tuple(slots), tuple(queries)).encode()
+        body = FetchBatch(known_size, pad_to, tuple(slots), tuple(queries), intake).encode()
         response = await self._request(
             what, "POST", f"/v1/tenants/{tenant}/batch/fetch", auth=credential, content=body
         )
         try:
-            answer = FetchBatchAnswer.decode(response.content, pad_to)
+            answer = FetchBatchAnswer.decode(response.content, pad_to, intake is not None)
         except DecodeError:
             raise self._malformed(what, response.status_code) from None
         asked = set(slots)
@@ -445,6 +448,14 @@ class RelayClient:
             not answer.answers_match(queries)
             or any(c.slot not in asked for c in answer.cells)
             or any(s not in asked for s in answer.spent)
+            or (
+                intake is not None
+                and answer.intake is not None
+                and (
+                    len(answer.intake) > intake.limit
+                    or any(seq <= intake.after for seq, _ in answer.intake)
+                )
+            )
         ):
             raise self._malformed(what, response.status_code)
         return answer

@@ -15,11 +15,15 @@ nothing else). A *proof* is ``count u8 | count x hash [32]``.
   consistency proof | key_len u16 | relay key``: one head, every leaf the
   answer's places need (each once, ascending), proved against it;
 * :class:`FetchBatch` ``version | known_size u64 | pad_to u32 | nslots u16 |
-  slots | nqueries u8 | queries`` (queries and their answers:
-  :mod:`.batch_query`; places and the bundle: :mod:`.batch_log`);
+  slots | nqueries u8 | queries [| 0x49 | after u64 | limit u16 | open u8]``
+  (queries and their answers: :mod:`.batch_query`; places and the bundle:
+  :mod:`.batch_log`; the tail, present exactly when the version is 2, asks for
+  the tenant's public intake, :class:`IntakeAsk`);
 * :class:`FetchBatchAnswer` ``version | ncells u16 | ncells x (slot [32] |
   place | cell_len u32 | cell) | nspent u16 | slots | absent_len u32 |
-  statement of absence | LogBundle | nanswers u8 | answers | zero padding``.
+  statement of absence | LogBundle | nanswers u8 | answers [| 0x49 | nrows u16
+  | nrows x (seq u64 | cell_len u32 | cell)] | zero padding`` (the intake rows
+  exactly when the fetch asked for them).
   A fetched cell's ``place`` is ``leaf_index u64 | batch_position u32 |
   batch_size u32 | batch proof``, all zeros (batch size 0) for a cell stored
   without a log. The padding makes the length a multiple of ``pad_to``.
@@ -218,6 +222,38 @@ class DepositBatchAnswer:
 # -- fetch -----------------------------------------------------------------------------
 
 
+#: Marks the intake part of a fetch and of its answer.
+INTAKE_MARK = 0x49
+#: The version byte of a fetch that asks for the intake (it then must).
+FETCH_INTAKE_VERSION = 2
+#: Most intake requests one fetch may ask for.
+MAX_INTAKE_ROWS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeAsk:
+    """The public intake's part of a fetch: requests numbered above ``after`` (at
+    most ``limit``), and whether the mission wants its intake open."""
+
+    after: int
+    limit: int
+    is_open: bool
+
+    def write(self, w: Writer) -> None:
+        if not 1 <= self.limit <= MAX_INTAKE_ROWS or self.after < 0:
+            raise LocalProtocolError("an intake ask takes 1 to 256 requests after a number >= 0")
+        w.u8(INTAKE_MARK).u64(self.after).u16(self.limit).u8(1 if self.is_open else 0)
+
+    @classmethod
+    def read(cls, r: Reader) -> IntakeAsk:
+        if r.u8() != INTAKE_MARK:
+            raise DecodeError("unknown part after a fetch's queries")
+        after, limit, flag = r.u64(), r.u16(), r.u8()
+        if not 1 <= limit <= MAX_INTAKE_ROWS or flag > 1:
+            raise DecodeError("an intake ask takes 1 to 256 requests, open 0 or 1")
+        return cls(after, limit, flag == 1)
+
+
 @dataclass(frozen=True, slots=True)
 class FetchBatch:
     """Slots to read from one's own tenant, and log queries; the answer pads to ``pad_to``."""
@@ -226,25 +262,31 @@ class FetchBatch:
     pad_to: int
     slots: tuple[bytes, ...] = field(repr=False)
     queries: tuple[Query, ...] = ()
+    intake: IntakeAsk | None = None
 
     def encode(self) -> bytes:
         if not 0 <= self.pad_to <= MAX_PAD_TO:
             raise LocalProtocolError("pad_to is at most 65,536")
         if len(self.slots) >= 1 << 16 or len(self.queries) > MAX_QUERIES:
             raise LocalProtocolError("too many slots or queries in one fetch")
-        w = Writer().u8(VERSION).u64(self.known_size).u32(self.pad_to).u16(len(self.slots))
+        version = VERSION if self.intake is None else FETCH_INTAKE_VERSION
+        w = Writer().u8(version).u64(self.known_size).u32(self.pad_to).u16(len(self.slots))
         for slot in self.slots:
             _check_slot(slot)
             w.fixed(slot, SLOT_LEN)
         w.u8(len(self.queries))
         for q in self.queries:
             w.fixed(q.encode(), QUERY_LEN)
+        if self.intake is not None:
+            self.intake.write(w)
         return w.bytes()
 
     @classmethod
     def decode(cls, raw: bytes) -> FetchBatch:
         r = Reader(raw)
-        expect_version(r, VERSION, "batch fetch")
+        version = r.u8()
+        if version not in (VERSION, FETCH_INTAKE_VERSION):
+            raise DecodeError(f"unknown batch fetch version {version}")
         known_size, pad_to = r.u64(), r.u32()
         if pad_to > MAX_PAD_TO:
             raise DecodeError("pad_to is at most 65,536")
@@ -253,8 +295,9 @@ class FetchBatch:
         if count > MAX_QUERIES:
             raise DecodeError(f"a fetch carries at most {MAX_QUERIES} log queries")
         queries = tuple(Query.read(r) for _ in range(count))
+        intake = IntakeAsk.read(r) if version == FETCH_INTAKE_VERSION else None
         r.end()
-        return cls(known_size, pad_to, slots, queries)
+        return cls(known_size, pad_to, slots, queries, intake)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +320,8 @@ class FetchBatchAnswer:
     absent: bytes = field(default=b"", repr=False)
     log: LogBundle = field(default_factory=LogBundle)
     answers: tuple[QueryAnswer, ...] = ()
+    #: The intake requests (number, sealed cell), when the fetch asked for them.
+    intake: tuple[tuple[int, bytes], ...] | None = field(default=None, repr=False)
 
     def cell_map(self) -> dict[bytes, bytes]:
         return {c.slot: c.cell for c in self.cells}
@@ -327,12 +372,20 @@ class FetchBatchAnswer:
         w.u8(len(self.answers))
         for answer in self.answers:
             answer.encode(w)
+        if self.intake is not None:
+            if len(self.intake) > MAX_INTAKE_ROWS:
+                raise LocalProtocolError("too many intake requests in one answer")
+            w.u8(INTAKE_MARK).u16(len(self.intake))
+            for seq, cell in self.intake:
+                w.u64(seq)
+                _write_cell(w, cell)
         raw = w.bytes()
         return raw + bytes(_padding(len(raw), pad_to))
 
     @classmethod
-    def decode(cls, raw: bytes, pad_to: int = 1) -> FetchBatchAnswer:
-        """Decode an answer padded to ``pad_to`` (the value the fetch sent)."""
+    def decode(cls, raw: bytes, pad_to: int = 1, intake: bool = False) -> FetchBatchAnswer:
+        """Decode an answer padded to ``pad_to`` (the value the fetch sent); ``intake``:
+        whether the fetch asked for intake requests (the answer then carries them)."""
         r = Reader(raw)
         expect_version(r, VERSION, "batch fetch answer")
         cells = tuple(
@@ -346,11 +399,19 @@ class FetchBatchAnswer:
         if count > MAX_QUERIES:
             raise DecodeError(f"an answer carries at most {MAX_QUERIES} query answers")
         answers = tuple(QueryAnswer.read(r) for _ in range(count))
+        rows = None
+        if intake:
+            if r.u8() != INTAKE_MARK:
+                raise DecodeError("the answer lacks the intake requests asked for")
+            n = r.u16()
+            if n > MAX_INTAKE_ROWS:
+                raise DecodeError("too many intake requests in one answer")
+            rows = tuple((r.u64(), read_cell(r)) for _ in range(n))
         body = len(raw) - r.remaining()
         padding = r.rest()
         if not 0 <= pad_to <= MAX_PAD_TO or len(padding) != _padding(body, pad_to) or any(padding):
             raise DecodeError("the answer's padding is wrong")
-        return cls(cells, spent, absent, log, answers)
+        return cls(cells, spent, absent, log, answers, rows)
 
 
 def _padding(length: int, pad_to: int) -> int:

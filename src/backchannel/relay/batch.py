@@ -47,6 +47,7 @@ from backchannel.protocol.batch import (
     encode_entry,
 )
 from backchannel.protocol.merkle import TREE_HEAD_LEN, TreeHead
+from backchannel.relay.intake import intake_round
 from backchannel.relay.requests import HTTPRefusal, is_tenant_id, read_body
 from backchannel.relay.service import MAX_INDEX, RelayService
 from backchannel.store.relay_store import CellProof, DepositResult
@@ -270,7 +271,12 @@ class BatchEndpoints:
         answers = []
         for q in batch.queries:
             answers.append(await self._answer(q, tenant_id, head, found, proofs))
-        body = FetchBatchAnswer(cells, spent, absent, log_bundle, tuple(answers)).encode(
+        rows = None
+        if batch.intake is not None:
+            # The public intake rides the same request (relay/intake.py).
+            ask = batch.intake
+            rows = tuple(await intake_round(service, tenant_id, ask.after, ask.limit, ask.is_open))
+        body = FetchBatchAnswer(cells, spent, absent, log_bundle, tuple(answers), rows).encode(
             batch.pad_to
         )
         return Response(body, media_type=_OCTETS, headers=_NO_STORE)

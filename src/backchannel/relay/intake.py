@@ -207,14 +207,23 @@ class IntakeEndpoints:
         is_open = body.get("open")
         if is_open is not None and not isinstance(is_open, bool):
             raise HTTPRefusal(400, "'open' must be true or false")
-        store = self.service.store
-        if is_open is not None and await store.intake_is_open(record.tenant_id) != is_open:
-            try:
-                await store.intake_set_open(record.tenant_id, is_open, self.service.coarse_now())
-            except UnknownTenant:
-                raise HTTPRefusal(404, "no such tenant on this relay") from None
-        rows = await store.intake_fetch(record.tenant_id, after, max(1, limit))
+        rows = await intake_round(self.service, record.tenant_id, after, limit, is_open)
         return JSONResponse(
             {"requests": [{"seq": seq, "cell": base64.b64encode(c).decode()} for seq, c in rows]},
             headers=_NO_STORE,
         )
+
+
+async def intake_round(
+    service: RelayService, tenant_id: str, after: int, limit: int, is_open: bool | None
+) -> list[tuple[int, bytes]]:
+    """A device's intake request of a round: the open state it states (if any), and the
+    requests numbered above ``after`` (at most ``limit``). Asked by the batch fetch
+    (``relay/batch.py``) and by the older JSON endpoint alike."""
+    store = service.store
+    if is_open is not None and await store.intake_is_open(tenant_id) != is_open:
+        try:
+            await store.intake_set_open(tenant_id, is_open, service.coarse_now())
+        except UnknownTenant:
+            raise HTTPRefusal(404, "no such tenant on this relay") from None
+    return await store.intake_fetch(tenant_id, after, max(1, limit))

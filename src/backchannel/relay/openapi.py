@@ -220,11 +220,12 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "request",
                 "description": "Binary layouts: docs/spec/relay-api.md, 'Batch exchange'. "
                 "Cells, spent slots and the statement of absence come from one snapshot, "
-                "proved against one signed head; each query is answered in order.",
+                "proved against one signed head; each query is answered in order. Version 2 "
+                "also asks for the tenant's public intake requests (the answer carries them).",
                 "security": tenant_auth,
                 "requestBody": _binary_body(
                     "version u8 | known_size u64 | pad_to u32 | nslots u16 | slots [32] | "
-                    "nqueries u8 | queries [33]",
+                    "nqueries u8 | queries [33] [| 0x49 | after u64 | limit u16 | open u8]",
                     FetchBatch(0, 0, ()).encode(),
                 ),
                 "responses": {
