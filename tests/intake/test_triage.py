@@ -167,3 +167,38 @@ async def test_an_answer_notice_whose_text_does_not_match_its_digest_is_set_asid
     said = han._on_intake_notice(ri.officer.officer_id, forged)
     assert said is not None and "set aside" in said
     assert han.vault.items(INTAKE_VOTES) == [] and han.intake_items()[0].proposals == ()
+
+
+async def test_a_colleagues_round_does_not_undo_the_opening(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    # The runner's device alone states the open state, in every round: a colleague's
+    # device that has not yet heard of an opening does not close the intake again.
+    (ri, han), _ = await two_missions(tmp_path, relay)
+    assert ri.is_runner and not han.is_runner
+    tenant = ri.mission().tenant_id
+    ri.intake_set_open(True)
+    await ri.sync(1)
+    assert await relay.store.intake_is_open(tenant)
+    assert not han.intake_is_open()  # not yet heard of it
+    await han.sync(1)
+    assert await relay.store.intake_is_open(tenant)
+    # An opening decided on the colleague's device reaches the relay through the
+    # runner's: closing there, then the rounds carry it.
+    han_knows = False
+    for _ in range(16):
+        await han.sync(1)
+        await ri.sync(1)
+        han_knows = han_knows or han.intake_is_open()
+        if han_knows:
+            break
+    assert han_knows
+    han.intake_set_open(False)
+    await han.sync(1)
+    assert await relay.store.intake_is_open(tenant)  # his device states nothing
+    for _ in range(16):
+        await han.sync(1)
+        await ri.sync(1)
+        if not await relay.store.intake_is_open(tenant):
+            break
+    assert not ri.intake_is_open() and not await relay.store.intake_is_open(tenant)

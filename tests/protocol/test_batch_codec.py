@@ -148,8 +148,10 @@ def test_the_intake_part_is_asked_for_and_answered_exactly() -> None:
     for bad in (IntakeAsk(0, 0, True), IntakeAsk(0, 257, False), IntakeAsk(-1, 1, True)):
         with pytest.raises(LocalProtocolError):
             replace(FETCH, intake=bad).encode()
+    unstated = replace(FETCH, intake=IntakeAsk(7, 32, None))
+    assert FetchBatch.decode(unstated.encode()) == unstated
     raw = bytearray(FETCH_INTAKE.encode())
-    raw[-1] = 2  # open is 0 or 1
+    raw[-1] = 3  # open is 0, 1 or 2 (unstated)
     with pytest.raises(DecodeError):
         FetchBatch.decode(bytes(raw))
     raw[0] = 3  # an unknown version

@@ -1,9 +1,9 @@
 """The round driver: the only code of a device that talks to a relay.
 
 Each round it carries the engine's three requests (:mod:`backchannel.client.engine`):
-the batch deposit at :data:`DEPOSIT_AT` of the round, the batch fetch, which
-also asks for the public intake's requests (:mod:`backchannel.client.intake`),
-at :data:`FETCH_AT`, the check at :data:`CHECK_AT`. The times are fixed fractions
+the batch deposit at :data:`DEPOSIT_AT` of the round, the batch fetch at
+:data:`FETCH_AT`, the check at :data:`CHECK_AT`, which also asks for the
+public intake's requests (:mod:`backchannel.client.intake`). The times are fixed fractions
 of the round, the same whatever the officers did, so the relay and the
 network see one exchange per round at the same moments. Depositing early and
 fetching at mid-round lets what one device deposits reach the others in the
@@ -116,10 +116,12 @@ class Driver(Engine, Intake):
         """This round's batch fetch from our own tenant; True when it found us caught up."""
         m = self.mission()
         plan = self.check_plan() if check else self.fetch_plan()
-        # The fetch also asks what the public sent since the last round, every
+        # The check also asks what the public sent since the last round, every
         # round on every device, whether or not the mission ever opened its
         # intake (it then brings nothing): the same request whatever officers do.
-        intake = None if check else IntakeAsk(*self.intake_window())
+        # It asks after the fetch was taken in, so the open state it states
+        # includes a colleague's opening or closing that the fetch brought.
+        intake = IntakeAsk(*self.intake_window()) if check else None
         try:
             async with self._relay_for(m.relay_url, m.tenant_id, m.credential) as relay:
                 report.requests += 1

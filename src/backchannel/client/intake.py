@@ -106,9 +106,18 @@ class Intake(OfficerAlarms):
 
     # --- the round ---------------------------------------------------------------
 
-    def intake_window(self) -> tuple[int, int, bool]:
-        """What this round's intake request asks: after which number, how many, open or not."""
-        return self._counter(_AFTER), INTAKE_WINDOW, self.intake_is_open()
+    def intake_window(self) -> tuple[int, int, bool | None]:
+        """What this round's intake request asks: after which number, how many, and
+        (the runner's device only) whether the intake is to be open.
+
+        One device states the state: were every device to state what it knows,
+        a colleague's device that has not yet heard of an opening would close
+        the intake again in its next round. The runner is fixed by the roster,
+        so which device states it tells nothing; an opening by another officer
+        reaches the relay once the runner's device has heard of it.
+        """
+        state = self.intake_is_open() if self.is_runner else None
+        return self._counter(_AFTER), INTAKE_WINDOW, state
 
     def take_intake(self, rows: list[tuple[int, bytes]]) -> int:
         """Open what the round's request brought; returns how many requests were new.

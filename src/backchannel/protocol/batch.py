@@ -15,7 +15,7 @@ nothing else). A *proof* is ``count u8 | count x hash [32]``.
   consistency proof | key_len u16 | relay key``: one head, every leaf the
   answer's places need (each once, ascending), proved against it;
 * :class:`FetchBatch` ``version | known_size u64 | pad_to u32 | nslots u16 |
-  slots | nqueries u8 | queries [| 0x49 | after u64 | limit u16 | open u8]``
+  slots | nqueries u8 | queries [| 0x49 | after u64 | limit u16 | open u8 (0, 1, 2: unstated)]``
   (queries and their answers: :mod:`.batch_query`; places and the bundle:
   :mod:`.batch_log`; the tail, present exactly when the version is 2, asks for
   the tenant's public intake, :class:`IntakeAsk`);
@@ -233,25 +233,27 @@ MAX_INTAKE_ROWS = 256
 @dataclass(frozen=True, slots=True)
 class IntakeAsk:
     """The public intake's part of a fetch: requests numbered above ``after`` (at
-    most ``limit``), and whether the mission wants its intake open."""
+    most ``limit``), and whether the mission wants its intake open (``None``: this
+    device states nothing; encoded 0 closed, 1 open, 2 nothing)."""
 
     after: int
     limit: int
-    is_open: bool
+    is_open: bool | None
 
     def write(self, w: Writer) -> None:
         if not 1 <= self.limit <= MAX_INTAKE_ROWS or self.after < 0:
             raise LocalProtocolError("an intake ask takes 1 to 256 requests after a number >= 0")
-        w.u8(INTAKE_MARK).u64(self.after).u16(self.limit).u8(1 if self.is_open else 0)
+        flag = 2 if self.is_open is None else int(self.is_open)
+        w.u8(INTAKE_MARK).u64(self.after).u16(self.limit).u8(flag)
 
     @classmethod
     def read(cls, r: Reader) -> IntakeAsk:
         if r.u8() != INTAKE_MARK:
             raise DecodeError("unknown part after a fetch's queries")
         after, limit, flag = r.u64(), r.u16(), r.u8()
-        if not 1 <= limit <= MAX_INTAKE_ROWS or flag > 1:
-            raise DecodeError("an intake ask takes 1 to 256 requests, open 0 or 1")
-        return cls(after, limit, flag == 1)
+        if not 1 <= limit <= MAX_INTAKE_ROWS or flag > 2:
+            raise DecodeError("an intake ask takes 1 to 256 requests, open 0, 1 or 2")
+        return cls(after, limit, None if flag == 2 else flag == 1)
 
 
 @dataclass(frozen=True, slots=True)
