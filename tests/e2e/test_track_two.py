@@ -97,7 +97,8 @@ def test_a_contact_and_a_mission_talk_deniably_through_the_cli(tmp_path: Path) -
         ri.settle()
         assert ri.json("mission", "policy", "show") == han.json("mission", "policy", "show")
         assert ri.json("mission", "policy", "show")["track2_k"] == 1
-        ri.json("compose", "Kim", "--text", "Confirmed, on my word alone.")
+        alone = ri.json("compose", "Kim", "--text", "Confirmed, on my word alone.")
+        assert alone["state"] == "queued" and alone["cosigners_asked"] == 0
         ri.settle()
         kim.settle()
         assert han.json("cosign", "list")["requests"] == []

@@ -16,7 +16,7 @@ from rich.console import RenderableType
 from backchannel.cli.context import open_client, read_file, warn_argv
 from backchannel.cli.output import Text, output, short, table
 from backchannel.cli.peer import PeerArg
-from backchannel.client.api import MessageKind, Payload
+from backchannel.client.api import MessageKind, Payload, SendState
 from backchannel.client.records import CosignRequest
 from backchannel.client.service import Client
 from backchannel.errors import ConfigError, DecodeError
@@ -123,7 +123,13 @@ def compose(
         rec = client.channel_for(peer)
         draft = client.compose(rec.channel_id, payload, deniable=deniable)
         peer_name = client.peer(rec.peer_mission).name
-        asked = client.mission().roster.n - 1
+        alone = draft.outgoing.state is SendState.QUEUED  # no co-signature needed
+        asked = 0 if alone else client.mission().roster.n - 1
+    nxt = (
+        "it goes out with the next rounds (`backchannel sync`)"
+        if alone
+        else f"asked {asked} colleague(s) to co-sign; `backchannel sync` sends the request"
+    )
     output(ctx).done(
         {
             "draft_id": draft.draft_id.hex(),
@@ -138,7 +144,7 @@ def compose(
             (peer_name, "bold"),
             " sealed and signed by you",
         ),
-        Text(f"asked {asked} colleague(s) to co-sign; `backchannel sync` sends the request"),
+        Text(nxt),
     )
 
 

@@ -12,6 +12,7 @@ from backchannel.protocol.channel import ChannelOffer, Policy
 from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
 from backchannel.protocol.payload import MessageKind, Payload
 from backchannel.protocol.roster import Roster
+from backchannel.protocol.states import SendState
 
 __all__ = [
     "ChannelOffer",
@@ -19,6 +20,7 @@ __all__ = [
     "Payload",
     "Policy",
     "Roster",
+    "SendState",
     "decode_offer",
     "encode_offer",
     "evidence_kind",

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from backchannel.client.api import MessageKind, Payload
+from backchannel.client.api import MessageKind, Payload, SendState
 from backchannel.client.service import Client
 from backchannel.errors import ConfigError, NotEnoughShares, NotEnoughSignatures
 from backchannel.ui.desk import Desk
@@ -186,7 +186,14 @@ async def compose(request: Request, session: Session, form: FormData) -> str:
         chosen = form.get("authentication")
         deniable = {"deniable": True, "record": False}.get(str(chosen)) if chosen else None
         draft = c.compose(rec.channel_id, Payload(kind, text, fields), deniable=deniable)
-    session.notes.append(("ok", "Sealed and signed by you; your colleagues are asked to co-sign."))
+    if draft.outgoing.state is SendState.QUEUED:
+        # A contact's own message, or one to a contact where the mission's policy
+        # lets one officer write alone.
+        session.notes.append(("ok", "Sealed and signed by you; it goes out with the next rounds."))
+    else:
+        session.notes.append(
+            ("ok", "Sealed and signed by you; your colleagues are asked to co-sign.")
+        )
     return f"/sent/{draft.draft_id.hex()}"
 
 
