@@ -24,12 +24,11 @@ from enum import IntEnum
 from backchannel.crypto import labels
 from backchannel.crypto.kem import KemPrivateKey
 from backchannel.crypto.primitives import HASH_LEN, KEY_LEN, equal, hkdf, hmac_sha256, sha256
-from backchannel.crypto.signing import HYBRID_SIG_LEN
 from backchannel.errors import DecodeError, LocalProtocolError, RosterError, SignatureError
 from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.constants import CELL_SIZE, MAX_OFFICERS, ROUND_SECONDS, SLOT_LEN
 from backchannel.protocol.identity import OFFICER_ID_LEN, EpochKeyCert, Officer, Rng
-from backchannel.protocol.roster import Roster, signers
+from backchannel.protocol.roster import Roster, read_signatures, signers, write_signatures
 
 _OFFER_VERSION = 1
 #: Offers of channels that allow deniable messages carry the policy in a byte
@@ -172,10 +171,7 @@ class ChannelOffer:
         return w.bytes()
 
     def encode(self) -> bytes:
-        w = Writer().var(self.signed_part()).u8(len(self.signatures))
-        for oid, sig in self.signatures:
-            w.fixed(oid, OFFICER_ID_LEN).fixed(sig, HYBRID_SIG_LEN)
-        return w.bytes()
+        return write_signatures(Writer().var(self.signed_part()), self.signatures).bytes()
 
     @classmethod
     def decode(cls, raw: bytes) -> ChannelOffer:
@@ -201,12 +197,7 @@ class ChannelOffer:
             raise DecodeError("too many sealed contributions")
         sealed = tuple((r.fixed(OFFICER_ID_LEN), r.var(4096)) for _ in range(count))
         r.end()
-        nsig = outer.u8()
-        if nsig > MAX_OFFICERS:
-            raise DecodeError("too many signatures")
-        sigs = tuple(
-            (outer.fixed(OFFICER_ID_LEN), outer.fixed(HYBRID_SIG_LEN)) for _ in range(nsig)
-        )
+        sigs = read_signatures(outer, MAX_OFFICERS, "offer")
         outer.end()
         if not a < b:
             raise DecodeError("channel terms must list the missions in sorted order")

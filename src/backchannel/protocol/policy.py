@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import HASH_LEN, equal, sha256
-from backchannel.crypto.signing import HYBRID_SIG_LEN
 from backchannel.errors import DecodeError, RosterError
 from backchannel.protocol.channel import Policy
 from backchannel.protocol.codec import Reader, Writer, expect_version
 from backchannel.protocol.constants import MAX_OFFICERS
-from backchannel.protocol.identity import OFFICER_ID_LEN, Officer
-from backchannel.protocol.roster import Roster, signers
+from backchannel.protocol.identity import Officer
+from backchannel.protocol.roster import Roster, read_signatures, signers, write_signatures
 
 _VERSION = 1
 ZERO_HASH = bytes(HASH_LEN)
@@ -128,10 +127,8 @@ class SignedPolicy:
     signatures: tuple[tuple[bytes, bytes], ...] = ()  # (officer_id, hybrid signature)
 
     def encode(self) -> bytes:
-        w = Writer().var(self.mission_id).var(self.policy.encode()).u8(len(self.signatures))
-        for oid, sig in self.signatures:
-            w.fixed(oid, OFFICER_ID_LEN).fixed(sig, HYBRID_SIG_LEN)
-        return w.bytes()
+        w = Writer().var(self.mission_id).var(self.policy.encode())
+        return write_signatures(w, self.signatures).bytes()
 
     @classmethod
     def decode(cls, raw: bytes) -> SignedPolicy:
@@ -140,10 +137,7 @@ class SignedPolicy:
         body = Reader(r.var(256))
         policy = MissionPolicy.read(body)
         body.end()
-        count = r.u8()
-        if count > MAX_OFFICERS:
-            raise DecodeError("too many policy signatures")
-        sigs = tuple((r.fixed(OFFICER_ID_LEN), r.fixed(HYBRID_SIG_LEN)) for _ in range(count))
+        sigs = read_signatures(r, MAX_OFFICERS, "policy")
         r.end()
         return cls(mission, policy, sigs)
 

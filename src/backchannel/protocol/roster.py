@@ -108,27 +108,39 @@ class Roster:
         return any(equal(o.officer_id, officer_id) for o in self.officers)
 
 
+Signatures = tuple[tuple[bytes, bytes], ...]
+
+
+def write_signatures(w: Writer, signatures: Signatures) -> Writer:
+    """``count u8 | count x (officer_id [16] | hybrid signature)``."""
+    w.u8(len(signatures))
+    for oid, sig in signatures:
+        w.fixed(oid, OFFICER_ID_LEN).fixed(sig, HYBRID_SIG_LEN)
+    return w
+
+
+def read_signatures(r: Reader, most: int, what: str) -> Signatures:
+    """What :func:`write_signatures` wrote; more than ``most`` is refused."""
+    count = r.u8()
+    if count > most:
+        raise DecodeError(f"too many {what} signatures")
+    return tuple((r.fixed(OFFICER_ID_LEN), r.fixed(HYBRID_SIG_LEN)) for _ in range(count))
+
+
 @dataclass(frozen=True, slots=True)
 class SignedRoster:
     roster: Roster
     signatures: tuple[tuple[bytes, bytes], ...]  # (officer_id, hybrid signature)
 
     def encode(self) -> bytes:
-        w = Writer().var(self.roster.encode()).u8(len(self.signatures))
-        for oid, sig in self.signatures:
-            w.fixed(oid, OFFICER_ID_LEN).fixed(sig, HYBRID_SIG_LEN)
-        return w.bytes()
+        return write_signatures(Writer().var(self.roster.encode()), self.signatures).bytes()
 
     @classmethod
     def read(cls, r: Reader) -> SignedRoster:
         body = Reader(r.var(64 * 1024))
         roster = Roster.read(body)
         body.end()
-        count = r.u8()
-        if count > MAX_OFFICERS * 2:
-            raise DecodeError("too many roster signatures")
-        sigs = tuple((r.fixed(OFFICER_ID_LEN), r.fixed(HYBRID_SIG_LEN)) for _ in range(count))
-        return cls(roster, sigs)
+        return cls(roster, read_signatures(r, MAX_OFFICERS * 2, "roster"))
 
     @classmethod
     def decode(cls, raw: bytes) -> SignedRoster:
