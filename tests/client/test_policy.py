@@ -218,3 +218,33 @@ async def test_one_officer_speaks_to_a_contact_only_where_the_policy_says_so(
         ri.read(back.message_id)
     # Official channels keep the roster's k whatever the Track II k.
     assert ri.mission_policy().send_threshold(ri.mission().roster, False) == 2
+
+
+async def test_an_officer_who_joins_later_holds_the_policy_and_its_signatures(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    from backchannel.client import roster_change
+
+    ri, han, pak = await three_officers(tmp_path, relay)
+    await adopt_policy((ri, han, pak), {ch.Policy.RECORD, ch.Policy.EITHER}, track2_k=1)
+    kang = Client(Home.create(tmp_path / "kang", "Kang", "pw", FAST_KDF), relay.factory())
+    change = roster_change.propose(ri, [kang.officer_card()], [], 2)
+    change = roster_change.sign(kang, roster_change.sign(han, change))
+    for c in (ri, han, pak, kang):
+        roster_change.adopt(c, change)
+    assert kang.mission_policy() == ri.mission_policy() and kang.mission_policy().track2_k == 1
+    # The record he can export verifies the policy from the roster chain, offline.
+    from backchannel.client.audit import verify_record
+
+    _, problems = verify_record(kang.export_record())
+    assert problems == []
+    # A record whose policy change lost a signature says so.
+    import json
+
+    record = json.loads(kang.export_record())
+    signed = mp.SignedPolicy.decode(bytes.fromhex(record["policy_chain"][0]))
+    record["policy_chain"][0] = (
+        mp.SignedPolicy(signed.mission_id, signed.policy, signed.signatures[:1]).encode().hex()
+    )
+    _, problems = verify_record(json.dumps(record))
+    assert any("the mission policy's changes" in p and "1 signed" in p for p in problems)

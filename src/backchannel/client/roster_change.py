@@ -28,6 +28,7 @@ from backchannel.client.service import Client, _EndpointData
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal
 from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
+from backchannel.protocol import policy as mp
 from backchannel.protocol import roster as rs
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.codec import Reader
@@ -214,7 +215,9 @@ def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
     if not equal(state.mission_id, change.mission_id):
         raise RosterError("the welcome is for another mission")
     chain = [rs.SignedRoster.decode(c) for c in state.chain]
-    rs.verify_chain(state.mission_id, chain)
+    rosters = rs.verify_chain(state.mission_id, chain)
+    # The mission policy it is given, each change checked against its roster.
+    mp.verify_chain(state.mission_id, [mp.SignedPolicy.decode(p) for p in state.policies], rosters)
     signed = rs.SignedRoster(change.new, change.signatures)
     rs.verify_update(chain[-1].roster, signed)
     state = replace(
