@@ -117,7 +117,7 @@ class Sending(OfficerAlarms):
             # A Track II contact is one person: his own signature is the threshold;
             # a mission whose policy lets one officer speak to a contact, the same.
             # The message goes out with the next rounds (as a MAC, not it).
-            out = out.with_cosignature(out.message, m.roster, self._override(k))
+            out = out.with_cosignature(out.message, m.roster, self._k_instead(rec.peer_mission))
             draft = replace(draft, outgoing=out)
             self._put("drafts", draft.draft_id, draft)
             draft = self._queue(draft)
@@ -137,8 +137,15 @@ class Sending(OfficerAlarms):
             return True
         return m.policy.official_deniable
 
-    def _override(self, k: int) -> int | None:
+    def _k_instead(self, peer_mission: bytes) -> int | None:
+        """The ``k`` to send under where it is not the roster's (a Track II ``k``)."""
+        k = self._send_k(peer_mission)
         return None if k == self.mission().roster.threshold else k
+
+    def _draft_peer(self, draft: DraftRecord) -> bytes:
+        """The peer mission a draft is for."""
+        rec: ChannelRecord = self._get("channels", draft.channel_id, ChannelRecord)
+        return rec.peer_mission
 
     def drafts(self) -> list[DraftRecord]:
         return sorted(self._all("drafts", DraftRecord), key=lambda d: d.created_at)
@@ -158,7 +165,7 @@ class Sending(OfficerAlarms):
             n = len(valid_signers(out.message, m.roster)) if out.message else 0
             self._tell_colleagues(AlarmKind.SOLO_SEND)
             raise NotEnoughSignatures(
-                f"{n} of the {self._send_k(draft_peer(self, draft))} officers needed have "
+                f"{n} of the {self._send_k(self._draft_peer(draft))} officers needed have "
                 "signed; ask a colleague to co-sign"
             )
         return self._queue(draft)
@@ -178,7 +185,7 @@ class Sending(OfficerAlarms):
                     "withdrawn: the mission's policy no longer allows deniable messages here",
                 )  # fmt: skip
             return withdrawn
-        ep.queue(msg, self._override(self._send_k(rec.peer_mission)))
+        ep.queue(msg, self._k_instead(rec.peer_mission))
         out = draft.outgoing.queue()
         new_draft = replace(draft, outgoing=out)
         epoch = mark_sent(rec.send_epoch, msg) if rec.send_epoch else None
@@ -279,7 +286,7 @@ class Sending(OfficerAlarms):
         if sender not in valid_signers(msg, m.roster):
             return "a co-signature did not verify and was dropped"
         out = draft.outgoing.with_cosignature(
-            msg, m.roster, self._override(self._send_k(draft_peer(self, draft)))
+            msg, m.roster, self._k_instead(self._draft_peer(draft))
         )
         draft = replace(draft, outgoing=out)
         self._put("drafts", draft_id, draft)
@@ -299,12 +306,6 @@ class Sending(OfficerAlarms):
             draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
             if draft is not None and draft.outgoing.state is SendState.SEALED:
                 self._put("drafts", draft_id, replace(draft, outgoing=draft.outgoing.reject()))
-
-
-def draft_peer(client: Sending, draft: DraftRecord) -> bytes:
-    """The peer mission a draft is for."""
-    rec: ChannelRecord = client._get("channels", draft.channel_id, ChannelRecord)
-    return rec.peer_mission
 
 
 def _key_epochs(announcement: bytes) -> set[tuple[bytes, int]]:

@@ -59,7 +59,20 @@ class Policy(IntEnum):
 
     @property
     def label(self) -> str:
-        return {0: "record", 1: "deniable", 2: "either"}[int(self)]
+        """The word for it in files, forms and the command line."""
+        return self.name.lower()
+
+    @property
+    def phrase(self) -> str:
+        """What it means, in a few words, for an officer."""
+        return _PHRASES[self]
+
+
+_PHRASES = {
+    Policy.RECORD: "for the record",
+    Policy.DENIABLE: "deniable",
+    Policy.EITHER: "either, message by message",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +107,14 @@ class ChannelTerms:
     def allows_deniable(self) -> bool:
         return self.policy in (Policy.DENIABLE, Policy.EITHER)
 
-    @property
-    def allows_record(self) -> bool:
-        return self.policy in (Policy.RECORD, Policy.EITHER)
+    def refusal(self, deniable: bool) -> str | None:
+        """Why the channel takes no message sent so (deniable or for the record);
+        ``None`` when it takes it."""
+        if deniable and self.policy is Policy.RECORD:
+            return "this channel is for the record: no deniable messages"
+        if not deniable and self.policy is Policy.DENIABLE:
+            return "this channel takes deniable messages only"
+        return None
 
     @classmethod
     def between(

@@ -125,10 +125,9 @@ class Endpoint:
         """The next message's header. ``deniable`` defaults to the channel's policy
         (deniable only: True; for the record or either: False)."""
         chosen = self.terms.deniable if deniable is None else deniable
-        if chosen and not self.terms.allows_deniable:
-            raise LocalProtocolError("this channel is for the record: no deniable messages")
-        if not chosen and not self.terms.allows_record:
-            raise LocalProtocolError("this channel is deniable: every message is")
+        refused = self.terms.refusal(chosen)
+        if refused:
+            raise LocalProtocolError(refused)
         t = self.transcript
         return Header(
             kind,
@@ -165,10 +164,9 @@ class Endpoint:
         if threshold is not None and not h.deniable:
             raise LocalProtocolError("only a deniable message can go out under another k")
         ready_to_send(msg, self.own_roster, threshold)
-        if (h.deniable and not self.terms.allows_deniable) or (
-            not h.deniable and not self.terms.allows_record
-        ):
-            raise LocalProtocolError("the message does not follow the channel's policy")
+        refused = self.terms.refusal(h.deniable)
+        if refused:
+            raise LocalProtocolError(refused)
         if h.deniable:
             msg = deniable_mod.authenticate(msg, self.mac_root)
         transcript = self.transcript.record_sent(msg.header, msg.digest)
@@ -214,13 +212,12 @@ class Endpoint:
         only where the channel's policy allows it, and as its signed header says."""
         if msg.header.deniable != msg.deniable:
             raise AuthenticationError("the message's authenticator does not match its header")
+        refused = self.terms.refusal(msg.deniable)
+        if refused:
+            raise AuthenticationError(refused)
         if msg.deniable:
-            if not self.terms.allows_deniable:
-                raise AuthenticationError("this channel is for the record: no deniable messages")
             deniable_mod.verify(msg, self.mac_root, self.channel_id, self.in_direction)
         else:
-            if not self.terms.allows_record:
-                raise AuthenticationError("this channel takes deniable messages only")
             verify_signatures(msg, self.peer_roster)
 
     def _receipt(self, transcript: Transcript) -> cells.Receipt:

@@ -103,12 +103,7 @@ class MissionPolicy:
         return min(self.track2_k, roster.n)
 
     def describe(self) -> str:
-        kinds = {
-            Policy.RECORD: "for the record",
-            Policy.DENIABLE: "deniable",
-            Policy.EITHER: "either, message by message",
-        }
-        official = ", ".join(kinds[p] for p in sorted(self.official))
+        official = ", ".join(p.phrase for p in sorted(self.official))
         k = "the roster's k" if self.track2_k == 0 else str(self.track2_k)
         return f"version {self.version}: official channels {official}; Track II k = {k}"
 

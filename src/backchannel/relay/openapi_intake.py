@@ -14,9 +14,6 @@ from backchannel.relay.openapi_schemas import (
 )
 from backchannel.relay.settings import RelaySettings
 
-_json = json_content
-_error = error_answer
-
 
 def _base64(size: int) -> dict[str, Any]:
     length = 4 * ((size + 2) // 3)
@@ -31,7 +28,7 @@ def _base64(size: int) -> dict[str, Any]:
 
 _TENANT = {"name": "tenant_id", "in": "path", "required": True, "schema": TENANT_ID}
 _REPLY = {"name": "reply_id", "in": "path", "required": True, "schema": SLOT}
-_ANY = {"default": _error("Any other error")}
+_ANY = {"default": error_answer("Any other error")}
 
 
 def intake_paths(settings: RelaySettings) -> dict[str, Any]:
@@ -46,7 +43,7 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Leading zero bits, and the current time bucket",
-                        "content": _json(
+                        "content": json_content(
                             {
                                 "type": "object",
                                 "required": ["bits", "bucket", "bucket_seconds"],
@@ -59,7 +56,7 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                             }
                         ),
                     },
-                    "404": _error("No such tenant, or its intake is closed"),
+                    "404": error_answer("No such tenant, or its intake is closed"),
                     **_ANY,
                 },
             },
@@ -74,7 +71,7 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                 "security": [{}],
                 "requestBody": {
                     "required": True,
-                    "content": _json(
+                    "content": json_content(
                         {
                             "type": "object",
                             "required": ["cell", "bucket", "nonce"],
@@ -92,15 +89,18 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                     ),
                 },
                 "responses": {
-                    "201": {"description": "Stored", "content": _json({"type": "object"})},
-                    "200": {"description": "Already stored", "content": _json({"type": "object"})},
-                    "400": _error("Malformed, or the proof of work does not hold"),
-                    "404": _error("No such tenant, or its intake is closed"),
-                    "413": _error("Request body too large"),
-                    "415": _error("Wrong Content-Type"),
-                    "429": _error("Rate limited; retry after the Retry-After delay"),
-                    "503": _error("The store is unavailable; retry shortly"),
-                    "507": _error("The mission's intake is full"),
+                    "201": {"description": "Stored", "content": json_content({"type": "object"})},
+                    "200": {
+                        "description": "Already stored",
+                        "content": json_content({"type": "object"}),
+                    },
+                    "400": error_answer("Malformed, or the proof of work does not hold"),
+                    "404": error_answer("No such tenant, or its intake is closed"),
+                    "413": error_answer("Request body too large"),
+                    "415": error_answer("Wrong Content-Type"),
+                    "429": error_answer("Rate limited; retry after the Retry-After delay"),
+                    "503": error_answer("The store is unavailable; retry shortly"),
+                    "507": error_answer("The mission's intake is full"),
                     **_ANY,
                 },
             },
@@ -114,7 +114,7 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "The sealed answer (a cell of the tenant)",
-                        "content": _json(
+                        "content": json_content(
                             {
                                 "type": "object",
                                 "required": ["cell"],
@@ -123,8 +123,8 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                             }
                         ),
                     },
-                    "400": _error("Malformed reply id"),
-                    "404": _error("No answer (pending, ignored or blocked look the same)"),
+                    "400": error_answer("Malformed reply id"),
+                    "404": error_answer("No answer (pending, ignored or blocked look the same)"),
                     **_ANY,
                 },
             },
@@ -137,7 +137,7 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                 "security": [{"tenantCredential": []}],
                 "requestBody": {
                     "required": True,
-                    "content": _json(
+                    "content": json_content(
                         {
                             "type": "object",
                             "required": ["after"],
@@ -156,7 +156,7 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Requests numbered above 'after', oldest first",
-                        "content": _json(
+                        "content": json_content(
                             {
                                 "type": "object",
                                 "required": ["requests"],
@@ -176,13 +176,13 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                             }
                         ),
                     },
-                    "400": _error("Malformed"),
-                    "401": _error("Missing or wrong credential (also for an unknown tenant)"),
-                    "404": _error("No such tenant"),
-                    "413": _error("Request body too large"),
-                    "415": _error("Wrong Content-Type"),
-                    "429": _error("Rate limited; retry after the Retry-After delay"),
-                    "503": _error("The store is unavailable; retry shortly"),
+                    "400": error_answer("Malformed"),
+                    "401": error_answer("Missing or wrong credential (also for an unknown tenant)"),
+                    "404": error_answer("No such tenant"),
+                    "413": error_answer("Request body too large"),
+                    "415": error_answer("Wrong Content-Type"),
+                    "429": error_answer("Rate limited; retry after the Retry-After delay"),
+                    "503": error_answer("The store is unavailable; retry shortly"),
                     **_ANY,
                 },
             },
@@ -211,7 +211,7 @@ def _page(operation: str, summary: str) -> dict[str, Any]:
                     "text/css": {"schema": {"type": "string"}},
                 },
             },
-            "404": _error("No such file"),
+            "404": error_answer("No such file"),
             **_ANY,
         },
     }

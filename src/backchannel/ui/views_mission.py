@@ -178,17 +178,10 @@ async def roster(request: Request, session: Session) -> Response:
     return render(request, session, "roster.html", officers=officers, m=mission, policy=policy)
 
 
-_KINDS = {
-    Policy.RECORD: "for the record",
-    Policy.DENIABLE: "deniable",
-    Policy.EITHER: "either, message by message",
-}
-
-
 def _policy_view(current: Any, pending: list[Any], n: int) -> dict[str, Any]:
     return {
         "version": current.version,
-        "official": [_KINDS[p] for p in sorted(current.official)],
+        "official": [p.phrase for p in sorted(current.official)],
         "official_values": [p.label for p in current.official],
         "track2_k": current.track2_k,
         "n": n,
