@@ -281,6 +281,51 @@ async def test_two_stores_on_one_database_share_every_invariant(maker: StoreMake
         await second.close()
 
 
+# -- the kept cosigned checkpoint ------------------------------------------------
+
+
+async def test_a_cosigned_checkpoint_is_kept_unless_a_weaker_one_comes(store: RelayStore) -> None:
+    assert await store.kept_checkpoint() is None
+    await store.keep_checkpoint(5, 1, b"size 5, one cosignature")
+    assert await store.kept_checkpoint() == b"size 5, one cosignature"
+    await store.keep_checkpoint(5, 2, b"size 5, two cosignatures")
+    assert await store.kept_checkpoint() == b"size 5, two cosignatures"
+    # Fewer cosignatures at the same size, or an older size: the kept one stays.
+    await store.keep_checkpoint(5, 1, b"size 5 again, one cosignature")
+    await store.keep_checkpoint(4, 3, b"size 4")
+    assert await store.kept_checkpoint() == b"size 5, two cosignatures"
+    await store.keep_checkpoint(5, 2, b"size 5, two other cosignatures")
+    assert await store.kept_checkpoint() == b"size 5, two other cosignatures"
+    await store.keep_checkpoint(6, 1, b"size 6")
+    assert await store.kept_checkpoint() == b"size 6"
+    for size, cosignatures, note in ((-1, 1, b"n"), (7, 0, b"n"), (7, 1, b"")):
+        with pytest.raises(ConfigError):
+            await store.keep_checkpoint(size, cosignatures, note)
+    assert await store.kept_checkpoint() == b"size 6"
+
+
+async def test_every_store_on_one_database_serves_the_kept_checkpoint(maker: StoreMaker) -> None:
+    if not maker.shares_storage:
+        pytest.skip("the memory store lives inside one object; there is nothing to share")
+    first, second = maker.make(), maker.make()
+    await first.open()
+    await second.open()
+    try:
+        await first.keep_checkpoint(3, 1, b"kept by the first")
+        assert await second.kept_checkpoint() == b"kept by the first"
+        await second.keep_checkpoint(3, 1, b"kept by the second")
+        assert await first.kept_checkpoint() == b"kept by the second"
+    finally:
+        await first.close()
+        await second.close()
+    third = maker.make()
+    await third.open()
+    try:
+        assert await third.kept_checkpoint() == b"kept by the second"
+    finally:
+        await third.close()
+
+
 async def test_cancelled_deposit_does_not_disturb_the_others(store: RelayStore) -> None:
     await store.create_tenant("a", CRED, 100, now=0)
     tasks = [asyncio.create_task(store.deposit("a", slot(n), cell(n), now=1)) for n in range(40)]

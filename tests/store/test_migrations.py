@@ -31,6 +31,7 @@ SQLITE_OBJECTS = {
     3: {"log_leaves", "log_nodes", "log_members"},
     4: {"cells_count_delete", "cells_count_spend"},
     5: {"intake_tenants", "intake_requests", "intake_requests_received"},
+    6: {"log_checkpoint"},
 }
 POSTGRES_OBJECTS = {
     1: {"tenants", "cells", "cells_deposited_at", "bc_deposit"},
@@ -44,6 +45,7 @@ POSTGRES_OBJECTS = {
     },
     3: {"bc_cells_deleted"},
     4: {"intake_tenants", "intake_requests", "intake_requests_received"},
+    5: {"log_checkpoint"},
 }
 
 

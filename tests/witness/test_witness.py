@@ -25,6 +25,8 @@ from backchannel.protocol.note import (
 from backchannel.relay.app import create_app
 from backchannel.relay.settings import RelaySettings
 from backchannel.store.memory import MemoryRelayStore
+from backchannel.store.relay_store import RelayStore
+from backchannel.store.sqlite import SQLiteRelayStore
 from backchannel.witness.service import Refusal, Witness, create_witness_app
 from backchannel.witness.state import WitnessState, create_keys, load_keys
 from tests.relay.conftest import OPERATOR_TOKEN, Clock, deposit, new_cell, new_slot, register
@@ -57,7 +59,11 @@ class Relay:
 
 
 async def _relay(
-    tmp_path: Path, witnesses: str, key: SigningKey | None = None
+    tmp_path: Path,
+    witnesses: str,
+    key: SigningKey | None = None,
+    store: RelayStore | None = None,
+    tenant: str = "mission-w",
 ) -> AsyncIterator[Relay]:
     settings = RelaySettings(
         data_dir=tmp_path,
@@ -69,11 +75,11 @@ async def _relay(
         witnesses=witnesses,
         witness_interval_seconds=3600,
     )
-    app = create_app(settings, MemoryRelayStore(signing_key=key), clock=Clock())
+    app = create_app(settings, store or MemoryRelayStore(signing_key=key), clock=Clock())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://relay") as http:
-            await register(http, "mission-w")
+            await register(http, tenant)
             yield Relay(app, http)
 
 
@@ -118,6 +124,29 @@ async def test_a_witness_cosigns_a_growing_log_and_the_relay_serves_its_cosignat
             verify_cosignature(note2, cosigner)
         [followed] = witness.state.logs()
         assert (followed.size, followed.root) == (cp2.size, cp2.root)
+
+
+async def test_every_relay_process_on_one_database_serves_the_cosigned_checkpoint(
+    tmp_path: Path, witness: Witness
+) -> None:
+    db = tmp_path / "relay.db"
+    spec = _witness_spec(witness)
+    async for first in _relay(tmp_path, spec, store=SQLiteRelayStore(db)):
+        witness.state.add_log(await first.vkey())
+        await first.grow("mission-w", 3)
+        async for second in _relay(tmp_path, spec, store=SQLiteRelayStore(db), tenant="other"):
+            assert (await second.http.get("/v1/log/checkpoint")).status_code == 503
+            # Only the first process pushed; the second serves what it got.
+            pushed = await first.push(create_witness_app(witness))
+            served = await second.http.get("/v1/log/checkpoint")
+            assert served.status_code == 200
+            assert served.content == pushed.encode()
+            for cosigner in witness.verifiers():
+                verify_cosignature(Note.decode(served.content), cosigner)
+    # A process started afterwards serves it before it has pushed anything.
+    async for third in _relay(tmp_path, spec, store=SQLiteRelayStore(db), tenant="third"):
+        again = await third.http.get("/v1/log/checkpoint")
+        assert again.status_code == 200 and again.content == pushed.encode()
 
 
 async def test_the_checkpoint_key_is_bound_to_the_relay_key(tmp_path: Path) -> None:

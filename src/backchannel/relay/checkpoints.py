@@ -68,7 +68,6 @@ class Checkpoints:
         self._origin = settings.log_origin
         #: The size each witness last confirmed (from its 200 or its 409).
         self._sizes: dict[str, int] = {}
-        self._latest: Note | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -94,7 +93,8 @@ class Checkpoints:
         """
         if not self.witnesses:
             return await self.current()
-        return self._latest
+        kept = await self.store.kept_checkpoint()
+        return None if kept is None else Note.decode(kept)
 
     async def push_once(self, client: httpx.AsyncClient) -> Note:
         """Ask every witness to cosign the latest checkpoint; keep what verifies."""
@@ -109,9 +109,11 @@ class Checkpoints:
                     log.warning("witness %s did not cosign size %d: %s", peer.url, cp.size, e)
                 except StoreError as e:
                     log.warning("no consistency proof for witness %s: %s", peer.url, e)
+            cosigned = note.with_signatures(sigs)
             if sigs:
-                self._latest = note.with_signatures(sigs)
-            return note.with_signatures(sigs)
+                # In the store, so every relay process on it serves this one.
+                await self.store.keep_checkpoint(cp.size, len(sigs), cosigned.encode())
+            return cosigned
 
     async def _push(
         self, client: httpx.AsyncClient, peer: WitnessPeer, cp: Checkpoint, note: Note

@@ -77,5 +77,14 @@ def check_expiry(retention_seconds: int) -> None:
         raise ConfigError("retention_seconds must be a non-negative integer")
 
 
+def check_checkpoint(size: int, cosignatures: int, note: bytes) -> None:
+    if not isinstance(size, int) or size < 0:
+        raise ConfigError("a checkpoint's size must be a non-negative integer")
+    if not isinstance(cosignatures, int) or cosignatures < 1:
+        raise ConfigError("a kept checkpoint carries at least one cosignature")
+    if not isinstance(note, bytes) or not note:
+        raise ConfigError("a checkpoint note must be non-empty bytes")
+
+
 def not_open() -> StoreUnavailable:
     return StoreUnavailable("the relay store is not open; call open() before using it")

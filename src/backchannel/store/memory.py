@@ -76,6 +76,8 @@ class MemoryRelayStore(_log.LogSigning):
         self._times: list[int] = []
         self._members: dict[int, BatchTree] = {}
         self._state = _log.EMPTY_STATE
+        # The kept cosigned checkpoint: (size, cosignatures, note).
+        self._checkpoint: tuple[int, int, bytes] | None = None
 
     async def open(self) -> None:
         self._open = True
@@ -86,6 +88,17 @@ class MemoryRelayStore(_log.LogSigning):
     def _check_open(self) -> None:
         if not self._open:
             raise _common.not_open()
+
+    async def keep_checkpoint(self, size: int, cosignatures: int, note: bytes) -> None:
+        _common.check_checkpoint(size, cosignatures, note)
+        self._check_open()
+        kept = self._checkpoint
+        if kept is None or (size, cosignatures) >= kept[:2]:
+            self._checkpoint = (size, cosignatures, note)
+
+    async def kept_checkpoint(self) -> bytes | None:
+        self._check_open()
+        return None if self._checkpoint is None else self._checkpoint[2]
 
     async def create_tenant(
         self, tenant_id: str, credential_hash: bytes, quota_cells: int, now: int

@@ -296,6 +296,29 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake):
 
     # -- the RelayStore interface -----------------------------------------
 
+    async def keep_checkpoint(self, size: int, cosignatures: int, note: bytes) -> None:
+        _common.check_checkpoint(size, cosignatures, note)
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(
+                "INSERT INTO log_checkpoint (id, size, cosignatures, note) VALUES (1, %s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET size = excluded.size,"
+                " cosignatures = excluded.cosignatures, note = excluded.note"
+                " WHERE excluded.size > log_checkpoint.size OR (excluded.size = log_checkpoint.size"
+                " AND excluded.cosignatures >= log_checkpoint.cosignatures)",
+                (size, cosignatures, note),
+            )
+
+        await self._run(work)
+
+    async def kept_checkpoint(self) -> bytes | None:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> bytes | None:
+            cur = await conn.execute("SELECT note FROM log_checkpoint WHERE id = 1")
+            row = await cur.fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._run(work)
+
     async def create_tenant(
         self, tenant_id: str, credential_hash: bytes, quota_cells: int, now: int
     ) -> TenantRecord:

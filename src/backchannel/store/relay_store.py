@@ -263,6 +263,17 @@ class RelayStore(IntakeStore, Protocol):
     def bind_checkpoint_key(self, origin: str) -> bytes:
         """The log key's Ed25519 signature binding the checkpoint key to ``origin``."""
 
+    async def keep_checkpoint(self, size: int, cosignatures: int, note: bytes) -> None:
+        """Keep ``note``, a checkpoint of ``size`` that witnesses cosigned, for every process.
+
+        It replaces the kept one if its size is larger, or equal with at least
+        as many cosignatures; otherwise the kept one stays. The caller has
+        verified the cosignatures.
+        """
+
+    async def kept_checkpoint(self) -> bytes | None:
+        """The kept cosigned checkpoint, or None before any witness cosigned."""
+
     def compact_signed(self, head: TreeHead) -> bytes:
         """The compact signed head of ``head``, a head this log committed (the caller checks)."""
 
