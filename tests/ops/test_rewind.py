@@ -41,10 +41,6 @@ def test_restored_relay_is_a_detected_rewind(tmp_path: Path) -> None:
     _run(tmp_path, until_delivered=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the client does not deposit again the cells a rewound relay lost (engine.py)",
-)
 def test_nothing_is_lost_once_the_missions_deposit_again(tmp_path: Path) -> None:
     _run(tmp_path, until_delivered=True)
 

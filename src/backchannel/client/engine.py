@@ -27,7 +27,7 @@ round carries it.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backchannel.client import statecodec
 from backchannel.client.answers import AnswerSource, Deferred, DepositView, FetchView
@@ -35,12 +35,21 @@ from backchannel.client.intake import INTAKE_LANE, INTAKE_OUT
 from backchannel.client.log_watch import CellCheck, SlotSeen
 from backchannel.client.logchecks import LogChecks, plan_queries, round_key
 from backchannel.client.mailbox import Mailbox
+from backchannel.client.receiving import GossipDue
 from backchannel.client.records import NetOut
 from backchannel.client.relay_client import CellLog
 from backchannel.client.report import SyncReport
-from backchannel.protocol.batch import Query
+from backchannel.client.rewind import Rewind
+from backchannel.errors import BackchannelError
+from backchannel.protocol.batch import Query, QueryKind
 from backchannel.protocol.constants import ROUND_SECONDS, SLOT_LEN
-from backchannel.protocol.misbehaviour import Absence, DepositNote, EntryProof, LogLeaf
+from backchannel.protocol.misbehaviour import (
+    Absence,
+    DepositNote,
+    EntryProof,
+    LogLeaf,
+    SignedHead,
+)
 
 #: Rounds of each channel one fetch reads: the next one and some after it, so a
 #: device that fell behind catches up (``CHANNEL_WINDOW - 1`` rounds per round).
@@ -52,9 +61,27 @@ MAILBOX_WINDOW = 3
 #: relay's log and the devices being online, not the officers' work, so a
 #: small granule suffices (docs/metadata.md).
 PAD_TO = 64
+#: Fetches a receiver waits at a missing round while the relay serves later
+#: ones, before it passes over it as dropped: a peer's device that finds its
+#: relay restored from an older copy searches the log for a few rounds, then
+#: deposits the lost rounds again, oldest first (rewind.py).
+HOLD_ROUNDS = 12
+#: Channel id -> the round a receiver waits at, and for how many fetches.
+GAP_HOLDS = "gap_holds"
 #: Statuses after which a cell is done with (stored, or refused for good).
 _STORED = frozenset({200, 201})
 _REFUSED_FOR_GOOD = frozenset({400, 409})
+
+
+@dataclass(frozen=True)
+class GapHold:
+    """A receiver waiting at a missing round of a channel."""
+
+    round: int
+    #: Fetches that found it missing while later rounds were served.
+    fetches: int
+    #: The newest later round whose gossip was read while waiting.
+    gossip_read: int
 
 
 @dataclass(frozen=True)
@@ -83,7 +110,7 @@ class FetchPlan:
     mailbox: dict[bytes, list[bytes]] = field(repr=False)
 
 
-class Engine(LogChecks):
+class Engine(LogChecks, Rewind):
     """Builds each round's requests and takes in their answers."""
 
     mailbox: Mailbox
@@ -108,7 +135,15 @@ class Engine(LogChecks):
     def _produce(self, lane: bytes, relay_url: str, tenant_id: str) -> None:
         """Persist this lane's next cell in the outbox."""
         with self._tx():
-            if lane.startswith(b"ch"):
+            if self._recovering(relay_url):
+                # Nothing new goes ahead of what the relay lost (rewind.py).
+                size = (
+                    self.channel(lane[2:]).terms.cell_size
+                    if lane.startswith(b"ch")
+                    else self.mission().cell_size
+                )
+                out = self._filler(relay_url, tenant_id, lane, size)
+            elif lane.startswith(b"ch"):
                 channel_id = lane[2:]
                 ep = self._endpoint(channel_id)
                 note: DepositNote | None = self._get("log_notes", channel_id, DepositNote)
@@ -208,13 +243,18 @@ class Engine(LogChecks):
                 # the outbox and go again (deposits are idempotent).
                 self.log.alarm(url, "the relay's answer lacked what proves it", report.alarms)
                 return
+        keep = proved is not None and not self._recovering(url)
         with self._tx():
             for item, cell_id, place in stored:
                 out = item.out
                 if proved is not None and out.channel_id and place is not None:
                     self._note_deposit(out, cell_id, place)
+                if keep and proved is not None and place is not None and out.slot in proved:
+                    self._keep_cell(out, place.leaf_index, proved[out.slot].leaf)
                 self.vault.mark_done("net_out", item.entry_id)
                 report.deposited += 1
+        if signed is not None:
+            self._notice_rewind(url, _head_size(signed), report.alarms)
 
     def _note_deposit(self, out: NetOut, cell_id: bytes, place: CellLog) -> None:
         """Remember our latest logged deposit on a channel, to name it to the peer."""
@@ -231,6 +271,10 @@ class Engine(LogChecks):
         known = self._known_size(m.relay_url)
         suspect = self.log.suspect_sizes(m.relay_url)
         queries = plan_queries(self._due(), self._seen_for_notes(), known, suspect)
+        # Spare places search the relay's log after a rewind (rewind.py).
+        free = [i for i, q in enumerate(queries) if q.kind is QueryKind.NONE]
+        for i, probe in zip(free, self.recovery_queries(len(free)), strict=False):
+            queries[i] = probe
         return FetchPlan(m.relay_url, m.tenant_id, (), known, tuple(queries), {}, {})
 
     def fetch_plan(self) -> FetchPlan:
@@ -278,6 +322,9 @@ class Engine(LogChecks):
             if cells:
                 self._seen(sender)
         self._check_unseen()
+        if view.bundle.signed_head is not None:
+            self._notice_rewind(url, _head_size(view.bundle.signed_head), report.alarms)
+        self._take_recovery(url, plan.queries, view.answers, report.alarms)
         caught_up = all(
             len(lane) > 0 and lane[-1] not in view.cells for lane in plan.mailbox.values()
         )
@@ -310,25 +357,74 @@ class Engine(LogChecks):
         last = max(present)
         first = min(window)
         url = self.mission().relay_url
-        with self._tx():
+        # The peer deposits its rounds in order, one cell each: a round missing
+        # while the relay serves a later one was dropped, unless it is old enough
+        # to have expired (a device back after a long time away).
+        gaps = [
+            r
+            for r in range(first, last)
+            if window[r] not in view.cells
+            and not self._may_have_expired(channel_id, r, last, window[last], view)
+        ]
+        stop = last
+        if gaps:
+            held = self._hold(channel_id, gaps[0])
+            if held == 1:  # once per gap, in the round it shows
+                for r in gaps:
+                    if window[r] in seen:
+                        text = (
+                            f"the relay says the peer's cell of round {r} is not there "
+                            "while it serves later rounds: a dropped cell"
+                        )
+                        self.log.alarm(url, text, report.alarms)
+            if held <= HOLD_ROUNDS:
+                # Not passed over yet: a peer whose relay was restored from an
+                # older copy deposits the lost rounds again, oldest first (rewind.py).
+                stop = gaps[0] - 1
+                self._gossip_held(channel_id, gaps[0], window, view, report)
+        with self._tx():  # what the relay served, held or not (the peer's notes need it)
             for r in range(first, last + 1):
                 if window[r] in seen:
                     self._put("log_seen", round_key(channel_id, r), seen[window[r]])
-        # The peer deposits its rounds in order, one cell each: a round the relay
-        # signs as empty while it serves a later one was dropped, unless it is old
-        # enough to have expired (a device back after a long time away).
-        for r in range(first, last):
-            if window[r] not in view.cells and window[r] in seen:
-                if self._may_have_expired(channel_id, r, last, window[last], view):
-                    continue
-                text = (
-                    f"the relay says the peer's cell of round {r} is not there while it "
-                    "serves later rounds: a dropped cell"
-                )
-                self.log.alarm(url, text, report.alarms)
-        for r in range(first, last + 1):
+        for r in range(first, stop + 1):
             self._receive_round(channel_id, r, view.cells.get(window[r]), report)
             report.rounds_received += 1
+
+    def _hold(self, channel_id: bytes, round_no: int) -> int:
+        """Count the fetches that found the gap at ``round_no``; 1 the first time."""
+        hold: GapHold | None = self._get(GAP_HOLDS, channel_id, GapHold)
+        if hold is None or hold.round != round_no:
+            hold = GapHold(round_no, 0, round_no)
+        hold = replace(hold, fetches=hold.fetches + 1)
+        self._put(GAP_HOLDS, channel_id, hold)
+        return hold.fetches
+
+    def _gossip_held(
+        self,
+        channel_id: bytes,
+        gap: int,
+        window: dict[int, bytes],
+        view: FetchView,
+        report: SyncReport,
+    ) -> None:
+        """Check the gossip of the rounds served after a gap, before they are received."""
+        hold: GapHold = self._get(GAP_HOLDS, channel_id, GapHold)
+        ep = self._endpoint(channel_id)
+        newest = hold.gossip_read
+        with self._tx():
+            for r in sorted(window):
+                cell = view.cells.get(window[r])
+                if r <= max(gap, hold.gossip_read) or cell is None:
+                    continue
+                try:
+                    gossip = ep.gossip_of(r, cell)
+                except BackchannelError:
+                    continue  # received in its turn, it raises its own alarm
+                if gossip is not None:
+                    due = GossipDue(channel_id, gossip)
+                    self.vault.append("gossip_due", statecodec.dumps(due))
+                newest = r
+            self._put(GAP_HOLDS, channel_id, replace(hold, gossip_read=newest))
 
     def _skip_expired(
         self,
@@ -382,3 +478,7 @@ class Engine(LogChecks):
 
 
 _shuffle = secrets.SystemRandom().shuffle
+
+
+def _head_size(signed: bytes) -> int:
+    return SignedHead.decode(signed).head.size

@@ -88,6 +88,8 @@ INCIDENTS = "relay_incidents"
 #: relay for its heads at these sizes until a proof is kept or the relay's log
 #: grows on consistently from the pinned head.
 SUSPECTS = "relay_suspects"
+#: Relay url -> the pinned head its log was last seen to contradict.
+CONTRADICTED = "relay_contradicted"
 #: Proofs of misbehaviour kept at most (more of the same adds nothing).
 MAX_EVIDENCE = 64
 #: Once this many proofs are kept, further proofs of a kind already held are dropped.
@@ -346,6 +348,7 @@ class LogWatch:
             moved = monitor.advance(signed, proof)
         except (RemoteProtocolError, RelayRefused) as exc:
             reason = str(exc) if isinstance(exc, RemoteProtocolError) else "no consistency proof"
+            self.vault.put(CONTRADICTED, url.encode(), monitor.pinned)
             await self._contradiction(url, relay, monitor, signed, reason, alarms)
             return False
         if moved != monitor:
@@ -354,7 +357,17 @@ class LogWatch:
                 # The log grew on consistently from the pinned head: nothing
                 # contradicted it after all.
                 self._clear_suspicion(url)
+                self.vault.delete(CONTRADICTED, url.encode())
         return True
+
+    def contradicted(self, url: str) -> bytes | None:
+        """The head this device pinned for ``url``, if the relay's log no longer
+        grows on from it (the cells it proved may be gone: rewind.py)."""
+        monitor = self.monitor(url)
+        raw = self.vault.get(CONTRADICTED, url.encode())
+        if monitor is None or raw is None or raw != monitor.pinned:
+            return None
+        return raw
 
     def check_absence(
         self,

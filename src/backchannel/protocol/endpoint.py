@@ -232,6 +232,20 @@ class Endpoint:
             raise LocalProtocolError("that round was already received")
         return self._keys(round_no).slots[self.in_direction]
 
+    def gossip_of(self, round_no: int, cell: bytes) -> Gossip | None:
+        """The gossip a later round's cell carries, read without receiving the round.
+
+        For a receiver waiting at a missing round (the relay lost it and the
+        peer may deposit it again): the peer's view of the log in the rounds
+        after it still proves the relay's lies at once. Changes nothing here.
+        """
+        if round_no < self.next_recv_round:
+            raise LocalProtocolError("that round was already received")
+        keys = self._keys(round_no)
+        return cells.open_cell(
+            cell, keys, self.channel_id, self.in_direction, self.terms.cell_size
+        ).gossip
+
     def receive(self, round_no: int, cell: bytes | None) -> RoundResult:
         """Process the peer's cell of ``round_no`` (``None``: the slot was empty)."""
         if round_no < self.next_recv_round:
