@@ -202,8 +202,11 @@ async def test_one_officer_speaks_to_a_contact_only_where_the_policy_says_so(
     assert kim.read(first.message_id).text == "first, under two signatures"
     # The mission decides, k of n, that one officer may speak to a contact alone.
     await adopt_policy((ri, han), {ch.Policy.RECORD}, track2_k=1)
+    waiting = ri.mailbox.waiting()
     draft = ri.compose(channel, note("second, on my word alone"))
     assert draft.outgoing.state is SendState.QUEUED
+    # Nobody is asked to co-sign it, so nobody is told the request is withdrawn.
+    assert ri.mailbox.waiting() == waiting
     await rounds(ri, han, kim, n=4)
     assert han.cosign_requests() == []  # nobody was asked
     [_, second] = kim.inbox()

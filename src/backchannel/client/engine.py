@@ -381,7 +381,7 @@ class Engine(LogChecks, Rewind):
                 # Not passed over yet: a peer whose relay was restored from an
                 # older copy deposits the lost rounds again, oldest first (rewind.py).
                 stop = gaps[0] - 1
-                self._gossip_held(channel_id, gaps[0], window, view, report)
+                self._gossip_held(channel_id, gaps[0], window, view)
         with self._tx():  # what the relay served, held or not (the peer's notes need it)
             for r in range(first, last + 1):
                 if window[r] in seen:
@@ -400,12 +400,7 @@ class Engine(LogChecks, Rewind):
         return hold.fetches
 
     def _gossip_held(
-        self,
-        channel_id: bytes,
-        gap: int,
-        window: dict[int, bytes],
-        view: FetchView,
-        report: SyncReport,
+        self, channel_id: bytes, gap: int, window: dict[int, bytes], view: FetchView
     ) -> None:
         """Check the gossip of the rounds served after a gap, before they are received."""
         hold: GapHold = self._get(GAP_HOLDS, channel_id, GapHold)

@@ -120,7 +120,7 @@ class Sending(OfficerAlarms):
             out = out.with_cosignature(out.message, m.roster, self._k_instead(rec.peer_mission))
             draft = replace(draft, outgoing=out)
             self._put("drafts", draft.draft_id, draft)
-            draft = self._queue(draft)
+            draft = self._queue(draft, asked=False)
         return draft
 
     def _send_k(self, peer_mission: bytes) -> int:
@@ -170,7 +170,9 @@ class Sending(OfficerAlarms):
             )
         return self._queue(draft)
 
-    def _queue(self, draft: DraftRecord) -> DraftRecord:
+    def _queue(self, draft: DraftRecord, *, asked: bool = True) -> DraftRecord:
+        """Queue a draft that has its signatures; ``asked``: colleagues were asked
+        to co-sign it (those who did not are told it no longer needs them)."""
         rec: ChannelRecord = self._get("channels", draft.channel_id, ChannelRecord)
         ep = self._endpoint(draft.channel_id)
         msg = draft.outgoing.message
@@ -196,7 +198,7 @@ class Sending(OfficerAlarms):
             self._put("drafts", draft.draft_id, new_draft)
             # Colleagues who were asked and did not sign need not any more.
             for o in self.mission().roster.officers:
-                if o.officer_id not in signed:
+                if asked and o.officer_id not in signed:
                     notice = WITHDRAW_NOTICE + draft.draft_id
                     self._send_joint(joint.JointKind.NOTICE, o.officer_id, notice)
             self._audit(
