@@ -8,7 +8,7 @@ first. The run happens in a scratch copy of the checkout (or, with ``--rev``,
 of a commit) (mutmut writes a ``mutants/`` folder next to the
 sources), against the fast tests that cover the core: tests/protocol,
 tests/merkle, tests/vectors, tests/attacks (less the relay-driven
-test_malicious_relay.py) and tests/fuzz. It prints, per
+test_malicious_relay.py), tests/fuzz and the intake's protocol tests. It prints, per
 module, the mutants killed, survived, timed out and not covered, the score
 (killed and timed out over all mutants), and every surviving mutant's name,
 then the total. ``mutmut show NAME`` in the scratch folder shows a mutant.
@@ -27,7 +27,14 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-TESTS = ["tests/protocol", "tests/merkle", "tests/vectors", "tests/attacks", "tests/fuzz"]
+TESTS = [
+    "tests/protocol",
+    "tests/merkle",
+    "tests/vectors",
+    "tests/attacks",
+    "tests/fuzz",
+    "tests/intake/test_protocol.py",
+]
 #: Left out: runs a relay and whole clients (25 s), so that every mutant of a
 #: sealing function would cost that much; the core's own tests cover the same code.
 IGNORE = ["tests/attacks/test_malicious_relay.py"]
