@@ -18,6 +18,7 @@ import pytest
 from backchannel.client.harness import Pair, Side
 from backchannel.errors import (
     AuthenticationError,
+    DecodeError,
     GapDetected,
     LocalProtocolError,
     ReplayDetected,
@@ -265,3 +266,86 @@ def test_replays_reorders_and_drops_are_caught_as_on_channels_for_the_record() -
     with pytest.raises(GapDetected):
         pair2.b.endpoint.receive(r + 1, cell)
     assert cells.fragment_capacity(4096) < 9000
+
+
+# -- the keys as deniable-v1.md §2 and §3 write them, and each check alone ----------------
+
+
+def _spec_hkdf(ikm: bytes, info: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(ikm)
+
+
+def _spec_hmac(key: bytes, data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes, hmac
+
+    h = hmac.HMAC(key, hashes.SHA256())
+    h.update(data)
+    return h.finalize()
+
+
+def test_macs_and_keys_are_the_ones_the_specification_writes() -> None:
+    """Recomputed from deniable-v1.md with pyca directly: every input counts."""
+    prefix = b"backchannel/v1/deniable/"
+    secret, channel_id, head = bytes(range(32)), bytes(range(100, 116)), bytes(range(7, 39))
+    root = _spec_hkdf(secret, prefix + b"root")
+    assert deniable.mac_root(secret) == root
+    for direction, seq in ((0, 1), (1, 1), (0, 2**40 + 3)):
+        info = prefix + b"key/message" + channel_id + bytes([direction]) + seq.to_bytes(8, "big")
+        assert deniable.message_key(root, channel_id, direction, seq) == _spec_hkdf(root, info)
+        receipt_key = _spec_hkdf(root, prefix + b"key/receipt" + channel_id + bytes([direction]))
+        tag = _spec_hmac(receipt_key, prefix + b"tag/receipt" + seq.to_bytes(8, "big") + head)
+        assert deniable.receipt_tag(root, channel_id, direction, seq, head) == tag
+    # And the message MAC, over the digest of a message the pair really sent.
+    pair = deniable_pair("spec")
+    wire = send(pair, pair.a, "the MAC as written")
+    ep = pair.a.endpoint
+    key = deniable.message_key(ep.mac_root, ep.channel_id, ep.out_direction, wire.header.seq)
+    assert wire.mac == _spec_hmac(key, prefix + b"tag/message" + wire.digest)
+
+
+def test_each_malformed_input_alone_is_refused() -> None:
+    root, channel_id, head = bytes(32), bytes(16), bytes(32)
+    for bad_root, bad_id, direction in ((bytes(31), channel_id, 0), (root, bytes(15), 0),
+                                        (root, channel_id, 2)):  # fmt: skip
+        with pytest.raises(DecodeError):
+            deniable.message_key(bad_root, bad_id, direction, 1)
+        with pytest.raises(DecodeError):
+            deniable.receipt_tag(bad_root, bad_id, direction, 1, head)
+    with pytest.raises(DecodeError):
+        deniable.receipt_tag(root, channel_id, 0, 1, bytes(31))
+    with pytest.raises(DecodeError):
+        deniable.mac_root(bytes(31))
+
+
+def test_a_receipt_tag_with_anything_in_its_padding_is_refused() -> None:
+    root, channel_id, head = bytes(range(32)), bytes(16), bytes(32)
+    tag = deniable.receipt_field(deniable.receipt_tag(root, channel_id, 1, 5, head))
+    deniable.verify_receipt(tag, root, channel_id, 1, 5, head)  # as made: accepted
+    for bad in (tag[:-1] + b"\x01", tag[:-1], tag + b"\x00"):
+        with pytest.raises(AuthenticationError):
+            deniable.verify_receipt(bad, root, channel_id, 1, 5, head)
+    for seq, direction in ((6, 1), (5, 0)):
+        with pytest.raises(AuthenticationError):
+            deniable.verify_receipt(tag, root, channel_id, direction, seq, head)
+
+
+def test_a_message_of_another_channel_or_direction_or_with_both_authenticators_is_refused(
+) -> None:  # fmt: skip
+    pair = deniable_pair("crossed")
+    wire = send(pair, pair.a, "for this channel, this way")
+    ep = pair.b.endpoint
+    deniable.verify(wire, ep.mac_root, ep.channel_id, ep.in_direction)  # as sent: accepted
+    # The right channel, the other direction; the right direction, another channel.
+    with pytest.raises(AuthenticationError, match="another channel or direction"):
+        deniable.verify(wire, ep.mac_root, ep.channel_id, 1 - ep.in_direction)
+    with pytest.raises(AuthenticationError, match="another channel or direction"):
+        deniable.verify(wire, ep.mac_root, bytes(16), ep.in_direction)
+    # A MAC and signatures at once, or neither: not a deniable message.
+    both = replace(wire, signatures=pair.sent_signed[-1].signatures)
+    with pytest.raises(AuthenticationError, match="deniable messages only"):
+        deniable.verify(both, ep.mac_root, ep.channel_id, ep.in_direction)
+    with pytest.raises(AuthenticationError, match="deniable messages only"):
+        deniable.verify(replace(wire, mac=b""), ep.mac_root, ep.channel_id, ep.in_direction)

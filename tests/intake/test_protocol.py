@@ -136,3 +136,126 @@ def test_the_proof_of_work_binds_tenant_bucket_and_cell() -> None:
     ]
     assert sum(pi.pow_ok(p, nonce, 12) for p in others) == 0
     assert not pi.pow_ok(prefix, -1, 0) and not pi.pow_ok(prefix, 1 << 64, 0)
+
+
+# -- each rule alone, and the formats as intake-v1.md writes them --------------------------
+
+
+def _leading_zero_bits(digest: bytes) -> int:
+    """Counted the slow way, bit by bit: the specification's 'begins with n zero bits'."""
+    bits = "".join(f"{b:08b}" for b in digest)
+    return len(bits) - len(bits.lstrip("0"))
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [b"\x80" + bytes(31), b"\x01" + bytes(31), b"\x00\x01" + bytes(30), b"\x00\x00\x10" + bytes(29),
+     b"\x00\xff" + bytes(30), bytes(32)],
+)  # fmt: skip
+def test_zero_bits_are_counted_exactly(digest: bytes) -> None:
+    assert pi._zero_bits(digest) == _leading_zero_bits(digest)
+
+
+def test_the_proof_of_work_is_the_one_the_specification_writes() -> None:
+    import hashlib
+
+    cell = bytes(range(256)) * 16
+    prefix = pi.pow_prefix("mission-a", 100, cell)
+    assert prefix == (
+        b"backchannel/v1/intake/pow" + bytes([9]) + b"mission-a" + (100).to_bytes(8, "big")
+        + hashlib.sha256(cell).digest()
+    )  # fmt: skip
+    nonce = pi.solve_pow(prefix, 10)
+    digest = hashlib.sha256(prefix + nonce.to_bytes(8, "big")).digest()
+    held = _leading_zero_bits(digest)
+    assert held >= 10
+    # Exactly as many bits as it holds pass, one more does not; and no smaller nonce held.
+    assert pi.pow_ok(prefix, nonce, held) and not pi.pow_ok(prefix, nonce, held + 1)
+    for smaller in range(nonce):
+        zero = _leading_zero_bits(hashlib.sha256(prefix + smaller.to_bytes(8, "big")).digest())
+        assert zero < 10
+    # Nonce 0 is a nonce like any other.
+    first = _leading_zero_bits(hashlib.sha256(prefix + bytes(8)).digest())
+    assert pi.pow_ok(prefix, 0, first)
+
+
+def test_the_reply_id_and_the_intake_key_are_as_written() -> None:
+    code = bytes(range(16))
+    assert len(pi.reply_id(CARD, code)) == pi.REPLY_ID_LEN
+    # Each generation of the mission secret's intake key is another key.
+    assert pi.intake_private_key(SECRET, MISSION, 1).public_key != KEY.public_key
+    assert pi.intake_seed(SECRET, MISSION, 1) != pi.intake_seed(SECRET, MISSION, 0)
+
+
+@pytest.mark.parametrize(
+    "text", ["ABCDE-FGHIJ-KLMNO-PQRST-UVWXY", "ABCDE-FGHIJ-KLMNO-PQRST-UVWXYZ2"]
+)
+def test_a_reply_code_of_the_wrong_length_is_refused_even_in_good_letters(text: str) -> None:
+    with pytest.raises(DecodeError, match="26 letters"):
+        pi.parse_reply_code(text)
+
+
+def test_texts_exactly_at_their_limit_are_taken() -> None:
+    full = pi.IntakeRequest(pi.Kind.MEDIA_TOUR, "s" * pi.MAX_SUBJECT, "b", "c" * pi.MAX_CONTACT,
+                            bytes(16))  # fmt: skip
+    assert pi.IntakeRequest.decode(full.encode()) == full
+    assert pi.check_answer_text("a" * pi.MAX_ANSWER_TEXT) == "a" * pi.MAX_ANSWER_TEXT
+    # The three texts together are bounded too, however they are shared out.
+    body = "b" * (pi.MAX_REQUEST_TEXT - pi.MAX_SUBJECT)
+    with pytest.raises(DecodeError):
+        pi.IntakeRequest(pi.Kind.MEDIA_TOUR, "s" * pi.MAX_SUBJECT, body, "c", bytes(16)).encode()
+
+
+def test_card_fields_at_and_past_their_bounds() -> None:
+    from dataclasses import replace
+
+    edge = replace(CARD, pow_bits=pi.MAX_POW_BITS)
+    assert pi.IntakeCard.decode(edge.encode()) == edge
+    with pytest.raises(DecodeError):
+        replace(CARD, pow_bits=pi.MAX_POW_BITS + 1)
+    for name, limit in (("mission_name", 200), ("relay_url", 2000), ("tenant_id", 200)):
+        value = "https://" + "r" * (limit - 8) if name == "relay_url" else "m" * limit
+        at = replace(CARD, **{name: value})
+        assert pi.IntakeCard.decode(at.encode()) == at
+        past = replace(CARD, **{name: value + "x"})
+        with pytest.raises(DecodeError, match="too long"):
+            pi.IntakeCard.decode(past.encode())
+
+
+def test_the_fingerprint_and_the_page_address_are_as_written() -> None:
+    import hashlib
+
+    digest = hashlib.sha256(b"backchannel/v1/intake/card" + CARD.encode()).digest()[:16]
+    expected = " ".join(digest.hex().upper()[i : i + 4] for i in range(0, 32, 4))
+    assert CARD.fingerprint() == expected
+    from dataclasses import replace
+
+    slashed = replace(CARD, relay_url="https://relay.example/")
+    assert slashed.page_url().startswith("https://relay.example/intake/#")
+    # The card's text carries no base64 padding, and an address with a second '#'
+    # in what follows the first is not a card.
+    assert not CARD.to_text().endswith("=")
+    assert pi.IntakeCard.from_text("https://x/intake/#" + CARD.to_text()) == CARD
+    with pytest.raises(DecodeError):
+        pi.IntakeCard.from_text("https://x/intake/#" + CARD.to_text() + "#more")
+    with pytest.raises(DecodeError):
+        pi.IntakeCard.from_text("https://x/#a#" + CARD.to_text())
+
+
+def test_a_card_of_any_length_round_trips_without_padding_and_over_plain_http() -> None:
+    from dataclasses import replace
+
+    for n in range(1, 4):  # encodings of every length modulo 3
+        card = replace(CARD, mission_name="M" * n, relay_url="http://127.0.0.1:8080")
+        text = card.to_text()
+        assert "=" not in text
+        assert pi.IntakeCard.from_text(text) == card
+        assert pi.IntakeCard.from_text(card.page_url()) == card
+
+
+def test_request_texts_may_fill_the_cell_exactly() -> None:
+    rest = pi.MAX_REQUEST_TEXT - pi.MAX_SUBJECT - pi.MAX_CONTACT
+    full = pi.IntakeRequest(pi.Kind.OTHER, "s" * pi.MAX_SUBJECT, "b" * rest, "c" * pi.MAX_CONTACT,
+                            bytes(16))  # fmt: skip
+    assert pi.IntakeRequest.decode(full.encode()) == full
+    assert len(pi.seal_request(CARD, full)) == pi.REQUEST_CELL_SIZE

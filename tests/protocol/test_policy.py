@@ -12,6 +12,7 @@ from backchannel.protocol import policy as mp
 from backchannel.protocol import roster as rs
 from backchannel.protocol.channel import Policy
 from backchannel.protocol.codec import Reader
+from backchannel.protocol.constants import MAX_OFFICERS
 
 EITHER = frozenset({Policy.RECORD, Policy.EITHER})
 
@@ -124,3 +125,62 @@ def test_a_change_signed_under_an_earlier_roster_is_stale(ny: MissionKit) -> Non
     # Offline, each change is checked against the roster version it names.
     with pytest.raises(mp.PolicyError, match="lacks"):
         mp.verify_chain(ny.mission_id, [signed], [later])
+
+
+def test_each_field_is_checked_alone() -> None:
+    prev = bytes(range(32))
+    edge = mp.MissionPolicy(1, frozenset({Policy.RECORD}), MAX_OFFICERS, prev)
+    assert edge.track2_k == MAX_OFFICERS  # the largest k is a k
+    with pytest.raises(DecodeError, match="at least one known"):
+        mp.MissionPolicy(1, frozenset(), 0, prev)
+    for k in (-1, MAX_OFFICERS + 1):
+        with pytest.raises(DecodeError, match="Track II k"):
+            mp.MissionPolicy(1, frozenset({Policy.RECORD}), k, prev)
+    # Every set of kinds comes back as itself, not as more or fewer.
+    kinds = sorted(Policy)
+    for bits in range(1, 1 << len(kinds)):
+        official = frozenset(p for i, p in enumerate(kinds) if bits >> i & 1)
+        p = mp.MissionPolicy(3, official, 1, prev, 7)
+        assert mp.MissionPolicy.read(Reader(p.encode())) == p
+
+
+def test_a_mission_id_longer_than_any_is_refused(ny: MissionKit) -> None:
+    policy = mp.propose(mp.DEFAULT, EITHER, 1, ny.roster)
+    for length, ok in ((64, True), (65, False)):
+        raw = mp.SignedPolicy(bytes(length), policy).encode()
+        if ok:
+            assert mp.SignedPolicy.decode(raw).mission_id == bytes(length)
+        else:
+            with pytest.raises(DecodeError, match="too long"):
+                mp.SignedPolicy.decode(raw)
+
+
+def test_one_signature_per_officer_even_given_twice_at_once(ny: MissionKit) -> None:
+    signed = mp.SignedPolicy(ny.mission_id, mp.propose(mp.DEFAULT, EITHER, 1, ny.roster))
+    ri = ny.officers[0].officer.officer_id
+    twice = signed.with_signatures([(ri, b"first"), (ri, b"second")])
+    assert twice.signatures == ((ri, b"first"),)
+
+
+def test_a_change_must_follow_by_version_and_by_hash_each(ny: MissionKit) -> None:
+    current = mp.verify_next(
+        mp.DEFAULT,
+        signed_by(ny, [0, 1], mp.propose(mp.DEFAULT, EITHER, 1, ny.roster)),
+        ny.roster,
+        ny.mission_id,
+    )
+    v = ny.roster.version
+    wrong_hash = mp.MissionPolicy(current.version + 1, EITHER, 0, bytes(range(32)), v)
+    skipped = mp.MissionPolicy(current.version + 2, EITHER, 0, current.hash, v)
+    right = mp.MissionPolicy(current.version + 1, EITHER, 0, current.hash, v)
+    for bad in (wrong_hash, skipped):
+        with pytest.raises(mp.PolicyError, match="does not follow"):
+            mp.verify_next(current, signed_by(ny, [0, 1], bad), ny.roster, ny.mission_id)
+    assert mp.verify_next(current, signed_by(ny, [0, 1], right), ny.roster, ny.mission_id)
+
+
+def test_a_proposal_names_the_roster_it_is_signed_under(ny: MissionKit) -> None:
+    later = rs.propose_update(ny.roster, list(ny.roster.officers[:2]), 2)
+    assert later.version != ny.roster.version
+    assert mp.propose(mp.DEFAULT, EITHER, 1, later).roster_version == later.version
+    assert mp.propose(mp.DEFAULT, EITHER, 1, ny.roster).roster_version == ny.roster.version
