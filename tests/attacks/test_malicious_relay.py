@@ -62,13 +62,12 @@ async def _missions(tmp: Path, f_ny: object, f_dc: object, clock: Clock) -> tupl
     return ny, dc
 
 
-async def _round(ny: Mission, dc: Mission, clock: Clock, tick: int = 60) -> list[str]:
-    """One round on the schedule: every device deposits, then fetches, then checks.
-
-    Returns the alarms raised, all devices together.
-    """
+async def round_reports(
+    devices: tuple[Client, ...], clock: Clock, tick: int = 60
+) -> list[SyncReport]:
+    """One round of ``devices`` on the schedule: every one deposits, then every one
+    fetches, then every one checks; their reports, none with a relay error."""
     clock.now += tick
-    devices = (*ny, *dc)
     reports = [SyncReport() for _ in devices]
     for device, report in zip(devices, reports, strict=True):
         await device.deposit_phase(report)
@@ -76,9 +75,15 @@ async def _round(ny: Mission, dc: Mission, clock: Clock, tick: int = 60) -> list
         await device.fetch_phase(report)
     for device, report in zip(devices, reports, strict=True):
         await device.check_phase(report)
-    alarms: list[str] = []
     for report in reports:
         assert report.relay_error is None, report.relay_error
+    return reports
+
+
+async def _round(ny: Mission, dc: Mission, clock: Clock, tick: int = 60) -> list[str]:
+    """One round of both missions; the alarms raised, all devices together."""
+    alarms: list[str] = []
+    for report in await round_reports((*ny, *dc), clock, tick):
         alarms += report.alarms
     return alarms
 

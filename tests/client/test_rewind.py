@@ -11,55 +11,53 @@ shape all along (one cell per lane per round).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from backchannel.client import engine, rewind
-from backchannel.client.report import SyncReport
 from backchannel.client.rewind import KEPT, Recovery
 from backchannel.client.service import Client
 from backchannel.protocol.payload import note
 from backchannel.protocol.states import SendState
-from tests.attacks.test_malicious_relay import _missions, _quiet
+from tests.attacks.test_malicious_relay import _missions, _quiet, round_reports
 from tests.client.conftest import RELAY_URL
 from tests.client.evil_relay import Clock, LyingRelay
 
 TEXT = "The meeting moves to Thursday."
 
 
-async def _rounds(devices: tuple[Client, ...], clock: Clock) -> list[SyncReport]:
-    """One round of ``devices`` on the schedule: deposits, then fetches, then checks."""
-    clock.now += 60
-    reports = [SyncReport() for _ in devices]
-    for device, report in zip(devices, reports, strict=True):
-        await device.deposit_phase(report)
-    for device, report in zip(devices, reports, strict=True):
-        await device.fetch_phase(report)
-    for device, report in zip(devices, reports, strict=True):
-        await device.check_phase(report)
-    for report in reports:
-        assert report.relay_error is None, report.relay_error
-    return reports
+Mission = tuple[Client, Client]
+
+
+@asynccontextmanager
+async def _two_missions(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[LyingRelay, Clock, Mission, Mission]]:
+    """New York and Washington paired over the relay, two quiet rounds behind them."""
+    clock = Clock()
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
+        await _quiet(ny, dc, clock, rounds=2)
+        yield relay, clock, ny, dc
 
 
 async def test_a_message_a_restore_lost_arrives_once_and_its_receipt_comes_back(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
-    relay = LyingRelay(tmp_path / "relay", clock)
-    async with relay.running():
-        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
+    async with _two_missions(tmp_path) as (relay, clock, ny, dc):
         devices = (*ny, *dc)
         ri, han = ny
         smith, _ = dc
-        await _quiet(ny, dc, clock, rounds=2)
         lanes = {d.officer.officer_id: len(d._lanes()) for d in devices}
         backup = relay.store.snapshot()
 
         draft = ri.compose(ri.channel_for("Washington").channel_id, note(TEXT))
         for _ in range(6):  # New York alone: Washington is away
-            for report, d in zip(await _rounds(ny, clock), ny, strict=True):
+            for report, d in zip(await round_reports(ny, clock), ny, strict=True):
                 assert report.deposited == lanes[d.officer.officer_id]
             for request in han.cosign_requests():
                 han.approve_cosign(request.request_id)
@@ -76,7 +74,7 @@ async def test_a_message_a_restore_lost_arrives_once_and_its_receipt_comes_back(
 
         alarms: list[str] = []
         for _ in range(16):
-            reports = await _rounds(devices, clock)
+            reports = await round_reports(devices, clock)
             for report, d in zip(reports, devices, strict=True):
                 # Searching, depositing again or not: one cell per lane, every round.
                 assert report.deposited == lanes[d.officer.officer_id]
@@ -94,33 +92,29 @@ async def test_a_message_a_restore_lost_arrives_once_and_its_receipt_comes_back(
         assert all(d.recovery(RELAY_URL) is None for d in dc)
         # And a few more rounds bring nothing twice.
         for _ in range(3):
-            await _rounds(devices, clock)
+            await round_reports(devices, clock)
         assert len(smith.inbox()) == 1
 
 
 async def test_a_cosign_request_a_restore_lost_still_reaches_the_colleague(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
-    relay = LyingRelay(tmp_path / "relay", clock)
-    async with relay.running():
-        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
+    async with _two_missions(tmp_path) as (relay, clock, ny, dc):
         ri, han = ny
-        await _quiet(ny, dc, clock, rounds=2)
         backup = relay.store.snapshot()
         ri.compose(ri.channel_for("Washington").channel_id, note(TEXT))
         for _ in range(2):  # Ri alone: the request waits at the relay for Han
-            await _rounds((ri,), clock)
+            await round_reports((ri,), clock)
         relay.restore(backup)
         for _ in range(10):
-            await _rounds((*ny, *dc), clock)
+            await round_reports((*ny, *dc), clock)
             if han.cosign_requests():
                 break
         [request] = han.cosign_requests()
         han.approve_cosign(request.request_id)
         smith = dc[0]
         for _ in range(12):
-            await _rounds((*ny, *dc), clock)
+            await round_reports((*ny, *dc), clock)
             if smith.inbox():
                 break
         assert len(smith.inbox()) == 1
@@ -128,11 +122,8 @@ async def test_a_cosign_request_a_restore_lost_still_reaches_the_colleague(
 
 async def test_kept_cells_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rewind, "KEEP_CELLS", 5)
-    clock = Clock()
-    relay = LyingRelay(tmp_path / "relay", clock)
-    async with relay.running():
-        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
-        await _quiet(ny, dc, clock, rounds=4)
+    async with _two_missions(tmp_path) as (_, clock, ny, dc):
+        await _quiet(ny, dc, clock, rounds=2)
         ri = ny[0]
         kept = ri.vault.items(KEPT)
         assert len(kept) == 5
@@ -200,12 +191,8 @@ def test_answers_that_contradict_each_other_err_towards_depositing_more() -> Non
 async def test_a_receiver_waits_at_a_missing_round_before_passing_over_it(
     tmp_path: Path, served_after: int | None
 ) -> None:
-    clock = Clock()
-    relay = LyingRelay(tmp_path / "relay", clock)
-    async with relay.running():
-        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
+    async with _two_missions(tmp_path) as (relay, clock, ny, dc):
         devices = (*ny, *dc)
-        await _quiet(ny, dc, clock)
         smith = dc[0]
         channel_id = smith.channels()[0].channel_id
         ep = smith._endpoint(channel_id)
@@ -220,7 +207,7 @@ async def test_a_receiver_waits_at_a_missing_round_before_passing_over_it(
         for n in range(engine.HOLD_ROUNDS + 4):
             if n == served_after:
                 relay.store.plan.hidden.clear()  # the cell comes back (deposited again)
-            reports = await _rounds(devices, clock)
+            reports = await round_reports(devices, clock)
             alarms += reports[2].alarms
             if smith._endpoint(channel_id).next_recv_round != missing:
                 break

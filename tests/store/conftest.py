@@ -13,7 +13,7 @@ import functools
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +75,20 @@ class StoreMaker:
     @property
     def shares_storage(self) -> bool:
         return self.backend != "memory"
+
+    @asynccontextmanager
+    async def two(self) -> AsyncIterator[tuple[RelayStore, RelayStore]]:
+        """Two open stores on the one database (skips the memory backend)."""
+        if not self.shares_storage:
+            pytest.skip("the memory store lives inside one object; there is nothing to share")
+        first, second = self.make(), self.make()
+        await first.open()
+        await second.open()
+        try:
+            yield first, second
+        finally:
+            await first.close()
+            await second.close()
 
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

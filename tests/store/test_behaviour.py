@@ -252,12 +252,7 @@ async def test_concurrent_deposits_never_exceed_the_quota(store: RelayStore) -> 
 
 
 async def test_two_stores_on_one_database_share_every_invariant(maker: StoreMaker) -> None:
-    if not maker.shares_storage:
-        pytest.skip("the memory store lives inside one object; there is nothing to share")
-    first, second = maker.make(), maker.make()
-    await first.open()
-    await second.open()
-    try:
+    async with maker.two() as (first, second):
         await first.create_tenant("a", CRED, 120, now=0)
         with pytest.raises(TenantExists):
             await second.create_tenant("a", CRED, 5, now=0)
@@ -276,9 +271,6 @@ async def test_two_stores_on_one_database_share_every_invariant(maker: StoreMake
         assert all(isinstance(o, DepositResult | QuotaExceeded) for o in extra)
         assert await first.count_cells("a") == 120
         assert await second.count_cells("a") == 120
-    finally:
-        await first.close()
-        await second.close()
 
 
 # -- the kept cosigned checkpoint ------------------------------------------------
@@ -305,19 +297,11 @@ async def test_a_cosigned_checkpoint_is_kept_unless_a_weaker_one_comes(store: Re
 
 
 async def test_every_store_on_one_database_serves_the_kept_checkpoint(maker: StoreMaker) -> None:
-    if not maker.shares_storage:
-        pytest.skip("the memory store lives inside one object; there is nothing to share")
-    first, second = maker.make(), maker.make()
-    await first.open()
-    await second.open()
-    try:
+    async with maker.two() as (first, second):
         await first.keep_checkpoint(3, 1, b"kept by the first")
         assert await second.kept_checkpoint() == b"kept by the first"
         await second.keep_checkpoint(3, 1, b"kept by the second")
         assert await first.kept_checkpoint() == b"kept by the second"
-    finally:
-        await first.close()
-        await second.close()
     third = maker.make()
     await third.open()
     try:

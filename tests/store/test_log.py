@@ -301,12 +301,7 @@ async def test_proof_requests_outside_the_log_are_refused(store: RelayStore) -> 
 
 
 async def test_two_stores_on_one_database_append_to_one_log(maker: StoreMaker) -> None:
-    if not maker.shares_storage:
-        pytest.skip("the memory store lives inside one object; there is nothing to share")
-    first, second = maker.make(), maker.make()
-    await first.open()
-    await second.open()
-    try:
+    async with maker.two() as (first, second):
         assert first.log_public_key() == second.log_public_key()
         await first.create_tenant("a", CRED, 1000, now=0)
         heads: list[TreeHead] = []
@@ -328,9 +323,6 @@ async def test_two_stores_on_one_database_append_to_one_log(maker: StoreMaker) -
         assert merkle.root(leaves) == (await second.log_head()).root
         assert [LogLeaf.decode(x).batch_index for x in leaves] == list(range(len(leaves)))
         assert sum(LogLeaf.decode(x).batch_size for x in leaves) == 120
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_log_survives_reopen(maker: StoreMaker) -> None:
