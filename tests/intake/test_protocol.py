@@ -174,9 +174,9 @@ def test_the_proof_of_work_is_the_one_the_specification_writes() -> None:
     for smaller in range(nonce):
         zero = _leading_zero_bits(hashlib.sha256(prefix + smaller.to_bytes(8, "big")).digest())
         assert zero < 10
-    # Nonce 0 is a nonce like any other.
+    # Nonce 0 is a nonce like any other, and the first one tried.
     first = _leading_zero_bits(hashlib.sha256(prefix + bytes(8)).digest())
-    assert pi.pow_ok(prefix, 0, first)
+    assert pi.pow_ok(prefix, 0, first) and pi.solve_pow(prefix, first) == 0
 
 
 def test_the_reply_id_and_the_intake_key_are_as_written() -> None:
