@@ -11,6 +11,7 @@ shape all along (one cell per lane per round).
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -140,8 +141,11 @@ def _search(n: int, lost_from: int, probes: int, head_size: int | None = None) -
     those from position ``lost_from``; return it once it ends."""
     kept = {10 * i: bytes([i % 256]) * 4 for i in range(n)}
     r = Recovery.start(RELAY_URL, b"pinned", kept, head_size if head_size is not None else 10 * n)
+    # The newest leaf, then a (probes + 1)-way split each round.
+    bound = 2 + math.ceil(math.log(max(n, 2), probes + 1))
     for _ in range(64):
         if not r.searching:
+            assert r.rounds <= bound, (n, lost_from, probes, r.rounds)
             return r
         asked = r.probes(probes)
         assert asked, "a running search asks for something"

@@ -83,6 +83,8 @@ class Recovery:
     hi: int = 0
     #: Cells queued again once the search ended; -1 while it runs.
     requeued: int = -1
+    #: Rounds of answers taken so far.
+    rounds: int = 0
 
     @classmethod
     def start(cls, url: str, pinned: bytes, kept: dict[int, bytes], head_size: int) -> Recovery:
@@ -104,10 +106,12 @@ class Recovery:
         """Up to ``n`` leaf indexes to ask for, splitting ``[lo, hi)`` evenly."""
         if not self.searching or n <= 0:
             return []
-        # The newest unknown leaf first: if the relay still holds it, it holds
-        # every older one too (the usual answer for a device that lost nothing).
+        # In the first round the newest leaf too: if the relay still holds it, it
+        # holds every older one (the usual answer for a device that lost nothing).
+        picks = {self.hi - 1} if self.rounds == 0 else set()
+        k = n - len(picks)
         width = self.hi - self.lo
-        picks = {self.hi - 1} | {self.lo + width * (j + 1) // n for j in range(n - 1)}
+        picks |= {self.lo + width * (j + 1) // (k + 1) for j in range(k)}
         return [self.leaves[p] for p in sorted(picks) if self.lo <= p < self.hi]
 
     def take(self, served: dict[int, bytes | None]) -> Recovery:
@@ -124,7 +128,7 @@ class Recovery:
             p = position.get(index)
             if p is not None and lo <= p < hi and leaf == self.kept[p]:
                 lo = max(lo, p + 1)
-        return replace(self, lo=lo, hi=hi)
+        return replace(self, lo=lo, hi=hi, rounds=self.rounds + 1)
 
 
 class Rewind(Device):
