@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ from backchannel.client import roster_change
 from backchannel.client.cards import CardError
 from backchannel.client.home import Home
 from backchannel.client.service import Client
-from backchannel.errors import ConfigError, RosterError
+from backchannel.errors import AuthenticationError, ConfigError, RosterError
+from backchannel.protocol import intake as pi
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, InProcessRelay
 from tests.client.test_client_flow import cosigned, two_missions
@@ -212,3 +215,87 @@ async def test_a_draft_waiting_for_its_cosignature_survives_a_roster_change(
     assert len(smith.inbox()) == 2
     assert not smith.status()["channels"][0]["alarms"]
     assert item.message_id in {i.message_id for i in smith.inbox()}
+
+
+# -- a removal moves the intake to a key the removed officer cannot derive ------------------
+
+
+def _request(text: str) -> pi.IntakeRequest:
+    return pi.IntakeRequest(pi.Kind.INTERVIEW, "Interview", text, "", secrets.token_bytes(16))
+
+
+async def test_a_removal_moves_the_intake_to_a_key_the_removed_officer_cannot_derive(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    ri, han = ny
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    defector = han.mission()  # what Han's device holds, and he keeps a copy of
+    old_card = ri.intake_card()
+    before = pi.seal_request(old_card, _request("sent to the card published before"))
+    change = roster_change.propose(ri, [], [han.officer.officer_id], 2)
+    change = roster_change.sign(kim, change)
+    assert roster_change.RosterChange.decode(change.encode()) == change
+    assert roster_change.adopt(han, change) is None
+    roster_change.adopt(ri, change)
+    roster_change.adopt(kim, change)
+    new_card = ri.intake_card()
+    assert new_card.intake_key != old_card.intake_key and kim.intake_card() == new_card
+    after = pi.seal_request(new_card, _request("sent to the new card"))
+    # Every secret the defector's copy holds: none opens what the public sends now.
+    for secret in (defector.secret, *defector.intake_secrets):
+        key = pi.intake_private_key(secret, defector.mission_id)
+        with pytest.raises(AuthenticationError):
+            pi.open_request(key, new_card, after)
+    # The officers who stay read both: the request sent before, the one sent after.
+    assert ri.take_intake([(1, before), (2, after)]) == 2
+    assert kim.take_intake([(1, before), (2, after)]) == 2
+    assert sorted(i.body for i in kim.intake_items()) == [
+        "sent to the card published before", "sent to the new card"
+    ]  # fmt: skip
+    # And the mission goes on: a co-signed message still reaches Washington.
+    ri.compose(ri.channel_for("Washington").channel_id, note("after the removal"))
+    await ri.settle()
+    await kim.settle()
+    [req] = kim.cosign_requests()
+    kim.approve_cosign(req.request_id)
+    await kim.settle()
+    await ri.settle()
+    card = ri.mission_card().encode()
+    for c in dc:
+        c.add_peer(card)
+    await dc[0].settle()
+    assert len(dc[0].inbox()) == 1
+
+
+async def test_a_removal_without_a_new_intake_secret_each_stays_the_same_is_refused(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, _ = await two_missions(tmp_path, relay)
+    ri, han = ny
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    change = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
+    state = kim.mission()
+    kim_id = kim.officer.officer_id
+    other = secrets.token_bytes(32)
+    cert = state.cert_of(kim_id)
+    info = roster_change._rekey_info(state.mission_id, kim_id, change.new.version)
+    cheating = tuple(
+        (o, cert.public_key.seal(other, info) if o == kim_id else b) for o, b in change.rekey
+    )
+    for bad, why in (
+        (replace(change, rekey=(), rekey_commitment=b""), "carries no new intake secret"),
+        (replace(change, rekey=tuple(x for x in change.rekey if x[0] != kim_id)),
+         "carries no new intake secret"),
+        # Another officer's box under Kim's name: it does not open for him.
+        (replace(change, rekey=tuple((kim_id if o == kim_id else o, change.rekey[0][1])
+                                     for o, _ in change.rekey)), "does not open"),
+        # The proposer gives Kim a secret the others do not get.
+        (replace(change, rekey=cheating), "does not open, or is not the one"),
+        (replace(change, rekey_commitment=bytes(32)), "is not the one it commits to"),
+    ):  # fmt: skip
+        with pytest.raises(RosterError, match=why.split(",")[0]):
+            roster_change.adopt(kim, bad)
+        assert kim.mission() == state  # nothing adopted
+    assert roster_change.adopt(kim, change) is not None
+    assert kim.mission().intake_secrets[1] == state.intake_secrets[0]

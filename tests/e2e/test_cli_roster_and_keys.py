@@ -33,3 +33,18 @@ def test_add_an_officer_and_rotate_keys(tmp_path: Path, relay: RelayProcess) -> 
     m.ri.sync()
     assert m.han.json("officer", "erase-keys", "--keep", "1")["erased"] == 1
     assert m.han.json("officer", "erase-keys", "--keep", "1")["erased"] == 0
+
+    # Han leaves: the intake moves to a new card, which the change says.
+    before = m.ri.json("intake", "card")["fingerprint"]
+    officers = kim.json("mission", "show")["officers"]
+    han_id = next(o["officer_id"] for o in officers if "Han" in o["name"])
+    leave = tmp_path / "leave"
+    m.ri.ok("mission", "change", "propose", "--threshold", "2", "--remove", han_id[:12],
+            "--out", leave)  # fmt: skip
+    kim.ok("mission", "change", "sign", leave)
+    assert m.han.json("mission", "change", "adopt", leave)["removed"] is True
+    for o in (m.ri, kim):
+        adopted = o.json("mission", "change", "adopt", leave)
+        assert adopted["version"] == 2 and adopted["new_intake_card"] is True
+    after = m.ri.json("intake", "card")["fingerprint"]
+    assert after != before and kim.json("intake", "card")["fingerprint"] == after

@@ -80,8 +80,21 @@ def adopt(ctx: typer.Context, change_file: ChangeArg) -> None:
             Text("this officer is no longer on the roster; the mission's secrets were erased"),
         )
         return
+    notes = [Text("give the peer a new `backchannel mission card`", style="dim")]
+    if change.rekey_commitment:
+        notes.append(
+            Text(
+                "the intake has a new key: publish the new `backchannel intake card` "
+                "(requests sent to the old one still open here)",
+                style="dim",
+            )
+        )
     output(ctx).done(
-        {"removed": False, "version": state.roster.version},
+        {
+            "removed": False,
+            "version": state.roster.version,
+            "new_intake_card": bool(change.rekey_commitment),
+        },
         Text.assemble(("ok", "green"), f" roster version {state.roster.version} adopted"),
-        Text("give the peer a new `backchannel mission card`", style="dim"),
+        *notes,
     )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from backchannel.client import statecodec
 from backchannel.client.officer_alarms import OfficerAlarms
 from backchannel.client.records import NetOut
+from backchannel.crypto.kem import KemPrivateKey
 from backchannel.errors import BackchannelError, ConfigError, DecodeError
 from backchannel.protocol import intake as pi
 from backchannel.protocol import joint
@@ -129,8 +130,10 @@ class Intake(OfficerAlarms):
         m = self.mission()
         if m.cell_size != pi.ANSWER_CELL_SIZE:
             return 0  # no intake on such a relay (intake_card says why)
-        card = self.intake_card()
-        key = pi.intake_private_key(m.secret, m.mission_id)
+        keys = [
+            (self._card_of(secret), pi.intake_private_key(secret, m.mission_id))
+            for secret in m.intake_secrets
+        ]
         after = self._counter(_AFTER)
         new = 0
         with self._tx():
@@ -138,9 +141,8 @@ class Intake(OfficerAlarms):
                 if seq <= after:
                     continue
                 after = seq
-                try:
-                    req = pi.open_request(key, card, cell)
-                except BackchannelError:
+                req = _open_any(keys, cell)
+                if req is None:
                     self._set_counter(b"intake-unreadable", self._counter(b"intake-unreadable") + 1)
                     continue
                 rid = hashlib.sha256(cell).digest()[:_ID_LEN]
@@ -188,7 +190,11 @@ class Intake(OfficerAlarms):
                 f"the intake needs the standard cell size ({pi.ANSWER_CELL_SIZE} bytes); this "
                 f"mission's relay uses {m.cell_size}"
             )
-        key = pi.intake_private_key(m.secret, m.mission_id)
+        return self._card_of(m.intake_secrets[0], pow_bits)
+
+    def _card_of(self, secret: bytes, pow_bits: int = 14) -> pi.IntakeCard:
+        m = self.mission()
+        key = pi.intake_private_key(secret, m.mission_id)
         return pi.IntakeCard(
             m.name, m.mission_id, m.relay_url, m.tenant_id, key.public_key, pow_bits
         )
@@ -452,3 +458,15 @@ def _hex(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _open_any(
+    keys: list[tuple[pi.IntakeCard, KemPrivateKey]], cell: bytes
+) -> pi.IntakeRequest | None:
+    """The request, opened under the current card's key or an earlier one's."""
+    for card, key in keys:
+        try:
+            return pi.open_request(key, card, cell)
+        except BackchannelError:
+            continue
+    return None

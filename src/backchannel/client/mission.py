@@ -45,9 +45,25 @@ class MissionState:
     cell_size: int = CELL_SIZE
     #: The mission policy's signed changes, oldest first (none: the default).
     policies: tuple[bytes, ...] = ()
+    #: The secret the intake key comes from, drawn afresh by every roster change
+    #: that removes an officer (empty: the mission secret, as founded).
+    intake_secret: bytes = b""
+    #: The intake secrets before it, oldest first: they open requests sealed to
+    #: an earlier card.
+    retired_intake_secrets: tuple[bytes, ...] = ()
 
     def __repr__(self) -> str:
         return f"MissionState({self.name!r}, <secret>)"
+
+    @property
+    def intake_secrets(self) -> list[bytes]:
+        """The intake secrets, the one of the card to publish first."""
+        return [self.intake_secret or self.secret, *reversed(self.retired_intake_secrets)]
+
+    def with_intake_secret(self, new: bytes) -> MissionState:
+        """This state after a removal: ``new`` makes the card, the current one retires."""
+        retired = (*self.retired_intake_secrets, self.intake_secrets[0])
+        return replace(self, intake_secret=new, retired_intake_secrets=retired)
 
     def signed_chain(self) -> list[rs.SignedRoster]:
         return [rs.SignedRoster.decode(c) for c in self.chain]

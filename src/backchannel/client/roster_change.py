@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 from dataclasses import dataclass, replace
 
 from backchannel.client import statecodec
@@ -26,7 +27,7 @@ from backchannel.client.officer_alarms import MAX_DETAIL, AlarmKind
 from backchannel.client.records import ChannelRecord, PeerRecord
 from backchannel.client.service import Client, _EndpointData
 from backchannel.crypto import labels
-from backchannel.crypto.primitives import equal
+from backchannel.crypto.primitives import equal, sha256
 from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
 from backchannel.protocol import policy as mp
 from backchannel.protocol import roster as rs
@@ -44,15 +45,22 @@ class RosterChange:
     signatures: tuple[tuple[bytes, bytes], ...]
     certs: tuple[EpochKeyCert, ...]
     boxes: tuple[tuple[bytes, bytes], ...]  # added officers: the sealed welcome
+    #: A change that removes an officer: the mission's new intake secret, sealed
+    #: to each officer who stays, and the commitment every box must open to.
+    rekey: tuple[tuple[bytes, bytes], ...] = ()
+    rekey_commitment: bytes = b""
 
     def encode(self) -> str:
-        d = {
+        d: dict[str, object] = {
             "mission_id": self.mission_id.hex(),
             "new": self.new.encode().hex(),
             "signatures": [[o.hex(), s.hex()] for o, s in self.signatures],
             "certs": [c.encode().hex() for c in self.certs],
             "boxes": [[o.hex(), b.hex()] for o, b in self.boxes],
         }
+        if self.rekey_commitment:
+            d["rekey"] = [[o.hex(), b.hex()] for o, b in self.rekey]
+            d["rekey_commitment"] = self.rekey_commitment.hex()
         raw = json.dumps(d, separators=(",", ":")).encode()
         return PREFIX + base64.urlsafe_b64encode(raw).decode() + "\n"
 
@@ -72,6 +80,8 @@ class RosterChange:
                 tuple((bytes.fromhex(o), bytes.fromhex(s)) for o, s in d["signatures"]),
                 tuple(EpochKeyCert.decode(bytes.fromhex(c)) for c in d["certs"]),
                 tuple((bytes.fromhex(o), bytes.fromhex(b)) for o, b in d["boxes"]),
+                tuple((bytes.fromhex(o), bytes.fromhex(b)) for o, b in d.get("rekey", [])),
+                bytes.fromhex(d.get("rekey_commitment", "")),
             )
         except (ValueError, KeyError, TypeError, binascii.Error, RemoteProtocolError):
             raise CardError("the roster change is damaged; ask for a fresh copy") from None
@@ -83,6 +93,14 @@ class RosterChange:
 
 def _welcome_info(mission_id: bytes, officer_id: bytes) -> bytes:
     return labels.MISSION_SECRET + b"/welcome" + mission_id + officer_id
+
+
+def _rekey_info(mission_id: bytes, officer_id: bytes, version: int) -> bytes:
+    return labels.INTAKE_REKEY + mission_id + officer_id + version.to_bytes(4, "big")
+
+
+def _commitment(mission_id: bytes, version: int, secret: bytes) -> bytes:
+    return sha256(labels.INTAKE_REKEY_COMMIT, mission_id, version.to_bytes(4, "big"), secret)
 
 
 def propose(
@@ -103,6 +121,20 @@ def propose(
     certs = tuple(
         [c for c in m.epoch_certs() if new.contains(c.officer_id)] + [c.cert for c in add]
     )
+    rekey: tuple[tuple[bytes, bytes], ...] = ()
+    commitment = b""
+    if remove:
+        # Whoever leaves keeps what his device held: the intake moves to a new
+        # key, whose secret only the officers who stay receive.
+        fresh = secrets.token_bytes(32)
+        commitment = _commitment(m.mission_id, new.version, fresh)
+        rekey = tuple(
+            (c.officer_id, c.public_key.seal(fresh, _rekey_info(m.mission_id, c.officer_id,
+                                                               new.version)))
+            for c in m.epoch_certs()
+            if new.contains(c.officer_id)
+        )  # fmt: skip
+        m = m.with_intake_secret(fresh)  # what newcomers are welcomed with
     welcome = _welcome(client, m)
     boxes = tuple(
         (
@@ -111,7 +143,7 @@ def propose(
         )
         for c in add
     )
-    change = RosterChange(m.mission_id, new, (), certs, boxes)
+    change = RosterChange(m.mission_id, new, (), certs, boxes, rekey, commitment)
     signed = sign(client, change)
     client._audit(AuditKind.ROSTER_PROPOSED, _version(new), signed.describe())
     client._tell_colleagues(AlarmKind.ROSTER_PROPOSED, signed.describe().encode()[:MAX_DETAIL])
@@ -183,6 +215,8 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
         chain=(*m.chain, signed.encode()),
         certs=tuple(c.encode() for c in change.certs),
     )
+    if any(not change.new.contains(o.officer_id) for o in m.roster.officers):
+        state = state.with_intake_secret(_open_rekey(client, change))
     with client._tx():
         client._put("mission", b"state", state)
         for rec in client.channels():
@@ -220,6 +254,11 @@ def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
     mp.verify_chain(state.mission_id, [mp.SignedPolicy.decode(p) for p in state.policies], rosters)
     signed = rs.SignedRoster(change.new, change.signatures)
     rs.verify_update(chain[-1].roster, signed)
+    if change.rekey_commitment and not equal(
+        _commitment(state.mission_id, change.new.version, state.intake_secrets[0]),
+        change.rekey_commitment,
+    ):
+        raise RosterError("the welcome's intake secret is not the one the change commits to")
     state = replace(
         state,
         chain=(*state.chain, signed.encode()),
@@ -238,6 +277,33 @@ def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
                 "endpoints", crec.channel_id, statecodec.dumps(replace(data, own_roster=change.new))
             )
     return state
+
+
+def _open_rekey(client: Client, change: RosterChange) -> bytes:
+    """The new intake secret a change that removes an officer gives us; it must be
+    the one the change commits to (so every officer who stays gets the same)."""
+    me = client.officer.officer_id
+    box = next((b for o, b in change.rekey if equal(o, me)), None)
+    if box is None or not change.rekey_commitment:
+        raise RosterError(
+            "this change removes an officer but carries no new intake secret for you; "
+            "ask for a change proposed again"
+        )
+    info = _rekey_info(change.mission_id, me, change.new.version)
+    for key in reversed(client.home.epoch_keys):
+        try:
+            fresh = key.private_key.open(box, info)
+        except AuthenticationError:
+            continue
+        if len(fresh) == 32 and equal(
+            _commitment(change.mission_id, change.new.version, fresh), change.rekey_commitment
+        ):
+            return fresh
+        break
+    raise RosterError(
+        "the change's new intake secret for you does not open, or is not the one it "
+        "commits to; ask for a change proposed again"
+    )
 
 
 def _forget_mission(client: Client) -> None:

@@ -86,6 +86,8 @@ INTAKE_REPLY_KEY = _label("intake/reply-key")
 INTAKE_ANSWER = _label("intake/answer")
 INTAKE_POW = _label("intake/pow")
 INTAKE_CARD = _label("intake/card")
+INTAKE_REKEY = _label("hpke/intake-secret")
+INTAKE_REKEY_COMMIT = _label("intake/secret-commitment")
 
 # Deniable authentication on a channel (protocol/deniable.py)
 DENIABLE_ROOT = _label("deniable/root")
@@ -156,6 +158,8 @@ ALL: tuple[bytes, ...] = (
     INTAKE_ANSWER,
     INTAKE_POW,
     INTAKE_CARD,
+    INTAKE_REKEY,
+    INTAKE_REKEY_COMMIT,
     DENIABLE_ROOT,
     DENIABLE_MESSAGE_KEY,
     DENIABLE_MESSAGE,
