@@ -12,8 +12,9 @@ from backchannel.client import roster_change
 from backchannel.client.cards import CardError
 from backchannel.client.home import Home
 from backchannel.client.service import Client
-from backchannel.errors import AuthenticationError, ConfigError, RosterError
+from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
 from backchannel.protocol import intake as pi
+from backchannel.protocol import joint
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, InProcessRelay
 from tests.client.test_client_flow import cosigned, two_missions
@@ -217,20 +218,22 @@ async def test_a_draft_waiting_for_its_cosignature_survives_a_roster_change(
     assert item.message_id in {i.message_id for i in smith.inbox()}
 
 
-# -- a removal moves the intake to a key the removed officer cannot derive ------------------
+# -- a removal gives the mission a secret the removed officer's copy lacks --------------------
 
 
 def _request(text: str) -> pi.IntakeRequest:
     return pi.IntakeRequest(pi.Kind.INTERVIEW, "Interview", text, "", secrets.token_bytes(16))
 
 
-async def test_a_removal_moves_the_intake_to_a_key_the_removed_officer_cannot_derive(
+async def test_a_removal_leaves_the_removed_officers_copy_nothing_to_read_or_find(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     ny, dc = await two_missions(tmp_path, relay)
     ri, han = ny
     kim, _ = await _add_kim(tmp_path, relay, ny)
     defector = han.mission()  # what Han's device holds, and he keeps a copy of
+    tenant = defector.tenant_id
+    stored_before = dict(relay.store._cells[tenant])
     old_card = ri.intake_card()
     before = pi.seal_request(old_card, _request("sent to the card published before"))
     change = roster_change.propose(ri, [], [han.officer.officer_id], 2)
@@ -266,9 +269,27 @@ async def test_a_removal_moves_the_intake_to_a_key_the_removed_officer_cannot_de
         c.add_peer(card)
     await dc[0].settle()
     assert len(dc[0].inbox()) == 1
+    # The mailbox moved to the new secret too: of the cells deposited into the
+    # mission's tenant since, his copy finds none where it would look, and
+    # opens none where it lies.
+    since = {
+        slot: c.cell
+        for slot, c in relay.store._cells[tenant].items()
+        if slot not in stored_before and c.cell
+    }
+    assert since
+    ids = [o.officer_id for o in defector.roster.officers]
+    findable = {
+        joint.mailbox_slot(defector.secret, a, b, n)
+        for a in ids for b in ids if a != b for n in range(400)
+    }  # fmt: skip
+    assert not findable & set(since)
+    for slot, cell in since.items():
+        with pytest.raises(RemoteProtocolError):
+            joint.open_cell(cell, slot, defector.secret, defector.cell_size)
 
 
-async def test_a_removal_without_a_new_intake_secret_each_stays_the_same_is_refused(
+async def test_a_removal_without_one_new_mission_secret_for_all_who_stay_is_refused(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     ny, _ = await two_missions(tmp_path, relay)
@@ -284,9 +305,9 @@ async def test_a_removal_without_a_new_intake_secret_each_stays_the_same_is_refu
         (o, cert.public_key.seal(other, info) if o == kim_id else b) for o, b in change.rekey
     )
     for bad, why in (
-        (replace(change, rekey=(), rekey_commitment=b""), "carries no new intake secret"),
+        (replace(change, rekey=(), rekey_commitment=b""), "carries no new mission secret"),
         (replace(change, rekey=tuple(x for x in change.rekey if x[0] != kim_id)),
-         "carries no new intake secret"),
+         "carries no new mission secret"),
         # Another officer's box under Kim's name: it does not open for him.
         (replace(change, rekey=tuple((kim_id if o == kim_id else o, change.rekey[0][1])
                                      for o, _ in change.rekey)), "does not open"),
@@ -298,4 +319,86 @@ async def test_a_removal_without_a_new_intake_secret_each_stays_the_same_is_refu
             roster_change.adopt(kim, bad)
         assert kim.mission() == state  # nothing adopted
     assert roster_change.adopt(kim, change) is not None
-    assert kim.mission().intake_secrets[1] == state.intake_secrets[0]
+    assert kim.mission().retired_secrets == (state.secret,) and kim.mission().generation == 1
+
+
+# -- the mailbox's lanes move to the new secret without losing or doubling anything ------------
+
+
+async def _three(tmp: Path, relay: InProcessRelay):  # type: ignore[no-untyped-def]
+    ny, _ = await two_missions(tmp, relay)
+    kim, _ = await _add_kim(tmp, relay, ny)
+    ri, han = ny
+    change = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
+    roster_change.adopt(han, change)
+    return ri, kim, change
+
+
+async def _rounds(*devices: Client, n: int = 1) -> list[str]:
+    alarms: list[str] = []
+    for _ in range(n):
+        for d in devices:
+            report = await d.sync(1)
+            alarms += report.alarms
+    return alarms
+
+
+@pytest.mark.parametrize("order", ["sender first", "receiver first", "together"])
+async def test_what_went_under_the_old_secret_arrives_once_whoever_adopts_first(
+    tmp_path: Path, relay: InProcessRelay, order: str
+) -> None:
+    ri, kim, change = await _three(tmp_path, relay)
+    # A co-sign request goes to Kim under the old secret, partly or wholly,
+    # before anyone adopts; then the two adopt, in some order, rounds apart.
+    ri.compose(ri.channel_for("Washington").channel_id, note("x" * 6000))
+    alarms = await _rounds(ri, n=2)
+    first, second = {"sender first": (ri, kim), "receiver first": (kim, ri),
+                     "together": (ri, kim)}[order]  # fmt: skip
+    roster_change.adopt(first, change)
+    if order != "together":
+        alarms += await _rounds(ri, kim, n=3)
+    roster_change.adopt(second, change)
+    # Ri's draft is sealed again under the new roster when he adopts: Kim is asked
+    # again, and approves what he is asked until it goes out.
+    approved: set[bytes] = set()
+    for _ in range(30):
+        alarms += await _rounds(ri, kim)
+        for req in kim.cosign_requests():
+            if req.request_id not in approved:
+                approved.add(req.request_id)
+                kim.approve_cosign(req.request_id)
+        if any(d.outgoing.state.name == "QUEUED" for d in ri.drafts()):
+            break
+    else:
+        raise AssertionError("the draft never got its co-signature")
+    assert not [a for a in alarms if "mailbox" in a], alarms
+    # Both read their old lanes to the end and dropped them.
+    for device, other in ((ri, kim), (kim, ri)):
+        assert device.mailbox._old_lanes(other.officer.officer_id) == ()
+
+
+async def test_an_object_half_sent_when_the_sender_adopts_goes_again_whole(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ri, kim, change = await _three(tmp_path, relay)
+    ri.compose(ri.channel_for("Washington").channel_id, note(secrets.token_urlsafe(7000)))
+    kim_id = kim.officer.officer_id
+    for _ in range(6):  # until the request is partly out, the rest waiting
+        await _rounds(ri)
+        if ri.vault.get("mb_cursor", b"mbout" + kim_id) is not None:
+            break
+    else:
+        raise AssertionError("the request never went out in pieces")
+    await _rounds(kim)  # Kim holds the first piece
+    roster_change.adopt(ri, change)
+    roster_change.adopt(kim, change)
+    alarms: list[str] = []
+    for _ in range(20):
+        alarms += await _rounds(ri, kim)
+        if kim.cosign_requests():
+            break
+    assert len(kim.cosign_requests()) == 1
+    assert not [a for a in alarms if "mailbox" in a], alarms
+    for _ in range(4):
+        await _rounds(ri, kim)
+    assert kim.mailbox._old_lanes(ri.officer.officer_id) == ()

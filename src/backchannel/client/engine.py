@@ -34,7 +34,7 @@ from backchannel.client.answers import AnswerSource, Deferred, DepositView, Fetc
 from backchannel.client.intake import INTAKE_LANE, INTAKE_OUT
 from backchannel.client.log_watch import CellCheck, SlotSeen
 from backchannel.client.logchecks import LogChecks, plan_queries, round_key
-from backchannel.client.mailbox import Mailbox
+from backchannel.client.mailbox import LaneWindow, Mailbox
 from backchannel.client.receiving import GossipDue
 from backchannel.client.records import NetOut
 from backchannel.client.relay_client import CellLog
@@ -106,8 +106,8 @@ class FetchPlan:
     queries: tuple[Query, ...]
     #: channel id -> {round: slot} of the window read.
     channels: dict[bytes, dict[int, bytes]] = field(repr=False)
-    #: colleague id -> slots of his lane to us, in order.
-    mailbox: dict[bytes, list[bytes]] = field(repr=False)
+    #: colleague id -> the slots of his lanes to us that this fetch reads.
+    mailbox: dict[bytes, LaneWindow] = field(repr=False)
 
 
 class Engine(LogChecks, Rewind):
@@ -287,10 +287,10 @@ class Engine(LogChecks, Rewind):
             window = {r: ep.slot_to_fetch(r) for r in range(first, first + CHANNEL_WINDOW)}
             channels[rec.channel_id] = window
             slots.extend(window.values())
-        mailbox: dict[bytes, list[bytes]] = {}
+        mailbox: dict[bytes, LaneWindow] = {}
         for o in self.colleagues():
-            mailbox[o] = self.mailbox.slots(o, MAILBOX_WINDOW)
-            slots.extend(mailbox[o])
+            mailbox[o] = self.mailbox.window(o, MAILBOX_WINDOW)
+            slots.extend(mailbox[o].slots)
         known = self._known_size(m.relay_url)
         return FetchPlan(m.relay_url, m.tenant_id, tuple(slots), known, (), channels, mailbox)
 
@@ -312,21 +312,19 @@ class Engine(LogChecks, Rewind):
                     seen[slot] = SlotSeen(slot, view.bundle.signed_head or b"", None, view.absent)
         elif view.bundle.signed_head is None:
             self.log.unproved(url, report.alarms)
-        for sender, lane in plan.mailbox.items():
-            cells: list[bytes] = []
-            for slot in lane:
-                if slot not in view.cells:
-                    break
-                cells.append(view.cells[slot])
-            report.joint_objects += self.mailbox.take(sender, cells, report.alarms)
-            if cells:
+        for sender, lanes in plan.mailbox.items():
+            report.joint_objects += self.mailbox.take_window(
+                sender, lanes, view.cells, report.alarms
+            )
+            if any(slot in view.cells for slot in lanes.slots):
                 self._seen(sender)
         self._check_unseen()
         if view.bundle.signed_head is not None:
             self._notice_rewind(url, _head_size(view.bundle.signed_head), report.alarms)
         self._take_recovery(url, plan.queries, view.answers, report.alarms)
         caught_up = all(
-            len(lane) > 0 and lane[-1] not in view.cells for lane in plan.mailbox.values()
+            len(w.slots) > 0 and w.slots[-1] not in view.cells and w.old is None
+            for w in plan.mailbox.values()
         )
         for channel_id, window in plan.channels.items():
             self._take_channel(channel_id, window, view, seen, report)

@@ -14,6 +14,16 @@ Mailbox slots are ``joint.mailbox_slot(secret, sender, recipient, n)`` for
 n = 0, 1, 2, ...: every exchange a device makes fills the next n of each
 colleague's lane, so a lane has no holes and a reader waits at the first slot
 not yet filled.
+
+**Generations.** A roster change that removes an officer gives the mission a
+new secret (the removed officer's copy must find no later slot and open no
+later cell). Each device that adopts it ends its lanes under the old secret
+and begins new ones under the new secret at n = 0; an object half sent goes
+again whole in the new lane, and a ``LANE_END`` notice, the new lane's first
+news, tells the colleague where the old lane ended. A reader keeps one of its
+window's places on the old lane until it has read it to that end (the window
+keeps its size), so what a colleague deposited before he adopted, or before we
+did, is read in order and nothing twice.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from dataclasses import dataclass, field
 
 from backchannel.client import statecodec
 from backchannel.client.device import Device, new_id
+from backchannel.client.mission import MissionState
 from backchannel.errors import BackchannelError, RemoteProtocolError
 from backchannel.protocol import joint
 
@@ -34,6 +45,10 @@ JOINT_OUT = "joint_out"
 AUDIT_OUT = "audit_out"
 #: Most pieces kept while an object from a colleague is being reassembled.
 MAX_PARTIAL = 1024
+#: The notice that ends a lane: ``LANE_END || u16 generation || u64 end``.
+LANE_END = b"lane-end\x00"
+#: Sender id -> the lanes from him under earlier secrets still to read.
+OLD_LANES = "mb_old_lanes"
 
 Handler = Callable[[joint.JointObject], str | None]
 
@@ -54,6 +69,30 @@ class MailboxCursor:
     entry_id: int
     sent: int
     queue: str = JOINT_OUT
+
+
+@dataclass(frozen=True)
+class OldLane:
+    """A colleague's lane to us under an earlier mission secret, still being read."""
+
+    generation: int
+    #: Where it ends (its first position never filled); -1 until his notice says.
+    end: int = -1
+
+
+@dataclass(frozen=True)
+class OldLanes:
+    lanes: tuple[OldLane, ...] = ()
+
+
+@dataclass(frozen=True)
+class LaneWindow:
+    """The slots of one colleague's lanes that a fetch reads: at most one place on
+    the oldest lane not yet read to its end, the rest on the current lane."""
+
+    slots: tuple[bytes, ...] = field(repr=False)
+    #: (generation, position) of the old lane's place (the first slot), if any.
+    old: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,10 +158,12 @@ class Mailbox:
         """
         dev = self.dev
         m = dev.mission()
-        name = b"out" + recipient
+        gen = self._out_generation(recipient)
+        secret = m.secret_of(gen)
+        name = _lane_name(b"out", gen, recipient)
         n = dev._counter(name)
         dev._set_counter(name, n + 1)
-        slot = joint.mailbox_slot(m.secret, dev.officer.officer_id, recipient, n)
+        slot = joint.mailbox_slot(secret, dev.officer.officer_id, recipient, n)
         key = b"mbout" + recipient
         cursor: MailboxCursor | None = dev._get("mb_cursor", key, MailboxCursor)
         chosen = self._next(recipient, cursor)
@@ -135,7 +176,7 @@ class Mailbox:
                 sent,
                 len(pieces),
                 pieces[sent],
-                m.secret,
+                secret,
                 m.cell_size,
                 secrets.token_bytes,
             )
@@ -145,39 +186,81 @@ class Mailbox:
             else:
                 dev._put("mb_cursor", key, MailboxCursor(entry_id, sent + 1, queue))
             return slot, cell
-        return slot, joint.cover_cell(slot, m.secret, m.cell_size, secrets.token_bytes)
+        return slot, joint.cover_cell(slot, secret, m.cell_size, secrets.token_bytes)
 
     # --- in ----------------------------------------------------------------------
 
     def next_slot(self, sender: bytes) -> int:
-        """The first position of ``sender``'s lane to us not read yet."""
-        return self.dev._counter(b"in" + sender)
+        """The first position of ``sender``'s current lane to us not read yet."""
+        return self.dev._counter(_lane_name(b"in", self._in_generation(sender), sender))
 
-    def slots(self, sender: bytes, count: int) -> list[bytes]:
-        """The next ``count`` slots of ``sender``'s lane to us, in order."""
+    def window(self, sender: bytes, count: int) -> LaneWindow:
+        """The ``count`` slots of ``sender``'s lanes to us that the next fetch reads."""
         m = self.dev.mission()
         me = self.dev.officer.officer_id
+        out: list[bytes] = []
+        old: tuple[int, int] | None = None
+        lanes = self._old_lanes(sender)
+        if lanes:
+            g = lanes[0].generation
+            n = self.dev._counter(_lane_name(b"in", g, sender))
+            out.append(joint.mailbox_slot(m.secret_of(g), sender, me, n))
+            old = (g, n)
+        gen = self._in_generation(sender)
+        first = self.dev._counter(_lane_name(b"in", gen, sender))
+        secret = m.secret_of(gen)
+        out += [joint.mailbox_slot(secret, sender, me, first + i) for i in range(count - len(out))]
+        return LaneWindow(tuple(out), old)
+
+    def slots(self, sender: bytes, count: int) -> list[bytes]:
+        """The next ``count`` slots of ``sender``'s current lane to us, in order."""
+        m = self.dev.mission()
+        me = self.dev.officer.officer_id
+        gen = self._in_generation(sender)
         first = self.next_slot(sender)
-        return [joint.mailbox_slot(m.secret, sender, me, first + i) for i in range(count)]
+        return [joint.mailbox_slot(m.secret_of(gen), sender, me, first + i) for i in range(count)]
+
+    def take_window(
+        self, sender: bytes, w: LaneWindow, cells: dict[bytes, bytes], alarms: list[str]
+    ) -> int:
+        """Act on what a fetch of ``w`` brought; returns how many objects were completed."""
+        done = 0
+        rest = list(w.slots)
+        if w.old is not None:
+            g, _ = w.old
+            first = rest.pop(0)
+            if first in cells:
+                done += self._take_lane(sender, g, [cells[first]], alarms)
+                self._close_ended(sender)
+        current = []
+        for slot in rest:
+            if slot not in cells:
+                break
+            current.append(cells[slot])
+        done += self.take(sender, current, alarms)
+        return done
 
     def take(self, sender: bytes, cells: list[bytes], alarms: list[str]) -> int:
-        """Act on the next cells of ``sender``'s lane (consecutive, from :meth:`next_slot`).
+        """Act on the next cells of ``sender``'s current lane (consecutive, from
+        :meth:`next_slot`). Returns how many objects were completed."""
+        return self._take_lane(sender, self._in_generation(sender), cells, alarms)
 
-        Returns how many objects were completed.
-        """
+    def _take_lane(self, sender: bytes, gen: int, cells: list[bytes], alarms: list[str]) -> int:
         dev = self.dev
         m = dev.mission()
         me = dev.officer.officer_id
-        name = b"in" + sender
+        secret = m.secret_of(gen)
+        name = _lane_name(b"in", gen, sender)
+        state_key = _lane_name(b"", gen, sender)
         n = dev._counter(name)
-        st: Reassembly = dev._get("mb_in", sender, Reassembly) or Reassembly()
+        st: Reassembly = dev._get("mb_in", state_key, Reassembly) or Reassembly()
         done = 0
         for i, cell in enumerate(cells):
-            slot = joint.mailbox_slot(m.secret, sender, me, n + i)
+            slot = joint.mailbox_slot(secret, sender, me, n + i)
             note: str | None = None
             complete: bytes | None = None
             try:
-                chunk = joint.open_cell(cell, slot, m.secret, m.cell_size)
+                chunk = joint.open_cell(cell, slot, secret, m.cell_size)
             except RemoteProtocolError:
                 alarms.append("a mailbox cell from a colleague failed to open and was set aside")
                 st = self._abandon(st, alarms)
@@ -203,11 +286,89 @@ class Mailbox:
                 if complete is not None:
                     note, counted = self._open(sender, complete)
                     done += 1 if counted else 0
-                dev._put("mb_in", sender, st)
+                dev._put("mb_in", state_key, st)
                 dev._set_counter(name, n + i + 1)
             if note is not None:
                 alarms.append(note)
         return done
+
+    # --- generations --------------------------------------------------------------
+
+    def _out_generation(self, recipient: bytes) -> int:
+        """The generation of our lane to ``recipient``: the mission's current one
+        until a new secret ends it (:meth:`begin_generation`)."""
+        raw = self.dev.vault.get("mb_gen", b"out" + recipient)
+        return int.from_bytes(raw, "big") if raw is not None else self.dev.mission().generation
+
+    def _in_generation(self, sender: bytes) -> int:
+        raw = self.dev.vault.get("mb_gen", b"in" + sender)
+        return int.from_bytes(raw, "big") if raw is not None else self.dev.mission().generation
+
+    def _old_lanes(self, sender: bytes) -> tuple[OldLane, ...]:
+        old: OldLanes | None = self.dev._get(OLD_LANES, sender, OldLanes)
+        return old.lanes if old is not None else ()
+
+    def begin_generation(self, before: MissionState, after: MissionState) -> None:
+        """The mission moved from ``before``'s secret to ``after``'s (in the caller's
+        transaction): end our lanes under the old secret, begin new ones, and tell
+        each colleague where his old lane from us ended."""
+        if after.generation == before.generation:
+            return
+        dev = self.dev
+        me = dev.officer.officer_id
+        stayed = {o.officer_id for o in before.roster.officers}
+        g = after.generation.to_bytes(2, "big")
+        for o in after.roster.officers:
+            other = o.officer_id
+            if other == me:
+                continue
+            if other in stayed:
+                # What we read from him so far stays an old lane until his notice ends it.
+                was = dev.vault.get("mb_gen", b"in" + other)
+                old_in = int.from_bytes(was, "big") if was is not None else before.generation
+                lanes = (*self._old_lanes(other), OldLane(old_in))
+                dev._put(OLD_LANES, other, OldLanes(lanes))
+                was = dev.vault.get("mb_gen", b"out" + other)
+                old_out = int.from_bytes(was, "big") if was is not None else before.generation
+                end = dev._counter(_lane_name(b"out", old_out, other))
+                # An object half sent goes again, whole, in the new lane.
+                dev.vault.delete("mb_cursor", b"mbout" + other)
+                dev.vault.put("mb_gen", b"out" + other, g)
+                dev.vault.put("mb_gen", b"in" + other, g)
+                body = LANE_END + old_out.to_bytes(2, "big") + end.to_bytes(8, "big")
+                self.send(joint.JointKind.NOTICE, other, body)
+            else:
+                dev.vault.put("mb_gen", b"out" + other, g)
+                dev.vault.put("mb_gen", b"in" + other, g)
+
+    def _lane_ended(self, sender: bytes, body: bytes) -> None:
+        """A colleague's notice: his lane to us under generation ``g`` ended at ``end``."""
+        if len(body) != len(LANE_END) + 10:
+            return
+        gen = int.from_bytes(body[len(LANE_END) : len(LANE_END) + 2], "big")
+        end = int.from_bytes(body[len(LANE_END) + 2 :], "big")
+        lanes = tuple(
+            OldLane(lane.generation, end) if lane.generation == gen else lane
+            for lane in self._old_lanes(sender)
+        )
+        self.dev._put(OLD_LANES, sender, OldLanes(lanes))
+        self._close_ended(sender)
+
+    def _close_ended(self, sender: bytes) -> None:
+        """Drop the old lanes read to their end (a piece left over there was an
+        object that went again, whole, in a later lane)."""
+        dev = self.dev
+        left = []
+        for lane in self._old_lanes(sender):
+            read = dev._counter(_lane_name(b"in", lane.generation, sender))
+            if lane.end >= 0 and read >= lane.end:
+                dev.vault.delete("mb_in", _lane_name(b"", lane.generation, sender))
+                continue
+            left.append(lane)
+        if left:
+            dev._put(OLD_LANES, sender, OldLanes(tuple(left)))
+        else:
+            dev.vault.delete(OLD_LANES, sender)
 
     def _abandon(self, st: Reassembly, alarms: list[str]) -> Reassembly:
         if st.pieces:
@@ -230,6 +391,9 @@ class Mailbox:
             return "a mailbox object from a colleague failed to verify and was set aside", True
         if obj.sender_id != sender:
             return "a mailbox object names another sender than its slot and was set aside", True
+        if obj.kind is joint.JointKind.NOTICE and obj.body.startswith(LANE_END):
+            self._lane_ended(sender, obj.body)
+            return None, False
         counted = obj.kind is not joint.JointKind.AUDIT
         try:
             with dev._tx():  # a handler that fails leaves nothing half-written
@@ -239,3 +403,10 @@ class Mailbox:
             # colleague's device, say) must not stall the objects behind it.
             note = f"a mailbox object from a colleague could not be used ({exc}); set aside"
             return note, counted
+
+
+def _lane_name(prefix: bytes, generation: int, officer_id: bytes) -> bytes:
+    """A lane's counter or record name: generation 0 keeps the names it always had."""
+    if generation == 0:
+        return prefix + officer_id
+    return prefix + b"g" + generation.to_bytes(2, "big") + officer_id

@@ -45,25 +45,35 @@ class MissionState:
     cell_size: int = CELL_SIZE
     #: The mission policy's signed changes, oldest first (none: the default).
     policies: tuple[bytes, ...] = ()
-    #: The secret the intake key comes from, drawn afresh by every roster change
-    #: that removes an officer (empty: the mission secret, as founded).
-    intake_secret: bytes = b""
-    #: The intake secrets before it, oldest first: they open requests sealed to
-    #: an earlier card.
-    retired_intake_secrets: tuple[bytes, ...] = ()
+    #: The mission secrets before this one, oldest first: a roster change that
+    #: removes an officer draws a new one. Generation ``g`` of the mailbox's
+    #: lanes uses ``retired_secrets[g]``, the current generation ``secret``;
+    #: the intake opens requests sealed to a card of any of them.
+    retired_secrets: tuple[bytes, ...] = ()
 
     def __repr__(self) -> str:
         return f"MissionState({self.name!r}, <secret>)"
 
     @property
-    def intake_secrets(self) -> list[bytes]:
-        """The intake secrets, the one of the card to publish first."""
-        return [self.intake_secret or self.secret, *reversed(self.retired_intake_secrets)]
+    def generation(self) -> int:
+        """How many times the mission secret was drawn anew."""
+        return len(self.retired_secrets)
 
-    def with_intake_secret(self, new: bytes) -> MissionState:
-        """This state after a removal: ``new`` makes the card, the current one retires."""
-        retired = (*self.retired_intake_secrets, self.intake_secrets[0])
-        return replace(self, intake_secret=new, retired_intake_secrets=retired)
+    def secret_of(self, generation: int) -> bytes:
+        if generation == self.generation:
+            return self.secret
+        if 0 <= generation < self.generation:
+            return self.retired_secrets[generation]
+        raise RosterError("a mailbox lane names a generation of the mission secret we lack")
+
+    @property
+    def intake_secrets(self) -> list[bytes]:
+        """The secrets the intake key comes from, the one of the card to publish first."""
+        return [self.secret, *reversed(self.retired_secrets)]
+
+    def with_new_secret(self, new: bytes) -> MissionState:
+        """This state after a removal: ``new`` is the secret, the current one retires."""
+        return replace(self, secret=new, retired_secrets=(*self.retired_secrets, self.secret))
 
     def signed_chain(self) -> list[rs.SignedRoster]:
         return [rs.SignedRoster.decode(c) for c in self.chain]

@@ -45,8 +45,8 @@ class RosterChange:
     signatures: tuple[tuple[bytes, bytes], ...]
     certs: tuple[EpochKeyCert, ...]
     boxes: tuple[tuple[bytes, bytes], ...]  # added officers: the sealed welcome
-    #: A change that removes an officer: the mission's new intake secret, sealed
-    #: to each officer who stays, and the commitment every box must open to.
+    #: A change that removes an officer: the mission's new secret, sealed to
+    #: each officer who stays, and the commitment every box must open to.
     rekey: tuple[tuple[bytes, bytes], ...] = ()
     rekey_commitment: bytes = b""
 
@@ -96,11 +96,11 @@ def _welcome_info(mission_id: bytes, officer_id: bytes) -> bytes:
 
 
 def _rekey_info(mission_id: bytes, officer_id: bytes, version: int) -> bytes:
-    return labels.INTAKE_REKEY + mission_id + officer_id + version.to_bytes(4, "big")
+    return labels.NEW_MISSION_SECRET + mission_id + officer_id + version.to_bytes(4, "big")
 
 
 def _commitment(mission_id: bytes, version: int, secret: bytes) -> bytes:
-    return sha256(labels.INTAKE_REKEY_COMMIT, mission_id, version.to_bytes(4, "big"), secret)
+    return sha256(labels.MISSION_SECRET_COMMIT, mission_id, version.to_bytes(4, "big"), secret)
 
 
 def propose(
@@ -124,8 +124,9 @@ def propose(
     rekey: tuple[tuple[bytes, bytes], ...] = ()
     commitment = b""
     if remove:
-        # Whoever leaves keeps what his device held: the intake moves to a new
-        # key, whose secret only the officers who stay receive.
+        # Whoever leaves keeps what his device held: the mission moves to a new
+        # secret (the mailbox's lanes, the intake's key) that only those who
+        # stay receive.
         fresh = secrets.token_bytes(32)
         commitment = _commitment(m.mission_id, new.version, fresh)
         rekey = tuple(
@@ -134,7 +135,7 @@ def propose(
             for c in m.epoch_certs()
             if new.contains(c.officer_id)
         )  # fmt: skip
-        m = m.with_intake_secret(fresh)  # what newcomers are welcomed with
+        m = m.with_new_secret(fresh)  # what newcomers are welcomed with
     welcome = _welcome(client, m)
     boxes = tuple(
         (
@@ -216,9 +217,10 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
         certs=tuple(c.encode() for c in change.certs),
     )
     if any(not change.new.contains(o.officer_id) for o in m.roster.officers):
-        state = state.with_intake_secret(_open_rekey(client, change))
+        state = state.with_new_secret(_open_rekey(client, change))
     with client._tx():
         client._put("mission", b"state", state)
+        client.mailbox.begin_generation(m, state)
         for rec in client.channels():
             ep = client._endpoint(rec.channel_id)
             ep.own_roster = change.new
@@ -255,10 +257,10 @@ def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
     signed = rs.SignedRoster(change.new, change.signatures)
     rs.verify_update(chain[-1].roster, signed)
     if change.rekey_commitment and not equal(
-        _commitment(state.mission_id, change.new.version, state.intake_secrets[0]),
+        _commitment(state.mission_id, change.new.version, state.secret),
         change.rekey_commitment,
     ):
-        raise RosterError("the welcome's intake secret is not the one the change commits to")
+        raise RosterError("the welcome's mission secret is not the one the change commits to")
     state = replace(
         state,
         chain=(*state.chain, signed.encode()),
@@ -280,13 +282,13 @@ def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
 
 
 def _open_rekey(client: Client, change: RosterChange) -> bytes:
-    """The new intake secret a change that removes an officer gives us; it must be
-    the one the change commits to (so every officer who stays gets the same)."""
+    """The new mission secret a change that removes an officer gives us; it must
+    be the one the change commits to (so every officer who stays gets the same)."""
     me = client.officer.officer_id
     box = next((b for o, b in change.rekey if equal(o, me)), None)
     if box is None or not change.rekey_commitment:
         raise RosterError(
-            "this change removes an officer but carries no new intake secret for you; "
+            "this change removes an officer but carries no new mission secret for you; "
             "ask for a change proposed again"
         )
     info = _rekey_info(change.mission_id, me, change.new.version)
@@ -301,7 +303,7 @@ def _open_rekey(client: Client, change: RosterChange) -> bytes:
             return fresh
         break
     raise RosterError(
-        "the change's new intake secret for you does not open, or is not the one it "
+        "the change's new mission secret for you does not open, or is not the one it "
         "commits to; ask for a change proposed again"
     )
 

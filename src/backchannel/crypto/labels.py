@@ -77,6 +77,8 @@ SIG_JOINT = _label("sig/joint")
 JOINT_SLOT = _label("joint/slot")
 JOINT_CELL = _label("joint/cell")
 MISSION_SECRET = _label("hpke/mission-secret")
+NEW_MISSION_SECRET = _label("hpke/new-mission-secret")
+MISSION_SECRET_COMMIT = _label("mission/secret-commitment")
 
 # The public intake (protocol/intake.py; the intake page uses the same strings)
 INTAKE_KEY = _label("intake/key")
@@ -86,8 +88,6 @@ INTAKE_REPLY_KEY = _label("intake/reply-key")
 INTAKE_ANSWER = _label("intake/answer")
 INTAKE_POW = _label("intake/pow")
 INTAKE_CARD = _label("intake/card")
-INTAKE_REKEY = _label("hpke/intake-secret")
-INTAKE_REKEY_COMMIT = _label("intake/secret-commitment")
 
 # Deniable authentication on a channel (protocol/deniable.py)
 DENIABLE_ROOT = _label("deniable/root")
@@ -145,6 +145,8 @@ ALL: tuple[bytes, ...] = (
     JOINT_SLOT,
     JOINT_CELL,
     MISSION_SECRET,
+    NEW_MISSION_SECRET,
+    MISSION_SECRET_COMMIT,
     VAULT_AEAD_KEY,
     VAULT_MAC_KEY,
     VAULT_CHECK,
@@ -158,8 +160,6 @@ ALL: tuple[bytes, ...] = (
     INTAKE_ANSWER,
     INTAKE_POW,
     INTAKE_CARD,
-    INTAKE_REKEY,
-    INTAKE_REKEY_COMMIT,
     DENIABLE_ROOT,
     DENIABLE_MESSAGE_KEY,
     DENIABLE_MESSAGE,
