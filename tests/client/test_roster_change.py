@@ -402,3 +402,18 @@ async def test_an_object_half_sent_when_the_sender_adopts_goes_again_whole(
     for _ in range(4):
         await _rounds(ri, kim)
     assert kim.mailbox._old_lanes(ri.officer.officer_id) == ()
+
+
+async def test_a_key_rotated_while_a_change_waits_is_not_lost_when_it_is_adopted(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ri, kim, change = await _three(tmp_path, relay)
+    cert = kim.rotate_epoch_key()
+    kim_id = kim.officer.officer_id
+    for _ in range(6):
+        await _rounds(kim, ri)
+        if ri.mission().cert_of(kim_id).epoch == cert.epoch:
+            break
+    assert ri.mission().cert_of(kim_id).epoch == cert.epoch > 1
+    roster_change.adopt(ri, change)  # its file names Kim's earlier key
+    assert ri.mission().cert_of(kim_id) == cert

@@ -211,10 +211,17 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
     if not change.new.contains(me):
         _forget_mission(client)
         return None
+    # A colleague who rotated his key since the change was proposed told us his
+    # newer certificate through the mailbox: it stays.
+    known = {c.officer_id: c for c in m.epoch_certs()}
+    certs = [
+        known[c.officer_id] if c.officer_id in known and known[c.officer_id].epoch > c.epoch else c
+        for c in change.certs
+    ]
     state = replace(
         m,
         chain=(*m.chain, signed.encode()),
-        certs=tuple(c.encode() for c in change.certs),
+        certs=tuple(c.encode() for c in certs),
     )
     if any(not change.new.contains(o.officer_id) for o in m.roster.officers):
         state = state.with_new_secret(_open_rekey(client, change))
