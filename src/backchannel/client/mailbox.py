@@ -212,14 +212,6 @@ class Mailbox:
         out += [joint.mailbox_slot(secret, sender, me, first + i) for i in range(count - len(out))]
         return LaneWindow(tuple(out), old)
 
-    def slots(self, sender: bytes, count: int) -> list[bytes]:
-        """The next ``count`` slots of ``sender``'s current lane to us, in order."""
-        m = self.dev.mission()
-        me = self.dev.officer.officer_id
-        gen = self._in_generation(sender)
-        first = self.next_slot(sender)
-        return [joint.mailbox_slot(m.secret_of(gen), sender, me, first + i) for i in range(count)]
-
     def take_window(
         self, sender: bytes, w: LaneWindow, cells: dict[bytes, bytes], alarms: list[str]
     ) -> int:
