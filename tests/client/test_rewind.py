@@ -224,3 +224,14 @@ async def test_a_receiver_waits_at_a_missing_round_before_passing_over_it(
         else:
             assert waited == served_after
             assert smith._endpoint(channel_id).next_recv_round > missing + 1
+
+
+def test_a_search_whose_queries_go_unanswered_ends_by_depositing_more() -> None:
+    kept = {i: b"leaf" for i in range(10)}
+    r = Recovery.start(RELAY_URL, b"pinned", kept, 100)
+    r = r.take({9: None})  # the newest is gone; then the relay stops answering
+    for _ in range(rewind.MAX_UNANSWERED - 1):
+        r = r.unanswered_check()
+        assert r.searching
+    r = r.unanswered_check()
+    assert not r.searching and r.lost_from == 0

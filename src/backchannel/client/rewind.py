@@ -53,6 +53,8 @@ _KEPT_RANGE = b"range"
 KEPT_META = "net_kept_meta"
 #: Relay url -> :class:`Recovery`.
 RECOVERIES = "rewind_recoveries"
+#: Checks without answers to the search's queries before it stops asking.
+MAX_UNANSWERED = 8
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class Recovery:
     requeued: int = -1
     #: Rounds of answers taken so far.
     rounds: int = 0
+    #: Checks in a row whose answer held none of our queries.
+    unanswered: int = 0
 
     @classmethod
     def start(cls, url: str, pinned: bytes, kept: dict[int, bytes], head_size: int) -> Recovery:
@@ -128,7 +132,14 @@ class Recovery:
             p = position.get(index)
             if p is not None and lo <= p < hi and leaf == self.kept[p]:
                 lo = max(lo, p + 1)
-        return replace(self, lo=lo, hi=hi, rounds=self.rounds + 1)
+        return replace(self, lo=lo, hi=hi, rounds=self.rounds + 1, unanswered=0)
+
+    def unanswered_check(self) -> Recovery:
+        """A check came back without our queries' answers; after
+        :data:`MAX_UNANSWERED` in a row, everything not known held is taken as lost
+        (depositing again what the relay still holds costs rounds, not a duplicate)."""
+        r = replace(self, unanswered=self.unanswered + 1)
+        return replace(r, hi=r.lo) if r.unanswered >= MAX_UNANSWERED else r
 
 
 class Rewind(Device):
@@ -214,15 +225,15 @@ class Rewind(Device):
         r = self.recovery(url)
         if r is None or not r.searching:
             return
+        asked = [q for q in queries if q.kind is QueryKind.LEAF]
+        if not asked:
+            return  # no spare place this round
         served: dict[int, bytes | None] = {}
-        for q in queries:
-            if q.kind is not QueryKind.LEAF or q not in answers:
-                continue
-            ok, payload = answers[q]
-            served[q.numbers[0]] = payload if ok else None
-        if not served:
-            return
-        r = r.take(served)
+        for q in asked:
+            if q in answers:
+                ok, payload = answers[q]
+                served[q.numbers[0]] = payload if ok else None
+        r = r.take(served) if served else r.unanswered_check()
         with self._tx():
             self._put(RECOVERIES, url.encode(), r)
             if not r.searching:
