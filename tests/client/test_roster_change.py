@@ -31,6 +31,17 @@ async def _add_kim(tmp: Path, relay: InProcessRelay, ny):  # type: ignore[no-unt
     return kim, change
 
 
+async def _cosigned_by(ri: Client, kim: Client, text: str) -> None:
+    """Ri drafts ``text`` to Washington, Kim co-signs, and it is queued."""
+    ri.compose(ri.channel_for("Washington").channel_id, note(text))
+    await ri.settle()
+    await kim.settle()
+    [req] = kim.cosign_requests()
+    kim.approve_cosign(req.request_id)
+    await kim.settle()
+    await ri.settle()
+
+
 async def test_added_officer_opens_and_cosigns(tmp_path: Path, relay: InProcessRelay) -> None:
     ny, dc = await two_missions(tmp_path, relay)
     ri, han = ny
@@ -61,13 +72,7 @@ async def test_added_officer_opens_and_cosigns(tmp_path: Path, relay: InProcessR
     assert kim.read(item.message_id).text == "to three"
     assert draft.draft_id
     # Kim co-signs a New York message; Washington accepts it under roster version 1.
-    ri.compose(ri.channel_for("Washington").channel_id, note("from the new roster"))
-    await ri.settle()
-    await kim.settle()
-    [req] = kim.cosign_requests()
-    kim.approve_cosign(req.request_id)
-    await kim.settle()
-    await ri.settle()
+    await _cosigned_by(ri, kim, "from the new roster")
     await smith.settle()
     assert len(smith.inbox()) == 1
     assert not smith.status()["channels"][0]["alarms"]
@@ -257,13 +262,7 @@ async def test_a_removal_leaves_the_removed_officers_copy_nothing_to_read_or_fin
         "sent to the card published before", "sent to the new card"
     ]  # fmt: skip
     # And the mission goes on: a co-signed message still reaches Washington.
-    ri.compose(ri.channel_for("Washington").channel_id, note("after the removal"))
-    await ri.settle()
-    await kim.settle()
-    [req] = kim.cosign_requests()
-    kim.approve_cosign(req.request_id)
-    await kim.settle()
-    await ri.settle()
+    await _cosigned_by(ri, kim, "after the removal")
     card = ri.mission_card().encode()
     for c in dc:
         c.add_peer(card)
