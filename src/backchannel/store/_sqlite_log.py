@@ -25,13 +25,39 @@ _IN_CHUNK = 500
 
 
 class SQLiteLogReads(_log.LogSigning):
-    """The log's read side; the store supplies ``_read``, ``_logging`` and ``_cache``."""
+    """The log's read side, and the cosigned checkpoint every process serves; the
+    store supplies ``_read``, ``_write``, ``_logging`` and ``_cache``."""
 
     _logging: bool
     _cache: _log.LogCache | None
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T], single: bool = False) -> T:
+        raise NotImplementedError
+
+    async def keep_checkpoint(self, size: int, cosignatures: int, note: bytes) -> None:
+        _common.check_checkpoint(size, cosignatures, note)
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO log_checkpoint (id, size, cosignatures, note) VALUES (1, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET size = excluded.size,"
+                " cosignatures = excluded.cosignatures, note = excluded.note"
+                " WHERE excluded.size > log_checkpoint.size OR (excluded.size = log_checkpoint.size"
+                " AND excluded.cosignatures >= log_checkpoint.cosignatures)",
+                (size, cosignatures, note),
+            )
+
+        await self._write(work, single=True)
+
+    async def kept_checkpoint(self) -> bytes | None:
+        def work(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT note FROM log_checkpoint WHERE id = 1").fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._read(work)
 
     # -- the log ----------------------------------------------------------------
 

@@ -413,28 +413,6 @@ class SQLiteRelayStore(SQLiteLogReads, SQLiteIntake):
 
     # -- the RelayStore interface -----------------------------------------
 
-    async def keep_checkpoint(self, size: int, cosignatures: int, note: bytes) -> None:
-        _common.check_checkpoint(size, cosignatures, note)
-
-        def work(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO log_checkpoint (id, size, cosignatures, note) VALUES (1, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET size = excluded.size,"
-                " cosignatures = excluded.cosignatures, note = excluded.note"
-                " WHERE excluded.size > log_checkpoint.size OR (excluded.size = log_checkpoint.size"
-                " AND excluded.cosignatures >= log_checkpoint.cosignatures)",
-                (size, cosignatures, note),
-            )
-
-        await self._write(work, single=True)
-
-    async def kept_checkpoint(self) -> bytes | None:
-        def work(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute("SELECT note FROM log_checkpoint WHERE id = 1").fetchone()
-            return None if row is None else bytes(row[0])
-
-        return await self._read(work)
-
     async def create_tenant(
         self, tenant_id: str, credential_hash: bytes, quota_cells: int, now: int
     ) -> TenantRecord:
