@@ -57,7 +57,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _client(base: str, acked: dict[str, tuple[bytes, dict[str, object]]]) -> None:
+async def _client(
+    base: str, acked: dict[str, tuple[bytes, dict[str, object]]], interrupted: set[str]
+) -> None:
     # A fresh connection per few requests, so connections spread over the workers.
     for _ in range(CELLS_PER_CLIENT // 4):
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -71,6 +73,7 @@ async def _client(base: str, acked: dict[str, tuple[bytes, dict[str, object]]]) 
                             headers={"Content-Type": "application/octet-stream"},
                         )
                     except httpx.TransportError:
+                        interrupted.add(slot)
                         await asyncio.sleep(0.1)  # the killed worker's connection
                         continue
                     if r.status_code in (200, 201):
@@ -80,15 +83,21 @@ async def _client(base: str, acked: dict[str, tuple[bytes, dict[str, object]]]) 
                     await asyncio.sleep(0.1)
 
 
-async def _load_and_kill(relay: RelayProcess) -> dict[str, tuple[bytes, dict[str, object]]]:
+async def _load_and_kill(
+    relay: RelayProcess,
+) -> tuple[dict[str, tuple[bytes, dict[str, object]]], set[str]]:
+    """The cells acknowledged, and the slots whose deposit was cut off at least once."""
     acked: dict[str, tuple[bytes, dict[str, object]]] = {}
-    clients = [asyncio.create_task(_client(relay.base_url, acked)) for _ in range(CLIENTS)]
+    interrupted: set[str] = set()
+    clients = [
+        asyncio.create_task(_client(relay.base_url, acked, interrupted)) for _ in range(CLIENTS)
+    ]
     while len(acked) < CLIENTS * CELLS_PER_CLIENT // 3:
         await asyncio.sleep(0.02)
     victim = _workers(relay.pid)[0]
     os.kill(victim, signal.SIGKILL)
     await asyncio.gather(*clients)
-    return acked
+    return acked, interrupted
 
 
 @pytest.mark.postgres
@@ -107,7 +116,7 @@ def test_workers_share_one_port_and_one_log_and_lose_nothing(pg_url: str) -> Non
             headers={"Authorization": f"Bearer {OPERATOR}"},
         )
         assert r.status_code == 201, r.text
-        acked = asyncio.run(_load_and_kill(relay))
+        acked, interrupted = asyncio.run(_load_and_kill(relay))
         assert len(acked) == CLIENTS * CELLS_PER_CLIENT
         # The supervisor started the killed worker again.
         deadline = time.monotonic() + 20
@@ -128,7 +137,13 @@ def test_workers_share_one_port_and_one_log_and_lose_nothing(pg_url: str) -> Non
             for line in text.splitlines():
                 if line.startswith('backchannel_relay_deposits_total{outcome="created"}'):
                     totals.add(float(line.split()[-1]))
-        assert totals == {float(len(acked))}, totals
+        # Every scrape gives the same total. It counts each acknowledged cell once,
+        # except that a worker killed between its commit and its counter leaves
+        # that cell uncounted (the client's retry then finds it stored, a
+        # duplicate): only a deposit cut off by the kill may be missing.
+        assert len(totals) == 1, totals
+        created = totals.pop()
+        assert len(acked) - len(interrupted) <= created <= len(acked), (created, len(interrupted))
 
         key_json = httpx.get(relay.base_url + "/v1/log/key").json()
         key = VerifyKey(bytes.fromhex(key_json["ed25519"]), bytes.fromhex(key_json["mldsa65"]))
