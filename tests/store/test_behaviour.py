@@ -16,8 +16,7 @@ from backchannel.errors import (
     UnknownTenant,
 )
 from backchannel.protocol.constants import SLOT_LEN
-from backchannel.store import postgres as pg_module
-from backchannel.store import sqlite as sqlite_module
+from backchannel.store import _common
 from backchannel.store.relay_store import DepositResult, RelayStore, TenantRecord
 
 from .conftest import StoreMaker
@@ -359,15 +358,32 @@ async def test_expire_with_zero_retention_removes_cells_deposited_now(store: Rel
     assert await store.fetch("a", [slot(1), slot(2)]) == {slot(2): cell(2)}
 
 
-async def test_expire_removes_more_than_one_chunk(
+async def test_expire_removes_more_than_one_step(
     store: RelayStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "_EXPIRE_CHUNK", 7)
-    monkeypatch.setattr(pg_module, "_EXPIRE_CHUNK", 7)
+    monkeypatch.setattr(_common, "EXPIRE_STEP_ROWS", 7)
     await store.create_tenant("a", CRED, 100, now=0)
     await asyncio.gather(*(store.deposit("a", slot(n), cell(n), now=n) for n in range(30)))
     assert await store.expire(now=29 + 10, retention_seconds=10) == 30
     assert await store.count_cells() == 0
+
+
+async def test_expiry_rests_after_each_step_as_long_as_the_step_took() -> None:
+    # The rest is what lets deposits and acknowledgements through between
+    # expiry's steps; it can only be longer than asked, so the bound is safe.
+    loop = asyncio.get_running_loop()
+    calls: list[float] = []
+
+    async def step() -> bool:
+        calls.append(loop.time())
+        await asyncio.sleep(0.02)
+        return len(calls) < 3
+
+    began = loop.time()
+    await _common.in_steps(step)
+    assert len(calls) == 3  # until a step says it found less than a full step
+    assert calls[1] - calls[0] >= 0.04 and calls[2] - calls[1] >= 0.04
+    assert loop.time() - began >= 0.02 * 3 + 0.02 * 2
 
 
 # -- durability across reopen ------------------------------------------------------

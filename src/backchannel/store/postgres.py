@@ -55,8 +55,6 @@ from backchannel.store.relay_store import (
 T = TypeVar("T")
 _logger = logging.getLogger(__name__)
 
-#: Most rows one ``expire`` transaction deletes, so deposits interleave with it.
-_EXPIRE_CHUNK = 5000
 #: How often a transaction that hit a deadlock or serialization failure is retried.
 _ATTEMPTS = 5
 
@@ -417,7 +415,7 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake):
                 " ORDER BY x.tenant_id LIMIT %s) d"
                 " WHERE c.tenant_id = d.tenant_id AND c.slot = d.slot"
                 " RETURNING octet_length(c.cell) > 0",
-                (cutoff, cutoff, _EXPIRE_CHUNK),
+                (cutoff, cutoff, _common.EXPIRE_STEP_ROWS),
             )
             rows = await cur.fetchall()
             return len(rows), sum(1 for (live,) in rows if live)
@@ -447,13 +445,15 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake):
             return high == top
 
         removed = 0
-        while True:
+
+        async def step() -> bool:
+            nonlocal removed
             count, cells = await self._run(work)
             removed += cells
-            if count < _EXPIRE_CHUNK:
-                break
-        while await self._run(forget_members):
-            pass
+            return count == _common.EXPIRE_STEP_ROWS
+
+        await _common.in_steps(step)
+        await _common.in_steps(lambda: self._run(forget_members))
         return removed
 
     async def count_cells(self, tenant_id: str | None = None) -> int:

@@ -48,8 +48,6 @@ from backchannel.store.relay_store import (
 
 T = TypeVar("T")
 
-#: Most rows one ``expire`` transaction deletes, so deposits interleave with it.
-_EXPIRE_CHUNK = 5000
 #: Most batches whose member hashes one expiry transaction deletes.
 _MEMBER_LEAVES_CHUNK = 256
 
@@ -544,14 +542,16 @@ class SQLiteRelayStore(SQLiteLogReads, SQLiteIntake):
         def work(conn: sqlite3.Connection) -> tuple[int, int]:
             # A cell's age counts from its batch's time (its leaf's), which
             # never goes backwards, so it outlives its leaf by the retention.
+            # One statement: the whole step runs in SQLite, not in Python
+            # holding the interpreter lock that the event loop needs.
             rows = conn.execute(
-                "SELECT c.rowid, length(c.cell) > 0 FROM cells c"
+                "DELETE FROM cells WHERE rowid IN (SELECT c.rowid FROM cells c"
                 " LEFT JOIN log_leaves l ON l.leaf_index = c.leaf_index"
-                " WHERE c.deposited_at <= ? AND (l.time IS NULL OR l.time <= ?) LIMIT ?",
-                (cutoff, cutoff, _EXPIRE_CHUNK),
+                " WHERE c.deposited_at <= ? AND (l.time IS NULL OR l.time <= ?) LIMIT ?)"
+                " RETURNING length(cell) > 0",
+                (cutoff, cutoff, _common.EXPIRE_STEP_ROWS),
             ).fetchall()
-            conn.executemany("DELETE FROM cells WHERE rowid = ?", [(r[0],) for r in rows])
-            return len(rows), sum(1 for r in rows if r[1])
+            return len(rows), sum(1 for (live,) in rows if live)
 
         def forget_members(conn: sqlite3.Connection) -> bool:
             # Members of whole batches past retention, a few batches at a time.
@@ -574,14 +574,16 @@ class SQLiteRelayStore(SQLiteLogReads, SQLiteIntake):
             return bool(int(high) == top)
 
         removed = 0
-        while True:
+
+        async def step() -> bool:
+            nonlocal removed
             count, cells = await self._write(work)
             removed += cells
-            if count < _EXPIRE_CHUNK:
-                break
+            return count == _common.EXPIRE_STEP_ROWS
+
+        await _common.in_steps(step)
         if self._logging:
-            while await self._write(forget_members):
-                pass
+            await _common.in_steps(lambda: self._write(forget_members))
         return removed
 
     async def count_cells(self, tenant_id: str | None = None) -> int:
