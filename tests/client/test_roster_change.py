@@ -11,10 +11,11 @@ import pytest
 from backchannel.client import roster_change
 from backchannel.client.cards import CardError
 from backchannel.client.home import Home
+from backchannel.client.relay_client import RelayRefusal
 from backchannel.client.service import Client
 from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
 from backchannel.protocol import intake as pi
-from backchannel.protocol import joint
+from backchannel.protocol import joint, tenant_credential
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, InProcessRelay
 from tests.client.test_client_flow import cosigned, two_missions
@@ -286,6 +287,75 @@ async def test_a_removal_leaves_the_removed_officers_copy_nothing_to_read_or_fin
     for slot, cell in since.items():
         with pytest.raises(RemoteProtocolError):
             joint.open_cell(cell, slot, defector.secret, defector.cell_size)
+
+
+async def test_after_a_removal_the_relay_refuses_the_removed_officers_credential(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    ri, han = ny
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    defector = han.mission()  # his copy: the relay credential of the mission included
+    tenant = defector.tenant_id
+    make = relay.factory()
+
+    async def reads(credential: str) -> bool:
+        async with make(defector.relay_url, tenant, credential) as r:
+            try:
+                await r.fetch([secrets.token_bytes(32)])
+            except RelayRefusal as exc:
+                assert exc.status == 401
+                return False
+        return True
+
+    assert await reads(defector.credential)
+    change = roster_change.propose(ri, [], [han.officer.officer_id], 2)
+    change = roster_change.sign(kim, change)
+    assert len(change.credential_signatures) == 2
+    roster_change.adopt(ri, change)
+    roster_change.adopt(kim, change)
+    new = ri.mission().credential
+    assert kim.mission().credential == new != defector.credential
+    assert ri.mission().pending_rotation and kim.mission().pending_rotation
+    # Adopting talked to nobody: the relay still takes the old credential.
+    assert await reads(defector.credential)
+    # Kim's next round hands the rotation over; Ri's, after, finds it in force.
+    await kim.sync(1)
+    assert not kim.mission().pending_rotation
+    assert not await reads(defector.credential)
+    assert await reads(new)
+    report = await ri.sync(1)
+    assert report.relay_error is None and not ri.mission().pending_rotation
+    # The relay never saw the credential itself, only its hash.
+    record = relay.store._tenants[tenant]
+    assert record.credential_hash == tenant_credential.credential_hash(new)
+    # The two who stay go on: a co-signed message still reaches Washington.
+    await _cosigned_by(ri, kim, "after the relay moved to the new credential")
+    card = ri.mission_card().encode()
+    for c in dc:
+        c.add_peer(card)
+    await dc[0].settle()
+    assert len(dc[0].inbox()) == 1
+
+
+async def test_a_removal_that_too_few_signed_for_the_relay_is_refused(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, _ = await two_missions(tmp_path, relay)
+    ri, han = ny
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    change = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
+    state = kim.mission()
+    only_ri = replace(change, credential_signatures=change.credential_signatures[:1])
+    with pytest.raises(RosterError, match="too few of the officers who stay signed"):
+        roster_change.adopt(kim, only_ri)
+    assert kim.mission() == state  # nothing adopted
+    # Han's signature on the credential is worth nothing: he is not on the new roster.
+    han_sig = tenant_credential.sign(han.officer, state.tenant_id, change.new, 0, bytes(32))
+    with pytest.raises(RosterError, match="too few"):
+        roster_change.adopt(kim, replace(only_ri, credential_signatures=(
+            *only_ri.credential_signatures, han_sig)))  # fmt: skip
+    assert kim.mission() == state
 
 
 async def test_a_removal_without_one_new_mission_secret_for_all_who_stay_is_refused(

@@ -27,6 +27,7 @@ def exported_series() -> dict[str, str]:
     m.batch_cells.labels("deposit").observe(3)
     m.rate_limited.labels("ip").inc()
     m.intake_outcome("stored")
+    m.credential_rotation("rotated")
     series: dict[str, str] = {}
     for family in text_string_to_metric_families(m.render().decode()):
         for sample in family.samples:

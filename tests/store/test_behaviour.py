@@ -295,6 +295,48 @@ async def test_a_cosigned_checkpoint_is_kept_unless_a_weaker_one_comes(store: Re
     assert await store.kept_checkpoint() == b"size 6"
 
 
+async def test_a_credential_rotation_replaces_only_an_earlier_one(store: RelayStore) -> None:
+    await store.create_tenant("a", CRED, 10, now=0)
+    first, second, third = (hashlib.sha256(bytes([n])).digest() for n in range(3))
+    roster, other = b"\x01" * 32, b"\x02" * 32
+
+    async def credential() -> bytes:
+        record = await store.get_tenant("a")
+        assert record is not None
+        return record.credential_hash
+
+    # Never rotated: the first rotation, whatever its place, is taken.
+    assert await store.rotate_credential("a", first, 0, 1, roster) == "rotated"
+    assert await credential() == first
+    assert await store.rotate_credential("a", first, 0, 1, roster) == "same"
+    assert await store.rotate_credential("a", second, 0, 1, roster) == "fork"  # its place, not it
+    assert await store.rotate_credential("a", second, 0, 0, roster) == "stale"
+    assert await store.rotate_credential("a", second, 0, 2, other) == "fork"  # another version 0
+    assert await credential() == first
+    assert await store.rotate_credential("a", second, 1, 0, other) == "rotated"  # a later version
+    assert await store.rotate_credential("a", third, 0, 9, roster) == "stale"
+    assert await credential() == second
+    with pytest.raises(UnknownTenant):
+        await store.rotate_credential("nobody", third, 2, 0, roster)
+    for bad in ((b"short", 2, 0, roster), (third, -1, 0, roster), (third, 2, 0, b"")):
+        with pytest.raises(ConfigError):
+            await store.rotate_credential("a", *bad)
+    assert await credential() == second
+    # The record a relay reads afresh carries the rotated credential.
+    assert await store.rotate_credential("a", third, 1, 1, other) == "rotated"
+    assert await credential() == third
+
+
+async def test_every_store_on_one_database_sees_a_rotation(maker: StoreMaker) -> None:
+    async with maker.two() as (first, second):
+        await first.create_tenant("a", CRED, 10, now=0)
+        new = hashlib.sha256(b"new").digest()
+        assert await first.rotate_credential("a", new, 1, 0, b"\x01" * 32) == "rotated"
+        record = await second.get_tenant("a")
+        assert record is not None and record.credential_hash == new
+        assert await second.rotate_credential("a", CRED, 0, 5, b"\x01" * 32) == "stale"
+
+
 async def test_every_store_on_one_database_serves_the_kept_checkpoint(maker: StoreMaker) -> None:
     async with maker.two() as (first, second):
         await first.keep_checkpoint(3, 1, b"kept by the first")

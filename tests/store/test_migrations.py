@@ -24,7 +24,7 @@ from .test_log import check_all_cells
 
 SQLITE = _migrations.load("sqlite")
 POSTGRES = _migrations.load("postgres")
-#: Objects each migration creates, checked by name.
+#: Objects each migration creates, checked by name (a column as ``table.column``).
 SQLITE_OBJECTS = {
     1: {"tenants", "cells", "cells_deposited_at", "cells_count_insert"},
     2: {"log_head", "log_nodes", "log_leaves", "log_members"},
@@ -32,6 +32,7 @@ SQLITE_OBJECTS = {
     4: {"cells_count_delete", "cells_count_spend"},
     5: {"intake_tenants", "intake_requests", "intake_requests_received"},
     6: {"log_checkpoint"},
+    7: {"tenants.rotation_version", "tenants.rotation_seq", "tenants.rotation_roster"},
 }
 POSTGRES_OBJECTS = {
     1: {"tenants", "cells", "cells_deposited_at", "bc_deposit"},
@@ -46,6 +47,7 @@ POSTGRES_OBJECTS = {
     3: {"bc_cells_deleted"},
     4: {"intake_tenants", "intake_requests", "intake_requests_received"},
     5: {"log_checkpoint"},
+    6: {"tenants.rotation_version", "tenants.rotation_seq", "tenants.rotation_roster"},
 }
 
 
@@ -73,7 +75,12 @@ def _sqlite_versions(path: Path) -> list[tuple[int, str]]:
 def _sqlite_objects(path: Path) -> set[str]:
     conn = sqlite3.connect(path)
     try:
-        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            rows = conn.execute("SELECT name FROM pragma_table_info(?)", (table,))
+            names |= {f"{table}.{r[0]}" for r in rows}
+        return names
     finally:
         conn.close()
 
@@ -176,6 +183,8 @@ def _pg_objects(dsn: str) -> set[str]:
             " WHERE n.nspname = current_schema()"
             " UNION SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
             " WHERE n.nspname = current_schema()"
+            " UNION SELECT table_name || '.' || column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema()"
         )
         return {str(r[0]) for r in rows.fetchall()}
 

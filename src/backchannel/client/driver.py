@@ -12,15 +12,18 @@ same round; the check proves in the same round a lie that the fetch revealed.
 :meth:`Driver.sync` runs rounds back to back (scripts, tests, benchmarks);
 :meth:`Driver.run` keeps the schedule on a clock that tests inject.
 Registering the mission's tenant, once, when the founding officer adopts the
-mission, is the only other request a device makes (pairing by code aside,
-:mod:`backchannel.client.pairing`).
+mission, and handing the relay a credential rotation after a removal
+(:meth:`Driver.hand_over_rotation`) are the only other requests a device makes
+(pairing by code aside, :mod:`backchannel.client.pairing`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 from backchannel.client.answers import DepositView, FetchView
 from backchannel.client.engine import PAD_TO, DepositPlan, Engine
@@ -90,8 +93,28 @@ class Driver(Engine, Intake):
         channels = self.channels()
         return float(channels[0].terms.round_seconds if channels else ROUND_SECONDS)
 
+    async def hand_over_rotation(self, report: SyncReport) -> None:
+        """Hand the relay the credential rotation a removal left pending, before
+        this round's fetch needs the new credential (only in the rounds after
+        a removal: the relay must learn of it to refuse the old credential)."""
+        m = self.mission_or_none()
+        if m is None or not m.pending_rotation:
+            return
+        try:
+            async with self._relay_for(m.relay_url, None, None) as relay:
+                report.requests += 1
+                await relay.rotate_credential(m.tenant_id, json.loads(m.pending_rotation))
+        except _RELAY_ERRORS as exc:
+            report.relay_error = str(exc)
+            return
+        with self._tx():
+            current = self.mission()
+            if current.pending_rotation == m.pending_rotation:
+                self._put("mission", b"state", replace(current, pending_rotation=b""))
+
     async def deposit_phase(self, report: SyncReport) -> None:
         """This round's batch deposit (one per relay the lanes go to)."""
+        await self.hand_over_rotation(report)
         for plan in self.deposit_plans():
             try:
                 await self._deposit(plan, report)

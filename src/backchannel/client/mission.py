@@ -22,9 +22,11 @@ from backchannel.crypto.primitives import equal
 from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
 from backchannel.protocol import policy as mp
 from backchannel.protocol import roster as rs
+from backchannel.protocol import tenant_credential
 from backchannel.protocol.codec import Reader
 from backchannel.protocol.constants import CELL_SIZE
 from backchannel.protocol.identity import EpochKey, EpochKeyCert, Officer
+from backchannel.protocol.tenant_credential import tenant_id_for
 
 PROPOSAL_PREFIX = "BACKCHANNEL-PROPOSAL-1:"
 
@@ -50,6 +52,10 @@ class MissionState:
     #: lanes uses ``retired_secrets[g]``, the current generation ``secret``;
     #: the intake opens requests sealed to a card of any of them.
     retired_secrets: tuple[bytes, ...] = ()
+    #: A credential rotation this device has yet to hand to the relay (JSON of
+    #: :class:`~backchannel.protocol.tenant_credential.Rotation`; empty: none).
+    #: ``credential`` is already the new one; the next round hands it over.
+    pending_rotation: bytes = b""
 
     def __repr__(self) -> str:
         return f"MissionState({self.name!r}, <secret>)"
@@ -72,8 +78,15 @@ class MissionState:
         return [self.secret, *reversed(self.retired_secrets)]
 
     def with_new_secret(self, new: bytes) -> MissionState:
-        """This state after a removal: ``new`` is the secret, the current one retires."""
-        return replace(self, secret=new, retired_secrets=(*self.retired_secrets, self.secret))
+        """This state after a removal: ``new`` is the secret, the current one
+        retires, and the relay credential is the one ``new`` gives (which the
+        removed officer never learns)."""
+        return replace(
+            self,
+            secret=new,
+            retired_secrets=(*self.retired_secrets, self.secret),
+            credential=tenant_credential.credential_for(new),
+        )
 
     def signed_chain(self) -> list[rs.SignedRoster]:
         return [rs.SignedRoster.decode(c) for c in self.chain]
@@ -97,10 +110,6 @@ class MissionState:
             if equal(c.officer_id, officer_id):
                 return c
         raise RosterError("no epoch key for that officer")
-
-
-def tenant_id_for(mission_id: bytes) -> str:
-    return "m-" + mission_id[:12].hex()
 
 
 @dataclass(frozen=True, slots=True)

@@ -310,6 +310,23 @@ class RelayClient:
         except (KeyError, TypeError, ValueError):
             raise self._malformed(what, status) from None
 
+    async def rotate_credential(self, tenant_id: str, rotation: dict[str, Any]) -> bool:
+        """Hand the relay a signed credential rotation (``protocol/tenant_credential.py``).
+
+        True once it is in force (now or already); False when a later one is
+        (409: nothing left to do). A refusal of its signatures (403) raises.
+        """
+        what = "rotate the mission's relay credential"
+        try:
+            await self._json(
+                what, "POST", f"/v1/tenants/{tenant_id}/credential", ok=(200,), json=rotation
+            )
+        except RelayRefusal as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
     async def deposit(self, tenant_id: str, slot: bytes, cell: bytes) -> DepositReceipt:
         """Deposit ``cell`` at ``slot`` of ``tenant_id``; return once the relay holds it durably."""
         what = "deposit a cell"

@@ -31,6 +31,7 @@ from backchannel.crypto.primitives import equal, sha256
 from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
 from backchannel.protocol import policy as mp
 from backchannel.protocol import roster as rs
+from backchannel.protocol import tenant_credential
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.codec import Reader
 from backchannel.protocol.identity import EpochKeyCert
@@ -49,6 +50,10 @@ class RosterChange:
     #: each officer who stays, and the commitment every box must open to.
     rekey: tuple[tuple[bytes, bytes], ...] = ()
     rekey_commitment: bytes = b""
+    #: A change that removes an officer: the signatures of the officers who
+    #: stay on the relay rotation to the credential the new secret gives
+    #: (``protocol/tenant_credential.py``), so that the relay refuses the old one.
+    credential_signatures: tuple[tuple[bytes, bytes], ...] = ()
 
     def encode(self) -> str:
         d: dict[str, object] = {
@@ -61,6 +66,7 @@ class RosterChange:
         if self.rekey_commitment:
             d["rekey"] = [[o.hex(), b.hex()] for o, b in self.rekey]
             d["rekey_commitment"] = self.rekey_commitment.hex()
+            d["credential_signatures"] = [[o.hex(), g.hex()] for o, g in self.credential_signatures]
         raw = json.dumps(d, separators=(",", ":")).encode()
         return PREFIX + base64.urlsafe_b64encode(raw).decode() + "\n"
 
@@ -82,6 +88,10 @@ class RosterChange:
                 tuple((bytes.fromhex(o), bytes.fromhex(b)) for o, b in d["boxes"]),
                 tuple((bytes.fromhex(o), bytes.fromhex(b)) for o, b in d.get("rekey", [])),
                 bytes.fromhex(d.get("rekey_commitment", "")),
+                tuple(
+                    (bytes.fromhex(o), bytes.fromhex(g))
+                    for o, g in d.get("credential_signatures", [])
+                ),
             )
         except (ValueError, KeyError, TypeError, binascii.Error, RemoteProtocolError):
             raise CardError("the roster change is damaged; ask for a fresh copy") from None
@@ -185,8 +195,31 @@ def sign(client: Client, change: RosterChange) -> RosterChange:
         by_id[o.officer_id].verify(o)
     sig = rs.sign_roster(change.new, client.officer)
     others = tuple(s for s in change.signatures if not equal(s[0], me))
+    signed = replace(change, signatures=(*others, sig))
+    if change.rekey_commitment and any(equal(o, me) for o, _ in change.rekey):
+        # A removal: we also sign the relay's move to the credential the new
+        # secret gives, once our box opens to the secret the change commits to.
+        credential = tenant_credential.credential_for(_open_rekey(client, change))
+        tenant = (
+            m.tenant_id if m is not None else tenant_credential.tenant_id_for(change.mission_id)
+        )
+        statement = tenant_credential.sign(
+            client.officer, tenant, change.new, 0, tenant_credential.credential_hash(credential)
+        )
+        kept = tuple(s for s in change.credential_signatures if not equal(s[0], me))
+        signed = replace(signed, credential_signatures=(*kept, statement))
     client._audit(AuditKind.ROSTER_SIGNED, _version(change.new), change.describe())
-    return replace(change, signatures=(*others, sig))
+    return signed
+
+
+def rotation_of(state: MissionState, change: RosterChange) -> tenant_credential.Rotation:
+    """The relay rotation a removal's signatures make, for the state it leads to."""
+    return tenant_credential.Rotation(
+        tuple(state.signed_chain()),
+        0,
+        tenant_credential.credential_hash(state.credential),
+        change.credential_signatures,
+    )
 
 
 def _version(roster: rs.Roster) -> bytes:
@@ -225,6 +258,17 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
     )
     if any(not change.new.contains(o.officer_id) for o in m.roster.officers):
         state = state.with_new_secret(_open_rekey(client, change))
+        rotation = rotation_of(state, change)
+        try:
+            tenant_credential.verify(state.tenant_id, rotation)
+        except RosterError as exc:
+            raise RosterError(
+                "this change removes an officer but too few of the officers who stay "
+                f"signed the mission's new relay credential ({exc}); have them sign it again"
+            ) from None
+        # The next round hands it to the relay; until then the relay still
+        # takes the old credential, and this device already uses the new one.
+        state = replace(state, pending_rotation=json.dumps(rotation.to_json()).encode())
     with client._tx():
         client._put("mission", b"state", state)
         client.mailbox.begin_generation(m, state)

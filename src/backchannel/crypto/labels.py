@@ -79,6 +79,8 @@ JOINT_CELL = _label("joint/cell")
 MISSION_SECRET = _label("hpke/mission-secret")
 NEW_MISSION_SECRET = _label("hpke/new-mission-secret")
 MISSION_SECRET_COMMIT = _label("mission/secret-commitment")
+TENANT_CREDENTIAL = _label("tenant/credential")
+SIG_TENANT_CREDENTIAL = _label("sig/tenant-credential")
 
 # The public intake (protocol/intake.py; the intake page uses the same strings)
 INTAKE_KEY = _label("intake/key")
@@ -147,6 +149,8 @@ ALL: tuple[bytes, ...] = (
     MISSION_SECRET,
     NEW_MISSION_SECRET,
     MISSION_SECRET_COMMIT,
+    TENANT_CREDENTIAL,
+    SIG_TENANT_CREDENTIAL,
     VAULT_AEAD_KEY,
     VAULT_MAC_KEY,
     VAULT_CHECK,

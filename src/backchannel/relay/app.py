@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backchannel.errors import StoreUnavailable
+from backchannel.relay import rotation
 from backchannel.relay.batch import BatchEndpoints
 from backchannel.relay.intake import IntakeEndpoints
 from backchannel.relay.openapi import openapi_document
@@ -281,6 +282,9 @@ def create_app(
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
+    async def rotate_credential(request: Request) -> Response:
+        return await rotation.rotate_credential(service, request)
+
     # Endpoint names are the route labels in metrics and the access log.
     routes = [
         Route("/v1/tenants", service.register_tenant, methods=["POST"], name="register_tenant"),
@@ -289,6 +293,7 @@ def create_app(
         Route("/v1/tenants/{tenant_id}/slots/{slot}", slots, methods=["PUT", "GET"]),
         Route("/v1/tenants/{tenant_id}/fetch", service.fetch, methods=["POST"]),
         Route("/v1/tenants/{tenant_id}/ack", service.ack, methods=["POST"]),
+        Route("/v1/tenants/{tenant_id}/credential", rotate_credential, methods=["POST"]),
         Route("/v1/batch/deposit", batch.batch_deposit, methods=["POST"]),
         Route("/v1/tenants/{tenant_id}/batch/fetch", batch.batch_fetch, methods=["POST"]),
         Route("/v1/intake/{tenant_id}/pow", intake.intake_pow, methods=["GET"]),

@@ -68,6 +68,12 @@ class RelayMetrics:
         self.tenants_registered = Counter(
             "backchannel_relay_tenants_registered", "Tenants registered", registry=r
         )
+        self.credential_rotations = Counter(
+            "backchannel_relay_credential_rotations",
+            "Signed credential rotations by outcome (all tenants together)",
+            ["outcome"],
+            registry=r,
+        )
         self.intake = Counter(
             "backchannel_relay_intake",
             "Public intake requests by outcome (all missions together)",
@@ -101,6 +107,9 @@ class RelayMetrics:
         if child is None:
             child = self._outcomes[outcome] = self.deposits.labels(outcome)
         child.inc()
+
+    def credential_rotation(self, outcome: str) -> None:
+        self.credential_rotations.labels(outcome).inc()
 
     def intake_outcome(self, outcome: str) -> None:
         self.intake.labels(outcome).inc()

@@ -190,6 +190,31 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 },
             },
         },
+        "/v1/tenants/{tenant_id}/credential": {
+            "parameters": [_tenant_param()],
+            "post": {
+                "operationId": "rotateCredential",
+                "summary": "Move the tenant to a new credential, signed by k of its officers",
+                "description": "No bearer: the signatures of k officers of the mission's "
+                "roster authorize it, checked against the roster chain from the genesis "
+                "the tenant is named after. Only a rotation after the one in force "
+                "(roster version, then seq) replaces it.",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": _json({"$ref": "#/components/schemas/Rotation"}),
+                },
+                "responses": {
+                    "200": {
+                        "description": "The rotation is in force",
+                        "content": _json({"$ref": "#/components/schemas/Rotated"}),
+                    },
+                    **_errors(400, 404, 413, 415, 429, 503),
+                    "403": _error("The chain or the signatures do not authorize it"),
+                    "409": _error("A later rotation, or one under another roster, is in force"),
+                },
+            },
+        },
         "/v1/batch/deposit": {
             "post": {
                 "operationId": "batchDeposit",

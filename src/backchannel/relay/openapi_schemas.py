@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from backchannel.protocol.constants import MAX_OFFICERS
+from backchannel.protocol.tenant_credential import MAX_CHAIN
 from backchannel.relay.settings import RelaySettings
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -26,6 +28,12 @@ def error_answer(description: str) -> dict[str, Any]:
 SLOT = {"type": "string", "pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64}
 TENANT_ID = {"type": "string", "pattern": "^[a-z0-9-]{3,64}$", "minLength": 3, "maxLength": 64}
 HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64}
+#: Standard base64 with its padding, as the relay decodes it.
+_BASE64 = {
+    "type": "string",
+    "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+    "contentEncoding": "base64",
+}
 PROOF = {"type": "array", "items": HASH, "maxItems": 64}
 U63 = {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
 #: A tree size a proof or head can be asked for (the empty tree has none).
@@ -264,6 +272,57 @@ def component_schemas(settings: RelaySettings) -> dict[str, Any]:
                         "description": f"standard base64 of the {cell}-byte cell",
                     },
                 },
+            },
+            "additionalProperties": False,
+        },
+        "Rotation": {
+            "type": "object",
+            "required": ["chain", "seq", "credential_hash", "signatures"],
+            "description": "docs/spec/relay-api.md, 'Credential rotation'",
+            "properties": {
+                "chain": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_CHAIN,
+                    "items": _BASE64,
+                    "description": "the mission's signed rosters from its genesis, base64 "
+                    "(one that does not decode authorizes nothing: 403)",
+                },
+                "seq": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+                "credential_hash": {
+                    "type": "string",
+                    "pattern": "^[0-9a-fA-F]{64}$",
+                    "description": "SHA-256 of the new credential's 32 bytes, hex",
+                },
+                "signatures": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_OFFICERS,
+                    "items": {
+                        "type": "array",
+                        "prefixItems": [
+                            {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+                            _BASE64,
+                        ],
+                        "minItems": 2,
+                        "maxItems": 2,
+                    },
+                    "description": "[officer id hex, hybrid signature base64] of k officers; "
+                    "one that does not verify (of the wrong length included) counts for nothing",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "Rotated": {
+            "type": "object",
+            "required": ["rotated", "roster_version", "seq"],
+            "properties": {
+                "rotated": {
+                    "type": "boolean",
+                    "description": "false: this very rotation was already in force",
+                },
+                "roster_version": {"type": "integer", "minimum": 0},
+                "seq": {"type": "integer", "minimum": 0},
             },
             "additionalProperties": False,
         },

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -61,6 +62,8 @@ log = logging.getLogger("backchannel.relay")
 
 #: Compared against when the tenant is unknown, so that an unknown tenant and a
 #: wrong credential take the same path and the same time.
+#: How long a relay process trusts the tenant record it read (its credential).
+TENANT_CACHE_SECONDS = 2.0
 _NO_TENANT_HASH = hashlib.sha256(b"backchannel relay: no such tenant").digest()
 #: An id no tenant can have (underscores are not allowed), used by /readyz.
 _PROBE_TENANT = "_readyz_probe_"
@@ -91,7 +94,7 @@ class RelayService:
         self.tenant_limits = TokenBuckets(
             s.tenant_rate, s.tenant_burst, s.rate_limit_buckets, clock
         )
-        self._tenants: OrderedDict[str, TenantRecord] = OrderedDict()
+        self._tenants: OrderedDict[str, tuple[TenantRecord, float]] = OrderedDict()
         self._operator_hash = (
             hashlib.sha256(s.operator_token.encode()).digest() if s.operator_token else None
         )
@@ -117,11 +120,14 @@ class RelayService:
             self._time_floor = max(self._time_floor, (await self.store.log_head()).timestamp)
 
     async def tenant(self, tenant_id: str) -> TenantRecord | None:
-        """The tenant's record; positive answers are cached (tenants are never deleted)."""
-        record = self._tenants.get(tenant_id)
-        if record is not None:
+        """The tenant's record; positive answers are cached for
+        :data:`TENANT_CACHE_SECONDS` (tenants are never deleted, but a rotation
+        in another relay process replaces a credential: a retired one is
+        refused everywhere within that time)."""
+        cached = self._tenants.get(tenant_id)
+        if cached is not None and time.monotonic() - cached[1] < TENANT_CACHE_SECONDS:
             self._tenants.move_to_end(tenant_id)
-            return record
+            return cached[0]
         if not is_tenant_id(tenant_id):
             return None
         record = await self.store.get_tenant(tenant_id)
@@ -130,9 +136,14 @@ class RelayService:
         return record
 
     def _remember(self, record: TenantRecord) -> None:
-        self._tenants[record.tenant_id] = record
+        self._tenants[record.tenant_id] = (record, time.monotonic())
+        self._tenants.move_to_end(record.tenant_id)
         if len(self._tenants) > self.settings.tenant_cache_size:
             self._tenants.popitem(last=False)
+
+    def forget_tenant(self, tenant_id: str) -> None:
+        """Read the tenant's record afresh next time (its credential changed)."""
+        self._tenants.pop(tenant_id, None)
 
     def _limit_tenant(self, tenant_id: str) -> None:
         wait = self.tenant_limits.take(tenant_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -110,3 +111,43 @@ async def in_steps(step: Callable[[], Awaitable[bool]]) -> None:
         if not await step():
             return
         await asyncio.sleep(loop.time() - began)
+
+
+#: What :meth:`RelayStore.rotate_credential` did.
+ROTATED, SAME, STALE, FORK = "rotated", "same", "stale", "fork"
+
+
+def check_rotation(
+    tenant_id: str, credential_hash: bytes, version: int, seq: int, roster_hash: bytes
+) -> None:
+    check_tenant_id(tenant_id)
+    if not isinstance(credential_hash, bytes) or len(credential_hash) != 32:
+        raise ConfigError("credential_hash must be 32 bytes (SHA-256 of the credential)")
+    if not isinstance(roster_hash, bytes) or len(roster_hash) != 32:
+        raise ConfigError("roster_hash must be 32 bytes")
+    for value in (version, seq):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
+            raise ConfigError("a rotation's roster version and sequence are 32-bit integers")
+
+
+def rotation_outcome(
+    in_force: tuple[bytes, int | None, int | None, bytes | None],
+    credential_hash: bytes,
+    version: int,
+    seq: int,
+    roster_hash: bytes,
+) -> str:
+    """What a rotation does to a tenant whose credential hash and rotation in
+    force are ``in_force``: replace them (``ROTATED``), nothing because it is
+    the one in force (``SAME``), nothing because a later one is (``STALE``) or
+    because it was made under another roster of the same version (``FORK``:
+    the mission's officers signed two rosters of one version)."""
+    current_hash, current_version, current_seq, current_roster = in_force
+    if current_version is None or current_seq is None or current_roster is None:
+        return ROTATED
+    if version == current_version and not hmac.compare_digest(roster_hash, current_roster):
+        return FORK
+    if (version, seq) == (current_version, current_seq):
+        same = hmac.compare_digest(credential_hash, current_hash)
+        return SAME if same else FORK
+    return ROTATED if (version, seq) > (current_version, current_seq) else STALE

@@ -58,6 +58,8 @@ class MemoryRelayStore(_log.LogSigning):
         self._cell_size = _common.check_cell_size(cell_size)
         self._open = False
         self._tenants: dict[str, TenantRecord] = {}
+        #: The credential rotation in force: (roster version, sequence, roster hash).
+        self._rotations: dict[str, tuple[int, int, bytes]] = {}
         # A slot whose cell was acknowledged keeps its entry with ``cell=b""``
         # (spent) until retention: slots are write-once.
         self._cells: dict[str, dict[bytes, _StoredCell]] = {}
@@ -117,6 +119,22 @@ class MemoryRelayStore(_log.LogSigning):
         _common.check_tenant_id(tenant_id)
         self._check_open()
         return self._tenants.get(tenant_id)
+
+    async def rotate_credential(
+        self, tenant_id: str, credential_hash: bytes, version: int, seq: int, roster_hash: bytes
+    ) -> str:
+        _common.check_rotation(tenant_id, credential_hash, version, seq, roster_hash)
+        self._check_open()
+        record = self._tenants.get(tenant_id)
+        if record is None:
+            raise UnknownTenant("no such tenant is registered on this relay")
+        current = self._rotations.get(tenant_id)
+        in_force = (record.credential_hash, *(current or (None, None, None)))
+        outcome = _common.rotation_outcome(in_force, credential_hash, version, seq, roster_hash)
+        if outcome == _common.ROTATED:
+            self._tenants[tenant_id] = replace(record, credential_hash=credential_hash)
+            self._rotations[tenant_id] = (version, seq, roster_hash)
+        return outcome
 
     async def deposit(self, tenant_id: str, slot: bytes, cell: bytes, now: int) -> DepositResult:
         _common.check_tenant_id(tenant_id)

@@ -349,6 +349,32 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake):
 
         return await self._run(work)
 
+    async def rotate_credential(
+        self, tenant_id: str, credential_hash: bytes, version: int, seq: int, roster_hash: bytes
+    ) -> str:
+        _common.check_rotation(tenant_id, credential_hash, version, seq, roster_hash)
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> str:
+            cur = await conn.execute(
+                "SELECT credential_hash, rotation_version, rotation_seq, rotation_roster"
+                " FROM tenants WHERE tenant_id = %s FOR UPDATE",
+                (tenant_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise UnknownTenant("no such tenant is registered on this relay")
+            in_force = (bytes(row[0]), row[1], row[2], None if row[3] is None else bytes(row[3]))
+            outcome = _common.rotation_outcome(in_force, credential_hash, version, seq, roster_hash)
+            if outcome == _common.ROTATED:
+                await conn.execute(
+                    "UPDATE tenants SET credential_hash = %s, rotation_version = %s,"
+                    " rotation_seq = %s, rotation_roster = %s WHERE tenant_id = %s",
+                    (credential_hash, version, seq, roster_hash, tenant_id),
+                )
+            return outcome
+
+        return await self._run(work)
+
     async def deposit(self, tenant_id: str, slot: bytes, cell: bytes, now: int) -> DepositResult:
         _common.check_tenant_id(tenant_id)
         _common.check_slot(slot)

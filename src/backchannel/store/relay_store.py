@@ -167,6 +167,19 @@ class RelayStore(IntakeStore, Protocol):
 
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None: ...
 
+    async def rotate_credential(
+        self, tenant_id: str, credential_hash: bytes, version: int, seq: int, roster_hash: bytes
+    ) -> str:
+        """Move the tenant to ``credential_hash`` if the rotation (made under
+        roster ``version`` with hash ``roster_hash``, number ``seq`` within it)
+        comes after the one in force, atomically with that check.
+
+        Returns ``"rotated"``, ``"same"`` (this rotation is in force),
+        ``"stale"`` (a later one is) or ``"fork"`` (one under another roster
+        of the same version is); raises ``UnknownTenant``. The caller has
+        verified the rotation's signatures (:mod:`backchannel.protocol.tenant_credential`).
+        """
+
     async def deposit(self, tenant_id: str, slot: bytes, cell: bytes, now: int) -> DepositResult:
         """Store ``cell`` at ``slot``; return only once it is durable.
 
