@@ -338,13 +338,19 @@ async def test_after_a_removal_the_relay_refuses_the_removed_officers_credential
     assert len(dc[0].inbox()) == 1
 
 
+async def _removal_of_han(tmp: Path, relay: InProcessRelay):  # type: ignore[no-untyped-def]
+    """Ri, Han and Kim of New York, and Ri's change removing Han, signed by Kim."""
+    ny, _ = await two_missions(tmp, relay)
+    ri, han = ny
+    kim, _ = await _add_kim(tmp, relay, ny)
+    change = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
+    return ri, han, kim, change
+
+
 async def test_a_removal_that_too_few_signed_for_the_relay_is_refused(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
-    ny, _ = await two_missions(tmp_path, relay)
-    ri, han = ny
-    kim, _ = await _add_kim(tmp_path, relay, ny)
-    change = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
+    _, han, kim, change = await _removal_of_han(tmp_path, relay)
     state = kim.mission()
     only_ri = replace(change, credential_signatures=change.credential_signatures[:1])
     with pytest.raises(RosterError, match="too few of the officers who stay signed"):
@@ -361,10 +367,7 @@ async def test_a_removal_that_too_few_signed_for_the_relay_is_refused(
 async def test_a_removal_without_one_new_mission_secret_for_all_who_stay_is_refused(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
-    ny, _ = await two_missions(tmp_path, relay)
-    ri, han = ny
-    kim, _ = await _add_kim(tmp_path, relay, ny)
-    change = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
+    _, _, kim, change = await _removal_of_han(tmp_path, relay)
     state = kim.mission()
     kim_id = kim.officer.officer_id
     other = secrets.token_bytes(32)
