@@ -53,6 +53,17 @@ class Relay:
     async def rotate(self, c: httpx.AsyncClient, rotation: tc.Rotation) -> httpx.Response:
         return await c.post(f"/v1/tenants/{self.tenant}/credential", json=rotation.to_json())
 
+    async def move(
+        self,
+        c: httpx.AsyncClient,
+        chain: list[rs.SignedRoster],
+        seq: int,
+        credential: str,
+        signers: list[Officer],
+    ) -> httpx.Response:
+        """Ask to move the tenant to ``credential``, signed by ``signers`` under ``chain``."""
+        return await self.rotate(c, _rotation(self.tenant, chain, seq, credential, signers))
+
 
 def _rotation(
     tenant: str, chain: list[rs.SignedRoster], seq: int, credential: str, signers: list[Officer]
@@ -92,15 +103,12 @@ async def test_k_officers_move_the_credential_and_the_old_one_opens_nothing(
     async with relay.client() as c:
         await relay.register(c, first)
         assert await relay.opens(c, first)
-        r = await relay.rotate(c, _rotation(relay.tenant, list(mission.chain), 1, second,
-                                            [pak, kim]))  # fmt: skip
-        assert r.status_code == 200 and r.json() == {"rotated": True, "roster_version": 0,
-                                                     "seq": 1}  # fmt: skip
+        r = await relay.move(c, list(mission.chain), 1, second, [pak, kim])
+        assert r.status_code == 200 and r.json() == {"rotated": True, "roster_version": 0, "seq": 1}
         assert not await relay.opens(c, first)
         assert await relay.opens(c, second)
         # The same rotation again (a device retrying after a lost answer) changes nothing.
-        again = await relay.rotate(c, _rotation(relay.tenant, list(mission.chain), 1, second,
-                                                [pak, kim]))  # fmt: skip
+        again = await relay.move(c, list(mission.chain), 1, second, [pak, kim])
         assert again.status_code == 200 and again.json()["rotated"] is False
         assert await relay.opens(c, second)
 
@@ -132,8 +140,7 @@ async def test_the_removed_officer_can_neither_use_nor_bring_back_the_retired_cr
         assert (await relay.rotate(c, old)).status_code == 200
         # Ri is removed: Pak and Kim move the mission to a credential he never learns.
         chain = _remove_ri(mission)
-        assert (await relay.rotate(c, _rotation(relay.tenant, chain, 0, after, [pak, kim]))
-                ).status_code == 200  # fmt: skip
+        assert (await relay.move(c, chain, 0, after, [pak, kim])).status_code == 200
         assert not await relay.opens(c, before) and await relay.opens(c, after)
         # He replays the rotation he kept: older than the one in force.
         r = await relay.rotate(c, old)
@@ -151,10 +158,10 @@ async def test_the_removed_officer_can_neither_use_nor_bring_back_the_retired_cr
         # version 1 do not meet version 0's rule (2 of Pak, Kim, Ri, and every newcomer).
         crony = OfficerKit.create("crony", rng).officer
         made_up = rs.propose_update(mission.roster, [ri.public, crony.public], 2)
-        forged = rs.SignedRoster(made_up, (rs.sign_roster(made_up, ri),
-                                           rs.sign_roster(made_up, crony)))  # fmt: skip
-        r = await relay.rotate(c, _rotation(relay.tenant, [mission.chain[0], forged], 0, mine,
-                                            [ri, crony]))  # fmt: skip
+        forged = rs.SignedRoster(
+            made_up, (rs.sign_roster(made_up, ri), rs.sign_roster(made_up, crony))
+        )
+        r = await relay.move(c, [mission.chain[0], forged], 0, mine, [ri, crony])
         assert r.status_code == 403
         assert await relay.opens(c, after) and not await relay.opens(c, mine)
         assert not await relay.opens(c, first) and not await relay.opens(c, before)
@@ -170,8 +177,7 @@ async def test_another_missions_chain_a_tampered_signature_and_a_fork_are_refuse
     async with relay.client() as c:
         await relay.register(c, first)
         # A mission of the same name and officers' names, but not this tenant's genesis.
-        r = await relay.rotate(c, _rotation(relay.tenant, list(other.chain), 1, mine,
-                                            [o_pak, o_kim]))  # fmt: skip
+        r = await relay.move(c, list(other.chain), 1, mine, [o_pak, o_kim])
         assert r.status_code == 403 and "not the chain of this tenant" in r.json()["error"]
         # A signature that does not verify counts for nothing.
         good = _rotation(relay.tenant, list(mission.chain), 1, mine, [pak, kim])
@@ -186,12 +192,10 @@ async def test_another_missions_chain_a_tampered_signature_and_a_fork_are_refuse
         assert await relay.opens(c, first) and not await relay.opens(c, mine)
         # Version 1 removing Ri is in force; another version 1 (removing Kim),
         # though signed by two officers of version 0, is refused: a fork.
-        assert (await relay.rotate(c, _rotation(relay.tenant, _remove_ri(mission), 0, mine,
-                                                [pak, kim]))).status_code == 200  # fmt: skip
+        assert (await relay.move(c, _remove_ri(mission), 0, mine, [pak, kim])).status_code == 200
         fork = rs.propose_update(mission.roster, [pak.public, ri.public], 2)
         signed = rs.SignedRoster(fork, (rs.sign_roster(fork, pak), rs.sign_roster(fork, ri)))
-        r = await relay.rotate(c, _rotation(relay.tenant, [mission.chain[0], signed], 5,
-                                            _credential(), [pak, ri]))  # fmt: skip
+        r = await relay.move(c, [mission.chain[0], signed], 5, _credential(), [pak, ri])
         assert r.status_code == 409 and "another roster" in r.json()["error"]
         assert await relay.opens(c, mine)
 

@@ -168,7 +168,3 @@ def verify(tenant_id: str, rotation: Rotation) -> rs.Roster:
         )
     return roster
 
-
-def newer(version: int, seq: int, than: tuple[int, int] | None) -> bool:
-    """Whether (version, seq) comes after the rotation in force (``None``: none yet)."""
-    return than is None or (version, seq) > than

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from backchannel.errors import ConfigError, StoreUnavailable
 from backchannel.protocol.constants import CELL_SIZE, SLOT_LEN
@@ -128,6 +129,14 @@ def check_rotation(
     for value in (version, seq):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
             raise ConfigError("a rotation's roster version and sequence are 32-bit integers")
+
+
+def rotation_in_force(row: Sequence[Any]) -> tuple[bytes, int | None, int | None, bytes | None]:
+    """A tenant row's ``credential_hash, rotation_version, rotation_seq,
+    rotation_roster`` as :func:`rotation_outcome` takes them (the driver may
+    give the blobs as memoryviews)."""
+    current, version, seq, roster = row
+    return bytes(current), version, seq, None if roster is None else bytes(roster)
 
 
 def rotation_outcome(

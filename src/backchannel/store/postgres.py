@@ -36,7 +36,6 @@ from backchannel.errors import (
     QuotaExceeded,
     SlotConflict,
     StoreUnavailable,
-    TenantExists,
     UnknownTenant,
 )
 from backchannel.protocol.constants import CELL_SIZE
@@ -45,11 +44,11 @@ from backchannel.store import _common, _log, _pg_conn
 from backchannel.store._pg_errors import RETRYABLE, translate
 from backchannel.store._pg_intake import PostgresIntake
 from backchannel.store._pg_log import PostgresLogReads
+from backchannel.store._pg_tenants import PostgresTenants
 from backchannel.store.relay_store import (
     BatchTree,
     DepositResult,
     LogReceipt,
-    TenantRecord,
 )
 
 T = TypeVar("T")
@@ -95,7 +94,7 @@ class _Deposit:
         return (self.tenant_id, self.slot, self.cell_id, self.cell, self.now)
 
 
-class PostgresRelayStore(PostgresLogReads, PostgresIntake):
+class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
     """:class:`~backchannel.store.relay_store.RelayStore` on PostgreSQL (psycopg 3, async).
 
     ``pool_size`` bounds this process's connections; ``max_batch`` bounds one
@@ -314,64 +313,6 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake):
             cur = await conn.execute("SELECT note FROM log_checkpoint WHERE id = 1")
             row = await cur.fetchone()
             return None if row is None else bytes(row[0])
-
-        return await self._run(work)
-
-    async def create_tenant(
-        self, tenant_id: str, credential_hash: bytes, quota_cells: int, now: int
-    ) -> TenantRecord:
-        _common.check_new_tenant(tenant_id, credential_hash, quota_cells)
-
-        async def work(conn: psycopg.AsyncConnection[Any]) -> bool:
-            cur = await conn.execute(
-                "INSERT INTO tenants (tenant_id, credential_hash, quota_cells, created_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (tenant_id) DO NOTHING",
-                (tenant_id, credential_hash, quota_cells, now),
-            )
-            return cur.rowcount == 1
-
-        if not await self._run(work):
-            raise TenantExists("that tenant id is already registered; choose another")
-        return TenantRecord(tenant_id, credential_hash, quota_cells, now)
-
-    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
-        _common.check_tenant_id(tenant_id)
-
-        async def work(conn: psycopg.AsyncConnection[Any]) -> TenantRecord | None:
-            cur = await conn.execute(
-                "SELECT credential_hash, quota_cells, created_at FROM tenants WHERE tenant_id = %s",
-                (tenant_id,),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            return TenantRecord(tenant_id, bytes(row[0]), int(row[1]), int(row[2]))
-
-        return await self._run(work)
-
-    async def rotate_credential(
-        self, tenant_id: str, credential_hash: bytes, version: int, seq: int, roster_hash: bytes
-    ) -> str:
-        _common.check_rotation(tenant_id, credential_hash, version, seq, roster_hash)
-
-        async def work(conn: psycopg.AsyncConnection[Any]) -> str:
-            cur = await conn.execute(
-                "SELECT credential_hash, rotation_version, rotation_seq, rotation_roster"
-                " FROM tenants WHERE tenant_id = %s FOR UPDATE",
-                (tenant_id,),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise UnknownTenant("no such tenant is registered on this relay")
-            in_force = (bytes(row[0]), row[1], row[2], None if row[3] is None else bytes(row[3]))
-            outcome = _common.rotation_outcome(in_force, credential_hash, version, seq, roster_hash)
-            if outcome == _common.ROTATED:
-                await conn.execute(
-                    "UPDATE tenants SET credential_hash = %s, rotation_version = %s,"
-                    " rotation_seq = %s, rotation_roster = %s WHERE tenant_id = %s",
-                    (credential_hash, version, seq, roster_hash, tenant_id),
-                )
-            return outcome
 
         return await self._run(work)
 

@@ -28,7 +28,6 @@ from backchannel.errors import (
     QuotaExceeded,
     SlotConflict,
     StoreUnavailable,
-    TenantExists,
     UnknownTenant,
 )
 from backchannel.protocol.constants import CELL_SIZE
@@ -39,10 +38,10 @@ from backchannel.store import _sqlite_jobs as _jobs
 from backchannel.store._sqlite_errors import translate
 from backchannel.store._sqlite_intake import SQLiteIntake
 from backchannel.store._sqlite_log import SQLiteLogReads, _chunks, _read_head
+from backchannel.store._sqlite_tenants import SQLiteTenants
 from backchannel.store.relay_store import (
     BatchTree,
     DepositResult,
-    TenantRecord,
     leaf_hash,
 )
 
@@ -52,7 +51,7 @@ T = TypeVar("T")
 _MEMBER_LEAVES_CHUNK = 256
 
 
-class SQLiteRelayStore(SQLiteLogReads, SQLiteIntake):
+class SQLiteRelayStore(SQLiteLogReads, SQLiteIntake, SQLiteTenants):
     """:class:`~backchannel.store.relay_store.RelayStore` on one SQLite file.
 
     ``path`` is the database file; its directory must exist. ``readers`` is the
@@ -410,63 +409,6 @@ class SQLiteRelayStore(SQLiteLogReads, SQLiteIntake):
             self._read_conns.put(conn)
 
     # -- the RelayStore interface -----------------------------------------
-
-    async def create_tenant(
-        self, tenant_id: str, credential_hash: bytes, quota_cells: int, now: int
-    ) -> TenantRecord:
-        _common.check_new_tenant(tenant_id, credential_hash, quota_cells)
-
-        def work(conn: sqlite3.Connection) -> TenantRecord:
-            taken = conn.execute("SELECT 1 FROM tenants WHERE tenant_id = ?", (tenant_id,))
-            if taken.fetchone() is not None:
-                raise TenantExists("that tenant id is already registered; choose another")
-            conn.execute(
-                "INSERT INTO tenants (tenant_id, credential_hash, quota_cells, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (tenant_id, credential_hash, quota_cells, now),
-            )
-            return TenantRecord(tenant_id, credential_hash, quota_cells, now)
-
-        return await self._write(work)
-
-    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
-        _common.check_tenant_id(tenant_id)
-
-        def work(conn: sqlite3.Connection) -> TenantRecord | None:
-            row = conn.execute(
-                "SELECT credential_hash, quota_cells, created_at FROM tenants WHERE tenant_id = ?",
-                (tenant_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            return TenantRecord(tenant_id, bytes(row[0]), int(row[1]), int(row[2]))
-
-        return await self._read(work)
-
-    async def rotate_credential(
-        self, tenant_id: str, credential_hash: bytes, version: int, seq: int, roster_hash: bytes
-    ) -> str:
-        _common.check_rotation(tenant_id, credential_hash, version, seq, roster_hash)
-
-        def work(conn: sqlite3.Connection) -> str:
-            row = conn.execute(
-                "SELECT credential_hash, rotation_version, rotation_seq, rotation_roster"
-                " FROM tenants WHERE tenant_id = ?",
-                (tenant_id,),
-            ).fetchone()
-            if row is None:
-                raise UnknownTenant("no such tenant is registered on this relay")
-            in_force = (bytes(row[0]), row[1], row[2], None if row[3] is None else bytes(row[3]))
-            outcome = _common.rotation_outcome(in_force, credential_hash, version, seq, roster_hash)
-            if outcome == _common.ROTATED:
-                conn.execute(
-                    "UPDATE tenants SET credential_hash = ?, rotation_version = ?,"
-                    " rotation_seq = ?, rotation_roster = ? WHERE tenant_id = ?",
-                    (credential_hash, version, seq, roster_hash, tenant_id),
-                )
-            return outcome
-
-        return await self._write(work)
 
     async def deposit(self, tenant_id: str, slot: bytes, cell: bytes, now: int) -> DepositResult:
         _common.check_tenant_id(tenant_id)
