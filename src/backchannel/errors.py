@@ -92,6 +92,11 @@ class ReplayDetected(TranscriptError):
     """A message already accepted arrived again."""
 
 
+class PeerRosterAhead(RemoteProtocolError):
+    """A message is signed under a roster of the peer mission this device does not
+    hold yet: it waits until the officer adds the peer's new mission card."""
+
+
 class GapDetected(TranscriptError):
     """A message is missing: the relay dropped or reordered traffic."""
 

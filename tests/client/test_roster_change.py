@@ -16,6 +16,7 @@ from backchannel.client.service import Client
 from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
 from backchannel.protocol import intake as pi
 from backchannel.protocol import joint, tenant_credential
+from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, InProcessRelay
 from tests.client.test_client_flow import cosigned, two_missions
@@ -222,6 +223,61 @@ async def test_a_draft_waiting_for_its_cosignature_survives_a_roster_change(
     assert len(smith.inbox()) == 2
     assert not smith.status()["channels"][0]["alarms"]
     assert item.message_id in {i.message_id for i in smith.inbox()}
+
+
+async def test_a_message_queued_before_a_change_arrives_after_the_peer_took_the_new_card(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Co-signed and deposited under roster 0; Washington takes New York's card of
+    roster 1 before it fetches: the message is accepted under the roster it was
+    signed under, and the channel goes on under the new one."""
+    ny, dc = await two_missions(tmp_path, relay)
+    ri, han = ny
+    smith, jones = dc
+    await _cosigned_by(ri, han, "queued under roster 0")
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    for c in dc:
+        c.add_peer(ri.mission_card().encode())
+    await _cosigned_by(ri, kim, "under roster 1")
+    for c in (smith, jones):
+        await c.settle()
+        assert [SealedMessage.decode(i.message).header.sender_roster for i in c.inbox()] == [0, 1]
+        assert not c.status()["channels"][0]["alarms"]
+    await ri.settle()
+    assert [d.outgoing.state.value for d in ri.drafts()] == ["delivered", "delivered"]
+
+
+async def test_a_message_under_a_roster_the_peer_lacks_waits_for_its_new_card(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """New York signs under roster 1 before Washington has its new card: the
+    message waits on each of Washington's devices, with one alarm that says what
+    to do, and arrives when the officer adds the card; the channel goes on."""
+    ny, dc = await two_missions(tmp_path, relay)
+    ri, han = ny
+    smith, jones = dc
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    await _cosigned_by(ri, kim, "first under roster 1")
+    await _cosigned_by(ri, han, "second under roster 1")
+    for c in (smith, jones):
+        await c.settle()
+        assert c.inbox() == []
+        [alarm] = c.status()["channels"][0]["alarms"]
+        assert "roster version 1 waits" in alarm and "backchannel peer add" in alarm
+    await ri.settle()
+    assert {d.outgoing.state.value for d in ri.drafts()} == {"queued"}
+    card = ri.mission_card().encode()
+    for c in (smith, jones):
+        c.add_peer(card)
+        assert len(c.inbox()) == 2
+        assert len(c.status()["channels"][0]["alarms"]) == 1  # nothing new
+    await smith.settle()
+    await ri.settle()
+    assert [d.outgoing.state.value for d in ri.drafts()] == ["delivered", "delivered"]
+    await _cosigned_by(ri, kim, "third")
+    await smith.settle()
+    assert len(smith.inbox()) == 3
+    assert len(smith.status()["channels"][0]["alarms"]) == 1
 
 
 # -- a removal gives the mission a secret the removed officer's copy lacks --------------------

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from backchannel.client import statecodec
@@ -20,7 +20,7 @@ from backchannel.client.cards import MissionCard
 from backchannel.client.home import Home
 from backchannel.client.log_watch import LogWatch
 from backchannel.client.mission import MissionState
-from backchannel.client.records import ChannelRecord, PeerRecord
+from backchannel.client.records import ChannelRecord, InboxRecord, PeerRecord
 from backchannel.client.relay_client import RelayClient
 from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, RosterError
@@ -28,6 +28,7 @@ from backchannel.protocol import channel as ch
 from backchannel.protocol.cells import Fragment, Receipt
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import Officer
+from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.roster import Roster
 from backchannel.protocol.transcript import Transcript
 
@@ -203,7 +204,27 @@ class Device:
         # The endpoint changes its two lists in place: it gets its own copies.
         fields = {f: getattr(d, f) for f in _ENDPOINT_FIELDS}
         fields["outbox"], fields["partial"] = list(d.outbox), list(d.partial)
+        fields["held"] = list(d.held)
         return Endpoint(officer=self.officer, **fields)
+
+    def _take_in(
+        self, channel_id: bytes, messages: Iterable[SealedMessage], round_no: int
+    ) -> list[str]:
+        """Keep messages a channel accepted in the inbox, with the epoch key
+        announcements they carry; the ids (hex) of those kept. Inside a transaction."""
+        rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
+        anns = dict(rec.announcements)
+        kept = []
+        for msg in messages:
+            if msg.announcement:
+                anns[msg.header.epoch_id] = msg.announcement
+            item = InboxRecord(
+                msg.message_id, channel_id, msg.encode(), round_no, deniable=msg.deniable
+            )
+            self._put("inbox", msg.message_id, item)
+            kept.append(msg.message_id.hex())
+        self._put("channels", channel_id, replace(rec, announcements=tuple(anns.items())))
+        return kept
 
     def _alarm(self, rec: ChannelRecord, text: str, alarms: list[str]) -> None:
         """Record an alarm on a channel (shown by ``status``) and report it."""
@@ -238,6 +259,10 @@ class _EndpointData:
     sends: bool
     #: Empty for channels kept before deniable channels existed (for the record).
     mac_root: bytes = b""
+    #: Empty for channels kept before a peer's roster could move under a message.
+    peer_past: tuple[Roster, ...] = ()
+    held: list[bytes] = field(default_factory=list)
+    peer_roster_seen: int = 0
 
 
 _ENDPOINT_FIELDS = tuple(f for f in Endpoint.__dataclass_fields__ if f != "officer")

@@ -97,10 +97,18 @@ class Missions(OfficerAlarms):
             self._put("peers", card.mission_id, rec)
             for c in self.channels():
                 if c.peer_mission == card.mission_id:
-                    ep = self._endpoint(c.channel_id)
-                    ep.peer_roster = card.roster
-                    self._save_endpoint(c.channel_id, ep)
+                    self._adopt_peer_roster(c, card)
         return rec
+
+    def _adopt_peer_roster(self, c: ChannelRecord, card: MissionCard) -> None:
+        """A channel takes the peer's roster from its card; the messages that
+        waited for it reach the inbox, and any that then fail are alarms."""
+        ep = self._endpoint(c.channel_id)
+        released = ep.adopt_peer_roster([s.roster for s in card.chain])
+        self._take_in(c.channel_id, released.messages, ep.next_recv_round - 1)
+        self._save_endpoint(c.channel_id, ep)
+        for why in released.refused:
+            self._alarm(c, f"a message that waited for the peer's new card: {why}", [])
 
     def confirm_peer(self, mission_id: bytes, safety_number: str) -> PeerRecord:
         rec = self.peer(mission_id)

@@ -179,7 +179,6 @@ class Receiving(OfficerAlarms):
             else:
                 res = ep.receive(r, None)
             self._alarm(rec, alarm, report.alarms)
-            rec = self._get("channels", channel_id, ChannelRecord)
         except (
             AuthenticationError,
             TranscriptError,
@@ -187,18 +186,11 @@ class Receiving(OfficerAlarms):
             LocalProtocolError,
         ) as exc:
             self._alarm(rec, f"round {r}: {exc}", report.alarms)
-            rec = self._get("channels", channel_id, ChannelRecord)
             res = ep.receive(r, None)
-        anns = dict(rec.announcements)
+        if res.held is not None:
+            self._alarm(rec, f"round {r}: {_waiting(res.held)}", report.alarms)
         with self._tx():
-            for msg in res.messages:
-                if msg.announcement:
-                    anns[msg.header.epoch_id] = msg.announcement
-                item = InboxRecord(
-                    msg.message_id, channel_id, msg.encode(), r, deniable=msg.deniable
-                )
-                self._put("inbox", msg.message_id, item)
-                report.messages.append(msg.message_id.hex())
+            report.messages.extend(self._take_in(channel_id, res.messages, r))
             if res.delivered:
                 for d in self._all("drafts", DraftRecord):
                     if (
@@ -208,11 +200,19 @@ class Receiving(OfficerAlarms):
                     ):
                         self._put("drafts", d.draft_id, replace(d, outgoing=d.outgoing.deliver()))
                 report.delivered.extend(res.delivered)
-            self._put("channels", channel_id, replace(rec, announcements=tuple(anns.items())))
             self._save_endpoint(channel_id, ep)
             if res.gossip is not None:
                 due = GossipDue(channel_id, res.gossip)
                 self.vault.append("gossip_due", statecodec.dumps(due))
+
+
+def _waiting(msg: SealedMessage) -> str:
+    return (
+        f"a message signed under the peer mission's roster version "
+        f"{msg.header.sender_roster} waits, with any after it, until this device "
+        "has the peer's new mission card: ask the peer for it and add it "
+        "(`backchannel peer add`)"
+    )
 
 
 @dataclass(frozen=True)

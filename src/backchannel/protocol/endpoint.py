@@ -11,9 +11,18 @@ replayed or forged cell raises and leaves the endpoint as it was.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from backchannel.errors import AuthenticationError, DecodeError, GapDetected, LocalProtocolError
+from backchannel.errors import (
+    AuthenticationError,
+    DecodeError,
+    GapDetected,
+    LocalProtocolError,
+    PeerRosterAhead,
+    RemoteProtocolError,
+    SignatureError,
+)
 from backchannel.protocol import cells
 from backchannel.protocol import deniable as deniable_mod
 from backchannel.protocol.channel import ChannelTerms, RoundKeys, SlotChain, direction_of
@@ -22,8 +31,17 @@ from backchannel.protocol.message import Header, SealedMessage
 from backchannel.protocol.misbehaviour import Gossip
 from backchannel.protocol.payload import MessageKind
 from backchannel.protocol.roster import Roster
-from backchannel.protocol.sealing import SendEpoch, ready_to_send, verify_signatures
+from backchannel.protocol.sealing import (
+    SendEpoch,
+    ready_to_send,
+    valid_signers,
+    verify_signatures,
+)
 from backchannel.protocol.transcript import Transcript
+
+#: Messages a channel keeps waiting for the peer's new roster; past this the
+#: next one is refused (the peer's officers hand over their new card long before).
+MAX_HELD = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +55,20 @@ class RoundResult:
     delivered: tuple[int, ...] = ()  # our seqs the peer confirmed
     #: The peer's view of the relay's log, to compare with ours (relay-log-v1 §5).
     gossip: Gossip | None = None
+    #: A message signed under a roster of the peer this device does not hold yet
+    #: completed in this round, and nothing waited before it: it waits
+    #: (:attr:`Endpoint.held`), with every message after it, for the peer's new
+    #: card. The ones behind it wait without a word.
+    held: SealedMessage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What adopting the peer's new roster let through (:meth:`Endpoint.adopt_peer_roster`)."""
+
+    messages: tuple[SealedMessage, ...] = ()
+    #: Messages that waited and then failed their checks, each with the reason.
+    refused: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -59,6 +91,17 @@ class Endpoint:
     #: The MAC root of a channel whose policy allows deniable messages (:mod:`.deniable`).
     #: Empty on a channel for the record.
     mac_root: bytes = field(default=b"", repr=False)
+    #: Earlier rosters of the peer mission, kept when its card moves on: a
+    #: message its officers sealed and queued before the change may still be on
+    #: its way, and is accepted under the roster it was signed under.
+    peer_past: tuple[Roster, ...] = ()
+    #: Complete messages (encoded), in order, waiting for a newer roster of the
+    #: peer than :attr:`peer_roster`: the first was signed under one, and every
+    #: message after it waits behind it so the order holds.
+    held: list[bytes] = field(default_factory=list)
+    #: The latest peer roster version a message on this channel was accepted
+    #: under: the channel never goes back to an earlier roster.
+    peer_roster_seen: int = 0
 
     def __repr__(self) -> str:
         return f"Endpoint(send={self.next_send_round}, recv={self.next_recv_round})"
@@ -217,8 +260,80 @@ class Endpoint:
             raise AuthenticationError(refused)
         if msg.deniable:
             deniable_mod.verify(msg, self.mac_root, self.channel_id, self.in_direction)
-        else:
+            return
+        v = msg.header.sender_roster
+        if v > self.peer_roster.version:
+            raise PeerRosterAhead(
+                f"a message is signed under the peer mission's roster version {v}; this "
+                f"device holds version {self.peer_roster.version}: it waits for the peer's "
+                "new mission card (`backchannel peer add`)"
+            )
+        if v < self.peer_roster_seen:
+            raise SignatureError(
+                "message is signed under an earlier roster of the peer than one this "
+                "channel already carried"
+            )
+        if v == self.peer_roster.version:
             verify_signatures(msg, self.peer_roster)
+            return
+        past = next((r for r in self.peer_past if r.version == v), None)
+        if past is None:
+            raise SignatureError("message is signed under another roster version")
+        verify_signatures(msg, past)
+        staying = {o.officer_id for o in self.peer_roster.officers}
+        if not valid_signers(msg, past) & staying:
+            raise SignatureError(
+                "a message sealed before the peer's roster change is signed only by "
+                "officers the change removed"
+            )
+
+    def _waits(self, msg: SealedMessage, held: list[bytes]) -> bool:
+        """Whether ``msg`` must wait for the peer's new roster (or behind one that does)."""
+        if held:
+            return True
+        return not msg.deniable and msg.header.sender_roster > self.peer_roster.version
+
+    def adopt_peer_roster(self, rosters: Sequence[Roster]) -> Released:
+        """Take the peer's newer roster (the verified chain of its new card, oldest
+        first) and let through the messages that waited for it, in order.
+
+        The rosters between the one this channel last carried and the new one are
+        kept, so that what the peer queued before its change is still accepted.
+        A waiting message that then fails its checks is dropped and named in
+        :attr:`Released.refused`; the ones behind it are tried in turn.
+        """
+        new = rosters[-1]
+        if new.version < self.peer_roster.version:
+            raise LocalProtocolError("the peer's roster cannot go back to an earlier version")
+        floor = min(self.peer_roster_seen, self.peer_roster.version)
+        self.peer_past = tuple(r for r in rosters if floor <= r.version < new.version)
+        self.peer_roster = new
+        return self._release()
+
+    def _release(self) -> Released:
+        messages: list[SealedMessage] = []
+        refused: list[str] = []
+        while self.held:
+            msg = SealedMessage.decode(self.held[0])
+            if not msg.deniable and msg.header.sender_roster > self.peer_roster.version:
+                break
+            del self.held[0]
+            try:
+                self._verify(msg)
+                transcript = self.transcript.accept(msg.header, msg.digest, check_peer=self.sends)
+            except RemoteProtocolError as exc:  # forged, tampered, or out of order
+                refused.append(str(exc))
+                continue
+            self.transcript = transcript
+            self._seen(msg)
+            messages.append(msg)
+            if self.sends:
+                self.receipt_due = self._receipt(transcript)
+        return Released(tuple(messages), tuple(refused))
+
+    def _seen(self, msg: SealedMessage) -> None:
+        if not msg.deniable:
+            self.peer_roster_seen = max(self.peer_roster_seen, msg.header.sender_roster)
 
     def _receipt(self, transcript: Transcript) -> cells.Receipt:
         seq, head = transcript.received_seq, transcript.received[-1]
@@ -272,6 +387,8 @@ class Endpoint:
             if r.seq > self.delivered_seq:
                 delivered = tuple(range(self.delivered_seq + 1, r.seq + 1))
         partial = list(self.partial)
+        held = list(self.held)
+        newly_held: SealedMessage | None = None
         messages: list[SealedMessage] = []
         receipt_due = self.receipt_due
         if content.fragment is not None:
@@ -282,17 +399,31 @@ class Endpoint:
                 raise GapDetected("a message is missing cells: the relay dropped or reordered")
             partial.append(f)
             if len(partial) == f.count:
-                msg = SealedMessage.decode(cells.reassemble(partial))
+                raw = cells.reassemble(partial)
+                msg = SealedMessage.decode(raw)
                 if msg.message_id != f.message_id:
                     raise DecodeError("reassembled message does not match its id")
-                self._verify(msg)
-                transcript = transcript.accept(msg.header, msg.digest, check_peer=self.sends)
-                messages.append(msg)
                 partial = []
-                if self.sends:
-                    receipt_due = self._receipt(transcript)
+                if self._waits(msg, held):
+                    if len(held) >= MAX_HELD:
+                        raise PeerRosterAhead(
+                            f"{MAX_HELD} messages already wait for the peer's new mission "
+                            "card: this one is refused; add the card (`backchannel peer add`)"
+                        )
+                    if not held:
+                        newly_held = msg
+                    held.append(raw)
+                else:
+                    self._verify(msg)
+                    transcript = transcript.accept(msg.header, msg.digest, check_peer=self.sends)
+                    messages.append(msg)
+                    if self.sends:
+                        receipt_due = self._receipt(transcript)
         # Everything verified: commit.
         self.transcript = transcript
+        self.held = held
+        for msg in messages:
+            self._seen(msg)
         self.partial = partial
         self.receipt_due = receipt_due
         if delivered:
@@ -305,4 +436,5 @@ class Endpoint:
             messages=tuple(messages),
             delivered=delivered,
             gossip=content.gossip,
+            held=newly_held,
         )

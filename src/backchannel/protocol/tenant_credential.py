@@ -167,4 +167,3 @@ def verify(tenant_id: str, rotation: Rotation) -> rs.Roster:
             f"{len(good)} signed"
         )
     return roster
-

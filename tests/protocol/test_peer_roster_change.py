@@ -1,0 +1,182 @@
+"""A channel across a roster change of the sending mission.
+
+What the sender queued before its change may reach the peer after the peer
+took the new roster; what it signs under the new roster may reach a peer that
+does not hold it yet. Neither may stop the channel, and neither may let a
+removed officer back in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import pytest
+
+from backchannel.client.harness import Pair, Side
+from backchannel.errors import PeerRosterAhead, SignatureError
+from backchannel.protocol import endpoint as endpoint_mod
+from backchannel.protocol import roster as rs
+from backchannel.protocol.endpoint import Endpoint
+from backchannel.protocol.outgoing import Outgoing
+from backchannel.protocol.payload import note
+from backchannel.protocol.states import SendState
+from tests.conftest import DetRng, make_pair
+from tests.helpers import force_queue
+
+
+def _change(side: Side, keep: Sequence[int], k: int) -> rs.Roster:
+    """The sending mission moves to a roster of the officers ``keep``, signed by
+    ``k`` of the current one; the runner's endpoint signs under it from now on."""
+    kits = side.mission.officers
+    new = rs.propose_update(side.mission.roster, [kits[i].officer.public for i in keep], k)
+    sigs = tuple(rs.sign_roster(new, kits[i].officer) for i in keep)
+    side.mission.chain.append(rs.SignedRoster(new, sigs))
+    side.endpoint.own_roster = new
+    return new
+
+
+def _rosters(side: Side) -> list[rs.Roster]:
+    return [s.roster for s in side.mission.chain]
+
+
+def _sealed(pair: Pair, text: str, signers: Sequence[int]) -> Outgoing:
+    out = pair.compose(pair.a, signers[0], note(text))
+    for i in signers[1:]:
+        out = pair.cosign(pair.a, out, i)
+    return out
+
+
+@contextmanager
+def _under(side: Side, roster: rs.Roster) -> Iterator[None]:
+    """Seal and sign as if the mission still had ``roster`` (what a device that kept
+    the old state could still do)."""
+    chain, own = list(side.mission.chain), side.endpoint.own_roster
+    side.mission.chain[:] = [s for s in chain if s.roster.version <= roster.version]
+    side.endpoint.own_roster = roster
+    try:
+        yield
+    finally:
+        side.mission.chain[:] = chain
+        side.endpoint.own_roster = own
+
+
+def _texts(pair: Pair, side: Side) -> list[str]:
+    return [pair.open(side, i, [0, 1]).open(side.mission.roster).text for i in side.inbox]
+
+
+def test_a_message_queued_before_the_change_arrives_after_the_peer_took_it(
+    rng: DetRng,
+) -> None:
+    pair = make_pair(rng, k=2, n=3)
+    pair.send(pair.a, _sealed(pair, "queued under roster 0", [0, 1]))
+    _change(pair.a, [0, 1], 2)  # officer 2 leaves
+    pair.b.endpoint.adopt_peer_roster(_rosters(pair.a))
+    pair.run_until_quiet()
+    pair.send(pair.a, _sealed(pair, "under roster 1", [0, 1]))
+    pair.run_until_quiet()
+    assert _texts(pair, pair.b) == ["queued under roster 0", "under roster 1"]
+    assert pair.a.endpoint.delivered_seq == 2
+
+
+def test_a_message_under_a_roster_the_peer_lacks_waits_and_the_ones_behind_it(
+    rng: DetRng,
+) -> None:
+    pair = make_pair(rng)
+    _change(pair.a, [0, 1], 2)
+    pair.send(pair.a, _sealed(pair, "first", [0, 1]))
+    pair.send(pair.a, _sealed(pair, "second", [1, 0]))
+    pair.run_until_quiet()
+    held = [r.held for r in pair.b.results if r.held is not None]
+    assert [m.header.seq for m in held] == [1]  # the first, once; the second waits behind it
+    assert pair.b.inbox == [] and len(pair.b.endpoint.held) == 2
+    assert pair.a.endpoint.delivered_seq == 0  # no receipt for what waits
+    released = pair.b.endpoint.adopt_peer_roster(_rosters(pair.a))
+    assert released.refused == ()
+    assert [m.header.seq for m in released.messages] == [1, 2]
+    assert pair.b.endpoint.held == []
+    pair.run_round()  # the receipt for both goes out
+    assert pair.a.endpoint.delivered_seq == 2
+    pair.send(pair.a, _sealed(pair, "third", [1, 0]))
+    pair.run_until_quiet()
+    assert [i.message.header.seq for i in pair.b.inbox] == [3]
+
+
+def test_what_waits_is_checked_when_the_roster_comes(rng: DetRng) -> None:
+    """A forged message that claims a newer roster is refused once the roster is
+    known; the honest one behind it still arrives."""
+    pair = make_pair(rng)
+    old = pair.a.mission.roster
+    _change(pair.a, [0, 1], 2)
+    forged = _sealed(pair, "forged", [0]).message  # one signature where two are needed
+    assert forged is not None
+    force_queue(pair.a.endpoint, forged)
+    pair.run_until_quiet()
+    assert len(pair.b.endpoint.held) == 1
+    released = pair.b.endpoint.adopt_peer_roster([old, pair.a.mission.roster])
+    assert released.messages == ()
+    assert released.refused == ("message needs 2 officers' signatures; 1 verify",)
+    assert pair.b.endpoint.held == []
+
+
+def test_an_earlier_roster_is_refused_once_the_channel_carried_a_later_one(
+    rng: DetRng,
+) -> None:
+    pair = make_pair(rng, k=2, n=3)
+    old = pair.a.mission.roster
+    _change(pair.a, [0, 1], 2)
+    pair.b.endpoint.adopt_peer_roster(_rosters(pair.a))
+    pair.send(pair.a, _sealed(pair, "under roster 1", [0, 1]))
+    pair.run_until_quiet()
+    with _under(pair.a, old):
+        late = _sealed(pair, "under roster 0, afterwards", [0, 1])
+    assert late.state is SendState.COSIGNED and late.message is not None
+    force_queue(pair.a.endpoint, late.message)
+    with pytest.raises(SignatureError, match="earlier roster of the peer"):
+        pair.run_until_quiet()
+    assert len(pair.b.inbox) == 1
+
+
+def test_officers_the_change_removed_cannot_send_under_the_old_roster(rng: DetRng) -> None:
+    """2 of 4, officers 2 and 3 removed: together they were a quorum of the old
+    roster, and stay one no longer. A message the officers who stay took part in
+    before the change still arrives."""
+    pair = make_pair(rng, k=2, n=4)
+    old = pair.a.mission.roster
+    _change(pair.a, [0, 1], 2)
+    pair.b.endpoint.adopt_peer_roster(_rosters(pair.a))
+    with _under(pair.a, old):
+        legit = _sealed(pair, "signed by 0 and 3 before the change", [0, 3])
+        assert legit.message is not None
+        force_queue(pair.a.endpoint, legit.message)
+        leavers = _sealed(pair, "signed by the two who left", [2, 3])
+    assert leavers.message is not None
+    pair.run_until_quiet()
+    assert len(pair.b.inbox) == 1
+    force_queue(pair.a.endpoint, leavers.message)
+    with pytest.raises(SignatureError, match="only by officers the change removed"):
+        pair.run_until_quiet()
+    assert len(pair.b.inbox) == 1
+
+
+def test_the_peer_roster_never_goes_back(rng: DetRng) -> None:
+    pair = make_pair(rng)
+    old = pair.a.mission.roster
+    _change(pair.a, [0, 1], 2)
+    pair.b.endpoint.adopt_peer_roster(_rosters(pair.a))
+    with pytest.raises(Exception, match="cannot go back"):
+        pair.b.endpoint.adopt_peer_roster([old])
+
+
+def test_past_a_bound_what_would_wait_is_refused(
+    rng: DetRng, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(endpoint_mod, "MAX_HELD", 2)
+    pair = make_pair(rng)
+    _change(pair.a, [0, 1], 2)
+    for i in range(3):
+        pair.send(pair.a, _sealed(pair, f"m{i}", [0, 1]))
+    with pytest.raises(PeerRosterAhead, match="2 messages already wait"):
+        pair.run_until_quiet()
+    ep: Endpoint = pair.b.endpoint
+    assert len(ep.held) == 2
