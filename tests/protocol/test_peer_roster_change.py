@@ -104,18 +104,23 @@ def test_a_message_under_a_roster_the_peer_lacks_waits_and_the_ones_behind_it(
 
 def test_what_waits_is_checked_when_the_roster_comes(rng: DetRng) -> None:
     """A forged message that claims a newer roster is refused once the roster is
-    known; the honest one behind it still arrives."""
+    known, and each one behind it is checked in turn."""
     pair = make_pair(rng)
     old = pair.a.mission.roster
     _change(pair.a, [0, 1], 2)
     forged = _sealed(pair, "forged", [0]).message  # one signature where two are needed
     assert forged is not None
     force_queue(pair.a.endpoint, forged)
+    pair.send(pair.a, _sealed(pair, "honest, after it", [0, 1]))
     pair.run_until_quiet()
-    assert len(pair.b.endpoint.held) == 1
+    assert len(pair.b.endpoint.held) == 2
     released = pair.b.endpoint.adopt_peer_roster([old, pair.a.mission.roster])
     assert released.messages == ()
-    assert released.refused == ("message needs 2 officers' signatures; 1 verify",)
+    # Each is tried: the forgery fails its signatures, and the one behind it
+    # (chained to the forgery by its sender) fails the order.
+    assert len(released.refused) == 2
+    assert released.refused[0] == "message needs 2 officers' signatures; 1 verify"
+    assert "are missing" in released.refused[1]
     assert pair.b.endpoint.held == []
 
 
@@ -180,3 +185,31 @@ def test_past_a_bound_what_would_wait_is_refused(
         pair.run_until_quiet()
     ep: Endpoint = pair.b.endpoint
     assert len(ep.held) == 2
+
+
+def test_a_card_between_keeps_waiting_what_comes_under_a_later_roster(rng: DetRng) -> None:
+    pair = make_pair(rng)
+    _change(pair.a, [0, 1], 2)
+    between = _rosters(pair.a)
+    _change(pair.a, [0, 1], 2)
+    pair.send(pair.a, _sealed(pair, "under roster 2", [0, 1]))
+    pair.run_until_quiet()
+    released = pair.b.endpoint.adopt_peer_roster(between)
+    assert released.messages == () and released.refused == ()
+    assert len(pair.b.endpoint.held) == 1
+    # The same card again changes nothing; the latest lets it through.
+    assert pair.b.endpoint.adopt_peer_roster(between).messages == ()
+    assert len(pair.b.endpoint.adopt_peer_roster(_rosters(pair.a)).messages) == 1
+
+
+def test_a_roster_the_chain_given_lacks_is_refused(rng: DetRng) -> None:
+    pair = make_pair(rng)
+    old = pair.a.mission.roster
+    _change(pair.a, [0, 1], 2)
+    pair.b.endpoint.adopt_peer_roster([pair.a.mission.roster])  # a chain without version 0
+    with _under(pair.a, old):
+        out = _sealed(pair, "under roster 0", [0, 1])
+    assert out.message is not None
+    force_queue(pair.a.endpoint, out.message)
+    with pytest.raises(SignatureError, match="another roster version"):
+        pair.run_until_quiet()
