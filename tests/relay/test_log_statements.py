@@ -438,7 +438,9 @@ async def test_openapi_lists_the_new_log_endpoints(http: httpx.AsyncClient) -> N
     [size] = [p for p in head["parameters"] if p["name"] == "size"]
     assert size["in"] == "query" and not size.get("required", False)
     assert "400" in head["responses"]
-    fetch_log = doc["components"]["schemas"]["Cells"]["properties"]["log"]
+    schemas = doc["components"]["schemas"]
+    assert schemas["Cells"]["properties"]["log"] == {"$ref": "#/components/schemas/CellsLog"}
+    fetch_log = schemas["CellsLog"]
     assert "absent" in fetch_log["properties"]
     assert "absent" not in fetch_log.get("required", [])
 

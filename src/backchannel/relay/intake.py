@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from backchannel.errors import IntakeClosed, QuotaExceeded, UnknownTenant
 from backchannel.protocol import intake as proto
+from backchannel.relay import api_types as api
 from backchannel.relay.ratelimit import TokenBuckets
 from backchannel.relay.requests import HTTPRefusal, is_tenant_id, read_json_object
 from backchannel.relay.service import RelayService
@@ -123,14 +124,12 @@ class IntakeEndpoints:
         tenant_id = await self._open_tenant(request.path_params["tenant_id"])
         if not await self.service.store.intake_is_open(tenant_id):
             raise HTTPRefusal(404, _CLOSED)
-        return JSONResponse(
-            {
-                "bits": self.service.settings.intake_pow_bits,
-                "bucket": self.bucket(),
-                "bucket_seconds": POW_BUCKET_SECONDS,
-            },
-            headers=_NO_STORE,
-        )
+        answer: api.IntakePow = {
+            "bits": self.service.settings.intake_pow_bits,
+            "bucket": self.bucket(),
+            "bucket_seconds": POW_BUCKET_SECONDS,
+        }
+        return JSONResponse(answer, headers=_NO_STORE)
 
     async def intake_submit(self, request: Request) -> Response:
         service = self.service
@@ -167,7 +166,8 @@ class IntakeEndpoints:
             raise HTTPRefusal(507, "this mission's intake is full; try again later") from None
         service.metrics.intake_outcome("stored" if stored.created else "duplicate")
         # The number is the mission's business: the sender learns only that it is stored.
-        return JSONResponse({"stored": True}, status_code=201 if stored.created else 200)
+        answer: api.IntakeStored = {"stored": True}
+        return JSONResponse(answer, status_code=201 if stored.created else 200)
 
     async def intake_answer(self, request: Request) -> Response:
         """The cell at the slot a reply code names, for a tenant whose intake is open.
@@ -182,7 +182,8 @@ class IntakeEndpoints:
         cell = (await self.service.store.fetch(tenant_id, [reply_id])).get(reply_id)
         if not cell:  # absent, or a spent slot
             raise HTTPRefusal(404, "no answer under this reply code (yet)")
-        return JSONResponse({"cell": base64.b64encode(cell).decode()}, headers=_NO_STORE)
+        found: api.IntakeAnswer = {"cell": base64.b64encode(cell).decode()}
+        return JSONResponse(found, headers=_NO_STORE)
 
     async def intake_page(self, request: Request) -> Response:
         name = request.path_params.get("name") or "index.html"
@@ -208,10 +209,10 @@ class IntakeEndpoints:
         if is_open is not None and not isinstance(is_open, bool):
             raise HTTPRefusal(400, "'open' must be true or false")
         rows = await intake_round(self.service, record.tenant_id, after, limit, is_open)
-        return JSONResponse(
-            {"requests": [{"seq": seq, "cell": base64.b64encode(c).decode()} for seq, c in rows]},
-            headers=_NO_STORE,
-        )
+        answer: api.IntakeRequests = {
+            "requests": [{"seq": seq, "cell": base64.b64encode(c).decode()} for seq, c in rows]
+        }
+        return JSONResponse(answer, headers=_NO_STORE)
 
 
 async def intake_round(

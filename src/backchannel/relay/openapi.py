@@ -1,8 +1,11 @@
-"""The relay's OpenAPI 3.1 document, written by hand.
+"""The relay's OpenAPI 3.1 document.
 
-Starlette has no generator, so this is a static description kept honest by
-tests: ``tests/relay/test_openapi.py`` checks it covers every route, and a
-schemathesis run checks the app's answers against it.
+Every JSON body's schema is generated from the type the relay builds or reads
+it as (:mod:`.api_types`, by pydantic, in :mod:`.openapi_schemas`); this
+module names, for each route, its operation, parameters, the types of its
+bodies and its answers. Kept honest by tests: ``tests/relay/test_api.py``
+checks it covers every route, and schemathesis checks the app against it
+(``tests/relay/test_schemathesis.py``; at length, ``make schemathesis``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 
 from backchannel import __version__
 from backchannel.protocol.batch import DepositBatch, FetchBatch
+from backchannel.relay import api_types as api
 from backchannel.relay.openapi_intake import intake_paths
 from backchannel.relay.openapi_schemas import (
     SIZE,
@@ -20,6 +24,7 @@ from backchannel.relay.openapi_schemas import (
     component_schemas,
     error_answer,
     json_content,
+    ref,
 )
 from backchannel.relay.settings import RelaySettings
 
@@ -57,7 +62,7 @@ def _slot_param() -> dict[str, Any]:
 def _slot_list_body(max_batch: int) -> dict[str, Any]:
     return {
         "required": True,
-        "content": _json({"$ref": "#/components/schemas/SlotList"}),
+        "content": _json(ref(api.SlotList)),
     }
 
 
@@ -98,12 +103,12 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "security": [{"operatorToken": []}, {}],
                 "requestBody": {
                     "required": True,
-                    "content": _json({"$ref": "#/components/schemas/TenantRequest"}),
+                    "content": _json(ref(api.TenantRequest)),
                 },
                 "responses": {
                     "201": {
                         "description": "Registered",
-                        "content": _json({"$ref": "#/components/schemas/Tenant"}),
+                        "content": _json(ref(api.Tenant)),
                     },
                     **_errors(400, 401, 403, 409, 413, 415, 429, 503),
                 },
@@ -132,11 +137,11 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "201": {
                         "description": "Stored durably",
-                        "content": _json({"$ref": "#/components/schemas/Deposit"}),
+                        "content": _json(ref(api.Deposit)),
                     },
                     "200": {
                         "description": "The identical cell was already stored",
-                        "content": _json({"$ref": "#/components/schemas/Deposit"}),
+                        "content": _json(ref(api.Deposit)),
                     },
                     **_errors(400, 404, 409, 413, 415, 429, 503, 507),
                 },
@@ -168,7 +173,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Cells present at those slots",
-                        "content": _json({"$ref": "#/components/schemas/Cells"}),
+                        "content": _json(ref(api.Cells)),
                     },
                     **_errors(400, 401, 413, 415, 429, 503),
                 },
@@ -184,7 +189,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "How many cells were removed",
-                        "content": _json({"$ref": "#/components/schemas/Removed"}),
+                        "content": _json(ref(api.Removed)),
                     },
                     **_errors(400, 401, 413, 415, 429, 503),
                 },
@@ -202,12 +207,12 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "security": [],
                 "requestBody": {
                     "required": True,
-                    "content": _json({"$ref": "#/components/schemas/Rotation"}),
+                    "content": _json(ref(api.Rotation)),
                 },
                 "responses": {
                     "200": {
                         "description": "The rotation is in force",
-                        "content": _json({"$ref": "#/components/schemas/Rotated"}),
+                        "content": _json(ref(api.Rotated)),
                     },
                     **_errors(400, 404, 413, 415, 429, 503),
                     "403": _error("The chain or the signatures do not authorize it"),
@@ -269,7 +274,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Relay parameters",
-                        "content": _json({"$ref": "#/components/schemas/Info"}),
+                        "content": _json(ref(api.Info)),
                     },
                     **_errors(429),
                 },
@@ -283,7 +288,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Ed25519 and ML-DSA-65 public keys",
-                        "content": _json({"$ref": "#/components/schemas/LogKey"}),
+                        "content": _json(ref(api.LogKey)),
                     },
                     **_errors(429),
                 },
@@ -328,8 +333,8 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                         "content": _json(
                             {
                                 "oneOf": [
-                                    {"$ref": "#/components/schemas/LogHead"},
-                                    {"$ref": "#/components/schemas/LogHeadAt"},
+                                    ref(api.LogHead),
+                                    ref(api.LogHeadAt),
                                 ]
                             }
                         ),
@@ -347,7 +352,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "The leaf",
-                        "content": _json({"$ref": "#/components/schemas/LogLeaf"}),
+                        "content": _json(ref(api.LogLeaf)),
                     },
                     **_errors(400, 404, 429, 503),
                 },
@@ -365,7 +370,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "The proof, leaf upwards",
-                        "content": _json({"$ref": "#/components/schemas/InclusionProof"}),
+                        "content": _json(ref(api.InclusionProof)),
                     },
                     **_errors(400, 404, 429, 503),
                 },
@@ -383,7 +388,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "The proof",
-                        "content": _json({"$ref": "#/components/schemas/ConsistencyProof"}),
+                        "content": _json(ref(api.ConsistencyProof)),
                     },
                     **_errors(400, 404, 429, 503),
                 },
@@ -402,7 +407,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "The leaf and both proofs",
-                        "content": _json({"$ref": "#/components/schemas/EntryProof"}),
+                        "content": _json(ref(api.EntryProof)),
                     },
                     **_errors(400, 404, 429, 503),
                 },
@@ -416,7 +421,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Alive",
-                        "content": _json({"$ref": "#/components/schemas/Status"}),
+                        "content": _json(ref(api.Status)),
                     },
                     **_errors(429),
                 },
@@ -430,7 +435,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Ready",
-                        "content": _json({"$ref": "#/components/schemas/Status"}),
+                        "content": _json(ref(api.Status)),
                     },
                     **_errors(429, 503),
                 },
@@ -462,7 +467,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
             }
         },
     }
-    paths.update(intake_paths(settings))
+    paths.update(intake_paths())
     return {
         "openapi": "3.1.0",
         "info": {

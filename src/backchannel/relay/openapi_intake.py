@@ -4,35 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from backchannel.protocol.intake import REQUEST_CELL_SIZE
-from backchannel.relay.openapi_schemas import (
-    SLOT,
-    TENANT_ID,
-    U63,
-    error_answer,
-    json_content,
-)
-from backchannel.relay.settings import RelaySettings
-
-
-def _base64(size: int) -> dict[str, Any]:
-    length = 4 * ((size + 2) // 3)
-    return {
-        "type": "string",
-        "format": "byte",
-        "minLength": length,
-        "maxLength": length,
-        "description": f"standard base64 of exactly {size} bytes",
-    }
-
+from backchannel.relay import api_types as api
+from backchannel.relay.openapi_schemas import SLOT, TENANT_ID, error_answer, json_content, ref
 
 _TENANT = {"name": "tenant_id", "in": "path", "required": True, "schema": TENANT_ID}
 _REPLY = {"name": "reply_id", "in": "path", "required": True, "schema": SLOT}
 _ANY = {"default": error_answer("Any other error")}
 
 
-def intake_paths(settings: RelaySettings) -> dict[str, Any]:
-    cell = settings.cell_size
+def intake_paths() -> dict[str, Any]:
+    """The intake's paths; its bodies' schemas are generated with the rest
+    (a tenant's cell in ``IntakeAnswer`` takes the relay's cell size there)."""
     return {
         "/v1/intake/{tenant_id}/pow": {
             "parameters": [_TENANT],
@@ -43,18 +25,7 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Leading zero bits, and the current time bucket",
-                        "content": json_content(
-                            {
-                                "type": "object",
-                                "required": ["bits", "bucket", "bucket_seconds"],
-                                "properties": {
-                                    "bits": {"type": "integer", "minimum": 0, "maximum": 32},
-                                    "bucket": U63,
-                                    "bucket_seconds": {"type": "integer", "minimum": 1},
-                                },
-                                "additionalProperties": False,
-                            }
-                        ),
+                        "content": json_content(ref(api.IntakePow)),
                     },
                     "404": error_answer("No such tenant, or its intake is closed"),
                     **_ANY,
@@ -71,28 +42,16 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                 "security": [{}],
                 "requestBody": {
                     "required": True,
-                    "content": json_content(
-                        {
-                            "type": "object",
-                            "required": ["cell", "bucket", "nonce"],
-                            "properties": {
-                                "cell": _base64(REQUEST_CELL_SIZE),
-                                "bucket": U63,
-                                "nonce": {
-                                    "type": "integer",
-                                    "minimum": 0,
-                                    "maximum": (1 << 64) - 1,
-                                },
-                            },
-                            "additionalProperties": False,
-                        }
-                    ),
+                    "content": json_content(ref(api.IntakeSubmission)),
                 },
                 "responses": {
-                    "201": {"description": "Stored", "content": json_content({"type": "object"})},
+                    "201": {
+                        "description": "Stored",
+                        "content": json_content(ref(api.IntakeStored)),
+                    },
                     "200": {
                         "description": "Already stored",
-                        "content": json_content({"type": "object"}),
+                        "content": json_content(ref(api.IntakeStored)),
                     },
                     "400": error_answer("Malformed, or the proof of work does not hold"),
                     "404": error_answer("No such tenant, or its intake is closed"),
@@ -114,14 +73,7 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "The sealed answer (a cell of the tenant)",
-                        "content": json_content(
-                            {
-                                "type": "object",
-                                "required": ["cell"],
-                                "properties": {"cell": _base64(cell)},
-                                "additionalProperties": False,
-                            }
-                        ),
+                        "content": json_content(ref(api.IntakeAnswer)),
                     },
                     "400": error_answer("Malformed reply id"),
                     "404": error_answer("No answer (pending, ignored or blocked look the same)"),
@@ -137,44 +89,12 @@ def intake_paths(settings: RelaySettings) -> dict[str, Any]:
                 "security": [{"tenantCredential": []}],
                 "requestBody": {
                     "required": True,
-                    "content": json_content(
-                        {
-                            "type": "object",
-                            "required": ["after"],
-                            "properties": {
-                                "after": U63,
-                                "limit": {"type": "integer", "minimum": 0, "maximum": 256},
-                                "open": {
-                                    "type": "boolean",
-                                    "description": "the state the intake is to be in",
-                                },
-                            },
-                            "additionalProperties": False,
-                        }
-                    ),
+                    "content": json_content(ref(api.IntakeFetch)),
                 },
                 "responses": {
                     "200": {
                         "description": "Requests numbered above 'after', oldest first",
-                        "content": json_content(
-                            {
-                                "type": "object",
-                                "required": ["requests"],
-                                "properties": {
-                                    "requests": {
-                                        "type": "array",
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["seq", "cell"],
-                                            "properties": {
-                                                "seq": U63,
-                                                "cell": _base64(REQUEST_CELL_SIZE),
-                                            },
-                                        },
-                                    }
-                                },
-                            }
-                        ),
+                        "content": json_content(ref(api.IntakeRequests)),
                     },
                     "400": error_answer("Malformed"),
                     "401": error_answer("Missing or wrong credential (also for an unknown tenant)"),

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from backchannel.errors import DecodeError, RosterError, UnknownTenant
 from backchannel.protocol import tenant_credential as tc
+from backchannel.relay import api_types as api
 from backchannel.relay.requests import HTTPRefusal, is_tenant_id, read_json_object
 from backchannel.relay.service import RelayService
 from backchannel.store import _common
@@ -63,7 +64,9 @@ async def rotate_credential(service: RelayService, request: Request) -> Response
     service.metrics.credential_rotation(outcome)
     if outcome in _REFUSED:
         raise HTTPRefusal(409, _REFUSED[outcome])
-    return JSONResponse(
-        {"rotated": outcome == _common.ROTATED, "roster_version": roster.version,
-         "seq": rotation.seq}
-    )  # fmt: skip
+    answer: api.Rotated = {
+        "rotated": outcome == _common.ROTATED,
+        "roster_version": roster.version,
+        "seq": rotation.seq,
+    }
+    return JSONResponse(answer)

@@ -43,6 +43,7 @@ from backchannel.protocol.misbehaviour import (
     relay_key_fingerprint,
     relay_key_from_bytes,
 )
+from backchannel.relay import api_types as api
 from backchannel.relay.checkpoints import Checkpoints
 from backchannel.relay.metrics import CONTENT_TYPE_LATEST, RelayMetrics
 from backchannel.relay.ratelimit import TokenBuckets
@@ -77,7 +78,8 @@ _UNAUTHORIZED = "present this tenant's credential as 'Authorization: Bearer <cre
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    body: api.Error = {"error": message}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class RelayService:
@@ -238,9 +240,8 @@ class RelayService:
             raise HTTPRefusal(409, "that tenant id is taken; choose another") from None
         self._remember(record)
         self.metrics.tenants_registered.inc()
-        return JSONResponse(
-            {"tenant_id": record.tenant_id, "quota_cells": record.quota_cells}, status_code=201
-        )
+        answer: api.Tenant = {"tenant_id": record.tenant_id, "quota_cells": record.quota_cells}
+        return JSONResponse(answer, status_code=201)
 
     async def deposit(self, tenant_id: str, slot_text: str, body: bytes) -> DepositResult:
         """Store one cell; the caller has read ``body`` within the body limit."""
@@ -318,7 +319,7 @@ class RelayService:
         spent = sorted(slot for slot, cell in found.items() if not cell)
         self.metrics.cells_fetched.inc(len(cells))
         encoded = {slot.hex(): base64.b64encode(cell).decode() for slot, cell in cells.items()}
-        log_cells = {
+        log_cells: dict[str, api.CellLog] = {
             slot.hex(): {
                 "leaf_index": p.leaf_index,
                 "batch_position": p.batch_position,
@@ -328,7 +329,7 @@ class RelayService:
             }
             for slot, p in proofs.items()
         }
-        answer: dict[str, object] = {"signed_head": signed.hex(), "cells": log_cells}
+        answer: api.CellsLog = {"signed_head": signed.hex(), "cells": log_cells}
         if spent:
             # Acknowledged by the tenant: no cell, yet not empty (slots are write-once).
             answer["spent"] = [slot.hex() for slot in spent]
@@ -343,7 +344,8 @@ class RelayService:
                 absent,
                 self.settings.retention_seconds,
             ).hex()
-        return JSONResponse({"cells": encoded, "log": answer}, headers=_NO_STORE)
+        cells_answer: api.Cells = {"cells": encoded, "log": answer}
+        return JSONResponse(cells_answer, headers=_NO_STORE)
 
     # -- the transparency log ------------------------------------------------
 
@@ -352,15 +354,14 @@ class RelayService:
         assert len(raw) == RELAY_KEY_LEN
         key = relay_key_from_bytes(raw)
         cp = self.checkpoints
-        return JSONResponse(
-            {
-                "ed25519": key.ed25519.hex(),
-                "mldsa65": key.mldsa65.hex(),
-                "fingerprint": relay_key_fingerprint(key).hex(),
-                "checkpoint_vkey": cp.verifier().vkey(),
-                "checkpoint_binding": self.store.bind_checkpoint_key(cp.origin).hex(),
-            }
-        )
+        answer: api.LogKey = {
+            "ed25519": key.ed25519.hex(),
+            "mldsa65": key.mldsa65.hex(),
+            "fingerprint": relay_key_fingerprint(key).hex(),
+            "checkpoint_vkey": cp.verifier().vkey(),
+            "checkpoint_binding": self.store.bind_checkpoint_key(cp.origin).hex(),
+        }
+        return JSONResponse(answer)
 
     async def log_checkpoint(self, request: Request) -> Response:
         note = await self.checkpoints.served()
@@ -373,16 +374,14 @@ class RelayService:
             return await self._log_head_at(_query_index(request, "size"))
         signed = await self.store.signed_head()
         head = TreeHead.decode(signed[:_TREE_HEAD_LEN])
-        return JSONResponse(
-            {
-                "size": head.size,
-                "root": head.root.hex(),
-                "timestamp": head.timestamp,
-                "signed_head": signed.hex(),
-                "compact_head": signed[:_COMPACT_HEAD_LEN].hex(),
-            },
-            headers=_NO_STORE,
-        )
+        answer: api.LogHead = {
+            "size": head.size,
+            "root": head.root.hex(),
+            "timestamp": head.timestamp,
+            "signed_head": signed.hex(),
+            "compact_head": signed[:_COMPACT_HEAD_LEN].hex(),
+        }
+        return JSONResponse(answer, headers=_NO_STORE)
 
     async def compact_head_at(self, size: int) -> bytes:
         """The compact signed head the log committed at ``size`` (one per size)."""
@@ -399,14 +398,13 @@ class RelayService:
     async def _log_head_at(self, size: int) -> Response:
         signed = await self.compact_head_at(size)
         head = TreeHead.decode(signed[:_TREE_HEAD_LEN])
-        return JSONResponse(
-            {
-                "size": size,
-                "root": head.root.hex(),
-                "timestamp": head.timestamp,
-                "compact_head": signed.hex(),
-            }
-        )
+        answer: api.LogHeadAt = {
+            "size": size,
+            "root": head.root.hex(),
+            "timestamp": head.timestamp,
+            "compact_head": signed.hex(),
+        }
+        return JSONResponse(answer)
 
     async def entry_proof(
         self, index: int, position: int, size: int
@@ -430,16 +428,15 @@ class RelayService:
         position = _query_index(request, "batch_position")
         size = _query_index(request, "tree_size")
         leaf, batch, path = await self.entry_proof(index, position, size)
-        return JSONResponse(
-            {
-                "leaf_index": index,
-                "batch_position": position,
-                "tree_size": size,
-                "leaf": leaf.hex(),
-                "batch_proof": [h.hex() for h in batch],
-                "inclusion_proof": [h.hex() for h in path],
-            }
-        )
+        answer: api.EntryProof = {
+            "leaf_index": index,
+            "batch_position": position,
+            "tree_size": size,
+            "leaf": leaf.hex(),
+            "batch_proof": [h.hex() for h in batch],
+            "inclusion_proof": [h.hex() for h in path],
+        }
+        return JSONResponse(answer)
 
     async def log_leaf(self, request: Request) -> Response:
         index = _index(request.path_params["index"], "index")
@@ -449,7 +446,8 @@ class RelayService:
             raise HTTPRefusal(
                 404, "no such leaf yet; ask for an index below the head's size"
             ) from None
-        return JSONResponse({"leaf_index": index, "leaf": leaf.hex()})
+        answer: api.LogLeaf = {"leaf_index": index, "leaf": leaf.hex()}
+        return JSONResponse(answer)
 
     async def log_inclusion(self, request: Request) -> Response:
         index = _query_index(request, "leaf_index")
@@ -458,9 +456,12 @@ class RelayService:
             proof = await self.store.inclusion_proof(index, size)
         except LocalProtocolError:
             raise _no_proof(size, "need leaf_index < tree_size <= the current log size") from None
-        return JSONResponse(
-            {"leaf_index": index, "tree_size": size, "proof": [h.hex() for h in proof]}
-        )
+        answer: api.InclusionProof = {
+            "leaf_index": index,
+            "tree_size": size,
+            "proof": [h.hex() for h in proof],
+        }
+        return JSONResponse(answer)
 
     async def log_consistency(self, request: Request) -> Response:
         first = _query_index(request, "first")
@@ -471,7 +472,12 @@ class RelayService:
             raise _no_proof(
                 min(first, second), "need 0 < first <= second <= the current log size"
             ) from None
-        return JSONResponse({"first": first, "second": second, "proof": [h.hex() for h in proof]})
+        answer: api.ConsistencyProof = {
+            "first": first,
+            "second": second,
+            "proof": [h.hex() for h in proof],
+        }
+        return JSONResponse(answer)
 
     async def ack(self, request: Request) -> Response:
         record = await self.authenticate(request)
@@ -479,23 +485,27 @@ class RelayService:
         slots = slot_list(body, self.settings.max_batch)
         removed = await self.store.ack(record.tenant_id, slots, self.coarse_now()) if slots else 0
         self.metrics.cells_acked.inc(removed)
-        return JSONResponse({"removed": removed})
+        answer: api.Removed = {"removed": removed}
+        return JSONResponse(answer)
 
     async def info(self, request: Request) -> Response:
         s = self.settings
-        return JSONResponse(
-            {"cell_size": s.cell_size, "version": __version__, "max_batch": s.max_batch}
-        )
+        answer: api.Info = {
+            "cell_size": s.cell_size,
+            "version": __version__,
+            "max_batch": s.max_batch,
+        }
+        return JSONResponse(answer)
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse(api.Status(status="ok"))
 
     async def readyz(self, request: Request) -> Response:
         try:
             await asyncio.wait_for(self.store.get_tenant(_PROBE_TENANT), timeout=5.0)
         except (StoreError, OSError, TimeoutError):
             return error(503, "the store cannot be reached; check the database", {})
-        return JSONResponse({"status": "ready"})
+        return JSONResponse(api.Status(status="ready"))
 
     async def metrics_endpoint(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
