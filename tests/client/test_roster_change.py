@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from backchannel.client import roster_change
+from backchannel.client import driver, roster_change
 from backchannel.client.cards import CardError
 from backchannel.client.home import Home
 from backchannel.client.relay_client import RelayRefusal
@@ -401,6 +403,44 @@ async def _removal_of_han(tmp: Path, relay: InProcessRelay):  # type: ignore[no-
     kim, _ = await _add_kim(tmp, relay, ny)
     change = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
     return ri, han, kim, change
+
+
+async def test_a_rotation_the_relay_refuses_is_one_alarm_not_a_request_each_round(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """The relay refuses the hand-over (403 here: a signature spoiled in the
+    device's copy): one alarm, then the rounds are the usual exchange again,
+    and the device asks once more only after ROTATION_RETRY_SECONDS."""
+    ri, _, kim, change = await _removal_of_han(tmp_path, relay)
+    roster_change.adopt(ri, change)
+    m = ri.mission()
+    spoiled = json.loads(m.pending_rotation)
+    spoiled["signatures"] = spoiled["signatures"][:1]
+    ri._put("mission", b"state", replace(m, pending_rotation=json.dumps(spoiled).encode()))
+    now = [time.time()]
+    ri._clock = lambda: now[0]
+    first = await ri.sync(1)
+    [alarm] = first.alarms
+    assert "refused to move the mission's credential" in alarm and "403" in alarm
+    usual = (await ri.sync(1)).requests
+    assert first.requests == usual + 1
+    later = await ri.sync(2)
+    assert later.alarms == [] and later.requests == 2 * usual
+    assert ri.mission().pending_rotation  # kept: asked again after a while
+    now[0] += driver.ROTATION_RETRY_SECONDS
+    again = await ri.sync(1)
+    assert again.requests == usual + 1
+    assert again.alarms == [first.alarms[0]]  # the same alarm, kept once on the desk
+    # With the rotation as the officers signed it, the next try moves the tenant.
+    ri._put("mission", b"state", replace(ri.mission(), pending_rotation=m.pending_rotation))
+    now[0] += driver.ROTATION_RETRY_SECONDS
+    done = await ri.sync(1)
+    assert done.alarms == [] and done.relay_error is None
+    assert not ri.mission().pending_rotation
+    assert relay.store._tenants[m.tenant_id].credential_hash == tenant_credential.credential_hash(
+        m.credential
+    )
+    assert kim.mission().roster.version == 1  # Kim has not adopted: nothing of his was used
 
 
 async def test_a_removal_that_too_few_signed_for_the_relay_is_refused(

@@ -28,7 +28,7 @@ from dataclasses import replace
 from backchannel.client.answers import DepositView, FetchView
 from backchannel.client.engine import PAD_TO, DepositPlan, Engine
 from backchannel.client.intake import Intake
-from backchannel.client.relay_client import RelayClient
+from backchannel.client.relay_client import RelayClient, RelayRefusal
 from backchannel.client.report import SyncReport
 from backchannel.errors import RelayRefused, RelayUnavailable
 from backchannel.protocol.batch import IntakeAsk
@@ -40,6 +40,9 @@ FETCH_AT = 0.5
 CHECK_AT = 0.8
 
 _RELAY_ERRORS = (RelayUnavailable, RelayRefused)
+#: After the relay refuses a credential rotation (4xx), how long before it is asked again.
+ROTATION_RETRY_SECONDS = 3600
+_ROTATION_REFUSED = b"rotation-refused-at"
 
 
 class Driver(Engine, Intake):
@@ -100,10 +103,30 @@ class Driver(Engine, Intake):
         m = self.mission_or_none()
         if m is None or not m.pending_rotation:
             return
+        refused_at = self.vault.get("mission", _ROTATION_REFUSED)
+        now = int(self._clock())
+        if refused_at is not None and now < int(refused_at) + ROTATION_RETRY_SECONDS:
+            return
         try:
             async with self._relay_for(m.relay_url, None, None) as relay:
                 report.requests += 1
                 await relay.rotate_credential(m.tenant_id, json.loads(m.pending_rotation))
+        except RelayRefusal as exc:
+            if not 400 <= exc.status < 500 or exc.status in (408, 429):
+                report.relay_error = str(exc)  # the relay's trouble: again next round
+                return
+            # Its judgement of a signed chain will not change in a round: asking
+            # each round would only show the relay, round after round, that a
+            # device of the mission is not like the others. Said once; asked
+            # again after a while (a relay upgraded meanwhile, say).
+            text = (
+                "the relay refused to move the mission's credential after the roster "
+                f"change ({exc}): an officer the change removed may still fetch with "
+                "the old one; compare the roster with your colleagues"
+            )
+            self.log.alarm(m.relay_url, text, report.alarms)
+            self.vault.put("mission", _ROTATION_REFUSED, str(now).encode())
+            return
         except _RELAY_ERRORS as exc:
             report.relay_error = str(exc)
             return
@@ -111,6 +134,7 @@ class Driver(Engine, Intake):
             current = self.mission()
             if current.pending_rotation == m.pending_rotation:
                 self._put("mission", b"state", replace(current, pending_rotation=b""))
+            self.vault.delete("mission", _ROTATION_REFUSED)
 
     async def deposit_phase(self, report: SyncReport) -> None:
         """This round's batch deposit (one per relay the lanes go to)."""
