@@ -1,7 +1,7 @@
 """The observer: can the relay's operator or a network tap tell when a channel is used?
 
 ``python -m bench.observer [--quick] [--rounds N] [--missions M] [--contacts C] [--seed S]
-[--workers W]``
+[--workers W] [--relay-cpus CPUS]``
 
 Missions of two officers each, and Track II contacts (one person, one device,
 a roster of one, on a deniable channel with a mission), run their rounds against a real relay (a
@@ -342,6 +342,9 @@ def relay_process(workdir: Path) -> Iterator[tuple[int, Path, Path, int]]:
     env["BACKCHANNEL_RELAY_LOG_LEVEL"] = "debug"
     with open(log, "wb") as sink:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=sink, stderr=sink)
+    relay_cpus = _pinned_relay_cpus()
+    if relay_cpus:
+        os.sched_setaffinity(proc.pid, relay_cpus)
     try:
         deadline = time.monotonic() + 30
         while not _get(port, "/readyz", quiet=True):
@@ -350,6 +353,8 @@ def relay_process(workdir: Path) -> Iterator[tuple[int, Path, Path, int]]:
             if time.monotonic() > deadline:
                 raise RuntimeError("relay did not become ready")
             time.sleep(0.1)
+        for task in Path(f"/proc/{proc.pid}/task").iterdir() if relay_cpus else ():
+            os.sched_setaffinity(int(task.name), relay_cpus)  # threads started meanwhile
         yield port, db, log, proc.pid
     finally:
         proc.terminate()
@@ -977,8 +982,29 @@ async def simulate(
     )
 
 
+#: ``--relay-cpus``: the CPUs the relays run on, the devices and the tap on the others
+#: (passed to the worlds' processes through the environment).
+_RELAY_CPUS = "BACKCHANNEL_OBSERVER_RELAY_CPUS"
+
+
+def _pinned_relay_cpus() -> set[int]:
+    text = os.environ.get(_RELAY_CPUS, "")
+    return {int(c) for c in text.split(",") if c.strip()}
+
+
+def _pin_devices() -> None:
+    """Keep this process (devices and tap) off the relays' CPUs, when they are pinned."""
+    relay = _pinned_relay_cpus()
+    if relay:
+        others = set(range(os.cpu_count() or 1)) - relay
+        if not others:
+            raise ValueError("--relay-cpus leaves no CPU for the devices")
+        os.sched_setaffinity(0, others)
+
+
 def _world(args: tuple[int, int, int, int, int]) -> Recording:
     rounds, missions, seed, index, contacts = args
+    _pin_devices()
     say = (
         (lambda line: print(f"observer: world {index}: {line}", flush=True)) if index >= 0 else None
     )
@@ -1717,6 +1743,7 @@ def run(
         command.append(f"--contacts {contacts}")
     fig["command"] = " ".join(command)
     fig["workers"] = w
+    fig["relay_cpus"] = sorted(_pinned_relay_cpus())
     return fig
 
 
@@ -1806,7 +1833,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     ap.add_argument("--save", type=Path, help="keep the recordings in this file (pickle)")
     ap.add_argument("--load", type=Path, help="analyse recordings kept with --save; run nothing")
+    ap.add_argument(
+        "--relay-cpus",
+        help="run the relays on these CPUs (e.g. 1) and the devices and tap on the others, "
+        "as a relay on a machine of its own would: the devices' work then never reaches "
+        "the relay's clock",
+    )
     args = ap.parse_args(argv)
+    if args.relay_cpus:
+        os.environ[_RELAY_CPUS] = args.relay_cpus
     fig = run(
         args.quick,
         rounds=args.rounds,
