@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from backchannel.client import roster_change
 from backchannel.client.home import Home
+from backchannel.client.records import DraftRecord
+from backchannel.client.sending import SEND_EPOCH_SECONDS
+from backchannel.client.service import Client
+from backchannel.crypto.primitives import aead_open
 from backchannel.errors import BackchannelError
+from backchannel.protocol import sealing
+from backchannel.protocol.message import SealedMessage
+from backchannel.protocol.payload import note
+from backchannel.protocol.sealing import SendEpoch
 from tests.client.conftest import FAST_KDF, InProcessRelay
 from tests.client.test_client_flow import cosigned, two_missions
 
@@ -69,3 +79,75 @@ def test_keep_must_leave_the_current_key(tmp_path: Path) -> None:
     with pytest.raises(BackchannelError):
         home.erase_epoch_keys(keep=0)
     home.close()
+
+
+def _opens_a_share(stolen: SendEpoch, msg: SealedMessage) -> bool:
+    """Whether the share chains of ``stolen`` (a copy of the sending device's epoch)
+    open any share of ``msg``, at any of the next eight positions."""
+    for i, chain in enumerate(stolen.chains, start=1):
+        for index in range(stolen.next_index, stolen.next_index + 8):
+            key, _ = chain.key_at(index)
+            for ct in msg.shares:
+                try:
+                    aead_open(key, bytes(12), ct, sealing._share_aad(msg.header, i))
+                except BackchannelError:
+                    continue
+                return True
+    return False
+
+
+async def test_the_send_epoch_moves_on_each_day_and_a_stolen_one_opens_nothing_after(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """A copy of the sender's device state (its send epoch) opens the shares of
+    what is sealed the same day, and none of what is sealed the day after."""
+    ny, dc = await two_missions(tmp_path, relay)
+    ri = ny[0]
+    now = [time.time()]
+    ri._clock = lambda: now[0]
+    cid = ri.channel_for("Washington").channel_id
+
+    async def sealed(text: str) -> SealedMessage:
+        draft_id = await cosigned(ny, text)
+        await ri.settle()  # the co-signature comes back: queued
+        msg = ri._get("drafts", draft_id, DraftRecord).outgoing.message
+        assert msg is not None
+        return msg
+
+    first = await sealed("today")
+    stolen = ri.channel(cid).send_epoch
+    assert stolen is not None and stolen.epoch_id == first.header.epoch_id
+    now[0] += SEND_EPOCH_SECONDS - 60
+    same_day = await sealed("later today")
+    assert same_day.header.epoch_id == stolen.epoch_id
+    assert _opens_a_share(stolen, same_day)  # the attack works while the epoch lasts
+    now[0] += 60
+    next_day = await sealed("tomorrow")
+    assert next_day.header.epoch_id != stolen.epoch_id and next_day.announcement
+    assert not _opens_a_share(stolen, next_day)
+    # Washington opens all three.
+    for c in dc:
+        await c.settle()
+    assert len(dc[0].inbox()) == 3
+    assert not dc[0].status()["channels"][0]["alarms"]
+
+
+async def test_the_send_epoch_moves_on_at_a_change_of_our_roster(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, _ = await two_missions(tmp_path, relay)
+    ri, han = ny
+    cid = ri.channel_for("Washington").channel_id
+    await cosigned(ny, "before")
+    await ri.settle()
+    before = ri.channel(cid).send_epoch
+    kim = Client(Home.create(tmp_path / "kim", "Officer Kim", "pw", FAST_KDF), relay.factory())
+    change = roster_change.propose(ri, [kim.officer_card()], [], 2)
+    change = roster_change.sign(kim, roster_change.sign(han, change))
+    for c in (ri, han, kim):
+        roster_change.adopt(c, change)
+    ri.compose(cid, note("after"))
+    after = ri.channel(cid).send_epoch
+    assert before is not None and after is not None
+    assert after.epoch_id != before.epoch_id
+    assert ri.channel(cid).epoch_own_roster == 1

@@ -63,7 +63,7 @@ def test_two_missions_pair_and_exchange_a_message(tmp_path: Path, relay: RelayPr
 
     def pin(o: Officer, card: str, peer: str) -> str:
         added = o.json("peer", "add", tmp_path / card)
-        assert (added["peer"], added["confirmed"]) == (peer, False)
+        assert (added["peer"], added["confirmed"], added["released"]) == (peer, False, 0)
         number = added["safety_number"]
         assert o.json("peer", "confirm", peer, "--safety-number", number)["confirmed"]
         return str(number)

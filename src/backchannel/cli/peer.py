@@ -44,9 +44,16 @@ def add(
     """Add the peer mission's card and show the safety number to compare in person."""
     text = read_file(card_file, "a mission card")
     with open_client(ctx) as client:
+        before = len(client.inbox())
         rec = client.add_peer(text)
+        released = len(client.inbox()) - before
+    waited = (
+        [Text(f"{released} message(s) that waited for this card are now in the inbox")]
+        if released > 0
+        else []
+    )
     output(ctx).done(
-        _doc(rec),
+        {**_doc(rec), "released": released},
         Text.assemble(
             ("ok", "green"),
             " added peer mission ",
@@ -62,6 +69,7 @@ def add(
             f'  backchannel peer confirm {short(rec.mission_id)} --safety-number "'
             f'{rec.safety_number}"'
         ),
+        *waited,
     )
 
 

@@ -29,6 +29,10 @@ class ChannelRecord:
     epoch_no: int = 0
     announcements: tuple[tuple[bytes, bytes], ...] = ()
     alarms: tuple[str, ...] = ()
+    #: When the send epoch started (this device's clock, seconds), and under which
+    #: roster version of our own (0 for records kept before either was).
+    epoch_started: int = 0
+    epoch_own_roster: int = 0
 
     def __repr__(self) -> str:
         return f"ChannelRecord({self.channel_id.hex()[:8]}, <secret>)"

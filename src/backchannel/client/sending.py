@@ -35,6 +35,10 @@ from backchannel.protocol.states import SendState
 
 #: The first bytes of the NOTICE a runner sends when it withdraws a draft's co-sign requests.
 WITHDRAW_NOTICE = b"withdraw"
+#: A send epoch (the share chains of a channel's messages to the peer) lasts at
+#: most a day: a copy of the sending device's state taken today opens none of
+#: what is sealed tomorrow. A new epoch also starts at every roster change.
+SEND_EPOCH_SECONDS = 86_400
 
 
 class Sending(OfficerAlarms):
@@ -71,10 +75,16 @@ class Sending(OfficerAlarms):
             )
         epoch = rec.send_epoch
         epoch_no = rec.epoch_no
+        now = int(self._clock())
+        started, own_roster = rec.epoch_started, rec.epoch_own_roster
         if (
             epoch is None
             or epoch.recipient_roster != peer.roster.version
             or _key_epochs(epoch.announcement) != {(c.officer_id, c.epoch) for c in peer.certs}
+            # On a schedule and at every change of our roster: whoever copied this
+            # device's state before reads nothing sealed under the next epoch.
+            or not started <= now < started + SEND_EPOCH_SECONDS
+            or own_roster != m.roster.version
         ):
             epoch_no += 1
             epoch = start_epoch(
@@ -85,7 +95,7 @@ class Sending(OfficerAlarms):
                 list(peer.certs),
                 secrets.token_bytes,
             )
-        now = int(self._clock())
+            started, own_roster = now, m.roster.version
         try:
             header = ep.new_header(payload.kind, epoch, now, deniable)
         except LocalProtocolError as exc:
@@ -102,7 +112,14 @@ class Sending(OfficerAlarms):
         draft = DraftRecord(new_id(), channel_id, out, now, header.seq)
         assert out.message is not None and out.content_key is not None
         with self._tx():
-            self._put("channels", channel_id, replace(rec, send_epoch=epoch, epoch_no=epoch_no))
+            rec = replace(
+                rec,
+                send_epoch=epoch,
+                epoch_no=epoch_no,
+                epoch_started=started,
+                epoch_own_roster=own_roster,
+            )
+            self._put("channels", channel_id, rec)
             self._put("drafts", draft.draft_id, draft)
             for o in m.roster.officers:
                 if equal(o.officer_id, self.officer.officer_id) or k == 1:

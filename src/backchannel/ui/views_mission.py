@@ -284,8 +284,14 @@ async def add_card(request: Request, session: Session, form: FormData) -> str:
     if not text:
         raise ConfigError("choose the other mission's card file, or paste its text")
     async with desk.use() as c:
+        before = len(c.inbox())
         rec = c.add_peer(text)
+        released = len(c.inbox()) - before
     session.notes.append(("ok", f"Card of {rec.name} added. Now compare the safety number."))
+    if released > 0:
+        session.notes.append(
+            ("ok", f"{released} message(s) that waited for this card are now in the inbox.")
+        )
     return f"/pairing/{rec.mission_id.hex()}"
 
 
