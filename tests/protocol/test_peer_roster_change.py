@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 
-from backchannel.client.harness import Pair, Side
+from backchannel.client.harness import MissionKit, Pair, Side
+from backchannel.crypto import labels
 from backchannel.errors import PeerRosterAhead, SignatureError
 from backchannel.protocol import endpoint as endpoint_mod
 from backchannel.protocol import roster as rs
@@ -213,3 +215,23 @@ def test_a_roster_the_chain_given_lacks_is_refused(rng: DetRng) -> None:
     force_queue(pair.a.endpoint, out.message)
     with pytest.raises(SignatureError, match="another roster version"):
         pair.run_until_quiet()
+
+
+def test_a_newer_roster_claimed_by_no_known_officer_is_refused_not_waited_for(
+    rng: DetRng,
+) -> None:
+    """Whoever holds the channel's keys but is no officer of the peer's known
+    roster cannot make the channel wait for a roster that never comes."""
+    pair = make_pair(rng)
+    stranger = MissionKit.create("elsewhere", ["x"], 1, rng).officers[0].officer
+    _change(pair.a, [0, 1], 2)
+    out = _sealed(pair, "claims roster 1", [0])
+    assert out.message is not None
+    msg = replace(out.message, signatures=()).with_signature(
+        stranger.officer_id,
+        stranger.signing_key.sign_ed25519(labels.SIG_MESSAGE, out.message.digest),
+    )
+    force_queue(pair.a.endpoint, msg)
+    with pytest.raises(SignatureError, match="none of the peer's officers"):
+        pair.run_until_quiet()
+    assert pair.b.endpoint.held == []

@@ -332,13 +332,17 @@ class Engine(LogChecks, Rewind):
         return caught_up
 
     def idle(self) -> bool:
-        """Nothing of ours waits to go out: no object, no cell, no message fragment."""
+        """Nothing of ours waits to go out: no object, no cell, no message fragment,
+        no receipt for a message received."""
         if self.mailbox.waiting() or self.vault.pending("net_out"):
             return False
-        return not (
-            self.is_runner
-            and any(self._endpoint(rec.channel_id).pending_cells for rec in self.channels())
-        )
+        if not self.is_runner:
+            return True
+        for rec in self.channels():
+            ep = self._endpoint(rec.channel_id)
+            if ep.pending_cells or (ep.sends and ep.receipt_due is not None):
+                return False
+        return True
 
     def _take_channel(
         self,

@@ -288,10 +288,23 @@ class Endpoint:
             )
 
     def _waits(self, msg: SealedMessage, held: list[bytes]) -> bool:
-        """Whether ``msg`` must wait for the peer's new roster (or behind one that does)."""
+        """Whether ``msg`` must wait for the peer's new roster (or behind one that does).
+
+        Only a message one of the peer's officers known here signed may start
+        the wait: anyone else who holds the channel's keys (an officer this
+        side removed, say) could otherwise stop the channel with a message
+        claiming a roster that never comes.
+        """
         if held:
             return True
-        return not msg.deniable and msg.header.sender_roster > self.peer_roster.version
+        if msg.deniable or msg.header.sender_roster <= self.peer_roster.version:
+            return False
+        if not valid_signers(msg, self.peer_roster):
+            raise SignatureError(
+                "a message claims a newer roster of the peer, and none of the peer's "
+                "officers this device knows signed it"
+            )
+        return True
 
     def adopt_peer_roster(self, rosters: Sequence[Roster]) -> Released:
         """Take the peer's newer roster (the verified chain of its new card, oldest
