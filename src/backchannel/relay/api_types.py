@@ -350,7 +350,12 @@ class IntakeAnswer(TypedDict):
 class IntakeFetch(TypedDict):
     after: U63
     limit: NotRequired[Annotated[int, Field(ge=0, le=256)]]
-    open: NotRequired[Annotated[bool, Field(description="the state the intake is to be in")]]
+    open: NotRequired[
+        Annotated[
+            bool | None,
+            Field(description="the state the intake is to be in; null or absent: no change"),
+        ]
+    ]
 
 
 @_closed
