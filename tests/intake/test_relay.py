@@ -79,6 +79,13 @@ async def test_a_request_with_its_proof_is_stored_once(relay: Relay) -> None:
         rows = await c.post("/v1/tenants/mission-a/intake/fetch", json={"after": 0},
                             headers=relay.auth)  # fmt: skip
         assert [r["seq"] for r in rows.json()["requests"]] == [1]
+        # JSON's 0.0 is the integer 0 (the document says integer); 0.5 is not; null
+        # for 'open' states nothing.
+        for after, status in ((0.0, 200), (0.5, 400)):
+            r = await c.post("/v1/tenants/mission-a/intake/fetch",
+                             json={"after": after, "open": None}, headers=relay.auth)  # fmt: skip
+            assert r.status_code == status, r.text
+        assert (await c.get("/v1/intake/mission-a/pow")).status_code == 200  # still open
     # Last bucket's proof still holds; older, or a future one, does not.
     async with relay.client() as c:
         assert (await c.post("/v1/intake/mission-a/requests",

@@ -70,6 +70,8 @@ def _b64(value: object, size: int, what: str) -> bytes:
 
 
 def _int(value: object, what: str, high: int = (1 << 63) - 1) -> int:
+    if isinstance(value, float) and value.is_integer() and 0 <= value < 2**53:
+        value = int(value)  # 806.0 is the integer 806 in JSON (and its schema)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
         raise HTTPRefusal(400, f"'{what}' must be an integer from 0 to {high}")
     return value
