@@ -261,13 +261,7 @@ class Endpoint:
         if msg.deniable:
             deniable_mod.verify(msg, self.mac_root, self.channel_id, self.in_direction)
             return
-        v = msg.header.sender_roster
-        if v > self.peer_roster.version:
-            raise PeerRosterAhead(
-                f"a message is signed under the peer mission's roster version {v}; this "
-                f"device holds version {self.peer_roster.version}: it waits for the peer's "
-                "new mission card (`backchannel peer add`)"
-            )
+        v = msg.header.sender_roster  # never ahead of ours: such a message waits (_waits)
         if v < self.peer_roster_seen:
             raise SignatureError(
                 "message is signed under an earlier roster of the peer than one this "
@@ -287,6 +281,10 @@ class Endpoint:
                 "officers the change removed"
             )
 
+    def _ahead(self, msg: SealedMessage) -> bool:
+        """Signed under a roster of the peer newer than the one this device holds."""
+        return not msg.deniable and msg.header.sender_roster > self.peer_roster.version
+
     def _waits(self, msg: SealedMessage, held: list[bytes]) -> bool:
         """Whether ``msg`` must wait for the peer's new roster (or behind one that does).
 
@@ -297,7 +295,7 @@ class Endpoint:
         """
         if held:
             return True
-        if msg.deniable or msg.header.sender_roster <= self.peer_roster.version:
+        if not self._ahead(msg):
             return False
         if not valid_signers(msg, self.peer_roster):
             raise SignatureError(
@@ -328,7 +326,7 @@ class Endpoint:
         refused: list[str] = []
         while self.held:
             msg = SealedMessage.decode(self.held[0])
-            if not msg.deniable and msg.header.sender_roster > self.peer_roster.version:
+            if self._ahead(msg):
                 break
             del self.held[0]
             try:

@@ -73,7 +73,7 @@ Leaf = Annotated[
 ]
 
 
-def _base64_of(size: int) -> Any:
+def base64_of(size: int) -> Any:
     """Standard base64 of exactly ``size`` bytes."""
     length = 4 * ((size + 2) // 3)
     return Field(
@@ -330,7 +330,7 @@ class IntakePow(TypedDict):
 
 @_closed
 class IntakeSubmission(TypedDict):
-    cell: Annotated[str, _base64_of(REQUEST_CELL_SIZE)]
+    cell: Annotated[str, base64_of(REQUEST_CELL_SIZE)]
     bucket: U63
     nonce: Annotated[int, Field(ge=0, le=(1 << 64) - 1)]
 
@@ -361,7 +361,7 @@ class IntakeFetch(TypedDict):
 @_closed
 class IntakeRequest(TypedDict):
     seq: U63
-    cell: Annotated[str, _base64_of(REQUEST_CELL_SIZE)]
+    cell: Annotated[str, base64_of(REQUEST_CELL_SIZE)]
 
 
 @_closed

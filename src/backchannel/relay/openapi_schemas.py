@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
@@ -70,17 +70,6 @@ def _generated() -> dict[str, Any]:
     return {tp.__name__: schemas[tp.__name__] for tp in api.COMPONENTS}
 
 
-def _base64_exactly(size: int) -> dict[str, Any]:
-    length = 4 * ((size + 2) // 3)
-    return {
-        "type": "string",
-        "format": "byte",
-        "minLength": length,
-        "maxLength": length,
-        "description": f"standard base64 of exactly {size} bytes",
-    }
-
-
 def component_schemas(settings: RelaySettings) -> dict[str, Any]:
     """The named schemas for a relay with these settings (cell size, limits): the
     generated ones, with the bounds that are a relay's own set on them."""
@@ -94,7 +83,8 @@ def component_schemas(settings: RelaySettings) -> dict[str, Any]:
     prop("SlotList", "slots")["maxItems"] = settings.max_batch
     prop("Info", "cell_size")["const"] = settings.cell_size
     prop("Info", "max_batch")["const"] = settings.max_batch
-    schemas["IntakeAnswer"]["properties"]["cell"] = _base64_exactly(settings.cell_size)
+    cell = Annotated[str, api.base64_of(settings.cell_size)]
+    schemas["IntakeAnswer"]["properties"]["cell"] = schema_of(cell)
     for value in prop("Cells", "cells")["patternProperties"].values():
         value["description"] = f"standard base64 of the {settings.cell_size}-byte cell"
     return schemas

@@ -15,6 +15,7 @@ from typing import Any
 
 from backchannel.errors import ConfigError, StoreUnavailable
 from backchannel.protocol.constants import CELL_SIZE, SLOT_LEN
+from backchannel.store.relay_store import TenantRecord
 
 #: Most slots one ``fetch`` or ``ack`` call may name (bounds one SQL statement).
 MAX_SLOTS_PER_CALL = 4096
@@ -129,6 +130,13 @@ def check_rotation(
     for value in (version, seq):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
             raise ConfigError("a rotation's roster version and sequence are 32-bit integers")
+
+
+def tenant_record(tenant_id: str, row: Sequence[Any] | None) -> TenantRecord | None:
+    """A ``credential_hash, quota_cells, created_at`` row as the store's record."""
+    if row is None:
+        return None
+    return TenantRecord(tenant_id, bytes(row[0]), int(row[1]), int(row[2]))
 
 
 def rotation_in_force(row: Sequence[Any]) -> tuple[bytes, int | None, int | None, bytes | None]:

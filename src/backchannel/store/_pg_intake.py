@@ -9,7 +9,6 @@ it saw misses none, across any number of relay processes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
@@ -17,16 +16,14 @@ import psycopg
 from backchannel.errors import IntakeClosed, QuotaExceeded, UnknownTenant
 from backchannel.store import _common
 from backchannel.store import _intake as _in
+from backchannel.store._calls import PostgresCalls
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
 
 
-class PostgresIntake:
+class PostgresIntake(PostgresCalls):
     """The intake's calls; the store supplies ``_run``."""
-
-    async def _run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
-        raise NotImplementedError
 
     async def intake_set_open(self, tenant_id: str, is_open: bool, now: int) -> None:
         _common.check_tenant_id(tenant_id)

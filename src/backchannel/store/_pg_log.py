@@ -8,7 +8,7 @@ serialization failure); the group commit that appends to the log lives in
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -17,18 +17,16 @@ from backchannel.errors import StoreUnavailable
 from backchannel.protocol import merkle
 from backchannel.protocol.merkle import TreeHead
 from backchannel.store import _common, _log
+from backchannel.store._calls import PostgresCalls
 from backchannel.store.relay_store import BatchTree, CellProof, LoggedCell
 
 T = TypeVar("T")
 
 
-class PostgresLogReads(_log.LogSigning):
+class PostgresLogReads(_log.LogSigning, PostgresCalls):
     """The log's read side; the store supplies ``_run`` and ``_cache``."""
 
     _cache: _log.LogCache | None
-
-    async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        raise NotImplementedError
 
     # -- the log ----------------------------------------------------------------
 

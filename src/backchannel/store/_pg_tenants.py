@@ -7,24 +7,21 @@ of one tenant at once take them one after the other.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
 
 from backchannel.errors import TenantExists, UnknownTenant
 from backchannel.store import _common
+from backchannel.store._calls import PostgresCalls
 from backchannel.store.relay_store import TenantRecord
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
 
 
-class PostgresTenants:
+class PostgresTenants(PostgresCalls):
     """The tenant calls of the store."""
-
-    async def _run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
-        raise NotImplementedError
 
     async def create_tenant(
         self, tenant_id: str, credential_hash: bytes, quota_cells: int, now: int
@@ -51,10 +48,7 @@ class PostgresTenants:
                 "SELECT credential_hash, quota_cells, created_at FROM tenants WHERE tenant_id = %s",
                 (tenant_id,),
             )
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            return TenantRecord(tenant_id, bytes(row[0]), int(row[1]), int(row[2]))
+            return _common.tenant_record(tenant_id, await cur.fetchone())
 
         return await self._run(work)
 

@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Callable
 from typing import TypeVar
 
 from backchannel.errors import IntakeClosed, QuotaExceeded, UnknownTenant
 from backchannel.store import _common
 from backchannel.store import _intake as _in
+from backchannel.store._calls import SQLiteCalls
 
 T = TypeVar("T")
 
 
-class SQLiteIntake:
+class SQLiteIntake(SQLiteCalls):
     """The intake's calls; the store supplies ``_write`` and ``_read``."""
-
-    async def _write(self, work: Callable[[sqlite3.Connection], T], single: bool = False) -> T:
-        raise NotImplementedError
-
-    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
 
     async def intake_set_open(self, tenant_id: str, is_open: bool, now: int) -> None:
         _common.check_tenant_id(tenant_id)

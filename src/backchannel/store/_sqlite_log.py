@@ -8,7 +8,7 @@ that appends to the log lives in :mod:`backchannel.store.sqlite`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
 from backchannel.crypto.primitives import HASH_LEN
@@ -16,6 +16,7 @@ from backchannel.errors import StoreUnavailable
 from backchannel.protocol import merkle
 from backchannel.protocol.merkle import TreeHead
 from backchannel.store import _common, _log
+from backchannel.store._calls import SQLiteCalls
 from backchannel.store.relay_store import BatchTree, CellProof, LoggedCell
 
 T = TypeVar("T")
@@ -24,18 +25,12 @@ T = TypeVar("T")
 _IN_CHUNK = 500
 
 
-class SQLiteLogReads(_log.LogSigning):
+class SQLiteLogReads(_log.LogSigning, SQLiteCalls):
     """The log's read side, and the cosigned checkpoint every process serves; the
     store supplies ``_read``, ``_write``, ``_logging`` and ``_cache``."""
 
     _logging: bool
     _cache: _log.LogCache | None
-
-    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    async def _write(self, work: Callable[[sqlite3.Connection], T], single: bool = False) -> T:
-        raise NotImplementedError
 
     async def keep_checkpoint(self, size: int, cosignatures: int, note: bytes) -> None:
         _common.check_checkpoint(size, cosignatures, note)

@@ -6,24 +6,18 @@ Used by :mod:`backchannel.store.sqlite`, which supplies ``_write`` and ``_read``
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from typing import TypeVar
 
 from backchannel.errors import TenantExists, UnknownTenant
 from backchannel.store import _common
+from backchannel.store._calls import SQLiteCalls
 from backchannel.store.relay_store import TenantRecord
 
 T = TypeVar("T")
 
 
-class SQLiteTenants:
+class SQLiteTenants(SQLiteCalls):
     """The tenant calls of the store."""
-
-    async def _write(self, work: Callable[[sqlite3.Connection], T], single: bool = False) -> T:
-        raise NotImplementedError
-
-    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
 
     async def create_tenant(
         self, tenant_id: str, credential_hash: bytes, quota_cells: int, now: int
@@ -51,9 +45,7 @@ class SQLiteTenants:
                 "SELECT credential_hash, quota_cells, created_at FROM tenants WHERE tenant_id = ?",
                 (tenant_id,),
             ).fetchone()
-            if row is None:
-                return None
-            return TenantRecord(tenant_id, bytes(row[0]), int(row[1]), int(row[2]))
+            return _common.tenant_record(tenant_id, row)
 
         return await self._read(work)
 
