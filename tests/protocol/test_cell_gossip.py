@@ -208,7 +208,7 @@ def test_endpoint_delivers_gossip_in_cover_and_real_cells(pair: Pair) -> None:
 def test_endpoint_refuses_malformed_gossip_and_stays_put(pair: Pair) -> None:
     a, b = pair.a.endpoint, pair.b.endpoint
     r = max(a.next_send_round, b.next_recv_round)
-    keys = a._keys(r)
+    keys = a._keys(r, True)
     inner = bytearray(cells.CellContent(gossip=gossip_of(b"a", r)).encode(CELL))
     assert inner[2 + 113] == 1 and any(inner[2 + 113 + 9 : 2 + 113 + 41])
     inner[2 + 113] = 0  # "no note", yet a cell id: refused

@@ -22,6 +22,7 @@ from backchannel.client.log_watch import LogWatch
 from backchannel.client.mission import MissionState
 from backchannel.client.records import ChannelRecord, InboxRecord, PeerRecord
 from backchannel.client.relay_client import RelayClient
+from backchannel.crypto.kem import KemPrivateKey
 from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, RosterError
 from backchannel.protocol import channel as ch
@@ -29,6 +30,7 @@ from backchannel.protocol.cells import Fragment, Receipt
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import Officer
 from backchannel.protocol.message import SealedMessage
+from backchannel.protocol.rekey import Rekeying
 from backchannel.protocol.roster import Roster
 from backchannel.protocol.transcript import Transcript
 
@@ -162,6 +164,10 @@ class Device:
             raise ConfigError("unknown peer mission; add its card with `backchannel peer add`")
         return rec
 
+    def _kem_keys(self) -> tuple[KemPrivateKey, ...]:
+        """This officer's epoch decryption keys, newest first."""
+        return tuple(k.private_key for k in reversed(self.home.epoch_keys))
+
     def _peer_card(self, mission_id: bytes) -> MissionCard:
         rec = self.peer(mission_id)
         if not rec.confirmed:
@@ -263,6 +269,10 @@ class _EndpointData:
     peer_past: tuple[Roster, ...] = ()
     held: list[bytes] = field(default_factory=list)
     peer_roster_seen: int = 0
+    #: None and empty for channels kept before channels could be re-keyed.
+    rekeying: Rekeying | None = None
+    rekey_held: bytes = b""
+    rekey_held_round: int = 0
 
 
 _ENDPOINT_FIELDS = tuple(f for f in Endpoint.__dataclass_fields__ if f != "officer")

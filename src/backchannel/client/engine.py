@@ -352,6 +352,8 @@ class Engine(LogChecks, Rewind):
         seen: dict[bytes, SlotSeen],
         report: SyncReport,
     ) -> None:
+        if self._endpoint(channel_id).rekey_held:
+            return  # nothing is read until the peer's new card comes (protocol/rekey.py)
         present = [r for r, s in window.items() if s in view.cells]
         if not present:
             self._skip_expired(channel_id, min(window), window, view, seen, report)
@@ -389,8 +391,18 @@ class Engine(LogChecks, Rewind):
                 if window[r] in seen:
                     self._put("log_seen", round_key(channel_id, r), seen[window[r]])
         for r in range(first, stop + 1):
+            if r > first and not self._reads_on(channel_id, r, window[r]):
+                break
             self._receive_round(channel_id, r, view.cells.get(window[r]), report)
             report.rounds_received += 1
+
+    def _reads_on(self, channel_id: bytes, r: int, slot: bytes) -> bool:
+        """Whether round ``r`` is still read from the slot the window fetched: a
+        re-key received in an earlier round of the window moved the channel to
+        new slots (read by the next fetch), and one that waits for the peer's
+        card stops the channel (protocol/rekey.py)."""
+        ep = self._endpoint(channel_id)
+        return not ep.rekey_held and ep.slot_to_fetch(r) == slot
 
     def _hold(self, channel_id: bytes, round_no: int) -> int:
         """Count the fetches that found the gap at ``round_no``; 1 the first time."""

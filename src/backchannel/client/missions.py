@@ -106,7 +106,14 @@ class Missions(OfficerAlarms):
         ep = self._endpoint(c.channel_id)
         released = ep.adopt_peer_roster([s.roster for s in card.chain])
         self._take_in(c.channel_id, released.messages, ep.next_recv_round - 1)
+        try:
+            rekeyed = ep.release_rekey(self._kem_keys())
+        except RemoteProtocolError as exc:  # forged, or not for us: the channel stays stopped
+            self._alarm(c, f"the peer's re-key of the channel that waited for its card: {exc}", [])
+            rekeyed = ""
         self._save_endpoint(c.channel_id, ep)
+        if rekeyed:
+            self._audit(AuditKind.CHANNEL_REKEYED, c.channel_id, rekeyed)
         for why in released.refused:
             self._alarm(c, f"a message that waited for the peer's new card: {why}", [])
 

@@ -166,14 +166,15 @@ class Receiving(OfficerAlarms):
         """Process one round; the peer's gossip it carried waits in ``gossip_due``."""
         rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
         ep = self._endpoint(channel_id)
+        keys = self._kem_keys()
         try:
-            res = ep.receive(r, cell)
+            res = ep.receive(r, cell, keys)
         except GapDetected as exc:
             alarm = f"round {r}: {exc}"
             if ep.partial:
                 ep.partial = []
                 try:
-                    res = ep.receive(r, cell)
+                    res = ep.receive(r, cell, keys)
                 except BackchannelError:
                     res = ep.receive(r, None)
             else:
@@ -189,6 +190,10 @@ class Receiving(OfficerAlarms):
             res = ep.receive(r, None)
         if res.held is not None:
             self._alarm(rec, f"round {r}: {_waiting(res.held)}", report.alarms)
+        if ep.rekey_held:
+            self._alarm(rec, f"round {r}: {res.rekey}", report.alarms)
+        elif res.rekey:
+            self._audit(AuditKind.CHANNEL_REKEYED, channel_id, res.rekey)
         with self._tx():
             report.messages.extend(self._take_in(channel_id, res.messages, r))
             if res.delivered:

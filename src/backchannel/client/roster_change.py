@@ -28,12 +28,21 @@ from backchannel.client.records import ChannelRecord, PeerRecord
 from backchannel.client.service import Client, _EndpointData
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal, sha256
-from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
+from backchannel.errors import (
+    AuthenticationError,
+    ConfigError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    RosterError,
+    SignatureError,
+)
 from backchannel.protocol import policy as mp
+from backchannel.protocol import rekey as rk
 from backchannel.protocol import roster as rs
 from backchannel.protocol import tenant_credential
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.codec import Reader
+from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import EpochKeyCert
 
 PREFIX = "BACKCHANNEL-ROSTER-CHANGE-1:"
@@ -54,6 +63,10 @@ class RosterChange:
     #: stay on the relay rotation to the credential the new secret gives
     #: (``protocol/tenant_credential.py``), so that the relay refuses the old one.
     credential_signatures: tuple[tuple[bytes, bytes], ...] = ()
+    #: A change that removes an officer: per channel, the signatures of the
+    #: officers who stay on the seed of its new slot chain (``protocol/rekey.py``),
+    #: as (channel id, officer id, signature).
+    channel_signatures: tuple[tuple[bytes, bytes, bytes], ...] = ()
 
     def encode(self) -> str:
         d: dict[str, object] = {
@@ -67,6 +80,9 @@ class RosterChange:
             d["rekey"] = [[o.hex(), b.hex()] for o, b in self.rekey]
             d["rekey_commitment"] = self.rekey_commitment.hex()
             d["credential_signatures"] = [[o.hex(), g.hex()] for o, g in self.credential_signatures]
+            d["channel_signatures"] = [
+                [c.hex(), o.hex(), g.hex()] for c, o, g in self.channel_signatures
+            ]
         raw = json.dumps(d, separators=(",", ":")).encode()
         return PREFIX + base64.urlsafe_b64encode(raw).decode() + "\n"
 
@@ -91,6 +107,10 @@ class RosterChange:
                 tuple(
                     (bytes.fromhex(o), bytes.fromhex(g))
                     for o, g in d.get("credential_signatures", [])
+                ),
+                tuple(
+                    (bytes.fromhex(c), bytes.fromhex(o), bytes.fromhex(g))
+                    for c, o, g in d.get("channel_signatures", [])
                 ),
             )
         except (ValueError, KeyError, TypeError, binascii.Error, RemoteProtocolError):
@@ -199,7 +219,8 @@ def sign(client: Client, change: RosterChange) -> RosterChange:
     if change.rekey_commitment and any(equal(o, me) for o, _ in change.rekey):
         # A removal: we also sign the relay's move to the credential the new
         # secret gives, once our box opens to the secret the change commits to.
-        credential = tenant_credential.credential_for(_open_rekey(client, change))
+        fresh = _open_rekey(client, change)
+        credential = tenant_credential.credential_for(fresh)
         tenant = (
             m.tenant_id if m is not None else tenant_credential.tenant_id_for(change.mission_id)
         )
@@ -207,7 +228,19 @@ def sign(client: Client, change: RosterChange) -> RosterChange:
             client.officer, tenant, change.new, 0, tenant_credential.credential_hash(credential)
         )
         kept = tuple(s for s in change.credential_signatures if not equal(s[0], me))
-        signed = replace(signed, credential_signatures=(*kept, statement))
+        # And, channel by channel, the seed of the slot chain each moves to.
+        v = change.new.version
+        mine = tuple(
+            (rec.channel_id, *rk.sign_statement(
+                client.officer, rec.channel_id, change.mission_id, v,
+                rk.seed_for(fresh, change.mission_id, v, rec.channel_id),
+            ))
+            for rec in client.channels()
+        )  # fmt: skip
+        others_ch = tuple(s for s in change.channel_signatures if not equal(s[1], me))
+        signed = replace(
+            signed, credential_signatures=(*kept, statement), channel_signatures=(*others_ch, *mine)
+        )
     client._audit(AuditKind.ROSTER_SIGNED, _version(change.new), change.describe())
     return signed
 
@@ -256,8 +289,10 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
         chain=(*m.chain, signed.encode()),
         certs=tuple(c.encode() for c in certs),
     )
+    fresh = b""
     if any(not change.new.contains(o.officer_id) for o in m.roster.officers):
-        state = state.with_new_secret(_open_rekey(client, change))
+        fresh = _open_rekey(client, change)
+        state = state.with_new_secret(fresh)
         rotation = rotation_of(state, change)
         try:
             tenant_credential.verify(state.tenant_id, rotation)
@@ -266,6 +301,18 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
                 "this change removes an officer but too few of the officers who stay "
                 f"signed the mission's new relay credential ({exc}); have them sign it again"
             ) from None
+        for rec in client.channels():
+            seed = rk.seed_for(fresh, m.mission_id, change.new.version, rec.channel_id)
+            try:
+                rk.verify_statement(
+                    _channel_sigs(change, rec.channel_id), rec.channel_id, m.mission_id,
+                    change.new, seed,
+                )  # fmt: skip
+            except SignatureError as exc:
+                raise RosterError(
+                    "this change removes an officer but too few of the officers who stay "
+                    f"signed the new keys of a channel ({exc}); have them sign it again"
+                ) from None
         # The next round hands it to the relay; until then the relay still
         # takes the old credential, and this device already uses the new one.
         state = replace(state, pending_rotation=json.dumps(rotation.to_json()).encode())
@@ -275,12 +322,43 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
         for rec in client.channels():
             ep = client._endpoint(rec.channel_id)
             ep.own_roster = change.new
+            if fresh:
+                _rekey_channel(client, rec, ep, change, fresh)
             client._save_endpoint(rec.channel_id, ep)
         client._audit(AuditKind.ROSTER_ADOPTED, _version(change.new), change.describe())
         # A draft waiting for co-signatures was signed under the old roster: it is
         # drafted again under the new one (the colleagues are asked again).
         client.reseal_stale_drafts()
     return state
+
+
+def _rekey_channel(
+    client: Client, rec: ChannelRecord, ep: Endpoint, change: RosterChange, fresh: bytes
+) -> None:
+    """Move a channel to a slot chain the removed officer cannot derive: the
+    runner sends the re-key; our other devices wait for the peer's answer."""
+    mid, v = change.mission_id, change.new.version
+    seed = rk.seed_for(fresh, mid, v, rec.channel_id)
+    try:
+        if not ep.sends:
+            ep.expect_rekey(seed)
+            return
+        sigs = _channel_sigs(change, rec.channel_id)
+        peer = client._peer_card(rec.peer_mission)
+        signed = rs.SignedRoster(change.new, change.signatures)
+        rekey = rk.make_rekey(
+            rec.channel_id, mid, signed, ep.next_send_round, seed, peer.certs, sigs
+        )
+        ep.start_rekey(rekey, seed)
+    except (LocalProtocolError, ConfigError) as exc:  # one under way; a peer unconfirmed
+        text = f"channel with {rec.peer_mission.hex()[:8]} keeps its keys: {exc}"
+        client._audit(AuditKind.ALARM, b"", text[:MAX_DETAIL])
+        return
+    client._audit(AuditKind.CHANNEL_REKEYED, rec.channel_id, "re-key under way")
+
+
+def _channel_sigs(change: RosterChange, channel_id: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((o, g) for c, o, g in change.channel_signatures if equal(c, channel_id))
 
 
 def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
@@ -326,6 +404,11 @@ def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
             crec: ChannelRecord = statecodec.from_jsonable(ChannelRecord, c["record"])
             data: _EndpointData = statecodec.from_jsonable(_EndpointData, c["endpoint"])
             client._put("channels", crec.channel_id, crec)
+            if change.rekey_commitment:
+                # The removal re-keys the channel: the peer's answer names the round.
+                v = change.new.version
+                seed = rk.seed_for(state.secret, state.mission_id, v, crec.channel_id)
+                data = replace(data, rekeying=rk.Rekeying(seed))
             client.vault.put(
                 "endpoints", crec.channel_id, statecodec.dumps(replace(data, own_roster=change.new))
             )

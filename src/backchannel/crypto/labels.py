@@ -82,6 +82,14 @@ MISSION_SECRET_COMMIT = _label("mission/secret-commitment")
 TENANT_CREDENTIAL = _label("tenant/credential")
 SIG_TENANT_CREDENTIAL = _label("sig/tenant-credential")
 
+# Re-keying a channel after a roster change removes an officer (protocol/rekey.py)
+CHANNEL_REKEY_SEED = _label("rekey/seed")
+CHANNEL_REKEY_COMMIT = _label("rekey/commitment")
+CHANNEL_REKEY_CHAIN = _label("rekey/chain")
+CHANNEL_REKEY_ACK = _label("rekey/ack")
+SIG_CHANNEL_REKEY = _label("sig/channel-rekey")
+HPKE_CHANNEL_REKEY = _label("hpke/channel-rekey")
+
 # The public intake (protocol/intake.py; the intake page uses the same strings)
 INTAKE_KEY = _label("intake/key")
 INTAKE_REQUEST = _label("intake/request")
@@ -151,6 +159,12 @@ ALL: tuple[bytes, ...] = (
     MISSION_SECRET_COMMIT,
     TENANT_CREDENTIAL,
     SIG_TENANT_CREDENTIAL,
+    CHANNEL_REKEY_SEED,
+    CHANNEL_REKEY_COMMIT,
+    CHANNEL_REKEY_CHAIN,
+    CHANNEL_REKEY_ACK,
+    SIG_CHANNEL_REKEY,
+    HPKE_CHANNEL_REKEY,
     VAULT_AEAD_KEY,
     VAULT_MAC_KEY,
     VAULT_CHECK,

@@ -73,6 +73,9 @@ class AuditKind(IntEnum):
     POLICY_PROPOSED = 24
     POLICY_SIGNED = 25
     POLICY_ADOPTED = 26
+    #: A channel moved, or began to move, to new keys after a removal
+    #: (protocol/rekey.py); the subject is the channel's id.
+    CHANNEL_REKEYED = 27
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ by default) into that round's slot, real or cover::
     receipt  = seq u64 | transcript hash [32] | officer_id [16] | ed25519 sig [64]
     gossip   = the sender's view of the relay's log (misbehaviour.Gossip, 166 bytes)
     fragment = message_id [16] | index u16 | count u16 | length u16 | data
+    flags    = 0x01 receipt | 0x02 fragment | 0x04 gossip | 0x08 the fragment is
+               a control object's (a channel re-key, ``protocol/rekey.py``)
 
 The key, address and AAD are unique to (channel, round, direction), so a cell
 moved to another slot or round fails to open. Cover cells are encrypted
@@ -36,6 +38,9 @@ _VERSION = 1
 FLAG_RECEIPT = 0x01
 FLAG_FRAGMENT = 0x02
 FLAG_GOSSIP = 0x04
+#: The fragment belongs to a control object of the channel (``protocol/rekey.py``),
+#: not to a message.
+FLAG_CONTROL = 0x08
 RECEIPT_LEN = 8 + HASH_LEN + OFFICER_ID_LEN + ED25519_SIG_LEN
 FRAGMENT_HEADER_LEN = MESSAGE_ID_LEN + 6
 MAX_FRAGMENTS = 256
@@ -101,6 +106,8 @@ class Fragment:
     index: int
     count: int
     data: bytes
+    #: A piece of a control object (a channel re-key or its acknowledgement).
+    control: bool = False
 
     def __repr__(self) -> str:
         return f"Fragment({self.index + 1}/{self.count}, {len(self.data)} bytes)"
@@ -123,6 +130,7 @@ class CellContent:
             (FLAG_RECEIPT if self.receipt else 0)
             | (FLAG_FRAGMENT if self.fragment else 0)
             | (FLAG_GOSSIP if self.gossip else 0)
+            | (FLAG_CONTROL if self.fragment and self.fragment.control else 0)
         )
         w = Writer().u8(_VERSION).u8(flags)
         if self.receipt:
@@ -144,8 +152,10 @@ class CellContent:
         r = Reader(raw)
         expect_version(r, _VERSION, "cell")
         flags = r.u8()
-        if flags & ~(FLAG_RECEIPT | FLAG_FRAGMENT | FLAG_GOSSIP):
+        if flags & ~(FLAG_RECEIPT | FLAG_FRAGMENT | FLAG_GOSSIP | FLAG_CONTROL):
             raise DecodeError("unknown cell flags")
+        if flags & FLAG_CONTROL and not flags & FLAG_FRAGMENT:
+            raise DecodeError("a cell flags a control fragment it does not carry")
         receipt = Receipt.read(r) if flags & FLAG_RECEIPT else None
         gossip = Gossip.read(r) if flags & FLAG_GOSSIP else None
         fragment = None
@@ -153,7 +163,7 @@ class CellContent:
             mid, index, count, length = r.fixed(MESSAGE_ID_LEN), r.u16(), r.u16(), r.u16()
             if not (0 <= index < count <= MAX_FRAGMENTS) or length == 0:
                 raise DecodeError("fragment numbering out of range")
-            fragment = Fragment(mid, index, count, r.fixed(length))
+            fragment = Fragment(mid, index, count, r.fixed(length), bool(flags & FLAG_CONTROL))
         if any(r.rest()):
             raise DecodeError("cell padding is not zero")
         return cls(receipt, fragment, gossip)
@@ -187,13 +197,15 @@ def open_cell(
     return CellContent.decode(inner)
 
 
-def fragment(message: bytes, message_id: bytes, capacity: int) -> list[Fragment]:
+def fragment(
+    message: bytes, message_id: bytes, capacity: int, control: bool = False
+) -> list[Fragment]:
     if not message:
         raise ValueError("empty message")
     chunks = [message[i : i + capacity] for i in range(0, len(message), capacity)]
     if len(chunks) > MAX_FRAGMENTS:
         raise ValueError("message too long for one channel message")
-    return [Fragment(message_id, i, len(chunks), c) for i, c in enumerate(chunks)]
+    return [Fragment(message_id, i, len(chunks), c, control) for i, c in enumerate(chunks)]
 
 
 def reassemble(fragments: Sequence[Fragment]) -> bytes:
@@ -205,7 +217,10 @@ def reassemble(fragments: Sequence[Fragment]) -> bytes:
     if (
         len(ordered) != first.count
         or any(f.index != i for i, f in enumerate(ordered))
-        or any(f.count != first.count or f.message_id != first.message_id for f in ordered)
+        or any(
+            f.count != first.count or f.message_id != first.message_id or f.control != first.control
+            for f in ordered
+        )
     ):
         raise DecodeError("fragments of a message are missing or inconsistent")
     return b"".join(f.data for f in ordered)

@@ -12,8 +12,9 @@ replayed or forged cell raises and leaves the endpoint as it was.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from backchannel.crypto.kem import KemPrivateKey
 from backchannel.errors import (
     AuthenticationError,
     DecodeError,
@@ -25,6 +26,7 @@ from backchannel.errors import (
 )
 from backchannel.protocol import cells
 from backchannel.protocol import deniable as deniable_mod
+from backchannel.protocol import rekey as rk
 from backchannel.protocol.channel import ChannelTerms, RoundKeys, SlotChain, direction_of
 from backchannel.protocol.identity import Officer
 from backchannel.protocol.message import Header, SealedMessage
@@ -60,6 +62,9 @@ class RoundResult:
     #: (:attr:`Endpoint.held`), with every message after it, for the peer's new
     #: card. The ones behind it wait without a word.
     held: SealedMessage | None = None
+    #: What this round did to the channel's keys, in words (``protocol/rekey.py``):
+    #: the peer re-keyed it, acknowledged our re-key, or its re-key waits.
+    rekey: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,13 @@ class Endpoint:
     #: The latest peer roster version a message on this channel was accepted
     #: under: the channel never goes back to an earlier roster.
     peer_roster_seen: int = 0
+    #: A move to a new slot chain in progress (``protocol/rekey.py``).
+    rekeying: rk.Rekeying | None = None
+    #: The peer's re-key, encoded, when this device cannot check it yet (it holds
+    #: an older roster of the peer than the change's previous one), and its round:
+    #: nothing after that round is read until the peer's new card comes.
+    rekey_held: bytes = b""
+    rekey_held_round: int = 0
 
     def __repr__(self) -> str:
         return f"Endpoint(send={self.next_send_round}, recv={self.next_recv_round})"
@@ -151,14 +163,30 @@ class Endpoint:
     def in_direction(self) -> int:
         return 1 - self.transcript.out_direction
 
-    def _keys(self, round_no: int) -> RoundKeys:
+    def _keys(self, round_no: int, outgoing: bool) -> RoundKeys:
+        k = self.rekeying
+        if k is not None and k.chain is not None and k.uses_new(round_no, outgoing):
+            return k.chain.advance(round_no).keys()
         return self.chain.advance(round_no).keys()
 
     def _erase_past(self) -> None:
-        keep = (
-            min(self.next_send_round, self.next_recv_round) if self.sends else self.next_recv_round
-        )
-        self.chain = self.chain.advance(max(keep, self.chain.round))
+        nexts = [(self.next_recv_round, False)]
+        if self.sends:
+            nexts.append((self.next_send_round, True))
+        k = self.rekeying
+        old = [r for r, out in nexts if k is None or not k.uses_new(r, out)]
+        if old:
+            self.chain = self.chain.advance(max(min(old), self.chain.round))
+        if k is None:
+            return
+        if k.chain is not None:
+            # Every later use of the new chain is at or after the next rounds.
+            floor = min(r for r, _ in nexts)
+            k = replace(k, chain=k.chain.advance(max(floor, k.chain.round)))
+        if not old and k.chain is not None:
+            # Both directions moved: the old chain is gone for good.
+            self.chain, k = k.chain, None
+        self.rekeying = k
 
     # --- sending --------------------------------------------------------------
 
@@ -237,12 +265,17 @@ class Endpoint:
             raise LocalProtocolError("that round's cell was already produced")
         frag = self.outbox[0] if self.outbox else None
         content = cells.CellContent(self.receipt_due, frag, gossip)
-        keys = self._keys(round_no)
+        keys = self._keys(round_no, True)
         cell = cells.seal_cell(
             content, keys, self.channel_id, self.out_direction, self.terms.cell_size, nonce
         )
         if frag is not None:
             self.outbox.pop(0)
+            if frag.control and frag.index == frag.count - 1 and self.rekeying is not None:
+                # The last piece of our re-key (or of our acknowledgement of the
+                # peer's): our rounds after this one use the new chain.
+                k = self.rekeying
+                self.rekeying = replace(k, out_switch=k.switch_after(round_no))
         self.receipt_due = None
         self.next_send_round = round_no + 1
         self._erase_past()
@@ -356,7 +389,7 @@ class Endpoint:
     def slot_to_fetch(self, round_no: int) -> bytes:
         if round_no < self.next_recv_round:
             raise LocalProtocolError("that round was already received")
-        return self._keys(round_no).slots[self.in_direction]
+        return self._keys(round_no, False).slots[self.in_direction]
 
     def gossip_of(self, round_no: int, cell: bytes) -> Gossip | None:
         """The gossip a later round's cell carries, read without receiving the round.
@@ -367,24 +400,36 @@ class Endpoint:
         """
         if round_no < self.next_recv_round:
             raise LocalProtocolError("that round was already received")
-        keys = self._keys(round_no)
+        keys = self._keys(round_no, False)
         return cells.open_cell(
             cell, keys, self.channel_id, self.in_direction, self.terms.cell_size
         ).gossip
 
-    def receive(self, round_no: int, cell: bytes | None) -> RoundResult:
-        """Process the peer's cell of ``round_no`` (``None``: the slot was empty)."""
+    def receive(
+        self, round_no: int, cell: bytes | None, kem_keys: Sequence[KemPrivateKey] = ()
+    ) -> RoundResult:
+        """Process the peer's cell of ``round_no`` (``None``: the slot was empty).
+
+        ``kem_keys`` (this officer's epoch keys, newest first) open a re-key
+        the peer sends after its roster changed (``protocol/rekey.py``).
+        """
         if round_no < self.next_recv_round:
             raise LocalProtocolError("that round was already received")
+        if self.rekey_held:
+            raise LocalProtocolError(
+                "the peer re-keyed this channel under a roster this device does not hold "
+                "yet: nothing after it is read until the peer's new card is added"
+            )
         if cell is None:
             self.next_recv_round = round_no + 1
             self._erase_past()
             return RoundResult(round_no, empty=True)
-        keys = self._keys(round_no)
+        keys = self._keys(round_no, False)
         content = cells.open_cell(
             cell, keys, self.channel_id, self.in_direction, self.terms.cell_size
         )
         transcript = self.transcript
+        control: rk.Outcome | None = None
         delivered: tuple[int, ...] = ()
         if content.receipt is not None and self.sends:
             r = content.receipt
@@ -409,7 +454,10 @@ class Endpoint:
             if partial and (f.message_id != partial[0].message_id or f.index != len(partial)):
                 raise GapDetected("a message is missing cells: the relay dropped or reordered")
             partial.append(f)
-            if len(partial) == f.count:
+            if len(partial) == f.count and f.control:
+                control = self._control(cells.reassemble(partial), round_no, kem_keys)
+                partial = []
+            elif len(partial) == f.count:
                 raw = cells.reassemble(partial)
                 msg = SealedMessage.decode(raw)
                 if msg.message_id != f.message_id:
@@ -439,6 +487,10 @@ class Endpoint:
         self.receipt_due = receipt_due
         if delivered:
             self.delivered_seq = delivered[-1]
+        if control is not None:
+            self.rekeying = control.rekeying
+            self.outbox.extend(control.outbox)
+            self.rekey_held, self.rekey_held_round = control.held, round_no
         self.next_recv_round = round_no + 1
         self._erase_past()
         return RoundResult(
@@ -448,4 +500,91 @@ class Endpoint:
             delivered=delivered,
             gossip=content.gossip,
             held=newly_held,
+            rekey=control.text if control is not None else "",
         )
+
+    # --- re-keying (protocol/rekey.py) ----------------------------------------
+
+    def start_rekey(self, rekey: rk.ChannelRekey, seed: bytes) -> None:
+        """Queue our re-key; our rounds after the one carrying its last piece
+        move to the new chain. Only the sending device starts one."""
+        if not self.sends:
+            raise LocalProtocolError("only the device that sends on a channel re-keys it")
+        if self.rekeying is not None or self.rekey_held:
+            raise LocalProtocolError("a re-key of this channel is already under way")
+        if rekey.base_round != self.next_send_round:
+            raise LocalProtocolError("a re-key starts at the channel's next round")
+        chain = rk.chain_for(seed, self.channel_id, rekey.base_round)
+        self.rekeying = rk.Rekeying(seed, rekey.base_round, chain)
+        self.outbox.extend(rk.control_fragments(rekey.encode(), self.terms.cell_size))
+
+    def expect_rekey(self, seed: bytes) -> None:
+        """On a device of the re-keying mission that does not send: the peer's
+        acknowledgement will name the round its own rounds move at."""
+        if self.rekeying is not None or self.rekey_held:
+            raise LocalProtocolError("a re-key of this channel is already under way")
+        self.rekeying = rk.Rekeying(seed)
+
+    def _control(self, raw: bytes, round_no: int, kem_keys: Sequence[KemPrivateKey]) -> rk.Outcome:
+        """What a control object received in ``round_no`` does (nothing changes here)."""
+        if rk.tag_of(raw) == rk.TAG_ACK:
+            return rk.take_ack(self.rekeying, rk.RekeyAck.decode(raw), self.channel_id, round_no)
+        rekey = rk.ChannelRekey.decode(raw)
+        if rekey.from_mission != self._peer(self.terms, self.local_mission):
+            raise AuthenticationError("a channel re-key from another mission")
+        if self.rekeying is not None:
+            raise RemoteProtocolError("a second re-key while one is under way")
+        roster = rk.roster_of(rekey, self.peer_roster)
+        if roster is None:
+            return rk.Outcome(
+                None,
+                held=raw,
+                text=(
+                    f"the peer re-keyed the channel after its roster change to version "
+                    f"{rekey.version}, which this device does not hold: nothing more is read "
+                    "on this channel until you add the peer's new card (`backchannel peer add`)"
+                ),
+            )
+        return self._rekeyed(rekey, roster, round_no, kem_keys)
+
+    def _rekeyed(
+        self,
+        rekey: rk.ChannelRekey,
+        roster: Roster,
+        round_no: int,
+        kem_keys: Sequence[KemPrivateKey],
+    ) -> rk.Outcome:
+        seed = rk.open_rekey(
+            rekey, self.channel_id, roster, self.officer.officer_id, tuple(kem_keys)
+        )
+        if round_no < rekey.base_round:
+            raise AuthenticationError("a channel re-key arrived before its own base round")
+        base = rekey.base_round
+        k = rk.Rekeying(seed, base, rk.chain_for(seed, self.channel_id, base))
+        outbox: list[cells.Fragment] = []
+        if self.sends:
+            ack = rk.make_ack(seed, self.channel_id, rekey.base_round)
+            outbox = rk.control_fragments(ack.encode(), self.terms.cell_size)
+        return rk.Outcome(
+            replace(k, in_switch=k.switch_after(round_no)),
+            outbox,
+            text=(
+                f"the peer's roster changed (version {rekey.version}) and it moved the "
+                "channel to new keys; this device follows"
+            ),
+        )
+
+    def release_rekey(self, kem_keys: Sequence[KemPrivateKey]) -> str:
+        """Take a re-key that waited for the peer's new roster (after
+        :meth:`adopt_peer_roster`); what it did, in words, or ``""``."""
+        if not self.rekey_held:
+            return ""
+        rekey = rk.ChannelRekey.decode(self.rekey_held)
+        roster = rk.roster_of(rekey, self.peer_roster)
+        if roster is None:
+            return ""
+        control = self._rekeyed(rekey, roster, self.rekey_held_round, kem_keys)
+        self.rekeying = control.rekeying
+        self.outbox.extend(control.outbox)
+        self.rekey_held, self.rekey_held_round = b"", 0
+        return control.text

@@ -1,0 +1,288 @@
+"""Re-keying a channel after a roster change removes an officer (protocol/rekey.py).
+
+New York (Pak, Kim, Ri; 2 of 3; Pak's device sends) removes Ri, who keeps a
+copy of the channel's state. Each attack plays Ri with that copy: the old
+slot chain, both directions, every key it derives.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+
+import pytest
+
+from backchannel.client.harness import MissionKit, Pair
+from backchannel.errors import (
+    AuthenticationError,
+    DecodeError,
+    LocalProtocolError,
+    RosterError,
+    SignatureError,
+)
+from backchannel.protocol import cells
+from backchannel.protocol import rekey as rk
+from backchannel.protocol import roster as rs
+from backchannel.protocol.endpoint import Endpoint
+from backchannel.protocol.payload import note
+from tests.conftest import DetRng
+
+
+@pytest.fixture
+def pair(rng: DetRng) -> Pair:
+    ny = MissionKit.create("New York", ["Pak", "Kim", "Ri"], 2, rng)
+    dc = MissionKit.create("Washington", ["Smith", "Jones", "Brown"], 2, rng)
+    return Pair(ny, dc, rng=rng, start_round=100)
+
+
+def _remove(m: MissionKit, leaver: int, signers: tuple[int, ...]) -> rs.SignedRoster:
+    staying = [o.officer.public for i, o in enumerate(m.officers) if i != leaver]
+    new = rs.propose_update(m.roster, staying, 2)
+    return rs.SignedRoster(new, tuple(rs.sign_roster(new, m.officers[i].officer) for i in signers))
+
+
+def _keys(side_mission: MissionKit) -> tuple:  # type: ignore[type-arg]
+    return tuple(k.private_key for k in reversed(side_mission.officers[0].epoch_keys))
+
+
+def _round(pair: Pair) -> None:
+    """One round: each side deposits, then reads the peer's cell (with its keys)."""
+    r = pair.round
+    for side in (pair.a, pair.b):
+        slot, cell = side.endpoint.cell_for_round(r, pair.rng(12))
+        pair.relay.deposit(slot, cell)
+    for side in (pair.a, pair.b):
+        ep = side.endpoint
+        res = ep.receive(r, pair.relay.fetch(ep.slot_to_fetch(r)), _keys(side.mission))
+        side.results.append(res)
+    pair.round += 1
+
+
+def _start(pair: Pair) -> tuple[Endpoint, rs.SignedRoster, bytes]:
+    """New York removes Ri (officer 2); Pak's device queues the re-key. Returns Ri's copy."""
+    ny, a = pair.a.mission, pair.a.endpoint
+    ri_copy = copy.deepcopy(a)
+    change = _remove(ny, 2, (0, 1))
+    rs.verify_update(ny.roster, change)
+    fresh = secrets.token_bytes(32)
+    cid, v = pair.terms.channel_id, change.roster.version
+    seed = rk.seed_for(fresh, ny.mission_id, v, cid)
+    sigs = tuple(
+        rk.sign_statement(ny.officers[i].officer, cid, ny.mission_id, v, seed) for i in (0, 1)
+    )
+    rekey = rk.make_rekey(
+        cid, ny.mission_id, change, a.next_send_round, seed, tuple(pair.b.mission.certs()), sigs
+    )
+    a.own_roster = change.roster
+    ny.chain.append(change)
+    a.start_rekey(rekey, seed)
+    return ri_copy, change, seed
+
+
+def _until_moved(pair: Pair, limit: int = 40) -> None:
+    for _ in range(limit):
+        _round(pair)
+        if pair.a.endpoint.rekeying is None and pair.b.endpoint.rekeying is None:
+            return
+    raise AssertionError("the channel did not move to its new keys")
+
+
+def test_after_the_move_the_removed_officers_copy_finds_no_slot_and_jams_nothing(
+    pair: Pair,
+) -> None:
+    a, b = pair.a.endpoint, pair.b.endpoint
+    r0 = pair.round
+    ri_copy, _, _ = _start(pair)
+    # Washington adds New York's new card (its roster chain), as its officers would.
+    b.adopt_peer_roster([c.roster for c in pair.a.mission.chain])
+    # Before the move his copy computes the very slots the channel uses.
+    assert (
+        ri_copy._keys(r0, True).slots[a.out_direction] == a._keys(r0, True).slots[a.out_direction]
+    )
+    _until_moved(pair)
+    assert any("moved the channel to new keys" in res.rekey for res in pair.b.results)
+    assert any("moved to the channel's new keys" in res.rekey for res in pair.a.results)
+    # From now on, in both directions, his copy's slots are not the channel's.
+    for r in range(pair.round, pair.round + 20):
+        for out in (True, False):
+            d = a.out_direction if out else a.in_direction
+            theirs = ri_copy._keys(r, out).slots[d]
+            assert theirs != a._keys(r, out).slots[d]
+    # He fills the slots his copy computes, both directions, with cells it seals:
+    # the channel does not notice, and messages go both ways.
+    for r in range(pair.round, pair.round + 12):
+        for out in (True, False):
+            d = a.out_direction if out else a.in_direction
+            keys = ri_copy._keys(r, out)
+            jam = cells.seal_cell(
+                cells.CellContent(), keys, pair.terms.channel_id, d, pair.terms.cell_size,
+                secrets.token_bytes(12),
+            )  # fmt: skip
+            pair.relay.deposit(keys.slots[d], jam)
+    out_a = pair.cosign(pair.a, pair.compose(pair.a, 0, note("after the move")), 1)
+    out_b = pair.cosign(pair.b, pair.compose(pair.b, 0, note("answer")), 1)
+    pair.send(pair.a, out_a)
+    pair.send(pair.b, out_b)
+    for _ in range(12):
+        _round(pair)
+    got_b = [m for res in pair.b.results for m in res.messages]
+    got_a = [m for res in pair.a.results for m in res.messages]
+    assert [m.message_id for m in got_b] == [out_a.message.message_id]  # type: ignore[union-attr]
+    assert [m.message_id for m in got_a] == [out_b.message.message_id]  # type: ignore[union-attr]
+    assert b.delivered_seq == 1 and a.delivered_seq == 1
+
+
+def _inject(pair: Pair, ri_copy: Endpoint, raw: bytes, outgoing: bool) -> Endpoint:
+    """Ri's copy seals ``raw`` (a control object) into the channel's next rounds of
+    a direction, as a device of either side would; the receiving endpoint takes them."""
+    frags = rk.control_fragments(raw, pair.terms.cell_size)
+    receiver = pair.b if outgoing else pair.a
+    ep = receiver.endpoint
+    d = ri_copy.out_direction if outgoing else ri_copy.in_direction
+    for f in frags[:-1]:
+        r = ep.next_recv_round
+        keys = ri_copy._keys(r, outgoing)
+        cell = cells.seal_cell(
+            cells.CellContent(None, f), keys, pair.terms.channel_id, d, pair.terms.cell_size,
+            secrets.token_bytes(12),
+        )  # fmt: skip
+        ep.receive(r, cell, _keys(receiver.mission))
+    r = ep.next_recv_round
+    keys = ri_copy._keys(r, outgoing)
+    last = cells.seal_cell(
+        cells.CellContent(None, frags[-1]), keys, pair.terms.channel_id, d,
+        pair.terms.cell_size, secrets.token_bytes(12),
+    )  # fmt: skip
+    before = copy.deepcopy(ep)
+    with pytest.raises((RosterError, SignatureError, AuthenticationError)) as err:
+        ep.receive(r, last, _keys(receiver.mission))
+    # Refused, and the endpoint is as it was.
+    assert (ep.next_recv_round, ep.rekeying, ep.rekey_held) == (
+        before.next_recv_round, before.rekeying, before.rekey_held
+    )  # fmt: skip
+    assert err.value is not None
+    return ep
+
+
+def test_a_rekey_forged_by_the_removed_officer_is_refused(pair: Pair) -> None:
+    ny = pair.a.mission
+    ri_copy = copy.deepcopy(pair.a.endpoint)
+    ri = ny.officers[2].officer
+    cid = pair.terms.channel_id
+    seed = secrets.token_bytes(32)
+    # A roster without Pak, signed by Ri alone: the peer needs 2 of the old roster.
+    staying = [o.officer.public for i, o in enumerate(ny.officers) if i != 0]
+    mine = rs.propose_update(ny.roster, staying, 2)
+    forged_change = rs.SignedRoster(mine, (rs.sign_roster(mine, ri),))
+    sigs = (rk.sign_statement(ri, cid, ny.mission_id, 1, seed),)
+    forged = rk.ChannelRekey(
+        ny.mission_id, forged_change, ri_copy.next_send_round,
+        tuple((c.officer_id, c.public_key.seal(seed, rk._box_info(cid, c.officer_id)))
+              for c in pair.b.mission.certs()),
+        sigs,
+    )  # fmt: skip
+    _inject(pair, ri_copy, forged.encode(), outgoing=True)
+
+
+def test_the_real_change_and_its_signatures_do_not_vouch_for_a_seed_of_his(pair: Pair) -> None:
+    """Ri saw the change and its signatures, but the signatures commit to a seed he
+    cannot derive: a re-key carrying them over a seed of his own is refused."""
+    ny = pair.a.mission
+    ri_copy = copy.deepcopy(pair.a.endpoint)
+    change = _remove(ny, 2, (0, 1))
+    cid = pair.terms.channel_id
+    real_seed = secrets.token_bytes(32)
+    real_sigs = tuple(
+        rk.sign_statement(ny.officers[i].officer, cid, ny.mission_id, 1, real_seed) for i in (0, 1)
+    )
+    his_seed = secrets.token_bytes(32)
+    with pytest.raises(SignatureError):  # the sending side refuses to build it
+        rk.make_rekey(cid, ny.mission_id, change, 0, his_seed, (), real_sigs)
+    forged = rk.ChannelRekey(
+        ny.mission_id, change, ri_copy.next_send_round,
+        tuple((c.officer_id, c.public_key.seal(his_seed, rk._box_info(cid, c.officer_id)))
+              for c in pair.b.mission.certs()),
+        real_sigs,
+    )  # fmt: skip
+    _inject(pair, ri_copy, forged.encode(), outgoing=True)
+
+
+def test_an_acknowledgement_forged_by_the_removed_officer_is_refused(pair: Pair) -> None:
+    ri_copy, _, _ = _start(pair)
+    # He answers for Washington, in the direction to New York, before the peer does.
+    ack = rk.RekeyAck(pair.a.endpoint.next_send_round, secrets.token_bytes(32))
+    ep = _inject(pair, ri_copy, ack.encode(), outgoing=False)
+    assert ep.rekeying is not None and ep.rekeying.in_switch == 0
+
+
+def test_a_replayed_acknowledgement_of_an_earlier_rekey_is_refused(pair: Pair) -> None:
+    """Once a move is complete, its acknowledgement sent again (in a cell of the new
+    chain, as only a device of the peer could) acknowledges nothing."""
+    _, _, seed = _start(pair)
+    base = pair.a.endpoint.rekeying.base  # type: ignore[union-attr]
+    _until_moved(pair)
+    ep = pair.a.endpoint
+    ack = rk.make_ack(seed, pair.terms.channel_id, base)
+    f = rk.control_fragments(ack.encode(), pair.terms.cell_size)[0]
+    r = ep.next_recv_round
+    keys = ep._keys(r, False)
+    cell = cells.seal_cell(
+        cells.CellContent(None, f), keys, pair.terms.channel_id, ep.in_direction,
+        pair.terms.cell_size, secrets.token_bytes(12),
+    )  # fmt: skip
+    with pytest.raises(AuthenticationError, match="never sent"):
+        ep.receive(r, cell, _keys(pair.a.mission))
+    assert ep.rekeying is None and ep.next_recv_round == r
+
+
+def test_a_rekey_under_a_roster_the_peer_lacks_waits_for_its_card(pair: Pair) -> None:
+    """Washington holds New York's roster version 0; the removal is version 2 (after
+    version 1 made it 3 of 3): the re-key waits, nothing after it is read, and the
+    card's roster chain lets it through."""
+    ny, a, b = pair.a.mission, pair.a.endpoint, pair.b.endpoint
+    officers = [o.officer for o in ny.officers]
+    v1 = rs.propose_update(ny.roster, [o.public for o in officers], 3)
+    s1 = rs.SignedRoster(v1, tuple(rs.sign_roster(v1, o) for o in officers))
+    v2 = rs.propose_update(v1, [officers[0].public, officers[1].public], 2)
+    s2 = rs.SignedRoster(v2, tuple(rs.sign_roster(v2, o) for o in officers))
+    rs.verify_update(rs.verify_update(ny.roster, s1), s2)
+    cid = pair.terms.channel_id
+    seed = secrets.token_bytes(32)
+    sigs = tuple(rk.sign_statement(o, cid, ny.mission_id, 2, seed) for o in officers[:2])
+    rekey = rk.make_rekey(
+        cid, ny.mission_id, s2, a.next_send_round, seed, tuple(pair.b.mission.certs()), sigs
+    )
+    a.own_roster = v2
+    a.start_rekey(rekey, seed)
+    for _ in range(30):
+        _round(pair)
+        if b.rekey_held:
+            break
+    assert b.rekey_held and "does not hold" in pair.b.results[-1].rekey
+    with pytest.raises(LocalProtocolError, match="new card"):
+        b.receive(b.next_recv_round, None, _keys(pair.b.mission))
+    waited_at = b.next_recv_round
+    b.adopt_peer_roster([ny.roster, v1, v2])
+    assert "moved the channel to new keys" in b.release_rekey(_keys(pair.b.mission))
+    assert b.rekeying is not None and b.rekeying.in_switch == waited_at
+    assert not b.rekey_held
+
+
+def test_control_cells_are_checked_like_any_cell() -> None:
+    frag = cells.Fragment(b"\x01" * 16, 0, 1, b"x", control=True)
+    raw = cells.CellContent(None, frag).encode(1024)
+    assert cells.CellContent.decode(raw).fragment == frag
+    # The control flag on a cell without a fragment is refused.
+    bad = bytearray(cells.CellContent().encode(1024))
+    bad[1] |= cells.FLAG_CONTROL
+    with pytest.raises(DecodeError, match="control"):
+        cells.CellContent.decode(bytes(bad))
+    # A message's fragments and a control object's never join into one.
+    mixed = [
+        cells.Fragment(b"\x02" * 16, 0, 2, b"a", control=True),
+        cells.Fragment(b"\x02" * 16, 1, 2, b"b", control=False),
+    ]
+    with pytest.raises(DecodeError):
+        cells.reassemble(mixed)
+    with pytest.raises(DecodeError, match="unknown control"):
+        rk.tag_of(b"\x07")
