@@ -164,6 +164,23 @@ def _inject(pair: Pair, ri_copy: Endpoint, raw: bytes, outgoing: bool) -> Endpoi
     return ep
 
 
+def _his_rekey(
+    pair: Pair,
+    ri_copy: Endpoint,
+    change: rs.SignedRoster,
+    seed: bytes,
+    sigs: tuple[tuple[bytes, bytes], ...],
+) -> bytes:
+    """A re-key Ri builds himself: ``seed`` sealed to Washington's officers."""
+    cid = pair.terms.channel_id
+    boxes = tuple(
+        (c.officer_id, c.public_key.seal(seed, rk._box_info(cid, c.officer_id)))
+        for c in pair.b.mission.certs()
+    )
+    mission = pair.a.mission.mission_id
+    return rk.ChannelRekey(mission, change, ri_copy.next_send_round, boxes, sigs).encode()
+
+
 def test_a_rekey_forged_by_the_removed_officer_is_refused(pair: Pair) -> None:
     ny = pair.a.mission
     ri_copy = copy.deepcopy(pair.a.endpoint)
@@ -175,13 +192,7 @@ def test_a_rekey_forged_by_the_removed_officer_is_refused(pair: Pair) -> None:
     mine = rs.propose_update(ny.roster, staying, 2)
     forged_change = rs.SignedRoster(mine, (rs.sign_roster(mine, ri),))
     sigs = (rk.sign_statement(ri, cid, ny.mission_id, 1, seed),)
-    forged = rk.ChannelRekey(
-        ny.mission_id, forged_change, ri_copy.next_send_round,
-        tuple((c.officer_id, c.public_key.seal(seed, rk._box_info(cid, c.officer_id)))
-              for c in pair.b.mission.certs()),
-        sigs,
-    )  # fmt: skip
-    _inject(pair, ri_copy, forged.encode(), outgoing=True)
+    _inject(pair, ri_copy, _his_rekey(pair, ri_copy, forged_change, seed, sigs), outgoing=True)
 
 
 def test_the_real_change_and_its_signatures_do_not_vouch_for_a_seed_of_his(pair: Pair) -> None:
@@ -198,13 +209,7 @@ def test_the_real_change_and_its_signatures_do_not_vouch_for_a_seed_of_his(pair:
     his_seed = secrets.token_bytes(32)
     with pytest.raises(SignatureError):  # the sending side refuses to build it
         rk.make_rekey(cid, ny.mission_id, change, 0, his_seed, (), real_sigs)
-    forged = rk.ChannelRekey(
-        ny.mission_id, change, ri_copy.next_send_round,
-        tuple((c.officer_id, c.public_key.seal(his_seed, rk._box_info(cid, c.officer_id)))
-              for c in pair.b.mission.certs()),
-        real_sigs,
-    )  # fmt: skip
-    _inject(pair, ri_copy, forged.encode(), outgoing=True)
+    _inject(pair, ri_copy, _his_rekey(pair, ri_copy, change, his_seed, real_sigs), outgoing=True)
 
 
 def test_an_acknowledgement_forged_by_the_removed_officer_is_refused(pair: Pair) -> None:
@@ -286,3 +291,30 @@ def test_control_cells_are_checked_like_any_cell() -> None:
         cells.reassemble(mixed)
     with pytest.raises(DecodeError, match="unknown control"):
         rk.tag_of(b"\x07")
+
+
+def test_a_device_that_does_not_send_follows_the_latest_removal(pair: Pair) -> None:
+    """Kim's device expects the peer's answer to a re-key the sending device never
+    started; the next removal's expectation replaces it, and the answer to that
+    one moves the channel."""
+    ny = pair.a.mission
+    kim = copy.deepcopy(pair.a.endpoint)
+    kim.sends = False
+    kim.expect_rekey(secrets.token_bytes(32))  # never answered
+    _, _, seed = _start(pair)
+    kim.expect_rekey(seed)
+    _until_moved(pair)
+    acked = next(
+        res.round for res in pair.a.results if "moved to the channel's new keys" in res.rekey
+    )
+    # Kim's device reads the same rounds the sending device read, from the relay.
+    for r in range(kim.next_recv_round, acked + 1):
+        kim.receive(r, pair.relay.fetch(kim.slot_to_fetch(r)), _keys(ny))
+    assert kim.rekeying is None
+    r = pair.a.endpoint.next_recv_round
+    assert kim.slot_to_fetch(r) == pair.a.endpoint.slot_to_fetch(r)
+    # The sending device never starts a second re-key over one under way.
+    again = copy.deepcopy(pair.a.endpoint)
+    again.rekeying = rk.Rekeying(seed)
+    with pytest.raises(LocalProtocolError, match="under way"):
+        again.expect_rekey(seed)

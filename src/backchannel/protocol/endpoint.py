@@ -520,8 +520,11 @@ class Endpoint:
 
     def expect_rekey(self, seed: bytes) -> None:
         """On a device of the re-keying mission that does not send: the peer's
-        acknowledgement will name the round its own rounds move at."""
-        if self.rekeying is not None or self.rekey_held:
+        acknowledgement will name the round its own rounds move at. An earlier
+        expectation the peer never answered (the sending device could not start
+        that re-key) gives way to this one."""
+        k = self.rekeying
+        if (k is not None and (self.sends or k.in_switch)) or self.rekey_held:
             raise LocalProtocolError("a re-key of this channel is already under way")
         self.rekeying = rk.Rekeying(seed)
 
