@@ -12,6 +12,7 @@ from backchannel.client.keystore import KdfParams
 from backchannel.client.relay_client import RelayClient, RetryPolicy
 from backchannel.client.service import Client, RelayFactory
 from backchannel.protocol import channel as ch
+from backchannel.protocol.payload import note
 from backchannel.relay.app import create_app
 from backchannel.relay.settings import RelaySettings
 from backchannel.store.memory import MemoryRelayStore
@@ -77,3 +78,22 @@ async def adopt_policy(
                 await d.settle()
     for c in officers:
         assert c.mission_policy() == pending.policy, c.officer.name
+
+
+async def rounds(devices: Sequence[Client], n: int) -> list[str]:
+    """``n`` rounds of every device in turn; the alarms they raised."""
+    alarms: list[str] = []
+    for _ in range(n):
+        for c in devices:
+            alarms.extend((await c.sync(1)).alarms)
+    return alarms
+
+
+async def drafted(author: Client, cosigner: Client, peer: str, text: str) -> None:
+    """``author`` drafts ``text`` to ``peer`` and ``cosigner`` co-signs it; the
+    rounds that follow carry it."""
+    author.compose(author.channel_for(peer).channel_id, note(text))
+    await author.settle()
+    await cosigner.settle()
+    [req] = cosigner.cosign_requests()
+    cosigner.approve_cosign(req.request_id)

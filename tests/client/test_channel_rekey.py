@@ -16,18 +16,9 @@ from backchannel.client.service import Client
 from backchannel.errors import RosterError
 from backchannel.protocol import cells
 from backchannel.protocol.audit import AuditKind
-from backchannel.protocol.payload import note
-from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay
+from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay, drafted, rounds
 from tests.client.test_client_flow import two_missions
 from tests.client.test_roster_change import _add_kim, _cosigned_by
-
-
-async def _rounds(devices: list[Client], n: int) -> list[str]:
-    alarms: list[str] = []
-    for _ in range(n):
-        for c in devices:
-            alarms.extend((await c.sync(1)).alarms)
-    return alarms
 
 
 async def test_a_removal_moves_the_channel_where_the_removed_officers_copy_can_neither_find_nor_jam_it(  # noqa: E501
@@ -56,7 +47,7 @@ async def test_a_removal_moves_the_channel_where_the_removed_officers_copy_can_n
     for c in dc:
         c.add_peer(ri.mission_card().encode())
     devices = [ri, kim, smith, jones]
-    assert await _rounds(devices, 12) == []
+    assert await rounds(devices, 12) == []
     for c in devices:
         assert c._endpoint(cid).rekeying is None, c.officer.name
         kinds = [e.kind for e in c.audit_entries() if e.officer_id == c.officer.officer_id]
@@ -84,12 +75,8 @@ async def test_a_removal_moves_the_channel_where_the_removed_officers_copy_can_n
                 )  # fmt: skip
                 await rc.deposit(tenant, keys.slots[d], jam)
     await _cosigned_by(ri, kim, "after the move")
-    smith.compose(smith.channel_for("New York").channel_id, note("and back"))
-    await smith.settle()
-    await jones.settle()
-    [req] = jones.cosign_requests()
-    jones.approve_cosign(req.request_id)
-    assert await _rounds(devices, 30) == []
+    await drafted(smith, jones, "New York", "and back")
+    assert await rounds(devices, 30) == []
     assert [i.message_id for i in smith.inbox()] == [i.message_id for i in jones.inbox()]
     assert len(smith.inbox()) == 1 and len(ri.inbox()) == 1 and len(kim.inbox()) == 1
     for c in devices:
@@ -146,16 +133,12 @@ async def test_a_lost_device_replaced_in_one_change_and_the_newcomer_follows_the
     for c in dc:
         c.add_peer(ri.mission_card().encode())
     devices = [ri, kim, lee, smith, jones]
-    assert await _rounds(devices, 12) == []
+    assert await rounds(devices, 12) == []
     for c in devices:
         assert c._endpoint(cid).rekeying is None, c.officer.name
     assert lee._endpoint(cid).slot_to_fetch(lee._endpoint(cid).next_recv_round) == (
         ri._endpoint(cid).slot_to_fetch(lee._endpoint(cid).next_recv_round)
     )
-    smith.compose(smith.channel_for("New York").channel_id, note("to the new three"))
-    await smith.settle()
-    await jones.settle()
-    [req] = jones.cosign_requests()
-    jones.approve_cosign(req.request_id)
-    assert await _rounds(devices, 30) == []
+    await drafted(smith, jones, "New York", "to the new three")
+    assert await rounds(devices, 30) == []
     assert len(lee.inbox()) == 1 and len(ri.inbox()) == 1

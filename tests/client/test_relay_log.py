@@ -148,7 +148,7 @@ async def test_a_peer_card_kept_from_before_the_relay_key_still_syncs(
     # (version 1: no relay key), as a home made before the change keeps it.
     old = replace(dc[0].mission_card(), version=1, relay_key=bytes(32))
     raw = old.signed_part()
-    text = cards._armor(
+    text = cards.armor(
         cards.MISSION_PREFIX, raw + dc[0].officer.signing_key.sign_hybrid(cards.SIG_CARD, raw)
     )
     decoded = cards.MissionCard.decode(text)

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Officer, RelayProcess, set_up_missions
+from tests.e2e.conftest import (
+    Officer,
+    RelayProcess,
+    assert_one_line_error,
+    backchannel,
+    set_up_missions,
+)
 
 
 @pytest.mark.parametrize("relay", ["sqlite"], indirect=True)
@@ -48,3 +54,52 @@ def test_add_an_officer_and_rotate_keys(tmp_path: Path, relay: RelayProcess) -> 
         assert adopted["version"] == 2 and adopted["new_intake_card"] is True
     after = m.ri.json("intake", "card")["fingerprint"]
     assert after != before and kim.json("intake", "card")["fingerprint"] == after
+
+
+@pytest.mark.parametrize("relay", ["sqlite"], indirect=True)
+def test_headquarters_recovery_keys_restore_a_2_of_2_mission(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
+    """Founded with two of headquarters' keys (2 of 2), New York loses Han; Ri
+    and Kim cannot change the roster alone, the two keys' signatures let them."""
+    hq = []
+    for i in (1, 2):
+        key, card = tmp_path / f"hq{i}.key", tmp_path / f"hq{i}.card"
+        made = backchannel("--json", "recovery", "create", "--name", f"HQ {i}", "--key", key,
+                           "--out", card)  # fmt: skip
+        assert made.code == 0, made.err
+        assert made.json["out"] == str(card) and key.exists()
+        assert card.read_text().startswith("BACKCHANNEL-RECOVERY-KEY-1:")
+        hq.append((key, card))
+    ri, han, kim = (Officer(tmp_path / n, n) for n in ("ri", "han", "kim"))
+    for o in (ri, han, kim):
+        o.ok("officer", "create", "--name", o.name)
+    han.ok("officer", "card", "--out", tmp_path / "han.card")
+    kim.ok("officer", "card", "--out", tmp_path / "kim.card")
+    proposal = tmp_path / "proposal"
+    base = ("mission", "create", "--name", "New York", "-k", "2", "--relay", relay.base_url,
+            "--officer", tmp_path / "han.card", "--out", proposal)  # fmt: skip
+    r = ri.run(*base, "--recovery", hq[0][1])
+    assert_one_line_error(r, "--recovery-k")
+    ri.ok(*base, "--recovery", hq[0][1], "--recovery", hq[1][1], "--recovery-k", "2")
+    han.ok("mission", "sign", proposal)
+    for o in (ri, han):
+        o.ok("mission", "adopt", proposal)
+    han_id = next(
+        o["officer_id"] for o in ri.json("mission", "show")["officers"] if o["name"] == "han"
+    )
+    change = tmp_path / "change"
+    ri.ok("mission", "change", "propose", "--threshold", "2", "--add", tmp_path / "kim.card",
+          "--remove", han_id[:12], "--out", change)  # fmt: skip
+    kim.ok("mission", "change", "sign", change)
+    r = ri.run("mission", "change", "adopt", change)
+    assert r.code != 0 and "or 2 recovery keys; 0 signed" in r.err, r.err
+    for key, _ in hq:
+        signed = backchannel("--json", "recovery", "sign", change, "--key", key)
+        assert signed.code == 0, signed.err
+    for o in (ri, kim):
+        assert o.json("mission", "change", "adopt", change)["version"] == 1
+    shown = kim.json("mission", "show")
+    assert [o["name"] for o in shown["officers"]] == ["ri", "kim"]
+    assert shown["recovery"]["threshold"] == 2
+    assert [k["name"] for k in shown["recovery"]["keys"]] == ["HQ 1", "HQ 2"]

@@ -30,6 +30,7 @@ from backchannel.cli import (
     officer,
     peer,
     policy_cmd,
+    recovery_cmd,
     roster_cmd,
     rounds,
     ui_cmd,
@@ -118,6 +119,7 @@ app.command("run")(rounds.run_daemon)
 app.command()(rounds.status)
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(recovery_cmd.app, name="recovery")
 app.add_typer(intake.app, name="intake")
 app.add_typer(relay_app, name="relay")
 app.add_typer(witness_app, name="witness")

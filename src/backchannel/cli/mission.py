@@ -11,9 +11,11 @@ from rich.console import RenderableType
 from backchannel.cli.context import open_client, read_file, run, write_file
 from backchannel.cli.officer import OutOption, emit_card
 from backchannel.cli.output import Text, fingerprint, output, table
+from backchannel.client import recovery
 from backchannel.client.api import Roster
 from backchannel.client.cards import OfficerCard
 from backchannel.client.mission import Proposal
+from backchannel.errors import ConfigError
 
 app = typer.Typer(help="Found a mission with colleagues, then show it or hand out its card.")
 
@@ -91,11 +93,26 @@ def create(
             "--officer", metavar="CARD", help="A colleague's officer card file (repeat for each)."
         ),
     ] = None,
+    recovery_cards: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--recovery",
+            metavar="CARD",
+            help="A recovery card of headquarters' (repeat for each; `recovery create`).",
+        ),
+    ] = None,
+    recovery_k: Annotated[
+        int,
+        typer.Option("--recovery-k", help="How many recovery keys may act in place of k officers."),
+    ] = 0,
 ) -> None:
     """Found a mission: propose its roster (you and the colleagues' cards) and sign it."""
     cards = [OfficerCard.decode(read_file(p, "an officer card")) for p in officers or []]
+    keys = [recovery.read_card(read_file(p, "a recovery card")) for p in recovery_cards or []]
+    if keys and not recovery_k:
+        raise ConfigError("give --recovery-k: how many of the recovery keys must act together")
     with open_client(ctx) as client:
-        proposal = client.propose_mission(name, threshold, cards, relay)
+        proposal = client.propose_mission(name, threshold, cards, relay, keys, recovery_k)
     write_file(out_file, proposal.encode())
     _proposal_answer(ctx, proposal, out_file, "proposed")
 
@@ -161,11 +178,21 @@ def show(ctx: typer.Context) -> None:
             "relay": m.relay_url,
             "tenant": m.tenant_id,
             "runner": runner,
+            "recovery": {
+                "threshold": roster.recovery_threshold,
+                "keys": [{"name": o.name, "key_id": o.officer_id.hex()} for o in roster.recovery],
+            },
         },
         Text.assemble("mission ", (m.name, "bold"), f": {roster.threshold} of {roster.n} officers"),
         Text(f"mission id {fingerprint(m.mission_id)}"),
         Text(f"relay {m.relay_url} (tenant {m.tenant_id})"),
         roster_table,
+        Text(
+            f"recovery quorum: {roster.recovery_threshold} of {len(roster.recovery)} of "
+            "headquarters' keys may act in place of the officers"
+            if roster.recovery
+            else "no recovery quorum: if fewer than k officers remain, the mission is founded again"
+        ),
     )
 
 

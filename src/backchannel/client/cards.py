@@ -41,11 +41,11 @@ class CardError(RemoteProtocolError):
     """A card is malformed or does not verify."""
 
 
-def _armor(prefix: str, raw: bytes) -> str:
+def armor(prefix: str, raw: bytes) -> str:
     return prefix + base64.urlsafe_b64encode(raw).decode().rstrip("=") + "\n"
 
 
-def _unarmor(prefix: str, text: str, what: str) -> bytes:
+def unarmor(prefix: str, text: str, what: str) -> bytes:
     text = text.strip()
     if not text.startswith(prefix):
         raise CardError(f"this is not {what}; check you passed the right file")
@@ -63,11 +63,11 @@ class OfficerCard:
 
     def encode(self) -> str:
         raw = Writer().u8(1).var(self.officer.encode()).var(self.cert.encode()).bytes()
-        return _armor(OFFICER_PREFIX, raw)
+        return armor(OFFICER_PREFIX, raw)
 
     @classmethod
     def decode(cls, text: str) -> OfficerCard:
-        raw = _unarmor(OFFICER_PREFIX, text, "an officer card")
+        raw = unarmor(OFFICER_PREFIX, text, "an officer card")
         try:
             r = Reader(raw)
             expect_version(r, 1, "officer card")
@@ -119,12 +119,12 @@ class MissionCard:
         )
 
     def encode(self) -> str:
-        return _armor(MISSION_PREFIX, self.signed_part() + self.signature)
+        return armor(MISSION_PREFIX, self.signed_part() + self.signature)
 
     @classmethod
     def decode(cls, text: str, pinned_mission_id: bytes | None = None) -> MissionCard:
         """Decode and verify; with ``pinned_mission_id`` the chain must start there."""
-        raw = _unarmor(MISSION_PREFIX, text, "a mission card")
+        raw = unarmor(MISSION_PREFIX, text, "a mission card")
         try:
             r = Reader(raw)
             version = r.u8()
@@ -166,12 +166,12 @@ class MissionCard:
 
 def encode_text(prefix: str, raw: bytes) -> str:
     """Armor bytes as one line of text: ``prefix`` then unpadded URL-safe base64."""
-    return _armor(prefix, raw)
+    return armor(prefix, raw)
 
 
 def decode_text(prefix: str, text: str, what: str) -> bytes:
     """The bytes inside :func:`encode_text`'s armor; a wrong or damaged text raises CardError."""
-    return _unarmor(prefix, text, what)
+    return unarmor(prefix, text, what)
 
 
 def encode_offer(offer: ChannelOffer) -> str:

@@ -25,7 +25,7 @@ from backchannel.protocol import roster as rs
 from backchannel.protocol import tenant_credential
 from backchannel.protocol.codec import Reader
 from backchannel.protocol.constants import CELL_SIZE
-from backchannel.protocol.identity import EpochKey, EpochKeyCert, Officer
+from backchannel.protocol.identity import EpochKey, EpochKeyCert, Officer, OfficerPublic
 from backchannel.protocol.tenant_credential import tenant_id_for
 
 PROPOSAL_PREFIX = "BACKCHANNEL-PROPOSAL-1:"
@@ -189,12 +189,20 @@ def propose(
     threshold: int,
     others: Sequence[OfficerCard],
     relay_url: str,
+    recovery: Sequence[OfficerPublic] = (),
+    recovery_threshold: int = 0,
 ) -> Proposal:
+    """The genesis proposal, signed by the founder. ``recovery`` (headquarters'
+    keys, ``client/recovery.py``) and ``recovery_threshold`` name the mission's
+    recovery quorum; none by default."""
     officers = [founder.public, *(c.officer for c in others)]
     if len({o.officer_id for o in officers}) != len(officers):
         raise ConfigError("an officer is listed twice")
     try:
-        genesis = rs.new_genesis(name, officers, threshold, secrets.token_bytes(rs.NONCE_LEN))
+        genesis = rs.new_genesis(
+            name, officers, threshold, secrets.token_bytes(rs.NONCE_LEN), recovery,
+            recovery_threshold,
+        )  # fmt: skip
     except RosterError as exc:
         raise ConfigError(str(exc)) from None
     certs = (founder_cert, *(c.cert for c in others))

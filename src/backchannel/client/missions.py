@@ -8,6 +8,7 @@ the round driver (:mod:`backchannel.client.driver`), pairing by code in
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import replace
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ from backchannel.protocol import joint
 from backchannel.protocol import policy as mp
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.endpoint import Endpoint
-from backchannel.protocol.identity import EpochKeyCert
+from backchannel.protocol.identity import EpochKeyCert, OfficerPublic
 from backchannel.protocol.roster import signers
 
 
@@ -34,12 +35,21 @@ class Missions(OfficerAlarms):
         return OfficerCard(self.officer.public, self.home.cert)
 
     def propose_mission(
-        self, name: str, threshold: int, others: list[OfficerCard], relay_url: str
+        self,
+        name: str,
+        threshold: int,
+        others: list[OfficerCard],
+        relay_url: str,
+        recovery: Sequence[OfficerPublic] = (),
+        recovery_threshold: int = 0,
     ) -> Proposal:
         if self.vault.get("mission", b"state") is not None:
             raise ConfigError("this officer already belongs to a mission")
         _check_relay_url(relay_url)
-        return propose(self.officer, self.home.cert, name, threshold, others, relay_url)
+        return propose(
+            self.officer, self.home.cert, name, threshold, others, relay_url, recovery,
+            recovery_threshold,
+        )  # fmt: skip
 
     def sign_proposal(self, proposal: Proposal) -> Proposal:
         return sign_proposal(proposal, self.officer)

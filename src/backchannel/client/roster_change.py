@@ -19,6 +19,7 @@ import binascii
 import json
 import secrets
 from dataclasses import dataclass, replace
+from typing import Any
 
 from backchannel.client import statecodec
 from backchannel.client.cards import CardError, OfficerCard
@@ -216,10 +217,10 @@ def sign(client: Client, change: RosterChange) -> RosterChange:
     sig = rs.sign_roster(change.new, client.officer)
     others = tuple(s for s in change.signatures if not equal(s[0], me))
     signed = replace(change, signatures=(*others, sig))
-    if change.rekey_commitment and any(equal(o, me) for o, _ in change.rekey):
+    fresh, channel_ids = _removal_secret(client, change)
+    if fresh:
         # A removal: we also sign the relay's move to the credential the new
         # secret gives, once our box opens to the secret the change commits to.
-        fresh = _open_rekey(client, change)
         credential = tenant_credential.credential_for(fresh)
         tenant = (
             m.tenant_id if m is not None else tenant_credential.tenant_id_for(change.mission_id)
@@ -231,11 +232,11 @@ def sign(client: Client, change: RosterChange) -> RosterChange:
         # And, channel by channel, the seed of the slot chain each moves to.
         v = change.new.version
         mine = tuple(
-            (rec.channel_id, *rk.sign_statement(
-                client.officer, rec.channel_id, change.mission_id, v,
-                rk.seed_for(fresh, change.mission_id, v, rec.channel_id),
+            (cid, *rk.sign_statement(
+                client.officer, cid, change.mission_id, v,
+                rk.seed_for(fresh, change.mission_id, v, cid),
             ))
-            for rec in client.channels()
+            for cid in channel_ids
         )  # fmt: skip
         others_ch = tuple(s for s in change.channel_signatures if not equal(s[1], me))
         signed = replace(
@@ -243,6 +244,32 @@ def sign(client: Client, change: RosterChange) -> RosterChange:
         )
     client._audit(AuditKind.ROSTER_SIGNED, _version(change.new), change.describe())
     return signed
+
+
+def _removal_secret(client: Client, change: RosterChange) -> tuple[bytes, list[bytes]]:
+    """For a change that removes an officer: the new mission secret it gives us
+    and the ids of the mission's channels; empty when it gives us none.
+
+    An officer who stays opens his box of the new secret; an officer the change
+    adds opens his welcome, which holds it (and may be needed among the ``k``
+    who sign the new credential: a 2-of-2 mission replacing a lost officer).
+    """
+    me = client.officer.officer_id
+    if not change.rekey_commitment:
+        return b"", []
+    if any(equal(o, me) for o, _ in change.rekey):
+        return _open_rekey(client, change), [rec.channel_id for rec in client.channels()]
+    if client.mission_or_none() is None and any(equal(o, me) for o, _ in change.boxes):
+        d = _open_welcome(client, change)
+        state: MissionState = statecodec.from_jsonable(MissionState, d["state"])
+        if not equal(
+            _commitment(change.mission_id, change.new.version, state.secret),
+            change.rekey_commitment,
+        ):
+            raise RosterError("the welcome's mission secret is not the one the change commits to")
+        records = [statecodec.from_jsonable(ChannelRecord, c["record"]) for c in d["channels"]]
+        return state.secret, [rec.channel_id for rec in records]
+    return b"", []
 
 
 def rotation_of(state: MissionState, change: RosterChange) -> tenant_credential.Rotation:
@@ -361,21 +388,24 @@ def _channel_sigs(change: RosterChange, channel_id: bytes) -> tuple[tuple[bytes,
     return tuple((o, g) for c, o, g in change.channel_signatures if equal(c, channel_id))
 
 
-def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
+def _open_welcome(client: Client, change: RosterChange) -> dict[str, Any]:
+    """What a change that adds us sealed to us: the mission as a device keeps it."""
     me = client.officer.officer_id
     box = next((b for o, b in change.boxes if equal(o, me)), None)
     if box is None:
         raise ConfigError("you have no mission yet and this change does not add you")
-    raw = None
     for key in reversed(client.home.epoch_keys):
         try:
             raw = key.private_key.open(box, _welcome_info(change.mission_id, me))
-            break
         except AuthenticationError:
             continue
-    if raw is None:
-        raise AuthenticationError("decryption failed")
-    d = json.loads(raw)
+        d: dict[str, Any] = json.loads(raw)
+        return d
+    raise AuthenticationError("decryption failed")
+
+
+def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
+    d = _open_welcome(client, change)
     state: MissionState = statecodec.from_jsonable(MissionState, d["state"])
     if not equal(state.mission_id, change.mission_id):
         raise RosterError("the welcome is for another mission")

@@ -8,6 +8,12 @@ officer it newly adds. A peer pins the mission id (the hash of the genesis) and
 verifies the whole chain from there, so a roster change signed by fewer than
 ``k`` officers is refused, and nobody can rewrite history behind the pin.
 
+A roster may name a **recovery quorum**: keys that headquarters holds offline,
+``r`` of which together may sign a change in place of ``k`` officers (a 2-of-2
+mission that lost an officer cannot act alone). Only the recovery quorum
+changes the recovery quorum once there is one; officers may add one to a
+roster that has none.
+
 All signatures on rosters are hybrid (Ed25519 + ML-DSA-65).
 """
 
@@ -20,11 +26,13 @@ from backchannel.crypto import labels
 from backchannel.crypto.primitives import HASH_LEN, equal, sha256
 from backchannel.crypto.signing import HYBRID_SIG_LEN, VerifyKey
 from backchannel.errors import DecodeError, LocalProtocolError, RosterError, SignatureError
-from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.constants import MAX_OFFICERS
 from backchannel.protocol.identity import OFFICER_ID_LEN, Officer, OfficerPublic
 
 _VERSION = 1
+#: The layout of a roster that names a recovery quorum (version 1's, then it).
+_VERSION_RECOVERY = 2
 NONCE_LEN = 16
 MAX_MISSION_NAME = 64
 ZERO_HASH = bytes(HASH_LEN)
@@ -40,6 +48,9 @@ class Roster:
     threshold: int
     officers: tuple[OfficerPublic, ...]
     prev_hash: bytes
+    #: Headquarters' offline keys, and how many of them replace ``k`` officers.
+    recovery: tuple[OfficerPublic, ...] = ()
+    recovery_threshold: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.officers)
@@ -59,6 +70,16 @@ class Roster:
             raise DecodeError("roster field has the wrong length")
         if (self.version == 0) != (self.prev_hash == ZERO_HASH):
             raise RosterError("only the genesis roster may lack a predecessor")
+        m, r = len(self.recovery), self.recovery_threshold
+        if m and not 2 <= r <= m <= MAX_OFFICERS:
+            raise RosterError(
+                f"a recovery quorum needs 2 <= r <= m <= {MAX_OFFICERS} keys; got r={r}, m={m}"
+            )
+        if not m and r:
+            raise RosterError("a recovery threshold needs recovery keys")
+        every = ids + [o.officer_id for o in self.recovery]
+        if len(set(every)) != len(every):
+            raise RosterError("a recovery key appears twice, or is also an officer's")
 
     @property
     def is_contact(self) -> bool:
@@ -66,15 +87,23 @@ class Roster:
         return self.n == 1
 
     def encode(self) -> bytes:
-        w = Writer().u8(_VERSION).u32(self.version).text(self.mission_name)
+        layout = _VERSION_RECOVERY if self.recovery else _VERSION
+        w = Writer().u8(layout).u32(self.version).text(self.mission_name)
         w.fixed(self.mission_nonce, NONCE_LEN).u8(self.threshold).u8(len(self.officers))
         for o in self.officers:
             w.var(o.encode())
-        return w.fixed(self.prev_hash, HASH_LEN).bytes()
+        w.fixed(self.prev_hash, HASH_LEN)
+        if self.recovery:
+            w.u8(self.recovery_threshold).u8(len(self.recovery))
+            for o in self.recovery:
+                w.var(o.encode())
+        return w.bytes()
 
     @classmethod
     def read(cls, r: Reader) -> Roster:
-        expect_version(r, _VERSION, "roster")
+        layout = r.u8()
+        if layout not in (_VERSION, _VERSION_RECOVERY):
+            raise DecodeError(f"unsupported roster version {layout}; expected 1 or 2")
         version = r.u32()
         name = r.text(MAX_MISSION_NAME)
         nonce = r.fixed(NONCE_LEN)
@@ -84,7 +113,13 @@ class Roster:
             raise DecodeError("too many officers")
         officers = tuple(OfficerPublic.decode(r.var(4096)) for _ in range(n))
         prev = r.fixed(HASH_LEN)
-        return cls(version, name, nonce, k, officers, prev)
+        if layout == _VERSION:
+            return cls(version, name, nonce, k, officers, prev)
+        rk, m = r.u8(), r.u8()
+        if not 0 < m <= MAX_OFFICERS:
+            raise DecodeError("a roster's recovery quorum has no keys, or too many")
+        recovery = tuple(OfficerPublic.decode(r.var(4096)) for _ in range(m))
+        return cls(version, name, nonce, k, officers, prev, recovery, rk)
 
     @property
     def hash(self) -> bytes:
@@ -106,6 +141,15 @@ class Roster:
 
     def contains(self, officer_id: bytes) -> bool:
         return any(equal(o.officer_id, officer_id) for o in self.officers)
+
+    def recovery_pool(self) -> Roster:
+        """The recovery keys as a roster of their own, to check their signatures with."""
+        if not self.recovery:
+            raise RosterError("this roster names no recovery quorum")
+        return Roster(
+            self.version, self.mission_name, self.mission_nonce, self.recovery_threshold,
+            self.recovery, self.prev_hash,
+        )  # fmt: skip
 
 
 Signatures = tuple[tuple[bytes, bytes], ...]
@@ -158,13 +202,28 @@ def mission_id(genesis: Roster) -> bytes:
 
 
 def new_genesis(
-    mission_name: str, officers: Sequence[OfficerPublic], threshold: int, nonce: bytes
+    mission_name: str,
+    officers: Sequence[OfficerPublic],
+    threshold: int,
+    nonce: bytes,
+    recovery: Sequence[OfficerPublic] = (),
+    recovery_threshold: int = 0,
 ) -> Roster:
-    return Roster(0, mission_name, nonce, threshold, tuple(officers), ZERO_HASH)
+    return Roster(
+        0, mission_name, nonce, threshold, tuple(officers), ZERO_HASH, tuple(recovery),
+        recovery_threshold,
+    )  # fmt: skip
 
 
-def propose_update(current: Roster, officers: Sequence[OfficerPublic], threshold: int) -> Roster:
-    """The next roster version; it still needs its signatures."""
+def propose_update(
+    current: Roster,
+    officers: Sequence[OfficerPublic],
+    threshold: int,
+    recovery: tuple[Sequence[OfficerPublic], int] | None = None,
+) -> Roster:
+    """The next roster version; it still needs its signatures. The recovery
+    quorum stays unless ``recovery`` (keys, threshold) replaces it."""
+    keys, r = (current.recovery, current.recovery_threshold) if recovery is None else recovery
     return Roster(
         current.version + 1,
         current.mission_name,
@@ -172,6 +231,8 @@ def propose_update(current: Roster, officers: Sequence[OfficerPublic], threshold
         threshold,
         tuple(officers),
         current.hash,
+        tuple(keys),
+        r,
     )
 
 
@@ -229,10 +290,27 @@ def verify_update(current: Roster, signed: SignedRoster) -> Roster:
     if new.mission_name != current.mission_name or new.mission_nonce != current.mission_nonce:
         raise RosterError("roster update names another mission")
     old_signers = _valid_signers(new, signed.signatures, current)
-    if len(old_signers) < current.threshold:
+    hq = len(_valid_signers(new, signed.signatures, current.recovery_pool())) if (
+        current.recovery
+    ) else 0  # fmt: skip
+    by_recovery = bool(current.recovery) and hq >= current.recovery_threshold
+    moved = (new.recovery, new.recovery_threshold) != (
+        current.recovery, current.recovery_threshold
+    )  # fmt: skip
+    if current.recovery and moved and not by_recovery:
+        raise RosterError(
+            f"changing the recovery quorum needs {current.recovery_threshold} of its keys; "
+            f"{hq} signed"
+        )
+    if len(old_signers) < current.threshold and not by_recovery:
+        alternative = (
+            f" (or {current.recovery_threshold} recovery keys; {hq} signed)"
+            if current.recovery
+            else ""
+        )
         raise RosterError(
             f"roster update needs {current.threshold} officers of the current roster; "
-            f"{len(old_signers)} signed"
+            f"{len(old_signers)} signed{alternative}"
         )
     added = [o for o in new.officers if not current.contains(o.officer_id)]
     new_signers = _valid_signers(new, signed.signatures, new)
