@@ -4,6 +4,7 @@ the entry it touched, and the encoding refuses what is malformed."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import pytest
@@ -156,3 +157,10 @@ def test_malformed_entries_are_refused(ri: Officer) -> None:
     long_note = replace(e, note="n" * (MAX_NOTE + 1))
     with pytest.raises(DecodeError):
         AuditEntry.decode(long_note.encode())
+
+
+def test_an_entrys_digest_is_the_specifications(ri: Officer) -> None:
+    """digest = SHA-256("…/audit/entry" || entry) (docs/spec/audit-v1.md)."""
+    e = _chain(ri, KINDS[:1])[0]
+    want = hashlib.sha256(b"backchannel/v1/audit/entry" + e.encode()).digest()
+    assert e.digest() == want

@@ -8,6 +8,7 @@ import pytest
 from backchannel.errors import DecodeError, RosterError
 from backchannel.protocol import roster as rs
 from backchannel.protocol.codec import Reader
+from backchannel.protocol.constants import MAX_OFFICERS
 from backchannel.protocol.identity import Officer
 from tests.conftest import DetRng
 
@@ -137,3 +138,20 @@ def test_a_recovery_quorum_is_checked_for_shape(ny: Mission, rng: DetRng) -> Non
     body = raw[: len(raw) - sum(4 + len(h.encode()) for h in hq) - 2]
     with pytest.raises(DecodeError, match="no keys"):
         rs.Roster.read(Reader(body + bytes([2, 0])))
+
+
+def test_recovery_quorums_and_rosters_at_their_limits(rng: DetRng) -> None:
+    """Seven keys (the most) and seven officers are taken; a wrong-length
+    predecessor alone is refused; a name of 64 bytes is the longest."""
+    officers = [Officer.generate(f"O{i}", rng).public for i in range(MAX_OFFICERS)]
+    hq = [Officer.generate(f"HQ {i}", rng).public for i in range(MAX_OFFICERS)]
+    big = rs.new_genesis("N" * 64, officers, 2, rng(rs.NONCE_LEN), hq, MAX_OFFICERS)
+    r = Reader(big.encode())
+    assert rs.Roster.read(r) == big
+    r.end()
+    with pytest.raises(RosterError):
+        rs.new_genesis("N" * 65, officers, 2, rng(rs.NONCE_LEN))
+    with pytest.raises(RosterError):
+        rs.new_genesis("", officers, 2, rng(rs.NONCE_LEN))
+    with pytest.raises(DecodeError, match="wrong length"):
+        rs.Roster(1, "NY", rng(rs.NONCE_LEN), 2, tuple(officers[:2]), bytes(31))

@@ -1,0 +1,106 @@
+"""protocol/rekey.py against its specification (docs/spec/protocol-v1.md §7.5),
+recomputed with pyca directly, and at the edges its attack tests do not reach."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from backchannel.errors import AuthenticationError, DecodeError
+from backchannel.protocol import rekey as rk
+from backchannel.protocol import roster as rs
+from backchannel.protocol.constants import MAX_OFFICERS
+from backchannel.protocol.identity import EpochKey, Officer
+from tests.conftest import DetRng
+
+P = b"backchannel/v1/"
+CID = bytes(range(16))
+MISSION = bytes(range(32, 64))
+
+
+def _hkdf(ikm: bytes, salt: bytes | None, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+def test_the_seed_commitment_chain_and_acknowledgement_are_the_specifications() -> None:
+    secret, seed = secrets.token_bytes(32), secrets.token_bytes(32)
+    info = P + b"rekey/seed" + MISSION + (7).to_bytes(4, "big") + CID
+    assert rk.seed_for(secret, MISSION, 7, CID) == _hkdf(secret, None, info)
+    assert rk.commitment(seed) == hashlib.sha256(P + b"rekey/commitment" + seed).digest()
+    chain = rk.chain_for(seed, CID, 1234)
+    assert chain.round == 1234
+    assert chain.chain_key == _hkdf(_hkdf(seed, CID, P + b"rekey/chain"), None, P + b"slot-chain")
+    key = _hkdf(seed, CID, P + b"rekey/ack")
+    want = hmac.new(key, P + b"rekey/ack" + CID + (99).to_bytes(8, "big"), "sha256").digest()
+    assert rk.make_ack(seed, CID, 99) == rk.RekeyAck(99, want)
+    with pytest.raises(DecodeError, match="wrong length"):
+        rk.seed_for(secret[:31], MISSION, 7, CID)
+
+
+def test_an_acknowledgement_binds_its_base_round_and_its_channel() -> None:
+    seed = secrets.token_bytes(32)
+    ack = rk.make_ack(seed, CID, 500)
+    rk.verify_ack(ack, seed, CID)
+    with pytest.raises(AuthenticationError):
+        rk.verify_ack(rk.RekeyAck(501, ack.mac), seed, CID)
+    with pytest.raises(AuthenticationError):
+        rk.verify_ack(ack, seed, bytes(16))
+    with pytest.raises(AuthenticationError):
+        rk.verify_ack(ack, secrets.token_bytes(32), CID)
+    assert rk.RekeyAck.decode(ack.encode()) == ack
+    with pytest.raises(DecodeError, match="acknowledgement"):
+        rk.RekeyAck.decode(b"\x01" + ack.encode()[1:])
+
+
+def test_a_device_that_does_not_send_takes_the_base_from_the_acknowledgement() -> None:
+    """Its move waits for the base when the answer comes before it (the peer's
+    rounds ran behind), and its chain starts there."""
+    seed = secrets.token_bytes(32)
+    out = rk.take_ack(rk.Rekeying(seed), rk.make_ack(seed, CID, 900), CID, 880)
+    k = out.rekeying
+    assert k is not None and k.base == 900 and k.in_switch == 900
+    assert k.chain == rk.chain_for(seed, CID, 900)
+    later = rk.take_ack(rk.Rekeying(seed), rk.make_ack(seed, CID, 900), CID, 950).rekeying
+    assert later is not None and later.in_switch == 951
+
+
+def _kit(rng: DetRng) -> tuple[Officer, list[EpochKey]]:
+    return Officer.generate("Smith", rng), [EpochKey.generate(e, rng) for e in (1, 2)]
+
+
+def test_the_seed_opens_with_an_older_epoch_key_and_only_at_its_length(rng: DetRng) -> None:
+    ny = [Officer.generate(n, rng) for n in ("Pak", "Kim")]
+    roster = rs.new_genesis("New York", [o.public for o in ny], 2, rng(rs.NONCE_LEN))
+    signed = rs.SignedRoster(roster, tuple(rs.sign_roster(roster, o) for o in ny))
+    smith, keys = _kit(rng)
+    old_cert = keys[0].certify(smith)
+    seed = secrets.token_bytes(32)
+    sigs = tuple(rk.sign_statement(o, CID, MISSION, 0, seed) for o in ny)
+    rekey = rk.make_rekey(CID, MISSION, signed, 10, seed, (old_cert,), sigs)
+    newest_first = tuple(k.private_key for k in reversed(keys))
+    assert rk.open_rekey(rekey, CID, roster, smith.officer_id, newest_first) == seed
+    box = old_cert.public_key.seal(seed[:31], rk._box_info(CID, smith.officer_id))
+    short = rk.ChannelRekey(MISSION, signed, 10, ((smith.officer_id, box),), sigs)
+    with pytest.raises(AuthenticationError, match="does not open"):
+        rk.open_rekey(short, CID, roster, smith.officer_id, newest_first)
+    with pytest.raises(AuthenticationError, match="no seed for this officer"):
+        rk.open_rekey(rekey, CID, roster, bytes(16), newest_first)
+
+
+def test_a_rekey_decodes_with_one_box_per_officer_at_most(rng: DetRng) -> None:
+    ny = [Officer.generate(n, rng) for n in ("Pak", "Kim")]
+    roster = rs.new_genesis("New York", [o.public for o in ny], 2, rng(rs.NONCE_LEN))
+    signed = rs.SignedRoster(roster, ())
+    boxes = tuple((bytes([i]) * 16, b"box") for i in range(MAX_OFFICERS))
+    full = rk.ChannelRekey(MISSION, signed, 3, boxes, ())
+    assert rk.ChannelRekey.decode(full.encode()) == full
+    over = rk.ChannelRekey(MISSION, signed, 3, (*boxes, (b"\xff" * 16, b"box")), ())
+    with pytest.raises(DecodeError, match="too many sealed seeds"):
+        rk.ChannelRekey.decode(over.encode())
+    with pytest.raises(DecodeError, match="not a channel re-key"):
+        rk.ChannelRekey.decode(b"\x02" + full.encode()[1:])
