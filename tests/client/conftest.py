@@ -63,11 +63,14 @@ async def relay(tmp_path: Path) -> AsyncIterator[InProcessRelay]:
 
 
 async def adopt_policy(
-    officers: Sequence[Client], official: Iterable[ch.Policy], track2_k: int = 0
+    officers: Sequence[Client],
+    official: Iterable[ch.Policy],
+    track2_k: int = 0,
+    epoch_seconds: int | None = None,
 ) -> None:
     """The mission's officers change its policy as they would: the first proposes,
     the rounds carry it, the others sign until ``k`` have; every device adopts it."""
-    pending = officers[0].policy_propose(official, track2_k)
+    pending = officers[0].policy_propose(official, track2_k, epoch_seconds)
     for _ in range(3):
         for c in officers:
             await c.settle()

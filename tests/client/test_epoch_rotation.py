@@ -15,10 +15,11 @@ from backchannel.client.service import Client
 from backchannel.crypto.primitives import aead_open
 from backchannel.errors import BackchannelError
 from backchannel.protocol import sealing
+from backchannel.protocol.channel import Policy
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
 from backchannel.protocol.sealing import SendEpoch
-from tests.client.conftest import FAST_KDF, InProcessRelay
+from tests.client.conftest import FAST_KDF, InProcessRelay, adopt_policy
 from tests.client.test_client_flow import cosigned, two_missions
 
 
@@ -130,6 +131,40 @@ async def test_the_send_epoch_moves_on_each_day_and_a_stolen_one_opens_nothing_a
         await c.settle()
     assert len(dc[0].inbox()) == 3
     assert not dc[0].status()["channels"][0]["alarms"]
+
+
+async def test_the_mission_policy_sets_how_long_a_send_epoch_lasts(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """New York's officers agree on send keys that renew every hour: a copy of
+    the sender's epoch opens what is sealed within the hour and nothing after."""
+    ny, dc = await two_missions(tmp_path, relay)
+    ri = ny[0]
+    await adopt_policy(list(ny), {Policy.RECORD}, 0, 3600)
+    assert ri.mission_policy().epoch_seconds == 3600
+    now = [time.time()]
+    ri._clock = lambda: now[0]
+    cid = ri.channel_for("Washington").channel_id
+
+    async def sealed(text: str) -> SealedMessage:
+        draft_id = await cosigned(ny, text)
+        await ri.settle()
+        msg = ri._get("drafts", draft_id, DraftRecord).outgoing.message
+        assert msg is not None
+        return msg
+
+    await sealed("now")
+    stolen = ri.channel(cid).send_epoch
+    assert stolen is not None
+    now[0] += 3600 - 60
+    within = await sealed("within the hour")
+    assert within.header.epoch_id == stolen.epoch_id and _opens_a_share(stolen, within)
+    now[0] += 60
+    after = await sealed("an hour on")
+    assert after.header.epoch_id != stolen.epoch_id and not _opens_a_share(stolen, after)
+    for c in dc:
+        await c.settle()
+    assert len(dc[0].inbox()) == 3
 
 
 async def test_the_send_epoch_moves_on_at_a_change_of_our_roster(

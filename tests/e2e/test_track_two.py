@@ -84,9 +84,12 @@ def test_a_contact_and_a_mission_talk_deniably_through_the_cli(tmp_path: Path) -
         # The mission decides, two officers of two, that one may speak to a contact
         # alone: proposed on one device, signed on the other, the rounds carry it.
         assert ri.json("mission", "policy", "show")["track2_k"] == 0
+        r = ri.run("mission", "policy", "propose", "--official", "record", "--epoch-hours", "0")
+        assert r.code != 0 and "--epoch-hours is 1 to 168" in r.err
         made = ri.json("mission", "policy", "propose", "--official", "record",
-                       "--track2-k", "1")  # fmt: skip
+                       "--track2-k", "1", "--epoch-hours", "6")  # fmt: skip
         assert made["adopted"] is False and made["signed_by"] == ["Officer Ri"]
+        assert made["epoch_seconds"] == 6 * 3600
         ri.settle()
         han.settle()
         [pending] = han.json("mission", "policy", "show")["pending"]
@@ -97,6 +100,7 @@ def test_a_contact_and_a_mission_talk_deniably_through_the_cli(tmp_path: Path) -
         ri.settle()
         assert ri.json("mission", "policy", "show") == han.json("mission", "policy", "show")
         assert ri.json("mission", "policy", "show")["track2_k"] == 1
+        assert ri.json("mission", "policy", "show")["epoch_seconds"] == 6 * 3600
         alone = ri.json("compose", "Kim", "--text", "Confirmed, on my word alone.")
         assert alone["state"] == "queued" and alone["cosigners_asked"] == 0
         ri.settle()

@@ -184,3 +184,36 @@ def test_a_proposal_names_the_roster_it_is_signed_under(ny: MissionKit) -> None:
     assert later.version != ny.roster.version
     assert mp.propose(mp.DEFAULT, EITHER, 1, later).roster_version == later.version
     assert mp.propose(mp.DEFAULT, EITHER, 1, ny.roster).roster_version == ny.roster.version
+
+
+def _read(raw: bytes) -> mp.MissionPolicy:
+    r = Reader(raw)
+    out = mp.MissionPolicy.read(r)
+    r.end()
+    return out
+
+
+def test_the_send_epoch_period_is_a_policy_of_an_hour_to_a_week(ny: MissionKit) -> None:
+    # The default keeps the layout (and so the hash) policies always had.
+    assert mp.DEFAULT.epoch_seconds == 86_400 and mp.DEFAULT.encode()[0] == 1
+    hourly = mp.propose(mp.DEFAULT, {Policy.RECORD}, 0, ny.roster, 3600)
+    assert hourly.encode()[0] == 2 and _read(hourly.encode()) == hourly
+    assert "send keys renew every hour" in hourly.describe()
+    assert "every 6 hours" in mp.MissionPolicy(epoch_seconds=6 * 3600).describe()
+    assert "renew" not in mp.DEFAULT.describe()
+    # A later change keeps the period unless it names one.
+    after = mp.propose(hourly, {Policy.RECORD, Policy.EITHER}, 0, ny.roster)
+    assert after.epoch_seconds == 3600
+    back = mp.propose(after, {Policy.RECORD}, 0, ny.roster, 86_400)
+    assert back.encode()[0] == 1
+    for seconds in (3600, 7 * 86_400):
+        mp.MissionPolicy(epoch_seconds=seconds)
+    for seconds in (3599, 7 * 86_400 + 1, 0):
+        with pytest.raises(DecodeError, match="an hour to a week"):
+            mp.MissionPolicy(epoch_seconds=seconds)
+    # Layout 2 carrying the default is not the policy's one encoding: refused.
+    raw = mp.MissionPolicy(epoch_seconds=7200).encode()
+    with pytest.raises(DecodeError, match="layout 1"):
+        _read(raw[:-4] + (86_400).to_bytes(4, "big"))
+    with pytest.raises(DecodeError, match="expected 1 or 2"):
+        _read(b"\x03" + raw[1:])

@@ -29,6 +29,7 @@ def _doc(p: PendingPolicy) -> dict[str, object]:
         "version": p.policy.version,
         "official": sorted(k.label for k in p.policy.official),
         "track2_k": p.policy.track2_k,
+        "epoch_seconds": p.policy.epoch_seconds,
         "signed_by": list(p.signed_by),
         "needed": p.needed,
         "adopted": p.adopted,
@@ -55,6 +56,7 @@ def show(ctx: typer.Context) -> None:
             "version": current.version,
             "official": sorted(k.label for k in current.official),
             "track2_k": current.track2_k,
+            "epoch_seconds": current.epoch_seconds,
             "pending": [_doc(p) for p in pending],
         },
         *lines,
@@ -78,13 +80,24 @@ def propose(
             help="Officers who sign a message to a Track II contact (0: the roster's k).",
         ),
     ] = 0,
+    epoch_hours: Annotated[
+        int | None,
+        typer.Option(
+            "--epoch-hours",
+            help="How many hours a channel's send keys last before they renew (1 to 168; "
+            "default: as now, a day at first).",
+        ),
+    ] = None,
 ) -> None:
     """Propose the next policy, signed by you; colleagues sign it on their devices."""
     unknown = [k for k in official if k not in _KINDS]
     if unknown or not official:
         raise ConfigError("--official is record, deniable or either (repeat it for several)")
+    if epoch_hours is not None and not 1 <= epoch_hours <= 168:
+        raise ConfigError("--epoch-hours is 1 to 168 (an hour to a week)")
+    seconds = None if epoch_hours is None else epoch_hours * 3600
     with open_client(ctx) as client:
-        made = client.policy_propose([_KINDS[k] for k in official], track2_k)
+        made = client.policy_propose([_KINDS[k] for k in official], track2_k, seconds)
     output(ctx).done(
         _doc(made),
         Text.assemble(("ok", "green"), f" proposed {made.policy.describe()}"),

@@ -52,16 +52,22 @@ class Policies(OfficerAlarms):
     def mission_policy(self) -> mp.MissionPolicy:
         return self.mission().policy
 
-    def policy_propose(self, official: Iterable[Policy], track2_k: int) -> PendingPolicy:
-        """Propose the next policy, signed by this officer, to every colleague."""
+    def policy_propose(
+        self, official: Iterable[Policy], track2_k: int, epoch_seconds: int | None = None
+    ) -> PendingPolicy:
+        """Propose the next policy, signed by this officer, to every colleague
+        (``epoch_seconds``: the send epochs' period; ``None`` keeps it)."""
         m = self.mission()
         if m.roster.is_contact:
             raise ConfigError("a Track II contact has no mission policy to change")
         try:
-            new = mp.propose(m.policy, official, track2_k, m.roster)
+            new = mp.propose(m.policy, official, track2_k, m.roster, epoch_seconds)
         except (mp.PolicyError, DecodeError) as exc:
             raise ConfigError(str(exc)) from None
-        if new.official == m.policy.official and new.track2_k == m.policy.track2_k:
+        old = m.policy
+        if (new.official, new.track2_k, new.epoch_seconds) == (
+            old.official, old.track2_k, old.epoch_seconds
+        ):  # fmt: skip
             raise ConfigError("that is the policy in force already")
         signed = mp.sign(mp.SignedPolicy(m.mission_id, new), self.officer)
         with self._tx():

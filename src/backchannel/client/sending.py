@@ -17,6 +17,7 @@ from backchannel.client.records import ChannelRecord, CosignRequest, DraftRecord
 from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, LocalProtocolError, NotEnoughSignatures
 from backchannel.protocol import joint
+from backchannel.protocol import policy as mp
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.message import SealedMessage
@@ -36,9 +37,10 @@ from backchannel.protocol.states import SendState
 #: The first bytes of the NOTICE a runner sends when it withdraws a draft's co-sign requests.
 WITHDRAW_NOTICE = b"withdraw"
 #: A send epoch (the share chains of a channel's messages to the peer) lasts at
-#: most a day: a copy of the sending device's state taken today opens none of
-#: what is sealed tomorrow. A new epoch also starts at every roster change.
-SEND_EPOCH_SECONDS = 86_400
+#: most a day unless the mission policy says otherwise (``epoch_seconds``): a
+#: copy of the sending device's state taken today opens none of what is sealed
+#: tomorrow. A new epoch also starts at every roster change.
+SEND_EPOCH_SECONDS = mp.DEFAULT_EPOCH_SECONDS
 
 
 class Sending(OfficerAlarms):
@@ -83,7 +85,7 @@ class Sending(OfficerAlarms):
             or _key_epochs(epoch.announcement) != {(c.officer_id, c.epoch) for c in peer.certs}
             # On a schedule and at every change of our roster: whoever copied this
             # device's state before reads nothing sealed under the next epoch.
-            or not started <= now < started + SEND_EPOCH_SECONDS
+            or not started <= now < started + m.policy.epoch_seconds
             or own_roster != m.roster.version
         ):
             epoch_no += 1

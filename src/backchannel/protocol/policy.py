@@ -12,6 +12,10 @@ policy says what the mission's channels may carry:
   Only deniable messages can go out under it (the contact checks a MAC, not the
   mission's signatures); reading what a contact writes always takes the
   roster's ``k``.
+- ``epoch_seconds``: how long a channel's send epoch (the keys that seal its
+  messages to the peer) lasts before it renews itself: a day by default, from
+  an hour to a week. A shorter period closes sooner what a copy of the sending
+  device opens; each renewal costs the next message an announcement.
 
 Like the roster, the policy is versioned and chained: version ``v + 1`` names
 the hash of version ``v`` and takes effect only with the hybrid signatures of
@@ -30,12 +34,18 @@ from backchannel.crypto import labels
 from backchannel.crypto.primitives import HASH_LEN, equal, sha256
 from backchannel.errors import DecodeError, RosterError
 from backchannel.protocol.channel import Policy
-from backchannel.protocol.codec import Reader, Writer, expect_version
+from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.constants import MAX_OFFICERS
 from backchannel.protocol.identity import Officer
 from backchannel.protocol.roster import Roster, read_signatures, signers, write_signatures
 
 _VERSION = 1
+#: The layout of a policy whose epoch period is not the default (version 1's, then it).
+_VERSION_EPOCH = 2
+#: A channel's send epoch: a day unless the policy says otherwise, an hour to a week.
+DEFAULT_EPOCH_SECONDS = 86_400
+MIN_EPOCH_SECONDS = 3_600
+MAX_EPOCH_SECONDS = 7 * 86_400
 ZERO_HASH = bytes(HASH_LEN)
 _ALL = frozenset(Policy)
 
@@ -55,6 +65,8 @@ class MissionPolicy:
     #: The roster version whose officers sign it (a change of roster while a
     #: policy change waits for signatures makes it stale: propose it again).
     roster_version: int = 0
+    #: How long a channel's send epoch lasts before it renews itself.
+    epoch_seconds: int = DEFAULT_EPOCH_SECONDS
 
     def __post_init__(self) -> None:
         if not self.official or not self.official <= _ALL:
@@ -65,20 +77,34 @@ class MissionPolicy:
             raise DecodeError("policy field has the wrong length")
         if (self.version == 0) != (self.prev_hash == ZERO_HASH):
             raise DecodeError("only the default policy may lack a predecessor")
+        if not MIN_EPOCH_SECONDS <= self.epoch_seconds <= MAX_EPOCH_SECONDS:
+            raise DecodeError("a send epoch lasts an hour to a week")
 
     def encode(self) -> bytes:
         mask = sum(1 << int(p) for p in self.official)
-        w = Writer().u8(_VERSION).u32(self.version).u8(mask).u8(self.track2_k)
-        return w.fixed(self.prev_hash, HASH_LEN).u32(self.roster_version).bytes()
+        layout = _VERSION if self.epoch_seconds == DEFAULT_EPOCH_SECONDS else _VERSION_EPOCH
+        w = Writer().u8(layout).u32(self.version).u8(mask).u8(self.track2_k)
+        w.fixed(self.prev_hash, HASH_LEN).u32(self.roster_version)
+        if layout == _VERSION_EPOCH:
+            w.u32(self.epoch_seconds)
+        return w.bytes()
 
     @classmethod
     def read(cls, r: Reader) -> MissionPolicy:
-        expect_version(r, _VERSION, "mission policy")
+        layout = r.u8()
+        if layout not in (_VERSION, _VERSION_EPOCH):
+            raise DecodeError(f"unsupported mission policy version {layout}; expected 1 or 2")
         version, mask, k = r.u32(), r.u8(), r.u8()
         if mask >> (max(_ALL) + 1):
             raise DecodeError("the policy names a kind of channel this version does not know")
         official = frozenset(p for p in Policy if mask & (1 << int(p)))
-        return cls(version, official, k, r.fixed(HASH_LEN), r.u32())
+        prev, roster_version = r.fixed(HASH_LEN), r.u32()
+        if layout == _VERSION:
+            return cls(version, official, k, prev, roster_version)
+        seconds = r.u32()
+        if seconds == DEFAULT_EPOCH_SECONDS:
+            raise DecodeError("a policy with the default epoch is written in layout 1")
+        return cls(version, official, k, prev, roster_version, seconds)
 
     @property
     def hash(self) -> bytes:
@@ -105,7 +131,17 @@ class MissionPolicy:
     def describe(self) -> str:
         official = ", ".join(p.phrase for p in sorted(self.official))
         k = "the roster's k" if self.track2_k == 0 else str(self.track2_k)
-        return f"version {self.version}: official channels {official}; Track II k = {k}"
+        text = f"version {self.version}: official channels {official}; Track II k = {k}"
+        if self.epoch_seconds != DEFAULT_EPOCH_SECONDS:
+            text += f"; send keys renew every {_period(self.epoch_seconds)}"
+        return text
+
+
+def _period(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    if rest:
+        return f"{seconds:,} seconds"
+    return "hour" if hours == 1 else f"{hours} hours"
 
 
 DEFAULT = MissionPolicy()
@@ -157,13 +193,23 @@ class SignedPolicy:
 
 
 def propose(
-    current: MissionPolicy, official: Iterable[Policy], track2_k: int, roster: Roster
+    current: MissionPolicy,
+    official: Iterable[Policy],
+    track2_k: int,
+    roster: Roster,
+    epoch_seconds: int | None = None,
 ) -> MissionPolicy:
-    """The next version of the policy, to be signed by ``k`` officers of ``roster``."""
+    """The next version of the policy, to be signed by ``k`` officers of ``roster``
+    (the epoch period stays unless ``epoch_seconds`` is given)."""
     if track2_k > roster.n:
         raise PolicyError(f"a Track II k of {track2_k} is more than the {roster.n} officers")
     return MissionPolicy(
-        current.version + 1, frozenset(official), track2_k, current.hash, roster.version
+        current.version + 1,
+        frozenset(official),
+        track2_k,
+        current.hash,
+        roster.version,
+        current.epoch_seconds if epoch_seconds is None else epoch_seconds,
     )
 
 
