@@ -67,9 +67,9 @@ def test_a_changed_entry_is_named(ri: Officer) -> None:
                          ("subject", b"other")):  # fmt: skip
         changed = [*entries]
         changed[2] = replace(entries[2], **{field: value})  # type: ignore[arg-type]
-        problem = _check(ri, changed)
-        assert problem is not None and problem.seq == 3, field
-        assert "signature does not verify" in problem.reason
+        assert _check(ri, changed) == ChainProblem(
+            ri.officer_id, 3, "its signature does not verify (the entry was changed)"
+        ), field
     # Changed and re-signed by someone else: his key is not the officer's.
     mallory = Officer.generate("Mallory", DetRng("mallory"))
     forged = AuditEntry.make(MISSION, mallory, 3, entries[1].digest(), 0, AuditKind.OPENED)
@@ -85,7 +85,9 @@ def test_a_dropped_or_reordered_entry_is_named(ri: Officer) -> None:
     # Renumbered to hide the gap: the link to the entry before breaks.
     renumbered = AuditEntry.make(MISSION, ri, 2, entries[1].prev, 5, AuditKind.OPENED)
     problem = _check(ri, [entries[0], renumbered, entries[2]])
-    assert problem is not None and problem.seq == 3 and "does not follow" in problem.reason
+    assert problem == ChainProblem(
+        ri.officer_id, 3, "does not follow the entry before it (changed, dropped or reordered)"
+    )
     swapped = [entries[1], entries[0]]
     problem = _check(ri, swapped)
     assert problem is not None and problem.seq == 1 and "missing" in problem.reason

@@ -104,3 +104,24 @@ def test_a_rekey_decodes_with_one_box_per_officer_at_most(rng: DetRng) -> None:
         rk.ChannelRekey.decode(over.encode())
     with pytest.raises(DecodeError, match="not a channel re-key"):
         rk.ChannelRekey.decode(b"\x02" + full.encode()[1:])
+
+
+def test_the_statement_signed_is_the_specifications(rng: DetRng) -> None:
+    """statement = channel_id || mission_id || u32 v || commitment, signed (hybrid)
+    under "…/sig/channel-rekey"."""
+    pak = Officer.generate("Pak", rng)
+    seed = secrets.token_bytes(32)
+    oid, sig = rk.sign_statement(pak, CID, MISSION, 3, seed)
+    assert oid == pak.officer_id
+    data = CID + MISSION + (3).to_bytes(4, "big") + rk.commitment(seed)
+    pak.public.verify_key.verify_hybrid(sig, P + b"sig/channel-rekey", data)
+
+
+def test_a_signed_roster_takes_two_signatures_per_officer_at_most(rng: DetRng) -> None:
+    ny = [Officer.generate(n, rng) for n in ("Pak", "Kim")]
+    roster = rs.new_genesis("New York", [o.public for o in ny], 2, rng(rs.NONCE_LEN))
+    sig = rs.sign_roster(roster, ny[0])
+    most = rs.SignedRoster(roster, (sig,) * (2 * MAX_OFFICERS))
+    assert rs.SignedRoster.decode(most.encode()) == most
+    with pytest.raises(DecodeError, match="too many roster signatures"):
+        rs.SignedRoster.decode(rs.SignedRoster(roster, (sig,) * (2 * MAX_OFFICERS + 1)).encode())
