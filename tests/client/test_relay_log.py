@@ -19,7 +19,7 @@ from backchannel.errors import ConfigError, RelayRefused
 from backchannel.protocol.batch import LogBundle
 from backchannel.protocol.log_monitor import LogMonitor
 from backchannel.protocol.merkle import TreeHead
-from backchannel.protocol.misbehaviour import sign_head_compact
+from backchannel.protocol.misbehaviour import Absence, sign_head_compact
 from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay
 from tests.client.test_client_flow import cosigned, two_missions
 
@@ -190,3 +190,44 @@ async def test_a_relay_address_that_would_carry_a_secret_into_the_card_is_refuse
     with pytest.raises(ConfigError, match="relay address"):
         founder.propose_mission("Mission", 2, [other.officer_card()], url)
     assert founder.mission_or_none() is None
+
+
+async def test_a_relay_that_calls_a_slot_spent_without_signing_it_raises_an_alarm(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """A relay could hide a peer's cell by answering that it was acknowledged
+    (spent), which is not a statement of absence and so made no proof. It now
+    signs what it calls spent: an answer whose signed statement does not name
+    the slot it calls spent is refused."""
+    ny, dc = await two_missions(tmp_path, relay)
+    await ny[0].sync(1)
+    await dc[0].sync(1)  # the relay's key is pinned
+    honest = relay.factory()
+    hidden: list[bytes] = []
+
+    def lying(url: str, tenant: str | None, credential: str | None) -> RelayClient:
+        client = honest(url, tenant, credential)
+        original = client.batch_fetch
+
+        async def batch_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
+            answer = await original(*args, **kwargs)
+            if not answer.absent or hidden:
+                return answer
+            st = Absence.decode(answer.absent)
+            victim, rest = st.slots[0], st.slots[1:]
+            hidden.append(victim)
+            # Signed by the relay's own key, naming the slot neither empty nor spent.
+            statement = relay.store.sign_absence(
+                st.head, st.served_at, st.tenant_id, rest, st.retention
+            )
+            return replace(answer, spent=(*answer.spent, victim), absent=statement)
+
+        client.batch_fetch = batch_fetch  # type: ignore[method-assign]
+        return client
+
+    dc[0]._relay = lying  # type: ignore[assignment]
+    report = await dc[0].sync(1)
+    assert hidden
+    assert any(
+        "statement of absence" in a and "does not match its answer" in a for a in report.alarms
+    ), report.alarms

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import pytest
 
@@ -789,3 +790,53 @@ def test_a_drop_is_provable_for_as_long_as_the_relay_says_it_keeps_cells() -> No
         else:
             with pytest.raises(ProofError, match="expired"):
                 verify_misbehaviour(blob)
+
+
+def _raw_with_spent(slots: list[bytes], spent: list[bytes], *, flag: bool = True) -> bytes:
+    """A statement laid out by hand with a spent list (bit 15 of the count), zero signature."""
+    raw = raw_absence(slots)
+    at = len(raw) - 64 - 32 * len(slots) - 2
+    count = len(slots) | (0x8000 if flag else 0)
+    body = raw[:at] + count.to_bytes(2, "big") + b"".join(slots)
+    return body + len(spent).to_bytes(2, "big") + b"".join(spent) + bytes(64)
+
+
+def test_a_statement_signs_the_spent_slots_and_keeps_its_layout_without_them() -> None:
+    a, b, c = sorted([h(b"a"), h(b"b"), h(b"c")])
+    plain = Absence.make(RELAY, LOG.head(4), 1234, TENANT, [a])
+    # Without spent slots, byte for byte the statement it always was.
+    assert plain.encode()[:-64] == raw_absence([a], head_=LOG.head(4), served_at=1234)[:-64]
+    both = Absence.make(RELAY, LOG.head(4), 1234, TENANT, [a], spent=[c, b])
+    assert both.spent == (b, c)
+    back = Absence.decode(both.encode())
+    assert back == both
+    back.verify(RELAY.verify_key)
+    only = Absence.make(RELAY, LOG.head(4), 1234, TENANT, [], spent=[b])
+    assert Absence.decode(only.encode()).slots == ()
+    # The signature covers the spent list: one moved out of it no longer verifies.
+    moved = replace(both, slots=(a, b), spent=(c,))
+    with pytest.raises(SignatureError):
+        moved.verify(RELAY.verify_key)
+    with pytest.raises(LocalProtocolError, match="either empty or spent"):
+        Absence.make(RELAY, LOG.head(4), 1234, TENANT, [a], spent=[a])
+    with pytest.raises(LocalProtocolError, match="1 to 1,024"):
+        Absence.make(RELAY, LOG.head(4), 1234, TENANT, [], spent=[])
+    many = [h(b"s", i.to_bytes(2, "big")) for i in range(1025)]
+    with pytest.raises(LocalProtocolError, match="1 to 1,024"):
+        Absence.make(RELAY, LOG.head(4), 1234, TENANT, many[:600], spent=many[600:])
+    Absence.make(RELAY, LOG.head(4), 1234, TENANT, many[:600], spent=many[600:1024])
+
+
+def test_a_spent_list_is_decoded_only_well_formed() -> None:
+    a, b, c = sorted([h(b"a"), h(b"b"), h(b"c")])
+    assert Absence.decode(_raw_with_spent([a], [b, c])).spent == (b, c)
+    assert Absence.decode(_raw_with_spent([], [b])).slots == ()
+    for bad in (
+        _raw_with_spent([a], []),  # the flag with no spent slot
+        _raw_with_spent([a], [c, b]),  # not ascending
+        _raw_with_spent([a], [b, b]),  # duplicate
+        _raw_with_spent([a], [a]),  # empty and spent at once
+        _raw_with_spent([], [b])[:-65],  # truncated
+    ):
+        with pytest.raises(DecodeError):
+            Absence.decode(bad)

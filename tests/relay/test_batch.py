@@ -294,6 +294,7 @@ async def test_a_fetch_answers_cells_spent_absent_and_every_query(
     absence.verify(key)
     assert absence.head == head and absence.tenant_id == beta.tenant_id
     assert absence.slots == tuple(sorted(absent))
+    assert absence.spent == (spent_slot,)  # signed: the relay answers for what it calls spent
     past = (await relay.get("/v1/log/head?size=1")).json()
     old_root = bytes.fromhex(past["root"])
     verify_consistency(1, size, old_root, head.root, answer.log.consistency)
@@ -331,7 +332,11 @@ async def test_a_fetch_answers_cells_spent_absent_and_every_query(
     statement = Absence.decode(lone_read.absence)
     statement.verify(key)
     assert statement.slots == (lone,) and statement.head == head and lone_read.cell is None
-    assert decode_slot_read(by_kind[6].payload).spent
+    # ABSENCE of an acknowledged slot: signed as spent, at the same head.
+    spent_read = Absence.decode(decode_slot_read(by_kind[6].payload).absence)
+    spent_read.verify(key)
+    assert spent_read.spent == (spent_slot,) and spent_read.slots == ()
+    assert spent_read.head == head
     assert by_kind[7].payload.hex() == (await relay.get("/v1/log/leaves/0")).json()["leaf"]
     reads = answer.slot_reads(queries)
     assert set(reads) == {cells[0][1], lone, spent_slot}

@@ -455,16 +455,22 @@ async def test_an_acknowledged_cell_is_spent_not_absent(
     http: httpx.AsyncClient, alpha: Tenant
 ) -> None:
     """After an ack the relay says the slot is spent, never that it is empty: an
-    honest relay's answers make no proof of a drop."""
+    honest relay's answers make no proof of a drop. It signs what it calls spent,
+    so a relay that hides a cell by calling it acknowledged answers for it."""
     cell = await put(http, alpha.tenant_id)
     other = new_slot()
     r = await http.post(alpha.path("ack"), json={"slots": [cell.slot]}, headers=alpha.auth)
     assert r.json() == {"removed": 1}
     log = await fetch(http, alpha, [cell.slot, other])
     assert log["spent"] == [cell.slot]
-    assert absence_of(log).slots == (bytes.fromhex(other),)  # only the never-filled slot
+    statement = absence_of(log)
+    assert statement.slots == (bytes.fromhex(other),)  # only the never-filled slot
+    assert statement.spent == (bytes.fromhex(cell.slot),)
     r = await http.post(alpha.path("fetch"), json={"slots": [cell.slot]}, headers=alpha.auth)
-    assert r.json()["cells"] == {} and "absent" not in r.json()["log"]
+    alone = r.json()["log"]
+    assert r.json()["cells"] == {} and alone["spent"] == [cell.slot]
+    only_spent = absence_of(alone)
+    assert only_spent.slots == () and only_spent.spent == (bytes.fromhex(cell.slot),)
     r = await http.post(alpha.path("ack"), json={"slots": [cell.slot]}, headers=alpha.auth)
     assert r.json() == {"removed": 0}  # acknowledged once
 

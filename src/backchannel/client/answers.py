@@ -215,8 +215,15 @@ class AnswerSource:
             places,
             read.absence or None,
             (slot,),
-            frozenset({slot}) if read.spent else frozenset(),
+            frozenset({slot}) if read.spent or _signed_spent(read.absence, slot) else frozenset(),
         )
+
+
+def _signed_spent(statement: bytes, slot: bytes) -> bool:
+    """Whether the statement (decoded when the answer was read) names ``slot`` as spent."""
+    from backchannel.protocol.misbehaviour import Absence
+
+    return bool(statement) and slot in Absence.decode(statement).spent
 
 
 def _refusal(text: str) -> RelayRefusal:

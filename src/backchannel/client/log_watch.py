@@ -377,15 +377,20 @@ class LogWatch:
         tenant_id: str,
         empty: set[bytes],
         alarms: list[str],
+        spent: frozenset[bytes] = frozenset(),
     ) -> bool:
-        """Whether the relay signed, at the answer's head, that exactly ``empty`` were empty."""
-        if not empty:
+        """Whether the relay signed, at the answer's head, that exactly ``empty`` were
+        empty and exactly ``spent`` acknowledged."""
+        if not empty and not spent:
             return True
         monitor = self.monitor(url)
         if monitor is None:
             return False
         if raw is None:
-            self.alarm(url, "the relay left slots out without signing that they were empty", alarms)
+            self.alarm(
+                url, "the relay left slots out without signing that they were empty or spent",
+                alarms,
+            )  # fmt: skip
             return False
         try:
             absence = Absence.decode(raw)
@@ -394,6 +399,7 @@ class LogWatch:
                 absence.head != SignedHead.decode(signed).head
                 or absence.tenant_id != tenant_id
                 or set(absence.slots) != empty
+                or set(absence.spent) != spent
             ):
                 raise ProofError("the relay's statement of absence does not match its answer")
             if not self._not_ahead(url, absence.served_at, "a statement of absence", alarms):
@@ -563,6 +569,14 @@ class LogWatch:
             answer = await relay.fetch_logged([seen.slot])
             if answer.cells:
                 text = f"the relay held back the peer's cell of round {note.round} past its round"
+                self.alarm(url, text, alarms)
+                return
+            if answer.spent:
+                # Signed as acknowledged: kept with the alarm, not a drop to prove.
+                text = (
+                    f"the relay signs that the peer's cell of round {note.round} was "
+                    "acknowledged, which this device never did"
+                )
                 self.alarm(url, text, alarms)
                 return
             if answer.signed_head is None or not self.check_absence(

@@ -86,7 +86,7 @@ class LogChecks(Receiving):
             self.log.alarm(url, text, report.alarms)
         empty = set(view.asked) - set(view.cells) - view.spent
         absent_ok = self.log.check_absence(
-            url, signed, view.absent, tenant_id, empty, report.alarms
+            url, signed, view.absent, tenant_id, empty, report.alarms, view.spent
         )
         return proved, absent_ok
 

@@ -21,8 +21,8 @@ from backchannel.protocol.misbehaviour import COMPACT_HEAD_LEN, RELAY_KEY_LEN, A
 
 #: Longest log leaf accepted (version 1 leaves are 53 bytes).
 MAX_LEAF_LEN = 1024
-#: Longest statement of absence (1,024 slots of a 255-byte tenant id).
-MAX_ABSENCE_LEN = 49 + 8 + 4 + 1 + 255 + 2 + 1024 * SLOT_LEN + 64
+#: Longest statement of absence (1,024 slots, empty or spent, of a 255-byte tenant id).
+MAX_ABSENCE_LEN = 49 + 8 + 4 + 1 + 255 + 2 + 1024 * SLOT_LEN + 2 + 64
 #: Longest cell accepted by the decoders (cells are 4 KiB by default).
 MAX_CELL_LEN = 1 << 20
 

@@ -328,14 +328,21 @@ def read_tenant(r: Reader) -> str:
     return text
 
 
+#: Bit 15 of a statement of absence's count: a list of spent slots follows.
+_SPENT_FOLLOWS = 0x8000
+
+
 @dataclass(frozen=True, slots=True)
 class Absence:
-    """The relay's signed word that ``slots`` of ``tenant_id`` held no cell.
+    """The relay's signed word that ``slots`` of ``tenant_id`` held no cell,
+    and that ``spent`` held one its tenant acknowledged (deleted).
 
     ``head`` is the log's head in the same read that found the slots empty,
     ``served_at`` the relay's clock (seconds) when it answered. Layout
     ``tree_head [49] | served_at u64 | retention u32 | len u8 | tenant_id |
-    count u16 | slots [32] each, ascending | Ed25519 signature [64]``; the
+    count u16 | slots [32] each, ascending | [spent_count u16 | spent [32] each,
+    ascending] | Ed25519 signature [64]``; bit 15 of ``count`` says whether the
+    spent list follows (a statement without one is as it always was); the
     signature covers everything before it under
     :data:`~backchannel.crypto.labels.SIG_ABSENCE`. ``retention`` is how long
     (seconds, at least :data:`MIN_RETENTION_SECONDS`) the relay says it keeps
@@ -349,22 +356,32 @@ class Absence:
     slots: tuple[bytes, ...]
     signature: bytes = b""
     retention: int = MIN_RETENTION_SECONDS
+    #: Slots that held a cell the tenant has since acknowledged: not empty (a
+    #: slot is written once), and signed so that the relay answers for it.
+    spent: tuple[bytes, ...] = ()
 
     def statement(self) -> bytes:
-        if not 0 < len(self.slots) <= MAX_ABSENT_SLOTS:
+        if not 0 < len(self.slots) + len(self.spent) <= MAX_ABSENT_SLOTS:
             raise LocalProtocolError("a statement of absence names 1 to 1,024 slots")
-        if any(len(s) != SLOT_LEN for s in self.slots) or list(self.slots) != sorted(
-            set(self.slots)
-        ):
-            raise LocalProtocolError("absent slots must be distinct, ascending, 32 bytes each")
+        for group in (self.slots, self.spent):
+            if any(len(s) != SLOT_LEN for s in group) or list(group) != sorted(set(group)):
+                raise LocalProtocolError(
+                    "absent and spent slots must be distinct, ascending, 32 bytes each"
+                )
+        if set(self.slots) & set(self.spent):
+            raise LocalProtocolError("a slot is either empty or spent")
         if not MIN_RETENTION_SECONDS <= self.retention < 1 << 32:
             raise LocalProtocolError("a relay keeps cells at least an hour")
         w = Writer().fixed(self.head.encode(), TREE_HEAD_LEN).u64(self.served_at)
         w.u32(self.retention)
         write_tenant(w, self.tenant_id)
-        w.u16(len(self.slots))
+        w.u16(len(self.slots) | (_SPENT_FOLLOWS if self.spent else 0))
         for slot in self.slots:
             w.fixed(slot, SLOT_LEN)
+        if self.spent:
+            w.u16(len(self.spent))
+            for slot in self.spent:
+                w.fixed(slot, SLOT_LEN)
         return w.bytes()
 
     @classmethod
@@ -376,8 +393,12 @@ class Absence:
         tenant_id: str,
         slots: Sequence[bytes],
         retention: int = MIN_RETENTION_SECONDS,
+        spent: Sequence[bytes] = (),
     ) -> Absence:
-        unsigned = cls(head, served_at, tenant_id, tuple(sorted(set(slots))), b"", retention)
+        unsigned = cls(
+            head, served_at, tenant_id, tuple(sorted(set(slots))), b"", retention,
+            tuple(sorted(set(spent))),
+        )  # fmt: skip
         signature = key.sign_ed25519(SIG_ABSENCE, unsigned.statement())
         return replace(unsigned, signature=signature)
 
@@ -397,13 +418,24 @@ class Absence:
         served_at, retention = r.u64(), r.u32()
         if retention < MIN_RETENTION_SECONDS:
             raise DecodeError("a relay keeps cells at least an hour")
-        tenant_id, count = read_tenant(r), r.u16()
-        if not 0 < count <= MAX_ABSENT_SLOTS:
+        tenant_id, field = read_tenant(r), r.u16()
+        follows, count = bool(field & _SPENT_FOLLOWS), field & ~_SPENT_FOLLOWS
+        if not (0 if follows else 1) <= count <= MAX_ABSENT_SLOTS:
             raise DecodeError("a statement of absence names 1 to 1,024 slots")
         slots = tuple(r.fixed(SLOT_LEN) for _ in range(count))
-        if list(slots) != sorted(set(slots)):
-            raise DecodeError("absent slots must be distinct and ascending")
-        return cls(head, served_at, tenant_id, slots, r.fixed(ED25519_SIG_LEN), retention)
+        spent: tuple[bytes, ...] = ()
+        if follows:
+            n = r.u16()
+            if not 0 < n <= MAX_ABSENT_SLOTS - count:
+                raise DecodeError("a statement of absence names 1 to 1,024 slots")
+            spent = tuple(r.fixed(SLOT_LEN) for _ in range(n))
+        for group in (slots, spent):
+            if list(group) != sorted(set(group)):
+                raise DecodeError("absent and spent slots must be distinct and ascending")
+        if set(slots) & set(spent):
+            raise DecodeError("a slot is either empty or spent")
+        sig = r.fixed(ED25519_SIG_LEN)
+        return cls(head, served_at, tenant_id, slots, sig, retention, spent)
 
     def verify(self, key: VerifyKey) -> None:
         key.verify_ed25519(self.signature, SIG_ABSENCE, self.statement())

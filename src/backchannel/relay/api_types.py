@@ -169,8 +169,8 @@ class CellsLog(TypedDict):
             Field(
                 pattern="^([0-9a-f]{2})+$",
                 description="present when a slot asked for held no cell: the relay's signed "
-                "statement of absence (docs/spec/relay-log-v1.md §3.2) of those slots, at "
-                "signed_head",
+                "statement of absence (docs/spec/relay-log-v1.md §3.2) of those slots, the "
+                "spent ones in its spent list, at signed_head",
             ),
         ]
     ]

@@ -260,10 +260,11 @@ class BatchEndpoints:
         spent = tuple(slot for slot in slots if found.get(slot) == b"")
         absent_slots = [slot for slot in slots if slot not in found]
         absent = b""
-        if absent_slots:
-            # Signed: the slots held nothing in the very read that saw this head.
+        if absent_slots or spent:
+            # Signed: the slots held nothing (or a cell since acknowledged) in the
+            # very read that saw this head.
             absent = service.store.sign_absence(
-                head, service.coarse_now(), tenant_id, absent_slots, s.retention_seconds
+                head, service.coarse_now(), tenant_id, absent_slots, s.retention_seconds, spent
             )
         service.metrics.cells_fetched.inc(len(cells))
         shown = [proofs[c.slot] for c in cells if c.slot in proofs]
@@ -338,9 +339,9 @@ class BatchEndpoints:
                 return SlotRead(cell).encode()
             leaf = await self._leaf(proof.leaf_index)
             return SlotRead(cell, _place(proof), leaf, tuple(proof.inclusion_proof)).encode()
-        if cell is not None:
-            return SlotRead(spent=True).encode()
+        spent = [slot] if cell is not None else []  # acknowledged: signed as spent
         statement = service.store.sign_absence(
-            head, service.coarse_now(), tenant_id, [slot], service.settings.retention_seconds
-        )
+            head, service.coarse_now(), tenant_id, [] if spent else [slot],
+            service.settings.retention_seconds, spent,
+        )  # fmt: skip
         return SlotRead(absence=statement).encode()

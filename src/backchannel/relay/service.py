@@ -334,8 +334,9 @@ class RelayService:
             # Acknowledged by the tenant: no cell, yet not empty (slots are write-once).
             answer["spent"] = [slot.hex() for slot in spent]
         absent = [slot for slot in slots if slot not in found]
-        if absent:
-            # Signed: the slots held nothing in the very read that saw this head.
+        if absent or spent:
+            # Signed: the slots held nothing (or a cell since acknowledged) in the
+            # very read that saw this head.
             head = TreeHead.decode(signed[:_TREE_HEAD_LEN])
             answer["absent"] = self.store.sign_absence(
                 head,
@@ -343,6 +344,7 @@ class RelayService:
                 record.tenant_id,
                 absent,
                 self.settings.retention_seconds,
+                spent,
             ).hex()
         cells_answer: api.Cells = {"cells": encoded, "log": answer}
         return JSONResponse(cells_answer, headers=_NO_STORE)

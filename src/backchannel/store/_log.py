@@ -346,9 +346,11 @@ class LogCache:
         tenant_id: str,
         slots: Sequence[bytes],
         retention: int,
+        spent: Sequence[bytes] = (),
     ) -> bytes:
-        """A signed statement that ``slots`` were empty in the read that saw ``head``."""
-        return Absence.make(self.key, head, served_at, tenant_id, slots, retention).encode()
+        """A signed statement that ``slots`` were empty, and ``spent`` acknowledged,
+        in the read that saw ``head``."""
+        return Absence.make(self.key, head, served_at, tenant_id, slots, retention, spent).encode()
 
     def remember(self, signed: bytes, size: int) -> None:
         with self._lock:
@@ -515,8 +517,9 @@ class LogSigning:
         tenant_id: str,
         slots: Sequence[bytes],
         retention: int = MIN_RETENTION_SECONDS,
+        spent: Sequence[bytes] = (),
     ) -> bytes:
-        return self._log_cache().sign_absence(head, served_at, tenant_id, slots, retention)
+        return self._log_cache().sign_absence(head, served_at, tenant_id, slots, retention, spent)
 
     async def _current_state(self) -> HeadState:
         """The committed head (the store's own read)."""

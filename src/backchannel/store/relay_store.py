@@ -297,5 +297,7 @@ class RelayStore(IntakeStore, Protocol):
         tenant_id: str,
         slots: Sequence[bytes],
         retention: int = ...,
+        spent: Sequence[bytes] = ...,
     ) -> bytes:
-        """The encoded, signed :class:`~backchannel.protocol.misbehaviour.Absence` of ``slots``."""
+        """The encoded, signed :class:`~backchannel.protocol.misbehaviour.Absence` of
+        ``slots`` (empty) and ``spent`` (acknowledged)."""
