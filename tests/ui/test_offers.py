@@ -190,8 +190,10 @@ def test_officers_change_the_policy_on_their_desks(tmp_path: Path) -> None:
         page = html.unescape(ri.get("/roster").text)
         assert "Official channels may be: for the record." in page
         assert "goes out with 2 officers' signatures (the roster's k)" in page
+        assert "renew every 24 hours" in page
+        assert "No recovery quorum: if fewer than 2 of you remain" in page
         data = {"csrf": ri.csrf, "back": "/roster", "official": ["record", "either"],
-                "track2_k": "1"}  # fmt: skip
+                "track2_k": "1", "epoch_hours": "6"}  # fmt: skip
         r = ri.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
         assert r.status_code == 303
         page = html.unescape(ri.get("/roster").text)
@@ -210,11 +212,16 @@ def test_officers_change_the_policy_on_their_desks(tmp_path: Path) -> None:
         assert "Signed: the change has its signatures and is in force." in page
         assert "Official channels may be: for the record; either, message by message." in page
         assert "goes out with one officer's signature" in page
+        assert "renew every 6 hours" in page
         # An empty choice is refused with a clear line, and changes nothing.
         data = {"csrf": han.csrf, "back": "/roster", "track2_k": "0"}
         r = han.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
         assert "tick at least one kind" in html.unescape(han.get(r.headers["location"]).text)
+        data = {"csrf": han.csrf, "back": "/roster", "official": ["record"], "epoch_hours": "0"}
+        r = han.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
+        assert "1 to 168 hours" in html.unescape(han.get(r.headers["location"]).text)
         assert han.client.mission_policy().track2_k == 1
+        assert han.client.mission_policy().epoch_seconds == 6 * 3600
     finally:
         for d in (ri, han):
             d.client.home.close()

@@ -173,6 +173,10 @@ async def roster(request: Request, session: Session) -> Response:
             "id": grouped(m.mission_id.hex()),
             "relay": m.relay_url,
             "version": m.roster.version,
+            "recovery_k": m.roster.recovery_threshold,
+            "recovery": [
+                {"name": o.name, "id": grouped(o.officer_id.hex())} for o in m.roster.recovery
+            ],
         }
         policy = _policy_view(m.policy, c.policy_pending(), m.roster.n)
     return render(request, session, "roster.html", officers=officers, m=mission, policy=policy)
@@ -184,6 +188,7 @@ def _policy_view(current: Any, pending: list[Any], n: int) -> dict[str, Any]:
         "official": [p.phrase for p in sorted(current.official)],
         "official_values": [p.label for p in current.official],
         "track2_k": current.track2_k,
+        "epoch_hours": current.epoch_seconds // 3600,
         "n": n,
         "pending": [
             {
@@ -206,8 +211,12 @@ async def policy_propose(request: Request, session: Session, form: FormData) -> 
     raw_k = str(form.get("track2_k") or "0")
     if not raw_k.isdigit():
         raise ConfigError("the Track II k is a number: 0 for the roster's k, or 1 and up")
+    raw_hours = str(form.get("epoch_hours") or "")
+    if raw_hours and not (raw_hours.isdigit() and 1 <= int(raw_hours) <= 168):
+        raise ConfigError("the send keys last 1 to 168 hours (an hour to a week)")
+    seconds = int(raw_hours) * 3600 if raw_hours else None
     async with desk_of(request).use() as c:
-        made = c.policy_propose(official, int(raw_k))
+        made = c.policy_propose(official, int(raw_k), seconds)
     session.notes.append(
         ("ok", f"Policy change proposed and signed by you ({len(made.signed_by)} of "
                f"{made.needed}); your colleagues see it after the next rounds.")
