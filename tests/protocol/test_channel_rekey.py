@@ -318,3 +318,23 @@ def test_a_device_that_does_not_send_follows_the_latest_removal(pair: Pair) -> N
     again.rekeying = rk.Rekeying(seed)
     with pytest.raises(LocalProtocolError, match="under way"):
         again.expect_rekey(seed)
+
+
+def test_a_rekey_of_ours_seals_to_none_of_the_officers_the_peers_rekey_removed(
+    pair: Pair,
+) -> None:
+    """New York removes Ri and re-keys; Washington has not yet added New York's
+    new card. When Washington re-keys in turn, its seed goes to Pak and Kim only:
+    Ri's kept copy would otherwise learn the channel's next keys."""
+    ny = pair.a.mission
+    _start(pair)
+    _until_moved(pair)
+    b = pair.b.endpoint
+    assert b.peer_roster.version == 0 and b.peer_rekey_roster is not None
+    assert b.peer_rekey_roster.version == 1
+    card_certs = tuple(ny.certs())  # the card Washington holds: Pak, Kim and Ri
+    sealed_to = rk.recipients(card_certs, b.peer_roster, b.peer_rekey_roster)
+    assert [c.officer_id for c in sealed_to] == [o.officer.officer_id for o in ny.officers[:2]]
+    # Once the card is newer than the re-key's roster, the card decides.
+    assert rk.recipients(card_certs, b.peer_rekey_roster, b.peer_rekey_roster) == card_certs
+    assert rk.recipients(card_certs, b.peer_roster, None) == card_certs

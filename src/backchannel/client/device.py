@@ -273,6 +273,7 @@ class _EndpointData:
     rekeying: Rekeying | None = None
     rekey_held: bytes = b""
     rekey_held_round: int = 0
+    peer_rekey_roster: Roster | None = None
 
 
 _ENDPOINT_FIELDS = tuple(f for f in Endpoint.__dataclass_fields__ if f != "officer")

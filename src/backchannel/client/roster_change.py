@@ -373,9 +373,8 @@ def _rekey_channel(
         sigs = _channel_sigs(change, rec.channel_id)
         peer = client._peer_card(rec.peer_mission)
         signed = rs.SignedRoster(change.new, change.signatures)
-        rekey = rk.make_rekey(
-            rec.channel_id, mid, signed, ep.next_send_round, seed, peer.certs, sigs
-        )
+        certs = rk.recipients(peer.certs, peer.roster, ep.peer_rekey_roster)
+        rekey = rk.make_rekey(rec.channel_id, mid, signed, ep.next_send_round, seed, certs, sigs)
         ep.start_rekey(rekey, seed)
     except (LocalProtocolError, ConfigError) as exc:  # one under way; a peer unconfirmed
         text = f"channel with {rec.peer_mission.hex()[:8]} keeps its keys: {exc}"

@@ -114,6 +114,9 @@ class Endpoint:
     #: nothing after that round is read until the peer's new card comes.
     rekey_held: bytes = b""
     rekey_held_round: int = 0
+    #: The peer's roster its latest re-key named (checked; maybe newer than its card):
+    #: our own re-keys seal to none of the officers it removed (``rekey.recipients``).
+    peer_rekey_roster: Roster | None = None
 
     def __repr__(self) -> str:
         return f"Endpoint(send={self.next_send_round}, recv={self.next_recv_round})"
@@ -491,6 +494,7 @@ class Endpoint:
             self.rekeying = control.rekeying
             self.outbox.extend(control.outbox)
             self.rekey_held, self.rekey_held_round = control.held, round_no
+            self.peer_rekey_roster = control.peer_roster or self.peer_rekey_roster
         self.next_recv_round = round_no + 1
         self._erase_past()
         return RoundResult(
@@ -571,6 +575,7 @@ class Endpoint:
         return rk.Outcome(
             replace(k, in_switch=k.switch_after(round_no)),
             outbox,
+            peer_roster=roster,
             text=(
                 f"the peer's roster changed (version {rekey.version}) and it moved the "
                 "channel to new keys; this device follows"
@@ -590,4 +595,5 @@ class Endpoint:
         self.rekeying = control.rekeying
         self.outbox.extend(control.outbox)
         self.rekey_held, self.rekey_held_round = b"", 0
+        self.peer_rekey_roster = control.peer_roster
         return control.text

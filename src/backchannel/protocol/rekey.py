@@ -130,6 +130,17 @@ class ChannelRekey:
         return cls(frm, change, base, boxes, sigs)
 
 
+def recipients(
+    certs: tuple[EpochKeyCert, ...], card_roster: Roster, newest: Roster | None
+) -> tuple[EpochKeyCert, ...]:
+    """The peer officers a re-key's seed is sealed to: those of the peer's card,
+    less any the peer's own later re-key showed removed (its card may not have
+    come yet; an officer it removed must not learn our new seed)."""
+    if newest is None or newest.version <= card_roster.version:
+        return certs
+    return tuple(c for c in certs if newest.contains(c.officer_id))
+
+
 def make_rekey(
     channel_id: bytes,
     from_mission: bytes,
@@ -321,6 +332,8 @@ class Outcome:
     outbox: list[Fragment] = field(default_factory=list)
     held: bytes = b""
     text: str = ""
+    #: The peer's roster its re-key was made under, once checked.
+    peer_roster: Roster | None = None
 
 
 def control_fragments(raw: bytes, cell_size: int) -> list[Fragment]:
