@@ -67,10 +67,11 @@ async def adopt_policy(
     official: Iterable[ch.Policy],
     track2_k: int = 0,
     epoch_seconds: int | None = None,
+    unseen_seconds: int | None = None,
 ) -> None:
     """The mission's officers change its policy as they would: the first proposes,
     the rounds carry it, the others sign until ``k`` have; every device adopts it."""
-    pending = officers[0].policy_propose(official, track2_k, epoch_seconds)
+    pending = officers[0].policy_propose(official, track2_k, epoch_seconds, unseen_seconds)
     for _ in range(3):
         for c in officers:
             await c.settle()

@@ -15,8 +15,9 @@ from backchannel.client.home import Home
 from backchannel.client.officer_alarms import UNSEEN_AFTER, AlarmKind
 from backchannel.client.service import Client
 from backchannel.errors import NotEnoughShares, NotEnoughSignatures, RosterError
+from backchannel.protocol.channel import Policy
 from backchannel.protocol.payload import note
-from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay
+from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay, adopt_policy
 from tests.client.test_client_flow import two_missions
 
 SECRET = "the delegation arrives on Thursday"
@@ -161,3 +162,27 @@ async def test_a_device_unseen_for_a_day_raises_one_alarm(
     now[0] += UNSEEN_AFTER + 60
     await ri.sync(2)
     assert kinds(ri) == [AlarmKind.DEVICE_UNSEEN, AlarmKind.DEVICE_UNSEEN]
+
+
+async def test_the_mission_policy_sets_how_long_a_device_may_be_unseen(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Two hours, set by both officers: Han's device silent for a little less
+    raises nothing on Ri's, a little more raises the alarm."""
+    now = [time.time()]
+    f = relay.factory()
+    ri, han = await demo.found(
+        tmp_path, "New York", ("Ri", "Han"), RELAY_URL, f, "pw", FAST_KDF, lambda: now[0]
+    )
+    await adopt_policy([ri, han], {Policy.RECORD}, 0, None, 2 * 3600)
+    assert ri.mission_policy().unseen_seconds == 7200
+    await settle_all(ri, han)
+    await ri.sync(3)
+    assert kinds(ri) == []
+    now[0] += 2 * 3600 - 60
+    await ri.sync(2)
+    assert kinds(ri) == []
+    now[0] += 120
+    await ri.sync(3)
+    [alarm] = ri.officer_alarms()
+    assert alarm.kind is AlarmKind.DEVICE_UNSEEN and "for 2 hours" in alarm.text

@@ -87,9 +87,9 @@ def test_a_contact_and_a_mission_talk_deniably_through_the_cli(tmp_path: Path) -
         r = ri.run("mission", "policy", "propose", "--official", "record", "--epoch-hours", "0")
         assert r.code != 0 and "--epoch-hours is 1 to 168" in r.err
         made = ri.json("mission", "policy", "propose", "--official", "record",
-                       "--track2-k", "1", "--epoch-hours", "6")  # fmt: skip
+                       "--track2-k", "1", "--epoch-hours", "6", "--unseen-hours", "48")  # fmt: skip
         assert made["adopted"] is False and made["signed_by"] == ["Officer Ri"]
-        assert made["epoch_seconds"] == 6 * 3600
+        assert made["epoch_seconds"] == 6 * 3600 and made["unseen_seconds"] == 48 * 3600
         ri.settle()
         han.settle()
         [pending] = han.json("mission", "policy", "show")["pending"]

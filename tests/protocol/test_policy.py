@@ -211,9 +211,27 @@ def test_the_send_epoch_period_is_a_policy_of_an_hour_to_a_week(ny: MissionKit) 
     for seconds in (3599, 7 * 86_400 + 1, 0):
         with pytest.raises(DecodeError, match="an hour to a week"):
             mp.MissionPolicy(epoch_seconds=seconds)
-    # Layout 2 carrying the default is not the policy's one encoding: refused.
+    # Layout 2 carrying the defaults is not the policy's one encoding: refused.
     raw = mp.MissionPolicy(epoch_seconds=7200).encode()
     with pytest.raises(DecodeError, match="layout 1"):
-        _read(raw[:-4] + (86_400).to_bytes(4, "big"))
+        _read(raw[:-8] + (86_400).to_bytes(4, "big") * 2)
     with pytest.raises(DecodeError, match="expected 1 or 2"):
         _read(b"\x03" + raw[1:])
+
+
+def test_how_long_a_device_may_be_silent_is_a_policy_of_an_hour_to_thirty_days(
+    ny: MissionKit,
+) -> None:
+    assert mp.DEFAULT.unseen_seconds == 86_400
+    quiet = mp.propose(mp.DEFAULT, {Policy.RECORD}, 0, ny.roster, None, 6 * 3600)
+    assert quiet.encode()[0] == 2 and _read(quiet.encode()) == quiet
+    assert quiet.epoch_seconds == 86_400
+    assert "silent for 6 hours raises an alarm" in quiet.describe()
+    both = mp.propose(quiet, {Policy.RECORD}, 0, ny.roster, 3600)
+    assert (both.epoch_seconds, both.unseen_seconds) == (3600, 6 * 3600)
+    assert _read(both.encode()) == both
+    for seconds in (3600, 30 * 86_400):
+        mp.MissionPolicy(unseen_seconds=seconds)
+    for seconds in (3599, 30 * 86_400 + 1):
+        with pytest.raises(DecodeError, match="thirty days"):
+            mp.MissionPolicy(unseen_seconds=seconds)

@@ -30,6 +30,7 @@ def _doc(p: PendingPolicy) -> dict[str, object]:
         "official": sorted(k.label for k in p.policy.official),
         "track2_k": p.policy.track2_k,
         "epoch_seconds": p.policy.epoch_seconds,
+        "unseen_seconds": p.policy.unseen_seconds,
         "signed_by": list(p.signed_by),
         "needed": p.needed,
         "adopted": p.adopted,
@@ -57,6 +58,7 @@ def show(ctx: typer.Context) -> None:
             "official": sorted(k.label for k in current.official),
             "track2_k": current.track2_k,
             "epoch_seconds": current.epoch_seconds,
+            "unseen_seconds": current.unseen_seconds,
             "pending": [_doc(p) for p in pending],
         },
         *lines,
@@ -88,6 +90,14 @@ def propose(
             "default: as now, a day at first).",
         ),
     ] = None,
+    unseen_hours: Annotated[
+        int | None,
+        typer.Option(
+            "--unseen-hours",
+            help="How many hours a colleague's device may send nothing before an alarm "
+            "(1 to 720; default: as now, a day at first).",
+        ),
+    ] = None,
 ) -> None:
     """Propose the next policy, signed by you; colleagues sign it on their devices."""
     unknown = [k for k in official if k not in _KINDS]
@@ -95,9 +105,12 @@ def propose(
         raise ConfigError("--official is record, deniable or either (repeat it for several)")
     if epoch_hours is not None and not 1 <= epoch_hours <= 168:
         raise ConfigError("--epoch-hours is 1 to 168 (an hour to a week)")
+    if unseen_hours is not None and not 1 <= unseen_hours <= 720:
+        raise ConfigError("--unseen-hours is 1 to 720 (an hour to thirty days)")
     seconds = None if epoch_hours is None else epoch_hours * 3600
+    unseen = None if unseen_hours is None else unseen_hours * 3600
     with open_client(ctx) as client:
-        made = client.policy_propose([_KINDS[k] for k in official], track2_k, seconds)
+        made = client.policy_propose([_KINDS[k] for k in official], track2_k, seconds, unseen)
     output(ctx).done(
         _doc(made),
         Text.assemble(("ok", "green"), f" proposed {made.policy.describe()}"),

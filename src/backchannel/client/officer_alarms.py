@@ -14,7 +14,8 @@ other officer's device, delivered by the round schedule like any joint object
   confirmed another card for the same mission and roster version raises the
   alarm (one of the two was shown a forged card, or a card with another relay
   or tenant);
-* a colleague's device unseen for longer than :data:`UNSEEN_AFTER`: every
+* a colleague's device unseen for longer than the mission policy allows (a day,
+  :data:`UNSEEN_AFTER`, unless it says otherwise): every
   device deposits one piece for each colleague every round, cover or not, so a
   lane that stays empty means a device that is off, lost or cut off.
 
@@ -37,6 +38,7 @@ from backchannel.client.records import PeerRecord
 from backchannel.crypto.primitives import equal
 from backchannel.errors import DecodeError
 from backchannel.protocol import joint
+from backchannel.protocol import policy as mp
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.codec import Reader, Writer
 
@@ -47,7 +49,7 @@ CONFIRMED_BY = "card_confirmed_by"
 #: Longest detail an alarm carries (a roster change's one-line description).
 MAX_DETAIL = 300
 #: A colleague's device unseen for this long (seconds) raises an alarm.
-UNSEEN_AFTER = 24 * 3600
+UNSEEN_AFTER = mp.DEFAULT_UNSEEN_SECONDS
 #: How often (seconds of the device's clock) a colleague's last sighting is written down.
 _SEEN_GRANULE = 600
 
@@ -254,7 +256,8 @@ class OfficerAlarms(Audit):
             if last == 0:
                 self._set_counter(b"seen:" + o, now)  # the watch starts now
                 continue
-            if now - last > UNSEEN_AFTER and not self._counter(b"unseen-alarm:" + o):
+            limit = self.mission().policy.unseen_seconds
+            if now - last > limit and not self._counter(b"unseen-alarm:" + o):
                 hours = (now - last) // 3600
                 text = (
                     f"nothing has come from {self._officer_name(o)}'s device for "

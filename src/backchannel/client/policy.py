@@ -53,20 +53,25 @@ class Policies(OfficerAlarms):
         return self.mission().policy
 
     def policy_propose(
-        self, official: Iterable[Policy], track2_k: int, epoch_seconds: int | None = None
+        self,
+        official: Iterable[Policy],
+        track2_k: int,
+        epoch_seconds: int | None = None,
+        unseen_seconds: int | None = None,
     ) -> PendingPolicy:
         """Propose the next policy, signed by this officer, to every colleague
-        (``epoch_seconds``: the send epochs' period; ``None`` keeps it)."""
+        (``epoch_seconds``: the send epochs' period, ``unseen_seconds``: how long a
+        colleague's device may be silent; ``None`` keeps each)."""
         m = self.mission()
         if m.roster.is_contact:
             raise ConfigError("a Track II contact has no mission policy to change")
         try:
-            new = mp.propose(m.policy, official, track2_k, m.roster, epoch_seconds)
+            new = mp.propose(m.policy, official, track2_k, m.roster, epoch_seconds, unseen_seconds)
         except (mp.PolicyError, DecodeError) as exc:
             raise ConfigError(str(exc)) from None
         old = m.policy
-        if (new.official, new.track2_k, new.epoch_seconds) == (
-            old.official, old.track2_k, old.epoch_seconds
+        if (new.official, new.track2_k, new.epoch_seconds, new.unseen_seconds) == (
+            old.official, old.track2_k, old.epoch_seconds, old.unseen_seconds
         ):  # fmt: skip
             raise ConfigError("that is the policy in force already")
         signed = mp.sign(mp.SignedPolicy(m.mission_id, new), self.officer)

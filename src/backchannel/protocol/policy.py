@@ -16,6 +16,8 @@ policy says what the mission's channels may carry:
   messages to the peer) lasts before it renews itself: a day by default, from
   an hour to a week. A shorter period closes sooner what a copy of the sending
   device opens; each renewal costs the next message an announcement.
+- ``unseen_seconds``: how long a colleague's device may send nothing before
+  the others get an alarm: a day by default, from an hour to thirty days.
 
 Like the roster, the policy is versioned and chained: version ``v + 1`` names
 the hash of version ``v`` and takes effect only with the hybrid signatures of
@@ -40,12 +42,17 @@ from backchannel.protocol.identity import Officer
 from backchannel.protocol.roster import Roster, read_signatures, signers, write_signatures
 
 _VERSION = 1
-#: The layout of a policy whose epoch period is not the default (version 1's, then it).
+#: The layout of a policy whose periods are not both the default (version 1's, then
+#: the epoch period and the unseen period).
 _VERSION_EPOCH = 2
 #: A channel's send epoch: a day unless the policy says otherwise, an hour to a week.
 DEFAULT_EPOCH_SECONDS = 86_400
 MIN_EPOCH_SECONDS = 3_600
 MAX_EPOCH_SECONDS = 7 * 86_400
+#: A colleague's device unseen this long raises an alarm: a day, an hour to 30 days.
+DEFAULT_UNSEEN_SECONDS = 86_400
+MIN_UNSEEN_SECONDS = 3_600
+MAX_UNSEEN_SECONDS = 30 * 86_400
 ZERO_HASH = bytes(HASH_LEN)
 _ALL = frozenset(Policy)
 
@@ -67,6 +74,8 @@ class MissionPolicy:
     roster_version: int = 0
     #: How long a channel's send epoch lasts before it renews itself.
     epoch_seconds: int = DEFAULT_EPOCH_SECONDS
+    #: How long a colleague's device may send nothing before the others get an alarm.
+    unseen_seconds: int = DEFAULT_UNSEEN_SECONDS
 
     def __post_init__(self) -> None:
         if not self.official or not self.official <= _ALL:
@@ -79,14 +88,22 @@ class MissionPolicy:
             raise DecodeError("only the default policy may lack a predecessor")
         if not MIN_EPOCH_SECONDS <= self.epoch_seconds <= MAX_EPOCH_SECONDS:
             raise DecodeError("a send epoch lasts an hour to a week")
+        if not MIN_UNSEEN_SECONDS <= self.unseen_seconds <= MAX_UNSEEN_SECONDS:
+            raise DecodeError("a device may be unseen an hour to thirty days before an alarm")
+
+    @property
+    def _default_periods(self) -> bool:
+        return (self.epoch_seconds, self.unseen_seconds) == (
+            DEFAULT_EPOCH_SECONDS, DEFAULT_UNSEEN_SECONDS
+        )  # fmt: skip
 
     def encode(self) -> bytes:
         mask = sum(1 << int(p) for p in self.official)
-        layout = _VERSION if self.epoch_seconds == DEFAULT_EPOCH_SECONDS else _VERSION_EPOCH
+        layout = _VERSION if self._default_periods else _VERSION_EPOCH
         w = Writer().u8(layout).u32(self.version).u8(mask).u8(self.track2_k)
         w.fixed(self.prev_hash, HASH_LEN).u32(self.roster_version)
         if layout == _VERSION_EPOCH:
-            w.u32(self.epoch_seconds)
+            w.u32(self.epoch_seconds).u32(self.unseen_seconds)
         return w.bytes()
 
     @classmethod
@@ -101,10 +118,10 @@ class MissionPolicy:
         prev, roster_version = r.fixed(HASH_LEN), r.u32()
         if layout == _VERSION:
             return cls(version, official, k, prev, roster_version)
-        seconds = r.u32()
-        if seconds == DEFAULT_EPOCH_SECONDS:
-            raise DecodeError("a policy with the default epoch is written in layout 1")
-        return cls(version, official, k, prev, roster_version, seconds)
+        out = cls(version, official, k, prev, roster_version, r.u32(), r.u32())
+        if out._default_periods:
+            raise DecodeError("a policy with the default periods is written in layout 1")
+        return out
 
     @property
     def hash(self) -> bytes:
@@ -134,6 +151,8 @@ class MissionPolicy:
         text = f"version {self.version}: official channels {official}; Track II k = {k}"
         if self.epoch_seconds != DEFAULT_EPOCH_SECONDS:
             text += f"; send keys renew every {_period(self.epoch_seconds)}"
+        if self.unseen_seconds != DEFAULT_UNSEEN_SECONDS:
+            text += f"; a device silent for {_period(self.unseen_seconds)} raises an alarm"
         return text
 
 
@@ -198,9 +217,10 @@ def propose(
     track2_k: int,
     roster: Roster,
     epoch_seconds: int | None = None,
+    unseen_seconds: int | None = None,
 ) -> MissionPolicy:
     """The next version of the policy, to be signed by ``k`` officers of ``roster``
-    (the epoch period stays unless ``epoch_seconds`` is given)."""
+    (each period stays unless given)."""
     if track2_k > roster.n:
         raise PolicyError(f"a Track II k of {track2_k} is more than the {roster.n} officers")
     return MissionPolicy(
@@ -210,6 +230,7 @@ def propose(
         current.hash,
         roster.version,
         current.epoch_seconds if epoch_seconds is None else epoch_seconds,
+        current.unseen_seconds if unseen_seconds is None else unseen_seconds,
     )
 
 
