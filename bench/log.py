@@ -215,11 +215,11 @@ async def _bench_proofs(n: int, count: int) -> dict[str, Any]:
 async def _root(store: SQLiteRelayStore, size: int) -> bytes:
     """The root of an older size, recomputed from the leaves' nodes (for verification)."""
     from backchannel.protocol import merkle
-    from backchannel.store import _log
+    from backchannel.store import _log_proofs
     from backchannel.store._sqlite_log import _nodes
 
     def work(conn: sqlite3.Connection) -> bytes:
-        wanted = _log.plan_nodes(size, [lambda r: merkle.tree_root(r, size)])
+        wanted = _log_proofs.plan_nodes(size, [lambda r: merkle.tree_root(r, size)])
         return merkle.tree_root(_nodes(conn, size, wanted), size)
 
     return await store._read(work)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import replace
 from pathlib import Path
 
 from backchannel.client.cards import CardError, armor, unarmor
@@ -74,14 +75,4 @@ def sign(change: RosterChange, key: Officer) -> RosterChange:
     since only they receive the mission's new secret.
     """
     others = tuple(s for s in change.signatures if s[0] != key.officer_id)
-    return RosterChange(
-        change.mission_id,
-        change.new,
-        (*others, rs.sign_roster(change.new, key)),
-        change.certs,
-        change.boxes,
-        change.rekey,
-        change.rekey_commitment,
-        change.credential_signatures,
-        change.channel_signatures,
-    )
+    return replace(change, signatures=(*others, rs.sign_roster(change.new, key)))

@@ -316,7 +316,7 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
         chain=(*m.chain, signed.encode()),
         certs=tuple(c.encode() for c in certs),
     )
-    fresh = b""
+    seeds: dict[bytes, bytes] = {}  # channel id -> its new seed (a removal re-keys)
     if any(not change.new.contains(o.officer_id) for o in m.roster.officers):
         fresh = _open_rekey(client, change)
         state = state.with_new_secret(fresh)
@@ -329,7 +329,9 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
                 f"signed the mission's new relay credential ({exc}); have them sign it again"
             ) from None
         for rec in client.channels():
-            seed = rk.seed_for(fresh, m.mission_id, change.new.version, rec.channel_id)
+            seed = seeds[rec.channel_id] = rk.seed_for(
+                fresh, m.mission_id, change.new.version, rec.channel_id
+            )
             try:
                 rk.verify_statement(
                     _channel_sigs(change, rec.channel_id), rec.channel_id, m.mission_id,
@@ -349,8 +351,8 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
         for rec in client.channels():
             ep = client._endpoint(rec.channel_id)
             ep.own_roster = change.new
-            if fresh:
-                _rekey_channel(client, rec, ep, change, fresh)
+            if seeds:
+                _rekey_channel(client, rec, ep, change, seeds[rec.channel_id])
             client._save_endpoint(rec.channel_id, ep)
         client._audit(AuditKind.ROSTER_ADOPTED, _version(change.new), change.describe())
         # A draft waiting for co-signatures was signed under the old roster: it is
@@ -360,12 +362,11 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
 
 
 def _rekey_channel(
-    client: Client, rec: ChannelRecord, ep: Endpoint, change: RosterChange, fresh: bytes
+    client: Client, rec: ChannelRecord, ep: Endpoint, change: RosterChange, seed: bytes
 ) -> None:
     """Move a channel to a slot chain the removed officer cannot derive: the
     runner sends the re-key; our other devices wait for the peer's answer."""
-    mid, v = change.mission_id, change.new.version
-    seed = rk.seed_for(fresh, mid, v, rec.channel_id)
+    mid = change.mission_id
     try:
         if not ep.sends:
             ep.expect_rekey(seed)

@@ -16,7 +16,7 @@ import psycopg
 from backchannel.errors import StoreUnavailable
 from backchannel.protocol import merkle
 from backchannel.protocol.merkle import TreeHead
-from backchannel.store import _common, _log
+from backchannel.store import _common, _log, _log_proofs
 from backchannel.store._calls import PostgresCalls
 from backchannel.store.relay_store import BatchTree, CellProof, LoggedCell
 
@@ -85,9 +85,13 @@ class PostgresLogReads(_log.LogSigning, PostgresCalls):
                 logged = {leaf for _, leaf, _ in rows.values() if leaf is not None}
                 members = await _members(conn, sorted(logged)) if logged else {}
                 nodes: dict[tuple[int, int], bytes] = {}
-                needed = _log.plan_nodes(
+                needed = _log_proofs.plan_nodes(
                     state.size,
-                    [_log.inclusion_work(leaf, state.size) for leaf in logged if leaf < state.size],
+                    [
+                        _log_proofs.inclusion_work(leaf, state.size)
+                        for leaf in logged
+                        if leaf < state.size
+                    ],
                 )
                 if needed:
                     nodes = (await _nodes(conn, state.size, needed)).nodes
@@ -95,7 +99,7 @@ class PostgresLogReads(_log.LogSigning, PostgresCalls):
                 cache,
                 state.size,
                 rows,
-                lambda coords: _log.DictReader(state.size, nodes),
+                lambda coords: _log_proofs.DictReader(state.size, nodes),
                 lambda leaf: members.get(leaf, []),
             )
             found = {**found, **spent}
@@ -146,8 +150,10 @@ class PostgresLogReads(_log.LogSigning, PostgresCalls):
 
     async def inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]:
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[bytes]:
-            _log.check_leaf(leaf_index, tree_size, (await _read_head(conn)).size)
-            wanted = _log.plan_nodes(tree_size, [_log.inclusion_work(leaf_index, tree_size)])
+            _log_proofs.check_leaf(leaf_index, tree_size, (await _read_head(conn)).size)
+            wanted = _log_proofs.plan_nodes(
+                tree_size, [_log_proofs.inclusion_work(leaf_index, tree_size)]
+            )
             reader = await _nodes(conn, tree_size, wanted)
             return merkle.inclusion_proof(reader, leaf_index, tree_size)
 
@@ -155,8 +161,10 @@ class PostgresLogReads(_log.LogSigning, PostgresCalls):
 
     async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[bytes]:
-            _log.check_sizes(old_size, new_size, (await _read_head(conn)).size)
-            wanted = _log.plan_nodes(new_size, [_log.consistency_work(old_size, new_size)])
+            _log_proofs.check_sizes(old_size, new_size, (await _read_head(conn)).size)
+            wanted = _log_proofs.plan_nodes(
+                new_size, [_log_proofs.consistency_work(old_size, new_size)]
+            )
             reader = await _nodes(conn, new_size, wanted)
             return merkle.consistency_proof(reader, old_size, new_size)
 
@@ -171,11 +179,11 @@ class PostgresLogReads(_log.LogSigning, PostgresCalls):
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[CellProof]:
             current = (await _read_head(conn)).size
-            wanted = _log.plan_cell_proofs(positions, tree_size, current)
+            wanted = _log_proofs.plan_cell_proofs(positions, tree_size, current)
             reader = await _nodes(conn, tree_size, wanted)
             self._need_cache().add_nodes(reader.nodes)
             members = await _members(conn, sorted({leaf for leaf, _ in positions}))
-            return _log.cell_proofs(positions, tree_size, reader, lambda i: members[i])
+            return _log_proofs.cell_proofs(positions, tree_size, reader, lambda i: members[i])
 
         return await self._run(work)
 
@@ -193,7 +201,7 @@ async def _read_head(conn: psycopg.AsyncConnection[Any]) -> _log.HeadState:
 
 async def _nodes(
     conn: psycopg.AsyncConnection[Any], size: int, wanted: set[tuple[int, int]]
-) -> _log.DictReader:
+) -> _log_proofs.DictReader:
     coords = sorted(wanted)
     found: dict[tuple[int, int], bytes] = {}
     if coords:
@@ -204,7 +212,7 @@ async def _nodes(
             ([c[0] for c in coords], [c[1] for c in coords]),
         )
         found = {(int(lv), int(ix)): bytes(h) for lv, ix, h in await cur.fetchall()}
-    return _log.DictReader(size, found)
+    return _log_proofs.DictReader(size, found)
 
 
 async def _members(conn: psycopg.AsyncConnection[Any], leaves: list[int]) -> dict[int, list[bytes]]:
@@ -213,5 +221,5 @@ async def _members(conn: psycopg.AsyncConnection[Any], leaves: list[int]) -> dic
         "SELECT leaf_index, hashes FROM log_members WHERE leaf_index = ANY(%s)", (leaves,)
     )
     for leaf, hashes in await cur.fetchall():
-        out[int(leaf)] = _log.split_hashes(bytes(hashes))
+        out[int(leaf)] = _log_proofs.split_hashes(bytes(hashes))
     return out

@@ -15,7 +15,7 @@ from backchannel.crypto.primitives import HASH_LEN
 from backchannel.errors import StoreUnavailable
 from backchannel.protocol import merkle
 from backchannel.protocol.merkle import TreeHead
-from backchannel.store import _common, _log
+from backchannel.store import _common, _log, _log_proofs
 from backchannel.store._calls import SQLiteCalls
 from backchannel.store.relay_store import BatchTree, CellProof, LoggedCell
 
@@ -172,8 +172,10 @@ class SQLiteLogReads(_log.LogSigning, SQLiteCalls):
         self._need_log()
 
         def work(conn: sqlite3.Connection) -> list[bytes]:
-            _log.check_leaf(leaf_index, tree_size, _read_head(conn).size)
-            wanted = _log.plan_nodes(tree_size, [_log.inclusion_work(leaf_index, tree_size)])
+            _log_proofs.check_leaf(leaf_index, tree_size, _read_head(conn).size)
+            wanted = _log_proofs.plan_nodes(
+                tree_size, [_log_proofs.inclusion_work(leaf_index, tree_size)]
+            )
             return merkle.inclusion_proof(_nodes(conn, tree_size, wanted), leaf_index, tree_size)
 
         return await self._read(work)
@@ -182,8 +184,10 @@ class SQLiteLogReads(_log.LogSigning, SQLiteCalls):
         self._need_log()
 
         def work(conn: sqlite3.Connection) -> list[bytes]:
-            _log.check_sizes(old_size, new_size, _read_head(conn).size)
-            wanted = _log.plan_nodes(new_size, [_log.consistency_work(old_size, new_size)])
+            _log_proofs.check_sizes(old_size, new_size, _read_head(conn).size)
+            wanted = _log_proofs.plan_nodes(
+                new_size, [_log_proofs.consistency_work(old_size, new_size)]
+            )
             return merkle.consistency_proof(_nodes(conn, new_size, wanted), old_size, new_size)
 
         return await self._read(work)
@@ -198,10 +202,12 @@ class SQLiteLogReads(_log.LogSigning, SQLiteCalls):
 
         def work(conn: sqlite3.Connection) -> list[CellProof]:
             current = _read_head(conn).size
-            wanted = _log.plan_cell_proofs(positions, tree_size, current)
+            wanted = _log_proofs.plan_cell_proofs(positions, tree_size, current)
             reader = _nodes(conn, tree_size, wanted)
             cache.add_nodes(reader.nodes)  # immutable: later receipts need no read
-            return _log.cell_proofs(positions, tree_size, reader, lambda i: _members(conn, i))
+            return _log_proofs.cell_proofs(
+                positions, tree_size, reader, lambda i: _members(conn, i)
+            )
 
         return await self._read(work)
 
@@ -216,7 +222,9 @@ def _read_head(conn: sqlite3.Connection) -> _log.HeadState:
     return _log.HeadState.from_row(int(row[0]), bytes(row[1]), int(row[2]))
 
 
-def _nodes(conn: sqlite3.Connection, size: int, wanted: set[tuple[int, int]]) -> _log.DictReader:
+def _nodes(
+    conn: sqlite3.Connection, size: int, wanted: set[tuple[int, int]]
+) -> _log_proofs.DictReader:
     """Fetch the planned nodes: one primary-key lookup per leaf row, O(log n) in all.
 
     Node ``(level, idx)`` is stored in the row of the leaf that completed it,
@@ -237,14 +245,14 @@ def _nodes(conn: sqlite3.Connection, size: int, wanted: set[tuple[int, int]]) ->
             h = nodes[HASH_LEN * level : HASH_LEN * (level + 1)]
             if len(h) == HASH_LEN:
                 found[(level, idx)] = h
-    return _log.DictReader(size, found)
+    return _log_proofs.DictReader(size, found)
 
 
 def _members(conn: sqlite3.Connection, leaf_index: int) -> list[bytes]:
     row = conn.execute(
         "SELECT members FROM log_leaves WHERE leaf_index = ?", (leaf_index,)
     ).fetchone()
-    return [] if row is None or row[0] is None else _log.split_hashes(bytes(row[0]))
+    return [] if row is None or row[0] is None else _log_proofs.split_hashes(bytes(row[0]))
 
 
 def _chunks(slots: list[bytes]) -> list[list[bytes]]:

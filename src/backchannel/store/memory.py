@@ -21,7 +21,7 @@ from backchannel.protocol import merkle
 from backchannel.protocol.constants import CELL_SIZE
 from backchannel.protocol.merkle import MemoryLog, TreeHead
 from backchannel.protocol.misbehaviour import cell_entry
-from backchannel.store import _common, _intake, _log
+from backchannel.store import _common, _intake, _log, _log_proofs
 from backchannel.store.relay_store import (
     BatchTree,
     CellProof,
@@ -281,12 +281,12 @@ class MemoryRelayStore(_log.LogSigning):
 
     async def inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]:
         self._check_open()
-        _log.check_leaf(leaf_index, tree_size, self._tree.size)
+        _log_proofs.check_leaf(leaf_index, tree_size, self._tree.size)
         return merkle.inclusion_proof(self._tree, leaf_index, tree_size)
 
     async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         self._check_open()
-        _log.check_sizes(old_size, new_size, self._tree.size)
+        _log_proofs.check_sizes(old_size, new_size, self._tree.size)
         return merkle.consistency_proof(self._tree, old_size, new_size)
 
     async def cell_proofs(
@@ -294,7 +294,7 @@ class MemoryRelayStore(_log.LogSigning):
     ) -> list[CellProof]:
         self._check_open()
         for leaf_index, _ in positions:
-            _log.check_leaf(leaf_index, tree_size, self._tree.size)
+            _log_proofs.check_leaf(leaf_index, tree_size, self._tree.size)
         out: list[CellProof] = []
         for leaf_index, position in positions:
             batch = self._members.get(leaf_index)
