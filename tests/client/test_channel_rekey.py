@@ -142,3 +142,64 @@ async def test_a_lost_device_replaced_in_one_change_and_the_newcomer_follows_the
     await drafted(smith, jones, "New York", "to the new three")
     assert await rounds(devices, 30) == []
     assert len(lee.inbox()) == 1 and len(ri.inbox()) == 1
+
+
+async def test_two_missions_that_remove_an_officer_at_once_both_move_the_channel(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """New York removes Han and Washington removes Jones before either has
+    seen the other's re-key: the two cross, and the channel settles on keys
+    from both (Han had Washington's new seed sealed to him, and Jones New
+    York's), with no alarm, and messages go both ways among those who stay."""
+    ny, dc = await two_missions(tmp_path, relay)
+    ri, han = ny
+    smith, jones = dc
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    lee = Client(Home.create(tmp_path / "dc-lee", "Lee", "pw", FAST_KDF), relay.factory())
+    grow = roster_change.sign(jones, roster_change.propose(smith, [lee.officer_card()], [], 2))
+    grow = roster_change.sign(lee, grow)
+    for c in (smith, jones, lee):
+        roster_change.adopt(c, grow)
+    for c in (ri, kim):
+        c.add_peer(smith.mission_card().encode())
+    for c in (smith, lee):
+        c.add_peer(ri.mission_card().encode())
+    cid = ri.channel_for("Washington").channel_id
+    han_copy, jones_copy = han._endpoint(cid), jones._endpoint(cid)
+    cut_han = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
+    cut_jones = roster_change.sign(
+        lee, roster_change.propose(smith, [], [jones.officer.officer_id], 2)
+    )
+    for c in (ri, kim):
+        roster_change.adopt(c, cut_han)
+    for c in (smith, lee):
+        roster_change.adopt(c, cut_jones)
+    devices = [ri, kim, smith, lee]
+    assert await rounds(devices, 16) == []
+    for c in devices:
+        assert c._endpoint(cid).rekeying is None, c.officer.name
+        texts = [
+            e.note
+            for e in c.audit_entries()
+            if e.kind == AuditKind.CHANNEL_REKEYED and e.officer_id == c.officer.officer_id
+        ]
+        assert any("both re-keys" in t for t in texts), (c.officer.name, texts)
+    ep, peer = ri._endpoint(cid), smith._endpoint(cid)
+    out, inn = ep.out_direction, ep.in_direction
+    start = max(ep.next_send_round, ep.next_recv_round, peer.next_send_round)
+    for r in range(start, start + 30):
+        for kept in (han_copy, jones_copy):
+            assert kept._keys(r, True).slots[out] != ep._keys(r, True).slots[out]
+            assert kept._keys(r, False).slots[inn] != ep._keys(r, False).slots[inn]
+        assert peer.slot_to_fetch(r) == ep._keys(r, True).slots[out]
+    for c in (ri, kim):
+        c.add_peer(smith.mission_card().encode())
+    for c in (smith, lee):
+        c.add_peer(ri.mission_card().encode())
+    await _cosigned_by(ri, kim, "after both moves")
+    await drafted(smith, lee, "New York", "and back")
+    assert await rounds(devices, 30) == []
+    assert len(smith.inbox()) == 1 and len(lee.inbox()) == 1
+    assert len(ri.inbox()) == 1 and len(kim.inbox()) == 1
+    for c in devices:
+        assert not c.status()["channels"][0]["alarms"], c.officer.name

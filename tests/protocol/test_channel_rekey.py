@@ -22,6 +22,7 @@ from backchannel.errors import (
 )
 from backchannel.protocol import cells
 from backchannel.protocol import rekey as rk
+from backchannel.protocol import rekeying as rkg
 from backchannel.protocol import roster as rs
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.payload import note
@@ -314,7 +315,7 @@ def test_a_device_that_does_not_send_follows_the_latest_removal(pair: Pair) -> N
     assert kim.slot_to_fetch(r) == pair.a.endpoint.slot_to_fetch(r)
     # The sending device never starts a second re-key over one under way.
     again = copy.deepcopy(pair.a.endpoint)
-    again.rekeying = rk.Rekeying(seed)
+    again.rekeying = rkg.Rekeying(seed)
     with pytest.raises(LocalProtocolError, match="under way"):
         again.expect_rekey(seed)
 

@@ -11,8 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from backchannel.errors import AuthenticationError, DecodeError
+from backchannel.errors import AuthenticationError, DecodeError, RemoteProtocolError
 from backchannel.protocol import rekey as rk
+from backchannel.protocol import rekeying as rkg
 from backchannel.protocol import roster as rs
 from backchannel.protocol.constants import MAX_OFFICERS
 from backchannel.protocol.identity import EpochKey, Officer
@@ -61,11 +62,11 @@ def test_a_device_that_does_not_send_takes_the_base_from_the_acknowledgement() -
     """Its move waits for the base when the answer comes before it (the peer's
     rounds ran behind), and its chain starts there."""
     seed = secrets.token_bytes(32)
-    out = rk.take_ack(rk.Rekeying(seed), rk.make_ack(seed, CID, 900), CID, 880)
+    out = rkg.take_ack(rkg.Rekeying(seed), rk.make_ack(seed, CID, 900), CID, 880, 0)
     k = out.rekeying
     assert k is not None and k.base == 900 and k.in_switch == 900
     assert k.chain == rk.chain_for(seed, CID, 900)
-    later = rk.take_ack(rk.Rekeying(seed), rk.make_ack(seed, CID, 900), CID, 950).rekeying
+    later = rkg.take_ack(rkg.Rekeying(seed), rk.make_ack(seed, CID, 900), CID, 950, 0).rekeying
     assert later is not None and later.in_switch == 951
 
 
@@ -125,3 +126,62 @@ def test_a_signed_roster_takes_two_signatures_per_officer_at_most(rng: DetRng) -
     assert rs.SignedRoster.decode(most.encode()) == most
     with pytest.raises(DecodeError, match="too many roster signatures"):
         rs.SignedRoster.decode(rs.SignedRoster(roster, (sig,) * (2 * MAX_OFFICERS + 1)).encode())
+
+
+def test_crossed_rekeys_combine_as_the_specification_says() -> None:
+    seed_0, seed_1 = secrets.token_bytes(32), secrets.token_bytes(32)
+    part_0 = hashlib.sha256(P + b"rekey/both" + CID + seed_0).digest()
+    part_1 = hashlib.sha256(P + b"rekey/both" + CID + seed_1).digest()
+    assert rk.seed_part(seed_0, CID) == part_0
+    both = _hkdf(part_0 + part_1, CID, P + b"rekey/both")
+    # Each side puts the part of the seed of the direction it sends in first or second.
+    assert rk.combined_seed(part_0, part_1, 0, CID) == both
+    assert rk.combined_seed(part_1, part_0, 1, CID) == both
+    assert rk.combined_seed(part_1, part_0, 0, CID) != both
+    ack = rk.make_ack(both, CID, 77, both=True)
+    raw = ack.encode()
+    assert raw[0] == rk.TAG_BOTH == 3 and rk.tag_of(raw) == 3
+    assert rk.RekeyAck.decode(raw) == ack and ack.mac == rk.make_ack(both, CID, 77).mac
+    assert rk.RekeyAck.decode(rk.make_ack(both, CID, 77).encode()).both is False
+
+
+def _rekey(seed: bytes, base: int) -> rk.ChannelRekey:
+    rng = DetRng(b"edges")
+    roster = rs.new_genesis(
+        "Washington", [Officer.generate("Smith", rng).public], 1, rng(rs.NONCE_LEN)
+    )
+    return rk.ChannelRekey(MISSION, rs.SignedRoster(roster, ()), base, (), ())
+
+
+def test_the_crossing_state_machine_at_its_edges() -> None:
+    own, theirs = secrets.token_bytes(32), secrets.token_bytes(32)
+    ep = (CID, 0, 4096, True)
+    mine = rkg.Rekeying(own, 100, rk.chain_for(own, CID, 100))
+    crossed = rkg.take_rekey(mine, _rekey(theirs, 101), theirs, ep, 105).rekeying
+    assert crossed is not None and crossed.both and crossed.awaiting
+    assert crossed.base == 101 and crossed.via_in_from == 106 and crossed.via_out_from == 0
+    # Our re-key's last piece, then the answer's: the via chain first, then the combined one.
+    after = rkg.sent(crossed, 107)
+    assert (after.via_out_from, after.out_switch) == (108, 0)
+    after = rkg.sent(after, 109)
+    assert (after.via_out_from, after.out_switch) == (108, 110)
+    assert after.chain_at(107, True) is None and after.chain_at(108, True) == after.via_out
+    assert after.chain_at(110, True) == after.chain and after.chain_at(106, False) == after.via_in
+    # A third re-key while crossing, and a plain answer, are refused.
+    with pytest.raises(RemoteProtocolError):
+        rkg.take_rekey(crossed, _rekey(theirs, 102), theirs, ep, 110)
+    plain = rk.make_ack(crossed.seed, CID, crossed.base)
+    with pytest.raises(AuthenticationError, match="does not fit"):
+        rkg.take_ack(crossed, plain, CID, 111, 0)
+    # A device that does not send and never saw the peer's re-key cannot take a
+    # crossing's answer; with the part of the peer's seed it can.
+    both = rk.combined_seed(rk.seed_part(own, CID), rk.seed_part(theirs, CID), 0, CID)
+    answer = rk.make_ack(both, CID, 101, both=True)
+    with pytest.raises(AuthenticationError, match="one seen"):
+        rkg.take_ack(rkg.Rekeying(own), answer, CID, 112, 0)
+    waiting = rkg.Rekeying(own, peer_part=rk.seed_part(theirs, CID))
+    moved = rkg.take_ack(waiting, answer, CID, 112, 0).rekeying
+    assert moved is not None and moved.chain == rk.chain_for(both, CID, 101)
+    assert moved.in_switch == 113 and not moved.peer_part
+    with pytest.raises(AuthenticationError):
+        rkg.take_ack(waiting, answer, CID, 112, 1)  # the parts in the other order

@@ -30,7 +30,7 @@ from backchannel.protocol.cells import Fragment, Receipt
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import Officer
 from backchannel.protocol.message import SealedMessage
-from backchannel.protocol.rekey import Rekeying
+from backchannel.protocol.rekeying import Rekeying
 from backchannel.protocol.roster import Roster
 from backchannel.protocol.transcript import Transcript
 
@@ -274,6 +274,10 @@ class _EndpointData:
     rekey_held: bytes = b""
     rekey_held_round: int = 0
     peer_rekey_roster: Roster | None = None
+    #: Empty for channels kept before a re-key of ours could wait for another.
+    rekey_next: bytes = b""
+    rekey_next_seed: bytes = b""
+    peer_part: bytes = b""
 
 
 _ENDPOINT_FIELDS = tuple(f for f in Endpoint.__dataclass_fields__ if f != "officer")

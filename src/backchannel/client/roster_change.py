@@ -39,6 +39,7 @@ from backchannel.errors import (
 )
 from backchannel.protocol import policy as mp
 from backchannel.protocol import rekey as rk
+from backchannel.protocol import rekeying as rkg
 from backchannel.protocol import roster as rs
 from backchannel.protocol import tenant_credential
 from backchannel.protocol.audit import AuditKind
@@ -376,12 +377,13 @@ def _rekey_channel(
         signed = rs.SignedRoster(change.new, change.signatures)
         certs = rk.recipients(peer.certs, peer.roster, ep.peer_rekey_roster)
         rekey = rk.make_rekey(rec.channel_id, mid, signed, ep.next_send_round, seed, certs, sigs)
-        ep.start_rekey(rekey, seed)
-    except (LocalProtocolError, ConfigError) as exc:  # one under way; a peer unconfirmed
+        started = ep.start_rekey(rekey, seed)
+    except (LocalProtocolError, ConfigError) as exc:  # a peer unconfirmed
         text = f"channel with {rec.peer_mission.hex()[:8]} keeps its keys: {exc}"
         client._audit(AuditKind.ALARM, b"", text[:MAX_DETAIL])
         return
-    client._audit(AuditKind.CHANNEL_REKEYED, rec.channel_id, "re-key under way")
+    what = "re-key under way" if started else "re-key waits for the move under way to end"
+    client._audit(AuditKind.CHANNEL_REKEYED, rec.channel_id, what)
 
 
 def _channel_sigs(change: RosterChange, channel_id: bytes) -> tuple[tuple[bytes, bytes], ...]:
@@ -438,7 +440,7 @@ def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
                 # The removal re-keys the channel: the peer's answer names the round.
                 v = change.new.version
                 seed = rk.seed_for(state.secret, state.mission_id, v, crec.channel_id)
-                data = replace(data, rekeying=rk.Rekeying(seed))
+                data = replace(data, rekeying=rkg.Rekeying(seed))
             client.vault.put(
                 "endpoints", crec.channel_id, statecodec.dumps(replace(data, own_roster=change.new))
             )

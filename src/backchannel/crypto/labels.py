@@ -87,6 +87,7 @@ CHANNEL_REKEY_SEED = _label("rekey/seed")
 CHANNEL_REKEY_COMMIT = _label("rekey/commitment")
 CHANNEL_REKEY_CHAIN = _label("rekey/chain")
 CHANNEL_REKEY_ACK = _label("rekey/ack")
+CHANNEL_REKEY_BOTH = _label("rekey/both")
 SIG_CHANNEL_REKEY = _label("sig/channel-rekey")
 HPKE_CHANNEL_REKEY = _label("hpke/channel-rekey")
 
@@ -163,6 +164,7 @@ ALL: tuple[bytes, ...] = (
     CHANNEL_REKEY_COMMIT,
     CHANNEL_REKEY_CHAIN,
     CHANNEL_REKEY_ACK,
+    CHANNEL_REKEY_BOTH,
     SIG_CHANNEL_REKEY,
     HPKE_CHANNEL_REKEY,
     VAULT_AEAD_KEY,

@@ -27,6 +27,7 @@ from backchannel.errors import (
 from backchannel.protocol import cells
 from backchannel.protocol import deniable as deniable_mod
 from backchannel.protocol import rekey as rk
+from backchannel.protocol import rekeying as rkg
 from backchannel.protocol.channel import ChannelTerms, RoundKeys, SlotChain, direction_of
 from backchannel.protocol.identity import Officer
 from backchannel.protocol.message import Header, SealedMessage
@@ -107,8 +108,14 @@ class Endpoint:
     #: The latest peer roster version a message on this channel was accepted
     #: under: the channel never goes back to an earlier roster.
     peer_roster_seen: int = 0
-    #: A move to a new slot chain in progress (``protocol/rekey.py``).
-    rekeying: rk.Rekeying | None = None
+    #: A move to a new slot chain in progress (``protocol/rekeying.py``).
+    rekeying: rkg.Rekeying | None = None
+    #: Our own re-key (encoded) and its seed, waiting for the move under way to end.
+    rekey_next: bytes = b""
+    rekey_next_seed: bytes = field(default=b"", repr=False)
+    #: On a device that does not send: what a crossing of re-keys needs of the
+    #: peer's latest one, until a removal of ours (``rekeying.Outcome.peer_part``).
+    peer_part: bytes = field(default=b"", repr=False)
     #: The peer's re-key, encoded, when this device cannot check it yet (it holds
     #: an older roster of the peer than the change's previous one), and its round:
     #: nothing after that round is read until the peer's new card comes.
@@ -167,29 +174,18 @@ class Endpoint:
         return 1 - self.transcript.out_direction
 
     def _keys(self, round_no: int, outgoing: bool) -> RoundKeys:
-        k = self.rekeying
-        if k is not None and k.chain is not None and k.uses_new(round_no, outgoing):
-            return k.chain.advance(round_no).keys()
-        return self.chain.advance(round_no).keys()
+        chain = self.rekeying.chain_at(round_no, outgoing) if self.rekeying else None
+        return (chain or self.chain).advance(round_no).keys()
 
     def _erase_past(self) -> None:
-        nexts = [(self.next_recv_round, False)]
-        if self.sends:
-            nexts.append((self.next_send_round, True))
-        k = self.rekeying
-        old = [r for r, out in nexts if k is None or not k.uses_new(r, out)]
-        if old:
-            self.chain = self.chain.advance(max(min(old), self.chain.round))
-        if k is None:
-            return
-        if k.chain is not None:
-            # Every later use of the new chain is at or after the next rounds.
-            floor = min(r for r, _ in nexts)
-            k = replace(k, chain=k.chain.advance(max(floor, k.chain.round)))
-        if not old and k.chain is not None:
-            # Both directions moved: the old chain is gone for good.
-            self.chain, k = k.chain, None
-        self.rekeying = k
+        send = self.next_send_round if self.sends else None
+        self.chain, self.rekeying = rkg.settle(
+            self.chain, self.rekeying, send, self.next_recv_round
+        )
+        if self.rekey_next and self.rekeying is None and not self.rekey_held:
+            raw, seed = self.rekey_next, self.rekey_next_seed
+            self.rekey_next, self.rekey_next_seed = b"", b""
+            self._start(rk.ChannelRekey.decode(raw), seed)
 
     # --- sending --------------------------------------------------------------
 
@@ -277,8 +273,7 @@ class Endpoint:
             if frag.control and frag.index == frag.count - 1 and self.rekeying is not None:
                 # The last piece of our re-key (or of our acknowledgement of the
                 # peer's): our rounds after this one use the new chain.
-                k = self.rekeying
-                self.rekeying = replace(k, out_switch=k.switch_after(round_no))
+                self.rekeying = rkg.sent(self.rekeying, round_no)
         self.receipt_due = None
         self.next_send_round = round_no + 1
         self._erase_past()
@@ -432,7 +427,7 @@ class Endpoint:
             cell, keys, self.channel_id, self.in_direction, self.terms.cell_size
         )
         transcript = self.transcript
-        control: rk.Outcome | None = None
+        control: rkg.Outcome | None = None
         delivered: tuple[int, ...] = ()
         if content.receipt is not None and self.sends:
             r = content.receipt
@@ -491,10 +486,7 @@ class Endpoint:
         if delivered:
             self.delivered_seq = delivered[-1]
         if control is not None:
-            self.rekeying = control.rekeying
-            self.outbox.extend(control.outbox)
-            self.rekey_held, self.rekey_held_round = control.held, round_no
-            self.peer_rekey_roster = control.peer_roster or self.peer_rekey_roster
+            self._apply(control, round_no)
         self.next_recv_round = round_no + 1
         self._erase_past()
         return RoundResult(
@@ -509,17 +501,30 @@ class Endpoint:
 
     # --- re-keying (protocol/rekey.py) ----------------------------------------
 
-    def start_rekey(self, rekey: rk.ChannelRekey, seed: bytes) -> None:
+    def start_rekey(self, rekey: rk.ChannelRekey, seed: bytes) -> bool:
         """Queue our re-key; our rounds after the one carrying its last piece
-        move to the new chain. Only the sending device starts one."""
+        move to the new chain. Only the sending device starts one. While
+        another move is under way it waits (a later one of ours replaces it)
+        and starts, from the round it does, once that move ends: ``False``."""
         if not self.sends:
             raise LocalProtocolError("only the device that sends on a channel re-keys it")
-        if self.rekeying is not None or self.rekey_held:
-            raise LocalProtocolError("a re-key of this channel is already under way")
         if rekey.base_round != self.next_send_round:
             raise LocalProtocolError("a re-key starts at the channel's next round")
+        if self.rekeying is not None or self.rekey_held:
+            self.rekey_next, self.rekey_next_seed = rekey.encode(), seed
+            return False
+        self._start(rekey, seed)
+        return True
+
+    def _start(self, rekey: rk.ChannelRekey, seed: bytes) -> None:
+        # Sealed to none of the officers a later re-key of the peer showed removed.
+        newest, card = self.peer_rekey_roster, self.peer_roster
+        boxes = rekey.boxes
+        if newest is not None and newest.version > card.version:
+            boxes = tuple((o, b) for o, b in boxes if newest.contains(o))
+        rekey = replace(rekey, base_round=self.next_send_round, boxes=boxes)
         chain = rk.chain_for(seed, self.channel_id, rekey.base_round)
-        self.rekeying = rk.Rekeying(seed, rekey.base_round, chain)
+        self.rekeying = rkg.Rekeying(seed, rekey.base_round, chain)
         self.outbox.extend(rk.control_fragments(rekey.encode(), self.terms.cell_size))
 
     def expect_rekey(self, seed: bytes) -> None:
@@ -528,23 +533,24 @@ class Endpoint:
         expectation the peer never answered (the sending device could not start
         that re-key) gives way to this one."""
         k = self.rekeying
-        if (k is not None and (self.sends or k.in_switch)) or self.rekey_held:
+        if self.sends and k is not None:
             raise LocalProtocolError("a re-key of this channel is already under way")
-        self.rekeying = rk.Rekeying(seed)
+        if k is None:
+            k = rkg.Rekeying(seed, peer_part=self.peer_part)
+        self.rekeying, self.peer_part = replace(k, seed=seed), b""
 
-    def _control(self, raw: bytes, round_no: int, kem_keys: Sequence[KemPrivateKey]) -> rk.Outcome:
+    def _control(self, raw: bytes, round_no: int, kem_keys: Sequence[KemPrivateKey]) -> rkg.Outcome:
         """What a control object received in ``round_no`` does (nothing changes here)."""
-        if rk.tag_of(raw) == rk.TAG_ACK:
-            return rk.take_ack(self.rekeying, rk.RekeyAck.decode(raw), self.channel_id, round_no)
+        if rk.tag_of(raw) != rk.TAG_REKEY:
+            ack = rk.RekeyAck.decode(raw)
+            return rkg.take_ack(self.rekeying, ack, self.channel_id, round_no, self.out_direction)
         rekey = rk.ChannelRekey.decode(raw)
         if rekey.from_mission != self._peer(self.terms, self.local_mission):
             raise AuthenticationError("a channel re-key from another mission")
-        if self.rekeying is not None:
-            raise RemoteProtocolError("a second re-key while one is under way")
         roster = rk.roster_of(rekey, self.peer_roster)
         if roster is None:
-            return rk.Outcome(
-                None,
+            return rkg.Outcome(
+                self.rekeying,
                 held=raw,
                 text=(
                     f"the peer re-keyed the channel after its roster change to version "
@@ -560,27 +566,15 @@ class Endpoint:
         roster: Roster,
         round_no: int,
         kem_keys: Sequence[KemPrivateKey],
-    ) -> rk.Outcome:
+    ) -> rkg.Outcome:
         seed = rk.open_rekey(
             rekey, self.channel_id, roster, self.officer.officer_id, tuple(kem_keys)
         )
         if round_no < rekey.base_round:
             raise AuthenticationError("a channel re-key arrived before its own base round")
-        base = rekey.base_round
-        k = rk.Rekeying(seed, base, rk.chain_for(seed, self.channel_id, base))
-        outbox: list[cells.Fragment] = []
-        if self.sends:
-            ack = rk.make_ack(seed, self.channel_id, rekey.base_round)
-            outbox = rk.control_fragments(ack.encode(), self.terms.cell_size)
-        return rk.Outcome(
-            replace(k, in_switch=k.switch_after(round_no)),
-            outbox,
-            peer_roster=roster,
-            text=(
-                f"the peer's roster changed (version {rekey.version}) and it moved the "
-                "channel to new keys; this device follows"
-            ),
-        )
+        ep = (self.channel_id, self.out_direction, self.terms.cell_size, self.sends)
+        out = rkg.take_rekey(self.rekeying, rekey, seed, ep, round_no)
+        return replace(out, peer_roster=roster)
 
     def release_rekey(self, kem_keys: Sequence[KemPrivateKey]) -> str:
         """Take a re-key that waited for the peer's new roster (after
@@ -592,8 +586,12 @@ class Endpoint:
         if roster is None:
             return ""
         control = self._rekeyed(rekey, roster, self.rekey_held_round, kem_keys)
+        self._apply(control, self.rekey_held_round)
+        return control.text
+
+    def _apply(self, control: rkg.Outcome, round_no: int) -> None:
         self.rekeying = control.rekeying
         self.outbox.extend(control.outbox)
-        self.rekey_held, self.rekey_held_round = b"", 0
-        self.peer_rekey_roster = control.peer_roster
-        return control.text
+        self.rekey_held, self.rekey_held_round = control.held, round_no if control.held else 0
+        self.peer_rekey_roster = control.peer_roster or self.peer_rekey_roster
+        self.peer_part = control.peer_part or self.peer_part

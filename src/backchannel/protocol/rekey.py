@@ -27,12 +27,14 @@ cannot derive (``docs/spec/protocol-v1.md`` §7.5):
   last piece of the re-key use the new chain; the peer answers with an
   acknowledgement (:class:`RekeyAck`, a MAC under a key from the seed, which
   the removed officer cannot compute), and its rounds after the one that
-  carried the acknowledgement use the new chain too.
+  carried the acknowledgement use the new chain too. What a device keeps
+  while a move is under way, and two re-keys that cross (both missions
+  removed an officer at once), are in :mod:`.rekeying`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from backchannel.crypto import labels
 from backchannel.crypto.kem import KemPrivateKey
@@ -55,6 +57,7 @@ from backchannel.protocol.roster import (
 #: The first byte of a control object in a channel's stream (cells.FLAG_CONTROL).
 TAG_REKEY = 1
 TAG_ACK = 2
+TAG_BOTH = 3
 _MAX_BOX = 4096
 
 
@@ -239,20 +242,29 @@ def open_rekey(
 
 @dataclass(frozen=True, slots=True)
 class RekeyAck:
-    """The peer's answer: "my rounds after this one use the new chain too"."""
+    """The peer's answer: "my rounds after this one use the new chain too".
+
+    ``both``: the answer to a re-key that crossed one of ours (each side's
+    re-key was under way when the other's came): the MAC and the chain are
+    from the two seeds combined (:func:`combined_seed`), and ``base_round`` is
+    the combined chain's.
+    """
 
     base_round: int
     mac: bytes
+    both: bool = False
 
     def encode(self) -> bytes:
-        return Writer().u8(TAG_ACK).u64(self.base_round).fixed(self.mac, HASH_LEN).bytes()
+        tag = TAG_BOTH if self.both else TAG_ACK
+        return Writer().u8(tag).u64(self.base_round).fixed(self.mac, HASH_LEN).bytes()
 
     @classmethod
     def decode(cls, raw: bytes) -> RekeyAck:
         r = Reader(raw)
-        if r.u8() != TAG_ACK:
+        tag = r.u8()
+        if tag not in (TAG_ACK, TAG_BOTH):
             raise DecodeError("not a channel re-key acknowledgement")
-        out = cls(r.u64(), r.fixed(HASH_LEN))
+        out = cls(r.u64(), r.fixed(HASH_LEN), both=tag == TAG_BOTH)
         r.end()
         return out
 
@@ -262,8 +274,8 @@ def _ack_mac(seed: bytes, channel_id: bytes, base_round: int) -> bytes:
     return hmac_sha256(key, labels.CHANNEL_REKEY_ACK, channel_id, base_round.to_bytes(8, "big"))
 
 
-def make_ack(seed: bytes, channel_id: bytes, base_round: int) -> RekeyAck:
-    return RekeyAck(base_round, _ack_mac(seed, channel_id, base_round))
+def make_ack(seed: bytes, channel_id: bytes, base_round: int, both: bool = False) -> RekeyAck:
+    return RekeyAck(base_round, _ack_mac(seed, channel_id, base_round), both)
 
 
 def verify_ack(ack: RekeyAck, seed: bytes, channel_id: bytes) -> None:
@@ -273,67 +285,29 @@ def verify_ack(ack: RekeyAck, seed: bytes, channel_id: bytes) -> None:
         raise AuthenticationError("a channel re-key acknowledgement does not verify")
 
 
-def take_ack(k: Rekeying | None, ack: RekeyAck, channel_id: bytes, round_no: int) -> Outcome:
-    """What the peer's acknowledgement, read in ``round_no``, does to our re-key."""
-    if k is None or k.in_switch:
-        raise AuthenticationError("an acknowledgement of a re-key this side never sent")
-    verify_ack(ack, k.seed, channel_id)
-    if k.chain is None:  # a device of ours that does not send learns the base
-        base = ack.base_round
-        k = replace(k, base=base, chain=chain_for(k.seed, channel_id, base))
-    elif ack.base_round != k.base:
-        raise AuthenticationError("a re-key acknowledgement names another base round")
-    return Outcome(
-        replace(k, in_switch=k.switch_after(round_no)),
-        text="the peer moved to the channel's new keys",
-    )
+def seed_part(seed: bytes, channel_id: bytes) -> bytes:
+    """What of a seed goes into crossed re-keys' combined seed: one-way, so a
+    device that keeps it (to answer a crossing it may learn of later) keeps
+    nothing that derives that seed's chain."""
+    return sha256(labels.CHANNEL_REKEY_BOTH, channel_id, seed)
+
+
+def combined_seed(
+    own_part: bytes, peer_part: bytes, out_direction: int, channel_id: bytes
+) -> bytes:
+    """The seed both directions end on when two re-keys cross, from the two
+    seeds' parts (:func:`seed_part`). Each removed officer had one of the two
+    seeds sealed to him (the other side did not yet know he was gone), never
+    the other, which his own mission derived without him."""
+    first, second = (own_part, peer_part) if out_direction == 0 else (peer_part, own_part)
+    return hkdf(first + second, salt=channel_id, info=labels.CHANNEL_REKEY_BOTH)
 
 
 def tag_of(raw: bytes) -> int:
-    """Which control object ``raw`` is (``TAG_REKEY`` or ``TAG_ACK``)."""
-    if not raw or raw[0] not in (TAG_REKEY, TAG_ACK):
+    """Which control object ``raw`` is (``TAG_REKEY``, ``TAG_ACK`` or ``TAG_BOTH``)."""
+    if not raw or raw[0] not in (TAG_REKEY, TAG_ACK, TAG_BOTH):
         raise DecodeError("unknown control object in a channel's stream")
     return raw[0]
-
-
-@dataclass(frozen=True, slots=True)
-class Rekeying:
-    """A channel's move to a new slot chain, in progress on one device."""
-
-    seed: bytes
-    #: The first round of the new chain; 0 (with no chain) on a device of the
-    #: initiating mission that does not send, until the peer's acknowledgement names it.
-    base: int = 0
-    chain: SlotChain | None = None
-    #: The first round this side sends on the new chain (0: not known yet).
-    out_switch: int = 0
-    #: The first round the peer sends on the new chain (0: not known yet).
-    in_switch: int = 0
-
-    def __repr__(self) -> str:
-        return f"Rekeying(out={self.out_switch}, in={self.in_switch}, <secret>)"
-
-    def switch_after(self, round_no: int) -> int:
-        """The first round on the new chain of a direction whose last piece of
-        re-key (or acknowledgement) went in ``round_no``."""
-        return max(round_no + 1, self.base)
-
-    def uses_new(self, round_no: int, outgoing: bool) -> bool:
-        """Whether that round of that direction is on the new chain."""
-        switch = self.out_switch if outgoing else self.in_switch
-        return self.chain is not None and switch > 0 and round_no >= switch
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a control object does to an endpoint, applied once the round checks out."""
-
-    rekeying: Rekeying | None
-    outbox: list[Fragment] = field(default_factory=list)
-    held: bytes = b""
-    text: str = ""
-    #: The peer's roster its re-key was made under, once checked.
-    peer_roster: Roster | None = None
 
 
 def control_fragments(raw: bytes, cell_size: int) -> list[Fragment]:
