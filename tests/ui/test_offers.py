@@ -191,9 +191,10 @@ def test_officers_change_the_policy_on_their_desks(tmp_path: Path) -> None:
         assert "Official channels may be: for the record." in page
         assert "goes out with 2 officers' signatures (the roster's k)" in page
         assert "renew every 24 hours" in page
+        assert "silent for more than 24 hours raises an alarm" in page
         assert "No recovery quorum: if fewer than 2 of you remain" in page
         data = {"csrf": ri.csrf, "back": "/roster", "official": ["record", "either"],
-                "track2_k": "1", "epoch_hours": "6"}  # fmt: skip
+                "track2_k": "1", "epoch_hours": "6", "unseen_hours": "2"}  # fmt: skip
         r = ri.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
         assert r.status_code == 303
         page = html.unescape(ri.get("/roster").text)
@@ -213,6 +214,7 @@ def test_officers_change_the_policy_on_their_desks(tmp_path: Path) -> None:
         assert "Official channels may be: for the record; either, message by message." in page
         assert "goes out with one officer's signature" in page
         assert "renew every 6 hours" in page
+        assert "silent for more than 2 hours raises an alarm" in page
         # An empty choice is refused with a clear line, and changes nothing.
         data = {"csrf": han.csrf, "back": "/roster", "track2_k": "0"}
         r = han.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
@@ -220,8 +222,12 @@ def test_officers_change_the_policy_on_their_desks(tmp_path: Path) -> None:
         data = {"csrf": han.csrf, "back": "/roster", "official": ["record"], "epoch_hours": "0"}
         r = han.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
         assert "1 to 168 hours" in html.unescape(han.get(r.headers["location"]).text)
+        data = {"csrf": han.csrf, "back": "/roster", "official": ["record"], "unseen_hours": "721"}
+        r = han.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
+        assert "1 to 720 hours" in html.unescape(han.get(r.headers["location"]).text)
         assert han.client.mission_policy().track2_k == 1
         assert han.client.mission_policy().epoch_seconds == 6 * 3600
+        assert han.client.mission_policy().unseen_seconds == 2 * 3600
     finally:
         for d in (ri, han):
             d.client.home.close()

@@ -189,6 +189,7 @@ def _policy_view(current: Any, pending: list[Any], n: int) -> dict[str, Any]:
         "official_values": [p.label for p in current.official],
         "track2_k": current.track2_k,
         "epoch_hours": current.epoch_seconds // 3600,
+        "unseen_hours": current.unseen_seconds // 3600,
         "n": n,
         "pending": [
             {
@@ -215,8 +216,12 @@ async def policy_propose(request: Request, session: Session, form: FormData) -> 
     if raw_hours and not (raw_hours.isdigit() and 1 <= int(raw_hours) <= 168):
         raise ConfigError("the send keys last 1 to 168 hours (an hour to a week)")
     seconds = int(raw_hours) * 3600 if raw_hours else None
+    raw_unseen = str(form.get("unseen_hours") or "")
+    if raw_unseen and not (raw_unseen.isdigit() and 1 <= int(raw_unseen) <= 720):
+        raise ConfigError("a colleague's device may be silent 1 to 720 hours (up to thirty days)")
+    unseen = int(raw_unseen) * 3600 if raw_unseen else None
     async with desk_of(request).use() as c:
-        made = c.policy_propose(official, int(raw_k), seconds)
+        made = c.policy_propose(official, int(raw_k), seconds, unseen)
     session.notes.append(
         ("ok", f"Policy change proposed and signed by you ({len(made.signed_by)} of "
                f"{made.needed}); your colleagues see it after the next rounds.")
