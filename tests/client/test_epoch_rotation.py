@@ -15,11 +15,13 @@ from backchannel.client.service import Client
 from backchannel.crypto.primitives import aead_open
 from backchannel.errors import BackchannelError
 from backchannel.protocol import sealing
+from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.channel import Policy
+from backchannel.protocol.identity import EpochKey
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
 from backchannel.protocol.sealing import SendEpoch
-from tests.client.conftest import FAST_KDF, InProcessRelay, adopt_policy
+from tests.client.conftest import FAST_KDF, InProcessRelay, adopt_policy, rounds
 from tests.client.test_client_flow import cosigned, two_missions
 
 
@@ -186,3 +188,71 @@ async def test_the_send_epoch_moves_on_at_a_change_of_our_roster(
     assert before is not None and after is not None
     assert after.epoch_id != before.epoch_id
     assert ri.channel(cid).epoch_own_roster == 1
+
+
+def _box_opens(msg: SealedMessage, keys: list[EpochKey], officer: Client, peer: Client) -> bool:
+    """Whether ``keys`` open ``officer``'s box of the epoch ``msg`` announces."""
+    assert msg.announcement
+    cid = msg.header.channel_id
+    ep = peer._endpoint(cid)
+    try:
+        sealing.accept_announcement(
+            msg.announcement, cid, ep.in_direction, peer.mission().roster, officer.officer, keys
+        )
+    except BackchannelError:
+        return False
+    return True
+
+
+async def test_an_officers_key_renews_by_itself_and_a_copy_taken_before_opens_nothing_after(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Jones's device state is copied, his epoch key with it. A day on, his
+    device draws a new key by itself, Smith's device (which sends on the
+    channel) announces it, and New York seals to it from its next epoch: the
+    copy opens nothing New York sends after. Washington reads it as before."""
+    ny, dc = await two_missions(tmp_path, relay)
+    ri = ny[0]
+    smith, jones = dc
+    now = [time.time()]
+    for c in (*ny, *dc):
+        c._clock = lambda: now[0]
+    devices = [*ny, *dc]
+    assert await rounds(devices, 2) == []
+    stolen = list(jones.home.epoch_keys)
+
+    async def sealed(text: str) -> SealedMessage:
+        draft_id = await cosigned(ny, text)
+        await ri.settle()
+        msg = ri._get("drafts", draft_id, DraftRecord).outgoing.message
+        assert msg is not None
+        return msg
+
+    before = await sealed("before")
+    assert _box_opens(before, stolen, jones, smith)  # the copy works until the key renews
+    now[0] += 24 * 3600 + 60
+    assert await rounds(devices, 8) == []
+    assert [k.epoch for k in jones.home.epoch_keys] == [1, 2]
+    dc_id = smith.mission().mission_id
+    jones_id = jones.officer.officer_id
+    assert [c.epoch for c in ri._peer_card(dc_id).certs if c.officer_id == jones_id] == [2]
+    learned = [e for e in ri.audit_entries() if e.kind == AuditKind.PEER_KEY_LEARNED]
+    assert any(e.subject == jones_id for e in learned)
+    mine = [e for e in jones.audit_entries() if e.kind == AuditKind.EPOCH_KEY_ROTATED]
+    assert mine and "schedule" in mine[-1].note
+    after = await sealed("after")
+    assert after.header.epoch_id != before.header.epoch_id
+    assert not _box_opens(after, stolen, jones, smith)
+    assert _box_opens(after, list(jones.home.epoch_keys), jones, smith)
+    # Washington opens it together, as before.
+    mid = await _deliver(ny, dc)
+    smith.request_open(mid)
+    await smith.settle()
+    await jones.settle()
+    [req] = jones.share_requests()
+    jones.approve_share(req.request_id)
+    await jones.settle()
+    await smith.settle()
+    assert smith.read(mid).text == "after"
+    for c in devices:
+        assert not c.status()["channels"][0]["alarms"], c.officer.name

@@ -155,7 +155,7 @@ def _rekey(seed: bytes, base: int) -> rk.ChannelRekey:
 
 def test_the_crossing_state_machine_at_its_edges() -> None:
     own, theirs = secrets.token_bytes(32), secrets.token_bytes(32)
-    ep = (CID, 0, 4096, True)
+    ep = (CID, 0, True)
     mine = rkg.Rekeying(own, 100, rk.chain_for(own, CID, 100))
     crossed = rkg.take_rekey(mine, _rekey(theirs, 101), theirs, ep, 105).rekeying
     assert crossed is not None and crossed.both and crossed.awaiting

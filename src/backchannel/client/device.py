@@ -28,7 +28,7 @@ from backchannel.errors import ConfigError, RosterError
 from backchannel.protocol import channel as ch
 from backchannel.protocol.cells import Fragment, Receipt
 from backchannel.protocol.endpoint import Endpoint
-from backchannel.protocol.identity import Officer
+from backchannel.protocol.identity import EpochKeyCert, Officer
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.rekeying import Rekeying
 from backchannel.protocol.roster import Roster
@@ -174,7 +174,8 @@ class Device:
             raise ConfigError(
                 "the peer's safety number is not confirmed; run `backchannel peer confirm` first"
             )
-        return self._card(rec.card, mission_id)
+        card = self._card(rec.card, mission_id)
+        return _with_learned(card, rec.certs) if rec.certs else card
 
     def _card(self, text: str, mission_id: bytes) -> MissionCard:
         """A stored peer card, decoded and verified once per text (a round reads it often)."""
@@ -278,6 +279,20 @@ class _EndpointData:
     rekey_next: bytes = b""
     rekey_next_seed: bytes = b""
     peer_part: bytes = b""
+    moving: tuple[bytes, ...] = ()
 
 
 _ENDPOINT_FIELDS = tuple(f for f in Endpoint.__dataclass_fields__ if f != "officer")
+
+
+def _with_learned(card: MissionCard, learned: tuple[bytes, ...]) -> MissionCard:
+    """The card with each officer's newest epoch key: its own or one his device
+    announced in a channel since (``protocol/key_announce.py``). Officers the
+    card does not name are left out: they come with the card that adds them."""
+    newest = {c.officer_id: c for c in card.certs}
+    for raw in learned:
+        cert = EpochKeyCert.decode(raw)
+        have = newest.get(cert.officer_id)
+        if have is not None and cert.epoch > have.epoch:
+            newest[cert.officer_id] = cert
+    return replace(card, certs=tuple(newest[c.officer_id] for c in card.certs))

@@ -178,6 +178,7 @@ class Engine(LogChecks, Rewind):
 
     def deposit_plans(self) -> list[DepositPlan]:
         """This round's deposits: one cell per lane, grouped by relay, persisted first."""
+        self.rotate_on_schedule()
         lanes = self._lanes()
         pending = self._pending_by_lane()
         with self._tx():  # persisted, all together, before anything is sent

@@ -13,22 +13,21 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 from backchannel.client.cards import CardError, MissionCard, OfficerCard
+from backchannel.client.epoch_keys import EpochKeys
 from backchannel.client.mission import MissionState, Proposal, adopt, propose, sign_proposal
-from backchannel.client.officer_alarms import OfficerAlarms
 from backchannel.client.records import ChannelRecord, PeerRecord
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, RemoteProtocolError
 from backchannel.protocol import channel as ch
-from backchannel.protocol import joint
 from backchannel.protocol import policy as mp
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.endpoint import Endpoint
-from backchannel.protocol.identity import EpochKeyCert, OfficerPublic
+from backchannel.protocol.identity import OfficerPublic
 from backchannel.protocol.roster import signers
 
 
-class Missions(OfficerAlarms):
+class Missions(EpochKeys):
     """Officer, mission, peers, channels and epoch keys."""
 
     def officer_card(self) -> OfficerCard:
@@ -247,39 +246,6 @@ class Missions(OfficerAlarms):
             if c.peer_mission == peer.mission_id:
                 return c
         raise ConfigError(f"no channel with {peer.name} yet; pair first")
-
-    def rotate_epoch_key(self) -> EpochKeyCert:
-        """Start a new epoch key; colleagues learn its certificate through the mailbox.
-
-        Peers learn it from the next mission card; their next key epoch then
-        seals to it. Erase the old key with :meth:`erase_epoch_keys` once the
-        messages sealed to it have been opened.
-        """
-        key = self.home.rotate_epoch_key()
-        cert = key.certify(self.officer)
-        m = self.mission_or_none()
-        if m is not None:
-            with self._tx():
-                self._store_cert(m, cert)
-                for o in m.roster.officers:
-                    if not equal(o.officer_id, self.officer.officer_id):
-                        self._send_joint(joint.JointKind.EPOCH_CERT, o.officer_id, cert.encode())
-        return cert
-
-    def erase_epoch_keys(self, keep: int = 1) -> int:
-        return self.home.erase_epoch_keys(keep)
-
-    def _store_cert(self, m: MissionState, cert: EpochKeyCert) -> None:
-        certs = [c for c in m.epoch_certs() if not equal(c.officer_id, cert.officer_id)]
-        self._put("mission", b"state", replace(m, certs=tuple(c.encode() for c in (*certs, cert))))
-
-    def _on_epoch_cert(self, sender: bytes, cert: EpochKeyCert) -> None:
-        m = self.mission()
-        if not equal(cert.officer_id, sender):
-            return
-        cert.verify(m.roster.officer(sender))
-        if cert.epoch > m.cert_of(sender).epoch:
-            self._store_cert(m, cert)
 
 
 def _check_relay_url(url: str) -> None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 from backchannel.client import statecodec
 from backchannel.client.device import one
-from backchannel.client.officer_alarms import AlarmKind, OfficerAlarms
+from backchannel.client.epoch_keys import EpochKeys
+from backchannel.client.officer_alarms import AlarmKind
 from backchannel.client.records import ChannelRecord, DraftRecord, InboxRecord, ShareRequest
 from backchannel.client.report import SyncReport
 from backchannel.crypto.primitives import equal
@@ -37,7 +38,7 @@ from backchannel.protocol.sealing import RecvEpoch, accept_announcement, decrypt
 from backchannel.protocol.states import SendState
 
 
-class Receiving(OfficerAlarms):
+class Receiving(EpochKeys):
     """The inbox, joint opening, and processing the peer's rounds."""
 
     def inbox(self) -> list[InboxRecord]:
@@ -195,6 +196,8 @@ class Receiving(OfficerAlarms):
         elif res.rekey:
             self._audit(AuditKind.CHANNEL_REKEYED, channel_id, res.rekey)
         with self._tx():
+            if res.keys:
+                self._learn_keys(rec.peer_mission, res.keys)
             report.messages.extend(self._take_in(channel_id, res.messages, r))
             if res.delivered:
                 for d in self._all("drafts", DraftRecord):

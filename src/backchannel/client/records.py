@@ -17,6 +17,9 @@ class PeerRecord:
     card: str
     safety_number: str
     confirmed: bool = False
+    #: Epoch-key certificates its officers announced in a channel since the card
+    #: (each checked there); the newer of these and the card's is sealed to.
+    certs: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,12 @@ class AuditKind(IntEnum):
     #: A channel moved, or began to move, to new keys after a removal
     #: (protocol/rekey.py); the subject is the channel's id.
     CHANNEL_REKEYED = 27
+    #: An officer's device drew a new epoch key (its own, on the policy's
+    #: schedule or by hand); the subject is the officer's id.
+    EPOCH_KEY_ROTATED = 28
+    #: A peer officer's new epoch key, announced in a channel
+    #: (protocol/key_announce.py); the subject is his officer id.
+    PEER_KEY_LEARNED = 29
 
 
 @dataclass(frozen=True, slots=True)

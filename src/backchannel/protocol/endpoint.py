@@ -12,7 +12,7 @@ replayed or forged cell raises and leaves the endpoint as it was.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from backchannel.crypto.kem import KemPrivateKey
 from backchannel.errors import (
@@ -26,10 +26,10 @@ from backchannel.errors import (
 )
 from backchannel.protocol import cells
 from backchannel.protocol import deniable as deniable_mod
-from backchannel.protocol import rekey as rk
 from backchannel.protocol import rekeying as rkg
 from backchannel.protocol.channel import ChannelTerms, RoundKeys, SlotChain, direction_of
-from backchannel.protocol.identity import Officer
+from backchannel.protocol.endpoint_control import ControlObjects
+from backchannel.protocol.identity import EpochKeyCert, Officer
 from backchannel.protocol.message import Header, SealedMessage
 from backchannel.protocol.misbehaviour import Gossip
 from backchannel.protocol.payload import MessageKind
@@ -66,6 +66,8 @@ class RoundResult:
     #: What this round did to the channel's keys, in words (``protocol/rekey.py``):
     #: the peer re-keyed it, acknowledged our re-key, or its re-key waits.
     rekey: str = ""
+    #: Epoch keys the peer's officers announced, each checked (``protocol/key_announce.py``).
+    keys: tuple[EpochKeyCert, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,7 @@ class Released:
 
 
 @dataclass(slots=True)
-class Endpoint:
+class Endpoint(ControlObjects):
     terms: ChannelTerms
     local_mission: bytes
     officer: Officer
@@ -116,6 +118,8 @@ class Endpoint:
     #: On a device that does not send: what a crossing of re-keys needs of the
     #: peer's latest one, until a removal of ours (``rekeying.Outcome.peer_part``).
     peer_part: bytes = field(default=b"", repr=False)
+    #: Our queued control objects whose last piece moves the direction we send in.
+    moving: tuple[bytes, ...] = ()
     #: The peer's re-key, encoded, when this device cannot check it yet (it holds
     #: an older roster of the peer than the change's previous one), and its round:
     #: nothing after that round is read until the peer's new card comes.
@@ -182,10 +186,7 @@ class Endpoint:
         self.chain, self.rekeying = rkg.settle(
             self.chain, self.rekeying, send, self.next_recv_round
         )
-        if self.rekey_next and self.rekeying is None and not self.rekey_held:
-            raw, seed = self.rekey_next, self.rekey_next_seed
-            self.rekey_next, self.rekey_next_seed = b"", b""
-            self._start(rk.ChannelRekey.decode(raw), seed)
+        self._start_waiting()
 
     # --- sending --------------------------------------------------------------
 
@@ -270,10 +271,8 @@ class Endpoint:
         )
         if frag is not None:
             self.outbox.pop(0)
-            if frag.control and frag.index == frag.count - 1 and self.rekeying is not None:
-                # The last piece of our re-key (or of our acknowledgement of the
-                # peer's): our rounds after this one use the new chain.
-                self.rekeying = rkg.sent(self.rekeying, round_no)
+            if frag.control:
+                self._control_sent(frag, round_no)
         self.receipt_due = None
         self.next_send_round = round_no + 1
         self._erase_past()
@@ -497,101 +496,5 @@ class Endpoint:
             gossip=content.gossip,
             held=newly_held,
             rekey=control.text if control is not None else "",
+            keys=control.certs if control is not None else (),
         )
-
-    # --- re-keying (protocol/rekey.py) ----------------------------------------
-
-    def start_rekey(self, rekey: rk.ChannelRekey, seed: bytes) -> bool:
-        """Queue our re-key; our rounds after the one carrying its last piece
-        move to the new chain. Only the sending device starts one. While
-        another move is under way it waits (a later one of ours replaces it)
-        and starts, from the round it does, once that move ends: ``False``."""
-        if not self.sends:
-            raise LocalProtocolError("only the device that sends on a channel re-keys it")
-        if rekey.base_round != self.next_send_round:
-            raise LocalProtocolError("a re-key starts at the channel's next round")
-        if self.rekeying is not None or self.rekey_held:
-            self.rekey_next, self.rekey_next_seed = rekey.encode(), seed
-            return False
-        self._start(rekey, seed)
-        return True
-
-    def _start(self, rekey: rk.ChannelRekey, seed: bytes) -> None:
-        # Sealed to none of the officers a later re-key of the peer showed removed.
-        newest, card = self.peer_rekey_roster, self.peer_roster
-        boxes = rekey.boxes
-        if newest is not None and newest.version > card.version:
-            boxes = tuple((o, b) for o, b in boxes if newest.contains(o))
-        rekey = replace(rekey, base_round=self.next_send_round, boxes=boxes)
-        chain = rk.chain_for(seed, self.channel_id, rekey.base_round)
-        self.rekeying = rkg.Rekeying(seed, rekey.base_round, chain)
-        self.outbox.extend(rk.control_fragments(rekey.encode(), self.terms.cell_size))
-
-    def expect_rekey(self, seed: bytes) -> None:
-        """On a device of the re-keying mission that does not send: the peer's
-        acknowledgement will name the round its own rounds move at. An earlier
-        expectation the peer never answered (the sending device could not start
-        that re-key) gives way to this one."""
-        k = self.rekeying
-        if self.sends and k is not None:
-            raise LocalProtocolError("a re-key of this channel is already under way")
-        if k is None:
-            k = rkg.Rekeying(seed, peer_part=self.peer_part)
-        self.rekeying, self.peer_part = replace(k, seed=seed), b""
-
-    def _control(self, raw: bytes, round_no: int, kem_keys: Sequence[KemPrivateKey]) -> rkg.Outcome:
-        """What a control object received in ``round_no`` does (nothing changes here)."""
-        if rk.tag_of(raw) != rk.TAG_REKEY:
-            ack = rk.RekeyAck.decode(raw)
-            return rkg.take_ack(self.rekeying, ack, self.channel_id, round_no, self.out_direction)
-        rekey = rk.ChannelRekey.decode(raw)
-        if rekey.from_mission != self._peer(self.terms, self.local_mission):
-            raise AuthenticationError("a channel re-key from another mission")
-        roster = rk.roster_of(rekey, self.peer_roster)
-        if roster is None:
-            return rkg.Outcome(
-                self.rekeying,
-                held=raw,
-                text=(
-                    f"the peer re-keyed the channel after its roster change to version "
-                    f"{rekey.version}, which this device does not hold: nothing more is read "
-                    "on this channel until you add the peer's new card (`backchannel peer add`)"
-                ),
-            )
-        return self._rekeyed(rekey, roster, round_no, kem_keys)
-
-    def _rekeyed(
-        self,
-        rekey: rk.ChannelRekey,
-        roster: Roster,
-        round_no: int,
-        kem_keys: Sequence[KemPrivateKey],
-    ) -> rkg.Outcome:
-        seed = rk.open_rekey(
-            rekey, self.channel_id, roster, self.officer.officer_id, tuple(kem_keys)
-        )
-        if round_no < rekey.base_round:
-            raise AuthenticationError("a channel re-key arrived before its own base round")
-        ep = (self.channel_id, self.out_direction, self.terms.cell_size, self.sends)
-        out = rkg.take_rekey(self.rekeying, rekey, seed, ep, round_no)
-        return replace(out, peer_roster=roster)
-
-    def release_rekey(self, kem_keys: Sequence[KemPrivateKey]) -> str:
-        """Take a re-key that waited for the peer's new roster (after
-        :meth:`adopt_peer_roster`); what it did, in words, or ``""``."""
-        if not self.rekey_held:
-            return ""
-        rekey = rk.ChannelRekey.decode(self.rekey_held)
-        roster = rk.roster_of(rekey, self.peer_roster)
-        if roster is None:
-            return ""
-        control = self._rekeyed(rekey, roster, self.rekey_held_round, kem_keys)
-        self._apply(control, self.rekey_held_round)
-        return control.text
-
-    def _apply(self, control: rkg.Outcome, round_no: int) -> None:
-        self.rekeying = control.rekeying
-        self.outbox.extend(control.outbox)
-        self.rekey_held, self.rekey_held_round = control.held, round_no if control.held else 0
-        self.peer_rekey_roster = control.peer_roster or self.peer_rekey_roster
-        self.peer_part = control.peer_part or self.peer_part

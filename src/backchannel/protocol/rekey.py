@@ -58,6 +58,8 @@ from backchannel.protocol.roster import (
 TAG_REKEY = 1
 TAG_ACK = 2
 TAG_BOTH = 3
+#: An announcement of officers' new epoch keys (:mod:`.key_announce`).
+TAG_KEYS = 4
 _MAX_BOX = 4096
 
 
@@ -304,8 +306,8 @@ def combined_seed(
 
 
 def tag_of(raw: bytes) -> int:
-    """Which control object ``raw`` is (``TAG_REKEY``, ``TAG_ACK`` or ``TAG_BOTH``)."""
-    if not raw or raw[0] not in (TAG_REKEY, TAG_ACK, TAG_BOTH):
+    """Which control object ``raw`` is: ``TAG_REKEY``, ``TAG_ACK``, ``TAG_BOTH``, ``TAG_KEYS``."""
+    if not raw or raw[0] not in (TAG_REKEY, TAG_ACK, TAG_BOTH, TAG_KEYS):
         raise DecodeError("unknown control object in a channel's stream")
     return raw[0]
 

@@ -21,12 +21,12 @@ it starts later.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from backchannel.errors import AuthenticationError, RemoteProtocolError
 from backchannel.protocol import rekey as rk
-from backchannel.protocol.cells import Fragment
 from backchannel.protocol.channel import SlotChain
+from backchannel.protocol.identity import EpochKeyCert
 from backchannel.protocol.roster import Roster
 
 
@@ -104,7 +104,8 @@ class Outcome:
     """What a control object does to an endpoint, applied once the round checks out."""
 
     rekeying: Rekeying | None
-    outbox: list[Fragment] = field(default_factory=list)
+    #: Our answer to send (encoded; its last piece moves our direction), or empty.
+    answer: bytes = b""
     held: bytes = b""
     text: str = ""
     #: The peer's roster its re-key was made under, once checked.
@@ -112,24 +113,26 @@ class Outcome:
     #: On a device that does not send: the part of the peer's seed it followed,
     #: kept until a removal of our own (:attr:`Rekeying.peer_part`).
     peer_part: bytes = b""
+    #: Epoch keys of the peer's officers it announced, each checked (:mod:`.key_announce`).
+    certs: tuple[EpochKeyCert, ...] = ()
 
 
 def take_rekey(
     k: Rekeying | None,
     rekey: rk.ChannelRekey,
     seed: bytes,
-    ep: tuple[bytes, int, int, bool],
+    ep: tuple[bytes, int, bool],
     round_no: int,
 ) -> Outcome:
     """What the peer's re-key (its seed opened and vouched for), read in
-    ``round_no``, does. ``ep``: the channel id, the direction we send in, the
-    cell size, and whether this device sends (and so answers).
+    ``round_no``, does. ``ep``: the channel id, the direction we send in, and
+    whether this device sends (and so answers).
 
     The peer's rounds after this one are on its new chain. With nothing of
     ours under way we follow it. If our own re-key is unanswered, the two
     crossed: both directions go on to the combined chain.
     """
-    channel_id, out_direction, cell_size, sends = ep
+    channel_id, out_direction, sends = ep
     base = rekey.base_round
     theirs = rk.chain_for(seed, channel_id, base)
     move = max(round_no + 1, base)
@@ -144,8 +147,7 @@ def take_rekey(
             # Our own mission may have re-keyed too, the change not yet
             # adopted here: its answer may combine the two.
             return Outcome(k, text=text, peer_part=part)
-        ack = rk.make_ack(seed, channel_id, base)
-        return Outcome(k, rk.control_fragments(ack.encode(), cell_size), text=text)
+        return Outcome(k, rk.make_ack(seed, channel_id, base).encode(), text=text)
     if not k.awaiting or k.both:
         raise RemoteProtocolError("a second re-key of the peer while one is under way")
     if k.chain is None:
@@ -168,7 +170,7 @@ def take_rekey(
     ack = rk.make_ack(both, channel_id, base_both, both=True)
     return Outcome(
         crossed,
-        rk.control_fragments(ack.encode(), cell_size),
+        ack.encode(),
         text=(
             f"the peer's roster changed too (version {rekey.version}) while our re-key was "
             "under way: the channel moves to keys from both re-keys"

@@ -1,0 +1,194 @@
+"""The control objects of a channel's stream, as an endpoint sends and takes them.
+
+Control objects ride the channel's own cells like messages (fragments, in
+order, behind what is queued; cell flag 0x08) and are never signed as
+messages: a re-key and its answers (``protocol/rekey.py``, the state in
+``protocol/rekeying.py``) and announcements of officers' new epoch keys
+(``protocol/key_announce.py``). :class:`ControlObjects` is a part of
+:class:`~backchannel.protocol.endpoint.Endpoint`, kept apart so that each
+module stays one concern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from backchannel.crypto.kem import KemPrivateKey
+from backchannel.errors import AuthenticationError, LocalProtocolError
+from backchannel.protocol import cells
+from backchannel.protocol import key_announce as ka
+from backchannel.protocol import rekey as rk
+from backchannel.protocol import rekeying as rkg
+from backchannel.protocol.channel import ChannelTerms, SlotChain
+from backchannel.protocol.identity import EpochKeyCert, Officer
+from backchannel.protocol.roster import Roster
+from backchannel.protocol.transcript import Transcript
+
+
+class ControlObjects:
+    """Re-keys, their answers and key announcements: queued, sent and taken."""
+
+    # The endpoint's state this part reads and writes (see Endpoint).
+    terms: ChannelTerms
+    local_mission: bytes
+    officer: Officer
+    peer_roster: Roster
+    chain: SlotChain
+    transcript: Transcript
+    next_send_round: int
+    outbox: list[cells.Fragment]
+    sends: bool
+    rekeying: rkg.Rekeying | None
+    rekey_held: bytes
+    rekey_held_round: int
+    peer_rekey_roster: Roster | None
+    rekey_next: bytes
+    rekey_next_seed: bytes
+    peer_part: bytes
+    moving: tuple[bytes, ...]
+
+    def _peer_mission(self) -> bytes:
+        t = self.terms
+        return t.mission_b if self.local_mission == t.mission_a else t.mission_a
+
+    def _queue(self, raw: bytes, moves: bool) -> None:
+        frags = rk.control_fragments(raw, self.terms.cell_size)
+        self.outbox.extend(frags)
+        if moves:  # its last piece moves the direction we send in
+            self.moving = (*self.moving, frags[0].message_id)
+
+    def _control_sent(self, frag: cells.Fragment, round_no: int) -> None:
+        """A control piece went in ``round_no``: the last of a re-key or an answer
+        moves our direction after it (``rekeying.sent``)."""
+        if frag.index != frag.count - 1 or frag.message_id not in self.moving:
+            return
+        self.moving = tuple(m for m in self.moving if m != frag.message_id)
+        if self.rekeying is not None:
+            self.rekeying = rkg.sent(self.rekeying, round_no)
+
+    # --- key announcements (protocol/key_announce.py) --------------------------
+
+    def announce_keys(self, certs: Sequence[EpochKeyCert]) -> None:
+        """Queue our officers' new epoch-key certificates for the peer."""
+        if not self.sends:
+            raise LocalProtocolError("only the device that sends on a channel announces keys")
+        self._queue(ka.KeyAnnouncement(tuple(certs)).encode(), moves=False)
+
+    def _peer_roster_now(self) -> Roster:
+        newer = self.peer_rekey_roster
+        return (
+            newer
+            if newer is not None and newer.version > self.peer_roster.version
+            else (self.peer_roster)
+        )
+
+    # --- re-keying (protocol/rekey.py) ----------------------------------------
+
+    def start_rekey(self, rekey: rk.ChannelRekey, seed: bytes) -> bool:
+        """Queue our re-key; our rounds after the one carrying its last piece
+        move to the new chain. Only the sending device starts one. While
+        another move is under way it waits (a later one of ours replaces it)
+        and starts, from the round it does, once that move ends: ``False``."""
+        if not self.sends:
+            raise LocalProtocolError("only the device that sends on a channel re-keys it")
+        if rekey.base_round != self.next_send_round:
+            raise LocalProtocolError("a re-key starts at the channel's next round")
+        if self.rekeying is not None or self.rekey_held:
+            self.rekey_next, self.rekey_next_seed = rekey.encode(), seed
+            return False
+        self._start(rekey, seed)
+        return True
+
+    def _start(self, rekey: rk.ChannelRekey, seed: bytes) -> None:
+        # Sealed to none of the officers a later re-key of the peer showed removed.
+        newest, card = self.peer_rekey_roster, self.peer_roster
+        boxes = rekey.boxes
+        if newest is not None and newest.version > card.version:
+            boxes = tuple((o, b) for o, b in boxes if newest.contains(o))
+        rekey = replace(rekey, base_round=self.next_send_round, boxes=boxes)
+        chain = rk.chain_for(seed, self.terms.channel_id, rekey.base_round)
+        self.rekeying = rkg.Rekeying(seed, rekey.base_round, chain)
+        self._queue(rekey.encode(), moves=True)
+
+    def _start_waiting(self) -> None:
+        """Start our re-key that waited, once no move is under way."""
+        if self.rekey_next and self.rekeying is None and not self.rekey_held:
+            raw, seed = self.rekey_next, self.rekey_next_seed
+            self.rekey_next, self.rekey_next_seed = b"", b""
+            self._start(rk.ChannelRekey.decode(raw), seed)
+
+    def expect_rekey(self, seed: bytes) -> None:
+        """On a device of the re-keying mission that does not send: the peer's
+        acknowledgement will name the round its own rounds move at. An earlier
+        expectation the peer never answered (the sending device could not start
+        that re-key) gives way to this one."""
+        k = self.rekeying
+        if self.sends and k is not None:
+            raise LocalProtocolError("a re-key of this channel is already under way")
+        if k is None:
+            k = rkg.Rekeying(seed, peer_part=self.peer_part)
+        self.rekeying, self.peer_part = replace(k, seed=seed), b""
+
+    def _control(self, raw: bytes, round_no: int, kem_keys: Sequence[KemPrivateKey]) -> rkg.Outcome:
+        """What a control object received in ``round_no`` does (nothing changes here)."""
+        tag = rk.tag_of(raw)
+        cid = self.terms.channel_id
+        if tag == rk.TAG_KEYS:
+            certs = ka.checked(ka.KeyAnnouncement.decode(raw), self._peer_roster_now())
+            return rkg.Outcome(self.rekeying, certs=certs)
+        if tag != rk.TAG_REKEY:
+            ack = rk.RekeyAck.decode(raw)
+            out = self.transcript.out_direction
+            return rkg.take_ack(self.rekeying, ack, cid, round_no, out)
+        rekey = rk.ChannelRekey.decode(raw)
+        if rekey.from_mission != self._peer_mission():
+            raise AuthenticationError("a channel re-key from another mission")
+        roster = rk.roster_of(rekey, self.peer_roster)
+        if roster is None:
+            return rkg.Outcome(
+                self.rekeying,
+                held=raw,
+                text=(
+                    f"the peer re-keyed the channel after its roster change to version "
+                    f"{rekey.version}, which this device does not hold: nothing more is read "
+                    "on this channel until you add the peer's new card (`backchannel peer add`)"
+                ),
+            )
+        return self._rekeyed(rekey, roster, round_no, kem_keys)
+
+    def _rekeyed(
+        self,
+        rekey: rk.ChannelRekey,
+        roster: Roster,
+        round_no: int,
+        kem_keys: Sequence[KemPrivateKey],
+    ) -> rkg.Outcome:
+        cid = self.terms.channel_id
+        seed = rk.open_rekey(rekey, cid, roster, self.officer.officer_id, tuple(kem_keys))
+        if round_no < rekey.base_round:
+            raise AuthenticationError("a channel re-key arrived before its own base round")
+        ep = (cid, self.transcript.out_direction, self.sends)
+        out = rkg.take_rekey(self.rekeying, rekey, seed, ep, round_no)
+        return replace(out, peer_roster=roster)
+
+    def release_rekey(self, kem_keys: Sequence[KemPrivateKey]) -> str:
+        """Take a re-key that waited for the peer's new roster (after
+        ``adopt_peer_roster``); what it did, in words, or ``""``."""
+        if not self.rekey_held:
+            return ""
+        rekey = rk.ChannelRekey.decode(self.rekey_held)
+        roster = rk.roster_of(rekey, self.peer_roster)
+        if roster is None:
+            return ""
+        control = self._rekeyed(rekey, roster, self.rekey_held_round, kem_keys)
+        self._apply(control, self.rekey_held_round)
+        return control.text
+
+    def _apply(self, control: rkg.Outcome, round_no: int) -> None:
+        self.rekeying = control.rekeying
+        if control.answer:
+            self._queue(control.answer, moves=True)
+        self.rekey_held, self.rekey_held_round = control.held, round_no if control.held else 0
+        self.peer_rekey_roster = control.peer_roster or self.peer_rekey_roster
+        self.peer_part = control.peer_part or self.peer_part
