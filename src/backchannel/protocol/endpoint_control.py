@@ -124,8 +124,12 @@ class ControlObjects:
         expectation the peer never answered (the sending device could not start
         that re-key) gives way to this one."""
         k = self.rekeying
-        if self.sends and k is not None:
-            raise LocalProtocolError("a re-key of this channel is already under way")
+        if self.sends:  # it starts its mission's re-keys (start_rekey), and answers the peer's
+            raise LocalProtocolError(
+                "a re-key of this channel is already under way"
+                if k is not None
+                else "the device that sends on a channel starts its re-key; it expects none"
+            )
         if k is None:
             k = rkg.Rekeying(seed, peer_part=self.peer_part)
         self.rekeying, self.peer_part = replace(k, seed=seed), b""
