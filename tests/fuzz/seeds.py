@@ -13,9 +13,12 @@ from pathlib import Path
 
 from backchannel.client import cards
 from backchannel.crypto.primitives import HASH_LEN
+from backchannel.crypto.signing import HYBRID_SIG_LEN
 from backchannel.protocol import batch as bt
 from backchannel.protocol import cells, evidence, joint, merkle, misbehaviour
 from backchannel.protocol import channel as ch
+from backchannel.protocol import key_announce as ka
+from backchannel.protocol import rekey as rk
 from backchannel.protocol.codec import Writer
 from backchannel.protocol.identity import OFFICER_ID_LEN
 from backchannel.protocol.payload import meeting_request, note
@@ -129,7 +132,7 @@ def _mission_seeds() -> dict[str, list[bytes]]:
     ).sign(officer.officer)
     offer, _ = ch.make_offer(kit.mission_id, pair.terms, 0, kit.certs(), pair.rng)
     offer = ch.sign_offer(offer, officer.officer)
-    deniable_terms = replace(pair.terms, deniable=True)
+    deniable_terms = replace(pair.terms, policy=ch.Policy.DENIABLE)
     deniable_offer, _ = ch.make_offer(kit.mission_id, deniable_terms, 0, kit.certs(), pair.rng)
     deniable_offer = ch.sign_offer(deniable_offer, officer.officer)
 
@@ -169,6 +172,24 @@ def _mission_seeds() -> dict[str, list[bytes]]:
         "roster": [kit.chain[0].encode()],
         "officer": [officer.officer.public.encode()],
         "epoch_cert": [officer.cert.encode()],
+        "channel_rekey": [
+            rk.ChannelRekey(
+                kit.mission_id,
+                kit.chain[0],
+                100,
+                ((officer.officer.officer_id, b"sealed seed"),),
+                ((officer.officer.officer_id, bytes(HYBRID_SIG_LEN)),),
+            ).encode(),
+            rk.ChannelRekey(kit.mission_id, kit.chain[0], 0, (), ()).encode(),
+        ],
+        "rekey_ack": [
+            rk.make_ack(_h(1), pair.terms.channel_id, 100).encode(),
+            rk.make_ack(_h(2), pair.terms.channel_id, 7, both=True).encode(),
+        ],
+        "key_announcement": [
+            ka.KeyAnnouncement((officer.cert,)).encode(),
+            ka.KeyAnnouncement(tuple(kit.certs())).encode(),
+        ],
         "header": [msg.header.encode()],
         "message": [msg.encode(), msg.with_mac(bytes(range(32))).encode()],
         "announcement": [msg.announcement],

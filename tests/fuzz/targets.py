@@ -29,7 +29,9 @@ from backchannel.errors import DecodeError, RemoteProtocolError
 from backchannel.protocol import batch as bt
 from backchannel.protocol import batch_log as bl
 from backchannel.protocol import cells, evidence, joint, merkle, misbehaviour
+from backchannel.protocol import key_announce as ka
 from backchannel.protocol import note as note_fmt
+from backchannel.protocol import rekey as rk
 from backchannel.protocol import roster as rs
 from backchannel.protocol.channel import ChannelOffer
 from backchannel.protocol.codec import Reader, Writer
@@ -451,6 +453,15 @@ def _targets() -> dict[str, Target]:
         Target("payload", c(Payload.decode, Payload.encode, "payload"), _D),
         Target("share", c(Share.decode, Share.encode, "share"), _D),
         Target("channel_offer", _offer, _D, max_len=16384),
+        # a channel's control objects
+        Target("channel_rekey", c(rk.ChannelRekey.decode, rk.ChannelRekey.encode, "re-key"), _D),
+        Target("rekey_ack", c(rk.RekeyAck.decode, rk.RekeyAck.encode, "re-key answer"), _D),
+        Target(
+            "key_announcement",
+            c(ka.KeyAnnouncement.decode, ka.KeyAnnouncement.encode, "key announcement"),
+            _D,
+            max_len=65536,
+        ),
         # joint objects
         Target("joint_object", c(joint.JointObject.decode, joint.JointObject.encode, "joint"), _D),
         Target("joint_cell", _joint_cell, _D),
