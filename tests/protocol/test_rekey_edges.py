@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -185,3 +186,39 @@ def test_the_crossing_state_machine_at_its_edges() -> None:
     assert moved.in_switch == 113 and not moved.peer_part
     with pytest.raises(AuthenticationError):
         rkg.take_ack(waiting, answer, CID, 112, 1)  # the parts in the other order
+
+
+def test_settling_erases_each_chain_once_no_round_needs_it() -> None:
+    old = rk.chain_for(b"\x01" * 32, CID, 100)
+    own = rk.chain_for(b"\x02" * 32, CID, 105)
+    theirs = rk.chain_for(b"\x03" * 32, CID, 104)
+    both = rk.chain_for(b"\x04" * 32, CID, 106)
+    # Nothing under way: the chain goes to the earlier of the next rounds.
+    chain, k = rkg.settle(old, None, 110, 108)
+    assert k is None and chain == old.advance(108)
+    chain, k = rkg.settle(old, None, None, 112)  # a device that does not send
+    assert k is None and chain == old.advance(112)
+    # Crossed: ours on our via chain from 107, the peer's on its from 109, the
+    # combined chain from 112 both ways.
+    crossing = rkg.Rekeying(
+        b"s", 106, both, out_switch=112, in_switch=112,
+        via_out=own, via_out_from=107, via_in=theirs, via_in_from=109, both=True,
+    )  # fmt: skip
+    chain, k = rkg.settle(old, crossing, 108, 108)  # in still on the old chain
+    assert k is not None and chain == old.advance(108)
+    assert k.via_out == own.advance(108) and k.via_in == theirs.advance(108)
+    assert k.chain == both.advance(108)
+    chain, k = rkg.settle(old, crossing, 110, 109)  # both on via chains: the old one goes
+    assert k is not None and chain == theirs.advance(109) and k.via_in is None
+    assert k.via_out == own.advance(109) and k.chain == both.advance(109)
+    chain, k = rkg.settle(old, crossing, 112, 110)  # out on the combined, in on its via
+    assert k is not None and chain == theirs.advance(110) and k.via_in is None
+    chain, k = rkg.settle(old, replace(crossing, via_in=None, via_in_from=0), 111, 112)
+    assert k is not None and chain == own.advance(111) and k.via_out is None
+    chain, k = rkg.settle(old, crossing, 112, 113)  # both moved: only the combined one stays
+    assert k is None and chain == both.advance(112)
+    # A device that does not send, waiting for an answer (no chain yet), keeps waiting.
+    waiting = rkg.Rekeying(b"s", via_in=theirs, via_in_from=109, peer_part=b"p")
+    chain, k = rkg.settle(old, waiting, None, 109)
+    assert k is not None and k.via_in is None and k.peer_part == b"p"
+    assert chain == theirs.advance(109)
