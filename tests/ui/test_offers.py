@@ -192,6 +192,10 @@ def test_officers_change_the_policy_on_their_desks(tmp_path: Path) -> None:
         assert "goes out with 2 officers' signatures (the roster's k)" in page
         assert "renew every 24 hours" in page
         assert "silent for more than 24 hours raises an alarm" in page
+        assert page.count("key 1") == 2  # each officer's decryption key, by its number
+        ri.client.rotate_epoch_key()
+        page = html.unescape(ri.get("/roster").text)
+        assert page.count("key 1") == 1 and "key 2" in page
         assert "No recovery quorum: if fewer than 2 of you remain" in page
         data = {"csrf": ri.csrf, "back": "/roster", "official": ["record", "either"],
                 "track2_k": "1", "epoch_hours": "6", "unseen_hours": "2"}  # fmt: skip

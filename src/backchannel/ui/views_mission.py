@@ -163,6 +163,7 @@ async def roster(request: Request, session: Session) -> Response:
                 "id": grouped(o.officer_id.hex()),
                 "runner": o.officer_id == m.runner_id,
                 "me": o.officer_id == me,
+                "key": m.cert_of(o.officer_id).epoch,
             }
             for o in m.roster.officers
         ]
