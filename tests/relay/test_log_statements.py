@@ -445,10 +445,10 @@ async def test_openapi_lists_the_new_log_endpoints(http: httpx.AsyncClient) -> N
     assert "absent" not in fetch_log.get("required", [])
 
 
-# -- known gaps: an honest relay's own statements prove "misbehaviour" -------------------
+# -- an honest relay's own statements never prove "misbehaviour" ------------------------
 #
-# Strict xfail: each is a false proof of misbehaviour built from an honest
-# relay's answers. When src/ is fixed the test passes, and the marker must go.
+# Each was once a false proof of misbehaviour built from an honest relay's
+# answers (kept as a strict xfail until src/ was fixed).
 
 
 async def test_an_acknowledged_cell_is_spent_not_absent(
