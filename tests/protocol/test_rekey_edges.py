@@ -215,6 +215,12 @@ def test_settling_erases_each_chain_once_no_round_needs_it() -> None:
     assert k is not None and chain == theirs.advance(110) and k.via_in is None
     chain, k = rkg.settle(old, replace(crossing, via_in=None, via_in_from=0), 111, 112)
     assert k is not None and chain == own.advance(111) and k.via_out is None
+    early_out = replace(
+        crossing, out_switch=110
+    )  # ours moved on first, the peer's still on its via
+    chain, k = rkg.settle(old, early_out, 112, 110)
+    assert k is not None and chain == theirs.advance(110) and k.via_in is None
+    assert k.via_out == own.advance(110)
     chain, k = rkg.settle(old, crossing, 112, 113)  # both moved: only the combined one stays
     assert k is None and chain == both.advance(112)
     # A device that does not send, waiting for an answer (no chain yet), keeps waiting.
