@@ -32,6 +32,18 @@ async def _deliver(ny, dc) -> bytes:  # type: ignore[no-untyped-def]
     return dc[0].inbox()[-1].message_id
 
 
+async def _opened_together(asker: Client, colleague: Client, mid: bytes) -> str:
+    """``asker`` asks to open ``mid``, ``colleague`` releases his share: the text."""
+    asker.request_open(mid)
+    await asker.settle()
+    await colleague.settle()
+    [req] = colleague.share_requests()
+    colleague.approve_share(req.request_id)
+    await colleague.settle()
+    await asker.settle()
+    return asker.read(mid).text
+
+
 async def test_rotated_key_is_used_and_the_old_one_can_be_erased(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
@@ -47,14 +59,7 @@ async def test_rotated_key_is_used_and_the_old_one_can_be_erased(
     await cosigned(ny, "under the new key")
     mid = await _deliver(ny, dc)
     assert smith.erase_epoch_keys(keep=1) == 1
-    smith.request_open(mid)
-    await smith.settle()
-    await jones.settle()
-    [req] = jones.share_requests()
-    jones.approve_share(req.request_id)
-    await jones.settle()
-    await smith.settle()
-    assert smith.read(mid).text == "under the new key"
+    assert await _opened_together(smith, jones, mid) == "under the new key"
     # The erasure is durable: a reopened home has only the new key.
     smith.home.close()
     reopened = Home.unlock(smith.home.path, "pw")
@@ -246,13 +251,6 @@ async def test_an_officers_key_renews_by_itself_and_a_copy_taken_before_opens_no
     assert _box_opens(after, list(jones.home.epoch_keys), jones, smith)
     # Washington opens it together, as before.
     mid = await _deliver(ny, dc)
-    smith.request_open(mid)
-    await smith.settle()
-    await jones.settle()
-    [req] = jones.share_requests()
-    jones.approve_share(req.request_id)
-    await jones.settle()
-    await smith.settle()
-    assert smith.read(mid).text == "after"
+    assert await _opened_together(smith, jones, mid) == "after"
     for c in devices:
         assert not c.status()["channels"][0]["alarms"], c.officer.name

@@ -28,7 +28,7 @@ from backchannel.errors import ConfigError, RosterError
 from backchannel.protocol import channel as ch
 from backchannel.protocol.cells import Fragment, Receipt
 from backchannel.protocol.endpoint import Endpoint
-from backchannel.protocol.identity import EpochKeyCert, Officer
+from backchannel.protocol.identity import EpochKeyCert, Officer, newest_certs
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.rekeying import Rekeying
 from backchannel.protocol.roster import Roster
@@ -265,7 +265,7 @@ class _EndpointData:
     delivered_seq: int
     sends: bool
     #: Empty for channels kept before deniable channels existed (for the record).
-    mac_root: bytes = b""
+    mac_root: bytes = field(default=b"", repr=False)
     #: Empty for channels kept before a peer's roster could move under a message.
     peer_past: tuple[Roster, ...] = ()
     held: list[bytes] = field(default_factory=list)
@@ -277,8 +277,8 @@ class _EndpointData:
     peer_rekey_roster: Roster | None = None
     #: Empty for channels kept before a re-key of ours could wait for another.
     rekey_next: bytes = b""
-    rekey_next_seed: bytes = b""
-    peer_part: bytes = b""
+    rekey_next_seed: bytes = field(default=b"", repr=False)
+    peer_part: bytes = field(default=b"", repr=False)
     moving: tuple[bytes, ...] = ()
 
 
@@ -289,10 +289,4 @@ def _with_learned(card: MissionCard, learned: tuple[bytes, ...]) -> MissionCard:
     """The card with each officer's newest epoch key: its own or one his device
     announced in a channel since (``protocol/key_announce.py``). Officers the
     card does not name are left out: they come with the card that adds them."""
-    newest = {c.officer_id: c for c in card.certs}
-    for raw in learned:
-        cert = EpochKeyCert.decode(raw)
-        have = newest.get(cert.officer_id)
-        if have is not None and cert.epoch > have.epoch:
-            newest[cert.officer_id] = cert
-    return replace(card, certs=tuple(newest[c.officer_id] for c in card.certs))
+    return replace(card, certs=newest_certs(card.certs, map(EpochKeyCert.decode, learned)))

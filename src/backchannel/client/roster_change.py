@@ -45,7 +45,7 @@ from backchannel.protocol import tenant_credential
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.codec import Reader
 from backchannel.protocol.endpoint import Endpoint
-from backchannel.protocol.identity import EpochKeyCert
+from backchannel.protocol.identity import EpochKeyCert, newest_certs
 
 PREFIX = "BACKCHANNEL-ROSTER-CHANGE-1:"
 
@@ -307,11 +307,7 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
         return None
     # A colleague who rotated his key since the change was proposed told us his
     # newer certificate through the mailbox: it stays.
-    known = {c.officer_id: c for c in m.epoch_certs()}
-    certs = [
-        known[c.officer_id] if c.officer_id in known and known[c.officer_id].epoch > c.epoch else c
-        for c in change.certs
-    ]
+    certs = newest_certs(change.certs, m.epoch_certs())
     state = replace(
         m,
         chain=(*m.chain, signed.encode()),

@@ -20,7 +20,7 @@ from backchannel.protocol import cells
 from backchannel.protocol import key_announce as ka
 from backchannel.protocol import rekey as rk
 from backchannel.protocol import rekeying as rkg
-from backchannel.protocol.channel import ChannelTerms, SlotChain
+from backchannel.protocol.channel import ChannelTerms
 from backchannel.protocol.identity import EpochKeyCert, Officer
 from backchannel.protocol.roster import Roster
 from backchannel.protocol.transcript import Transcript
@@ -34,7 +34,6 @@ class ControlObjects:
     local_mission: bytes
     officer: Officer
     peer_roster: Roster
-    chain: SlotChain
     transcript: Transcript
     next_send_round: int
     outbox: list[cells.Fragment]
@@ -76,12 +75,12 @@ class ControlObjects:
         self._queue(ka.KeyAnnouncement(tuple(certs)).encode(), moves=False)
 
     def _peer_roster_now(self) -> Roster:
+        """The peer's newest roster known here: its card's, or a later one its
+        re-key showed (its new card may not have come yet)."""
         newer = self.peer_rekey_roster
-        return (
-            newer
-            if newer is not None and newer.version > self.peer_roster.version
-            else (self.peer_roster)
-        )
+        if newer is not None and newer.version > self.peer_roster.version:
+            return newer
+        return self.peer_roster
 
     # --- re-keying (protocol/rekey.py) ----------------------------------------
 
@@ -102,10 +101,9 @@ class ControlObjects:
 
     def _start(self, rekey: rk.ChannelRekey, seed: bytes) -> None:
         # Sealed to none of the officers a later re-key of the peer showed removed.
-        newest, card = self.peer_rekey_roster, self.peer_roster
-        boxes = rekey.boxes
-        if newest is not None and newest.version > card.version:
-            boxes = tuple((o, b) for o, b in boxes if newest.contains(o))
+        now, boxes = self._peer_roster_now(), rekey.boxes
+        if now is not self.peer_roster:
+            boxes = tuple((o, b) for o, b in boxes if now.contains(o))
         rekey = replace(rekey, base_round=self.next_send_round, boxes=boxes)
         chain = rk.chain_for(seed, self.terms.channel_id, rekey.base_round)
         self.rekeying = rkg.Rekeying(seed, rekey.base_round, chain)

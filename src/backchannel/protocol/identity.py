@@ -11,7 +11,7 @@ take the seeds directly for vectors.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from backchannel.crypto import labels
@@ -165,6 +165,19 @@ class EpochKeyCert:
         if not equal(self.officer_id, officer.officer_id):
             raise SignatureError("epoch key is certified for another officer")
         officer.verify_key.verify_hybrid(self.signature, labels.SIG_EPOCH_KEY, self.signed_part())
+
+
+def newest_certs(
+    certs: Sequence[EpochKeyCert], others: Iterable[EpochKeyCert]
+) -> tuple[EpochKeyCert, ...]:
+    """``certs`` (one per officer), each replaced by a newer one of the same
+    officer from ``others``; officers ``certs`` does not name are left out."""
+    newest = {c.officer_id: c for c in certs}
+    for cert in others:
+        have = newest.get(cert.officer_id)
+        if have is not None and cert.epoch > have.epoch:
+            newest[cert.officer_id] = cert
+    return tuple(newest[c.officer_id] for c in certs)
 
 
 class EpochKey:
