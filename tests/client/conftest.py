@@ -13,6 +13,7 @@ from backchannel.client.relay_client import RelayClient, RetryPolicy
 from backchannel.client.service import Client, RelayFactory
 from backchannel.protocol import channel as ch
 from backchannel.protocol.payload import note
+from backchannel.protocol.witnessing import WitnessRule
 from backchannel.relay.app import create_app
 from backchannel.relay.settings import RelaySettings
 from backchannel.store.memory import MemoryRelayStore
@@ -22,7 +23,7 @@ RELAY_URL = "http://relay.test"
 
 
 class InProcessRelay:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, witnesses: str = "") -> None:
         self.store = MemoryRelayStore()
         settings = RelaySettings(
             data_dir=tmp,
@@ -30,6 +31,8 @@ class InProcessRelay:
             ip_rate=0,
             tenant_rate=0,
             expire_interval_seconds=3600,
+            witnesses=witnesses,
+            witness_interval_seconds=3600,
         )
         self.app = create_app(settings, self.store)
         self.down = False
@@ -68,10 +71,13 @@ async def adopt_policy(
     track2_k: int = 0,
     epoch_seconds: int | None = None,
     unseen_seconds: int | None = None,
+    witnesses: WitnessRule | None = None,
 ) -> None:
     """The mission's officers change its policy as they would: the first proposes,
     the rounds carry it, the others sign until ``k`` have; every device adopts it."""
-    pending = officers[0].policy_propose(official, track2_k, epoch_seconds, unseen_seconds)
+    pending = officers[0].policy_propose(
+        official, track2_k, epoch_seconds, unseen_seconds, witnesses
+    )
     for _ in range(3):
         for c in officers:
             await c.settle()

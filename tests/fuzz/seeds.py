@@ -19,6 +19,7 @@ from backchannel.protocol import cells, evidence, joint, merkle, misbehaviour
 from backchannel.protocol import channel as ch
 from backchannel.protocol import key_announce as ka
 from backchannel.protocol import rekey as rk
+from backchannel.protocol import witnessing as wt
 from backchannel.protocol.codec import Writer
 from backchannel.protocol.identity import OFFICER_ID_LEN
 from backchannel.protocol.payload import meeting_request, note
@@ -112,7 +113,11 @@ def _log_seeds() -> dict[str, list[bytes]]:
     consistency = proof_input(
         0, 4, 10, honest.root(4), honest.root(10), honest.consistency_proof(4, 10)
     )
-    return {"evidence": [fork, rewind, divergence], "proofs": [inclusion, consistency]}
+    checkpoint_fork = _checkpoint_answers()[2]
+    return {
+        "evidence": [fork, rewind, divergence, checkpoint_fork],
+        "proofs": [inclusion, consistency],
+    }
 
 
 def _mission_seeds() -> dict[str, list[bytes]]:
@@ -218,13 +223,53 @@ def _note_seeds() -> dict[str, list[bytes]]:
         ]
     )
     first = nt.AddCheckpoint(0, (), signed.encode()).encode()
+    answers = _checkpoint_answers()
     grown = nt.AddCheckpoint(3, (_h(6), _h(7)), signed.encode()).encode()
     return {
         "note": [signed.encode(), cosigned.encode()],
         "checkpoint": [cp.text(), nt.Checkpoint("o", 0, _h(0), ("ext line",)).text()],
         "add_checkpoint": [first, grown],
         "witness_request": [first, nt.AddCheckpoint(0, (), cosigned.encode()).encode()],
+        "checkpoint_answer": [a.encode() for a in answers[:2]],
+        "mission_policy": [_policy_seed()],
     }
+
+
+def _checkpoint_answers() -> tuple[wt.CheckpointAnswer, wt.CheckpointAnswer, bytes]:
+    """Two checkpoint answers under the batch codec's relay key (one cosigned by the
+    fuzz witness, one not), and a checkpoint fork against its head."""
+    from backchannel.crypto import labels
+    from backchannel.crypto.notesig import Ed25519NoteKey
+    from backchannel.protocol import note as nt
+    from tests.fuzz.targets import FUZZ_WITNESS_SEED
+    from tests.protocol import test_batch_codec as bc
+
+    origin = "relay.fuzz/log"
+    cp_key = Ed25519NoteKey(_h(8))
+    binding = bc.KEY.sign_ed25519(labels.SIG_CHECKPOINT_KEY, cp_key.public + origin.encode())
+    cp = nt.Checkpoint(origin, bc.HEAD.size, bc.HEAD.root)
+    signed = nt.sign_checkpoint(cp, origin, cp_key)
+    witness = Ed25519NoteKey(FUZZ_WITNESS_SEED)
+    cosigned = signed.with_signatures([nt.cosign(cp, "witness.fuzz/w", witness, 1_790_000_000)])
+    fork = nt.sign_checkpoint(nt.Checkpoint(origin, bc.HEAD.size, _h(9)), origin, cp_key)
+    blob = evidence.checkpoint_fork_evidence(
+        bc.KEY.verify_key, bc.SIGNED, cp_key.public, binding, fork.encode()
+    )
+    return (
+        wt.CheckpointAnswer(cp_key.public, binding, cosigned.encode()),
+        wt.CheckpointAnswer(cp_key.public, binding, signed.encode()),
+        blob,
+    )
+
+
+def _policy_seed() -> bytes:
+    from backchannel.crypto.notesig import Ed25519NoteKey
+    from backchannel.protocol import note as nt
+    from backchannel.protocol import policy as mp
+
+    key = nt.Verifier("witness.fuzz/w", nt.TYPE_COSIGNATURE_ED25519, Ed25519NoteKey(_h(4)).public)
+    rule = wt.WitnessRule((key,), 1, 1800)
+    return mp.MissionPolicy(1, prev_hash=mp.DEFAULT.hash, witnesses=rule).encode()
 
 
 def _intake_seeds() -> dict[str, list[bytes]]:

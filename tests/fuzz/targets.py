@@ -381,6 +381,42 @@ def _witness_request(data: bytes) -> None:
 # -- the public intake ---------------------------------------------------------------
 
 
+#: The relay and the witness the checkpoint-answer target checks against (seeds.py).
+FUZZ_WITNESS_SEED = bytes([4]) * 32
+
+
+@functools.cache
+def _witness_rule():  # type: ignore[no-untyped-def]
+    from backchannel.crypto.notesig import Ed25519NoteKey
+    from backchannel.protocol.witnessing import WitnessRule
+
+    public = Ed25519NoteKey(FUZZ_WITNESS_SEED).public
+    key = note_fmt.Verifier("witness.fuzz/w", note_fmt.TYPE_COSIGNATURE_ED25519, public)
+    return WitnessRule((key,), 1)
+
+
+def _checkpoint_answer(data: bytes) -> None:
+    """Decode, re-encode, and check against the batch codec's relay key and head."""
+    from backchannel.protocol import witnessing as wt
+    from tests.protocol import test_batch_codec as bc
+
+    answer = wt.CheckpointAnswer.decode(data)
+    _same(answer.encode(), data, "checkpoint answer")
+    relay_key = misbehaviour.relay_key_bytes(bc.KEY.verify_key)
+    seen = wt.check_checkpoint(answer, relay_key, bc.HEAD, _witness_rule(), 1_800_000_000)
+    if seen.enough != bool(seen.names):
+        raise AssertionError("one named witness is enough exactly when it counted")
+
+
+def _mission_policy(data: bytes) -> None:
+    from backchannel.protocol.policy import MissionPolicy
+
+    r = Reader(data)
+    policy = MissionPolicy.read(r)
+    r.end()
+    _same(policy.encode(), data, "mission policy")
+
+
 def _intake_card(data: bytes) -> None:
     """A card as binary (canonical) and as text (armor, an address with '#')."""
     from backchannel.protocol import intake as pi
@@ -444,6 +480,7 @@ def _targets() -> dict[str, Target]:
         Target("intake_answer", _intake_answer, _R, max_len=8192),
         # roster entries, identities
         Target("roster", _roster, _R, max_len=16384),
+        Target("mission_policy", _mission_policy, _D, max_len=16384),
         Target("officer", c(OfficerPublic.decode, OfficerPublic.encode, "officer"), _D),
         Target("epoch_cert", c(EpochKeyCert.decode, EpochKeyCert.encode, "epoch cert"), _D),
         # sealed messages
@@ -473,6 +510,7 @@ def _targets() -> dict[str, Target]:
         Target("gossip", _gossip, _D),
         Target("proofs", _proofs, _R),
         Target("evidence", _evidence, _R, max_len=16384),
+        Target("checkpoint_answer", _checkpoint_answer, _R, max_len=16384),
         # batch bodies
         Target("deposit_batch", c(bt.DepositBatch.decode, bt.DepositBatch.encode, "deposit"), _D),
         Target("deposit_answer", _deposit_answer, _D, max_len=16384),

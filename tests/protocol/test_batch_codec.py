@@ -277,7 +277,7 @@ def test_queries_carry_their_parameters() -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        bytes([6]) + bytes(32),  # unknown kind
+        bytes([7]) + bytes(32),  # unknown kind
         bytes([0, 1]) + bytes(31),  # NONE with parameters
         bytes([2]) + (5).to_bytes(8, "big") + b"\x01" + bytes(23),  # HEAD_AT, dirty padding
     ],

@@ -215,8 +215,8 @@ def test_the_send_epoch_period_is_a_policy_of_an_hour_to_a_week(ny: MissionKit) 
     raw = mp.MissionPolicy(epoch_seconds=7200).encode()
     with pytest.raises(DecodeError, match="layout 1"):
         _read(raw[:-8] + (86_400).to_bytes(4, "big") * 2)
-    with pytest.raises(DecodeError, match="expected 1 or 2"):
-        _read(b"\x03" + raw[1:])
+    with pytest.raises(DecodeError, match="expected 1 to 3"):
+        _read(b"\x04" + raw[1:])
 
 
 def test_how_long_a_device_may_be_silent_is_a_policy_of_an_hour_to_thirty_days(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from backchannel.cli.context import open_client
 from backchannel.cli.output import Text, output
-from backchannel.client.api import Policy
+from backchannel.client.api import DEFAULT_LAG_SECONDS, NO_WITNESSES, Policy, WitnessRule
 from backchannel.client.policy import PendingPolicy
-from backchannel.errors import ConfigError
+from backchannel.errors import ConfigError, DecodeError
 
 app = typer.Typer(
     help=(
@@ -31,9 +32,18 @@ def _doc(p: PendingPolicy) -> dict[str, object]:
         "track2_k": p.policy.track2_k,
         "epoch_seconds": p.policy.epoch_seconds,
         "unseen_seconds": p.policy.unseen_seconds,
+        "witnesses": _witness_doc(p.policy.witnesses),
         "signed_by": list(p.signed_by),
         "needed": p.needed,
         "adopted": p.adopted,
+    }
+
+
+def _witness_doc(rule: WitnessRule) -> dict[str, object]:
+    return {
+        "keys": [k.vkey() for k in rule.keys],
+        "needed": rule.needed,
+        "lag_seconds": rule.lag_seconds,
     }
 
 
@@ -59,6 +69,7 @@ def show(ctx: typer.Context) -> None:
             "track2_k": current.track2_k,
             "epoch_seconds": current.epoch_seconds,
             "unseen_seconds": current.unseen_seconds,
+            "witnesses": _witness_doc(current.witnesses),
             "pending": [_doc(p) for p in pending],
         },
         *lines,
@@ -98,6 +109,33 @@ def propose(
             "(1 to 720; default: as now, a day at first).",
         ),
     ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness",
+            help="A witness's cosigner key (the vkey `witness init` printed), or a file of "
+            "them, one per line (repeatable; list both keys of a witness to require its "
+            "post-quantum cosignature).",
+        ),
+    ] = None,
+    witnesses_needed: Annotated[
+        int | None,
+        typer.Option(
+            "--witnesses-needed",
+            help="How many of the witnesses must cosign the relay's heads (default: all).",
+        ),
+    ] = None,
+    witness_lag_minutes: Annotated[
+        int,
+        typer.Option(
+            "--witness-lag-minutes",
+            help="How long a head may stay without their cosignatures before an alarm "
+            "(10 to 10,080).",
+        ),
+    ] = DEFAULT_LAG_SECONDS // 60,
+    no_witnesses: Annotated[
+        bool, typer.Option("--no-witnesses", help="Ask for no witness any more.")
+    ] = False,
 ) -> None:
     """Propose the next policy, signed by you; colleagues sign it on their devices."""
     unknown = [k for k in official if k not in _KINDS]
@@ -109,8 +147,9 @@ def propose(
         raise ConfigError("--unseen-hours is 1 to 720 (an hour to thirty days)")
     seconds = None if epoch_hours is None else epoch_hours * 3600
     unseen = None if unseen_hours is None else unseen_hours * 3600
+    rule = _witness_rule(witness or [], witnesses_needed, witness_lag_minutes, no_witnesses)
     with open_client(ctx) as client:
-        made = client.policy_propose([_KINDS[k] for k in official], track2_k, seconds, unseen)
+        made = client.policy_propose([_KINDS[k] for k in official], track2_k, seconds, unseen, rule)
     output(ctx).done(
         _doc(made),
         Text.assemble(("ok", "green"), f" proposed {made.policy.describe()}"),
@@ -140,3 +179,30 @@ def sign(
         _doc(signed),
         Text.assemble(("ok", "green"), f" signed {signed.policy.describe()}: {state}"),
     )
+
+
+def _witness_rule(
+    given: list[str], needed: int | None, lag_minutes: int, none: bool
+) -> WitnessRule | None:
+    """The witness rule the options ask for; None keeps the one in force."""
+    if none:
+        if given:
+            raise ConfigError("--no-witnesses and --witness exclude each other")
+        return NO_WITNESSES
+    if not given:
+        if needed is not None:
+            raise ConfigError("--witnesses-needed needs the witnesses (--witness)")
+        return None
+    vkeys: list[str] = []
+    for item in given:
+        path = Path(item)
+        if "+" not in item and path.is_file():
+            vkeys += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        else:
+            vkeys.append(item)
+    try:
+        keys = WitnessRule.of_vkeys(vkeys, 1).keys
+        names = len({k.name for k in keys})
+        return WitnessRule(keys, names if needed is None else needed, lag_minutes * 60)
+    except DecodeError as exc:
+        raise ConfigError(f"witnesses: {exc}") from None

@@ -123,6 +123,15 @@ def status(ctx: typer.Context) -> None:
         )
         lines += [Text(f"alarm ({c['peer']}): {a}", style="bold red") for a in c["alarms"]]
     lines.insert(2, t if st["channels"] else Text("no channels yet"))
+    w = st["witnesses"]
+    if w and w["needed"]:
+        lines.append(
+            Text(
+                f"relay log witnessed up to size {w['witnessed_size']} "
+                f"({', '.join(w['cosigned_by']) or 'no cosignature yet'}); "
+                f"the policy asks {w['asked']}"
+            )
+        )
     lines += [Text(f"alarm: {a}", style="bold red") for a in st["relay_alarms"]]
     lines += [
         Text(f"alarm: {a['text']}; {a['what_to_do']}", style="bold red")

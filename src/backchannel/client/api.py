@@ -13,14 +13,18 @@ from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
 from backchannel.protocol.payload import MessageKind, Payload
 from backchannel.protocol.roster import Roster
 from backchannel.protocol.states import SendState
+from backchannel.protocol.witnessing import DEFAULT_LAG_SECONDS, NO_WITNESSES, WitnessRule
 
 __all__ = [
+    "DEFAULT_LAG_SECONDS",
+    "NO_WITNESSES",
     "ChannelOffer",
     "MessageKind",
     "Payload",
     "Policy",
     "Roster",
     "SendState",
+    "WitnessRule",
     "decode_offer",
     "encode_offer",
     "evidence_kind",

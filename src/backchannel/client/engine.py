@@ -33,13 +33,14 @@ from backchannel.client import statecodec
 from backchannel.client.answers import AnswerSource, Deferred, DepositView, FetchView
 from backchannel.client.intake import INTAKE_LANE, INTAKE_OUT
 from backchannel.client.log_watch import CellCheck, SlotSeen
-from backchannel.client.logchecks import LogChecks, plan_queries, round_key
+from backchannel.client.logchecks import QUERIES, LogChecks, plan_queries, round_key
 from backchannel.client.mailbox import LaneWindow, Mailbox
 from backchannel.client.receiving import GossipDue
 from backchannel.client.records import NetOut
 from backchannel.client.relay_client import CellLog
 from backchannel.client.report import SyncReport
 from backchannel.client.rewind import Rewind
+from backchannel.client.witnessing import Witnessing
 from backchannel.errors import BackchannelError
 from backchannel.protocol.batch import Query, QueryKind
 from backchannel.protocol.constants import ROUND_SECONDS, SLOT_LEN
@@ -110,7 +111,7 @@ class FetchPlan:
     mailbox: dict[bytes, LaneWindow] = field(repr=False)
 
 
-class Engine(LogChecks, Rewind):
+class Engine(LogChecks, Rewind, Witnessing):
     """Builds each round's requests and takes in their answers."""
 
     mailbox: Mailbox
@@ -271,11 +272,17 @@ class Engine(LogChecks, Rewind):
         m = self.mission()
         known = self._known_size(m.relay_url)
         suspect = self.log.suspect_sizes(m.relay_url)
-        queries = plan_queries(self._due(), self._seen_for_notes(), known, suspect)
+        # The last place is the witnesses' (witnessing.py): the relay's cosigned
+        # checkpoint every CHECKPOINT_EVERY checks, or padding.
+        witness = self.witness_query(known)
+        places = QUERIES - 1 if witness is not None else QUERIES
+        queries = plan_queries(self._due(), self._seen_for_notes(), known, suspect, places)
         # Spare places search the relay's log after a rewind (rewind.py).
-        free = [i for i, q in enumerate(queries) if q.kind is QueryKind.NONE]
+        free = [i for i, q in enumerate(queries[:places]) if q.kind is QueryKind.NONE]
         for i, probe in zip(free, self.recovery_queries(len(free)), strict=False):
             queries[i] = probe
+        if witness is not None:
+            queries[-1] = witness
         return FetchPlan(m.relay_url, m.tenant_id, (), known, tuple(queries), {}, {})
 
     def fetch_plan(self) -> FetchPlan:
@@ -299,6 +306,9 @@ class Engine(LogChecks, Rewind):
         """Act on a fetch's answer; True when every window showed this device caught up."""
         url, tenant = plan.relay_url, plan.tenant_id
         source = AnswerSource(view.bundle, plan.known_size, view)
+        # The checkpoint first: it was asked against the head held when the request
+        # was made, which the checks below may move on.
+        await self._take_witnessing(url, source, plan.queries, view.answers, report.alarms)
         # The gossip first: its queries were asked against the head this device
         # held when it built the request.
         await self._check_gossip(source, report)

@@ -222,7 +222,7 @@ class LogWatch:
         if self.vault.get(SUSPECTS, url.encode()) is not None:
             self.vault.delete(SUSPECTS, url.encode())
 
-    def _keep(self, url: str, blob: bytes, alarms: list[str]) -> None:
+    def keep(self, url: str, blob: bytes, alarms: list[str]) -> None:
         """Keep a proof of misbehaviour, once it verifies as anyone would verify it.
 
         One per relay and kind of lie: a relay that repeats a lie it was proved
@@ -455,13 +455,23 @@ class LogWatch:
             else:
                 blob = await self._fork_at(relay, monitor, ((small, small_raw), (big, big_raw)))
         if blob is not None:
-            self._keep(url, blob, alarms)
+            self.keep(url, blob, alarms)
         elif not self._repeated(url, KIND_NAMES[REWIND]):
             self.alarm(url, reason, alarms)
             # The relay's heads at these sizes, asked again in the rounds to come,
             # prove the lie once its log has grown past ours (a fork) or its
             # clock has moved on (a rewind).
             self._suspect(url, (ours.size, theirs.size))
+
+    async def hold(
+        self, url: str, relay: LogSource, other: bytes, reason: str, alarms: list[str]
+    ) -> None:
+        """``other``, signed by ``url``'s key, does not square with the pinned head:
+        prove it from the relay's own heads, or raise ``reason`` as an alarm."""
+        monitor = self.monitor(url)
+        if monitor is None or not monitor.pinned:
+            return
+        await self._contradiction(url, relay, monitor, other, reason, alarms)
 
     async def _fork_at(
         self,
@@ -592,4 +602,4 @@ class LogWatch:
                 seen.slot,
                 theirs,
             )
-        self._keep(url, blob, alarms)
+        self.keep(url, blob, alarms)

@@ -142,8 +142,10 @@ def plan_queries(
     seen: dict[tuple[bytes, int], SlotSeen],
     known_size: int,
     suspect: Sequence[int] = (),
+    places: int = QUERIES,
 ) -> list[Query]:
-    """The log queries the waiting gossip checks need, padded to :data:`QUERIES`.
+    """The log queries the waiting gossip checks need, in the first ``places`` of
+    :data:`QUERIES` (the rest padding).
 
     Mirrors :meth:`LogWatch.compare` and :meth:`LogWatch.check_note`: a peer
     head of another size needs a consistency proof, and the relay's head at
@@ -174,7 +176,7 @@ def plan_queries(
             wanted.append(Query.entry(note.leaf_index, note.batch_position, known_size))
             if s.entry is None:
                 wanted.append(Query.absence(s.slot))
-    unique = list(dict.fromkeys(wanted))[:QUERIES]
+    unique = list(dict.fromkeys(wanted))[:places]
     return unique + [Query.none()] * (QUERIES - len(unique))
 
 

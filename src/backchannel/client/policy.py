@@ -22,6 +22,7 @@ from backchannel.protocol import joint
 from backchannel.protocol import policy as mp
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.channel import Policy
+from backchannel.protocol.witnessing import WitnessRule
 
 #: The first bytes of the NOTICE that carries a signed policy change.
 POLICY_NOTICE = b"policy"
@@ -58,21 +59,22 @@ class Policies(OfficerAlarms):
         track2_k: int,
         epoch_seconds: int | None = None,
         unseen_seconds: int | None = None,
+        witnesses: WitnessRule | None = None,
     ) -> PendingPolicy:
         """Propose the next policy, signed by this officer, to every colleague
         (``epoch_seconds``: the send epochs' period, ``unseen_seconds``: how long a
-        colleague's device may be silent; ``None`` keeps each)."""
+        colleague's device may be silent, ``witnesses``: whose cosignatures the
+        devices ask of the relay's heads; ``None`` keeps each)."""
         m = self.mission()
         if m.roster.is_contact:
             raise ConfigError("a Track II contact has no mission policy to change")
         try:
-            new = mp.propose(m.policy, official, track2_k, m.roster, epoch_seconds, unseen_seconds)
+            new = mp.propose(
+                m.policy, official, track2_k, m.roster, epoch_seconds, unseen_seconds, witnesses
+            )
         except (mp.PolicyError, DecodeError) as exc:
             raise ConfigError(str(exc)) from None
-        old = m.policy
-        if (new.official, new.track2_k, new.epoch_seconds, new.unseen_seconds) == (
-            old.official, old.track2_k, old.epoch_seconds, old.unseen_seconds
-        ):  # fmt: skip
+        if new.same_rules(m.policy):
             raise ConfigError("that is the policy in force already")
         signed = mp.sign(mp.SignedPolicy(m.mission_id, new), self.officer)
         with self._tx():

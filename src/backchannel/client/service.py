@@ -128,6 +128,7 @@ class Client(Missions, Sending, Policies, Driver):
             "relay_evidence": [
                 {"kind": evidence_kind(blob), "bytes": len(blob)} for blob in self.relay_evidence()
             ],
+            "witnesses": self.witness_report() if m else None,
             "channels": [],
         }
         for rec in self.channels():

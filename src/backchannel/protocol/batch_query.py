@@ -13,6 +13,9 @@ big-endian; a *proof* is ``count u8 | count x hash [32]``):
   ``leaf_len u16 | leaf | batch proof | inclusion proof`` (:func:`decode_entry`);
 * ``ABSENCE`` (``slot [32]``): a fresh read of that slot (:class:`SlotRead`);
 * ``LEAF`` (``index u64``): the leaf's bytes.
+* ``CHECKPOINT`` (``size u64``): the log's latest cosigned checkpoint, with
+  what verifies it and the consistency proof between its size and ``size``
+  (:class:`~.witnessing.CheckpointAnswer`).
 
 A query the relay cannot answer has ``ok = 0`` and a short ASCII reason as
 its payload. Pure: no I/O.
@@ -41,6 +44,7 @@ from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.constants import SLOT_LEN
 from backchannel.protocol.merkle import MAX_PROOF_LEN, TREE_HEAD_LEN, TreeHead
 from backchannel.protocol.misbehaviour import COMPACT_HEAD_LEN
+from backchannel.protocol.witnessing import CheckpointAnswer
 
 #: One query on the wire: kind, then 32 bytes of parameters.
 QUERY_LEN = 33
@@ -56,6 +60,7 @@ class QueryKind(IntEnum):
     ENTRY = 3
     ABSENCE = 4
     LEAF = 5
+    CHECKPOINT = 6
 
 
 #: The integer parameters of each kind, by width in bytes (ABSENCE holds a slot).
@@ -66,6 +71,7 @@ _SHAPES: dict[QueryKind, tuple[int, ...]] = {
     QueryKind.ENTRY: (8, 4, 8),
     QueryKind.ABSENCE: (),
     QueryKind.LEAF: (8,),
+    QueryKind.CHECKPOINT: (8,),
 }
 
 
@@ -115,6 +121,10 @@ class Query:
     @classmethod
     def leaf(cls, index: int) -> Query:
         return cls._of(QueryKind.LEAF, index)
+
+    @classmethod
+    def checkpoint(cls, known_size: int) -> Query:
+        return cls._of(QueryKind.CHECKPOINT, known_size)
 
     @property
     def numbers(self) -> tuple[int, ...]:
@@ -308,5 +318,7 @@ def _check_payload(kind: QueryKind, payload: bytes) -> None:
         decode_entry(payload)
     elif kind is QueryKind.ABSENCE:
         decode_slot_read(payload)
+    elif kind is QueryKind.CHECKPOINT:
+        CheckpointAnswer.decode(payload)
     elif not 0 < len(payload) <= MAX_LEAF_LEN:  # LEAF
         raise DecodeError("a log leaf has an impossible length")

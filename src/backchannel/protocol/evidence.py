@@ -1,6 +1,11 @@
 """Proofs of relay misbehaviour: two signed statements of the relay that contradict
 each other, encoded so that anyone can check them offline (relay-log-v1 section 6).
 
+A *checkpoint fork* sets a head signed by the log key against a checkpoint (a
+signed note, relay-log-v1 §8) of the same size and another root, signed by the
+checkpoint key that the log key bound to the log's origin: the relay showed
+its witnesses another log than the one it showed its clients.
+
 The statements themselves (signed heads, statements of absence, entry proofs)
 are in :mod:`backchannel.protocol.misbehaviour`.
 """
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from backchannel.crypto import labels
 from backchannel.crypto.primitives import HASH_LEN
 from backchannel.crypto.signing import (
     VerifyKey,
@@ -36,16 +42,18 @@ from backchannel.protocol.misbehaviour import (
     write_proof,
     write_tenant,
 )
+from backchannel.protocol.note import MAX_NOTE_LEN, TYPE_ED25519, Verifier, open_checkpoint
 
 EVIDENCE_VERSION = 1
-FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT = 1, 2, 3, 4, 5
-KINDS = (FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT)
+FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT, CHECKPOINT_FORK = 1, 2, 3, 4, 5, 6
+KINDS = (FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT, CHECKPOINT_FORK)
 KIND_NAMES = {
     FORK: "fork",
     REWIND: "rewind",
     DIVERGENCE: "divergence",
     DROP: "drop",
     SLOT_CONFLICT: "slot conflict",
+    CHECKPOINT_FORK: "checkpoint fork",
 }
 
 
@@ -65,16 +73,16 @@ def encode_evidence(
     proof_b: Sequence[bytes] = (),
 ) -> bytes:
     """Encode a proof of misbehaviour (nothing is checked here)."""
-    if kind not in (FORK, REWIND, DIVERGENCE, DROP, SLOT_CONFLICT):
+    if kind not in KINDS:
         raise LocalProtocolError("unknown kind of misbehaviour")
+    if kind in (DROP, SLOT_CONFLICT, CHECKPOINT_FORK):
+        raise LocalProtocolError("use the function for that kind of proof")
     w = _evidence_start(kind, key, head_a, head_b)
     if kind == DIVERGENCE:
         w.u64(index).fixed(leaf_a, HASH_LEN)
         write_proof(w, proof_a)
         w.fixed(leaf_b, HASH_LEN)
         write_proof(w, proof_b)
-    elif kind in (DROP, SLOT_CONFLICT):
-        raise LocalProtocolError("use drop_evidence or slot_conflict_evidence")
     return w.bytes()
 
 
@@ -125,6 +133,43 @@ def slot_conflict_evidence(
     return w.bytes()
 
 
+def checkpoint_fork_evidence(
+    key: VerifyKey, head: bytes, checkpoint_key: bytes, binding: bytes, note: bytes
+) -> bytes:
+    """The log key signed ``head``; the checkpoint key it bound (``binding``) signed
+    ``note``, a checkpoint of the same size with another root."""
+    if len(head) not in (SIGNED_HEAD_LEN, COMPACT_HEAD_LEN):
+        raise LocalProtocolError("a signed head is 113 or 3,422 bytes")
+    w = Writer().u8(EVIDENCE_VERSION).u8(CHECKPOINT_FORK).fixed(relay_key_bytes(key), RELAY_KEY_LEN)
+    w.u16(len(head)).fixed(head, len(head))
+    return w.fixed(checkpoint_key, 32).fixed(binding, 64).var(note).bytes()
+
+
+def _verify_checkpoint_fork(r: Reader, key: VerifyKey) -> str:
+    raw = r.fixed(r.u16())
+    checkpoint_key, binding, note = r.fixed(32), r.fixed(64), r.var(MAX_NOTE_LEN)
+    r.end()
+    try:
+        head = open_signed_head(raw, key)
+    except SignatureError:
+        raise SignatureError(
+            "the tree head in the evidence is not signed by that relay key"
+        ) from None
+    origin = note.partition(b"\n")[0].decode("utf-8", "replace")
+    try:
+        key.verify_ed25519(binding, labels.SIG_CHECKPOINT_KEY, checkpoint_key + origin.encode())
+    except SignatureError:
+        raise SignatureError("the relay key did not bind that checkpoint key") from None
+    cp, _ = open_checkpoint(note, Verifier(origin, TYPE_ED25519, checkpoint_key))
+    if cp.size != head.size or cp.root == head.root:
+        raise ProofError("no fork: the checkpoint and the head differ in size or agree")
+    fp = relay_key_fingerprint(key).hex()[:16]
+    return (
+        f"checkpoint fork: relay {fp} signed one root for log size {head.size} in its "
+        f"log and another in the checkpoint {origin!r} it gave its witnesses"
+    )
+
+
 def evidence_kind(blob: bytes) -> str:
     """The kind a proof of misbehaviour claims (not checked), or raise DecodeError."""
     if len(blob) < 2 or blob[0] != EVIDENCE_VERSION or blob[1] not in KIND_NAMES:
@@ -145,6 +190,8 @@ def verify_misbehaviour(blob: bytes) -> str:
     if kind not in KINDS:
         raise DecodeError("unknown kind of misbehaviour")
     key = relay_key_from_bytes(r.fixed(RELAY_KEY_LEN))
+    if kind == CHECKPOINT_FORK:
+        return _verify_checkpoint_fork(r, key)
     raw_a, raw_b = r.fixed(r.u16()), r.fixed(r.u16())
     tail: tuple[int, bytes, list[bytes], bytes, list[bytes]] | None = None
     absence: Absence | None = None

@@ -18,6 +18,9 @@ policy says what the mission's channels may carry:
   device opens; each renewal costs the next message an announcement.
 - ``unseen_seconds``: how long a colleague's device may send nothing before
   the others get an alarm: a day by default, from an hour to thirty days.
+- ``witnesses``: the witnesses whose cosignatures the mission's devices ask
+  of the relay's log heads (:class:`~.witnessing.WitnessRule`): none by
+  default.
 
 Like the roster, the policy is versioned and chained: version ``v + 1`` names
 the hash of version ``v`` and takes effect only with the hybrid signatures of
@@ -40,11 +43,16 @@ from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.constants import MAX_OFFICERS
 from backchannel.protocol.identity import Officer
 from backchannel.protocol.roster import Roster, read_signatures, signers, write_signatures
+from backchannel.protocol.witnessing import NO_WITNESSES, WitnessRule
 
 _VERSION = 1
 #: The layout of a policy whose periods are not both the default (version 1's, then
 #: the epoch period and the unseen period).
 _VERSION_EPOCH = 2
+#: The layout of a policy that names witnesses (version 2's, then the witness rule).
+_VERSION_WITNESS = 3
+#: Longest encoded policy (eight ML-DSA-44 witness keys fit).
+MAX_POLICY_LEN = 16_384
 #: A channel's send epoch: a day unless the policy says otherwise, an hour to a week.
 DEFAULT_EPOCH_SECONDS = 86_400
 MIN_EPOCH_SECONDS = 3_600
@@ -76,6 +84,8 @@ class MissionPolicy:
     epoch_seconds: int = DEFAULT_EPOCH_SECONDS
     #: How long a colleague's device may send nothing before the others get an alarm.
     unseen_seconds: int = DEFAULT_UNSEEN_SECONDS
+    #: The witnesses whose cosignatures the mission's devices ask for.
+    witnesses: WitnessRule = NO_WITNESSES
 
     def __post_init__(self) -> None:
         if not self.official or not self.official <= _ALL:
@@ -97,20 +107,34 @@ class MissionPolicy:
             DEFAULT_EPOCH_SECONDS, DEFAULT_UNSEEN_SECONDS
         )  # fmt: skip
 
+    @property
+    def _layout(self) -> int:
+        if self.witnesses != NO_WITNESSES:
+            return _VERSION_WITNESS
+        return _VERSION if self._default_periods else _VERSION_EPOCH
+
     def encode(self) -> bytes:
         mask = sum(1 << int(p) for p in self.official)
-        layout = _VERSION if self._default_periods else _VERSION_EPOCH
+        layout = self._layout
         w = Writer().u8(layout).u32(self.version).u8(mask).u8(self.track2_k)
         w.fixed(self.prev_hash, HASH_LEN).u32(self.roster_version)
-        if layout == _VERSION_EPOCH:
+        if layout >= _VERSION_EPOCH:
             w.u32(self.epoch_seconds).u32(self.unseen_seconds)
+        if layout == _VERSION_WITNESS:
+            self.witnesses.write(w)
         return w.bytes()
+
+    def same_rules(self, other: MissionPolicy) -> bool:
+        """Whether ``other`` allows and asks for what this one does (whatever its version)."""
+        return (self.official, self.track2_k, self.epoch_seconds, self.unseen_seconds,
+                self.witnesses) == (other.official, other.track2_k, other.epoch_seconds,
+                                    other.unseen_seconds, other.witnesses)  # fmt: skip
 
     @classmethod
     def read(cls, r: Reader) -> MissionPolicy:
         layout = r.u8()
-        if layout not in (_VERSION, _VERSION_EPOCH):
-            raise DecodeError(f"unsupported mission policy version {layout}; expected 1 or 2")
+        if layout not in (_VERSION, _VERSION_EPOCH, _VERSION_WITNESS):
+            raise DecodeError(f"unsupported mission policy version {layout}; expected 1 to 3")
         version, mask, k = r.u32(), r.u8(), r.u8()
         if mask >> (max(_ALL) + 1):
             raise DecodeError("the policy names a kind of channel this version does not know")
@@ -118,9 +142,11 @@ class MissionPolicy:
         prev, roster_version = r.fixed(HASH_LEN), r.u32()
         if layout == _VERSION:
             return cls(version, official, k, prev, roster_version)
-        out = cls(version, official, k, prev, roster_version, r.u32(), r.u32())
-        if out._default_periods:
-            raise DecodeError("a policy with the default periods is written in layout 1")
+        epoch, unseen = r.u32(), r.u32()
+        rule = WitnessRule.read(r) if layout == _VERSION_WITNESS else NO_WITNESSES
+        out = cls(version, official, k, prev, roster_version, epoch, unseen, rule)
+        if out._layout != layout:
+            raise DecodeError(f"a policy like this one is written in layout {out._layout}")
         return out
 
     @property
@@ -153,6 +179,8 @@ class MissionPolicy:
             text += f"; send keys renew every {_period(self.epoch_seconds)}"
         if self.unseen_seconds != DEFAULT_UNSEEN_SECONDS:
             text += f"; a device silent for {_period(self.unseen_seconds)} raises an alarm"
+        if self.witnesses.asked:
+            text += f"; the relay's heads cosigned by {self.witnesses.describe()}"
         return text
 
 
@@ -184,7 +212,7 @@ class SignedPolicy:
     def decode(cls, raw: bytes) -> SignedPolicy:
         r = Reader(raw)
         mission = r.var(64)
-        body = Reader(r.var(256))
+        body = Reader(r.var(MAX_POLICY_LEN))
         policy = MissionPolicy.read(body)
         body.end()
         sigs = read_signatures(r, MAX_OFFICERS, "policy")
@@ -218,9 +246,10 @@ def propose(
     roster: Roster,
     epoch_seconds: int | None = None,
     unseen_seconds: int | None = None,
+    witnesses: WitnessRule | None = None,
 ) -> MissionPolicy:
     """The next version of the policy, to be signed by ``k`` officers of ``roster``
-    (each period stays unless given)."""
+    (each period, and the witness rule, stays unless given)."""
     if track2_k > roster.n:
         raise PolicyError(f"a Track II k of {track2_k} is more than the {roster.n} officers")
     return MissionPolicy(
@@ -231,6 +260,7 @@ def propose(
         roster.version,
         current.epoch_seconds if epoch_seconds is None else epoch_seconds,
         current.unseen_seconds if unseen_seconds is None else unseen_seconds,
+        current.witnesses if witnesses is None else witnesses,
     )
 
 

@@ -47,6 +47,8 @@ from backchannel.protocol.batch import (
     encode_entry,
 )
 from backchannel.protocol.merkle import TREE_HEAD_LEN, TreeHead
+from backchannel.protocol.note import Checkpoint
+from backchannel.protocol.witnessing import CheckpointAnswer
 from backchannel.relay.intake import intake_round
 from backchannel.relay.requests import HTTPRefusal, is_tenant_id, read_body
 from backchannel.relay.service import MAX_INDEX, RelayService
@@ -316,11 +318,37 @@ class BatchEndpoints:
                     payload = await self._leaf(q.numbers[0])
                 except LookupError:
                     raise HTTPRefusal(404, "no such leaf yet; ask below the head's size") from None
+            elif kind is QueryKind.CHECKPOINT:
+                payload = await self._checkpoint(q.numbers[0])
             else:
                 payload = await self._slot_read(q.slot, tenant_id, head, found, proofs)
         except HTTPRefusal as refusal:
             return QueryAnswer.refused(kind, refusal.message)
         return QueryAnswer(kind, True, payload)
+
+    async def _checkpoint(self, known_size: int) -> bytes:
+        """A CHECKPOINT query: the latest cosigned checkpoint, its key's binding, and
+        the consistency proof between its size and ``known_size``."""
+        checkpoints = self.service.checkpoints
+        note = await checkpoints.served()
+        if note is None:
+            raise HTTPRefusal(503, "no witness has cosigned a checkpoint yet")
+        size = Checkpoint.parse(note.text).size
+        proof: list[bytes] = []
+        if known_size and size and known_size != size:
+            try:
+                proof = await self.service.store.consistency_proof(
+                    min(size, known_size), max(size, known_size)
+                )
+            except LocalProtocolError:
+                raise HTTPRefusal(400, "that size is beyond the log") from None
+        store = self.service.store
+        return CheckpointAnswer(
+            store.checkpoint_key().public,
+            store.bind_checkpoint_key(checkpoints.origin),
+            note.encode(),
+            tuple(proof),
+        ).encode()
 
     async def _slot_read(
         self,
