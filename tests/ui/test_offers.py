@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from backchannel.client.home import Home
 from backchannel.client.policy import POLICY_NOTICE, POLICY_PENDING
 from backchannel.client.service import Client
 from backchannel.protocol.channel import Policy
+from backchannel.protocol.note import TYPE_COSIGNATURE_ED25519, Verifier
 from backchannel.ui.app import create_app
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Gate
@@ -232,6 +234,30 @@ def test_officers_change_the_policy_on_their_desks(tmp_path: Path) -> None:
         assert han.client.mission_policy().track2_k == 1
         assert han.client.mission_policy().epoch_seconds == 6 * 3600
         assert han.client.mission_policy().unseen_seconds == 2 * 3600
+        # The witnesses: named by their keys, one per line; a key that is not one is
+        # refused with a clear line, and nothing changes.
+        page = html.unescape(han.get("/roster").text)
+        assert "No witnesses: your devices check the relay's log" in page
+        vkeys = [
+            Verifier("example.org/w1", TYPE_COSIGNATURE_ED25519, os.urandom(32)).vkey(),
+            Verifier("example.org/w2", TYPE_COSIGNATURE_ED25519, os.urandom(32)).vkey(),
+        ]
+        data = {"csrf": han.csrf, "back": "/roster", "official": ["record", "either"],
+                "track2_k": "1", "witness_keys": "example.org/w1+zz"}  # fmt: skip
+        r = han.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
+        assert "witnesses: a verifier key is" in html.unescape(han.get(r.headers["location"]).text)
+        assert han.client.policy_pending() == []
+        data |= {
+            "witness_keys": "\n".join(vkeys),
+            "witnesses_needed": "1",
+            "witness_lag_minutes": "30",
+        }
+        r = han.request("POST", "/roster/policy", data=data, headers={"origin": ORIGIN})
+        page = html.unescape(han.get(r.headers["location"]).text)
+        assert "Policy change proposed and signed by you (1 of 2)" in page
+        assert "1 of the witnesses example.org/w1, example.org/w2 within 30 minutes" in page
+        [pending] = han.client.policy_pending()
+        assert pending.policy.witnesses.names == ("example.org/w1", "example.org/w2")
     finally:
         for d in (ri, han):
             d.client.home.close()

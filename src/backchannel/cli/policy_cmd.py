@@ -10,8 +10,8 @@ import typer
 from backchannel.cli.context import open_client
 from backchannel.cli.output import Text, output
 from backchannel.client.api import DEFAULT_LAG_SECONDS, NO_WITNESSES, Policy, WitnessRule
-from backchannel.client.policy import PendingPolicy
-from backchannel.errors import ConfigError, DecodeError
+from backchannel.client.policy import PendingPolicy, witness_rule
+from backchannel.errors import ConfigError
 
 app = typer.Typer(
     help=(
@@ -197,12 +197,7 @@ def _witness_rule(
     for item in given:
         path = Path(item)
         if "+" not in item and path.is_file():
-            vkeys += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            vkeys += path.read_text().splitlines()
         else:
             vkeys.append(item)
-    try:
-        keys = WitnessRule.of_vkeys(vkeys, 1).keys
-        names = len({k.name for k in keys})
-        return WitnessRule(keys, names if needed is None else needed, lag_minutes * 60)
-    except DecodeError as exc:
-        raise ConfigError(f"witnesses: {exc}") from None
+    return witness_rule(vkeys, needed, lag_minutes)

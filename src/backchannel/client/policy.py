@@ -47,6 +47,18 @@ class PendingPolicy:
         return self.policy.hash.hex()[:8]
 
 
+def witness_rule(vkeys: Iterable[str], needed: int | None, lag_minutes: int) -> WitnessRule:
+    """The witness rule an officer asks for: witnesses' verifier keys (``name+id+key``),
+    how many must cosign (None: every one named) and the lag in minutes; ConfigError
+    with a plain reason otherwise."""
+    try:
+        keys = WitnessRule.of_vkeys([v for v in vkeys if v.strip()], 1).keys
+        count = len({k.name for k in keys})
+        return WitnessRule(keys, count if needed is None else needed, lag_minutes * 60)
+    except DecodeError as exc:
+        raise ConfigError(f"witnesses: {exc}") from None
+
+
 class Policies(OfficerAlarms):
     """The mission policy: what it allows, and changing it k of n."""
 

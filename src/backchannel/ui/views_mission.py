@@ -11,7 +11,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from backchannel.client.api import Policy, evidence_kind
+from backchannel.client.api import (
+    DEFAULT_LAG_SECONDS,
+    NO_WITNESSES,
+    Policy,
+    WitnessRule,
+    evidence_kind,
+)
+from backchannel.client.policy import witness_rule
 from backchannel.errors import ConfigError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
@@ -180,6 +187,7 @@ async def roster(request: Request, session: Session) -> Response:
             ],
         }
         policy = _policy_view(m.policy, c.policy_pending(), m.roster.n)
+        policy["witnessing"] = c.witness_report()
     return render(request, session, "roster.html", officers=officers, m=mission, policy=policy)
 
 
@@ -191,6 +199,10 @@ def _policy_view(current: Any, pending: list[Any], n: int) -> dict[str, Any]:
         "track2_k": current.track2_k,
         "epoch_hours": current.epoch_seconds // 3600,
         "unseen_hours": current.unseen_seconds // 3600,
+        "witnesses": current.witnesses.describe() if current.witnesses.asked else "",
+        "witness_keys": "\n".join(k.vkey() for k in current.witnesses.keys),
+        "witnesses_needed": current.witnesses.needed or 1,
+        "witness_lag_minutes": current.witnesses.lag_seconds // 60,
         "n": n,
         "pending": [
             {
@@ -221,13 +233,29 @@ async def policy_propose(request: Request, session: Session, form: FormData) -> 
     if raw_unseen and not (raw_unseen.isdigit() and 1 <= int(raw_unseen) <= 720):
         raise ConfigError("a colleague's device may be silent 1 to 720 hours (up to thirty days)")
     unseen = int(raw_unseen) * 3600 if raw_unseen else None
+    rule = _witness_form(form)
     async with desk_of(request).use() as c:
-        made = c.policy_propose(official, int(raw_k), seconds, unseen)
+        made = c.policy_propose(official, int(raw_k), seconds, unseen, rule)
     session.notes.append(
         ("ok", f"Policy change proposed and signed by you ({len(made.signed_by)} of "
                f"{made.needed}); your colleagues see it after the next rounds.")
     )  # fmt: skip
     return "/roster#policy"
+
+
+def _witness_form(form: FormData) -> WitnessRule | None:
+    """The witness rule the form asks for; None keeps the one in force."""
+    if form.get("no_witnesses"):
+        return NO_WITNESSES
+    keys = str(form.get("witness_keys") or "").splitlines()
+    if not any(k.strip() for k in keys):
+        return None
+    raw_needed = str(form.get("witnesses_needed") or "")
+    raw_lag = str(form.get("witness_lag_minutes") or "")
+    if any(v and not v.isdigit() for v in (raw_needed, raw_lag)):
+        raise ConfigError("the witnesses needed and the minutes are whole numbers")
+    lag = int(raw_lag) if raw_lag else DEFAULT_LAG_SECONDS // 60
+    return witness_rule(keys, int(raw_needed) if raw_needed else None, lag)
 
 
 @action
