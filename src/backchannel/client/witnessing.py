@@ -28,11 +28,11 @@ down (a witness must not be able to silence a channel), and the alarm says so.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 
 from backchannel.client.answers import AnswerSource
 from backchannel.client.device import Device
-from backchannel.crypto.primitives import sha256
 from backchannel.errors import DecodeError, RemoteProtocolError
 from backchannel.protocol.batch import Query, QueryKind
 from backchannel.protocol.codec import Writer
@@ -60,9 +60,10 @@ MAX_CONFLICT_TRIES = 8
 
 
 def rule_digest(rule: WitnessRule) -> bytes:
+    """What names the rule a watch was kept under (a local key, never sent)."""
     w = Writer()
     rule.write(w)
-    return sha256(b"witness rule", w.bytes())
+    return hashlib.sha256(w.bytes()).digest()
 
 
 @dataclass(frozen=True)
