@@ -773,7 +773,7 @@ def test_evidence_kind_names_the_kind_and_refuses_junk() -> None:
     ]
     assert evidence_kind(drop_blob()) == "drop"
     assert evidence_kind(conflict_blob()) == "slot conflict"
-    for junk in (b"", b"\x01", b"\x00\x01", b"\x02\x01", b"\x01\x00", b"\x01\x06", b"junk"):
+    for junk in (b"", b"\x01", b"\x00\x01", b"\x02\x01", b"\x01\x00", b"\x01\x07", b"junk"):
         with pytest.raises(DecodeError):
             evidence_kind(junk)
 
