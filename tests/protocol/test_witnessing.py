@@ -12,9 +12,10 @@ from backchannel.crypto.notesig import Ed25519NoteKey, MLDSA44NoteKey
 from backchannel.crypto.signing import SigningKey
 from backchannel.errors import DecodeError, SignatureError
 from backchannel.protocol import policy as mp
-from backchannel.protocol.codec import Reader
+from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.evidence import checkpoint_fork_evidence, verify_misbehaviour
 from backchannel.protocol.merkle import (
+    EMPTY_ROOT,
     MemoryLog,
     ProofError,
     TreeHead,
@@ -268,3 +269,78 @@ def test_the_witness_rule_travels_in_the_policy_and_is_checked(w1: Witness, w2: 
     ):
         with pytest.raises(DecodeError):
             bad()
+
+
+def test_the_checkpoint_answer_codec_is_exact(relay: Relay, w1: Witness) -> None:
+    answer = relay.answer(10, 7, w1.cosign(relay.checkpoint(10)))
+    raw = answer.encode()
+    assert CheckpointAnswer.decode(raw) == answer
+    assert raw[:32] == relay.cp_key.public and raw[32:96] == relay.binding
+    assert len(raw) == 96 + 4 + len(answer.note) + 1 + 32 * len(answer.proof)
+    for bad in (raw + b"\x00", raw[:-1], raw[:96] + (1 << 20).to_bytes(4, "big") + raw[100:]):
+        with pytest.raises(DecodeError):
+            CheckpointAnswer.decode(bad)
+    too_long = raw[: -1 - 32 * len(answer.proof)] + bytes([65]) + bytes(32 * 65)
+    with pytest.raises(DecodeError, match="at most 64"):
+        CheckpointAnswer.decode(too_long)
+    with pytest.raises(DecodeError):
+        CheckpointAnswer(
+            answer.checkpoint_key, answer.binding, answer.note, (bytes(32),) * 65
+        ).encode()
+    with pytest.raises(DecodeError):
+        CheckpointAnswer(answer.checkpoint_key, answer.binding, bytes(160 * 1024 + 1)).encode()
+
+
+def test_what_a_checkpoint_shows_and_the_edges_of_its_checks(relay: Relay, w1: Witness) -> None:
+    rule = WitnessRule((w1.ed_key,), 1)
+    cp = relay.checkpoint(10)
+    # A cosignature dated exactly at the tolerance still counts.
+    edge = relay.answer(10, 7, w1.cosign(cp, NOW + 600, pq=False))
+    seen = check_checkpoint(edge, relay.relay_key, relay.head(7), rule, NOW)
+    assert seen.enough and (seen.size, seen.root) == (10, cp.root)
+    # Nothing held yet, or an empty log on either side: nothing to compare.
+    other = relay.answer(10, 10, w1.cosign(Checkpoint(ORIGIN, 10, bytes(32)), pq=False), bytes(32))
+    assert check_checkpoint(other, relay.relay_key, None, rule, NOW).root == bytes(32)
+    empty = TreeHead(0, EMPTY_ROOT, NOW)
+    assert check_checkpoint(other, relay.relay_key, empty, rule, NOW).enough
+    one = relay.answer(1, 10, w1.cosign(relay.checkpoint(1), pq=False))
+    assert check_checkpoint(one, relay.relay_key, relay.head(10), rule, NOW).size == 1
+    # A note whose first line is not an origin, or not text, names no key.
+    for note in (b"\nrest\n", b"\xff\xfe\n10\n", b"no newline"):
+        bad = CheckpointAnswer(relay.cp_key.public, relay.binding, note)
+        with pytest.raises(WitnessError):
+            check_checkpoint(bad, relay.relay_key, relay.head(7), rule, NOW)
+
+
+def test_the_rule_says_what_is_wrong_and_how_long_it_waits(w1: Witness) -> None:
+    many = tuple(Witness(f"w{i}.example/w").ed_key for i in range(9))
+    WitnessRule(many[:8], 8)
+    with pytest.raises(DecodeError, match="at most 8 witness keys"):
+        WitnessRule(many, 1)
+    with pytest.raises(DecodeError, match="1 to the 1 witnesses named"):
+        WitnessRule((w1.ed_key, w1.ml_key), 2)
+    with pytest.raises(DecodeError, match="no witness is named"):
+        WitnessRule((), 1)
+    with pytest.raises(DecodeError, match="cosigner key"):
+        WitnessRule((Verifier("log", 0x01, w1.ed.public),), 1)
+    with pytest.raises(DecodeError, match="named twice"):
+        WitnessRule((w1.ed_key, w1.ed_key), 1)
+    for lag in (599, 7 * 86_400 + 1):
+        with pytest.raises(DecodeError, match="ten minutes to a week"):
+            WitnessRule((w1.ed_key,), 1, lag)
+    WitnessRule((w1.ed_key,), 1, 600)
+    WitnessRule((w1.ed_key,), 1, 7 * 86_400)
+    texts = {lag: WitnessRule((w1.ed_key,), 1, lag).describe() for lag in (3600, 7200, 1800, 630)}
+    assert [t.rsplit(" within ", 1)[1] for t in texts.values()] == [
+        "an hour", "2 hours", "30 minutes", "630 seconds",
+    ]  # fmt: skip
+    assert WitnessRule().describe() == "no witnesses" and not WitnessRule().asked
+    # Keys of an unknown type in the encoding are refused.
+    w = Writer()
+    WitnessRule((w1.ed_key,), 1).write(w)
+    raw = bytearray(w.bytes())
+    raw[6 + 4 + len(w1.name)] = 0x05
+    with pytest.raises(DecodeError, match="cosigner key"):
+        WitnessRule.read(Reader(bytes(raw)))
+    with pytest.raises(DecodeError, match="at most 8"):
+        WitnessRule.read(Reader(bytes([1]) + (3600).to_bytes(4, "big") + bytes([9])))
