@@ -34,6 +34,7 @@ from backchannel.protocol.note import (
     sign_checkpoint,
 )
 from backchannel.protocol.witnessing import (
+    DEFAULT_LAG_SECONDS,
     CheckpointAnswer,
     WitnessError,
     WitnessRule,
@@ -344,3 +345,16 @@ def test_the_rule_says_what_is_wrong_and_how_long_it_waits(w1: Witness) -> None:
         WitnessRule.read(Reader(bytes(raw)))
     with pytest.raises(DecodeError, match="at most 8"):
         WitnessRule.read(Reader(bytes([1]) + (3600).to_bytes(4, "big") + bytes([9])))
+
+
+def test_the_bounds_hold_exactly(relay: Relay, w1: Witness) -> None:
+    """Eight witness keys and a 64-hash proof are allowed, and read back."""
+    eight = WitnessRule(tuple(Witness(f"w{i}.example/w").ed_key for i in range(8)), 8)
+    w = Writer()
+    eight.write(w)
+    assert WitnessRule.read(Reader(w.bytes())) == eight
+    answer = relay.answer(10, 7, [])
+    full = CheckpointAnswer(answer.checkpoint_key, answer.binding, answer.note, (bytes(32),) * 64)
+    assert CheckpointAnswer.decode(full.encode()) == full
+    rule = WitnessRule.of_vkeys([w1.ed_key.vkey()], 1)
+    assert rule.lag_seconds == DEFAULT_LAG_SECONDS
