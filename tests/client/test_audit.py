@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ from backchannel.client.service import Client
 from backchannel.errors import DecodeError
 from backchannel.protocol import joint
 from backchannel.protocol.audit import GENESIS, AuditEntry, AuditKind
+from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
+from backchannel.protocol.sealing import open_with_key
 from tests.client.conftest import InProcessRelay
 from tests.client.test_client_flow import two_missions
 
@@ -165,19 +168,61 @@ async def test_the_exported_record_verifies_offline_and_fails_when_touched(
 ) -> None:
     (_, han), _ = await one_message_opened(tmp_path, relay)
     text = han.export_record()
-    count, problems = verify_record(text)
+    count, _, problems = verify_record(text)
     assert count == len(han.audit_entries()) >= 5 and problems == []
     record = json.loads(text)
     raw = bytearray(bytes.fromhex(record["entries"][1]))
     raw[-10] ^= 1  # one bit of the signature
     record["entries"][1] = raw.hex()
-    count, problems = verify_record(json.dumps(record))
+    count, _, problems = verify_record(json.dumps(record))
     assert len(problems) == 1 and "signature does not verify" in problems[0]
     del record["entries"][0]  # and an entry dropped from the record
-    _, problems = verify_record(json.dumps(record))
+    _, _, problems = verify_record(json.dumps(record))
     assert any("missing" in p for p in problems)
     with pytest.raises(DecodeError):
         verify_record("{}")
+
+
+async def test_the_record_carries_the_messages_with_their_signatures(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """The sender's record holds the message it sent and the receiver's the one it
+    opened: a third party checks each one's signatures against the sender's roster and
+    reads what they cover; a touched key, signature or roster chain is named."""
+    (ri, han), (smith, jones) = await one_message_opened(tmp_path, relay)
+    for device, direction in ((ri, "sent"), (smith, "received")):
+        text = device.export_record()
+        check = verify_record(text)
+        assert check.problems == [] and check.messages == 1, device.officer.name
+        record = json.loads(text)
+        [doc] = record["messages"]
+        assert doc["direction"] == direction
+        msg = SealedMessage.decode(bytes.fromhex(doc["message"]))
+        opened = open_with_key(msg, bytes.fromhex(doc["content_key"]))
+        assert opened.text == TEXT and len(msg.signatures) == 2
+        # The content key of another message (or none that fits) opens nothing.
+        record["messages"][0]["content_key"] = bytes(32).hex()
+        assert "decryption failed" in verify_record(json.dumps(record)).problems[0]
+        # One of the two signatures dropped: k = 2 no longer holds.
+        record = json.loads(text)
+        one_signer = replace(msg, signatures=msg.signatures[:1])
+        record["messages"][0]["message"] = one_signer.encode().hex()
+        assert (
+            "needs 2 officers' signatures; 1 verify"
+            in (verify_record(json.dumps(record)).problems[0])
+        )
+    # The receiver's record names the peer's roster chain; another mission's chain in
+    # its place (here the receiver's own) proves nothing about the sender.
+    record = json.loads(smith.export_record())
+    [peer] = record["peers"]
+    assert peer == ri.mission().mission_id.hex()
+    record["peers"][peer] = record["roster_chain"]
+    [problem] = verify_record(json.dumps(record)).problems
+    assert problem.startswith("message 1 (received)")
+    # A colleague who did not open the message holds none on the record; the one who
+    # co-signed without drafting holds none either (the author's device sent it).
+    assert "messages" not in json.loads(jones.export_record())
+    assert "messages" not in json.loads(han.export_record())
 
 
 def _fields(e: AuditEntry) -> dict[str, object]:

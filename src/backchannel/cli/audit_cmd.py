@@ -59,15 +59,20 @@ def verify(
     ] = None,
 ) -> None:
     """Check every officer's chain; exit 1 naming the entry where one breaks."""
+    messages = 0
     if file is not None:
-        count, problems = verify_record(read_file(file, "an audit record"))
+        count, messages, problems = verify_record(read_file(file, "an audit record"))
     else:
         with open_client(ctx) as client:
             count, problems = len(client.audit_entries()), client.audit_verify()
     lines = [Text(f"broken: {p}", style="bold red") for p in problems]
     if not problems:
-        lines = [Text.assemble(("holds", "green"), f": {count} entries, every chain intact")]
-    output(ctx).done({"entries": count, "holds": not problems, "problems": problems}, *lines)
+        signed = f"; {messages} messages signed and opened as recorded" if messages else ""
+        lines = [
+            Text.assemble(("holds", "green"), f": {count} entries, every chain intact{signed}")
+        ]
+    doc = {"entries": count, "messages": messages, "holds": not problems, "problems": problems}
+    output(ctx).done(doc, *lines)
     if problems:
         raise typer.Exit(1)
 
@@ -77,7 +82,9 @@ def export(
     ctx: typer.Context,
     out_file: Annotated[Path, typer.Option("--out", help="Where to write the record.")],
 ) -> None:
-    """Write the audit record (roster chain and every entry) for a review board."""
+    """Write the audit record for a review board: the roster and policy chains, every
+    entry, and the messages this device sent or opened for the record, with their
+    signatures and the key that opens each (so the file holds their text)."""
     with open_client(ctx) as client:
         text = client.export_record()
     write_file(out_file, text)

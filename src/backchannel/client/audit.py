@@ -12,15 +12,23 @@ signed entries with one number are kept as a proof of the fork.
 :func:`export_record` writes a record a review board can check offline with
 :func:`verify_record` (``backchannel audit verify --file``): the mission's
 roster chain, verified from the mission id, the mission policy's signed
-changes, each verified against the roster it names, and every officer's entries.
+changes, each verified against the roster it names, every officer's entries,
+and the messages this device sent or opened for the record: each with the
+signatures of ``k`` officers of its sender's roster (the peer's roster chain
+comes with it, verified from the peer's mission id) and its content key, which
+opens that one message and shows what the signatures cover.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import NamedTuple
 
+from backchannel.client import statecodec
+from backchannel.client.cards import MissionCard
 from backchannel.client.device import Device
+from backchannel.client.records import DraftRecord, InboxRecord
 from backchannel.crypto.primitives import equal
 from backchannel.errors import BackchannelError, DecodeError, SignatureError
 from backchannel.protocol import joint
@@ -36,6 +44,9 @@ from backchannel.protocol.audit import (
     check_fork,
 )
 from backchannel.protocol.identity import OFFICER_ID_LEN, OfficerPublic
+from backchannel.protocol.message import SealedMessage
+from backchannel.protocol.sealing import verify_on_record
+from backchannel.protocol.states import SendState
 
 #: The vault table of every officer's entries: key officer id + number (8 bytes).
 AUDIT = "audit"
@@ -45,6 +56,8 @@ AUDIT_HEAD = "audit_head"
 AUDIT_FORKS = "audit_forks"
 #: The first line of an exported record.
 RECORD_FORMAT = "backchannel-audit-record-1"
+#: A sent message is on the record once it went out with its signatures.
+_SENT = frozenset({SendState.QUEUED, SendState.DELIVERED})
 
 
 def _key(officer_id: bytes, seq: int) -> bytes:
@@ -138,7 +151,7 @@ class Audit(Device):
     def export_record(self) -> str:
         """The audit log as a record a third party can check offline (JSON text)."""
         m = self.mission()
-        record = {
+        record: dict[str, object] = {
             "format": RECORD_FORMAT,
             "mission_id": m.mission_id.hex(),
             "mission": m.name,
@@ -148,11 +161,52 @@ class Audit(Device):
             "forks": [_split_pair(v)[0].hex() + ":" + _split_pair(v)[1].hex()
                       for _, v in sorted(self.vault.items(AUDIT_FORKS))],
         }  # fmt: skip
+        messages, peers = self._messages_on_record()
+        if messages:
+            record["messages"] = messages
+            record["peers"] = peers
         return json.dumps(record, indent=1) + "\n"
 
+    def _messages_on_record(self) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
+        """The signed messages this device sent or opened, with their content keys, and
+        the roster chains of the peers that signed those it received."""
+        out: list[dict[str, str]] = []
+        peers: dict[str, list[str]] = {}
+        peer_of = {c.channel_id: c.peer_mission for c in self.channels()}
+        for _, raw in sorted(self.vault.items("drafts")):
+            draft = statecodec.loads(DraftRecord, raw)
+            o = draft.outgoing
+            msg, key = o.message, draft.record_key
+            if o.state in _SENT and msg is not None and key and not msg.deniable:
+                out.append(_on_record("sent", msg.encode(), key, b""))
+        for _, raw in sorted(self.vault.items("inbox")):
+            item = statecodec.loads(InboxRecord, raw)
+            peer = peer_of.get(item.channel_id)
+            if item.deniable or not item.content_key or peer is None:
+                continue
+            out.append(_on_record("received", item.message, item.content_key, peer))
+            card = MissionCard.decode(self.peer(peer).card)
+            peers[peer.hex()] = [s.encode().hex() for s in card.chain]
+        return out, peers
 
-def verify_record(text: str) -> tuple[int, list[str]]:
-    """Check an exported record offline: (entries checked, problems found).
+
+def _on_record(direction: str, message: bytes, key: bytes, peer: bytes) -> dict[str, str]:
+    doc = {"direction": direction, "message": message.hex(), "content_key": key.hex()}
+    if peer:
+        doc["peer_mission_id"] = peer.hex()
+    return doc
+
+
+class RecordCheck(NamedTuple):
+    """What :func:`verify_record` found: entries and messages checked, and every problem."""
+
+    entries: int
+    messages: int
+    problems: list[str]
+
+
+def verify_record(text: str) -> RecordCheck:
+    """Check an exported record offline: entries and messages checked, problems found.
 
     The roster chain is verified from the mission id the record names, so the
     officers' keys come from the record itself; whoever checks should compare
@@ -188,7 +242,39 @@ def verify_record(text: str) -> tuple[int, list[str]]:
         e = AuditEntry.decode(raw)
         keyed.append((_key(e.officer_id, e.seq), raw))
     problems = policy_problems + _check_all(mission_id, keyed, key_of)
-    return len(entries), problems
+    messages = record.get("messages", [])
+    problems += _check_messages(messages, rosters, record.get("peers", {}))
+    return RecordCheck(len(entries), len(messages), problems)
+
+
+def _check_messages(
+    messages: list[dict[str, str]], ours: list[rs.Roster], peer_chains: dict[str, list[str]]
+) -> list[str]:
+    """Each message on the record: signed by ``k`` officers of its sender's roster at the
+    version it names, and opened by its content key."""
+    problems: list[str] = []
+    peers: dict[str, list[rs.Roster]] = {}
+    for i, doc in enumerate(messages):
+        try:
+            msg = SealedMessage.decode(bytes.fromhex(doc["message"]))
+            key = bytes.fromhex(doc["content_key"])
+            if doc["direction"] == "sent":
+                rosters = ours
+            else:
+                peer = doc["peer_mission_id"]
+                if peer not in peers:
+                    chain = [rs.SignedRoster.decode(bytes.fromhex(c)) for c in peer_chains[peer]]
+                    peers[peer] = rs.verify_chain(bytes.fromhex(peer), chain)
+                rosters = peers[peer]
+            roster = next((r for r in rosters if r.version == msg.header.sender_roster), None)
+            if roster is None:
+                raise SignatureError("its sender's roster version is not in the record")
+            verify_on_record(msg, key, roster)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            problems.append(f"message {i + 1}: damaged in the record")
+        except BackchannelError as exc:
+            problems.append(f"message {i + 1} ({doc.get('direction')}): {exc}")
+    return problems
 
 
 def _check_all(mission_id: bytes, items: Iterable[tuple[bytes, bytes]], key_of: KeyOf) -> list[str]:

@@ -34,7 +34,12 @@ from backchannel.protocol.incoming import Incoming
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.misbehaviour import Gossip
 from backchannel.protocol.payload import Payload
-from backchannel.protocol.sealing import RecvEpoch, accept_announcement, decrypt_share
+from backchannel.protocol.sealing import (
+    RecvEpoch,
+    accept_announcement,
+    content_key_of,
+    decrypt_share,
+)
 from backchannel.protocol.states import SendState
 
 
@@ -102,7 +107,8 @@ class Receiving(EpochKeys):
             inc = Incoming.received(SealedMessage.decode(item.message))
             for s in item.shares:
                 inc = inc.add_share(Share.decode(s), roster)
-            item = replace(item, payload=inc.open(roster).encode(), shares=())
+            key = content_key_of([Share.decode(s) for s in item.shares], roster)
+            item = replace(item, payload=inc.open(roster).encode(), shares=(), content_key=key)
             self._audit(AuditKind.OPENED, item.message_id)
         self._put("inbox", item.message_id, item)
         return item

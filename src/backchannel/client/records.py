@@ -48,6 +48,9 @@ class DraftRecord:
     outgoing: Outgoing
     created_at: int
     seq: int = 0
+    #: The content key, kept for the record for a review board after the message
+    #: itself forgets it (it opens this message only, whose text the draft holds).
+    record_key: bytes = field(default=b"", repr=False)
 
     def __repr__(self) -> str:
         return f"DraftRecord({self.outgoing.state.value})"
@@ -65,6 +68,9 @@ class InboxRecord:
     open_requested: bool = False
     #: It came with a MAC, not signatures: the sender could deny it (deniable-v1.md).
     deniable: bool = False
+    #: Once opened, its content key (it opens this message only), kept so that the
+    #: record for a review board can show what the signatures cover.
+    content_key: bytes = field(default=b"", repr=False)
 
     def __repr__(self) -> str:
         return f"InboxRecord({self.message_id.hex()[:8]})"

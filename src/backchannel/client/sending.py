@@ -111,8 +111,8 @@ class Sending(OfficerAlarms):
         out, epoch = Outgoing.draft(payload).seal(
             header, epoch, peer.roster, self.officer, m.roster, secrets.token_bytes
         )
-        draft = DraftRecord(new_id(), channel_id, out, now, header.seq)
         assert out.message is not None and out.content_key is not None
+        draft = DraftRecord(new_id(), channel_id, out, now, header.seq, out.content_key)
         with self._tx():
             rec = replace(
                 rec,

@@ -353,11 +353,31 @@ def decrypt_share(msg: SealedMessage, epoch: RecvEpoch) -> tuple[Share, RecvEpoc
     return share, new_epoch
 
 
-def open_message(msg: SealedMessage, shares: Sequence[Share], roster: Roster) -> Payload:
-    """Combine ``k`` officers' shares and decrypt (the joint opening)."""
-    content_key = combine(shares, roster.threshold, roster.n)
+def content_key_of(shares: Sequence[Share], roster: Roster) -> bytes:
+    """The content key ``k`` officers' shares give: it opens this one message only."""
+    return combine(shares, roster.threshold, roster.n)
+
+
+def open_with_key(msg: SealedMessage, content_key: bytes) -> Payload:
+    """Decrypt ``msg``'s content with its content key; the payload is of the header's kind."""
     raw = aead_open(content_key, _ZERO_NONCE, msg.content, _content_aad(msg.header))
     payload = Payload.decode(raw)
     if payload.kind != msg.header.kind:
         raise AuthenticationError("decryption failed")
     return payload
+
+
+def open_message(msg: SealedMessage, shares: Sequence[Share], roster: Roster) -> Payload:
+    """Combine ``k`` officers' shares and decrypt (the joint opening)."""
+    return open_with_key(msg, content_key_of(shares, roster))
+
+
+def verify_on_record(msg: SealedMessage, content_key: bytes, roster: Roster) -> Payload:
+    """What a third party checks of a message put on the record: ``k`` officers of the
+    sender's roster (``roster``, the version the header names) signed it, and its
+    content key opens it; the payload. Raises otherwise (a deniable message carries no
+    signatures, so it never holds)."""
+    if msg.deniable:
+        raise SignatureError("a deniable message carries no signatures to put on the record")
+    verify_signatures(msg, roster)
+    return open_with_key(msg, content_key)
