@@ -8,6 +8,7 @@ shows its witnesses another log than the one it shows them.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from backchannel.client import demo
+from backchannel.client.audit import verify_record
 from backchannel.client.log_watch import evidence_from_text, evidence_text
 from backchannel.client.service import Client
 from backchannel.client.witnessing import CHECKPOINT_EVERY
@@ -173,6 +175,14 @@ async def test_a_relay_that_shows_its_witnesses_another_log_is_proved_to(
     await _checks(ri, 3)  # the relay goes on lying: still one proof, one incident
     assert len(ri.log.evidence()) == 1
     assert [i.kind for i in ri.log.incidents()] == ["checkpoint fork"]
+    # The proof goes into the record for a review board, which checks it there.
+    record = json.loads(ri.export_record())
+    assert record["relay_evidence"] == [blob.hex()]
+    assert verify_record(json.dumps(record)).problems == []
+    record["relay_evidence"][0] = blob[:-40].hex() + bytes(40).hex()
+    assert verify_record(json.dumps(record)).problems == [
+        "proof of relay misbehaviour 1: does not hold"
+    ]
     # Han's device is asked about a checkpoint two entries behind its head.
     shift[0] = 2
     for _ in range(CHECKPOINT_EVERY):

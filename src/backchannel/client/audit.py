@@ -13,10 +13,11 @@ signed entries with one number are kept as a proof of the fork.
 :func:`verify_record` (``backchannel audit verify --file``): the mission's
 roster chain, verified from the mission id, the mission policy's signed
 changes, each verified against the roster it names, every officer's entries,
-and the messages this device sent or opened for the record: each with the
-signatures of ``k`` officers of its sender's roster (the peer's roster chain
-comes with it, verified from the peer's mission id) and its content key, which
-opens that one message and shows what the signatures cover.
+the proofs of relay misbehaviour this device kept, and the messages this
+device sent or opened for the record: each with the signatures of ``k``
+officers of its sender's roster (the peer's roster chain comes with it,
+verified from the peer's mission id) and its content key, which opens that one
+message and shows what the signatures cover.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from backchannel.protocol.audit import (
     check_chain,
     check_fork,
 )
+from backchannel.protocol.evidence import verify_misbehaviour
 from backchannel.protocol.identity import OFFICER_ID_LEN, OfficerPublic
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.sealing import verify_on_record
@@ -165,6 +167,8 @@ class Audit(Device):
         if messages:
             record["messages"] = messages
             record["peers"] = peers
+        if evidence := self.log.evidence():
+            record["relay_evidence"] = [blob.hex() for blob in evidence]
         return json.dumps(record, indent=1) + "\n"
 
     def _messages_on_record(self) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
@@ -244,6 +248,11 @@ def verify_record(text: str) -> RecordCheck:
     problems = policy_problems + _check_all(mission_id, keyed, key_of)
     messages = record.get("messages", [])
     problems += _check_messages(messages, rosters, record.get("peers", {}))
+    for i, blob in enumerate(record.get("relay_evidence", [])):
+        try:
+            verify_misbehaviour(bytes.fromhex(blob))
+        except (ValueError, TypeError, BackchannelError):
+            problems.append(f"proof of relay misbehaviour {i + 1}: does not hold")
     return RecordCheck(len(entries), len(messages), problems)
 
 
