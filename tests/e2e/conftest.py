@@ -110,6 +110,18 @@ class Officer:
         return self.sync()
 
 
+def found_by_cli(tmp: Path, relay_url: str, founder: Officer, colleague: Officer) -> None:
+    """Two officers (homes created) found "New York", two signatures of two, through
+    the CLI: the colleague's card, the founder's proposal, signed, adopted by both."""
+    colleague.ok("officer", "card", "--out", tmp / "colleague.officer")
+    proposal = tmp / "ny.proposal"
+    founder.ok("mission", "create", "--name", "New York", "--threshold", "2", "--officer",
+               tmp / "colleague.officer", "--relay", relay_url, "--out", proposal)  # fmt: skip
+    colleague.ok("mission", "sign", proposal)
+    founder.ok("mission", "adopt", proposal)
+    colleague.ok("mission", "adopt", proposal)
+
+
 def in_parallel(fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
     """``fn`` over independent items at once (each runs its own subprocesses); results in order."""
     with ThreadPoolExecutor() as pool:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.conftest import OPEN_REGISTRATION, Officer, assert_one_line_error, backchannel
+from tests.e2e.conftest import (
+    OPEN_REGISTRATION,
+    Officer,
+    assert_one_line_error,
+    backchannel,
+    found_by_cli,
+)
 from tests.relay.procs import RelayProcess
 
 
@@ -20,13 +26,7 @@ def test_an_officer_names_the_witnesses_the_devices_ask_for(tmp_path: Path) -> N
         ri, han = Officer(tmp_path / "ri", "Officer Ri"), Officer(tmp_path / "han", "Officer Han")
         for o in (ri, han):
             o.ok("officer", "create", "--name", o.name)
-        han.ok("officer", "card", "--out", tmp_path / "han.officer")
-        proposal = tmp_path / "ny.proposal"
-        ri.ok("mission", "create", "--name", "New York", "--threshold", "2", "--officer",
-              tmp_path / "han.officer", "--relay", relay.base_url, "--out", proposal)  # fmt: skip
-        han.ok("mission", "sign", proposal)
-        for o in (ri, han):
-            o.ok("mission", "adopt", proposal)
+        found_by_cli(tmp_path, relay.base_url, ri, han)
         assert ri.json("mission", "policy", "show")["witnesses"]["needed"] == 0
 
         too_many = ri.run("mission", "policy", "propose", "--official", "record",

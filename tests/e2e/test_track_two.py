@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.conftest import OPEN_REGISTRATION, Officer, assert_one_line_error
+from tests.e2e.conftest import OPEN_REGISTRATION, Officer, assert_one_line_error, found_by_cli
 from tests.relay.procs import RelayProcess
 
 
@@ -19,13 +19,7 @@ def test_a_contact_and_a_mission_talk_deniably_through_the_cli(tmp_path: Path) -
         for o in (ri, han, kim):
             o.ok("officer", "create", "--name", o.name)
         # The mission: two officers, two signatures.
-        han.ok("officer", "card", "--out", tmp_path / "han.officer")
-        proposal = tmp_path / "ny.proposal"
-        ri.ok("mission", "create", "--name", "New York", "--threshold", "2", "--officer",
-              tmp_path / "han.officer", "--relay", relay.base_url, "--out", proposal)  # fmt: skip
-        han.ok("mission", "sign", proposal)
-        ri.ok("mission", "adopt", proposal)
-        han.ok("mission", "adopt", proposal)
+        found_by_cli(tmp_path, relay.base_url, ri, han)
         # The contact: a roster of one, on the same relay.
         mine = tmp_path / "kim.proposal"
         made = kim.json("mission", "create", "--name", "Kim", "--threshold", "1",
