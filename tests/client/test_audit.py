@@ -227,3 +227,13 @@ async def test_the_record_carries_the_messages_with_their_signatures(
 
 def _fields(e: AuditEntry) -> dict[str, object]:
     return {f: getattr(e, f) for f in AuditEntry.__dataclass_fields__}
+
+
+def test_a_long_note_in_any_script_is_cut_to_what_an_entry_holds() -> None:
+    from backchannel.client.audit import _clip
+    from backchannel.protocol.audit import MAX_NOTE
+
+    long = "外交" * 300  # 600 characters, 1,800 bytes
+    cut = _clip(long, 400)
+    assert long.startswith(cut) and len(cut.encode()) <= 400 <= MAX_NOTE
+    assert _clip("short", 400) == "short"

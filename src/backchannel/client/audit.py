@@ -82,7 +82,7 @@ class Audit(Device):
             seq, prev = int.from_bytes(head[:8], "big"), head[8:]
             entry = AuditEntry.make(
                 m.mission_id, self.officer, seq + 1, prev, int(self._clock()), kind, subject,
-                note[:400],
+                _clip(note, 400),
             )  # fmt: skip
             self.vault.put(AUDIT, _key(me, seq + 1), entry.encode())
             self.vault.put(AUDIT_HEAD, me, (seq + 1).to_bytes(8, "big") + entry.digest())
@@ -192,6 +192,11 @@ class Audit(Device):
             card = MissionCard.decode(self.peer(peer).card)
             peers[peer.hex()] = [s.encode().hex() for s in card.chain]
         return out, peers
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, on a character boundary."""
+    return text.encode()[:limit].decode("utf-8", "ignore")
 
 
 def _on_record(direction: str, message: bytes, key: bytes, peer: bytes) -> dict[str, str]:

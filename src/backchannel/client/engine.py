@@ -309,7 +309,7 @@ class Engine(LogChecks, Rewind, Witnessing):
         # The checkpoint first: it was asked against the head held when the request
         # was made, which the checks below may move on.
         await self._take_witnessing(url, source, plan.queries, view.answers, report.alarms)
-        # The gossip first: its queries were asked against the head this device
+        # Then the gossip: its queries too were asked against the head this device
         # held when it built the request.
         await self._check_gossip(source, report)
         seen: dict[bytes, SlotSeen] = {}
