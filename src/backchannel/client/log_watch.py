@@ -425,14 +425,9 @@ class LogWatch:
     # -- contradictions -------------------------------------------------------------
 
     async def _contradiction(
-        self,
-        url: str,
-        relay: LogSource,
-        monitor: LogMonitor,
-        other: bytes,
-        reason: str,
+        self, url: str, relay: LogSource, monitor: LogMonitor, other: bytes, reason: str,
         alarms: list[str],
-    ) -> None:
+    ) -> None:  # fmt: skip
         """``other`` (signed by the pinned key) does not square with the pinned head.
 
         Look for signed statements that contradict each other: two roots for
@@ -474,10 +469,7 @@ class LogWatch:
         await self._contradiction(url, relay, monitor, other, reason, alarms)
 
     async def _fork_at(
-        self,
-        relay: LogSource,
-        monitor: LogMonitor,
-        heads: Sequence[tuple[TreeHead, bytes]],
+        self, relay: LogSource, monitor: LogMonitor, heads: Sequence[tuple[TreeHead, bytes]]
     ) -> bytes | None:
         """A FORK proof from the relay's head at one of ``heads``' sizes, if it differs."""
         key = relay_key_from_bytes(monitor.relay_key)
