@@ -168,16 +168,16 @@ async def test_the_exported_record_verifies_offline_and_fails_when_touched(
 ) -> None:
     (_, han), _ = await one_message_opened(tmp_path, relay)
     text = han.export_record()
-    count, _, problems = verify_record(text)
-    assert count == len(han.audit_entries()) >= 5 and problems == []
+    check = verify_record(text)
+    assert check.entries == len(han.audit_entries()) >= 5 and check.problems == []
     record = json.loads(text)
     raw = bytearray(bytes.fromhex(record["entries"][1]))
     raw[-10] ^= 1  # one bit of the signature
     record["entries"][1] = raw.hex()
-    count, _, problems = verify_record(json.dumps(record))
+    problems = verify_record(json.dumps(record)).problems
     assert len(problems) == 1 and "signature does not verify" in problems[0]
     del record["entries"][0]  # and an entry dropped from the record
-    _, _, problems = verify_record(json.dumps(record))
+    problems = verify_record(json.dumps(record)).problems
     assert any("missing" in p for p in problems)
     with pytest.raises(DecodeError):
         verify_record("{}")

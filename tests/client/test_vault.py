@@ -61,6 +61,7 @@ def test_put_get_delete_items(vault: Vault) -> None:
     vault.put("channel", b"k", b"other table")
     assert vault.get("inbox", b"k") == b"v2"
     assert vault.items("inbox") == [(b"a", b""), (b"k", b"v2")]
+    assert vault.keys("inbox") == [b"a", b"k"] and vault.keys("none") == []
     assert vault.delete("inbox", b"k") is True
     assert vault.delete("inbox", b"k") is False
     assert vault.get("inbox", b"k") is None
@@ -100,6 +101,7 @@ def test_behaves_like_a_dict(
                 model[table].pop(key, None)
         for table, content in model.items():
             assert v.items(table) == sorted(content.items())
+            assert v.keys(table) == sorted(content)
             for key, value in content.items():
                 assert v.get(table, key) == value
 
@@ -170,6 +172,17 @@ def test_no_plaintext_on_disk(path: Path) -> None:
 
 
 # ---------------------------------------------------------------- integrity
+
+
+def test_a_key_moved_to_another_row_is_refused_when_only_keys_are_read(path: Path) -> None:
+    with Vault.create(path, KEY) as v:
+        v.put("inbox", b"first", b"one")
+        v.put("inbox", b"second", b"two")
+    with _raw(path) as db:
+        (_, box_a), (mac_b, _) = db.execute("SELECT key_mac, key_box FROM records").fetchall()
+        db.execute("UPDATE records SET key_box = ? WHERE key_mac = ?", (box_a, mac_b))
+    with Vault.open(path, KEY) as v, pytest.raises(CorruptKeystore):
+        v.keys("inbox")
 
 
 def test_value_copied_to_another_row_refused(path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from backchannel.client import cards
 from backchannel.crypto.primitives import HASH_LEN
 from backchannel.crypto.signing import HYBRID_SIG_LEN
+from backchannel.protocol import audit_anchor as aa
 from backchannel.protocol import batch as bt
 from backchannel.protocol import cells, evidence, joint, merkle, misbehaviour
 from backchannel.protocol import channel as ch
@@ -194,6 +195,13 @@ def _mission_seeds() -> dict[str, list[bytes]]:
         "key_announcement": [
             ka.KeyAnnouncement((officer.cert,)).encode(),
             ka.KeyAnnouncement(tuple(kit.certs())).encode(),
+        ],
+        "signed_anchor": [
+            aa.SignedAnchor.make(kit.mission_id, 120, _h(3), officer.officer).encode()
+        ],
+        "anchor_opening": [
+            aa.AnchorOpening(kit.mission_id, 120, ((bytes(16), 4), (bytes([1]) * 16, 1))).encode(),
+            aa.AnchorOpening(kit.mission_id, 0, ()).encode(),
         ],
         "header": [msg.header.encode()],
         "message": [msg.encode(), msg.with_mac(bytes(range(32))).encode()],

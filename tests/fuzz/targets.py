@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from backchannel.crypto.primitives import NONCE_LEN, aead_seal
 from backchannel.crypto.sharing import Share
 from backchannel.errors import DecodeError, RemoteProtocolError
+from backchannel.protocol import audit_anchor as aa
 from backchannel.protocol import batch as bt
 from backchannel.protocol import batch_log as bl
 from backchannel.protocol import cells, evidence, joint, merkle, misbehaviour
@@ -408,6 +409,19 @@ def _checkpoint_answer(data: bytes) -> None:
         raise AssertionError("one named witness is enough exactly when it counted")
 
 
+def _anchor_opening(data: bytes) -> None:
+    """Decode, re-encode, and take the digest (every entry present, then one missing)."""
+    opening = aa.AnchorOpening.decode(data)
+    _same(opening.encode(), data, "anchor opening")
+    digest = opening.digest(lambda officer_id, seq: officer_id * 2)
+    if len(digest) != 32:
+        raise AssertionError("an anchor's digest is 32 bytes")
+    if opening.heads:
+        with contextlib.suppress(aa.AnchorProblem):
+            opening.digest(lambda officer_id, seq: None)
+            raise AssertionError("an opening with an entry missing gave a digest")
+
+
 def _mission_policy(data: bytes) -> None:
     from backchannel.protocol.policy import MissionPolicy
 
@@ -499,6 +513,12 @@ def _targets() -> dict[str, Target]:
             _D,
             max_len=65536,
         ),
+        Target(
+            "signed_anchor",
+            c(aa.SignedAnchor.decode, aa.SignedAnchor.encode, "signed anchor"),
+            _D,
+        ),
+        Target("anchor_opening", _anchor_opening, _D),
         # joint objects
         Target("joint_object", c(joint.JointObject.decode, joint.JointObject.encode, "joint"), _D),
         Target("joint_cell", _joint_cell, _D),

@@ -57,21 +57,40 @@ def verify(
         Path | None,
         typer.Option("--file", help="An exported record to check offline instead."),
     ] = None,
+    peer_record: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--peer-record",
+            help="A peer mission's exported record: the latest anchor of this mission's "
+            "audit log that it holds must be opened by --file (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Check every officer's chain; exit 1 naming the entry where one breaks."""
-    messages = 0
+    messages = anchors = 0
+    if peer_record and file is None:
+        raise typer.BadParameter("--peer-record checks an exported record: give --file too")
     if file is not None:
-        count, messages, problems = verify_record(read_file(file, "an audit record"))
+        peers = [read_file(p, "a peer mission's audit record") for p in peer_record or []]
+        check = verify_record(read_file(file, "an audit record"), peers)
+        count, messages, problems, anchors = check
     else:
         with open_client(ctx) as client:
             count, problems = len(client.audit_entries()), client.audit_verify()
     lines = [Text(f"broken: {p}", style="bold red") for p in problems]
     if not problems:
         signed = f"; {messages} messages signed and opened as recorded" if messages else ""
+        signed += f"; opens the latest anchor {anchors} peer record(s) hold" if anchors else ""
         lines = [
             Text.assemble(("holds", "green"), f": {count} entries, every chain intact{signed}")
         ]
-    doc = {"entries": count, "messages": messages, "holds": not problems, "problems": problems}
+    doc = {
+        "entries": count,
+        "messages": messages,
+        "anchors": anchors,
+        "holds": not problems,
+        "problems": problems,
+    }
     output(ctx).done(doc, *lines)
     if problems:
         raise typer.Exit(1)

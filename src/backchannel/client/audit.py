@@ -23,7 +23,7 @@ message and shows what the signatures cover.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from backchannel.client import statecodec
@@ -43,6 +43,12 @@ from backchannel.protocol.audit import (
     KeyOf,
     check_chain,
     check_fork,
+)
+from backchannel.protocol.audit_anchor import (
+    AnchorOpening,
+    AnchorProblem,
+    SignedAnchor,
+    check_anchor,
 )
 from backchannel.protocol.evidence import verify_misbehaviour
 from backchannel.protocol.identity import OFFICER_ID_LEN, OfficerPublic
@@ -152,6 +158,9 @@ class Audit(Device):
 
     def export_record(self) -> str:
         """The audit log as a record a third party can check offline (JSON text)."""
+        return json.dumps(self._record_doc(), indent=1) + "\n"
+
+    def _record_doc(self) -> dict[str, object]:
         m = self.mission()
         record: dict[str, object] = {
             "format": RECORD_FORMAT,
@@ -169,7 +178,7 @@ class Audit(Device):
             record["peers"] = peers
         if evidence := self.log.evidence():
             record["relay_evidence"] = [blob.hex() for blob in evidence]
-        return json.dumps(record, indent=1) + "\n"
+        return record
 
     def _messages_on_record(self) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
         """The signed messages this device sent or opened, with their content keys, and
@@ -207,19 +216,23 @@ def _on_record(direction: str, message: bytes, key: bytes, peer: bytes) -> dict[
 
 
 class RecordCheck(NamedTuple):
-    """What :func:`verify_record` found: entries and messages checked, and every problem."""
+    """What :func:`verify_record` found: entries, messages and peers' anchors checked,
+    and every problem."""
 
     entries: int
     messages: int
     problems: list[str]
+    anchors: int = 0
 
 
-def verify_record(text: str) -> RecordCheck:
+def verify_record(text: str, peer_records: Sequence[str] = ()) -> RecordCheck:
     """Check an exported record offline: entries and messages checked, problems found.
 
     The roster chain is verified from the mission id the record names, so the
     officers' keys come from the record itself; whoever checks should compare
-    that mission id with the one they know.
+    that mission id with the one they know. Each of ``peer_records`` (records of
+    peer missions) must hold an anchor of this mission's audit log that this
+    record opens (§6): the latest one its officers signed.
     """
     try:
         record = json.loads(text)
@@ -251,6 +264,9 @@ def verify_record(text: str) -> RecordCheck:
         e = AuditEntry.decode(raw)
         keyed.append((_key(e.officer_id, e.seq), raw))
     problems = policy_problems + _check_all(mission_id, keyed, key_of)
+    anchored, anchor_problems = _check_anchors(
+        mission_id, record.get("anchors", []), peer_records, key_of, dict(keyed)
+    )
     messages = record.get("messages", [])
     problems += _check_messages(messages, rosters, record.get("peers", {}))
     for i, blob in enumerate(record.get("relay_evidence", [])):
@@ -258,7 +274,64 @@ def verify_record(text: str) -> RecordCheck:
             verify_misbehaviour(bytes.fromhex(blob))
         except (ValueError, TypeError, BackchannelError):
             problems.append(f"proof of relay misbehaviour {i + 1}: does not hold")
-    return RecordCheck(len(entries), len(messages), problems)
+    return RecordCheck(len(entries), len(messages), problems + anchor_problems, anchored)
+
+
+def _check_anchors(
+    mission_id: bytes,
+    openings_hex: list[str],
+    peer_records: Sequence[str],
+    key_of: KeyOf,
+    entries: dict[bytes, bytes],
+) -> tuple[int, list[str]]:
+    """The latest anchor each peer record holds of this mission, signed by one of its
+    officers, must be opened by this record (``protocol/audit_anchor.py``)."""
+    try:
+        openings = [AnchorOpening.decode(bytes.fromhex(o)) for o in openings_hex]
+    except (ValueError, TypeError, BackchannelError):
+        return 0, ["the record's openings of audit anchors are damaged"]
+
+    def digest_of(officer_id: bytes, seq: int) -> bytes | None:
+        raw = entries.get(_key(officer_id, seq))
+        return AuditEntry.decode(raw).digest() if raw is not None else None
+
+    checked, problems = 0, []
+    for i, text in enumerate(peer_records):
+        try:
+            peer = json.loads(text)
+            if peer.get("format") != RECORD_FORMAT:
+                raise DecodeError("not an audit record")
+            name = str(peer.get("mission", f"peer record {i + 1}"))
+            held = peer.get("peer_anchors", {}).get(mission_id.hex(), [])
+            anchors = [SignedAnchor.decode(bytes.fromhex(a)) for a in held]
+        except (ValueError, TypeError, AttributeError, BackchannelError):
+            problems.append(f"peer record {i + 1}: damaged or not an audit record")
+            continue
+        signed = [a for a in anchors if _signed_by_ours(a, mission_id, key_of)]
+        if len(signed) < len(anchors):
+            problems.append(f"{name}'s record holds {len(anchors) - len(signed)} anchor(s) "
+                            "of this mission that none of its officers signed")  # fmt: skip
+        if not signed:
+            problems.append(f"{name}'s record holds no anchor of this mission's audit log")
+            continue
+        latest = max(signed, key=lambda a: a.round)
+        try:
+            check_anchor(latest, key_of(latest.officer_id), openings, digest_of)
+            checked += 1
+        except (AnchorProblem, SignatureError) as exc:
+            problems.append(f"the latest anchor {name} holds (round {latest.round}): {exc}")
+    return checked, problems
+
+
+def _signed_by_ours(anchor: SignedAnchor, mission_id: bytes, key_of: KeyOf) -> bool:
+    author = key_of(anchor.officer_id)
+    if author is None or not equal(anchor.mission_id, mission_id):
+        return False
+    try:
+        anchor.verify(author)
+    except SignatureError:
+        return False
+    return True
 
 
 def _check_messages(

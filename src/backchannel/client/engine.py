@@ -149,6 +149,7 @@ class Engine(LogChecks, Rewind, Witnessing):
                 ep = self._endpoint(channel_id)
                 note: DepositNote | None = self._get("log_notes", channel_id, DepositNote)
                 r = ep.next_send_round
+                self._anchor_channel(channel_id, ep, r)
                 slot, cell = ep.cell_for_round(
                     r, secrets.token_bytes(12), self.log.gossip(relay_url, note)
                 )

@@ -43,6 +43,8 @@ JOINT_OUT = "joint_out"
 #: Audit entries for colleagues: they go only in pieces that would otherwise be
 #: cover, so they never delay a co-sign request or a share.
 AUDIT_OUT = "audit_out"
+#: The kinds that go in that queue: audit entries and the openings of anchors.
+_LOW = frozenset({joint.JointKind.AUDIT, joint.JointKind.ANCHOR})
 #: Most pieces kept while an object from a colleague is being reassembled.
 MAX_PARTIAL = 1024
 #: The notice that ends a lane: ``LANE_END || u16 generation || u64 end``.
@@ -117,7 +119,7 @@ class Mailbox:
         m = dev.mission()
         obj = joint.JointObject(kind, new_id(), dev.officer.officer_id, recipient, body)
         sealed = joint.seal_object(obj, dev.officer, m.cert_of(recipient), m.mission_id)
-        queue = AUDIT_OUT if kind is joint.JointKind.AUDIT else JOINT_OUT
+        queue = AUDIT_OUT if kind in _LOW else JOINT_OUT
         dev.vault.append(queue, statecodec.dumps(JointOut(recipient, obj.object_id, sealed)))
         return obj.object_id
 
@@ -386,7 +388,7 @@ class Mailbox:
         if obj.kind is joint.JointKind.NOTICE and obj.body.startswith(LANE_END):
             self._lane_ended(sender, obj.body)
             return None, False
-        counted = obj.kind is not joint.JointKind.AUDIT
+        counted = obj.kind not in _LOW
         try:
             with dev._tx():  # a handler that fails leaves nothing half-written
                 return self.handler(obj), counted

@@ -31,7 +31,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from backchannel.client.audit import Audit
+from backchannel.client.anchors import Anchors
 from backchannel.client.cards import MissionCard
 from backchannel.client.device import new_id
 from backchannel.client.records import PeerRecord
@@ -130,7 +130,7 @@ def card_digest(card: MissionCard) -> bytes:
     return hashlib.sha256(b"backchannel/card-digest|" + w.bytes()).digest()
 
 
-class OfficerAlarms(Audit):
+class OfficerAlarms(Anchors):
     """Raising, receiving and listing the alarms between a mission's officers."""
 
     # --- what the desk shows ---------------------------------------------------------

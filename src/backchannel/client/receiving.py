@@ -204,6 +204,8 @@ class Receiving(EpochKeys):
         with self._tx():
             if res.keys:
                 self._learn_keys(rec.peer_mission, res.keys)
+            if res.anchor:
+                self._keep_peer_anchor(rec.peer_mission, res.anchor)
             report.messages.extend(self._take_in(channel_id, res.messages, r))
             if res.delivered:
                 for d in self._all("drafts", DraftRecord):

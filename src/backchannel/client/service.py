@@ -89,6 +89,8 @@ class Client(Missions, Sending, Policies, Driver):
             self._on_notice(obj.sender_id, obj.body)
         elif obj.kind is joint.JointKind.AUDIT:
             return self._on_audit(obj.sender_id, obj.body)
+        elif obj.kind is joint.JointKind.ANCHOR:
+            return self._on_anchor_opening(obj.sender_id, obj.body)
         elif obj.kind is joint.JointKind.EPOCH_CERT:
             self._on_epoch_cert(obj.sender_id, EpochKeyCert.decode(obj.body))
         return None

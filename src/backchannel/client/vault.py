@@ -343,8 +343,15 @@ class Vault:
             )
         return cursor.rowcount > 0
 
+    def keys(self, table: str) -> list[bytes]:
+        """Every key of ``table``, sorted (the values stay sealed)."""
+        return [key for key, _ in self._rows(table, values=False)]
+
     def items(self, table: str) -> list[tuple[bytes, bytes]]:
         """Every (key, value) of ``table``, sorted by key."""
+        return self._rows(table, values=True)
+
+    def _rows(self, table: str, values: bool) -> list[tuple[bytes, bytes]]:
         tbl = _check_name("table", table)
         with self._lock, _sql():
             rows = self._conn.execute(
@@ -355,7 +362,10 @@ class Vault:
             key = _open_box(self._aead, key_box, _aad(_LABEL_KEY, tbl, key_mac))
             if not constant_time.bytes_eq(self._key_mac(tbl, key), key_mac):
                 raise _damaged("has a record that was altered")
-            result.append((key, _open_box(self._aead, value_box, _aad(_LABEL_VALUE, tbl, key))))
+            value = (
+                _open_box(self._aead, value_box, _aad(_LABEL_VALUE, tbl, key)) if values else b""
+            )
+            result.append((key, value))
         result.sort()
         return result
 

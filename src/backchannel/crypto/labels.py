@@ -23,6 +23,8 @@ SIG_MESSAGE = _label("sig/message")
 SIG_RECEIPT = _label("sig/receipt")
 SIG_AUDIT = _label("sig/audit")
 AUDIT_ENTRY = _label("audit/entry")
+AUDIT_ANCHOR = _label("audit/anchor")
+SIG_AUDIT_ANCHOR = _label("sig/anchor")
 ROSTER_HASH = _label("roster-hash")
 MISSION_ID = _label("mission-id")
 # A mission's policy (protocol/policy.py)
@@ -124,6 +126,8 @@ ALL: tuple[bytes, ...] = (
     SIG_RECEIPT,
     SIG_AUDIT,
     AUDIT_ENTRY,
+    AUDIT_ANCHOR,
+    SIG_AUDIT_ANCHOR,
     ROSTER_HASH,
     MISSION_ID,
     SIG_POLICY,

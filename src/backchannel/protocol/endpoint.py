@@ -68,6 +68,8 @@ class RoundResult:
     rekey: str = ""
     #: Epoch keys the peer's officers announced, each checked (``protocol/key_announce.py``).
     keys: tuple[EpochKeyCert, ...] = ()
+    #: The peer's signed anchor of its audit log, checked (``protocol/audit_anchor.py``).
+    anchor: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,4 +499,5 @@ class Endpoint(ControlObjects):
             held=newly_held,
             rekey=control.text if control is not None else "",
             keys=control.certs if control is not None else (),
+            anchor=control.anchor if control is not None else b"",
         )

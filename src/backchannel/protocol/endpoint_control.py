@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from backchannel.crypto.kem import KemPrivateKey
 from backchannel.errors import AuthenticationError, LocalProtocolError
+from backchannel.protocol import audit_anchor as aa
 from backchannel.protocol import cells
 from backchannel.protocol import key_announce as ka
 from backchannel.protocol import rekey as rk
@@ -73,6 +74,32 @@ class ControlObjects:
         if not self.sends:
             raise LocalProtocolError("only the device that sends on a channel announces keys")
         self._queue(ka.KeyAnnouncement(tuple(certs)).encode(), moves=False)
+
+    # --- anchors of the audit log (protocol/audit_anchor.py) --------------------------
+
+    def send_anchor(self, anchor: aa.SignedAnchor) -> None:
+        """Queue our signed anchor of the mission's audit log for the peer."""
+        if not self.sends or self.terms.deniable:
+            raise LocalProtocolError("audit anchors go from the sending device, on channels "
+                                     "for the record")  # fmt: skip
+        if anchor.mission_id != self.local_mission:
+            raise LocalProtocolError("an audit anchor of another mission")
+        self._queue(anchor.encode(), moves=False)
+
+    def _anchor(self, raw: bytes, round_no: int) -> rkg.Outcome:
+        """The peer's anchor: its mission's, made by now, signed by an officer of its roster."""
+        anchor = aa.SignedAnchor.decode(raw)
+        if self.terms.deniable:
+            raise AuthenticationError("a signed audit anchor on a deniable channel")
+        if anchor.round > round_no:
+            raise AuthenticationError("an audit anchor of a round still to come")
+        if anchor.mission_id != self._peer_mission():
+            raise AuthenticationError("an audit anchor of another mission")
+        roster = self._peer_roster_now()
+        if not roster.contains(anchor.officer_id):
+            raise AuthenticationError("an audit anchor signed by no officer of the peer")
+        anchor.verify(roster.officer(anchor.officer_id))
+        return rkg.Outcome(self.rekeying, anchor=raw)
 
     def _peer_roster_now(self) -> Roster:
         """The peer's newest roster known here: its card's, or a later one its
@@ -139,6 +166,8 @@ class ControlObjects:
         if tag == rk.TAG_KEYS:
             certs = ka.checked(ka.KeyAnnouncement.decode(raw), self._peer_roster_now())
             return rkg.Outcome(self.rekeying, certs=certs)
+        if tag == rk.TAG_ANCHOR:
+            return self._anchor(raw, round_no)
         if tag != rk.TAG_REKEY:
             ack = rk.RekeyAck.decode(raw)
             out = self.transcript.out_direction

@@ -60,6 +60,8 @@ class JointKind(IntEnum):
     NOTICE = 5
     EPOCH_CERT = 6
     AUDIT = 7
+    #: The opening of an anchor of the audit log (``protocol/audit_anchor.py``).
+    ANCHOR = 8
 
 
 @dataclass(frozen=True, slots=True)

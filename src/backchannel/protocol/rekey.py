@@ -60,6 +60,8 @@ TAG_ACK = 2
 TAG_BOTH = 3
 #: An announcement of officers' new epoch keys (:mod:`.key_announce`).
 TAG_KEYS = 4
+#: An officer's signed anchor of his mission's audit log (:mod:`.audit_anchor`).
+TAG_ANCHOR = 5
 _MAX_BOX = 4096
 
 
@@ -306,8 +308,9 @@ def combined_seed(
 
 
 def tag_of(raw: bytes) -> int:
-    """Which control object ``raw`` is: ``TAG_REKEY``, ``TAG_ACK``, ``TAG_BOTH``, ``TAG_KEYS``."""
-    if not raw or raw[0] not in (TAG_REKEY, TAG_ACK, TAG_BOTH, TAG_KEYS):
+    """Which control object ``raw`` is: ``TAG_REKEY``, ``TAG_ACK``, ``TAG_BOTH``,
+    ``TAG_KEYS``, ``TAG_ANCHOR``."""
+    if not raw or raw[0] not in (TAG_REKEY, TAG_ACK, TAG_BOTH, TAG_KEYS, TAG_ANCHOR):
         raise DecodeError("unknown control object in a channel's stream")
     return raw[0]
 

@@ -115,6 +115,8 @@ class Outcome:
     peer_part: bytes = b""
     #: Epoch keys of the peer's officers it announced, each checked (:mod:`.key_announce`).
     certs: tuple[EpochKeyCert, ...] = ()
+    #: The peer's signed anchor of its audit log, checked (:mod:`.audit_anchor`), encoded.
+    anchor: bytes = b""
 
 
 def take_rekey(
