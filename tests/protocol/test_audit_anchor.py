@@ -181,3 +181,55 @@ def test_a_signed_anchor_round_trips_and_a_damaged_one_is_refused(pair: Pair) ->
     for raw in (a.encode()[:-1], a.encode() + b"\0", bytes([4]) + a.encode()[1:]):
         with pytest.raises(DecodeError):
             aa.SignedAnchor.decode(raw)
+
+
+def test_the_digest_is_the_one_the_spec_gives() -> None:
+    """audit-v1 §6, recomputed with hashlib: SHA-256 of the label, mission id, round,
+    count and (officer, number, entry digest) of each officer."""
+    import hashlib
+
+    from backchannel.crypto import labels
+
+    mid = bytes(range(32))
+    opening = aa.AnchorOpening(mid, 300, ((KIM, 5), (RI, 2)))
+    body = mid + (300).to_bytes(8, "big") + bytes([2])
+    for officer_id, seq in opening.heads:
+        body += officer_id + seq.to_bytes(8, "big") + ENTRIES[(officer_id, seq)]
+    want = hashlib.sha256(labels.AUDIT_ANCHOR + body).digest()
+    assert opening.digest(_digests(ENTRIES)) == want
+    assert labels.AUDIT_ANCHOR == b"backchannel/v1/audit/anchor"
+
+
+def test_an_opening_holds_up_to_255_officers_and_one_mission_id() -> None:
+    many = tuple((i.to_bytes(16, "big"), 1) for i in range(255))
+    assert len(aa.AnchorOpening(bytes(32), 1, many).heads) == 255
+    with pytest.raises(DecodeError, match="malformed anchor opening"):
+        aa.AnchorOpening(bytes(32), 1, (*many, (bytes([0xFF]) * 16, 1)))
+    with pytest.raises(DecodeError, match="malformed anchor opening"):
+        aa.AnchorOpening(bytes(31), 1, ((KIM, 1),))
+    with pytest.raises(DecodeError, match="each officer once"):
+        aa.AnchorOpening(bytes(32), 1, ((KIM, 0),))
+
+
+def test_only_an_opening_of_the_anchors_round_and_mission_is_tried(pair: Pair) -> None:
+    """Openings of other rounds, or of another mission at that round, are not the
+    anchor's: it is "not opened", whatever entries they name."""
+    ny = pair.a.mission
+    pak = ny.officers[0].officer
+    key = ny.roster.officer(pak.officer_id)
+    opening = aa.AnchorOpening(ny.mission_id, 120, ((KIM, 5), (RI, 2)))
+    anchor = aa.SignedAnchor.make(ny.mission_id, 120, opening.digest(_digests(ENTRIES)), pak)
+    missing = ((KIM, 9),)  # an entry the record lacks: trying it would name it
+    others = [
+        aa.AnchorOpening(ny.mission_id, 60, missing),
+        aa.AnchorOpening(bytes(32), 120, missing),
+    ]
+    with pytest.raises(aa.AnchorProblem, match=r"^the anchor of round 120 is not opened"):
+        aa.check_anchor(anchor, key, others, _digests(ENTRIES))
+    aa.check_anchor(anchor, key, [*others, opening], _digests(ENTRIES))
+    with pytest.raises(SignatureError, match="signed by no officer of the mission's roster"):
+        aa.check_anchor(anchor, None, [opening], _digests(ENTRIES))
+    with pytest.raises(DecodeError, match="not an anchor of an audit log"):
+        aa.SignedAnchor.decode(bytes([4]) + anchor.encode()[1:])
+    with pytest.raises(DecodeError, match="anchor opening"):
+        aa.AnchorOpening.decode(bytes([9]) + opening.encode()[1:])
