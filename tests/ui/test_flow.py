@@ -20,6 +20,7 @@ and no page breaks its Content-Security-Policy.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import time
@@ -286,6 +287,16 @@ def test_the_demo_scenario_through_four_desks(scene: Scene) -> None:
     screenshot(page, "draft-delivered")
     for name, path in (("channels", "/channels"), ("roster", "/roster"), ("sent", "/sent")):
         screenshot(ri.go(path), name)
+    # The record: every officer's acts, checked on the desk, exported, checked from the file.
+    page = ri.go("/record")
+    expect(page.get_by_text("It holds:")).to_be_visible()
+    expect(page.get_by_role("cell", name="drafted").first).to_be_visible()
+    record = ri.download("Export the record for a review board")
+    assert json.loads(record.read_text())["mission"] == "New York"
+    ri.add_file("record", "Check this record", record)
+    expect(ri.note().first).to_contain_text("The record holds:")
+    assert axe_violations(ri.page) == []
+    screenshot(ri.page, "record")
     page = ri.go("/alarms")
     expect(page.get_by_text("could not be sent by one officer alone")).to_be_visible()
     expect(page.get_by_text("The relay was caught lying")).to_have_count(0)

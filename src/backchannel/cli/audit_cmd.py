@@ -15,7 +15,7 @@ import typer
 
 from backchannel.cli.context import open_client, read_file, write_file
 from backchannel.cli.output import Text, output
-from backchannel.client.audit import verify_record
+from backchannel.client.api import verify_record
 
 app = typer.Typer(
     help="The mission's audit log: list, verify, export for a review board.",

@@ -120,6 +120,10 @@ class Anchors(Audit):
             out.setdefault(key[:32], []).append(SignedAnchor.decode(raw))
         return out
 
+    def anchors_made(self) -> list[int]:
+        """The rounds of the anchors of this mission's log whose openings this device holds."""
+        return sorted({int.from_bytes(k[:8], "big") for k in self.vault.keys(ANCHOR_OPENINGS)})
+
     def _record_doc(self) -> dict[str, object]:
         doc = super()._record_doc()
         openings = [raw.hex() for _, raw in self.vault.items(ANCHOR_OPENINGS)]

@@ -2,11 +2,13 @@
 
 Adapters import the client, never the protocol core or the stores: the types
 they show or build (a message's payload and kind, a channel offer and its
-text file form, a roster) and the offline check of a proof of relay misbehaviour come from here.
+text file form, a roster), the offline check of a proof of relay misbehaviour and of
+an audit record come from here.
 """
 
 from __future__ import annotations
 
+from backchannel.client.audit import RecordCheck, verify_record
 from backchannel.client.cards import decode_offer, encode_offer
 from backchannel.protocol.channel import ChannelOffer, Policy
 from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
@@ -22,6 +24,7 @@ __all__ = [
     "MessageKind",
     "Payload",
     "Policy",
+    "RecordCheck",
     "Roster",
     "SendState",
     "WitnessRule",
@@ -29,4 +32,5 @@ __all__ = [
     "encode_offer",
     "evidence_kind",
     "verify_misbehaviour",
+    "verify_record",
 ]

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backchannel.client.service import Client
 from backchannel.errors import BackchannelError
-from backchannel.ui import views_intake, views_mail, views_mission, views_offers
+from backchannel.ui import views_intake, views_mail, views_mission, views_offers, views_record
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Gate, Refusal
 from backchannel.ui.web import HERE, gate_of, page, render
@@ -118,6 +118,7 @@ def create_app(desk: Desk, gate: Gate) -> ASGIApp:
             *views_mission.routes,
             *views_offers.routes,
             *views_intake.routes,
+            *views_record.routes,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         exception_handlers={Refusal: refused, BackchannelError: failed},
