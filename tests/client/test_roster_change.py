@@ -15,7 +15,12 @@ from backchannel.client.cards import CardError
 from backchannel.client.home import Home
 from backchannel.client.relay_client import RelayRefusal
 from backchannel.client.service import Client
-from backchannel.errors import AuthenticationError, ConfigError, RemoteProtocolError, RosterError
+from backchannel.errors import (
+    AuthenticationError,
+    ConfigError,
+    RemoteProtocolError,
+    RosterError,
+)
 from backchannel.protocol import intake as pi
 from backchannel.protocol import joint, tenant_credential
 from backchannel.protocol.message import SealedMessage
@@ -127,10 +132,67 @@ async def test_change_signed_by_fewer_than_k_is_refused(
     assert han.mission().roster.version == 0
 
 
-async def test_the_runner_cannot_be_removed(tmp_path: Path, relay: InProcessRelay) -> None:
-    ny, _ = await two_missions(tmp_path, relay)
-    with pytest.raises(ConfigError, match="runs the rounds"):
-        roster_change.propose(ny[1], [], [ny[0].officer.officer_id], 2)
+async def test_the_officer_whose_device_runs_the_rounds_is_removed_and_another_takes_over(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Ri's device sends for New York (Ri, Han, Kim; 2 of 3). Han and Kim remove
+    him; Han's device, the first of those who stay, takes over. Washington adds
+    the card Han's device writes, which carries the takeover, and the channel
+    goes on both ways; what Ri's device still does reaches nobody."""
+    ny, dc = await two_missions(tmp_path, relay)
+    ri, han = ny
+    smith, jones = dc
+    kim, _ = await _add_kim(tmp_path, relay, ny)
+    for c in dc:
+        c.add_peer(ri.mission_card().encode())
+    await _cosigned_by(ri, han, "before")
+    for c in (smith, jones, han, kim):  # every device runs its rounds, as in the field
+        await c.settle()
+    assert [i.channel_id for i in smith.inbox()] == [smith.channel_for("New York").channel_id]
+    change = roster_change.propose(han, [], [ri.officer.officer_id], 2)
+    change = roster_change.sign(kim, change)
+    for c in (han, kim):
+        roster_change.adopt(c, change)
+    assert han.is_runner and not kim.is_runner
+    assert kim.mission().runner_id == han.officer.officer_id
+    channel_id = han.channel_for("Washington").channel_id
+    with pytest.raises(ConfigError, match="taken over sending"):
+        han.compose(channel_id, note("too early"))
+    [shown] = han.status()["channels"]
+    assert shown["takeover_pending"] is True and shown["sent"] == 0
+    card = han.mission_card()
+    assert [cid for cid, _ in card.takeovers] == [channel_id]
+    for c in dc:
+        c.add_peer(card.encode())
+    for _ in range(6):
+        for c in (han, kim, smith, jones, ri):
+            await c.sync(1)
+    assert not han._endpoint(channel_id).resuming
+    [shown] = han.status()["channels"]
+    assert shown["takeover_pending"] is False and shown["sent"] == 1
+    assert han.mission_card().takeovers == ()  # answered: later cards need not carry it
+    await _cosigned_by(han, kim, "from the new desk")
+    await smith.settle()
+    await jones.settle()
+    assert len(smith.inbox()) == 2 and len(jones.inbox()) == 2
+    # Washington answers; Han's and Kim's devices receive it, Ri's does not.
+    smith.compose(smith.channel_for("New York").channel_id, note("answer"))
+    await smith.settle()
+    await jones.settle()
+    [req] = jones.cosign_requests()
+    jones.approve_cosign(req.request_id)
+    await jones.settle()
+    await smith.settle()
+    for c in (han, kim, ri):
+        await c.settle()
+    assert len(han.inbox()) == 1 and len(kim.inbox()) == 1
+    assert ri.inbox() == []
+    # Ri's device still drafts and runs its rounds: nothing of it reaches Washington.
+    ri.compose(ri.channel_for("Washington").channel_id, note("from the defector"))
+    for _ in range(4):
+        await ri.sync(1)
+        await smith.sync(1)
+    assert len(smith.inbox()) == 2
 
 
 async def test_a_card_that_rolls_the_roster_back_is_refused(

@@ -57,11 +57,14 @@ def test_add_an_officer_and_rotate_keys(tmp_path: Path, relay: RelayProcess) -> 
 
 
 @pytest.mark.parametrize("relay", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("lost", ["han", "ri"])
 def test_headquarters_recovery_keys_restore_a_2_of_2_mission(
-    tmp_path: Path, relay: RelayProcess
+    tmp_path: Path, relay: RelayProcess, lost: str
 ) -> None:
-    """Founded with two of headquarters' keys (2 of 2), New York loses Han; Ri
-    and Kim cannot change the roster alone, the two keys' signatures let them."""
+    """Founded with two of headquarters' keys (2 of 2), New York loses Han, or Ri
+    whose device runs the rounds; the one who stays and Kim cannot change the
+    roster alone, the two keys' signatures let them. When Ri is the one lost,
+    the device of the officer who stays takes over the rounds and says so."""
     hq = []
     for i in (1, 2):
         key, card = tmp_path / f"hq{i}.key", tmp_path / f"hq{i}.card"
@@ -85,21 +88,27 @@ def test_headquarters_recovery_keys_restore_a_2_of_2_mission(
     han.ok("mission", "sign", proposal)
     for o in (ri, han):
         o.ok("mission", "adopt", proposal)
-    han_id = next(
-        o["officer_id"] for o in ri.json("mission", "show")["officers"] if o["name"] == "han"
+    stays = han if lost == "ri" else ri
+    lost_id = next(
+        o["officer_id"] for o in stays.json("mission", "show")["officers"] if o["name"] == lost
     )
     change = tmp_path / "change"
-    ri.ok("mission", "change", "propose", "--threshold", "2", "--add", tmp_path / "kim.card",
-          "--remove", han_id[:12], "--out", change)  # fmt: skip
+    stays.ok("mission", "change", "propose", "--threshold", "2", "--add", tmp_path / "kim.card",
+             "--remove", lost_id[:12], "--out", change)  # fmt: skip
     kim.ok("mission", "change", "sign", change)
-    r = ri.run("mission", "change", "adopt", change)
+    r = stays.run("mission", "change", "adopt", change)
     assert r.code != 0 and "or 2 recovery keys; 0 signed" in r.err, r.err
     for key, _ in hq:
         signed = backchannel("--json", "recovery", "sign", change, "--key", key)
         assert signed.code == 0, signed.err
-    for o in (ri, kim):
-        assert o.json("mission", "change", "adopt", change)["version"] == 1
+    adopted = {o.name: o.json("mission", "change", "adopt", change) for o in (stays, kim)}
+    assert all(a["version"] == 1 for a in adopted.values())
+    assert adopted[stays.name]["runs_the_rounds"] is (lost == "ri")
+    assert adopted["kim"]["runs_the_rounds"] is False
     shown = kim.json("mission", "show")
-    assert [o["name"] for o in shown["officers"]] == ["ri", "kim"]
+    assert [o["name"] for o in shown["officers"]] == [stays.name, "kim"]
+    assert [o["name"] for o in shown["officers"] if o["runner"]] == [
+        stays.name if lost == "ri" else "ri"
+    ]
     assert shown["recovery"]["threshold"] == 2
     assert [k["name"] for k in shown["recovery"]["keys"]] == ["HQ 1", "HQ 2"]

@@ -128,14 +128,19 @@ def _mission_seeds() -> dict[str, list[bytes]]:
     assert out.message is not None
     msg = out.message
     officer = kit.officers[0]
-    card = cards.MissionCard(
+    unsigned = cards.MissionCard(
         kit.mission_id,
         tuple(kit.chain),
         tuple(kit.certs()),
         "https://relay.example",
         "mission-a",
         officer.officer.officer_id,
-    ).sign(officer.officer)
+    )
+    card = unsigned.sign(officer.officer)
+    # Version 3: it carries a takeover of a channel (protocol-v1.md §7.8).
+    card_v3 = replace(unsigned, takeovers=((pair.terms.channel_id, b"a re-key"),)).sign(
+        officer.officer
+    )
     offer, _ = ch.make_offer(kit.mission_id, pair.terms, 0, kit.certs(), pair.rng)
     offer = ch.sign_offer(offer, officer.officer)
     deniable_terms = replace(pair.terms, policy=ch.Policy.DENIABLE)
@@ -172,7 +177,10 @@ def _mission_seeds() -> dict[str, list[bytes]]:
                 cards.OFFICER_PREFIX,
             )
         ],
-        "mission_card": [unarmor(card.encode(), cards.MISSION_PREFIX)],
+        "mission_card": [
+            unarmor(card.encode(), cards.MISSION_PREFIX),
+            unarmor(card_v3.encode(), cards.MISSION_PREFIX),
+        ],
         "offer_card": [offer.encode()],
         "channel_offer": [offer.encode(), deniable_offer.encode()],
         "roster": [kit.chain[0].encode()],
@@ -192,6 +200,7 @@ def _mission_seeds() -> dict[str, list[bytes]]:
             rk.make_ack(_h(1), pair.terms.channel_id, 100).encode(),
             rk.make_ack(_h(2), pair.terms.channel_id, 7, both=True).encode(),
         ],
+        "channel_resume": [rk.make_resume(_h(1), pair.terms.channel_id, 120, 3, _h(2)).encode()],
         "key_announcement": [
             ka.KeyAnnouncement((officer.cert,)).encode(),
             ka.KeyAnnouncement(tuple(kit.certs())).encode(),

@@ -508,6 +508,11 @@ def _targets() -> dict[str, Target]:
         Target("channel_rekey", c(rk.ChannelRekey.decode, rk.ChannelRekey.encode, "re-key"), _D),
         Target("rekey_ack", c(rk.RekeyAck.decode, rk.RekeyAck.encode, "re-key answer"), _D),
         Target(
+            "channel_resume",
+            c(rk.ChannelResume.decode, rk.ChannelResume.encode, "answer to a takeover"),
+            _D,
+        ),
+        Target(
             "key_announcement",
             c(ka.KeyAnnouncement.decode, ka.KeyAnnouncement.encode, "key announcement"),
             _D,

@@ -73,7 +73,9 @@ def adopt(ctx: typer.Context, change_file: ChangeArg) -> None:
     """Apply a fully signed change on this device (each officer runs it)."""
     change = roster_change.RosterChange.decode(read_file(change_file, "a roster change"))
     with open_client(ctx) as client:
+        was_runner = client.mission_or_none() is not None and client.is_runner
         state = roster_change.adopt(client, change)
+        takes_over = state is not None and client.is_runner and not was_runner
     if state is None:
         output(ctx).done(
             {"removed": True},
@@ -81,6 +83,15 @@ def adopt(ctx: typer.Context, change_file: ChangeArg) -> None:
         )
         return
     notes = [Text("give the peer a new `backchannel mission card`", style="dim")]
+    if takes_over:
+        notes = [
+            Text(
+                "this device now runs the rounds (the officer whose device did was removed): "
+                "write the new `backchannel mission card` here and have every officer of each "
+                "peer mission add it; messages wait until the peer has",
+                style="bold",
+            )
+        ]
     if change.rekey_commitment:
         notes.append(
             Text(
@@ -93,6 +104,7 @@ def adopt(ctx: typer.Context, change_file: ChangeArg) -> None:
         {
             "removed": False,
             "version": state.roster.version,
+            "runs_the_rounds": takes_over,
             "new_intake_card": bool(change.rekey_commitment),
         },
         Text.assemble(("ok", "green"), f" roster version {state.roster.version} adopted"),

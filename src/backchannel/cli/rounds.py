@@ -122,6 +122,14 @@ def status(ctx: typer.Context) -> None:
             str(c["pending_cells"]),
         )
         lines += [Text(f"alarm ({c['peer']}): {a}", style="bold red") for a in c["alarms"]]
+        if c["takeover_pending"]:
+            lines.append(
+                Text(
+                    f"{c['peer']}: this device took the channel over; messages wait until "
+                    "the peer has added the mission card written here",
+                    style="bold",
+                )
+            )
     lines.insert(2, t if st["channels"] else Text("no channels yet"))
     w = st["witnesses"]
     if w and w["needed"]:

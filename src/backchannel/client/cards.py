@@ -25,7 +25,7 @@ from backchannel.errors import (
     RosterError,
 )
 from backchannel.protocol import roster as rs
-from backchannel.protocol.channel import ChannelOffer
+from backchannel.protocol.channel import CHANNEL_ID_LEN, ChannelOffer
 from backchannel.protocol.codec import Reader, Writer, expect_version
 from backchannel.protocol.identity import OFFICER_ID_LEN, EpochKeyCert, Officer, OfficerPublic
 
@@ -33,8 +33,12 @@ OFFICER_PREFIX = "BACKCHANNEL-OFFICER-1:"
 MISSION_PREFIX = "BACKCHANNEL-MISSION-1:"
 OFFER_PREFIX = "BACKCHANNEL-OFFER-1:"
 SIG_CARD = labels.SIG_ROSTER + b"/card"
-#: 2 added the relay's key fingerprint.
+#: 2 added the relay's key fingerprint; 3 (written only when there are any)
+#: the takeovers of channels by a new sending device (protocol-v1.md §7.8).
 CARD_VERSION = 2
+TAKEOVER_VERSION = 3
+#: Channels a card carries takeovers for, at most.
+MAX_TAKEOVERS = 255
 
 
 class CardError(RemoteProtocolError):
@@ -94,6 +98,9 @@ class MissionCard:
     relay_key: bytes = bytes(32)
     #: The layout the card was signed in (1: before the relay key was added).
     version: int = CARD_VERSION
+    #: (channel id, encoded re-key) of each channel a new sending device of the
+    #: mission took over and the peer has not answered yet.
+    takeovers: tuple[tuple[bytes, bytes], ...] = ()
 
     @property
     def roster(self) -> rs.Roster:
@@ -109,11 +116,15 @@ class MissionCard:
         w.text(self.relay_url).text(self.tenant_id)
         if self.version >= 2:
             w.fixed(self.relay_key, 32)
+        if self.version >= TAKEOVER_VERSION:
+            w.u8(len(self.takeovers))
+            for channel_id, rekey in self.takeovers:
+                w.fixed(channel_id, CHANNEL_ID_LEN).var(rekey)
         w.fixed(self.signer_id, OFFICER_ID_LEN)
         return w.bytes()
 
     def sign(self, officer: Officer) -> MissionCard:
-        card = replace(self, version=CARD_VERSION)
+        card = replace(self, version=TAKEOVER_VERSION if self.takeovers else CARD_VERSION)
         return replace(
             card, signature=officer.signing_key.sign_hybrid(SIG_CARD, card.signed_part())
         )
@@ -128,17 +139,21 @@ class MissionCard:
         try:
             r = Reader(raw)
             version = r.u8()
-            if version not in (1, CARD_VERSION):
+            if version not in (1, CARD_VERSION, TAKEOVER_VERSION):
                 raise DecodeError("unsupported mission card version")
             mid = r.fixed(32)
             chain = tuple(rs.SignedRoster.decode(r.var(1 << 20)) for _ in range(r.u8()))
             certs = tuple(EpochKeyCert.decode(r.var(8192)) for _ in range(r.u8()))
             relay_url, tenant_id = r.text(512), r.text(64)
             # Version 1 cards (kept from before) state no relay key.
-            relay_key = r.fixed(32) if version == CARD_VERSION else bytes(32)
+            relay_key = r.fixed(32) if version >= CARD_VERSION else bytes(32)
+            takeovers: tuple[tuple[bytes, bytes], ...] = ()
+            if version >= TAKEOVER_VERSION:
+                takeovers = tuple((r.fixed(CHANNEL_ID_LEN), r.var(1 << 20)) for _ in range(r.u8()))
             signer, sig = r.fixed(OFFICER_ID_LEN), r.fixed(HYBRID_SIG_LEN)
             r.end()
-            card = cls(mid, chain, certs, relay_url, tenant_id, signer, sig, relay_key, version)
+            card = cls(mid, chain, certs, relay_url, tenant_id, signer, sig, relay_key, version,
+                       takeovers)  # fmt: skip
             card.verify(pinned_mission_id or mid)
         except RosterError as exc:
             raise CardError(f"the mission card does not verify: {exc}") from None

@@ -280,6 +280,8 @@ class _EndpointData:
     rekey_next_seed: bytes = field(default=b"", repr=False)
     peer_part: bytes = field(default=b"", repr=False)
     moving: tuple[bytes, ...] = ()
+    #: False for channels kept before a device could take over sending.
+    resuming: bool = False
 
 
 _ENDPOINT_FIELDS = tuple(f for f in Endpoint.__dataclass_fields__ if f != "officer")

@@ -18,9 +18,10 @@ from backchannel.client.mission import MissionState, Proposal, adopt, propose, s
 from backchannel.client.records import ChannelRecord, PeerRecord
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal
-from backchannel.errors import ConfigError, RemoteProtocolError
+from backchannel.errors import ConfigError, DecodeError, RemoteProtocolError
 from backchannel.protocol import channel as ch
 from backchannel.protocol import policy as mp
+from backchannel.protocol import rekey as rk
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.identity import OfficerPublic
@@ -73,6 +74,7 @@ class Missions(EpochKeys):
             m.tenant_id,
             self.officer.officer_id,
             relay_key=self.log.fingerprint(m.relay_url) or bytes(32),
+            takeovers=tuple((c.channel_id, c.takeover) for c in self.channels() if c.takeover),
         )
         return card.sign(self.officer)
 
@@ -107,7 +109,31 @@ class Missions(EpochKeys):
             for c in self.channels():
                 if c.peer_mission == card.mission_id:
                     self._adopt_peer_roster(c, card)
+                    self._take_peer_over(c, card)
         return rec
+
+    def _take_peer_over(self, c: ChannelRecord, card: MissionCard) -> None:
+        """Follow the takeover of the channel by the peer's new sending device, if
+        its card carries one this device has not followed yet (``protocol-v1.md`` §7.8).
+        A takeover that cannot be right refuses the card."""
+        raw = next((t for cid, t in card.takeovers if equal(cid, c.channel_id)), None)
+        if raw is None:
+            return
+        try:
+            rekey = rk.ChannelRekey.decode(raw)
+        except DecodeError:
+            raise CardError("the card's takeover of a channel is damaged") from None
+        if rekey.base_round <= c.peer_takeover:
+            return
+        ep = self._endpoint(c.channel_id)
+        try:
+            said = ep.take_peer_over(rekey, self._kem_keys())
+        except RemoteProtocolError as exc:
+            raise CardError(f"the card's takeover of a channel does not verify: {exc}") from None
+        self._save_endpoint(c.channel_id, ep)
+        fresh = self.channel(c.channel_id)
+        self._put("channels", c.channel_id, replace(fresh, peer_takeover=rekey.base_round))
+        self._audit(AuditKind.CHANNEL_REKEYED, c.channel_id, said)
 
     def _adopt_peer_roster(self, c: ChannelRecord, card: MissionCard) -> None:
         """A channel takes the peer's roster from its card; the messages that

@@ -217,6 +217,9 @@ class Receiving(EpochKeys):
                         self._put("drafts", d.draft_id, replace(d, outgoing=d.outgoing.deliver()))
                 report.delivered.extend(res.delivered)
             self._save_endpoint(channel_id, ep)
+            if rec.takeover and not ep.resuming:  # the peer answered: cards need not carry it
+                fresh = self.channel(channel_id)
+                self._put("channels", channel_id, replace(fresh, takeover=b""))
             if res.gossip is not None:
                 due = GossipDue(channel_id, res.gossip)
                 self.vault.append("gossip_due", statecodec.dumps(due))

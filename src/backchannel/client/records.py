@@ -36,6 +36,11 @@ class ChannelRecord:
     #: roster version of our own (0 for records kept before either was).
     epoch_started: int = 0
     epoch_own_roster: int = 0
+    #: On a device that took over sending (``protocol-v1.md`` §7.8): the takeover,
+    #: encoded, for our mission cards to carry until the peer has answered it.
+    takeover: bytes = b""
+    #: The base round of the latest takeover of the peer this device followed.
+    peer_takeover: int = 0
 
     def __repr__(self) -> str:
         return f"ChannelRecord({self.channel_id.hex()[:8]}, <secret>)"

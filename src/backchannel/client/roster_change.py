@@ -9,7 +9,10 @@ receiving state of each channel. Peers learn of the change from the next
 mission card, which they verify from the mission id they pinned; the senders
 on the other side then open a new key epoch that includes the new officers.
 
-The device that runs the rounds (the runner) cannot be removed by a change.
+A change that removes the officer whose device runs the rounds (the runner)
+names the first officer of the new roster who stays as the new runner: his
+device takes over sending on each channel (``protocol-v1.md`` §7.8) and the
+peers learn of it from the mission card it writes next.
 """
 
 from __future__ import annotations
@@ -140,8 +143,6 @@ def propose(
 ) -> RosterChange:
     m = client.mission()
     current = m.roster
-    if any(equal(r, m.runner_id) for r in remove):
-        raise ConfigError("the officer whose device runs the rounds cannot be removed")
     for r in remove:
         if not current.contains(r):
             raise ConfigError("an officer to remove is not on the roster")
@@ -191,7 +192,9 @@ def _welcome(client: Client, m: MissionState) -> bytes:
         data = replace(data, outbox=[], receipt_due=None, sends=False)
         channels.append(
             {
-                "record": statecodec.to_jsonable(replace(rec, send_epoch=None, alarms=())),
+                "record": statecodec.to_jsonable(
+                    replace(rec, send_epoch=None, alarms=(), takeover=b"")
+                ),
                 "endpoint": statecodec.to_jsonable(data),
             }
         )
@@ -308,10 +311,13 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
     # A colleague who rotated his key since the change was proposed told us his
     # newer certificate through the mailbox: it stays.
     certs = newest_certs(change.certs, m.epoch_certs())
+    runner = runner_after(m.roster, m.runner_id, change.new)
+    takes_over = equal(runner, me) and not equal(m.runner_id, me)
     state = replace(
         m,
         chain=(*m.chain, signed.encode()),
         certs=tuple(c.encode() for c in certs),
+        runner_id=runner,
     )
     seeds: dict[bytes, bytes] = {}  # channel id -> its new seed (a removal re-keys)
     if any(not change.new.contains(o.officer_id) for o in m.roster.officers):
@@ -348,7 +354,9 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
         for rec in client.channels():
             ep = client._endpoint(rec.channel_id)
             ep.own_roster = change.new
-            if seeds:
+            if seeds and takes_over:
+                _take_over_channel(client, rec, ep, change, seeds[rec.channel_id])
+            elif seeds:
                 _rekey_channel(client, rec, ep, change, seeds[rec.channel_id])
             client._save_endpoint(rec.channel_id, ep)
         client._audit(AuditKind.ROSTER_ADOPTED, _version(change.new), change.describe())
@@ -358,21 +366,24 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
     return state
 
 
+def runner_after(old: rs.Roster, runner_id: bytes, new: rs.Roster) -> bytes:
+    """Who runs the rounds under ``new``: the same officer, or, if the change removed
+    him, the first officer of ``new`` who was on ``old``."""
+    if new.contains(runner_id):
+        return runner_id
+    return next(o.officer_id for o in new.officers if old.contains(o.officer_id))
+
+
 def _rekey_channel(
     client: Client, rec: ChannelRecord, ep: Endpoint, change: RosterChange, seed: bytes
 ) -> None:
     """Move a channel to a slot chain the removed officer cannot derive: the
     runner sends the re-key; our other devices wait for the peer's answer."""
-    mid = change.mission_id
     try:
         if not ep.sends:
             ep.expect_rekey(seed)
             return
-        sigs = _channel_sigs(change, rec.channel_id)
-        peer = client._peer_card(rec.peer_mission)
-        signed = rs.SignedRoster(change.new, change.signatures)
-        certs = rk.recipients(peer.certs, peer.roster, ep.peer_rekey_roster)
-        rekey = rk.make_rekey(rec.channel_id, mid, signed, ep.next_send_round, seed, certs, sigs)
+        rekey = _rekey_for(client, rec, ep, change, seed, ep.next_send_round)
         started = ep.start_rekey(rekey, seed)
     except (LocalProtocolError, ConfigError) as exc:  # a peer unconfirmed
         text = f"channel with {rec.peer_mission.hex()[:8]} keeps its keys: {exc}"
@@ -380,6 +391,38 @@ def _rekey_channel(
         return
     what = "re-key under way" if started else "re-key waits for the move under way to end"
     client._audit(AuditKind.CHANNEL_REKEYED, rec.channel_id, what)
+
+
+def _rekey_for(
+    client: Client, rec: ChannelRecord, ep: Endpoint, change: RosterChange, seed: bytes, base: int
+) -> rk.ChannelRekey:
+    peer = client._peer_card(rec.peer_mission)
+    signed = rs.SignedRoster(change.new, change.signatures)
+    certs = rk.recipients(peer.certs, peer.roster, ep.peer_rekey_roster)
+    sigs = _channel_sigs(change, rec.channel_id)
+    return rk.make_rekey(rec.channel_id, change.mission_id, signed, base, seed, certs, sigs)
+
+
+def _take_over_channel(
+    client: Client, rec: ChannelRecord, ep: Endpoint, change: RosterChange, seed: bytes
+) -> None:
+    """The change removed the device that sent: this one sends from now on, on a
+    chain the removed officer cannot derive, from the round it reads next. The
+    peer learns of it from our next mission card (``protocol-v1.md`` §7.8)."""
+    try:
+        rekey = _rekey_for(client, rec, ep, change, seed, max(ep.next_recv_round, ep.chain.round))
+        ep.take_over(rekey, seed)
+    except (LocalProtocolError, ConfigError) as exc:
+        text = f"channel with {rec.peer_mission.hex()[:8]}: this device cannot take it over: {exc}"
+        client._audit(AuditKind.ALARM, b"", text[:MAX_DETAIL])
+        return
+    client._put("channels", rec.channel_id, replace(rec, takeover=rekey.encode()))
+    client._audit(
+        AuditKind.CHANNEL_REKEYED,
+        rec.channel_id,
+        "this device now sends on the channel; hand the other mission our new card: "
+        "it carries the move",
+    )
 
 
 def _channel_sigs(change: RosterChange, channel_id: bytes) -> tuple[tuple[bytes, bytes], ...]:
@@ -422,6 +465,7 @@ def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
         state,
         chain=(*state.chain, signed.encode()),
         certs=tuple(c.encode() for c in change.certs),
+        runner_id=runner_after(chain[-1].roster, state.runner_id, change.new),
     )
     with client._tx():
         client._put("mission", b"state", state)

@@ -140,7 +140,9 @@ class Client(Missions, Sending, Policies, Driver):
                 {
                     "channel_id": rec.channel_id.hex(),
                     "peer": peer.name,
-                    "sent": ep.transcript.next_seq - 1,
+                    "sent": max(ep.transcript.next_seq - 1, 0),
+                    #: This device took the channel over; the peer has not answered yet.
+                    "takeover_pending": ep.resuming,
                     "received": ep.transcript.received_seq,
                     "delivered": ep.delivered_seq,
                     "next_send_round": ep.next_send_round,

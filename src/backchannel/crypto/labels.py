@@ -90,6 +90,7 @@ CHANNEL_REKEY_COMMIT = _label("rekey/commitment")
 CHANNEL_REKEY_CHAIN = _label("rekey/chain")
 CHANNEL_REKEY_ACK = _label("rekey/ack")
 CHANNEL_REKEY_BOTH = _label("rekey/both")
+CHANNEL_RESUME = _label("rekey/resume")
 SIG_CHANNEL_REKEY = _label("sig/channel-rekey")
 HPKE_CHANNEL_REKEY = _label("hpke/channel-rekey")
 
@@ -169,6 +170,7 @@ ALL: tuple[bytes, ...] = (
     CHANNEL_REKEY_CHAIN,
     CHANNEL_REKEY_ACK,
     CHANNEL_REKEY_BOTH,
+    CHANNEL_RESUME,
     SIG_CHANNEL_REKEY,
     HPKE_CHANNEL_REKEY,
     VAULT_AEAD_KEY,

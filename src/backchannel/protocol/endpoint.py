@@ -130,6 +130,9 @@ class Endpoint(ControlObjects):
     #: The peer's roster its latest re-key named (checked; maybe newer than its card):
     #: our own re-keys seal to none of the officers it removed (``rekey.recipients``).
     peer_rekey_roster: Roster | None = None
+    #: This device took over sending (``take_over``) and waits for the peer's
+    #: answer, which says what of our history it holds: no message goes out before.
+    resuming: bool = False
 
     def __repr__(self) -> str:
         return f"Endpoint(send={self.next_send_round}, recv={self.next_recv_round})"
@@ -201,6 +204,7 @@ class Endpoint(ControlObjects):
         refused = self.terms.refusal(chosen)
         if refused:
             raise LocalProtocolError(refused)
+        self._not_resuming()
         t = self.transcript
         return Header(
             kind,
@@ -234,6 +238,7 @@ class Endpoint(ControlObjects):
         message as it goes out.
         """
         h = msg.header
+        self._not_resuming()
         if threshold is not None and not h.deniable:
             raise LocalProtocolError("only a deniable message can go out under another k")
         ready_to_send(msg, self.own_roster, threshold)

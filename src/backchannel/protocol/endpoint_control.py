@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from backchannel.crypto.kem import KemPrivateKey
-from backchannel.errors import AuthenticationError, LocalProtocolError
+from backchannel.errors import AuthenticationError, LocalProtocolError, RosterError
 from backchannel.protocol import audit_anchor as aa
 from backchannel.protocol import cells
 from backchannel.protocol import key_announce as ka
 from backchannel.protocol import rekey as rk
 from backchannel.protocol import rekeying as rkg
-from backchannel.protocol.channel import ChannelTerms
+from backchannel.protocol.channel import ChannelTerms, SlotChain
 from backchannel.protocol.identity import EpochKeyCert, Officer
 from backchannel.protocol.roster import Roster
 from backchannel.protocol.transcript import Transcript
@@ -43,10 +43,27 @@ class ControlObjects:
     rekey_held: bytes
     rekey_held_round: int
     peer_rekey_roster: Roster | None
+    resuming: bool
+    partial: list[cells.Fragment]
+    next_recv_round: int
+    receipt_due: cells.Receipt | None
+    delivered_seq: int
+    chain: SlotChain
+
+    def _erase_past(self) -> None:
+        raise NotImplementedError
+
     rekey_next: bytes
     rekey_next_seed: bytes
     peer_part: bytes
     moving: tuple[bytes, ...]
+
+    def _not_resuming(self) -> None:
+        if self.resuming:
+            raise LocalProtocolError(
+                "this device has just taken over sending on the channel: messages wait until "
+                "the other mission has added our new card and answered (a few rounds)"
+            )
 
     def _peer_mission(self) -> bytes:
         t = self.terms
@@ -74,6 +91,80 @@ class ControlObjects:
         if not self.sends:
             raise LocalProtocolError("only the device that sends on a channel announces keys")
         self._queue(ka.KeyAnnouncement(tuple(certs)).encode(), moves=False)
+
+    # --- a new sending device (protocol-v1.md §7.8) ------------------------------------
+
+    def take_over(self, rekey: rk.ChannelRekey, seed: bytes) -> None:
+        """On a device of ours that did not send, when the one that did was removed:
+        from now on this one sends, from ``rekey.base_round`` on the chain from
+        ``seed``. The peer learns of it from our next mission card, which carries
+        ``rekey``; its answer (:class:`~.rekey.ChannelResume`) says from which round
+        it reads us and what of our history it holds. Until then no message goes
+        out (cover and receipts do)."""
+        if self.sends:
+            raise LocalProtocolError("this device already sends on the channel")
+        k = self.rekeying
+        if self.rekey_held or (k is not None and k.chain is not None):
+            raise LocalProtocolError(
+                "the channel is moving to new keys: this device takes over once that ends"
+            )
+        base = rekey.base_round
+        if base < self.chain.round:
+            raise LocalProtocolError("a takeover starts at a round still to come")
+        chain = rk.chain_for(seed, self.terms.channel_id, base)
+        self.rekeying = rkg.Rekeying(seed, base, chain, out_switch=base)
+        self.sends, self.resuming = True, True
+        self.next_send_round, self.outbox, self.moving = base, [], ()
+        self.receipt_due = None
+        self.transcript = self.transcript.unknown_sent()
+        self.rekey_next, self.rekey_next_seed = b"", b""
+        self._erase_past()
+
+    def take_peer_over(self, rekey: rk.ChannelRekey, kem_keys: Sequence[KemPrivateKey]) -> str:
+        """The peer's takeover, from its new card: its direction goes on, from
+        ``rekey.base_round`` (or the round this device reads next, if later), on
+        the chain from the seed its officers vouch for; what was left of a message
+        half-received from the device that sent before is dropped. The device
+        that sends answers where it reads from and what it holds, then follows
+        as for a re-key (§7.5). What it did, in words."""
+        if rekey.from_mission != self._peer_mission():
+            raise AuthenticationError("a takeover of a channel by another mission")
+        if self.rekeying is not None or self.rekey_held:
+            raise LocalProtocolError(
+                "the channel is moving to new keys: add the card again once that ends"
+            )
+        roster = rk.roster_of(rekey, self.peer_roster)
+        if roster is None:
+            raise RosterError("the takeover names a roster of the peer this device does not hold")
+        cid = self.terms.channel_id
+        seed = rk.open_rekey(rekey, cid, roster, self.officer.officer_id, tuple(kem_keys))
+        start = max(self.next_recv_round, rekey.base_round)
+        out = rkg.take_rekey(None, rekey, seed, (cid, self.transcript.out_direction, self.sends),
+                             start - 1)  # fmt: skip
+        if self.sends:
+            # It reads the new chain from now on: what it holds now is what it answers.
+            t = self.transcript
+            resume = rk.make_resume(seed, cid, start, t.received_seq, t.received[-1])
+            self._queue(resume.encode(), moves=False)  # before the answer that moves us
+            self.partial, self.next_recv_round = [], start
+        elif self.next_recv_round >= rekey.base_round:
+            self.partial = []
+        # (A device that does not send and is behind reads the old chain up to the
+        # base round first: nothing sent before the takeover is lost to it.)
+        self._apply(replace(out, peer_roster=roster), start - 1)
+        self._erase_past()
+        return (
+            f"the peer's desk device changed: this device reads it from round {start} on new keys"
+        )
+
+    def _resumed(self, raw: bytes) -> rkg.Outcome:
+        """The peer's answer to our takeover; nothing to a device that took none over."""
+        resume = rk.ChannelResume.decode(raw)
+        k = self.rekeying
+        if not self.resuming or k is None:
+            return rkg.Outcome(k)
+        rk.verify_resume(resume, k.seed, self.terms.channel_id)
+        return rkg.Outcome(k, resume=resume)
 
     # --- anchors of the audit log (protocol/audit_anchor.py) --------------------------
 
@@ -168,6 +259,8 @@ class ControlObjects:
             return rkg.Outcome(self.rekeying, certs=certs)
         if tag == rk.TAG_ANCHOR:
             return self._anchor(raw, round_no)
+        if tag == rk.TAG_RESUME:
+            return self._resumed(raw)
         if tag != rk.TAG_REKEY:
             ack = rk.RekeyAck.decode(raw)
             out = self.transcript.out_direction
@@ -217,6 +310,12 @@ class ControlObjects:
         return control.text
 
     def _apply(self, control: rkg.Outcome, round_no: int) -> None:
+        if control.resume is not None:
+            r = control.resume
+            self.transcript = self.transcript.resume(r.seq, r.head)
+            self.next_send_round = max(self.next_send_round, r.read_from)
+            self.delivered_seq = max(self.delivered_seq, r.seq)
+            self.resuming = False
         self.rekeying = control.rekeying
         if control.answer:
             self._queue(control.answer, moves=True)

@@ -62,6 +62,8 @@ TAG_BOTH = 3
 TAG_KEYS = 4
 #: An officer's signed anchor of his mission's audit log (:mod:`.audit_anchor`).
 TAG_ANCHOR = 5
+#: Where the peer reads a direction another device took over from (:class:`ChannelResume`).
+TAG_RESUME = 6
 _MAX_BOX = 4096
 
 
@@ -289,6 +291,56 @@ def verify_ack(ack: RekeyAck, seed: bytes, channel_id: bytes) -> None:
         raise AuthenticationError("a channel re-key acknowledgement does not verify")
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelResume:
+    """The peer's answer to a takeover (``protocol-v1.md`` §7.8): it reads the
+    direction taken over from ``read_from`` on, and holds ``seq`` messages of it,
+    the last with transcript hash ``head``. MACed under the takeover's seed,
+    which only the officers who stay and the peer's officers can open."""
+
+    read_from: int
+    seq: int
+    head: bytes
+    mac: bytes
+
+    def encode(self) -> bytes:
+        w = Writer().u8(TAG_RESUME).u64(self.read_from).u64(self.seq)
+        return w.fixed(self.head, HASH_LEN).fixed(self.mac, HASH_LEN).bytes()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ChannelResume:
+        r = Reader(raw)
+        if r.u8() != TAG_RESUME:
+            raise DecodeError("not an answer to a takeover of a channel")
+        out = cls(r.u64(), r.u64(), r.fixed(HASH_LEN), r.fixed(HASH_LEN))
+        r.end()
+        return out
+
+
+def _resume_mac(seed: bytes, channel_id: bytes, read_from: int, seq: int, head: bytes) -> bytes:
+    key = hkdf(seed, salt=channel_id, info=labels.CHANNEL_RESUME)
+    return hmac_sha256(
+        key,
+        labels.CHANNEL_RESUME,
+        channel_id,
+        read_from.to_bytes(8, "big"),
+        seq.to_bytes(8, "big"),
+        head,
+    )
+
+
+def make_resume(
+    seed: bytes, channel_id: bytes, read_from: int, seq: int, head: bytes
+) -> ChannelResume:
+    return ChannelResume(read_from, seq, head, _resume_mac(seed, channel_id, read_from, seq, head))
+
+
+def verify_resume(resume: ChannelResume, seed: bytes, channel_id: bytes) -> None:
+    want = _resume_mac(seed, channel_id, resume.read_from, resume.seq, resume.head)
+    if len(channel_id) != CHANNEL_ID_LEN or not equal(resume.mac, want):
+        raise AuthenticationError("an answer to a takeover of the channel does not verify")
+
+
 def seed_part(seed: bytes, channel_id: bytes) -> bytes:
     """What of a seed goes into crossed re-keys' combined seed: one-way, so a
     device that keeps it (to answer a crossing it may learn of later) keeps
@@ -309,8 +361,8 @@ def combined_seed(
 
 def tag_of(raw: bytes) -> int:
     """Which control object ``raw`` is: ``TAG_REKEY``, ``TAG_ACK``, ``TAG_BOTH``,
-    ``TAG_KEYS``, ``TAG_ANCHOR``."""
-    if not raw or raw[0] not in (TAG_REKEY, TAG_ACK, TAG_BOTH, TAG_KEYS, TAG_ANCHOR):
+    ``TAG_KEYS``, ``TAG_ANCHOR``, ``TAG_RESUME``."""
+    if not raw or raw[0] not in (TAG_REKEY, TAG_ACK, TAG_BOTH, TAG_KEYS, TAG_ANCHOR, TAG_RESUME):
         raise DecodeError("unknown control object in a channel's stream")
     return raw[0]
 

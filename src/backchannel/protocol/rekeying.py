@@ -113,6 +113,8 @@ class Outcome:
     #: On a device that does not send: the part of the peer's seed it followed,
     #: kept until a removal of our own (:attr:`Rekeying.peer_part`).
     peer_part: bytes = b""
+    #: The peer's answer to our takeover, checked (``rk.ChannelResume``).
+    resume: rk.ChannelResume | None = None
     #: Epoch keys of the peer's officers it announced, each checked (:mod:`.key_announce`).
     certs: tuple[EpochKeyCert, ...] = ()
     #: The peer's signed anchor of its audit log, checked (:mod:`.audit_anchor`), encoded.

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal, sha256
-from backchannel.errors import ForkDetected, GapDetected, ReplayDetected
+from backchannel.errors import ForkDetected, GapDetected, LocalProtocolError, ReplayDetected
 from backchannel.protocol.message import Header
 
 
@@ -34,13 +34,17 @@ def step(prev: bytes, digest: bytes) -> bytes:
 class Transcript:
     """One device's view of both directions of a channel.
 
-    ``sent[s]`` / ``received[s]`` hold ``T[s]`` (index 0 is the start hash).
+    ``sent[s - sent_from]`` / ``received[s]`` hold ``T[s]`` (index 0 is the start
+    hash). A device that took over sending from another (``protocol-v1.md``
+    §7.8) holds our history only from what the peer said it has (``sent_from``),
+    and none of it (``sent`` empty) until the peer says so.
     """
 
     channel_id: bytes
     out_direction: int
     sent: tuple[bytes, ...]
     received: tuple[bytes, ...]
+    sent_from: int = 0
 
     @classmethod
     def start(cls, channel_id: bytes, out_direction: int) -> Transcript:
@@ -53,7 +57,7 @@ class Transcript:
 
     @property
     def next_seq(self) -> int:
-        return len(self.sent)
+        return self.sent_from + len(self.sent)
 
     @property
     def received_seq(self) -> int:
@@ -69,9 +73,20 @@ class Transcript:
         }
 
     def record_sent(self, header: Header, digest: bytes) -> Transcript:
+        if not self.sent:
+            raise LocalProtocolError("our history on this channel is not known here yet")
         if header.seq != self.next_seq or not equal(header.prev_hash, self.sent[-1]):
             raise ForkDetected("a message was sealed on a stale view of our own history")
         return replace(self, sent=(*self.sent, step(self.sent[-1], digest)))
+
+    def unknown_sent(self) -> Transcript:
+        """This device takes over sending: our history is another device's until
+        the peer says what it holds (:meth:`resume`)."""
+        return replace(self, sent=(), sent_from=0)
+
+    def resume(self, seq: int, head: bytes) -> Transcript:
+        """Our history as the peer holds it: ``seq`` messages, the last with ``T[seq]``."""
+        return replace(self, sent=(head,), sent_from=seq)
 
     def accept(self, header: Header, digest: bytes, *, check_peer: bool = True) -> Transcript:
         """Accept the peer's next message or raise a :class:`TranscriptError`.
@@ -99,10 +114,15 @@ class Transcript:
         return replace(self, received=(*self.received, step(self.received[-1], digest)))
 
     def check_peer_view(self, seq: int, head: bytes) -> None:
-        """The peer says it has our messages up to ``seq`` with hash ``head``."""
-        if seq >= len(self.sent):
+        """The peer says it has our messages up to ``seq`` with hash ``head``.
+
+        Of our history before ``sent_from`` this device holds nothing to compare
+        (another device sent it); with none of it held, nothing is checked."""
+        if not self.sent or seq < self.sent_from:
+            return
+        if seq >= self.next_seq:
             raise ForkDetected("the peer claims messages from us that we never sent")
-        if not equal(self.sent[seq], head):
+        if not equal(self.sent[seq - self.sent_from], head):
             raise ForkDetected(
                 "the peer was shown a history of our messages that differs from ours"
             )
