@@ -170,6 +170,13 @@ async def test_the_officer_whose_device_runs_the_rounds_is_removed_and_another_t
     assert not han._endpoint(channel_id).resuming
     [shown] = han.status()["channels"]
     assert shown["takeover_pending"] is False and shown["sent"] == 1
+    # The same card added again (or replayed to a device) moves nothing a second time.
+    before = smith._endpoint(channel_id).next_recv_round
+    smith.add_peer(card.encode())
+    assert smith._endpoint(channel_id).next_recv_round == before
+    # Ri's device, no longer on the roster, cannot write a card the peer takes.
+    with pytest.raises(CardError):
+        smith.add_peer(ri.mission_card().encode())
     assert han.mission_card().takeovers == ()  # answered: later cards need not carry it
     await _cosigned_by(han, kim, "from the new desk")
     await smith.settle()
