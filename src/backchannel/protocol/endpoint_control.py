@@ -49,14 +49,14 @@ class ControlObjects:
     receipt_due: cells.Receipt | None
     delivered_seq: int
     chain: SlotChain
-
-    def _erase_past(self) -> None:
-        raise NotImplementedError
-
     rekey_next: bytes
     rekey_next_seed: bytes
     peer_part: bytes
     moving: tuple[bytes, ...]
+
+    def _erase_past(self) -> None:
+        """Erase what no later round needs (the endpoint's own)."""
+        raise NotImplementedError
 
     def _not_resuming(self) -> None:
         if self.resuming:
