@@ -72,9 +72,8 @@ def _defect(pair: Pair) -> tuple[Endpoint, Endpoint, rk.ChannelRekey, bytes]:
     pair.send(pair.a, first)
     for _ in range(8):
         _round(pair)
-    assert [m.message_id for res in pair.b.results for m in res.messages] == [
-        first.message.message_id  # type: ignore[union-attr]
-    ]
+    got = [m.message_id for res in pair.b.results for m in res.messages]
+    assert got[-1] == first.message.message_id  # type: ignore[union-attr]
     kim = _receiving_copy(pair, 1)
     cut = pair.cosign(pair.a, pair.compose(pair.a, 0, note("cut off " * 2000)), 1)
     pair.send(pair.a, cut)
@@ -245,3 +244,80 @@ def test_a_device_of_the_peer_that_is_behind_loses_nothing_sent_before(pair: Pai
     first = next(m.message_id for res in pair.b.results for m in res.messages)
     assert got == [first, out_a.message.message_id]  # type: ignore[union-attr]
     assert gaps == 1
+
+
+def test_the_takeover_moves_exactly_the_rounds_it_names(pair: Pair) -> None:
+    """Kim's cells from the base round are on the new chain (not Pak's); Washington
+    reads the old chain up to the round before it and the new one from it, takes
+    New York's new roster for its re-keys, and answers with its last message."""
+    ny = pair.a.mission
+    second = pair.cosign(pair.a, pair.compose(pair.a, 0, note("second")), 1)
+    pair.send(pair.a, second)  # two messages before: the answer names the second
+    pak, kim, takeover, seed = _defect(pair)
+    cid, base = pair.terms.channel_id, takeover.base_round
+    new = rk.chain_for(seed, cid, base)
+    out = kim.out_direction
+    assert kim._keys(base, True).slots[out] == new.advance(base).keys().slots[out]
+    assert kim._keys(base, True).slots[out] != pak._keys(base, True).slots[out]
+    dc = pair.b.endpoint
+    assert dc.transcript.received_seq == 2
+    dc.adopt_peer_roster([c.roster for c in ny.chain])
+    start = max(dc.next_recv_round, base)
+    dc.take_peer_over(takeover, _keys(pair.b.mission))
+    k = dc.rekeying
+    assert k is not None
+    assert k.chain_at(start, False) is not None and k.chain_at(start - 1, False) is None
+    assert dc.peer_rekey_roster is not None and dc.peer_rekey_roster.version == 1
+    [resume_piece] = [f for f in dc.outbox if f.control][:1]
+    resume = rk.ChannelResume.decode(cells.reassemble([resume_piece]))
+    assert (resume.read_from, resume.seq) == (start, 2)
+    assert resume.head == dc.transcript.received[2] != dc.transcript.received[1]
+
+
+def test_a_device_behind_by_nothing_drops_the_half_message_at_once(pair: Pair) -> None:
+    """Jones's device reads exactly up to the base round: the half-received
+    message is dropped there, as on the sending device."""
+    _, _, takeover, _ = _defect(pair)
+    jones = copy.deepcopy(pair.b.endpoint)
+    jones.officer = pair.b.mission.officers[1].officer
+    jones.sends, jones.outbox, jones.receipt_due = False, [], None
+    jones.next_recv_round = takeover.base_round
+    assert jones.partial
+    jones.adopt_peer_roster([c.roster for c in pair.a.mission.chain])
+    keys = tuple(k.private_key for k in reversed(pair.b.mission.officers[1].epoch_keys))
+    jones.take_peer_over(takeover, keys)
+    assert jones.partial == [] and jones.outbox == []
+
+
+def test_no_takeover_during_a_move_and_answers_not_for_this_device_are_left_alone(
+    pair: Pair,
+) -> None:
+    from backchannel.protocol import rekeying as rkg
+
+    _, kim, takeover, seed = _defect(pair)
+    for busy in (
+        lambda ep: setattr(ep, "rekey_held", b"held"),
+        lambda ep: setattr(ep, "rekeying", rkg.Rekeying(seed, 5, rk.chain_for(seed, b"c" * 32, 5))),
+    ):
+        other = _receiving_copy(pair, 2)
+        busy(other)
+        with pytest.raises(LocalProtocolError, match="moving to new keys"):
+            other.take_over(takeover, seed)
+    waiting = _receiving_copy(pair, 2)  # an expectation of the peer's answer is no move
+    waiting.rekeying = rkg.Rekeying(seed)
+    waiting.take_over(takeover, seed)
+    assert waiting.sends and waiting.resuming
+    late = _receiving_copy(pair, 2)
+    late.chain = late.chain.advance(takeover.base_round + 1)
+    with pytest.raises(LocalProtocolError, match="round still to come"):
+        late.take_over(takeover, seed)
+    # A device moving its own channel, not taking over, leaves any answer alone,
+    # even one that does not verify.
+    moving = copy.deepcopy(pair.b.endpoint)
+    moving.rekeying = rkg.Rekeying(seed, 5, rk.chain_for(seed, pair.terms.channel_id, 5))
+    bogus = rk.ChannelResume(1, 1, bytes(32), bytes(32))
+    assert moving._resumed(bogus.encode()).resume is None
+    # While unknown, our history checks nothing and numbers nothing.
+    t = kim.transcript
+    assert t.sent == () and t.next_seq == 0
+    t.check_peer_view(7, bytes(32))
