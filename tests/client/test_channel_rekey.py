@@ -18,18 +18,14 @@ from backchannel.protocol import cells
 from backchannel.protocol.audit import AuditKind
 from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay, drafted, rounds
 from tests.client.test_client_flow import two_missions
-from tests.client.test_roster_change import _add_kim, _cosigned_by
+from tests.client.test_roster_change import _add_kim, _cosigned_by, _three_and_two
 
 
 async def test_a_removal_moves_the_channel_where_the_removed_officers_copy_can_neither_find_nor_jam_it(  # noqa: E501
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
-    ny, dc = await two_missions(tmp_path, relay)
-    ri, han = ny
+    (ri, han, kim), dc = await _three_and_two(tmp_path, relay)
     smith, jones = dc
-    kim, _ = await _add_kim(tmp_path, relay, ny)
-    for c in dc:
-        c.add_peer(ri.mission_card().encode())
     cid = ri.channel_for("Washington").channel_id
     copy = han._endpoint(cid)  # what Han's device holds of the channel, and he keeps
     ep = ri._endpoint(cid)

@@ -40,6 +40,16 @@ async def _add_kim(tmp: Path, relay: InProcessRelay, ny):  # type: ignore[no-unt
     return kim, change
 
 
+async def _three_and_two(tmp: Path, relay: InProcessRelay):  # type: ignore[no-untyped-def]
+    """New York (Ri, Han, Kim; 2 of 3; Ri's device runs the rounds) and Washington
+    (Smith, Jones), Washington holding New York's card with Kim."""
+    ny, dc = await two_missions(tmp, relay)
+    kim, _ = await _add_kim(tmp, relay, ny)
+    for c in dc:
+        c.add_peer(ny[0].mission_card().encode())
+    return (*ny, kim), dc
+
+
 async def _cosigned_by(ri: Client, kim: Client, text: str) -> None:
     """Ri drafts ``text`` to Washington, Kim co-signs, and it is queued."""
     ri.compose(ri.channel_for("Washington").channel_id, note(text))
@@ -49,6 +59,17 @@ async def _cosigned_by(ri: Client, kim: Client, text: str) -> None:
     kim.approve_cosign(req.request_id)
     await kim.settle()
     await ri.settle()
+
+
+async def _washington_writes(smith: Client, jones: Client, text: str) -> None:
+    """Smith drafts ``text`` to New York, Jones co-signs, and it is queued."""
+    smith.compose(smith.channel_for("New York").channel_id, note(text))
+    await smith.settle()
+    await jones.settle()
+    [req] = jones.cosign_requests()
+    jones.approve_cosign(req.request_id)
+    await jones.settle()
+    await smith.settle()
 
 
 async def test_added_officer_opens_and_cosigns(tmp_path: Path, relay: InProcessRelay) -> None:
@@ -61,13 +82,7 @@ async def test_added_officer_opens_and_cosigns(tmp_path: Path, relay: InProcessR
     for c in dc:
         c.add_peer(card)
     # Washington writes to the new three-officer roster: a new key epoch includes Kim.
-    draft = smith.compose(smith.channel_for("New York").channel_id, note("to three"))
-    await smith.settle()
-    await jones.settle()
-    [req] = jones.cosign_requests()
-    jones.approve_cosign(req.request_id)
-    await jones.settle()
-    await smith.settle()
+    await _washington_writes(smith, jones, "to three")
     for c in (ri, han, kim):
         await c.settle()
     [item] = kim.inbox()
@@ -79,7 +94,6 @@ async def test_added_officer_opens_and_cosigns(tmp_path: Path, relay: InProcessR
     await han.settle()
     await kim.settle()
     assert kim.read(item.message_id).text == "to three"
-    assert draft.draft_id
     # Kim co-signs a New York message; Washington accepts it under roster version 1.
     await _cosigned_by(ri, kim, "from the new roster")
     await smith.settle()
@@ -139,12 +153,8 @@ async def test_the_officer_whose_device_runs_the_rounds_is_removed_and_another_t
     him; Han's device, the first of those who stay, takes over. Washington adds
     the card Han's device writes, which carries the takeover, and the channel
     goes on both ways; what Ri's device still does reaches nobody."""
-    ny, dc = await two_missions(tmp_path, relay)
-    ri, han = ny
+    (ri, han, kim), dc = await _three_and_two(tmp_path, relay)
     smith, jones = dc
-    kim, _ = await _add_kim(tmp_path, relay, ny)
-    for c in dc:
-        c.add_peer(ri.mission_card().encode())
     await _cosigned_by(ri, han, "before")
     for c in (smith, jones, han, kim):  # every device runs its rounds, as in the field
         await c.settle()
@@ -183,13 +193,7 @@ async def test_the_officer_whose_device_runs_the_rounds_is_removed_and_another_t
     await jones.settle()
     assert len(smith.inbox()) == 2 and len(jones.inbox()) == 2
     # Washington answers; Han's and Kim's devices receive it, Ri's does not.
-    smith.compose(smith.channel_for("New York").channel_id, note("answer"))
-    await smith.settle()
-    await jones.settle()
-    [req] = jones.cosign_requests()
-    jones.approve_cosign(req.request_id)
-    await jones.settle()
-    await smith.settle()
+    await _washington_writes(smith, jones, "answer")
     for c in (han, kim, ri):
         await c.settle()
     assert len(han.inbox()) == 1 and len(kim.inbox()) == 1
