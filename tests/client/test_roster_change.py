@@ -659,3 +659,24 @@ async def test_a_key_rotated_while_a_change_waits_is_not_lost_when_it_is_adopted
     assert ri.mission().cert_of(kim_id).epoch == cert.epoch > 1
     roster_change.adopt(ri, change)  # its file names Kim's earlier key
     assert ri.mission().cert_of(kim_id) == cert
+
+
+async def test_a_takeover_the_new_runner_cannot_make_is_an_alarm_and_stops_nothing_else(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Han's device holds the peer's re-key waiting for a card when Ri is removed:
+    it cannot take that channel over now; it says so, and its rounds go on."""
+    (ri, han, kim), _ = await _three_and_two(tmp_path, relay)
+    cid = han.channel_for("Washington").channel_id
+    ep = han._endpoint(cid)
+    ep.rekey_held = b"a re-key waiting for the peer's card"
+    han._save_endpoint(cid, ep)
+    change = roster_change.propose(han, [], [ri.officer.officer_id], 2)
+    change = roster_change.sign(kim, change)
+    roster_change.adopt(han, change)
+    assert han.is_runner and not han._endpoint(cid).sends
+    [alarm] = [e for e in han.audit_entries() if "cannot take it over" in e.note]
+    assert "moving to new keys" in alarm.note
+    assert han.mission_card().takeovers == ()
+    report = await han.sync(2)
+    assert report.relay_error is None

@@ -124,6 +124,8 @@ class Engine(LogChecks, Rewind, Witnessing):
         lanes: list[tuple[bytes, str, str]] = []
         if self.is_runner:
             for rec in self.channels():
+                if not self._endpoint(rec.channel_id).sends:
+                    continue  # a takeover this device could not make (an alarm said so)
                 card = self._peer_card(rec.peer_mission)
                 lanes.append((b"ch" + rec.channel_id, card.relay_url, card.tenant_id))
         for o in self.colleagues():
