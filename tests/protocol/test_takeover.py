@@ -29,7 +29,7 @@ from backchannel.protocol import roster as rs
 from backchannel.protocol.endpoint import Endpoint
 from backchannel.protocol.payload import note
 from tests.conftest import DetRng
-from tests.protocol.test_channel_rekey import _keys, _remove
+from tests.protocol.test_channel_rekey import _keys, _remove, _round
 
 
 @pytest.fixture
@@ -37,22 +37,6 @@ def pair(rng: DetRng) -> Pair:
     ny = MissionKit.create("New York", ["Pak", "Kim", "Ri"], 2, rng)
     dc = MissionKit.create("Washington", ["Smith", "Jones", "Brown"], 2, rng)
     return Pair(ny, dc, rng=rng, start_round=100)
-
-
-def _round(pair: Pair, skip_a: bool = False) -> None:
-    """One round: each side deposits (New York's unless ``skip_a``: its sending
-    device is gone), then reads the other's cell."""
-    r = pair.round
-    for side in (pair.a, pair.b):
-        if side is pair.a and skip_a:
-            continue
-        slot, cell = side.endpoint.cell_for_round(r, pair.rng(12))
-        pair.relay.deposit(slot, cell)
-    for side in (pair.a, pair.b):
-        ep = side.endpoint
-        res = ep.receive(r, pair.relay.fetch(ep.slot_to_fetch(r)), _keys(side.mission))
-        side.results.append(res)
-    pair.round += 1
 
 
 def _receiving_copy(pair: Pair, officer: int) -> Endpoint:
