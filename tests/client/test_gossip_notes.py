@@ -32,9 +32,11 @@ async def test_each_cell_names_the_deposit_before_it(tmp_path: Path) -> None:
         receive_round = smith._receive_round
         append = smith.vault.append
 
-        def spy_receive(channel_id: bytes, r: int, cell: bytes | None, report: object) -> None:
+        def spy_receive(
+            channel_id: bytes, r: int, cell: bytes | None, report: object, gossip: bool = True
+        ) -> None:
             received.append(r)
-            receive_round(channel_id, r, cell, report)  # type: ignore[arg-type]
+            receive_round(channel_id, r, cell, report, gossip)  # type: ignore[arg-type]
 
         def spy_append(queue: str, value: bytes) -> int:
             if queue == "gossip_due":

@@ -215,8 +215,8 @@ def test_the_send_epoch_period_is_a_policy_of_an_hour_to_a_week(ny: MissionKit) 
     raw = mp.MissionPolicy(epoch_seconds=7200).encode()
     with pytest.raises(DecodeError, match="layout 1"):
         _read(raw[:-8] + (86_400).to_bytes(4, "big") * 2)
-    with pytest.raises(DecodeError, match="expected 1 to 3"):
-        _read(b"\x04" + raw[1:])
+    with pytest.raises(DecodeError, match="expected 1 to 4"):
+        _read(b"\x05" + raw[1:])
 
 
 def test_how_long_a_device_may_be_silent_is_a_policy_of_an_hour_to_thirty_days(
@@ -235,3 +235,45 @@ def test_how_long_a_device_may_be_silent_is_a_policy_of_an_hour_to_thirty_days(
     for seconds in (3599, 30 * 86_400 + 1):
         with pytest.raises(DecodeError, match="thirty days"):
             mp.MissionPolicy(unseen_seconds=seconds)
+
+
+FP = bytes(range(32))
+
+
+def test_a_fallback_relay_is_a_policy_with_its_key(ny: MissionKit) -> None:
+    fb = mp.FallbackRelay("https://relay-two.example", FP)
+    moved = mp.propose(mp.DEFAULT, {Policy.RECORD}, 0, ny.roster, fallback=fb)
+    raw = moved.encode()
+    assert raw[0] == 4 and _read(raw) == moved and moved.fallback == fb
+    assert "moves to https://relay-two.example (key 000102030405060" in moved.describe()
+    assert not moved.same_rules(mp.DEFAULT)
+    # A later change keeps it unless it names another, or none.
+    later = mp.propose(moved, {Policy.RECORD, Policy.EITHER}, 0, ny.roster)
+    assert later.fallback == fb and _read(later.encode()) == later
+    dropped = mp.propose(later, {Policy.RECORD}, 0, ny.roster, fallback=mp.NO_FALLBACK)
+    assert dropped.encode()[0] == 1 and not dropped.fallback.named
+    # With periods and witnesses too: every field survives the layout.
+    w = mp.MissionPolicy(
+        version=3, prev_hash=FP, epoch_seconds=7200, unseen_seconds=3600, fallback=fb
+    )
+    assert _read(w.encode()) == w
+
+
+def test_a_fallback_relay_is_refused_unless_whole() -> None:
+    for url, fp, why in (
+        ("", FP, "needs the relay's address"),
+        ("ftp://relay.example", FP, "http"),
+        ("relay.example", FP, "http"),
+        ("https://" + "a" * 600, FP, "http"),
+        ("https://relay.example", FP[:31], "32 bytes"),
+        ("https://relay.example", b"", "32 bytes"),
+    ):
+        with pytest.raises(DecodeError, match=why):
+            mp.FallbackRelay(url, fp)
+    raw = mp.MissionPolicy(fallback=mp.FallbackRelay("https://r.example", FP)).encode()
+    # Layout 4 naming no fallback is not the policy's one encoding.
+    empty = raw[: -(len("https://r.example") + 32 + 4)] + bytes(4)
+    with pytest.raises(DecodeError, match="names a fallback relay"):
+        _read(empty)
+    with pytest.raises(DecodeError):
+        _read(raw[:-1])

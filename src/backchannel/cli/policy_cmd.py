@@ -9,8 +9,15 @@ import typer
 
 from backchannel.cli.context import open_client
 from backchannel.cli.output import Text, output
-from backchannel.client.api import DEFAULT_LAG_SECONDS, NO_WITNESSES, Policy, WitnessRule
-from backchannel.client.policy import PendingPolicy, witness_rule
+from backchannel.client.api import (
+    DEFAULT_LAG_SECONDS,
+    NO_FALLBACK,
+    NO_WITNESSES,
+    FallbackRelay,
+    Policy,
+    WitnessRule,
+)
+from backchannel.client.policy import PendingPolicy, fallback_relay, witness_rule
 from backchannel.errors import ConfigError
 
 app = typer.Typer(
@@ -33,10 +40,17 @@ def _doc(p: PendingPolicy) -> dict[str, object]:
         "epoch_seconds": p.policy.epoch_seconds,
         "unseen_seconds": p.policy.unseen_seconds,
         "witnesses": _witness_doc(p.policy.witnesses),
+        "fallback_relay": _fallback_doc(p.policy.fallback),
         "signed_by": list(p.signed_by),
         "needed": p.needed,
         "adopted": p.adopted,
     }
+
+
+def _fallback_doc(fallback: FallbackRelay) -> dict[str, str] | None:
+    if not fallback.named:
+        return None
+    return {"url": fallback.url, "key_fingerprint": fallback.key_fingerprint.hex()}
 
 
 def _witness_doc(rule: WitnessRule) -> dict[str, object]:
@@ -70,6 +84,7 @@ def show(ctx: typer.Context) -> None:
             "epoch_seconds": current.epoch_seconds,
             "unseen_seconds": current.unseen_seconds,
             "witnesses": _witness_doc(current.witnesses),
+            "fallback_relay": _fallback_doc(current.fallback),
             "pending": [_doc(p) for p in pending],
         },
         *lines,
@@ -136,6 +151,25 @@ def propose(
     no_witnesses: Annotated[
         bool, typer.Option("--no-witnesses", help="Ask for no witness any more.")
     ] = False,
+    fallback_url: Annotated[
+        str | None,
+        typer.Option(
+            "--fallback-relay",
+            help="The relay the mission moves to when its own is proven to lie "
+            "(http(s)://host[:port]; needs --fallback-key).",
+        ),
+    ] = None,
+    fallback_key: Annotated[
+        str | None,
+        typer.Option(
+            "--fallback-key",
+            help="That relay's key fingerprint, 64 hex digits, as its operator reads it "
+            "out (`backchannel relay key` on the relay's machine).",
+        ),
+    ] = None,
+    no_fallback: Annotated[
+        bool, typer.Option("--no-fallback-relay", help="Name no fallback relay any more.")
+    ] = False,
 ) -> None:
     """Propose the next policy, signed by you; colleagues sign it on their devices."""
     unknown = [k for k in official if k not in _KINDS]
@@ -148,8 +182,11 @@ def propose(
     seconds = None if epoch_hours is None else epoch_hours * 3600
     unseen = None if unseen_hours is None else unseen_hours * 3600
     rule = _witness_rule(witness or [], witnesses_needed, witness_lag_minutes, no_witnesses)
+    fallback = _fallback(fallback_url, fallback_key, no_fallback)
     with open_client(ctx) as client:
-        made = client.policy_propose([_KINDS[k] for k in official], track2_k, seconds, unseen, rule)
+        made = client.policy_propose(
+            [_KINDS[k] for k in official], track2_k, seconds, unseen, rule, fallback
+        )
     output(ctx).done(
         _doc(made),
         Text.assemble(("ok", "green"), f" proposed {made.policy.describe()}"),
@@ -179,6 +216,19 @@ def sign(
         _doc(signed),
         Text.assemble(("ok", "green"), f" signed {signed.policy.describe()}: {state}"),
     )
+
+
+def _fallback(url: str | None, key: str | None, none: bool) -> FallbackRelay | None:
+    """The fallback relay the options ask for; None keeps the one in force."""
+    if none:
+        if url or key:
+            raise ConfigError("--no-fallback-relay and --fallback-relay exclude each other")
+        return NO_FALLBACK
+    if url is None and key is None:
+        return None
+    if not url or not key:
+        raise ConfigError("--fallback-relay and --fallback-key go together")
+    return fallback_relay(url, key)
 
 
 def _witness_rule(

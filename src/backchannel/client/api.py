@@ -13,14 +13,17 @@ from backchannel.client.cards import decode_offer, encode_offer
 from backchannel.protocol.channel import ChannelOffer, Policy
 from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
 from backchannel.protocol.payload import MessageKind, Payload
+from backchannel.protocol.policy import NO_FALLBACK, FallbackRelay
 from backchannel.protocol.roster import Roster
 from backchannel.protocol.states import SendState
 from backchannel.protocol.witnessing import DEFAULT_LAG_SECONDS, NO_WITNESSES, WitnessRule
 
 __all__ = [
     "DEFAULT_LAG_SECONDS",
+    "NO_FALLBACK",
     "NO_WITNESSES",
     "ChannelOffer",
+    "FallbackRelay",
     "MessageKind",
     "Payload",
     "Policy",

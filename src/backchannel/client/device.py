@@ -145,8 +145,12 @@ class Device:
         raise RosterError("a message names a roster version we do not have")
 
     def _card_relay_keys(self, url: str) -> set[bytes]:
-        """Relay-key fingerprints that the mission cards we hold state for ``url``."""
+        """Relay-key fingerprints that the mission cards we hold, and our policy's
+        fallback relay, state for ``url``."""
         out: set[bytes] = set()
+        m = self.mission_or_none()
+        if m is not None and m.policy.fallback.url == url:
+            out.add(m.policy.fallback.key_fingerprint)
         for rec in self.peers():
             card = self._card(rec.card, rec.mission_id)
             if card.relay_url == url and any(card.relay_key):

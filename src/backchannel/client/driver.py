@@ -26,8 +26,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
 from backchannel.client.answers import DepositView, FetchView
-from backchannel.client.engine import PAD_TO, DepositPlan, Engine
+from backchannel.client.engine import PAD_TO, Engine
 from backchannel.client.intake import Intake
+from backchannel.client.plans import DepositPlan
 from backchannel.client.relay_client import RelayClient, RelayRefusal
 from backchannel.client.report import SyncReport
 from backchannel.errors import RelayRefused, RelayUnavailable
@@ -138,12 +139,50 @@ class Driver(Engine, Intake):
 
     async def deposit_phase(self, report: SyncReport) -> None:
         """This round's batch deposit (one per relay the lanes go to)."""
+        if self.mission_or_none() is not None:
+            self.leave_condemned(report.alarms)
+            await self._register_at_fallback(report)
         await self.hand_over_rotation(report)
         for plan in self.deposit_plans():
             try:
-                await self._deposit(plan, report)
+                if plan.mirror:
+                    await self._mirror(plan, report)
+                else:
+                    await self._deposit(plan, report)
             except _RELAY_ERRORS as exc:
-                report.relay_error = str(exc)
+                if not plan.mirror:  # the relay being left may fail as it likes
+                    report.relay_error = str(exc)
+
+    async def _register_at_fallback(self, report: SyncReport) -> None:
+        """The first rounds of a move (relay_move.py): the mission's tenant at the new
+        relay, and its key pinned (the one the policy names, else nothing is trusted)."""
+        move = self.relay_move()
+        if move is None or move.registered:
+            return
+        m = self.mission()
+        try:
+            async with self._relay_for(m.relay_url, None, None) as relay:
+                report.requests += 1
+                try:
+                    await relay.register_tenant(m.tenant_id, m.credential)
+                except RelayRefused as exc:
+                    if getattr(exc, "status", None) != 409:
+                        raise
+                monitor = await self.log.pin(m.relay_url, relay, report.alarms)
+        except _RELAY_ERRORS as exc:
+            report.relay_error = str(exc)
+            return
+        if monitor is not None:
+            with self._tx():
+                self.registered_at_fallback()
+
+    async def _mirror(self, plan: DepositPlan, report: SyncReport) -> None:
+        """Copy this round's mailbox cells to the relay being left, for colleagues
+        whose devices still read there; its answer is not taken in."""
+        cells = [(c.out.tenant_id, c.out.slot, c.out.cell) for c in plan.cells]
+        async with self._relay_for(plan.relay_url, None, None) as relay:
+            report.requests += 1
+            await relay.batch_deposit(cells, 0)
 
     async def _deposit(self, plan: DepositPlan, report: SyncReport) -> None:
         cells = [(c.out.tenant_id, c.out.slot, c.out.cell) for c in plan.cells]
@@ -177,12 +216,35 @@ class Driver(Engine, Intake):
                 )
         except _RELAY_ERRORS as exc:
             report.relay_error = str(exc)
-            return False
-        if answer.intake:
-            report.intake += self.take_intake(list(answer.intake))
+            caught_up = False
+        else:
+            if answer.intake:
+                report.intake += self.take_intake(list(answer.intake))
+            with self._tx():
+                view = FetchView.of(plan.slots, plan.queries, answer)
+                caught_up = await self.take_fetch(plan, view, report)
+        if not check:
+            await self._fetch_left(report)
+        return caught_up
+
+    async def _fetch_left(self, report: SyncReport) -> None:
+        """During a move, then, what the relay being left still holds for us.
+
+        After the new relay's fetch: a colleague who moved is seen there first
+        (his copy at the old relay is then already read), and what the peer
+        left at the old relay fills any gap the new one showed."""
+        move = self.relay_move()
+        plan = self.old_fetch_plan(self.fetch_plan()) if move is not None else None
+        if move is None or plan is None:
+            return
+        try:
+            async with self._relay_for(plan.relay_url, plan.tenant_id, move.old_credential) as r:
+                report.requests += 1
+                answer = await r.batch_fetch(plan.slots, 0, (), PAD_TO, None)
+        except _RELAY_ERRORS:
+            return  # what it holds waits there; the move goes on
         with self._tx():
-            view = FetchView.of(plan.slots, plan.queries, answer)
-            return await self.take_fetch(plan, view, report)
+            await self.take_fetch(plan, FetchView.of(plan.slots, (), answer), report)
 
     async def sync(self, rounds: int = 1) -> SyncReport:
         """Run ``rounds`` rounds now, back to back: deposit, then fetch, each round.

@@ -27,7 +27,7 @@ round carries it.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from backchannel.client import statecodec
 from backchannel.client.answers import AnswerSource, Deferred, DepositView, FetchView
@@ -35,14 +35,15 @@ from backchannel.client.intake import INTAKE_LANE, INTAKE_OUT
 from backchannel.client.log_watch import CellCheck, SlotSeen
 from backchannel.client.logchecks import QUERIES, LogChecks, plan_queries, round_key
 from backchannel.client.mailbox import LaneWindow, Mailbox
+from backchannel.client.plans import DepositPlan, FetchPlan, OutCell
 from backchannel.client.receiving import GossipDue
 from backchannel.client.records import NetOut
 from backchannel.client.relay_client import CellLog
+from backchannel.client.relay_move import RelayMoves
 from backchannel.client.report import SyncReport
-from backchannel.client.rewind import Rewind
 from backchannel.client.witnessing import Witnessing
 from backchannel.errors import BackchannelError
-from backchannel.protocol.batch import Query, QueryKind
+from backchannel.protocol.batch import QueryKind
 from backchannel.protocol.constants import ROUND_SECONDS, SLOT_LEN
 from backchannel.protocol.misbehaviour import (
     Absence,
@@ -85,33 +86,7 @@ class GapHold:
     gossip_read: int
 
 
-@dataclass(frozen=True)
-class OutCell:
-    entry_id: int
-    out: NetOut = field(repr=False)
-
-
-@dataclass(frozen=True)
-class DepositPlan:
-    relay_url: str
-    cells: tuple[OutCell, ...]
-    known_size: int
-
-
-@dataclass(frozen=True)
-class FetchPlan:
-    relay_url: str
-    tenant_id: str
-    slots: tuple[bytes, ...] = field(repr=False)
-    known_size: int
-    queries: tuple[Query, ...]
-    #: channel id -> {round: slot} of the window read.
-    channels: dict[bytes, dict[int, bytes]] = field(repr=False)
-    #: colleague id -> the slots of his lanes to us that this fetch reads.
-    mailbox: dict[bytes, LaneWindow] = field(repr=False)
-
-
-class Engine(LogChecks, Rewind, Witnessing):
+class Engine(LogChecks, RelayMoves, Witnessing):
     """Builds each round's requests and takes in their answers."""
 
     mailbox: Mailbox
@@ -198,9 +173,15 @@ class Engine(LogChecks, Rewind, Witnessing):
             # the relay's log, and a fixed one would tell a channel's lane from a
             # mailbox's round after round.
             _shuffle(cells)
-        return [
+        out = [
             DepositPlan(url, tuple(cells), self._known_size(url)) for url, cells in plans.items()
         ]
+        mirror = self.mirrored_lanes()
+        if mirror is not None:  # colleagues not yet moved read their mailbox there
+            copies = [pending[lane] for lane, _, _ in lanes if lane.startswith(b"mb")]
+            _shuffle(copies)
+            out.append(DepositPlan(mirror[0], tuple(copies), 0, mirror=True))
+        return out
 
     def _pending_by_lane(self) -> dict[bytes, OutCell]:
         """The oldest cell not yet stored of each lane."""
@@ -308,6 +289,8 @@ class Engine(LogChecks, Rewind, Witnessing):
     async def take_fetch(self, plan: FetchPlan, view: FetchView, report: SyncReport) -> bool:
         """Act on a fetch's answer; True when every window showed this device caught up."""
         url, tenant = plan.relay_url, plan.tenant_id
+        if plan.unchecked:
+            return self._take_unchecked(plan, view, report)
         source = AnswerSource(view.bundle, plan.known_size, view)
         # The checkpoint first: it was asked against the head held when the request
         # was made, which the checks below may move on.
@@ -343,7 +326,18 @@ class Engine(LogChecks, Rewind, Witnessing):
         for channel_id, window in plan.channels.items():
             self._take_channel(channel_id, window, view, seen, report)
             caught_up = caught_up and window[max(window)] not in view.cells
+        self.seen_at_new(plan, view.cells)
         return caught_up
+
+    def _take_unchecked(self, plan: FetchPlan, view: FetchView, report: SyncReport) -> bool:
+        """What a relay the mission is leaving still holds for us (relay_move.py)."""
+        for sender, lanes in plan.mailbox.items():
+            report.joint_objects += self.mailbox.take_window(
+                sender, lanes, view.cells, report.alarms
+            )
+        for channel_id, window in plan.channels.items():
+            self._take_channel(channel_id, window, view, {}, report, checked=False)
+        return False
 
     def idle(self) -> bool:
         """Nothing of ours waits to go out: no object, no cell, no message fragment,
@@ -365,6 +359,7 @@ class Engine(LogChecks, Rewind, Witnessing):
         view: FetchView,
         seen: dict[bytes, SlotSeen],
         report: SyncReport,
+        checked: bool = True,
     ) -> None:
         if self._endpoint(channel_id).rekey_held:
             return  # nothing is read until the peer's new card comes (protocol/rekey.py)
@@ -382,7 +377,7 @@ class Engine(LogChecks, Rewind, Witnessing):
             r
             for r in range(first, last)
             if window[r] not in view.cells
-            and not self._may_have_expired(channel_id, r, last, window[last], view)
+            and not (checked and self._may_have_expired(channel_id, r, last, window[last], view))
         ]
         stop = last
         if gaps:
@@ -399,7 +394,8 @@ class Engine(LogChecks, Rewind, Witnessing):
                 # Not passed over yet: a peer whose relay was restored from an
                 # older copy deposits the lost rounds again, oldest first (rewind.py).
                 stop = gaps[0] - 1
-                self._gossip_held(channel_id, gaps[0], window, view)
+                if checked:
+                    self._gossip_held(channel_id, gaps[0], window, view)
         with self._tx():  # what the relay served, held or not (the peer's notes need it)
             for r in range(first, last + 1):
                 if window[r] in seen:
@@ -407,7 +403,7 @@ class Engine(LogChecks, Rewind, Witnessing):
         for r in range(first, stop + 1):
             if r > first and not self._reads_on(channel_id, r, window[r]):
                 break
-            self._receive_round(channel_id, r, view.cells.get(window[r]), report)
+            self._receive_round(channel_id, r, view.cells.get(window[r]), report, checked)
             report.rounds_received += 1
 
     def _reads_on(self, channel_id: bytes, r: int, slot: bytes) -> bool:

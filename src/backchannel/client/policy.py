@@ -59,6 +59,20 @@ def witness_rule(vkeys: Iterable[str], needed: int | None, lag_minutes: int) -> 
         raise ConfigError(f"witnesses: {exc}") from None
 
 
+def fallback_relay(url: str, key_hex: str) -> mp.FallbackRelay:
+    """The fallback relay an officer names: its address and its log key's fingerprint
+    (64 hex digits, as its operator reads them out); ConfigError otherwise."""
+    try:
+        key = bytes.fromhex("".join(key_hex.split()))
+        return mp.FallbackRelay(url.rstrip("/"), key)
+    except (ValueError, DecodeError) as exc:
+        raise ConfigError(
+            f"fallback relay: {exc}"
+            if isinstance(exc, DecodeError)
+            else "fallback relay: the key fingerprint is 64 hex digits"
+        ) from None
+
+
 class Policies(OfficerAlarms):
     """The mission policy: what it allows, and changing it k of n."""
 
@@ -72,18 +86,21 @@ class Policies(OfficerAlarms):
         epoch_seconds: int | None = None,
         unseen_seconds: int | None = None,
         witnesses: WitnessRule | None = None,
+        fallback: mp.FallbackRelay | None = None,
     ) -> PendingPolicy:
         """Propose the next policy, signed by this officer, to every colleague
         (``epoch_seconds``: the send epochs' period, ``unseen_seconds``: how long a
         colleague's device may be silent, ``witnesses``: whose cosignatures the
-        devices ask of the relay's heads; ``None`` keeps each)."""
+        devices ask of the relay's heads, ``fallback``: the relay to move to when
+        the mission's is proven to lie; ``None`` keeps each)."""
         m = self.mission()
         if m.roster.is_contact:
             raise ConfigError("a Track II contact has no mission policy to change")
         try:
             new = mp.propose(
-                m.policy, official, track2_k, m.roster, epoch_seconds, unseen_seconds, witnesses
-            )
+                m.policy, official, track2_k, m.roster, epoch_seconds, unseen_seconds, witnesses,
+                fallback,
+            )  # fmt: skip
         except (mp.PolicyError, DecodeError) as exc:
             raise ConfigError(str(exc)) from None
         if new.same_rules(m.policy):

@@ -168,9 +168,16 @@ class Receiving(EpochKeys):
             )
 
     def _receive_round(
-        self, channel_id: bytes, r: int, cell: bytes | None, report: SyncReport
+        self,
+        channel_id: bytes,
+        r: int,
+        cell: bytes | None,
+        report: SyncReport,
+        gossip: bool = True,
     ) -> None:
-        """Process one round; the peer's gossip it carried waits in ``gossip_due``."""
+        """Process one round; the peer's gossip it carried waits in ``gossip_due``
+        (unless ``gossip`` is False: a cell read at a relay the mission is leaving
+        tells of that relay's log, which nothing checks any more)."""
         rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
         ep = self._endpoint(channel_id)
         keys = self._kem_keys()
@@ -220,7 +227,7 @@ class Receiving(EpochKeys):
             if rec.takeover and not ep.resuming:  # the peer answered: cards need not carry it
                 fresh = self.channel(channel_id)
                 self._put("channels", channel_id, replace(fresh, takeover=b""))
-            if res.gossip is not None:
+            if gossip and res.gossip is not None:
                 due = GossipDue(channel_id, res.gossip)
                 self.vault.append("gossip_due", statecodec.dumps(due))
 

@@ -211,6 +211,14 @@ class Rewind(Device):
             if not recovery.searching:
                 self._requeue(recovery, alarms)
 
+    def _stop_search(self, url: str, alarms: list[str]) -> None:
+        """``url`` is no longer the mission's relay (relay_move.py): a search of its
+        log can no longer run, so what certainly was lost goes again, as for a
+        peer's relay."""
+        r = self.recovery(url)
+        if r is not None and r.searching:
+            self._requeue(replace(r, lo=r.hi), alarms)
+
     def recovery_queries(self, free: int) -> list[Query]:
         """Log queries for the mission relay's search, for ``free`` spare places."""
         r = self.recovery(self.mission().relay_url)

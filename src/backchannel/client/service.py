@@ -35,6 +35,7 @@ from backchannel.client.missions import Missions
 from backchannel.client.officer_alarms import ALARM_NOTICE, CARD_NOTICE
 from backchannel.client.policy import POLICY_NOTICE, Policies
 from backchannel.client.records import InboxRecord, ShareRequest
+from backchannel.client.relay_move import MOVE_NOTICE
 from backchannel.client.report import SyncReport
 from backchannel.client.sending import Sending, cosign_request
 from backchannel.crypto.sharing import Share
@@ -86,6 +87,8 @@ class Client(Missions, Sending, Policies, Driver):
                 return self._on_intake_notice(obj.sender_id, obj.body)
             if obj.body.startswith(POLICY_NOTICE):
                 return self._on_policy_notice(obj.sender_id, obj.body)
+            if obj.body.startswith(MOVE_NOTICE):
+                return self._on_move_notice(obj.sender_id, obj.body)
             self._on_notice(obj.sender_id, obj.body)
         elif obj.kind is joint.JointKind.AUDIT:
             return self._on_audit(obj.sender_id, obj.body)
@@ -113,6 +116,22 @@ class Client(Missions, Sending, Policies, Driver):
             out.append((name, evidence_text(blob)))
         return out
 
+    def _move_report(self) -> dict[str, Any] | None:
+        """A move away from a relay proven to lie, while it lasts (relay_move.py)."""
+        move = self.relay_move()
+        if move is None:
+            return None
+        return {
+            "from": move.old_url,
+            "to": self.mission().relay_url,
+            "peers_to_tell": sorted(
+                self.peer(self.channel(c).peer_mission).name for c in move.channels
+            ),
+            "colleagues_to_come": [self._officer_name(o) for o in move.colleagues],
+            "what_to_do": "give each peer mission named here our new card "
+            "(`backchannel mission card`); colleagues' devices follow by themselves",
+        }
+
     def status(self) -> dict[str, Any]:
         m = self.mission_or_none()
         out: dict[str, Any] = {
@@ -131,6 +150,7 @@ class Client(Missions, Sending, Policies, Driver):
                 {"kind": evidence_kind(blob), "bytes": len(blob)} for blob in self.relay_evidence()
             ],
             "witnesses": self.witness_report() if m else None,
+            "relay_move": self._move_report() if m else None,
             "channels": [],
         }
         for rec in self.channels():

@@ -82,6 +82,10 @@ class AuditKind(IntEnum):
     #: A peer officer's new epoch key, announced in a channel
     #: (protocol/key_announce.py); the subject is his officer id.
     PEER_KEY_LEARNED = 29
+    #: This device left a relay proven to lie for the fallback relay of the
+    #: mission's policy, or finished leaving it; the subject is the fingerprint
+    #: of the left relay's log key.
+    RELAY_LEFT = 30
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ are in :mod:`backchannel.protocol.misbehaviour`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from backchannel.crypto import labels
@@ -175,6 +176,15 @@ def evidence_kind(blob: bytes) -> str:
     if len(blob) < 2 or blob[0] != EVIDENCE_VERSION or blob[1] not in KIND_NAMES:
         raise DecodeError("not a proof of misbehaviour")
     return KIND_NAMES[blob[1]]
+
+
+def evidence_relay(blob: bytes) -> bytes:
+    """The fingerprint of the relay key a proof of misbehaviour names (not checked:
+    :func:`verify_misbehaviour` says whether the proof holds), or raise DecodeError."""
+    evidence_kind(blob)
+    if len(blob) < 2 + RELAY_KEY_LEN:
+        raise DecodeError("not a proof of misbehaviour")
+    return hashlib.sha256(blob[2 : 2 + RELAY_KEY_LEN]).digest()
 
 
 def verify_misbehaviour(blob: bytes) -> str:

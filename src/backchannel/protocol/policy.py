@@ -21,6 +21,9 @@ policy says what the mission's channels may carry:
 - ``witnesses``: the witnesses whose cosignatures the mission's devices ask
   of the relay's log heads (:class:`~.witnessing.WitnessRule`): none by
   default.
+- ``fallback``: the relay the mission moves to when its own is proven to lie
+  (:class:`FallbackRelay`: its address and its log key's fingerprint): none by
+  default.
 
 Like the roster, the policy is versioned and chained: version ``v + 1`` names
 the hash of version ``v`` and takes effect only with the hybrid signatures of
@@ -51,6 +54,11 @@ _VERSION = 1
 _VERSION_EPOCH = 2
 #: The layout of a policy that names witnesses (version 2's, then the witness rule).
 _VERSION_WITNESS = 3
+#: The layout of a policy that names a fallback relay (version 2's, the witness
+#: rule, named or not, then the fallback relay).
+_VERSION_FALLBACK = 4
+#: Longest relay address a policy names.
+MAX_URL_LEN = 512
 #: Longest encoded policy (eight ML-DSA-44 witness keys fit).
 MAX_POLICY_LEN = 16_384
 #: A channel's send epoch: a day unless the policy says otherwise, an hour to a week.
@@ -70,6 +78,47 @@ class PolicyError(RosterError):
 
 
 @dataclass(frozen=True, slots=True)
+class FallbackRelay:
+    """The relay a mission moves to when its own is proven to lie.
+
+    ``key_fingerprint`` is SHA-256 of that relay's log key (Ed25519 || ML-DSA-65,
+    as mission cards state it): the devices pin it before they trust anything
+    the relay says, so the address alone cannot send them to an impostor.
+    The empty address (and no fingerprint) is the default: no fallback.
+    """
+
+    url: str = ""
+    key_fingerprint: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            if self.key_fingerprint:
+                raise DecodeError("a fallback relay's key needs the relay's address")
+            return
+        if len(self.url) > MAX_URL_LEN or not self.url.startswith(("http://", "https://")):
+            raise DecodeError("a fallback relay's address is http(s)://host[:port]")
+        if len(self.key_fingerprint) != HASH_LEN:
+            raise DecodeError("a fallback relay's key fingerprint is 32 bytes (SHA-256)")
+
+    @property
+    def named(self) -> bool:
+        return bool(self.url)
+
+    def write(self, w: Writer) -> None:
+        w.text(self.url).fixed(self.key_fingerprint, HASH_LEN)
+
+    @classmethod
+    def read(cls, r: Reader) -> FallbackRelay:
+        url = r.text(MAX_URL_LEN)
+        if not url:
+            raise DecodeError("a policy in layout 4 names a fallback relay")
+        return cls(url, r.fixed(HASH_LEN))
+
+
+NO_FALLBACK = FallbackRelay()
+
+
+@dataclass(frozen=True, slots=True)
 class MissionPolicy:
     """One version of a mission's policy (unsigned body)."""
 
@@ -86,6 +135,8 @@ class MissionPolicy:
     unseen_seconds: int = DEFAULT_UNSEEN_SECONDS
     #: The witnesses whose cosignatures the mission's devices ask for.
     witnesses: WitnessRule = NO_WITNESSES
+    #: The relay the mission moves to when its own is proven to lie.
+    fallback: FallbackRelay = NO_FALLBACK
 
     def __post_init__(self) -> None:
         if not self.official or not self.official <= _ALL:
@@ -109,6 +160,8 @@ class MissionPolicy:
 
     @property
     def _layout(self) -> int:
+        if self.fallback.named:
+            return _VERSION_FALLBACK
         if self.witnesses != NO_WITNESSES:
             return _VERSION_WITNESS
         return _VERSION if self._default_periods else _VERSION_EPOCH
@@ -120,21 +173,24 @@ class MissionPolicy:
         w.fixed(self.prev_hash, HASH_LEN).u32(self.roster_version)
         if layout >= _VERSION_EPOCH:
             w.u32(self.epoch_seconds).u32(self.unseen_seconds)
-        if layout == _VERSION_WITNESS:
+        if layout >= _VERSION_WITNESS:
             self.witnesses.write(w)
+        if layout == _VERSION_FALLBACK:
+            self.fallback.write(w)
         return w.bytes()
 
     def same_rules(self, other: MissionPolicy) -> bool:
         """Whether ``other`` allows and asks for what this one does (whatever its version)."""
         return (self.official, self.track2_k, self.epoch_seconds, self.unseen_seconds,
-                self.witnesses) == (other.official, other.track2_k, other.epoch_seconds,
-                                    other.unseen_seconds, other.witnesses)  # fmt: skip
+                self.witnesses, self.fallback) == (other.official, other.track2_k,
+                other.epoch_seconds, other.unseen_seconds, other.witnesses,
+                other.fallback)  # fmt: skip
 
     @classmethod
     def read(cls, r: Reader) -> MissionPolicy:
         layout = r.u8()
-        if layout not in (_VERSION, _VERSION_EPOCH, _VERSION_WITNESS):
-            raise DecodeError(f"unsupported mission policy version {layout}; expected 1 to 3")
+        if layout not in (_VERSION, _VERSION_EPOCH, _VERSION_WITNESS, _VERSION_FALLBACK):
+            raise DecodeError(f"unsupported mission policy version {layout}; expected 1 to 4")
         version, mask, k = r.u32(), r.u8(), r.u8()
         if mask >> (max(_ALL) + 1):
             raise DecodeError("the policy names a kind of channel this version does not know")
@@ -143,8 +199,9 @@ class MissionPolicy:
         if layout == _VERSION:
             return cls(version, official, k, prev, roster_version)
         epoch, unseen = r.u32(), r.u32()
-        rule = WitnessRule.read(r) if layout == _VERSION_WITNESS else NO_WITNESSES
-        out = cls(version, official, k, prev, roster_version, epoch, unseen, rule)
+        rule = WitnessRule.read(r) if layout >= _VERSION_WITNESS else NO_WITNESSES
+        fallback = FallbackRelay.read(r) if layout == _VERSION_FALLBACK else NO_FALLBACK
+        out = cls(version, official, k, prev, roster_version, epoch, unseen, rule, fallback)
         if out._layout != layout:
             raise DecodeError(f"a policy like this one is written in layout {out._layout}")
         return out
@@ -181,6 +238,11 @@ class MissionPolicy:
             text += f"; a device silent for {_period(self.unseen_seconds)} raises an alarm"
         if self.witnesses.asked:
             text += f"; the relay's heads cosigned by {self.witnesses.describe()}"
+        if self.fallback.named:
+            text += (
+                f"; if the relay is proven to lie, the mission moves to {self.fallback.url} "
+                f"(key {self.fallback.key_fingerprint.hex()[:16]})"
+            )
         return text
 
 
@@ -247,9 +309,10 @@ def propose(
     epoch_seconds: int | None = None,
     unseen_seconds: int | None = None,
     witnesses: WitnessRule | None = None,
+    fallback: FallbackRelay | None = None,
 ) -> MissionPolicy:
     """The next version of the policy, to be signed by ``k`` officers of ``roster``
-    (each period, and the witness rule, stays unless given)."""
+    (each period, the witness rule and the fallback relay stay unless given)."""
     if track2_k > roster.n:
         raise PolicyError(f"a Track II k of {track2_k} is more than the {roster.n} officers")
     return MissionPolicy(
@@ -261,6 +324,7 @@ def propose(
         current.epoch_seconds if epoch_seconds is None else epoch_seconds,
         current.unseen_seconds if unseen_seconds is None else unseen_seconds,
         current.witnesses if witnesses is None else witnesses,
+        current.fallback if fallback is None else fallback,
     )
 
 
