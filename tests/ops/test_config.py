@@ -250,3 +250,32 @@ def test_serve_with_json_logs_writes_one_object_per_line(tmp_path: Path) -> None
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     assert any(e["logger"] == "backchannel.relay" for e in entries)
     assert slot not in err  # the path (with its slot) is never logged
+
+
+def test_relay_key_prints_the_fingerprint_the_relay_serves(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from backchannel.relay.app import create_app
+
+    first = relay("key", "--data-dir", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    printed = first.stdout.strip()
+    assert len(printed) == 64 and int(printed, 16) >= 0
+    # The same key again, and the one the relay then serves from that directory.
+    assert relay("key", "--data-dir", str(tmp_path)).stdout.strip() == printed
+    settings = resolve_settings({"data_dir": tmp_path}, env={})
+
+    async def served() -> str:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://r") as c:
+                return str((await c.get("/v1/log/key")).json()["fingerprint"])
+
+    assert asyncio.run(served()) == printed
+    # A damaged key file is refused with a plain reason, not replaced.
+    (tmp_path / "relay-key").write_bytes(b"junk")
+    bad = relay("key", "--data-dir", str(tmp_path))
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and bad.stderr.strip()

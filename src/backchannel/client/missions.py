@@ -45,7 +45,7 @@ class Missions(EpochKeys):
     ) -> Proposal:
         if self.vault.get("mission", b"state") is not None:
             raise ConfigError("this officer already belongs to a mission")
-        _check_relay_url(relay_url)
+        check_relay_url(relay_url)
         return propose(
             self.officer, self.home.cert, name, threshold, others, relay_url, recovery,
             recovery_threshold,
@@ -274,7 +274,7 @@ class Missions(EpochKeys):
         raise ConfigError(f"no channel with {peer.name} yet; pair first")
 
 
-def _check_relay_url(url: str) -> None:
+def check_relay_url(url: str) -> None:
     """A relay address goes into cards and alarms: it must carry no secret."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from backchannel.client.missions import check_relay_url
 from backchannel.client.officer_alarms import AlarmKind, OfficerAlarms
 from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, DecodeError
@@ -62,15 +63,21 @@ def witness_rule(vkeys: Iterable[str], needed: int | None, lag_minutes: int) -> 
 def fallback_relay(url: str, key_hex: str) -> mp.FallbackRelay:
     """The fallback relay an officer names: its address and its log key's fingerprint
     (64 hex digits, as its operator reads them out); ConfigError otherwise."""
+    digits = "".join(key_hex.split())
     try:
-        key = bytes.fromhex("".join(key_hex.split()))
-        return mp.FallbackRelay(url.rstrip("/"), key)
-    except (ValueError, DecodeError) as exc:
+        key = bytes.fromhex(digits)
+    except ValueError:
+        key = b""
+    if len(digits) != 64 or len(key) != 32:
         raise ConfigError(
-            f"fallback relay: {exc}"
-            if isinstance(exc, DecodeError)
-            else "fallback relay: the key fingerprint is 64 hex digits"
-        ) from None
+            "fallback relay: the key fingerprint is 64 hex digits (`backchannel relay key` "
+            "on the relay's machine prints it)"
+        )
+    check_relay_url(url)
+    try:
+        return mp.FallbackRelay(url.rstrip("/"), key)
+    except DecodeError as exc:
+        raise ConfigError(f"fallback relay: {exc}") from None
 
 
 class Policies(OfficerAlarms):

@@ -1,4 +1,5 @@
-"""The relay's command line: ``serve``, ``init``, ``check-config``, ``backup``, ``restore``.
+"""The relay's command line: ``serve``, ``init``, ``check-config``, ``key``, ``backup``,
+``restore``.
 
 The Typer app lives here, inside the relay package, so that
 ``python -m backchannel.relay`` runs it without the relay importing
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from typer._completion_classes import completion_init
 
-from backchannel.errors import ConfigError
+from backchannel.errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
     from backchannel.relay.settings import RelaySettings
@@ -257,6 +258,49 @@ def restore(
         f"restored the relay as of {manifest['created']}; clients will report a rewind "
         "until their missions deposit again"
     )
+
+
+@relay_app.command()
+def key(
+    config: _ConfigOption = None,
+    db: _DbOption = None,
+    data_dir: _DataDirOption = None,
+) -> None:
+    """Print the fingerprint of the relay's log key (read it out to missions that name
+    this relay: a mission card or a mission's fallback relay states it).
+
+    Opens the database as `serve` would, and creates the key if the relay never ran.
+    """
+    import asyncio
+
+    from backchannel.protocol.misbehaviour import relay_key_fingerprint, relay_key_from_bytes
+    from backchannel.store.factory import relay_store_from_url
+
+    settings = _settings_for(config, db, data_dir)
+    key_path = None if settings.db_url else settings.data_dir.expanduser() / "relay-key"
+    try:  # as `serve` does
+        if not settings.db_url:
+            settings.data_dir.expanduser().mkdir(parents=True, exist_ok=True)
+        else:
+            _check_database_file(settings.db_url)
+    except ConfigError as e:
+        _fail(str(e))
+
+    async def read() -> bytes:
+        store = relay_store_from_url(
+            settings.store_url, cell_size=settings.cell_size, key_path=key_path
+        )
+        await store.open()
+        try:
+            return store.log_public_key()
+        finally:
+            await store.close()
+
+    try:
+        raw = asyncio.run(read())
+    except (ConfigError, StoreUnavailable) as e:
+        _fail(str(e))
+    typer.echo(relay_key_fingerprint(relay_key_from_bytes(raw)).hex())
 
 
 def _check_database_file(db_url: str) -> None:
