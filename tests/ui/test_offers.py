@@ -20,6 +20,7 @@ import pytest
 
 from backchannel.client.home import Home
 from backchannel.client.policy import POLICY_NOTICE, POLICY_PENDING
+from backchannel.client.relay_move import RelayMove
 from backchannel.client.service import Client
 from backchannel.protocol.channel import Policy
 from backchannel.protocol.note import TYPE_COSIGNATURE_ED25519, Verifier
@@ -261,3 +262,40 @@ def test_officers_change_the_policy_on_their_desks(tmp_path: Path) -> None:
     finally:
         for d in (ri, han):
             d.client.home.close()
+
+
+def test_officers_name_the_relay_to_move_to_and_see_the_move(tmp_path: Path) -> None:
+    m = in_thread(lambda: set_up_missions(tmp_path, DEAD_RELAY, DEAD_RELAY, register=False,
+                                          pair=False))  # fmt: skip
+    ri = DeskClient(m.ri.home)
+    try:
+        page = html.unescape(ri.get("/roster").text)
+        assert "No relay to move to: if this relay is proven to lie" in page
+        base = {"csrf": ri.csrf, "back": "/roster", "official": ["record"]}
+        for extra, why in (
+            ({"fallback_url": "https://spare.example"}, "needs both its address and its key"),
+            ({"fallback_url": "https://spare.example", "fallback_key": "ab" * 31},
+             "64 hex digits"),
+            ({"fallback_url": "spare.example", "fallback_key": "ab" * 32}, "http"),
+        ):  # fmt: skip
+            r = ri.request("POST", "/roster/policy", data=base | extra, headers={"origin": ORIGIN})
+            assert why in html.unescape(ri.get(r.headers["location"]).text)
+            assert ri.client.policy_pending() == []
+        good = base | {"fallback_url": "https://spare.example", "fallback_key": "ab" * 32}
+        r = ri.request("POST", "/roster/policy", data=good, headers={"origin": ORIGIN})
+        page = html.unescape(ri.get(r.headers["location"]).text)
+        assert "moves to https://spare.example (key abababababababab)" in page
+        [pending] = ri.client.policy_pending()
+        assert pending.policy.fallback.key_fingerprint == bytes.fromhex("ab" * 32)
+
+        # A move under way (as the rounds leave it when a proof condemns the relay).
+        assert "left a relay" not in html.unescape(ri.get("/alarms").text)
+        move = RelayMove(DEAD_RELAY, "t", "c", (), tuple(ri.client.colleagues()))
+        ri.client._put("mission", b"relay-move", move)
+        page = html.unescape(ri.get("/alarms").text)
+        assert "The mission left a relay that lied" in page
+        assert "the other missions already write to the new relay" in page
+        assert "The devices of Officer Han follow by themselves" in page
+        assert "No alarm." not in page
+    finally:
+        ri.client.home.close()

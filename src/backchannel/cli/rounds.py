@@ -140,6 +140,16 @@ def status(ctx: typer.Context) -> None:
                 f"the policy asks {w['asked']}"
             )
         )
+    move = st["relay_move"]
+    if move:
+        tell = ", ".join(move["peers_to_tell"])
+        lines.append(
+            Text(
+                f"the mission left {move['from']} (proven to lie) for {move['to']}"
+                + (f"; give {tell} our new card (`backchannel mission card`)" if tell else ""),
+                style="bold",
+            )
+        )
     lines += [Text(f"alarm: {a}", style="bold red") for a in st["relay_alarms"]]
     lines += [
         Text(f"alarm: {a['text']}; {a['what_to_do']}", style="bold red")

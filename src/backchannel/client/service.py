@@ -116,7 +116,7 @@ class Client(Missions, Sending, Policies, Driver):
             out.append((name, evidence_text(blob)))
         return out
 
-    def _move_report(self) -> dict[str, Any] | None:
+    def relay_move_report(self) -> dict[str, Any] | None:
         """A move away from a relay proven to lie, while it lasts (relay_move.py)."""
         move = self.relay_move()
         if move is None:
@@ -150,7 +150,7 @@ class Client(Missions, Sending, Policies, Driver):
                 {"kind": evidence_kind(blob), "bytes": len(blob)} for blob in self.relay_evidence()
             ],
             "witnesses": self.witness_report() if m else None,
-            "relay_move": self._move_report() if m else None,
+            "relay_move": self.relay_move_report() if m else None,
             "channels": [],
         }
         for rec in self.channels():

@@ -13,12 +13,14 @@ from starlette.routing import Route
 
 from backchannel.client.api import (
     DEFAULT_LAG_SECONDS,
+    NO_FALLBACK,
     NO_WITNESSES,
+    FallbackRelay,
     Policy,
     WitnessRule,
     evidence_kind,
 )
-from backchannel.client.policy import witness_rule
+from backchannel.client.policy import fallback_relay, witness_rule
 from backchannel.errors import ConfigError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
@@ -118,6 +120,7 @@ async def alarms(request: Request, session: Session) -> Response:
         colleagues = [
             {"title": a.text, "advice": a.todo, "at": when(a.at)} for a in c.officer_alarms()
         ]
+        move = c.relay_move_report()
         evidence = [
             {"n": i, "kind": LIES.get(evidence_kind(blob), evidence_kind(blob)), "name": name}
             for i, (blob, (name, _)) in enumerate(
@@ -133,6 +136,7 @@ async def alarms(request: Request, session: Session) -> Response:
         colleagues=colleagues,
         events=[{"title": e.title, "advice": e.advice, "at": when(e.at)} for e in desk.events],
         evidence=evidence,
+        move=move,
         relay_error=desk.info.relay_error,
     )
 
@@ -203,6 +207,8 @@ def _policy_view(current: Any, pending: list[Any], n: int) -> dict[str, Any]:
         "witness_keys": "\n".join(k.vkey() for k in current.witnesses.keys),
         "witnesses_needed": current.witnesses.needed or 1,
         "witness_lag_minutes": current.witnesses.lag_seconds // 60,
+        "fallback_url": current.fallback.url,
+        "fallback_key": current.fallback.key_fingerprint.hex(),
         "n": n,
         "pending": [
             {
@@ -234,13 +240,27 @@ async def policy_propose(request: Request, session: Session, form: FormData) -> 
         raise ConfigError("a colleague's device may be silent 1 to 720 hours (up to thirty days)")
     unseen = int(raw_unseen) * 3600 if raw_unseen else None
     rule = _witness_form(form)
+    fallback = _fallback_form(form)
     async with desk_of(request).use() as c:
-        made = c.policy_propose(official, int(raw_k), seconds, unseen, rule)
+        made = c.policy_propose(official, int(raw_k), seconds, unseen, rule, fallback)
     session.notes.append(
         ("ok", f"Policy change proposed and signed by you ({len(made.signed_by)} of "
                f"{made.needed}); your colleagues see it after the next rounds.")
     )  # fmt: skip
     return "/roster#policy"
+
+
+def _fallback_form(form: FormData) -> FallbackRelay | None:
+    """The fallback relay the form asks for; None keeps the one in force."""
+    if form.get("no_fallback"):
+        return NO_FALLBACK
+    url = str(form.get("fallback_url") or "").strip()
+    key = str(form.get("fallback_key") or "").strip()
+    if not url and not key:
+        return None
+    if not url or not key:
+        raise ConfigError("the fallback relay needs both its address and its key fingerprint")
+    return fallback_relay(url, key)
 
 
 def _witness_form(form: FormData) -> WitnessRule | None:
