@@ -248,7 +248,7 @@ def _note_seeds() -> dict[str, list[bytes]]:
         "add_checkpoint": [first, grown],
         "witness_request": [first, nt.AddCheckpoint(0, (), cosigned.encode()).encode()],
         "checkpoint_answer": [a.encode() for a in answers[:2]],
-        "mission_policy": [_policy_seed()],
+        "mission_policy": [_policy_seed(), _fallback_policy_seed()],
     }
 
 
@@ -287,6 +287,16 @@ def _policy_seed() -> bytes:
     key = nt.Verifier("witness.fuzz/w", nt.TYPE_COSIGNATURE_ED25519, Ed25519NoteKey(_h(4)).public)
     rule = wt.WitnessRule((key,), 1, 1800)
     return mp.MissionPolicy(1, prev_hash=mp.DEFAULT.hash, witnesses=rule).encode()
+
+
+def _fallback_policy_seed() -> bytes:
+    """Layout 4: a fallback relay with its key, periods and no witness."""
+    from backchannel.protocol import policy as mp
+
+    fallback = mp.FallbackRelay("https://relay-two.example:8443", _h(6))
+    return mp.MissionPolicy(
+        2, prev_hash=mp.DEFAULT.hash, epoch_seconds=7200, fallback=fallback
+    ).encode()
 
 
 def _intake_seeds() -> dict[str, list[bytes]]:
