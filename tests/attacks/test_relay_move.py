@@ -176,6 +176,11 @@ async def test_a_rewound_relay_is_left_for_the_policys_fallback(
             assert device.relay_move() is None
             left = [e for e in device.audit_entries() if e.kind == AuditKind.RELAY_LEFT]
             assert [e.note.split(" ")[0] for e in _mine(device, left)] == ["began", "finished"]
+        # A colleague's notice that comes in late (after the move) is no alarm and moves
+        # nothing; the relay that lied is never taken back.
+        [proof] = han.relay_evidence()
+        assert ri._on_move_notice(han.officer.officer_id, MOVE_NOTICE + proof) is None
+        assert ri.relay_move() is None and ri.mission().relay_url == FALLBACK_URL
 
         # From now on Han's device never talks to the liar, and Ri's only
         # deposits Washington's channel cells there (Washington reads there).

@@ -73,11 +73,13 @@ class RelayMoves(Rewind, Audit):
     def _proof_against(self, url: str) -> bytes | None:
         """A kept proof of misbehaviour against the relay pinned for ``url``."""
         pinned = self.log.fingerprint(url)
-        if pinned is None:
-            return None
+        return None if pinned is None else self._proof_naming(pinned)
+
+    def _proof_naming(self, fingerprint: bytes) -> bytes | None:
+        """A kept proof of misbehaviour against the relay key with ``fingerprint``."""
         for blob in self.log.evidence():
             try:
-                if equal(evidence_relay(blob), pinned):
+                if equal(evidence_relay(blob), fingerprint):
                     return blob
             except DecodeError:
                 continue
@@ -138,15 +140,15 @@ class RelayMoves(Rewind, Audit):
             names = evidence_relay(blob)
         except (DecodeError, RemoteProtocolError):
             return "a colleague's proof against the relay does not hold; nothing moved"
-        move = self.relay_move()
-        url = move.old_url if move is not None else m.relay_url
-        pinned = self.log.fingerprint(url)
+        if self._proof_naming(names) is not None:
+            return None  # this device knows of that lie already, and acted on it
+        pinned = self.log.fingerprint(m.relay_url)
         if pinned is None or not equal(pinned, names):
             return "a colleague's proof names another relay than ours; nothing moved"
         alarms: list[str] = []
         with self._tx():
-            self.log.keep(url, blob, alarms)
-            if move is None:
+            self.log.keep(m.relay_url, blob, alarms)
+            if self.relay_move() is None:
                 self._move_to_fallback(blob, alarms)
         return None
 
