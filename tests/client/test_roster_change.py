@@ -23,6 +23,7 @@ from backchannel.errors import (
 )
 from backchannel.protocol import intake as pi
 from backchannel.protocol import joint, tenant_credential
+from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, InProcessRelay
@@ -661,11 +662,12 @@ async def test_a_key_rotated_while_a_change_waits_is_not_lost_when_it_is_adopted
     assert ri.mission().cert_of(kim_id) == cert
 
 
-async def test_a_takeover_the_new_runner_cannot_make_is_an_alarm_and_stops_nothing_else(
+async def test_a_takeover_the_new_runner_cannot_make_yet_waits_for_the_move_to_end(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     """Han's device holds the peer's re-key waiting for a card when Ri is removed:
-    it cannot take that channel over now; it says so, and its rounds go on."""
+    it cannot take that channel over now; it says so, its rounds go on, and it
+    takes the channel over in the first round after the move has ended."""
     (ri, han, kim), _ = await _three_and_two(tmp_path, relay)
     cid = han.channel_for("Washington").channel_id
     ep = han._endpoint(cid)
@@ -675,8 +677,20 @@ async def test_a_takeover_the_new_runner_cannot_make_is_an_alarm_and_stops_nothi
     change = roster_change.sign(kim, change)
     roster_change.adopt(han, change)
     assert han.is_runner and not han._endpoint(cid).sends
-    [alarm] = [e for e in han.audit_entries() if "cannot take it over" in e.note]
-    assert "moving to new keys" in alarm.note
+    [waits] = [e for e in han.audit_entries() if "takes the channel over once" in e.note]
+    assert waits.kind == AuditKind.CHANNEL_REKEYED
     assert han.mission_card().takeovers == ()
     report = await han.sync(2)
     assert report.relay_error is None
+    assert not han._endpoint(cid).sends and han.mission_card().takeovers == ()
+    # The move ends (the peer's card came): the next round takes the channel over.
+    ep = han._endpoint(cid)
+    ep.rekey_held = b""
+    han._save_endpoint(cid, ep)
+    report = await han.sync(1)
+    assert report.relay_error is None
+    assert han._endpoint(cid).sends and han._endpoint(cid).resuming
+    [(taken, _)] = han.mission_card().takeovers
+    assert taken == cid
+    assert [e for e in han.audit_entries() if "now sends on the channel" in e.note]
+    assert not [e for e in han.audit_entries() if "cannot take it over" in e.note]

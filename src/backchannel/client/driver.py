@@ -140,6 +140,7 @@ class Driver(Engine, Intake):
     async def deposit_phase(self, report: SyncReport) -> None:
         """This round's batch deposit (one per relay the lanes go to)."""
         if self.mission_or_none() is not None:
+            self.retry_takeovers()
             self.leave_condemned(report.alarms)
             await self._register_at_fallback(report)
         await self.hand_over_rotation(report)

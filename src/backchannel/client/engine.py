@@ -41,6 +41,7 @@ from backchannel.client.records import NetOut
 from backchannel.client.relay_client import CellLog
 from backchannel.client.relay_move import RelayMoves
 from backchannel.client.report import SyncReport
+from backchannel.client.takeovers import Takeovers
 from backchannel.client.witnessing import Witnessing
 from backchannel.errors import BackchannelError
 from backchannel.protocol.batch import QueryKind
@@ -86,7 +87,7 @@ class GapHold:
     gossip_read: int
 
 
-class Engine(LogChecks, RelayMoves, Witnessing):
+class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
     """Builds each round's requests and takes in their answers."""
 
     mailbox: Mailbox

@@ -355,7 +355,9 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
             ep = client._endpoint(rec.channel_id)
             ep.own_roster = change.new
             if seeds and takes_over:
-                _take_over_channel(client, rec, ep, change, seeds[rec.channel_id])
+                signed = rs.SignedRoster(change.new, change.signatures)
+                sigs = _channel_sigs(change, rec.channel_id)
+                client.take_over_channel(rec, ep, signed, sigs, seeds[rec.channel_id])
             elif seeds:
                 _rekey_channel(client, rec, ep, change, seeds[rec.channel_id])
             client._save_endpoint(rec.channel_id, ep)
@@ -401,28 +403,6 @@ def _rekey_for(
     certs = rk.recipients(peer.certs, peer.roster, ep.peer_rekey_roster)
     sigs = _channel_sigs(change, rec.channel_id)
     return rk.make_rekey(rec.channel_id, change.mission_id, signed, base, seed, certs, sigs)
-
-
-def _take_over_channel(
-    client: Client, rec: ChannelRecord, ep: Endpoint, change: RosterChange, seed: bytes
-) -> None:
-    """The change removed the device that sent: this one sends from now on, on a
-    chain the removed officer cannot derive, from the round it reads next. The
-    peer learns of it from our next mission card (``protocol-v1.md`` §7.8)."""
-    try:
-        rekey = _rekey_for(client, rec, ep, change, seed, max(ep.next_recv_round, ep.chain.round))
-        ep.take_over(rekey, seed)
-    except (LocalProtocolError, ConfigError) as exc:
-        text = f"channel with {rec.peer_mission.hex()[:8]}: this device cannot take it over: {exc}"
-        client._audit(AuditKind.ALARM, b"", text[:MAX_DETAIL])
-        return
-    client._put("channels", rec.channel_id, replace(rec, takeover=rekey.encode()))
-    client._audit(
-        AuditKind.CHANNEL_REKEYED,
-        rec.channel_id,
-        "this device now sends on the channel; hand the other mission our new card: "
-        "it carries the move",
-    )
 
 
 def _channel_sigs(change: RosterChange, channel_id: bytes) -> tuple[tuple[bytes, bytes], ...]:

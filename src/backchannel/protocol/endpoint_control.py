@@ -94,6 +94,13 @@ class ControlObjects:
 
     # --- a new sending device (protocol-v1.md §7.8) ------------------------------------
 
+    @property
+    def keys_moving(self) -> bool:
+        """Whether the channel is moving to new keys (a re-key under way, or one
+        that waits for the peer's card): a takeover waits for it to end."""
+        k = self.rekeying
+        return bool(self.rekey_held) or (k is not None and k.chain is not None)
+
     def take_over(self, rekey: rk.ChannelRekey, seed: bytes) -> None:
         """On a device of ours that did not send, when the one that did was removed:
         from now on this one sends, from ``rekey.base_round`` on the chain from
@@ -103,8 +110,7 @@ class ControlObjects:
         out (cover and receipts do)."""
         if self.sends:
             raise LocalProtocolError("this device already sends on the channel")
-        k = self.rekeying
-        if self.rekey_held or (k is not None and k.chain is not None):
+        if self.keys_moving:
             raise LocalProtocolError(
                 "the channel is moving to new keys: this device takes over once that ends"
             )
