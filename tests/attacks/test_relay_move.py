@@ -86,6 +86,19 @@ async def _until(done: Callable[[], bool], devices: tuple[Client, ...], clock: C
     raise AssertionError("not within 12 rounds")
 
 
+async def _name_fallback(
+    ny: Mission, fallback: LyingRelay, devices: tuple[Client, ...], clock: Clock
+) -> bytes:
+    """Ri proposes the fallback relay, Han signs: in force on both; its key's fingerprint."""
+    ri, han = ny
+    fp = await _key_of(fallback)
+    pending = ri.policy_propose({Policy.RECORD}, 0, fallback=FallbackRelay(FALLBACK_URL, fp))
+    await _until(lambda: bool(han.policy_pending()), devices, clock)
+    han.policy_sign(pending.ref)
+    await _until(lambda: ri.mission_policy().fallback.named, devices, clock)
+    return fp
+
+
 async def _key_of(fallback: LyingRelay) -> bytes:
     async with fallback.factory()(FALLBACK_URL, None, None) as c:
         key: bytes = await c.log_key()
@@ -123,11 +136,7 @@ async def test_a_rewound_relay_is_left_for_the_policys_fallback(
         ri, han = ny
         everyone = (*ny, *dc)
         # New York's officers name the fallback relay, two of two.
-        fp = await _key_of(fallback)
-        pending = ri.policy_propose({Policy.RECORD}, 0, fallback=FallbackRelay(FALLBACK_URL, fp))
-        await _until(lambda: bool(han.policy_pending()), everyone, clock)
-        han.policy_sign(pending.ref)
-        await _until(lambda: ri.mission_policy().fallback.named, everyone, clock)
+        fp = await _name_fallback(ny, fallback, everyone, clock)
         assert ri.mission_policy().fallback.url == FALLBACK_URL
         assert han.mission_policy().fallback.url == FALLBACK_URL
 
@@ -147,10 +156,12 @@ async def test_a_rewound_relay_is_left_for_the_policys_fallback(
             assert move["from"] == RELAY_URL and move["to"] == FALLBACK_URL
             assert move["peers_to_tell"] == ["Washington"]
             assert device.log.fingerprint(FALLBACK_URL) == fp
+            assert device.relay_move().registered  # type: ignore[union-attr]
             left = [e for e in device.audit_entries() if e.kind == AuditKind.RELAY_LEFT]
             [began] = _mine(device, left)
             assert began.note.startswith("began leaving http://relay.test, proven to lie")
-        assert any("the mission now receives at http://fallback.test" in a for a in later)
+        moved = "relay log (http://relay.test): the relay is proven to lie: the mission now"
+        assert any(a.startswith(moved) for a in later), later
         for _ in range(3):
             later += await _round(everyone, clock)
         for device in dc:
@@ -212,11 +223,7 @@ async def test_a_colleagues_notice_moves_a_device_only_with_a_proof_that_holds(
     async with relay.running(), fallback.running():
         ny = await _found(tmp_path, "New York", ("Ri", "Han"), relay, fallback, clock, calls)
         ri, han = ny
-        fp = await _key_of(fallback)
-        pending = ri.policy_propose({Policy.RECORD}, 0, fallback=FallbackRelay(FALLBACK_URL, fp))
-        await _until(lambda: bool(han.policy_pending()), ny, clock)
-        han.policy_sign(pending.ref)
-        await _until(lambda: ri.mission_policy().fallback.named, ny, clock)
+        await _name_fallback(ny, fallback, ny, clock)
         backup = relay.store.snapshot()
         for _ in range(2):
             await _round(ny, clock)
@@ -247,3 +254,43 @@ async def test_a_colleagues_notice_moves_a_device_only_with_a_proof_that_holds(
         assert han._on_move_notice(ri_id, MOVE_NOTICE + proof) is None
         left = [e for e in han.audit_entries() if e.kind == AuditKind.RELAY_LEFT]
         assert len(_mine(han, left)) == 1
+
+
+async def test_a_colleague_not_yet_moved_is_waited_for_and_copied_to(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Ri's device moves while Han's is away: it copies its mailbox cells to the old
+    relay and reads Han's there until Han's device, back, has moved too."""
+    relay = LyingRelay(tmp_path / "relay", clock)
+    fallback = LyingRelay(tmp_path / "fallback", clock)
+    calls: dict[str, Calls] = {"ri": [], "han": []}
+    async with relay.running(), fallback.running():
+        ny = await _found(tmp_path, "New York", ("Ri", "Han"), relay, fallback, clock, calls)
+        ri, han = ny
+        await _name_fallback(ny, fallback, ny, clock)
+        backup = relay.store.snapshot()
+        for _ in range(2):
+            await _round(ny, clock)
+        relay.restore(backup)
+        for _ in range(3):
+            await _round((ri,), clock)  # Han's device is away
+        move = ri.relay_move()
+        assert move is not None and move.registered
+        assert move.colleagues == (han.officer.officer_id,) and move.channels == ()
+        calls["ri"].clear()
+        await _round((ri,), clock)
+        tenant = ri.mission().tenant_id
+        # One round: a deposit and a fetch at the new relay, the check there, and
+        # the copy of the mailbox cells and a fetch at the old one.
+        assert sorted(calls["ri"], key=str) == sorted(
+            [(FALLBACK_URL, None), (FALLBACK_URL, tenant), (FALLBACK_URL, tenant),
+             (RELAY_URL, None), (RELAY_URL, tenant)], key=str,
+        )  # fmt: skip
+        # Han's device comes back and moves; then each sees the other at the new relay.
+        await _until(lambda: ri.relay_move() is None and han.relay_move() is None, ny, clock)
+        assert han.mission().relay_url == FALLBACK_URL
+        calls["ri"].clear()
+        calls["han"].clear()
+        for _ in range(2):
+            await _round(ny, clock)
+        assert not [c for c in calls["ri"] + calls["han"] if c[0] == RELAY_URL]

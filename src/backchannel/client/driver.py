@@ -241,11 +241,13 @@ class Driver(Engine, Intake):
         try:
             async with self._relay_for(plan.relay_url, plan.tenant_id, move.old_credential) as r:
                 report.requests += 1
-                answer = await r.batch_fetch(plan.slots, 0, (), PAD_TO, None)
+                answer = await r.batch_fetch(
+                    plan.slots, plan.known_size, plan.queries, PAD_TO, None
+                )
         except _RELAY_ERRORS:
             return  # what it holds waits there; the move goes on
         with self._tx():
-            await self.take_fetch(plan, FetchView.of(plan.slots, (), answer), report)
+            await self.take_fetch(plan, FetchView.of(plan.slots, plan.queries, answer), report)
 
     async def sync(self, rounds: int = 1) -> SyncReport:
         """Run ``rounds`` rounds now, back to back: deposit, then fetch, each round.
