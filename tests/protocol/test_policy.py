@@ -277,3 +277,28 @@ def test_a_fallback_relay_is_refused_unless_whole() -> None:
         _read(empty)
     with pytest.raises(DecodeError):
         _read(raw[:-1])
+
+
+def test_a_policy_says_in_one_line_all_it_asks(ny: MissionKit) -> None:
+    assert mp.DEFAULT.describe() == (
+        "version 0: official channels for the record; Track II k = the roster's k"
+    )
+    full = mp.MissionPolicy(
+        version=4, official=frozenset({Policy.RECORD, Policy.EITHER}), track2_k=1,
+        prev_hash=FP, epoch_seconds=2 * 3600, unseen_seconds=3600,
+        fallback=mp.FallbackRelay("https://r2.example", FP),
+    )  # fmt: skip
+    assert full.describe() == (
+        "version 4: official channels for the record, either, message by message; "
+        "Track II k = 1; send keys renew every 2 hours; a device silent for an hour raises "
+        "an alarm; if the relay is proven to lie, the mission moves to https://r2.example "
+        "(key 0001020304050607)"
+    )
+
+
+def test_a_fallback_address_may_be_as_long_as_the_limit() -> None:
+    url = "https://" + "a" * (mp.MAX_URL_LEN - len("https://"))
+    fb = mp.FallbackRelay(url, FP)
+    assert _read(mp.MissionPolicy(fallback=fb).encode()).fallback == fb
+    with pytest.raises(DecodeError):
+        mp.FallbackRelay(url + "a", FP)

@@ -235,7 +235,10 @@ class MissionPolicy:
         if self.epoch_seconds != DEFAULT_EPOCH_SECONDS:
             text += f"; send keys renew every {_period(self.epoch_seconds)}"
         if self.unseen_seconds != DEFAULT_UNSEEN_SECONDS:
-            text += f"; a device silent for {_period(self.unseen_seconds)} raises an alarm"
+            silent = _period(self.unseen_seconds)
+            text += (
+                f"; a device silent for {'an hour' if silent == 'hour' else silent} raises an alarm"
+            )
         if self.witnesses.asked:
             text += f"; the relay's heads cosigned by {self.witnesses.describe()}"
         if self.fallback.named:
