@@ -25,12 +25,18 @@ from backchannel.client.relay_move import MOVE_NOTICE
 from backchannel.client.service import Client
 from backchannel.protocol.audit import AuditEntry, AuditKind
 from backchannel.protocol.channel import Policy
-from backchannel.protocol.evidence import evidence_kind
+from backchannel.protocol.evidence import (
+    REWIND,
+    encode_evidence,
+    evidence_kind,
+    verify_misbehaviour,
+)
 from backchannel.protocol.payload import note
 from backchannel.protocol.policy import FallbackRelay
 from tests.attacks.test_malicious_relay import round_reports
 from tests.client.conftest import FAST_KDF, RELAY_URL
 from tests.client.evil_relay import Clock, LyingRelay
+from tests.merkle.test_misbehaviour import HONEST, OTHER, signed
 
 FALLBACK_URL = "http://fallback.test"
 Mission = tuple[Client, Client]
@@ -160,6 +166,7 @@ async def test_a_rewound_relay_is_left_for_the_policys_fallback(
             left = [e for e in device.audit_entries() if e.kind == AuditKind.RELAY_LEFT]
             [began] = _mine(device, left)
             assert began.note.startswith("began leaving http://relay.test, proven to lie")
+            assert began.subject == device.log.fingerprint(RELAY_URL)
         moved = "relay log (http://relay.test): the relay is proven to lie: the mission now"
         assert any(a.startswith(moved) for a in later), later
         for _ in range(3):
@@ -241,11 +248,14 @@ async def test_a_colleagues_notice_moves_a_device_only_with_a_proof_that_holds(
         ):
             assert why in (han._on_move_notice(ri_id, body) or "")
             assert han.mission().relay_url == RELAY_URL and han.relay_move() is None
-        # A proof that holds, but against the fallback's key: not our relay.
-        other = bytearray(proof)
-        other[2 : 2 + 32] = bytes(32)
-        assert han._on_move_notice(ri_id, MOVE_NOTICE + bytes(other)) is not None
-        assert han.relay_move() is None
+        # A proof that holds, but against another relay: not ours.
+        other = encode_evidence(
+            REWIND, OTHER.verify_key, signed(HONEST, 9, 60, OTHER), signed(HONEST, 6, 120, OTHER)
+        )
+        assert verify_misbehaviour(other).startswith("rewind:")
+        said = han._on_move_notice(ri_id, MOVE_NOTICE + other)
+        assert said == "a colleague's proof names another relay than ours; nothing moved"
+        assert han.relay_move() is None and han.relay_evidence() == []
 
         assert han._on_move_notice(ri_id, MOVE_NOTICE + proof) is None
         assert han.mission().relay_url == FALLBACK_URL
