@@ -14,7 +14,8 @@ mission's own relay.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,25 @@ async def _name_fallback(
     han.policy_sign(pending.ref)
     await _until(lambda: ri.mission_policy().fallback.named, devices, clock)
     return fp
+
+
+@asynccontextmanager
+async def _restored(
+    tmp: Path, clock: Clock
+) -> AsyncIterator[tuple[Client, Client, dict[str, Calls]]]:
+    """New York (Ri, Han) with a fallback relay in its policy, at a relay its
+    operator has just restored from an older copy; each device's requests noted."""
+    relay = LyingRelay(tmp / "relay", clock)
+    fallback = LyingRelay(tmp / "fallback", clock)
+    calls: dict[str, Calls] = {"ri": [], "han": []}
+    async with relay.running(), fallback.running():
+        ny = await _found(tmp, "New York", ("Ri", "Han"), relay, fallback, clock, calls)
+        await _name_fallback(ny, fallback, ny, clock)
+        backup = relay.store.snapshot()
+        for _ in range(2):
+            await _round(ny, clock)
+        relay.restore(backup)
+        yield (*ny, calls)
 
 
 async def _key_of(fallback: LyingRelay) -> bytes:
@@ -224,17 +244,7 @@ async def test_a_rewound_relay_is_left_for_the_policys_fallback(
 async def test_a_colleagues_notice_moves_a_device_only_with_a_proof_that_holds(
     tmp_path: Path, clock: Clock
 ) -> None:
-    relay = LyingRelay(tmp_path / "relay", clock)
-    fallback = LyingRelay(tmp_path / "fallback", clock)
-    calls: dict[str, Calls] = {"ri": [], "han": []}
-    async with relay.running(), fallback.running():
-        ny = await _found(tmp_path, "New York", ("Ri", "Han"), relay, fallback, clock, calls)
-        ri, han = ny
-        await _name_fallback(ny, fallback, ny, clock)
-        backup = relay.store.snapshot()
-        for _ in range(2):
-            await _round(ny, clock)
-        relay.restore(backup)
+    async with _restored(tmp_path, clock) as (ri, han, _calls):
         await _round((ri,), clock)  # only Ri's device sees the rewind
         [proof] = ri.relay_evidence()
         assert evidence_kind(proof) == "rewind" and han.relay_evidence() == []
@@ -271,17 +281,7 @@ async def test_a_colleague_not_yet_moved_is_waited_for_and_copied_to(
 ) -> None:
     """Ri's device moves while Han's is away: it copies its mailbox cells to the old
     relay and reads Han's there until Han's device, back, has moved too."""
-    relay = LyingRelay(tmp_path / "relay", clock)
-    fallback = LyingRelay(tmp_path / "fallback", clock)
-    calls: dict[str, Calls] = {"ri": [], "han": []}
-    async with relay.running(), fallback.running():
-        ny = await _found(tmp_path, "New York", ("Ri", "Han"), relay, fallback, clock, calls)
-        ri, han = ny
-        await _name_fallback(ny, fallback, ny, clock)
-        backup = relay.store.snapshot()
-        for _ in range(2):
-            await _round(ny, clock)
-        relay.restore(backup)
+    async with _restored(tmp_path, clock) as (ri, han, calls):
         for _ in range(3):
             await _round((ri,), clock)  # Han's device is away
         move = ri.relay_move()
@@ -297,10 +297,10 @@ async def test_a_colleague_not_yet_moved_is_waited_for_and_copied_to(
              (RELAY_URL, None), (RELAY_URL, tenant)], key=str,
         )  # fmt: skip
         # Han's device comes back and moves; then each sees the other at the new relay.
-        await _until(lambda: ri.relay_move() is None and han.relay_move() is None, ny, clock)
+        await _until(lambda: ri.relay_move() is None and han.relay_move() is None, (ri, han), clock)
         assert han.mission().relay_url == FALLBACK_URL
         calls["ri"].clear()
         calls["han"].clear()
         for _ in range(2):
-            await _round(ny, clock)
+            await _round((ri, han), clock)
         assert not [c for c in calls["ri"] + calls["han"] if c[0] == RELAY_URL]
