@@ -296,7 +296,14 @@ async def test_a_colleague_not_yet_moved_is_waited_for_and_copied_to(
             [(FALLBACK_URL, None), (FALLBACK_URL, tenant), (FALLBACK_URL, tenant),
              (RELAY_URL, None), (RELAY_URL, tenant)], key=str,
         )  # fmt: skip
-        # Han's device comes back and moves; then each sees the other at the new relay.
+        # Han's device comes back: its first round still goes to the old relay (it
+        # has no proof yet), where Ri's device reads it: Han's device is not unseen.
+        clock.now += 600
+        before = ri._counter(b"seen:" + han.officer.officer_id)
+        await _round((ri, han), clock)
+        assert han.relay_move() is None and han.relay_evidence()
+        assert ri._counter(b"seen:" + han.officer.officer_id) > before
+        # Then Han's device moves, and each sees the other at the new relay.
         await _until(lambda: ri.relay_move() is None and han.relay_move() is None, (ri, han), clock)
         assert han.mission().relay_url == FALLBACK_URL
         calls["ri"].clear()

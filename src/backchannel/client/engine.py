@@ -336,6 +336,8 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
             report.joint_objects += self.mailbox.take_window(
                 sender, lanes, view.cells, report.alarms
             )
+            if any(slot in view.cells for slot in lanes.slots):
+                self._seen(sender)  # a colleague's device not moved yet is still there
         for channel_id, window in plan.channels.items():
             self._take_channel(channel_id, window, view, {}, report, checked=False)
         return False
