@@ -17,7 +17,7 @@ from backchannel.client.api import (
     Policy,
     WitnessRule,
 )
-from backchannel.client.policy import PendingPolicy, fallback_relay, witness_rule
+from backchannel.client.policy import PendingPolicy, fallback_asked, witness_rule
 from backchannel.errors import ConfigError
 
 app = typer.Typer(
@@ -224,11 +224,7 @@ def _fallback(url: str | None, key: str | None, none: bool) -> FallbackRelay | N
         if url or key:
             raise ConfigError("--no-fallback-relay and --fallback-relay exclude each other")
         return NO_FALLBACK
-    if url is None and key is None:
-        return None
-    if not url or not key:
-        raise ConfigError("--fallback-relay and --fallback-key go together")
-    return fallback_relay(url, key)
+    return fallback_asked(url or "", key or "")
 
 
 def _witness_rule(

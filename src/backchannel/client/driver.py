@@ -53,11 +53,7 @@ class Driver(Engine, Intake):
         """Register the mission's tenant, and pin the relay's log key for the mission card."""
         m = self.mission()
         async with self._relay(m.relay_url, None, None) as relay:
-            try:
-                await relay.register_tenant(m.tenant_id, m.credential)
-            except RelayRefused as exc:
-                if getattr(exc, "status", None) != 409:
-                    raise
+            await _register(relay, m.tenant_id, m.credential)
             with contextlib.suppress(RelayRefused):  # a relay that keeps no log
                 await self.log.pin(m.relay_url, relay, [])
 
@@ -164,11 +160,7 @@ class Driver(Engine, Intake):
         try:
             async with self._relay_for(m.relay_url, None, None) as relay:
                 report.requests += 1
-                try:
-                    await relay.register_tenant(m.tenant_id, m.credential)
-                except RelayRefused as exc:
-                    if getattr(exc, "status", None) != 409:
-                        raise
+                await _register(relay, m.tenant_id, m.credential)
                 monitor = await self.log.pin(m.relay_url, relay, report.alarms)
         except _RELAY_ERRORS as exc:
             report.relay_error = str(exc)
@@ -329,6 +321,15 @@ class Driver(Engine, Intake):
             done += 1
             # The next round on the clock; a device that fell behind skips ahead.
             current = max(current + 1, int(now() // length))
+
+
+async def _register(relay: RelayClient, tenant_id: str, credential: str) -> None:
+    """Register the mission's tenant; "taken" means an earlier try (or a colleague) did."""
+    try:
+        await relay.register_tenant(tenant_id, credential)
+    except RelayRefused as exc:
+        if getattr(exc, "status", None) != 409:
+            raise
 
 
 async def _until(

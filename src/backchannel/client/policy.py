@@ -60,6 +60,19 @@ def witness_rule(vkeys: Iterable[str], needed: int | None, lag_minutes: int) -> 
         raise ConfigError(f"witnesses: {exc}") from None
 
 
+def fallback_asked(url: str, key_hex: str) -> mp.FallbackRelay | None:
+    """The fallback relay an officer's form or options name: None when they name
+    none (the one in force stays); ConfigError when only one half is given."""
+    url, key_hex = url.strip(), key_hex.strip()
+    if not url and not key_hex:
+        return None
+    if not url or not key_hex:
+        raise ConfigError(
+            "the fallback relay needs both its address and its key fingerprint: they go together"
+        )
+    return fallback_relay(url, key_hex)
+
+
 def fallback_relay(url: str, key_hex: str) -> mp.FallbackRelay:
     """The fallback relay an officer names: its address and its log key's fingerprint
     (64 hex digits, as its operator reads them out); ConfigError otherwise."""

@@ -20,7 +20,7 @@ from backchannel.client.api import (
     WitnessRule,
     evidence_kind,
 )
-from backchannel.client.policy import fallback_relay, witness_rule
+from backchannel.client.policy import fallback_asked, witness_rule
 from backchannel.errors import ConfigError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
@@ -254,13 +254,7 @@ def _fallback_form(form: FormData) -> FallbackRelay | None:
     """The fallback relay the form asks for; None keeps the one in force."""
     if form.get("no_fallback"):
         return NO_FALLBACK
-    url = str(form.get("fallback_url") or "").strip()
-    key = str(form.get("fallback_key") or "").strip()
-    if not url and not key:
-        return None
-    if not url or not key:
-        raise ConfigError("the fallback relay needs both its address and its key fingerprint")
-    return fallback_relay(url, key)
+    return fallback_asked(str(form.get("fallback_url") or ""), str(form.get("fallback_key") or ""))
 
 
 def _witness_form(form: FormData) -> WitnessRule | None:
