@@ -229,7 +229,14 @@ def _ratios(doc: Mapping[str, Any], out_dir: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     rows = [
-        (key, entry["value"] / entry["goal"], bool(entry.get("met")))
+        # A goal to stay under ("<=") is met left of the goal: its bar is turned round.
+        (
+            key,
+            entry["value"] / entry["goal"]
+            if entry.get("op") != "<="
+            else entry["goal"] / max(entry["value"], 1e-9),
+            bool(entry.get("met")),
+        )
         for key, entry in doc.get("ratios", {}).items()
         if _num(entry.get("value")) is not None and _num(entry.get("goal")) is not None
     ]

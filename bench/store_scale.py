@@ -1,32 +1,50 @@
-"""Durable deposit throughput of the relay stores, small database vs large.
+"""Durable deposit throughput and memory of the relay stores as they fill.
 
-For each backend (SQLite; PostgreSQL when reachable) the bench bulk-loads
-``small_n`` and then ``large_n`` cells (one big transaction each, not timed),
-then times ``deposits`` new durable deposits through the store API with 16
-concurrent depositors. Full mode: 10^4 vs 10^6 stored cells (about 4 GB of
-cells per backend, minutes). Quick mode: 10^3 vs 10^5.
+For each backend (SQLite; PostgreSQL when reachable) the bench bulk-loads one
+store per level (full: 10^4, 10^6 and 10^7 cells, about 4 and 40 GB of cells;
+quick: 10^3 and 10^5), untimed, then times ``deposits`` new durable deposits
+through the store API with 16 concurrent depositors in each store, in turn:
+10^4, 10^6, 10^7, then again, five times (quick: three). Each timing runs in a
+fresh process that opens the store as a relay does, so its resident memory
+(RSS) is what a relay holding that store needs, not what the bench's own
+earlier work left behind; after timing it deletes the cells it added
+(untimed), so every level keeps its size.
 
-``ratio`` is ``deposits_per_s_large / deposits_per_s_small``: 1.0 means the
-store does not slow down as it fills. ``rss_mb_large`` is this process's
-resident memory right after the large run.
+Figures per backend: for each level the median rate and RSS of its runs; the
+*pairwise* ratios (the large store's rate over the small one's in the same
+round, both seeing the same disk and the same noise) and their median, which
+is what the goals are judged on (``ratio``, ``ratio_huge``: 10^6 and 10^7
+against 10^4); ``rss_ratio_huge`` is the RSS at 10^7 over that at 10^4.
 
-Run: ``python bench/store_scale.py [--quick]`` (PostgreSQL from
-``BACKCHANNEL_BENCH_PG_DSN``, default ``postgresql://postgres@127.0.0.1:5432/test``;
-a random schema is created and dropped).
+The fill writes once: SQLite's fill connection turns its journal off (the
+store puts WAL back when it opens the file), PostgreSQL's uses ``COPY`` in one
+transaction. The disk needs room for the largest level of one backend at a
+time (about 42 GB at 10^7); a backend whose fill fails (disk full) reports
+why and the other's figures stand.
+
+Run: ``python -m bench.store_scale [--quick] [--levels 4,6,7] [--repeats 5]``
+(PostgreSQL from ``BACKCHANNEL_BENCH_PG_DSN``, default
+``postgresql://postgres@127.0.0.1:5432/test``; a random schema per level is
+created and dropped).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import hashlib
+import json
 import os
 import resource
 import secrets
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +62,15 @@ from backchannel.store.postgres import PostgresRelayStore
 from backchannel.store.relay_store import RelayStore
 from backchannel.store.sqlite import SQLiteRelayStore
 
+REPO = Path(__file__).resolve().parents[1]
 PG_DSN = os.environ.get("BACKCHANNEL_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 CONCURRENCY = 16
 TENANT = "bench"
+#: Cells stored before timing, per mode; the first level is the one the others are divided by.
+LEVELS = {True: (10**3, 10**5), False: (10**4, 10**6, 10**7)}
+#: Rounds of timings (one per level each), per mode: the ratios are medians over them.
+REPEATS = {True: 3, False: 5}
+DEPOSITS = {True: 2000, False: 10_000}
 #: Stop timing deposits after this long even if not all were made.
 DEPOSIT_TIME_LIMIT_S = 30.0
 _POOL = [os.urandom(CELL_SIZE) for _ in range(64)]  # ciphertext does not compress
@@ -69,141 +93,227 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak, in KiB on Linux
 
 
-async def _time_deposits(store: RelayStore, count: int) -> float:
-    """Deposits per second for ``count`` new cells, ``CONCURRENCY`` at a time."""
+# -- one timing, in a fresh process -------------------------------------------------
+
+
+def _new_slots(count: int) -> list[bytes]:
     salt = secrets.token_bytes(8)
+    return [
+        hashlib.blake2b(b"new" + salt + i.to_bytes(8, "big"), digest_size=32).digest()
+        for i in range(count)
+    ]
+
+
+async def _time_deposits(store: RelayStore, slots: Sequence[bytes]) -> tuple[float, int]:
+    """Deposits per second into ``slots``, ``CONCURRENCY`` at a time; and how many were made."""
     next_index = 0
     done = 0
     deadline = time.perf_counter() + DEPOSIT_TIME_LIMIT_S
 
     async def depositor() -> None:
         nonlocal next_index, done
-        while next_index < count and time.perf_counter() < deadline:
+        while next_index < len(slots) and time.perf_counter() < deadline:
             i = next_index
             next_index += 1
-            slot = hashlib.blake2b(b"new" + salt + i.to_bytes(8, "big"), digest_size=32).digest()
-            await store.deposit(TENANT, slot, _POOL[i % 64], now=1)
+            await store.deposit(TENANT, slots[i], _POOL[i % 64], now=1)
             done += 1
 
     start = time.perf_counter()
     await asyncio.gather(*(depositor() for _ in range(CONCURRENCY)))
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), done
 
 
-# -- SQLite ----------------------------------------------------------------
+def _open_store(backend: str, target: str) -> RelayStore:
+    if backend == "sqlite":
+        return SQLiteRelayStore(Path(target))
+    return PostgresRelayStore(target)
 
 
-async def _sqlite_at(n: int, deposits: int, workdir: Path) -> tuple[float, float]:
-    path = workdir / f"scale-{n}.db"
-    store = SQLiteRelayStore(path)
+async def _timing(backend: str, target: str, n: int, deposits: int) -> dict[str, Any]:
+    """Open the store holding ``n`` cells, time the deposits, put the store back at ``n``."""
+    store = _open_store(backend, target)
     await store.open()
-    await store.create_tenant(TENANT, b"\x00" * 32, 10**9, now=0)
-    await store.close()
+    slots = _new_slots(deposits)
+    try:
+        stored = await store.count_cells(TENANT)
+        if stored != n:
+            raise RuntimeError(f"{backend} store holds {stored} cells, not {n}")
+        rate, made = await _time_deposits(store, slots)
+        rss = _rss_mb()  # with the store open and warm, as a relay holds it
+    finally:
+        await store.close()
+    _delete(backend, target, slots[:made])
+    return {"deposits_per_s": rate, "rss_mb": rss}
+
+
+def _delete(backend: str, target: str, slots: Sequence[bytes]) -> None:
+    """Remove the timed deposits' cells (untimed), so the level keeps its size."""
+    rows = [(TENANT, s) for s in slots]
+    if backend == "sqlite":
+        conn = sqlite3.connect(target, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("DELETE FROM cells WHERE tenant_id = ? AND slot = ?", rows)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return
+    with psycopg.connect(target) as pg, pg.cursor() as cur:
+        cur.executemany("DELETE FROM cells WHERE tenant_id = %s AND slot = %s", rows)
+
+
+def _child(backend: str, target: str, n: int, deposits: int) -> dict[str, Any]:
+    """One timing in a process of its own (see :func:`_timing`)."""
+    spec = json.dumps({"backend": backend, "target": target, "n": n, "deposits": deposits})
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.store_scale", "--child", spec],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=DEPOSIT_TIME_LIMIT_S + 600,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise BackchannelError(f"a timing at {n} cells failed: {out.stderr.strip()[-400:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- filling a store ----------------------------------------------------------------
+
+
+async def _create(store: RelayStore) -> None:
+    await store.open()
+    try:
+        await store.create_tenant(TENANT, b"\x00" * 32, 10**9, now=0)
+    finally:
+        await store.close()
+
+
+async def _fill_sqlite(workdir: Path, n: int) -> str:
+    path = workdir / f"scale-{n}.db"
+    await _create(SQLiteRelayStore(path))
     conn = sqlite3.connect(path, isolation_level=None)
     try:
+        # One write of every page: no journal and no sync for the (untimed)
+        # fill; the store turns WAL and full sync back on when it opens.
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
             "INSERT INTO cells (tenant_id, slot, cell_id, cell, deposited_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            _rows(n, b"sqlite"),
+            _rows(n, b"sqlite" + n.to_bytes(8, "big")),
         )
         conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
-    store = SQLiteRelayStore(path)
-    await store.open()
-    try:
-        assert await store.count_cells(TENANT) == n
-        rate = await _time_deposits(store, deposits)
-        return rate, _rss_mb()  # RSS with the store still open
-    finally:
-        await store.close()
+    return str(path)
 
 
-async def _bench_sqlite(small_n: int, large_n: int, deposits: int) -> dict[str, Any]:
+async def _fill_pg(dsn: str, n: int) -> str:
+    await _create(PostgresRelayStore(dsn))
+    with psycopg.connect(dsn) as conn:  # one transaction
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY cells (tenant_id, slot, cell_id, cell, deposited_at) FROM STDIN"
+            ) as copy,
+        ):
+            for row in _rows(n, b"postgres" + n.to_bytes(8, "big")):
+                copy.write_row(row)
+        conn.commit()
+        conn.execute("ANALYZE cells")
+        conn.commit()
+    return dsn
+
+
+# -- the rounds ---------------------------------------------------------------------
+
+
+def summarise(levels: Sequence[int], runs: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians per level and of the pairwise ratios against the first level."""
+    base = levels[0]
+    out: dict[str, Any] = {"levels": {}}
+    for n in levels:
+        rates = [r["deposits_per_s"] for r in runs[n]]
+        out["levels"][str(n)] = {
+            "deposits_per_s": round(statistics.median(rates), 1),
+            "deposits_per_s_runs": [round(x, 1) for x in rates],
+            "rss_mb": round(statistics.median(r["rss_mb"] for r in runs[n]), 1),
+        }
+    named = dict(zip(("small", "large", "huge"), levels, strict=False))
+    for name, n in named.items():
+        level = out["levels"][str(n)]
+        out[f"{name}_n"] = n
+        out[f"deposits_per_s_{name}"] = level["deposits_per_s"]
+        out[f"rss_mb_{name}"] = level["rss_mb"]
+        if n == base:
+            continue
+        pairs = [
+            b["deposits_per_s"] / a["deposits_per_s"]
+            for a, b in zip(runs[base], runs[n], strict=True)
+            if a["deposits_per_s"] > 0
+        ]
+        key = "ratio" if name == "large" else f"ratio_{name}"
+        out[key] = round(statistics.median(pairs), 3) if pairs else 0.0
+        out[f"{key}_runs"] = [round(p, 3) for p in pairs]
+        out[f"rss_ratio_{name}"] = (
+            round(level["rss_mb"] / out["rss_mb_small"], 3) if out["rss_mb_small"] else 0.0
+        )
+    return out
+
+
+def _rounds(backend: str, targets: dict[int, str], deposits: int, repeats: int) -> dict[str, Any]:
+    levels = sorted(targets)
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in levels}
+    for _ in range(repeats):
+        for n in levels:
+            runs[n].append(_child(backend, targets[n], n, deposits))
+    return summarise(levels, runs)
+
+
+async def _bench_sqlite(levels: Sequence[int], deposits: int, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bc-store-scale-") as tmp:
-        small, _ = await _sqlite_at(small_n, deposits, Path(tmp))
-        large, rss = await _sqlite_at(large_n, deposits, Path(tmp))
-    return _result(small_n, large_n, small, large, rss)
+        targets = {n: await _fill_sqlite(Path(tmp), n) for n in levels}
+        return _rounds("sqlite", targets, deposits, repeats)
 
 
-# -- PostgreSQL --------------------------------------------------------------
-
-
-def _pg_reason() -> str | None:
-    return pg_scratch.unreachable_reason(PG_DSN)
-
-
-async def _pg_at(n: int, deposits: int) -> tuple[float, float]:
-    with pg_scratch.scratch_schema(PG_DSN, f"bc_bench_{os.getpid()}_") as dsn:
-        store = PostgresRelayStore(dsn)
-        await store.open()
-        await store.create_tenant(TENANT, b"\x00" * 32, 10**9, now=0)
-        await store.close()
-        with psycopg.connect(dsn) as conn:  # one transaction
-            with (
-                conn.cursor() as cur,
-                cur.copy(
-                    "COPY cells (tenant_id, slot, cell_id, cell, deposited_at) FROM STDIN"
-                ) as copy,
-            ):
-                for row in _rows(n, b"postgres"):
-                    copy.write_row(row)
-            conn.commit()
-            conn.execute("ANALYZE cells")
-            conn.commit()
-        store = PostgresRelayStore(dsn)
-        await store.open()
-        try:
-            assert await store.count_cells(TENANT) == n
-            rate = await _time_deposits(store, deposits)
-            return rate, _rss_mb()  # RSS with the store still open
-        finally:
-            await store.close()
-
-
-async def _bench_pg(small_n: int, large_n: int, deposits: int) -> dict[str, Any]:
-    reason = _pg_reason()
+async def _bench_pg(levels: Sequence[int], deposits: int, repeats: int) -> dict[str, Any]:
+    reason = pg_scratch.unreachable_reason(PG_DSN)
     if reason is not None:
         return {"skipped": reason}
-    small, _ = await _pg_at(small_n, deposits)
-    large, rss = await _pg_at(large_n, deposits)
-    return _result(small_n, large_n, small, large, rss)
+    with contextlib.ExitStack() as stack:
+        targets = {}
+        for n in levels:
+            dsn = stack.enter_context(pg_scratch.scratch_schema(PG_DSN, f"bc_bench_{n}_"))
+            targets[n] = await _fill_pg(dsn, n)
+        return _rounds("postgres", targets, deposits, repeats)
 
 
-# -- entry points --------------------------------------------------------------
-
-
-def _result(small_n: int, large_n: int, small: float, large: float, rss: float) -> dict[str, Any]:
-    return {
-        "small_n": small_n,
-        "large_n": large_n,
-        "deposits_per_s_small": round(small, 1),
-        "deposits_per_s_large": round(large, 1),
-        "ratio": round(large / small, 3) if small else 0.0,
-        "rss_mb_large": round(rss, 1),
-    }
-
-
-def run(quick: bool) -> dict[str, Any]:
+def run(
+    quick: bool, levels: Sequence[int] | None = None, repeats: int | None = None
+) -> dict[str, Any]:
     """Measure both backends; see the module docstring for the keys."""
-    small_n, large_n = (10**3, 10**5) if quick else (10**4, 10**6)
-    deposits = 2000 if quick else 10_000
+    chosen = tuple(levels or LEVELS[quick])
+    rounds = repeats or REPEATS[quick]
+    deposits = DEPOSITS[quick]
 
     async def guarded(bench: Any) -> dict[str, Any]:
-        # One backend failing must not lose the other's figures.
+        # One backend failing (a disk too small for 10^7, say) must not lose the other's figures.
         try:
-            result: dict[str, Any] = await bench(small_n, large_n, deposits)
-        except BackchannelError as exc:
-            return {"skipped": f"failed: {exc}"}
+            result: dict[str, Any] = await bench(chosen, deposits, rounds)
+        except (BackchannelError, OSError, sqlite3.Error, psycopg.Error) as exc:
+            return {"skipped": f"failed: {type(exc).__name__}: {str(exc)[:300]}"}
         return result
 
     async def both() -> dict[str, Any]:
+        shown = " vs ".join(f"10^{len(str(n)) - 1}" for n in chosen)
         return {
-            "mode": "quick (10^3 vs 10^5 stored)" if quick else "full (10^4 vs 10^6 stored)",
+            "mode": f"{'quick' if quick else 'full'} ({shown} stored)",
             "concurrency": CONCURRENCY,
             "deposits_timed": deposits,
+            "repeats": rounds,
             "sqlite": await guarded(_bench_sqlite),
             "postgres": await guarded(_bench_pg),
         }
@@ -214,22 +324,39 @@ def run(quick: bool) -> dict[str, Any]:
 def _table(result: dict[str, Any]) -> str:
     lines = [
         f"relay store scale: {result['mode']}, {result['deposits_timed']} durable deposits, "
-        f"concurrency {result['concurrency']}",
-        f"{'backend':<10}{'small_n':>10}{'large_n':>10}{'dep/s small':>14}"
-        f"{'dep/s large':>14}{'ratio':>8}{'RSS MB':>9}",
+        f"concurrency {result['concurrency']}, medians of {result['repeats']} rounds",
+        f"{'backend':<10}{'cells':>10}{'dep/s':>10}{'RSS MB':>9}{'vs first (pairwise median)':>28}",
     ]
     for backend in ("sqlite", "postgres"):
         row = result[backend]
         if "skipped" in row:
             lines.append(f"{backend:<10}skipped: {row['skipped']}")
             continue
-        lines.append(
-            f"{backend:<10}{row['small_n']:>10}{row['large_n']:>10}"
-            f"{row['deposits_per_s_small']:>14.1f}{row['deposits_per_s_large']:>14.1f}"
-            f"{row['ratio']:>8.3f}{row['rss_mb_large']:>9.1f}"
-        )
+        for n, level in row["levels"].items():
+            which = {row.get("large_n"): "ratio", row.get("huge_n"): "ratio_huge"}.get(int(n))
+            ratio = f"{row[which]:.3f} {row[which + '_runs']}" if which else "-"
+            lines.append(
+                f"{backend:<10}{int(n):>10}{level['deposits_per_s']:>10.0f}"
+                f"{level['rss_mb']:>9.1f}{ratio:>28}"
+            )
     return "\n".join(lines)
 
 
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="10^3 vs 10^5 cells, three rounds")
+    ap.add_argument("--levels", help="powers of ten of the stored cells, e.g. 4,6,7")
+    ap.add_argument("--repeats", type=int, help="rounds of timings (default 5, quick 3)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        spec = json.loads(args.child)
+        got = asyncio.run(_timing(spec["backend"], spec["target"], spec["n"], spec["deposits"]))
+        print(json.dumps(got))
+        return
+    levels = [10 ** int(x) for x in args.levels.split(",")] if args.levels else None
+    print(_table(run(args.quick, levels, args.repeats)))
+
+
 if __name__ == "__main__":
-    print(_table(run(quick="--quick" in sys.argv[1:])))
+    main()

@@ -44,10 +44,16 @@ def figures(**overrides: Any) -> dict[str, dict[str, Any]]:
         },
         "relay": {
             "sqlite": {
-                "c16": {"deposits_per_s": 8000.0, "p50_ms": 2.0, "p99_ms": 6.0},
+                "c16": {
+                    "deposits_per_s": 8000.0,
+                    "p50_ms": 2.0,
+                    "p99_ms": 6.0,
+                    "batch_cells_per_s": 13_000.0,
+                },
                 "c64": {"deposits_per_s": 9000.0, "p50_ms": 7.0, "p99_ms": 20.0},
             },
             "postgres": {"skipped": "no PostgreSQL reachable"},
+            "postgres_workers": {"ratio_w2_vs_w1": 1.5, "ratio_w4_vs_w1": 2.0},
             "bare": {
                 "c16": {"requests_per_s": 10000.0, "p50_ms": 1.5, "p99_ms": 4.0},
                 "c64": {"requests_per_s": 11000.0, "p50_ms": 5.5, "p99_ms": 15.0},
@@ -57,18 +63,24 @@ def figures(**overrides: Any) -> dict[str, dict[str, Any]]:
             "sqlite": {
                 "small_n": 10_000,
                 "large_n": 1_000_000,
+                "huge_n": 10_000_000,
                 "deposits_per_s_small": 9000.0,
                 "deposits_per_s_large": 8100.0,
                 "ratio": 0.9,
+                "ratio_huge": 0.85,
+                "rss_mb_small": 100.0,
                 "rss_mb_large": 120.5,
+                "rss_ratio_huge": 1.1,
             }
         },
         "log": {
             "deposits": {
                 "c16_log": {"deposits_per_s": 7600.0},
                 "c16_no_log": {"deposits_per_s": 8000.0},
+                "ratio": 0.95,
             }
         },
+        "capacity": {"capacity_channels": 150_000, "relay_cores_at_target": 0.5},
         "synapse": {"c16": {"sends_per_s": 50.0, "p50_ms": 300.0, "p99_ms": 600.0}},
         "nats": {"c16": {"publishes_per_s": 12000.0, "p50_ms": 1.3, "p99_ms": 3.0}},
         "gpg": {"round_trips_per_s": 60.0, "ms_per_round_trip": 16.7},
@@ -87,11 +99,20 @@ def test_all_ratios_computed_and_met() -> None:
     assert ratios["scale_1e6_vs_1e4"]["value"] == pytest.approx(0.9)
     assert ratios["relay_rss_mb_1e6"]["value"] == pytest.approx(120.5)
     assert ratios["log_vs_no_log"]["value"] == pytest.approx(0.95)
-    for key in RATIO_KEYS[:-1]:
+    assert ratios["batch_vs_nats"]["value"] == pytest.approx(13_000 / 12_000, rel=1e-3)
+    assert ratios["client_2of3_vs_2of2"]["value"] == pytest.approx(2500 / 3000, rel=1e-3)
+    assert ratios["rss_1e7_vs_1e4"]["value"] == pytest.approx(1.1)
+    assert ratios["pg_workers4_vs_1"]["value"] == pytest.approx(2.0)
+    assert ratios["capacity_channels"]["value"] == pytest.approx(150_000)
+    assert ratios["capacity_relay_cores"]["value"] == pytest.approx(0.5)
+    reported = {"scale_1e7_vs_1e4", "relay_rss_mb_1e6"}
+    for key in set(RATIO_KEYS) - reported:
         assert ratios[key]["met"] is True, key
         assert ratios[key]["reason"] is None
-    assert ratios["relay_rss_mb_1e6"]["goal"] is None
-    assert ratios["relay_rss_mb_1e6"]["met"] is None
+    for key in reported:
+        assert ratios[key]["goal"] is None
+        assert ratios[key]["met"] is None
+        assert ratios[key]["value"] is not None
 
 
 def test_goal_not_met_and_boundary() -> None:
@@ -107,6 +128,36 @@ def test_goal_not_met_and_boundary() -> None:
     bare = {"c16": {"requests_per_s": 8000 / 0.69}}
     ratios = compute_ratios(figures(relay={**figures()["relay"]["data"], "bare": bare}))
     assert ratios["relay_vs_bare"]["met"] is False
+
+
+def test_goals_to_stay_under() -> None:
+    """A figure that must stay under its goal is met at the goal and not above it."""
+    at = compute_ratios(
+        figures(capacity={"capacity_channels": 10**5, "relay_cores_at_target": 0.8})
+    )
+    assert at["capacity_relay_cores"]["met"] is True
+    assert at["capacity_relay_cores"]["op"] == "<="
+    assert at["capacity_channels"]["met"] is True  # exactly the goal, which must be reached
+    over = compute_ratios(
+        figures(capacity={"capacity_channels": 75_000, "relay_cores_at_target": 1.05})
+    )
+    assert over["capacity_relay_cores"]["met"] is False
+    assert over["capacity_relay_cores"]["vs_goal"] == pytest.approx(1.31)
+    assert over["capacity_channels"]["met"] is False
+    scale = dict(figures()["store_scale"]["data"]["sqlite"], rss_ratio_huge=1.25)
+    ratios = compute_ratios(figures(store_scale={"sqlite": scale}))
+    assert ratios["rss_1e7_vs_1e4"]["met"] is False
+    rows = {row[0]: row for row in harness.ratio_rows(ratios)}
+    assert rows["rss_1e7_vs_1e4"][2:4] == ("<= 1.2", "NOT met")
+    assert rows["capacity_channels"][1] == "150,000 channels"
+
+
+def test_scale_figures_name_the_sizes_they_were_measured_at() -> None:
+    scale = dict(figures()["store_scale"]["data"]["sqlite"], small_n=1000, huge_n=10**5)
+    ratios = compute_ratios(figures(store_scale={"sqlite": scale}))
+    assert ratios["rss_1e7_vs_1e4"]["note"] == "measured at 100000 vs 1000 cells stored"
+    assert ratios["scale_1e6_vs_1e4"]["sizes"] == [1000, 10**6]
+    assert "note" not in compute_ratios(figures())["rss_1e7_vs_1e4"]
 
 
 def test_missing_module_gives_null_with_reason() -> None:
