@@ -576,23 +576,36 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
         req = FetchBatch.decode(body)
         parts["addressing"] += 32 * len(req.slots)
         parts["queries"] += 33 * len(req.queries)
-        answer = FetchBatchAnswer.decode(rbody, req.pad_to, req.intake is not None)
+        if req.compact:
+            tenant = path.split("/")[3]
+            answer = FetchBatchAnswer.decode_compact(
+                rbody, req.slots, tenant, req.pad_to, req.intake is not None
+            )
+            unpadded = len(answer.encode_compact(req.slots, 1))
+        else:
+            answer = FetchBatchAnswer.decode(rbody, req.pad_to, req.intake is not None)
+            unpadded = len(answer.encode(1))
         if req.intake is not None:
             # The intake's ask (12 bytes) and what the public sent (4 framing bytes and
             # 12 a request around each sealed cell).
             rows = answer.intake or ()
             parts["intake"] += 12 + 3 + sum(12 + len(c) for _, c in rows)
-        unpadded = len(answer.encode(1))
         parts["padding"] += len(rbody) - unpadded
         n = len(answer.cells)
         for c in answer.cells:
             parts["cells"] += len(c.cell)
-            parts["addressing"] += 32 + 4
+            parts["addressing"] += 4 if req.compact else 32 + 4
             parts["places"] += 8 + 4 + 4
             if c.place is not None:
                 parts["proofs"] += _proof(c.place.batch_proof)
-        parts["addressing"] += 32 * len(answer.spent)
-        parts["absence"] += len(answer.absent)
+        if req.compact:
+            # Two bits a slot say what each held; the statement of absence comes
+            # as its time, retention and signature (or one zero byte).
+            parts["addressing"] += (len(set(req.slots)) + 3) // 4
+            parts["absence"] += 1 + (8 + 4 + 64 if answer.absent else 0)
+        else:
+            parts["addressing"] += 32 * len(answer.spent)
+            parts["absence"] += len(answer.absent)
         parts["queries"] += sum(6 + len(a.payload) for a in answer.answers)
         parts.update(_bundle_parts(answer.log))
     elif path.endswith("/intake/fetch"):

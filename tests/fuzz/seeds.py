@@ -35,6 +35,7 @@ def _h(i: int) -> bytes:
 
 def _batch_seeds() -> dict[str, list[bytes]]:
     from tests.protocol import test_batch_codec as bc
+    from tests.protocol import test_batch_compact as cm
 
     return {
         "deposit_batch": [bc.DEPOSIT.encode(), bt.DepositBatch(0, ()).encode()],
@@ -42,11 +43,21 @@ def _batch_seeds() -> dict[str, list[bytes]]:
             bc.DEPOSIT_ANSWER.encode(),
             bt.DepositBatchAnswer((bt.CellResult(201, bc.h(1)),), bt.LogBundle()).encode(),
         ],
-        "fetch_batch": [bc.FETCH.encode(), bt.FetchBatch(0, 1, ()).encode()],
+        "fetch_batch": [
+            bc.FETCH.encode(),
+            bt.FetchBatch(0, 1, ()).encode(),
+            replace(bc.FETCH_INTAKE, compact=True).encode(),
+        ],
         "fetch_answer": [
             b"\x01" + bc.FETCH_ANSWER.encode(),
             bytes([64]) + bc.FETCH_ANSWER.encode(64),
             b"\x01" + bt.FetchBatchAnswer(()).encode(),
+        ],
+        "fetch_answer_compact": [
+            bytes([64, 5]) + cm.ANSWER.encode_compact(cm.ASKED, 64),
+            bytes([0x81, 5])
+            + replace(cm.ANSWER, intake=((3, b"sealed"),)).encode_compact(cm.ASKED, 1),
+            b"\x01\x00" + bt.FetchBatchAnswer(()).encode_compact(()),
         ],
         "log_bundle": [_bundle(bc.BUNDLE), _bundle(bt.LogBundle())],
         "query": [q.encode() for q in bc.QUERIES],

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -265,6 +266,21 @@ def _fetch_answer(data: bytes) -> None:
     intake = bool(data[0] & 0x80) if data else False
     answer = bt.FetchBatchAnswer.decode(data[1:], pad_to, intake)
     _same(answer.encode(pad_to), data[1:], "fetch batch answer")
+    answer.places()
+    answer.absence()
+
+
+#: The slots a compact answer's fuzzed fetch asked (the second byte says how many).
+_COMPACT_ASKED = tuple(hashlib.sha256(b"slot" + bytes([i])).digest() for i in range(8))
+
+
+def _fetch_answer_compact(data: bytes) -> None:
+    # The first byte as for the full answer; the second: how many of eight slots were asked.
+    pad_to = (data[0] & 0x7F) if data else 1
+    intake = bool(data[0] & 0x80) if data else False
+    asked = _COMPACT_ASKED[: (data[1] % 9) if len(data) > 1 else 0]
+    answer = bt.FetchBatchAnswer.decode_compact(data[2:], asked, "mission-b", pad_to, intake)
+    _same(answer.encode_compact(asked, pad_to), data[2:], "compact fetch batch answer")
     answer.places()
     answer.absence()
 
@@ -541,6 +557,7 @@ def _targets() -> dict[str, Target]:
         Target("deposit_answer", _deposit_answer, _D, max_len=16384),
         Target("fetch_batch", c(bt.FetchBatch.decode, bt.FetchBatch.encode, "fetch"), _D),
         Target("fetch_answer", _fetch_answer, _D, max_len=16384),
+        Target("fetch_answer_compact", _fetch_answer_compact, _D, max_len=16384),
         Target("log_bundle", _log_bundle, _D),
         Target("query", _query, _D),
         Target("query_answer", _query_answer, _D),

@@ -17,7 +17,7 @@ import pytest
 
 from backchannel.client.relay_client import RelayClient, RelayRefusal
 from backchannel.crypto.signing import VerifyKey
-from backchannel.errors import StoreUnavailable
+from backchannel.errors import SignatureError, StoreUnavailable
 from backchannel.protocol.batch import (
     CellPlace,
     DepositBatch,
@@ -342,6 +342,45 @@ async def test_a_fetch_answers_cells_spent_absent_and_every_query(
     assert set(reads) == {cells[0][1], lone, spent_slot}
 
 
+async def test_a_compact_fetch_says_the_same_in_fewer_bytes(relay: httpx.AsyncClient) -> None:
+    """A version 3 fetch is answered compactly; rebuilt with the slots asked, the
+    answer is the full one, its statement of absence the one the relay signed."""
+    beta = await register(relay, "mission-beta")
+    cells = [(beta.tenant_id, new_slot(), new_cell()) for _ in range(3)]
+    await post_deposit(relay, cells)
+    spent_slot = cells[2][1]
+    r = await relay.post(beta.path("ack"), json={"slots": [spent_slot.hex()]}, headers=beta.auth)
+    assert r.json() == {"removed": 1}
+    asked = (cells[0][1], new_slot(), cells[1][1], spent_slot, new_slot(), cells[0][1])
+    queries = (Query.none(), Query.leaf(0))
+    full_body = FetchBatch(1, 64, asked, queries).encode()
+    compact_body = FetchBatch(1, 64, asked, queries, compact=True).encode()
+    assert len(compact_body) == len(full_body)  # the request costs nothing more
+    raws = []
+    for body in (full_body, compact_body):
+        r = await relay.post(beta.path("batch/fetch"), content=body, headers={**OCTET, **beta.auth})
+        assert r.status_code == 200
+        raws.append(r.content)
+    full = FetchBatchAnswer.decode(raws[0], 64)
+    compact = FetchBatchAnswer.decode_compact(raws[1], asked, beta.tenant_id, 64)
+    assert raws[1][0] == 2 and len(raws[1]) < len(raws[0])
+    assert compact.cells == full.cells and compact.spent == full.spent == (spent_slot,)
+    assert compact.log == full.log and compact.answers == full.answers
+    key = await relay_key(relay)
+    absence = compact.absence()
+    assert absence is not None
+    absence.verify(key)
+    assert absence.slots == tuple(sorted((asked[1], asked[4])))
+    assert absence.spent == (spent_slot,)
+    # The same clock, the same read: the rebuilt statement is the one sent whole.
+    assert compact.absent == full.absent
+    # Without the client's tenant, the statement rebuilt is not the one signed.
+    other = FetchBatchAnswer.decode_compact(raws[1], asked, "mission-gamma", 64).absence()
+    assert other is not None
+    with pytest.raises(SignatureError):
+        other.verify(key)
+
+
 async def test_queries_the_relay_cannot_answer_are_refused_one_by_one(
     relay: httpx.AsyncClient,
 ) -> None:
@@ -577,7 +616,7 @@ async def test_the_client_calls_a_malformed_answer_malformed() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("deposit"):
             return httpx.Response(200, content=b"\x01\x00\x05")  # five results promised
-        return httpx.Response(200, content=FetchBatchAnswer(()).encode())  # no answers
+        return httpx.Response(200, content=FetchBatchAnswer(()).encode_compact(()))  # no answers
 
     transport = httpx.MockTransport(answer)
     async with RelayClient("http://relay", "mission-beta", "A" * 43, transport) as c:

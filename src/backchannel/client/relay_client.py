@@ -452,12 +452,15 @@ class RelayClient:
         """
         what = "fetch a batch of cells"
         tenant, credential = self._tenant()
-        body = FetchBatch(known_size, pad_to, tuple(slots), tuple(queries), intake).encode()
+        wanted = tuple(slots)
+        body = FetchBatch(known_size, pad_to, wanted, tuple(queries), intake, compact=True).encode()
         response = await self._request(
             what, "POST", f"/v1/tenants/{tenant}/batch/fetch", auth=credential, content=body
         )
         try:
-            answer = FetchBatchAnswer.decode(response.content, pad_to, intake is not None)
+            answer = FetchBatchAnswer.decode_compact(
+                response.content, wanted, tenant, pad_to, intake is not None
+            )
         except DecodeError:
             raise self._malformed(what, response.status_code) from None
         asked = set(slots)

@@ -27,6 +27,10 @@ nothing else). A *proof* is ``count u8 | count x hash [32]``.
   A fetched cell's ``place`` is ``leaf_index u64 | batch_position u32 |
   batch_size u32 | batch proof``, all zeros (batch size 0) for a cell stored
   without a log. The padding makes the length a multiple of ``pad_to``.
+* A fetch of version 3 (the layout of version 1, then the intake ask or
+  nothing) asks for the *compact* answer (version 2): the same content without
+  what the client already knows (the slots it asked, its tenant, the head the
+  bundle carries): :meth:`FetchBatchAnswer.encode_compact`.
 
 Pure: no I/O, no clock.
 """
@@ -37,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backchannel.crypto.primitives import HASH_LEN
+from backchannel.crypto.signing import ED25519_SIG_LEN
 from backchannel.errors import DecodeError, LocalProtocolError
 from backchannel.protocol.batch_log import (
     MAX_CELL_LEN,
@@ -64,6 +69,8 @@ from backchannel.protocol.constants import SLOT_LEN
 from backchannel.protocol.misbehaviour import Absence
 
 __all__ = [
+    "COMPACT_ANSWER_VERSION",
+    "FETCH_COMPACT_VERSION",
     "MAX_PAD_TO",
     "MAX_QUERIES",
     "QUERY_LEN",
@@ -226,6 +233,12 @@ class DepositBatchAnswer:
 INTAKE_MARK = 0x49
 #: The version byte of a fetch that asks for the intake (it then must).
 FETCH_INTAKE_VERSION = 2
+#: The version byte of a fetch that asks for the compact answer (the intake ask optional).
+FETCH_COMPACT_VERSION = 3
+#: The version byte of the compact fetch answer.
+COMPACT_ANSWER_VERSION = 2
+#: What the compact answer says of each asked slot (two bits each).
+SLOT_EMPTY, SLOT_CELL, SLOT_SPENT = 0, 1, 2
 #: Most intake requests one fetch may ask for.
 MAX_INTAKE_ROWS = 256
 
@@ -265,6 +278,8 @@ class FetchBatch:
     slots: tuple[bytes, ...] = field(repr=False)
     queries: tuple[Query, ...] = ()
     intake: IntakeAsk | None = None
+    #: Ask for the compact answer (:meth:`FetchBatchAnswer.encode_compact`).
+    compact: bool = False
 
     def encode(self) -> bytes:
         if not 0 <= self.pad_to <= MAX_PAD_TO:
@@ -272,6 +287,8 @@ class FetchBatch:
         if len(self.slots) >= 1 << 16 or len(self.queries) > MAX_QUERIES:
             raise LocalProtocolError("too many slots or queries in one fetch")
         version = VERSION if self.intake is None else FETCH_INTAKE_VERSION
+        if self.compact:
+            version = FETCH_COMPACT_VERSION
         w = Writer().u8(version).u64(self.known_size).u32(self.pad_to).u16(len(self.slots))
         for slot in self.slots:
             _check_slot(slot)
@@ -287,7 +304,7 @@ class FetchBatch:
     def decode(cls, raw: bytes) -> FetchBatch:
         r = Reader(raw)
         version = r.u8()
-        if version not in (VERSION, FETCH_INTAKE_VERSION):
+        if version not in (VERSION, FETCH_INTAKE_VERSION, FETCH_COMPACT_VERSION):
             raise DecodeError(f"unknown batch fetch version {version}")
         known_size, pad_to = r.u64(), r.u32()
         if pad_to > MAX_PAD_TO:
@@ -297,9 +314,11 @@ class FetchBatch:
         if count > MAX_QUERIES:
             raise DecodeError(f"a fetch carries at most {MAX_QUERIES} log queries")
         queries = tuple(Query.read(r) for _ in range(count))
-        intake = IntakeAsk.read(r) if version == FETCH_INTAKE_VERSION else None
+        intake = None
+        if version == FETCH_INTAKE_VERSION or (version == FETCH_COMPACT_VERSION and r.remaining()):
+            intake = IntakeAsk.read(r)
         r.end()
-        return cls(known_size, pad_to, slots, queries, intake)
+        return cls(known_size, pad_to, slots, queries, intake, version == FETCH_COMPACT_VERSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +389,58 @@ class FetchBatchAnswer:
             _check_slot(slot)
             w.fixed(slot, SLOT_LEN)
         w.u32(len(self.absent)).fixed(self.absent, len(self.absent))
+        return self._tail(w, pad_to)
+
+    def encode_compact(self, asked: Sequence[bytes], pad_to: int = 1) -> bytes:
+        """The answer to a compact fetch (version 3) of ``asked``: what the client
+        knows is not sent again.
+
+        ``version 2 | status of each distinct asked slot, in order, two bits each
+        (first slot in the high bits; 0 empty, 1 a cell, 2 spent), zero bits up to
+        a byte | each cell, in order: place | cell_len u32 | cell | absence``, then
+        the bundle, answers, intake and padding as :meth:`encode`. ``absence`` is
+        ``0`` when no slot was empty or spent, else ``1 | served_at u64 |
+        retention u32 | signature [64]``: the client rebuilds the signed
+        statement from the slots' statuses, its tenant and the bundle's head, the
+        statement's own (:meth:`decode_compact`)."""
+        if not 0 <= pad_to <= MAX_PAD_TO:
+            raise LocalProtocolError("pad_to is at most 65,536")
+        slots = tuple(dict.fromkeys(asked))
+        found = {c.slot: c for c in self.cells}
+        spent = set(self.spent)
+        statuses = [
+            SLOT_CELL if slot in found else SLOT_SPENT if slot in spent else SLOT_EMPTY
+            for slot in slots
+        ]
+        if len(found) + len(spent) != sum(st != SLOT_EMPTY for st in statuses):
+            raise LocalProtocolError("an answer's cells and spent slots must be slots asked")
+        absence = self.absence()
+        named = [(st, slot) for st, slot in zip(statuses, slots, strict=True) if st != SLOT_CELL]
+        if (absence is None) != (not named) or (
+            absence is not None
+            and (
+                set(absence.slots) != {slot for st, slot in named if st == SLOT_EMPTY}
+                or set(absence.spent) != spent
+            )
+        ):
+            raise LocalProtocolError("the statement of absence must name the empty and spent slots")
+        w = Writer().u8(COMPACT_ANSWER_VERSION)
+        packed = bytearray((len(slots) + 3) // 4)
+        for i, st in enumerate(statuses):
+            packed[i // 4] |= st << (6 - 2 * (i % 4))
+        w.fixed(bytes(packed), len(packed))
+        for slot, st in zip(slots, statuses, strict=True):
+            if st == SLOT_CELL:
+                BatchPlace.write_optional(w, found[slot].place)
+                _write_cell(w, found[slot].cell)
+        if absence is None:
+            w.u8(0)
+        else:
+            w.u8(1).u64(absence.served_at).u32(absence.retention)
+            w.fixed(absence.signature, ED25519_SIG_LEN)
+        return self._tail(w, pad_to)
+
+    def _tail(self, w: Writer, pad_to: int) -> bytes:
         self.log.write(w)
         w.u8(len(self.answers))
         for answer in self.answers:
@@ -396,7 +467,68 @@ class FetchBatchAnswer:
         )
         spent = tuple(r.fixed(SLOT_LEN) for _ in range(r.u16()))
         absent = read_absence(r, empty=True)
+        return cls._read_tail(r, raw, pad_to, intake, cells, spent, absent, LogBundle.read(r))
+
+    @classmethod
+    def decode_compact(
+        cls,
+        raw: bytes,
+        asked: Sequence[bytes],
+        tenant_id: str,
+        pad_to: int = 1,
+        intake: bool = False,
+    ) -> FetchBatchAnswer:
+        """Decode a compact answer (:meth:`encode_compact`) to a fetch of ``asked``
+        from ``tenant_id``, into the answer it stands for: the cells with their
+        slots, the spent slots, and the whole statement of absence (not verified
+        here; a relay that signed another one fails its verification)."""
+        r = Reader(raw)
+        expect_version(r, COMPACT_ANSWER_VERSION, "compact batch fetch answer")
+        slots = tuple(dict.fromkeys(asked))
+        packed = r.fixed((len(slots) + 3) // 4)
+        statuses = [(packed[i // 4] >> (6 - 2 * (i % 4))) & 3 for i in range(len(slots))]
+        unused = 2 * (4 * len(packed) - len(slots))
+        if (packed and packed[-1] & ((1 << unused) - 1)) or SLOT_SPENT + 1 in statuses:
+            raise DecodeError("a compact answer's slot statuses are malformed")
+        cells = tuple(
+            FetchedCell(slot, BatchPlace.read_optional(r), read_cell(r))
+            for slot, st in zip(slots, statuses, strict=True)
+            if st == SLOT_CELL
+        )
+        spent = tuple(slot for slot, st in zip(slots, statuses, strict=True) if st == SLOT_SPENT)
+        empty = tuple(slot for slot, st in zip(slots, statuses, strict=True) if st == SLOT_EMPTY)
+        has_absence = r.u8()
+        if has_absence != int(bool(empty or spent)):
+            raise DecodeError("a compact answer states absence exactly when a slot was empty")
+        signed = (r.u64(), r.u32(), r.fixed(ED25519_SIG_LEN)) if has_absence else None
         log = LogBundle.read(r)
+        absent = b""
+        if signed is not None:
+            head = log.head()
+            if head is None:
+                raise DecodeError("a statement of absence needs the answer's head")
+            served_at, retention, signature = signed
+            try:
+                absent = Absence(
+                    head, served_at, tenant_id, tuple(sorted(empty)), signature, retention,
+                    tuple(sorted(spent)),
+                ).encode()  # fmt: skip
+            except LocalProtocolError as exc:
+                raise DecodeError(f"a compact statement of absence cannot stand: {exc}") from None
+        return cls._read_tail(r, raw, pad_to, intake, cells, spent, absent, log)
+
+    @classmethod
+    def _read_tail(
+        cls,
+        r: Reader,
+        raw: bytes,
+        pad_to: int,
+        intake: bool,
+        cells: tuple[FetchedCell, ...],
+        spent: tuple[bytes, ...],
+        absent: bytes,
+        log: LogBundle,
+    ) -> FetchBatchAnswer:
         count = r.u8()
         if count > MAX_QUERIES:
             raise DecodeError(f"an answer carries at most {MAX_QUERIES} query answers")

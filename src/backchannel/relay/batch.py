@@ -279,9 +279,12 @@ class BatchEndpoints:
             # The public intake rides the same request (relay/intake.py).
             ask = batch.intake
             rows = tuple(await intake_round(service, tenant_id, ask.after, ask.limit, ask.is_open))
-        body = FetchBatchAnswer(cells, spent, absent, log_bundle, tuple(answers), rows).encode(
-            batch.pad_to
-        )
+        answer = FetchBatchAnswer(cells, spent, absent, log_bundle, tuple(answers), rows)
+        # A version 3 fetch gets the compact answer: nothing the client already knows.
+        if batch.compact:
+            body = answer.encode_compact(slots, batch.pad_to)
+        else:
+            body = answer.encode(batch.pad_to)
         return Response(body, media_type=_OCTETS, headers=_NO_STORE)
 
     async def _answer(

@@ -251,7 +251,10 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "description": "Binary layouts: docs/spec/relay-api.md, 'Batch exchange'. "
                 "Cells, spent slots and the statement of absence come from one snapshot, "
                 "proved against one signed head; each query is answered in order. Version 2 "
-                "also asks for the tenant's public intake requests (the answer carries them).",
+                "also asks for the tenant's public intake requests (the answer carries them); "
+                "version 3 asks for the compact answer (slot statuses instead of slots, the "
+                "statement of absence without what the client knows), the intake ask "
+                "optional.",
                 "security": tenant_auth,
                 "requestBody": _binary_body(
                     "version u8 | known_size u64 | pad_to u32 | nslots u16 | slots [32] | "
