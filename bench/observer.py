@@ -527,21 +527,20 @@ def _proof(hashes: tuple[bytes, ...]) -> int:
     return 1 + 32 * len(hashes)
 
 
-def _bundle_parts(bundle: LogBundle) -> dict[str, int]:
-    """The bytes of a log bundle: signed head, leaves, proofs, the relay's key."""
+def _bundle_parts(bundle: LogBundle, dedup: bool = False) -> dict[str, int]:
+    """The bytes of a log bundle: signed head, leaves, proofs (with their table of
+    hashes when ``dedup``), the relay's key."""
     w = Writer()
-    bundle.write(w)
+    bundle.write(w, dedup=dedup)
     total = len(w.bytes())
-    proofs = _proof(bundle.consistency) + sum(
-        _proof(p.inclusion_proof) for p in bundle.leaves.values()
-    )
     head = 2 + len(bundle.signed_head)
     key = 2 + len(bundle.key)
+    leaves = 2 + sum(8 + 2 + len(p.leaf) for p in bundle.leaves.values())
     return {
         "signed_head": head,
-        "proofs": proofs,
+        "proofs": total - head - key - leaves,
         "relay_key": key,
-        "log_leaves": total - head - proofs - key,
+        "log_leaves": leaves,
     }
 
 
@@ -571,7 +570,7 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
             if r.place is not None:
                 parts["places"] += 8 + 4 + 4
                 parts["proofs"] += _proof(r.place.batch_proof)
-        parts.update(_bundle_parts(answer.log))
+        parts.update(_bundle_parts(answer.log, dedup=rbody[:1] == b"\x02"))
     elif path.endswith("/batch/fetch"):
         req = FetchBatch.decode(body)
         parts["addressing"] += 32 * len(req.slots)
@@ -607,7 +606,7 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
             parts["addressing"] += 32 * len(answer.spent)
             parts["absence"] += len(answer.absent)
         parts["queries"] += sum(6 + len(a.payload) for a in answer.answers)
-        parts.update(_bundle_parts(answer.log))
+        parts.update(_bundle_parts(answer.log, dedup=req.compact))
     elif path.endswith("/intake/fetch"):
         parts["intake"] += len(body) + len(rbody)  # JSON: the cursor, and what the public sent
     else:

@@ -38,10 +38,18 @@ def _batch_seeds() -> dict[str, list[bytes]]:
     from tests.protocol import test_batch_compact as cm
 
     return {
-        "deposit_batch": [bc.DEPOSIT.encode(), bt.DepositBatch(0, ()).encode()],
+        "deposit_batch": [
+            bc.DEPOSIT.encode(),
+            bt.DepositBatch(0, ()).encode(),
+            replace(bc.DEPOSIT, compact=True).encode(),
+        ],
         "deposit_answer": [
             bc.DEPOSIT_ANSWER.encode(),
             bt.DepositBatchAnswer((bt.CellResult(201, bc.h(1)),), bt.LogBundle()).encode(),
+            bc.DEPOSIT_ANSWER.encode(compact=True),
+            bt.DepositBatchAnswer(
+                (bt.CellResult(201, bc.h(2), bc.PLACE),), cm._shared_bundle()
+            ).encode(compact=True),
         ],
         "fetch_batch": [
             bc.FETCH.encode(),

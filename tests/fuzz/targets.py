@@ -287,7 +287,8 @@ def _fetch_answer_compact(data: bytes) -> None:
 
 def _deposit_answer(data: bytes) -> None:
     answer = bt.DepositBatchAnswer.decode(data)
-    _same(answer.encode(), data, "deposit batch answer")
+    compact = data[:1] == bytes([bt.COMPACT_ANSWER_VERSION])
+    _same(answer.encode(compact=compact), data, "deposit batch answer")
     answer.places()
 
 

@@ -11,6 +11,7 @@ would be.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from dataclasses import replace
 
 import pytest
@@ -20,15 +21,21 @@ from hypothesis import strategies as st
 from backchannel.errors import DecodeError, LocalProtocolError, SignatureError
 from backchannel.protocol.batch import (
     COMPACT_ANSWER_VERSION,
+    DEPOSIT_COMPACT_VERSION,
     FETCH_COMPACT_VERSION,
     BatchPlace,
+    CellResult,
+    DepositBatch,
+    DepositBatchAnswer,
+    DepositCell,
     FetchBatch,
     FetchBatchAnswer,
     FetchedCell,
     IntakeAsk,
+    LeafProof,
     LogBundle,
 )
-from backchannel.protocol.codec import Writer
+from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.misbehaviour import Absence
 from tests.protocol.test_batch_codec import (
     ANSWERS,
@@ -37,6 +44,8 @@ from tests.protocol.test_batch_codec import (
     HEAD,
     KEY,
     PLACE,
+    h,
+    leaf,
     slot,
 )
 
@@ -90,7 +99,13 @@ def test_it_is_smaller_by_the_slots_and_the_statement() -> None:
     # Gone: the cell and spent counts (2 + 2), two cells' and one spent slot's
     # 32 bytes, the statement whole with its length (4); come: two status
     # bytes, and the statement's time, retention and signature after a flag.
-    assert saved == 4 + 3 * 32 + 4 + len(STATEMENT) - (2 + 1 + 8 + 4 + 64)
+    # The bundle's hashes are all distinct here: its table costs a little.
+    bundles = [Writer(), Writer()]
+    BUNDLE.write(bundles[0])
+    BUNDLE.write(bundles[1], dedup=True)
+    table_cost = len(bundles[1].bytes()) - len(bundles[0].bytes())
+    assert table_cost == 2 + 6  # the table's count, and an index a hash
+    assert saved == 4 + 3 * 32 + 4 + len(STATEMENT) - (2 + 1 + 8 + 4 + 64) - table_cost
     assert saved > 250
 
 
@@ -206,3 +221,90 @@ def test_decoder_raises_only_decode_error(data: bytes, n: int) -> None:
     raw = bytes([COMPACT_ANSWER_VERSION]) + data
     with contextlib.suppress(DecodeError):
         FetchBatchAnswer.decode_compact(raw, ASKED[:n], TENANT)
+
+
+# -- the bundle with each hash once ---------------------------------------------------
+
+
+def _shared_bundle() -> LogBundle:
+    """Two leaves whose proofs share their upper hashes with each other and the
+    consistency proof, as a round's leaves do."""
+    top = tuple(h(40 + i) for i in range(6))
+    return LogBundle(
+        BUNDLE.signed_head,
+        {
+            3: LeafProof(leaf(3), (h(1), h(2), *top)),
+            5: LeafProof(leaf(5), (h(3), h(1), *top)),
+        },
+        (h(4), *top[2:]),
+    )
+
+
+def _wide_bundle() -> LogBundle:
+    """Over 256 distinct hashes: indexes take two bytes."""
+    hashes = [hashlib.sha256(i.to_bytes(2, "big")).digest() for i in range(300)]
+    leaves = {i: LeafProof(leaf(i), tuple(hashes[50 * i : 50 * i + 60])) for i in range(6)}
+    return LogBundle(BUNDLE.signed_head, leaves, tuple(hashes[:10]))
+
+
+def _dedup(bundle: LogBundle) -> bytes:
+    w = Writer()
+    bundle.write(w, dedup=True)
+    return w.bytes()
+
+
+def test_each_hash_travels_once() -> None:
+    bundle = _shared_bundle()
+    raw = _dedup(bundle)
+    full = Writer()
+    bundle.write(full)
+    assert LogBundle.read(Reader(raw), dedup=True) == bundle
+    # 8 + 8 + 5 hashes in the proofs, 10 of them distinct: 11 fewer hashes, and
+    # the table's count and one index a hash more.
+    assert len(full.bytes()) - len(raw) == 11 * 32 - (2 + 21)
+    wide = _wide_bundle()
+    raw = _dedup(wide)
+    assert LogBundle.read(Reader(raw), dedup=True) == wide
+    # head, the table of 300, six leaves, two-byte indexes (five proofs of 60
+    # hashes, the last of 50: the hashes run out), the consistency proof's 10, the key.
+    leaves = 6 * (8 + 2 + len(leaf(0)) + 1) + 2 * (5 * 60 + 50)
+    assert len(raw) == 2 + 113 + 2 + 300 * 32 + 2 + leaves + 1 + 2 * 10 + 2
+
+
+def test_a_bundle_has_one_encoding() -> None:
+    raw = _dedup(_shared_bundle())
+    table_at = 2 + len(BUNDLE.signed_head)
+    assert int.from_bytes(raw[table_at : table_at + 2], "big") == 10
+    first = table_at + 2
+    proofs_at = first + 10 * 32
+    first_index = proofs_at + 2 + 8 + 2 + len(leaf(3)) + 1
+    assert raw[first_index] == 0
+    twice = bytearray(raw)  # the same hash twice in the table
+    twice[first + 32 : first + 64] = raw[first : first + 32]
+    unused = raw[:table_at] + (11).to_bytes(2, "big") + raw[first:proofs_at] + h(99)
+    unused += raw[proofs_at:]
+    out_of_range = bytearray(raw)  # the first index points past the table
+    out_of_range[first_index] = 200
+    out_of_order = bytearray(raw)  # the first index used is not the first hash
+    out_of_order[first_index] = 1
+    for bad in (bytes(twice), unused, bytes(out_of_range), bytes(out_of_order)):
+        assert bad != raw
+        with pytest.raises(DecodeError):
+            LogBundle.read(Reader(bad), dedup=True)
+    # Two hashes of the table swapped read as other proofs (which then fail
+    # their verification), not as the same bundle.
+    swapped = bytearray(raw)
+    swapped[first : first + 64] = raw[first + 32 : first + 64] + raw[first : first + 32]
+    assert LogBundle.read(Reader(bytes(swapped)), dedup=True) != _shared_bundle()
+
+
+def test_a_compact_deposit_answer_lists_each_hash_once() -> None:
+    answer = DepositBatchAnswer((CellResult(201, h(9), PLACE),), _shared_bundle())
+    compact = answer.encode(compact=True)
+    assert compact[0] == COMPACT_ANSWER_VERSION
+    assert DepositBatchAnswer.decode(compact) == answer
+    assert len(answer.encode()) - len(compact) == 11 * 32 - (2 + 21)
+    deposit = DepositBatch(7, (DepositCell("mission-b", slot(1), b"cell"),), compact=True)
+    raw = deposit.encode()
+    assert raw[0] == DEPOSIT_COMPACT_VERSION
+    assert DepositBatch.decode(raw) == deposit

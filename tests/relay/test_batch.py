@@ -342,6 +342,30 @@ async def test_a_fetch_answers_cells_spent_absent_and_every_query(
     assert set(reads) == {cells[0][1], lone, spent_slot}
 
 
+async def test_a_compact_deposit_is_answered_with_each_hash_once(
+    relay: httpx.AsyncClient,
+) -> None:
+    beta = await register(relay, "mission-beta")
+    for _ in range(40):  # a log of some leaves: proofs of a round that share hashes
+        last = await post_deposit(relay, [(beta.tenant_id, new_slot(), new_cell())])
+    head = last.log.head()
+    assert head is not None
+    cells = [(beta.tenant_id, new_slot(), new_cell()) for _ in range(2)]
+    batch = DepositBatch(head.size - 1, tuple(DepositCell(*c) for c in cells), compact=True)
+    body = batch.encode()
+    r = await relay.post("/v1/batch/deposit", content=body, headers=OCTET)
+    assert r.status_code == 200
+    assert r.content[0] == 2
+    answer = DepositBatchAnswer.decode(r.content)
+    assert len(answer.encode()) > len(r.content)  # the same answer, whole, is longer
+    key = await relay_key(relay)
+    verified_head(answer.log, key)
+    assert answer.log.consistency  # from the size sent
+    for (tenant, slot, cell), place in zip(cells, answer.places(), strict=True):
+        assert place is not None
+        check_place(answer.log, key, tenant, slot, cell, place)
+
+
 async def test_a_compact_fetch_says_the_same_in_fewer_bytes(relay: httpx.AsyncClient) -> None:
     """A version 3 fetch is answered compactly; rebuilt with the slots asked, the
     answer is the full one, its statement of absence the one the relay signed."""
@@ -526,7 +550,8 @@ async def test_malformed_bodies_are_400_and_echo_nothing(make_app: AppFactory) -
         three = DepositBatch(
             0, tuple(DepositCell(alpha.tenant_id, new_slot(), b"x") for _ in range(3))
         ).encode()
-        for body in (b"", b"\x02" + good[1:], good[:-1], good + b"\x00", three):
+        # Versions 1 and 2 (the compact answer) are known; 3 is not.
+        for body in (b"", b"\x03" + good[1:], good[:-1], good + b"\x00", three):
             r = await http.post("/v1/batch/deposit", content=body, headers=OCTET)
             assert r.status_code == 400
             text = error_of(r)

@@ -418,7 +418,9 @@ class RelayClient:
         again answers 200 per stored cell, with its original place).
         """
         what = "deposit a batch of cells"
-        body = DepositBatch(known_size, tuple(DepositCell(*c) for c in cells)).encode()
+        body = DepositBatch(
+            known_size, tuple(DepositCell(*c) for c in cells), compact=True
+        ).encode()
         response = await self._request(what, "POST", "/v1/batch/deposit", content=body)
         try:
             answer = DepositBatchAnswer.decode(response.content)

@@ -30,7 +30,10 @@ nothing else). A *proof* is ``count u8 | count x hash [32]``.
 * A fetch of version 3 (the layout of version 1, then the intake ask or
   nothing) asks for the *compact* answer (version 2): the same content without
   what the client already knows (the slots it asked, its tenant, the head the
-  bundle carries): :meth:`FetchBatchAnswer.encode_compact`.
+  bundle carries): :meth:`FetchBatchAnswer.encode_compact`. A deposit of
+  version 2 (the layout of version 1) asks for its compact answer (version 2:
+  the layout of version 1). In both, the bundle lists each of its proofs'
+  hashes once (:meth:`LogBundle.write`).
 
 Pure: no I/O, no clock.
 """
@@ -70,6 +73,7 @@ from backchannel.protocol.misbehaviour import Absence
 
 __all__ = [
     "COMPACT_ANSWER_VERSION",
+    "DEPOSIT_COMPACT_VERSION",
     "FETCH_COMPACT_VERSION",
     "MAX_PAD_TO",
     "MAX_QUERIES",
@@ -98,6 +102,10 @@ __all__ = [
 ]
 
 VERSION = 1
+#: The version byte of a deposit that asks for the compact answer.
+DEPOSIT_COMPACT_VERSION = 2
+#: The version byte of the compact answers (a deposit's, a fetch's).
+COMPACT_ANSWER_VERSION = 2
 #: Most queries in one fetch.
 MAX_QUERIES = 64
 #: Largest ``pad_to`` a fetch may ask for.
@@ -135,11 +143,14 @@ class DepositBatch:
 
     known_size: int
     cells: tuple[DepositCell, ...]
+    #: Ask for the answer whose bundle lists each hash once (version 2).
+    compact: bool = False
 
     def encode(self) -> bytes:
         if len(self.cells) >= 1 << 16:
             raise LocalProtocolError("a batch holds at most 65,535 cells")
-        w = Writer().u8(VERSION).u64(self.known_size).u16(len(self.cells))
+        version = DEPOSIT_COMPACT_VERSION if self.compact else VERSION
+        w = Writer().u8(version).u64(self.known_size).u16(len(self.cells))
         for c in self.cells:
             if not c.tenant_id.isascii() or len(c.tenant_id) > 255:
                 raise LocalProtocolError("a tenant id is at most 255 ASCII characters")
@@ -152,7 +163,9 @@ class DepositBatch:
     @classmethod
     def decode(cls, raw: bytes) -> DepositBatch:
         r = Reader(raw)
-        expect_version(r, VERSION, "batch deposit")
+        version = r.u8()
+        if version not in (VERSION, DEPOSIT_COMPACT_VERSION):
+            raise DecodeError(f"unknown batch deposit version {version}")
         known_size, count = r.u64(), r.u16()
         cells = []
         for _ in range(count):
@@ -161,7 +174,7 @@ class DepositBatch:
                 raise DecodeError("a tenant id is ASCII")
             cells.append(DepositCell(tenant.decode("ascii"), r.fixed(SLOT_LEN), read_cell(r)))
         r.end()
-        return cls(known_size, tuple(cells))
+        return cls(known_size, tuple(cells), version == DEPOSIT_COMPACT_VERSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,19 +222,24 @@ class DepositBatchAnswer:
         """Each cell's place against the bundle's head (None if refused or unplaced)."""
         return [None if c.place is None else self.log.place(c.place) for c in self.results]
 
-    def encode(self) -> bytes:
-        w = Writer().u8(VERSION).u16(len(self.results))
+    def encode(self, *, compact: bool = False) -> bytes:
+        """The answer; ``compact`` (to a version 2 deposit): version 2, its bundle
+        listing each hash once (:meth:`LogBundle.write`)."""
+        w = Writer().u8(COMPACT_ANSWER_VERSION if compact else VERSION).u16(len(self.results))
         for result in self.results:
             result.write(w)
-        self.log.write(w)
+        self.log.write(w, dedup=compact)
         return w.bytes()
 
     @classmethod
     def decode(cls, raw: bytes) -> DepositBatchAnswer:
+        """Either version of the answer (:meth:`encode`)."""
         r = Reader(raw)
-        expect_version(r, VERSION, "batch deposit answer")
+        version = r.u8()
+        if version not in (VERSION, COMPACT_ANSWER_VERSION):
+            raise DecodeError(f"unknown batch deposit answer version {version}")
         results = tuple(CellResult.read(r) for _ in range(r.u16()))
-        log = LogBundle.read(r)
+        log = LogBundle.read(r, dedup=version == COMPACT_ANSWER_VERSION)
         r.end()
         return cls(results, log)
 
@@ -235,8 +253,6 @@ INTAKE_MARK = 0x49
 FETCH_INTAKE_VERSION = 2
 #: The version byte of a fetch that asks for the compact answer (the intake ask optional).
 FETCH_COMPACT_VERSION = 3
-#: The version byte of the compact fetch answer.
-COMPACT_ANSWER_VERSION = 2
 #: What the compact answer says of each asked slot (two bits each).
 SLOT_EMPTY, SLOT_CELL, SLOT_SPENT = 0, 1, 2
 #: Most intake requests one fetch may ask for.
@@ -398,7 +414,8 @@ class FetchBatchAnswer:
         ``version 2 | status of each distinct asked slot, in order, two bits each
         (first slot in the high bits; 0 empty, 1 a cell, 2 spent), zero bits up to
         a byte | each cell, in order: place | cell_len u32 | cell | absence``, then
-        the bundle, answers, intake and padding as :meth:`encode`. ``absence`` is
+        the bundle (each hash once, :meth:`LogBundle.write`), answers, intake and
+        padding as :meth:`encode`. ``absence`` is
         ``0`` when no slot was empty or spent, else ``1 | served_at u64 |
         retention u32 | signature [64]``: the client rebuilds the signed
         statement from the slots' statuses, its tenant and the bundle's head, the
@@ -438,10 +455,10 @@ class FetchBatchAnswer:
         else:
             w.u8(1).u64(absence.served_at).u32(absence.retention)
             w.fixed(absence.signature, ED25519_SIG_LEN)
-        return self._tail(w, pad_to)
+        return self._tail(w, pad_to, dedup=True)
 
-    def _tail(self, w: Writer, pad_to: int) -> bytes:
-        self.log.write(w)
+    def _tail(self, w: Writer, pad_to: int, *, dedup: bool = False) -> bytes:
+        self.log.write(w, dedup=dedup)
         w.u8(len(self.answers))
         for answer in self.answers:
             answer.encode(w)
@@ -501,7 +518,7 @@ class FetchBatchAnswer:
         if has_absence != int(bool(empty or spent)):
             raise DecodeError("a compact answer states absence exactly when a slot was empty")
         signed = (r.u64(), r.u32(), r.fixed(ED25519_SIG_LEN)) if has_absence else None
-        log = LogBundle.read(r)
+        log = LogBundle.read(r, dedup=True)
         absent = b""
         if signed is not None:
             head = log.head()

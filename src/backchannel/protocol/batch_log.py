@@ -175,7 +175,14 @@ class LogBundle:
         proved = self.leaves.get(place.leaf_index)
         return place.with_inclusion(proved.inclusion_proof) if proved is not None else None
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, *, dedup: bool = False) -> None:
+        """The bundle; ``dedup`` (compact answers): each of its proofs' hashes once.
+
+        Deduplicated, the hashes come first, each once, in the order first used
+        (the leaves' inclusion proofs, ascending, then the consistency proof):
+        ``nhashes u16 | nhashes x hash [32]``, and each proof is ``count u8 |
+        count x index`` into them (an index is a u8, a u16 past 256 hashes).
+        """
         if len(self.signed_head) not in (0, COMPACT_HEAD_LEN) or len(self.key) not in (
             0,
             RELAY_KEY_LEN,
@@ -184,31 +191,79 @@ class LogBundle:
         if len(self.leaves) >= 1 << 16 or any(not 0 <= i < _U64 for i in self.leaves):
             raise LocalProtocolError("a bundle's leaves are out of range")
         w.u16(len(self.signed_head)).fixed(self.signed_head, len(self.signed_head))
+        order = sorted(self.leaves)
+        write = write_hashes
+        if dedup:
+            table: dict[bytes, int] = {}
+            for proof in (*(self.leaves[i].inclusion_proof for i in order), self.consistency):
+                for h in proof:
+                    table.setdefault(h, len(table))
+            if len(table) >= 1 << 16:
+                raise LocalProtocolError("a bundle holds at most 65,535 hashes")
+            w.u16(len(table))
+            for h in table:
+                w.fixed(h, HASH_LEN)
+            wide = len(table) > 256
+
+            def write(w: Writer, hashes: Sequence[bytes]) -> None:
+                if len(hashes) > MAX_PROOF_LEN:
+                    raise LocalProtocolError("a proof is longer than any tree allows")
+                w.u8(len(hashes))
+                for h in hashes:
+                    (w.u16 if wide else w.u8)(table[h])
+
         w.u16(len(self.leaves))
-        for index in sorted(self.leaves):
+        for index in order:
             proved = self.leaves[index]
             w.u64(index)
             write_leaf(w, proved.leaf)
-            write_hashes(w, proved.inclusion_proof)
-        write_hashes(w, self.consistency)
+            write(w, proved.inclusion_proof)
+        write(w, self.consistency)
         w.u16(len(self.key)).fixed(self.key, len(self.key))
 
     @classmethod
-    def read(cls, r: Reader) -> LogBundle:
+    def read(cls, r: Reader, *, dedup: bool = False) -> LogBundle:
         signed = r.fixed(r.u16())
         if len(signed) not in (0, COMPACT_HEAD_LEN):
             raise DecodeError("a bundle's head is a 113-byte compact signed head")
         if signed:
             TreeHead.decode(signed[:TREE_HEAD_LEN])
+        read = read_hashes
+        table: list[bytes] = []
+        if dedup:
+            table = [r.fixed(HASH_LEN) for _ in range(r.u16())]
+            if len(set(table)) != len(table):
+                raise DecodeError("a bundle lists each of its hashes once")
+            index = r.u16 if len(table) > 256 else r.u8
+            first_unused = 0
+
+            def read(r: Reader) -> tuple[bytes, ...]:
+                nonlocal first_unused
+                n = r.u8()
+                if n > MAX_PROOF_LEN:
+                    raise DecodeError("a proof is longer than any tree allows")
+                out = []
+                for _ in range(n):
+                    i = index()
+                    # Canonical: the hashes come in the order first used.
+                    if i > first_unused or i >= len(table):
+                        raise DecodeError("a bundle's hashes come in the order first used")
+                    if i == first_unused:
+                        first_unused += 1
+                    out.append(table[i])
+                return tuple(out)
+
         leaves: dict[int, LeafProof] = {}
         last = -1
         for _ in range(r.u16()):
-            index = r.u64()
-            if index <= last:
+            leaf_index = r.u64()
+            if leaf_index <= last:
                 raise DecodeError("a bundle lists its leaves once each, ascending")
-            last = index
-            leaves[index] = LeafProof(read_leaf(r), read_hashes(r))
-        consistency = read_hashes(r)
+            last = leaf_index
+            leaves[leaf_index] = LeafProof(read_leaf(r), read(r))
+        consistency = read(r)
+        if dedup and first_unused != len(table):
+            raise DecodeError("a bundle lists only hashes its proofs use")
         key = r.fixed(r.u16())
         if len(key) not in (0, RELAY_KEY_LEN):
             raise DecodeError("a relay key is 1,984 bytes")

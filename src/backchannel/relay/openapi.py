@@ -227,7 +227,8 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "request; no authentication",
                 "description": "Binary layouts: docs/spec/relay-api.md, 'Batch exchange'. "
                 "Each cell is answered on its own (201, 200, 400, 404, 409, 429, 503, 507); "
-                "the answer proves every stored cell against one signed head.",
+                "the answer proves every stored cell against one signed head. Version 2 "
+                "asks for the compact answer (each of its proofs' hashes once).",
                 "security": [],
                 "requestBody": _binary_body(
                     "version u8 | known_size u64 | count u16 | count x (tenant_len u8 | "
