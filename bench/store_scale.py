@@ -374,7 +374,7 @@ def _table(result: dict[str, Any]) -> str:
     lines = [
         f"relay store scale: {result['mode']}, {result['deposits_timed']} durable deposits, "
         f"concurrency {result['concurrency']}, medians of {result['repeats']} rounds",
-        f"{'backend':<10}{'cells':>10}{'dep/s':>10}{'RSS MB':>9}{'vs first (pairwise median)':>28}",
+        f"{'backend':<10}{'cells':>10}{'dep/s':>10}{'RSS MB':>9}  vs first: median [pairs]",
     ]
     for backend in ("sqlite", "postgres"):
         row = result[backend]
@@ -383,10 +383,10 @@ def _table(result: dict[str, Any]) -> str:
             continue
         for n, level in row["levels"].items():
             which = {row.get("large_n"): "ratio", row.get("huge_n"): "ratio_huge"}.get(int(n))
-            ratio = f"{row[which]:.3f} {row[which + '_runs']}" if which else "-"
+            ratio = f"  {row[which]:.3f} {row[which + '_runs']}" if which else "  -"
             lines.append(
                 f"{backend:<10}{int(n):>10}{level['deposits_per_s']:>10.0f}"
-                f"{level['rss_mb']:>9.1f}{ratio:>28}"
+                f"{level['rss_mb']:>9.1f}{ratio}"
             )
     return "\n".join(lines)
 
