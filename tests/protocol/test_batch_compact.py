@@ -163,6 +163,10 @@ def test_malformed_compact_answers_are_refused() -> None:
         with pytest.raises(DecodeError):
             FetchBatchAnswer.decode_compact(bad, ASKED, TENANT)
         assert what
+    # The statuses themselves are what is refused, not what they misalign after.
+    for what in ("unused status bits set", "status 3"):
+        with pytest.raises(DecodeError, match="slot statuses are malformed"):
+            FetchBatchAnswer.decode_compact(refused[what], ASKED, TENANT)
 
 
 def test_absence_flag_must_match_the_statuses() -> None:
