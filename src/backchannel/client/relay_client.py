@@ -465,18 +465,14 @@ class RelayClient:
             )
         except DecodeError:
             raise self._malformed(what, response.status_code) from None
-        asked = set(slots)
-        if (
-            not answer.answers_match(queries)
-            or any(c.slot not in asked for c in answer.cells)
-            or any(s not in asked for s in answer.spent)
-            or (
-                intake is not None
-                and answer.intake is not None
-                and (
-                    len(answer.intake) > intake.limit
-                    or any(seq <= intake.after for seq, _ in answer.intake)
-                )
+        # The cells and spent slots are the asked ones by construction (the
+        # compact answer names them by their place among the slots asked).
+        if not answer.answers_match(queries) or (
+            intake is not None
+            and answer.intake is not None
+            and (
+                len(answer.intake) > intake.limit
+                or any(seq <= intake.after for seq, _ in answer.intake)
             )
         ):
             raise self._malformed(what, response.status_code)

@@ -425,29 +425,25 @@ class FetchBatchAnswer:
         slots = tuple(dict.fromkeys(asked))
         found = {c.slot: c for c in self.cells}
         spent = set(self.spent)
+        if found.keys() & spent or not found.keys() | spent <= set(slots):
+            raise LocalProtocolError(
+                "an answer's cells and spent slots must be distinct slots asked"
+            )
+        empty = set(slots) - found.keys() - spent
+        absence = self.absence()
+        if (
+            (absence is None and (empty or spent))
+            or (absence is not None and (set(absence.slots), set(absence.spent)) != (empty, spent))
+        ):  # fmt: skip
+            raise LocalProtocolError("the statement of absence must name the empty and spent slots")
         statuses = [
             SLOT_CELL if slot in found else SLOT_SPENT if slot in spent else SLOT_EMPTY
             for slot in slots
         ]
-        if len(found) + len(spent) != sum(st != SLOT_EMPTY for st in statuses):
-            raise LocalProtocolError("an answer's cells and spent slots must be slots asked")
-        absence = self.absence()
-        named = [(st, slot) for st, slot in zip(statuses, slots, strict=True) if st != SLOT_CELL]
-        if (absence is None) != (not named) or (
-            absence is not None
-            and (
-                set(absence.slots) != {slot for st, slot in named if st == SLOT_EMPTY}
-                or set(absence.spent) != spent
-            )
-        ):
-            raise LocalProtocolError("the statement of absence must name the empty and spent slots")
         w = Writer().u8(COMPACT_ANSWER_VERSION)
-        packed = bytearray((len(slots) + 3) // 4)
-        for i, st in enumerate(statuses):
-            packed[i // 4] |= st << (6 - 2 * (i % 4))
-        w.fixed(bytes(packed), len(packed))
-        for slot, st in zip(slots, statuses, strict=True):
-            if st == SLOT_CELL:
+        w.fixed(_pack(statuses), (len(slots) + 3) // 4)
+        for slot in slots:
+            if slot in found:
                 BatchPlace.write_optional(w, found[slot].place)
                 _write_cell(w, found[slot].cell)
         if absence is None:
@@ -502,18 +498,13 @@ class FetchBatchAnswer:
         r = Reader(raw)
         expect_version(r, COMPACT_ANSWER_VERSION, "compact batch fetch answer")
         slots = tuple(dict.fromkeys(asked))
-        packed = r.fixed((len(slots) + 3) // 4)
-        statuses = [(packed[i // 4] >> (6 - 2 * (i % 4))) & 3 for i in range(len(slots))]
-        unused = 2 * (4 * len(packed) - len(slots))
-        if (packed and packed[-1] & ((1 << unused) - 1)) or SLOT_SPENT + 1 in statuses:
-            raise DecodeError("a compact answer's slot statuses are malformed")
+        statuses = _unpack(r.fixed((len(slots) + 3) // 4), len(slots))
+        of = {st: tuple(s for s, got in zip(slots, statuses, strict=True) if got == st)
+              for st in (SLOT_EMPTY, SLOT_CELL, SLOT_SPENT)}  # fmt: skip
         cells = tuple(
-            FetchedCell(slot, BatchPlace.read_optional(r), read_cell(r))
-            for slot, st in zip(slots, statuses, strict=True)
-            if st == SLOT_CELL
+            FetchedCell(s, BatchPlace.read_optional(r), read_cell(r)) for s in of[SLOT_CELL]
         )
-        spent = tuple(slot for slot, st in zip(slots, statuses, strict=True) if st == SLOT_SPENT)
-        empty = tuple(slot for slot, st in zip(slots, statuses, strict=True) if st == SLOT_EMPTY)
+        empty, spent = of[SLOT_EMPTY], of[SLOT_SPENT]
         has_absence = r.u8()
         if has_absence != int(bool(empty or spent)):
             raise DecodeError("a compact answer states absence exactly when a slot was empty")
@@ -563,6 +554,22 @@ class FetchBatchAnswer:
         if not 0 <= pad_to <= MAX_PAD_TO or len(padding) != _padding(body, pad_to) or any(padding):
             raise DecodeError("the answer's padding is wrong")
         return cls(cells, spent, absent, log, answers, rows)
+
+
+def _pack(statuses: Sequence[int]) -> bytes:
+    """Two bits a status, the first in the high bits, zero bits up to a byte."""
+    packed = bytearray((len(statuses) + 3) // 4)
+    for i, st in enumerate(statuses):
+        packed[i // 4] |= st << (6 - 2 * (i % 4))
+    return bytes(packed)
+
+
+def _unpack(packed: bytes, count: int) -> list[int]:
+    """``count`` statuses from :func:`_pack`'s bytes; refused unless canonical."""
+    statuses = [(packed[i // 4] >> (6 - 2 * (i % 4))) & 3 for i in range(count)]
+    if _pack(statuses) != packed or SLOT_SPENT + 1 in statuses:
+        raise DecodeError("a compact answer's slot statuses are malformed")
+    return statuses
 
 
 def _padding(length: int, pad_to: int) -> int:

@@ -9,7 +9,8 @@ leaf's inclusion in the answer's head comes once per leaf, in the answer's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from backchannel.crypto.primitives import HASH_LEN
@@ -192,33 +193,21 @@ class LogBundle:
             raise LocalProtocolError("a bundle's leaves are out of range")
         w.u16(len(self.signed_head)).fixed(self.signed_head, len(self.signed_head))
         order = sorted(self.leaves)
-        write = write_hashes
+        proofs = (*(self.leaves[i].inclusion_proof for i in order), self.consistency)
+        put: Callable[[Writer, Sequence[bytes]], None] = write_hashes
         if dedup:
-            table: dict[bytes, int] = {}
-            for proof in (*(self.leaves[i].inclusion_proof for i in order), self.consistency):
-                for h in proof:
-                    table.setdefault(h, len(table))
-            if len(table) >= 1 << 16:
-                raise LocalProtocolError("a bundle holds at most 65,535 hashes")
+            table = _first_use_table(proofs)
             w.u16(len(table))
             for h in table:
                 w.fixed(h, HASH_LEN)
-            wide = len(table) > 256
-
-            def write(w: Writer, hashes: Sequence[bytes]) -> None:
-                if len(hashes) > MAX_PROOF_LEN:
-                    raise LocalProtocolError("a proof is longer than any tree allows")
-                w.u8(len(hashes))
-                for h in hashes:
-                    (w.u16 if wide else w.u8)(table[h])
-
+            put = functools.partial(_write_indexes, table=table)
         w.u16(len(self.leaves))
         for index in order:
             proved = self.leaves[index]
             w.u64(index)
             write_leaf(w, proved.leaf)
-            write(w, proved.inclusion_proof)
-        write(w, self.consistency)
+            put(w, proved.inclusion_proof)
+        put(w, self.consistency)
         w.u16(len(self.key)).fixed(self.key, len(self.key))
 
     @classmethod
@@ -228,31 +217,8 @@ class LogBundle:
             raise DecodeError("a bundle's head is a 113-byte compact signed head")
         if signed:
             TreeHead.decode(signed[:TREE_HEAD_LEN])
-        read = read_hashes
-        table: list[bytes] = []
-        if dedup:
-            table = [r.fixed(HASH_LEN) for _ in range(r.u16())]
-            if len(set(table)) != len(table):
-                raise DecodeError("a bundle lists each of its hashes once")
-            index = r.u16 if len(table) > 256 else r.u8
-            first_unused = 0
-
-            def read(r: Reader) -> tuple[bytes, ...]:
-                nonlocal first_unused
-                n = r.u8()
-                if n > MAX_PROOF_LEN:
-                    raise DecodeError("a proof is longer than any tree allows")
-                out = []
-                for _ in range(n):
-                    i = index()
-                    # Canonical: the hashes come in the order first used.
-                    if i > first_unused or i >= len(table):
-                        raise DecodeError("a bundle's hashes come in the order first used")
-                    if i == first_unused:
-                        first_unused += 1
-                    out.append(table[i])
-                return tuple(out)
-
+        indexes = _IndexReader(r) if dedup else None
+        read: Callable[[Reader], tuple[bytes, ...]] = indexes or read_hashes
         leaves: dict[int, LeafProof] = {}
         last = -1
         for _ in range(r.u16()):
@@ -262,11 +228,67 @@ class LogBundle:
             last = leaf_index
             leaves[leaf_index] = LeafProof(read_leaf(r), read(r))
         consistency = read(r)
-        if dedup and first_unused != len(table):
-            raise DecodeError("a bundle lists only hashes its proofs use")
+        if indexes is not None:
+            indexes.end()
         key = r.fixed(r.u16())
         if len(key) not in (0, RELAY_KEY_LEN):
             raise DecodeError("a relay key is 1,984 bytes")
         if not signed and (leaves or consistency):
             raise DecodeError("proofs need a head")
         return cls(signed, leaves, consistency, key)
+
+
+# -- a compact bundle's table of hashes -----------------------------------------------
+
+
+def _first_use_table(proofs: Sequence[Sequence[bytes]]) -> dict[bytes, int]:
+    """Each hash of ``proofs`` once, numbered in the order first used."""
+    table: dict[bytes, int] = {}
+    for proof in proofs:
+        for h in proof:
+            table.setdefault(h, len(table))
+    if len(table) >= 1 << 16:
+        raise LocalProtocolError("a bundle holds at most 65,535 hashes")
+    return table
+
+
+def _write_indexes(w: Writer, hashes: Sequence[bytes], *, table: dict[bytes, int]) -> None:
+    """A proof as ``count u8 | count x index`` (u8, or u16 past 256 hashes)."""
+    if len(hashes) > MAX_PROOF_LEN:
+        raise LocalProtocolError("a proof is longer than any tree allows")
+    index = w.u16 if len(table) > 256 else w.u8
+    w.u8(len(hashes))
+    for h in hashes:
+        index(table[h])
+
+
+class _IndexReader:
+    """Reads a compact bundle's table, then its proofs as indexes into it.
+
+    Canonical: every hash once, each first used in the table's order, every one
+    used (:meth:`end`), so a bundle has one encoding."""
+
+    def __init__(self, r: Reader) -> None:
+        self.table = [r.fixed(HASH_LEN) for _ in range(r.u16())]
+        if len(set(self.table)) != len(self.table):
+            raise DecodeError("a bundle lists each of its hashes once")
+        self._index = r.u16 if len(self.table) > 256 else r.u8
+        self._used = 0
+
+    def __call__(self, r: Reader) -> tuple[bytes, ...]:
+        n = r.u8()
+        if n > MAX_PROOF_LEN:
+            raise DecodeError("a proof is longer than any tree allows")
+        out = []
+        for _ in range(n):
+            i = self._index()
+            if i > self._used or i >= len(self.table):
+                raise DecodeError("a bundle's hashes come in the order first used")
+            if i == self._used:
+                self._used += 1
+            out.append(self.table[i])
+        return tuple(out)
+
+    def end(self) -> None:
+        if self._used != len(self.table):
+            raise DecodeError("a bundle lists only hashes its proofs use")
