@@ -202,3 +202,26 @@ async def test_a_colleagues_round_does_not_undo_the_opening(
         if not await relay.store.intake_is_open(tenant):
             break
     assert not ri.intake_is_open() and not await relay.store.intake_is_open(tenant)
+
+
+async def test_a_submitter_sends_nothing_of_himself_but_what_he_writes(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """The CLI's requests to the relay carry no User-Agent (it would name his
+    software and its version)."""
+    ri, _ = await opened_intake(tmp_path, relay)
+    seen: list[httpx.Request] = []
+
+    class Recording(httpx.ASGITransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return await super().handle_async_request(request)
+
+    card = public.read_card(ri.intake_card().to_text())
+    recording = Recording(app=relay.app, client=("203.0.113.7", 40000))
+    sent = await public.submit(
+        card, public.Kind.parse("interview"), "Hello", "Ten minutes?", "", transport=recording
+    )
+    assert await public.check(card, sent.reply_code, transport=recording) is None
+    assert [r.method for r in seen] == ["GET", "POST", "GET"]
+    assert not [r for r in seen if "user-agent" in r.headers]

@@ -121,9 +121,7 @@ async def submit(
     cell = pi.seal_request(card, pi.IntakeRequest(kind, subject, body, contact, code))
     base = f"/v1/intake/{card.tenant_id}"
     try:
-        async with httpx.AsyncClient(
-            base_url=card.relay_url, timeout=_TIMEOUT, transport=transport
-        ) as client:
+        async with _public_client(card, transport) as client:
             pow_answer = await client.get(f"{base}/pow")
             if pow_answer.status_code != 200:
                 raise _refusal(pow_answer)
@@ -144,6 +142,16 @@ async def submit(
     return Submitted(pi.format_reply_code(code))
 
 
+def _public_client(
+    card: pi.IntakeCard, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    """A client to the card's relay that says nothing of the submitter's software
+    (no User-Agent: the relay learns only what he writes)."""
+    client = httpx.AsyncClient(base_url=card.relay_url, timeout=_TIMEOUT, transport=transport)
+    del client.headers["User-Agent"]
+    return client
+
+
 async def check(
     card: pi.IntakeCard,
     reply_code: str,
@@ -154,9 +162,7 @@ async def check(
     code = pi.parse_reply_code(reply_code)
     path = f"/v1/intake/{card.tenant_id}/answers/{pi.reply_id(card, code).hex()}"
     try:
-        async with httpx.AsyncClient(
-            base_url=card.relay_url, timeout=_TIMEOUT, transport=transport
-        ) as client:
+        async with _public_client(card, transport) as client:
             answer = await client.get(path)
     except httpx.HTTPError as e:
         raise RelayUnavailable(f"cannot reach the relay at {card.relay_url}: {e}") from None

@@ -43,10 +43,10 @@ from backchannel.protocol.batch import (
 from backchannel.protocol.batch_log import CellPlace
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Headers httpx sends by default that the relay has no use for.
-_USELESS_HEADERS = ("Accept", "Accept-Encoding", "Connection")
-#: Short and constant (no library or software version in it).
-_USER_AGENT = "backchannel"
+#: Headers httpx sends by default that the relay has no use for. No User-Agent
+#: either: it would only tell the relay and the network which software talks
+#: (RFC 9110 §10.1.5), and costs bytes every request.
+_USELESS_HEADERS = ("Accept", "Accept-Encoding", "Connection", "User-Agent")
 _MAX_MESSAGE = 200
 
 
@@ -169,11 +169,9 @@ class RelayClient:
             base_url=base_url, transport=transport, timeout=timeout, verify=_tls_context()
         )
         # Only what the relay needs: the relay answers uncompressed, HTTP/1.1
-        # keeps the connection open anyway, and a library's version in the
-        # User-Agent would change with every upgrade.
+        # keeps the connection open anyway, and a User-Agent names the software.
         for name in _USELESS_HEADERS:
             del self._http.headers[name]
-        self._http.headers["User-Agent"] = _USER_AGENT
         self._host = httpx.URL(base_url).host or "the relay"
 
     async def __aenter__(self) -> Self:
