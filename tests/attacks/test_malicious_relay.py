@@ -66,15 +66,13 @@ async def round_reports(
     devices: tuple[Client, ...], clock: Clock, tick: int = 60
 ) -> list[SyncReport]:
     """One round of ``devices`` on the schedule: every one deposits, then every one
-    fetches, then every one checks; their reports, none with a relay error."""
+    fetches; their reports, none with a relay error."""
     clock.now += tick
     reports = [SyncReport() for _ in devices]
     for device, report in zip(devices, reports, strict=True):
         await device.deposit_phase(report)
     for device, report in zip(devices, reports, strict=True):
         await device.fetch_phase(report)
-    for device, report in zip(devices, reports, strict=True):
-        await device.check_phase(report)
     for report in reports:
         assert report.relay_error is None, report.relay_error
     return reports
@@ -130,7 +128,9 @@ async def test_honest_relay_gossip_raises_nothing(tmp_path: Path, clock: Clock) 
             assert note is not None and note.round >= 4
 
 
-async def test_a_dropped_cell_is_proved_within_one_round(tmp_path: Path, clock: Clock) -> None:
+async def test_a_dropped_cell_is_seen_at_once_and_proved_the_next_round(
+    tmp_path: Path, clock: Clock
+) -> None:
     relay = LyingRelay(tmp_path / "relay", clock)
     async with relay.running():
         ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
@@ -139,6 +139,10 @@ async def test_a_dropped_cell_is_proved_within_one_round(tmp_path: Path, clock: 
         relay.store.plan.drop = True  # New York's next cell to Washington vanishes
         await _round(ny, dc, clock)  # deposited, acknowledged, logged, never served
         alarms = await _round(ny, dc, clock)  # New York's next cell names the lost one
+        assert any("a dropped cell" in a for a in alarms), alarms  # seen in that round
+        assert not any("drop:" in a for a in alarms), alarms
+        # Its fetch asked nothing about the lost cell yet: the next round's does.
+        alarms = await _round(ny, dc, clock)
         assert any(a.startswith("relay log") and "drop:" in a for a in alarms), alarms
         lines = _checked(_proofs(dc), "drop")
         assert all("said at log size" in line for line in lines if line.startswith("drop"))
@@ -223,7 +227,10 @@ async def test_a_replayed_cell_is_caught_and_proved(tmp_path: Path, clock: Clock
         alarms = await _round(ny, dc, clock)
         assert any("decryption failed" in a for a in alarms), alarms  # the same round
         assert _received(dc) == held  # nothing taken twice
+        # New York's next cell names the real one; the round after, the fetch's
+        # queries prove the conflict.
         alarms = await _round(ny, dc, clock)
+        alarms += await _round(ny, dc, clock)
         assert any("slot conflict:" in a for a in alarms), alarms
         _checked(_proofs(dc), "slot conflict")
         assert _received(dc) == held
@@ -242,6 +249,7 @@ async def test_two_reordered_cells_are_caught_and_proved(tmp_path: Path, clock: 
         assert sum("decryption failed" in a for a in alarms) >= 2, alarms  # neither opens
         assert _received(dc) == held
         alarms = await _round(ny, dc, clock)
+        alarms += await _round(ny, dc, clock)
         assert any("slot conflict:" in a for a in alarms), alarms
         _checked(_proofs(dc), "slot conflict")
 
@@ -305,7 +313,7 @@ async def test_a_rewind_within_the_minute_is_proved_once_the_log_regrows(
                 # relay's head at the size it pinned in every round's check.
                 assert sizes[0] < pinned and not ri.relay_evidence()
                 assert any("no consistency proof" in a for a in alarms), alarms
-                assert Query.head_at(pinned) in ri.check_plan().queries
+                assert Query.head_at(pinned) in ri.fetch_plan().queries
             if sizes[-1] > pinned:
                 break  # this round's deposits took the log past the pinned size
         else:
@@ -314,7 +322,7 @@ async def test_a_rewind_within_the_minute_is_proved_once_the_log_regrows(
         _checked(ri.relay_evidence(), "fork")
 
 
-async def test_a_fork_between_the_missions_is_proved_within_one_round(
+async def test_a_fork_between_the_missions_is_proved_the_round_after_the_gossip(
     tmp_path: Path, clock: Clock
 ) -> None:
     relay = ForkingRelay(tmp_path / "relay", clock)
@@ -323,7 +331,9 @@ async def test_a_fork_between_the_missions_is_proved_within_one_round(
         await _quiet(ny, dc, clock)  # the two logs are equal so far
         await relay.fork(dc[0].mission().tenant_id)
         # Washington sees the second log this round and gossips its head in its
-        # next cell to New York, whose devices prove the fork in that round.
+        # next cell to New York, whose devices ask for the proof in their next
+        # round's fetch.
+        assert await _round(ny, dc, clock) == []
         assert await _round(ny, dc, clock) == []
         alarms = await _round(ny, dc, clock)
         assert any("fork:" in a for a in alarms), alarms

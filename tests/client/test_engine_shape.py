@@ -126,12 +126,11 @@ async def test_every_round_looks_the_same_whatever_the_officers_do(
         shapes = {tuple(sent[name]) for _, sent in rounds}
         assert len(shapes) == 1, (name, [(label, sent[name]) for label, sent in rounds])
         [shape] = shapes
-        # Deposit, fetch, check: three requests, to two endpoint templates.
+        # Deposit, then fetch: two requests, to two endpoint templates.
         assert [(m, p) for m, p, _ in shape] == [
             ("POST", "/v1/batch/deposit"),
-            ("POST", "/v1/tenants/{tenant_id}/batch/fetch"),
             ("POST", "/v1/tenants/{tenant_id}/batch/fetch"),
         ]
     # Nothing went to the relay outside the rounds: compose, approve, open and
     # release only queued their work.
-    assert sum(len(sent[n]) for _, sent in rounds for n in names) == 3 * 4 * len(rounds)
+    assert sum(len(sent[n]) for _, sent in rounds for n in names) == 2 * 4 * len(rounds)

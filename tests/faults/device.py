@@ -84,7 +84,7 @@ class _Device:
         assert c is not None
         if op == "phase":
             report = SyncReport()
-            phase = {"deposit": c.deposit_phase, "fetch": c.fetch_phase, "check": c.check_phase}
+            phase = {"deposit": c.deposit_phase, "fetch": c.fetch_phase}
             await phase[cmd["name"]](report)  # type: ignore[operator]
             return {"error": report.relay_error, "alarms": report.alarms}
         if op == "compose":

@@ -82,7 +82,7 @@ async def pair(ny: tuple[Client, Client], dc: tuple[Client, Client]) -> str:
 async def lockstep(
     devices: Sequence[Client], done: Callable[[], bool], limit: int = 16
 ) -> set[int]:
-    """Run rounds on ``devices`` in step (all deposit, all fetch, all check) until ``done()``.
+    """Run rounds on ``devices`` in step (all deposit, then all fetch) until ``done()``.
 
     Returns the sequence numbers the peers acknowledged meanwhile.
     """
@@ -96,7 +96,6 @@ async def lockstep(
             pairs = list(zip(devices, reports, strict=True))
             await asyncio.gather(*(d.deposit_phase(r) for d, r in pairs))
             await asyncio.gather(*(d.fetch_phase(r) for d, r in pairs))
-            await asyncio.gather(*(d.check_phase(r) for d, r in pairs))
             for r in reports:
                 delivered.update(r.delivered)
             if done():

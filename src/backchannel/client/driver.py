@@ -1,13 +1,13 @@
 """The round driver: the only code of a device that talks to a relay.
 
-Each round it carries the engine's three requests (:mod:`backchannel.client.engine`):
-the batch deposit at :data:`DEPOSIT_AT` of the round, the batch fetch at
-:data:`FETCH_AT`, the check at :data:`CHECK_AT`, which also asks for the
-public intake's requests (:mod:`backchannel.client.intake`). The times are fixed fractions
-of the round, the same whatever the officers did, so the relay and the
+Each round it carries the engine's two requests (:mod:`backchannel.client.engine`):
+the batch deposit at :data:`DEPOSIT_AT` of the round and the batch fetch at
+:data:`FETCH_AT`, which also carries the round's log queries and asks for the
+public intake's requests (:mod:`backchannel.client.intake`). The times are fixed
+fractions of the round, the same whatever the officers did, so the relay and the
 network see one exchange per round at the same moments. Depositing early and
 fetching at mid-round lets what one device deposits reach the others in the
-same round; the check proves in the same round a lie that the fetch revealed.
+same round; a lie that a fetch reveals is proved by the next round's queries.
 
 :meth:`Driver.sync` runs rounds back to back (scripts, tests, benchmarks);
 :meth:`Driver.run` keeps the schedule on a clock that tests inject.
@@ -38,7 +38,6 @@ from backchannel.protocol.constants import ROUND_SECONDS
 #: When in its round a device deposits, and when it fetches (fractions of the round).
 DEPOSIT_AT = 0.1
 FETCH_AT = 0.5
-CHECK_AT = 0.8
 
 _RELAY_ERRORS = (RelayUnavailable, RelayRefused)
 #: After the relay refuses a credential rotation (4xx), how long before it is asked again.
@@ -187,20 +186,16 @@ class Driver(Engine, Intake):
         with self._tx():
             await self.take_deposit(plan, DepositView.of(answer), report)
 
-    async def check_phase(self, report: SyncReport) -> None:
-        """This round's check: the log queries what the fetch brought needs."""
-        await self.fetch_phase(report, check=True)
-
-    async def fetch_phase(self, report: SyncReport, *, check: bool = False) -> bool:
+    async def fetch_phase(self, report: SyncReport) -> bool:
         """This round's batch fetch from our own tenant; True when it found us caught up."""
         m = self.mission()
-        plan = self.check_plan() if check else self.fetch_plan()
-        # The check also asks what the public sent since the last round, every
+        plan = self.fetch_plan()
+        # The fetch also asks what the public sent since the last round, every
         # round on every device, whether or not the mission ever opened its
         # intake (it then brings nothing): the same request whatever officers do.
-        # It asks after the fetch was taken in, so the open state it states
-        # includes a colleague's opening or closing that the fetch brought.
-        intake = IntakeAsk(*self.intake_window()) if check else None
+        # The open state it states is what the last round's fetch brought (a
+        # colleague's opening or closing reaches the relay a round later).
+        intake = IntakeAsk(*self.intake_window())
         try:
             async with self._relay_for(m.relay_url, m.tenant_id, m.credential) as relay:
                 report.requests += 1
@@ -211,13 +206,14 @@ class Driver(Engine, Intake):
             report.relay_error = str(exc)
             caught_up = False
         else:
-            if answer.intake:
-                report.intake += self.take_intake(list(answer.intake))
             with self._tx():
                 view = FetchView.of(plan.slots, plan.queries, answer)
                 caught_up = await self.take_fetch(plan, view, report)
-        if not check:
-            await self._fetch_left(report)
+            # After the cells: an intake key a colleague's mailbox object brought
+            # in this answer opens the requests sealed to it.
+            if answer.intake:
+                report.intake += self.take_intake(list(answer.intake))
+        await self._fetch_left(report)
         return caught_up
 
     async def _fetch_left(self, report: SyncReport) -> None:
@@ -255,10 +251,9 @@ class Driver(Engine, Intake):
         return report
 
     async def round(self, report: SyncReport) -> bool:
-        """One round now: deposit, fetch, check. True when the fetch found us caught up."""
+        """One round now: deposit, then fetch. True when the fetch found us caught up."""
         await self.deposit_phase(report)
         caught_up = await self.fetch_phase(report)
-        await self.check_phase(report)
         report.rounds += 1
         return caught_up
 
@@ -313,8 +308,6 @@ class Driver(Engine, Intake):
             await self.deposit_phase(report)
             await _until(start + FETCH_AT * length, now, sleep)
             await self.fetch_phase(report)
-            await _until(start + CHECK_AT * length, now, sleep)
-            await self.check_phase(report)
             report.rounds = 1
             report.waiting = len(self.vault.pending("net_out"))
             on_round(report)

@@ -11,11 +11,10 @@ makes the same exchange whatever its officers did:
    next piece of a queued joint object, or mailbox cover.
 2. **one batch fetch** from our own tenant: a fixed window of slots per channel
    (:data:`CHANNEL_WINDOW` rounds from the next one to read) and per colleague
-   (:data:`MAILBOX_WINDOW` mailbox positions).
-3. **one check**: :data:`QUERIES` log queries (the unused ones padding) that
-   the checks of what the fetch brought need (the peer's gossip: its view of
-   the log and the note of its latest deposit), so a lie they reveal is proved
-   in the same round.
+   (:data:`MAILBOX_WINDOW` mailbox positions), and :data:`QUERIES` log queries
+   (the unused ones padding) that the checks of what the last fetch brought
+   need (the peer's gossip: its view of the log and the note of its latest
+   deposit), so a lie they reveal is proved in the next round.
 
 Every cell is persisted before it is sent and marked done only once the
 relay's receipt for it is checked against its log, so a relay that is down, a
@@ -44,7 +43,7 @@ from backchannel.client.report import SyncReport
 from backchannel.client.takeovers import Takeovers
 from backchannel.client.witnessing import Witnessing
 from backchannel.errors import BackchannelError
-from backchannel.protocol.batch import QueryKind
+from backchannel.protocol.batch import Query, QueryKind
 from backchannel.protocol.constants import ROUND_SECONDS, SLOT_LEN
 from backchannel.protocol.misbehaviour import (
     Absence,
@@ -252,13 +251,11 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
 
     # --- fetch ----------------------------------------------------------------------
 
-    def check_plan(self) -> FetchPlan:
-        """The round's check: no slots, the log queries the waiting checks need."""
-        m = self.mission()
-        known = self._known_size(m.relay_url)
-        suspect = self.log.suspect_sizes(m.relay_url)
+    def _round_queries(self, known: int) -> tuple[Query, ...]:
+        """The round's log queries: what the waiting checks need, then padding."""
+        suspect = self.log.suspect_sizes(self.mission().relay_url)
         # The last place is the witnesses' (witnessing.py): the relay's cosigned
-        # checkpoint every CHECKPOINT_EVERY checks, or padding.
+        # checkpoint every CHECKPOINT_EVERY fetches, or padding.
         witness = self.witness_query(known)
         places = QUERIES - 1 if witness is not None else QUERIES
         queries = plan_queries(self._due(), self._seen_for_notes(), known, suspect, places)
@@ -268,7 +265,7 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
             queries[i] = probe
         if witness is not None:
             queries[-1] = witness
-        return FetchPlan(m.relay_url, m.tenant_id, (), known, tuple(queries), {}, {})
+        return tuple(queries)
 
     def fetch_plan(self) -> FetchPlan:
         m = self.mission()
@@ -285,7 +282,10 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
             mailbox[o] = self.mailbox.window(o, MAILBOX_WINDOW)
             slots.extend(mailbox[o].slots)
         known = self._known_size(m.relay_url)
-        return FetchPlan(m.relay_url, m.tenant_id, tuple(slots), known, (), channels, mailbox)
+        # The log queries ride in the same request: those the last fetch made due
+        # (a peer's gossip, a note naming a cell) are answered in this one.
+        queries = self._round_queries(known)
+        return FetchPlan(m.relay_url, m.tenant_id, tuple(slots), known, queries, channels, mailbox)
 
     async def take_fetch(self, plan: FetchPlan, view: FetchView, report: SyncReport) -> bool:
         """Act on a fetch's answer; True when every window showed this device caught up."""
@@ -344,8 +344,9 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
 
     def idle(self) -> bool:
         """Nothing of ours waits to go out: no object, no cell, no message fragment,
-        no receipt for a message received."""
-        if self.mailbox.waiting() or self.vault.pending("net_out"):
+        no receipt for a message received, no peer's gossip waiting for the log
+        queries that check it (they go out with the next fetch)."""
+        if self.mailbox.waiting() or self.vault.pending("net_out") or self._due():
             return False
         if not self.is_runner:
             return True

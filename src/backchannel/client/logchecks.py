@@ -5,7 +5,7 @@ cells are proved in the relay's log and its empty slots in a signed
 statement, and the peer's gossip (its view of the log and the note of its
 latest deposit) is compared with ours. A check that needs what the answer
 does not carry waits in the vault; :func:`plan_queries` turns the waiting
-checks into the log queries of the round's check request.
+checks into the log queries of the next round's fetch.
 """
 
 from __future__ import annotations

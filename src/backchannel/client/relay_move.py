@@ -173,7 +173,7 @@ class RelayMoves(Rewind, Audit):
         """Note who was seen at the new relay in a fetch of it; end the move when all were."""
         move = self.relay_move()
         if move is None or plan.unchecked or not plan.slots:
-            return  # not a fetch of the new relay's slots (the round's check is not)
+            return  # not a fetch of the new relay's slots
         channels = tuple(
             c
             for c in move.channels

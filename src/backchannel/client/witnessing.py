@@ -1,6 +1,6 @@
 """The witnesses' word on the relay's log, asked for on the schedule.
 
-Every :data:`CHECKPOINT_EVERY`-th check of a device (the first one included)
+Every :data:`CHECKPOINT_EVERY`-th fetch of a device (the first one included)
 carries, in its last log-query place, a CHECKPOINT query: the relay answers
 with its latest checkpoint and the witnesses' cosignatures on it, the log
 key's binding of the checkpoint key, and the consistency proof between the
