@@ -20,9 +20,11 @@ import pytest
 from backchannel.client import demo
 from backchannel.client.audit import verify_record
 from backchannel.client.log_watch import evidence_from_text, evidence_text
+from backchannel.client.logchecks import QUERIES
 from backchannel.client.service import Client
 from backchannel.client.witnessing import CHECKPOINT_EVERY
 from backchannel.crypto.notesig import Ed25519NoteKey
+from backchannel.protocol.batch import QueryKind
 from backchannel.protocol.channel import Policy
 from backchannel.protocol.evidence import verify_misbehaviour
 from backchannel.protocol.misbehaviour import SignedHead
@@ -229,3 +231,16 @@ async def test_without_witnesses_in_the_policy_the_relays_own_checkpoint_is_chec
         rule, watch = ri.witness_watch()
         assert not rule.asked and watch.checked_at > 0 and watch.size > 0
         assert alarms == [] and ri.log.alarms() == []
+
+
+async def test_every_tenth_fetch_asks_for_the_checkpoint_and_a_fetch_without_queries_does_not_count(
+    tmp_path: Path, bench: Bench
+) -> None:
+    """The checkpoint's cadence counts the fetches that carry the round's queries;
+    a fetch from a relay being left (no queries) leaves it as it is."""
+    ri, _ = await _mission(tmp_path, bench)
+    assert all(ri.fetch_plan(queries=False).queries == () for _ in range(3))
+    asked = [ri.fetch_plan().queries for _ in range(2 * CHECKPOINT_EVERY + 1)]
+    checkpoints = [i for i, qs in enumerate(asked) if qs[-1].kind is QueryKind.CHECKPOINT]
+    assert checkpoints == [0, CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY]
+    assert all(len(qs) == QUERIES for qs in asked)

@@ -223,7 +223,7 @@ class Driver(Engine, Intake):
         (his copy at the old relay is then already read), and what the peer
         left at the old relay fills any gap the new one showed."""
         move = self.relay_move()
-        plan = self.old_fetch_plan(self.fetch_plan()) if move is not None else None
+        plan = self.old_fetch_plan(self.fetch_plan(queries=False)) if move is not None else None
         if move is None or plan is None:
             return
         try:

@@ -267,7 +267,9 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
             queries[-1] = witness
         return tuple(queries)
 
-    def fetch_plan(self) -> FetchPlan:
+    def fetch_plan(self, *, queries: bool = True) -> FetchPlan:
+        """The round's fetch: every lane's window and, unless ``queries`` is false
+        (a fetch from a relay being left), the round's log queries."""
         m = self.mission()
         channels: dict[bytes, dict[int, bytes]] = {}
         slots: list[bytes] = []
@@ -284,8 +286,8 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
         known = self._known_size(m.relay_url)
         # The log queries ride in the same request: those the last fetch made due
         # (a peer's gossip, a note naming a cell) are answered in this one.
-        queries = self._round_queries(known)
-        return FetchPlan(m.relay_url, m.tenant_id, tuple(slots), known, queries, channels, mailbox)
+        asked = self._round_queries(known) if queries else ()
+        return FetchPlan(m.relay_url, m.tenant_id, tuple(slots), known, asked, channels, mailbox)
 
     async def take_fetch(self, plan: FetchPlan, view: FetchView, report: SyncReport) -> bool:
         """Act on a fetch's answer; True when every window showed this device caught up."""
