@@ -552,7 +552,7 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
     ``cells`` are the cells' own bytes; ``addressing`` the tenants, slots and
     lengths around them; ``places`` each cell's place in the log (and, for a
     deposit, its status and id); ``proofs`` batch, inclusion and consistency proofs; ``absence`` the
-    signed statement that asked slots were empty; ``queries`` the check's log
+    signed statement that asked slots were empty; ``queries`` the fetch's log
     queries and their answers; ``padding`` the zeros that round a fetch answer
     up; ``intake`` the round's intake request and its answer; ``framing``
     versions, counts and sizes.
@@ -1527,7 +1527,7 @@ def traffic(recs: list[Recording]) -> dict[str, Any]:
             exs.sort(key=lambda e: e.wall)
             stratum = (w, device, *shape(exs))
             for j, e in enumerate(exs):
-                kind = ("deposit", "fetch", "check")[j] if j < 3 else f"extra{j}"
+                kind = ("deposit", "fetch")[j] if j < 2 else f"extra{j}"
                 sizes[f"{kind} request"][stratum][label][e.req_head + e.req_body] += 1
                 sizes[f"{kind} answer"][stratum][label][e.resp_head + e.resp_body] += 1
             key = f"{w}:{device}"
