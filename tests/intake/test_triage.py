@@ -204,7 +204,7 @@ async def test_a_colleagues_round_does_not_undo_the_opening(
     assert not ri.intake_is_open() and not await relay.store.intake_is_open(tenant)
 
 
-async def test_a_submitter_sends_nothing_of_himself_but_what_he_writes(
+async def test_a_submitters_requests_carry_no_user_agent(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     """The CLI's requests to the relay carry no User-Agent (it would name his
