@@ -31,7 +31,7 @@ from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import DepositNote
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, RELAY_URL
-from tests.client.evil_relay import CHECKS, Clock, ForkingRelay, LyingRelay, LyingStore
+from tests.client.evil_relay import FETCHES, Clock, ForkingRelay, LyingRelay, LyingStore
 
 Mission = tuple[Client, Client]
 
@@ -372,7 +372,7 @@ async def test_proofs_the_relay_withholds_for_a_while_are_checked_later(
         _aim(relay.store, dc)
         relay.store.plan.drop = True
         await _round(ny, dc, clock)
-        relay.busy.add(CHECKS)
+        relay.busy.add(FETCHES)
         clock.now += 60
         await ny[0].sync(1)
         report = await dc[0].sync(1)

@@ -131,7 +131,7 @@ def _client(url: str, tenant: str | None, credential: str | None, transport: obj
 
 #: Put in ``LyingRelay.busy``: the relay answers 503 to every round's fetch (the
 #: request that asks the log for proofs), and serves everything else.
-CHECKS = "checks"
+FETCHES = "fetches"
 
 
 class _Flaky(httpx.AsyncBaseTransport):
@@ -144,7 +144,7 @@ class _Flaky(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path in self.down:
             return httpx.Response(503, json={"error": "busy"})
-        if CHECKS in self.down and request.url.path.endswith("/batch/fetch"):
+        if FETCHES in self.down and request.url.path.endswith("/batch/fetch"):
             return httpx.Response(503, json={"error": "busy"})
         return await self.inner.handle_async_request(request)
 

@@ -348,7 +348,8 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
         """Nothing of ours waits to go out: no object, no cell, no message fragment,
         no receipt for a message received, no peer's gossip waiting for the log
         queries that check it (they go out with the next fetch)."""
-        if self.mailbox.waiting() or self.vault.pending("net_out") or self._due():
+        pending = self.vault.pending
+        if self.mailbox.waiting() or pending("net_out") or pending("gossip_due"):
             return False
         if not self.is_runner:
             return True
