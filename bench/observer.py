@@ -57,7 +57,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,12 +71,14 @@ from backchannel.client.report import SyncReport
 from backchannel.client.service import Client
 from backchannel.errors import BackchannelError
 from backchannel.protocol.batch import (
+    BatchPlace,
     DepositBatch,
     DepositBatchAnswer,
     FetchBatch,
     FetchBatchAnswer,
     LogBundle,
 )
+from backchannel.protocol.batch_proofs import write_shared
 from backchannel.protocol.channel import Policy
 from backchannel.protocol.codec import Writer
 from backchannel.protocol.constants import CELL_SIZE
@@ -527,6 +529,13 @@ def _proof(hashes: tuple[bytes, ...]) -> int:
     return 1 + 32 * len(hashes)
 
 
+def _shared(places: Sequence[BatchPlace | None]) -> int:
+    """The bytes of the shared proofs of these places' batches."""
+    w = Writer()
+    write_shared(w, places)
+    return len(w.bytes())
+
+
 def _bundle_parts(bundle: LogBundle, dedup: bool = False) -> dict[str, int]:
     """The bytes of a log bundle: signed head, leaves, proofs (with their table of
     hashes when ``dedup``), the relay's key."""
@@ -564,13 +573,18 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
         n = len(batch.cells)
         parts["cells"] += sum(len(c.cell) for c in batch.cells)
         parts["addressing"] += sum(1 + len(c.tenant_id) + 32 + 4 for c in batch.cells)
-        answer = DepositBatchAnswer.decode(rbody)
-        for r in answer.results:
-            parts["places"] += 2 + 32 + 1
-            if r.place is not None:
-                parts["places"] += 8 + 4 + 4
-                parts["proofs"] += _proof(r.place.batch_proof)
-        parts.update(_bundle_parts(answer.log, dedup=rbody[:1] == b"\x02"))
+        answer = DepositBatchAnswer.decode(rbody, batch)
+        if batch.shared:
+            # Status and place; each batch's proof once, after the results.
+            parts["places"] += (2 + 8 + 4 + 4) * len(answer.results)
+            parts["proofs"] += _shared([r.place for r in answer.results])
+        else:
+            for r in answer.results:
+                parts["places"] += 2 + 32 + 1
+                if r.place is not None:
+                    parts["places"] += 8 + 4 + 4
+                    parts["proofs"] += _proof(r.place.batch_proof)
+        parts.update(_bundle_parts(answer.log, dedup=batch.compact))
     elif path.endswith("/batch/fetch"):
         req = FetchBatch.decode(body)
         parts["addressing"] += 32 * len(req.slots)
@@ -595,8 +609,10 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
             parts["cells"] += len(c.cell)
             parts["addressing"] += 4 if req.compact else 32 + 4
             parts["places"] += 8 + 4 + 4
-            if c.place is not None:
+            if c.place is not None and not req.shared:
                 parts["proofs"] += _proof(c.place.batch_proof)
+        if req.shared:
+            parts["proofs"] += _shared([c.place for c in answer.cells])
         if req.compact:
             # Two bits a slot say what each held; the statement of absence comes
             # as its time, retention and signature (or one zero byte).

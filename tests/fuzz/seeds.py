@@ -36,6 +36,7 @@ def _h(i: int) -> bytes:
 def _batch_seeds() -> dict[str, list[bytes]]:
     from tests.protocol import test_batch_codec as bc
     from tests.protocol import test_batch_compact as cm
+    from tests.protocol import test_batch_proofs as pr
 
     return {
         "deposit_batch": [
@@ -61,8 +62,13 @@ def _batch_seeds() -> dict[str, list[bytes]]:
             bytes([64]) + bc.FETCH_ANSWER.encode(64),
             b"\x01" + bt.FetchBatchAnswer(()).encode(),
         ],
+        "deposit_answer_shared": [
+            pr._deposit_answer().encode(shared=True),
+            replace(pr._deposit_answer(), log=bt.LogBundle()).encode(shared=True),
+        ],
         "fetch_answer_compact": [
             bytes([64, 5]) + cm.ANSWER.encode_compact(cm.ASKED, 64),
+            bytes([64, 4]) + pr._fetch_answer().encode_compact(pr.ASKED, 64, shared=True),
             bytes([0x81, 5])
             + replace(cm.ANSWER, intake=((3, b"sealed"),)).encode_compact(cm.ASKED, 1),
             b"\x01\x00" + bt.FetchBatchAnswer(()).encode_compact(()),

@@ -280,7 +280,8 @@ def _fetch_answer_compact(data: bytes) -> None:
     intake = bool(data[0] & 0x80) if data else False
     asked = _COMPACT_ASKED[: (data[1] % 9) if len(data) > 1 else 0]
     answer = bt.FetchBatchAnswer.decode_compact(data[2:], asked, "mission-b", pad_to, intake)
-    _same(answer.encode_compact(asked, pad_to), data[2:], "compact fetch batch answer")
+    shared = data[2:3] == bytes([bt.SHARED_VERSION])  # each batch's proof once
+    _same(answer.encode_compact(asked, pad_to, shared=shared), data[2:], "compact fetch answer")
     answer.places()
     answer.absence()
 
@@ -289,6 +290,16 @@ def _deposit_answer(data: bytes) -> None:
     answer = bt.DepositBatchAnswer.decode(data)
     compact = data[:1] == bytes([bt.COMPACT_ANSWER_VERSION])
     _same(answer.encode(compact=compact), data, "deposit batch answer")
+    answer.places()
+
+
+def _deposit_answer_shared(data: bytes) -> None:
+    """The shared answer (version 3) to a deposit of four cells."""
+    from tests.protocol.test_batch_proofs import DEPOSITED
+
+    batch = bt.DepositBatch(0, DEPOSITED, compact=True, shared=True)
+    answer = bt.DepositBatchAnswer.decode(data, batch)
+    _same(answer.encode(shared=True), data, "shared deposit batch answer")
     answer.places()
 
 
@@ -559,6 +570,7 @@ def _targets() -> dict[str, Target]:
         Target("fetch_batch", c(bt.FetchBatch.decode, bt.FetchBatch.encode, "fetch"), _D),
         Target("fetch_answer", _fetch_answer, _D, max_len=16384),
         Target("fetch_answer_compact", _fetch_answer_compact, _D, max_len=16384),
+        Target("deposit_answer_shared", _deposit_answer_shared, _D, max_len=16384),
         Target("log_bundle", _log_bundle, _D),
         Target("query", _query, _D),
         Target("query_answer", _query_answer, _D),

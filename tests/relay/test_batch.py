@@ -405,6 +405,47 @@ async def test_a_compact_fetch_says_the_same_in_fewer_bytes(relay: httpx.AsyncCl
         other.verify(key)
 
 
+async def test_shared_answers_send_each_batchs_proof_once_and_prove_the_same(
+    relay: httpx.AsyncClient,
+) -> None:
+    """A version 3 deposit and a version 4 fetch are answered with each batch's
+    proof once; rebuilt from the cells, the answers are the compact ones and
+    every place verifies."""
+    beta = await register(relay, "mission-beta")
+    for _ in range(5):  # a few leaves before, so the log proofs are not empty
+        await post_deposit(relay, [(beta.tenant_id, new_slot(), new_cell())])
+    cells = [(beta.tenant_id, new_slot(), new_cell()) for _ in range(5)]
+    key = await relay_key(relay)
+    raws, answers = [], []
+    for shared in (False, True):
+        batch = DepositBatch(5, tuple(DepositCell(*c) for c in cells), True, shared)
+        r = await relay.post("/v1/batch/deposit", content=batch.encode(), headers=OCTET)
+        assert r.status_code == 200 and r.content[0] == (3 if shared else 2)
+        raws.append(r.content)
+        answers.append(DepositBatchAnswer.decode(r.content, batch))
+    # The second deposit held them already: the same places, said in fewer bytes.
+    assert [r.status for r in answers[1].results] == [200] * 5
+    assert [r.place for r in answers[1].results] == [r.place for r in answers[0].results]
+    assert len(raws[1]) < len(raws[0]) - 5 * 32
+    for (tenant, slot, cell), place in zip(cells, answers[1].places(), strict=True):
+        assert place is not None
+        check_place(answers[1].log, key, tenant, slot, cell, place)
+
+    asked = (*(c[1] for c in cells), new_slot())
+    fetched = []
+    for shared in (False, True):
+        body = FetchBatch(5, 1, asked, (), compact=True, shared=shared).encode()
+        r = await relay.post(beta.path("batch/fetch"), content=body, headers={**OCTET, **beta.auth})
+        assert r.status_code == 200 and r.content[0] == (3 if shared else 2)
+        fetched.append(FetchBatchAnswer.decode_compact(r.content, asked, beta.tenant_id, 1))
+        raws.append(r.content)
+    assert fetched[1].cells == fetched[0].cells and fetched[1].log == fetched[0].log
+    assert len(raws[3]) < len(raws[2])
+    for (tenant, slot, cell), c in zip(cells, fetched[1].cells, strict=True):
+        place = fetched[1].places()[c.slot]
+        check_place(fetched[1].log, key, tenant, slot, cell, place)
+
+
 async def test_queries_the_relay_cannot_answer_are_refused_one_by_one(
     relay: httpx.AsyncClient,
 ) -> None:
@@ -550,8 +591,8 @@ async def test_malformed_bodies_are_400_and_echo_nothing(make_app: AppFactory) -
         three = DepositBatch(
             0, tuple(DepositCell(alpha.tenant_id, new_slot(), b"x") for _ in range(3))
         ).encode()
-        # Versions 1 and 2 (the compact answer) are known; 3 is not.
-        for body in (b"", b"\x03" + good[1:], good[:-1], good + b"\x00", three):
+        # Versions 1 to 3 (the compact and the shared answers) are known; 4 is not.
+        for body in (b"", b"\x04" + good[1:], good[:-1], good + b"\x00", three):
             r = await http.post("/v1/batch/deposit", content=body, headers=OCTET)
             assert r.status_code == 400
             text = error_of(r)

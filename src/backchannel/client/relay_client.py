@@ -416,12 +416,12 @@ class RelayClient:
         again answers 200 per stored cell, with its original place).
         """
         what = "deposit a batch of cells"
-        body = DepositBatch(
-            known_size, tuple(DepositCell(*c) for c in cells), compact=True
-        ).encode()
-        response = await self._request(what, "POST", "/v1/batch/deposit", content=body)
+        batch = DepositBatch(
+            known_size, tuple(DepositCell(*c) for c in cells), compact=True, shared=True
+        )
+        response = await self._request(what, "POST", "/v1/batch/deposit", content=batch.encode())
         try:
-            answer = DepositBatchAnswer.decode(response.content)
+            answer = DepositBatchAnswer.decode(response.content, batch)
         except DecodeError:
             raise self._malformed(what, response.status_code) from None
         if len(answer.results) != len(cells):
@@ -453,7 +453,9 @@ class RelayClient:
         what = "fetch a batch of cells"
         tenant, credential = self._tenant()
         wanted = tuple(slots)
-        body = FetchBatch(known_size, pad_to, wanted, tuple(queries), intake, compact=True).encode()
+        body = FetchBatch(
+            known_size, pad_to, wanted, tuple(queries), intake, compact=True, shared=True
+        ).encode()
         response = await self._request(
             what, "POST", f"/v1/tenants/{tenant}/batch/fetch", auth=credential, content=body
         )

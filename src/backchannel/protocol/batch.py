@@ -5,11 +5,7 @@ big-endian, version byte first, every decoder strict (a truncated, overlong
 or padded-wrong body raises :class:`~backchannel.errors.DecodeError`, and
 nothing else). A *proof* is ``count u8 | count x hash [32]``.
 
-* :class:`DepositBatch` ``version | known_size u64 | count u16 | count x
-  (tenant_len u8 | tenant | slot [32] | cell_len u32 | cell)``;
-* :class:`DepositBatchAnswer` ``version | count u16 | count x CellResult |
-  LogBundle``, ``CellResult = status u16 | cell_id [32] | has_place u8 |
-  (leaf_index u64 | batch_position u32 | batch_size u32 | batch proof)``;
+* :class:`DepositBatch` and :class:`DepositBatchAnswer`: :mod:`.batch_deposit`;
 * :class:`LogBundle` ``head_len u16 | compact signed head | nleaves u16 |
   nleaves x (leaf_index u64 | leaf_len u16 | leaf | inclusion proof) |
   consistency proof | key_len u16 | relay key``: one head, every leaf the
@@ -30,31 +26,45 @@ nothing else). A *proof* is ``count u8 | count x hash [32]``.
 * A fetch of version 3 (the layout of version 1, then the intake ask or
   nothing) asks for the *compact* answer (version 2): the same content without
   what the client already knows (the slots it asked, its tenant, the head the
-  bundle carries): :meth:`FetchBatchAnswer.encode_compact`. A deposit of
-  version 2 (the layout of version 1) asks for its compact answer (version 2:
-  the layout of version 1). In both, the bundle lists each of its proofs'
-  hashes once (:meth:`LogBundle.write`).
+  bundle carries): :meth:`FetchBatchAnswer.encode_compact`; its bundle lists
+  each of its proofs' hashes once (:meth:`LogBundle.write`). A fetch of
+  version 4 (the layout of version 3) asks for the *shared* answer (version
+  3): the compact one whose cells' batch proofs come once per batch, after the
+  cells (:mod:`.batch_proofs`), rebuilt by the client from the cells it got.
 
 Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from backchannel.crypto.primitives import HASH_LEN
 from backchannel.crypto.signing import ED25519_SIG_LEN
 from backchannel.errors import DecodeError, LocalProtocolError
+from backchannel.protocol.batch_deposit import (
+    COMPACT_ANSWER_VERSION,
+    DEPOSIT_COMPACT_VERSION,
+    SHARED_VERSION,
+    STATUSES,
+    VERSION,
+    CellResult,
+    DepositBatch,
+    DepositBatchAnswer,
+    DepositCell,
+)
 from backchannel.protocol.batch_log import (
-    MAX_CELL_LEN,
     BatchPlace,
     CellPlace,
     LeafProof,
     LogBundle,
+    check_slot,
     read_absence,
     read_cell,
+    write_cell,
 )
+from backchannel.protocol.batch_proofs import read_place, read_shared, write_place, write_shared
 from backchannel.protocol.batch_query import (
     QUERY_LEN,
     Query,
@@ -69,15 +79,17 @@ from backchannel.protocol.batch_query import (
 )
 from backchannel.protocol.codec import Reader, Writer, expect_version
 from backchannel.protocol.constants import SLOT_LEN
-from backchannel.protocol.misbehaviour import Absence
+from backchannel.protocol.misbehaviour import Absence, cell_entry
 
 __all__ = [
     "COMPACT_ANSWER_VERSION",
     "DEPOSIT_COMPACT_VERSION",
     "FETCH_COMPACT_VERSION",
+    "FETCH_SHARED_VERSION",
     "MAX_PAD_TO",
     "MAX_QUERIES",
     "QUERY_LEN",
+    "SHARED_VERSION",
     "STATUSES",
     "BatchPlace",
     "CellPlace",
@@ -101,147 +113,13 @@ __all__ = [
     "encode_entry",
 ]
 
-VERSION = 1
-#: The version byte of a deposit that asks for the compact answer.
-DEPOSIT_COMPACT_VERSION = 2
-#: The version byte of the compact answers (a deposit's, a fetch's).
-COMPACT_ANSWER_VERSION = 2
+#: The version byte of a fetch that asks for the shared answer (compact, and each
+#: batch's proofs once; the intake ask optional).
+FETCH_SHARED_VERSION = 4
 #: Most queries in one fetch.
 MAX_QUERIES = 64
 #: Largest ``pad_to`` a fetch may ask for.
 MAX_PAD_TO = 65536
-#: Every per-cell status a deposit answer may carry.
-STATUSES = frozenset({200, 201, 400, 404, 409, 429, 503, 507})
-_STORED = (200, 201)
-_NO_ID = bytes(HASH_LEN)
-
-
-def _check_slot(slot: bytes) -> None:
-    if len(slot) != SLOT_LEN:
-        raise LocalProtocolError("a slot address is 32 bytes")
-
-
-def _write_cell(w: Writer, cell: bytes) -> None:
-    if len(cell) > MAX_CELL_LEN:
-        raise LocalProtocolError("a cell is too long")
-    w.u32(len(cell)).fixed(cell, len(cell))
-
-
-# -- deposit ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DepositCell:
-    tenant_id: str
-    slot: bytes = field(repr=False)
-    cell: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class DepositBatch:
-    """Cells to deposit, to any tenants; ``known_size`` is the client's verified log size."""
-
-    known_size: int
-    cells: tuple[DepositCell, ...]
-    #: Ask for the answer whose bundle lists each hash once (version 2).
-    compact: bool = False
-
-    def encode(self) -> bytes:
-        if len(self.cells) >= 1 << 16:
-            raise LocalProtocolError("a batch holds at most 65,535 cells")
-        version = DEPOSIT_COMPACT_VERSION if self.compact else VERSION
-        w = Writer().u8(version).u64(self.known_size).u16(len(self.cells))
-        for c in self.cells:
-            if not c.tenant_id.isascii() or len(c.tenant_id) > 255:
-                raise LocalProtocolError("a tenant id is at most 255 ASCII characters")
-            tenant = c.tenant_id.encode("ascii")
-            _check_slot(c.slot)
-            w.u8(len(tenant)).fixed(tenant, len(tenant)).fixed(c.slot, SLOT_LEN)
-            _write_cell(w, c.cell)
-        return w.bytes()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> DepositBatch:
-        r = Reader(raw)
-        version = r.u8()
-        if version not in (VERSION, DEPOSIT_COMPACT_VERSION):
-            raise DecodeError(f"unknown batch deposit version {version}")
-        known_size, count = r.u64(), r.u16()
-        cells = []
-        for _ in range(count):
-            tenant = r.fixed(r.u8())
-            if not tenant.isascii():
-                raise DecodeError("a tenant id is ASCII")
-            cells.append(DepositCell(tenant.decode("ascii"), r.fixed(SLOT_LEN), read_cell(r)))
-        r.end()
-        return cls(known_size, tuple(cells), version == DEPOSIT_COMPACT_VERSION)
-
-
-@dataclass(frozen=True, slots=True)
-class CellResult:
-    """What became of one cell: ``status`` (201 stored, 200 held already, else refused)."""
-
-    status: int
-    cell_id: bytes = _NO_ID
-    place: BatchPlace | None = None
-
-    @property
-    def stored(self) -> bool:
-        return self.status in _STORED
-
-    def write(self, w: Writer) -> None:
-        if self.status not in STATUSES or (
-            not self.stored and (self.cell_id != _NO_ID or self.place is not None)
-        ):
-            raise LocalProtocolError("a refused cell has no id and no place")
-        w.u16(self.status).fixed(self.cell_id, HASH_LEN)
-        if self.place is None:
-            w.u8(0)
-        else:
-            w.u8(1)
-            self.place.write(w)
-
-    @classmethod
-    def read(cls, r: Reader) -> CellResult:
-        status, cell_id, has_place = r.u16(), r.fixed(HASH_LEN), r.u8()
-        if status not in STATUSES or has_place not in (0, 1):
-            raise DecodeError("malformed cell result")
-        if status not in _STORED and (cell_id != _NO_ID or has_place):
-            raise DecodeError("a refused cell has no id and no place")
-        return cls(status, cell_id, BatchPlace.read(r) if has_place else None)
-
-
-@dataclass(frozen=True, slots=True)
-class DepositBatchAnswer:
-    """One result per deposited cell, in order, and the log data proving their places."""
-
-    results: tuple[CellResult, ...]
-    log: LogBundle
-
-    def places(self) -> list[CellPlace | None]:
-        """Each cell's place against the bundle's head (None if refused or unplaced)."""
-        return [None if c.place is None else self.log.place(c.place) for c in self.results]
-
-    def encode(self, *, compact: bool = False) -> bytes:
-        """The answer; ``compact`` (to a version 2 deposit): version 2, its bundle
-        listing each hash once (:meth:`LogBundle.write`)."""
-        w = Writer().u8(COMPACT_ANSWER_VERSION if compact else VERSION).u16(len(self.results))
-        for result in self.results:
-            result.write(w)
-        self.log.write(w, dedup=compact)
-        return w.bytes()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> DepositBatchAnswer:
-        """Either version of the answer (:meth:`encode`)."""
-        r = Reader(raw)
-        version = r.u8()
-        if version not in (VERSION, COMPACT_ANSWER_VERSION):
-            raise DecodeError(f"unknown batch deposit answer version {version}")
-        results = tuple(CellResult.read(r) for _ in range(r.u16()))
-        log = LogBundle.read(r, dedup=version == COMPACT_ANSWER_VERSION)
-        r.end()
-        return cls(results, log)
 
 
 # -- fetch -----------------------------------------------------------------------------
@@ -296,6 +174,8 @@ class FetchBatch:
     intake: IntakeAsk | None = None
     #: Ask for the compact answer (:meth:`FetchBatchAnswer.encode_compact`).
     compact: bool = False
+    #: Ask for the shared answer (compact too, each batch's proofs once).
+    shared: bool = False
 
     def encode(self) -> bytes:
         if not 0 <= self.pad_to <= MAX_PAD_TO:
@@ -303,11 +183,11 @@ class FetchBatch:
         if len(self.slots) >= 1 << 16 or len(self.queries) > MAX_QUERIES:
             raise LocalProtocolError("too many slots or queries in one fetch")
         version = VERSION if self.intake is None else FETCH_INTAKE_VERSION
-        if self.compact:
-            version = FETCH_COMPACT_VERSION
+        if self.compact or self.shared:
+            version = FETCH_SHARED_VERSION if self.shared else FETCH_COMPACT_VERSION
         w = Writer().u8(version).u64(self.known_size).u32(self.pad_to).u16(len(self.slots))
         for slot in self.slots:
-            _check_slot(slot)
+            check_slot(slot)
             w.fixed(slot, SLOT_LEN)
         w.u8(len(self.queries))
         for q in self.queries:
@@ -320,7 +200,12 @@ class FetchBatch:
     def decode(cls, raw: bytes) -> FetchBatch:
         r = Reader(raw)
         version = r.u8()
-        if version not in (VERSION, FETCH_INTAKE_VERSION, FETCH_COMPACT_VERSION):
+        if version not in (
+            VERSION,
+            FETCH_INTAKE_VERSION,
+            FETCH_COMPACT_VERSION,
+            FETCH_SHARED_VERSION,
+        ):
             raise DecodeError(f"unknown batch fetch version {version}")
         known_size, pad_to = r.u64(), r.u32()
         if pad_to > MAX_PAD_TO:
@@ -331,10 +216,13 @@ class FetchBatch:
             raise DecodeError(f"a fetch carries at most {MAX_QUERIES} log queries")
         queries = tuple(Query.read(r) for _ in range(count))
         intake = None
-        if version == FETCH_INTAKE_VERSION or (version == FETCH_COMPACT_VERSION and r.remaining()):
+        compact = version in (FETCH_COMPACT_VERSION, FETCH_SHARED_VERSION)
+        if version == FETCH_INTAKE_VERSION or (compact and r.remaining()):
             intake = IntakeAsk.read(r)
         r.end()
-        return cls(known_size, pad_to, slots, queries, intake, version == FETCH_COMPACT_VERSION)
+        return cls(
+            known_size, pad_to, slots, queries, intake, compact, version == FETCH_SHARED_VERSION
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,18 +284,20 @@ class FetchBatchAnswer:
             raise LocalProtocolError("too many query answers")
         w = Writer().u8(VERSION).u16(len(self.cells))
         for c in self.cells:
-            _check_slot(c.slot)
+            check_slot(c.slot)
             w.fixed(c.slot, SLOT_LEN)
             BatchPlace.write_optional(w, c.place)
-            _write_cell(w, c.cell)
+            write_cell(w, c.cell)
         w.u16(len(self.spent))
         for slot in self.spent:
-            _check_slot(slot)
+            check_slot(slot)
             w.fixed(slot, SLOT_LEN)
         w.u32(len(self.absent)).fixed(self.absent, len(self.absent))
         return self._tail(w, pad_to)
 
-    def encode_compact(self, asked: Sequence[bytes], pad_to: int = 1) -> bytes:
+    def encode_compact(
+        self, asked: Sequence[bytes], pad_to: int = 1, *, shared: bool = False
+    ) -> bytes:
         """The answer to a compact fetch (version 3) of ``asked``: what the client
         knows is not sent again.
 
@@ -419,7 +309,11 @@ class FetchBatchAnswer:
         ``0`` when no slot was empty or spent, else ``1 | served_at u64 |
         retention u32 | signature [64]``: the client rebuilds the signed
         statement from the slots' statuses, its tenant and the bundle's head, the
-        statement's own (:meth:`decode_compact`)."""
+        statement's own (:meth:`decode_compact`).
+
+        ``shared`` (to a version 4 fetch): version 3, each place without its
+        proof and, after the cells, each batch's shared proof
+        (:mod:`.batch_proofs`); the client computes the cells' entries."""
         if not 0 <= pad_to <= MAX_PAD_TO:
             raise LocalProtocolError("pad_to is at most 65,536")
         slots = tuple(dict.fromkeys(asked))
@@ -440,12 +334,17 @@ class FetchBatchAnswer:
             SLOT_CELL if slot in found else SLOT_SPENT if slot in spent else SLOT_EMPTY
             for slot in slots
         ]
-        w = Writer().u8(COMPACT_ANSWER_VERSION)
+        w = Writer().u8(SHARED_VERSION if shared else COMPACT_ANSWER_VERSION)
         w.fixed(_pack(statuses), (len(slots) + 3) // 4)
-        for slot in slots:
-            if slot in found:
-                BatchPlace.write_optional(w, found[slot].place)
-                _write_cell(w, found[slot].cell)
+        named = [found[slot] for slot in slots if slot in found]
+        for c in named:
+            if shared:
+                write_place(w, c.place)
+            else:
+                BatchPlace.write_optional(w, c.place)
+            write_cell(w, c.cell)
+        if shared:
+            write_shared(w, [c.place for c in named])
         if absence is None:
             w.u8(0)
         else:
@@ -464,7 +363,7 @@ class FetchBatchAnswer:
             w.u8(INTAKE_MARK).u16(len(self.intake))
             for seq, cell in self.intake:
                 w.u64(seq)
-                _write_cell(w, cell)
+                write_cell(w, cell)
         raw = w.bytes()
         return raw + bytes(_padding(len(raw), pad_to))
 
@@ -496,14 +395,19 @@ class FetchBatchAnswer:
         slots, the spent slots, and the whole statement of absence (not verified
         here; a relay that signed another one fails its verification)."""
         r = Reader(raw)
-        expect_version(r, COMPACT_ANSWER_VERSION, "compact batch fetch answer")
+        version = r.u8()
+        if version not in (COMPACT_ANSWER_VERSION, SHARED_VERSION):
+            raise DecodeError(f"unknown compact batch fetch answer version {version}")
         slots = tuple(dict.fromkeys(asked))
         statuses = _unpack(r.fixed((len(slots) + 3) // 4), len(slots))
         of = {st: tuple(s for s, got in zip(slots, statuses, strict=True) if got == st)
               for st in (SLOT_EMPTY, SLOT_CELL, SLOT_SPENT)}  # fmt: skip
-        cells = tuple(
-            FetchedCell(s, BatchPlace.read_optional(r), read_cell(r)) for s in of[SLOT_CELL]
-        )
+        if version == SHARED_VERSION:
+            cells = _read_shared_cells(r, of[SLOT_CELL], tenant_id)
+        else:
+            cells = tuple(
+                FetchedCell(s, BatchPlace.read_optional(r), read_cell(r)) for s in of[SLOT_CELL]
+            )
         empty, spent = of[SLOT_EMPTY], of[SLOT_SPENT]
         has_absence = r.u8()
         if has_absence != int(bool(empty or spent)):
@@ -554,6 +458,27 @@ class FetchBatchAnswer:
         if not 0 <= pad_to <= MAX_PAD_TO or len(padding) != _padding(body, pad_to) or any(padding):
             raise DecodeError("the answer's padding is wrong")
         return cls(cells, spent, absent, log, answers, rows)
+
+
+def _read_shared_cells(
+    r: Reader, slots: Sequence[bytes], tenant_id: str
+) -> tuple[FetchedCell, ...]:
+    """The cells of a shared answer (version 3), their proofs rebuilt from each
+    batch's shared proof and the cells' entries (the tenant fetched from, each
+    slot and the hash of the cell found there)."""
+    got = [(read_place(r), read_cell(r)) for _ in slots]
+    try:
+        entries = [
+            cell_entry(tenant_id, slot, hashlib.sha256(cell).digest()) if place is not None else b""
+            for slot, (place, cell) in zip(slots, got, strict=True)
+        ]
+    except LocalProtocolError as exc:
+        raise DecodeError(f"a shared answer's cells cannot be placed: {exc}") from None
+    places = read_shared(r, [p for p, _ in got], entries)
+    return tuple(
+        FetchedCell(slot, place, cell)
+        for slot, place, (_, cell) in zip(slots, places, got, strict=True)
+    )
 
 
 def _pack(statuses: Sequence[int]) -> bytes:

@@ -67,6 +67,17 @@ def read_cell(r: Reader) -> bytes:
     return r.fixed(n)
 
 
+def write_cell(w: Writer, cell: bytes) -> None:
+    if len(cell) > MAX_CELL_LEN:
+        raise LocalProtocolError("a cell is too long")
+    w.u32(len(cell)).fixed(cell, len(cell))
+
+
+def check_slot(slot: bytes) -> None:
+    if len(slot) != SLOT_LEN:
+        raise LocalProtocolError("a slot address is 32 bytes")
+
+
 def read_absence(r: Reader, *, empty: bool) -> bytes:
     """``len u32 | statement``; the statement must decode (it is not verified here)."""
     n = r.u32()

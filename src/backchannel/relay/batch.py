@@ -131,8 +131,11 @@ class BatchEndpoints:
                 results.append(CellResult(201 if o.created else 200, o.cell_id, place))
             else:
                 results.append(CellResult(o))
-        # A version 2 deposit gets its bundle with each hash once.
-        body = DepositBatchAnswer(tuple(results), log_bundle).encode(compact=batch.compact)
+        # A version 2 deposit gets its bundle with each hash once; a version 3
+        # one, each batch's proof once too.
+        body = DepositBatchAnswer(tuple(results), log_bundle).encode(
+            compact=batch.compact, shared=batch.shared
+        )
         return Response(body, media_type=_OCTETS, headers=_NO_STORE)
 
     async def _tenant_status(self, tenant_id: str) -> int:
@@ -281,9 +284,10 @@ class BatchEndpoints:
             ask = batch.intake
             rows = tuple(await intake_round(service, tenant_id, ask.after, ask.limit, ask.is_open))
         answer = FetchBatchAnswer(cells, spent, absent, log_bundle, tuple(answers), rows)
-        # A version 3 fetch gets the compact answer: nothing the client already knows.
+        # A version 3 fetch gets the compact answer: nothing the client already
+        # knows; a version 4 one, each batch's proof once too.
         if batch.compact:
-            body = answer.encode_compact(slots, batch.pad_to)
+            body = answer.encode_compact(slots, batch.pad_to, shared=batch.shared)
         else:
             body = answer.encode(batch.pad_to)
         return Response(body, media_type=_OCTETS, headers=_NO_STORE)

@@ -228,7 +228,8 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "description": "Binary layouts: docs/spec/relay-api.md, 'Batch exchange'. "
                 "Each cell is answered on its own (201, 200, 400, 404, 409, 429, 503, 507); "
                 "the answer proves every stored cell against one signed head. Version 2 "
-                "asks for the compact answer (each of its proofs' hashes once).",
+                "asks for the compact answer (each of its proofs' hashes once); version 3 "
+                "for the shared answer (each batch's proof once, no cell ids).",
                 "security": [],
                 "requestBody": _binary_body(
                     "version u8 | known_size u64 | count u16 | count x (tenant_len u8 | "
@@ -255,7 +256,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 "also asks for the tenant's public intake requests (the answer carries them); "
                 "version 3 asks for the compact answer (slot statuses instead of slots, the "
                 "statement of absence without what the client knows), the intake ask "
-                "optional.",
+                "optional; version 4, the compact answer with each batch's proof once.",
                 "security": tenant_auth,
                 "requestBody": _binary_body(
                     "version u8 | known_size u64 | pad_to u32 | nslots u16 | slots [32] | "

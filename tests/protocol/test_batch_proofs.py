@@ -1,0 +1,245 @@
+"""Shared batch proofs: each batch's proof once, rebuilt by the reader.
+
+An answer naming several cells of one batch sends only the subtrees the reader
+cannot compute from the cells it knows (its own deposit, the cells it
+fetched). The reader must rebuild exactly the RFC 9162 audit paths a whole
+answer carries, refuse a shared proof of the wrong shape, and a relay that
+sends a wrong node must fail the same check a wrong whole path fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backchannel.errors import DecodeError, LocalProtocolError
+from backchannel.protocol.batch import (
+    FETCH_SHARED_VERSION,
+    SHARED_VERSION,
+    BatchPlace,
+    CellResult,
+    DepositBatch,
+    DepositBatchAnswer,
+    DepositCell,
+    FetchBatch,
+    FetchBatchAnswer,
+    FetchedCell,
+    LogBundle,
+)
+from backchannel.protocol.batch_proofs import missing, pack, path_ranges, unpack
+from backchannel.protocol.merkle import MemoryLog, ProofError, leaf_hash, verify_inclusion
+from backchannel.protocol.misbehaviour import cell_entry
+from tests.protocol.test_batch_codec import BUNDLE, slot
+
+TENANT = "mission-b"
+
+
+def _tree(entries: list[bytes]) -> MemoryLog:
+    tree = MemoryLog()
+    for e in entries:
+        tree.append(e)
+    return tree
+
+
+def _entry(tenant: str, s: bytes, cell: bytes) -> bytes:
+    return cell_entry(tenant, s, hashlib.sha256(cell).digest())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 300).flatmap(
+        lambda n: st.tuples(st.just(n), st.sets(st.integers(0, n - 1), min_size=1))
+    )
+)
+def test_the_shared_nodes_rebuild_every_standard_path(case: tuple[int, set[int]]) -> None:
+    size, known = case
+    entries = [i.to_bytes(4, "big") for i in range(size)]
+    tree = _tree(entries)
+    paths = {i: tree.inclusion_proof(i, size) for i in known}
+    nodes = pack(size, paths)
+    assert len(nodes) == len(missing(size, sorted(known)))
+    assert len(nodes) <= sum(len(p) for p in paths.values())
+    assert unpack(size, {i: leaf_hash(entries[i]) for i in known}, nodes) == paths
+    for i in known:
+        assert len(path_ranges(i, size)) == len(paths[i])
+
+
+def test_a_devices_own_cells_side_by_side_need_only_the_subtrees_around_them() -> None:
+    # Positions 4, 5 and 6 of 16: their three whole paths hold 12 hashes; the
+    # reader computes 4, 5, 6 and (4, 6) itself and needs three subtrees.
+    assert missing(16, [4, 5, 6]) == [(0, 4), (7, 8), (8, 16)]
+    tree = _tree([bytes([i]) for i in range(16)])
+    paths = {i: tree.inclusion_proof(i, 16) for i in (4, 5, 6)}
+    assert sum(len(p) for p in paths.values()) == 12
+    assert pack(16, paths) == [tree.root(4), tree.node(0, 7), tree.node(3, 1)]
+    # Every leaf known: nothing to send.
+    assert missing(5, [0, 1, 2, 3, 4]) == []
+
+
+def test_a_shared_proof_of_the_wrong_shape_is_refused() -> None:
+    tree = _tree([bytes([i]) for i in range(8)])
+    paths = {i: tree.inclusion_proof(i, 8) for i in (1, 2)}
+    nodes = pack(8, paths)
+    leaves = {i: leaf_hash(bytes([i])) for i in (1, 2)}
+    for wrong in (nodes[:-1], [*nodes, nodes[0]]):
+        with pytest.raises(DecodeError):
+            unpack(8, leaves, wrong)
+    with pytest.raises(LocalProtocolError):
+        pack(8, {1: paths[1][:-1]})  # a path of the wrong length
+    with pytest.raises(LocalProtocolError):
+        pack(8, {1: paths[1], 2: [*paths[2][:2], bytes(32)]})  # disagreeing on (4, 8)
+    with pytest.raises(LocalProtocolError):
+        pack(8, {8: paths[1]})  # outside the batch
+
+
+# -- the shared deposit answer -----------------------------------------------------
+
+#: A batch of six cells of which the deposit's three sit at 2, 3 and 4.
+DEPOSITED = tuple(DepositCell(TENANT, slot(10 + i), bytes([i]) * 64) for i in range(4))
+OTHERS = [_entry("mission-x", slot(30 + i), bytes([i])) for i in range(3)]
+BATCH_ENTRIES = [OTHERS[0], OTHERS[1], *(c.entry() for c in DEPOSITED[:3]), OTHERS[2]]
+BATCH = _tree(BATCH_ENTRIES)
+
+
+def _place(leaf: int, position: int, tree: MemoryLog = BATCH, size: int = 6) -> BatchPlace:
+    return BatchPlace(leaf, position, size, tuple(tree.inclusion_proof(position, size)))
+
+
+def _deposit_answer() -> DepositBatchAnswer:
+    results = (
+        CellResult(201, hashlib.sha256(DEPOSITED[0].cell).digest(), _place(7, 2)),
+        CellResult(201, hashlib.sha256(DEPOSITED[1].cell).digest(), _place(7, 3)),
+        CellResult(200, hashlib.sha256(DEPOSITED[2].cell).digest(), _place(7, 4)),
+        CellResult(409),
+    )
+    return DepositBatchAnswer(results, BUNDLE)
+
+
+def test_a_shared_deposit_answer_rebuilds_the_whole_answer_from_the_deposit() -> None:
+    batch = DepositBatch(5, DEPOSITED, compact=True, shared=True)
+    raw = batch.encode()
+    assert raw[0] == SHARED_VERSION and DepositBatch.decode(raw) == batch
+    answer = _deposit_answer()
+    shared = answer.encode(shared=True)
+    assert shared[0] == SHARED_VERSION
+    assert DepositBatchAnswer.decode(shared, batch) == answer
+    # Compact: three placed results (status 2, id 32, flag 1, place 16, count 1)
+    # with 3 + 3 + 2 path hashes, one refused (2 + 32 + 1). Shared: four results
+    # (status 2, place 16), then the two subtrees the deposit cannot compute.
+    assert missing(6, [2, 3, 4]) == [(0, 2), (5, 6)]
+    compact = answer.encode(compact=True)
+    assert len(compact) - len(shared) == (3 * 52 + 8 * 32 + 35) - (4 * 18 + 2 * 32)
+    with pytest.raises(DecodeError):
+        DepositBatchAnswer.decode(shared)  # only beside its deposit
+    with pytest.raises(DecodeError):
+        DepositBatchAnswer.decode(shared, replace(batch, cells=DEPOSITED[:3]))
+
+
+def test_a_wrong_shared_node_fails_as_a_wrong_path_would() -> None:
+    batch = DepositBatch(5, DEPOSITED, compact=True, shared=True)
+    shared = bytearray(_deposit_answer().encode(shared=True))
+    # The first shared node (subtree (0, 2)) follows the four results.
+    at = 1 + 2 + 4 * (2 + 16)
+    shared[at] ^= 1
+    lied = DepositBatchAnswer.decode(bytes(shared), batch)
+    root = BATCH.root(6)
+    for cell, result in zip(DEPOSITED[:3], lied.results, strict=False):
+        assert result.place is not None
+        with pytest.raises(ProofError):
+            verify_inclusion(
+                leaf_hash(cell.entry()),
+                result.place.batch_position,
+                6,
+                result.place.batch_proof,
+                root,
+            )
+
+
+def test_a_relay_cannot_answer_a_cell_it_refused_or_put_two_cells_in_one_place() -> None:
+    batch = DepositBatch(5, DEPOSITED, compact=True, shared=True)
+    answer = _deposit_answer()
+    twice = replace(
+        answer,
+        results=(
+            answer.results[0],
+            replace(answer.results[1], place=_place(7, 2)),
+            *answer.results[2:],
+        ),
+    )
+    two_sizes = replace(
+        answer,
+        results=(
+            answer.results[0],
+            replace(answer.results[1], place=replace(_place(7, 3), batch_size=7)),
+            *answer.results[2:],
+        ),
+    )
+    for bad in (twice, two_sizes):
+        with pytest.raises(LocalProtocolError):
+            bad.encode(shared=True)
+    raw = answer.encode(shared=True)
+    # Result 0 says 409 but keeps its place; results 0 and 1 share position 2.
+    refused_placed = raw[:3] + (409).to_bytes(2, "big") + raw[5:]
+    second_at = 3 + 18 + 2 + 8
+    same_place = raw[:second_at] + (2).to_bytes(4, "big") + raw[second_at + 4 :]
+    for bad_raw in (refused_placed, same_place):
+        with pytest.raises(DecodeError):
+            DepositBatchAnswer.decode(bad_raw, batch)
+
+
+# -- the shared fetch answer ---------------------------------------------------------
+
+ASKED = (slot(1), slot(2), slot(3), slot(4))
+FETCHED = [bytes([0xC0 + i]) * 100 for i in range(3)]
+FETCH_ENTRIES = [_entry(TENANT, slot(1 + i), FETCHED[i]) for i in range(3)]
+FETCH_TREE = _tree([OTHERS[0], *FETCH_ENTRIES[:2], OTHERS[1], OTHERS[2]])
+OLD_TREE = _tree([OTHERS[0], FETCH_ENTRIES[2]])
+
+
+def _fetch_answer() -> FetchBatchAnswer:
+    cells = (
+        FetchedCell(slot(1), _place(9, 1, FETCH_TREE, 5), FETCHED[0]),
+        FetchedCell(slot(2), _place(9, 2, FETCH_TREE, 5), FETCHED[1]),
+        FetchedCell(slot(3), _place(4, 1, OLD_TREE, 2), FETCHED[2]),
+        FetchedCell(slot(4), None, b"a cell stored without a log"),
+    )
+    return FetchBatchAnswer(cells, log=BUNDLE)
+
+
+def test_a_shared_fetch_answer_rebuilds_the_whole_answer_from_the_cells() -> None:
+    asked = ASKED
+    fetch = FetchBatch(5, 64, asked, (), compact=True, shared=True)
+    raw = fetch.encode()
+    assert raw[0] == FETCH_SHARED_VERSION and FetchBatch.decode(raw) == fetch
+    answer = _fetch_answer()
+    shared = answer.encode_compact(asked, 64, shared=True)
+    assert shared[0] == SHARED_VERSION and len(shared) % 64 == 0
+    assert FetchBatchAnswer.decode_compact(shared, asked, TENANT, 64) == answer
+    assert answer.encode_compact(asked, 64) != shared
+    # Compact: four places (16 and a count) with 3 + 3 + 1 path hashes. Shared:
+    # four places (16), then leaf 4's one subtree and leaf 9's three.
+    unpadded = answer.encode_compact(asked, 1, shared=True)
+    assert len(answer.encode_compact(asked, 1)) - len(unpadded) == (4 * 17 + 7 * 32) - (
+        4 * 16 + 4 * 32
+    )
+    # Read from another tenant, the same bytes name other entries: the rebuilt
+    # paths then fail against the batch root.
+    other = FetchBatchAnswer.decode_compact(shared, asked, "mission-c", 64)
+    place = other.cells[0].place
+    assert place is not None
+    with pytest.raises(ProofError):
+        verify_inclusion(leaf_hash(FETCH_ENTRIES[0]), 1, 5, place.batch_proof, FETCH_TREE.root(5))
+
+
+def test_a_truncated_or_overlong_shared_fetch_answer_is_refused() -> None:
+    asked = ASKED
+    answer = FetchBatchAnswer(_fetch_answer().cells, log=LogBundle())
+    raw = answer.encode_compact(asked, shared=True)
+    assert FetchBatchAnswer.decode_compact(raw, asked, TENANT) == answer
+    for bad in (raw[:-1], raw + b"\x00", raw[:-40] + raw[-8:]):
+        with pytest.raises(DecodeError):
+            FetchBatchAnswer.decode_compact(bad, asked, TENANT)
