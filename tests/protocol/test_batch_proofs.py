@@ -243,3 +243,15 @@ def test_a_truncated_or_overlong_shared_fetch_answer_is_refused() -> None:
     for bad in (raw[:-1], raw + b"\x00", raw[:-40] + raw[-8:]):
         with pytest.raises(DecodeError):
             FetchBatchAnswer.decode_compact(bad, asked, TENANT)
+
+
+def test_a_shared_answer_placing_a_cell_that_has_no_entry_is_malformed() -> None:
+    # A relay must refuse a cell to the empty tenant id; a shared answer that
+    # stores and places it cannot be read (the entry cannot exist).
+    nameless = DepositBatch(0, (DepositCell("", slot(1), b"cell"),), compact=True, shared=True)
+    placed = CellResult(201, hashlib.sha256(b"cell").digest(), BatchPlace(0, 0, 1, ()))
+    raw = DepositBatchAnswer((placed,), LogBundle()).encode(shared=True)
+    with pytest.raises(DecodeError):
+        DepositBatchAnswer.decode(raw, nameless)
+    refused = DepositBatchAnswer((CellResult(400),), LogBundle()).encode(shared=True)
+    assert DepositBatchAnswer.decode(refused, nameless).results == (CellResult(400),)

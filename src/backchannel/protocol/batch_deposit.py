@@ -207,9 +207,15 @@ class DepositBatchAnswer:
                 raise DecodeError("malformed cell result")
             statuses.append(status)
             places.append(place)
-        entries = [
-            c.entry() if p is not None else b"" for c, p in zip(batch.cells, places, strict=True)
-        ]
+        try:
+            entries = [
+                c.entry() if p is not None else b""
+                for c, p in zip(batch.cells, places, strict=True)
+            ]
+        except LocalProtocolError as exc:
+            raise DecodeError(
+                f"a shared answer places a cell that cannot be placed: {exc}"
+            ) from None
         proved = read_shared(r, places, entries)
         return tuple(
             CellResult(status, hashlib.sha256(c.cell).digest(), place)
