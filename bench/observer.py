@@ -594,7 +594,7 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
             answer = FetchBatchAnswer.decode_compact(
                 rbody, req.slots, tenant, req.pad_to, req.intake is not None
             )
-            unpadded = len(answer.encode_compact(req.slots, 1))
+            unpadded = len(answer.encode_compact(req.slots, 1, shared=req.shared))
         else:
             answer = FetchBatchAnswer.decode(rbody, req.pad_to, req.intake is not None)
             unpadded = len(answer.encode(1))
