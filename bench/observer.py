@@ -536,15 +536,19 @@ def _shared(places: Sequence[BatchPlace | None]) -> int:
     return len(w.bytes())
 
 
-def _bundle_parts(bundle: LogBundle, dedup: bool = False) -> dict[str, int]:
+def _bundle_parts(
+    bundle: LogBundle, dedup: bool = False, places: Sequence[BatchPlace | None] | None = None
+) -> dict[str, int]:
     """The bytes of a log bundle: signed head, leaves, proofs (with their table of
-    hashes when ``dedup``), the relay's key."""
+    hashes when ``dedup``), the relay's key. ``places``: a shared answer's, whose
+    batches' leaves come as their times alone."""
+    rebuilt = {p.leaf_index for p in places or () if p is not None}
     w = Writer()
-    bundle.write(w, dedup=dedup)
+    bundle.write(w, dedup=dedup, rebuilt=rebuilt)
     total = len(w.bytes())
     head = 2 + len(bundle.signed_head)
     key = 2 + len(bundle.key)
-    leaves = 2 + sum(8 + 2 + len(p.leaf) for p in bundle.leaves.values())
+    leaves = 2 + sum(8 + (8 if i in rebuilt else 2 + len(p.leaf)) for i, p in bundle.leaves.items())
     return {
         "signed_head": head,
         "proofs": total - head - key - leaves,
@@ -584,7 +588,8 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
                 if r.place is not None:
                     parts["places"] += 8 + 4 + 4
                     parts["proofs"] += _proof(r.place.batch_proof)
-        parts.update(_bundle_parts(answer.log, dedup=batch.compact))
+        shared = [r.place for r in answer.results] if batch.shared else None
+        parts.update(_bundle_parts(answer.log, dedup=batch.compact, places=shared))
     elif path.endswith("/batch/fetch"):
         req = FetchBatch.decode(body)
         parts["addressing"] += 32 * len(req.slots)
@@ -622,7 +627,8 @@ def body_parts(path: str, body: bytes, rbody: bytes) -> tuple[dict[str, int], in
             parts["addressing"] += 32 * len(answer.spent)
             parts["absence"] += len(answer.absent)
         parts["queries"] += sum(6 + len(a.payload) for a in answer.answers)
-        parts.update(_bundle_parts(answer.log, dedup=req.compact))
+        shared = [c.place for c in answer.cells] if req.shared else None
+        parts.update(_bundle_parts(answer.log, dedup=req.compact, places=shared))
     elif path.endswith("/intake/fetch"):
         parts["intake"] += len(body) + len(rbody)  # JSON: the cursor, and what the public sent
     else:

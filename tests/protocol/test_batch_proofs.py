@@ -28,12 +28,13 @@ from backchannel.protocol.batch import (
     FetchBatch,
     FetchBatchAnswer,
     FetchedCell,
+    LeafProof,
     LogBundle,
 )
 from backchannel.protocol.batch_proofs import missing, pack, path_ranges, unpack
 from backchannel.protocol.merkle import MemoryLog, ProofError, leaf_hash, verify_inclusion
-from backchannel.protocol.misbehaviour import cell_entry
-from tests.protocol.test_batch_codec import BUNDLE, slot
+from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
+from tests.protocol.test_batch_codec import BUNDLE, SIGNED, h, slot
 
 TENANT = "mission-b"
 
@@ -63,7 +64,8 @@ def test_the_shared_nodes_rebuild_every_standard_path(case: tuple[int, set[int]]
     nodes = pack(size, paths)
     assert len(nodes) == len(missing(size, sorted(known)))
     assert len(nodes) <= sum(len(p) for p in paths.values())
-    assert unpack(size, {i: leaf_hash(entries[i]) for i in known}, nodes) == paths
+    got, batch_root = unpack(size, {i: leaf_hash(entries[i]) for i in known}, nodes)
+    assert got == paths and batch_root == tree.root(size)
     for i in known:
         assert len(path_ranges(i, size)) == len(paths[i])
 
@@ -105,6 +107,16 @@ BATCH_ENTRIES = [OTHERS[0], OTHERS[1], *(c.entry() for c in DEPOSITED[:3]), OTHE
 BATCH = _tree(BATCH_ENTRIES)
 
 
+def _bundle(*batches: tuple[int, MemoryLog, int]) -> LogBundle:
+    """A bundle whose leaves are these (leaf index, batch tree, batch size), beside
+    the codec tests' leaf 2, which no place of these tests names."""
+    leaves = {
+        i: LeafProof(LogLeaf(i, size, tree.root(size), 1_700_000_000 + i).encode(), (h(i),))
+        for i, tree, size in batches
+    }
+    return LogBundle(SIGNED, {2: BUNDLE.leaves[2], **leaves}, (h(40),))
+
+
 def _place(leaf: int, position: int, tree: MemoryLog = BATCH, size: int = 6) -> BatchPlace:
     return BatchPlace(leaf, position, size, tuple(tree.inclusion_proof(position, size)))
 
@@ -116,7 +128,7 @@ def _deposit_answer() -> DepositBatchAnswer:
         CellResult(200, hashlib.sha256(DEPOSITED[2].cell).digest(), _place(7, 4)),
         CellResult(409),
     )
-    return DepositBatchAnswer(results, BUNDLE)
+    return DepositBatchAnswer(results, _bundle((7, BATCH, 6)))
 
 
 def test_a_shared_deposit_answer_rebuilds_the_whole_answer_from_the_deposit() -> None:
@@ -128,11 +140,13 @@ def test_a_shared_deposit_answer_rebuilds_the_whole_answer_from_the_deposit() ->
     assert shared[0] == SHARED_VERSION
     assert DepositBatchAnswer.decode(shared, batch) == answer
     # Compact: three placed results (status 2, id 32, flag 1, place 16, count 1)
-    # with 3 + 3 + 2 path hashes, one refused (2 + 32 + 1). Shared: four results
-    # (status 2, place 16), then the two subtrees the deposit cannot compute.
+    # with 3 + 3 + 2 path hashes, one refused (2 + 32 + 1), leaf 7 whole (its
+    # length and 53 bytes). Shared: four results (status 2, place 16), the two
+    # subtrees the deposit cannot compute, leaf 7 as its time (8); leaf 2,
+    # which no result names, whole in both.
     assert missing(6, [2, 3, 4]) == [(0, 2), (5, 6)]
     compact = answer.encode(compact=True)
-    assert len(compact) - len(shared) == (3 * 52 + 8 * 32 + 35) - (4 * 18 + 2 * 32)
+    assert len(compact) - len(shared) == (3 * 52 + 8 * 32 + 35 + 55) - (4 * 18 + 2 * 32 + 8)
     with pytest.raises(DecodeError):
         DepositBatchAnswer.decode(shared)  # only beside its deposit
     with pytest.raises(DecodeError):
@@ -207,7 +221,7 @@ def _fetch_answer() -> FetchBatchAnswer:
         FetchedCell(slot(3), _place(4, 1, OLD_TREE, 2), FETCHED[2]),
         FetchedCell(slot(4), None, b"a cell stored without a log"),
     )
-    return FetchBatchAnswer(cells, log=BUNDLE)
+    return FetchBatchAnswer(cells, log=_bundle((9, FETCH_TREE, 5), (4, OLD_TREE, 2)))
 
 
 def test_a_shared_fetch_answer_rebuilds_the_whole_answer_from_the_cells() -> None:
@@ -220,11 +234,12 @@ def test_a_shared_fetch_answer_rebuilds_the_whole_answer_from_the_cells() -> Non
     assert shared[0] == SHARED_VERSION and len(shared) % 64 == 0
     assert FetchBatchAnswer.decode_compact(shared, asked, TENANT, 64) == answer
     assert answer.encode_compact(asked, 64) != shared
-    # Compact: four places (16 and a count) with 3 + 3 + 1 path hashes. Shared:
-    # four places (16), then leaf 4's one subtree and leaf 9's three.
+    # Compact: four places (16 and a count) with 3 + 3 + 1 path hashes, leaves
+    # 4 and 9 whole (2 + 53 each). Shared: four places (16), leaf 4's one
+    # subtree and leaf 9's three, the two leaves as their times (8 each).
     unpadded = answer.encode_compact(asked, 1, shared=True)
-    assert len(answer.encode_compact(asked, 1)) - len(unpadded) == (4 * 17 + 7 * 32) - (
-        4 * 16 + 4 * 32
+    assert len(answer.encode_compact(asked, 1)) - len(unpadded) == (4 * 17 + 7 * 32 + 2 * 55) - (
+        4 * 16 + 4 * 32 + 2 * 8
     )
     # Read from another tenant, the same bytes name other entries: the rebuilt
     # paths then fail against the batch root.
@@ -255,3 +270,33 @@ def test_a_shared_answer_placing_a_cell_that_has_no_entry_is_malformed() -> None
         DepositBatchAnswer.decode(raw, nameless)
     refused = DepositBatchAnswer((CellResult(400),), LogBundle()).encode(shared=True)
     assert DepositBatchAnswer.decode(refused, nameless).results == (CellResult(400),)
+
+
+def test_a_leaf_the_relay_logged_otherwise_fails_its_inclusion() -> None:
+    # The relay's log holds, at index 1, a leaf for another batch than the one
+    # the device's cells make. The shared answer sends the leaf as its time;
+    # the device rebuilds it from its own cells, and that leaf is not in the
+    # relay's tree.
+    other = _tree([b"another batch"] * 6)
+    logged = LogLeaf(1, 6, other.root(6), 1_700_000_001).encode()
+    log = _tree([LogLeaf(0, 1, bytes(32), 1_700_000_000).encode(), logged])
+    results = tuple(
+        CellResult(201, hashlib.sha256(c.cell).digest(), _place(1, i + 2))
+        for i, c in enumerate(DEPOSITED[:3])
+    )
+    bundle = LogBundle(SIGNED, {1: LeafProof(logged, tuple(log.inclusion_proof(1, 2)))})
+    batch = DepositBatch(0, DEPOSITED[:3], compact=True, shared=True)
+    read = DepositBatchAnswer.decode(DepositBatchAnswer(results, bundle).encode(shared=True), batch)
+    rebuilt = read.log.leaves[1]
+    assert rebuilt.leaf == LogLeaf(1, 6, BATCH.root(6), 1_700_000_001).encode() != logged
+    with pytest.raises(ProofError):
+        verify_inclusion(leaf_hash(rebuilt.leaf), 1, 2, rebuilt.inclusion_proof, log.root(2))
+
+
+def test_a_relay_cannot_send_a_leaf_of_another_index_as_its_time() -> None:
+    answer = _deposit_answer()
+    wrong = LeafProof(LogLeaf(8, 6, BATCH.root(6), 1).encode(), (h(1),))
+    moved = replace(answer, log=replace(answer.log, leaves={**answer.log.leaves, 7: wrong}))
+    with pytest.raises(LocalProtocolError):
+        moved.encode(shared=True)
+    assert moved.encode(compact=True)  # sent whole, the reader's checks catch it

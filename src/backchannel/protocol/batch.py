@@ -38,7 +38,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from backchannel.crypto.signing import ED25519_SIG_LEN
@@ -350,10 +350,18 @@ class FetchBatchAnswer:
         else:
             w.u8(1).u64(absence.served_at).u32(absence.retention)
             w.fixed(absence.signature, ED25519_SIG_LEN)
-        return self._tail(w, pad_to, dedup=True)
+        rebuilt = {c.place.leaf_index for c in named if shared and c.place is not None}
+        return self._tail(w, pad_to, dedup=True, rebuilt=rebuilt)
 
-    def _tail(self, w: Writer, pad_to: int, *, dedup: bool = False) -> bytes:
-        self.log.write(w, dedup=dedup)
+    def _tail(
+        self,
+        w: Writer,
+        pad_to: int,
+        *,
+        dedup: bool = False,
+        rebuilt: Collection[int] = frozenset(),
+    ) -> bytes:
+        self.log.write(w, dedup=dedup, rebuilt=rebuilt)
         w.u8(len(self.answers))
         for answer in self.answers:
             answer.encode(w)
@@ -402,8 +410,9 @@ class FetchBatchAnswer:
         statuses = _unpack(r.fixed((len(slots) + 3) // 4), len(slots))
         of = {st: tuple(s for s, got in zip(slots, statuses, strict=True) if got == st)
               for st in (SLOT_EMPTY, SLOT_CELL, SLOT_SPENT)}  # fmt: skip
+        rebuilt: dict[int, tuple[int, bytes]] = {}
         if version == SHARED_VERSION:
-            cells = _read_shared_cells(r, of[SLOT_CELL], tenant_id)
+            cells, rebuilt = _read_shared_cells(r, of[SLOT_CELL], tenant_id)
         else:
             cells = tuple(
                 FetchedCell(s, BatchPlace.read_optional(r), read_cell(r)) for s in of[SLOT_CELL]
@@ -413,7 +422,7 @@ class FetchBatchAnswer:
         if has_absence != int(bool(empty or spent)):
             raise DecodeError("a compact answer states absence exactly when a slot was empty")
         signed = (r.u64(), r.u32(), r.fixed(ED25519_SIG_LEN)) if has_absence else None
-        log = LogBundle.read(r, dedup=True)
+        log = LogBundle.read(r, dedup=True, rebuilt=rebuilt)
         absent = b""
         if signed is not None:
             head = log.head()
@@ -462,10 +471,11 @@ class FetchBatchAnswer:
 
 def _read_shared_cells(
     r: Reader, slots: Sequence[bytes], tenant_id: str
-) -> tuple[FetchedCell, ...]:
+) -> tuple[tuple[FetchedCell, ...], dict[int, tuple[int, bytes]]]:
     """The cells of a shared answer (version 3), their proofs rebuilt from each
     batch's shared proof and the cells' entries (the tenant fetched from, each
-    slot and the hash of the cell found there)."""
+    slot and the hash of the cell found there); and each batch's size and root
+    by leaf index (:func:`.batch_proofs.read_shared`)."""
     got = [(read_place(r), read_cell(r)) for _ in slots]
     try:
         entries = [
@@ -474,11 +484,12 @@ def _read_shared_cells(
         ]
     except LocalProtocolError as exc:
         raise DecodeError(f"a shared answer's cells cannot be placed: {exc}") from None
-    places = read_shared(r, [p for p, _ in got], entries)
-    return tuple(
+    places, rebuilt = read_shared(r, [p for p, _ in got], entries)
+    cells = tuple(
         FetchedCell(slot, place, cell)
         for slot, place, (_, cell) in zip(slots, places, got, strict=True)
     )
+    return cells, rebuilt
 
 
 def _pack(statuses: Sequence[int]) -> bytes:

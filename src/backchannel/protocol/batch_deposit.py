@@ -161,20 +161,23 @@ class DepositBatchAnswer:
     def encode(self, *, compact: bool = False, shared: bool = False) -> bytes:
         """The answer; ``compact`` (to a version 2 deposit): version 2, its bundle
         listing each hash once (:meth:`LogBundle.write`); ``shared`` (to a version 3
-        deposit): version 3, each batch's proof once and no cell ids."""
-        if shared:
-            w = Writer().u8(SHARED_VERSION).u16(len(self.results))
-            for result in self.results:
-                result.check()
-                w.u16(result.status)
-                write_place(w, result.place)
-            write_shared(w, [c.place for c in self.results])
-        else:
+        deposit): version 3, each batch's proof once, no cell ids, and the leaves of
+        the batches named as their times alone."""
+        if not shared:
             w = Writer().u8(COMPACT_ANSWER_VERSION if compact else VERSION)
             w.u16(len(self.results))
             for result in self.results:
                 result.write(w)
-        self.log.write(w, dedup=compact or shared)
+            self.log.write(w, dedup=compact)
+            return w.bytes()
+        w = Writer().u8(SHARED_VERSION).u16(len(self.results))
+        for result in self.results:
+            result.check()
+            w.u16(result.status)
+            write_place(w, result.place)
+        places = [c.place for c in self.results]
+        write_shared(w, places)
+        self.log.write(w, dedup=True, rebuilt={p.leaf_index for p in places if p is not None})
         return w.bytes()
 
     @classmethod
@@ -185,16 +188,19 @@ class DepositBatchAnswer:
         version = r.u8()
         if version not in (VERSION, COMPACT_ANSWER_VERSION, SHARED_VERSION):
             raise DecodeError(f"unknown batch deposit answer version {version}")
+        rebuilt: dict[int, tuple[int, bytes]] = {}
         if version == SHARED_VERSION:
-            results = cls._read_shared(r, batch)
+            results, rebuilt = cls._read_shared(r, batch)
         else:
             results = tuple(CellResult.read(r) for _ in range(r.u16()))
-        log = LogBundle.read(r, dedup=version != VERSION)
+        log = LogBundle.read(r, dedup=version != VERSION, rebuilt=rebuilt)
         r.end()
         return cls(results, log)
 
     @staticmethod
-    def _read_shared(r: Reader, batch: DepositBatch | None) -> tuple[CellResult, ...]:
+    def _read_shared(
+        r: Reader, batch: DepositBatch | None
+    ) -> tuple[tuple[CellResult, ...], dict[int, tuple[int, bytes]]]:
         if batch is None:
             raise DecodeError("a shared deposit answer reads only beside its deposit")
         count = r.u16()
@@ -216,10 +222,11 @@ class DepositBatchAnswer:
             raise DecodeError(
                 f"a shared answer places a cell that cannot be placed: {exc}"
             ) from None
-        proved = read_shared(r, places, entries)
-        return tuple(
+        proved, rebuilt = read_shared(r, places, entries)
+        results = tuple(
             CellResult(status, hashlib.sha256(c.cell).digest(), place)
             if status in _STORED
             else CellResult(status)
             for status, c, place in zip(statuses, batch.cells, proved, strict=True)
         )
+        return results, rebuilt

@@ -10,7 +10,7 @@ leaf's inclusion in the answer's head comes once per leaf, in the answer's
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from backchannel.crypto.primitives import HASH_LEN
@@ -18,7 +18,7 @@ from backchannel.errors import DecodeError, LocalProtocolError
 from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.constants import SLOT_LEN
 from backchannel.protocol.merkle import MAX_PROOF_LEN, TREE_HEAD_LEN, TreeHead
-from backchannel.protocol.misbehaviour import COMPACT_HEAD_LEN, RELAY_KEY_LEN, Absence
+from backchannel.protocol.misbehaviour import COMPACT_HEAD_LEN, RELAY_KEY_LEN, Absence, LogLeaf
 
 #: Longest log leaf accepted (version 1 leaves are 53 bytes).
 MAX_LEAF_LEN = 1024
@@ -187,13 +187,20 @@ class LogBundle:
         proved = self.leaves.get(place.leaf_index)
         return place.with_inclusion(proved.inclusion_proof) if proved is not None else None
 
-    def write(self, w: Writer, *, dedup: bool = False) -> None:
+    def write(
+        self, w: Writer, *, dedup: bool = False, rebuilt: Collection[int] = frozenset()
+    ) -> None:
         """The bundle; ``dedup`` (compact answers): each of its proofs' hashes once.
 
         Deduplicated, the hashes come first, each once, in the order first used
         (the leaves' inclusion proofs, ascending, then the consistency proof):
         ``nhashes u16 | nhashes x hash [32]``, and each proof is ``count u8 |
         count x index`` into them (an index is a u8, a u16 past 256 hashes).
+
+        A leaf whose index is in ``rebuilt`` (shared answers: a batch whose
+        cells the answer names, :mod:`.batch_proofs`) comes as its
+        ``coarse_time u64`` alone: the reader rebuilds the rest from the
+        answer's places (:meth:`read`).
         """
         if len(self.signed_head) not in (0, COMPACT_HEAD_LEN) or len(self.key) not in (
             0,
@@ -216,13 +223,25 @@ class LogBundle:
         for index in order:
             proved = self.leaves[index]
             w.u64(index)
-            write_leaf(w, proved.leaf)
+            if index in rebuilt:
+                w.u64(_time_of(proved.leaf, index))
+            else:
+                write_leaf(w, proved.leaf)
             put(w, proved.inclusion_proof)
         put(w, self.consistency)
         w.u16(len(self.key)).fixed(self.key, len(self.key))
 
     @classmethod
-    def read(cls, r: Reader, *, dedup: bool = False) -> LogBundle:
+    def read(
+        cls,
+        r: Reader,
+        *,
+        dedup: bool = False,
+        rebuilt: Mapping[int, tuple[int, bytes]] | None = None,
+    ) -> LogBundle:
+        """A bundle from :meth:`write`; ``rebuilt`` maps the index of each leaf
+        written as its time alone to its batch's size and root."""
+        rebuilt = rebuilt or {}
         signed = r.fixed(r.u16())
         if len(signed) not in (0, COMPACT_HEAD_LEN):
             raise DecodeError("a bundle's head is a 113-byte compact signed head")
@@ -237,7 +256,12 @@ class LogBundle:
             if leaf_index <= last:
                 raise DecodeError("a bundle lists its leaves once each, ascending")
             last = leaf_index
-            leaves[leaf_index] = LeafProof(read_leaf(r), read(r))
+            if leaf_index in rebuilt:
+                size, batch_root = rebuilt[leaf_index]
+                leaf = LogLeaf(leaf_index, size, batch_root, r.u64()).encode()
+            else:
+                leaf = read_leaf(r)
+            leaves[leaf_index] = LeafProof(leaf, read(r))
         consistency = read(r)
         if indexes is not None:
             indexes.end()
@@ -247,6 +271,17 @@ class LogBundle:
         if not signed and (leaves or consistency):
             raise DecodeError("proofs need a head")
         return cls(signed, leaves, consistency, key)
+
+
+def _time_of(leaf: bytes, index: int) -> int:
+    """The time of a leaf the reader rebuilds; it must be a leaf of this version, at ``index``."""
+    try:
+        decoded = LogLeaf.decode(leaf)
+    except DecodeError:
+        raise LocalProtocolError("only a version 1 leaf is rebuilt by its reader") from None
+    if decoded.batch_index != index:
+        raise LocalProtocolError("a leaf names its own index")
+    return decoded.coarse_time
 
 
 # -- a compact bundle's table of hashes -----------------------------------------------

@@ -21,7 +21,10 @@ On the wire (``docs/spec/relay-api.md``, "Shared batch proofs"): a place is
 ``leaf_index u64 | batch_position u32 | batch_size u32`` with no proof (all
 zeros, batch size 0, for a cell stored without a log), and after the places,
 for each batch they name (leaf index ascending), its missing nodes, ``hash
-[32]`` each. Pure: no I/O.
+[32]`` each. The answer's bundle then sends such a batch's leaf as its time
+alone (:meth:`~backchannel.protocol.batch_log.LogBundle.write`): the reader
+has everything else (the index, the size, the root its paths lead to).
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -99,9 +102,10 @@ def pack(size: int, paths: Mapping[int, Sequence[bytes]]) -> list[bytes]:
 
 def unpack(
     size: int, leaves: Mapping[int, bytes], nodes: Sequence[bytes]
-) -> dict[int, list[bytes]]:
-    """Each known leaf's audit path (position -> path) in a batch of ``size``, from
-    the leaves' hashes (position -> leaf hash) and the shared proof's ``nodes``."""
+) -> tuple[dict[int, list[bytes]], bytes]:
+    """Each known leaf's audit path (position -> path) in a batch of ``size``, and
+    the batch root they lead to, from the leaves' hashes (position -> leaf hash) and
+    the shared proof's ``nodes``."""
     known = sorted(leaves)
     need = missing(size, known)
     if len(nodes) != len(need):
@@ -117,7 +121,7 @@ def unpack(
             h = memo[(lo, hi)] = node_hash(hash_of(lo, lo + k), hash_of(lo + k, hi))
         return h
 
-    return {i: [hash_of(*r) for r in path_ranges(i, size)] for i in known}
+    return {i: [hash_of(*r) for r in path_ranges(i, size)] for i in known}, hash_of(0, size)
 
 
 # -- on the wire --------------------------------------------------------------------
@@ -174,22 +178,26 @@ def write_shared(w: Writer, places: Sequence[BatchPlace | None]) -> None:
 
 def read_shared(
     r: Reader, places: Sequence[BatchPlace | None], entries: Sequence[bytes]
-) -> list[BatchPlace | None]:
+) -> tuple[list[BatchPlace | None], dict[int, tuple[int, bytes]]]:
     """``places`` (from :func:`read_place`) with their audit paths, rebuilt from the
     shared proofs that follow in ``r`` and the cells' batch-tree ``entries`` (one per
-    place, in order; :func:`~backchannel.protocol.misbehaviour.cell_entry`)."""
+    place, in order; :func:`~backchannel.protocol.misbehaviour.cell_entry`); and, by
+    leaf index, each batch's size and the root its paths lead to (from which the
+    answer's bundle rebuilds the leaf: :meth:`LogBundle.read`)."""
     try:
         batches = _batches(places)
     except ValueError as exc:
         raise DecodeError(str(exc)) from None
     out = list(places)
-    for named in batches.values():
+    roots: dict[int, tuple[int, bytes]] = {}
+    for leaf_index, named in batches.items():
         size = next(iter(named.values())).batch_size
         leaves = {p.batch_position: leaf_hash(entries[n]) for n, p in named.items()}
         nodes = [r.fixed(HASH_LEN) for _ in missing(size, sorted(leaves))]
-        paths = unpack(size, leaves, nodes)
+        paths, batch_root = unpack(size, leaves, nodes)
+        roots[leaf_index] = (size, batch_root)
         for n, p in named.items():
             out[n] = BatchPlace(
                 p.leaf_index, p.batch_position, size, tuple(paths[p.batch_position])
             )
-    return out
+    return out, roots
