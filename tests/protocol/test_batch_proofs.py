@@ -192,9 +192,11 @@ def test_a_relay_cannot_answer_a_cell_it_refused_or_put_two_cells_in_one_place()
             *answer.results[2:],
         ),
     )
-    for bad in (twice, two_sizes):
-        with pytest.raises(LocalProtocolError):
-            bad.encode(shared=True)
+    with pytest.raises(LocalProtocolError):
+        two_sizes.encode(shared=True)
+    # Two different cells in one place: the relay may say it, the device refuses it.
+    with pytest.raises(DecodeError):
+        DepositBatchAnswer.decode(twice.encode(shared=True), batch)
     raw = answer.encode(shared=True)
     # Result 0 says 409 but keeps its place; results 0 and 1 share position 2.
     refused_placed = raw[:3] + (409).to_bytes(2, "big") + raw[5:]
@@ -300,3 +302,22 @@ def test_a_relay_cannot_send_a_leaf_of_another_index_as_its_time() -> None:
     with pytest.raises(LocalProtocolError):
         moved.encode(shared=True)
     assert moved.encode(compact=True)  # sent whole, the reader's checks catch it
+
+
+def test_the_same_cell_twice_in_one_deposit_is_one_cell_in_one_place() -> None:
+    cell = DEPOSITED[0]
+    batch = DepositBatch(5, (cell, cell), compact=True, shared=True)
+    tree = _tree([OTHERS[0], cell.entry()])
+    place = _place(3, 1, tree, 2)
+    cell_id = hashlib.sha256(cell.cell).digest()
+    answer = DepositBatchAnswer(
+        (CellResult(201, cell_id, place), CellResult(200, cell_id, place)),
+        _bundle((3, tree, 2)),
+    )
+    raw = answer.encode(shared=True)
+    assert DepositBatchAnswer.decode(raw, batch) == answer
+    other = replace(place, batch_proof=(h(9),))
+    with pytest.raises(LocalProtocolError):
+        replace(answer, results=(answer.results[0], CellResult(200, cell_id, other))).encode(
+            shared=True
+        )

@@ -446,6 +446,21 @@ async def test_shared_answers_send_each_batchs_proof_once_and_prove_the_same(
         check_place(fetched[1].log, key, tenant, slot, cell, place)
 
 
+async def test_the_same_cell_twice_in_a_shared_deposit_is_answered_in_one_place(
+    relay: httpx.AsyncClient,
+) -> None:
+    beta = await register(relay, "mission-beta")
+    cell = (beta.tenant_id, new_slot(), new_cell())
+    batch = DepositBatch(0, (DepositCell(*cell), DepositCell(*cell)), True, True)
+    r = await relay.post("/v1/batch/deposit", content=batch.encode(), headers=OCTET)
+    assert r.status_code == 200
+    answer = DepositBatchAnswer.decode(r.content, batch)
+    assert all(result.stored for result in answer.results)
+    first, second = answer.places()
+    assert first is not None and first == second
+    check_place(answer.log, await relay_key(relay), *cell, first)
+
+
 async def test_queries_the_relay_cannot_answer_are_refused_one_by_one(
     relay: httpx.AsyncClient,
 ) -> None:

@@ -151,16 +151,15 @@ def read_place(r: Reader) -> BatchPlace | None:
 
 def _batches(places: Sequence[BatchPlace | None]) -> dict[int, dict[int, BatchPlace]]:
     """Leaf index -> {index into ``places``: place} of that batch's cells, leaves
-    ascending; ``ValueError`` unless each batch has one size and each cell its own
-    position."""
+    ascending; ``ValueError`` unless each batch has one size. Two places may name
+    one position: the same cell deposited twice in one batch is stored once."""
     by: dict[int, dict[int, BatchPlace]] = {}
     for n, p in enumerate(places):
         if p is not None:
             by.setdefault(p.leaf_index, {})[n] = p
     for named in by.values():
-        sizes = {p.batch_size for p in named.values()}
-        if len(sizes) != 1 or len({p.batch_position for p in named.values()}) != len(named):
-            raise ValueError("the cells of one batch need one size and a position each")
+        if len({p.batch_size for p in named.values()}) != 1:
+            raise ValueError("the cells of one batch need one size")
     return dict(sorted(by.items()))
 
 
@@ -172,7 +171,11 @@ def write_shared(w: Writer, places: Sequence[BatchPlace | None]) -> None:
         raise LocalProtocolError(str(exc)) from None
     for named in batches.values():
         size = next(iter(named.values())).batch_size
-        for h in pack(size, {p.batch_position: p.batch_proof for p in named.values()}):
+        paths: dict[int, tuple[bytes, ...]] = {}
+        for p in named.values():
+            if paths.setdefault(p.batch_position, p.batch_proof) != p.batch_proof:
+                raise LocalProtocolError("two cells in one place need one proof")
+        for h in pack(size, paths):
             w.fixed(h, HASH_LEN)
 
 
@@ -192,7 +195,10 @@ def read_shared(
     roots: dict[int, tuple[int, bytes]] = {}
     for leaf_index, named in batches.items():
         size = next(iter(named.values())).batch_size
-        leaves = {p.batch_position: leaf_hash(entries[n]) for n, p in named.items()}
+        leaves: dict[int, bytes] = {}
+        for n, p in named.items():
+            if leaves.setdefault(p.batch_position, leaf_hash(entries[n])) != leaf_hash(entries[n]):
+                raise DecodeError("two different cells in one place of a batch")
         nodes = [r.fixed(HASH_LEN) for _ in missing(size, sorted(leaves))]
         paths, batch_root = unpack(size, leaves, nodes)
         roots[leaf_index] = (size, batch_root)
