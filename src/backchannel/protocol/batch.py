@@ -37,7 +37,6 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -79,7 +78,7 @@ from backchannel.protocol.batch_query import (
 )
 from backchannel.protocol.codec import Reader, Writer, expect_version
 from backchannel.protocol.constants import SLOT_LEN
-from backchannel.protocol.misbehaviour import Absence, cell_entry
+from backchannel.protocol.misbehaviour import Absence
 
 __all__ = [
     "COMPACT_ANSWER_VERSION",
@@ -477,14 +476,8 @@ def _read_shared_cells(
     slot and the hash of the cell found there); and each batch's size and root
     by leaf index (:func:`.batch_proofs.read_shared`)."""
     got = [(read_place(r), read_cell(r)) for _ in slots]
-    try:
-        entries = [
-            cell_entry(tenant_id, slot, hashlib.sha256(cell).digest()) if place is not None else b""
-            for slot, (place, cell) in zip(slots, got, strict=True)
-        ]
-    except LocalProtocolError as exc:
-        raise DecodeError(f"a shared answer's cells cannot be placed: {exc}") from None
-    places, rebuilt = read_shared(r, [p for p, _ in got], entries)
+    held = [(tenant_id, slot, cell) for slot, (_, cell) in zip(slots, got, strict=True)]
+    places, rebuilt = read_shared(r, [p for p, _ in got], held)
     cells = tuple(
         FetchedCell(slot, place, cell)
         for slot, place, (_, cell) in zip(slots, places, got, strict=True)

@@ -36,7 +36,6 @@ from backchannel.protocol.batch_log import (
 from backchannel.protocol.batch_proofs import read_place, read_shared, write_place, write_shared
 from backchannel.protocol.codec import Reader, Writer
 from backchannel.protocol.constants import SLOT_LEN
-from backchannel.protocol.misbehaviour import cell_entry
 
 VERSION = 1
 #: The version byte of a deposit that asks for the compact answer.
@@ -57,10 +56,6 @@ class DepositCell:
     tenant_id: str
     slot: bytes = field(repr=False)
     cell: bytes = field(repr=False)
-
-    def entry(self) -> bytes:
-        """The cell's entry in its batch tree, were it stored."""
-        return cell_entry(self.tenant_id, self.slot, hashlib.sha256(self.cell).digest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,16 +208,8 @@ class DepositBatchAnswer:
                 raise DecodeError("malformed cell result")
             statuses.append(status)
             places.append(place)
-        try:
-            entries = [
-                c.entry() if p is not None else b""
-                for c, p in zip(batch.cells, places, strict=True)
-            ]
-        except LocalProtocolError as exc:
-            raise DecodeError(
-                f"a shared answer places a cell that cannot be placed: {exc}"
-            ) from None
-        proved, rebuilt = read_shared(r, places, entries)
+        held = [(c.tenant_id, c.slot, c.cell) for c in batch.cells]
+        proved, rebuilt = read_shared(r, places, held)
         results = tuple(
             CellResult(status, hashlib.sha256(c.cell).digest(), place)
             if status in _STORED

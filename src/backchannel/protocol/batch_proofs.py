@@ -30,13 +30,15 @@ Pure: no I/O.
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Mapping, Sequence
 
 from backchannel.crypto.primitives import HASH_LEN
 from backchannel.errors import DecodeError, LocalProtocolError
 from backchannel.protocol.batch_log import BatchPlace
 from backchannel.protocol.codec import Reader, Writer
-from backchannel.protocol.merkle import leaf_hash, node_hash
+from backchannel.protocol.merkle import leaf_hash, node_hash, split_point
+from backchannel.protocol.misbehaviour import cell_entry
 
 #: Leaves ``[start, end)`` of a batch tree: one subtree of the RFC's recursion.
 Range = tuple[int, int]
@@ -45,17 +47,12 @@ _U32 = 1 << 32
 _U64 = 1 << 64
 
 
-def _split(n: int) -> int:
-    """The largest power of two strictly smaller than ``n`` (``n >= 2``)."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
 def path_ranges(index: int, size: int) -> list[Range]:
     """The subtrees whose hashes make leaf ``index``'s RFC 9162 audit path, leaf upward."""
     out: list[Range] = []
     lo, hi = 0, size
     while hi - lo > 1:
-        k = _split(hi - lo)
+        k = split_point(hi - lo)
         if index < lo + k:
             out.append((lo + k, hi))
             hi = lo + k
@@ -78,7 +75,7 @@ def missing(size: int, known: Sequence[int]) -> list[Range]:
         if i == len(known) or known[i] >= hi:
             out.append((lo, hi))
         elif hi - lo > 1:
-            k = _split(hi - lo)
+            k = split_point(hi - lo)
             stack.append((lo + k, hi))
             stack.append((lo, lo + k))
     return out
@@ -117,7 +114,7 @@ def unpack(
         h = memo.get((lo, hi))
         if h is None:
             # A subtree holding a known leaf: its two halves are known or sent.
-            k = _split(hi - lo)
+            k = split_point(hi - lo)
             h = memo[(lo, hi)] = node_hash(hash_of(lo, lo + k), hash_of(lo + k, hi))
         return h
 
@@ -180,13 +177,14 @@ def write_shared(w: Writer, places: Sequence[BatchPlace | None]) -> None:
 
 
 def read_shared(
-    r: Reader, places: Sequence[BatchPlace | None], entries: Sequence[bytes]
+    r: Reader, places: Sequence[BatchPlace | None], cells: Sequence[tuple[str, bytes, bytes]]
 ) -> tuple[list[BatchPlace | None], dict[int, tuple[int, bytes]]]:
     """``places`` (from :func:`read_place`) with their audit paths, rebuilt from the
-    shared proofs that follow in ``r`` and the cells' batch-tree ``entries`` (one per
-    place, in order; :func:`~backchannel.protocol.misbehaviour.cell_entry`); and, by
-    leaf index, each batch's size and the root its paths lead to (from which the
-    answer's bundle rebuilds the leaf: :meth:`LogBundle.read`)."""
+    shared proofs that follow in ``r`` and the cells the reader holds (``(tenant id,
+    slot, cell)``, one per place, in order); and, by leaf index, each batch's size
+    and the root its paths lead to (from which the answer's bundle rebuilds the
+    leaf: :meth:`LogBundle.read`)."""
+    entries = _entries(places, cells)
     try:
         batches = _batches(places)
     except ValueError as exc:
@@ -207,3 +205,16 @@ def read_shared(
                 p.leaf_index, p.batch_position, size, tuple(paths[p.batch_position])
             )
     return out, roots
+
+
+def _entries(
+    places: Sequence[BatchPlace | None], cells: Sequence[tuple[str, bytes, bytes]]
+) -> list[bytes]:
+    """The batch-tree entry of each placed cell (``b""`` for a cell without a place)."""
+    try:
+        return [
+            cell_entry(tenant_id, slot, hashlib.sha256(cell).digest()) if place is not None else b""
+            for place, (tenant_id, slot, cell) in zip(places, cells, strict=True)
+        ]
+    except LocalProtocolError as exc:
+        raise DecodeError(f"a shared answer places a cell that cannot be placed: {exc}") from None

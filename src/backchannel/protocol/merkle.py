@@ -94,7 +94,7 @@ def root(leaves: Iterable[bytes]) -> bytes:
     return f.root()
 
 
-def _split(n: int) -> int:
+def split_point(n: int) -> int:
     """The largest power of two strictly smaller than ``n`` (``n >= 2``)."""
     return 1 << ((n - 1).bit_length() - 1)
 
@@ -180,7 +180,7 @@ def inclusion_proof(reader: NodeReader, index: int, size: int) -> list[bytes]:
     down: list[bytes] = []
     start, n, m = 0, size, index
     while n > 1:
-        k = _split(n)
+        k = split_point(n)
         if m < k:
             down.append(_range_hash(reader, start + k, n - k))
             n = k
@@ -203,7 +203,7 @@ def consistency_proof(reader: NodeReader, old_size: int, new_size: int) -> list[
     down: list[bytes] = []
     start, n, m, whole = 0, new_size, old_size, True
     while m != n:
-        k = _split(n)
+        k = split_point(n)
         if m <= k:
             # The old tree lies in the left half; the right half is new.
             down.append(_range_hash(reader, start + k, n - k))
