@@ -15,6 +15,7 @@ import functools
 import json
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from backchannel.errors import CorruptKeystore
@@ -23,10 +24,16 @@ T = TypeVar("T")
 
 
 def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
-        }
+    t: Any = type(value)
+    if t is bytes:
+        return value.hex()
+    if t is str or t is int or t is bool or t is float or value is None:
+        return value
+    if t is tuple or t is list:
+        return [to_jsonable(v) for v in value]
+    names = _init_names(t)
+    if names is not None:
+        return {name: to_jsonable(getattr(value, name)) for name in names}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, bytes):
@@ -35,42 +42,82 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, (int, str, bool, float)):
+    if isinstance(value, (int, str, bool, float)):
         return value
     raise TypeError(f"cannot persist {type(value).__name__}")
 
 
+@functools.cache
+def _init_names(tp: Any) -> tuple[str, ...] | None:
+    """A dataclass's init field names, or None for any other type."""
+    if not dataclasses.is_dataclass(tp):
+        return None
+    return tuple(f.name for f in dataclasses.fields(tp) if f.init)
+
+
 def from_jsonable(tp: Any, data: Any) -> Any:
+    return _decoder(tp)(data)
+
+
+Decoder = Callable[[Any], Any]
+
+
+@functools.cache
+def _decoder(tp: Any) -> Decoder:
+    """The function that rebuilds a ``tp`` from its JSON form, built once per type.
+
+    Walking the annotations for every value (``typing.get_origin`` at each
+    node) cost more than the JSON parse; the walk is done once here instead.
+    """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if data is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return from_jsonable(inner[0], data)
+        inner = _decoder(next(a for a in args if a is not type(None)))
+        if type(None) not in args:
+            return inner
+        return lambda data: None if data is None else inner(data)
     if tp is bytes:
-        return bytes.fromhex(data)
+        return bytes.fromhex
     if tp in (int, str, bool, float):
-        if not isinstance(data, tp):
-            raise CorruptKeystore("a stored record does not have the expected shape")
-        return data
+        return functools.partial(_scalar, tp)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(data)
+        return typing.cast(Decoder, tp)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_jsonable(args[0], v) for v in data)
-        return tuple(from_jsonable(a, v) for a, v in zip(args, data, strict=True))
+            item = _decoder(args[0])
+            return lambda data: tuple(item(v) for v in data)
+        items = tuple(_decoder(a) for a in args)
+        return lambda data: tuple(f(v) for f, v in zip(items, data, strict=True))
     if origin is list:
-        return [from_jsonable(args[0], v) for v in data]
+        item = _decoder(args[0])
+        return lambda data: [item(v) for v in data]
     if origin is dict:
-        return {k: from_jsonable(args[1], v) for k, v in data.items()}
+        value = _decoder(args[1])
+        return lambda data: {k: value(v) for k, v in data.items()}
     if dataclasses.is_dataclass(tp):
-        kwargs = {
-            name: from_jsonable(hint, data[name])
-            for name, hint in _fields(typing.cast(type, tp))
-            if name in data
-        }
-        return typing.cast(Any, tp)(**kwargs)
+        return functools.partial(_dataclass, typing.cast(type, tp))
+    return functools.partial(_unknown, tp)
+
+
+def _scalar(tp: type, data: Any) -> Any:
+    if not isinstance(data, tp):
+        raise CorruptKeystore("a stored record does not have the expected shape")
+    return data
+
+
+def _dataclass(tp: type, data: Any) -> Any:
+    kwargs = {name: f(data[name]) for name, f in _field_decoders(tp) if name in data}
+    return typing.cast(Any, tp)(**kwargs)
+
+
+@functools.cache
+def _field_decoders(tp: type) -> tuple[tuple[str, Decoder], ...]:
+    # Built at the first value, not with the dataclass's decoder, so that a
+    # dataclass may name itself among its fields' types.
+    return tuple((name, _decoder(hint)) for name, hint in _fields(tp))
+
+
+def _unknown(tp: Any, data: Any) -> Any:
     raise TypeError(f"cannot restore {tp!r}")
 
 
@@ -92,3 +139,4 @@ def loads(tp: type[T], raw: bytes) -> T:
         raise CorruptKeystore(
             f"a stored record cannot be read ({type(exc).__name__}); restore the home from backup"
         ) from None
+
