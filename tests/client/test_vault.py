@@ -369,3 +369,67 @@ def test_newer_schema_refused(path: Path) -> None:
         db.execute("PRAGMA user_version = 2")
     with pytest.raises(CorruptKeystore, match="newer"):
         Vault.open(path, KEY)
+
+
+# ---------------------------------------------------------------- the read cache
+
+
+def test_a_write_by_another_connection_is_read_at_once(path: Path) -> None:
+    """A CLI command writes while ``backchannel run`` holds the same vault open."""
+    with Vault.create(path, KEY) as first:
+        first.put("channel", b"state", b"old")
+        first.put("journal", b"a", b"1")
+        assert first.get("channel", b"state") == b"old"
+        assert first.items("journal") == [(b"a", b"1")]
+        assert first.get("channel", b"absent") is None
+        with Vault.open(path, KEY) as second:
+            second.put("channel", b"state", b"new")
+            second.put("journal", b"b", b"2")
+            second.put("channel", b"absent", b"here now")
+            second.delete("journal", b"a")
+        assert first.get("channel", b"state") == b"new"
+        assert first.get("channel", b"absent") == b"here now"
+        assert first.items("journal") == [(b"b", b"2")]
+
+
+def test_an_undone_transaction_leaves_nothing_in_what_is_read(vault: Vault) -> None:
+    vault.put("channel", b"state", b"committed")
+    vault.put("journal", b"a", b"1")
+    assert vault.items("journal") == [(b"a", b"1")]
+    with pytest.raises(RuntimeError), vault.transaction():
+        vault.put("channel", b"state", b"undone")
+        vault.put("journal", b"b", b"2")
+        vault.delete("journal", b"a")
+        assert vault.get("channel", b"state") == b"undone"
+        assert vault.items("journal") == [(b"b", b"2")]
+        raise RuntimeError
+    assert vault.get("channel", b"state") == b"committed"
+    assert vault.items("journal") == [(b"a", b"1")]
+
+
+def test_a_write_is_read_back_and_a_delete_is_gone(vault: Vault) -> None:
+    vault.put("journal", b"a", b"1")
+    assert vault.items("journal") == [(b"a", b"1")]
+    listed = vault.items("journal")
+    listed.append((b"z", b"added by the caller"))
+    assert vault.items("journal") == [(b"a", b"1")]
+    vault.put("journal", b"a", b"2")
+    assert vault.get("journal", b"a") == b"2"
+    assert vault.items("journal") == [(b"a", b"2")]
+    assert vault.delete("journal", b"a")
+    assert vault.get("journal", b"a") is None
+    assert vault.items("journal") == []
+
+
+def test_a_failed_write_on_a_full_disk_is_not_read_back(path: Path) -> None:
+    v = Vault.create(path, KEY)
+    v.put("inbox", b"kept", b"before")
+    assert v.get("inbox", b"kept") == b"before"
+    pages = v._conn.execute("PRAGMA page_count").fetchone()[0]
+    v._conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StoreUnavailable, match="full"), v.transaction():
+        v.put("inbox", b"kept", b"after")
+        v.put("inbox", b"big", os.urandom(64 * 1024))
+    assert v.get("inbox", b"kept") == b"before"
+    assert v.get("inbox", b"big") is None
+    v.close()

@@ -76,6 +76,8 @@ SCHEMA_VERSION: Final = 1
 BOX_VERSION: Final = 1
 NONCE_LEN: Final = 12
 VAULT_ID_LEN: Final = 16
+#: At most this many bytes of opened values are kept between reads.
+_CACHE_BYTES: Final = 16 * 1024 * 1024
 
 # Domain-separation labels: each key and each kind of associated data has its own.
 _LABEL_AEAD_KEY: Final = labels.VAULT_AEAD_KEY
@@ -161,6 +163,14 @@ class Vault:
         self._mac_key = mac_key
         self._lock = threading.RLock()
         self._depth = 0  # transaction nesting; 0 = autocommit
+        #: What this vault last read or wrote, opened: a round reads the same
+        #: records many times over. Dropped whole when another connection has
+        #: committed (``PRAGMA data_version``), when a transaction is undone,
+        #: and when it grows past _CACHE_BYTES.
+        self._cache: dict[tuple[str, bytes], bytes | None] = {}
+        self._tables: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._cached_bytes = 0
+        self._data_version = -1
 
     def __repr__(self) -> str:
         return f"Vault({str(self._path)!r})"
@@ -286,6 +296,7 @@ class Vault:
                 raise
 
     def _undo(self, outer: bool) -> None:
+        self._forget()
         # SQLite may already have rolled the transaction back (disk full, I/O error).
         if not self._conn.in_transaction:
             return
@@ -301,6 +312,43 @@ class Vault:
         with self.transaction(), _sql():
             yield self._conn
 
+    @contextlib.contextmanager
+    def _write_one(self) -> Iterator[sqlite3.Connection]:
+        """For one statement: inside a transaction it needs no savepoint of its
+        own, since SQLite undoes a statement that fails (a round makes thousands)."""
+        with self._lock:
+            if self._depth == 0:
+                with self._write() as conn:
+                    yield conn
+            else:
+                with _sql():
+                    yield self._conn
+
+    # ------------------------------------------------------------ read cache
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._tables.clear()
+        self._cached_bytes = 0
+
+    def _check_cache(self) -> None:
+        """Drop the cache if another connection has committed since it was filled.
+
+        Called under the lock, before each read.
+        """
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._forget()
+            self._data_version = version
+
+    def _remember(self, table: str, key: bytes, value: bytes | None) -> None:
+        self._tables.pop(table, None)
+        self._cached_bytes += len(value or b"")
+        if self._cached_bytes > _CACHE_BYTES:
+            self._forget()
+            self._cached_bytes = len(value or b"")
+        self._cache[(table, key)] = value
+
     # ------------------------------------------------------------ records
 
     def _key_mac(self, tbl: bytes, key: bytes) -> bytes:
@@ -314,33 +362,41 @@ class Vault:
         key_mac = self._key_mac(tbl, key)
         key_box = _seal(self._aead, key, _aad(_LABEL_KEY, tbl, key_mac))
         value_box = _seal(self._aead, value, _aad(_LABEL_VALUE, tbl, key))
-        with self._write() as conn:
+        with self._write_one() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO records (tbl, key_mac, key_box, value_box)"
                 " VALUES (?, ?, ?, ?)",
                 (table, key_mac, key_box, value_box),
             )
+            self._remember(table, key, value)
 
     def get(self, table: str, key: bytes) -> bytes | None:
         """The value under ``key`` in ``table``, or None."""
         tbl = _check_name("table", table)
-        with self._lock, _sql():
-            row = self._conn.execute(
-                "SELECT value_box FROM records WHERE tbl = ? AND key_mac = ?",
-                (table, self._key_mac(tbl, key)),
-            ).fetchone()
-        if row is None:
-            return None
-        return _open_box(self._aead, row[0], _aad(_LABEL_VALUE, tbl, key))
+        with self._lock:
+            with _sql():
+                self._check_cache()
+                if (table, key) in self._cache:
+                    return self._cache[(table, key)]
+                row = self._conn.execute(
+                    "SELECT value_box FROM records WHERE tbl = ? AND key_mac = ?",
+                    (table, self._key_mac(tbl, key)),
+                ).fetchone()
+            value = (
+                None if row is None else _open_box(self._aead, row[0], _aad(_LABEL_VALUE, tbl, key))
+            )
+            self._remember(table, key, value)
+            return value
 
     def delete(self, table: str, key: bytes) -> bool:
         """Remove ``key`` from ``table``; return whether it was there."""
         tbl = _check_name("table", table)
-        with self._write() as conn:
+        with self._write_one() as conn:
             cursor = conn.execute(
                 "DELETE FROM records WHERE tbl = ? AND key_mac = ?",
                 (table, self._key_mac(tbl, key)),
             )
+            self._remember(table, key, None)
         return cursor.rowcount > 0
 
     def keys(self, table: str) -> list[bytes]:
@@ -349,7 +405,17 @@ class Vault:
 
     def items(self, table: str) -> list[tuple[bytes, bytes]]:
         """Every (key, value) of ``table``, sorted by key."""
-        return self._rows(table, values=True)
+        with self._lock:
+            with _sql():
+                self._check_cache()
+            if table not in self._tables:
+                rows = self._rows(table, values=True)
+                size = sum(len(v) for _, v in rows)
+                if self._cached_bytes + size > _CACHE_BYTES:
+                    return rows
+                self._tables[table] = rows
+                self._cached_bytes += size
+            return list(self._tables[table])
 
     def _rows(self, table: str, values: bool) -> list[tuple[bytes, bytes]]:
         tbl = _check_name("table", table)
@@ -402,7 +468,7 @@ class Vault:
     def mark_done(self, queue: str, entry_id: int) -> bool:
         """Remove an entry; return whether it was there (marking twice is harmless)."""
         _check_name("queue", queue)
-        with self._write() as conn:
+        with self._write_one() as conn:
             cursor = conn.execute("DELETE FROM queue WHERE q = ? AND id = ?", (queue, entry_id))
         return cursor.rowcount > 0
 
