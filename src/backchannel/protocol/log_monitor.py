@@ -10,6 +10,7 @@ raises an alarm and keeps the conflicting signed heads as evidence.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -25,9 +26,7 @@ class LogMonitor:
 
     def open(self, signed: bytes) -> TreeHead:
         """Decode and verify a signed head under the pinned key."""
-        head = SignedHead.decode(signed)
-        head.verify(relay_key_from_bytes(self.relay_key))
-        return head.head
+        return _open(self.relay_key, signed)
 
     @property
     def head(self) -> TreeHead | None:
@@ -56,3 +55,17 @@ class LogMonitor:
         if small.size > 0:
             verify_consistency(small.size, large.size, small.root, large.root, proof)
         return replace(self, pinned=signed) if large is new else self
+
+
+@functools.lru_cache(maxsize=64)
+def _open(relay_key: bytes, signed: bytes) -> TreeHead:
+    """A signed head verified under ``relay_key``; raises if it is not.
+
+    A round's answers hand a device the same signed head to check several
+    times (the answer, its gossip, its monitor); the verdict on the same bytes
+    under the same key cannot change, so it is kept for the heads seen last
+    (a failure is not kept: it raises every time).
+    """
+    head = SignedHead.decode(signed)
+    head.verify(relay_key_from_bytes(relay_key))
+    return head.head
