@@ -225,3 +225,22 @@ async def test_a_submitters_requests_carry_no_user_agent(
     assert await public.check(card, sent.reply_code, transport=recording) is None
     assert [r.method for r in seen] == ["GET", "POST", "GET"]
     assert not [r for r in seen if "user-agent" in r.headers]
+
+
+async def test_a_home_from_before_the_intake_index_reads_the_switch_from_its_log(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    # The round asks whether the intake is open from the intake's own index of
+    # the log, not from the whole log; a home whose log was written before that
+    # index existed (no flag) builds it at its first read.
+    from backchannel.client.audit import AUDIT, AUDIT_INDEXED, AUDIT_INTAKE
+
+    ri, han = await opened_intake(tmp_path, relay)
+    for c in (ri, han):
+        indexed = c.vault.items(AUDIT_INTAKE)
+        assert len(indexed) == 1 and set(indexed) <= set(c.vault.items(AUDIT))
+        c.vault.delete(AUDIT_INTAKE, indexed[0][0])
+        assert not c.intake_is_open()  # the index is what it reads
+        c.vault.delete(AUDIT_INDEXED, b"intake")
+        assert c.intake_is_open()
+        assert c.vault.items(AUDIT_INTAKE) == indexed

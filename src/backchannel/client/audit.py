@@ -62,6 +62,14 @@ AUDIT = "audit"
 AUDIT_HEAD = "audit_head"
 #: Pairs of entries that prove an officer's device signed two histories.
 AUDIT_FORKS = "audit_forks"
+#: The intake's entries (:data:`INTAKE_KINDS`) once more, under the same keys:
+#: every round asks whether the intake is open, and the log keeps growing.
+AUDIT_INTAKE = "audit_intake"
+#: Whether :data:`AUDIT_INTAKE` holds every intake entry of :data:`AUDIT` (a
+#: home made before it existed builds it at its first read).
+AUDIT_INDEXED = "audit_indexed"
+#: The entries of the intake's triage and its switch.
+INTAKE_KINDS = frozenset(k for k in AuditKind if k.name.startswith("INTAKE_"))
 #: The first line of an exported record.
 RECORD_FORMAT = "backchannel-audit-record-1"
 #: A sent message is on the record once it went out with its signatures.
@@ -90,7 +98,7 @@ class Audit(Device):
                 m.mission_id, self.officer, seq + 1, prev, int(self._clock()), kind, subject,
                 _clip(note, 400),
             )  # fmt: skip
-            self.vault.put(AUDIT, _key(me, seq + 1), entry.encode())
+            self._keep(_key(me, seq + 1), entry.encode(), kind)
             self.vault.put(AUDIT_HEAD, me, (seq + 1).to_bytes(8, "big") + entry.digest())
             for o in self.colleagues():
                 self.mailbox.send(joint.JointKind.AUDIT, o, entry.encode())
@@ -116,7 +124,8 @@ class Audit(Device):
         key = _key(sender, entry.seq)
         held = self.vault.get(AUDIT, key)
         if held is None:
-            self.vault.put(AUDIT, key, body)
+            with self._tx():
+                self._keep(key, body, entry.kind)
             return None
         if held == body:
             return None
@@ -124,6 +133,12 @@ class Audit(Device):
             self.vault.put(AUDIT_FORKS, key, _pair(held, body))
             self._raise_fork(sender, entry.seq)
         return None
+
+    def _keep(self, key: bytes, body: bytes, kind: AuditKind) -> None:
+        """Store an entry in the log, and in the intake's index if it is the intake's."""
+        self.vault.put(AUDIT, key, body)
+        if kind in INTAKE_KINDS:
+            self.vault.put(AUDIT_INTAKE, key, body)
 
     def _raise_fork(self, officer_id: bytes, seq: int) -> None:
         """Tell this device's officer; :class:`OfficerAlarms` records it as an alarm."""
@@ -144,6 +159,17 @@ class Audit(Device):
     def audit_entries(self) -> list[AuditEntry]:
         """Every entry this device holds, officer by officer, in order."""
         return [AuditEntry.decode(v) for _, v in sorted(self.vault.items(AUDIT))]
+
+    def intake_audit_entries(self) -> list[AuditEntry]:
+        """The entries of :data:`INTAKE_KINDS` this device holds (as
+        :meth:`audit_entries` would list them), read from their own index."""
+        if self.vault.get(AUDIT_INDEXED, b"intake") is None:
+            with self._tx():
+                for key, body in self.vault.items(AUDIT):
+                    if AuditEntry.decode(body).kind in INTAKE_KINDS:
+                        self.vault.put(AUDIT_INTAKE, key, body)
+                self.vault.put(AUDIT_INDEXED, b"intake", b"\x01")
+        return [AuditEntry.decode(v) for _, v in sorted(self.vault.items(AUDIT_INTAKE))]
 
     def audit_verify(self) -> list[str]:
         """What is wrong with the audit log on this device; an empty list when nothing is."""

@@ -353,8 +353,7 @@ class Intake(OfficerAlarms):
     # --- what the desk shows --------------------------------------------------------------
 
     def _intake_entries(self) -> list[AuditEntry]:
-        kinds = {k for k in AuditKind if k.name.startswith("INTAKE_")}
-        entries = [e for e in self.audit_entries() if e.kind in kinds]
+        entries = self.intake_audit_entries()
         return sorted(entries, key=lambda e: (e.at, e.officer_id, e.seq))
 
     def _blocked_contacts(self, records: list[IntakeRecord]) -> dict[str, int]:
