@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from backchannel.errors import (
+    ConfigError,
     LocalProtocolError,
     QuotaExceeded,
     SlotConflict,
+    StoreUnavailable,
     UnknownTenant,
 )
 from backchannel.protocol import merkle
@@ -255,6 +258,74 @@ async def test_refused_deposits_append_nothing(store: RelayStore) -> None:
     )
     assert [type(o) for o in outcomes] == [SlotConflict, QuotaExceeded, UnknownTenant]
     assert (await store.log_head()).size == size
+
+
+async def test_a_batch_of_deposits_answers_each_cell_and_every_proof_verifies(
+    store: RelayStore,
+) -> None:
+    await store.create_tenant("a", CRED, 3, now=0)
+    await store.create_tenant("b", CRED, 10, now=0)
+    first = await store.deposit("a", slot(1), cell(1), now=1)
+    size = (await store.log_head()).size
+    outcomes = await store.deposit_many(
+        [
+            ("a", slot(1), cell(1)),  # the same cell again: its first place
+            ("a", slot(1), cell(9)),  # another cell there: a conflict
+            ("nobody", slot(3), cell(3)),
+            ("a", slot(4), cell(4)),
+            ("b", slot(5), cell(5)),
+            ("a", b"short", cell(6)),  # not a slot
+            ("a", slot(7), cell(7)),
+            ("a", slot(8), cell(8)),  # past the quota of 3
+        ],
+        now=2,
+    )
+    again, conflict, unknown, a4, b5, short, a7, over = outcomes
+    assert isinstance(again, DepositResult) and not again.created
+    assert (again.leaf_index, again.batch_position) == (first.leaf_index, first.batch_position)
+    assert isinstance(conflict, SlotConflict) and isinstance(unknown, UnknownTenant)
+    assert isinstance(short, ConfigError) and isinstance(over, QuotaExceeded)
+    for tenant, n, r in (("a", 4, a4), ("b", 5, b5), ("a", 7, a7)):
+        assert isinstance(r, DepositResult) and r.created
+        await check_receipt(store, tenant, n, r)
+    if isinstance(store, SQLiteRelayStore):  # one job, so one batch
+        assert isinstance(a4, DepositResult) and isinstance(a7, DepositResult)
+        assert a4.leaf_index == a7.leaf_index and a4.batch_size == 3
+    assert (await store.log_head()).size > size
+    await check_all_cells(store, "a", [1, 4, 7])
+    await check_all_cells(store, "b", [5])
+
+
+async def test_a_batch_the_disk_fails_leaves_nothing_in_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteRelayStore(f"{tmp_path}/relay.db")
+    await store.open()
+    try:
+        await store.create_tenant("a", CRED, 100, now=0)
+        await store.deposit("a", slot(1), cell(1), now=1)
+        size = (await store.log_head()).size
+        calls = itertools.count()
+        real = store._deposit_in
+
+        def failing(*args: object) -> object:
+            if next(calls) == 1:  # the second cell, once the first is in the batch
+                raise sqlite3.OperationalError("disk I/O error")
+            return real(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "_deposit_in", failing)
+        outcomes = await store.deposit_many([("a", slot(n), cell(n)) for n in (2, 3, 4)], now=2)
+        assert all(isinstance(o, StoreUnavailable) for o in outcomes)
+        assert await store.fetch("a", [slot(2), slot(3), slot(4)]) == {}
+        assert (await store.log_head()).size == size  # no leaf for cells not stored
+        monkeypatch.undo()
+        results = await store.deposit_many([("a", slot(n), cell(n)) for n in (2, 3, 4)], now=3)
+        for n, r in zip((2, 3, 4), results, strict=True):
+            assert isinstance(r, DepositResult) and r.created and r.batch_size == 3
+            await check_receipt(store, "a", n, r)
+        await check_all_cells(store, "a", [1, 2, 3, 4])
+    finally:
+        await store.close()
 
 
 async def test_ack_keeps_the_batch_provable_and_expiry_forgets_members_only(

@@ -15,7 +15,6 @@ client never makes another request to check them. Layouts:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 
 from starlette.requests import Request
@@ -109,14 +108,9 @@ class BatchEndpoints:
         # Every accepted cell at once: they share the store's next commit.
         todo = [i for i, o in enumerate(outcome) if o == 0]
         now = service.coarse_now()
-        done = await asyncio.gather(
-            *(
-                service.store.deposit(
-                    batch.cells[i].tenant_id, batch.cells[i].slot, batch.cells[i].cell, now
-                )
-                for i in todo
-            ),
-            return_exceptions=True,
+        done = await service.store.deposit_many(
+            [(batch.cells[i].tenant_id, batch.cells[i].slot, batch.cells[i].cell) for i in todo],
+            now,
         )
         for i, result in zip(todo, done, strict=True):
             outcome[i] = self._stored(result)

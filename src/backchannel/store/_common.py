@@ -15,7 +15,7 @@ from typing import Any
 
 from backchannel.errors import ConfigError, StoreUnavailable
 from backchannel.protocol.constants import CELL_SIZE, SLOT_LEN
-from backchannel.store.relay_store import TenantRecord
+from backchannel.store.relay_store import DepositResult, TenantRecord
 
 #: Most slots one ``fetch`` or ``ack`` call may name (bounds one SQL statement).
 MAX_SLOTS_PER_CALL = 4096
@@ -93,6 +93,19 @@ def check_checkpoint(size: int, cosignatures: int, note: bytes) -> None:
         raise ConfigError("a kept checkpoint carries at least one cosignature")
     if not isinstance(note, bytes) or not note:
         raise ConfigError("a checkpoint note must be non-empty bytes")
+
+
+async def deposit_each(
+    deposit: Callable[[str, bytes, bytes, int], Awaitable[DepositResult]],
+    cells: Sequence[tuple[str, bytes, bytes]],
+    now: int,
+) -> list[DepositResult | BaseException]:
+    """``deposit_many`` for a store whose deposits already share a commit when
+    made at once: each cell's own deposit, all of them together."""
+    return await asyncio.gather(
+        *(deposit(tenant_id, slot, cell, now) for tenant_id, slot, cell in cells),
+        return_exceptions=True,
+    )
 
 
 def not_open() -> StoreUnavailable:

@@ -136,6 +136,11 @@ class MemoryRelayStore(_log.LogSigning):
             self._rotations[tenant_id] = (version, seq, roster_hash)
         return outcome
 
+    async def deposit_many(
+        self, cells: Sequence[tuple[str, bytes, bytes]], now: int
+    ) -> list[DepositResult | BaseException]:
+        return await _common.deposit_each(self.deposit, cells, now)
+
     async def deposit(self, tenant_id: str, slot: bytes, cell: bytes, now: int) -> DepositResult:
         _common.check_tenant_id(tenant_id)
         _common.check_slot(slot)

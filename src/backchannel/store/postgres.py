@@ -316,6 +316,11 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
 
         return await self._run(work)
 
+    async def deposit_many(
+        self, cells: Sequence[tuple[str, bytes, bytes]], now: int
+    ) -> list[DepositResult | BaseException]:
+        return await _common.deposit_each(self.deposit, cells, now)
+
     async def deposit(self, tenant_id: str, slot: bytes, cell: bytes, now: int) -> DepositResult:
         _common.check_tenant_id(tenant_id)
         _common.check_slot(slot)

@@ -189,6 +189,12 @@ class RelayStore(IntakeStore, Protocol):
         tenant raises ``UnknownTenant``.
         """
 
+    async def deposit_many(
+        self, cells: Sequence[tuple[str, bytes, bytes]], now: int
+    ) -> list[DepositResult | BaseException]:
+        """Each (tenant, slot, cell) as :meth:`deposit` stores it, in the order
+        given: its result, or the error that refused it (the others go on)."""
+
     async def fetch(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, bytes]:
         """Cells present at those slots of this tenant (absent slots are left out)."""
 
