@@ -101,3 +101,27 @@ def test_a_fixed_tuple_of_the_wrong_length_is_refused() -> None:
 def test_a_value_it_cannot_persist_is_refused() -> None:
     with pytest.raises(TypeError):
         statecodec.dumps(object())
+
+
+@dataclass(slots=True)
+class Loose:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class WithList:
+    names: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Nested:
+    inner: WithList | None = None
+
+
+def test_only_records_that_cannot_change_count_as_immutable() -> None:
+    assert statecodec.immutable(Leaf)
+    assert not statecodec.immutable(Tree)  # a list and a dict among its fields
+    assert not statecodec.immutable(Loose)  # not frozen
+    assert not statecodec.immutable(WithList)
+    assert not statecodec.immutable(Nested)  # a list one level down
+    assert statecodec.immutable(tuple[bytes, ...]) and not statecodec.immutable(list[bytes])

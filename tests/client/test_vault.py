@@ -433,3 +433,101 @@ def test_a_failed_write_on_a_full_disk_is_not_read_back(path: Path) -> None:
     assert v.get("inbox", b"kept") == b"before"
     assert v.get("inbox", b"big") is None
     v.close()
+
+
+def test_a_decoded_record_is_kept_only_while_it_is_unchanged(path: Path) -> None:
+    calls: list[bytes] = []
+
+    def decode(kind: type, raw: bytes) -> tuple[str, bytes]:
+        calls.append(raw)
+        return (kind.__name__, raw)
+
+    with Vault.create(path, KEY) as v:
+        v.put("channel", b"k", b"one")
+        raw = v.get("channel", b"k")
+        assert raw is not None
+        first = v.decoded("channel", b"k", raw, bytes, decode)
+        assert v.decoded("channel", b"k", v.get("channel", b"k") or b"", bytes, decode) is first
+        assert calls == [b"one"]
+        assert v.decoded("channel", b"k", raw, str, decode) == ("str", b"one")  # another kind
+        v.put("channel", b"k", b"two")
+        assert v.decoded("channel", b"k", b"two", bytes, decode) == ("bytes", b"two")
+        v.delete("channel", b"k")
+        assert ("channel", b"k") not in v._decoded  # a deleted record's value is not kept
+        v.put("channel", b"k", b"three")
+        v.decoded("channel", b"k", b"three", bytes, decode)
+        with Vault.open(path, KEY) as other:
+            other.put("channel", b"k", b"four")
+        fresh = v.get("channel", b"k")
+        assert fresh == b"four" and not v._decoded  # another connection's write drops it
+        assert v.decoded("channel", b"k", fresh, bytes, decode) == ("bytes", b"four")
+        assert calls == [b"one", b"one", b"two", b"three", b"four"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_what_is_read_through_the_cache_is_what_is_on_disk(path: Path, seed: int) -> None:
+    """Random writes, undone transactions and another connection's writes: after
+    each step this vault reads exactly what a fresh connection reads."""
+    import random
+
+    rng = random.Random(seed)
+    keys = [bytes([k]) for k in range(6)]
+    with (
+        Vault.create(path, KEY) as v,
+        Vault.open(path, KEY) as other,
+        Vault.open(path, KEY) as fresh,
+    ):
+        for _ in range(300):
+            op = rng.randrange(7)
+            writer = other if rng.random() < 0.2 else v
+            try:
+                if op == 0:
+                    writer.put("journal", rng.choice(keys), os.urandom(rng.randrange(1, 9)))
+                elif op == 1:
+                    writer.delete("journal", rng.choice(keys))
+                elif op == 2:
+                    writer.append("outbox", os.urandom(4))
+                elif op == 3 and (entries := writer.pending("outbox")):
+                    writer.mark_done("outbox", rng.choice(entries)[0])
+                elif op == 4:
+                    with writer.transaction():
+                        writer.put("journal", rng.choice(keys), b"undone")
+                        writer.append("outbox", b"undone")
+                        writer.delete("journal", rng.choice(keys))
+                        raise RuntimeError
+            except RuntimeError:
+                pass
+            # Reads fill the cache between writes, in a random order.
+            reads = [
+                lambda: v.items("journal"),
+                lambda: v.pending("outbox"),
+                lambda: v.get("journal", rng.choice(keys)),
+            ]
+            rng.shuffle(reads)
+            for read in reads:
+                read()
+            fresh._forget()  # what is on disk (its reads leave the data version alone)
+            assert v.items("journal") == fresh.items("journal")
+            fresh._forget()
+            assert v.pending("outbox") == fresh.pending("outbox")
+            for k in keys:
+                fresh._forget()
+                assert v.get("journal", k) == fresh.get("journal", k)
+        assert b"undone" not in {value for _, value in v.items("journal")}
+
+
+def test_a_queue_entry_decoded_once_is_dropped_when_done(vault: Vault) -> None:
+    calls: list[bytes] = []
+
+    def decode(kind: type, raw: bytes) -> bytes:
+        calls.append(raw)
+        return raw.upper()
+
+    first = vault.append("outbox", b"a")
+    vault.append("outbox", b"b")
+    assert [v for _, v in vault.pending_decoded("outbox", bytes, decode)] == [b"A", b"B"]
+    assert [v for _, v in vault.pending_decoded("outbox", bytes, decode)] == [b"A", b"B"]
+    assert calls == [b"a", b"b"]
+    vault.mark_done("outbox", first)
+    assert not [k for k in vault._decoded if k[1] == first.to_bytes(8, "big")]
+    assert [v for _, v in vault.pending_decoded("outbox", bytes, decode)] == [b"B"]

@@ -88,13 +88,20 @@ class Device:
 
     def _get(self, table: str, key: bytes, tp: type[Any]) -> Any:
         raw = self.vault.get(table, key)
-        return None if raw is None else statecodec.loads(tp, raw)
+        return None if raw is None else self._load(table, key, raw, tp)
 
     def _put(self, table: str, key: bytes, value: Any) -> None:
         self.vault.put(table, key, statecodec.dumps(value))
 
     def _all(self, table: str, tp: type[Any]) -> list[Any]:
-        return [statecodec.loads(tp, v) for _, v in self.vault.items(table)]
+        return [self._load(table, k, v, tp) for k, v in self.vault.items(table)]
+
+    def _load(self, table: str, key: bytes, raw: bytes, tp: type[Any]) -> Any:
+        """The record ``raw`` decoded; a record of an immutable type is decoded
+        once while it stays unchanged (the vault keeps it beside the value)."""
+        if statecodec.immutable(tp):
+            return self.vault.decoded(table, key, raw, tp, statecodec.loads)
+        return statecodec.loads(tp, raw)
 
     @contextmanager
     def _tx(self) -> Iterator[None]:

@@ -186,8 +186,7 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
     def _pending_by_lane(self) -> dict[bytes, OutCell]:
         """The oldest cell not yet stored of each lane."""
         out: dict[bytes, OutCell] = {}
-        for entry_id, raw in self.vault.pending("net_out"):
-            cell = statecodec.loads(NetOut, raw)
+        for entry_id, cell in self.vault.pending_decoded("net_out", NetOut, statecodec.loads):
             out.setdefault(cell.lane, OutCell(entry_id, cell))
         return out
 

@@ -40,10 +40,7 @@ class LogChecks(Receiving):
         return SignedHead.decode(monitor.pinned).head.size
 
     def _due(self) -> list[tuple[int, GossipDue]]:
-        return [
-            (entry_id, statecodec.loads(GossipDue, raw))
-            for entry_id, raw in self.vault.pending("gossip_due")
-        ]
+        return self.vault.pending_decoded("gossip_due", GossipDue, statecodec.loads)
 
     def _seen_for_notes(self) -> dict[tuple[bytes, int], SlotSeen]:
         out: dict[tuple[bytes, int], SlotSeen] = {}
@@ -132,7 +129,7 @@ class LogChecks(Receiving):
         """What the relay served more than SEEN_ROUNDS rounds ago is no longer needed."""
         horizon = self._endpoint(channel_id).next_recv_round - SEEN_ROUNDS
         with self._tx():
-            for key, _ in self.vault.items("log_seen"):
+            for key in self.vault.keys("log_seen"):
                 if key[:-8] == channel_id and int.from_bytes(key[-8:], "big") < horizon:
                     self.vault.delete("log_seen", key)
 

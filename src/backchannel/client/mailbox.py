@@ -139,16 +139,15 @@ class Mailbox:
         An object already begun goes on first (its pieces must be consecutive),
         then the oldest joint object, then the oldest audit entry.
         """
+        vault = self.dev.vault
         for queue in (JOINT_OUT, AUDIT_OUT):
-            for entry_id, raw in self.dev.vault.pending(queue):
-                out = statecodec.loads(JointOut, raw)
+            for entry_id, out in vault.pending_decoded(queue, JointOut, statecodec.loads):
                 if out.recipient != recipient:
                     continue
                 if cursor is not None and cursor.queue == queue and cursor.entry_id == entry_id:
                     return queue, entry_id, out, cursor.sent
         for queue in (JOINT_OUT, AUDIT_OUT):
-            for entry_id, raw in self.dev.vault.pending(queue):
-                out = statecodec.loads(JointOut, raw)
+            for entry_id, out in vault.pending_decoded(queue, JointOut, statecodec.loads):
                 if out.recipient == recipient:
                     return queue, entry_id, out, 0
         return None

@@ -140,3 +140,31 @@ def loads(tp: type[T], raw: bytes) -> T:
             f"a stored record cannot be read ({type(exc).__name__}); restore the home from backup"
         ) from None
 
+
+def immutable(tp: Any) -> bool:
+    """Whether every value :func:`loads` makes of ``tp`` is immutable: frozen
+    dataclasses, tuples, bytes, numbers, strings and enums, no list or dict."""
+    return _is_immutable(tp)
+
+
+@functools.cache
+def _is_immutable(tp: Any) -> bool:
+    return _immutable(tp, frozenset())
+
+
+def _immutable(tp: Any, seen: frozenset[Any]) -> bool:
+    if tp in seen:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (list, dict):
+        return False
+    if origin is not None:
+        return all(_immutable(a, seen) for a in typing.get_args(tp) if a is not Ellipsis)
+    if dataclasses.is_dataclass(tp):
+        params = getattr(tp, "__dataclass_params__", None)
+        if params is None or not params.frozen:
+            return False
+        return all(_immutable(h, seen | {tp}) for _, h in _fields(typing.cast(type, tp)))
+    return tp in (bytes, int, str, bool, float, type(None)) or (
+        isinstance(tp, type) and issubclass(tp, enum.Enum)
+    )

@@ -40,15 +40,16 @@ under a lock); the async client calls it with ``asyncio.to_thread``. A
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import re
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import constant_time, hashes, hmac
@@ -66,6 +67,9 @@ from backchannel.errors import (
 )
 
 __all__ = ["KEY_LEN", "Vault"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 KEY_LEN: Final = 32
 #: SQLite ``application_id`` of a vault: "BCKV".
@@ -169,6 +173,9 @@ class Vault:
         #: and when it grows past _CACHE_BYTES.
         self._cache: dict[tuple[str, bytes], bytes | None] = {}
         self._tables: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._queues: dict[str, list[tuple[int, bytes]]] = {}
+        #: Records decoded by the caller, kept beside their values (:meth:`decoded`).
+        self._decoded: dict[tuple[str, bytes], tuple[object, bytes, object]] = {}
         self._cached_bytes = 0
         self._data_version = -1
 
@@ -329,6 +336,8 @@ class Vault:
     def _forget(self) -> None:
         self._cache.clear()
         self._tables.clear()
+        self._queues.clear()
+        self._decoded.clear()
         self._cached_bytes = 0
 
     def _check_cache(self) -> None:
@@ -342,12 +351,38 @@ class Vault:
             self._data_version = version
 
     def _remember(self, table: str, key: bytes, value: bytes | None) -> None:
-        self._tables.pop(table, None)
+        self._decoded.pop((table, key), None)
+        rows = self._tables.get(table)
+        if rows is not None:  # kept in step, sorted by key
+            i = bisect.bisect_left(rows, (key,))
+            if i < len(rows) and rows[i][0] == key:
+                if value is None:
+                    del rows[i]
+                else:
+                    rows[i] = (key, value)
+            elif value is not None:
+                rows.insert(i, (key, value))
         self._cached_bytes += len(value or b"")
         if self._cached_bytes > _CACHE_BYTES:
             self._forget()
             self._cached_bytes = len(value or b"")
         self._cache[(table, key)] = value
+
+    def decoded(
+        self, table: str, key: bytes, raw: bytes, kind: T, decode: Callable[[T, bytes], R]
+    ) -> R:
+        """``decode(kind, raw)`` for ``raw``, the value just read under ``key``;
+        kept until that record changes, so ``decode`` must be pure and what it
+        returns immutable. A record written or deleted drops it, as does
+        everything that drops the read cache."""
+        with self._lock:
+            hit = self._decoded.get((table, key))
+            if hit is not None and hit[0] is kind and hit[1] == raw:
+                return cast(R, hit[2])
+        value = decode(kind, raw)
+        with self._lock:
+            self._decoded[(table, key)] = (kind, raw, value)
+        return value
 
     # ------------------------------------------------------------ records
 
@@ -451,18 +486,42 @@ class Vault:
             assert entry_id is not None  # always set after an INSERT
             box = _seal(self._aead, value, _queue_aad(q, entry_id))
             conn.execute("UPDATE queue SET box = ? WHERE id = ?", (box, entry_id))
+            entries = self._queues.get(queue)
+            if entries is not None:  # ids grow: the new entry is the last
+                entries.append((entry_id, value))
+                self._cached_bytes += len(value)
+                if self._cached_bytes > _CACHE_BYTES:
+                    self._forget()
         return entry_id
 
     def pending(self, queue: str) -> list[tuple[int, bytes]]:
         """Entries of ``queue`` not yet marked done, oldest first."""
         q = _check_name("queue", queue)
-        with self._lock, _sql():
-            rows = self._conn.execute(
-                "SELECT id, box FROM queue WHERE q = ? ORDER BY id", (queue,)
-            ).fetchall()
+        with self._lock:
+            with _sql():
+                self._check_cache()
+                if queue in self._queues:
+                    return list(self._queues[queue])
+                rows = self._conn.execute(
+                    "SELECT id, box FROM queue WHERE q = ? ORDER BY id", (queue,)
+                ).fetchall()
+            entries = [
+                (entry_id, _open_box(self._aead, box, _queue_aad(q, entry_id)))
+                for entry_id, box in rows
+            ]
+            size = sum(len(v) for _, v in entries)
+            if self._cached_bytes + size <= _CACHE_BYTES:
+                self._queues[queue] = list(entries)
+                self._cached_bytes += size
+            return entries
+
+    def pending_decoded(
+        self, queue: str, kind: T, decode: Callable[[T, bytes], R]
+    ) -> list[tuple[int, R]]:
+        """:meth:`pending`, each entry passed through ``decode`` once (as :meth:`decoded`)."""
         return [
-            (entry_id, _open_box(self._aead, box, _queue_aad(q, entry_id)))
-            for entry_id, box in rows
+            (entry_id, self.decoded(_queue_table(queue), _entry_key(entry_id), raw, kind, decode))
+            for entry_id, raw in self.pending(queue)
         ]
 
     def mark_done(self, queue: str, entry_id: int) -> bool:
@@ -470,10 +529,25 @@ class Vault:
         _check_name("queue", queue)
         with self._write_one() as conn:
             cursor = conn.execute("DELETE FROM queue WHERE q = ? AND id = ?", (queue, entry_id))
+            self._decoded.pop((_queue_table(queue), _entry_key(entry_id)), None)
+            entries = self._queues.get(queue)
+            if entries is not None:
+                i = bisect.bisect_left(entries, (entry_id,))
+                if i < len(entries) and entries[i][0] == entry_id:
+                    del entries[i]
         return cursor.rowcount > 0
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _queue_table(queue: str) -> str:
+    """Where a queue's decoded entries are kept (no table name has a colon)."""
+    return "queue:" + queue
+
+
+def _entry_key(entry_id: int) -> bytes:
+    return entry_id.to_bytes(8, "big")
 
 
 def _check_key(key: bytes) -> None:
