@@ -264,6 +264,7 @@ class Vault:
         with self._lock:
             if self._depth:
                 raise ConfigError("the vault cannot be closed inside a transaction")
+            self._forget()
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
