@@ -453,13 +453,15 @@ def test_a_decoded_record_is_kept_only_while_it_is_unchanged(path: Path) -> None
         v.put("channel", b"k", b"two")
         assert v.decoded("channel", b"k", b"two", bytes, decode) == ("bytes", b"two")
         v.delete("channel", b"k")
-        assert ("channel", b"k") not in v._decoded  # a deleted record's value is not kept
+        assert not v._cache.holds_decoded("channel", b"k")  # a deleted record's value is not kept
         v.put("channel", b"k", b"three")
         v.decoded("channel", b"k", b"three", bytes, decode)
         with Vault.open(path, KEY) as other:
             other.put("channel", b"k", b"four")
         fresh = v.get("channel", b"k")
-        assert fresh == b"four" and not v._decoded  # another connection's write drops it
+        assert fresh == b"four" and not v._cache.holds_decoded(
+            "channel", b"k"
+        )  # another connection's write drops it
         assert v.decoded("channel", b"k", fresh, bytes, decode) == ("bytes", b"four")
         assert calls == [b"one", b"one", b"two", b"three", b"four"]
 
@@ -506,12 +508,12 @@ def test_what_is_read_through_the_cache_is_what_is_on_disk(path: Path, seed: int
             rng.shuffle(reads)
             for read in reads:
                 read()
-            fresh._forget()  # what is on disk (its reads leave the data version alone)
+            fresh._cache.forget()  # what is on disk (its reads leave the data version alone)
             assert v.items("journal") == fresh.items("journal")
-            fresh._forget()
+            fresh._cache.forget()
             assert v.pending("outbox") == fresh.pending("outbox")
             for k in keys:
-                fresh._forget()
+                fresh._cache.forget()
                 assert v.get("journal", k) == fresh.get("journal", k)
         assert b"undone" not in {value for _, value in v.items("journal")}
 
@@ -529,5 +531,5 @@ def test_a_queue_entry_decoded_once_is_dropped_when_done(vault: Vault) -> None:
     assert [v for _, v in vault.pending_decoded("outbox", bytes, decode)] == [b"A", b"B"]
     assert calls == [b"a", b"b"]
     vault.mark_done("outbox", first)
-    assert not [k for k in vault._decoded if k[1] == first.to_bytes(8, "big")]
+    assert not vault._cache.holds_decoded_entry("outbox", first)
     assert [v for _, v in vault.pending_decoded("outbox", bytes, decode)] == [b"B"]

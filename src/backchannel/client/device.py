@@ -72,10 +72,8 @@ class Device:
         self._relay = relay_factory
         self._clock = clock
         self.log = LogWatch(self.vault, self._card_relay_keys, clock)
-        #: The last mission state read, with the bytes it was decoded from: the
-        #: state is read many times a round and changes rarely.
-        self._mission_read: tuple[bytes, MissionState] | None = None
-        #: Likewise for each channel's endpoint state (decoding it dominates a round).
+        #: Each channel's endpoint state last read, with the bytes it was decoded
+        #: from (it holds lists, so the vault does not keep it decoded).
         self._endpoint_read: dict[bytes, tuple[bytes, _EndpointData]] = {}
         #: Relay clients kept open for the rounds of one session (see Driver.relay_session).
         self._pool: dict[RelayKey, tuple[AbstractAsyncContextManager[RelayClient], RelayClient]]
@@ -122,12 +120,8 @@ class Device:
     # --- mission ---------------------------------------------------------------
 
     def mission_or_none(self) -> MissionState | None:
-        raw = self.vault.get("mission", b"state")
-        if raw is None:
-            return None
-        if self._mission_read is None or self._mission_read[0] != raw:
-            self._mission_read = (raw, statecodec.loads(MissionState, raw))
-        return self._mission_read[1]
+        m: MissionState | None = self._get("mission", b"state", MissionState)
+        return m
 
     def mission(self) -> MissionState:
         m = self.mission_or_none()

@@ -40,7 +40,6 @@ under a lock); the async client calls it with ``asyncio.to_thread``. A
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
 import re
@@ -49,13 +48,14 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final, TypeVar, cast
+from typing import Final, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import constant_time, hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from backchannel.client.vault_cache import ReadCache
 from backchannel.crypto import labels
 from backchannel.errors import (
     BackchannelError,
@@ -80,8 +80,6 @@ SCHEMA_VERSION: Final = 1
 BOX_VERSION: Final = 1
 NONCE_LEN: Final = 12
 VAULT_ID_LEN: Final = 16
-#: At most this many bytes of opened values are kept between reads.
-_CACHE_BYTES: Final = 16 * 1024 * 1024
 
 # Domain-separation labels: each key and each kind of associated data has its own.
 _LABEL_AEAD_KEY: Final = labels.VAULT_AEAD_KEY
@@ -167,17 +165,8 @@ class Vault:
         self._mac_key = mac_key
         self._lock = threading.RLock()
         self._depth = 0  # transaction nesting; 0 = autocommit
-        #: What this vault last read or wrote, opened: a round reads the same
-        #: records many times over. Dropped whole when another connection has
-        #: committed (``PRAGMA data_version``), when a transaction is undone,
-        #: and when it grows past _CACHE_BYTES.
-        self._cache: dict[tuple[str, bytes], bytes | None] = {}
-        self._tables: dict[str, list[tuple[bytes, bytes]]] = {}
-        self._queues: dict[str, list[tuple[int, bytes]]] = {}
-        #: Records decoded by the caller, kept beside their values (:meth:`decoded`).
-        self._decoded: dict[tuple[str, bytes], tuple[object, bytes, object]] = {}
-        self._cached_bytes = 0
-        self._data_version = -1
+        #: What this vault last read or wrote, opened (:mod:`.vault_cache`).
+        self._cache = ReadCache()
 
     def __repr__(self) -> str:
         return f"Vault({str(self._path)!r})"
@@ -264,7 +253,7 @@ class Vault:
         with self._lock:
             if self._depth:
                 raise ConfigError("the vault cannot be closed inside a transaction")
-            self._forget()
+            self._cache.forget()
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
@@ -304,7 +293,7 @@ class Vault:
                 raise
 
     def _undo(self, outer: bool) -> None:
-        self._forget()
+        self._cache.forget()
         # SQLite may already have rolled the transaction back (disk full, I/O error).
         if not self._conn.in_transaction:
             return
@@ -334,40 +323,12 @@ class Vault:
 
     # ------------------------------------------------------------ read cache
 
-    def _forget(self) -> None:
-        self._cache.clear()
-        self._tables.clear()
-        self._queues.clear()
-        self._decoded.clear()
-        self._cached_bytes = 0
-
     def _check_cache(self) -> None:
         """Drop the cache if another connection has committed since it was filled.
 
         Called under the lock, before each read.
         """
-        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:
-            self._forget()
-            self._data_version = version
-
-    def _remember(self, table: str, key: bytes, value: bytes | None) -> None:
-        self._decoded.pop((table, key), None)
-        rows = self._tables.get(table)
-        if rows is not None:  # kept in step, sorted by key
-            i = bisect.bisect_left(rows, (key,))
-            if i < len(rows) and rows[i][0] == key:
-                if value is None:
-                    del rows[i]
-                else:
-                    rows[i] = (key, value)
-            elif value is not None:
-                rows.insert(i, (key, value))
-        self._cached_bytes += len(value or b"")
-        if self._cached_bytes > _CACHE_BYTES:
-            self._forget()
-            self._cached_bytes = len(value or b"")
-        self._cache[(table, key)] = value
+        self._cache.check(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def decoded(
         self, table: str, key: bytes, raw: bytes, kind: T, decode: Callable[[T, bytes], R]
@@ -377,13 +338,7 @@ class Vault:
         returns immutable. A record written or deleted drops it, as does
         everything that drops the read cache."""
         with self._lock:
-            hit = self._decoded.get((table, key))
-            if hit is not None and hit[0] is kind and hit[1] == raw:
-                return cast(R, hit[2])
-        value = decode(kind, raw)
-        with self._lock:
-            self._decoded[(table, key)] = (kind, raw, value)
-        return value
+            return self._cache.decoded(table, key, raw, kind, decode)
 
     # ------------------------------------------------------------ records
 
@@ -404,7 +359,7 @@ class Vault:
                 " VALUES (?, ?, ?, ?)",
                 (table, key_mac, key_box, value_box),
             )
-            self._remember(table, key, value)
+            self._cache.remember(table, key, value)
 
     def get(self, table: str, key: bytes) -> bytes | None:
         """The value under ``key`` in ``table``, or None."""
@@ -412,8 +367,8 @@ class Vault:
         with self._lock:
             with _sql():
                 self._check_cache()
-                if (table, key) in self._cache:
-                    return self._cache[(table, key)]
+                if (table, key) in self._cache.records:
+                    return self._cache.records[(table, key)]
                 row = self._conn.execute(
                     "SELECT value_box FROM records WHERE tbl = ? AND key_mac = ?",
                     (table, self._key_mac(tbl, key)),
@@ -421,7 +376,7 @@ class Vault:
             value = (
                 None if row is None else _open_box(self._aead, row[0], _aad(_LABEL_VALUE, tbl, key))
             )
-            self._remember(table, key, value)
+            self._cache.remember(table, key, value)
             return value
 
     def delete(self, table: str, key: bytes) -> bool:
@@ -432,7 +387,7 @@ class Vault:
                 "DELETE FROM records WHERE tbl = ? AND key_mac = ?",
                 (table, self._key_mac(tbl, key)),
             )
-            self._remember(table, key, None)
+            self._cache.remember(table, key, None)
         return cursor.rowcount > 0
 
     def keys(self, table: str) -> list[bytes]:
@@ -444,14 +399,11 @@ class Vault:
         with self._lock:
             with _sql():
                 self._check_cache()
-            if table not in self._tables:
-                rows = self._rows(table, values=True)
-                size = sum(len(v) for _, v in rows)
-                if self._cached_bytes + size > _CACHE_BYTES:
-                    return rows
-                self._tables[table] = rows
-                self._cached_bytes += size
-            return list(self._tables[table])
+            if table in self._cache.tables:
+                return list(self._cache.tables[table])
+            rows = self._rows(table, values=True)
+            self._cache.keep_table(table, rows)
+            return rows
 
     def _rows(self, table: str, values: bool) -> list[tuple[bytes, bytes]]:
         tbl = _check_name("table", table)
@@ -487,12 +439,7 @@ class Vault:
             assert entry_id is not None  # always set after an INSERT
             box = _seal(self._aead, value, _queue_aad(q, entry_id))
             conn.execute("UPDATE queue SET box = ? WHERE id = ?", (box, entry_id))
-            entries = self._queues.get(queue)
-            if entries is not None:  # ids grow: the new entry is the last
-                entries.append((entry_id, value))
-                self._cached_bytes += len(value)
-                if self._cached_bytes > _CACHE_BYTES:
-                    self._forget()
+            self._cache.appended(queue, entry_id, value)
         return entry_id
 
     def pending(self, queue: str) -> list[tuple[int, bytes]]:
@@ -501,8 +448,8 @@ class Vault:
         with self._lock:
             with _sql():
                 self._check_cache()
-                if queue in self._queues:
-                    return list(self._queues[queue])
+                if queue in self._cache.queues:
+                    return list(self._cache.queues[queue])
                 rows = self._conn.execute(
                     "SELECT id, box FROM queue WHERE q = ? ORDER BY id", (queue,)
                 ).fetchall()
@@ -510,45 +457,30 @@ class Vault:
                 (entry_id, _open_box(self._aead, box, _queue_aad(q, entry_id)))
                 for entry_id, box in rows
             ]
-            size = sum(len(v) for _, v in entries)
-            if self._cached_bytes + size <= _CACHE_BYTES:
-                self._queues[queue] = list(entries)
-                self._cached_bytes += size
+            self._cache.keep_queue(queue, entries)
             return entries
 
     def pending_decoded(
         self, queue: str, kind: T, decode: Callable[[T, bytes], R]
     ) -> list[tuple[int, R]]:
         """:meth:`pending`, each entry passed through ``decode`` once (as :meth:`decoded`)."""
-        return [
-            (entry_id, self.decoded(_queue_table(queue), _entry_key(entry_id), raw, kind, decode))
-            for entry_id, raw in self.pending(queue)
-        ]
+        entries = self.pending(queue)
+        with self._lock:
+            return [
+                (entry_id, self._cache.decoded_entry(queue, entry_id, raw, kind, decode))
+                for entry_id, raw in entries
+            ]
 
     def mark_done(self, queue: str, entry_id: int) -> bool:
         """Remove an entry; return whether it was there (marking twice is harmless)."""
         _check_name("queue", queue)
         with self._write_one() as conn:
             cursor = conn.execute("DELETE FROM queue WHERE q = ? AND id = ?", (queue, entry_id))
-            self._decoded.pop((_queue_table(queue), _entry_key(entry_id)), None)
-            entries = self._queues.get(queue)
-            if entries is not None:
-                i = bisect.bisect_left(entries, (entry_id,))
-                if i < len(entries) and entries[i][0] == entry_id:
-                    del entries[i]
+            self._cache.done(queue, entry_id)
         return cursor.rowcount > 0
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _queue_table(queue: str) -> str:
-    """Where a queue's decoded entries are kept (no table name has a colon)."""
-    return "queue:" + queue
-
-
-def _entry_key(entry_id: int) -> bytes:
-    return entry_id.to_bytes(8, "big")
 
 
 def _check_key(key: bytes) -> None:
