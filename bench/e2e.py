@@ -32,6 +32,8 @@ from bench.relay import HOST, _free_port, _server, relay_command
 # Keystore cost is paid once per officer at start-up; it is not what we measure.
 KDF = KdfParams(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 TEXT = "Proposal: working-level talks in Geneva next month. " * 20
+#: Back to back, how many drafts the desk lets await their co-signature at once.
+AHEAD = 4
 
 
 async def _rounds_until(devices: tuple[Client, ...], done: Callable[[], bool]) -> int:
@@ -80,9 +82,9 @@ async def _one_message(devices: tuple[Client, ...]) -> dict[str, int]:
 async def _pipelined(devices: tuple[Client, ...], count: int) -> tuple[int, float]:
     """``count`` messages back to back: (rounds, seconds).
 
-    The desk drafts the next message as soon as the last one has its
-    co-signature (a channel holds one draft awaiting co-signature at a time),
-    and every officer acts on what his desk shows at the end of each round.
+    The desk drafts a message each round while fewer than ``AHEAD`` of its
+    drafts await their co-signature (each chains on the one before it), and
+    every officer acts on what his desk shows at the end of each round.
     """
     ri, han, smith, jones = devices
     channel = ri.channel_for("Washington").channel_id
@@ -93,7 +95,7 @@ async def _pipelined(devices: tuple[Client, ...], count: int) -> tuple[int, floa
     start = time.perf_counter()
     while len(opened) < count:
         sealed = [d for d in ri.drafts() if d.outgoing.state is SendState.SEALED]
-        if drafted < count and not sealed:
+        if drafted < count and len(sealed) < AHEAD:
             ri.compose(channel, note(TEXT))
             drafted += 1
         await demo.lockstep(devices, lambda: True, limit=1)

@@ -65,16 +65,10 @@ class Sending(OfficerAlarms):
         ep = self._endpoint(channel_id)
         m = self.mission()
         peer = self._peer_card(rec.peer_mission)
-        pending = [
-            d
-            for d in self._all("drafts", DraftRecord)
-            if d.channel_id == channel_id and d.outgoing.state in (SendState.SEALED,)
-        ]
-        if pending:
-            raise ConfigError(
-                "a draft on this channel is still waiting for its co-signature; "
-                "approve or reject it first"
-            )
+        # Drafts still awaiting their co-signatures do not hold this one back: it
+        # chains on the last of them, and they go out in the order drafted.
+        awaiting = self._awaiting(channel_id)
+        after = awaiting[-1].outgoing.message if awaiting else None
         epoch = rec.send_epoch
         epoch_no = rec.epoch_no
         now = int(self._clock())
@@ -99,7 +93,7 @@ class Sending(OfficerAlarms):
             )
             started, own_roster = now, m.roster.version
         try:
-            header = ep.new_header(payload.kind, epoch, now, deniable)
+            header = ep.new_header(payload.kind, epoch, now, deniable, after)
         except LocalProtocolError as exc:
             raise ConfigError(str(exc)) from None
         if header.deniable and not self._deniable_allowed(rec.peer_mission):
@@ -139,8 +133,22 @@ class Sending(OfficerAlarms):
             out = out.with_cosignature(out.message, m.roster, self._k_instead(rec.peer_mission))
             draft = replace(draft, outgoing=out)
             self._put("drafts", draft.draft_id, draft)
-            draft = self._queue(draft, asked=False)
+            self._queue_ready(channel_id, asked=False)
+            draft = self._get("drafts", draft.draft_id, DraftRecord)
         return draft
+
+    def _awaiting(self, channel_id: bytes) -> list[DraftRecord]:
+        """The channel's drafts sealed and not yet queued (awaiting co-signatures,
+        or signed and waiting for an earlier draft), in the order they chain."""
+        return sorted(
+            (
+                d
+                for d in self._all("drafts", DraftRecord)
+                if d.channel_id == channel_id
+                and d.outgoing.state in (SendState.SEALED, SendState.COSIGNED)
+            ),
+            key=lambda d: d.seq,
+        )
 
     def _send_k(self, peer_mission: bytes) -> int:
         """How many officers sign a message to ``peer_mission``: the roster's ``k``,
@@ -187,7 +195,16 @@ class Sending(OfficerAlarms):
                 f"{n} of the {self._send_k(self._draft_peer(draft))} officers needed have "
                 "signed; ask a colleague to co-sign"
             )
-        return self._queue(draft)
+        earlier = [d for d in self._awaiting(draft.channel_id) if d.seq < draft.seq]
+        if earlier:
+            raise ConfigError(
+                "this draft has its signatures and goes out after the draft before it on "
+                f"the channel ({earlier[-1].draft_id.hex()[:8]}), which still awaits its "
+                "co-signature"
+            )
+        self._queue_ready(draft.channel_id)
+        queued: DraftRecord = self._get("drafts", draft_id, DraftRecord)
+        return queued
 
     def _queue(self, draft: DraftRecord, *, asked: bool = True) -> DraftRecord:
         """Queue a draft that has its signatures; ``asked``: colleagues were asked
@@ -199,12 +216,14 @@ class Sending(OfficerAlarms):
         if msg.header.deniable and not self._deniable_allowed(rec.peer_mission):
             # Drafted deniable, and k officers narrowed the policy before it went out.
             withdrawn = replace(draft, outgoing=draft.outgoing.reject())
+            later = [d for d in self._awaiting(draft.channel_id) if d.seq > draft.seq]
             with self._tx():
                 self._put("drafts", draft.draft_id, withdrawn)
                 self._audit(
                     AuditKind.REJECTED, draft.draft_id,
                     "withdrawn: the mission's policy no longer allows deniable messages here",
                 )  # fmt: skip
+                self._redraft(later, "withdrawn: chained on a draft that was withdrawn")
             return withdrawn
         ep.queue(msg, self._k_instead(rec.peer_mission))
         out = draft.outgoing.queue()
@@ -224,6 +243,15 @@ class Sending(OfficerAlarms):
                 AuditKind.QUEUED, draft.draft_id, f"message {msg.header.seq} of the channel"
             )
         return new_draft
+
+    def _queue_ready(self, channel_id: bytes, *, asked: bool = True) -> None:
+        """Queue the channel's signed drafts that are next in line, in the order
+        they chain: one still awaiting its co-signature holds back those after it."""
+        for d in self._awaiting(channel_id):
+            if d.outgoing.state is not SendState.COSIGNED:
+                return
+            if self._queue(d, asked=asked).outgoing.state is not SendState.QUEUED:
+                return  # withdrawn, and the drafts after it drafted again
 
     def cosign_requests(self) -> list[CosignRequest]:
         return self._all("cosign_in", CosignRequest)
@@ -273,24 +301,50 @@ class Sending(OfficerAlarms):
         if not self.is_runner:
             return []
         version = self.mission().roster.version
-        stale = [
-            d
-            for d in self._all("drafts", DraftRecord)
-            if d.outgoing.state is SendState.SEALED
-            and d.outgoing.message is not None
-            and d.outgoing.message.header.sender_roster != version
-        ]
-        return [self._reseal(d) for d in stale]
+        out: list[DraftRecord] = []
+        for channel_id in sorted({d.channel_id for d in self._all("drafts", DraftRecord)}):
+            chain = self._awaiting(channel_id)
+            stale = next(
+                (
+                    i
+                    for i, d in enumerate(chain)
+                    if d.outgoing.message is not None
+                    and d.outgoing.message.header.sender_roster != version
+                ),
+                None,
+            )
+            if stale is not None:
+                # The drafts chained on a stale one are drafted again with it.
+                out += self._redraft(chain[stale:], "withdrawn: the roster changed")
+        return out
 
-    def _reseal(self, draft: DraftRecord) -> DraftRecord:
+    def _redraft(self, drafts: list[DraftRecord], reason: str) -> list[DraftRecord]:
+        """Withdraw ``drafts`` (one channel's, in the order they chain: a draft and
+        every one chained on it) and draft each again with the same text, under
+        the current roster and at the end of the channel's chain: the colleagues'
+        devices drop the old co-sign requests and are asked again."""
         with self._tx():
-            self._put("drafts", draft.draft_id, replace(draft, outgoing=draft.outgoing.reject()))
-            for o in self.mission().roster.officers:
-                if not equal(o.officer_id, self.officer.officer_id):
-                    notice = WITHDRAW_NOTICE + draft.draft_id
-                    self._send_joint(joint.JointKind.NOTICE, o.officer_id, notice)
-            self._audit(AuditKind.REJECTED, draft.draft_id, "withdrawn: the roster changed")
-            return self.compose(draft.channel_id, draft.outgoing.payload)
+            for d in drafts:
+                self._put("drafts", d.draft_id, replace(d, outgoing=d.outgoing.reject()))
+                for o in self.mission().roster.officers:
+                    if not equal(o.officer_id, self.officer.officer_id):
+                        notice = WITHDRAW_NOTICE + d.draft_id
+                        self._send_joint(joint.JointKind.NOTICE, o.officer_id, notice)
+                self._audit(AuditKind.REJECTED, d.draft_id, reason)
+            return [
+                self.compose(d.channel_id, d.outgoing.payload, deniable=self._choice_kept(d))
+                for d in drafts
+            ]
+
+    def _choice_kept(self, draft: DraftRecord) -> bool | None:
+        """A draft drafted again keeps its author's choice of deniable or for the
+        record, where the policy still allows it (else the policy's default)."""
+        msg = draft.outgoing.message
+        if msg is None or (
+            msg.header.deniable and not self._deniable_allowed(self._draft_peer(draft))
+        ):
+            return None
+        return msg.header.deniable
 
     def _on_cosignature(self, sender: bytes, body: bytes) -> str | None:
         draft_id, sig = body[:16], body[16:]
@@ -301,7 +355,10 @@ class Sending(OfficerAlarms):
             return None  # it had its signatures already, or was refused: nothing to do
         m = self.mission()
         if draft.outgoing.message.header.sender_roster != m.roster.version:
-            self._reseal(draft)  # signed under a roster we no longer have
+            # Signed under a roster we no longer have: drafted again, with the
+            # drafts chained on it.
+            chain = [d for d in self._awaiting(draft.channel_id) if d.seq >= draft.seq]
+            self._redraft(chain, "withdrawn: the roster changed")
             return None
         msg = draft.outgoing.message.with_signature(sender, sig)
         if sender not in valid_signers(msg, m.roster):
@@ -312,7 +369,7 @@ class Sending(OfficerAlarms):
         draft = replace(draft, outgoing=out)
         self._put("drafts", draft_id, draft)
         if out.state is SendState.COSIGNED:
-            self._queue(draft)
+            self._queue_ready(draft.channel_id)
         return None
 
     def _on_notice(self, sender: bytes, body: bytes) -> None:
@@ -326,7 +383,10 @@ class Sending(OfficerAlarms):
             draft_id = body[6:22]
             draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
             if draft is not None and draft.outgoing.state is SendState.SEALED:
+                later = [d for d in self._awaiting(draft.channel_id) if d.seq > draft.seq]
                 self._put("drafts", draft_id, replace(draft, outgoing=draft.outgoing.reject()))
+                # The drafts chained on it cannot go out without it: drafted again.
+                self._redraft(later, "withdrawn: chained on a draft a colleague rejected")
 
 
 def _key_epochs(announcement: bytes) -> set[tuple[bytes, int]]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backchannel.crypto.kem import KemPrivateKey
+from backchannel.crypto.primitives import equal
 from backchannel.errors import (
     AuthenticationError,
     DecodeError,
@@ -41,6 +42,7 @@ from backchannel.protocol.sealing import (
     verify_signatures,
 )
 from backchannel.protocol.transcript import Transcript
+from backchannel.protocol.transcript import step as transcript_step
 
 #: Messages a channel keeps waiting for the peer's new roster; past this the
 #: next one is refused (the peer's officers hand over their new card long before).
@@ -196,22 +198,43 @@ class Endpoint(ControlObjects):
     # --- sending --------------------------------------------------------------
 
     def new_header(
-        self, kind: MessageKind, epoch: SendEpoch, created_at: int, deniable: bool | None = None
+        self,
+        kind: MessageKind,
+        epoch: SendEpoch,
+        created_at: int,
+        deniable: bool | None = None,
+        after: SealedMessage | None = None,
     ) -> Header:
         """The next message's header. ``deniable`` defaults to the channel's policy
-        (deniable only: True; for the record or either: False)."""
+        (deniable only: True; for the record or either: False).
+
+        ``after``: a message sealed here and not yet queued (a draft still
+        awaiting its co-signatures): the new one chains on it, as the next
+        ``seq``, so that drafts need not wait for each other's signatures.
+        They must then be queued in that order (:meth:`queue` refuses any
+        other), and a draft that is never queued takes every one chained on it
+        with it.
+        """
         chosen = self.terms.deniable if deniable is None else deniable
         refused = self.terms.refusal(chosen)
         if refused:
             raise LocalProtocolError(refused)
         self._not_resuming()
         t = self.transcript
+        seq, prev = t.next_seq, t.sent[-1]
+        if after is not None:
+            h = after.header
+            if not equal(h.channel_id, self.channel_id) or h.direction != self.out_direction:
+                raise LocalProtocolError("a draft chains only on a draft of the same channel")
+            if h.seq < t.next_seq:
+                raise LocalProtocolError("a draft chains only on one not sent yet")
+            seq, prev = h.seq + 1, transcript_step(h.prev_hash, after.digest)
         return Header(
             kind,
             self.channel_id,
             self.out_direction,
-            t.next_seq,
-            t.sent[-1],
+            seq,
+            prev,
             t.received_seq,
             t.received[-1],
             self.own_roster.version,
