@@ -181,12 +181,34 @@ def test_past_a_bound_what_would_wait_is_refused(
     monkeypatch.setattr(endpoint_mod, "MAX_HELD", 2)
     pair = make_pair(rng)
     _change(pair.a, [0, 1], 2)
-    for i in range(3):
+    ep: Endpoint = pair.b.endpoint
+    # One at a time, so that each travels in a cell of its own.
+    for i in range(2):
         pair.send(pair.a, _sealed(pair, f"m{i}", [0, 1]))
+        pair.run_until_quiet()
+    assert len(ep.held) == 2
+    pair.send(pair.a, _sealed(pair, "m2", [0, 1]))
     with pytest.raises(PeerRosterAhead, match="2 messages already wait"):
         pair.run_until_quiet()
-    ep: Endpoint = pair.b.endpoint
     assert len(ep.held) == 2
+
+
+def test_a_shared_cell_that_would_wait_past_the_bound_is_refused_whole(
+    rng: DetRng, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three short messages share a cell: the third passes the bound, so none of
+    the cell is taken (the round is read again once the card is added)."""
+    monkeypatch.setattr(endpoint_mod, "MAX_HELD", 2)
+    pair = make_pair(rng)
+    _change(pair.a, [0, 1], 2)
+    for i in range(3):
+        pair.send(pair.a, _sealed(pair, f"m{i}", [0, 1]))
+    assert len(pair.a.endpoint.outbox) == 3
+    with pytest.raises(PeerRosterAhead, match="2 messages already wait"):
+        pair.run_until_quiet()
+    assert pair.a.endpoint.outbox == []  # all three went in one cell
+    ep: Endpoint = pair.b.endpoint
+    assert ep.held == []
 
 
 def test_a_card_between_keeps_waiting_what_comes_under_a_later_roster(rng: DetRng) -> None:

@@ -5,12 +5,17 @@ by default) into that round's slot, real or cover::
 
     cell  = nonce [12] || ChaCha20-Poly1305(cell_key[r][d], nonce, inner, aad)
     aad   = label || channel_id || round u64 || direction u8
-    inner = version u8 | flags u8 | [receipt] | [gossip] | [fragment] | zero padding
+    inner = version u8 | flags u8 | [receipt] | [gossip] | [fragment] | [more]
+            | zero padding
     receipt  = seq u64 | transcript hash [32] | officer_id [16] | ed25519 sig [64]
     gossip   = the sender's view of the relay's log (misbehaviour.Gossip, 166 bytes)
     fragment = message_id [16] | index u16 | count u16 | length u16 | data
+    more     = n u8 (1 or more) | n fragments: the fragments that follow the first
+               in the sender's queue, as many whole ones as the cell holds
     flags    = 0x01 receipt | 0x02 fragment | 0x04 gossip | 0x08 the fragment is
                a control object's (a channel re-key, ``protocol/rekey.py``)
+               | 0x10 more fragments follow (never with 0x08: a control
+               object's fragment travels alone)
 
 The key, address and AAD are unique to (channel, round, direction), so a cell
 moved to another slot or round fails to open. Cover cells are encrypted
@@ -41,6 +46,8 @@ FLAG_GOSSIP = 0x04
 #: The fragment belongs to a control object of the channel (``protocol/rekey.py``),
 #: not to a message.
 FLAG_CONTROL = 0x08
+#: More fragments of messages follow the first (short messages share a cell).
+FLAG_MORE = 0x10
 RECEIPT_LEN = 8 + HASH_LEN + OFFICER_ID_LEN + ED25519_SIG_LEN
 FRAGMENT_HEADER_LEN = MESSAGE_ID_LEN + 6
 MAX_FRAGMENTS = 256
@@ -120,17 +127,47 @@ class CellContent:
     receipt: Receipt | None = None
     fragment: Fragment | None = None
     gossip: Gossip | None = None
+    #: Fragments that follow :attr:`fragment` in the same cell (messages only).
+    more: tuple[Fragment, ...] = ()
 
     @property
     def is_cover(self) -> bool:
         return self.fragment is None
 
-    def encode(self, cell_size: int) -> bytes:
+    @property
+    def fragments(self) -> tuple[Fragment, ...]:
+        """Every fragment the cell carries, in the sender's order."""
+        return (self.fragment, *self.more) if self.fragment is not None else ()
+
+    def spare(self, cell_size: int) -> int:
+        """The bytes of padding this content leaves in a cell of ``cell_size``."""
+        return inner_size(cell_size) - len(self._body())
+
+    def with_more(self, queue: Sequence[Fragment], cell_size: int) -> CellContent:
+        """This content and, after its fragment, as many whole fragments from the
+        front of ``queue`` as the cell still holds (none after a control
+        fragment, and none that is one)."""
+        if self.fragment is None or self.fragment.control:
+            return self
+        spare = self.spare(cell_size) - (0 if self.more else 1)
+        more = list(self.more)
+        for f in queue:
+            need = FRAGMENT_HEADER_LEN + len(f.data)
+            if f.control or need > spare or len(more) == 0xFF:
+                break
+            more.append(f)
+            spare -= need
+        return CellContent(self.receipt, self.fragment, self.gossip, tuple(more))
+
+    def _body(self) -> bytes:
+        if self.more and (self.fragment is None or any(f.control for f in self.fragments)):
+            raise ValueError("only fragments of messages share a cell")
         flags = (
             (FLAG_RECEIPT if self.receipt else 0)
             | (FLAG_FRAGMENT if self.fragment else 0)
             | (FLAG_GOSSIP if self.gossip else 0)
             | (FLAG_CONTROL if self.fragment and self.fragment.control else 0)
+            | (FLAG_MORE if self.more else 0)
         )
         w = Writer().u8(_VERSION).u8(flags)
         if self.receipt:
@@ -138,10 +175,15 @@ class CellContent:
         if self.gossip:
             w.fixed(self.gossip.encode(), GOSSIP_LEN)
         if self.fragment:
-            f = self.fragment
-            w.fixed(f.message_id, MESSAGE_ID_LEN).u16(f.index).u16(f.count).u16(len(f.data))
-            w.fixed(f.data, len(f.data))
-        body = w.bytes()
+            _write_fragment(w, self.fragment)
+        if self.more:
+            w.u8(len(self.more))
+            for f in self.more:
+                _write_fragment(w, f)
+        return w.bytes()
+
+    def encode(self, cell_size: int) -> bytes:
+        body = self._body()
         size = inner_size(cell_size)
         if len(body) > size:
             raise ValueError("cell content larger than the cell")
@@ -152,21 +194,40 @@ class CellContent:
         r = Reader(raw)
         expect_version(r, _VERSION, "cell")
         flags = r.u8()
-        if flags & ~(FLAG_RECEIPT | FLAG_FRAGMENT | FLAG_GOSSIP | FLAG_CONTROL):
+        if flags & ~(FLAG_RECEIPT | FLAG_FRAGMENT | FLAG_GOSSIP | FLAG_CONTROL | FLAG_MORE):
             raise DecodeError("unknown cell flags")
         if flags & FLAG_CONTROL and not flags & FLAG_FRAGMENT:
             raise DecodeError("a cell flags a control fragment it does not carry")
+        if flags & FLAG_MORE and not flags & FLAG_FRAGMENT:
+            raise DecodeError("a cell flags more fragments and carries no first one")
+        if flags & FLAG_CONTROL and flags & FLAG_MORE:
+            raise DecodeError("a control object's fragment travels alone")
         receipt = Receipt.read(r) if flags & FLAG_RECEIPT else None
         gossip = Gossip.read(r) if flags & FLAG_GOSSIP else None
         fragment = None
+        more: tuple[Fragment, ...] = ()
         if flags & FLAG_FRAGMENT:
-            mid, index, count, length = r.fixed(MESSAGE_ID_LEN), r.u16(), r.u16(), r.u16()
-            if not (0 <= index < count <= MAX_FRAGMENTS) or length == 0:
-                raise DecodeError("fragment numbering out of range")
-            fragment = Fragment(mid, index, count, r.fixed(length), bool(flags & FLAG_CONTROL))
+            fragment = _read_fragment(r, bool(flags & FLAG_CONTROL))
+        if flags & FLAG_MORE:
+            n = r.u8()
+            if n == 0:
+                raise DecodeError("a cell flags more fragments and carries none")
+            more = tuple(_read_fragment(r, False) for _ in range(n))
         if any(r.rest()):
             raise DecodeError("cell padding is not zero")
-        return cls(receipt, fragment, gossip)
+        return cls(receipt, fragment, gossip, more)
+
+
+def _write_fragment(w: Writer, f: Fragment) -> None:
+    w.fixed(f.message_id, MESSAGE_ID_LEN).u16(f.index).u16(f.count).u16(len(f.data))
+    w.fixed(f.data, len(f.data))
+
+
+def _read_fragment(r: Reader, control: bool) -> Fragment:
+    mid, index, count, length = r.fixed(MESSAGE_ID_LEN), r.u16(), r.u16(), r.u16()
+    if not (0 <= index < count <= MAX_FRAGMENTS) or length == 0:
+        raise DecodeError("fragment numbering out of range")
+    return Fragment(mid, index, count, r.fixed(length), control)
 
 
 def _aad(channel_id: bytes, round_no: int, direction: int) -> bytes:

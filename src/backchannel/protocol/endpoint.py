@@ -295,12 +295,14 @@ class Endpoint(ControlObjects):
             raise LocalProtocolError("that round's cell was already produced")
         frag = self.outbox[0] if self.outbox else None
         content = cells.CellContent(self.receipt_due, frag, gossip)
+        # Short messages share a cell: what fits behind the first fragment goes too.
+        content = content.with_more(self.outbox[1:], self.terms.cell_size)
         keys = self._keys(round_no, True)
         cell = cells.seal_cell(
             content, keys, self.channel_id, self.out_direction, self.terms.cell_size, nonce
         )
         if frag is not None:
-            self.outbox.pop(0)
+            del self.outbox[: len(content.fragments)]
             if frag.control:
                 self._control_sent(frag, round_no)
         self.receipt_due = None
@@ -402,6 +404,60 @@ class Endpoint(ControlObjects):
                 self.receipt_due = self._receipt(transcript)
         return Released(tuple(messages), tuple(refused))
 
+    def _take_fragments(
+        self,
+        fragments: Sequence[cells.Fragment],
+        transcript: Transcript,
+        round_no: int,
+        kem_keys: Sequence[KemPrivateKey],
+    ) -> _Taken:
+        """The fragments of one cell, in order, checked against a copy of the
+        state: nothing is kept unless every one of them passes."""
+        t = _Taken(transcript, list(self.partial), list(self.held))
+        seen = self.peer_roster_seen
+        try:
+            for f in fragments:
+                self._take_fragment(f, t, round_no, kem_keys)
+        finally:
+            self.peer_roster_seen = seen  # the caller commits what was taken
+        return t
+
+    def _take_fragment(
+        self, f: cells.Fragment, t: _Taken, round_no: int, kem_keys: Sequence[KemPrivateKey]
+    ) -> None:
+        if not t.partial and f.index != 0:
+            raise GapDetected("a message arrived without its beginning: cells were dropped")
+        if t.partial and (f.message_id != t.partial[0].message_id or f.index != len(t.partial)):
+            raise GapDetected("a message is missing cells: the relay dropped or reordered")
+        t.partial.append(f)
+        if len(t.partial) != f.count:
+            return
+        raw = cells.reassemble(t.partial)
+        t.partial = []
+        if f.control:
+            t.control = self._control(raw, round_no, kem_keys)
+            return
+        msg = SealedMessage.decode(raw)
+        if msg.message_id != f.message_id:
+            raise DecodeError("reassembled message does not match its id")
+        if self._waits(msg, t.held):
+            if len(t.held) >= MAX_HELD:
+                raise PeerRosterAhead(
+                    f"{MAX_HELD} messages already wait for the peer's new mission "
+                    "card: this one is refused; add the card (`backchannel peer add`)"
+                )
+            if not t.held:
+                t.newly_held = msg
+            t.held.append(raw)
+            return
+        self._verify(msg)
+        t.transcript = t.transcript.accept(msg.header, msg.digest, check_peer=self.sends)
+        # A later message of the same cell is checked against this one's roster.
+        self._seen(msg)
+        t.messages.append(msg)
+        if self.sends:
+            t.receipt_due = self._receipt(t.transcript)
+
     def _seen(self, msg: SealedMessage) -> None:
         if not msg.deniable:
             self.peer_roster_seen = max(self.peer_roster_seen, msg.header.sender_roster)
@@ -469,49 +525,16 @@ class Endpoint(ControlObjects):
             transcript.check_peer_view(r.seq, r.head)
             if r.seq > self.delivered_seq:
                 delivered = tuple(range(self.delivered_seq + 1, r.seq + 1))
-        partial = list(self.partial)
-        held = list(self.held)
-        newly_held: SealedMessage | None = None
-        messages: list[SealedMessage] = []
-        receipt_due = self.receipt_due
-        if content.fragment is not None:
-            f = content.fragment
-            if not partial and f.index != 0:
-                raise GapDetected("a message arrived without its beginning: cells were dropped")
-            if partial and (f.message_id != partial[0].message_id or f.index != len(partial)):
-                raise GapDetected("a message is missing cells: the relay dropped or reordered")
-            partial.append(f)
-            if len(partial) == f.count and f.control:
-                control = self._control(cells.reassemble(partial), round_no, kem_keys)
-                partial = []
-            elif len(partial) == f.count:
-                raw = cells.reassemble(partial)
-                msg = SealedMessage.decode(raw)
-                if msg.message_id != f.message_id:
-                    raise DecodeError("reassembled message does not match its id")
-                partial = []
-                if self._waits(msg, held):
-                    if len(held) >= MAX_HELD:
-                        raise PeerRosterAhead(
-                            f"{MAX_HELD} messages already wait for the peer's new mission "
-                            "card: this one is refused; add the card (`backchannel peer add`)"
-                        )
-                    if not held:
-                        newly_held = msg
-                    held.append(raw)
-                else:
-                    self._verify(msg)
-                    transcript = transcript.accept(msg.header, msg.digest, check_peer=self.sends)
-                    messages.append(msg)
-                    if self.sends:
-                        receipt_due = self._receipt(transcript)
+        taken = self._take_fragments(content.fragments, transcript, round_no, kem_keys)
+        control = taken.control
         # Everything verified: commit.
-        self.transcript = transcript
-        self.held = held
-        for msg in messages:
+        self.transcript = taken.transcript
+        self.held = taken.held
+        for msg in taken.messages:
             self._seen(msg)
-        self.partial = partial
-        self.receipt_due = receipt_due
+        self.partial = taken.partial
+        if taken.receipt_due is not None:
+            self.receipt_due = taken.receipt_due
         if delivered:
             self.delivered_seq = delivered[-1]
         if control is not None:
@@ -521,11 +544,24 @@ class Endpoint(ControlObjects):
         return RoundResult(
             round_no,
             cover=content.is_cover,
-            messages=tuple(messages),
+            messages=tuple(taken.messages),
             delivered=delivered,
             gossip=content.gossip,
-            held=newly_held,
+            held=taken.newly_held,
             rekey=control.text if control is not None else "",
             keys=control.certs if control is not None else (),
             anchor=control.anchor if control is not None else b"",
         )
+
+
+@dataclass
+class _Taken:
+    """What one received cell's fragments bring, before it is committed."""
+
+    transcript: Transcript
+    partial: list[cells.Fragment]
+    held: list[bytes]
+    messages: list[SealedMessage] = field(default_factory=list)
+    newly_held: SealedMessage | None = None
+    receipt_due: cells.Receipt | None = None
+    control: rkg.Outcome | None = None
