@@ -82,8 +82,9 @@ async def _one_message(devices: tuple[Client, ...]) -> dict[str, int]:
 async def _pipelined(devices: tuple[Client, ...], count: int) -> tuple[int, float]:
     """``count`` messages back to back: (rounds, seconds).
 
-    The desk drafts a message each round while fewer than ``AHEAD`` of its
-    drafts await their co-signature (each chains on the one before it), and
+    The desk keeps ``AHEAD`` drafts awaiting their co-signature, drafting as
+    many as that takes at the end of each round (each chains on the one before
+    it), and
     every officer acts on what his desk shows at the end of each round.
     """
     ri, han, smith, jones = devices
@@ -95,7 +96,7 @@ async def _pipelined(devices: tuple[Client, ...], count: int) -> tuple[int, floa
     start = time.perf_counter()
     while len(opened) < count:
         sealed = [d for d in ri.drafts() if d.outgoing.state is SendState.SEALED]
-        if drafted < count and len(sealed) < AHEAD:
+        for _ in range(min(AHEAD - len(sealed), count - drafted)):
             ri.compose(channel, note(TEXT))
             drafted += 1
         await demo.lockstep(devices, lambda: True, limit=1)

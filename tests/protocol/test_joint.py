@@ -315,3 +315,74 @@ def test_an_object_of_exactly_65535_pieces_is_allowed() -> None:
     assert len(joint.split_object(bytes(0xFFFF), tiny)) == 0xFFFF
     with pytest.raises(DecodeError, match=r"^joint object too large$"):
         joint.split_object(bytes(0x10000), tiny)
+
+
+# -- whole objects behind a last piece (several in one cell) ---------------------------
+
+
+def _ids(n: int) -> list[bytes]:
+    return [bytes([i + 1]) * 16 for i in range(n)]
+
+
+def test_whole_objects_ride_behind_a_last_piece_in_order() -> None:
+    slot = _slots(1)[0]
+    a, b, c = _ids(3)
+    chunks = [
+        joint.Chunk(a, 2, 3, b"tail of a"),
+        joint.Chunk(b, 0, 1, b"all of b"),
+        joint.Chunk(c, 0, 1, b"all of c"),
+    ]
+    cell = joint.pack_cell(slot, chunks, SECRET, CELL, RNG)
+    assert len(cell) == CELL
+    assert joint.open_chunks(cell, slot, SECRET, CELL) == chunks
+    # The one-piece reader (pairing) refuses a cell that carries more.
+    with pytest.raises(DecodeError, match="padding is not zero"):
+        joint.open_cell(cell, slot, SECRET, CELL)
+
+
+def test_room_after_is_exactly_what_still_fits() -> None:
+    slot = _slots(1)[0]
+    first = [joint.Chunk(_ids(1)[0], 0, 1, b"x" * 100)]
+    room = joint.room_after(first, CELL)
+    fits = [*first, joint.Chunk(_ids(2)[1], 0, 1, b"y" * room)]
+    assert (
+        len(joint.open_chunks(joint.pack_cell(slot, fits, SECRET, CELL, RNG), slot, SECRET, CELL))
+        == 2
+    )
+    over = [*first, joint.Chunk(_ids(2)[1], 0, 1, b"y" * (room + 1))]
+    with pytest.raises(ValueError, match="larger than the cell"):
+        joint.pack_cell(slot, over, SECRET, CELL, RNG)
+
+
+def test_a_cover_piece_travels_alone() -> None:
+    slot = _slots(1)[0]
+    cover = joint.Chunk(joint.COVER_ID, 0, 1, b"")
+    with pytest.raises(ValueError, match="cover piece only alone"):
+        joint.pack_cell(slot, [joint.Chunk(_ids(1)[0], 0, 1, b"a"), cover], SECRET, CELL, RNG)
+
+
+def test_what_follows_a_piece_that_is_not_an_objects_last_is_refused() -> None:
+    slot = _slots(1)[0]
+    a, b = _ids(2)
+
+    def piece(oid: bytes, index: int, count: int, data: bytes) -> bytes:
+        return (
+            oid
+            + index.to_bytes(2, "big")
+            + count.to_bytes(2, "big")
+            + len(data).to_bytes(2, "big")
+            + data
+        )
+
+    # Behind a middle piece nothing may follow (the bytes are not padding).
+    body = b"\x01" + piece(a, 0, 2, b"head") + piece(b, 0, 1, b"smuggled")
+    with pytest.raises(DecodeError, match="padding is not zero"):
+        joint.open_chunks(_sealed_body(slot, body), slot, SECRET, CELL)
+    # Behind a last piece, only whole objects.
+    body = b"\x01" + piece(a, 1, 2, b"tail") + piece(b, 0, 2, b"half")
+    with pytest.raises(DecodeError, match="whole object"):
+        joint.open_chunks(_sealed_body(slot, body), slot, SECRET, CELL)
+    # A truncated piece behind another.
+    body = b"\x01" + piece(a, 0, 1, b"one") + b + b"\x00\x00\x00\x01\xff\xff"
+    with pytest.raises(DecodeError):
+        joint.open_chunks(_sealed_body(slot, body), slot, SECRET, CELL)

@@ -171,23 +171,32 @@ class Mailbox:
         if chosen is not None:
             queue, entry_id, out, sent = chosen
             pieces = joint.split_object(out.sealed, m.cell_size)
-            cell = joint.chunk_cell(
-                slot,
-                out.object_id,
-                sent,
-                len(pieces),
-                pieces[sent],
-                secret,
-                m.cell_size,
-                secrets.token_bytes,
-            )
+            chunks = [joint.Chunk(out.object_id, sent, len(pieces), pieces[sent])]
             if sent + 1 == len(pieces):
                 dev.vault.mark_done(queue, entry_id)
                 dev.vault.delete("mb_cursor", key)
+                # Behind an object's last piece, whole objects waiting after it.
+                self._fill(recipient, chunks, m.cell_size)
             else:
                 dev._put("mb_cursor", key, MailboxCursor(entry_id, sent + 1, queue))
+            cell = joint.pack_cell(slot, chunks, secret, m.cell_size, secrets.token_bytes)
             return slot, cell
         return slot, joint.cover_cell(slot, secret, m.cell_size, secrets.token_bytes)
+
+    def _fill(self, recipient: bytes, chunks: list[joint.Chunk], cell_size: int) -> None:
+        """Add to ``chunks`` the objects for ``recipient`` that fit whole, in the
+        order of each queue (joint objects, then audit entries), each queue
+        stopping at its first object that does not fit: a later object never
+        overtakes an earlier one of its queue (a withdrawal its request, say)."""
+        vault = self.dev.vault
+        for queue in (JOINT_OUT, AUDIT_OUT):
+            for entry_id, out in list(vault.pending_decoded(queue, JointOut, statecodec.loads)):
+                if out.recipient != recipient:
+                    continue
+                if len(out.sealed) > joint.room_after(chunks, cell_size):
+                    break
+                chunks.append(joint.Chunk(out.object_id, 0, 1, out.sealed))
+                vault.mark_done(queue, entry_id)
 
     # --- in ----------------------------------------------------------------------
 
@@ -250,40 +259,45 @@ class Mailbox:
         done = 0
         for i, cell in enumerate(cells):
             slot = joint.mailbox_slot(secret, sender, me, n + i)
-            note: str | None = None
-            complete: bytes | None = None
+            notes: list[str] = []
+            complete: list[bytes] = []
             try:
-                chunk = joint.open_cell(cell, slot, secret, m.cell_size)
+                chunks = joint.open_chunks(cell, slot, secret, m.cell_size)
             except RemoteProtocolError:
                 alarms.append("a mailbox cell from a colleague failed to open and was set aside")
                 st = self._abandon(st, alarms)
-                chunk = None
-            if chunk is not None and chunk.is_cover:
-                st = self._abandon(st, alarms)
-            elif chunk is not None:
-                if st.pieces and (chunk.object_id != st.object_id or chunk.index != len(st.pieces)):
-                    st = self._abandon(st, alarms)
-                if not st.pieces and chunk.index != 0:
-                    alarms.append(
-                        "a mailbox object from a colleague arrived without its beginning "
-                        "and was set aside"
-                    )
-                else:
-                    pieces = (*st.pieces, chunk.data)
-                    if len(pieces) < chunk.count and len(pieces) < MAX_PARTIAL:
-                        st = Reassembly(pieces, chunk.object_id, chunk.count)
-                    else:
-                        st = Reassembly()
-                        complete = b"".join(pieces)
-            with dev._tx():  # acting on an object and moving past it are one step
-                if complete is not None:
-                    note, counted = self._open(sender, complete)
+                chunks = []
+            for chunk in chunks:
+                st = self._piece(st, chunk, complete, alarms)
+            with dev._tx():  # acting on the objects and moving past them are one step
+                for sealed in complete:
+                    note, counted = self._open(sender, sealed)
                     done += 1 if counted else 0
+                    if note is not None:
+                        notes.append(note)
                 dev._put("mb_in", state_key, st)
                 dev._set_counter(name, n + i + 1)
-            if note is not None:
-                alarms.append(note)
+            alarms.extend(notes)
         return done
+
+    def _piece(
+        self, st: Reassembly, chunk: joint.Chunk, complete: list[bytes], alarms: list[str]
+    ) -> Reassembly:
+        """Take one piece into the reassembly; a finished object goes to ``complete``."""
+        if chunk.is_cover:
+            return self._abandon(st, alarms)
+        if st.pieces and (chunk.object_id != st.object_id or chunk.index != len(st.pieces)):
+            st = self._abandon(st, alarms)
+        if not st.pieces and chunk.index != 0:
+            alarms.append(
+                "a mailbox object from a colleague arrived without its beginning and was set aside"
+            )
+            return st
+        pieces = (*st.pieces, chunk.data)
+        if len(pieces) < chunk.count and len(pieces) < MAX_PARTIAL:
+            return Reassembly(pieces, chunk.object_id, chunk.count)
+        complete.append(b"".join(pieces))
+        return Reassembly()
 
     # --- generations --------------------------------------------------------------
 

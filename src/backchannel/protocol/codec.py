@@ -102,6 +102,10 @@ class Reader:
     def remaining(self) -> int:
         return len(self._data) - self._pos
 
+    def peek(self, n: int) -> bytes:
+        """The next ``n`` bytes (fewer at the end), without reading them."""
+        return bytes(self._data[self._pos : self._pos + n])
+
     def rest(self) -> bytes:
         return self._take(self.remaining())
 

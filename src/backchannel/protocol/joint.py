@@ -15,11 +15,15 @@ the mission's officers can compute.
     slot(s, r, c) = HMAC(mission_secret, "…/joint/slot" || s || r || u64 c)[0:32]
     cell    = nonce[12] || AEAD(HMAC(mission_secret, "…/joint/cell" || slot), nonce,
               chunk, slot)
-    chunk   = 0x01 | object_id[16] | u16 index | u16 count | u16 len | data | zero padding
+    chunk   = 0x01 | piece | { piece } | zero padding
+    piece   = object_id[16] | u16 index | u16 count | u16 len | data
 
 Every round each device deposits one mailbox cell per colleague, at slot
 ``slot(s, r, round)``: the next piece of an object waiting for that colleague,
 or a cover cell (object id all zeros, one empty piece) when nothing waits.
+Behind the last piece of an object a cell carries as many whole objects
+waiting after it, in order, as it still holds (each a piece 0 of 1); the
+first all-zero object id after a piece, or the end of the cell, ends them.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ from backchannel.protocol.roster import Roster
 _VERSION = 1
 OBJECT_ID_LEN = 16
 MAX_BODY = 512 * 1024
-_CHUNK_HEADER = 1 + OBJECT_ID_LEN + 6
+_PIECE_HEADER = OBJECT_ID_LEN + 6
+_CHUNK_HEADER = 1 + _PIECE_HEADER
 #: The object id of a cover cell (real objects have random ids).
 COVER_ID = bytes(OBJECT_ID_LEN)
 
@@ -191,19 +196,32 @@ def chunk_cell(
     rng: Rng,
 ) -> bytes:
     """One mailbox cell carrying piece ``index`` of ``count`` of an object."""
-    body = (
-        Writer()
-        .u8(_VERSION)
-        .fixed(object_id, OBJECT_ID_LEN)
-        .u16(index)
-        .u16(count)
-        .u16(len(data))
-        .fixed(data, len(data))
-        .bytes()
-    )
-    body += bytes(cell_size - NONCE_LEN - TAG_LEN - len(body))
+    return pack_cell(slot, [Chunk(object_id, index, count, data)], mission_secret, cell_size, rng)
+
+
+def pack_cell(
+    slot: bytes, chunks: Sequence[Chunk], mission_secret: bytes, cell_size: int, rng: Rng
+) -> bytes:
+    """One mailbox cell carrying ``chunks`` in order (see :func:`room_after`)."""
+    if not chunks or any(c.is_cover for c in chunks[1:]):
+        raise ValueError("a cell carries one or more pieces, a cover piece only alone")
+    w = Writer().u8(_VERSION)
+    for c in chunks:
+        w.fixed(c.object_id, OBJECT_ID_LEN).u16(c.index).u16(c.count).u16(len(c.data))
+        w.fixed(c.data, len(c.data))
+    body = w.bytes()
+    size = cell_size - NONCE_LEN - TAG_LEN
+    if len(body) > size:
+        raise ValueError("pieces larger than the cell")
+    body += bytes(size - len(body))
     nonce = rng(NONCE_LEN)
     return nonce + aead_seal(_cell_key(mission_secret, slot), nonce, body, slot)
+
+
+def room_after(chunks: Sequence[Chunk], cell_size: int) -> int:
+    """The largest sealed object that still fits whole behind ``chunks``."""
+    used = 1 + sum(_PIECE_HEADER + len(c.data) for c in chunks)
+    return cell_size - NONCE_LEN - TAG_LEN - used - _PIECE_HEADER
 
 
 def cover_cell(slot: bytes, mission_secret: bytes, cell_size: int, rng: Rng) -> bytes:
@@ -237,18 +255,40 @@ class Chunk:
 
 
 def open_cell(cell: bytes, slot: bytes, mission_secret: bytes, cell_size: int) -> Chunk:
+    """The one piece a cell carries (a cell with more is refused: see :func:`open_chunks`)."""
+    chunks = open_chunks(cell, slot, mission_secret, cell_size)
+    if len(chunks) != 1:
+        raise DecodeError("joint cell padding is not zero")
+    return chunks[0]
+
+
+def open_chunks(cell: bytes, slot: bytes, mission_secret: bytes, cell_size: int) -> list[Chunk]:
+    """The pieces a cell carries, in order: one, or (behind a last piece) more whole objects."""
     if len(cell) != cell_size:
         raise DecodeError(f"a cell must be exactly {cell_size} bytes")
     body = aead_open(_cell_key(mission_secret, slot), cell[:NONCE_LEN], cell[NONCE_LEN:], slot)
     r = Reader(body)
     expect_version(r, _VERSION, "joint cell")
+    chunks = [_read_piece(r)]
+    while not chunks[0].is_cover and r.remaining() >= _PIECE_HEADER:
+        if chunks[-1].index + 1 != chunks[-1].count:
+            break  # only a last piece has whole objects behind it
+        if not any(r.peek(OBJECT_ID_LEN)):
+            break
+        piece = _read_piece(r)
+        if (piece.index, piece.count) != (0, 1):
+            raise DecodeError("a piece behind another must be a whole object")
+        chunks.append(piece)
+    if any(r.rest()):
+        raise DecodeError("joint cell padding is not zero")
+    return chunks
+
+
+def _read_piece(r: Reader) -> Chunk:
     oid, index, count, length = r.fixed(OBJECT_ID_LEN), r.u16(), r.u16(), r.u16()
     if not index < count:
         raise DecodeError("joint cell numbering out of range")
-    data = r.fixed(length)
-    if any(r.rest()):
-        raise DecodeError("joint cell padding is not zero")
-    return Chunk(oid, index, count, data)
+    return Chunk(oid, index, count, r.fixed(length))
 
 
 def join_chunks(chunks: Sequence[Chunk]) -> bytes:

@@ -1,0 +1,87 @@
+"""Several joint objects in one mailbox cell: what fits behind an object's last
+piece rides with it, in order, and nothing overtakes what was queued before it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backchannel.client import demo
+from backchannel.client.service import Client
+from backchannel.protocol import joint
+from backchannel.protocol.payload import note
+from tests.client.conftest import InProcessRelay
+from tests.client.test_client_flow import two_missions
+
+
+def _carry(sender: Client, recipient: Client, cells: int) -> list[bytes]:
+    """Produce ``cells`` of ``sender``'s lane to ``recipient`` and hand them over:
+    the bodies of the notices ``recipient`` took, in order."""
+    taken: list[bytes] = []
+
+    def record(obj: joint.JointObject) -> None:
+        if obj.kind is joint.JointKind.NOTICE and obj.body.startswith(b"test:"):
+            taken.append(obj.body)
+
+    recipient.mailbox.handler = record
+    out = [sender.mailbox.produce(recipient.officer.officer_id)[1] for _ in range(cells)]
+    alarms: list[str] = []
+    recipient.mailbox.take(sender.officer.officer_id, out, alarms)
+    assert alarms == []
+    return taken
+
+
+def _drain(sender: Client, recipient: Client) -> None:
+    """Carry what the founding queued (cards, audit entries) out of the way."""
+    while sender.mailbox.waiting() or sender.mailbox.waiting_audit():
+        _carry(sender, recipient, 1)
+
+
+async def test_small_objects_share_a_cell_and_keep_their_order(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    (ri, han), _ = await two_missions(tmp_path, relay)
+    to_han = han.officer.officer_id
+    _drain(ri, han)
+    bodies = [b"test: first", b"test: second", b"test: third"]
+    for body in bodies:
+        ri.mailbox.send(joint.JointKind.NOTICE, to_han, body)
+    assert _carry(ri, han, 1) == bodies  # one cell carried all three
+    assert ri.mailbox.waiting() == 0
+
+
+async def test_a_small_object_never_overtakes_a_large_one_queued_before_it(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    (ri, han), _ = await two_missions(tmp_path, relay)
+    to_han = han.officer.officer_id
+    _drain(ri, han)
+    big = b"test:" + b"B" * 3500  # two pieces, the last one short
+    for body in (b"test: small one", big, b"test: small two"):
+        ri.mailbox.send(joint.JointKind.NOTICE, to_han, body)
+    # Cell 1: the first small object (the large one does not fit behind it, and
+    # the second small one may not pass it); cells 2 and 3: the large one, the
+    # second small one riding behind its last piece.
+    assert _carry(ri, han, 1) == [b"test: small one"]
+    assert _carry(ri, han, 1) == []
+    assert _carry(ri, han, 1) == [big, b"test: small two"]
+    assert ri.mailbox.waiting() == 0
+
+
+async def test_a_burst_of_approvals_reaches_the_runner_in_fewer_rounds_than_approvals(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Three co-signatures given at once: they share cells, so the runner has
+    them all in fewer rounds than one a round would take."""
+    (ri, han), _ = await two_missions(tmp_path, relay)
+    channel = ri.channel_for("Washington").channel_id
+    drafts = [ri.compose(channel, note(f"draft {i}")) for i in range(3)]
+    await demo.lockstep((ri, han), lambda: len(han.cosign_requests()) == 3, limit=12)
+    assert len(han.cosign_requests()) == 3
+    while han.mailbox.waiting_audit():  # Han's audit entries out of the way first
+        await demo.lockstep((ri, han), lambda: True, limit=1)
+    for req in han.cosign_requests():
+        han.approve_cosign(req.request_id)
+    await demo.lockstep((ri, han), lambda: True, limit=1)
+    states = {d.draft_id: d.outgoing.state.value for d in ri.drafts()}
+    signed = [states[d.draft_id] for d in drafts if states[d.draft_id] != "sealed"]
+    assert len(signed) >= 2, states
