@@ -95,9 +95,10 @@ def test_dropped_cell_of_a_long_message_is_detected(pair: Pair) -> None:
 
 
 def test_dropped_message_is_detected_at_the_next_one(pair: Pair) -> None:
+    # Each in a cell of its own (sent together, two short messages share one).
     _send(pair, "first")
-    _send(pair, "second")
     r0, _, _ = _deposit_a(pair)
+    _send(pair, "second")
     r1, _, c1 = _deposit_a(pair)
     pair.b.endpoint.receive(r0, None)
     with pytest.raises(GapDetected, match="missing"):
@@ -242,3 +243,16 @@ def test_erased_share_keys_cannot_be_recovered(pair: Pair) -> None:
     assert state.chain.index == 1 and state.skipped == ()
     with pytest.raises(LocalProtocolError, match="erased"):
         state.share_key(0)
+
+
+def test_a_dropped_cell_that_carried_two_messages_is_detected_at_the_next(pair: Pair) -> None:
+    _send(pair, "first")
+    _send(pair, "second")
+    r0, _, _ = _deposit_a(pair)  # both short messages ride in this cell
+    assert pair.a.endpoint.pending_cells == 0
+    _send(pair, "third")
+    r1, _, c1 = _deposit_a(pair)
+    pair.b.endpoint.receive(r0, None)  # the relay dropped it
+    with pytest.raises(GapDetected, match="missing"):
+        pair.b.endpoint.receive(r1, c1)
+    assert pair.b.inbox == []

@@ -211,7 +211,10 @@ def _draft_view(desk: Desk, c: Client, d: Any) -> dict[str, Any]:
         )  # fmt: skip
     steps = [
         ("Written, sealed and signed by you", True),
-        (f"Co-signed: {min(signed, k)} of {k} signatures", state in ("queued", "delivered")),
+        (
+            f"Co-signed: {min(signed, k)} of {k} signatures",
+            state in ("cosigned", "queued", "delivered"),
+        ),
         ("Queued for the next rounds", state in ("queued", "delivered")),
         ("Sent to the relay", state == "delivered" or (state == "queued" and pending == 0)),
         ("Delivered: the other mission's receipt came back", state == "delivered"),
@@ -221,7 +224,7 @@ def _draft_view(desk: Desk, c: Client, d: Any) -> dict[str, Any]:
         "queued": "Queued: leaving in the next rounds" if pending else "Sent: waiting for receipt",
         "delivered": "Delivered (receipt received)",
         "rejected": "Refused by a colleague",
-        "cosigned": "Co-signed",
+        "cosigned": "Co-signed: leaves after the draft before it on this channel",
     }
     return {
         "id": d.draft_id.hex(),
