@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import secrets
 from collections.abc import Sequence
@@ -29,6 +30,24 @@ from backchannel.protocol.identity import EpochKey, EpochKeyCert, Officer, Offic
 from backchannel.protocol.tenant_credential import tenant_id_for
 
 PROPOSAL_PREFIX = "BACKCHANNEL-PROPOSAL-1:"
+
+
+# Rosters, policies and epoch-key certificates are public and immutable once
+# decoded: each encoding is decoded once while it is in use (a round reads the
+# roster dozens of times). Nothing secret is kept here.
+@functools.lru_cache(maxsize=64)
+def _signed_roster(raw: bytes) -> rs.SignedRoster:
+    return rs.SignedRoster.decode(raw)
+
+
+@functools.lru_cache(maxsize=64)
+def _signed_policy(raw: bytes) -> mp.SignedPolicy:
+    return mp.SignedPolicy.decode(raw)
+
+
+@functools.lru_cache(maxsize=256)
+def _cert(raw: bytes) -> EpochKeyCert:
+    return EpochKeyCert.decode(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,21 +108,21 @@ class MissionState:
         )
 
     def signed_chain(self) -> list[rs.SignedRoster]:
-        return [rs.SignedRoster.decode(c) for c in self.chain]
+        return [_signed_roster(c) for c in self.chain]
 
     @property
     def roster(self) -> rs.Roster:
-        return rs.SignedRoster.decode(self.chain[-1]).roster
+        return _signed_roster(self.chain[-1]).roster
 
     @property
     def policy(self) -> mp.MissionPolicy:
         """The mission's policy in force (``protocol/policy.py``)."""
         if not self.policies:
             return mp.DEFAULT
-        return mp.SignedPolicy.decode(self.policies[-1]).policy
+        return _signed_policy(self.policies[-1]).policy
 
     def epoch_certs(self) -> list[EpochKeyCert]:
-        return [EpochKeyCert.decode(c) for c in self.certs]
+        return [_cert(c) for c in self.certs]
 
     def cert_of(self, officer_id: bytes) -> EpochKeyCert:
         for c in self.epoch_certs():
