@@ -119,7 +119,11 @@ async def test_one_officer_alone_changes_nothing(tmp_path: Path, relay: InProces
     assert pak.mission_policy() == mp.DEFAULT and ri.mission_policy() == mp.DEFAULT
 
 
-async def test_official_channels_follow_the_policy(tmp_path: Path, relay: InProcessRelay) -> None:
+async def _either_channel(
+    tmp_path: Path, relay: InProcessRelay
+) -> tuple[tuple[Client, Client], tuple[Client, Client], bytes]:
+    """New York and Washington, each mission's policy widened to let the official
+    channel between them carry both deniable messages and messages for the record."""
     f = relay.factory()
     ny = await demo.found(tmp_path, "New York", ("Ri", "Han"), RELAY_URL, f, "pw", FAST_KDF)
     dc = await demo.found(tmp_path, "Washington", ("Smith", "Jones"), RELAY_URL, f, "pw", FAST_KDF)
@@ -145,7 +149,12 @@ async def test_official_channels_follow_the_policy(tmp_path: Path, relay: InProc
     theirs = dc[1].sign_offer(smith.make_offer(ri.mission().mission_id, policy=ch.Policy.EITHER))
     for officer in (*ny, *dc):
         officer.accept_channel(ours, theirs)
-    channel = ri.channel_for("Washington").channel_id
+    return ny, dc, ri.channel_for("Washington").channel_id
+
+
+async def test_official_channels_follow_the_policy(tmp_path: Path, relay: InProcessRelay) -> None:
+    ny, dc, channel = await _either_channel(tmp_path, relay)
+    ri, han = ny
     draft = ri.compose(channel, note("off the record"), deniable=True)
     assert draft.outgoing.message is not None and draft.outgoing.message.header.deniable
     # Narrowed again, k of n, while the deniable draft waits for its co-signature.
@@ -164,6 +173,39 @@ async def test_official_channels_follow_the_policy(tmp_path: Path, relay: InProc
     with pytest.raises(ConfigError, match="allows only messages for the record"):
         ri.compose(channel, note("off the record, again"), deniable=True)
     ri.compose(channel, note("for the record"))
+
+
+async def test_a_draft_chained_on_one_the_policy_withdraws_is_drafted_again(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """A deniable draft, then one for the record chained on it; the policy is
+    narrowed before the first goes out: it is withdrawn, and the second, which
+    cannot go without it, is drafted again (for the record, as its author
+    chose), co-signed again, and arrives without a gap."""
+    ny, dc, channel = await _either_channel(tmp_path, relay)
+    ri, han = ny
+    first = ri.compose(channel, note("off the record"), deniable=True)
+    second = ri.compose(channel, note("for the record"), deniable=False)
+    assert second.seq == first.seq + 1
+    await adopt_policy(ny, {ch.Policy.RECORD})
+    await rounds(*ny, n=2)
+    for req in han.cosign_requests():
+        han.approve_cosign(req.request_id)
+    await rounds(*ny, *dc, n=4)
+    states = {d.draft_id: d.outgoing.state for d in ri.drafts()}
+    assert states[first.draft_id] is SendState.REJECTED
+    assert states[second.draft_id] is SendState.REJECTED
+    [again] = [d for d in ri.drafts() if d.draft_id not in {first.draft_id, second.draft_id}]
+    assert again.seq == first.seq and again.outgoing.message is not None
+    assert not again.outgoing.message.header.deniable
+    notes = [e.note for e in ri.audit_entries() if e.kind is AuditKind.REJECTED]
+    assert "withdrawn: chained on a draft that was withdrawn" in notes
+    for req in han.cosign_requests():
+        han.approve_cosign(req.request_id)
+    await rounds(*ny, *dc, n=4)
+    [item] = dc[0].inbox()
+    assert not item.deniable
+    assert not dc[0].status()["channels"][0]["alarms"]
 
 
 async def track_two(tmp: Path, relay: InProcessRelay) -> tuple[Client, Client, Client]:
