@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backchannel.client import demo
+from backchannel.client import demo, statecodec
+from backchannel.client.mailbox import JOINT_OUT, JointOut
 from backchannel.client.service import Client
 from backchannel.protocol import joint
 from backchannel.protocol.payload import note
@@ -55,14 +56,13 @@ async def test_a_small_object_never_overtakes_a_large_one_queued_before_it(
     (ri, han), _ = await two_missions(tmp_path, relay)
     to_han = han.officer.officer_id
     _drain(ri, han)
-    big = b"test:" + b"B" * 3500  # two pieces, the last one short
+    big = b"test:" + b"B" * 3500  # more than a cell holds
     for body in (b"test: small one", big, b"test: small two"):
         ri.mailbox.send(joint.JointKind.NOTICE, to_han, body)
-    # Cell 1: the first small object (the large one does not fit behind it, and
-    # the second small one may not pass it); cells 2 and 3: the large one, the
-    # second small one riding behind its last piece.
+    # Cell 1: the first small object and the large one's first piece, cut to
+    # the room left (the second small one may not pass it); cell 2: the rest of
+    # the large one, the second small one riding behind its last piece.
     assert _carry(ri, han, 1) == [b"test: small one"]
-    assert _carry(ri, han, 1) == []
     assert _carry(ri, han, 1) == [big, b"test: small two"]
     assert ri.mailbox.waiting() == 0
 
@@ -85,3 +85,40 @@ async def test_a_burst_of_approvals_reaches_the_runner_in_fewer_rounds_than_appr
     states = {d.draft_id: d.outgoing.state.value for d in ri.drafts()}
     signed = [states[d.draft_id] for d in drafts if states[d.draft_id] != "sealed"]
     assert len(signed) >= 2, states
+
+
+async def test_objects_larger_than_a_cell_follow_each_other_without_gaps(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Six co-sign requests drafted at once, each over a cell (the first drafts
+    of a key epoch carry its announcement): each begins in the room the one
+    before it left, so they fill the cells of Ri's lane to Han end to end
+    instead of taking two cells each."""
+    (ri, han), _ = await two_missions(tmp_path, relay)
+    _drain(ri, han)
+    channel = ri.channel_for("Washington").channel_id
+    text = "Proposal: working-level talks in Geneva next month. " * 20
+    for i in range(6):
+        ri.compose(channel, note(f"{i}: {text}"))
+    queued = [
+        out.sealed for _, out in ri.vault.pending_decoded(JOINT_OUT, JointOut, statecodec.loads)
+    ]
+    cap = joint.chunk_capacity(ri.mission().cell_size)
+    assert len(queued) == 6 and all(cap < len(q) < 2 * cap for q in queued)
+    requests: list[bytes] = []
+
+    def record(obj: joint.JointObject) -> None:
+        if obj.kind is joint.JointKind.COSIGN_REQUEST:
+            requests.append(obj.object_id)
+
+    han.mailbox.handler = record
+    cells = 0
+    while ri.mailbox.waiting():
+        alarms: list[str] = []
+        cell = ri.mailbox.produce(han.officer.officer_id)[1]
+        han.mailbox.take(ri.officer.officer_id, [cell], alarms)
+        assert alarms == []
+        cells += 1
+    assert len(requests) == 6
+    # Their bytes end to end (a piece header each aside), not two cells each.
+    assert cells <= sum(len(q) for q in queued) // cap + 2 < 12, cells

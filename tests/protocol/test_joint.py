@@ -378,11 +378,37 @@ def test_what_follows_a_piece_that_is_not_an_objects_last_is_refused() -> None:
     body = b"\x01" + piece(a, 0, 2, b"head") + piece(b, 0, 1, b"smuggled")
     with pytest.raises(DecodeError, match="padding is not zero"):
         joint.open_chunks(_sealed_body(slot, body), slot, SECRET, CELL)
-    # Behind a last piece, only whole objects.
-    body = b"\x01" + piece(a, 1, 2, b"tail") + piece(b, 0, 2, b"half")
-    with pytest.raises(DecodeError, match="whole object"):
+    # Behind a last piece, only pieces that begin their object.
+    body = b"\x01" + piece(a, 1, 2, b"tail") + piece(b, 1, 2, b"middle")
+    with pytest.raises(DecodeError, match="must begin its object"):
+        joint.open_chunks(_sealed_body(slot, body), slot, SECRET, CELL)
+    # The first piece of an object of several ends the cell: nothing may follow it.
+    body = b"\x01" + piece(a, 0, 1, b"whole") + piece(b, 0, 2, b"head") + piece(a, 0, 1, b"x")
+    with pytest.raises(DecodeError, match="padding is not zero"):
         joint.open_chunks(_sealed_body(slot, body), slot, SECRET, CELL)
     # A truncated piece behind another.
     body = b"\x01" + piece(a, 0, 1, b"one") + b + b"\x00\x00\x00\x01\xff\xff"
     with pytest.raises(DecodeError):
         joint.open_chunks(_sealed_body(slot, body), slot, SECRET, CELL)
+
+
+def test_an_object_begun_behind_others_joins_from_a_head_of_any_size() -> None:
+    data = bytes(range(256)) * 9  # 2,304 bytes
+    for head in (1, 100, joint.chunk_capacity(CELL)):
+        pieces = joint.split_object(data, CELL, head)
+        assert len(pieces[0]) == head
+        assert all(len(p) <= joint.chunk_capacity(CELL) for p in pieces)
+        chunks = [joint.Chunk(bytes([9]) * 16, i, len(pieces), p) for i, p in enumerate(pieces)]
+        assert joint.join_chunks(chunks) == data
+    # A head the object does not need (or cannot take) is the plain split.
+    assert joint.split_object(data, CELL, len(data)) == joint.split_object(data, CELL)
+
+
+def test_a_head_piece_rides_last_behind_whole_objects() -> None:
+    slot = _slots(1)[0]
+    a, b, c = _ids(3)
+    first = [joint.Chunk(a, 0, 1, b"whole a"), joint.Chunk(b, 0, 1, b"whole b")]
+    room = joint.room_after(first, CELL)
+    head = joint.Chunk(c, 0, 3, b"h" * room)
+    cell = joint.pack_cell(slot, [*first, head], SECRET, CELL, RNG)
+    assert joint.open_chunks(cell, slot, SECRET, CELL) == [*first, head]

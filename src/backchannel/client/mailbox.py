@@ -47,6 +47,8 @@ AUDIT_OUT = "audit_out"
 _LOW = frozenset({joint.JointKind.AUDIT, joint.JointKind.ANCHOR})
 #: Most pieces kept while an object from a colleague is being reassembled.
 MAX_PARTIAL = 1024
+#: The least room in which an object's first piece begins behind others.
+MIN_HEAD = 256
 #: The notice that ends a lane: ``LANE_END || u16 generation || u64 end``.
 LANE_END = b"lane-end\x00"
 #: Sender id -> the lanes from him under earlier secrets still to read.
@@ -71,6 +73,9 @@ class MailboxCursor:
     entry_id: int
     sent: int
     queue: str = JOINT_OUT
+    #: The size of the object's first piece when it began behind other pieces
+    #: (``joint.split_object``); 0: as many bytes as a cell holds.
+    head: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,33 +175,46 @@ class Mailbox:
         chosen = self._next(recipient, cursor)
         if chosen is not None:
             queue, entry_id, out, sent = chosen
-            pieces = joint.split_object(out.sealed, m.cell_size)
+            head = cursor.head if cursor is not None and cursor.entry_id == entry_id else 0
+            pieces = joint.split_object(out.sealed, m.cell_size, head)
             chunks = [joint.Chunk(out.object_id, sent, len(pieces), pieces[sent])]
             if sent + 1 == len(pieces):
                 dev.vault.mark_done(queue, entry_id)
                 dev.vault.delete("mb_cursor", key)
-                # Behind an object's last piece, whole objects waiting after it.
-                self._fill(recipient, chunks, m.cell_size)
+                # Behind an object's last piece, the objects waiting after it.
+                self._fill(recipient, chunks, m.cell_size, key)
             else:
-                dev._put("mb_cursor", key, MailboxCursor(entry_id, sent + 1, queue))
+                dev._put("mb_cursor", key, MailboxCursor(entry_id, sent + 1, queue, head))
             cell = joint.pack_cell(slot, chunks, secret, m.cell_size, secrets.token_bytes)
             return slot, cell
         return slot, joint.cover_cell(slot, secret, m.cell_size, secrets.token_bytes)
 
-    def _fill(self, recipient: bytes, chunks: list[joint.Chunk], cell_size: int) -> None:
+    def _fill(
+        self, recipient: bytes, chunks: list[joint.Chunk], cell_size: int, cursor_key: bytes
+    ) -> None:
         """Add to ``chunks`` the objects for ``recipient`` that fit whole, in the
         order of each queue (joint objects, then audit entries), each queue
         stopping at its first object that does not fit: a later object never
-        overtakes an earlier one of its queue (a withdrawal its request, say)."""
+        overtakes an earlier one of its queue (a withdrawal its request, say).
+        The first joint object that does not fit begins in the room left: its
+        first piece goes last in the cell, the rest in the next cells."""
         vault = self.dev.vault
         for queue in (JOINT_OUT, AUDIT_OUT):
             for entry_id, out in list(vault.pending_decoded(queue, JointOut, statecodec.loads)):
                 if out.recipient != recipient:
                     continue
-                if len(out.sealed) > joint.room_after(chunks, cell_size):
-                    break
-                chunks.append(joint.Chunk(out.object_id, 0, 1, out.sealed))
-                vault.mark_done(queue, entry_id)
+                room = joint.room_after(chunks, cell_size)
+                if len(out.sealed) <= room:
+                    chunks.append(joint.Chunk(out.object_id, 0, 1, out.sealed))
+                    vault.mark_done(queue, entry_id)
+                    continue
+                if queue == JOINT_OUT and room >= MIN_HEAD:
+                    pieces = joint.split_object(out.sealed, cell_size, room)
+                    chunks.append(joint.Chunk(out.object_id, 0, len(pieces), pieces[0]))
+                    cursor = MailboxCursor(entry_id, 1, queue, room)
+                    self.dev._put("mb_cursor", cursor_key, cursor)
+                    return
+                break
 
     # --- in ----------------------------------------------------------------------
 

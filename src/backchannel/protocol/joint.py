@@ -22,8 +22,10 @@ Every round each device deposits one mailbox cell per colleague, at slot
 ``slot(s, r, round)``: the next piece of an object waiting for that colleague,
 or a cover cell (object id all zeros, one empty piece) when nothing waits.
 Behind the last piece of an object a cell carries as many whole objects
-waiting after it, in order, as it still holds (each a piece 0 of 1); the
-first all-zero object id after a piece, or the end of the cell, ends them.
+waiting after it, in order, as it still holds (each a piece 0 of 1), and
+then perhaps the first piece of the next one, cut to the room left (its
+other pieces follow in the next cells); the first all-zero object id after a
+piece, or the end of the cell, ends them.
 """
 
 from __future__ import annotations
@@ -176,10 +178,19 @@ def to_cells(
     ]
 
 
-def split_object(sealed: bytes, cell_size: int) -> list[bytes]:
-    """The pieces of a sealed object, one per cell, in order."""
+def split_object(sealed: bytes, cell_size: int, head: int = 0) -> list[bytes]:
+    """The pieces of a sealed object, one per cell, in order.
+
+    ``head``: the first piece holds that many bytes (the room left behind other
+    pieces in the cell that carries it), the others as many as a cell holds.
+    """
     cap = chunk_capacity(cell_size)
-    chunks = [sealed[i : i + cap] for i in range(0, len(sealed), cap)] or [b""]
+    if not 0 <= head < len(sealed) or head > cap:
+        head = 0
+    rest = sealed[head:]
+    chunks = ([sealed[:head]] if head else []) + [
+        rest[i : i + cap] for i in range(0, len(rest), cap)
+    ] or [b""]
     if len(chunks) > 0xFFFF:
         raise DecodeError("joint object too large")
     return chunks
@@ -272,12 +283,12 @@ def open_chunks(cell: bytes, slot: bytes, mission_secret: bytes, cell_size: int)
     chunks = [_read_piece(r)]
     while not chunks[0].is_cover and r.remaining() >= _PIECE_HEADER:
         if chunks[-1].index + 1 != chunks[-1].count:
-            break  # only a last piece has whole objects behind it
+            break  # only behind an object's last piece may another begin
         if not any(r.peek(OBJECT_ID_LEN)):
             break
         piece = _read_piece(r)
-        if (piece.index, piece.count) != (0, 1):
-            raise DecodeError("a piece behind another must be a whole object")
+        if piece.index != 0:
+            raise DecodeError("a piece behind another must begin its object")
         chunks.append(piece)
     if any(r.rest()):
         raise DecodeError("joint cell padding is not zero")
