@@ -46,6 +46,19 @@ async def _opened(receiver: Client, colleague: Client) -> list[tuple[int, str]]:
     return sorted(out)
 
 
+async def _all_approved_and_opened(
+    cosigner: Client, runner: Client, receiver: Client, colleague: Client
+) -> list[tuple[int, str]]:
+    """The co-signer approves all he holds; what the receiver then opens (seq,
+    text), checked to have raised no alarm on the channel."""
+    for r in cosigner.cosign_requests():
+        cosigner.approve_cosign(r.request_id)
+    await _settle(cosigner, runner, receiver, colleague)
+    got = await _opened(receiver, colleague)
+    assert not receiver.status()["channels"][0]["alarms"]
+    return got
+
+
 def _states(runner: Client, drafts: list[DraftRecord]) -> list[str]:
     now = {d.draft_id: d.outgoing.state.value for d in runner.drafts()}
     return [now[d.draft_id] for d in drafts]
@@ -104,11 +117,8 @@ async def test_a_rejected_draft_takes_the_drafts_chained_on_it_back_to_the_cosig
     assert {r.draft_id for r in han.cosign_requests()} == {a.draft_id, again.draft_id}
     reasons = [e.note for e in ri.audit_entries() if e.kind is AuditKind.REJECTED]
     assert "withdrawn: chained on a draft a colleague rejected" in reasons
-    for r in han.cosign_requests():
-        han.approve_cosign(r.request_id)
-    await _settle(han, ri, smith, jones)
-    assert await _opened(smith, jones) == [(a.seq, "first"), (a.seq + 1, "third")]
-    assert not smith.status()["channels"][0]["alarms"]
+    got = await _all_approved_and_opened(han, ri, smith, jones)
+    assert got == [(a.seq, "first"), (a.seq + 1, "third")]
 
 
 async def test_a_roster_change_drafts_the_whole_chain_again_in_order(
@@ -139,11 +149,8 @@ async def test_a_roster_change_drafts_the_whole_chain_again_in_order(
         assert d.outgoing.message is not None
         assert d.outgoing.message.header.sender_roster == 1
     await _settle(ri, kim)
-    for r in kim.cosign_requests():
-        kim.approve_cosign(r.request_id)
-    await _settle(kim, ri, smith, jones)
-    assert await _opened(smith, jones) == [(a.seq, "one"), (a.seq + 1, "two")]
-    assert not smith.status()["channels"][0]["alarms"]
+    got = await _all_approved_and_opened(kim, ri, smith, jones)
+    assert got == [(a.seq, "one"), (a.seq + 1, "two")]
 
 
 async def test_a_draft_cannot_be_queued_before_the_one_it_chains_on(

@@ -37,12 +37,18 @@ def _drain(sender: Client, recipient: Client) -> None:
         _carry(sender, recipient, 1)
 
 
+async def _quiet_lane(tmp_path: Path, relay: InProcessRelay) -> tuple[Client, Client]:
+    """Ri and Han of New York, Ri's lane to Han emptied of what the founding queued."""
+    (ri, han), _ = await two_missions(tmp_path, relay)
+    _drain(ri, han)
+    return ri, han
+
+
 async def test_small_objects_share_a_cell_and_keep_their_order(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
-    (ri, han), _ = await two_missions(tmp_path, relay)
+    ri, han = await _quiet_lane(tmp_path, relay)
     to_han = han.officer.officer_id
-    _drain(ri, han)
     bodies = [b"test: first", b"test: second", b"test: third"]
     for body in bodies:
         ri.mailbox.send(joint.JointKind.NOTICE, to_han, body)
@@ -53,9 +59,8 @@ async def test_small_objects_share_a_cell_and_keep_their_order(
 async def test_a_small_object_never_overtakes_a_large_one_queued_before_it(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
-    (ri, han), _ = await two_missions(tmp_path, relay)
+    ri, han = await _quiet_lane(tmp_path, relay)
     to_han = han.officer.officer_id
-    _drain(ri, han)
     big = b"test:" + b"B" * 3500  # more than a cell holds
     for body in (b"test: small one", big, b"test: small two"):
         ri.mailbox.send(joint.JointKind.NOTICE, to_han, body)
