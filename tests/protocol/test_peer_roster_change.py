@@ -67,6 +67,33 @@ def _texts(pair: Pair, side: Side) -> list[str]:
     return [pair.open(side, i, [0, 1]).open(side.mission.roster).text for i in side.inbox]
 
 
+def test_an_earlier_roster_behind_a_later_one_in_the_same_cell_is_refused(
+    rng: DetRng,
+) -> None:
+    """The same attack with both messages in one shared cell: the second is
+    checked against the roster the first carried, and nothing of the cell is
+    taken (not even the first, good message)."""
+    pair = make_pair(rng, k=2, n=3)
+    old = pair.a.mission.roster
+    _change(pair.a, [0, 1], 2)
+    pair.b.endpoint.adopt_peer_roster(_rosters(pair.a))
+    pair.send(pair.a, _sealed(pair, "under roster 1", [0, 1]))
+    with _under(pair.a, old):
+        late = _sealed(pair, "under roster 0, behind it", [0, 1])
+    assert late.message is not None
+    force_queue(pair.a.endpoint, late.message)
+    # The first message (it announces a key epoch) takes two fragments: the
+    # cell of its last one carries the late message too.
+    assert [f.count for f in pair.a.endpoint.outbox] == [2, 2, 1]
+    pair.run_round()
+    seen_before = pair.b.endpoint.peer_roster_seen
+    with pytest.raises(SignatureError, match="earlier roster of the peer"):
+        pair.run_round()
+    assert pair.a.endpoint.outbox == []  # both went in that cell
+    assert pair.b.inbox == []
+    assert pair.b.endpoint.peer_roster_seen == seen_before
+
+
 def test_a_message_queued_before_the_change_arrives_after_the_peer_took_it(
     rng: DetRng,
 ) -> None:

@@ -200,7 +200,8 @@ class Mailbox:
         first piece goes last in the cell, the rest in the next cells."""
         vault = self.dev.vault
         for queue in (JOINT_OUT, AUDIT_OUT):
-            for entry_id, out in list(vault.pending_decoded(queue, JointOut, statecodec.loads)):
+            # A list of its own: marking entries done below does not change it.
+            for entry_id, out in vault.pending_decoded(queue, JointOut, statecodec.loads):
                 if out.recipient != recipient:
                     continue
                 room = joint.room_after(chunks, cell_size)

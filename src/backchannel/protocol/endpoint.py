@@ -312,7 +312,7 @@ class Endpoint(ControlObjects):
 
     # --- receiving ------------------------------------------------------------
 
-    def _verify(self, msg: SealedMessage) -> None:
+    def _verify(self, msg: SealedMessage, seen: int | None = None) -> None:
         """A deniable message by its MAC, one for the record by ``k`` signatures; each
         only where the channel's policy allows it, and as its signed header says."""
         if msg.header.deniable != msg.deniable:
@@ -324,7 +324,7 @@ class Endpoint(ControlObjects):
             deniable_mod.verify(msg, self.mac_root, self.channel_id, self.in_direction)
             return
         v = msg.header.sender_roster  # never ahead of ours: such a message waits (_waits)
-        if v < self.peer_roster_seen:
+        if v < (self.peer_roster_seen if seen is None else seen):
             raise SignatureError(
                 "message is signed under an earlier roster of the peer than one this "
                 "channel already carried"
@@ -413,13 +413,9 @@ class Endpoint(ControlObjects):
     ) -> _Taken:
         """The fragments of one cell, in order, checked against a copy of the
         state: nothing is kept unless every one of them passes."""
-        t = _Taken(transcript, list(self.partial), list(self.held))
-        seen = self.peer_roster_seen
-        try:
-            for f in fragments:
-                self._take_fragment(f, t, round_no, kem_keys)
-        finally:
-            self.peer_roster_seen = seen  # the caller commits what was taken
+        t = _Taken(transcript, list(self.partial), list(self.held), self.peer_roster_seen)
+        for f in fragments:
+            self._take_fragment(f, t, round_no, kem_keys)
         return t
 
     def _take_fragment(
@@ -450,10 +446,11 @@ class Endpoint(ControlObjects):
                 t.newly_held = msg
             t.held.append(raw)
             return
-        self._verify(msg)
+        self._verify(msg, t.roster_seen)
         t.transcript = t.transcript.accept(msg.header, msg.digest, check_peer=self.sends)
         # A later message of the same cell is checked against this one's roster.
-        self._seen(msg)
+        if not msg.deniable:
+            t.roster_seen = max(t.roster_seen, msg.header.sender_roster)
         t.messages.append(msg)
         if self.sends:
             t.receipt_due = self._receipt(t.transcript)
@@ -530,8 +527,7 @@ class Endpoint(ControlObjects):
         # Everything verified: commit.
         self.transcript = taken.transcript
         self.held = taken.held
-        for msg in taken.messages:
-            self._seen(msg)
+        self.peer_roster_seen = taken.roster_seen
         self.partial = taken.partial
         if taken.receipt_due is not None:
             self.receipt_due = taken.receipt_due
@@ -561,6 +557,8 @@ class _Taken:
     transcript: Transcript
     partial: list[cells.Fragment]
     held: list[bytes]
+    #: The peer's latest roster seen, with the messages taken so far.
+    roster_seen: int
     messages: list[SealedMessage] = field(default_factory=list)
     newly_held: SealedMessage | None = None
     receipt_due: cells.Receipt | None = None

@@ -78,7 +78,9 @@ class SQLiteDeposits(SQLiteCalls):
                 results = [exc] * len(todo)
             for (i, *_), r in zip(todo, results, strict=True):
                 out[i] = r.result() if isinstance(r, _jobs.InBatch) else r
-        return [r for r in out if r is not None]
+        done = [r for r in out if r is not None]
+        assert len(done) == len(cells)  # every cell has its result or its error
+        return done
 
     def _checked(self, tenant_id: str, slot: bytes, cell: bytes) -> tuple[bytes, bytes]:
         """A cell's id and its leaf in its batch tree, once its ids and size are checked.
