@@ -61,7 +61,7 @@ async def test_a_small_object_never_overtakes_a_large_one_queued_before_it(
 ) -> None:
     ri, han = await _quiet_lane(tmp_path, relay)
     to_han = han.officer.officer_id
-    big = b"test:" + b"B" * 3500  # more than a cell holds
+    big = b"test:" + b"B" * 4500  # more than a cell holds
     for body in (b"test: small one", big, b"test: small two"):
         ri.mailbox.send(joint.JointKind.NOTICE, to_han, body)
     # Cell 1: the first small object and the large one's first piece, cut to

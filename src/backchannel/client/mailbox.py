@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 
 from backchannel.client import statecodec
 from backchannel.client.device import Device, new_id
+from backchannel.client.lanes import Lanes
 from backchannel.client.mission import MissionState
-from backchannel.errors import BackchannelError, RemoteProtocolError
+from backchannel.errors import BackchannelError, RemoteProtocolError, ReplayDetected
 from backchannel.protocol import joint
 
 #: The vault queue of objects waiting to go out.
@@ -114,6 +115,7 @@ class Reassembly:
 class Mailbox:
     def __init__(self, dev: Device) -> None:
         self.dev = dev
+        self.lanes = Lanes(dev)
         self.handler: Handler = lambda obj: None
 
     # --- out ---------------------------------------------------------------------
@@ -123,9 +125,10 @@ class Mailbox:
         dev = self.dev
         m = dev.mission()
         obj = joint.JointObject(kind, new_id(), dev.officer.officer_id, recipient, body)
-        sealed = joint.seal_object(obj, dev.officer, m.cert_of(recipient), m.mission_id)
         queue = AUDIT_OUT if kind in _LOW else JOINT_OUT
-        dev.vault.append(queue, statecodec.dumps(JointOut(recipient, obj.object_id, sealed)))
+        with dev._tx():  # the lane's chain moves with the object it sealed
+            sealed = self.lanes.seal(obj, m.cert_of(recipient), queue)
+            dev.vault.append(queue, statecodec.dumps(JointOut(recipient, obj.object_id, sealed)))
         return obj.object_id
 
     def waiting(self) -> int:
@@ -408,11 +411,10 @@ class Mailbox:
         nothing of the officer.
         """
         dev = self.dev
-        m = dev.mission()
         try:
-            obj = joint.open_object(
-                sealed, dev.officer, dev.home.epoch_keys, m.roster, m.mission_id
-            )
+            obj = self.lanes.open(sender, sealed)
+        except ReplayDetected:
+            return "a mailbox object from a colleague arrived again and was set aside", True
         except RemoteProtocolError:
             return "a mailbox object from a colleague failed to verify and was set aside", True
         if obj.sender_id != sender:

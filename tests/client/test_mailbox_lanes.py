@@ -1,0 +1,118 @@
+"""The mailbox on pairwise lanes (client/lanes.py): objects between colleagues
+cost a chain step each instead of an encapsulation, a replayed object is set
+aside, both ends outlive a restart, and objects sealed the older way still open."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from backchannel.client import statecodec
+from backchannel.client.home import Home
+from backchannel.client.mailbox import JOINT_OUT, JointOut
+from backchannel.client.service import Client
+from backchannel.protocol import joint, joint_lane
+from tests.client.conftest import InProcessRelay
+from tests.client.test_mailbox_packing import _carry, _quiet_lane
+
+
+def _queued(c: Client) -> list[bytes]:
+    return [out.sealed for _, out in c.vault.pending_decoded(JOINT_OUT, JointOut, statecodec.loads)]
+
+
+def _cell_at_next(sender: Client, recipient: Client, sealed: bytes, object_id: bytes) -> bytes:
+    """A cell at ``recipient``'s next position of ``sender``'s lane carrying ``sealed``
+    (what a colleague holding the mission secret could deposit there)."""
+    m = recipient.mission()
+    secret = m.secret_of(m.generation)
+    n = recipient.mailbox.next_slot(sender.officer.officer_id)
+    slot = joint.mailbox_slot(secret, sender.officer.officer_id, recipient.officer.officer_id, n)
+    chunk = joint.Chunk(object_id, 0, 1, sealed)
+    return joint.pack_cell(slot, [chunk], secret, m.cell_size, secrets.token_bytes)
+
+
+async def test_objects_after_the_first_carry_no_encapsulation(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ri, han = await _quiet_lane(tmp_path, relay)
+    to_han = han.officer.officer_id
+    ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: one")
+    ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: two")
+    first, second = _queued(ri)
+    # The founding already opened Ri's lane to Han: neither carries a key.
+    assert joint_lane.lane_of(first)[2] > 0  # type: ignore[index]
+    assert len(first) < 200 and len(second) < 200
+    assert _carry(ri, han, 1) == [b"test: one", b"test: two"]
+
+
+async def test_a_replayed_object_is_set_aside_and_not_acted_on(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ri, han = await _quiet_lane(tmp_path, relay)
+    to_han = han.officer.officer_id
+    ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: approve once")
+    [sealed] = _queued(ri)
+    [(_, out)] = ri.vault.pending_decoded(JOINT_OUT, JointOut, statecodec.loads)
+    assert _carry(ri, han, 1) == [b"test: approve once"]
+    taken: list[bytes] = []
+    han.mailbox.handler = lambda obj: taken.append(obj.body)  # type: ignore[func-returns-value]
+    alarms: list[str] = []
+    cell = _cell_at_next(ri, han, sealed, out.object_id)
+    han.mailbox.take(ri.officer.officer_id, [cell], alarms)
+    assert taken == []
+    assert alarms == ["a mailbox object from a colleague arrived again and was set aside"]
+    # The lane goes on (Ri's cell for the position the replay took is lost to
+    # it at the relay): Ri's next object opens.
+    ri.mailbox.produce(to_han)
+    ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: next")
+    assert _carry(ri, han, 1) == [b"test: next"]
+
+
+async def test_an_object_in_another_colleagues_lane_is_refused(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Ri's object for Han placed in another sender's lane (as a colleague holding
+    the mission secret could): refused before it moves Ri's lane."""
+    ri, han = await _quiet_lane(tmp_path, relay)
+    ri.mailbox.send(joint.JointKind.NOTICE, han.officer.officer_id, b"test: for Han")
+    [sealed] = _queued(ri)
+    [(_, out)] = ri.vault.pending_decoded(JOINT_OUT, JointOut, statecodec.loads)
+    alarms: list[str] = []
+    # Han reads it as if it came in his own lane to himself: its sender is not the slot's.
+    cell = _cell_at_next(han, han, sealed, out.object_id)
+    han.mailbox.take(han.officer.officer_id, [cell], alarms)
+    assert alarms == ["a mailbox object from a colleague failed to verify and was set aside"]
+    assert _carry(ri, han, 1) == [b"test: for Han"]  # and Ri's lane was not moved
+
+
+async def test_both_ends_of_a_lane_outlive_a_restart(tmp_path: Path, relay: InProcessRelay) -> None:
+    ri, han = await _quiet_lane(tmp_path, relay)
+    to_han = han.officer.officer_id
+    ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: before")
+    assert _carry(ri, han, 1) == [b"test: before"]
+    for c in (ri, han):
+        c.home.close()
+    ri = Client(Home.unlock(ri.home.path, "pw"), relay.factory())
+    han = Client(Home.unlock(han.home.path, "pw"), relay.factory())
+    ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: after")
+    [sealed] = _queued(ri)
+    assert joint_lane.lane_of(sealed)[2] > 1  # type: ignore[index]  # the same lane, further on
+    assert _carry(ri, han, 1) == [b"test: after"]
+
+
+async def test_an_object_sealed_with_hpke_alone_still_opens(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """An object queued by an earlier version (sealed with HPKE per object)."""
+    ri, han = await _quiet_lane(tmp_path, relay)
+    m = ri.mission()
+    to_han = han.officer.officer_id
+    obj = joint.JointObject(
+        joint.JointKind.NOTICE, bytes([9]) * 16, ri.officer.officer_id, to_han, b"test: older"
+    )
+    sealed = joint.seal_object(obj, ri.officer, m.cert_of(to_han), m.mission_id)
+    taken: list[bytes] = []
+    han.mailbox.handler = lambda o: taken.append(o.body)  # type: ignore[func-returns-value]
+    alarms: list[str] = []
+    han.mailbox.take(ri.officer.officer_id, [_cell_at_next(ri, han, sealed, obj.object_id)], alarms)
+    assert alarms == [] and taken == [b"test: older"]
