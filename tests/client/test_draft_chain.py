@@ -117,6 +117,12 @@ async def test_a_rejected_draft_takes_the_drafts_chained_on_it_back_to_the_cosig
     assert {r.draft_id for r in han.cosign_requests()} == {a.draft_id, again.draft_id}
     reasons = [e.note for e in ri.audit_entries() if e.kind is AuditKind.REJECTED]
     assert "withdrawn: chained on a draft a colleague rejected" in reasons
+    # The desk tells the refused draft from the one the device withdrew.
+    withdrawn = {d.draft_id: d.withdrawn for d in ri.drafts()}
+    assert withdrawn[b.draft_id] == ""
+    assert withdrawn[c.draft_id] == (
+        "chained on a draft a colleague rejected; drafted again with the same text"
+    )
     got = await _all_approved_and_opened(han, ri, smith, jones)
     assert got == [(a.seq, "first"), (a.seq + 1, "third")]
 

@@ -14,7 +14,7 @@ from backchannel.client import demo, roster_change
 from backchannel.client.home import Home
 from backchannel.client.officer_alarms import UNSEEN_AFTER, AlarmKind
 from backchannel.client.service import Client
-from backchannel.errors import NotEnoughShares, NotEnoughSignatures, RosterError
+from backchannel.errors import ConfigError, NotEnoughShares, NotEnoughSignatures, RosterError
 from backchannel.protocol.channel import Policy
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay, adopt_policy
@@ -52,6 +52,34 @@ async def test_solo_send_is_refused_and_the_colleague_is_told(
     for c in dc:
         await c.settle()
     assert dc[0].inbox() == [] and dc[1].inbox() == []
+
+
+async def test_send_on_a_draft_already_queued_or_refused_raises_no_alarm(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Pressing Send on a draft that went out with its co-signature, or one a
+    colleague refused, is not a solo send: nobody is told Ri tried one."""
+    ny, _ = await two_missions(tmp_path, relay)
+    ri, han = ny
+    channel = ri.channel_for("Washington").channel_id
+    sent = ri.compose(channel, note("co-signed"))
+    await settle_all(ri, han)
+    [req] = han.cosign_requests()
+    han.approve_cosign(req.request_id)
+    await settle_all(han, ri)
+    refused = ri.compose(channel, note("refused"))
+    await settle_all(ri, han)
+    [req] = han.cosign_requests()
+    han.reject_cosign(req.request_id)
+    await settle_all(han, ri)
+    states = {d.draft_id: d.outgoing.state.value for d in ri.drafts()}
+    assert states[sent.draft_id] in ("queued", "delivered")
+    assert states[refused.draft_id] == "rejected"
+    assert ri.send_now(sent.draft_id).outgoing.state.value == states[sent.draft_id]
+    with pytest.raises(ConfigError, match="refused or withdrawn"):
+        ri.send_now(refused.draft_id)
+    await settle_all(ri, han)
+    assert han.officer_alarms() == []
 
 
 async def test_solo_open_is_refused_and_the_colleague_is_told(

@@ -164,6 +164,7 @@ async def test_official_channels_follow_the_policy(tmp_path: Path, relay: InProc
     await rounds(*ny, *dc, n=4)
     [withdrawn] = ri.drafts()
     assert withdrawn.outgoing.state is SendState.REJECTED  # it never went out
+    assert withdrawn.withdrawn == "the mission's policy no longer allows deniable messages here"
     assert dc[0].inbox() == []
     assert (
         "policy no longer allows deniable"

@@ -185,6 +185,9 @@ def drafts(ctx: typer.Context) -> None:
             "seq": d.seq,
             "created_at": d.created_at,
         }
+        if d.withdrawn:
+            doc["withdrawn"] = d.withdrawn
+            state = "withdrawn"
         docs.append(doc)
         when = dt.datetime.fromtimestamp(d.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
         t.add_row(short(d.draft_id), Text(peer), kind, state, when)

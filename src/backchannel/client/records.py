@@ -56,6 +56,9 @@ class DraftRecord:
     #: The content key, kept for the record for a review board after the message
     #: itself forgets it (it opens this message only, whose text the draft holds).
     record_key: bytes = field(default=b"", repr=False)
+    #: Why the author's own device withdrew it (a rejected draft with none was
+    #: refused by a colleague).
+    withdrawn: str = ""
 
     def __repr__(self) -> str:
         return f"DraftRecord({self.outgoing.state.value})"

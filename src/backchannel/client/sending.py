@@ -187,7 +187,12 @@ class Sending(OfficerAlarms):
         if draft is None:
             raise ConfigError("unknown draft")
         m = self.mission()
-        if draft.outgoing.state is not SendState.COSIGNED:
+        state = draft.outgoing.state
+        if state in (SendState.QUEUED, SendState.DELIVERED):
+            return draft  # already on its way: nothing to do, nothing to suspect
+        if state is SendState.REJECTED:
+            raise ConfigError("this draft was refused or withdrawn; it will not go out")
+        if state is not SendState.COSIGNED:
             out = draft.outgoing
             n = len(valid_signers(out.message, m.roster)) if out.message else 0
             self._tell_colleagues(AlarmKind.SOLO_SEND)
@@ -215,7 +220,8 @@ class Sending(OfficerAlarms):
         assert msg is not None
         if msg.header.deniable and not self._deniable_allowed(rec.peer_mission):
             # Drafted deniable, and k officers narrowed the policy before it went out.
-            withdrawn = replace(draft, outgoing=draft.outgoing.reject())
+            why = "the mission's policy no longer allows deniable messages here"
+            withdrawn = replace(draft, outgoing=draft.outgoing.reject(), withdrawn=why)
             later = [d for d in self._awaiting(draft.channel_id) if d.seq > draft.seq]
             with self._tx():
                 self._put("drafts", draft.draft_id, withdrawn)
@@ -325,7 +331,10 @@ class Sending(OfficerAlarms):
         devices drop the old co-sign requests and are asked again."""
         with self._tx():
             for d in drafts:
-                self._put("drafts", d.draft_id, replace(d, outgoing=d.outgoing.reject()))
+                why = reason.removeprefix("withdrawn: ") + "; drafted again with the same text"
+                self._put(
+                    "drafts", d.draft_id, replace(d, outgoing=d.outgoing.reject(), withdrawn=why)
+                )
                 for o in self.mission().roster.officers:
                     if not equal(o.officer_id, self.officer.officer_id):
                         notice = WITHDRAW_NOTICE + d.draft_id

@@ -223,7 +223,7 @@ def _draft_view(desk: Desk, c: Client, d: Any) -> dict[str, Any]:
         "sealed": f"Waiting for co-signature ({signed} of {k})",
         "queued": "Queued: leaving in the next rounds" if pending else "Sent: waiting for receipt",
         "delivered": "Delivered (receipt received)",
-        "rejected": "Refused by a colleague",
+        "rejected": f"Withdrawn: {d.withdrawn}" if d.withdrawn else "Refused by a colleague",
         "cosigned": "Co-signed: leaves after the draft before it on this channel",
     }
     return {
