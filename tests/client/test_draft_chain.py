@@ -193,3 +193,32 @@ def _sig(officer: Client, draft: DraftRecord) -> tuple[bytes, bytes]:
     assert draft.outgoing.message is not None
     msg = sign(draft.outgoing.message, officer.officer, officer.mission().roster)
     return next(s for s in msg.signatures if s[0] == officer.officer.officer_id)
+
+
+async def test_only_the_first_draft_of_a_chain_carries_the_epochs_announcement(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Three drafts in a new key epoch: the first carries the announcement, the
+    ones chained on it do not (they cannot go out before it). Han rejects the
+    first: the other two are drafted again and the first of them carries it,
+    so the peer still opens both, numbered without a gap."""
+    (ri, han), (smith, jones) = await two_missions(tmp_path, relay)
+    channel = ri.channel_for("Washington").channel_id
+    a, b, c = (ri.compose(channel, note(t)) for t in ("first", "second", "third"))
+    carries = [bool(d.outgoing.message and d.outgoing.message.announcement) for d in (a, b, c)]
+    assert carries == [True, False, False]
+    await _settle(ri, han)
+    requests = {r.draft_id: r for r in han.cosign_requests()}
+    han.reject_cosign(requests[a.draft_id].request_id)
+    await _settle(han, ri, han)
+    again = sorted(
+        (d for d in ri.drafts() if d.draft_id not in {a.draft_id, b.draft_id, c.draft_id}),
+        key=lambda d: d.seq,
+    )
+    assert [d.outgoing.payload.text for d in again] == ["second", "third"]
+    assert [bool(d.outgoing.message and d.outgoing.message.announcement) for d in again] == [
+        True,
+        False,
+    ]
+    got = await _all_approved_and_opened(han, ri, smith, jones)
+    assert got == [(a.seq, "second"), (a.seq + 1, "third")]

@@ -95,14 +95,14 @@ async def test_a_burst_of_approvals_reaches_the_runner_in_fewer_rounds_than_appr
 async def test_objects_larger_than_a_cell_follow_each_other_without_gaps(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
-    """Six co-sign requests drafted at once, each over a cell (the first drafts
-    of a key epoch carry its announcement): each begins in the room the one
+    """Six co-sign requests drafted at once, each over a cell (a text of 3.7 KB):
+    each begins in the room the one
     before it left, so they fill the cells of Ri's lane to Han end to end
     instead of taking two cells each."""
     (ri, han), _ = await two_missions(tmp_path, relay)
     _drain(ri, han)
     channel = ri.channel_for("Washington").channel_id
-    text = "Proposal: working-level talks in Geneva next month. " * 20
+    text = "Proposal: working-level talks in Geneva next month. " * 70
     for i in range(6):
         ri.compose(channel, note(f"{i}: {text}"))
     queued = [

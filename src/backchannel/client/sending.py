@@ -102,9 +102,25 @@ class Sending(OfficerAlarms):
                 f"channels ({m.policy.describe()}); send it for the record"
             )
         k = self._send_k(rec.peer_mission)
-        out, epoch = Outgoing.draft(payload).seal(
-            header, epoch, peer.roster, self.officer, m.roster, secrets.token_bytes
+        # A draft earlier in the chain carries the epoch's announcement: this one
+        # cannot go out before it, and is drafted again if it never goes, so it
+        # need not carry the announcement too (only what it seals with says so).
+        carried = any(
+            d.outgoing.message.announcement
+            and equal(d.outgoing.message.header.epoch_id, epoch.epoch_id)
+            for d in awaiting
+            if d.outgoing.message is not None
         )
+        announced = epoch.announced
+        out, epoch = Outgoing.draft(payload).seal(
+            header,
+            replace(epoch, announced=announced or carried),
+            peer.roster,
+            self.officer,
+            m.roster,
+            secrets.token_bytes,
+        )
+        epoch = replace(epoch, announced=announced)
         assert out.message is not None and out.content_key is not None
         draft = DraftRecord(new_id(), channel_id, out, now, header.seq, out.content_key)
         with self._tx():
