@@ -38,10 +38,12 @@ async def test_objects_after_the_first_carry_no_encapsulation(
     to_han = han.officer.officer_id
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: one")
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: two")
-    first, second = _queued(ri)
-    # The founding already opened Ri's lane to Han: neither carries a key.
-    assert joint_lane.lane_of(first)[2] > 0  # type: ignore[index]
-    assert len(first) < 200 and len(second) < 200
+    queued = _queued(ri)
+    # Only an object at a multiple of 16 along the lane carries its key.
+    for sealed in queued:
+        n = joint_lane.lane_of(sealed)[2]  # type: ignore[index]
+        assert (len(sealed) > 1_000) == (n % joint_lane.REOPEN == 0), n
+    assert min(len(s) for s in queued) < 200
     assert _carry(ri, han, 1) == [b"test: one", b"test: two"]
 
 

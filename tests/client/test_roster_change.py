@@ -694,3 +694,39 @@ async def test_a_takeover_the_new_runner_cannot_make_yet_waits_for_the_move_to_e
     assert taken == cid
     assert [e for e in han.audit_entries() if "now sends on the channel" in e.note]
     assert not [e for e in han.audit_entries() if "cannot take it over" in e.note]
+
+
+async def test_a_lanes_objects_read_out_of_order_across_a_new_secret_all_open_once(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Ri's notices to Kim fill three cells of the old lane before Kim reads any;
+    after both adopt, Ri's next notices go in the new lane, which Kim reads two
+    places a round beside the old lane's one: later objects of Ri's pairwise
+    lane come before earlier ones, and every notice still opens, once."""
+    ri, kim, change = await _three(tmp_path, relay)
+    kim_id = kim.officer.officer_id
+    await _rounds(ri, kim, n=4)  # what the founding and the change queued, out of the way
+    got: list[bytes] = []
+    handler = kim.mailbox.handler
+
+    def record(obj: joint.JointObject) -> str | None:
+        if obj.kind is joint.JointKind.NOTICE and obj.body.startswith(b"test:"):
+            got.append(obj.body)
+            return None
+        return handler(obj)
+
+    kim.mailbox.handler = record
+    early = [b"test: early %d " % i + b"e" * 1500 for i in range(6)]
+    for body in early:
+        ri.mailbox.send(joint.JointKind.NOTICE, kim_id, body)
+    alarms = await _rounds(ri, n=3)  # three cells in the old lane, Kim not reading
+    roster_change.adopt(ri, change)
+    roster_change.adopt(kim, change)
+    late = [b"test: late %d" % i for i in range(6)]
+    for body in late:
+        ri.mailbox.send(joint.JointKind.NOTICE, kim_id, body)
+    for _ in range(8):
+        alarms += await _rounds(ri, kim)
+    assert not [a for a in alarms if "mailbox" in a], alarms
+    assert sorted(got) == sorted(early + late) and len(got) == len(set(got))
+    assert got != early + late  # read out of order: the case this is about

@@ -1,7 +1,8 @@
-"""Pairwise lanes of joint objects (protocol/joint_lane.py): a lane's first
-object carries its chain key sealed with HPKE, every object is sealed with the
-next key of the chain; replayed, tampered, forged, misaddressed and out-of-lane
-objects are refused and leave the reader's end where it was."""
+"""Pairwise lanes of joint objects (protocol/joint_lane.py): every sixteenth
+object of a lane, the first included, carries its chain key sealed with HPKE,
+every object is sealed with the next key of the chain; replayed, tampered,
+forged, misaddressed and out-of-lane objects are refused and leave the
+reader's end where it was; objects that come late still open, once."""
 
 from __future__ import annotations
 
@@ -78,13 +79,15 @@ def test_a_lane_carries_its_objects_in_order() -> None:
     assert ben_opens(more[0], lane)[0].body == b"object 0"
 
 
-def test_only_the_first_object_carries_the_encapsulation() -> None:
-    sealed, _ = seal_run(3)
-    first, rest = sealed[0], sealed[1:]
-    assert joint_lane.lane_of(first) == (ADA.officer.officer_id, joint_lane.lane_of(first)[1], 0)
-    assert all(len(first) - len(r) == 4 + ENC_LEN + 32 + 16 for r in rest)
+def test_every_sixteenth_object_carries_the_encapsulation() -> None:
+    sealed, _ = seal_run(18)
+    opener = 4 + ENC_LEN + 32 + 16
+    plain = len(sealed[1]) - len(b"object 1")
+    for i, raw in enumerate(sealed):
+        body = len(f"object {i}".encode())
+        assert len(raw) - body == plain + (opener if i % joint_lane.REOPEN == 0 else 0), i
     # A co-signature-sized body costs a few hundred bytes, not an encapsulation.
-    assert len(rest[0]) < 200
+    assert len(sealed[1]) < 200
 
 
 def test_a_replayed_object_is_refused_and_the_reader_stays_put() -> None:
@@ -105,14 +108,57 @@ def test_a_first_object_replayed_on_a_known_lane_is_refused() -> None:
         ben_opens(sealed[0], lane)
 
 
-def test_objects_set_aside_on_the_way_are_skipped_over_not_kept() -> None:
+def test_objects_that_come_late_open_once() -> None:
     sealed, _ = seal_run(6)
     o, lane = ben_opens(sealed[0], None)
-    o, lane = ben_opens(sealed[4], lane)  # 1 to 3 never arrived
+    o, lane = ben_opens(sealed[4], lane)  # 1 to 3 not here yet
     assert o.body == b"object 4" and lane.n == 5
-    with pytest.raises(ReplayDetected):  # and cannot come after it
+    assert [p for p, _ in lane.skipped] == [1, 2, 3]
+    o, lane = ben_opens(sealed[2], lane)  # late, but its key was kept
+    assert o.body == b"object 2" and [p for p, _ in lane.skipped] == [1, 3]
+    with pytest.raises(ReplayDetected):  # and only once
         ben_opens(sealed[2], lane)
+    with pytest.raises(ReplayDetected):  # nor can one already read come again
+        ben_opens(sealed[4], lane)
     assert ben_opens(sealed[5], lane)[0].body == b"object 5"
+
+
+def test_only_so_many_passed_over_keys_are_kept() -> None:
+    sealed, lane_out = seal_run(1)
+    _, lane = ben_opens(sealed[0], None)
+    jump = joint_lane.MAX_KEPT + 10
+    far = LaneOut(lane_out.lane_id, lane_out.chain_key, lane_out.n, lane_out.epoch)
+    raws = []
+    for i in range(jump + 1):
+        raw, far = joint_lane.seal(obj(n=i % 256), ADA.officer, BEN.cert, KIT.mission_id, far, RNG)
+        raws.append(raw)
+    _, lane = ben_opens(raws[-1], lane)
+    assert len(lane.skipped) == joint_lane.MAX_KEPT
+    assert ben_opens(raws[-2], lane)[0].body == b"please co-sign"  # a recent one, kept
+    with pytest.raises(ReplayDetected):  # the oldest passed over were let go
+        ben_opens(raws[0], lane)
+
+
+def test_a_reader_that_lost_a_lanes_beginning_joins_at_its_next_key() -> None:
+    sealed, _ = seal_run(18)
+    for raw in sealed[1:16]:
+        with pytest.raises(AuthenticationError):
+            ben_opens(raw, None)
+    o, lane = ben_opens(sealed[16], None)
+    assert o.body == b"object 16" and lane.n == 17 and lane.skipped == ()
+    assert ben_opens(sealed[17], lane)[0].body == b"object 17"
+    with pytest.raises(ReplayDetected):  # what came before the join cannot be told from a replay
+        ben_opens(sealed[3], lane)
+
+
+def test_an_object_carrying_a_key_is_not_a_way_back_into_a_lane() -> None:
+    """Object 16 replayed once the reader has passed it: refused, though it
+    carries the chain key of its position."""
+    sealed, _ = seal_run(18)
+    _, lane = read_all(sealed)
+    assert lane is not None
+    with pytest.raises(ReplayDetected):
+        ben_opens(sealed[16], lane)
 
 
 def test_a_jump_past_the_skip_bound_is_refused() -> None:
@@ -187,11 +233,11 @@ def test_a_colleague_cannot_pass_a_lane_off_as_anothers() -> None:
     sig = CY.officer.signing_key.sign_ed25519(labels.SIG_JOINT, raw)
     header = ADA.officer.officer_id + bytes([joint_lane.FORM]) + lane.lane_id + bytes(4)
     info = labels.HPKE_JOINT_LANE + KIT.mission_id + ADA.officer.officer_id
-    info += BEN.officer.officer_id + lane.lane_id
+    info += BEN.officer.officer_id + lane.lane_id + bytes(4)
     opener = lane.epoch.to_bytes(4, "big") + BEN.cert.public_key.seal(lane.chain_key, info)
     key = hmac_sha256(lane.chain_key, labels.JOINT_LANE_KEY)
     nonce = bytes(12)
-    aad = labels.JOINT_LANE_AAD + KIT.mission_id + BEN.officer.officer_id + header
+    aad = labels.JOINT_LANE_AAD + KIT.mission_id + BEN.officer.officer_id + header + opener
     forged = header + opener + nonce + aead_seal(key, nonce, raw + sig, aad)
     with pytest.raises(SignatureError):
         ben_opens(forged, None)
@@ -261,8 +307,8 @@ def test_the_chain_is_the_hmacs_the_format_names() -> None:
     nxt = hmac_sha256(lane.chain_key, labels.JOINT_LANE_CHAIN)
     raw, after = joint_lane.seal(obj(), ADA.officer, BEN.cert, KIT.mission_id, lane, RNG)
     assert after.chain_key == nxt and after.n == 1
-    header = raw[:37]
+    header, opener = raw[:37], raw[37 : 37 + 4 + ENC_LEN + 48]
     body = raw[37 + 4 + ENC_LEN + 48 :]
-    aad = labels.JOINT_LANE_AAD + KIT.mission_id + BEN.officer.officer_id + header
+    aad = labels.JOINT_LANE_AAD + KIT.mission_id + BEN.officer.officer_id + header + opener
     plain = aead_open(key, body[:12], body[12:], aad)
     assert JointObject.decode(plain[:-64]) == obj()

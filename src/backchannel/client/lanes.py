@@ -1,15 +1,17 @@
 """The device's pairwise lanes to and from its colleagues (protocol/joint_lane.py).
 
 Each queue of the mailbox (joint objects, audit entries) has its own sending
-lane to each colleague: objects of one queue go out in the order they were
-sealed, so a reader sees each lane's positions in order and skips forward only
-over objects set aside on the way. Both ends live in the vault, and each moves
-in the transaction that queues or acts on its object: a chain key is used
-once, then overwritten.
+lane to each colleague, so a lane's objects go out in the order they were
+sealed; a reader mostly sees them in order, and keeps the keys of positions
+it passed over for the few that come late (a mailbox changing its secret
+reads its old and new lane side by side). Both ends live in the vault, and
+each moves in the transaction that queues or acts on its object: a chain key
+is used once, then overwritten.
 
-A reader keeps the reading ends of a colleague's :data:`KEEP_IN` most recent
-lanes; an older lane's objects would be ones his device sealed long ago and
-never sent, and are set aside.
+A reader keeps the :data:`KEEP_IN` newest lanes of each colleague open (a
+sender has one per queue, and begins a new one every 64 objects); the ids of
+the lanes it closed are kept (the newest :data:`KEEP_CLOSED`), and an object
+of a closed lane is refused as a replay.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 
 from backchannel.client.device import Device
-from backchannel.errors import RemoteProtocolError, SignatureError
+from backchannel.errors import RemoteProtocolError, ReplayDetected, SignatureError
 from backchannel.protocol import joint, joint_lane
 from backchannel.protocol.identity import EpochKeyCert
 
@@ -26,10 +28,14 @@ from backchannel.protocol.identity import EpochKeyCert
 LANES_OUT = "lanes_out"
 #: Reading ends, by sender and lane id.
 LANES_IN = "lanes_in"
-#: A sender's lanes read so far, oldest first.
+#: A sender's open lanes, oldest first.
 LANE_LIST = "lanes_list"
-#: Reading ends kept per colleague.
+#: A sender's closed lanes, oldest first.
+LANES_CLOSED = "lanes_closed"
+#: Open lanes kept per colleague (a sender has one per queue).
 KEEP_IN = 8
+#: Closed lane ids kept per colleague.
+KEEP_CLOSED = 4096
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ class Lanes:
             raise SignatureError("a mailbox object names another sender than its slot")
         key = sender + lane_id
         kept: joint_lane.LaneIn | None = dev._get(LANES_IN, key, joint_lane.LaneIn)
+        if kept is None and lane_id in self._ids(LANES_CLOSED, sender):
+            raise ReplayDetected("an object of a closed lane arrived")
         try:
             obj, after = joint_lane.open_lane(
                 sealed, dev.officer, keys, m.roster, m.mission_id, kept
@@ -85,13 +93,22 @@ class Lanes:
             raise
         dev._put(LANES_IN, key, after)
         if kept is None:
-            self._remember(sender, lane_id)
+            self._opened(sender, lane_id)
         return obj
 
-    def _remember(self, sender: bytes, lane_id: bytes) -> None:
+    def _ids(self, table: str, sender: bytes) -> tuple[bytes, ...]:
+        listed: LaneIds | None = self.dev._get(table, sender, LaneIds)
+        return listed.ids if listed is not None else ()
+
+    def _opened(self, sender: bytes, lane_id: bytes) -> None:
+        """A lane of ``sender`` read for the first time: close the oldest open ones
+        past :data:`KEEP_IN`."""
         dev = self.dev
-        listed: LaneIds | None = dev._get(LANE_LIST, sender, LaneIds)
-        ids = (*(listed.ids if listed is not None else ()), lane_id)
-        for old in ids[:-KEEP_IN]:
+        live = (*self._ids(LANE_LIST, sender), lane_id)
+        closing = live[:-KEEP_IN]
+        for old in closing:
             dev.vault.delete(LANES_IN, sender + old)
-        dev._put(LANE_LIST, sender, LaneIds(ids[-KEEP_IN:]))
+        dev._put(LANE_LIST, sender, LaneIds(live[-KEEP_IN:]))
+        if closing:
+            closed = (*self._ids(LANES_CLOSED, sender), *closing)
+            dev._put(LANES_CLOSED, sender, LaneIds(closed[-KEEP_CLOSED:]))

@@ -3,34 +3,40 @@
 Sealing every joint object with HPKE to the recipient's hybrid key costs an
 encapsulation (1,120 bytes) per object: a co-signature of 150 bytes became
 1.3 KB, a co-sign request 2.7 KB, and a mailbox cell held one and a half of
-them. A *lane* pays it once: its first object carries a fresh 32-byte chain
-key sealed with HPKE to the recipient's epoch key, and every object of the
-lane, the first included, is sealed with the next key of a symmetric ratchet
-on it (each key used once, then forgotten on both sides)::
+them. A *lane* pays it once in :data:`REOPEN` objects: every object of the
+lane is sealed with the next key of a symmetric ratchet (each key used once,
+then forgotten on both sides), and every :data:`REOPEN`-th, the first
+included, also carries the chain key of its own position sealed with HPKE to
+the recipient's epoch key, so a reader that lost the lane's beginning joins
+it there::
 
     lane_obj = sender_id[16] | 0x02 | lane_id[16] | u32 n | opener | nonce[12]
                | AEAD(k_n, nonce, object || ed25519_sig("…/sig/joint", object), aad)
-    opener   = u32 epoch | HPKE(kem_pk_recipient(epoch), ck_0, info)   (n = 0 only)
-    info     = "…/hpke/lane" || mission_id || sender_id || recipient_id || lane_id
-    aad      = "…/lane/aad" || mission_id || recipient_id || lane_obj[0:37]
+    opener   = u32 epoch | HPKE(kem_pk_recipient(epoch), ck_n, info)
+               (when n is a multiple of 16; empty otherwise)
+    info     = "…/hpke/lane" || mission_id || sender_id || recipient_id || lane_id || u32 n
+    aad      = "…/lane/aad" || mission_id || recipient_id || lane_obj[0:37] || opener
     k_n      = HMAC(ck_n, "…/lane/key")
     ck_n+1   = HMAC(ck_n, "…/lane/chain")
 
-The object inside is the one :mod:`backchannel.protocol.joint` defines, signed
-by its sender as before: the lane hides it, the signature still says who sent
-it. A reader keeps, per lane, the next chain key and ``n``; an object behind
-that (a replay) is refused, one ahead of it advances the chain past the
-objects never seen (set aside on the way, at most :data:`MAX_SKIP`). Nothing
-changes in the reader's state unless the object opens and verifies. A sender
-begins a new lane when the recipient's epoch key changes and after
-:data:`LANE_OBJECTS` objects, so a lane whose first object was lost costs at
-most that many.
+The object inside is the one :mod:`backchannel.protocol.joint` defines,
+signed by its sender as before: the lane hides it, the signature still says
+who sent it. A reader keeps, per lane, the chain key of the next position
+``n`` and the keys of the positions it passed over (at most
+:data:`MAX_KEPT`): objects of one lane usually come in order, but a mailbox
+that changes its secret reads the old and the new lane side by side, so a
+later object may come first. An object at a position already read (a
+replay) is refused; one further along advances the chain (at most
+:data:`MAX_SKIP` positions), keeping the keys it passed. Nothing changes in
+the reader's state unless the object opens and verifies. A sender begins a
+new lane when the recipient's epoch key changes and after
+:data:`LANE_OBJECTS` objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backchannel.crypto import labels
 from backchannel.crypto.kem import ENC_LEN
@@ -59,8 +65,12 @@ FORM = 0x02
 LANE_ID_LEN = 16
 #: Objects a sender puts in one lane before it begins another.
 LANE_OBJECTS = 64
+#: Every how many positions an object carries its chain key sealed with HPKE.
+REOPEN = 16
 #: The most objects a reader skips over to reach one further along a lane.
 MAX_SKIP = 1024
+#: The most keys of passed-over positions a reader keeps per lane.
+MAX_KEPT = 256
 _HEADER_LEN = OFFICER_ID_LEN + 1 + LANE_ID_LEN + 4
 _OPENER_LEN = 4 + ENC_LEN + KEY_LEN + TAG_LEN
 
@@ -72,16 +82,19 @@ class LaneOut:
     lane_id: bytes
     chain_key: bytes = field(repr=False)
     n: int
-    #: The recipient's key epoch the lane's chain key was sealed to.
+    #: The recipient's key epoch the lane's chain key is sealed to.
     epoch: int
 
 
 @dataclass(frozen=True, slots=True)
 class LaneIn:
-    """The reading end of a lane: the chain key of position ``n``, the next expected."""
+    """The reading end of a lane: the chain key of position ``n``, the next not
+    yet passed, and the keys of positions passed over without their object."""
 
     chain_key: bytes = field(repr=False)
     n: int
+    #: (position, key), oldest first.
+    skipped: tuple[tuple[int, bytes], ...] = field(default=(), repr=False)
 
 
 def lane_for(lane: LaneOut | None, recipient: EpochKeyCert, rng: Rng) -> LaneOut:
@@ -99,12 +112,12 @@ def _step(chain_key: bytes) -> tuple[bytes, bytes]:
     )
 
 
-def _info(mission_id: bytes, sender: bytes, recipient: bytes, lane_id: bytes) -> bytes:
-    return labels.HPKE_JOINT_LANE + mission_id + sender + recipient + lane_id
+def _info(mission_id: bytes, sender: bytes, recipient: bytes, lane_id: bytes, n: int) -> bytes:
+    return labels.HPKE_JOINT_LANE + mission_id + sender + recipient + lane_id + n.to_bytes(4, "big")
 
 
-def _aad(mission_id: bytes, recipient: bytes, header: bytes) -> bytes:
-    return labels.JOINT_LANE_AAD + mission_id + recipient + header
+def _aad(mission_id: bytes, recipient: bytes, header: bytes, opener: bytes) -> bytes:
+    return labels.JOINT_LANE_AAD + mission_id + recipient + header + opener
 
 
 def seal(
@@ -126,13 +139,14 @@ def seal(
     sig = sender.signing_key.sign_ed25519(labels.SIG_JOINT, raw)
     header = obj.sender_id + bytes([FORM]) + lane.lane_id + lane.n.to_bytes(4, "big")
     opener = b""
-    if lane.n == 0:
-        info = _info(mission_id, obj.sender_id, obj.recipient_id, lane.lane_id)
-        opener = lane.epoch.to_bytes(4, "big") + recipient.public_key.seal(lane.chain_key, info)
+    if lane.n % REOPEN == 0:
+        info = _info(mission_id, obj.sender_id, obj.recipient_id, lane.lane_id, lane.n)
+        box = recipient.public_key.seal(lane.chain_key, info)
+        opener = lane.epoch.to_bytes(4, "big") + box
     key, nxt = _step(lane.chain_key)
     nonce = rng(NONCE_LEN)
-    box = aead_seal(key, nonce, raw + sig, _aad(mission_id, obj.recipient_id, header))
-    return header + opener + nonce + box, LaneOut(lane.lane_id, nxt, lane.n + 1, lane.epoch)
+    box = aead_seal(key, nonce, raw + sig, _aad(mission_id, obj.recipient_id, header, opener))
+    return header + opener + nonce + box, replace(lane, chain_key=nxt, n=lane.n + 1)
 
 
 def lane_of(sealed: bytes) -> tuple[bytes, bytes, int] | None:
@@ -153,8 +167,9 @@ def open_lane(
     lane: LaneIn | None,
 ) -> tuple[JointObject, LaneIn]:
     """Open a lane object sent to ``me``, given the lane's reading end so far
-    (None: a lane not seen yet). Returns the object and the reading end after it;
-    the caller keeps that only once it has acted on the object."""
+    (None: a lane not read yet, joined at an object that carries its chain
+    key). Returns the object and the reading end after it; the caller keeps
+    that only once it has acted on the object."""
     found = lane_of(sealed)
     if found is None:
         raise DecodeError("not a lane object")
@@ -162,51 +177,60 @@ def open_lane(
     if not roster.contains(sender_id):
         raise SignatureError("joint object from an officer not on our roster")
     header, rest = sealed[:_HEADER_LEN], sealed[_HEADER_LEN:]
-    if n == 0:
-        if lane is not None:
-            raise ReplayDetected("a lane's first object arrived again")
-        chain_key = _open_opener(rest, me, keys, mission_id, sender_id, lane_id)
-        rest = rest[_OPENER_LEN:]
-    else:
-        if lane is None:
-            raise AuthenticationError("joint object on a lane whose first object never arrived")
-        if n < lane.n:
+    opener = b""
+    if n % REOPEN == 0:
+        if len(rest) < _OPENER_LEN:
+            raise DecodeError("joint object too short")
+        opener, rest = rest[:_OPENER_LEN], rest[_OPENER_LEN:]
+    if len(rest) < NONCE_LEN + TAG_LEN + ED25519_SIG_LEN:
+        raise DecodeError("joint object too short")
+    if lane is None:
+        if not opener:
+            raise AuthenticationError("joint object on a lane whose opening never arrived")
+        chain_key = _open_opener(opener, me, keys, mission_id, sender_id, lane_id, n)
+        key, nxt = _step(chain_key)
+        after = LaneIn(nxt, n + 1)
+    elif n < lane.n:
+        kept = dict(lane.skipped)
+        if n not in kept:
             raise ReplayDetected("joint object arrived again")
+        key = kept[n]
+        after = LaneIn(lane.chain_key, lane.n, tuple(p for p in lane.skipped if p[0] != n))
+    else:
         if n - lane.n > MAX_SKIP:
             raise DecodeError("joint object too far along its lane")
         chain_key = lane.chain_key
-        for _ in range(n - lane.n):
-            chain_key = _step(chain_key)[1]
-    if len(rest) < NONCE_LEN + TAG_LEN + ED25519_SIG_LEN:
-        raise DecodeError("joint object too short")
-    key, nxt = _step(chain_key)
-    plain = aead_open(
-        key, rest[:NONCE_LEN], rest[NONCE_LEN:], _aad(mission_id, me.officer_id, header)
-    )
+        passed = list(lane.skipped)
+        for i in range(lane.n, n):
+            skipped_key, chain_key = _step(chain_key)
+            passed.append((i, skipped_key))
+        key, nxt = _step(chain_key)
+        after = LaneIn(nxt, n + 1, tuple(passed[-MAX_KEPT:]))
+    aad = _aad(mission_id, me.officer_id, header, opener)
+    plain = aead_open(key, rest[:NONCE_LEN], rest[NONCE_LEN:], aad)
     raw, sig = plain[:-ED25519_SIG_LEN], plain[-ED25519_SIG_LEN:]
     roster.officer(sender_id).verify_key.verify_ed25519(sig, labels.SIG_JOINT, raw)
     obj = JointObject.decode(raw)
     if not equal(obj.sender_id, sender_id) or not equal(obj.recipient_id, me.officer_id):
         raise SignatureError("joint object was addressed to someone else")
-    return obj, LaneIn(nxt, n + 1)
+    return obj, after
 
 
 def _open_opener(
-    rest: bytes,
+    opener: bytes,
     me: Officer,
     keys: Sequence[EpochKey],
     mission_id: bytes,
     sender_id: bytes,
     lane_id: bytes,
+    n: int,
 ) -> bytes:
-    if len(rest) < _OPENER_LEN:
-        raise DecodeError("joint object too short")
-    epoch = int.from_bytes(rest[:4], "big")
+    epoch = int.from_bytes(opener[:4], "big")
     key = next((k for k in keys if k.epoch == epoch), None)
     if key is None:
         raise AuthenticationError("joint lane sealed to a key epoch this device does not hold")
-    info = _info(mission_id, sender_id, me.officer_id, lane_id)
-    chain_key = key.private_key.open(rest[4:_OPENER_LEN], info)
+    info = _info(mission_id, sender_id, me.officer_id, lane_id, n)
+    chain_key = key.private_key.open(opener[4:], info)
     if len(chain_key) != KEY_LEN:
         raise DecodeError("joint lane key has the wrong length")
     return chain_key
