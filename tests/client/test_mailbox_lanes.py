@@ -16,8 +16,8 @@ from tests.client.conftest import InProcessRelay
 from tests.client.test_mailbox_packing import _carry, _quiet_lane
 
 
-def _queued(c: Client) -> list[bytes]:
-    return [out.sealed for _, out in c.vault.pending_decoded(JOINT_OUT, JointOut, statecodec.loads)]
+def _queued(c: Client) -> list[JointOut]:
+    return [out for _, out in c.vault.pending_decoded(JOINT_OUT, JointOut, statecodec.loads)]
 
 
 def _cell_at_next(sender: Client, recipient: Client, sealed: bytes, object_id: bytes) -> bytes:
@@ -31,14 +31,14 @@ def _cell_at_next(sender: Client, recipient: Client, sealed: bytes, object_id: b
     return joint.pack_cell(slot, [chunk], secret, m.cell_size, secrets.token_bytes)
 
 
-async def test_objects_after_the_first_carry_no_encapsulation(
+async def test_only_every_sixteenth_object_of_a_lane_carries_an_encapsulation(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     ri, han = await _quiet_lane(tmp_path, relay)
     to_han = han.officer.officer_id
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: one")
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: two")
-    queued = _queued(ri)
+    queued = [out.sealed for out in _queued(ri)]
     # Only an object at a multiple of 16 along the lane carries its key.
     for sealed in queued:
         n = joint_lane.lane_of(sealed)[2]  # type: ignore[index]
@@ -53,13 +53,12 @@ async def test_a_replayed_object_is_set_aside_and_not_acted_on(
     ri, han = await _quiet_lane(tmp_path, relay)
     to_han = han.officer.officer_id
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: approve once")
-    [sealed] = _queued(ri)
-    [(_, out)] = ri.vault.pending_decoded(JOINT_OUT, JointOut, statecodec.loads)
+    [out] = _queued(ri)
     assert _carry(ri, han, 1) == [b"test: approve once"]
     taken: list[bytes] = []
     han.mailbox.handler = lambda obj: taken.append(obj.body)  # type: ignore[func-returns-value]
     alarms: list[str] = []
-    cell = _cell_at_next(ri, han, sealed, out.object_id)
+    cell = _cell_at_next(ri, han, out.sealed, out.object_id)
     han.mailbox.take(ri.officer.officer_id, [cell], alarms)
     assert taken == []
     assert alarms == ["a mailbox object from a colleague arrived again and was set aside"]
@@ -77,11 +76,10 @@ async def test_an_object_in_another_colleagues_lane_is_refused(
     the mission secret could): refused before it moves Ri's lane."""
     ri, han = await _quiet_lane(tmp_path, relay)
     ri.mailbox.send(joint.JointKind.NOTICE, han.officer.officer_id, b"test: for Han")
-    [sealed] = _queued(ri)
-    [(_, out)] = ri.vault.pending_decoded(JOINT_OUT, JointOut, statecodec.loads)
+    [out] = _queued(ri)
     alarms: list[str] = []
     # Han reads it as if it came in his own lane to himself: its sender is not the slot's.
-    cell = _cell_at_next(han, han, sealed, out.object_id)
+    cell = _cell_at_next(han, han, out.sealed, out.object_id)
     han.mailbox.take(han.officer.officer_id, [cell], alarms)
     assert alarms == ["a mailbox object from a colleague failed to verify and was set aside"]
     assert _carry(ri, han, 1) == [b"test: for Han"]  # and Ri's lane was not moved
@@ -97,8 +95,8 @@ async def test_both_ends_of_a_lane_outlive_a_restart(tmp_path: Path, relay: InPr
     ri = Client(Home.unlock(ri.home.path, "pw"), relay.factory())
     han = Client(Home.unlock(han.home.path, "pw"), relay.factory())
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: after")
-    [sealed] = _queued(ri)
-    assert joint_lane.lane_of(sealed)[2] > 1  # type: ignore[index]  # the same lane, further on
+    [out] = _queued(ri)
+    assert joint_lane.lane_of(out.sealed)[2] > 1  # type: ignore[index]  # the same lane, further on
     assert _carry(ri, han, 1) == [b"test: after"]
 
 
