@@ -7,8 +7,11 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import pytest
+
 from backchannel.client import statecodec
 from backchannel.client.home import Home
+from backchannel.client.lanes import KEEP_IN, LANE_LIST, LANES_CLOSED
 from backchannel.client.mailbox import JOINT_OUT, JointOut
 from backchannel.client.service import Client
 from backchannel.protocol import joint, joint_lane
@@ -116,3 +119,28 @@ async def test_an_object_sealed_with_hpke_alone_still_opens(
     alarms: list[str] = []
     han.mailbox.take(ri.officer.officer_id, [_cell_at_next(ri, han, sealed, obj.object_id)], alarms)
     assert alarms == [] and taken == [b"test: older"]
+
+
+async def test_a_reader_closes_old_lanes_and_refuses_their_objects_after(
+    tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lane per object (so that many lanes come quickly): Han keeps the newest
+    KEEP_IN open; an object of a lane he closed is refused as a replay."""
+    ri, han = await _quiet_lane(tmp_path, relay)
+    monkeypatch.setattr(joint_lane, "LANE_OBJECTS", 1)
+    to_han = han.officer.officer_id
+    first: list[JointOut] = []
+    for i in range(KEEP_IN + 2):
+        ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: %d" % i)
+        if i == 0:
+            first = _queued(ri)
+        assert _carry(ri, han, 1) == [b"test: %d" % i]
+    ri_id = ri.officer.officer_id
+    assert len(han.mailbox.lanes._ids(LANE_LIST, ri_id)) == KEEP_IN
+    [out] = first
+    lane_id = joint_lane.lane_of(out.sealed)[1]  # type: ignore[index]
+    assert lane_id in han.mailbox.lanes._ids(LANES_CLOSED, ri_id)
+    ri.mailbox.produce(to_han)  # the position the replay takes
+    alarms: list[str] = []
+    han.mailbox.take(ri_id, [_cell_at_next(ri, han, out.sealed, out.object_id)], alarms)
+    assert alarms == ["a mailbox object from a colleague arrived again and was set aside"]

@@ -33,7 +33,7 @@ LANE_LIST = "lanes_list"
 #: A sender's closed lanes, oldest first.
 LANES_CLOSED = "lanes_closed"
 #: Open lanes kept per colleague (a sender has one per queue).
-KEEP_IN = 8
+KEEP_IN = 32
 #: Closed lane ids kept per colleague.
 KEEP_CLOSED = 4096
 
