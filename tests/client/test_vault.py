@@ -533,3 +533,22 @@ def test_a_queue_entry_decoded_once_is_dropped_when_done(vault: Vault) -> None:
     vault.mark_done("outbox", first)
     assert not vault._cache.holds_decoded_entry("outbox", first)
     assert [v for _, v in vault.pending_decoded("outbox", bytes, decode)] == [b"B"]
+
+
+def test_a_transaction_reads_what_another_connection_committed_before_it(path: Path) -> None:
+    """Reads inside a transaction skip the per-read check of the data version;
+    the check made when the transaction begins still drops what another
+    connection changed before it."""
+    with Vault.create(path, KEY) as v:
+        v.put("journal", b"k", b"mine")
+        v.append("outbox", b"first")
+        assert v.get("journal", b"k") == b"mine" and len(v.pending("outbox")) == 1  # cached
+        with Vault.open(path, KEY) as other:
+            other.put("journal", b"k", b"theirs")
+            other.append("outbox", b"second")
+        with v.transaction():
+            assert v.get("journal", b"k") == b"theirs"
+            assert [raw for _, raw in v.pending("outbox")] == [b"first", b"second"]
+            v.put("journal", b"k", b"ours now")
+            assert v.get("journal", b"k") == b"ours now"
+        assert v.get("journal", b"k") == b"ours now"

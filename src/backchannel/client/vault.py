@@ -41,6 +41,7 @@ under a lock); the async client calls it with ``asyncio.to_thread``. A
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sqlite3
@@ -111,7 +112,9 @@ def _queue_aad(q: bytes, entry_id: int) -> bytes:
     return _aad(_LABEL_QUEUE, q, struct.pack(">q", entry_id))
 
 
+@functools.lru_cache(maxsize=256)
 def _check_name(kind: str, name: str) -> bytes:
+    # Remembered: table and queue names are the code's own, checked on every call.
     if not _NAME.fullmatch(name):
         raise ConfigError(f"invalid vault {kind} name; use 1-32 of a-z, 0-9, _")
     return name.encode("ascii")
@@ -277,6 +280,10 @@ class Vault:
             outer = self._depth == 0
             with _sql():
                 self._conn.execute("BEGIN IMMEDIATE" if outer else "SAVEPOINT inner")
+                if outer:
+                    # What another connection committed before our BEGIN; none can
+                    # commit until our COMMIT, so reads inside need not ask again.
+                    self._check_cache()
             self._depth += 1
             try:
                 yield
@@ -326,9 +333,14 @@ class Vault:
     def _check_cache(self) -> None:
         """Drop the cache if another connection has committed since it was filled.
 
-        Called under the lock, before each read.
+        Called under the lock, before each read outside a transaction and once
+        when a transaction begins (inside one, no other connection commits).
         """
         self._cache.check(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _check_cache_outside(self) -> None:
+        if self._depth == 0:
+            self._check_cache()
 
     def decoded(
         self, table: str, key: bytes, raw: bytes, kind: T, decode: Callable[[T, bytes], R]
@@ -366,7 +378,7 @@ class Vault:
         tbl = _check_name("table", table)
         with self._lock:
             with _sql():
-                self._check_cache()
+                self._check_cache_outside()
                 if (table, key) in self._cache.records:
                     return self._cache.records[(table, key)]
                 row = self._conn.execute(
@@ -398,7 +410,7 @@ class Vault:
         """Every (key, value) of ``table``, sorted by key."""
         with self._lock:
             with _sql():
-                self._check_cache()
+                self._check_cache_outside()
             if table in self._cache.tables:
                 return list(self._cache.tables[table])
             rows = self._rows(table, values=True)
@@ -447,7 +459,7 @@ class Vault:
         q = _check_name("queue", queue)
         with self._lock:
             with _sql():
-                self._check_cache()
+                self._check_cache_outside()
                 if queue in self._cache.queues:
                     return list(self._cache.queues[queue])
                 rows = self._conn.execute(
@@ -517,12 +529,27 @@ def _open_box(aead: ChaCha20Poly1305, box: object, aad: bytes) -> bytes:
         raise _damaged("has a record that was altered or moved") from None
 
 
-@contextlib.contextmanager
-def _sql() -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise _translate(exc) from exc
+class _Sql:
+    """Translates an ``sqlite3`` error leaving the block (:func:`_translate`).
+
+    A class rather than a generator: a device's round enters it thousands of
+    times."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, tp: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, sqlite3.Error):
+            raise _translate(exc) from exc
+
+
+_SQL: Final = _Sql()
+
+
+def _sql() -> _Sql:
+    return _SQL
 
 
 def _connect(path: Path) -> sqlite3.Connection:
