@@ -502,6 +502,7 @@ def test_what_is_read_through_the_cache_is_what_is_on_disk(path: Path, seed: int
             # Reads fill the cache between writes, in a random order.
             reads = [
                 lambda: v.items("journal"),
+                lambda: v.keys("journal"),
                 lambda: v.pending("outbox"),
                 lambda: v.get("journal", rng.choice(keys)),
             ]
@@ -510,6 +511,8 @@ def test_what_is_read_through_the_cache_is_what_is_on_disk(path: Path, seed: int
                 read()
             fresh._cache.forget()  # what is on disk (its reads leave the data version alone)
             assert v.items("journal") == fresh.items("journal")
+            fresh._cache.forget()
+            assert v.keys("journal") == fresh.keys("journal")
             fresh._cache.forget()
             assert v.pending("outbox") == fresh.pending("outbox")
             for k in keys:
@@ -552,3 +555,30 @@ def test_a_transaction_reads_what_another_connection_committed_before_it(path: P
             v.put("journal", b"k", b"ours now")
             assert v.get("journal", b"k") == b"ours now"
         assert v.get("journal", b"k") == b"ours now"
+
+
+def test_a_commit_that_need_not_wait_for_the_disk_sets_durability_back(path: Path) -> None:
+    """``durable=False`` relaxes the sync of its own commit only: the writes are
+    committed (another connection reads them), and the next commit waits for
+    the disk again, whether the block committed or failed."""
+
+    def synchronous(v: Vault) -> int:
+        return int(v._conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    with Vault.create(path, KEY) as v:
+        assert synchronous(v) == 2  # FULL
+        with v.transaction(durable=False):
+            assert synchronous(v) == 1  # NORMAL, for this commit
+            v.put("journal", b"k", b"answer taken")
+        assert synchronous(v) == 2
+        with Vault.open(path, KEY) as other:
+            assert other.get("journal", b"k") == b"answer taken"
+        with pytest.raises(RuntimeError), v.transaction(durable=False):
+            v.put("journal", b"k", b"undone")
+            raise RuntimeError
+        assert synchronous(v) == 2 and v.get("journal", b"k") == b"answer taken"
+        # Inside a durable block, the outer block decides.
+        with v.transaction(), v.transaction(durable=False):
+            assert synchronous(v) == 2
+            v.put("journal", b"k", b"durable")
+        assert synchronous(v) == 2

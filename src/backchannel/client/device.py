@@ -102,8 +102,8 @@ class Device:
         return statecodec.loads(tp, raw)
 
     @contextmanager
-    def _tx(self) -> Iterator[None]:
-        with self.vault.transaction():
+    def _tx(self, *, durable: bool = True) -> Iterator[None]:
+        with self.vault.transaction(durable=durable):
             yield
 
     def _counter(self, name: bytes) -> int:

@@ -181,9 +181,12 @@ class Driver(Engine, Intake):
         async with self._relay_for(plan.relay_url, None, None) as relay:
             report.requests += 1
             answer = await relay.batch_deposit(cells, plan.known_size)
-        # One vault transaction for all the answer does (one disk sync, not one per
-        # cell); the checks await nothing that suspends: the answer is in hand.
-        with self._tx():
+        # One vault transaction for all the answer does; the checks await nothing
+        # that suspends: the answer is in hand. It need not wait for the disk:
+        # lost with the power, the same cells go again (they were made durable
+        # before they went) and the relay answers the same; the round's fetch,
+        # which commits durably, carries it to disk first.
+        with self._tx(durable=False):
             await self.take_deposit(plan, DepositView.of(answer), report)
 
     async def fetch_phase(self, report: SyncReport) -> bool:

@@ -129,7 +129,9 @@ class LogChecks(Receiving):
         """What the relay served more than SEEN_ROUNDS rounds ago is no longer needed."""
         horizon = self._endpoint(channel_id).next_recv_round - SEEN_ROUNDS
         with self._tx():
-            for key in self.vault.keys("log_seen"):
+            # items(): the table stays in the read cache from round to round,
+            # where keys() would open every record's key each time.
+            for key, _ in self.vault.items("log_seen"):
                 if key[:-8] == channel_id and int.from_bytes(key[-8:], "big") < horizon:
                     self.vault.delete("log_seen", key)
 

@@ -270,34 +270,48 @@ class Vault:
     # ------------------------------------------------------------ transactions
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
         """Commit every write inside the block together, or none of them.
 
         Nested blocks are savepoints: an exception leaving an inner block undoes
-        only its writes.
+        only its writes. ``durable=False`` (an outer block only) commits without
+        waiting for the disk: the writes survive the process dying at once, and
+        a loss of power only until the next durable commit, whose sync carries
+        them too (the WAL is written in order). Only for writes the device
+        makes again, the same, if they are lost (what a deposit's answer
+        records: the same cells go again, and the relay answers the same).
         """
         with self._lock:
             outer = self._depth == 0
-            with _sql():
-                self._conn.execute("BEGIN IMMEDIATE" if outer else "SAVEPOINT inner")
-                if outer:
-                    # What another connection committed before our BEGIN; none can
-                    # commit until our COMMIT, so reads inside need not ask again.
-                    self._check_cache()
-            self._depth += 1
-            try:
-                yield
-            except BaseException:
-                self._depth -= 1
-                self._undo(outer)
-                raise
-            self._depth -= 1
+            relaxed = outer and not durable
+            if relaxed:
+                with _sql():
+                    self._conn.execute("PRAGMA synchronous = NORMAL")
             try:
                 with _sql():
-                    self._conn.execute("COMMIT" if outer else "RELEASE inner")
-            except BaseException:
-                self._undo(outer)
-                raise
+                    self._conn.execute("BEGIN IMMEDIATE" if outer else "SAVEPOINT inner")
+                    if outer:
+                        # What another connection committed before our BEGIN; none
+                        # can commit until our COMMIT, so reads inside need not ask.
+                        self._check_cache()
+                self._depth += 1
+                try:
+                    yield
+                except BaseException:
+                    self._depth -= 1
+                    self._undo(outer)
+                    raise
+                self._depth -= 1
+                try:
+                    with _sql():
+                        self._conn.execute("COMMIT" if outer else "RELEASE inner")
+                except BaseException:
+                    self._undo(outer)
+                    raise
+            finally:
+                if relaxed:  # every later commit waits for the disk again
+                    with _sql():
+                        self._conn.execute("PRAGMA synchronous = FULL")
 
     def _undo(self, outer: bool) -> None:
         self._cache.forget()
@@ -403,7 +417,14 @@ class Vault:
         return cursor.rowcount > 0
 
     def keys(self, table: str) -> list[bytes]:
-        """Every key of ``table``, sorted (the values stay sealed)."""
+        """Every key of ``table``, sorted (the values stay sealed unless
+        :meth:`items` already holds the table)."""
+        with self._lock:
+            with _sql():
+                self._check_cache_outside()
+            rows = self._cache.tables.get(table)
+            if rows is not None:
+                return [key for key, _ in rows]
         return [key for key, _ in self._rows(table, values=False)]
 
     def items(self, table: str) -> list[tuple[bytes, bytes]]:
