@@ -149,3 +149,9 @@ def test_two_missions_pair_and_exchange_a_message(tmp_path: Path, relay: RelayPr
     assert (status["peer"], status["sent"], status["delivered"]) == ("Washington", 1, 1)
     assert status["alarms"] == []
     assert ri.json("drafts")["drafts"][0]["state"] == "delivered"
+    # Sending it again is nothing to do, and tells no colleague of anything.
+    assert ri.json("send", draft["draft_id"][:8])["state"] == "delivered"
+    assert "already delivered" in ri.ok("send", draft["draft_id"][:8]).out
+    ri.settle()
+    han.settle()
+    assert len(han.json("status")["officer_alarms"]) == 1

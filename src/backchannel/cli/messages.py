@@ -156,9 +156,18 @@ def send(
 ) -> None:
     """Queue a co-signed draft for the next rounds (refused without k signatures)."""
     with open_client(ctx) as client:
-        queued = client.send_now(client.find_draft(draft).draft_id)
+        found = client.find_draft(draft)
+        queued = client.send_now(found.draft_id)
+    state = queued.outgoing.state.value
+    if found.outgoing.state in (SendState.QUEUED, SendState.DELIVERED):
+        # Sent before: nothing to do (and nothing a colleague is told of).
+        output(ctx).done(
+            {"draft_id": queued.draft_id.hex(), "state": state},
+            Text.assemble(("ok", "green"), f" draft {short(queued.draft_id)} already {state}"),
+        )
+        return
     output(ctx).done(
-        {"draft_id": queued.draft_id.hex(), "state": queued.outgoing.state.value},
+        {"draft_id": queued.draft_id.hex(), "state": state},
         Text.assemble(("ok", "green"), f" draft {short(queued.draft_id)} queued"),
         Text("it leaves in the next rounds: `backchannel sync` or `backchannel run`"),
     )

@@ -258,6 +258,9 @@ async def send_now(request: Request, session: Session, form: FormData) -> str:
         d = find(c.drafts(), lambda d: d.draft_id, hex_id)
         if d is None:
             raise ConfigError("unknown message")
+        if d.outgoing.state.value in ("queued", "delivered"):
+            session.notes.append(("ok", "Already on its way: nothing to do."))
+            return f"/sent/{hex_id}"
         try:
             c.send_now(d.draft_id)
         except NotEnoughSignatures as exc:
