@@ -696,13 +696,13 @@ async def test_a_takeover_the_new_runner_cannot_make_yet_waits_for_the_move_to_e
     assert not [e for e in han.audit_entries() if "cannot take it over" in e.note]
 
 
-async def test_a_lanes_objects_read_out_of_order_across_a_new_secret_all_open_once(
+async def test_a_streams_objects_read_out_of_order_across_a_new_secret_all_open_once(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     """Ri's notices to Kim fill three cells of the old lane before Kim reads any;
     after both adopt, Ri's next notices go in the new lane, which Kim reads two
     places a round beside the old lane's one: later objects of Ri's pairwise
-    lane come before earlier ones, and every notice still opens, once."""
+    stream come before earlier ones, and every notice still opens, once."""
     ri, kim, change = await _three(tmp_path, relay)
     kim_id = kim.officer.officer_id
     await _rounds(ri, kim, n=4)  # what the founding and the change queued, out of the way

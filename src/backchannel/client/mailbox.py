@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 from backchannel.client import statecodec
 from backchannel.client.device import Device, new_id
-from backchannel.client.lanes import Lanes
 from backchannel.client.mission import MissionState
+from backchannel.client.streams import Streams
 from backchannel.errors import BackchannelError, RemoteProtocolError, ReplayDetected
 from backchannel.protocol import joint
 
@@ -115,7 +115,7 @@ class Reassembly:
 class Mailbox:
     def __init__(self, dev: Device) -> None:
         self.dev = dev
-        self.lanes = Lanes(dev)
+        self.streams = Streams(dev)
         self.handler: Handler = lambda obj: None
 
     # --- out ---------------------------------------------------------------------
@@ -126,8 +126,8 @@ class Mailbox:
         m = dev.mission()
         obj = joint.JointObject(kind, new_id(), dev.officer.officer_id, recipient, body)
         queue = AUDIT_OUT if kind in _LOW else JOINT_OUT
-        with dev._tx():  # the lane's chain moves with the object it sealed
-            sealed = self.lanes.seal(obj, m.cert_of(recipient), queue)
+        with dev._tx():  # the stream's chain moves with the object it sealed
+            sealed = self.streams.seal(obj, m.cert_of(recipient), queue)
             dev.vault.append(queue, statecodec.dumps(JointOut(recipient, obj.object_id, sealed)))
         return obj.object_id
 
@@ -412,7 +412,7 @@ class Mailbox:
         """
         dev = self.dev
         try:
-            obj = self.lanes.open(sender, sealed)
+            obj = self.streams.open(sender, sealed)
         except ReplayDetected:
             return "a mailbox object from a colleague arrived again and was set aside", True
         except RemoteProtocolError:

@@ -78,11 +78,11 @@ HPKE_JOINT = _label("hpke/joint")
 SIG_JOINT = _label("sig/joint")
 JOINT_SLOT = _label("joint/slot")
 JOINT_CELL = _label("joint/cell")
-#: Pairwise lanes of joint objects (protocol/joint_lane.py).
-HPKE_JOINT_LANE = _label("hpke/lane")
-JOINT_LANE_AAD = _label("lane/aad")
-JOINT_LANE_KEY = _label("lane/key")
-JOINT_LANE_CHAIN = _label("lane/chain")
+#: Pairwise streams of joint objects (protocol/joint_stream.py).
+HPKE_JOINT_STREAM = _label("hpke/stream")
+JOINT_STREAM_AAD = _label("stream/aad")
+JOINT_STREAM_KEY = _label("stream/key")
+JOINT_STREAM_CHAIN = _label("stream/chain")
 MISSION_SECRET = _label("hpke/mission-secret")
 NEW_MISSION_SECRET = _label("hpke/new-mission-secret")
 MISSION_SECRET_COMMIT = _label("mission/secret-commitment")
@@ -165,10 +165,10 @@ ALL: tuple[bytes, ...] = (
     SIG_JOINT,
     JOINT_SLOT,
     JOINT_CELL,
-    HPKE_JOINT_LANE,
-    JOINT_LANE_AAD,
-    JOINT_LANE_KEY,
-    JOINT_LANE_CHAIN,
+    HPKE_JOINT_STREAM,
+    JOINT_STREAM_AAD,
+    JOINT_STREAM_KEY,
+    JOINT_STREAM_CHAIN,
     MISSION_SECRET,
     NEW_MISSION_SECRET,
     MISSION_SECRET_COMMIT,

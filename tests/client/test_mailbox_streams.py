@@ -1,4 +1,4 @@
-"""The mailbox on pairwise lanes (client/lanes.py): objects between colleagues
+"""The mailbox on pairwise streams (client/streams.py): objects between colleagues
 cost a chain step each instead of an encapsulation, a replayed object is set
 aside, both ends outlive a restart, and objects sealed the older way still open."""
 
@@ -11,10 +11,10 @@ import pytest
 
 from backchannel.client import statecodec
 from backchannel.client.home import Home
-from backchannel.client.lanes import KEEP_IN, LANE_LIST, LANES_CLOSED
 from backchannel.client.mailbox import JOINT_OUT, JointOut
 from backchannel.client.service import Client
-from backchannel.protocol import joint, joint_lane
+from backchannel.client.streams import KEEP_IN, STREAM_LIST, STREAMS_CLOSED
+from backchannel.protocol import joint, joint_stream
 from tests.client.conftest import InProcessRelay
 from tests.client.test_mailbox_packing import _carry, _quiet_lane
 
@@ -24,7 +24,7 @@ def _queued(c: Client) -> list[JointOut]:
 
 
 def _cell_at_next(sender: Client, recipient: Client, sealed: bytes, object_id: bytes) -> bytes:
-    """A cell at ``recipient``'s next position of ``sender``'s lane carrying ``sealed``
+    """A cell at ``recipient``'s next position of ``sender``'s mailbox lane carrying ``sealed``
     (what a colleague holding the mission secret could deposit there)."""
     m = recipient.mission()
     secret = m.secret_of(m.generation)
@@ -34,7 +34,7 @@ def _cell_at_next(sender: Client, recipient: Client, sealed: bytes, object_id: b
     return joint.pack_cell(slot, [chunk], secret, m.cell_size, secrets.token_bytes)
 
 
-async def test_only_every_sixteenth_object_of_a_lane_carries_an_encapsulation(
+async def test_only_every_sixteenth_object_of_a_stream_carries_an_encapsulation(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
     ri, han = await _quiet_lane(tmp_path, relay)
@@ -42,10 +42,10 @@ async def test_only_every_sixteenth_object_of_a_lane_carries_an_encapsulation(
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: one")
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: two")
     queued = [out.sealed for out in _queued(ri)]
-    # Only an object at a multiple of 16 along the lane carries its key.
+    # Only an object at a multiple of 16 along the stream carries its key.
     for sealed in queued:
-        n = joint_lane.lane_of(sealed)[2]  # type: ignore[index]
-        assert (len(sealed) > 1_000) == (n % joint_lane.REOPEN == 0), n
+        n = joint_stream.stream_of(sealed)[2]  # type: ignore[index]
+        assert (len(sealed) > 1_000) == (n % joint_stream.REOPEN == 0), n
     assert min(len(s) for s in queued) < 200
     assert _carry(ri, han, 1) == [b"test: one", b"test: two"]
 
@@ -65,30 +65,32 @@ async def test_a_replayed_object_is_set_aside_and_not_acted_on(
     han.mailbox.take(ri.officer.officer_id, [cell], alarms)
     assert taken == []
     assert alarms == ["a mailbox object from a colleague arrived again and was set aside"]
-    # The lane goes on (Ri's cell for the position the replay took is lost to
+    # The stream goes on (Ri's cell for the position the replay took is lost to
     # it at the relay): Ri's next object opens.
     ri.mailbox.produce(to_han)
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: next")
     assert _carry(ri, han, 1) == [b"test: next"]
 
 
-async def test_an_object_in_another_colleagues_lane_is_refused(
+async def test_an_object_in_another_colleagues_mailbox_lane_is_refused(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
-    """Ri's object for Han placed in another sender's lane (as a colleague holding
-    the mission secret could): refused before it moves Ri's lane."""
+    """Ri's object for Han placed in another sender's mailbox lane (as a colleague holding
+    the mission secret could): refused before it moves Ri's stream."""
     ri, han = await _quiet_lane(tmp_path, relay)
     ri.mailbox.send(joint.JointKind.NOTICE, han.officer.officer_id, b"test: for Han")
     [out] = _queued(ri)
     alarms: list[str] = []
-    # Han reads it as if it came in his own lane to himself: its sender is not the slot's.
+    # Han reads it as if it came in his own mailbox lane to himself: its sender is not the slot's.
     cell = _cell_at_next(han, han, out.sealed, out.object_id)
     han.mailbox.take(han.officer.officer_id, [cell], alarms)
     assert alarms == ["a mailbox object from a colleague failed to verify and was set aside"]
-    assert _carry(ri, han, 1) == [b"test: for Han"]  # and Ri's lane was not moved
+    assert _carry(ri, han, 1) == [b"test: for Han"]  # and Ri's stream was not moved
 
 
-async def test_both_ends_of_a_lane_outlive_a_restart(tmp_path: Path, relay: InProcessRelay) -> None:
+async def test_both_ends_of_a_stream_outlive_a_restart(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
     ri, han = await _quiet_lane(tmp_path, relay)
     to_han = han.officer.officer_id
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: before")
@@ -99,7 +101,7 @@ async def test_both_ends_of_a_lane_outlive_a_restart(tmp_path: Path, relay: InPr
     han = Client(Home.unlock(han.home.path, "pw"), relay.factory())
     ri.mailbox.send(joint.JointKind.NOTICE, to_han, b"test: after")
     [out] = _queued(ri)
-    assert joint_lane.lane_of(out.sealed)[2] > 1  # type: ignore[index]  # the same lane, further on
+    assert joint_stream.stream_of(out.sealed)[2] > 1  # type: ignore[index]  # the same stream, further on
     assert _carry(ri, han, 1) == [b"test: after"]
 
 
@@ -121,13 +123,13 @@ async def test_an_object_sealed_with_hpke_alone_still_opens(
     assert alarms == [] and taken == [b"test: older"]
 
 
-async def test_a_reader_closes_old_lanes_and_refuses_their_objects_after(
+async def test_a_reader_closes_old_streams_and_refuses_their_objects_after(
     tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A lane per object (so that many lanes come quickly): Han keeps the newest
-    KEEP_IN open; an object of a lane he closed is refused as a replay."""
+    """A stream per object (so that many streams come quickly): Han keeps the newest
+    KEEP_IN open; an object of a stream he closed is refused as a replay."""
     ri, han = await _quiet_lane(tmp_path, relay)
-    monkeypatch.setattr(joint_lane, "LANE_OBJECTS", 1)
+    monkeypatch.setattr(joint_stream, "STREAM_OBJECTS", 1)
     to_han = han.officer.officer_id
     first: list[JointOut] = []
     for i in range(KEEP_IN + 2):
@@ -136,10 +138,10 @@ async def test_a_reader_closes_old_lanes_and_refuses_their_objects_after(
             first = _queued(ri)
         assert _carry(ri, han, 1) == [b"test: %d" % i]
     ri_id = ri.officer.officer_id
-    assert len(han.mailbox.lanes._ids(LANE_LIST, ri_id)) == KEEP_IN
+    assert len(han.mailbox.streams._ids(STREAM_LIST, ri_id)) == KEEP_IN
     [out] = first
-    lane_id = joint_lane.lane_of(out.sealed)[1]  # type: ignore[index]
-    assert lane_id in han.mailbox.lanes._ids(LANES_CLOSED, ri_id)
+    stream_id = joint_stream.stream_of(out.sealed)[1]  # type: ignore[index]
+    assert stream_id in han.mailbox.streams._ids(STREAMS_CLOSED, ri_id)
     ri.mailbox.produce(to_han)  # the position the replay takes
     alarms: list[str] = []
     han.mailbox.take(ri_id, [_cell_at_next(ri, han, out.sealed, out.object_id)], alarms)

@@ -1,36 +1,36 @@
-"""Pairwise lanes: joint objects between two colleagues under a ratcheted key.
+"""Pairwise streams: joint objects between two colleagues under a ratcheted key.
 
 Sealing every joint object with HPKE to the recipient's hybrid key costs an
 encapsulation (1,120 bytes) per object: a co-signature of 150 bytes became
 1.3 KB, a co-sign request 2.7 KB, and a mailbox cell held one and a half of
-them. A *lane* pays it once in :data:`REOPEN` objects: every object of the
-lane is sealed with the next key of a symmetric ratchet (each key used once,
+them. A *stream* pays it once in :data:`REOPEN` objects: every object of the
+stream is sealed with the next key of a symmetric ratchet (each key used once,
 then forgotten on both sides), and every :data:`REOPEN`-th, the first
 included, also carries the chain key of its own position sealed with HPKE to
-the recipient's epoch key, so a reader that lost the lane's beginning joins
+the recipient's epoch key, so a reader that lost the stream's beginning joins
 it there::
 
-    lane_obj = sender_id[16] | 0x02 | lane_id[16] | u32 n | opener | nonce[12]
+    stream_obj = sender_id[16] | 0x02 | stream_id[16] | u32 n | opener | nonce[12]
                | AEAD(k_n, nonce, object || ed25519_sig("…/sig/joint", object), aad)
     opener   = u32 epoch | HPKE(kem_pk_recipient(epoch), ck_n, info)
                (when n is a multiple of 16; empty otherwise)
-    info     = "…/hpke/lane" || mission_id || sender_id || recipient_id || lane_id || u32 n
-    aad      = "…/lane/aad" || mission_id || recipient_id || lane_obj[0:37] || opener
-    k_n      = HMAC(ck_n, "…/lane/key")
-    ck_n+1   = HMAC(ck_n, "…/lane/chain")
+    info     = "…/hpke/stream" || mission_id || sender_id || recipient_id || stream_id || u32 n
+    aad      = "…/stream/aad" || mission_id || recipient_id || stream_obj[0:37] || opener
+    k_n      = HMAC(ck_n, "…/stream/key")
+    ck_n+1   = HMAC(ck_n, "…/stream/chain")
 
 The object inside is the one :mod:`backchannel.protocol.joint` defines,
-signed by its sender as before: the lane hides it, the signature still says
-who sent it. A reader keeps, per lane, the chain key of the next position
+signed by its sender as before: the stream hides it, the signature still says
+who sent it. A reader keeps, per stream, the chain key of the next position
 ``n`` and the keys of the positions it passed over (at most
-:data:`MAX_KEPT`): objects of one lane usually come in order, but a mailbox
-that changes its secret reads the old and the new lane side by side, so a
+:data:`MAX_KEPT`): objects of one stream usually come in order, but a mailbox
+that changes its secret reads the old and the new mailbox lane side by side, so a
 later object may come first. An object at a position already read (a
 replay) is refused; one further along advances the chain (at most
 :data:`MAX_SKIP` positions), keeping the keys it passed. Nothing changes in
 the reader's state unless the object opens and verifies. A sender begins a
-new lane when the recipient's epoch key changes and after
-:data:`LANE_OBJECTS` objects.
+new stream when the recipient's epoch key changes and after
+:data:`STREAM_OBJECTS` objects.
 """
 
 from __future__ import annotations
@@ -62,33 +62,33 @@ from backchannel.protocol.roster import Roster
 
 #: The form byte that follows the sender id (an HPKE-sealed object has none).
 FORM = 0x02
-LANE_ID_LEN = 16
-#: Objects a sender puts in one lane before it begins another.
-LANE_OBJECTS = 64
+STREAM_ID_LEN = 16
+#: Objects a sender puts in one stream before it begins another.
+STREAM_OBJECTS = 64
 #: Every how many positions an object carries its chain key sealed with HPKE.
 REOPEN = 16
-#: The most objects a reader skips over to reach one further along a lane.
+#: The most objects a reader skips over to reach one further along a stream.
 MAX_SKIP = 1024
-#: The most keys of passed-over positions a reader keeps per lane.
+#: The most keys of passed-over positions a reader keeps per stream.
 MAX_KEPT = 256
-_HEADER_LEN = OFFICER_ID_LEN + 1 + LANE_ID_LEN + 4
+_HEADER_LEN = OFFICER_ID_LEN + 1 + STREAM_ID_LEN + 4
 _OPENER_LEN = 4 + ENC_LEN + KEY_LEN + TAG_LEN
 
 
 @dataclass(frozen=True, slots=True)
-class LaneOut:
-    """The sending end of a lane: its id, the next chain key and position."""
+class StreamOut:
+    """The sending end of a stream: its id, the next chain key and position."""
 
-    lane_id: bytes
+    stream_id: bytes
     chain_key: bytes = field(repr=False)
     n: int
-    #: The recipient's key epoch the lane's chain key is sealed to.
+    #: The recipient's key epoch the stream's chain key is sealed to.
     epoch: int
 
 
 @dataclass(frozen=True, slots=True)
-class LaneIn:
-    """The reading end of a lane: the chain key of position ``n``, the next not
+class StreamIn:
+    """The reading end of a stream: the chain key of position ``n``, the next not
     yet passed, and the keys of positions passed over without their object."""
 
     chain_key: bytes = field(repr=False)
@@ -97,27 +97,34 @@ class LaneIn:
     skipped: tuple[tuple[int, bytes], ...] = field(default=(), repr=False)
 
 
-def lane_for(lane: LaneOut | None, recipient: EpochKeyCert, rng: Rng) -> LaneOut:
-    """``lane`` if it still serves ``recipient``, else a new one."""
-    if lane is not None and lane.epoch == recipient.epoch and lane.n < LANE_OBJECTS:
-        return lane
-    return LaneOut(rng(LANE_ID_LEN), rng(KEY_LEN), 0, recipient.epoch)
+def stream_for(stream: StreamOut | None, recipient: EpochKeyCert, rng: Rng) -> StreamOut:
+    """``stream`` if it still serves ``recipient``, else a new one."""
+    if stream is not None and stream.epoch == recipient.epoch and stream.n < STREAM_OBJECTS:
+        return stream
+    return StreamOut(rng(STREAM_ID_LEN), rng(KEY_LEN), 0, recipient.epoch)
 
 
 def _step(chain_key: bytes) -> tuple[bytes, bytes]:
     """(the key of this position, the chain key of the next)."""
     return (
-        hmac_sha256(chain_key, labels.JOINT_LANE_KEY),
-        hmac_sha256(chain_key, labels.JOINT_LANE_CHAIN),
+        hmac_sha256(chain_key, labels.JOINT_STREAM_KEY),
+        hmac_sha256(chain_key, labels.JOINT_STREAM_CHAIN),
     )
 
 
-def _info(mission_id: bytes, sender: bytes, recipient: bytes, lane_id: bytes, n: int) -> bytes:
-    return labels.HPKE_JOINT_LANE + mission_id + sender + recipient + lane_id + n.to_bytes(4, "big")
+def _info(mission_id: bytes, sender: bytes, recipient: bytes, stream_id: bytes, n: int) -> bytes:
+    return (
+        labels.HPKE_JOINT_STREAM
+        + mission_id
+        + sender
+        + recipient
+        + stream_id
+        + n.to_bytes(4, "big")
+    )
 
 
 def _aad(mission_id: bytes, recipient: bytes, header: bytes, opener: bytes) -> bytes:
-    return labels.JOINT_LANE_AAD + mission_id + recipient + header + opener
+    return labels.JOINT_STREAM_AAD + mission_id + recipient + header + opener
 
 
 def seal(
@@ -125,55 +132,55 @@ def seal(
     sender: Officer,
     recipient: EpochKeyCert,
     mission_id: bytes,
-    lane: LaneOut,
+    stream: StreamOut,
     rng: Rng,
-) -> tuple[bytes, LaneOut]:
-    """Sign ``obj``, seal it at ``lane``'s next position: (sealed, the lane after)."""
+) -> tuple[bytes, StreamOut]:
+    """Sign ``obj``, seal it at ``stream``'s next position: (sealed, the stream after)."""
     if not equal(obj.sender_id, sender.officer_id) or not equal(
         obj.recipient_id, recipient.officer_id
     ):
         raise DecodeError("joint object names other officers")
-    if lane.epoch != recipient.epoch:
-        raise DecodeError("lane was opened to another key of the recipient")
+    if stream.epoch != recipient.epoch:
+        raise DecodeError("stream was opened to another key of the recipient")
     raw = obj.encode()
     sig = sender.signing_key.sign_ed25519(labels.SIG_JOINT, raw)
-    header = obj.sender_id + bytes([FORM]) + lane.lane_id + lane.n.to_bytes(4, "big")
+    header = obj.sender_id + bytes([FORM]) + stream.stream_id + stream.n.to_bytes(4, "big")
     opener = b""
-    if lane.n % REOPEN == 0:
-        info = _info(mission_id, obj.sender_id, obj.recipient_id, lane.lane_id, lane.n)
-        box = recipient.public_key.seal(lane.chain_key, info)
-        opener = lane.epoch.to_bytes(4, "big") + box
-    key, nxt = _step(lane.chain_key)
+    if stream.n % REOPEN == 0:
+        info = _info(mission_id, obj.sender_id, obj.recipient_id, stream.stream_id, stream.n)
+        box = recipient.public_key.seal(stream.chain_key, info)
+        opener = stream.epoch.to_bytes(4, "big") + box
+    key, nxt = _step(stream.chain_key)
     nonce = rng(NONCE_LEN)
     box = aead_seal(key, nonce, raw + sig, _aad(mission_id, obj.recipient_id, header, opener))
-    return header + opener + nonce + box, replace(lane, chain_key=nxt, n=lane.n + 1)
+    return header + opener + nonce + box, replace(stream, chain_key=nxt, n=stream.n + 1)
 
 
-def lane_of(sealed: bytes) -> tuple[bytes, bytes, int] | None:
-    """(sender_id, lane_id, n) of a lane object; None for an object sealed with HPKE alone."""
+def stream_of(sealed: bytes) -> tuple[bytes, bytes, int] | None:
+    """(sender_id, stream_id, n) of a stream object; None for an object sealed with HPKE alone."""
     if len(sealed) < _HEADER_LEN or sealed[OFFICER_ID_LEN] != FORM:
         return None
-    lane_id = sealed[OFFICER_ID_LEN + 1 : OFFICER_ID_LEN + 1 + LANE_ID_LEN]
+    stream_id = sealed[OFFICER_ID_LEN + 1 : OFFICER_ID_LEN + 1 + STREAM_ID_LEN]
     n = int.from_bytes(sealed[_HEADER_LEN - 4 : _HEADER_LEN], "big")
-    return sealed[:OFFICER_ID_LEN], lane_id, n
+    return sealed[:OFFICER_ID_LEN], stream_id, n
 
 
-def open_lane(
+def open_stream(
     sealed: bytes,
     me: Officer,
     keys: Sequence[EpochKey],
     roster: Roster,
     mission_id: bytes,
-    lane: LaneIn | None,
-) -> tuple[JointObject, LaneIn]:
-    """Open a lane object sent to ``me``, given the lane's reading end so far
-    (None: a lane not read yet, joined at an object that carries its chain
+    stream: StreamIn | None,
+) -> tuple[JointObject, StreamIn]:
+    """Open a stream object sent to ``me``, given the stream's reading end so far
+    (None: a stream not read yet, joined at an object that carries its chain
     key). Returns the object and the reading end after it; the caller keeps
     that only once it has acted on the object."""
-    found = lane_of(sealed)
+    found = stream_of(sealed)
     if found is None:
-        raise DecodeError("not a lane object")
-    sender_id, lane_id, n = found
+        raise DecodeError("not a stream object")
+    sender_id, stream_id, n = found
     if not roster.contains(sender_id):
         raise SignatureError("joint object from an officer not on our roster")
     header, rest = sealed[:_HEADER_LEN], sealed[_HEADER_LEN:]
@@ -184,28 +191,28 @@ def open_lane(
         opener, rest = rest[:_OPENER_LEN], rest[_OPENER_LEN:]
     if len(rest) < NONCE_LEN + TAG_LEN + ED25519_SIG_LEN:
         raise DecodeError("joint object too short")
-    if lane is None:
+    if stream is None:
         if not opener:
-            raise AuthenticationError("joint object on a lane whose opening never arrived")
-        chain_key = _open_opener(opener, me, keys, mission_id, sender_id, lane_id, n)
+            raise AuthenticationError("joint object on a stream whose opening never arrived")
+        chain_key = _open_opener(opener, me, keys, mission_id, sender_id, stream_id, n)
         key, nxt = _step(chain_key)
-        after = LaneIn(nxt, n + 1)
-    elif n < lane.n:
-        kept = dict(lane.skipped)
+        after = StreamIn(nxt, n + 1)
+    elif n < stream.n:
+        kept = dict(stream.skipped)
         if n not in kept:
             raise ReplayDetected("joint object arrived again")
         key = kept[n]
-        after = LaneIn(lane.chain_key, lane.n, tuple(p for p in lane.skipped if p[0] != n))
+        after = StreamIn(stream.chain_key, stream.n, tuple(p for p in stream.skipped if p[0] != n))
     else:
-        if n - lane.n > MAX_SKIP:
-            raise DecodeError("joint object too far along its lane")
-        chain_key = lane.chain_key
-        passed = list(lane.skipped)
-        for i in range(lane.n, n):
+        if n - stream.n > MAX_SKIP:
+            raise DecodeError("joint object too far along its stream")
+        chain_key = stream.chain_key
+        passed = list(stream.skipped)
+        for i in range(stream.n, n):
             skipped_key, chain_key = _step(chain_key)
             passed.append((i, skipped_key))
         key, nxt = _step(chain_key)
-        after = LaneIn(nxt, n + 1, tuple(passed[-MAX_KEPT:]))
+        after = StreamIn(nxt, n + 1, tuple(passed[-MAX_KEPT:]))
     aad = _aad(mission_id, me.officer_id, header, opener)
     plain = aead_open(key, rest[:NONCE_LEN], rest[NONCE_LEN:], aad)
     raw, sig = plain[:-ED25519_SIG_LEN], plain[-ED25519_SIG_LEN:]
@@ -222,15 +229,15 @@ def _open_opener(
     keys: Sequence[EpochKey],
     mission_id: bytes,
     sender_id: bytes,
-    lane_id: bytes,
+    stream_id: bytes,
     n: int,
 ) -> bytes:
     epoch = int.from_bytes(opener[:4], "big")
     key = next((k for k in keys if k.epoch == epoch), None)
     if key is None:
-        raise AuthenticationError("joint lane sealed to a key epoch this device does not hold")
-    info = _info(mission_id, sender_id, me.officer_id, lane_id, n)
+        raise AuthenticationError("joint stream sealed to a key epoch this device does not hold")
+    info = _info(mission_id, sender_id, me.officer_id, stream_id, n)
     chain_key = key.private_key.open(opener[4:], info)
     if len(chain_key) != KEY_LEN:
-        raise DecodeError("joint lane key has the wrong length")
+        raise DecodeError("joint stream key has the wrong length")
     return chain_key
