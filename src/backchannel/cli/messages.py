@@ -159,7 +159,7 @@ def send(
         found = client.find_draft(draft)
         queued = client.send_now(found.draft_id)
     state = queued.outgoing.state.value
-    if found.outgoing.state in (SendState.QUEUED, SendState.DELIVERED):
+    if found.outgoing.on_its_way:
         # Sent before: nothing to do (and nothing a colleague is told of).
         output(ctx).done(
             {"draft_id": queued.draft_id.hex(), "state": state},

@@ -102,25 +102,15 @@ class Sending(OfficerAlarms):
                 f"channels ({m.policy.describe()}); send it for the record"
             )
         k = self._send_k(rec.peer_mission)
-        # A draft earlier in the chain carries the epoch's announcement: this one
-        # cannot go out before it, and is drafted again if it never goes, so it
-        # need not carry the announcement too (only what it seals with says so).
-        carried = any(
-            d.outgoing.message.announcement
-            and equal(d.outgoing.message.header.epoch_id, epoch.epoch_id)
-            for d in awaiting
-            if d.outgoing.message is not None
-        )
-        announced = epoch.announced
         out, epoch = Outgoing.draft(payload).seal(
             header,
-            replace(epoch, announced=announced or carried),
+            epoch,
             peer.roster,
             self.officer,
             m.roster,
             secrets.token_bytes,
+            ahead=[d.outgoing.message for d in awaiting if d.outgoing.message is not None],
         )
-        epoch = replace(epoch, announced=announced)
         assert out.message is not None and out.content_key is not None
         draft = DraftRecord(new_id(), channel_id, out, now, header.seq, out.content_key)
         with self._tx():
@@ -204,8 +194,8 @@ class Sending(OfficerAlarms):
             raise ConfigError("unknown draft")
         m = self.mission()
         state = draft.outgoing.state
-        if state in (SendState.QUEUED, SendState.DELIVERED):
-            return draft  # already on its way: nothing to do, nothing to suspect
+        if draft.outgoing.on_its_way:
+            return draft  # nothing to do, nothing to suspect
         if state is SendState.REJECTED:
             raise ConfigError("this draft was refused or withdrawn; it will not go out")
         if state is not SendState.COSIGNED:

@@ -110,18 +110,37 @@ def _info(mission_id: bytes, sender: bytes, recipient: bytes) -> bytes:
     return labels.HPKE_JOINT + mission_id + sender + recipient
 
 
-def seal_object(
-    obj: JointObject, sender: Officer, recipient: EpochKeyCert, mission_id: bytes
-) -> bytes:
-    """Sign with the sender's key and seal to the recipient's epoch key."""
+def signed(obj: JointObject, sender: Officer, recipient: EpochKeyCert) -> bytes:
+    """``object || ed25519_sig("…/sig/joint", object)``, the plaintext a seal hides;
+    ``obj`` must name ``sender`` and ``recipient``."""
     if not equal(obj.sender_id, sender.officer_id) or not equal(
         obj.recipient_id, recipient.officer_id
     ):
         raise DecodeError("joint object names other officers")
     raw = obj.encode()
-    sig = sender.signing_key.sign_ed25519(labels.SIG_JOINT, raw)
+    return raw + sender.signing_key.sign_ed25519(labels.SIG_JOINT, raw)
+
+
+def verified(plain: bytes, sender_id: bytes, me: Officer, roster: Roster) -> JointObject:
+    """The object in ``plain`` (:func:`signed`), once ``sender_id``'s signature on
+    it verifies and it names him as its sender and ``me`` as its recipient."""
+    if len(plain) < ED25519_SIG_LEN:
+        raise DecodeError("joint object too short")
+    raw, sig = plain[:-ED25519_SIG_LEN], plain[-ED25519_SIG_LEN:]
+    roster.officer(sender_id).verify_key.verify_ed25519(sig, labels.SIG_JOINT, raw)
+    obj = JointObject.decode(raw)
+    if not equal(obj.sender_id, sender_id) or not equal(obj.recipient_id, me.officer_id):
+        raise SignatureError("joint object was addressed to someone else")
+    return obj
+
+
+def seal_object(
+    obj: JointObject, sender: Officer, recipient: EpochKeyCert, mission_id: bytes
+) -> bytes:
+    """Sign with the sender's key and seal to the recipient's epoch key."""
+    plain = signed(obj, sender, recipient)
     info = _info(mission_id, obj.sender_id, obj.recipient_id)
-    return obj.sender_id + recipient.public_key.seal(raw + sig, info)
+    return obj.sender_id + recipient.public_key.seal(plain, info)
 
 
 def open_object(
@@ -143,12 +162,7 @@ def open_object(
             continue
     if plain is None or len(plain) < ED25519_SIG_LEN:
         raise AuthenticationError("decryption failed")
-    raw, sig = plain[:-ED25519_SIG_LEN], plain[-ED25519_SIG_LEN:]
-    roster.officer(sender_id).verify_key.verify_ed25519(sig, labels.SIG_JOINT, raw)
-    obj = JointObject.decode(raw)
-    if not equal(obj.sender_id, sender_id) or not equal(obj.recipient_id, me.officer_id):
-        raise SignatureError("joint object was addressed to someone else")
-    return obj
+    return verified(plain, sender_id, me, roster)
 
 
 def mailbox_slot(mission_secret: bytes, sender: bytes, recipient: bytes, counter: int) -> bytes:

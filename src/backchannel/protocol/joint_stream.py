@@ -46,7 +46,6 @@ from backchannel.crypto.primitives import (
     TAG_LEN,
     aead_open,
     aead_seal,
-    equal,
     hmac_sha256,
 )
 from backchannel.crypto.signing import ED25519_SIG_LEN
@@ -57,7 +56,7 @@ from backchannel.errors import (
     SignatureError,
 )
 from backchannel.protocol.identity import OFFICER_ID_LEN, EpochKey, EpochKeyCert, Officer, Rng
-from backchannel.protocol.joint import JointObject
+from backchannel.protocol.joint import JointObject, signed, verified
 from backchannel.protocol.roster import Roster
 
 #: The form byte that follows the sender id (an HPKE-sealed object has none).
@@ -136,14 +135,9 @@ def seal(
     rng: Rng,
 ) -> tuple[bytes, StreamOut]:
     """Sign ``obj``, seal it at ``stream``'s next position: (sealed, the stream after)."""
-    if not equal(obj.sender_id, sender.officer_id) or not equal(
-        obj.recipient_id, recipient.officer_id
-    ):
-        raise DecodeError("joint object names other officers")
     if stream.epoch != recipient.epoch:
         raise DecodeError("stream was opened to another key of the recipient")
-    raw = obj.encode()
-    sig = sender.signing_key.sign_ed25519(labels.SIG_JOINT, raw)
+    plain = signed(obj, sender, recipient)
     header = obj.sender_id + bytes([FORM]) + stream.stream_id + stream.n.to_bytes(4, "big")
     opener = b""
     if stream.n % REOPEN == 0:
@@ -152,7 +146,7 @@ def seal(
         opener = stream.epoch.to_bytes(4, "big") + box
     key, nxt = _step(stream.chain_key)
     nonce = rng(NONCE_LEN)
-    box = aead_seal(key, nonce, raw + sig, _aad(mission_id, obj.recipient_id, header, opener))
+    box = aead_seal(key, nonce, plain, _aad(mission_id, obj.recipient_id, header, opener))
     return header + opener + nonce + box, replace(stream, chain_key=nxt, n=stream.n + 1)
 
 
@@ -215,12 +209,7 @@ def open_stream(
         after = StreamIn(nxt, n + 1, tuple(passed[-MAX_KEPT:]))
     aad = _aad(mission_id, me.officer_id, header, opener)
     plain = aead_open(key, rest[:NONCE_LEN], rest[NONCE_LEN:], aad)
-    raw, sig = plain[:-ED25519_SIG_LEN], plain[-ED25519_SIG_LEN:]
-    roster.officer(sender_id).verify_key.verify_ed25519(sig, labels.SIG_JOINT, raw)
-    obj = JointObject.decode(raw)
-    if not equal(obj.sender_id, sender_id) or not equal(obj.recipient_id, me.officer_id):
-        raise SignatureError("joint object was addressed to someone else")
-    return obj, after
+    return verified(plain, sender_id, me, roster), after
 
 
 def _open_opener(

@@ -8,6 +8,7 @@ from the state once the message is co-signed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from backchannel.errors import LocalProtocolError
@@ -33,6 +34,11 @@ class Outgoing:
     def draft(cls, payload: Payload) -> Outgoing:
         return cls(SendState.DRAFT, payload)
 
+    @property
+    def on_its_way(self) -> bool:
+        """Queued for the rounds or delivered: sending it again is nothing to do."""
+        return self.state in (SendState.QUEUED, SendState.DELIVERED)
+
     def _to(self, event: SendEvent, **changes: object) -> Outgoing:
         return replace(self, state=send_transition(self.state, event), **changes)  # type: ignore[arg-type]
 
@@ -44,9 +50,12 @@ class Outgoing:
         author: Officer,
         sender_roster: Roster,
         rng: Rng,
+        ahead: Sequence[SealedMessage] = (),
     ) -> tuple[Outgoing, SendEpoch]:
+        """Seal and sign; ``ahead``: the messages this one cannot go out before
+        (:func:`~backchannel.protocol.sealing.seal`)."""
         send_transition(self.state, SendEvent.SEAL)
-        msg, key, new_epoch = seal(header, self.payload, epoch, recipients, rng)
+        msg, key, new_epoch = seal(header, self.payload, epoch, recipients, rng, ahead)
         msg = sign(msg, author, sender_roster)
         return self._to(SendEvent.SEAL, message=msg, content_key=key), new_epoch
 

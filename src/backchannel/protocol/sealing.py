@@ -252,12 +252,20 @@ def _share_aad(header: Header, index: int) -> bytes:
 
 
 def seal(
-    header: Header, payload: Payload, epoch: SendEpoch, recipients: Roster, rng: Rng
+    header: Header,
+    payload: Payload,
+    epoch: SendEpoch,
+    recipients: Roster,
+    rng: Rng,
+    ahead: Sequence[SealedMessage] = (),
 ) -> tuple[SealedMessage, bytes, SendEpoch]:
     """Encrypt ``payload`` for ``recipients``; return the unsigned message, its
     content key (kept only for co-signers to check), and the advanced epoch.
 
-    ``header`` must carry this epoch's id and next chain index.
+    ``header`` must carry this epoch's id and next chain index. ``ahead``: the
+    messages this one cannot go out before (drafts it chains on); if one of
+    them carries the epoch's announcement, this one need not (were that one
+    never to go, this one would be drafted again).
     """
     if not equal(header.epoch_id, epoch.epoch_id) or header.chain_index != epoch.next_index:
         raise LocalProtocolError("header does not match the epoch state")
@@ -272,7 +280,8 @@ def seal(
         key, nxt = chain.key_at(epoch.next_index)
         share_cts.append(aead_seal(key, _ZERO_NONCE, share.encode(), _share_aad(header, i)))
         chains.append(nxt)
-    announcement = b"" if epoch.announced else epoch.announcement
+    carried = any(m.announcement and equal(m.header.epoch_id, epoch.epoch_id) for m in ahead)
+    announcement = b"" if epoch.announced or carried else epoch.announcement
     msg = SealedMessage(header, announcement, content, tuple(share_cts))
     new_epoch = replace(epoch, chains=tuple(chains), next_index=epoch.next_index + 1)
     return msg, content_key, new_epoch

@@ -258,7 +258,7 @@ async def send_now(request: Request, session: Session, form: FormData) -> str:
         d = find(c.drafts(), lambda d: d.draft_id, hex_id)
         if d is None:
             raise ConfigError("unknown message")
-        if d.outgoing.state.value in ("queued", "delivered"):
+        if d.outgoing.on_its_way:
             session.notes.append(("ok", "Already on its way: nothing to do."))
             return f"/sent/{hex_id}"
         try:
