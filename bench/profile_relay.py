@@ -5,13 +5,15 @@ runs the relay app (SQLite store, transparency log on) behind uvicorn's own
 HTTP/1.1 protocol (httptools) on in-memory transports, so that everything a
 real request costs is in one process and one profile: parsing the request,
 the ASGI layers, the checks, the store's writer thread (log append and the
-commit's ``fsync``), the read threads, building the answer and writing the
+commit's ``fsync``), its reads, building the answer and writing the
 response. No sockets and no load generator: the CPU is the relay's alone,
 which makes the figures usable on a loaded machine.
 
 Three workloads, each at 16 concurrent connections after a warm-up:
 
 * ``deposit``: ``PUT /v1/tenants/{t}/slots/{s}`` with one 4 KiB cell;
+* ``fetch``: ``GET /v1/tenants/{t}/slots/{s}`` of a stored cell (the other half
+  of a channel's round in ``bench.capacity``);
 * ``batch_deposit``: ``POST /v1/batch/deposit`` with 8 cells;
 * ``batch_fetch``: ``POST /v1/tenants/{t}/batch/fetch`` for 8 stored cells.
 
@@ -50,6 +52,9 @@ CONCURRENCY = 16
 BATCH = 8
 TENANT = "bench-mission"
 OPERATOR = "bench-operator-token"
+
+#: The workloads, in the order they run (``fetch`` reads what ``deposit`` stored).
+WORKLOADS = ("deposit", "fetch", "batch_deposit", "batch_fetch")
 
 #: Phases in the order they are shown.
 PHASES = (
@@ -137,10 +142,9 @@ def _slot(seed: bytes, i: int) -> bytes:
 
 def _http(method: str, path: str, body: bytes, content_type: str, auth: str = "") -> bytes:
     extra = f"Authorization: Bearer {auth}\r\n" if auth else ""
-    return (
-        f"{method} {path} HTTP/1.1\r\nHost: relay\r\n{extra}Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    if body or content_type:
+        extra += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+    return f"{method} {path} HTTP/1.1\r\nHost: relay\r\n{extra}\r\n".encode() + body
 
 
 class _Workloads:
@@ -164,6 +168,10 @@ class _Workloads:
             os.urandom(CELL),
             "application/octet-stream",
         )
+
+    def fetch(self, i: int) -> bytes:
+        slot = self.stored[i % len(self.stored)]
+        return _http("GET", f"/v1/tenants/{TENANT}/slots/{slot.hex()}", b"", "", self.credential)
 
     def batch_deposit(self, i: int) -> bytes:
         from backchannel.protocol.batch import DepositBatch, DepositCell
@@ -258,6 +266,7 @@ async def _run(cells: int, label: str) -> dict[str, Any]:
         assert status == 201, status
         plan: list[tuple[str, Callable[[int], bytes], int, set[int]]] = [
             ("deposit", work.deposit, cells, {201}),
+            ("fetch", work.fetch, cells, {200}),
             ("batch_deposit", work.batch_deposit, max(1, cells // BATCH), {200}),
             ("batch_fetch", work.batch_fetch, max(1, cells // BATCH), {200}),
         ]
@@ -511,7 +520,9 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
     bars: list[tuple[str, dict[str, float], float]] = []
     for run in runs:
-        for name in ("deposit", "batch_deposit", "batch_fetch"):
+        for name in WORKLOADS:
+            if name not in run:  # runs recorded before that workload existed
+                continue
             fig = run[name]
             label = f"{run['label']}\n{name}"
             if fig["cells_per_request"] > 1:
@@ -545,7 +556,7 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
 def _table(result: dict[str, Any], verbose: bool = False) -> str:
     lines = []
-    for name in ("deposit", "batch_deposit", "batch_fetch"):
+    for name in WORKLOADS:
         fig = result[name]
         lines.append(
             f"{name}: {fig['cpu_us_per_request']} µs CPU per request, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -216,5 +218,93 @@ async def test_writer_connection_is_durable_and_in_wal_mode(tmp_path: Path) -> N
             ]
         )
         assert pragmas == ["wal", 2, 1]  # synchronous 2 is FULL
+    finally:
+        await store.close()
+
+
+async def test_read_meeting_a_lock_waits_on_the_pool_not_the_event_loop(tmp_path: Path) -> None:
+    """Reads run on the event loop's connection without a busy wait; one that
+    meets a lock is run again on the pool, where it waits out the lock while
+    the loop goes on serving. (A WAL reader meets a lock only in rare moments,
+    such as another process recovering the file, so the lock is simulated.)"""
+    store = SQLiteRelayStore(tmp_path / "relay.db")
+    await store.open()
+    loop_thread = threading.get_ident()
+    runs: list[bool] = []
+
+    def work(conn: sqlite3.Connection) -> int:
+        on_loop = threading.get_ident() == loop_thread
+        runs.append(on_loop)
+        if on_loop:
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise busy
+        time.sleep(0.3)  # the lock held a while longer
+        return int(conn.execute("SELECT count(*) FROM tenants").fetchone()[0])
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    try:
+        await store.create_tenant("a", CRED, 10, now=0)
+        beat = asyncio.create_task(ticker())
+        try:
+            assert await store._read(work) == 1
+        finally:
+            beat.cancel()
+        assert runs == [True, False]
+        assert ticks >= 10  # the loop ran while the read waited
+        # Any other failure on the loop's connection is the caller's, not retried.
+        runs.clear()
+
+        def broken(conn: sqlite3.Connection) -> None:
+            runs.append(True)
+            conn.execute("SELECT * FROM no_such_table")
+
+        with pytest.raises(StoreUnavailable):
+            await store._read(broken)
+        assert runs == [True]
+    finally:
+        await store.close()
+
+
+async def test_reads_from_another_thread_go_through_the_pool(tmp_path: Path) -> None:
+    store = SQLiteRelayStore(tmp_path / "relay.db")
+    await store.open()
+    try:
+        await store.create_tenant("a", CRED, 10, now=0)
+        await store.deposit("a", slot(1), cell(1), now=1)
+
+        def elsewhere() -> dict[bytes, bytes]:
+            return asyncio.run(store.fetch("a", [slot(1), slot(2)]))
+
+        assert await asyncio.to_thread(elsewhere) == {slot(1): cell(1)}
+        assert await store.fetch("a", [slot(1)]) == {slot(1): cell(1)}
+    finally:
+        await store.close()
+
+
+async def test_a_failed_read_leaves_no_snapshot_open(tmp_path: Path) -> None:
+    """A read that fails inside its transaction rolls it back: the next read
+    on the same connection sees what was committed since."""
+    store = SQLiteRelayStore(tmp_path / "relay.db")
+    await store.open()
+    try:
+        await store.create_tenant("a", CRED, 10, now=0)
+
+        def failing(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM cells").fetchone()
+            raise LookupError("gone")
+
+        with pytest.raises(LookupError):
+            await store._read(failing)
+        await store.deposit("a", slot(1), cell(1), now=1)
+        assert await store.fetch("a", [slot(1)]) == {slot(1): cell(1)}
     finally:
         await store.close()

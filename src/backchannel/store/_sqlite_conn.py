@@ -58,7 +58,7 @@ def connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def _busy(exc: sqlite3.Error) -> bool:
+def is_busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
@@ -71,7 +71,7 @@ def connect_writer(path: str, busy_timeout_ms: int, max_db_bytes: int | None) ->
         try:
             return _connect_writer_once(path, busy_timeout_ms, max_db_bytes)
         except sqlite3.Error as exc:
-            if not _busy(exc) or time.monotonic() + pause > deadline:
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.2)
