@@ -34,8 +34,9 @@ Errors from ``sqlite3`` are translated here (see ``_translate``):
   homes or backups.
 
 The vault is synchronous and may be used from several threads (one at a time,
-under a lock); the async client calls it with ``asyncio.to_thread``. A
-:meth:`Vault.transaction` must begin and end in the same thread.
+under a lock); the async client calls it right on its event loop (a round's
+transactions are a few small statements, cheaper there than the hand-over to
+a thread). A :meth:`Vault.transaction` must begin and end in the same thread.
 """
 
 from __future__ import annotations
