@@ -280,11 +280,20 @@ async def test_reads_from_another_thread_go_through_the_pool(tmp_path: Path) -> 
         await store.create_tenant("a", CRED, 10, now=0)
         await store.deposit("a", slot(1), cell(1), now=1)
 
+        threads: list[str] = []
+
+        def where(conn: sqlite3.Connection) -> None:
+            threads.append(threading.current_thread().name)
+
         def elsewhere() -> dict[bytes, bytes]:
+            asyncio.run(store._read(where))
             return asyncio.run(store.fetch("a", [slot(1), slot(2)]))
 
         assert await asyncio.to_thread(elsewhere) == {slot(1): cell(1)}
-        assert await store.fetch("a", [slot(1)]) == {slot(1): cell(1)}
+        await store._read(where)
+        # Off the loop's thread: a pool thread; on it: right there.
+        assert threads[0].startswith("backchannel-sqlite-reader")
+        assert threads[1] == threading.current_thread().name
     finally:
         await store.close()
 

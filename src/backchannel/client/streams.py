@@ -16,6 +16,7 @@ of a closed stream is refused as a replay.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 
@@ -86,10 +87,8 @@ class Streams:
         except RemoteProtocolError:
             # An object sealed with HPKE alone (queued before streams) whose first
             # encapsulation byte happens to read as the stream form.
-            try:
+            with contextlib.suppress(RemoteProtocolError):
                 return joint.open_object(sealed, dev.officer, keys, m.roster, m.mission_id)
-            except RemoteProtocolError:
-                pass
             raise
         dev._put(STREAMS_IN, key, after)
         if kept is None:
