@@ -4,7 +4,7 @@
 runs the relay app (SQLite store, transparency log on) behind uvicorn's own
 HTTP/1.1 protocol (httptools) on in-memory transports, so that everything a
 real request costs is in one process and one profile: parsing the request,
-the ASGI layers, the checks, the store's writer thread (log append and the
+the ASGI layers, the checks, the store's writer (log append and the
 commit's ``fsync``), its reads, building the answer and writing the
 response. No sockets and no load generator: the CPU is the relay's alone,
 which makes the figures usable on a loaded machine.
@@ -243,7 +243,8 @@ async def _run(cells: int, label: str) -> dict[str, Any]:
     store = SQLiteRelayStore(Path(tmp.name) / "relay.db", key_path=Path(tmp.name) / "relay-key")
     threads = _ThreadProfiles()
     # Instance attributes shadow the methods the store's threads call.
-    store._run_batch = threads.wrap(store._run_batch)  # type: ignore[method-assign]
+    store._commit_now = threads.wrap(store._commit_now)  # type: ignore[method-assign]
+    store._commit_waiting = threads.wrap(store._commit_waiting)  # type: ignore[method-assign]
     store._run_read = threads.wrap(store._run_read)  # type: ignore[method-assign]
     app = create_app(settings, store)
     config = uvicorn.Config(app, lifespan="off", http="httptools", log_level="warning")
@@ -440,6 +441,11 @@ def _own_phase(key: tuple[str, int, str]) -> str:
     return "other"
 
 
+#: The writer's functions whose SQLite calls are the transaction's own (BEGIN,
+#: SAVEPOINT, RELEASE, COMMIT), not a deposit's statements.
+_TRANSACTION_STEPS = ("_begin", "_stage", "_commit_now", "_commit_waiting")
+
+
 def _phase(
     key: tuple[str, int, str], stats: dict[Any, Any], depth: int = 0
 ) -> list[tuple[str, float]]:
@@ -454,7 +460,7 @@ def _phase(
         if "commit" in func:
             return [("commit (fsync)", 1.0)]
         return [
-            ("commit (fsync)" if c[2] in ("_commit", "_run_batch") else "storage (SQL)", s[2])
+            ("commit (fsync)" if c[2] in _TRANSACTION_STEPS else "storage (SQL)", s[2])
             for c, s in callers.items()
         ] or [("storage (SQL)", 1.0)]
     if "posix.urandom" in func:

@@ -82,9 +82,8 @@ class Job:
     """One unit of work for the writer, and its caller's future on the caller's loop.
 
     The writer records the outcome (``finish`` / ``fail``) and, once per
-    commit, hands every outcome back with one ``call_soon_threadsafe`` per
-    loop (:func:`deliver`): one wake-up of the event loop per group commit,
-    not one per cell.
+    commit, hands every outcome back (:func:`deliver`): on the writer's own
+    loop directly, to any other loop with one ``call_soon_threadsafe``.
     """
 
     __slots__ = ("error", "future", "loop", "result", "settled", "single", "work")
@@ -105,13 +104,17 @@ class Job:
         self.error, self.settled = error, True
 
 
-def deliver(jobs: list[Job]) -> None:
-    """Hand the settled jobs' outcomes to their loops (writer thread)."""
+def deliver(jobs: list[Job], here: asyncio.AbstractEventLoop | None) -> None:
+    """Hand the settled jobs' outcomes to their loops: right away on ``here``
+    (the loop this runs on), with one wake-up per other loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[Job]] = {}
     for job in jobs:
         if job.settled:
             by_loop.setdefault(job.loop, []).append(job)
     for loop, done in by_loop.items():
+        if loop is here:
+            settle(done)
+            continue
         with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
             loop.call_soon_threadsafe(settle, done)
 

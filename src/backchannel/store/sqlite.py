@@ -1,11 +1,12 @@
 """The embedded relay store: one SQLite file, durable group commit.
 
-Writes go through one thread that owns the only write connection. It takes
-every request waiting in its queue, applies them all in one transaction (one
-``fsync``) and only then resolves each caller's future, so a deposit returns
-only once its transaction is on disk and many concurrent deposits share one
-``fsync``. Reads run on a small pool of separate connections in worker threads;
-neither path ever blocks the event loop.
+Writes go through the only write connection in group commits
+(:mod:`backchannel.store._sqlite_writer`): every write waiting goes into one
+transaction, its SQL on the event loop and its ``COMMIT`` (the ``fsync``) on
+a thread, and each caller's future resolves only once that transaction is on
+disk, so a deposit returns durable and many concurrent deposits share one
+``fsync``. Reads run on the event loop's own connection (:meth:`_read`). The
+loop never waits for a lock or an ``fsync``: those go to threads.
 
 The connections, their pragmas and the schema: :mod:`backchannel.store._sqlite_conn`.
 """
@@ -19,26 +20,21 @@ import os
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import TypeVar
 
 from backchannel.errors import (
     ConfigError,
-    StoreUnavailable,
 )
 from backchannel.protocol.constants import CELL_SIZE
 from backchannel.store import _common, _log
 from backchannel.store import _sqlite_conn as _conn
-from backchannel.store import _sqlite_jobs as _jobs
 from backchannel.store._sqlite_deposit import SQLiteDeposits
 from backchannel.store._sqlite_errors import translate
 from backchannel.store._sqlite_intake import SQLiteIntake
-from backchannel.store._sqlite_log import SQLiteLogReads, _chunks, _read_head
+from backchannel.store._sqlite_log import SQLiteLogReads, _chunks
 from backchannel.store._sqlite_tenants import SQLiteTenants
-from backchannel.store.relay_store import (
-    BatchTree,
-)
+from backchannel.store._sqlite_writer import SQLiteWriter
 
 T = TypeVar("T")
 
@@ -46,7 +42,7 @@ T = TypeVar("T")
 _MEMBER_LEAVES_CHUNK = 256
 
 
-class SQLiteRelayStore(SQLiteDeposits, SQLiteLogReads, SQLiteIntake, SQLiteTenants):
+class SQLiteRelayStore(SQLiteWriter, SQLiteDeposits, SQLiteLogReads, SQLiteIntake, SQLiteTenants):
     """:class:`~backchannel.store.relay_store.RelayStore` on one SQLite file.
 
     ``path`` is the database file; its directory must exist. Reads run on the
@@ -86,8 +82,7 @@ class SQLiteRelayStore(SQLiteDeposits, SQLiteLogReads, SQLiteIntake, SQLiteTenan
         self._max_batch = max_batch
         self._max_db_bytes = max_db_bytes
         self._cell_size = _common.check_cell_size(cell_size)
-        self._queue: queue.SimpleQueue[_jobs.Job | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._writer_init()
         self._executor: cf.ThreadPoolExecutor | None = None
         self._read_conns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_read_conns: list[sqlite3.Connection] = []
@@ -105,33 +100,19 @@ class SQLiteRelayStore(SQLiteDeposits, SQLiteLogReads, SQLiteIntake, SQLiteTenan
             else os.path.join(os.path.dirname(os.path.abspath(self._path)), "relay-key")
         )
         self._cache: _log.LogCache | None = None
-        self._batch: _jobs.Batch | None = None
-        #: The head this writer committed last (writer thread only).
-        self._last: _log.HeadState | None = None
 
     @property
     def stats(self) -> _common.GroupCommitStats:
         """How many writes shared each ``fsync`` so far (group commit at work)."""
-        return _common.GroupCommitStats(self._transactions, self._writes, self._queue.qsize())
+        return _common.GroupCommitStats(self._transactions, self._writes, self._queued)
 
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the file (creating it if absent), apply migrations, start threads."""
-        if self._writer is not None:
+        """Open the file (creating it if absent), apply migrations, start the writer."""
+        if self._writer_task is not None:
             return
-        ready: cf.Future[None] = cf.Future()
-        self._queue = queue.SimpleQueue()
-        writer = threading.Thread(
-            target=self._writer_main, args=(ready,), name="backchannel-sqlite-writer", daemon=True
-        )
-        writer.start()
-        try:
-            await asyncio.wrap_future(ready)
-        except BaseException:
-            await asyncio.to_thread(writer.join)
-            raise
-        self._writer = writer
+        await self._start_writer()
         if self._logging and self._cache is None:
             # Only once the database is known good: a refused file leaves no key behind.
             try:
@@ -159,17 +140,14 @@ class SQLiteRelayStore(SQLiteDeposits, SQLiteLogReads, SQLiteIntake, SQLiteTenan
 
     async def close(self) -> None:
         """Finish every write already submitted, then release the file."""
-        if self._writer is None:
+        if self._writer_task is None:
             return
         self._accepting = False
         await self._shutdown()
 
     async def _shutdown(self) -> None:
-        writer, executor = self._writer, self._executor
-        self._writer = self._executor = None
-        if writer is not None:
-            self._queue.put(None)
-            await asyncio.to_thread(writer.join)
+        executor, self._executor = self._executor, None
+        await self._stop_writer()
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, True)
         for conn in self._all_read_conns:
@@ -182,219 +160,8 @@ class SQLiteRelayStore(SQLiteDeposits, SQLiteLogReads, SQLiteIntake, SQLiteTenan
 
     # -- connections -------------------------------------------------------
 
-    def _connect_writer(self) -> sqlite3.Connection:
-        return _conn.connect_writer(self._path, self._busy_timeout_ms, self._max_db_bytes)
-
     def _connect_reader(self) -> sqlite3.Connection:
         return _conn.connect_reader(self._path, self._busy_timeout_ms)
-
-    # -- the writer thread ---------------------------------------------------
-
-    def _writer_main(self, ready: cf.Future[None]) -> None:
-        try:
-            conn = self._connect_writer()
-        except sqlite3.Error as exc:
-            ready.set_exception(translate(exc))
-            return
-        except BaseException as exc:
-            ready.set_exception(exc)
-            return
-        ready.set_result(None)
-        try:
-            stop = False
-            last_commit = 0.0
-            while not stop:
-                first = self._queue.get()
-                if first is None:
-                    break
-                batch = [first]
-                # Pacing: wait for the interval since the last commit to pass,
-                # gathering what arrives meanwhile into this batch.
-                due = last_commit + self._log_interval
-                while len(batch) < self._max_batch:
-                    wait = due - time.monotonic()
-                    try:
-                        job = (
-                            self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-                        )
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop = True
-                        break
-                    batch.append(job)
-                self._run_batch(conn, batch)
-                last_commit = time.monotonic()
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.close()
-
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_jobs.Job]) -> None:
-        # A caller cancelled before we started is dropped; a job already
-        # started commits even if its caller is cancelled meanwhile (its
-        # outcome then goes nowhere), as a retry with the same cell expects.
-        # (Read across threads: a flag set under the GIL.)
-        pending = [job for job in batch if not job.future.cancelled()]
-        try:
-            while pending:
-                pending = self._commit(conn, pending)
-        except BaseException as exc:  # a bug: never leave a caller waiting
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            failure = StoreUnavailable("the relay store's writer failed; restart the relay")
-            for job in batch:
-                if not job.settled:
-                    job.fail(failure)
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            _jobs.deliver(batch)
-
-    def _commit(self, conn: sqlite3.Connection, jobs: list[_jobs.Job]) -> list[_jobs.Job]:
-        """Run ``jobs`` in one transaction; return the jobs to run again, if any."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            self._batch = self._begin_batch(conn) if self._logging else None
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            _jobs.fail_all(jobs, translate(exc))
-            return []
-        outcomes: list[tuple[_jobs.Job, Any, BaseException | None]] = []
-        for index, job in enumerate(jobs):
-            single = job.single
-            if not single:
-                conn.execute("SAVEPOINT job")
-            try:
-                result = job.work(conn)
-            except sqlite3.Error as exc:
-                if not conn.in_transaction:
-                    # SQLite rolled the whole transaction back (disk full, I/O
-                    # error): the earlier jobs' work is gone, so run them again.
-                    job.fail(translate(exc))
-                    return [done for done, _, _ in outcomes] + jobs[index + 1 :]
-                if not single:
-                    _jobs.rollback_savepoint(conn)
-                outcomes.append((job, None, translate(exc)))
-            except Exception as exc:  # a refusal such as SlotConflict; nothing written
-                if not single:
-                    _jobs.rollback_savepoint(conn)
-                outcomes.append((job, None, exc))
-            else:
-                if not single:
-                    conn.execute("RELEASE job")
-                outcomes.append((job, result, None))
-        batch, self._batch = self._batch, None
-        try:
-            appended = self._append(conn, batch) if batch is not None else None
-            conn.execute("COMMIT")
-        except _jobs.StaleHead:
-            # Another process appended since our last commit, so the positions
-            # handed out are wrong. Nothing is acknowledged yet: undo it all
-            # and run the same jobs again from the head row.
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            self._last = None
-            return jobs
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            _jobs.fail_all(jobs, translate(exc))
-            return []
-        if appended is not None and batch is not None and self._cache is not None:
-            tree, step = appended
-            self._last = step.state
-            self._cache.committed(tree, step)
-            batch.appended = appended  # before any depositor reads it (_jobs.InBatch)
-        self._transactions += 1
-        self._writes += len(outcomes)
-        for job, result, error in outcomes:
-            if error is None:
-                job.finish(result)
-            else:
-                job.fail(error)
-        return []
-
-    def _begin_batch(self, conn: sqlite3.Connection) -> _jobs.Batch:
-        """The log side of a new transaction, from the committed head.
-
-        Usually the state this writer committed last, taken on trust here and
-        checked by the append (``UPDATE log_head ... WHERE size = ?``, or a
-        lookup when nothing is appended): another process may have appended
-        meanwhile, and then the transaction is run again. Otherwise the head
-        row, read under the write lock. One size has one state (the log only
-        grows), so comparing sizes suffices.
-        """
-        cached = self._last
-        if cached is not None:
-            return _jobs.Batch(cached, checked=False)
-        state = _read_head(conn)
-        self._last = state
-        return _jobs.Batch(state, checked=True)
-
-    def _append(
-        self, conn: sqlite3.Connection, batch: _jobs.Batch
-    ) -> tuple[BatchTree, _log.Append] | None:
-        """Append the batch's leaf inside the open transaction (nothing if it stored no cell).
-
-        The head row, then one row of ``log_leaves`` (leaf, nodes, members).
-        Raises :class:`_jobs.StaleHead` if the head row is not the one the batch
-        started from.
-        """
-        if not batch.members:
-            if not batch.checked:
-                row = conn.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
-                if row is None or int(row[0]) != batch.state.size:
-                    raise _jobs.StaleHead
-            return None
-        tree = BatchTree(batch.members)
-        step = _log.append_batch(batch.state, tree.root(), len(tree.members), batch.now)
-        signer = self._cache
-        signed = signer.latest if signer is not None else None
-        signed_size = signer.latest_size if signed is not None and signer is not None else -1
-        updated = conn.execute(
-            "UPDATE log_head SET size = ?, frontier = ?, time = ?,"
-            " signed = CASE WHEN ? > signed_size THEN ? ELSE signed END,"
-            " signed_size = max(signed_size, ?) WHERE id = 1 AND size = ?",
-            (
-                step.state.size,
-                step.state.frontier_bytes(),
-                step.time,
-                signed_size,
-                signed,
-                signed_size,
-                batch.state.size,
-            ),
-        )
-        if updated.rowcount != 1:
-            raise _jobs.StaleHead
-        conn.execute(
-            "INSERT INTO log_leaves (leaf_index, leaf, time, nodes, members)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (
-                step.leaf_index,
-                step.leaf,
-                step.time,
-                b"".join([h for _, _, h in step.nodes]),
-                b"".join(tree.members),
-            ),
-        )
-        return tree, step
-
-    async def _write(self, work: Callable[[sqlite3.Connection], T], single: bool = False) -> T:
-        """Run ``work`` in the next group commit. ``single``: it writes with at
-        most one statement, so a refusal or a failed statement leaves nothing
-        behind without a savepoint (SQLite undoes a failed statement whole)."""
-        if not self._accepting:
-            raise _common.not_open()
-        job = _jobs.Job(work, asyncio.get_running_loop(), single)
-        self._queue.put(job)
-        return cast(T, await job.future)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` (a read: a few index lookups) in one snapshot.
