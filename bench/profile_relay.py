@@ -393,6 +393,7 @@ _BY_MODULE = (
     ("threading.py", "event loop and threads"),
     ("queue.py", "event loop and threads"),
     ("backchannel/store/sqlite.py", "storage (SQL)"),
+    ("backchannel/store/_sqlite_", "storage (SQL)"),
     ("backchannel/store/postgres.py", "storage (SQL)"),
 )
 
