@@ -179,7 +179,8 @@ class LogCache:
     Everything cached is immutable once committed (nodes, batch members), so
     the cache is correct even when other processes append to the same log; it
     only ever misses. ``known`` is the newest head this process has committed
-    or read. Safe to use from the SQLite writer thread and the event loop.
+    or read. Safe to use from the event loop and from the SQLite writer's
+    thread (which runs a group that had to wait for a lock).
     """
 
     def __init__(self, key: SigningKey) -> None:

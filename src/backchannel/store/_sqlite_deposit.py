@@ -85,7 +85,7 @@ class SQLiteDeposits(SQLiteCalls):
     def _checked(self, tenant_id: str, slot: bytes, cell: bytes) -> tuple[bytes, bytes]:
         """A cell's id and its leaf in its batch tree, once its ids and size are checked.
 
-        The leaf is hashed here, on the caller's side, rather than on the writer thread.
+        The leaf is hashed here, on the caller's side, rather than inside the group commit.
         """
         _common.check_tenant_id(tenant_id)
         _common.check_slot(slot)
@@ -104,7 +104,7 @@ class SQLiteDeposits(SQLiteCalls):
         member: bytes,
         now: int,
     ) -> DepositResult | _jobs.InBatch:
-        """One cell's deposit on the writer thread: one read, one INSERT at most."""
+        """One cell's deposit inside the group commit: one read, one INSERT at most."""
         # One statement reads the tenant's quota and whatever holds the slot.
         row = conn.execute(
             "SELECT t.quota_cells, t.cell_count, c.cell_id, c.leaf_index, c.batch_position"

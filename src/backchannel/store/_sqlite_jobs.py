@@ -48,7 +48,7 @@ class InBatch:
 
     The writer only marks the batch appended; each depositor then builds its
     own :class:`DepositResult` (batch size, receipt) on its side, so the
-    writer thread does no per-cell work after the commit.
+    writer does no per-cell work after the commit.
     """
 
     __slots__ = ("batch", "cell_id", "created", "position")

@@ -1,8 +1,8 @@
 """The SQLite store's log: proofs, heads and leaves read from the database.
 
 A mixin of :class:`~backchannel.store.sqlite.SQLiteRelayStore`: every method
-here reads in one snapshot on the read pool (``_read``); the writer thread
-that appends to the log lives in :mod:`backchannel.store.sqlite`.
+here reads in one snapshot (``_read``); the writer that appends to the log
+lives in :mod:`backchannel.store._sqlite_writer`.
 """
 
 from __future__ import annotations
