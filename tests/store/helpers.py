@@ -1,8 +1,12 @@
-"""Deterministic slots and cells for the store tests (no randomness to pin)."""
+"""Deterministic slots and cells for the store tests (no randomness to pin),
+and a counter of the event loop's ticks."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from backchannel.protocol.constants import CELL_SIZE
 
@@ -27,3 +31,21 @@ def cell(n: int, tag: bytes = b"") -> bytes:
 def cell_for_slot(slot_bytes: bytes) -> bytes:
     """The cell the crash worker deposits at ``slot_bytes``."""
     return cell(int.from_bytes(slot_bytes[:8], "big"), tag=b"crash")
+
+
+@contextmanager
+def ticking() -> Iterator[list[int]]:
+    """Count 10 ms ticks of the running event loop while the block runs: a
+    block that held the loop counts none."""
+    ticks = [0]
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            ticks[0] += 1
+
+    beat = asyncio.get_running_loop().create_task(tick())
+    try:
+        yield ticks
+    finally:
+        beat.cancel()

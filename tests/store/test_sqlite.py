@@ -15,7 +15,7 @@ from backchannel.errors import StoreUnavailable
 from backchannel.store.relay_store import DepositResult
 from backchannel.store.sqlite import SQLiteRelayStore
 
-from .helpers import CRED, cell, slot
+from .helpers import CRED, cell, slot, ticking
 
 
 async def _filled(path: Path, cells: int) -> None:
@@ -242,23 +242,12 @@ async def test_read_meeting_a_lock_waits_on_the_pool_not_the_event_loop(tmp_path
         time.sleep(0.3)  # the lock held a while longer
         return int(conn.execute("SELECT count(*) FROM tenants").fetchone()[0])
 
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
     try:
         await store.create_tenant("a", CRED, 10, now=0)
-        beat = asyncio.create_task(ticker())
-        try:
+        with ticking() as ticks:
             assert await store._read(work) == 1
-        finally:
-            beat.cancel()
         assert runs == [True, False]
-        assert ticks >= 10  # the loop ran while the read waited
+        assert ticks[0] >= 10  # the loop ran while the read waited
         # Any other failure on the loop's connection is the caller's, not retried.
         runs.clear()
 

@@ -7,8 +7,6 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,24 +15,7 @@ from backchannel.errors import StoreUnavailable
 from backchannel.store import _sqlite_jobs as _jobs
 from backchannel.store.sqlite import SQLiteRelayStore
 
-from .helpers import CRED, cell, slot
-
-
-@contextmanager
-def _ticking() -> Iterator[list[int]]:
-    """Count 10 ms ticks of the event loop while the block runs."""
-    ticks = [0]
-
-    async def tick() -> None:
-        while True:
-            await asyncio.sleep(0.01)
-            ticks[0] += 1
-
-    beat = asyncio.get_running_loop().create_task(tick())
-    try:
-        yield ticks
-    finally:
-        beat.cancel()
+from .helpers import CRED, cell, slot, ticking
 
 
 async def test_a_groups_sql_runs_on_the_loop_and_its_commit_on_the_writer_thread(
@@ -77,7 +58,7 @@ async def test_the_loop_serves_while_a_commit_syncs(tmp_path: Path) -> None:
     try:
         await store.create_tenant("a", CRED, 100, now=0)
         slow.set()
-        with _ticking() as ticks:
+        with ticking() as ticks:
             first = asyncio.create_task(store.deposit("a", slot(0), cell(0), now=1))
             await asyncio.sleep(0.05)  # its commit is syncing now
             before = store.stats
@@ -105,7 +86,7 @@ async def test_a_write_meeting_a_lock_waits_on_the_thread_not_the_loop(tmp_path:
             other.execute("BEGIN IMMEDIATE")
             loop = asyncio.get_running_loop()
             loop.call_later(0.4, other.execute, "ROLLBACK")
-            with _ticking() as ticks:
+            with ticking() as ticks:
                 started = time.monotonic()
                 result = await store.deposit("a", slot(1), cell(1), now=1)
                 waited = time.monotonic() - started

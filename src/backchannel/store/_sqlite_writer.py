@@ -44,16 +44,14 @@ T = TypeVar("T")
 class _Staged:
     """A transaction run up to its ``COMMIT``: each job's outcome and the log's append."""
 
-    __slots__ = ("appended", "batch", "jobs", "outcomes")
+    __slots__ = ("appended", "batch", "outcomes")
 
     def __init__(
         self,
-        jobs: list[_jobs.Job],
         outcomes: list[tuple[_jobs.Job, Any, BaseException | None]],
         batch: _jobs.Batch | None,
         appended: tuple[BatchTree, _log.Append] | None,
     ) -> None:
-        self.jobs = jobs
         self.outcomes = outcomes
         self.batch = batch
         self.appended = appended
@@ -206,9 +204,7 @@ class SQLiteWriter:
             while jobs:
                 jobs = await self._commit_on_loop(conn, jobs)
         except BaseException as exc:  # a bug, or the loop shutting down: nobody left waiting
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
+            _rollback(conn)
             failure = StoreUnavailable("the relay store's writer failed; restart the relay")
             for job in group:
                 if not job.settled:
@@ -266,11 +262,9 @@ class SQLiteWriter:
             conn.execute("BEGIN IMMEDIATE")
             self._batch = self._begin_batch(conn) if self._logging else None
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            elif not wait and _conn.is_busy(exc):
+            if not conn.in_transaction and not wait and _conn.is_busy(exc):
                 return None
+            _rollback(conn)
             _jobs.fail_all(jobs, translate(exc))
             return False
         return True
@@ -319,7 +313,7 @@ class SQLiteWriter:
             _rollback(conn)
             _jobs.fail_all(jobs, translate(exc))
             return []
-        return _Staged(jobs, outcomes, batch, appended)
+        return _Staged(outcomes, batch, appended)
 
     def _committed(
         self, conn: sqlite3.Connection, staged: _Staged, error: sqlite3.Error | None
@@ -327,7 +321,7 @@ class SQLiteWriter:
         """Settle the jobs once their COMMIT returned (``error`` if it failed)."""
         if error is not None:
             _rollback(conn)
-            _jobs.fail_all(staged.jobs, translate(error))
+            _jobs.fail_all([job for job, _, _ in staged.outcomes], translate(error))
             return []
         appended, batch = staged.appended, staged.batch
         if appended is not None and batch is not None and self._cache is not None:
