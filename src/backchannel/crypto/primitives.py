@@ -20,6 +20,9 @@ NONCE_LEN = 12
 TAG_LEN = 16
 HASH_LEN = 32
 
+# The algorithm object is stateless: one serves every hash and MAC.
+_SHA256 = hashes.SHA256()
+
 
 def sha256(*parts: bytes) -> bytes:
     """SHA-256 over the concatenation of ``parts``.
@@ -28,21 +31,21 @@ def sha256(*parts: bytes) -> bytes:
     concatenation is unambiguous; variable-length inputs are length-prefixed by
     the codec before they get here.
     """
-    h = hashes.Hash(hashes.SHA256())
+    h = hashes.Hash(_SHA256)
     for p in parts:
         h.update(p)
     return h.finalize()
 
 
 def hmac_sha256(key: bytes, *parts: bytes) -> bytes:
-    h = _pyca_hmac.HMAC(key, hashes.SHA256())
+    h = _pyca_hmac.HMAC(key, _SHA256)
     for p in parts:
         h.update(p)
     return h.finalize()
 
 
 def hkdf(ikm: bytes, *, salt: bytes | None, info: bytes, length: int = KEY_LEN) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+    return HKDF(algorithm=_SHA256, length=length, salt=salt, info=info).derive(ikm)
 
 
 def equal(a: bytes, b: bytes) -> bool:

@@ -12,6 +12,7 @@ Keys are derived from 32-byte seeds so that vectors can pin them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
@@ -24,6 +25,12 @@ MLDSA65_PUBLIC_LEN = 1952
 MLDSA65_SIG_LEN = 3309
 HYBRID_SIG_LEN = ED25519_SIG_LEN + MLDSA65_SIG_LEN
 SEED_LEN = 32
+
+
+@lru_cache(maxsize=1024)
+def _ed25519_public(raw: bytes) -> ed25519.Ed25519PublicKey:
+    """The key object of ``raw``, kept: an officer's key checks many signatures."""
+    return ed25519.Ed25519PublicKey.from_public_bytes(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +48,7 @@ class VerifyKey:
         if len(signature) != ED25519_SIG_LEN:
             raise SignatureError("signature has the wrong length")
         try:
-            key = ed25519.Ed25519PublicKey.from_public_bytes(self.ed25519)
-            key.verify(signature, context + data)
+            _ed25519_public(self.ed25519).verify(signature, context + data)
         except (InvalidSignature, ValueError):
             raise SignatureError("signature does not verify") from None
 
