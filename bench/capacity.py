@@ -1,10 +1,13 @@
 """Capacity: how many channels one relay process holds at a round of 60 s.
 
-``python -m bench.capacity [--quick] [--round 60] [--levels 25000,50000,...]``
+``python -m bench.capacity [--quick] [--round 60] [--levels 25000,50000,...]
+[--log-interval-ms 100]``
 
 A building full of missions is many channels, each depositing one cell and
 fetching one cell per round. This bench offers that load to one relay process
-(SQLite, as deployed by default) at increasing channel counts: for ``C``
+(SQLite, configured as ``relay init`` and the container image deploy it: its
+commits paced at ``PRODUCTION_LOG_INTERVAL_MS``, one commit for all the
+deposits of 100 ms) at increasing channel counts: for ``C``
 channels and a round of ``T`` seconds, deposits (``PUT .../slots/{slot}``,
 4 KiB) and fetches (``GET .../slots/{slot}`` of a cell deposited earlier)
 each arrive as a Poisson process of rate ``C / T``, open loop: a request's
@@ -16,7 +19,11 @@ omission). Load comes from a separate process on raw HTTP/1.1 (as in
 For each level it reports the rate achieved, p50 and p99 latency, errors, and
 the relay's CPU time per channel and round (user + system time of the relay
 process from ``/proc``, divided by the channel-rounds served). The largest
-level with p99 under one second and no errors is the capacity. Every
+level with p99 under one second and no errors is the capacity. The harness's
+run then offers the target level (10^5) once more to a relay whose commits
+are not paced (``log_interval_ms = 0``, the library default that tests and
+closed-loop benchmarks use), so the pacing's saving is in the results
+(``relay_cores_at_target_unpaced``). Every
 component shares this 2-core machine: the load generator takes most of one
 core, so the figure is a floor for a machine where the relay has its cores to
 itself.
@@ -39,6 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from backchannel.relay.settings import PRODUCTION_LOG_INTERVAL_MS
 from bench.relay import (
     CELL,
     HOST,
@@ -196,13 +204,25 @@ def _prefill(port: int, fill: bytes) -> None:
             f.read(length)
 
 
-def measure(levels: list[int], round_s: float, seconds: float) -> dict[str, Any]:
-    results: dict[str, Any] = {"round_seconds": round_s, "level_seconds": seconds, "levels": {}}
+def measure(
+    levels: list[int],
+    round_s: float,
+    seconds: float,
+    log_interval_ms: int = PRODUCTION_LOG_INTERVAL_MS,
+) -> dict[str, Any]:
+    """Each level in turn on one relay whose commits are paced by ``log_interval_ms``."""
+    results: dict[str, Any] = {
+        "round_seconds": round_s,
+        "level_seconds": seconds,
+        "log_interval_ms": log_interval_ms,
+        "levels": {},
+    }
     with tempfile.TemporaryDirectory(prefix="capacity-") as tmp:
         port = _free_port()
         credential = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
         cmd = relay_command(f"sqlite:///{Path(tmp) / 'relay.db'}", port)
-        with _server(cmd, port, "/readyz") as proc:
+        pacing = {"BACKCHANNEL_RELAY_LOG_INTERVAL_MS": str(log_interval_ms)}
+        with _server(cmd, port, "/readyz", pacing) as proc:
             _register(port, credential)
             fill = secrets.token_bytes(16)
             _prefill(port, fill)
@@ -247,10 +267,22 @@ def measure(levels: list[int], round_s: float, seconds: float) -> dict[str, Any]
     return results
 
 
+def with_unpaced(result: dict[str, Any], unpaced: dict[str, Any]) -> dict[str, Any]:
+    """``result`` (the deployed relay's) with the target level of a relay whose
+    commits are not paced beside it: what ``relay init``'s pacing saves."""
+    at = unpaced["levels"].get(str(TARGET_CHANNELS))
+    if at is not None:
+        result["unpaced_at_target"] = at
+        result["relay_cores_at_target_unpaced"] = unpaced.get("relay_cores_at_target")
+    return result
+
+
 def run(quick: bool) -> dict[str, Any]:
-    """The harness's entry (``python -m bench``): the levels up to the first not held."""
-    levels = list(QUICK_LEVELS if quick else LEVELS)
-    return measure(levels, 60.0, 8.0 if quick else 30.0)
+    """The harness's entry (``python -m bench``): the levels up to the first not held,
+    then the target once more with commits unpaced."""
+    seconds = 8.0 if quick else 30.0
+    result = measure(list(QUICK_LEVELS if quick else LEVELS), 60.0, seconds)
+    return with_unpaced(result, measure([TARGET_CHANNELS], 60.0, seconds, log_interval_ms=0))
 
 
 def main() -> None:
@@ -258,6 +290,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="8 s per level instead of 30 s")
     parser.add_argument("--round", type=float, default=60.0)
     parser.add_argument("--levels", default=",".join(str(x) for x in LEVELS))
+    parser.add_argument(
+        "--log-interval-ms",
+        type=int,
+        default=PRODUCTION_LOG_INTERVAL_MS,
+        help="the relay's commit pacing (default: as relay init writes it; 0: unpaced)",
+    )
     parser.add_argument("--offer", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.offer:
@@ -270,7 +308,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(_offer(json.loads(args.offer)))))
         return
     levels = [int(x) for x in args.levels.split(",")]
-    result = measure(levels, args.round, 8.0 if args.quick else 30.0)
+    result = measure(levels, args.round, 8.0 if args.quick else 30.0, args.log_interval_ms)
     print(json.dumps(result, indent=2))
 
 

@@ -166,12 +166,21 @@ RATIOS: tuple[Ratio, ...] = (
     ),
     Ratio(
         "capacity_relay_cores",
-        "relay CPU at 10^5 channels, in cores (CPU to spare: at most 0.8)",
+        "relay CPU at 10^5 channels, as relay init deploys it (commits paced), in cores"
+        " (CPU to spare: at most 0.8)",
         [("capacity", "relay_cores_at_target")],
         None,
         0.8,
         "cores",
         op="<=",
+    ),
+    Ratio(
+        "capacity_relay_cores_unpaced",
+        "relay CPU at 10^5 channels, each commit at once (log_interval_ms 0), in cores",
+        [("capacity", "relay_cores_at_target_unpaced")],
+        None,
+        None,
+        "cores",
     ),
     Ratio(
         "scale_1e7_vs_1e4",

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -239,15 +239,25 @@ def _env() -> dict[str, str]:
             "BACKCHANNEL_RELAY_TENANT_RATE": "0",
             "BACKCHANNEL_RELAY_DEFAULT_QUOTA_CELLS": "1000000",
             "BACKCHANNEL_RELAY_LOG_LEVEL": "warning",
+            # Closed-loop clients measure the store at full speed: each commit
+            # at once, whatever the environment says (bench.capacity paces).
+            "BACKCHANNEL_RELAY_LOG_INTERVAL_MS": "0",
         }
     )
     return env
 
 
 @contextmanager
-def _server(cmd: list[str], port: int, ready_path: str) -> Iterator[subprocess.Popen[bytes]]:
+def _server(
+    cmd: list[str], port: int, ready_path: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The server of ``cmd``, ready; ``env``: settings over :func:`_env`'s."""
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd,
+        cwd=REPO,
+        env={**_env(), **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 30

@@ -80,7 +80,11 @@ def figures(**overrides: Any) -> dict[str, dict[str, Any]]:
                 "ratio": 0.95,
             }
         },
-        "capacity": {"capacity_channels": 150_000, "relay_cores_at_target": 0.5},
+        "capacity": {
+            "capacity_channels": 150_000,
+            "relay_cores_at_target": 0.5,
+            "relay_cores_at_target_unpaced": 0.7,
+        },
         "synapse": {"c16": {"sends_per_s": 50.0, "p50_ms": 300.0, "p99_ms": 600.0}},
         "nats": {"c16": {"publishes_per_s": 12000.0, "p50_ms": 1.3, "p99_ms": 3.0}},
         "gpg": {"round_trips_per_s": 60.0, "ms_per_round_trip": 16.7},
@@ -105,7 +109,8 @@ def test_all_ratios_computed_and_met() -> None:
     assert ratios["pg_workers4_vs_1"]["value"] == pytest.approx(2.0)
     assert ratios["capacity_channels"]["value"] == pytest.approx(150_000)
     assert ratios["capacity_relay_cores"]["value"] == pytest.approx(0.5)
-    reported = {"scale_1e7_vs_1e4", "relay_rss_mb_1e6"}
+    assert ratios["capacity_relay_cores_unpaced"]["value"] == pytest.approx(0.7)
+    reported = {"scale_1e7_vs_1e4", "relay_rss_mb_1e6", "capacity_relay_cores_unpaced"}
     for key in set(RATIO_KEYS) - reported:
         assert ratios[key]["met"] is True, key
         assert ratios[key]["reason"] is None

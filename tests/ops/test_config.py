@@ -16,7 +16,7 @@ import pytest
 from backchannel.protocol.note import TYPE_COSIGNATURE_ED25519, Verifier
 from backchannel.relay import config as cfg
 from backchannel.relay.logformat import JsonFormatter
-from backchannel.relay.settings import RelaySettings, resolve_settings
+from backchannel.relay.settings import PRODUCTION_LOG_INTERVAL_MS, RelaySettings, resolve_settings
 from tests.relay.procs import REPO
 
 FIELDS = [f.name for f in dataclasses.fields(RelaySettings)]
@@ -70,6 +70,8 @@ def test_init_writes_a_private_file_with_a_token_that_serve_reads(tmp_path: Path
     assert settings.store_url == f"sqlite://{tmp_path / 'relay.db'}"  # absolute, not cwd-relative
     assert settings.operator_token is not None and len(settings.operator_token) >= 40
     assert settings.operator_token not in result.stdout + result.stderr
+    # Deployed as production wants: commits paced, not the library's unpaced default.
+    assert settings.log_interval_ms == PRODUCTION_LOG_INTERVAL_MS > RelaySettings().log_interval_ms
     # A second init would lose the token: refused without --force, file unchanged.
     before = path.read_bytes()
     again = relay("init", str(path), cwd=tmp_path)
@@ -79,6 +81,26 @@ def test_init_writes_a_private_file_with_a_token_that_serve_reads(tmp_path: Path
     assert ok.returncode == 0, ok.stderr
     assert "ok:" in ok.stdout and "port = 9100  [file" in ok.stdout
     assert settings.operator_token not in ok.stdout + ok.stderr
+
+
+def test_init_writes_the_pacing_asked_for_and_refuses_one_out_of_range(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    result = relay("init", str(path), "--log-interval-ms", "0", "--no-operator-token")
+    assert result.returncode == 0, result.stderr
+    assert resolve_settings(config_file=path, env={}).log_interval_ms == 0
+    assert "\nlog_interval_ms = 0\n" in path.read_text()
+    # The environment still overrides the file, as for every setting.
+    env = {"BACKCHANNEL_RELAY_LOG_INTERVAL_MS": "250"}
+    assert resolve_settings(config_file=path, env=env).log_interval_ms == 250
+    other = tmp_path / "other.toml"
+    bad = relay("init", str(other), "--log-interval-ms", "60001", "--no-operator-token")
+    assert bad.returncode == 2 and "log_interval_ms must be 0 to 60000" in bad.stderr
+    assert not other.exists()
+
+
+def test_the_container_image_paces_commits_as_relay_init_does() -> None:
+    containerfile = (REPO / "deploy" / "container" / "Containerfile").read_text()
+    assert f"BACKCHANNEL_RELAY_LOG_INTERVAL_MS={PRODUCTION_LOG_INTERVAL_MS}" in containerfile
 
 
 def test_init_refuses_bad_values_and_writes_nothing(tmp_path: Path) -> None:

@@ -144,16 +144,31 @@ def init(
         ),
     ] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file")] = False,
+    log_interval_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--log-interval-ms",
+            help="Least milliseconds between two commits [default: 100, for production;"
+            " 0 commits each deposit at once]",
+        ),
+    ] = None,
 ) -> None:
-    """Write a commented TOML settings file (mode 0600) with every setting and its default."""
+    """Write a commented TOML settings file (mode 0600) with every setting and its default.
+
+    The file paces commits for production (--log-interval-ms): one commit,
+    and one log leaf, for all the deposits of an interval.
+    """
     from backchannel.relay import config as cfg
-    from backchannel.relay.settings import resolve_settings
+    from backchannel.relay.settings import PRODUCTION_LOG_INTERVAL_MS, resolve_settings
 
     chosen: dict[str, object] = {
         k: v
         for k, v in {"db_url": db, "data_dir": data_dir, "host": host, "port": port}.items()
         if v is not None
     }
+    chosen["log_interval_ms"] = (
+        PRODUCTION_LOG_INTERVAL_MS if log_interval_ms is None else log_interval_ms
+    )
     if "data_dir" in chosen:
         chosen["data_dir"] = str(Path(str(chosen["data_dir"])).expanduser().absolute())
     if "db_url" in chosen:

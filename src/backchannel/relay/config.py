@@ -36,8 +36,9 @@ DESCRIPTIONS: dict[str, str] = {
     "expire_interval_seconds": "How often the expiry task runs.",
     "time_granularity_seconds": "Times given to the store are rounded down to this step.",
     "log_interval_ms": (
-        "Least time between two commits: at most one log leaf per interval\n"
-        "(100-1000 in production; 0 commits as soon as possible)."
+        "Least time between two commits: at most one log leaf per interval, and\n"
+        "one commit for all that arrived meanwhile (relay init writes 100;\n"
+        "100-1000 in production; 0 commits at once, for tests and benchmarks)."
     ),
     "operator_token": (
         "Bearer token that authorises registering a tenant (one per mission).\n"

@@ -28,6 +28,10 @@ from backchannel.protocol.note import TYPE_COSIGNATURE_ED25519, TYPE_COSIGNATURE
 from backchannel.store.factory import sqlite_url
 
 ENV_PREFIX = "BACKCHANNEL_RELAY_"
+#: The commit pacing a deployed relay runs with (``relay init`` writes it, the
+#: container image sets it): at most ten log leaves a second, a deposit's answer
+#: at most 100 ms later, which a round of a minute absorbs (docs/relay.md).
+PRODUCTION_LOG_INTERVAL_MS = 100
 #: Environment variable naming the data directory (the one exception to the
 #: ``BACKCHANNEL_RELAY_<FIELD>`` rule, kept short because people type it).
 ENV_DATA_DIR = "BACKCHANNEL_RELAY_DATA"
@@ -119,7 +123,11 @@ class RelaySettings:
     time_granularity_seconds: int = 60
     #: Least time between two store commits, in milliseconds: the log then
     #: gains at most one leaf per interval whatever the load (bounded growth),
-    #: and a deposit waits up to this long more. 0 commits as soon as possible.
+    #: each commit carries everything that arrived meanwhile (far less CPU per
+    #: deposit under a building's load), and a deposit waits up to this long
+    #: more. 0 commits as soon as possible (tests and closed-loop benchmarks);
+    #: ``relay init`` and the container image set
+    #: :data:`PRODUCTION_LOG_INTERVAL_MS`.
     log_interval_ms: int = 0
     #: Bearer token that authorises tenant registration; None disables it
     #: unless ``open_registration`` is set.
