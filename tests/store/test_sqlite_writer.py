@@ -132,3 +132,52 @@ async def test_a_write_reaching_the_writer_after_close_is_refused(tmp_path: Path
         await asyncio.wait_for(job.future, 5)
     with pytest.raises(StoreUnavailable, match="not open"):
         await store.deposit("a", slot(1), cell(1), now=1)
+
+
+async def test_a_store_whose_writer_stopped_says_so_and_opens_again(tmp_path: Path) -> None:
+    """A writer task cancelled under an open store (its loop shutting down, a
+    stray cancel): a write says to open the store again, and opening does."""
+    store = SQLiteRelayStore(tmp_path / "relay.db")
+    await store.open()
+    try:
+        await store.create_tenant("a", CRED, 10, now=0)
+        assert (await store.deposit("a", slot(1), cell(1), now=1)).created
+        task = store._writer_task
+        assert task is not None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(StoreUnavailable, match="writer has stopped; open the store again"):
+            await store.deposit("a", slot(2), cell(2), now=1)
+        await store.open()
+        assert (await store.deposit("a", slot(2), cell(2), now=1)).created
+        assert await store.fetch("a", [slot(1), slot(2)]) == {slot(1): cell(1), slot(2): cell(2)}
+    finally:
+        await store.close()
+
+
+def test_a_store_whose_loop_ended_opens_again_on_a_new_loop(tmp_path: Path) -> None:
+    """``asyncio.run`` returning without close() cancels the writer with its
+    loop: the next loop's write says to open the store again, and opening does,
+    with nothing committed lost."""
+    store = SQLiteRelayStore(tmp_path / "relay.db")
+
+    async def first() -> None:
+        await store.open()
+        await store.create_tenant("a", CRED, 10, now=0)
+        assert (await store.deposit("a", slot(1), cell(1), now=1)).created
+
+    asyncio.run(first())
+
+    async def second() -> None:
+        with pytest.raises(StoreUnavailable, match="open the store again"):
+            await store.deposit("a", slot(2), cell(2), now=1)
+        await store.open()
+        try:
+            assert (await store.deposit("a", slot(2), cell(2), now=1)).created
+            got = await store.fetch("a", [slot(1), slot(2)])
+            assert got == {slot(1): cell(1), slot(2): cell(2)}
+        finally:
+            await store.close()
+
+    asyncio.run(second())

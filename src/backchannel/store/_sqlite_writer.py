@@ -116,7 +116,7 @@ class SQLiteWriter:
     async def _stop_writer(self) -> None:
         """Finish every write already submitted, then close the connection."""
         task, conn, committer = self._writer_task, self._wconn, self._committer
-        if task is not None:
+        if task is not None and not task.done():  # done: its loop ended, nothing to finish
             self._stopping = True
             self._poke()
             with contextlib.suppress(Exception):
@@ -158,8 +158,13 @@ class SQLiteWriter:
 
     def _submit(self, job: _jobs.Job) -> None:
         task = self._writer_task
-        if task is None or task.done():  # closed after the job was handed over
-            job.fail(StoreUnavailable("the relay store was closed before this write ran"))
+        if task is None or task.done():  # closed, or its loop ended, after the job was handed over
+            reason = (
+                "the relay store was closed before this write ran"
+                if task is None
+                else "the relay store's writer has stopped; open the store again"
+            )
+            job.fail(StoreUnavailable(reason))
             _jobs.deliver([job], self._writer_loop)
             return
         self._pending.append(job)

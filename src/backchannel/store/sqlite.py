@@ -109,9 +109,17 @@ class SQLiteRelayStore(SQLiteWriter, SQLiteDeposits, SQLiteLogReads, SQLiteIntak
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the file (creating it if absent), apply migrations, start the writer."""
-        if self._writer_task is not None:
-            return
+        """Open the file (creating it if absent), apply migrations, start the writer.
+
+        Opening an open store does nothing; opening one whose writer stopped
+        with its event loop (an ``asyncio.run`` that returned without
+        :meth:`close`) releases what it held and opens it on this loop.
+        """
+        task = self._writer_task
+        if task is not None:
+            if not task.done():
+                return
+            await self._shutdown()
         await self._start_writer()
         if self._logging and self._cache is None:
             # Only once the database is known good: a refused file leaves no key behind.
