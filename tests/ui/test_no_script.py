@@ -81,6 +81,10 @@ def test_writing_and_co_signing_through_plain_forms(officers: tuple[Plain, Plain
     page.get_by_role("button", name="Send now").click()
     expect(page.locator(".note-refused")).to_contain_text("you cannot send it alone")
     draft_url = page.url
+    # A second tab, opened while the message waits, keeps its "Send now" button.
+    stale = ri.context.new_page()
+    stale.goto(draft_url)
+    expect(stale.get_by_role("button", name="Send now")).to_be_visible()
 
     approve = han.page.get_by_role("button", name="Approve and co-sign")
     han.reload_until("/cosign", approve)
@@ -91,6 +95,14 @@ def test_writing_and_co_signing_through_plain_forms(officers: tuple[Plain, Plain
     # Ri's message leaves: co-signed, it is queued for the rounds (no peer desk runs here).
     left = page.locator(".state", has_text=re.compile("^(Queued|Sent):"))
     ri.reload_until(draft_url.removeprefix(ri.desk.origin), left)
+
+    # Pressed in the stale tab now, "Send now" changes nothing: the message is
+    # already on its way.
+    stale.get_by_role("button", name="Send now").click()
+    stale.wait_for_url("**/sent/*")
+    expect(stale.locator(".note-ok")).to_contain_text("Already on its way: nothing to do.")
+    expect(stale.locator(".note-refused")).to_have_count(0)
+    expect(stale.locator(".state")).to_have_text(re.compile("^(Queued|Sent):"))
 
     # Every POST was a plain form submission that named the desk as its origin.
     for officer in (ri, han):
