@@ -98,9 +98,13 @@ def test_init_writes_the_pacing_asked_for_and_refuses_one_out_of_range(tmp_path:
     assert not other.exists()
 
 
-def test_the_container_image_paces_commits_as_relay_init_does() -> None:
+def test_the_container_image_and_the_help_name_the_pacing_relay_init_writes() -> None:
     containerfile = (REPO / "deploy" / "container" / "Containerfile").read_text()
     assert f"BACKCHANNEL_RELAY_LOG_INTERVAL_MS={PRODUCTION_LOG_INTERVAL_MS}" in containerfile
+    # The texts that state the value in words say the constant's value.
+    assert f"relay init writes {PRODUCTION_LOG_INTERVAL_MS};" in cfg.DESCRIPTIONS["log_interval_ms"]
+    shown = relay("init", "--help", env={"COLUMNS": "250", "NO_COLOR": "1"})
+    assert f"(default {PRODUCTION_LOG_INTERVAL_MS}, for production;" in shown.stdout
 
 
 def test_init_refuses_bad_values_and_writes_nothing(tmp_path: Path) -> None:

@@ -148,8 +148,8 @@ def init(
         int | None,
         typer.Option(
             "--log-interval-ms",
-            help="Least milliseconds between two commits [default: 100, for production;"
-            " 0 commits each deposit at once]",
+            help="Least milliseconds between two commits (default 100, for production;"
+            " 0 commits each deposit at once)",
         ),
     ] = None,
 ) -> None:
