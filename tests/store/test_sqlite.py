@@ -222,6 +222,33 @@ async def test_writer_connection_is_durable_and_in_wal_mode(tmp_path: Path) -> N
         await store.close()
 
 
+async def test_writer_page_cache_is_bounded_whatever_the_store_holds(tmp_path: Path) -> None:
+    # The relay's memory must not grow with the store: the writer's cache is
+    # fixed at 16 MiB (measured against 64 MiB in docs/benchmarks.md), new
+    # store or full.
+    path = tmp_path / "relay.db"
+
+    async def cache_kib(store: SQLiteRelayStore) -> int:
+        value = await store._write(lambda conn: conn.execute("PRAGMA cache_size").fetchone()[0])
+        return -int(value)  # negative: KiB
+
+    store = SQLiteRelayStore(path)
+    await store.open()
+    try:
+        assert await cache_kib(store) == 16 * 1024
+        await store.create_tenant("a", CRED, 10_000, now=0)
+        await asyncio.gather(*(store.deposit("a", slot(n), cell(n), now=1) for n in range(300)))
+    finally:
+        await store.close()
+    store = SQLiteRelayStore(path)
+    await store.open()
+    try:
+        assert await store.count_cells("a") == 300
+        assert await cache_kib(store) == 16 * 1024
+    finally:
+        await store.close()
+
+
 async def test_read_meeting_a_lock_waits_on_the_pool_not_the_event_loop(tmp_path: Path) -> None:
     """Reads run on the event loop's connection without a busy wait; one that
     meets a lock is run again on the pool, where it waits out the lock while
