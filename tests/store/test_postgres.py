@@ -53,3 +53,42 @@ async def test_deposits_waiting_on_a_lock_share_one_transaction(pg_dsn: str) -> 
         assert await store.count_cells("a") == 200
     finally:
         await store.close()
+
+
+def test_a_store_whose_loop_ended_opens_again_on_a_new_loop(pg_dsn: str) -> None:
+    """``asyncio.run`` returning without close() takes the writer and the
+    pool's connections with its loop: on the next loop a deposit says to open
+    the store again (it does not wait for a writer that is gone), opening
+    does, and nothing committed is lost."""
+    store = PostgresRelayStore(pg_dsn, connect_timeout=5)
+
+    async def first() -> None:
+        await store.open()
+        await store.create_tenant("a", CRED, 10, now=0)
+        assert (await store.deposit("a", slot(1), cell(1), now=1)).created
+
+    asyncio.run(first())
+
+    async def second() -> None:
+        with pytest.raises(StoreUnavailable, match="open the store again"):
+            await asyncio.wait_for(store.deposit("a", slot(2), cell(2), now=1), 10)
+        with pytest.raises(StoreUnavailable, match="open the store again"):
+            await asyncio.wait_for(store.fetch("a", [slot(1)]), 10)
+        await store.open()
+        try:
+            assert (await store.deposit("a", slot(2), cell(2), now=1)).created
+            got = await store.fetch("a", [slot(1), slot(2)])
+            assert got == {slot(1): cell(1), slot(2): cell(2)}
+        finally:
+            await store.close()
+
+    asyncio.run(second())
+
+    async def third() -> None:  # the loop ends again; close() on the next one returns
+        await store.open()
+        assert await store.count_cells("a") == 2
+
+    asyncio.run(third())
+    asyncio.run(asyncio.wait_for(store.close(), 10))
+    with pytest.raises(StoreUnavailable, match="not open"):
+        asyncio.run(store.fetch("a", [slot(1)]))

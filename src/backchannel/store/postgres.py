@@ -140,7 +140,9 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
     async def open(self) -> None:
         """Connect, apply pending migrations, start the writer task."""
         if self._pool is not None:
-            return
+            if self._writer_alive():
+                return
+            self._abandon()  # its event loop ended without close(): start again
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             self._dsn,
             min_size=1,
@@ -172,6 +174,9 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
         pool, writer = self._pool, self._writer
         if pool is None or not self._accepting:
             return
+        if not self._writer_alive():
+            self._abandon()  # its loop ended: nothing left to finish on this one
+            return
         self._accepting = False  # refuse new calls; the writer still has the pool
         if writer is not None:
             self._queue.put_nowait(None)
@@ -185,6 +190,22 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
     def _require_open(self) -> None:
         if not self._accepting:
             raise _common.not_open()
+        if not self._writer_alive():
+            # Its event loop ended (asyncio.run returned) without close(): the
+            # writer and the pool's connections went with it, and a deposit
+            # queued now would wait for ever.
+            raise StoreUnavailable("the relay store's writer has stopped; open the store again")
+
+    def _writer_alive(self) -> bool:
+        return self._writer is not None and not self._writer.done()
+
+    def _abandon(self) -> None:
+        """Forget a pool and writer whose event loop has ended. Their
+        connections cannot be closed from another loop; the server ends them
+        when the garbage collector closes their sockets."""
+        self._accepting = False
+        self._writer = None
+        self._pool = None
 
     async def _attempt(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """Run ``work`` on a pooled connection, retrying deadlocks; psycopg errors escape."""
