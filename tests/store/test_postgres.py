@@ -92,3 +92,26 @@ def test_a_store_whose_loop_ended_opens_again_on_a_new_loop(pg_dsn: str) -> None
     asyncio.run(asyncio.wait_for(store.close(), 10))
     with pytest.raises(StoreUnavailable, match="not open"):
         asyncio.run(store.fetch("a", [slot(1)]))
+
+
+async def test_a_store_whose_writer_stopped_says_so_and_opens_again(pg_dsn: str) -> None:
+    """A writer task cancelled under an open store on a live loop: calls say to
+    open the store again, and opening closes the old pool and starts afresh."""
+    store = PostgresRelayStore(pg_dsn, connect_timeout=5)
+    await store.open()
+    try:
+        await store.create_tenant("a", CRED, 10, now=0)
+        assert (await store.deposit("a", slot(1), cell(1), now=1)).created
+        old_pool, task = store._pool, store._writer
+        assert old_pool is not None and task is not None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(StoreUnavailable, match="open the store again"):
+            await asyncio.wait_for(store.deposit("a", slot(2), cell(2), now=1), 10)
+        await store.open()
+        assert old_pool.closed
+        assert (await store.deposit("a", slot(2), cell(2), now=1)).created
+        assert await store.fetch("a", [slot(1), slot(2)]) == {slot(1): cell(1), slot(2): cell(2)}
+    finally:
+        await store.close()

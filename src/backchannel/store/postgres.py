@@ -124,6 +124,7 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._queue: asyncio.Queue[_Deposit | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
         self._transactions = 0
         self._writes = 0
@@ -142,7 +143,7 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
         if self._pool is not None:
             if self._writer_alive():
                 return
-            self._abandon()  # its event loop ended without close(): start again
+            await self._abandon()  # its writer or its event loop ended: start again
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             self._dsn,
             min_size=1,
@@ -165,6 +166,7 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
             await pool.close()
             raise
         self._pool = pool
+        self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._writer = asyncio.create_task(self._writer_main(), name="backchannel-pg-writer")
         self._accepting = True
@@ -175,14 +177,14 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
         if pool is None or not self._accepting:
             return
         if not self._writer_alive():
-            self._abandon()  # its loop ended: nothing left to finish on this one
+            await self._abandon()  # nothing left to finish
             return
         self._accepting = False  # refuse new calls; the writer still has the pool
         if writer is not None:
             self._queue.put_nowait(None)
             await writer
         self._writer = None
-        self._pool = None
+        self._pool = self._loop = None
         await pool.close()
 
     # -- plumbing ------------------------------------------------------------
@@ -199,13 +201,18 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
     def _writer_alive(self) -> bool:
         return self._writer is not None and not self._writer.done()
 
-    def _abandon(self) -> None:
-        """Forget a pool and writer whose event loop has ended. Their
-        connections cannot be closed from another loop; the server ends them
-        when the garbage collector closes their sockets."""
+    async def _abandon(self) -> None:
+        """Forget a pool whose writer has ended. On the loop that opened it,
+        close it; connections of an ended loop cannot be closed from another,
+        and the server ends them when the garbage collector closes their
+        sockets."""
+        pool, loop = self._pool, self._loop
         self._accepting = False
         self._writer = None
-        self._pool = None
+        self._pool = self._loop = None
+        if pool is not None and loop is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):
+                await pool.close()
 
     async def _attempt(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """Run ``work`` on a pooled connection, retrying deadlocks; psycopg errors escape."""
