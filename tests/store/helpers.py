@@ -1,5 +1,5 @@
 """Deterministic slots and cells for the store tests (no randomness to pin),
-and a counter of the event loop's ticks."""
+a counter of the event loop's ticks, and checks shared by the backends."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
+from backchannel.errors import StoreUnavailable
 from backchannel.protocol.constants import CELL_SIZE
+from backchannel.store.relay_store import RelayStore
 
 CRED = hashlib.sha256(b"fetch credential").digest()
 
@@ -49,3 +53,30 @@ def ticking() -> Iterator[list[int]]:
         yield ticks
     finally:
         beat.cancel()
+
+
+def reopens_after_its_loop_ended(store: RelayStore) -> None:
+    """Open ``store`` and deposit on one loop that ends without close(); on
+    the next, a deposit and a fetch must say to open the store again (never
+    wait for a writer that is gone), opening must work, and nothing committed
+    may be lost."""
+
+    async def first() -> None:
+        await store.open()
+        await store.create_tenant("a", CRED, 10, now=0)
+        assert (await store.deposit("a", slot(1), cell(1), now=1)).created
+
+    asyncio.run(first())
+
+    async def second() -> None:
+        with pytest.raises(StoreUnavailable, match="open the store again"):
+            await asyncio.wait_for(store.deposit("a", slot(2), cell(2), now=1), 10)
+        await store.open()
+        try:
+            assert (await store.deposit("a", slot(2), cell(2), now=1)).created
+            got = await store.fetch("a", [slot(1), slot(2)])
+            assert got == {slot(1): cell(1), slot(2): cell(2)}
+        finally:
+            await store.close()
+
+    asyncio.run(second())

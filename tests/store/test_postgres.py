@@ -11,7 +11,7 @@ from backchannel.errors import StoreUnavailable
 from backchannel.store.postgres import PostgresRelayStore
 
 from .conftest import dsn_with_schema, require_pg
-from .helpers import CRED, cell, slot
+from .helpers import CRED, cell, reopens_after_its_loop_ended, slot
 
 pytestmark = pytest.mark.postgres
 
@@ -57,39 +57,20 @@ async def test_deposits_waiting_on_a_lock_share_one_transaction(pg_dsn: str) -> 
 
 def test_a_store_whose_loop_ended_opens_again_on_a_new_loop(pg_dsn: str) -> None:
     """``asyncio.run`` returning without close() takes the writer and the
-    pool's connections with its loop: on the next loop a deposit says to open
-    the store again (it does not wait for a writer that is gone), opening
-    does, and nothing committed is lost."""
+    pool's connections with its loop: on the next loop calls say to open the
+    store again (a deposit used to wait for ever), and opening does."""
     store = PostgresRelayStore(pg_dsn, connect_timeout=5)
+    reopens_after_its_loop_ended(store)
 
-    async def first() -> None:
-        await store.open()
-        await store.create_tenant("a", CRED, 10, now=0)
-        assert (await store.deposit("a", slot(1), cell(1), now=1)).created
-
-    asyncio.run(first())
-
-    async def second() -> None:
-        with pytest.raises(StoreUnavailable, match="open the store again"):
-            await asyncio.wait_for(store.deposit("a", slot(2), cell(2), now=1), 10)
-        with pytest.raises(StoreUnavailable, match="open the store again"):
-            await asyncio.wait_for(store.fetch("a", [slot(1)]), 10)
-        await store.open()
-        try:
-            assert (await store.deposit("a", slot(2), cell(2), now=1)).created
-            got = await store.fetch("a", [slot(1), slot(2)])
-            assert got == {slot(1): cell(1), slot(2): cell(2)}
-        finally:
-            await store.close()
-
-    asyncio.run(second())
-
-    async def third() -> None:  # the loop ends again; close() on the next one returns
-        await store.open()
+    async def fetch_after_the_loop_ended() -> None:
+        await store.open()  # and its loop ends again
         assert await store.count_cells("a") == 2
 
-    asyncio.run(third())
-    asyncio.run(asyncio.wait_for(store.close(), 10))
+    asyncio.run(fetch_after_the_loop_ended())
+    with pytest.raises(StoreUnavailable, match="open the store again"):
+        asyncio.run(store.fetch("a", [slot(1)]))
+
+    asyncio.run(asyncio.wait_for(store.close(), 10))  # on a new loop, returns
     with pytest.raises(StoreUnavailable, match="not open"):
         asyncio.run(store.fetch("a", [slot(1)]))
 

@@ -15,7 +15,7 @@ from backchannel.errors import StoreUnavailable
 from backchannel.store import _sqlite_jobs as _jobs
 from backchannel.store.sqlite import SQLiteRelayStore
 
-from .helpers import CRED, cell, slot, ticking
+from .helpers import CRED, cell, reopens_after_its_loop_ended, slot, ticking
 
 
 async def test_a_groups_sql_runs_on_the_loop_and_its_commit_on_the_writer_thread(
@@ -160,24 +160,4 @@ def test_a_store_whose_loop_ended_opens_again_on_a_new_loop(tmp_path: Path) -> N
     """``asyncio.run`` returning without close() cancels the writer with its
     loop: the next loop's write says to open the store again, and opening does,
     with nothing committed lost."""
-    store = SQLiteRelayStore(tmp_path / "relay.db")
-
-    async def first() -> None:
-        await store.open()
-        await store.create_tenant("a", CRED, 10, now=0)
-        assert (await store.deposit("a", slot(1), cell(1), now=1)).created
-
-    asyncio.run(first())
-
-    async def second() -> None:
-        with pytest.raises(StoreUnavailable, match="open the store again"):
-            await store.deposit("a", slot(2), cell(2), now=1)
-        await store.open()
-        try:
-            assert (await store.deposit("a", slot(2), cell(2), now=1)).created
-            got = await store.fetch("a", [slot(1), slot(2)])
-            assert got == {slot(1): cell(1), slot(2): cell(2)}
-        finally:
-            await store.close()
-
-    asyncio.run(second())
+    reopens_after_its_loop_ended(SQLiteRelayStore(tmp_path / "relay.db"))
