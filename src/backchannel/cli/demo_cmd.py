@@ -21,7 +21,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Annotated, Any
 
-import httpx
 import typer
 from rich.console import RenderableType
 
@@ -41,6 +40,8 @@ def _free_port() -> int:
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: IO[bytes]) -> None:
+    import httpx  # here, not with every command
+
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:

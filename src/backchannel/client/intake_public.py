@@ -12,8 +12,7 @@ import asyncio
 import base64
 import secrets
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from backchannel.errors import DecodeError, RelayRefused, RelayUnavailable
 
@@ -30,7 +29,10 @@ __all__ = [
 ]
 from backchannel.protocol import intake as pi
 
-_TIMEOUT = httpx.Timeout(30.0)
+if TYPE_CHECKING:  # imported where a request is made, not with the CLI
+    import httpx
+
+_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ async def submit(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Submitted:
     """Seal a request to the card's mission and hand it to the relay."""
+    import httpx
+
     code = pi.new_reply_code(secrets.token_bytes)
     cell = pi.seal_request(card, pi.IntakeRequest(kind, subject, body, contact, code))
     base = f"/v1/intake/{card.tenant_id}"
@@ -147,7 +151,9 @@ def _public_client(
 ) -> httpx.AsyncClient:
     """A client to the card's relay that says nothing of the submitter's software
     (no User-Agent: the relay learns only what he writes)."""
-    client = httpx.AsyncClient(base_url=card.relay_url, timeout=_TIMEOUT, transport=transport)
+    import httpx
+
+    client = httpx.AsyncClient(base_url=card.relay_url, timeout=_TIMEOUT_S, transport=transport)
     del client.headers["User-Agent"]
     return client
 
@@ -159,6 +165,8 @@ async def check(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> str | None:
     """The mission's answer, or None while there is none (pending, ignored or blocked)."""
+    import httpx
+
     code = pi.parse_reply_code(reply_code)
     path = f"/v1/intake/{card.tenant_id}/answers/{pi.reply_id(card, code).hex()}"
     try:

@@ -26,9 +26,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
-
-import httpx
+from typing import TYPE_CHECKING, Any, Self
 
 from backchannel.errors import DecodeError, RelayRefused, RelayUnavailable
 from backchannel.protocol.batch import (
@@ -41,6 +39,9 @@ from backchannel.protocol.batch import (
     Query,
 )
 from backchannel.protocol.batch_log import CellPlace
+
+if TYPE_CHECKING:  # imported where a request is made: commands that only queue never load it
+    import httpx
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Headers httpx sends by default that the relay has no use for. No User-Agent
@@ -165,6 +166,8 @@ class RelayClient:
         self._retry = retry or RetryPolicy()
         self._rng = rng or random.SystemRandom()
         self._sleep = sleep
+        import httpx
+
         self._http = httpx.AsyncClient(
             base_url=base_url, transport=transport, timeout=timeout, verify=_tls_context()
         )
@@ -201,6 +204,8 @@ class RelayClient:
         json: Any = None,
         content: bytes | None = None,
     ) -> httpx.Response:
+        import httpx
+
         headers: dict[str, str] = {}
         if auth is not None:
             headers["Authorization"] = f"Bearer {auth}"
