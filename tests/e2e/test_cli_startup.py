@@ -30,10 +30,11 @@ def test_the_cli_loads_no_network_relay_or_web_library_at_start() -> None:
 
 def test_a_command_that_makes_requests_still_loads_httpx_when_it_needs_it() -> None:
     probe = (
-        "import sys\n"
+        "import asyncio, sys\n"
         "from backchannel.client.relay_client import RelayClient\n"
         "assert 'httpx' not in sys.modules\n"
         "client = RelayClient('http://127.0.0.1:9')\n"
         "assert 'httpx' in sys.modules\n"
+        "asyncio.run(client.aclose())\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)

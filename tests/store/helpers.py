@@ -57,9 +57,9 @@ def ticking() -> Iterator[list[int]]:
 
 def reopens_after_its_loop_ended(store: RelayStore) -> None:
     """Open ``store`` and deposit on one loop that ends without close(); on
-    the next, a deposit and a fetch must say to open the store again (never
-    wait for a writer that is gone), opening must work, and nothing committed
-    may be lost."""
+    the next, a deposit must say to open the store again (never wait for a
+    writer that is gone), opening must work, and nothing committed may be
+    lost."""
 
     async def first() -> None:
         await store.open()

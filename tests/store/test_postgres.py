@@ -62,11 +62,11 @@ def test_a_store_whose_loop_ended_opens_again_on_a_new_loop(pg_dsn: str) -> None
     store = PostgresRelayStore(pg_dsn, connect_timeout=5)
     reopens_after_its_loop_ended(store)
 
-    async def fetch_after_the_loop_ended() -> None:
-        await store.open()  # and its loop ends again
+    async def open_on_a_loop_that_ends() -> None:
+        await store.open()
         assert await store.count_cells("a") == 2
 
-    asyncio.run(fetch_after_the_loop_ended())
+    asyncio.run(open_on_a_loop_that_ends())  # a fetch on the next loop is refused too
     with pytest.raises(StoreUnavailable, match="open the store again"):
         asyncio.run(store.fetch("a", [slot(1)]))
 

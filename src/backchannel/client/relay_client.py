@@ -161,13 +161,13 @@ class RelayClient:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        import httpx
+
         self.tenant_id = tenant_id
         self._credential = credential
         self._retry = retry or RetryPolicy()
         self._rng = rng or random.SystemRandom()
         self._sleep = sleep
-        import httpx
-
         self._http = httpx.AsyncClient(
             base_url=base_url, transport=transport, timeout=timeout, verify=_tls_context()
         )

@@ -193,9 +193,9 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
         if not self._accepting:
             raise _common.not_open()
         if not self._writer_alive():
-            # Its event loop ended (asyncio.run returned) without close(): the
-            # writer and the pool's connections went with it, and a deposit
-            # queued now would wait for ever.
+            # The writer ended (its event loop ended without close(), or it
+            # was cancelled): a deposit queued now would wait for ever, and
+            # an ended loop took the pool's connections with it.
             raise StoreUnavailable("the relay store's writer has stopped; open the store again")
 
     def _writer_alive(self) -> bool:
