@@ -134,6 +134,11 @@ FETCH_COMPACT_VERSION = 3
 SLOT_EMPTY, SLOT_CELL, SLOT_SPENT = 0, 1, 2
 #: Most intake requests one fetch may ask for.
 MAX_INTAKE_ROWS = 256
+#: Intake requests are numbered from 1 in a signed 64-bit column (SQLite's
+#: INTEGER, PostgreSQL's bigint): an ask after a larger number is malformed.
+MAX_INTAKE_NUMBER = 2**63 - 1
+#: An intake ask's bytes on the wire: mark u8 | after u64 | limit u16 | open u8.
+INTAKE_ASK_LEN = 1 + 8 + 2 + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +152,10 @@ class IntakeAsk:
     is_open: bool | None
 
     def write(self, w: Writer) -> None:
-        if not 1 <= self.limit <= MAX_INTAKE_ROWS or self.after < 0:
-            raise LocalProtocolError("an intake ask takes 1 to 256 requests after a number >= 0")
+        if not 1 <= self.limit <= MAX_INTAKE_ROWS or not 0 <= self.after <= MAX_INTAKE_NUMBER:
+            raise LocalProtocolError(
+                "an intake ask takes 1 to 256 requests after a number from 0 to 2^63 - 1"
+            )
         flag = 2 if self.is_open is None else int(self.is_open)
         w.u8(INTAKE_MARK).u64(self.after).u16(self.limit).u8(flag)
 
@@ -159,6 +166,8 @@ class IntakeAsk:
         after, limit, flag = r.u64(), r.u16(), r.u8()
         if not 1 <= limit <= MAX_INTAKE_ROWS or flag > 2:
             raise DecodeError("an intake ask takes 1 to 256 requests, open 0, 1 or 2")
+        if after > MAX_INTAKE_NUMBER:
+            raise DecodeError("an intake ask's number must be below 2^63")
         return cls(after, limit, None if flag == 2 else flag == 1)
 
 

@@ -28,6 +28,7 @@ def intake_paths() -> dict[str, Any]:
                         "content": json_content(ref(api.IntakePow)),
                     },
                     "404": error_answer("No such tenant, or its intake is closed"),
+                    "429": error_answer("Rate limited; retry after the Retry-After delay"),
                     **_ANY,
                 },
             },
@@ -77,6 +78,7 @@ def intake_paths() -> dict[str, Any]:
                     },
                     "400": error_answer("Malformed reply id"),
                     "404": error_answer("No answer (pending, ignored or blocked look the same)"),
+                    "429": error_answer("Rate limited; retry after the Retry-After delay"),
                     **_ANY,
                 },
             },
@@ -132,6 +134,7 @@ def _page(operation: str, summary: str) -> dict[str, Any]:
                 },
             },
             "404": error_answer("No such file"),
+            "429": error_answer("Rate limited; retry after the Retry-After delay"),
             **_ANY,
         },
     }

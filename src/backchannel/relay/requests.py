@@ -82,7 +82,10 @@ async def receive_body(
     if content_length is not None:
         if not (content_length.isascii() and content_length.isdigit()):
             raise HTTPRefusal(400, "the Content-Length header is not a number")
-        if int(content_length) > limit:
+        # Compared as digits: int() refuses more than 4,300 of them, and a
+        # header of leading zeros may be that long and still small.
+        digits = content_length.lstrip("0") or "0"
+        if len(digits) > len(str(limit)) or int(digits) > limit:
             raise HTTPRefusal(413, f"request bodies are limited to {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -118,7 +121,8 @@ async def read_json_object(
     body = await read_body(request, limit, "application/json")
     try:
         value = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: arrays or objects nested thousands deep.
         raise HTTPRefusal(400, "the request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise HTTPRefusal(400, "the request body must be a JSON object")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from backchannel.errors import ConfigError, DecodeError
-from backchannel.protocol.batch import MAX_QUERIES, QUERY_LEN
+from backchannel.protocol.batch import INTAKE_ASK_LEN, MAX_QUERIES, QUERY_LEN
 from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS, SLOT_LEN
 from backchannel.protocol.misbehaviour import MAX_ABSENT_SLOTS
 from backchannel.protocol.note import TYPE_COSIGNATURE_ED25519, TYPE_COSIGNATURE_MLDSA44, Verifier
@@ -173,7 +173,11 @@ class RelaySettings:
     #: work a request needs (2**bits SHA-256 hashes on average for the sender;
     #: 14 keeps a browser submission under a second, docs/benchmarks.md).
     intake_pow_bits: int = 14
-    #: Most requests a tenant's intake holds; more get 507 until it drains.
+    #: Most requests a tenant's intake holds that its mission has not fetched
+    #: yet; more get 507. A request stops counting once a device of the mission
+    #: fetches past its number (it stays stored, for the other devices, until
+    #: it expires): a full intake takes requests again as the mission fetches,
+    #: one place per request fetched past, not only when requests expire.
     intake_queue_cap: int = 10_000
     #: Intake requests per second per client address, and the burst allowed.
     intake_ip_rate: float = 0.2
@@ -254,8 +258,9 @@ class RelaySettings:
 
     @property
     def batch_fetch_limit(self) -> int:
-        """Largest batch fetch body: ``max_batch`` slots and the most queries."""
-        return 1 + 8 + 4 + 2 + self.max_batch * SLOT_LEN + 1 + MAX_QUERIES * QUERY_LEN
+        """Largest batch fetch body: ``max_batch`` slots, the most queries and an intake ask."""
+        slots = self.max_batch * SLOT_LEN
+        return 1 + 8 + 4 + 2 + slots + 1 + MAX_QUERIES * QUERY_LEN + INTAKE_ASK_LEN
 
     @property
     def store_url(self) -> str:
