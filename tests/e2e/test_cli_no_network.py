@@ -143,7 +143,8 @@ def test_no_command_but_the_rounds_reaches_the_relay(
     offline(han, "intake", "assign", "1", "Officer Ri")
     offline(ri, "intake", "answer", "1", "--file", str(request))
     rounds(ri, han)
-    offline(han, "intake", "approve", "1")
+    [proposal] = offline(han, "intake", "show", "1")["proposals"]  # type: ignore[index]
+    offline(han, "intake", "approve", "1", proposal["id"][:8])
     rounds(han, ri)
     rounds(smith, ri)
     [sent] = offline(ri, "drafts")["drafts"]  # type: ignore[misc]

@@ -74,7 +74,8 @@ async def test_two_officers_answer_one_request_and_ignore_another(
     await settle(ri, han)
     assert await check(relay, ri, interview) is None
     # The second officer approves the same text: the runner's lane carries it.
-    ri.intake_approve("1")
+    [proposal] = ri.intake_item("1").proposals
+    ri.intake_approve("1", proposal.answer_id.hex())
     await settle(ri, han)
     assert await check(relay, ri, interview) == "Yes: Thursday at ten, at the mission."
     for c in (ri, han):
@@ -96,8 +97,9 @@ async def test_a_solo_officer_cannot_answer(tmp_path: Path, relay: InProcessRela
     await settle(ri, han)
     # The runner himself proposes: one approval of two, nothing is sealed or sent.
     ri.intake_answer("1", "Agreed.")
+    [own] = ri.intake_item("1").proposals
     with pytest.raises(ConfigError, match="already approved"):
-        ri.intake_approve("1")
+        ri.intake_approve("1", own.answer_id.hex())
     for _ in range(4):
         await settle(ri, han)
     assert ri.vault.pending(INTAKE_OUT) == []
@@ -106,9 +108,43 @@ async def test_a_solo_officer_cannot_answer(tmp_path: Path, relay: InProcessRela
     han.intake_answer("1", "Agreed, on Monday.")
     await settle(ri, han)
     assert await check(relay, ri, code) is None
-    ri.intake_approve("1")  # the latest proposal: the colleague's text
+    [_, theirs] = ri.intake_item("1").proposals
+    assert theirs.text == "Agreed, on Monday."
+    ri.intake_approve("1", theirs.answer_id.hex()[:8])  # the colleague's text, by its id
     await settle(ri, han)
     assert await check(relay, ri, code) == "Agreed, on Monday."
+
+
+async def test_an_approval_counts_for_the_text_read_not_one_proposed_since(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """One officer proposes a text, his colleague reads it; the first proposes
+    another before the colleague approves: the approval names the text read,
+    and only that text can go out."""
+    ri, han = await opened_intake(tmp_path, relay)
+    code = await submit(relay, ri, "meeting", "Meeting", "Could we meet next week?")
+    await settle(ri, han)
+    ri.intake_answer("1", "We decline.")
+    await settle(ri, han)
+    [read] = han.intake_item("1").proposals  # what Han's desk shows him
+    assert read.text == "We decline."
+    ri.intake_answer("1", "Yes: meet our officer alone at the back door at 2am.")
+    await settle(ri, han)
+    assert len(han.intake_item("1").proposals) == 2
+    han.intake_approve("1", read.answer_id.hex())
+    for _ in range(3):
+        await settle(ri, han)
+    assert await check(relay, ri, code) == "We decline."
+    for c in (ri, han):
+        item = c.intake_item("1")
+        assert item.state == "answered" and item.answer == "We decline."
+        [swapped] = [p for p in item.proposals if p.text != "We decline."]
+        assert swapped.approvals == (ri.officer.name,)  # his alone: it never goes out
+    # An approval naming no proposal, or one this officer already gave, is refused.
+    with pytest.raises(ConfigError, match="no single proposed answer"):
+        han.intake_approve("1", "00" * 16)
+    with pytest.raises(ConfigError, match="no single proposed answer"):
+        han.intake_approve("1", "")
 
 
 async def test_blocking_files_later_requests_from_that_contact(

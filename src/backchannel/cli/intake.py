@@ -108,6 +108,13 @@ def check(ctx: typer.Context, card: CardArg) -> None:
 RequestArg = Annotated[
     str, typer.Argument(help="The request: its number (as `intake list` shows) or id prefix.")
 ]
+AnswerArg = Annotated[
+    str,
+    typer.Argument(
+        help="The proposed answer: its id (or the start of it) as `intake show` lists it; "
+        "the approval counts for that text only."
+    ),
+]
 TextOption = Annotated[
     str | None,
     typer.Option(
@@ -135,6 +142,10 @@ def _item_doc(i: IntakeItem) -> dict[str, object]:
         "approvals": list(i.approvals),
         "approvals_needed": i.needed,
         "answer_sent": i.sent,
+        "proposals": [
+            {"id": p.answer_id.hex(), "text": p.text, "approvals": list(p.approvals)}
+            for p in i.proposals
+        ],
     }
 
 
@@ -227,7 +238,14 @@ def show(ctx: typer.Context, request: RequestArg) -> None:
         Text(f"contact: {item.contact or '(none given)'}"),
     ]
     lines += [Text(f"note by {o}: {n}") for o, n in item.notes]
-    if item.answer is not None:
+    if item.state != "answered":
+        for p in item.proposals:
+            lines.append(
+                Text(f"proposed answer {p.answer_id.hex()[:8]} ({len(p.approvals)} of "
+                     f"{item.needed} approvals: {', '.join(p.approvals) or 'none'}):")
+            )  # fmt: skip
+            lines.append(Text(p.text))
+    elif item.answer is not None:
         lines.append(
             Text(f"answer ({len(item.approvals)} of {item.needed} approvals: "
                  f"{', '.join(item.approvals)}){' sent' if item.sent else ''}:")
@@ -282,10 +300,10 @@ def answer(
 
 
 @app.command()
-def approve(ctx: typer.Context, request: RequestArg) -> None:
-    """Approve the answer a colleague proposed (see `intake show`)."""
+def approve(ctx: typer.Context, request: RequestArg, answer: AnswerArg) -> None:
+    """Approve the answer a colleague proposed, named by the id `intake show` gives it."""
     with open_client(ctx) as client:
-        client.intake_approve(request)
+        client.intake_approve(request, answer)
     _done(ctx, "answer approved", {})
 
 

@@ -21,6 +21,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 
 from backchannel.client import statecodec
+from backchannel.client.device import one
 from backchannel.client.officer_alarms import OfficerAlarms
 from backchannel.client.records import NetOut
 from backchannel.crypto.kem import KemPrivateKey
@@ -67,10 +68,15 @@ class IntakeRecord:
 
 @dataclass(frozen=True)
 class Proposal:
-    """A proposed answer and the officers of the current roster who approved it."""
+    """A proposed answer and the officers of the current roster who approved it.
+
+    ``answer_id`` names this text: an approval names it, so it counts for the
+    text its officer read and for no other.
+    """
 
     text: str
     approvals: tuple[str, ...]
+    answer_id: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -289,17 +295,24 @@ class Intake(OfficerAlarms):
             )  # fmt: skip
             self._queue_approved()
 
-    def intake_approve(self, request: str) -> None:
-        """Approve the latest proposed answer this officer has not approved yet."""
+    def intake_approve(self, request: str, answer: str) -> None:
+        """Approve the proposed answer ``answer`` names (its id, or the start of it,
+        as ``intake show`` lists it).
+
+        Bound to the text its officer read: a colleague who proposes another text
+        meanwhile does not get this approval for it.
+        """
         item = self.intake_item(request)
         rec = self._intake_record(request)
-        me = self.officer.name
-        waiting = [p for p in item.proposals if me not in p.approvals]
         if not item.proposals:
             raise ConfigError("no answer has been proposed for this request yet")
-        if not waiting:
+        chosen = one(
+            list(item.proposals), lambda p: p.answer_id, answer, "proposed answer",
+            f"intake show {item.number}",
+        )  # fmt: skip
+        if self.officer.name in chosen.approvals:
             raise ConfigError("you already approved this answer; a colleague must approve it")
-        digest = _digest(waiting[-1].text)
+        digest = chosen.answer_id
         with self._tx():
             self._vote(rec.request_id, digest, "")
             self._audit(
@@ -438,7 +451,7 @@ class Intake(OfficerAlarms):
             if raw is None:  # its text has not arrived yet
                 continue
             by = tuple(sorted(names.get(o, o.hex()[:8]) for o in approvers.get(digest, ())))
-            proposals.append(Proposal(raw.decode(), by))
+            proposals.append(Proposal(raw.decode(), by, digest))
         approved = [p for p in proposals if len(p.approvals) >= needed]
         chosen = approved[0] if approved else (proposals[-1] if proposals else None)
         if approved:

@@ -52,7 +52,10 @@ def _view(item: Any) -> dict[str, Any]:
         "approvals": list(item.approvals),
         "needed": item.needed,
         "sent": item.sent,
-        "proposals": [{"text": p.text, "approvals": list(p.approvals)} for p in item.proposals],
+        "proposals": [
+            {"text": p.text, "approvals": list(p.approvals), "id": p.answer_id.hex()}
+            for p in item.proposals
+        ],
     }
 
 
@@ -77,13 +80,7 @@ async def one(request: Request, session: Session) -> Response:
         item = c.intake_item(str(request.path_params["number"]))
         officers = [o.name for o in c.mission().roster.officers]
         me = c.officer.name
-    view = _view(item)
-    mine = [p for p in view["proposals"] if me in p["approvals"]]
-    waiting = [p for p in view["proposals"] if me not in p["approvals"]]
-    return render(
-        request, session, "intake_request.html", r=view, officers=officers,
-        waiting=waiting[-1] if waiting else None, approved_by_me=bool(mine),
-    )  # fmt: skip
+    return render(request, session, "intake_request.html", r=_view(item), officers=officers, me=me)
 
 
 def _text(form: FormData, name: str) -> str:
@@ -107,7 +104,7 @@ def _triage(verb: str, done: str) -> Any:
             elif verb == "answer":
                 c.intake_answer(number, _text(form, "answer"))
             elif verb == "approve":
-                c.intake_approve(number)
+                c.intake_approve(number, _text(form, "answer"))
             elif verb == "ignore":
                 c.intake_ignore(number)
             elif verb == "block":

@@ -89,8 +89,10 @@ def test_reporters_write_officers_triage_and_only_the_answered_one_hears_back(
         pending = ri.json("intake", "show", "1")
         assert pending["answer"] == ANSWER and pending["approvals"] == ["Officer Han"]
         assert not pending["answer_sent"]
+        [proposal] = pending["proposals"]
+        assert proposal["text"] == ANSWER
         assert public("check", card_file, stdin=browser_code + "\n") == {"answered": False}
-        ri.ok("intake", "approve", "1")
+        ri.ok("intake", "approve", "1", proposal["id"][:8])  # the text Ri read, by its id
         rounds(ri, han, times=3)
         for o in (ri, han):
             states = [(r["state"], r["answer_sent"]) for r in o.json("intake", "list")["requests"]]
