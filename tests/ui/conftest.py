@@ -4,7 +4,11 @@ Playwright drives the system's Chromium (``/usr/bin/chromium``; Playwright's
 own browser downloads are never used). Without it every browser test skips
 and says why. Each desk is a ``backchannel ui`` subprocess on its own home,
 with short rounds (``--round-seconds``); its login link is read from its
-first lines of output, as an officer reads it off his terminal.
+first lines of output, as an officer reads it off his terminal. The link
+names the desk's own ``<random>.localhost``, which Chromium resolves itself;
+requests made without the browser (httpx: the system's resolver may not know
+the name) go to 127.0.0.1 and name the desk in their Host header
+(:meth:`DeskProcess.http`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import base_env
@@ -43,13 +49,19 @@ def chromium() -> str | None:
 class DeskProcess:
     """``backchannel --home HOME ui --round-seconds S``: its origin and its one-time link."""
 
-    def __init__(self, home: Path, round_seconds: float = 0.5, port: int | None = None) -> None:
+    def __init__(
+        self, home: Path, round_seconds: float = 0.5, port: int | None = None,
+        args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.home = home
         self.round_seconds = round_seconds
         self.port = port
+        self.args = args
+        self.env = env or {}
         self.proc: subprocess.Popen[str] | None = None
         self.link = ""
         self.origin = ""
+        self.host = ""  # the desk's "<random>.localhost:<port>"
 
     def start(self) -> DeskProcess:
         return self.launch().ready()
@@ -59,10 +71,10 @@ class DeskProcess:
         cmd = [
             sys.executable, "-m", "backchannel.cli.main", "--home", str(self.home),
             "ui", "--round-seconds", str(self.round_seconds),
-            *(["--port", str(self.port)] if self.port else []),
+            *(["--port", str(self.port)] if self.port else []), *self.args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            cmd, env=base_env(), cwd=REPO, stdin=subprocess.DEVNULL,
+            cmd, env=base_env(**self.env), cwd=REPO, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         return self
@@ -77,8 +89,17 @@ class DeskProcess:
             if "/login/" in line:
                 self.link = line.strip()
                 self.origin = self.link.split("/login/")[0]
+                self.host = urlsplit(self.origin).netloc
+                self.port = urlsplit(self.origin).port
                 return self
         raise RuntimeError("the desk printed no login link")
+
+    def http(self, host: str | None = None, cookie: str | None = None) -> httpx.Client:
+        """A client of the desk without a browser: to 127.0.0.1, naming ``host`` (the desk's)."""
+        headers = {"host": host or self.host}
+        if cookie is not None:
+            headers["cookie"] = cookie
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=headers)
 
     def stop(self) -> int:
         if self.proc is None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from backchannel.ui.security import Gate, Refusal
+from backchannel.ui.security import Gate, Refusal, private_host
 
-ORIGIN = "http://127.0.0.1:8471"
+ORIGIN = "http://mfrggzdfmztwq2lknnwg23tp.localhost:8471"
 
 
 class Clock:
@@ -36,7 +38,28 @@ def test_the_link_opens_one_session_once() -> None:
         gate.session({})
     with pytest.raises(Refusal, match="not signed in"):
         gate.session({gate.cookie: "forged"})
-    assert gate.cookie == "backchannel_desk_8471"  # cookies ignore ports: one name per desk
+    assert gate.cookie == "backchannel_desk_8471"
+
+
+def test_each_desk_has_a_name_nobody_else_knows() -> None:
+    names = {private_host() for _ in range(100)}
+    assert len(names) == 100
+    for name in names:  # a DNS label of 120 random bits under localhost
+        assert re.fullmatch(r"[a-z2-7]{24}\.localhost", name), name
+
+
+def test_spending_the_link_says_so_once() -> None:
+    spent: list[str] = []
+    used, guessed = _gate(Clock()), _gate(Clock())
+    used.on_spent = lambda: spent.append("used")
+    guessed.on_spent = lambda: spent.append("guessed")
+    used.login(_token(used))
+    with pytest.raises(Refusal):
+        guessed.login("guess")
+    for gate in (used, guessed):
+        with pytest.raises(Refusal):
+            gate.login("again")
+    assert spent == ["used", "guessed"]
 
 
 def test_a_wrong_token_spends_the_link() -> None:
@@ -96,6 +119,10 @@ def test_a_post_needs_the_desk_origin_and_the_csrf_token() -> None:
         {"origin": "http://evil.example", "sec-fetch-site": "same-origin"},
         {"origin": "http://evil.example", "referer": ORIGIN + "/cosign"},
         {"origin": "http://127.0.0.1:8472"},  # another local program's page
+        {"origin": "http://127.0.0.1:8471"},  # the desk's port under another name
+        {"origin": "http://localhost:8471"},
+        {"origin": "http://other.localhost:8471"},
+        {"origin": ORIGIN.replace(".localhost", ".localhost.evil.example")},
         {"origin": "http://evil.example"},
         {"referer": ORIGIN + ".evil.example/"},
         {"origin": "http://evil.example", "referer": "http://evil.example/"},

@@ -31,7 +31,7 @@ from tests.e2e.conftest import PASSPHRASE, set_up_missions
 from tests.ui.conftest import in_thread
 
 DEAD_RELAY = "http://127.0.0.1:9"
-ORIGIN = "http://127.0.0.1:8471"
+ORIGIN = "http://mfrggzdfmztwq2lknnwg23tp.localhost:8471"  # a desk's own name (serve)
 
 
 class DeskClient:

@@ -7,11 +7,16 @@ browser with its own cookies.
 
 from __future__ import annotations
 
+import http.server
+import stat
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
-import httpx
 import pytest
 
 from tests.e2e.conftest import PASSPHRASE, Missions, set_up_missions
@@ -71,6 +76,38 @@ def signed_in(browser: Any, desk: DeskProcess) -> Iterator[Browser]:
 
 def _refused(page: Any, title: str) -> None:
     assert page.locator("h1").inner_text().startswith(title), page.locator("h1").inner_text()
+
+
+def _cookie_header(context: Any) -> str:
+    """The browser's cookies as a Cookie header, for a client that is no browser."""
+    return "; ".join(f"{c['name']}={c['value']}" for c in context.cookies())
+
+
+class Listener:
+    """Another local program: a web server on another port of 127.0.0.1 noting each Cookie."""
+
+    def __init__(self) -> None:
+        heard: list[str] = []
+        self.cookies = heard
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                heard.append(self.headers.get("cookie") or "")
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.end_headers()
+                self.wfile.write(b"<p>nothing here</p>")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def test_one_login_one_browser_and_a_stale_session(browser: Any, home: Path) -> None:
@@ -137,24 +174,24 @@ def test_posts_need_the_csrf_token_and_the_desk_origin(
     )
     assert status == 403
     # With the token, from another origin: refused (the browser's cookie goes along).
-    post = context.request.post
+    http = desk.http(cookie=_cookie_header(context))
     other = {"origin": "http://evil.example"}
-    r = post(desk.origin + "/compose", form={**form, "csrf": csrf}, headers=other,
-             max_redirects=0)  # fmt: skip
-    assert r.status == 403
-    r = post(desk.origin + "/compose", form={**form, "csrf": "wrong"},
-             headers={"origin": desk.origin}, max_redirects=0)  # fmt: skip
-    assert r.status == 403
+    r = http.post("/compose", data={**form, "csrf": csrf}, headers=other)
+    assert r.status_code == 403
+    r = http.post("/compose", data={**form, "csrf": "wrong"}, headers={"origin": desk.origin})
+    assert r.status_code == 403
     assert page.goto(desk.origin + "/sent").ok
     assert "Nothing written" in page.inner_text("main")  # none of them did anything
     # A request with both is done (adding a card the desk already holds).
     page.goto(desk.origin + "/pairing")
     card = {"card_text": washington_card, "csrf": csrf, "back": "/pairing"}
-    r = post(desk.origin + "/pairing/add", multipart=card,
-             headers={"origin": desk.origin}, max_redirects=0)  # fmt: skip
-    assert r.status == 303 and r.headers["location"].startswith("/pairing/"), r.text()
+    r = http.post("/pairing/add", files={k: (None, v) for k, v in card.items()},
+                  headers={"origin": desk.origin})  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"].startswith("/pairing/"), r.text
+    http.close()
     # Another Host (DNS rebinding) is refused before anything else.
-    assert httpx.get(desk.origin + "/inbox", headers={"host": "evil.example"}).status_code == 421
+    with desk.http(host="evil.example", cookie=_cookie_header(context)) as evil:
+        assert evil.get("/inbox").status_code == 421
 
 
 def test_nothing_leaves_the_desk_and_no_secret_is_in_a_url(
@@ -181,3 +218,101 @@ def test_nothing_leaves_the_desk_and_no_secret_is_in_a_url(
     for secret in secrets:
         assert secret not in later
         assert secret.replace(" ", "%20") not in later and secret.replace(" ", "+") not in later
+
+
+def test_another_local_program_gets_no_cookie_and_the_old_address_is_refused(
+    signed_in: Browser, desk: DeskProcess
+) -> None:
+    """A program on another port of 127.0.0.1 that the officer's browser visits hears
+    no session cookie; with it, it could not use the desk at 127.0.0.1 or another name."""
+    context = signed_in.context
+    cookie = next(c for c in context.cookies() if c["name"].startswith("backchannel_desk_"))
+    name = desk.host.rsplit(":", 1)[0]
+    assert name.endswith(".localhost") and len(name) >= 16 + len(".localhost")
+    assert cookie["domain"] == name  # host-only, for the desk's own name
+    login = next(r for r in signed_in.answers if r.url == desk.link)
+    set_cookie = login.all_headers()["set-cookie"].lower()
+    assert "domain" not in set_cookie and "httponly" in set_cookie, set_cookie
+
+    listener = Listener()
+    page = context.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{listener.port}/")
+        page.goto(f"http://127.0.0.1:{listener.port}/inbox")
+    finally:
+        page.close()
+        listener.close()
+    assert len(listener.cookies) >= 2 and cookie["value"] not in " ".join(listener.cookies)
+    assert all("backchannel_desk" not in c for c in listener.cookies), listener.cookies
+
+    # Even holding the cookie, a request naming the old address or another name is refused.
+    stolen = f"{cookie['name']}={cookie['value']}"
+    with desk.http(cookie=stolen) as own:
+        assert own.get("/inbox").status_code == 200  # (the cookie itself is good)
+    for host in (f"127.0.0.1:{desk.port}", f"localhost:{desk.port}",
+                 f"other.localhost:{desk.port}", name):  # fmt: skip
+        with desk.http(host=host, cookie=stolen) as http:
+            r = http.get("/inbox")
+            assert r.status_code == 421 and name not in r.text, host
+
+
+def test_a_refusal_without_the_session_names_nobody(signed_in: Browser, desk: DeskProcess) -> None:
+    with desk.http() as http:
+        answers = [
+            http.get("/inbox"),
+            http.get("/roster"),
+            http.get("/login/guessed"),
+            http.post("/compose", data={"text": "x"}, headers={"origin": desk.origin}),
+        ]
+    for r in answers:
+        assert r.status_code == 403, r.url
+        for word in ("Officer Ri", "Ri</strong>", "New York", "Washington", "desk device"):
+            assert word not in r.text, (r.url, word)
+    assert "not signed in" in answers[0].text
+    # Inside the session, a refusal still says whose desk it is.
+    page = signed_in.page
+    assert page.goto(desk.origin + "/login/replayed").status == 403
+    assert "Officer Ri" in page.locator(".who").inner_text()
+
+
+def test_open_hands_the_browser_a_private_file_not_the_link(
+    browser: Any, home: Path, tmp_path: Path
+) -> None:
+    """``ui --open``: the browser's command line holds a file's address, never the token;
+    the file (0600) forwards to the link and is gone once the link is spent."""
+    script = tmp_path / "browser.sh"
+    script.write_text('#!/bin/sh\nprintf "%s\\n" "$1" >> "$0.args"\n')
+    script.chmod(0o700)
+    args = tmp_path / "browser.sh.args"
+    env = {"BROWSER": str(script)}
+
+    def opened() -> str:
+        deadline = time.monotonic() + 10
+        while not args.exists() or not args.read_text().endswith("\n"):
+            assert time.monotonic() < deadline, "the desk opened no browser"
+            time.sleep(0.05)
+        return args.read_text().splitlines()[-1]
+
+    with DeskProcess(home, args=("--open",), env=env) as desk:
+        url = opened()
+        token = desk.link.rsplit("/", 1)[1]
+        assert url.startswith("file://") and token not in url and desk.host not in url, url
+        path = Path(url2pathname(urlsplit(url).path))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        text = path.read_text()
+        assert desk.link in text and "<script" not in text
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(url)
+            page.wait_for_url(desk.origin + "/inbox")
+        finally:
+            context.close()
+        assert not path.exists() and not path.parent.exists()  # spent: removed
+
+    args.unlink()
+    with DeskProcess(home, args=("--open",), env=env) as desk:  # never used
+        path = Path(url2pathname(urlsplit(opened()).path))
+        assert path.exists()
+    assert not path.parent.exists()  # removed when the desk stopped

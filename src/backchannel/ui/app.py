@@ -2,18 +2,21 @@
 
 ``backchannel ui`` unlocks the officer's home (as every command does), then
 :func:`serve` binds 127.0.0.1, prints a one-time login link and serves the
-desk until Ctrl-C, with the round engine running in the background. Every
-answer carries a strict Content-Security-Policy and no page is cached; every
-request must name the desk's own host (no DNS rebinding), and every page
-needs the session the login link opened (:mod:`backchannel.ui.security`).
+desk until Ctrl-C, with the round engine running in the background. The link
+names the desk by a host name of this run's own, ``<random>.localhost``, which
+browsers resolve to 127.0.0.1 themselves. Every answer carries a strict
+Content-Security-Policy and no page is cached; every request must name that
+host and port exactly (no DNS rebinding, no other local program's address),
+and every page needs the session the login link opened
+(:mod:`backchannel.ui.security`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import socket
-import webbrowser
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -29,7 +32,8 @@ from backchannel.client.service import Client
 from backchannel.errors import BackchannelError
 from backchannel.ui import views_intake, views_mail, views_mission, views_offers, views_record
 from backchannel.ui.desk import Desk
-from backchannel.ui.security import Gate, Refusal
+from backchannel.ui.opener import LinkFile, open_link
+from backchannel.ui.security import Gate, Refusal, Session, private_host
 from backchannel.ui.web import HERE, gate_of, page, render
 
 CSP = (
@@ -47,7 +51,11 @@ HEADERS = [
 
 
 class Guard:
-    """Adds the security headers to every answer; refuses a Host that is not the desk's."""
+    """Adds the security headers to every answer; refuses a Host that is not the desk's.
+
+    The desk's host name is a secret of this run (:func:`private_host`): it is
+    compared in constant time.
+    """
 
     def __init__(self, app: ASGIApp, host: str) -> None:
         self.app = app
@@ -66,7 +74,7 @@ class Guard:
                 message["headers"] = kept + HEADERS
             await send(message)
 
-        if host != self.host:
+        if host is None or not hmac.compare_digest(host, self.host):
             response = Response("wrong host", status_code=421, media_type="text/plain")
             await response(scope, receive, send_with_headers)
             return
@@ -74,6 +82,7 @@ class Guard:
 
 
 async def login(request: Request) -> Response:
+    """Spend the login link; the cookie is host-only (no Domain): the desk's own name alone."""
     gate = gate_of(request)
     session = gate.login(request.path_params["token"])
     response = RedirectResponse("/inbox", status_code=303)
@@ -88,16 +97,23 @@ async def index(request: Request, session: Any) -> Response:
     return RedirectResponse("/inbox", status_code=303)
 
 
+def _session_or_none(request: Request) -> Session | None:
+    """The request's session if it has the live one; else None."""
+    with contextlib.suppress(Refusal):
+        return gate_of(request).session(request.cookies)
+    return None
+
+
 async def refused(request: Request, exc: Exception) -> Response:
+    """The gate's refusal; without the session it names no officer, mission or device."""
     assert isinstance(exc, Refusal)
-    return render(request, None, "refused.html", exc.status, title=exc.title, advice=exc.advice)
+    session = _session_or_none(request)
+    return render(request, session, "refused.html", exc.status, title=exc.title, advice=exc.advice)
 
 
 async def failed(request: Request, exc: Exception) -> Response:
     """A GET that the client refuses (an unknown id, no mission): say so in one line."""
-    session = None
-    with contextlib.suppress(Refusal):
-        session = gate_of(request).session(request.cookies)
+    session = _session_or_none(request)
     return render(request, session, "refused.html", 404, title=str(exc), advice="")
 
 
@@ -173,9 +189,10 @@ def serve(
     round_seconds: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """Serve the desk for ``client`` on 127.0.0.1 until interrupted."""
+    """Serve the desk for ``client`` on 127.0.0.1, as ``<random>.localhost``, until interrupted."""
     sock = bind(port)
-    origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    bound = sock.getsockname()[1]
+    origin = f"http://{private_host()}:{bound}"
     gate = Gate(origin)
     desk = Desk(client, round_seconds=round_seconds)
     link = origin + gate.login_path
@@ -191,10 +208,14 @@ def serve(
     echo(f"desk of {client.officer.name}: open this link once, in one browser (valid 5 minutes):")
     echo(link)
     echo("Ctrl-C stops the desk.")
-    if open_browser:
-        webbrowser.open(link)
-    logging.getLogger("backchannel.ui").debug("serving on %s", origin)
+    logging.getLogger("backchannel.ui").debug("serving on 127.0.0.1:%d", bound)  # not the name
+    forward: LinkFile | None = None
     try:
+        if open_browser:
+            forward = open_link(link)
+            gate.on_spent = forward.remove
         server.run(sockets=[sock])
     finally:
         sock.close()
+        if forward is not None:
+            forward.remove()

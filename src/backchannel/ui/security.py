@@ -9,13 +9,19 @@ a page saying what to do. Every POST carries the session's CSRF token
 (compared in constant time) and comes from the desk's own origin
 (:meth:`Gate.check_post`).
 
-Cookies on 127.0.0.1 are shared by every port of the host, so the cookie
-is named after the port, and the origin check (which includes the port) keeps
-a page served by another local program from posting to the desk.
+Browsers send a host's cookies to every port of it: a session cookie for
+127.0.0.1 would reach any local program the browser visits on another port,
+and that program (no browser: it sends any Origin it likes) could drive the
+desk. So each run of the desk has a host name of its own that nobody else
+knows (:func:`private_host`, ``<random>.localhost``): its cookie is host-only
+for that name, the Host and Origin checks accept that name and port only,
+and a page served by another local program can neither receive the cookie
+nor post to the desk.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import secrets
 import time
@@ -41,6 +47,20 @@ class Refusal(Exception):
 
 
 RESTART = "Start the desk again (`backchannel ui`) and open the new link it prints."
+#: Random bytes in the desk's host name (120 bits, 24 base32 letters and digits).
+HOST_BYTES = 15
+
+
+def private_host() -> str:
+    """A host name for one run of the desk that nobody else knows: ``<random>.localhost``.
+
+    Chromium, Firefox and curl resolve every name under ``localhost`` to the
+    loopback address themselves, without DNS (RFC 6761 §6.3), so the name reaches
+    the desk's socket on 127.0.0.1 and no name server hears of it; a cookie
+    host-only for it goes to no other program listening on the machine.
+    """
+    label = base64.b32encode(secrets.token_bytes(HOST_BYTES)).decode().lower()
+    return f"{label}.localhost"
 
 
 @dataclass
@@ -72,6 +92,8 @@ class Gate:
         self._idle = idle_seconds
         self._max = max_seconds
         self._session: Session | None = None
+        #: Called once, when the login link is spent (used, or tried with a wrong token).
+        self.on_spent: Callable[[], None] = _nothing
         port = origin.rsplit(":", 1)[-1]
         self.cookie = f"backchannel_desk_{port}"
 
@@ -85,6 +107,8 @@ class Gate:
     def login(self, token: str) -> Session:
         """Spend the login link: open the one session, or refuse."""
         link, self._link = self._link, None  # one try: a wrong guess spends it too
+        if link is not None:
+            self.on_spent()
         now = self._clock()
         if link is None or not hmac.compare_digest(token.encode(), link.encode()):
             raise Refusal(
@@ -144,3 +168,7 @@ class Gate:
                 "Refused: the form's security token is missing or wrong",
                 "Reload the page and try again.",
             )
+
+
+def _nothing() -> None:
+    """What :attr:`Gate.on_spent` does unless told otherwise."""

@@ -96,10 +96,12 @@ def redirect(request: Request, target: str) -> Response:
 def render(
     request: Request, session: Session | None, name: str, status: int = 200, **context: Any
 ) -> HTMLResponse:
+    """Render a page; without the session (a refusal), one that names nobody."""
+    if session is None:
+        bare = {"request": request, "csrf": "", "notes": [], "officer": None, **context}
+        return templates.TemplateResponse(request, name, bare, status_code=status)
     desk = desk_of(request)
-    notes: list[tuple[str, str]] = []
-    if session is not None:
-        notes, session.notes = session.notes, []
+    notes, session.notes = session.notes, []
     client = desk.client
     mission = client.mission_or_none()
     counts = {"cosign": 0, "shares": 0, "alarms": 0, "intake": 0}
@@ -112,7 +114,7 @@ def render(
         }
     ctx = {
         "request": request,
-        "csrf": session.csrf if session is not None else "",
+        "csrf": session.csrf,
         "notes": notes,
         "officer": client.officer.name,
         "mission": mission.name if mission else None,
