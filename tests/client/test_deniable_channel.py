@@ -13,6 +13,7 @@ from backchannel.client import demo
 from backchannel.client.service import Client
 from backchannel.errors import RemoteProtocolError
 from backchannel.protocol import channel as ch
+from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay, adopt_policy
@@ -77,9 +78,14 @@ async def test_a_deniable_channel_carries_macs_and_says_so(
         for c in (jones, smith):
             await c.settle()
     assert smith.read(item.message_id).text == "off the record"
-    # The sender's own record keeps the officers' signatures: the two-person rule held.
+    # The two-person rule held (the audit log says who co-signed), and the sender's
+    # device keeps no signature over what it sent (test_deniable_kept.py).
     [draft] = ri.drafts()
-    assert draft.outgoing.message is not None and len(draft.outgoing.message.signatures) == 2
+    assert draft.outgoing.message is not None and draft.outgoing.message.signatures == ()
+    assert draft.outgoing.message.digest == wire.digest
+    assert any(
+        e.kind is AuditKind.COSIGNED and e.subject == draft.draft_id for e in ri.audit_entries()
+    )
 
 
 async def test_offers_that_disagree_on_the_policy_open_no_channel(

@@ -216,7 +216,9 @@ class Audit(Device):
             draft = statecodec.loads(DraftRecord, raw)
             o = draft.outgoing
             msg, key = o.message, draft.record_key
-            if o.state in _SENT and msg is not None and key and not msg.deniable:
+            # Deniable by its header, whatever the draft kept: a deniable message
+            # never goes on the record (a record is for third parties to check).
+            if o.state in _SENT and msg is not None and key and not msg.header.deniable:
                 out.append(_on_record("sent", msg.encode(), key, b""))
         for _, raw in sorted(self.vault.items("inbox")):
             item = statecodec.loads(InboxRecord, raw)

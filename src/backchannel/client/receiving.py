@@ -42,6 +42,9 @@ from backchannel.protocol.sealing import (
 )
 from backchannel.protocol.states import SendState
 
+#: The counter set once this home's deniable drafts were swept of their signatures.
+PROOFS_FORGOTTEN = b"deniable-proofs-forgotten"
+
 
 class Receiving(EpochKeys):
     """The inbox, joint opening, and processing the peer's rounds."""
@@ -167,6 +170,16 @@ class Receiving(EpochKeys):
                 f"to {self._officer_name(req.from_officer)}",
             )
 
+    def _forget_deniable_proofs(self) -> None:
+        """Once per home: the deniable drafts a device kept with their officers'
+        signatures before it dropped them as they go out (``deniable-v1.md`` §3)
+        are kept without them from now on."""
+        with self._tx():
+            for d in self._all("drafts", DraftRecord):
+                if d.holds_proof:
+                    self._put("drafts", d.draft_id, d.without_proof())
+            self._set_counter(PROOFS_FORGOTTEN, 1)
+
     def _receive_round(
         self,
         channel_id: bytes,
@@ -178,6 +191,8 @@ class Receiving(EpochKeys):
         """Process one round; the peer's gossip it carried waits in ``gossip_due``
         (unless ``gossip`` is False: a cell read at a relay the mission is leaving
         tells of that relay's log, which nothing checks any more)."""
+        if not self._counter(PROOFS_FORGOTTEN):
+            self._forget_deniable_proofs()
         rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
         ep = self._endpoint(channel_id)
         keys = self._kem_keys()
@@ -221,7 +236,8 @@ class Receiving(EpochKeys):
                         and d.seq in res.delivered
                         and d.outgoing.state is SendState.QUEUED
                     ):
-                        self._put("drafts", d.draft_id, replace(d, outgoing=d.outgoing.deliver()))
+                        done = replace(d, outgoing=d.outgoing.deliver())
+                        self._put("drafts", d.draft_id, done.without_proof())
                 report.delivered.extend(res.delivered)
             self._save_endpoint(channel_id, ep)
             if rec.takeover and not ep.resuming:  # the peer answered: cards need not carry it

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backchannel.protocol.channel import ChannelTerms
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.outgoing import Outgoing
 from backchannel.protocol.sealing import SendEpoch
+from backchannel.protocol.states import SendState
+
+#: The states in which a deniable draft no longer needs its officers' signatures:
+#: it went out (with the channel's MAC instead), or it never will.
+_DONE = frozenset({SendState.QUEUED, SendState.DELIVERED, SendState.REJECTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,7 @@ class DraftRecord:
     seq: int = 0
     #: The content key, kept for the record for a review board after the message
     #: itself forgets it (it opens this message only, whose text the draft holds).
+    #: Empty for a deniable message once it has gone out (:meth:`without_proof`).
     record_key: bytes = field(default=b"", repr=False)
     #: Why the author's own device withdrew it (a rejected draft with none was
     #: refused by a colleague).
@@ -62,6 +68,32 @@ class DraftRecord:
 
     def __repr__(self) -> str:
         return f"DraftRecord({self.outgoing.state.value})"
+
+    @property
+    def holds_proof(self) -> bool:
+        """A deniable draft that went out (or was refused) and still holds what
+        proves its authors to a third party: signatures over its digest, or the
+        content key that would put it on the record (``deniable-v1.md`` §3)."""
+        msg = self.outgoing.message
+        return (
+            msg is not None
+            and msg.header.deniable
+            and self.outgoing.state in _DONE
+            and bool(msg.signatures or self.record_key)
+        )
+
+    def without_proof(self) -> DraftRecord:
+        """What the sending device keeps of a deniable draft once it has gone out
+        with the channel's MAC, or was refused: the message without its
+        officers' signatures (its header, digest and text stay, which is all
+        that receipts, the desk and drafting again read) and no record key (a
+        deniable message never goes on the record). Any other draft, and one
+        still awaiting its signatures (the two-person rule), is unchanged."""
+        msg = self.outgoing.message
+        if msg is None or not self.holds_proof:
+            return self
+        bare = replace(msg, signatures=())
+        return replace(self, outgoing=replace(self.outgoing, message=bare), record_key=b"")
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,6 +228,7 @@ class Sending(OfficerAlarms):
             # Drafted deniable, and k officers narrowed the policy before it went out.
             why = "the mission's policy no longer allows deniable messages here"
             withdrawn = replace(draft, outgoing=draft.outgoing.reject(), withdrawn=why)
+            withdrawn = withdrawn.without_proof()
             later = [d for d in self._awaiting(draft.channel_id) if d.seq > draft.seq]
             with self._tx():
                 self._put("drafts", draft.draft_id, withdrawn)
@@ -239,7 +240,10 @@ class Sending(OfficerAlarms):
             return withdrawn
         ep.queue(msg, self._k_instead(rec.peer_mission))
         out = draft.outgoing.queue()
-        new_draft = replace(draft, outgoing=out)
+        # A deniable message leaves with the channel's MAC; this device keeps it
+        # without its officers' signatures (deniable-v1.md §3): what they
+        # approved is in the audit log, under the draft's id, not its digest.
+        new_draft = replace(draft, outgoing=out).without_proof()
         epoch = mark_sent(rec.send_epoch, msg) if rec.send_epoch else None
         signed = {oid for oid, _ in msg.signatures}
         with self._tx():
@@ -338,9 +342,8 @@ class Sending(OfficerAlarms):
         with self._tx():
             for d in drafts:
                 why = reason.removeprefix("withdrawn: ") + "; drafted again with the same text"
-                self._put(
-                    "drafts", d.draft_id, replace(d, outgoing=d.outgoing.reject(), withdrawn=why)
-                )
+                gone = replace(d, outgoing=d.outgoing.reject(), withdrawn=why)
+                self._put("drafts", d.draft_id, gone.without_proof())
                 for o in self.mission().roster.officers:
                     if not equal(o.officer_id, self.officer.officer_id):
                         notice = WITHDRAW_NOTICE + d.draft_id
@@ -399,7 +402,8 @@ class Sending(OfficerAlarms):
             draft: DraftRecord | None = self._get("drafts", draft_id, DraftRecord)
             if draft is not None and draft.outgoing.state is SendState.SEALED:
                 later = [d for d in self._awaiting(draft.channel_id) if d.seq > draft.seq]
-                self._put("drafts", draft_id, replace(draft, outgoing=draft.outgoing.reject()))
+                refused = replace(draft, outgoing=draft.outgoing.reject())
+                self._put("drafts", draft_id, refused.without_proof())
                 # The drafts chained on it cannot go out without it: drafted again.
                 self._redraft(later, "withdrawn: chained on a draft a colleague rejected")
 

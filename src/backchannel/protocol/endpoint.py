@@ -256,9 +256,11 @@ class Endpoint(ControlObjects):
         Track II ``k``, ``protocol/policy.py``).
 
         A deniable message (its header says so, under the officers' signatures)
-        keeps those signatures on this side (the two-person rule holds inside
-        the mission): what leaves carries the channel's MAC instead. Returns the
-        message as it goes out.
+        is checked against those signatures here (the two-person rule holds
+        inside the mission), and what leaves carries the channel's MAC instead.
+        The endpoint keeps neither; the caller must not keep the signed copy
+        either once this returns (``deniable-v1.md`` §3: it would prove to a
+        third party who wrote the message). Returns the message as it goes out.
         """
         h = msg.header
         self._not_resuming()
