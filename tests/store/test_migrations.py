@@ -33,6 +33,7 @@ SQLITE_OBJECTS = {
     5: {"intake_tenants", "intake_requests", "intake_requests_received"},
     6: {"log_checkpoint"},
     7: {"tenants.rotation_version", "tenants.rotation_seq", "tenants.rotation_roster"},
+    8: {"intake_tenants.fetched_seq"},
 }
 POSTGRES_OBJECTS = {
     1: {"tenants", "cells", "cells_deposited_at", "bc_deposit"},
@@ -48,6 +49,7 @@ POSTGRES_OBJECTS = {
     4: {"intake_tenants", "intake_requests", "intake_requests_received"},
     5: {"log_checkpoint"},
     6: {"tenants.rotation_version", "tenants.rotation_seq", "tenants.rotation_roster"},
+    7: {"intake_tenants.fetched_seq"},
 }
 
 

@@ -73,7 +73,10 @@ DESCRIPTIONS: dict[str, str] = {
         "Proof of work an intake request needs: leading zero bits of SHA-256\n"
         "(14: about 16,000 hashes, a tenth of a second in a browser)."
     ),
-    "intake_queue_cap": "Most intake requests one tenant holds; more get 507.",
+    "intake_queue_cap": (
+        "Most intake requests one tenant holds that its mission has not fetched yet;\n"
+        "more get 507 until the mission fetches."
+    ),
     "intake_ip_rate": "Intake requests per second per client address (0: no limit).",
     "intake_ip_burst": "Intake burst allowed per client address.",
     "intake_tenant_rate": "Intake requests per second per tenant (0: no limit).",

@@ -10,7 +10,9 @@ reply codes; a submitter reads the answer his code names, and an unanswered
 code gets the same 404 whether the request is pending, ignored or blocked.
 
 The intake's rows live apart from the tenant's slots (``store/_intake.py``):
-a flood fills the intake's own cap, never a channel's quota.
+a flood fills the intake's own cap, never a channel's quota, and the cap
+counts only requests the mission has not fetched: each of the mission's
+fetches frees the places of the requests it passes.
 """
 
 from __future__ import annotations
@@ -222,7 +224,10 @@ async def intake_round(
 ) -> list[tuple[int, bytes]]:
     """A device's intake request of a round: the open state it states (if any), and the
     requests numbered above ``after`` (at most ``limit``). Asked by the batch fetch
-    (``relay/batch.py``) and by the older JSON endpoint alike."""
+    (``relay/batch.py``) and by the older JSON endpoint alike.
+
+    The store takes ``after`` as the device's word that it holds every request
+    up to it: those stop counting against ``intake_queue_cap``."""
     store = service.store
     if is_open is not None and await store.intake_is_open(tenant_id) != is_open:
         try:

@@ -1,9 +1,15 @@
 """The public intake on PostgreSQL (:mod:`backchannel.store._intake`).
 
-A request's number is taken by updating its tenant's row, which holds that
-row's lock until the transaction commits: requests of one tenant are numbered
-and committed in the same order, so a reader that remembers the last number
-it saw misses none, across any number of relay processes.
+A request's number is taken under its tenant's row lock, held until the
+transaction commits: requests of one tenant are numbered and committed in the
+same order, so a reader that remembers the last number it saw misses none,
+across any number of relay processes. (The pool's connections are in
+autocommit: each call that needs the lock opens its own transaction.)
+
+The cap's count (``queued``: requests above the mission's fetched mark) is
+checked and changed under that same lock by a submission and by a fetch that
+raises the mark; expiry changes it in the statement that deletes, comparing
+each deleted number with the mark as it is when that statement takes the row.
 """
 
 from __future__ import annotations
@@ -60,7 +66,12 @@ class PostgresIntake(PostgresCalls):
         digest = hashlib.sha256(cell).digest()
 
         async def work(conn: Conn) -> _in.IntakeStored:
-            # The row lock orders this tenant's requests (see the module's note).
+            async with conn.transaction():
+                return await locked(conn)
+
+        async def locked(conn: Conn) -> _in.IntakeStored:
+            # The row lock orders this tenant's requests and its count (see the
+            # module's note); later statements see what committed before it.
             cur = await conn.execute(
                 "SELECT open, queued FROM intake_tenants WHERE tenant_id = %s FOR UPDATE",
                 (tenant_id,),
@@ -103,7 +114,42 @@ class PostgresIntake(PostgresCalls):
                 " ORDER BY seq LIMIT %s",
                 (tenant_id, after, limit),
             )
-            return [(int(seq), bytes(cell)) for seq, cell in await cur.fetchall()]
+            rows = [(int(seq), bytes(cell)) for seq, cell in await cur.fetchall()]
+            cur = await conn.execute(
+                "SELECT fetched_seq, next_seq FROM intake_tenants WHERE tenant_id = %s",
+                (tenant_id,),
+            )
+            state = await cur.fetchone()
+            # Most fetches pass nothing new and take no lock.
+            if state is not None:
+                fetched = int(state[0])
+                if _in.fetched_mark(fetched, after, int(state[1])) > fetched:
+                    async with conn.transaction():
+                        await passed(conn)
+            return rows
+
+        async def passed(conn: Conn) -> None:
+            # Decided again under the row lock: a submission or another fetch
+            # may have committed since the read above.
+            cur = await conn.execute(
+                "SELECT fetched_seq, next_seq FROM intake_tenants WHERE tenant_id = %s FOR UPDATE",
+                (tenant_id,),
+            )
+            state = await cur.fetchone()
+            if state is None:
+                return
+            fetched = int(state[0])
+            mark = _in.fetched_mark(fetched, after, int(state[1]))
+            if mark <= fetched:
+                return
+            # A new statement, so a new snapshot: it sees every request stored
+            # (or expired) before the lock was granted.
+            await conn.execute(
+                "UPDATE intake_tenants SET fetched_seq = %s, queued = queued - ("
+                "SELECT count(*) FROM intake_requests WHERE tenant_id = %s"
+                " AND seq > %s AND seq <= %s) WHERE tenant_id = %s",
+                (mark, tenant_id, fetched, mark, tenant_id),
+            )
 
         return await self._run(work)
 
@@ -112,12 +158,17 @@ class PostgresIntake(PostgresCalls):
         cutoff = now - retention_seconds
 
         async def work(conn: Conn) -> int:
+            # Only the deleted requests above the fetched mark counted. The mark
+            # is read from the row as the UPDATE locks it (re-read if a fetch
+            # raised it meanwhile), not from the statement's snapshot.
             cur = await conn.execute(
                 "WITH gone AS (DELETE FROM intake_requests WHERE received_at <= %s"
-                " RETURNING tenant_id),"
-                " counted AS (SELECT tenant_id, count(*) AS n FROM gone GROUP BY tenant_id)"
-                " UPDATE intake_tenants t SET queued = t.queued - c.n FROM counted c"
-                " WHERE t.tenant_id = c.tenant_id RETURNING c.n",
+                " RETURNING tenant_id, seq),"
+                " counted AS (SELECT tenant_id, count(*) AS n, array_agg(seq) AS seqs"
+                " FROM gone GROUP BY tenant_id)"
+                " UPDATE intake_tenants t SET queued = t.queued -"
+                " (SELECT count(*) FROM unnest(c.seqs) AS s (seq) WHERE s.seq > t.fetched_seq)"
+                " FROM counted c WHERE t.tenant_id = c.tenant_id RETURNING c.n",
                 (cutoff,),
             )
             return sum(int(r[0]) for r in await cur.fetchall())

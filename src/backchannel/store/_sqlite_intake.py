@@ -3,6 +3,8 @@
 Writes join the store's group commit (one ``fsync`` for many); a request's
 number is taken from its tenant's row in the same transaction, so numbers
 commit in order and a reader that remembers the last one it saw misses none.
+The cap's count (``queued``: requests above the mission's fetched mark) is
+changed only in the writer's transactions, which SQLite runs one at a time.
 """
 
 from __future__ import annotations
@@ -89,24 +91,57 @@ class SQLiteIntake(SQLiteCalls):
         _common.check_tenant_id(tenant_id)
         _in.check_fetch(after, limit)
 
-        def work(conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
+        def work(conn: sqlite3.Connection) -> tuple[list[tuple[int, bytes]], bool]:
             rows = conn.execute(
                 "SELECT seq, cell FROM intake_requests WHERE tenant_id = ? AND seq > ?"
                 " ORDER BY seq LIMIT ?",
                 (tenant_id, after, limit),
             ).fetchall()
-            return [(int(seq), bytes(cell)) for seq, cell in rows]
+            state = conn.execute(
+                "SELECT fetched_seq, next_seq FROM intake_tenants WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchone()
+            found = [(int(seq), bytes(cell)) for seq, cell in rows]
+            if state is None:
+                return found, False
+            fetched = int(state[0])
+            return found, _in.fetched_mark(fetched, after, int(state[1])) > fetched
 
-        return await self._read(work)
+        def passed(conn: sqlite3.Connection) -> None:
+            # Decided again in the writer's transaction: the read above only
+            # spares a write to the fetches that pass nothing new.
+            state = conn.execute(
+                "SELECT fetched_seq, next_seq FROM intake_tenants WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchone()
+            if state is None:
+                return
+            fetched = int(state[0])
+            mark = _in.fetched_mark(fetched, after, int(state[1]))
+            if mark <= fetched:
+                return
+            conn.execute(
+                "UPDATE intake_tenants SET fetched_seq = ?, queued = queued - ("
+                "SELECT count(*) FROM intake_requests WHERE tenant_id = ? AND seq > ? AND seq <= ?)"
+                " WHERE tenant_id = ?",
+                (mark, tenant_id, fetched, mark, tenant_id),
+            )
+
+        rows, raises = await self._read(work)
+        if raises:
+            await self._write(passed, single=True)
+        return rows
 
     async def intake_expire(self, now: int, retention_seconds: int) -> int:
         _common.check_expiry(retention_seconds)
         cutoff = now - retention_seconds
 
         def work(conn: sqlite3.Connection) -> int:
+            # Only requests the mission has not fetched past count against the cap.
             gone = conn.execute(
-                "SELECT tenant_id, count(*) FROM intake_requests WHERE received_at <= ?"
-                " GROUP BY tenant_id",
+                "SELECT r.tenant_id, count(*) FROM intake_requests r"
+                " JOIN intake_tenants t ON t.tenant_id = r.tenant_id"
+                " WHERE r.received_at <= ? AND r.seq > t.fetched_seq GROUP BY r.tenant_id",
                 (cutoff,),
             ).fetchall()
             for tenant_id, count in gone:

@@ -65,10 +65,12 @@ class MemoryRelayStore(_log.LogSigning):
         self._cells: dict[str, dict[bytes, _StoredCell]] = {}
         self._spent: dict[str, int] = {}
         # The intake: tenant -> open; tenant -> [(seq, digest, cell, received)];
-        # tenant -> next seq.
+        # tenant -> next seq; tenant -> the highest number its mission fetched
+        # past (requests up to it no longer count against the cap).
         self._intake_open: dict[str, bool] = {}
         self._intake: dict[str, list[tuple[int, bytes, bytes, int]]] = {}
         self._intake_next: dict[str, int] = {}
+        self._intake_fetched: dict[str, int] = {}
         # The log: one leaf per deposit that stored a cell.
         self._logging = log
         key = signing_key or _log.key_from_seeds(*_log.new_key_seeds())
@@ -347,7 +349,8 @@ class MemoryRelayStore(_log.LogSigning):
         for seq, seen, _, _ in queue:
             if seen == digest:
                 return _intake.IntakeStored(seq, created=False)
-        if len(queue) >= cap:
+        fetched = self._intake_fetched.get(tenant_id, 0)
+        if sum(1 for row in queue if row[0] > fetched) >= cap:
             raise QuotaExceeded("this mission's intake is full; try again later")
         seq = self._intake_next.get(tenant_id, 1)
         self._intake_next[tenant_id] = seq + 1
@@ -359,6 +362,10 @@ class MemoryRelayStore(_log.LogSigning):
         _intake.check_fetch(after, limit)
         self._check_open()
         rows = [(seq, cell) for seq, _, cell, _ in self._intake.get(tenant_id, []) if seq > after]
+        fetched = self._intake_fetched.get(tenant_id, 0)
+        mark = _intake.fetched_mark(fetched, after, self._intake_next.get(tenant_id, 1))
+        if mark > fetched:
+            self._intake_fetched[tenant_id] = mark
         return rows[:limit]
 
     async def intake_expire(self, now: int, retention_seconds: int) -> int:
