@@ -4,15 +4,19 @@ answer that k officers approved reaches the submitter."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import httpx
 import pytest
 
 from backchannel.client import intake_public as public
-from backchannel.client.intake import INTAKE_OUT
+from backchannel.client import statecodec
+from backchannel.client.intake import INTAKE_LANE, INTAKE_OUT, INTAKE_TEXTS, _digest
+from backchannel.client.records import NetOut
 from backchannel.client.service import Client
 from backchannel.errors import ConfigError
+from backchannel.protocol import intake as pi
 from backchannel.protocol.audit import AuditKind
 from tests.client.conftest import InProcessRelay
 from tests.client.test_audit import settle
@@ -108,11 +112,87 @@ async def test_a_solo_officer_cannot_answer(tmp_path: Path, relay: InProcessRela
     han.intake_answer("1", "Agreed, on Monday.")
     await settle(ri, han)
     assert await check(relay, ri, code) is None
-    [_, theirs] = ri.intake_item("1").proposals
-    assert theirs.text == "Agreed, on Monday."
+    [theirs] = [p for p in ri.intake_item("1").proposals if p.text == "Agreed, on Monday."]
     ri.intake_approve("1", theirs.answer_id.hex()[:8])  # the colleague's text, by its id
     await settle(ri, han)
     assert await check(relay, ri, code) == "Agreed, on Monday."
+
+
+async def test_two_requests_under_one_reply_code_get_one_answer_and_no_false_alarm(
+    tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attack: the submitter chooses his reply code, and sends two requests
+    under one code, so both answers would go to one slot at the relay (the
+    second refused there, lost, and taken for a relay that lies). The later
+    request is filed as a duplicate of the earlier: it cannot be answered apart,
+    the earlier one's answer reaches the submitter, and no device raises an alarm."""
+    ri, han = await opened_intake(tmp_path, relay)
+    chosen = bytes(range(16))
+    monkeypatch.setattr(pi, "new_reply_code", lambda rng: chosen)
+    first = await submit(relay, ri, "interview", "Interview", "Ten minutes on the talks?")
+    second = await submit(relay, ri, "meeting", "Meeting", "Or a meeting instead?")
+    monkeypatch.undo()
+    assert first == second
+    other = await submit(relay, ri, "other", "Other", "Something else")
+    await settle(ri, han)
+    for c in (ri, han):
+        assert [(i.number, i.state, i.duplicate_of) for i in c.intake_items()] == [
+            (1, "new", None), (2, "duplicate", 1), (3, "new", None)
+        ]  # fmt: skip
+    # Neither officer can propose an answer to the duplicate: the refusal names #1.
+    for c in (ri, han):
+        with pytest.raises(ConfigError, match="same reply code as request #1"):
+            c.intake_answer("2", "A meeting on Friday.")
+    ri.intake_answer("1", "Yes: Thursday at ten.")
+    han.intake_answer("3", "No, thank you.")
+    await settle(ri, han)
+    [proposal] = han.intake_item("1").proposals
+    with pytest.raises(ConfigError, match="answer #1 instead"):
+        han.intake_approve("2", proposal.answer_id.hex())
+    han.intake_approve("1", proposal.answer_id.hex())
+    [other_proposal] = ri.intake_item("3").proposals
+    ri.intake_approve("3", other_proposal.answer_id.hex())
+    for _ in range(2):
+        await settle(ri, han)
+    assert await check(relay, ri, first) == "Yes: Thursday at ten."
+    assert await check(relay, ri, other) == "No, thank you."
+    # Even were k approvals of an answer to the duplicate to reach the runner (from
+    # a device that did not refuse it), it seals nothing for that slot.
+    rid = ri.intake_item("2").request_id
+    text = "A meeting on Friday."
+    ri.vault.put(INTAKE_TEXTS, rid + _digest(text), text.encode())
+    for o in (ri, han):
+        ri._keep_vote(rid, _digest(text), o.officer.officer_id)
+    ri._queue_approved()
+    assert ri.vault.pending(INTAKE_OUT) == []
+    for _ in range(2):
+        report = await ri.sync(1)
+        assert report.alarms == []
+    await settle(ri, han)
+    assert await check(relay, ri, first) == "Yes: Thursday at ten."
+    for c in (ri, han):
+        assert [(i.state, i.sent) for i in c.intake_items()] == [
+            ("answered", True), ("duplicate", False), ("answered", True)
+        ]  # fmt: skip
+        assert c.relay_alarms() == []
+        sent = sorted(e.subject[:16] for e in c.audit_entries()
+                      if e.kind is AuditKind.INTAKE_ANSWER_SENT)  # fmt: skip
+        assert sent == sorted(c.intake_item(n).request_id for n in ("1", "3"))
+        answered = {e.subject[:16] for e in c.audit_entries()
+                    if e.kind is AuditKind.INTAKE_ANSWER_PROPOSED}  # fmt: skip
+        assert rid not in answered
+        assert c.audit_verify() == []
+    # A second answer queued for that slot before this check (a home from an earlier
+    # version) is refused by the relay: named as such, not as a relay that lies.
+    m = ri.mission()
+    card = ri.intake_card()
+    cell = pi.seal_answer(card, chosen, "A meeting on Friday.", secrets.token_bytes)
+    late = NetOut(m.relay_url, m.tenant_id, pi.reply_id(card, chosen), cell, b"", -1, INTAKE_LANE)
+    ri.vault.append(INTAKE_OUT, statecodec.dumps(late))
+    report = await ri.sync(1)
+    [alarm] = report.alarms
+    assert "an earlier answer under the same reply code" in alarm and "lying" not in alarm
+    assert await check(relay, ri, first) == "Yes: Thursday at ten."
 
 
 async def test_an_approval_counts_for_the_text_read_not_one_proposed_since(

@@ -142,6 +142,7 @@ def _item_doc(i: IntakeItem) -> dict[str, object]:
         "approvals": list(i.approvals),
         "approvals_needed": i.needed,
         "answer_sent": i.sent,
+        "duplicate_of": i.duplicate_of,
         "proposals": [
             {"id": p.answer_id.hex(), "text": p.text, "approvals": list(p.approvals)}
             for p in i.proposals
@@ -219,7 +220,8 @@ def list_(ctx: typer.Context) -> None:
     lines = [
         Text(f"#{i.number} {short(i.request_id)} {i.state:<9} {i.kind:<10} {i.subject}"
              + (f"  [{', '.join(i.tags)}]" if i.tags else "")
-             + (f"  -> {i.assigned_to}" if i.assigned_to else ""))
+             + (f"  -> {i.assigned_to}" if i.assigned_to else "")
+             + (f"  (same reply code as #{i.duplicate_of})" if i.duplicate_of else ""))
         for i in items
     ]  # fmt: skip
     output(ctx).done(
@@ -238,6 +240,11 @@ def show(ctx: typer.Context, request: RequestArg) -> None:
         Text(f"contact: {item.contact or '(none given)'}"),
     ]
     lines += [Text(f"note by {o}: {n}") for o, n in item.notes]
+    if item.duplicate_of is not None:
+        lines.append(
+            Text(f"duplicate of #{item.duplicate_of}: the same reply code, which holds one "
+                 f"answer; answer #{item.duplicate_of} instead", style="yellow")
+        )  # fmt: skip
     if item.state != "answered":
         for p in item.proposals:
             lines.append(

@@ -201,14 +201,22 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
             if status in _STORED:
                 stored.append((item, cell_id, place))
             elif status in _REFUSED_FOR_GOOD:
-                what = (
-                    "a cell was refused as malformed"
-                    if status == 400
-                    else (
+                if status == 400:
+                    what = "a cell was refused as malformed"
+                elif item.out.lane == INTAKE_LANE:
+                    # An answer's slot comes from the reply code its submitter chose:
+                    # this device refuses a second answer under one code, but one
+                    # queued before it did (or by an earlier runner) meets the first.
+                    what = (
+                        "an answer to the public intake was refused: its reply slot "
+                        "already holds another cell (an earlier answer under the same "
+                        "reply code, which the submitter reads)"
+                    )
+                else:
+                    what = (
                         "a different cell already holds one of our slots (a relay that "
                         "answers so for an honest device is lying)"
                     )
-                )
                 self.log.alarm(url, f"{what}; it was set aside", report.alarms)
                 self.vault.mark_done("net_out", item.entry_id)
             elif status == 404:

@@ -49,7 +49,7 @@ INTAKE_LANE = b"ia"
 _OPEN_KEY = b"intake-open"
 _AFTER = b"intake-after"
 _ID_LEN = 16
-_STATES = ("new", "assigned", "answered", "ignored", "blocked")
+_STATES = ("new", "assigned", "answered", "ignored", "blocked", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,10 @@ class IntakeItem:
     sent: bool
     #: Every proposed answer whose text this device holds, oldest first.
     proposals: tuple[Proposal, ...] = ()
+    #: The number of the earlier request under the same reply code, if any: one
+    #: reply code names one answer slot at the relay, which holds one answer, so
+    #: such a request (state ``duplicate``) is answered through the earlier one.
+    duplicate_of: int | None = None
 
 
 def _digest(text: str) -> bytes:
@@ -171,6 +175,12 @@ class Intake(OfficerAlarms):
         card = self.intake_card()
         for item in self.intake_items():
             if item.sent or item.answer is None or len(item.approvals) < item.needed:
+                continue
+            if item.duplicate_of is not None:
+                # Approved for a request that shares its reply code with an earlier
+                # one (by a device that did not refuse it): its slot is the earlier
+                # request's, which holds one answer. Nothing is sealed; the desk
+                # shows it as a duplicate, its approved answer not sent.
                 continue
             if item.state in ("ignored", "blocked") or self.vault.get(INTAKE_SENT, item.request_id):
                 continue
@@ -278,6 +288,7 @@ class Intake(OfficerAlarms):
     def intake_answer(self, request: str, text: str) -> None:
         """Propose an answer (and approve it); it goes out once k officers approved it."""
         rec = self._intake_record(request)
+        self._refuse_duplicate(rec)
         text = text.strip()
         try:
             pi.check_answer_text(text)
@@ -304,6 +315,7 @@ class Intake(OfficerAlarms):
         """
         item = self.intake_item(request)
         rec = self._intake_record(request)
+        self._refuse_duplicate(rec)
         if not item.proposals:
             raise ConfigError("no answer has been proposed for this request yet")
         chosen = one(
@@ -319,6 +331,26 @@ class Intake(OfficerAlarms):
                 AuditKind.INTAKE_ANSWER_APPROVED, rec.request_id + digest, "answer approved"
             )
             self._queue_approved()
+
+    def _refuse_duplicate(self, rec: IntakeRecord) -> None:
+        """Refuse to answer a request whose reply code an earlier request holds.
+
+        The reply code names the answer's slot at the relay, and a slot holds one
+        cell: a second answer would be refused there and lost. The submitter
+        chose the code (the same person, or a page that reused it), so he reads
+        the earlier request's answer with it.
+        """
+        first = self._first_with_code(rec.reply_code)
+        if first is not None and first.request_id != rec.request_id:
+            raise ConfigError(
+                f"request #{rec.seq} has the same reply code as request #{first.seq}, and a "
+                f"reply code holds one answer: answer #{first.seq} instead (its submitter "
+                "reads that answer with the code)"
+            )
+
+    def _first_with_code(self, code: bytes) -> IntakeRecord | None:
+        records: list[IntakeRecord] = self._all(INTAKE, IntakeRecord)
+        return min((r for r in records if r.reply_code == code), key=lambda r: r.seq, default=None)
 
     def _vote(self, request_id: bytes, digest: bytes, text: str) -> None:
         """Record this officer's proposal (with its text) or approval, and tell colleagues.
@@ -393,12 +425,19 @@ class Intake(OfficerAlarms):
             by_request.setdefault(e.subject[:_ID_LEN], []).append(e)
         records = sorted(self._all(INTAKE, IntakeRecord), key=lambda r: r.seq)
         blocked = self._blocked_contacts(records)
+        first_by_code: dict[bytes, int] = {}
         items = []
         for rec in records:
             item = self._item(rec, by_request.get(rec.request_id, []), names, current)
             if item.state in ("new", "assigned") and blocked.get(rec.contact, rec.seq) < rec.seq:
                 # A later request from a contact the mission blocked: filed as blocked.
                 item = replace(item, state="blocked")
+            first = first_by_code.setdefault(rec.reply_code, rec.seq)
+            if first != rec.seq:
+                # A later request under an earlier one's reply code: the same answer
+                # slot, so it is answered through the earlier request, never apart.
+                state = "duplicate" if item.state not in ("ignored", "blocked") else item.state
+                item = replace(item, state=state, duplicate_of=first)
             items.append(item)
         return items
 
