@@ -40,7 +40,11 @@ def _view(item: Any) -> dict[str, Any]:
         "id": item.request_id.hex(),
         "kind": KINDS.get(item.kind, item.kind),
         "state": item.state,
-        "state_label": STATES.get(item.state, item.state),
+        "state_label": (
+            f"Same reply code as request {item.duplicate_of}: answer that one"
+            if item.state == "duplicate"
+            else STATES.get(item.state, item.state)
+        ),
         "subject": item.subject or "(no subject)",
         "body": item.body,
         "contact": item.contact,
