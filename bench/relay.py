@@ -10,7 +10,10 @@ figures for the harness. Everything runs on 127.0.0.1:
   as cells the answer says are stored;
 * on PostgreSQL, ``relay serve --workers N`` for N = 1, 2, 4 (one port,
   SO_REUSEPORT), deposits and batch deposits at concurrency 64: throughput
-  and p99 per N (``--workers-only`` runs just this part);
+  and p99 per N, and where the single deposits' time went
+  (:mod:`bench.machine_profile`: busy cores, the relay's and PostgreSQL's
+  CPU, PostgreSQL's sessions running or waiting and on what);
+  ``--workers-only`` runs just this part;
 * :mod:`bench.bare_app` on the same uvicorn stack (uvloop + httptools): it
   reads a 4 KiB body and answers, nothing more. It is the ceiling.
 
@@ -31,6 +34,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -46,6 +51,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
+
+from bench.machine_profile import profiled
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -327,11 +334,18 @@ def relay_command(db_url: str, port: int, *extra: str) -> list[str]:
     ]
 
 
-def _phases(common: dict[str, Any], max_ops: int, *, fetch: bool) -> dict[str, Any]:
-    """A warm-up, then single deposits, fetches of them (``fetch``), batch deposits."""
+Profile = Callable[[], AbstractContextManager[dict[str, Any]]]
+
+
+def _phases(
+    common: dict[str, Any], max_ops: int, *, fetch: bool, around: Profile | None = None
+) -> dict[str, Any]:
+    """A warm-up, then single deposits, fetches of them (``fetch``), batch deposits;
+    ``around``: a profile of the single deposits (bench/machine_profile.py)."""
     # A short warm-up, not counted (distinct slots: start far above).
     _drive({**common, "kind": "deposit", "ok": [201], "max_ops": 500, "start": 10**9})
-    dep = _drive({**common, "kind": "deposit", "ok": [201]})
+    with around() if around is not None else contextlib.nullcontext({}) as profile:
+        dep = _drive({**common, "kind": "deposit", "ok": [201]})
     got = (
         _drive({**common, "kind": "fetch", "ok": [200], "span": max(1, dep["ops"])})
         if fetch
@@ -358,6 +372,8 @@ def _phases(common: dict[str, Any], max_ops: int, *, fetch: bool) -> dict[str, A
         "batch_requests": bat["ops"],
         "errors": {**dep["errors"], **{f"batch_{k}": v for k, v in bat["errors"].items()}},
     }
+    if around is not None:
+        figures["deposit_profile"] = profile
     if got is not None:
         figures.update(
             {
@@ -406,7 +422,7 @@ def _bench_workers(db_url: str, quick: bool) -> dict[str, Any]:
     for n in WORKERS:
         port = _free_port()
         cmd = relay_command(db_url, port, "--workers", str(n))
-        with _server(cmd, port, "/readyz"):
+        with _server(cmd, port, "/readyz") as proc:
             # /readyz answered means one worker is up; give the others time to start.
             time.sleep(1.0 + 0.5 * n)
             if n == WORKERS[0]:
@@ -419,7 +435,8 @@ def _bench_workers(db_url: str, quick: bool) -> dict[str, Any]:
                 "max_ops": max_ops,
                 "max_seconds": max_s,
             }
-            out[f"w{n}"] = _phases(common, max_ops, fetch=False)
+            around = functools.partial(profiled, proc.pid, db_url)
+            out[f"w{n}"] = _phases(common, max_ops, fetch=False, around=around)
     base = out[f"w{WORKERS[0]}"]["deposits_per_s"]
     for n in WORKERS[1:]:
         out[f"ratio_w{n}_vs_w1"] = round(out[f"w{n}"]["deposits_per_s"] / base, 3) if base else None
