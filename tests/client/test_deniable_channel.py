@@ -123,6 +123,21 @@ async def contact(tmp: Path, relay: InProcessRelay, name: str) -> Client:
     return c
 
 
+def pair_with_contact(officers: tuple[Client, Client], kim: Client) -> None:
+    """The mission's two officers and the contact pair on a deniable channel
+    (the only kind a contact may have): cards confirmed, offers made, accepted."""
+    ri, han = officers
+    for officer in officers:
+        rec = officer.add_peer(kim.mission_card().encode())
+        officer.confirm_peer(rec.mission_id, rec.safety_number)
+    rec = kim.add_peer(ri.mission_card().encode())
+    kim.confirm_peer(rec.mission_id, rec.safety_number)
+    ours = han.sign_offer(ri.make_offer(kim.mission().mission_id, policy=ch.Policy.DENIABLE))
+    his = kim.make_offer(ri.mission().mission_id, policy=ch.Policy.DENIABLE)
+    for device in (ri, han, kim):
+        device.accept_channel(ours, his)
+
+
 async def test_a_contact_and_a_mission_talk_deniably_through_a_relay(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:

@@ -27,7 +27,7 @@ from backchannel.protocol.payload import note
 from backchannel.protocol.sealing import sign
 from backchannel.protocol.states import SendState
 from tests.client.conftest import InProcessRelay
-from tests.client.test_deniable_channel import contact, founded, offers
+from tests.client.test_deniable_channel import contact, founded, offers, pair_with_contact
 
 
 def signatures_held(device: Client, digest: bytes, signers: list[Client]) -> list[str]:
@@ -59,15 +59,7 @@ async def rounds(devices: tuple[Client, ...], n: int = 3) -> None:
 async def paired_with_contact(tmp: Path, relay: InProcessRelay) -> tuple[Client, Client, Client]:
     (ri, han), _ = await founded(tmp, relay)
     kim = await contact(tmp, relay, "Kim")
-    for officer in (ri, han):
-        rec = officer.add_peer(kim.mission_card().encode())
-        officer.confirm_peer(rec.mission_id, rec.safety_number)
-    rec = kim.add_peer(ri.mission_card().encode())
-    kim.confirm_peer(rec.mission_id, rec.safety_number)
-    ours = han.sign_offer(ri.make_offer(kim.mission().mission_id, policy=ch.Policy.DENIABLE))
-    his = kim.make_offer(ri.mission().mission_id, policy=ch.Policy.DENIABLE)
-    for device in (ri, han, kim):
-        device.accept_channel(ours, his)
+    pair_with_contact((ri, han), kim)
     return ri, han, kim
 
 

@@ -21,7 +21,7 @@ from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.payload import note
 from backchannel.protocol.states import SendState
 from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay, adopt_policy
-from tests.client.test_deniable_channel import contact
+from tests.client.test_deniable_channel import contact, pair_with_contact
 
 
 async def three_officers(tmp: Path, relay: InProcessRelay) -> tuple[Client, Client, Client]:
@@ -213,15 +213,7 @@ async def track_two(tmp: Path, relay: InProcessRelay) -> tuple[Client, Client, C
     f = relay.factory()
     ri, han = await demo.found(tmp, "New York", ("Ri", "Han"), RELAY_URL, f, "pw", FAST_KDF)
     kim = await contact(tmp, relay, "Kim")
-    for officer in (ri, han):
-        rec = officer.add_peer(kim.mission_card().encode())
-        officer.confirm_peer(rec.mission_id, rec.safety_number)
-    rec = kim.add_peer(ri.mission_card().encode())
-    kim.confirm_peer(rec.mission_id, rec.safety_number)
-    ours = han.sign_offer(ri.make_offer(kim.mission().mission_id, policy=ch.Policy.DENIABLE))
-    his = kim.make_offer(ri.mission().mission_id, policy=ch.Policy.DENIABLE)
-    for device in (ri, han, kim):
-        device.accept_channel(ours, his)
+    pair_with_contact((ri, han), kim)
     return ri, han, kim
 
 

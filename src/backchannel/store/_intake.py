@@ -24,6 +24,7 @@ same inputs with the same errors.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,6 +92,17 @@ def fetched_mark(fetched: int, after: int, next_seq: int) -> int:
     stored skip the cap.
     """
     return max(fetched, min(after, next_seq - 1))
+
+
+def raised_mark(state: Sequence[int] | None, after: int) -> tuple[int, int] | None:
+    """(the mark, the new mark) when a fetch after ``after`` raises the mark of
+    the tenant whose row reads ``state`` (``fetched_seq, next_seq``); None when
+    it does not, or there is no row."""
+    if state is None:
+        return None
+    fetched = int(state[0])
+    mark = fetched_mark(fetched, after, int(state[1]))
+    return (fetched, mark) if mark > fetched else None
 
 
 def check_cap(cap: int) -> None:

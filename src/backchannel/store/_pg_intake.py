@@ -121,11 +121,9 @@ class PostgresIntake(PostgresCalls):
             )
             state = await cur.fetchone()
             # Most fetches pass nothing new and take no lock.
-            if state is not None:
-                fetched = int(state[0])
-                if _in.fetched_mark(fetched, after, int(state[1])) > fetched:
-                    async with conn.transaction():
-                        await passed(conn)
+            if _in.raised_mark(state, after) is not None:
+                async with conn.transaction():
+                    await passed(conn)
             return rows
 
         async def passed(conn: Conn) -> None:
@@ -135,13 +133,10 @@ class PostgresIntake(PostgresCalls):
                 "SELECT fetched_seq, next_seq FROM intake_tenants WHERE tenant_id = %s FOR UPDATE",
                 (tenant_id,),
             )
-            state = await cur.fetchone()
-            if state is None:
+            raised = _in.raised_mark(await cur.fetchone(), after)
+            if raised is None:
                 return
-            fetched = int(state[0])
-            mark = _in.fetched_mark(fetched, after, int(state[1]))
-            if mark <= fetched:
-                return
+            fetched, mark = raised
             # A new statement, so a new snapshot: it sees every request stored
             # (or expired) before the lock was granted.
             await conn.execute(

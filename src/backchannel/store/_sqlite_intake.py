@@ -102,10 +102,7 @@ class SQLiteIntake(SQLiteCalls):
                 (tenant_id,),
             ).fetchone()
             found = [(int(seq), bytes(cell)) for seq, cell in rows]
-            if state is None:
-                return found, False
-            fetched = int(state[0])
-            return found, _in.fetched_mark(fetched, after, int(state[1])) > fetched
+            return found, _in.raised_mark(state, after) is not None
 
         def passed(conn: sqlite3.Connection) -> None:
             # Decided again in the writer's transaction: the read above only
@@ -114,12 +111,10 @@ class SQLiteIntake(SQLiteCalls):
                 "SELECT fetched_seq, next_seq FROM intake_tenants WHERE tenant_id = ?",
                 (tenant_id,),
             ).fetchone()
-            if state is None:
+            raised = _in.raised_mark(state, after)
+            if raised is None:
                 return
-            fetched = int(state[0])
-            mark = _in.fetched_mark(fetched, after, int(state[1]))
-            if mark <= fetched:
-                return
+            fetched, mark = raised
             conn.execute(
                 "UPDATE intake_tenants SET fetched_seq = ?, queued = queued - ("
                 "SELECT count(*) FROM intake_requests WHERE tenant_id = ? AND seq > ? AND seq <= ?)"
