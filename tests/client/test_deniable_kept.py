@@ -15,6 +15,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from backchannel.client.receiving import PROOFS_FORGOTTEN
 from backchannel.client.records import DraftRecord
@@ -26,7 +29,7 @@ from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
 from backchannel.protocol.sealing import sign
 from backchannel.protocol.states import SendState
-from tests.client.conftest import InProcessRelay
+from tests.client.conftest import InProcessRelay, adopt_policy
 from tests.client.test_deniable_channel import contact, founded, offers, pair_with_contact
 
 
@@ -99,6 +102,9 @@ async def test_nothing_the_senders_keep_proves_who_wrote_a_deniable_message(
         assert draft.outgoing.state is SendState.DELIVERED
         assert kept is not None and kept.digest == wire.digest  # the receipt matched it
         assert kept.signatures == () and draft.record_key == b""
+        # It keeps how many had signed (a count proves nothing): two for the
+        # mission, one for the contact.
+        assert draft.signers == (2 if device is ri else 1)
         # Nor does the record for a review board put it on the record.
         assert "messages" not in json.loads(device.export_record())
     # The mission's own record of who did what stays: drafted, co-signed, queued,
@@ -190,3 +196,22 @@ async def test_messages_for_the_record_keep_their_signatures_beside_deniable_one
     assert SealedMessage.decode(bytes.fromhex(on_record["message"])).digest == (
         record.outgoing.message.digest
     )
+
+
+async def test_the_desk_shows_the_signatures_a_deniable_message_went_out_with(
+    tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the policy lets one officer write to a contact alone, the desk says
+    one signature, not the roster's k, once the signatures are forgotten."""
+    from backchannel.ui import views_mail
+
+    ri, han, kim = await paired_with_contact(tmp_path, relay)
+    await adopt_policy((ri, han), set(ch.Policy), track2_k=1)
+    draft = ri.compose(ri.channel_for("Kim").channel_id, note("On my word alone."))
+    assert draft.outgoing.state is SendState.QUEUED
+    await rounds((ri, han, kim), 4)
+    [sent] = [d for d in ri.drafts() if d.draft_id == draft.draft_id]
+    assert sent.outgoing.state is SendState.DELIVERED and sent.signers == 1
+    monkeypatch.setattr(views_mail, "peer_names", lambda desk: {})
+    view = views_mail._draft_view(SimpleNamespace(), ri, sent)  # no desk needed
+    assert view["steps"][1] == ("Co-signed: 1 of 2 signatures", True)

@@ -65,6 +65,10 @@ class DraftRecord:
     #: Why the author's own device withdrew it (a rejected draft with none was
     #: refused by a colleague).
     withdrawn: str = ""
+    #: How many officers had signed a deniable draft when its signatures were
+    #: dropped (:meth:`without_proof`): the count, which proves nothing, for the
+    #: desk to show.
+    signers: int = 0
 
     def __repr__(self) -> str:
         return f"DraftRecord({self.outgoing.state.value})"
@@ -93,7 +97,12 @@ class DraftRecord:
         if msg is None or not self.holds_proof:
             return self
         bare = replace(msg, signatures=())
-        return replace(self, outgoing=replace(self.outgoing, message=bare), record_key=b"")
+        return replace(
+            self,
+            outgoing=replace(self.outgoing, message=bare),
+            record_key=b"",
+            signers=len(msg.signatures),
+        )
 
 
 @dataclass(frozen=True, slots=True)

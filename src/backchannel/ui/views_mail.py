@@ -201,9 +201,9 @@ def _draft_view(desk: Desk, c: Client, d: Any) -> dict[str, Any]:
     state = d.outgoing.state.value
     k = c.mission().roster.threshold
     msg = d.outgoing.message
-    signed = len(msg.signatures) if msg is not None else 0
-    if state in ("queued", "delivered") and msg is not None and msg.header.deniable:
-        signed = k  # it had them; the device forgot them as it went out (deniable-v1 §3)
+    # A deniable draft that went out keeps the count of its signatures, not
+    # the signatures (deniable-v1 §3).
+    signed = max(len(msg.signatures) if msg is not None else 0, d.signers)
     pending = 0
     if state == "queued":
         pending = next(
