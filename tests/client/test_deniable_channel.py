@@ -123,15 +123,29 @@ async def contact(tmp: Path, relay: InProcessRelay, name: str) -> Client:
     return c
 
 
+async def founded_either(tmp: Path, relay: InProcessRelay) -> tuple[Mission, Mission]:
+    """Two missions paired on a channel that allows both kinds of message."""
+    ny, dc = await founded(tmp, relay)
+    own, theirs = offers(ny, dc, (ch.Policy.EITHER, ch.Policy.EITHER))
+    for officer in (*ny, *dc):
+        officer.accept_channel(own, theirs)
+    return ny, dc
+
+
+def confirm_cards(officers: tuple[Client, Client], kim: Client) -> None:
+    """The mission's officers and the contact confirm each other's cards."""
+    for officer in officers:
+        rec = officer.add_peer(kim.mission_card().encode())
+        officer.confirm_peer(rec.mission_id, rec.safety_number)
+    rec = kim.add_peer(officers[0].mission_card().encode())
+    kim.confirm_peer(rec.mission_id, rec.safety_number)
+
+
 def pair_with_contact(officers: tuple[Client, Client], kim: Client) -> None:
     """The mission's two officers and the contact pair on a deniable channel
     (the only kind a contact may have): cards confirmed, offers made, accepted."""
     ri, han = officers
-    for officer in officers:
-        rec = officer.add_peer(kim.mission_card().encode())
-        officer.confirm_peer(rec.mission_id, rec.safety_number)
-    rec = kim.add_peer(ri.mission_card().encode())
-    kim.confirm_peer(rec.mission_id, rec.safety_number)
+    confirm_cards(officers, kim)
     ours = han.sign_offer(ri.make_offer(kim.mission().mission_id, policy=ch.Policy.DENIABLE))
     his = kim.make_offer(ri.mission().mission_id, policy=ch.Policy.DENIABLE)
     for device in (ri, han, kim):
@@ -144,11 +158,7 @@ async def test_a_contact_and_a_mission_talk_deniably_through_a_relay(
     ny, _ = await founded(tmp_path, relay)
     kim = await contact(tmp_path, relay, "Kim")
     ri, han = ny
-    for officer in ny:
-        rec = officer.add_peer(kim.mission_card().encode())
-        officer.confirm_peer(rec.mission_id, rec.safety_number)
-    rec = kim.add_peer(ri.mission_card().encode())
-    kim.confirm_peer(rec.mission_id, rec.safety_number)
+    confirm_cards(ny, kim)
     # A channel with a contact is deniable, or there is none.
     for policy in (ch.Policy.RECORD, ch.Policy.EITHER):
         with pytest.raises(Exception, match="deniable"):
@@ -191,10 +201,7 @@ async def test_a_contact_and_a_mission_talk_deniably_through_a_relay(
 async def test_on_a_channel_for_either_each_message_goes_as_its_author_chose(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
-    ny, dc = await founded(tmp_path, relay)
-    own, theirs = offers(ny, dc, (ch.Policy.EITHER, ch.Policy.EITHER))
-    for officer in (*ny, *dc):
-        officer.accept_channel(own, theirs)
+    ny, dc = await founded_either(tmp_path, relay)
     ri, han = ny
     smith, _ = dc
     channel = ri.channel_for("Washington").channel_id

@@ -30,7 +30,12 @@ from backchannel.protocol.payload import note
 from backchannel.protocol.sealing import sign
 from backchannel.protocol.states import SendState
 from tests.client.conftest import InProcessRelay, adopt_policy
-from tests.client.test_deniable_channel import contact, founded, offers, pair_with_contact
+from tests.client.test_deniable_channel import (
+    contact,
+    founded,
+    founded_either,
+    pair_with_contact,
+)
 
 
 def signatures_held(device: Client, digest: bytes, signers: list[Client]) -> list[str]:
@@ -169,10 +174,7 @@ async def test_deniable_drafts_kept_signed_by_an_earlier_version_are_swept(
 async def test_messages_for_the_record_keep_their_signatures_beside_deniable_ones(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
-    ny, dc = await founded(tmp_path, relay)
-    own, theirs = offers(ny, dc, (ch.Policy.EITHER, ch.Policy.EITHER))
-    for officer in (*ny, *dc):
-        officer.accept_channel(own, theirs)
+    ny, dc = await founded_either(tmp_path, relay)
     ri, han = ny
     channel = ri.channel_for("Washington").channel_id
     for text, deniable in (("for the record", False), ("off the record", True)):

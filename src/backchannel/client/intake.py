@@ -176,13 +176,11 @@ class Intake(OfficerAlarms):
         for item in self.intake_items():
             if item.sent or item.answer is None or len(item.approvals) < item.needed:
                 continue
-            if item.duplicate_of is not None:
-                # Approved for a request that shares its reply code with an earlier
-                # one (by a device that did not refuse it): its slot is the earlier
-                # request's, which holds one answer. Nothing is sealed; the desk
-                # shows it as a duplicate, its approved answer not sent.
+            # A duplicate (approved by a device that did not refuse it) answers in
+            # the earlier request's slot, which holds one answer: nothing is sealed.
+            if item.duplicate_of is not None or item.state in ("ignored", "blocked"):
                 continue
-            if item.state in ("ignored", "blocked") or self.vault.get(INTAKE_SENT, item.request_id):
+            if self.vault.get(INTAKE_SENT, item.request_id):
                 continue
             record = self._intake_record(item.request_id.hex())
             m = self.mission()
@@ -288,7 +286,7 @@ class Intake(OfficerAlarms):
     def intake_answer(self, request: str, text: str) -> None:
         """Propose an answer (and approve it); it goes out once k officers approved it."""
         rec = self._intake_record(request)
-        self._refuse_duplicate(rec)
+        self._refuse_duplicate(self.intake_item(request))
         text = text.strip()
         try:
             pi.check_answer_text(text)
@@ -315,7 +313,7 @@ class Intake(OfficerAlarms):
         """
         item = self.intake_item(request)
         rec = self._intake_record(request)
-        self._refuse_duplicate(rec)
+        self._refuse_duplicate(item)
         if not item.proposals:
             raise ConfigError("no answer has been proposed for this request yet")
         chosen = one(
@@ -332,7 +330,7 @@ class Intake(OfficerAlarms):
             )
             self._queue_approved()
 
-    def _refuse_duplicate(self, rec: IntakeRecord) -> None:
+    def _refuse_duplicate(self, item: IntakeItem) -> None:
         """Refuse to answer a request whose reply code an earlier request holds.
 
         The reply code names the answer's slot at the relay, and a slot holds one
@@ -340,17 +338,13 @@ class Intake(OfficerAlarms):
         chose the code (the same person, or a page that reused it), so he reads
         the earlier request's answer with it.
         """
-        first = self._first_with_code(rec.reply_code)
-        if first is not None and first.request_id != rec.request_id:
+        if item.duplicate_of is not None:
+            first = item.duplicate_of
             raise ConfigError(
-                f"request #{rec.seq} has the same reply code as request #{first.seq}, and a "
-                f"reply code holds one answer: answer #{first.seq} instead (its submitter "
+                f"request #{item.number} has the same reply code as request #{first}, and a "
+                f"reply code holds one answer: answer #{first} instead (its submitter "
                 "reads that answer with the code)"
             )
-
-    def _first_with_code(self, code: bytes) -> IntakeRecord | None:
-        records: list[IntakeRecord] = self._all(INTAKE, IntakeRecord)
-        return min((r for r in records if r.reply_code == code), key=lambda r: r.seq, default=None)
 
     def _vote(self, request_id: bytes, digest: bytes, text: str) -> None:
         """Record this officer's proposal (with its text) or approval, and tell colleagues.
