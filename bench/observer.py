@@ -1406,7 +1406,63 @@ def cell_views(rec: Recording) -> list[list[tuple[str, tuple[float, ...], tuple[
     return out
 
 
-def linking(recs: list[Recording], seed: int, pairs: int = 20_000) -> dict[str, Any]:
+#: One stored cell as :func:`linking` sees it: (tenant, the operator's view, (device, lane)).
+CellView = tuple[str, tuple[float, ...], tuple[str, bytes]]
+
+
+def draw_pairs(
+    views: list[list[list[CellView]]],
+    halves: dict[tuple[int, int], int],
+    block: int,
+    rng: random.Random,
+    half: int,
+    n: int,
+    *,
+    within_device: bool = False,
+) -> list[tuple[CellView, CellView, bool, int, int]]:
+    """Up to ``n`` pairs (cell, cell, same lane, round key, rounds apart) for :func:`linking`.
+
+    Both cells are of one tenant, from rounds 1 to 100 apart in blocks of
+    ``half``; whether the pair is of one lane is drawn at even odds. With
+    ``within_device`` both come from one device, and a pair is drawn only when
+    that device deposited in the later round both a cell of the first cell's
+    lane and one of another: otherwise a device with one lane would give only
+    pairs of one lane, and which device it is would tell the answer.
+    """
+    out: list[tuple[CellView, CellView, bool, int, int]] = []
+    tries = 0
+    while len(out) < n and tries < 20 * n:
+        tries += 1
+        w = rng.randrange(len(views))
+        v = views[w]
+        if len(v) < 3:
+            break
+        r = rng.randrange(len(v))
+        r2 = r + rng.randint(1, 100)
+        if r2 >= len(v) or halves[(w, r // block)] != half or halves[(w, r2 // block)] != half:
+            continue
+        if not v[r]:
+            continue
+        first = rng.choice(v[r])
+        tenant, _, lane = first
+        same = rng.random() < 0.5
+        if within_device:
+            mine = [c for c in v[r2] if c[0] == tenant and c[2][0] == lane[0]]
+            sides = [c for c in mine if c[2] == lane], [c for c in mine if c[2] != lane]
+            if not sides[0] or not sides[1]:
+                continue
+            options = sides[0] if same else sides[1]
+        else:
+            options = [c for c in v[r2] if c[0] == tenant and (c[2] == lane) == same]
+        if not options:
+            continue
+        out.append((first, rng.choice(options), same, w * 10**7 + r, r2 - r))
+    return out
+
+
+def linking(
+    recs: list[Recording], seed: int, pairs: int = 20_000, *, within_device: bool = False
+) -> dict[str, Any]:
     """(b) Can the operator link a cell of one round to the same lane in another round?
 
     Pairs of cells of one tenant from two rounds (1 to 100 rounds apart), half of
@@ -1415,6 +1471,13 @@ def linking(recs: list[Recording], seed: int, pairs: int = 20_000) -> dict[str, 
     database shows of each cell (:data:`CELL_VIEW`), their differences and
     equalities. Trained on pairs from one half of the rounds, tested on pairs
     from the other.
+
+    With ``within_device`` both cells of a pair were deposited by the same
+    device, which the operator reads from the connection a batch comes on
+    (the network question ``docs/metadata.md`` leaves for later): the question
+    is then what the cells themselves give away, beyond the device that
+    deposited them. A device with one lane gives no pair of different lanes,
+    so only devices with several lanes take part.
     """
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -1435,35 +1498,24 @@ def linking(recs: list[Recording], seed: int, pairs: int = 20_000) -> dict[str, 
         xs: list[list[float]] = []
         ys: list[int] = []
         keys: list[int] = []
-        tries = 0
-        while len(xs) < n and tries < 20 * n:
-            tries += 1
-            w = rng.randrange(len(views))
-            v = views[w]
-            if len(v) < 3:
-                break
-            r = rng.randrange(len(v))
-            r2 = r + rng.randint(1, 100)
-            if r2 >= len(v) or halves[(w, r // block)] != half or halves[(w, r2 // block)] != half:
-                continue
-            if not v[r]:
-                continue
-            tenant, a, lane = rng.choice(v[r])
-            same = rng.random() < 0.5
-            options = [c for c in v[r2] if c[0] == tenant and (c[2] == lane) == same]
-            if not options:
-                continue
-            _, b, _ = rng.choice(options)
+        for (_, a, _), (_, b, _), same, key, apart in draw_pairs(
+            views, halves, block, rng, half, n, within_device=within_device
+        ):
             diff = [abs(p - q) for p, q in zip(a, b, strict=True)]
             eq = [float(p == q) for p, q in zip(a, b, strict=True)]
-            xs.append([*a, *b, *diff, *eq, float(r2 - r)])
+            xs.append([*a, *b, *diff, *eq, float(apart)])
             ys.append(int(same))
-            keys.append(w * 10**7 + r)
+            keys.append(key)
         return xs, ys, keys
 
     xtr, ytr, _ = draw(0, pairs)
     xte, yte, kte = draw(1, pairs)
-    out: dict[str, Any] = {"chance": 0.5, "train_pairs": len(ytr), "test_pairs": len(yte)}
+    out: dict[str, Any] = {
+        "chance": 0.5,
+        "pairs": "of one device's cells" if within_device else "of one tenant's cells",
+        "train_pairs": len(ytr),
+        "test_pairs": len(yte),
+    }
     if len(set(ytr)) < 2 or len(set(yte)) < 2:
         out["skipped"] = "too few rounds to draw pairs from"
         return out
@@ -1672,11 +1724,13 @@ def analyse(recs: list[Recording], seed: int) -> dict[str, Any]:
         reason = "scikit-learn is not installed (pip install -r requirements-bench.lock)"
         out["real_vs_cover"] = {"skipped": reason}
         out["linking"] = {"skipped": reason}
+        out["linking_within_device"] = {"skipped": reason}
         return out
     samples = device_features(recs)
     out["features"] = len(samples.names)
     out["real_vs_cover"] = real_vs_cover(samples, seed)
     out["linking"] = linking(recs, seed)
+    out["linking_within_device"] = linking(recs, seed, within_device=True)
     out["goals"] = goals(out)
     return out
 
@@ -1690,12 +1744,14 @@ def goals(fig: dict[str, Any]) -> dict[str, Any]:
         key=lambda m: m["accuracy"],
         default=None,
     )  # fmt: skip
-    link = fig["linking"]
-    best_link = max(
-        (link[k] for k in ("logistic_regression", "decision_tree", "boosted_trees")
-         if isinstance(link.get(k), dict)),
-        key=lambda m: m["accuracy"],
-        default=None,
+    best_link, best_within = (
+        max(
+            (link[k] for k in ("logistic_regression", "decision_tree", "boosted_trees")
+             if isinstance(link.get(k), dict)),
+            key=lambda m: m["accuracy"],
+            default=None,
+        )
+        for link in (fig["linking"], fig.get("linking_within_device", {}))
     )  # fmt: skip
     req = fig["traffic"]["requests_per_device_round"]
     ratio = fig["traffic"]["wire_over_cells"]
@@ -1713,6 +1769,15 @@ def goals(fig: dict[str, Any]) -> dict[str, Any]:
             "value": best_link["accuracy"],
             "wilson95": best_link["wilson95"],
             "met": best_link["wilson95"][0] <= 0.5 <= best_link["wilson95"][1],
+        }
+    if best_within is not None:
+        # What the cells give away beyond the device that deposited them: the
+        # device itself comes with its connection (docs/metadata.md, "What remains").
+        out["linking_within_device_at_chance"] = {
+            "goal": "95 % interval contains 0.5, pairs of one device's cells",
+            "value": best_within["accuracy"],
+            "wilson95": best_within["wilson95"],
+            "met": best_within["wilson95"][0] <= 0.5 <= best_within["wilson95"][1],
         }
     out["requests_constant"] = {
         "goal": "the same number every round, real or cover, and <= 3",
@@ -1809,14 +1874,18 @@ def render(fig: dict[str, Any]) -> str:
             if isinstance(m, dict) and "accuracy" in m:
                 extra = f"  [{m['feature']}: {m['rule']}]" if k == "threshold" else ""
                 lines.append(f"  {k:<20} {_interval(m)}{extra}")
-    link = fig.get("linking", {})
-    if "skipped" in link:
-        lines.append(f"linking: skipped: {link['skipped']}")
-    else:
-        lines.append(f"linking ({link['test_pairs']} test pairs, chance 0.5):")
-        for k in ("logistic_regression", "decision_tree", "boosted_trees"):
-            lines.append(f"  {k:<20} {_interval(link[k])}")
-        lines.append(f"  the tree uses: {', '.join(link.get('tree_uses', []))}")
+    for key, title in (
+        ("linking", "linking, pairs of one tenant's cells"),
+        ("linking_within_device", "linking, pairs of one device's cells"),
+    ):
+        link = fig.get(key, {})
+        if "skipped" in link:
+            lines.append(f"{title}: skipped: {link['skipped']}")
+        elif link:
+            lines.append(f"{title} ({link['test_pairs']} test pairs, chance 0.5):")
+            for k in ("logistic_regression", "decision_tree", "boosted_trees"):
+                lines.append(f"  {k:<20} {_interval(link[k])}")
+            lines.append(f"  the tree uses: {', '.join(link.get('tree_uses', []))}")
     t = fig["traffic"]
     req = t["requests_per_device_round"]
     lines.append(

@@ -135,3 +135,54 @@ def test_a_contacts_device_makes_the_exchange_an_officers_device_makes(
     assert t2["contact_rounds_in_an_officers_shape"] == ROUNDS
     # What the relay can still count: one device fetches from the contact's tenant.
     assert t2["devices_per_tenant"]["contact"] == {1: 1}
+
+
+def _views_of_two_devices(rounds: int) -> list[list[list[observer.CellView]]]:
+    """One world, one tenant: a device with one lane and a device with three.
+
+    Each cell's view names its device (its size), never its lane.
+    """
+    lanes = [("solo", b"s")] + [("multi", bytes([i])) for i in range(3)]
+    return [
+        [
+            [
+                ("t", (100.0 if dev == "solo" else 200.0, float(r)), (dev, lane))
+                for dev, lane in lanes
+            ]
+            for r in range(rounds)
+        ]
+    ]
+
+
+def _pairs(
+    within_device: bool,
+) -> list[tuple[observer.CellView, observer.CellView, bool, int, int]]:
+    import random
+
+    views = _views_of_two_devices(400)
+    halves = {(0, b): 0 for b in range(400 // 50 + 1)}
+    return observer.draw_pairs(
+        views, halves, 50, random.Random(3), 0, 4000, within_device=within_device
+    )
+
+
+def test_linking_within_a_device_draws_its_own_lanes_at_even_odds() -> None:
+    pairs = _pairs(within_device=True)
+    assert len(pairs) == 4000
+    for a, b, same, _, apart in pairs:
+        # Both cells from one device, and never from the device with one lane:
+        # it has no other lane to pair with, so it would only give pairs of one lane.
+        assert a[2][0] == b[2][0] == "multi"
+        assert (a[2] == b[2]) == same and 1 <= apart <= 100
+    assert 0.46 < sum(p[2] for p in pairs) / len(pairs) < 0.54
+
+
+def test_linking_across_a_tenant_lets_the_device_tell_the_lane() -> None:
+    pairs = _pairs(within_device=False)
+    assert len(pairs) == 4000
+    assert all((a[2] == b[2]) == same for a, b, same, _, _ in pairs)
+    # A pair of two devices' cells is never of one lane: the device (here the
+    # size) answers for those pairs, which is why the tenant-wide figure is
+    # above chance while the device-wide one is not.
+    mixed = [same for a, b, same, _, _ in pairs if a[2][0] != b[2][0]]
+    assert mixed and not any(mixed)
