@@ -1,6 +1,7 @@
 """Where a deposit's CPU time goes: the relay profiled in process, phase by phase.
 
 ``python -m bench.profile_relay [--label NAME] [--plot docs/img/relay_profile.png]``
+(``--flame docs/img`` instead: a py-spy flame graph of each deposit workload)
 runs the relay app (SQLite store, transparency log on) behind uvicorn's own
 HTTP/1.1 protocol (httptools) on in-memory transports, so that everything a
 real request costs is in one process and one profile: parsing the request,
@@ -222,7 +223,9 @@ class _ThreadProfiles:
         return run
 
 
-async def _run(cells: int, label: str) -> dict[str, Any]:
+async def _run(
+    cells: int, label: str, only: tuple[str, ...] = WORKLOADS, phases: bool = True
+) -> dict[str, Any]:
     import uvicorn
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.server import ServerState
@@ -272,6 +275,8 @@ async def _run(cells: int, label: str) -> dict[str, Any]:
             ("batch_fetch", work.batch_fetch, max(1, cells // BATCH), {200}),
         ]
         for name, make, count, ok in plan:
+            if name not in only:
+                continue
             conns = [_Connection(make_protocol) for _ in range(CONCURRENCY)]
             warm = max(CONCURRENCY, count // 10)
             await _drive(conns, [make(i) for i in range(warm)], ok)
@@ -279,6 +284,13 @@ async def _run(cells: int, label: str) -> dict[str, Any]:
             cpu0, wall0 = time.process_time(), time.perf_counter()
             await _drive(conns, timed, ok)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            if not phases:  # under a sampling profiler (--flame): no cProfile pass
+                results[name] = {
+                    "requests": count,
+                    "cpu_us_per_request": round(cpu / count * 1e6, 1),
+                    "requests_per_s_wall": round(count / wall, 1),
+                }
+                continue
             main = cProfile.Profile(time.thread_time)
             threads.profiles.clear()
             threads.on = True
@@ -561,10 +573,47 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig_)
 
 
+def flame(workloads: tuple[str, ...], cells: int, out_dir: Path, rate: int = 1000) -> list[Path]:
+    """One flame graph (SVG) per workload, sampled by py-spy from a run without cProfile.
+
+    cProfile adds its own cost to every Python call and keeps no stacks; py-spy
+    samples the process from outside, every thread, with whole stacks. Each
+    workload runs in its own process, so that its graph holds nothing else but
+    the store's set-up and the requests built before the clock starts.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("py-spy is not installed (pip install -r requirements-bench.lock)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in workloads:
+        path = out_dir / f"relay_flame_{name}.svg"
+        cmd = [spy, "record", "--threads", "--rate", str(rate), "--output", str(path),
+               "--", sys.executable, "-m", "bench.profile_relay", "--only", name,
+               "--cells", str(cells), "--no-phases"]  # fmt: skip
+        path.unlink(missing_ok=True)
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        # py-spy may exit non-zero after writing the graph (it lost a race to reap the
+        # child it started): the graph on disk is what tells.
+        if not path.exists() or path.stat().st_size == 0:
+            raise SystemExit(f"py-spy wrote no flame graph for {name}:\n{done.stderr}")
+        paths.append(path)
+    return paths
+
+
 def _table(result: dict[str, Any], verbose: bool = False) -> str:
     lines = []
     for name in WORKLOADS:
+        if name not in result:
+            continue
         fig = result[name]
+        if "phases_pct" not in fig:
+            lines.append(f"{name}: {fig['cpu_us_per_request']} µs CPU per request")
+            continue
         lines.append(
             f"{name}: {fig['cpu_us_per_request']} µs CPU per request, "
             f"{fig['cpu_us_per_cell']} µs per cell, {fig['requests_per_s_wall']} requests/s"
@@ -586,16 +635,38 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="add this run to a JSON file of runs")
     parser.add_argument("--plot", type=Path, help="draw every run in --json (or this one)")
     parser.add_argument("--top", action="store_true", help="list the costliest functions")
+    parser.add_argument(
+        "--only",
+        choices=("deposit", "batch_deposit"),
+        action="append",
+        help="run only this deposit workload (repeatable)",
+    )
+    parser.add_argument(
+        "--no-phases", action="store_true", help="skip the cProfile pass (CPU time only)"
+    )
+    parser.add_argument(
+        "--flame",
+        type=Path,
+        metavar="DIR",
+        help="write a py-spy flame graph per deposit workload into DIR (relay_flame_*.svg)",
+    )
     args = parser.parse_args()
+    if args.flame:
+        for path in flame(tuple(args.only or ("deposit", "batch_deposit")), args.cells, args.flame):
+            print(f"flame graph: {path}")
+        return
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    result = asyncio.run(_run(args.cells, args.label))
+    only = tuple(args.only) if args.only else WORKLOADS
+    result = asyncio.run(_run(args.cells, args.label, only, not args.no_phases))
     print(_table(result, args.top))
     runs = [result]
+    if args.only or args.no_phases:
+        return  # a partial run: not one to keep beside the others
     if args.json:
         old = json.loads(args.json.read_text()) if args.json.exists() else []
         runs = [r for r in old if r["label"] != args.label] + [result]
