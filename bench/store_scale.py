@@ -17,9 +17,11 @@ is what the goals are judged on (``ratio``, ``ratio_huge``: 10^6 and 10^7
 against 10^4); ``rss_ratio_huge`` is the RSS at 10^7 over that at 10^4.
 
 The fill writes once: SQLite's fill connection turns its journal off (the
-store puts WAL back when it opens the file), PostgreSQL's uses ``COPY`` in one
-transaction. One backend's levels are on disk at once (SQLite about 50 GB
-with 10^7, PostgreSQL about 100 GB); a level the free disk cannot hold is left
+store puts WAL back when it opens the file), PostgreSQL's uses binary ``COPY``
+in transactions of ``PG_FILL_BATCH`` rows with a ``CHECKPOINT`` after each, so
+neither its WAL nor the cells trigger's transition table grows with the level.
+One backend's levels are on disk at once (SQLite about 50 GB with 10^7,
+PostgreSQL about 65 GB); a level the free disk cannot hold is left
 out, with the reason in ``levels_left_out``, rather than run the disk (and a
 database server) full; a backend whose fill fails reports why and the other's
 figures stand.
@@ -36,6 +38,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import resource
@@ -75,9 +78,21 @@ LEVELS = {True: (10**3, 10**5), False: (10**4, 10**6, 10**7)}
 REPEATS = {True: 3, False: 5}
 DEPOSITS = {True: 2000, False: 10_000}
 #: Disk a stored cell needs while its store is filled, with room to spare: SQLite
-#: kept 10^7 + 1.01 x 10^6 cells in 49 GB; PostgreSQL's fill of 10^7 (TOAST
-#: chunks, and the WAL until a checkpoint) ran a 77 GB disk full.
-BYTES_PER_CELL = {"sqlite": 5_000, "pg": 9_000}
+#: kept 10^7 + 1.01 x 10^6 cells in 49 GB. PostgreSQL (measured 2026-12-06 at
+#: 10^6 cells): the cells table takes 5,747 B a cell with TOAST and indexes (a
+#: 4 KiB cell is three TOAST chunks, two of 2 KB at four a page: 5,530 B), and
+#: its fill, in batches, grew the data directory by 6.2 GB at its peak. In one
+#: COPY it grew it by 10.5 GB: the cells trigger's transition table spilled
+#: every row to a temporary file (4.2 GB), which at 10^7 ran a 77 GB disk full.
+#: With FILL_RESERVE, 6,900 B a cell (+20%) admits a full run (11.01 x 10^6
+#: cells) only with 78 GB free, and its peak is about 66 GB (cells, the timed
+#: deposits' dead rows, WAL, one batch's transition table): 12 GB to spare.
+BYTES_PER_CELL = {"sqlite": 5_000, "pg": 6_900}
+#: Disk a fill holds only while it runs, besides its cells: PostgreSQL's WAL
+#: (up to about max_wal_size, 1.2 GB measured) and one batch's transition table.
+FILL_RESERVE = {"sqlite": 0, "pg": 2 * 10**9}
+#: Rows per PostgreSQL fill transaction (its transition table: 0.42 GB on disk).
+PG_FILL_BATCH = 100_000
 #: Stop timing deposits after this long even if not all were made.
 DEPOSIT_TIME_LIMIT_S = 30.0
 _POOL = [os.urandom(CELL_SIZE) for _ in range(64)]  # ciphertext does not compress
@@ -220,18 +235,32 @@ async def _fill_sqlite(workdir: Path, n: int) -> str:
 
 async def _fill_pg(dsn: str, n: int) -> str:
     await _create(PostgresRelayStore(dsn))
-    with psycopg.connect(dsn) as conn:  # one transaction
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY cells (tenant_id, slot, cell_id, cell, deposited_at) FROM STDIN"
-            ) as copy,
-        ):
-            for row in _rows(n, b"postgres" + n.to_bytes(8, "big")):
-                copy.write_row(row)
-        conn.commit()
+    rows = _rows(n, b"postgres" + n.to_bytes(8, "big"))
+    checkpoint = True
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # COPY in transactions of PG_FILL_BATCH rows, not one: the cells trigger's
+        # transition table keeps every row of a statement (to disk) until it ends,
+        # and a checkpoint after each lets the server recycle that batch's WAL.
+        for _ in range(0, n, PG_FILL_BATCH):
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY cells (tenant_id, slot, cell_id, cell, deposited_at)"
+                    " FROM STDIN (FORMAT BINARY)"  # no hex text of each 4 KiB cell
+                ) as copy,
+            ):
+                copy.set_types(["text", "bytea", "bytea", "bytea", "int8"])
+                for row in itertools.islice(rows, PG_FILL_BATCH):
+                    copy.write_row(row)
+            if checkpoint:
+                try:
+                    conn.execute("CHECKPOINT")
+                except psycopg.errors.InsufficientPrivilege:
+                    # Neither superuser nor pg_checkpoint: the server's own
+                    # checkpoints (max_wal_size) still bound the WAL.
+                    checkpoint = False
         conn.execute("ANALYZE cells")
-        conn.commit()
     return dsn
 
 
@@ -280,13 +309,15 @@ def _rounds(backend: str, targets: dict[int, str], deposits: int, repeats: int) 
     return summarise(levels, runs)
 
 
-def room(levels: Sequence[int], per_cell: int, free: int) -> tuple[list[int], dict[str, str]]:
-    """The levels a disk with ``free`` bytes holds all at once (smallest first), and
-    why the others are left out: a fill that runs a disk full can take the
-    database server down with it."""
+def room(
+    levels: Sequence[int], per_cell: int, free: int, reserve: int = 0
+) -> tuple[list[int], dict[str, str]]:
+    """The levels a disk with ``free`` bytes holds all at once (smallest first),
+    besides ``reserve`` bytes a fill holds while it runs, and why the others are
+    left out: a fill that runs a disk full can take the database server down with it."""
     kept: list[int] = []
     left: dict[str, str] = {}
-    need = 0
+    need = reserve
     for n in sorted(levels):
         need += n * per_cell
         if need > free:
@@ -307,7 +338,8 @@ def _with_room(result: dict[str, Any], left: dict[str, str]) -> dict[str, Any]:
 
 async def _bench_sqlite(levels: Sequence[int], deposits: int, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bc-store-scale-") as tmp:
-        kept, left = room(levels, BYTES_PER_CELL["sqlite"], shutil.disk_usage(tmp).free)
+        free = shutil.disk_usage(tmp).free
+        kept, left = room(levels, BYTES_PER_CELL["sqlite"], free, FILL_RESERVE["sqlite"])
         if not kept:
             return {"skipped": f"no level fits the disk: {left}"}
         targets = {n: await _fill_sqlite(Path(tmp), n) for n in kept}
@@ -329,7 +361,11 @@ async def _bench_pg(levels: Sequence[int], deposits: int, repeats: int) -> dict[
     if reason is not None:
         return {"skipped": reason}
     free = _pg_free()
-    kept, left = (list(levels), {}) if free is None else room(levels, BYTES_PER_CELL["pg"], free)
+    kept, left = (
+        (list(levels), {})
+        if free is None
+        else room(levels, BYTES_PER_CELL["pg"], free, FILL_RESERVE["pg"])
+    )
     if not kept:
         return {"skipped": f"no level fits the disk: {left}"}
     with contextlib.ExitStack() as stack:

@@ -53,3 +53,15 @@ def test_levels_the_disk_cannot_hold_are_left_out_with_the_reason() -> None:
         [],
         {"10000": "needs about 0 GB of free disk with the smaller levels, 0 GB free"},
     )
+
+
+def test_a_fill_reserve_counts_before_the_first_level() -> None:
+    # PostgreSQL's figures: 6,900 B a cell and 2 GB of WAL and transition table.
+    kept, left = room([10**4, 10**6, 10**7], 6900, 82 * 10**9, reserve=2 * 10**9)
+    assert kept == [10**4, 10**6, 10**7] and left == {}
+    kept, left = room([10**4, 10**6, 10**7], 6900, 77 * 10**9, reserve=2 * 10**9)
+    assert kept == [10**4, 10**6]
+    assert left == {
+        "10000000": "needs about 78 GB of free disk with the smaller levels, 77 GB free"
+    }
+    assert room([10**3], 6900, 10**9, reserve=2 * 10**9)[0] == []
