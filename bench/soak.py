@@ -20,7 +20,11 @@ before the run: resident memory at the end within 10 % of minute 10's, and
 p99 latency over the last ten minutes within 1.5x that of minutes 5 to 15
 (each kind). The log grows by design (append-only, one leaf per committed
 batch) and acknowledged slots stay listed as spent until the retention
-(an hour at least), so the database's size is reported, not bounded.
+(an hour at least), so within a run of an hour the database keeps a row for
+every slot it saw and its size is reported, not bounded. The cells' own
+bytes do not pile up: their space is reused (with SQLite, given back at each
+expiry round), and past the retention the size levels off (docs/storage.md,
+"Space").
 """
 
 from __future__ import annotations

@@ -27,6 +27,14 @@ Pragmas, and why each is safe
 ``journal_size_limit``
     After a burst, the log file is truncated back to this size at checkpoints
     instead of keeping its peak size on disk. Only affects the file size.
+``auto_vacuum=INCREMENTAL`` (new files only)
+    Freed pages stay in the file for reuse, as without it, until expiry gives
+    them back to the filesystem a step at a time (``PRAGMA incremental_vacuum``,
+    :meth:`~backchannel.store.sqlite.SQLiteRelayStore.expire`); deposits and
+    acknowledgements never shrink the file. It can only be chosen before the
+    file holds a table (even switching to WAL writes the header, so it comes
+    first); an older file keeps ``NONE`` until a one-time ``VACUUM``
+    (docs/storage.md, "Space").
 ``max_page_count`` (only with ``max_db_bytes``)
     A hard ceiling on the database size. Reaching it behaves exactly like a full
     disk: the transaction is rolled back and nothing in it is acknowledged.
@@ -45,6 +53,8 @@ from backchannel.store._sqlite_errors import translate
 
 #: ``PRAGMA application_id`` of our database files ("BCHR").
 APPLICATION_ID = 0x42434852
+#: ``PRAGMA auto_vacuum`` of a file that gives free pages back on request.
+AUTO_VACUUM_INCREMENTAL = 2
 #: The writer connection's page cache, KiB (see where it is set).
 WRITER_CACHE_KIB = 16 * 1024
 
@@ -88,6 +98,10 @@ def _connect_writer_once(
         # another application's database is refused before we write to it
         # (even switching the journal mode rewrites the header).
         check_ours(conn)
+        if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
+            # A new file (or one that holds nothing yet): the only moment this
+            # can be chosen, and it must precede the first write. Else a no-op.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
         if mode is None or str(mode[0]).lower() != "wal":
             raise StoreUnavailable(

@@ -40,6 +40,15 @@ T = TypeVar("T")
 
 #: Most batches whose member hashes one expiry transaction deletes.
 _MEMBER_LEAVES_CHUNK = 256
+#: Most free pages one step of expiry gives back to the filesystem. Each may
+#: move a page from the end of the file into a hole (and rewrite the page that
+#: points to it): 128 pages hold the writer about as long as deleting
+#: ``EXPIRE_STEP_ROWS`` rows does (docs/storage.md, "Space").
+VACUUM_STEP_PAGES = 128
+#: Most free pages one ``expire`` call gives back (128 MiB of 4 KiB pages), so
+#: every round ends within seconds; a larger freelist, after a burst, shrinks
+#: over the next rounds.
+VACUUM_PAGES_PER_EXPIRE = 256 * VACUUM_STEP_PAGES
 
 
 class SQLiteRelayStore(SQLiteWriter, SQLiteDeposits, SQLiteLogReads, SQLiteIntake, SQLiteTenants):
@@ -277,9 +286,18 @@ class SQLiteRelayStore(SQLiteWriter, SQLiteDeposits, SQLiteLogReads, SQLiteIntak
             ).fetchone()[0]
             if high is None:
                 return False
-            conn.execute(
-                "UPDATE log_leaves SET members = NULL WHERE leaf_index BETWEEN ? AND ?",
+            # The rows are written again without their members, not updated:
+            # SQLite merges half-empty pages when rows are deleted, never when
+            # an UPDATE shrinks them, so each leaf would keep the page space
+            # its members took, for ever (a page per leaf for large batches).
+            kept = conn.execute(
+                "SELECT leaf_index, leaf, time, nodes FROM log_leaves"
+                " WHERE leaf_index BETWEEN ? AND ?",
                 (low, high),
+            ).fetchall()
+            conn.execute("DELETE FROM log_leaves WHERE leaf_index BETWEEN ? AND ?", (low, high))
+            conn.executemany(
+                "INSERT INTO log_leaves (leaf_index, leaf, time, nodes) VALUES (?, ?, ?, ?)", kept
             )
             conn.execute("UPDATE log_head SET members_from = ? WHERE id = 1", (int(high) + 1,))
             return bool(int(high) == top)
@@ -295,7 +313,35 @@ class SQLiteRelayStore(SQLiteWriter, SQLiteDeposits, SQLiteLogReads, SQLiteIntak
         await _common.in_steps(step)
         if self._logging:
             await _common.in_steps(lambda: self._write(forget_members))
+        await self._give_back_space()
         return removed
+
+    async def _give_back_space(self) -> None:
+        """Return free pages to the filesystem, in steps like expiry's own.
+
+        Here only, after expiry: a deposit reuses free pages, so the pages an
+        ``ack`` frees stay in the file until the next expiry round, and no
+        deposit or acknowledgement ever moves a page. A file without
+        ``auto_vacuum = INCREMENTAL`` (made before it was the default) keeps
+        its free pages for reuse, and this does nothing.
+        """
+        budget = VACUUM_PAGES_PER_EXPIRE
+
+        def give_back(conn: sqlite3.Connection) -> bool:
+            nonlocal budget
+            mode = int(conn.execute("PRAGMA auto_vacuum").fetchone()[0])
+            if mode != _conn.AUTO_VACUUM_INCREMENTAL:
+                return False
+            free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            pages = min(free, budget, VACUUM_STEP_PAGES)
+            # The pragma frees one page per step, and the sqlite3 module steps
+            # it once (it has no result columns): one call, one page.
+            for _ in range(pages):
+                conn.execute("PRAGMA incremental_vacuum(1)")
+            budget -= pages
+            return pages > 0 and budget > 0 and free > pages
+
+        await _common.in_steps(lambda: self._write(give_back))
 
     async def count_cells(self, tenant_id: str | None = None) -> int:
         if tenant_id is not None:
