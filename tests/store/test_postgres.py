@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 import psycopg
 import pytest
@@ -94,5 +96,46 @@ async def test_a_store_whose_writer_stopped_says_so_and_opens_again(pg_dsn: str)
         assert old_pool.closed
         assert (await store.deposit("a", slot(2), cell(2), now=1)).created
         assert await store.fetch("a", [slot(1), slot(2)]) == {slot(1): cell(1), slot(2): cell(2)}
+    finally:
+        await store.close()
+
+
+async def test_a_connection_lost_during_ack_leaves_the_quota_count_true(pg_dsn: str) -> None:
+    # The connection dies after ack's first statement reaches the server: what
+    # the tenant's count says must still be what its cells hold, or the quota
+    # drifts for good (the pool's connections commit each statement on its own).
+    store = PostgresRelayStore(pg_dsn)
+    await store.open()
+    try:
+        await store.create_tenant("a", CRED, 1000, now=0)
+        for n in range(3):
+            await store.deposit("a", slot(n), cell(n), now=1)
+        real_attempt = store._attempt
+
+        class Dying:
+            def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+                self.conn, self.calls = conn, 0
+
+            async def execute(self, *args: Any, **kwargs: Any) -> Any:
+                self.calls += 1
+                if self.calls > 1:
+                    await self.conn.close()
+                    raise psycopg.OperationalError("the connection was lost")
+                return await self.conn.execute(*args, **kwargs)
+
+        async def attempt(work: Any) -> Any:
+            return await real_attempt(lambda conn: work(Dying(conn)))
+
+        store._attempt = attempt  # type: ignore[method-assign]
+        with contextlib.suppress(StoreUnavailable):
+            await store.ack("a", [slot(0), slot(1)], now=2)
+        store._attempt = real_attempt  # type: ignore[method-assign]
+        with psycopg.connect(pg_dsn) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM cells WHERE tenant_id = 'a' AND octet_length(cell) > 0"
+            ).fetchone()
+        assert row is not None
+        assert await store.count_cells("a") == row[0]
+        assert row[0] in (1, 3)  # the ack happened whole, or not at all
     finally:
         await store.close()

@@ -385,19 +385,21 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> int:
             # The slot stays, spent, until retention: slots are write-once. A
-            # spent row no longer counts towards the quota (same transaction).
+            # spent row no longer counts towards the quota. One statement, so one
+            # transaction on the pool's autocommit connections: the count and the
+            # cells cannot part if the connection or the process dies between.
             cur = await conn.execute(
-                "UPDATE cells SET cell = ''::bytea WHERE tenant_id = %s AND slot = ANY(%s)"
-                " AND octet_length(cell) > 0",
-                (tenant_id, wanted),
+                "WITH spent AS (UPDATE cells SET cell = ''::bytea"
+                " WHERE tenant_id = %s AND slot = ANY(%s) AND octet_length(cell) > 0"
+                " RETURNING 1),"
+                " n AS (SELECT count(*) AS c FROM spent),"
+                " counted AS (UPDATE tenants SET cell_count = cell_count - n.c FROM n"
+                " WHERE tenant_id = %s AND n.c > 0)"
+                " SELECT c FROM n",
+                (tenant_id, wanted, tenant_id),
             )
-            spent = cur.rowcount
-            if spent:
-                await conn.execute(
-                    "UPDATE tenants SET cell_count = cell_count - %s WHERE tenant_id = %s",
-                    (spent, tenant_id),
-                )
-            return spent
+            row = await cur.fetchone()
+            return int(row[0]) if row is not None else 0
 
         return await self._run(work)
 
