@@ -13,11 +13,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
+
+from backchannel.crypto.signing import VerifyKey
+from backchannel.protocol.merkle import TreeHead
+from backchannel.protocol.misbehaviour import open_signed_head
 
 REPO = Path(__file__).resolve().parents[2]
 PG_BASE = "postgresql://127.0.0.1:5432/test"
@@ -171,6 +175,48 @@ async def register(base_url: str, tenant_id: str, credential: str) -> None:
             headers={"Authorization": f"Bearer {OPERATOR}"},
         )
         assert r.status_code == 201, r.text
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The pids of a ``relay serve --workers N`` supervisor's worker processes
+    (its spawned Python children)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == supervisor and b"multiprocessing.spawn" in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+def log_key(base_url: str) -> VerifyKey:
+    """The relay's log key, as ``GET /v1/log/key`` gives it."""
+    raw = httpx.get(base_url + "/v1/log/key").json()
+    return VerifyKey(bytes.fromhex(raw["ed25519"]), bytes.fromhex(raw["mldsa65"]))
+
+
+def check_heads(base_url: str, key: VerifyKey, heads: Iterable[TreeHead]) -> TreeHead:
+    """The log's head now, signed by ``key``; every one of ``heads`` is proved
+    consistent with it (``GET /v1/log/proof/consistency``)."""
+    final = open_signed_head(
+        bytes.fromhex(httpx.get(base_url + "/v1/log/head").json()["signed_head"]), key
+    )
+    for head in heads:
+        if head.size < final.size:
+            r = httpx.get(
+                base_url + "/v1/log/proof/consistency",
+                params={"first": head.size, "second": final.size},
+            )
+            head.check_consistent(final, [bytes.fromhex(h) for h in r.json()["proof"]])
+        else:
+            assert head == final or head.root == final.root
+    return final
 
 
 def run(coro: object) -> object:

@@ -20,36 +20,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backchannel.crypto.signing import VerifyKey
 from backchannel.errors import ConfigError
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import open_signed_head, verify_cell_receipt
 from backchannel.relay.settings import resolve_settings
 from backchannel.store.factory import relay_store_from_url
 
-from .procs import OPERATOR, RelayProcess
+from .procs import OPERATOR, RelayProcess, check_heads, log_key, worker_pids
 
 WORKERS = 3
 CLIENTS = 8
 CELLS_PER_CLIENT = 32
 TENANT = "mission-workers"
-
-
-def _workers(supervisor: int) -> list[int]:
-    """The pids of the supervisor's worker processes (spawned Python children)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == supervisor and b"multiprocessing.spawn" in cmdline:
-            out.append(int(entry.name))
-    return out
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -94,7 +76,7 @@ async def _load_and_kill(
     ]
     while len(acked) < CLIENTS * CELLS_PER_CLIENT // 3:
         await asyncio.sleep(0.02)
-    victim = _workers(relay.pid)[0]
+    victim = worker_pids(relay.pid)[0]
     os.kill(victim, signal.SIGKILL)
     await asyncio.gather(*clients)
     return acked, interrupted
@@ -105,9 +87,9 @@ def test_workers_share_one_port_and_one_log_and_lose_nothing(pg_url: str) -> Non
     env = {"BACKCHANNEL_RELAY_WORKERS": str(WORKERS)}
     with RelayProcess(pg_url, env) as relay:
         deadline = time.monotonic() + 20
-        while len(_workers(relay.pid)) < WORKERS and time.monotonic() < deadline:
+        while len(worker_pids(relay.pid)) < WORKERS and time.monotonic() < deadline:
             time.sleep(0.1)
-        before = sorted(_workers(relay.pid))
+        before = sorted(worker_pids(relay.pid))
         assert len(before) == WORKERS
         cpu_before = {pid: _cpu_seconds(pid) for pid in before}
         r = httpx.post(
@@ -120,9 +102,9 @@ def test_workers_share_one_port_and_one_log_and_lose_nothing(pg_url: str) -> Non
         assert len(acked) == CLIENTS * CELLS_PER_CLIENT
         # The supervisor started the killed worker again.
         deadline = time.monotonic() + 20
-        while len(_workers(relay.pid)) < WORKERS and time.monotonic() < deadline:
+        while len(worker_pids(relay.pid)) < WORKERS and time.monotonic() < deadline:
             time.sleep(0.1)
-        after = sorted(_workers(relay.pid))
+        after = sorted(worker_pids(relay.pid))
         assert len(after) == WORKERS and after != before
 
         # The load reached more than one worker: the two that were not killed both worked.
@@ -145,11 +127,7 @@ def test_workers_share_one_port_and_one_log_and_lose_nothing(pg_url: str) -> Non
         created = totals.pop()
         assert len(acked) - len(interrupted) <= created <= len(acked), (created, len(interrupted))
 
-        key_json = httpx.get(relay.base_url + "/v1/log/key").json()
-        key = VerifyKey(bytes.fromhex(key_json["ed25519"]), bytes.fromhex(key_json["mldsa65"]))
-        final = open_signed_head(
-            bytes.fromhex(httpx.get(relay.base_url + "/v1/log/head").json()["signed_head"]), key
-        )
+        key = log_key(relay.base_url)
         places = set()
         heads: dict[int, TreeHead] = {}
         leaves: dict[int, str] = {}
@@ -174,15 +152,7 @@ def test_workers_share_one_port_and_one_log_and_lose_nothing(pg_url: str) -> Non
             )
             places.add((leaf_index, position))
         assert len(places) == len(acked)  # no two cells at one place in the log
-        for head in heads.values():
-            if head.size < final.size:
-                r = httpx.get(
-                    relay.base_url + "/v1/log/proof/consistency",
-                    params={"first": head.size, "second": final.size},
-                )
-                head.check_consistent(final, [bytes.fromhex(h) for h in r.json()["proof"]])
-            else:
-                assert head == final or head.root == final.root
+        check_heads(relay.base_url, key, heads.values())
     asyncio.run(_stored_exactly(pg_url, acked))
 
 
