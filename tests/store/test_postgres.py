@@ -11,6 +11,7 @@ import pytest
 
 from backchannel.errors import StoreUnavailable
 from backchannel.store.postgres import PostgresRelayStore
+from backchannel.store.relay_store import DepositResult
 
 from .conftest import dsn_with_schema, require_pg
 from .helpers import CRED, cell, reopens_after_its_loop_ended, slot
@@ -137,5 +138,36 @@ async def test_a_connection_lost_during_ack_leaves_the_quota_count_true(pg_dsn: 
         assert row is not None
         assert await store.count_cells("a") == row[0]
         assert row[0] in (1, 3)  # the ack happened whole, or not at all
+    finally:
+        await store.close()
+
+
+async def test_a_batch_deposit_is_never_split_between_commits(pg_dsn: str) -> None:
+    # The writer gathers at most max_batch cells a commit; a call's cells still
+    # go whole into one commit and one log leaf, whatever waits beside them.
+    store = PostgresRelayStore(pg_dsn, max_batch=8, log_interval=0.05)
+    await store.open()
+    try:
+        await store.create_tenant("a", CRED, 1000, now=0)
+        singles = [
+            asyncio.create_task(store.deposit("a", slot(n), cell(n), now=1)) for n in range(5)
+        ]
+        batch = asyncio.create_task(
+            store.deposit_many([("a", slot(n), cell(n)) for n in range(100, 106)], now=1)
+        )
+        larger = asyncio.create_task(
+            store.deposit_many([("a", slot(n), cell(n)) for n in range(200, 220)], now=1)
+        )
+        await asyncio.gather(*singles)
+        for results in (await batch, await larger):
+            assert all(isinstance(r, DepositResult) and r.created for r in results)
+            done = [r for r in results if isinstance(r, DepositResult)]
+            assert len({r.leaf_index for r in done}) == 1
+            assert done[0].batch_size is not None and done[0].batch_size >= len(done)
+        # The five singles shared a commit of their own: the batch did not fit beside them.
+        leaves = {(await t).leaf_index for t in singles}
+        first = (await batch)[0]
+        assert isinstance(first, DepositResult)
+        assert len(leaves) == 1 and first.leaf_index not in leaves
     finally:
         await store.close()

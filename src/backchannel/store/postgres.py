@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
@@ -33,20 +32,23 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from backchannel.errors import (
     ConfigError,
-    QuotaExceeded,
-    SlotConflict,
     StoreUnavailable,
-    UnknownTenant,
 )
 from backchannel.protocol.constants import CELL_SIZE
-from backchannel.protocol.misbehaviour import LogLeaf, cell_entry
 from backchannel.store import _common, _log, _pg_conn
+from backchannel.store._pg_deposit import (
+    CREATED,
+    DUPLICATE,
+    Deposit,
+    deposit_batch,
+    refusal,
+    settle,
+)
 from backchannel.store._pg_errors import RETRYABLE, translate
 from backchannel.store._pg_intake import PostgresIntake
 from backchannel.store._pg_log import PostgresLogReads
 from backchannel.store._pg_tenants import PostgresTenants
 from backchannel.store.relay_store import (
-    BatchTree,
     DepositResult,
     LogReceipt,
 )
@@ -57,41 +59,8 @@ _logger = logging.getLogger(__name__)
 #: How often a transaction that hit a deadlock or serialization failure is retried.
 _ATTEMPTS = 5
 
-_DEPOSIT_SQL = "SELECT o_code, o_leaf, o_position FROM bc_deposit_logged(%s, %s, %s, %s, %s)"
-# Every appender, in every process, queues on this row lock: one log. It also
-# tells bc_deposit_logged which leaf the batch will be, so that the lock and
-# the deposits travel in one round trip.
-_LOCK_HEAD_SQL = (
-    "SELECT size, frontier, time, set_config('backchannel.batch_position', '0', true),"
-    " set_config('backchannel.batch_leaf', size::text, true)"
-    " FROM log_head WHERE id = 1 FOR UPDATE"
-)
-# The whole append in one statement: nodes, leaf, members and the head row.
-_APPEND_SQL = (
-    "WITH n AS (INSERT INTO log_nodes (level, idx, hash)"
-    " SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])),"
-    " l AS (INSERT INTO log_leaves (leaf_index, leaf, time) VALUES (%s, %s, %s)),"
-    " m AS (INSERT INTO log_members (leaf_index, hashes) VALUES (%s, %s))"
-    " UPDATE log_head SET size = %s, frontier = %s, time = %s,"
-    " signed = CASE WHEN %s > signed_size THEN %s::bytea ELSE signed END,"
-    " signed_size = greatest(signed_size, %s) WHERE id = 1"
-)
 #: Most batches whose member hashes one expiry transaction deletes.
 _MEMBER_LEAVES_CHUNK = 256
-_CREATED, _DUPLICATE, _CONFLICT, _QUOTA, _UNKNOWN = 0, 1, 2, 3, 4
-
-
-@dataclass(slots=True)
-class _Deposit:
-    tenant_id: str
-    slot: bytes
-    cell_id: bytes
-    cell: bytes
-    now: int
-    future: asyncio.Future[DepositResult] = field(repr=False)
-
-    def params(self) -> tuple[str, bytes, bytes, bytes, int]:
-        return (self.tenant_id, self.slot, self.cell_id, self.cell, self.now)
 
 
 class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
@@ -122,7 +91,9 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
         self._timeout = connect_timeout
         self._cell_size = _common.check_cell_size(cell_size)
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
-        self._queue: asyncio.Queue[_Deposit | None] = asyncio.Queue()
+        # One item per call: a deposit's cell, or a batch's cells, which the
+        # writer never splits between two commits (nor two log leaves).
+        self._queue: asyncio.Queue[list[Deposit] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
@@ -243,57 +214,76 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
         stop = False
         loop = asyncio.get_running_loop()
         last_commit = 0.0
+        held: list[Deposit] | None = None  # a call that did not fit the last commit
         while not stop:
-            first = await self._queue.get()
+            first = held if held is not None else await self._queue.get()
+            held = None
             if first is None:
                 return
-            batch = [first]
+            groups = [first]
+            size = len(first)
             # Pacing: wait for the interval since the last commit to pass,
-            # gathering what arrives meanwhile into this batch.
+            # gathering what arrives meanwhile into this batch. A call's cells
+            # go whole into one commit: past max_batch, it waits for the next
+            # (a call larger than max_batch has a commit of its own).
             due = last_commit + self._log_interval
-            while len(batch) < self._max_batch:
+            while size < self._max_batch:
                 wait = due - loop.time()
                 if wait > 0:
                     try:
-                        job = await asyncio.wait_for(self._queue.get(), wait)
+                        group = await asyncio.wait_for(self._queue.get(), wait)
                     except TimeoutError:
                         break
                 elif self._queue.empty():
                     break
                 else:
-                    job = self._queue.get_nowait()
-                if job is None:
+                    group = self._queue.get_nowait()
+                if group is None:
                     stop = True
                     break
-                batch.append(job)
-            jobs = [job for job in batch if not job.future.done()]  # skip cancelled callers
+                if size + len(group) > self._max_batch:
+                    held = group
+                    break
+                groups.append(group)
+                size += len(group)
+            # Skip cancelled callers.
+            live = [[job for job in g if not job.future.done()] for g in groups]
+            live = [g for g in live if g]
             try:
-                await self._commit(jobs)
+                await self._commit(live)
                 last_commit = loop.time()
             except Exception as exc:  # a bug: never leave a caller waiting
                 _logger.error("relay store writer failed: %s", type(exc).__name__)
-                _settle(jobs, StoreUnavailable("the relay store's writer failed; retry"))
+                settle(
+                    [job for g in live for job in g],
+                    StoreUnavailable("the relay store's writer failed; retry"),
+                )
 
-    async def _commit(self, jobs: list[_Deposit]) -> None:
-        jobs.sort(key=lambda job: job.tenant_id)  # one lock order in every process
+    async def _commit(self, groups: list[list[Deposit]]) -> None:
+        """One transaction for every call in ``groups``; one call at a time if
+        one of them fails it, and one cell at a time within a failing call."""
+        if not groups:
+            return
+        jobs = sorted((job for g in groups for job in g), key=lambda job: job.tenant_id)
+        # (sorted: one lock order in every process)
         cache = self._cache
         assert cache is not None
         try:
-            outcome = await self._attempt(lambda conn: _deposit_batch(conn, jobs, cache))
+            outcome = await self._attempt(lambda conn: deposit_batch(conn, jobs, cache))
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             # The server or the connection failed: every deposit in the batch did.
-            _settle(jobs, translate(exc))
+            settle(jobs, translate(exc))
             return
         except psycopg.Error as exc:
             if len(jobs) == 1:
-                _settle(jobs, translate(exc))
+                settle(jobs, translate(exc))
                 return
             # Something in one deposit failed the whole batch: isolate it.
-            for job in jobs:
-                await self._commit([job])
+            for part in groups if len(groups) > 1 else [[job] for job in groups[0]]:
+                await self._commit([part])
             return
         except StoreUnavailable as exc:
-            _settle(jobs, exc)
+            settle(jobs, exc)
             return
         self._transactions += 1
         self._writes += len(jobs)
@@ -306,17 +296,17 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
         for job, (code, leaf, position) in zip(jobs, rows, strict=True):
             if job.future.done():
                 continue
-            if code not in (_CREATED, _DUPLICATE):
-                job.future.set_exception(_refusal(code))
+            if code not in (CREATED, DUPLICATE):
+                job.future.set_exception(refusal(code))
                 continue
             receipt = None
             size = sizes.get(leaf) if leaf is not None else None
             if tree is not None and step is not None and leaf == step.leaf_index:
                 size = len(tree.members)
-                if code == _CREATED and position is not None and head is not None:
+                if code == CREATED and position is not None and head is not None:
                     receipt = LogReceipt(tree, position, head, step.inclusion_proof)
             job.future.set_result(
-                DepositResult(job.cell_id, code == _CREATED, leaf, position, size, receipt)
+                DepositResult(job.cell_id, code == CREATED, leaf, position, size, receipt)
             )
 
     # -- the RelayStore interface -----------------------------------------
@@ -347,18 +337,37 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
     async def deposit_many(
         self, cells: Sequence[tuple[str, bytes, bytes]], now: int
     ) -> list[DepositResult | BaseException]:
-        return await _common.deposit_each(self.deposit, cells, now)
+        """Each cell as :meth:`deposit` stores it, all of them in one commit and
+        one log leaf: the writer never splits a call."""
+        out: list[DepositResult | BaseException | None] = [None] * len(cells)
+        group: list[tuple[int, Deposit]] = []
+        loop = asyncio.get_running_loop()
+        for i, (tenant_id, slot, cell) in enumerate(cells):
+            try:
+                group.append((i, self._job(tenant_id, slot, cell, now, loop)))
+            except ConfigError as exc:
+                out[i] = exc
+        if group:
+            self._require_open()
+            self._queue.put_nowait([job for _, job in group])
+            done = await asyncio.gather(*(job.future for _, job in group), return_exceptions=True)
+            for (i, _), result in zip(group, done, strict=True):
+                out[i] = result
+        return [r for r in out if r is not None]
 
     async def deposit(self, tenant_id: str, slot: bytes, cell: bytes, now: int) -> DepositResult:
+        job = self._job(tenant_id, slot, cell, now, asyncio.get_running_loop())
+        self._require_open()
+        self._queue.put_nowait([job])
+        return await job.future
+
+    def _job(
+        self, tenant_id: str, slot: bytes, cell: bytes, now: int, loop: asyncio.AbstractEventLoop
+    ) -> Deposit:
         _common.check_tenant_id(tenant_id)
         _common.check_slot(slot)
         _common.check_cell(cell, self._cell_size)
-        self._require_open()
-        future: asyncio.Future[DepositResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(
-            _Deposit(tenant_id, slot, _common.cell_id_of(cell), cell, now, future)
-        )
-        return await future
+        return Deposit(tenant_id, slot, _common.cell_id_of(cell), cell, now, loop.create_future())
 
     async def fetch(self, tenant_id: str, slots: Sequence[bytes]) -> dict[bytes, bytes]:
         _common.check_tenant_id(tenant_id)
@@ -473,127 +482,3 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
             return 0 if row is None else int(row[0])
 
         return await self._run(work)
-
-
-_Row = tuple[int, int | None, int | None]
-_Appended = tuple[BatchTree, _log.Append]
-
-
-async def _deposit_batch(
-    conn: psycopg.AsyncConnection[Any], jobs: list[_Deposit], cache: _log.LogCache
-) -> tuple[list[_Row], _Appended | None, dict[int, int]]:
-    """All ``jobs`` in one transaction, pipelined, with the batch's log leaf.
-
-    Returns each job's (code, leaf index, batch position), the append (batch
-    tree, log step) if the batch stored any cell, and the batch sizes of older
-    batches that retries point into.
-    """
-    rows: list[_Row] = []
-    appended: _Appended | None = None
-    sizes: dict[int, int] = {}
-    # One pipeline for the whole transaction, two round trips: BEGIN, the log
-    # lock and the deposits in the first; the append and COMMIT in the second.
-    # (``conn.transaction()`` would cost a round trip for BEGIN and one more
-    # at the end.) Any failure rolls back before the connection is reused.
-    try:
-        async with conn.pipeline(), conn.cursor() as cur, conn.cursor() as lock:
-            await conn.execute("BEGIN")
-            await lock.execute(_LOCK_HEAD_SQL)
-            await cur.executemany(_DEPOSIT_SQL, [job.params() for job in jobs], returning=True)
-            head = await lock.fetchone()
-            while True:
-                row = await cur.fetchone()
-                if row is None:
-                    raise StoreUnavailable(
-                        "the deposit function returned nothing; migrate the schema"
-                    )
-                rows.append(
-                    (
-                        int(row[0]),
-                        None if row[1] is None else int(row[1]),
-                        None if row[2] is None else int(row[2]),
-                    )
-                )
-                if not cur.nextset():
-                    break
-            if head is None:
-                raise StoreUnavailable("the relay log's head row is missing; restore a backup")
-            state = _log.HeadState.from_row(int(head[0]), bytes(head[1]), int(head[2]))
-            leaf_index = state.size
-            if len(rows) != len(jobs):
-                raise StoreUnavailable("the database answered a different number of deposits")
-            created = sorted(
-                (
-                    (pos, job)
-                    for job, (code, _, pos) in zip(jobs, rows, strict=True)
-                    if code == _CREATED and pos is not None
-                ),
-                key=lambda item: item[0],
-            )
-            older = sorted(
-                {leaf for code, leaf, _ in rows if code == _DUPLICATE and leaf is not None}
-                - {leaf_index}
-            )
-            if older:
-                await cur.execute(
-                    "SELECT leaf_index, leaf FROM log_leaves WHERE leaf_index = ANY(%s)",
-                    (older,),
-                )
-                for index, leaf in await cur.fetchall():
-                    sizes[int(index)] = LogLeaf.decode(bytes(leaf)).batch_size
-            if created:
-                tree = BatchTree.of_entries(
-                    [cell_entry(job.tenant_id, job.slot, job.cell_id) for _, job in created]
-                )
-                now = max(job.now for _, job in created)
-                step = _log.append_batch(state, tree.root(), len(created), now)
-                await _write_append(cur, step, tree, cache)
-                appended = (tree, step)
-            await conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(psycopg.Error):
-            await conn.execute("ROLLBACK")
-        raise
-    return rows, appended, sizes
-
-
-async def _write_append(
-    cur: psycopg.AsyncCursor[Any], step: _log.Append, tree: BatchTree, cache: _log.LogCache
-) -> None:
-    signed = cache.latest
-    signed_size = cache.latest_size if signed is not None else -1
-    await cur.execute(
-        _APPEND_SQL,
-        (
-            [n[0] for n in step.nodes],
-            [n[1] for n in step.nodes],
-            [n[2] for n in step.nodes],
-            step.leaf_index,
-            step.leaf,
-            step.time,
-            step.leaf_index,
-            b"".join(tree.members),
-            step.state.size,
-            step.state.frontier_bytes(),
-            step.time,
-            signed_size,
-            signed,
-            signed_size,
-        ),
-    )
-
-
-def _refusal(code: int) -> Exception:
-    if code == _CONFLICT:
-        return SlotConflict("a different cell already occupies that slot")
-    if code == _QUOTA:
-        return QuotaExceeded("the tenant's cell quota is used up; fetch and ack, then retry")
-    if code == _UNKNOWN:
-        return UnknownTenant("no such tenant is registered on this relay")
-    return StoreUnavailable("the database answered an unknown deposit outcome; upgrade the relay")
-
-
-def _settle(jobs: list[_Deposit], error: Exception) -> None:
-    for job in jobs:
-        if not job.future.done():
-            job.future.set_exception(error)
