@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from typing import Any
 
 import psycopg
@@ -171,3 +172,52 @@ async def test_a_batch_deposit_is_never_split_between_commits(pg_dsn: str) -> No
         assert len(leaves) == 1 and first.leaf_index not in leaves
     finally:
         await store.close()
+
+
+async def test_an_older_rotation_cannot_overwrite_a_newer_one_from_another_process(
+    pg_dsn: str,
+) -> None:
+    # Two relay processes take two rotations of one tenant at once: the older
+    # (version 1) checks the row, then the newer (version 2) arrives at the other
+    # process. Whatever the interleaving, the relay must end on the newer one:
+    # an older credential may be one the roster change took away.
+    older_store, newer_store = PostgresRelayStore(pg_dsn), PostgresRelayStore(pg_dsn)
+    await older_store.open()
+    await newer_store.open()
+    try:
+        await older_store.create_tenant("a", CRED, 10, now=0)
+        older, newer = hashlib.sha256(b"v1").digest(), hashlib.sha256(b"v2").digest()
+        roster = b"\x01" * 32
+        checked, go_on = asyncio.Event(), asyncio.Event()
+        real_attempt = older_store._attempt
+
+        class Paused:
+            def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+                self.conn, self.calls = conn, 0
+
+            async def execute(self, *args: Any, **kwargs: Any) -> Any:
+                self.calls += 1
+                if self.calls == 2:  # the row was read and checked: the write is next
+                    checked.set()
+                    await go_on.wait()
+                return await self.conn.execute(*args, **kwargs)
+
+            def transaction(self) -> Any:
+                return self.conn.transaction()
+
+        async def attempt(work: Any) -> Any:
+            return await real_attempt(lambda conn: work(Paused(conn)))
+
+        older_store._attempt = attempt  # type: ignore[method-assign]
+        first = asyncio.create_task(older_store.rotate_credential("a", older, 1, 0, roster))
+        await asyncio.wait_for(checked.wait(), 10)
+        second = asyncio.create_task(newer_store.rotate_credential("a", newer, 2, 0, roster))
+        await asyncio.sleep(0.3)  # the newer one goes as far as the database lets it
+        go_on.set()
+        assert await asyncio.wait_for(first, 10) == "rotated"
+        assert await asyncio.wait_for(second, 10) == "rotated"
+        record = await newer_store.get_tenant("a")
+        assert record is not None and record.credential_hash == newer
+    finally:
+        await older_store.close()
+        await newer_store.close()

@@ -58,6 +58,14 @@ class PostgresTenants(PostgresCalls):
         _common.check_rotation(tenant_id, credential_hash, version, seq, roster_hash)
 
         async def work(conn: Conn) -> str:
+            # One transaction: the row lock holds from the check to the write
+            # (the pool's connections commit each statement on its own), so a
+            # rotation another process takes meanwhile waits and is checked
+            # against this one: an older one can never overwrite a newer.
+            async with conn.transaction():
+                return await locked(conn)
+
+        async def locked(conn: Conn) -> str:
             cur = await conn.execute(
                 "SELECT credential_hash, rotation_version, rotation_seq, rotation_roster"
                 " FROM tenants WHERE tenant_id = %s FOR UPDATE",
