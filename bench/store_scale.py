@@ -26,7 +26,8 @@ out, with the reason in ``levels_left_out``, rather than run the disk (and a
 database server) full; a backend whose fill fails reports why and the other's
 figures stand.
 
-Run: ``python -m bench.store_scale [--quick] [--levels 4,6,7] [--repeats 5]``
+Run: ``python -m bench.store_scale [--quick] [--levels 4,6,7] [--repeats 5]
+[--backend sqlite|postgres]``
 (PostgreSQL from ``BACKCHANNEL_BENCH_PG_DSN``, default
 ``postgresql://postgres@127.0.0.1:5432/test``; a random schema per level is
 created and dropped).
@@ -376,10 +377,16 @@ async def _bench_pg(levels: Sequence[int], deposits: int, repeats: int) -> dict[
         return _with_room(_rounds("postgres", targets, deposits, repeats), left)
 
 
+BACKENDS = ("sqlite", "postgres")
+
+
 def run(
-    quick: bool, levels: Sequence[int] | None = None, repeats: int | None = None
+    quick: bool,
+    levels: Sequence[int] | None = None,
+    repeats: int | None = None,
+    backends: Sequence[str] = BACKENDS,
 ) -> dict[str, Any]:
-    """Measure both backends; see the module docstring for the keys."""
+    """Measure the backends (both by default); see the module docstring for the keys."""
     chosen = tuple(levels or LEVELS[quick])
     rounds = repeats or REPEATS[quick]
     deposits = DEPOSITS[quick]
@@ -399,8 +406,12 @@ def run(
             "concurrency": CONCURRENCY,
             "deposits_timed": deposits,
             "repeats": rounds,
-            "sqlite": await guarded(_bench_sqlite),
-            "postgres": await guarded(_bench_pg),
+            "sqlite": (
+                await guarded(_bench_sqlite) if "sqlite" in backends else {"skipped": "not chosen"}
+            ),
+            "postgres": (
+                await guarded(_bench_pg) if "postgres" in backends else {"skipped": "not chosen"}
+            ),
         }
 
     return asyncio.run(both())
@@ -432,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="10^3 vs 10^5 cells, three rounds")
     ap.add_argument("--levels", help="powers of ten of the stored cells, e.g. 4,6,7")
     ap.add_argument("--repeats", type=int, help="rounds of timings (default 5, quick 3)")
+    ap.add_argument("--backend", choices=BACKENDS, action="append", help="only this one")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -440,7 +452,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(got))
         return
     levels = [10 ** int(x) for x in args.levels.split(",")] if args.levels else None
-    print(_table(run(args.quick, levels, args.repeats)))
+    result = run(args.quick, levels, args.repeats, args.backend or BACKENDS)
+    print(_table(result))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
