@@ -195,6 +195,16 @@ def worker_pids(supervisor: int) -> list[int]:
     return out
 
 
+def started_workers(supervisor: int, count: int, timeout: float = 20.0) -> list[int]:
+    """The pids of the supervisor's workers once ``count`` of them run, sorted."""
+    deadline = time.monotonic() + timeout
+    while len(worker_pids(supervisor)) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = sorted(worker_pids(supervisor))
+    assert len(pids) == count, f"{len(pids)} of {count} workers started"
+    return pids
+
+
 def log_key(base_url: str) -> VerifyKey:
     """The relay's log key, as ``GET /v1/log/key`` gives it."""
     raw = httpx.get(base_url + "/v1/log/key").json()

@@ -26,7 +26,7 @@ from backchannel.protocol.misbehaviour import open_signed_head, verify_cell_rece
 from backchannel.relay.settings import resolve_settings
 from backchannel.store.factory import relay_store_from_url
 
-from .procs import OPERATOR, RelayProcess, check_heads, log_key, worker_pids
+from .procs import OPERATOR, RelayProcess, check_heads, log_key, started_workers, worker_pids
 
 WORKERS = 3
 CLIENTS = 8
@@ -86,11 +86,7 @@ async def _load_and_kill(
 def test_workers_share_one_port_and_one_log_and_lose_nothing(pg_url: str) -> None:
     env = {"BACKCHANNEL_RELAY_WORKERS": str(WORKERS)}
     with RelayProcess(pg_url, env) as relay:
-        deadline = time.monotonic() + 20
-        while len(worker_pids(relay.pid)) < WORKERS and time.monotonic() < deadline:
-            time.sleep(0.1)
-        before = sorted(worker_pids(relay.pid))
-        assert len(before) == WORKERS
+        before = started_workers(relay.pid, WORKERS)
         cpu_before = {pid: _cpu_seconds(pid) for pid in before}
         r = httpx.post(
             relay.base_url + "/v1/tenants",

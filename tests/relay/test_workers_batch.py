@@ -35,10 +35,11 @@ import pytest
 from backchannel.crypto.signing import VerifyKey
 from backchannel.protocol.batch import DepositBatch, DepositBatchAnswer, DepositCell
 from backchannel.protocol.merkle import TreeHead
-from backchannel.protocol.misbehaviour import SignedHead, relay_key_bytes, verify_cell_receipt
+from backchannel.protocol.misbehaviour import SignedHead, relay_key_bytes
 from backchannel.store.factory import relay_store_from_url
 
-from .procs import RelayProcess, check_heads, log_key, register, worker_pids
+from .procs import RelayProcess, check_heads, log_key, register, started_workers, worker_pids
+from .test_batch import check_place
 from .test_crash import _batch_read_back, _count_tenant
 
 WORKERS = 3
@@ -90,18 +91,7 @@ class Load:
             assert result.status in (200, 201), result.status
             assert result.cell_id == hashlib.sha256(cell).digest()
             assert place is not None
-            leaf = log.leaf(place.leaf_index)
-            assert leaf is not None
-            verify_cell_receipt(
-                tenant_id=tenant,
-                slot=slot,
-                cell=cell,
-                leaf=leaf,
-                batch_position=place.batch_position,
-                batch_proof=place.batch_proof,
-                inclusion_proof=place.inclusion_proof,
-                head=head,
-            )
+            check_place(log, self.key, tenant, slot, cell, place)
         # One commit: all new in one leaf, or (sent again) all held in one leaf.
         assert len({r.status for r in answer.results}) == 1, [r.status for r in answer.results]
         assert len({p.leaf_index for p in places if p is not None}) == 1
@@ -241,11 +231,7 @@ def test_batch_deposits_to_workers_lose_nothing_and_split_no_batch(pg_url: str) 
     # and a batch waits a while in its worker.
     env = {"BACKCHANNEL_RELAY_WORKERS": str(WORKERS), "BACKCHANNEL_RELAY_LOG_INTERVAL_MS": "50"}
     with RelayProcess(pg_url, env) as relay:
-        deadline = time.monotonic() + 20
-        while len(worker_pids(relay.pid)) < WORKERS and time.monotonic() < deadline:
-            time.sleep(0.1)
-        before = sorted(worker_pids(relay.pid))
-        assert len(before) == WORKERS
+        before = started_workers(relay.pid, WORKERS)
         for tenant, credential in credentials.items():
             asyncio.run(register(relay.base_url, tenant, credential))
         load = Load(log_key(relay.base_url))
