@@ -20,6 +20,13 @@ every check on the document's examples (valid bodies); those two with every
 check but ``positive_data_acceptance`` on generated bodies (random bytes:
 no server error, a documented status, content type and schema). Their
 decoders are fuzzed with random bytes by atheris (``make fuzz``).
+
+The relay runs without rate limits (a 429 passes every check and tests
+nothing), the tenant's intake is open, and the hook of ``st_hooks.py`` gives
+each intake request schemathesis generates as valid a proof of work, which no
+JSON Schema can state; ``negative_data_rejection`` counts 413 as a refusal
+(:func:`config_toml`). ``tests/relay/test_schemathesis.py`` runs the same
+configuration in ``make test``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import secrets
 import subprocess
 import sys
@@ -36,21 +44,52 @@ from typing import Any
 
 import httpx
 
-from tests.relay.procs import OPERATOR, RelayProcess
+from tests.relay.procs import OPERATOR, REPO, RelayProcess
+from tests.relay.st_hooks import POW_BITS
 
 TENANT = "mission-schemathesis"
 
 
-def _config(credential: str) -> str:
+#: The relay process's settings beyond procs.py's (which turn off the general
+#: rate limits): no intake rate limit either, and the proof of work the hook makes.
+RELAY_ENV = {
+    "BACKCHANNEL_RELAY_INTAKE_IP_RATE": "0",
+    "BACKCHANNEL_RELAY_INTAKE_TENANT_RATE": "0",
+    "BACKCHANNEL_RELAY_INTAKE_RATE": "0",
+    "BACKCHANNEL_RELAY_INTAKE_POW_BITS": str(POW_BITS),
+}
+
+
+#: What ``negative_data_rejection`` counts as a refusal unless told otherwise
+#: (schemathesis 4's default).
+SCHEMATHESIS_REFUSALS = [
+    *("400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx")
+]
+
+
+def config_toml(credential: str, operator: str) -> str:
+    """The schemathesis configuration: the tenant's credential on every request
+    and its id in every path, the operator's token on registrations.
+
+    ``negative_data_rejection`` takes schemathesis's refusals (its default
+    list) and 413: the relay answers a body over an endpoint's limit with 413,
+    before reading it when Content-Length says so (docs/spec/relay-api.md;
+    every operation with a body documents 413). That refuses an invalid body
+    as 400 would. A valid body answered with 413 still fails
+    ``positive_data_acceptance``, whose statuses are left as they are.
+    """
     return f"""
 headers = {{ Authorization = "Bearer {credential}" }}
 
 [parameters]
 tenant_id = "{TENANT}"
 
+[checks.negative_data_rejection]
+expected-statuses = {json.dumps([*SCHEMATHESIS_REFUSALS, "413"])}
+
 [[operations]]
 include-path = "/v1/tenants"
-headers = {{ Authorization = "Bearer {OPERATOR}" }}
+headers = {{ Authorization = "Bearer {operator}" }}
 """
 
 
@@ -72,6 +111,16 @@ RUNS = (
 )
 
 
+def _failure_lines(stdout: str) -> list[str]:
+    """The CLI's account of its failures (each line cut short: bodies can be long)."""
+    lines = stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if " FAILURES " in line]
+    if not starts:
+        return []
+    end = next((i for i, line in enumerate(lines) if " SUMMARY " in line), len(lines))
+    return [line[:240] for line in lines[starts[0] + 1 : end] if line.strip()]
+
+
 def _operations(base_url: str) -> int:
     document = httpx.get(base_url + "/openapi.json").json()
     methods = {"get", "put", "post", "delete", "patch"}
@@ -81,7 +130,7 @@ def _operations(base_url: str) -> int:
 def run(cases: int, seed: int, db: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="st-") as tmp:
         url = db or f"sqlite:///{Path(tmp) / 'relay.db'}"
-        with RelayProcess(url) as relay:
+        with RelayProcess(url, RELAY_ENV) as relay:
             credential = secrets.token_urlsafe(32)
             r = httpx.post(
                 relay.base_url + "/v1/tenants",
@@ -89,8 +138,15 @@ def run(cases: int, seed: int, db: str | None) -> dict[str, Any]:
                 headers={"Authorization": f"Bearer {OPERATOR}"},
             )
             r.raise_for_status()
+            r = httpx.post(
+                relay.base_url + f"/v1/tenants/{TENANT}/intake/fetch",
+                json={"after": 0, "open": True},
+                headers={"Authorization": f"Bearer {credential}"},
+            )
+            r.raise_for_status()
             config = Path(tmp) / "schemathesis.toml"
-            config.write_text(_config(credential))
+            config.write_text(config_toml(credential, OPERATOR))
+            env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.relay.st_hooks"}
             # Operations with few distinct inputs stop short of the maximum, so
             # ask for more than an even share; the count is checked below.
             per_operation = math.ceil(3 * cases / _operations(relay.base_url))
@@ -119,6 +175,8 @@ def run(cases: int, seed: int, db: str | None) -> dict[str, Any]:
                     capture_output=True,
                     text=True,
                     check=False,
+                    cwd=REPO,
+                    env=env,
                     timeout=6 * 3600,
                 )
                 data = json.loads(report.read_text()) if report.exists() else {}
@@ -132,6 +190,7 @@ def run(cases: int, seed: int, db: str | None) -> dict[str, Any]:
                         "operations": data.get("operations", {}).get("tested", 0),
                         "seconds": round(data.get("running_time", 0.0), 1),
                         "tail": out.stdout.strip().splitlines()[-6:],
+                        "details": _failure_lines(out.stdout),
                     }
                 )
             total = sum(r["cases"] for r in runs)

@@ -74,12 +74,15 @@ Leaf = Annotated[
 
 
 def base64_of(size: int) -> Any:
-    """Standard base64 of exactly ``size`` bytes."""
-    length = 4 * ((size + 2) // 3)
+    """Standard base64 of exactly ``size`` bytes: the pattern says which strings
+    are (the padding fixes the length decoded), as the relay decodes them."""
+    full, rest = divmod(size, 3)
+    tail = ("", "[A-Za-z0-9+/]{2}==", "[A-Za-z0-9+/]{3}=")[rest]
     return Field(
-        min_length=length,
-        max_length=length,
-        json_schema_extra={"format": "byte"},
+        pattern=f"^[A-Za-z0-9+/]{{{4 * full}}}{tail}$",
+        min_length=4 * ((size + 2) // 3),
+        max_length=4 * ((size + 2) // 3),
+        json_schema_extra={"contentEncoding": "base64"},
         description=f"standard base64 of exactly {size} bytes",
     )
 
@@ -349,7 +352,7 @@ class IntakeAnswer(TypedDict):
 @_closed
 class IntakeFetch(TypedDict):
     after: U63
-    limit: NotRequired[Annotated[int, Field(ge=0, le=256)]]
+    limit: NotRequired[Annotated[int, Field(ge=1, le=256)]]
     open: NotRequired[
         Annotated[
             bool | None,

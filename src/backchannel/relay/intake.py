@@ -41,7 +41,7 @@ _CLOSED = "this mission takes no requests on this relay; check the intake card"
 #: A request's body: its cell in base64 with its proof.
 _REQUEST_LIMIT = 8 * 1024
 #: The intake page's files: name -> media type. Nothing else is served.
-_PAGE_FILES = {
+PAGE_FILES = {
     "index.html": "text/html; charset=utf-8",
     "intake.js": "text/javascript; charset=utf-8",
     "intake.css": "text/css; charset=utf-8",
@@ -71,11 +71,11 @@ def _b64(value: object, size: int, what: str) -> bytes:
     return raw
 
 
-def _int(value: object, what: str, high: int = (1 << 63) - 1) -> int:
+def _int(value: object, what: str, high: int = (1 << 63) - 1, low: int = 0) -> int:
     if isinstance(value, float) and value.is_integer() and 0 <= value < 2**53:
         value = int(value)  # 806.0 is the integer 806 in JSON (and its schema)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
-        raise HTTPRefusal(400, f"'{what}' must be an integer from 0 to {high}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise HTTPRefusal(400, f"'{what}' must be an integer from {low} to {high}")
     return value
 
 
@@ -100,7 +100,7 @@ class IntakeEndpoints:
         )
         self.relay_limit = TokenBuckets(s.intake_rate, s.intake_burst, 1, service.clock)
         folder = resources.files("backchannel.relay").joinpath("static", "intake")
-        self._files = {name: folder.joinpath(name).read_bytes() for name in _PAGE_FILES}
+        self._files = {name: folder.joinpath(name).read_bytes() for name in PAGE_FILES}
 
     def bucket(self) -> int:
         return int(self.service.clock()) // POW_BUCKET_SECONDS
@@ -191,7 +191,7 @@ class IntakeEndpoints:
 
     async def intake_page(self, request: Request) -> Response:
         name = request.path_params.get("name") or "index.html"
-        media = _PAGE_FILES.get(name)
+        media = PAGE_FILES.get(name)
         if media is None:
             raise HTTPRefusal(404, "no such file in the intake page")
         return Response(self._files[name], media_type=media, headers=_PAGE_HEADERS)
@@ -208,7 +208,7 @@ class IntakeEndpoints:
         record = await self.service.authenticate(request)
         body = await read_json_object(request, 1024, ("after",), ("limit", "open"))
         after = _int(body["after"], "after")
-        limit = _int(body.get("limit", 64), "limit", 256)
+        limit = _int(body.get("limit", 64), "limit", 256, low=1)
         is_open = body.get("open")
         if is_open is not None and not isinstance(is_open, bool):
             raise HTTPRefusal(400, "'open' must be true or false")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backchannel.relay import api_types as api
+from backchannel.relay.intake import PAGE_FILES
 from backchannel.relay.openapi_schemas import SLOT, TENANT_ID, error_answer, json_content, ref
 
 _TENANT = {"name": "tenant_id", "in": "path", "required": True, "schema": TENANT_ID}
@@ -39,7 +40,10 @@ def intake_paths() -> dict[str, Any]:
                 "operationId": "intakeSubmit",
                 "summary": "Leave a sealed request with a mission's public intake",
                 "description": "No credential: the proof of work is bound to the tenant, "
-                "the time bucket and the cell (docs/spec/intake-v1.md §5).",
+                "the time bucket and the cell (docs/spec/intake-v1.md §5). No schema can "
+                "state it: a body the schema admits is refused (400) unless its nonce gives "
+                "the bits GET /v1/intake/{tenant_id}/pow asks for, with its bucket the "
+                "current one or the one before.",
                 "security": [{}],
                 "requestBody": {
                     "required": True,
@@ -112,7 +116,12 @@ def intake_paths() -> dict[str, Any]:
         "/intake/": {"get": _page("intakePage", "The intake page (the card goes after '#')")},
         "/intake/{name}": {
             "parameters": [
-                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": sorted(PAGE_FILES)},
+                }
             ],
             "get": _page("intakePageFile", "A file of the intake page (script, style)"),
         },
