@@ -10,6 +10,7 @@ checkpoint, so the write-ahead log is folded in: the main file plus the log.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -139,20 +140,28 @@ async def test_sqlite_file_shrinks_back_after_a_burst_expires(tmp_path: Path) ->
     assert after <= steady * 1.1, (steady, burst, after)
 
 
-async def test_sqlite_older_file_without_auto_vacuum(tmp_path: Path) -> None:
+async def test_sqlite_older_file_without_auto_vacuum(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A file made before ``auto_vacuum = INCREMENTAL`` keeps its free pages
-    for reuse (expiry still works); the one-time step in docs/storage.md
-    ("Space") converts it, and then expiry gives pages back."""
+    for reuse (expiry still works), and the relay says so when it opens it;
+    the one-time step in docs/storage.md ("Space") converts it, and then
+    expiry gives pages back."""
     path = tmp_path / "relay.db"
-    store = await _opened(path)
-    await store.close()
+    with caplog.at_level(logging.WARNING, logger="backchannel.store.sqlite"):
+        store = await _opened(path)
+        await store.close()
+    assert not caplog.records  # a new file gives space back: nothing to say
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA auto_vacuum = NONE")
     conn.execute("VACUUM")
     conn.close()
     assert _auto_vacuum(path) == 0
 
-    store = await _opened(path)
+    with caplog.at_level(logging.WARNING, logger="backchannel.store.sqlite"):
+        store = await _opened(path)
+    assert any("one-time VACUUM" in r.getMessage() for r in caplog.records)
+    caplog.clear()
     try:
         for k in (1, 2):
             await _round(store, k, CELLS)
@@ -170,7 +179,9 @@ async def test_sqlite_older_file_without_auto_vacuum(tmp_path: Path) -> None:
     conn.close()
     assert _auto_vacuum(path) == 2
 
-    store = await _opened(path)
+    with caplog.at_level(logging.WARNING, logger="backchannel.store.sqlite"):
+        store = await _opened(path)
+    assert not caplog.records
     try:
         assert await store.count_cells("a") == 0
         await _round(store, 3, CELLS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -37,6 +38,7 @@ from backchannel.store._sqlite_tenants import SQLiteTenants
 from backchannel.store._sqlite_writer import SQLiteWriter
 
 T = TypeVar("T")
+_logger = logging.getLogger(__name__)
 
 #: Most batches whose member hashes one expiry transaction deletes.
 _MEMBER_LEAVES_CHUNK = 256
@@ -150,9 +152,16 @@ class SQLiteRelayStore(SQLiteWriter, SQLiteDeposits, SQLiteLogReads, SQLiteIntak
             # No busy wait on the loop: a read that meets a lock goes to the pool.
             self._loop_conn = _conn.connect_reader(self._path, 0)
             self._loop_thread = threading.get_ident()
+            mode = int(self._loop_conn.execute("PRAGMA auto_vacuum").fetchone()[0])
         except BaseException:
             await self._shutdown()
             raise
+        if mode != _conn.AUTO_VACUUM_INCREMENTAL:
+            _logger.warning(
+                "the relay database was made before space was given back: it reuses"
+                " freed pages but never shrinks; see docs/storage.md, 'Space', for the"
+                " one-time VACUUM"
+            )
         self._accepting = True
 
     async def close(self) -> None:
