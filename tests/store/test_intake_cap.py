@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from backchannel.errors import QuotaExceeded
+from backchannel.store._common import EXPIRE_STEP_ROWS
 from backchannel.store.postgres import PostgresRelayStore
 from backchannel.store.relay_store import RelayStore
 from backchannel.store.sqlite import SQLiteRelayStore
@@ -107,6 +108,27 @@ async def test_expiry_still_deletes_and_frees_only_unfetched_places(store: Relay
     # Number 1 was freed by the fetch, number 2 by expiry; number 3 still counts.
     assert await places(store, tenant, 3, first=100, now=5000) == 2
     assert await store.intake_expire(now=5000, retention_seconds=3600) == 0
+
+
+async def test_expiry_of_a_backlog_goes_in_steps_and_frees_each_unfetched_place_once(
+    store: RelayStore,
+) -> None:
+    # More expired requests than one step of expiry takes, of two tenants, the
+    # first half fetched past: all go, and only the unfetched free places.
+    tenant = await opened(store)
+    other = await opened(store, "mission-b")
+    backlog = 3 * EXPIRE_STEP_ROWS // 2
+    for n in range(backlog):
+        await store.intake_put(tenant, request(n), 1000, now=1000)
+        await store.intake_put(other, request(n), 1000, now=1000)
+    await store.intake_put(tenant, request(backlog), 1000, now=5000)  # not due
+    await store.intake_fetch(tenant, backlog // 2, 10)
+    assert await store.intake_expire(now=5000, retention_seconds=3600) == 2 * backlog
+    assert await store.intake_fetch(tenant, 0, 10) == [(backlog + 1, request(backlog))]
+    assert await store.intake_fetch(other, 0, 10) == []
+    # One request still counts for the first tenant, none for the other.
+    assert await places(store, tenant, 3, first=10_000, now=5000) == 2
+    assert await places(store, other, 3, first=10_000, now=5000) == 3
 
 
 async def test_a_fetch_past_expired_requests_frees_nothing_twice(store: RelayStore) -> None:

@@ -152,20 +152,32 @@ class PostgresIntake(PostgresCalls):
         _common.check_expiry(retention_seconds)
         cutoff = now - retention_seconds
 
-        async def work(conn: Conn) -> int:
-            # Only the deleted requests above the fetched mark counted. The mark
-            # is read from the row as the UPDATE locks it (re-read if a fetch
-            # raised it meanwhile), not from the statement's snapshot.
-            cur = await conn.execute(
-                "WITH gone AS (DELETE FROM intake_requests WHERE received_at <= %s"
-                " RETURNING tenant_id, seq),"
-                " counted AS (SELECT tenant_id, count(*) AS n, array_agg(seq) AS seqs"
-                " FROM gone GROUP BY tenant_id)"
-                " UPDATE intake_tenants t SET queued = t.queued -"
-                " (SELECT count(*) FROM unnest(c.seqs) AS s (seq) WHERE s.seq > t.fetched_seq)"
-                " FROM counted c WHERE t.tenant_id = c.tenant_id RETURNING c.n",
-                (cutoff,),
-            )
-            return sum(int(r[0]) for r in await cur.fetchall())
+        removed = 0
 
-        return await self._run(work)
+        async def work(conn: Conn) -> bool:
+            # In steps, as the cells expire, each one statement. Only the deleted
+            # requests above the fetched mark counted. The mark is read from the
+            # row as the UPDATE locks it (re-read if a fetch raised it
+            # meanwhile), not from the statement's snapshot.
+            nonlocal removed
+            cur = await conn.execute(
+                "WITH due AS (SELECT tenant_id, seq FROM intake_requests"
+                " WHERE received_at <= %s ORDER BY received_at LIMIT %s),"
+                " gone AS (DELETE FROM intake_requests r USING due"
+                " WHERE r.tenant_id = due.tenant_id AND r.seq = due.seq"
+                " RETURNING r.tenant_id, r.seq),"
+                " counted AS (SELECT tenant_id, array_agg(seq) AS seqs"
+                " FROM gone GROUP BY tenant_id),"
+                " freed AS (UPDATE intake_tenants t SET queued = t.queued -"
+                " (SELECT count(*) FROM unnest(c.seqs) AS s (seq) WHERE s.seq > t.fetched_seq)"
+                " FROM counted c WHERE t.tenant_id = c.tenant_id)"
+                " SELECT count(*) FROM gone",
+                (cutoff, _common.EXPIRE_STEP_ROWS),
+            )
+            row = await cur.fetchone()
+            count = int(row[0]) if row is not None else 0
+            removed += count
+            return count == _common.EXPIRE_STEP_ROWS
+
+        await _common.in_steps(lambda: self._run(work))
+        return removed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections import Counter
 from typing import TypeVar
 
 from backchannel.errors import IntakeClosed, QuotaExceeded, UnknownTenant
@@ -131,22 +132,31 @@ class SQLiteIntake(SQLiteCalls):
         _common.check_expiry(retention_seconds)
         cutoff = now - retention_seconds
 
-        def work(conn: sqlite3.Connection) -> int:
-            # Only requests the mission has not fetched past count against the cap.
-            gone = conn.execute(
-                "SELECT r.tenant_id, count(*) FROM intake_requests r"
-                " JOIN intake_tenants t ON t.tenant_id = r.tenant_id"
-                " WHERE r.received_at <= ? AND r.seq > t.fetched_seq GROUP BY r.tenant_id",
-                (cutoff,),
+        removed = 0
+
+        def work(conn: sqlite3.Connection) -> bool:
+            # In steps, as the cells expire: a large backlog never holds the
+            # writer, and deposits go between the steps. Only requests the
+            # mission has not fetched past count against the cap.
+            nonlocal removed
+            rows = conn.execute(
+                "SELECT r.tenant_id, r.seq, t.fetched_seq IS NOT NULL AND r.seq > t.fetched_seq"
+                " FROM intake_requests r LEFT JOIN intake_tenants t ON t.tenant_id = r.tenant_id"
+                " WHERE r.received_at <= ? ORDER BY r.received_at LIMIT ?",
+                (cutoff, _common.EXPIRE_STEP_ROWS),
             ).fetchall()
-            for tenant_id, count in gone:
+            counted = Counter(tenant_id for tenant_id, _, unfetched in rows if unfetched)
+            for tenant_id, count in counted.items():
                 conn.execute(
                     "UPDATE intake_tenants SET queued = queued - ? WHERE tenant_id = ?",
                     (count, tenant_id),
                 )
-            removed = conn.execute(
-                "DELETE FROM intake_requests WHERE received_at <= ?", (cutoff,)
-            ).rowcount
-            return int(removed)
+            conn.executemany(
+                "DELETE FROM intake_requests WHERE tenant_id = ? AND seq = ?",
+                [(tenant_id, seq) for tenant_id, seq, _ in rows],
+            )
+            removed += len(rows)
+            return len(rows) == _common.EXPIRE_STEP_ROWS
 
-        return await self._write(work)
+        await _common.in_steps(lambda: self._write(work))
+        return removed
