@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -112,26 +113,17 @@ async def test_a_connection_lost_during_ack_leaves_the_quota_count_true(pg_dsn: 
         await store.create_tenant("a", CRED, 1000, now=0)
         for n in range(3):
             await store.deposit("a", slot(n), cell(n), now=1)
-        real_attempt = store._attempt
 
-        class Dying:
-            def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
-                self.conn, self.calls = conn, 0
+        async def lose_the_connection(conn: psycopg.AsyncConnection[Any], calls: int) -> None:
+            if calls > 1:
+                await conn.close()
+                raise psycopg.OperationalError("the connection was lost")
 
-            async def execute(self, *args: Any, **kwargs: Any) -> Any:
-                self.calls += 1
-                if self.calls > 1:
-                    await self.conn.close()
-                    raise psycopg.OperationalError("the connection was lost")
-                return await self.conn.execute(*args, **kwargs)
-
-        async def attempt(work: Any) -> Any:
-            return await real_attempt(lambda conn: work(Dying(conn)))
-
-        store._attempt = attempt  # type: ignore[method-assign]
-        with contextlib.suppress(StoreUnavailable):
+        with (
+            _before_each_statement(store, lose_the_connection),
+            contextlib.suppress(StoreUnavailable),
+        ):
             await store.ack("a", [slot(0), slot(1)], now=2)
-        store._attempt = real_attempt  # type: ignore[method-assign]
         with psycopg.connect(pg_dsn) as conn:
             row = conn.execute(
                 "SELECT count(*) FROM cells WHERE tenant_id = 'a' AND octet_length(cell) > 0"
@@ -189,35 +181,53 @@ async def test_an_older_rotation_cannot_overwrite_a_newer_one_from_another_proce
         older, newer = hashlib.sha256(b"v1").digest(), hashlib.sha256(b"v2").digest()
         roster = b"\x01" * 32
         checked, go_on = asyncio.Event(), asyncio.Event()
-        real_attempt = older_store._attempt
 
-        class Paused:
-            def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
-                self.conn, self.calls = conn, 0
+        async def pause_before_the_write(conn: psycopg.AsyncConnection[Any], calls: int) -> None:
+            if calls == 2:  # the row was read and checked: the write is next
+                checked.set()
+                await go_on.wait()
 
-            async def execute(self, *args: Any, **kwargs: Any) -> Any:
-                self.calls += 1
-                if self.calls == 2:  # the row was read and checked: the write is next
-                    checked.set()
-                    await go_on.wait()
-                return await self.conn.execute(*args, **kwargs)
-
-            def transaction(self) -> Any:
-                return self.conn.transaction()
-
-        async def attempt(work: Any) -> Any:
-            return await real_attempt(lambda conn: work(Paused(conn)))
-
-        older_store._attempt = attempt  # type: ignore[method-assign]
-        first = asyncio.create_task(older_store.rotate_credential("a", older, 1, 0, roster))
-        await asyncio.wait_for(checked.wait(), 10)
-        second = asyncio.create_task(newer_store.rotate_credential("a", newer, 2, 0, roster))
-        await asyncio.sleep(0.3)  # the newer one goes as far as the database lets it
-        go_on.set()
-        assert await asyncio.wait_for(first, 10) == "rotated"
+        with _before_each_statement(older_store, pause_before_the_write):
+            first = asyncio.create_task(older_store.rotate_credential("a", older, 1, 0, roster))
+            await asyncio.wait_for(checked.wait(), 10)
+            second = asyncio.create_task(newer_store.rotate_credential("a", newer, 2, 0, roster))
+            await asyncio.sleep(0.3)  # the newer one goes as far as the database lets it
+            go_on.set()
+            assert await asyncio.wait_for(first, 10) == "rotated"
         assert await asyncio.wait_for(second, 10) == "rotated"
         record = await newer_store.get_tenant("a")
         assert record is not None and record.credential_hash == newer
     finally:
         await older_store.close()
         await newer_store.close()
+
+
+class _Intercepted:
+    """A pooled connection whose statements first await ``hook(conn, n)``
+    (``n`` counts this connection's statements from 1)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], hook: Any) -> None:
+        self.conn, self.hook, self.calls = conn, hook, 0
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        await self.hook(self.conn, self.calls)
+        return await self.conn.execute(*args, **kwargs)
+
+    def transaction(self) -> Any:
+        return self.conn.transaction()
+
+
+@contextlib.contextmanager
+def _before_each_statement(store: PostgresRelayStore, hook: Any) -> Iterator[None]:
+    """Every call's work, while inside, sees its connection through :class:`_Intercepted`."""
+    real = store._attempt
+
+    async def attempt(work: Any) -> Any:
+        return await real(lambda conn: work(_Intercepted(conn, hook)))
+
+    store._attempt = attempt  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        store._attempt = real  # type: ignore[method-assign]
