@@ -169,7 +169,12 @@ class Audit(Device):
                     if AuditEntry.decode(body).kind in INTAKE_KINDS:
                         self.vault.put(AUDIT_INTAKE, key, body)
                 self.vault.put(AUDIT_INDEXED, b"intake", b"\x01")
-        return [AuditEntry.decode(v) for _, v in sorted(self.vault.items(AUDIT_INTAKE))]
+        # Read every round (the intake's switch, answers to send): each entry is
+        # decoded once while it is unchanged.
+        return [
+            self.vault.decoded(AUDIT_INTAKE, k, v, AuditEntry, _decode_entry)
+            for k, v in sorted(self.vault.items(AUDIT_INTAKE))
+        ]
 
     def audit_verify(self) -> list[str]:
         """What is wrong with the audit log on this device; an empty list when nothing is."""
@@ -229,6 +234,10 @@ class Audit(Device):
             card = MissionCard.decode(self.peer(peer).card)
             peers[peer.hex()] = [s.encode().hex() for s in card.chain]
         return out, peers
+
+
+def _decode_entry(_: type[AuditEntry], raw: bytes) -> AuditEntry:
+    return AuditEntry.decode(raw)
 
 
 def _clip(text: str, limit: int) -> str:

@@ -43,6 +43,10 @@ INTAKE_TEXTS = "intake_texts"
 #: answer digest + officer id; value: the order this device learnt it in).
 INTAKE_VOTES = "intake_votes"
 INTAKE_SENT = "intake_sent"
+#: The first request under each reply code (key: the code; value: its number),
+#: so that a later one under the same code is known without reading them all.
+INTAKE_CODES = "intake_codes"
+_CODES_INDEXED = b"intake-codes-indexed"
 #: The answer lane's queue of sealed answers (:class:`NetOut` records), and the lane.
 INTAKE_OUT = "intake_out"
 INTAKE_LANE = b"ia"
@@ -147,6 +151,7 @@ class Intake(OfficerAlarms):
         after = self._counter(_AFTER)
         new = 0
         with self._tx():
+            self._index_reply_codes()
             for seq, cell in sorted(rows):
                 if seq <= after:
                     continue
@@ -163,26 +168,46 @@ class Intake(OfficerAlarms):
                     req.reply_code,
                 )  # fmt: skip
                 self._put(INTAKE, rid, record)
+                self._note_reply_code(record)
                 new += 1
             self._set_counter(_AFTER, after)
             self._queue_approved()
         return new
 
     def _queue_approved(self) -> None:
-        """On the runner: seal each answer that reached its threshold, once, for the lane."""
+        """On the runner: seal each answer that reached its threshold, once, for the lane.
+
+        Only requests with a proposed answer not yet sent are looked at: this
+        runs every round, and the requests a device holds grow with every
+        round of a flood, the answers only with what officers do.
+        """
         if not self.is_runner or self.mission().cell_size != pi.ANSWER_CELL_SIZE:
             return
+        entries = self._intake_entries()
+        proposed = {
+            e.subject[:_ID_LEN]
+            for e in entries
+            if e.kind in (AuditKind.INTAKE_ANSWER_PROPOSED, AuditKind.INTAKE_ANSWER_APPROVED)
+        }
+        proposed.update(key[:_ID_LEN] for key, _ in self.vault.items(INTAKE_VOTES))
+        records = []
+        for rid in proposed:
+            if self.vault.get(INTAKE_SENT, rid):
+                continue
+            record = self._get(INTAKE, rid, IntakeRecord)
+            if record is not None:
+                records.append(record)
+        if not records:
+            return
         card = self.intake_card()
-        for item in self.intake_items():
+        for item in self._items(sorted(records, key=lambda r: r.seq), entries):
             if item.sent or item.answer is None or len(item.approvals) < item.needed:
                 continue
             # A duplicate (approved by a device that did not refuse it) answers in
             # the earlier request's slot, which holds one answer: nothing is sealed.
             if item.duplicate_of is not None or item.state in ("ignored", "blocked"):
                 continue
-            if self.vault.get(INTAKE_SENT, item.request_id):
-                continue
-            record = self._intake_record(item.request_id.hex())
+            record = self._get(INTAKE, item.request_id, IntakeRecord)
             m = self.mission()
             cell = pi.seal_answer(card, record.reply_code, item.answer, secrets.token_bytes)
             slot = pi.reply_id(card, record.reply_code)
@@ -395,38 +420,55 @@ class Intake(OfficerAlarms):
         entries = self.intake_audit_entries()
         return sorted(entries, key=lambda e: (e.at, e.officer_id, e.seq))
 
-    def _blocked_contacts(self, records: list[IntakeRecord]) -> dict[str, int]:
-        """Contacts the mission blocked, each with the number of the first request blocked."""
-        by_id = {r.request_id: r for r in records}
+    def _blocked_contacts(self, entries: list[AuditEntry]) -> dict[str, int]:
+        """Each contact the mission blocked: the number of his first blocked request."""
         out: dict[str, int] = {}
-        for e in self._intake_entries():
-            rec = by_id.get(e.subject[:_ID_LEN])
-            if e.kind is AuditKind.INTAKE_BLOCKED and rec is not None and rec.contact:
+        for e in entries:
+            if e.kind is not AuditKind.INTAKE_BLOCKED:
+                continue
+            rec = self._get(INTAKE, e.subject[:_ID_LEN], IntakeRecord)
+            if rec is not None and rec.contact:
                 out[rec.contact] = min(out.get(rec.contact, rec.seq), rec.seq)
         return out
 
     def intake_item(self, request: str) -> IntakeItem:
-        rec = self._intake_record(request)
-        return next(i for i in self.intake_items() if i.request_id == rec.request_id)
+        [item] = self._items([self._intake_record(request)], self._intake_entries())
+        return item
 
     def intake_items(self) -> list[IntakeItem]:
         """Every request on this device, oldest first, with the triage all officers see."""
+        records = sorted(self._all(INTAKE, IntakeRecord), key=lambda r: r.seq)
+        return self._items(records, self._intake_entries())
+
+    def _items(self, records: list[IntakeRecord], entries: list[AuditEntry]) -> list[IntakeItem]:
+        """``records`` (oldest first) as the desk shows them; ``entries``: the
+        intake's audit entries. Reads what it needs of the other requests
+        (blocked contacts, earlier reply codes) by key, so that a few items
+        cost the same however many requests the device holds."""
         m = self.mission()
         names = {o.officer_id: o.name for s in m.signed_chain() for o in s.roster.officers}
         current = {o.officer_id for o in m.roster.officers}
         by_request: dict[bytes, list[AuditEntry]] = {}
-        for e in self._intake_entries():
+        for e in entries:
             by_request.setdefault(e.subject[:_ID_LEN], []).append(e)
-        records = sorted(self._all(INTAKE, IntakeRecord), key=lambda r: r.seq)
-        blocked = self._blocked_contacts(records)
-        first_by_code: dict[bytes, int] = {}
+        votes: dict[bytes, list[tuple[int, bytes, bytes]]] = {}
+        for key, order in self.vault.items(INTAKE_VOTES):
+            votes.setdefault(key[:_ID_LEN], []).append(
+                (int.from_bytes(order, "big"), key[_ID_LEN : 2 * _ID_LEN], key[2 * _ID_LEN :])
+            )
+        blocked = self._blocked_contacts(entries)
+        self._index_reply_codes()
         items = []
         for rec in records:
-            item = self._item(rec, by_request.get(rec.request_id, []), names, current)
+            item = self._item(
+                rec, by_request.get(rec.request_id, []), sorted(votes.get(rec.request_id, [])),
+                names, current, m.roster.threshold,
+            )  # fmt: skip
             if item.state in ("new", "assigned") and blocked.get(rec.contact, rec.seq) < rec.seq:
                 # A later request from a contact the mission blocked: filed as blocked.
                 item = replace(item, state="blocked")
-            first = first_by_code.setdefault(rec.reply_code, rec.seq)
+            raw = self.vault.get(INTAKE_CODES, rec.reply_code)
+            first = int.from_bytes(raw, "big") if raw is not None else rec.seq
             if first != rec.seq:
                 # A later request under an earlier one's reply code: the same answer
                 # slot, so it is answered through the earlier request, never apart.
@@ -435,12 +477,28 @@ class Intake(OfficerAlarms):
             items.append(item)
         return items
 
+    def _index_reply_codes(self) -> None:
+        """Fill :data:`INTAKE_CODES` from the requests held, once (a home from
+        before the index); :meth:`take_intake` keeps it after that."""
+        if self._counter(_CODES_INDEXED):
+            return
+        with self._tx():
+            for rec in sorted(self._all(INTAKE, IntakeRecord), key=lambda r: r.seq):
+                self._note_reply_code(rec)
+            self._set_counter(_CODES_INDEXED, 1)
+
+    def _note_reply_code(self, rec: IntakeRecord) -> None:
+        if self.vault.get(INTAKE_CODES, rec.reply_code) is None:
+            self.vault.put(INTAKE_CODES, rec.reply_code, rec.seq.to_bytes(8, "big"))
+
     def _item(
         self,
         rec: IntakeRecord,
         entries: list[AuditEntry],
+        votes: list[tuple[int, bytes, bytes]],
         names: dict[bytes, str],
         current: set[bytes],
+        needed: int,
     ) -> IntakeItem:
         state, assigned, tags, notes = "new", None, [], []
         proposed: list[bytes] = []
@@ -467,17 +525,11 @@ class Intake(OfficerAlarms):
                     approvers.setdefault(digest, set()).add(e.officer_id)
             elif e.kind is AuditKind.INTAKE_ANSWER_SENT:
                 sent = True
-        votes = sorted(
-            (int.from_bytes(order, "big"), key[_ID_LEN : 2 * _ID_LEN], key[2 * _ID_LEN :])
-            for key, order in self.vault.items(INTAKE_VOTES)
-            if key[:_ID_LEN] == rec.request_id
-        )
         for _, digest, officer_id in votes:
             if digest not in proposed:
                 proposed.append(digest)
             if officer_id in current:
                 approvers.setdefault(digest, set()).add(officer_id)
-        needed = self.mission().roster.threshold
         proposals: list[Proposal] = []
         for digest in proposed:
             raw = self.vault.get(INTAKE_TEXTS, rec.request_id + digest)
