@@ -316,3 +316,64 @@ def test_open_hands_the_browser_a_private_file_not_the_link(
         path = Path(url2pathname(urlsplit(opened()).path))
         assert path.exists()
     assert not path.parent.exists()  # removed when the desk stopped
+
+
+def test_the_browser_the_desk_opens_does_not_inherit_the_passphrase(
+    home: Path, tmp_path: Path
+) -> None:
+    """``ui --open`` with the passphrase in ``BACKCHANNEL_PASSPHRASE``: the browser it
+    starts (which outlives the desk and starts programs of its own) is not handed it."""
+    script = tmp_path / "browser.sh"
+    script.write_text('#!/bin/sh\nenv > "$0.env"\nprintf "%s\\n" "$1" >> "$0.args"\n')
+    script.chmod(0o700)
+    args, env = tmp_path / "browser.sh.args", tmp_path / "browser.sh.env"
+    with DeskProcess(home, args=("--open",), env={"BROWSER": str(script)}):
+        deadline = time.monotonic() + 10
+        while not args.exists() or not args.read_text().endswith("\n"):
+            assert time.monotonic() < deadline, "the desk opened no browser"
+            time.sleep(0.05)
+    inherited = env.read_text()
+    assert "BROWSER=" in inherited  # the browser's environment, as the desk handed it on
+    assert PASSPHRASE not in inherited
+    assert "BACKCHANNEL_PASSPHRASE" not in inherited
+
+
+def test_only_the_officer_keeps_the_session_alive_not_the_pages_refreshing(
+    browser: Any, home: Path
+) -> None:
+    """What the desk tells apart to end an idle session: the inbox's own refreshes (htmx's
+    timer) from the officer's clicks (htmx's boosted links), as Chromium sends them."""
+    context = browser.new_context()
+    seen: list[tuple[str, dict[str, str]]] = []
+    context.on("request", lambda r: seen.append((r.url, r.headers)))
+    try:
+        with DeskProcess(home) as desk:
+            page = context.new_page()
+            page.goto(desk.link)
+            page.wait_for_timeout(2500)  # the inbox refreshes itself every second
+            page.get_by_role("link", name="Roster").click()
+            page.wait_for_url("**/roster")
+    finally:
+        context.close()
+    inbox = [h for u, h in seen if u == desk.origin + "/inbox"]
+    refreshes = [h for h in inbox if h.get("hx-request") == "true"]
+    assert len(refreshes) >= 2, inbox
+    assert all("hx-boosted" not in h for h in refreshes), refreshes
+    [click] = [h for u, h in seen if u == desk.origin + "/roster"]
+    assert click.get("hx-request") == "true" and click.get("hx-boosted") == "true", click
+
+
+def test_a_refused_message_is_still_in_the_form(signed_in: Browser, desk: DeskProcess) -> None:
+    page = signed_in.page
+    page.goto(desk.origin + "/compose")
+    page.get_by_label("Meeting request").check()
+    page.fill("#where", "Geneva")
+    page.fill("#text", TEXT)
+    page.get_by_role("button", name="Seal, sign").click()
+    page.wait_for_selector(".note-refused")
+    assert "a meeting needs: when, where" in page.inner_text(".note-refused")
+    assert page.input_value("#text") == TEXT
+    assert page.input_value("#where") == "Geneva"
+    assert page.is_checked("input[name=kind][value=meeting]")
+    page.reload()  # shown once
+    assert page.input_value("#text") == ""

@@ -34,7 +34,7 @@ from backchannel.ui import views_intake, views_mail, views_mission, views_offers
 from backchannel.ui.desk import Desk
 from backchannel.ui.opener import LinkFile, open_link
 from backchannel.ui.security import Gate, Refusal, Session, private_host
-from backchannel.ui.web import HERE, gate_of, page, render
+from backchannel.ui.web import HERE, gate_of, page, render, session_of
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -100,7 +100,7 @@ async def index(request: Request, session: Any) -> Response:
 def _session_or_none(request: Request) -> Session | None:
     """The request's session if it has the live one; else None."""
     with contextlib.suppress(Refusal):
-        return gate_of(request).session(request.cookies)
+        return session_of(request)
     return None
 
 

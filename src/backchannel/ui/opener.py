@@ -7,20 +7,28 @@ a plain link, no script) into a fresh directory only this user can enter
 (mode 0700), the page itself mode 0600, and hands the browser that file's
 ``file://`` address. The page goes once the link is spent, after
 :data:`FILE_SECONDS`, or when the desk stops, whichever comes first.
+
+The browser is started without the keystore's passphrase in its environment
+(``BACKCHANNEL_PASSPHRASE``, if the desk was given it so): a browser outlives
+the desk, and hands its environment on to every program it starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import shutil
 import tempfile
 import threading
 import webbrowser
+from collections.abc import Iterator
 from pathlib import Path
 
 #: The longest the forwarding page stays on disk (a browser starting cold is slow).
 FILE_SECONDS = 60.0
+#: What the browser must not inherit from the desk's environment.
+SECRET_ENVIRONMENT = ("BACKCHANNEL_PASSPHRASE",)
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -66,8 +74,19 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
+@contextlib.contextmanager
+def _without_secrets() -> Iterator[None]:
+    """This process's environment without :data:`SECRET_ENVIRONMENT`, for programs it starts."""
+    saved = {name: os.environ.pop(name) for name in SECRET_ENVIRONMENT if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def open_link(link: str) -> LinkFile:
     """Open ``link`` in the default browser without naming it on a command line."""
     page = LinkFile(link)
-    webbrowser.open(page.url)
+    with _without_secrets():  # the browser starts before this returns
+        webbrowser.open(page.url)
     return page

@@ -70,7 +70,9 @@ class Session:
     started: float
     seen: float
     #: Short notes for the next page ("Approved.", a refusal), shown once.
-    notes: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    #: What a refused form held, for the page it goes back to (path, fields), shown once.
+    kept: tuple[str, dict[str, str]] | None = field(default=None, repr=False)
 
 
 class Gate:
@@ -121,8 +123,13 @@ class Gate:
         self._session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now, now)
         return self._session
 
-    def session(self, cookies: Mapping[str, str]) -> Session:
-        """The session a request's cookie names; refuses anything else."""
+    def session(self, cookies: Mapping[str, str], *, active: bool = True) -> Session:
+        """The session a request's cookie names; refuses anything else.
+
+        Only an ``active`` request (the officer's own: a page he opens, a form he
+        sends) keeps the session from idling out; a page refreshing itself does
+        not, or a browser left open on the inbox would never be signed out.
+        """
         given = cookies.get(self.cookie, "")
         s = self._session
         if s is None or not given or not hmac.compare_digest(given.encode(), s.token.encode()):
@@ -135,7 +142,8 @@ class Gate:
         if now - s.seen > self._idle or now - s.started > self._max:
             self._session = None
             raise Refusal(403, "Your session has ended", "It was left idle too long. " + RESTART)
-        s.seen = now
+        if active:
+            s.seen = now
         return s
 
     def check_post(self, s: Session, headers: Mapping[str, str], form_token: str) -> None:

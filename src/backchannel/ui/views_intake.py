@@ -117,7 +117,8 @@ def _triage(verb: str, done: str) -> Any:
         return f"/intake/{number}"
 
     act.__name__ = f"intake_{verb}"
-    return action(act)
+    # What the officer wrote stays in the form if it is refused (not an answer's id).
+    return action(act, frozenset({verb} & {"tag", "note", "answer"}))
 
 
 @action

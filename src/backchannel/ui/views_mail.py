@@ -11,13 +11,19 @@ from starlette.routing import Route
 
 from backchannel.client.api import MessageKind, Payload, SendState
 from backchannel.client.service import Client
-from backchannel.errors import ConfigError, NotEnoughShares, NotEnoughSignatures
+from backchannel.errors import (
+    BackchannelError,
+    ConfigError,
+    NotEnoughShares,
+    NotEnoughSignatures,
+)
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
 from backchannel.ui.web import (
     action,
     desk_of,
     find,
+    keeping,
     mission_page,
     officer_name,
     page,
@@ -166,7 +172,7 @@ async def compose_form(request: Request, session: Session) -> Response:
     return render(request, session, "compose.html", channels=channels, either=either)
 
 
-@action
+@keeping("channel", "authentication", "kind", "when", "where", "outlet", "subject", "text")
 async def compose(request: Request, session: Session, form: FormData) -> str:
     desk = desk_of(request)
     kind_name = str(form.get("kind") or "note")
@@ -179,13 +185,14 @@ async def compose(request: Request, session: Session, form: FormData) -> str:
     text = str(form.get("text") or "")
     if not text.strip():
         raise ConfigError("write the message first")
+    payload = _readable(Payload(kind, text, fields))
     async with desk.use() as c:
         rec = find(c.channels(), lambda r: r.channel_id, str(form.get("channel") or ""))
         if rec is None:
             raise ConfigError("choose the mission to write to")
         chosen = form.get("authentication")
         deniable = {"deniable": True, "record": False}.get(str(chosen)) if chosen else None
-        draft = c.compose(rec.channel_id, Payload(kind, text, fields), deniable=deniable)
+        draft = c.compose(rec.channel_id, payload, deniable=deniable)
     if draft.outgoing.state is SendState.QUEUED:
         # A contact's own message, or one to a contact where the mission's policy
         # lets one officer write alone.
@@ -195,6 +202,20 @@ async def compose(request: Request, session: Session, form: FormData) -> str:
             ("ok", "Sealed and signed by you; your colleagues are asked to co-sign.")
         )
     return f"/sent/{draft.draft_id.hex()}"
+
+
+def _readable(payload: Payload) -> Payload:
+    """``payload`` if the other end can read it back; a text or a field longer than
+    colleagues and the other mission read would be sealed into a message that
+    nobody could co-sign or open."""
+    try:
+        Payload.decode(payload.encode())
+    except (BackchannelError, ValueError):
+        raise ConfigError(
+            "this message is too long to be read at the other end: shorten the text "
+            "(or the when, where, outlet or subject) and try again"
+        ) from None
+    return payload
 
 
 def _draft_view(desk: Desk, c: Client, d: Any) -> dict[str, Any]:

@@ -24,7 +24,19 @@ from backchannel.client.policy import fallback_asked, witness_rule
 from backchannel.errors import ConfigError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
-from backchannel.ui.web import action, desk_of, find, grouped, mission_page, page, render, when
+from backchannel.ui.web import (
+    action,
+    attachment,
+    desk_of,
+    find,
+    grouped,
+    keeping,
+    mission_page,
+    page,
+    render,
+    slug,
+    when,
+)
 
 #: Largest card file accepted (cards are a few kilobytes).
 MAX_CARD = 256 * 1024
@@ -150,11 +162,7 @@ async def evidence_file(request: Request, session: Session) -> Response:
     if not 0 <= n < len(files):
         raise ConfigError("no such proof")
     name, text = files[n]
-    return Response(
-        text,
-        media_type="text/plain; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return Response(text, media_type="text/plain; charset=utf-8", headers=attachment(name))
 
 
 # --- roster -----------------------------------------------------------------------------------
@@ -228,26 +236,48 @@ async def policy_propose(request: Request, session: Session, form: FormData) -> 
     official = [Policy[str(v).upper()] for v in form.getlist("official") if v in _VALUES]
     if not official:
         raise ConfigError("tick at least one kind of official channel")
-    raw_k = str(form.get("track2_k") or "0")
-    if not raw_k.isdigit():
-        raise ConfigError("the Track II k is a number: 0 for the roster's k, or 1 and up")
-    raw_hours = str(form.get("epoch_hours") or "")
-    if raw_hours and not (raw_hours.isdigit() and 1 <= int(raw_hours) <= 168):
-        raise ConfigError("the send keys last 1 to 168 hours (an hour to a week)")
-    seconds = int(raw_hours) * 3600 if raw_hours else None
-    raw_unseen = str(form.get("unseen_hours") or "")
-    if raw_unseen and not (raw_unseen.isdigit() and 1 <= int(raw_unseen) <= 720):
-        raise ConfigError("a colleague's device may be silent 1 to 720 hours (up to thirty days)")
-    unseen = int(raw_unseen) * 3600 if raw_unseen else None
+    k = _number(form, "track2_k") or 0
+    hours = _number(form, "epoch_hours")
+    unseen = _number(form, "unseen_hours")
     rule = _witness_form(form)
     fallback = _fallback_form(form)
+    seconds = hours * 3600 if hours else None
+    unseen_seconds = unseen * 3600 if unseen else None
     async with desk_of(request).use() as c:
-        made = c.policy_propose(official, int(raw_k), seconds, unseen, rule, fallback)
+        made = c.policy_propose(official, k, seconds, unseen_seconds, rule, fallback)
     session.notes.append(
         ("ok", f"Policy change proposed and signed by you ({len(made.signed_by)} of "
                f"{made.needed}); your colleagues see it after the next rounds.")
     )  # fmt: skip
     return "/roster#policy"
+
+
+#: The policy form's whole numbers: the lowest and highest, and what to say of another.
+_WITNESS_NUMBERS = "the witnesses needed and the minutes are whole numbers"
+_NUMBERS = {
+    "track2_k": (0, 999, "the Track II k is a number: 0 for the roster's k, or 1 and up"),
+    "epoch_hours": (1, 168, "the send keys last 1 to 168 hours (an hour to a week)"),
+    "unseen_hours": (
+        1, 720, "a colleague's device may be silent 1 to 720 hours (up to thirty days)"
+    ),
+    "witnesses_needed": (0, 999, _WITNESS_NUMBERS),
+    "witness_lag_minutes": (0, 999_999, _WITNESS_NUMBERS),
+}  # fmt: skip
+
+
+def _number(form: FormData, name: str) -> int | None:
+    """The whole number in field ``name``, in ASCII digits and in range; None if empty.
+
+    Not :meth:`str.isdigit` alone: it takes ``²`` and other digits ``int`` refuses.
+    """
+    low, high, error = _NUMBERS[name]
+    raw = form.get(name)
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 9 and low <= int(text) <= high):
+        raise ConfigError(error)
+    return int(text)
 
 
 def _fallback_form(form: FormData) -> FallbackRelay | None:
@@ -264,12 +294,9 @@ def _witness_form(form: FormData) -> WitnessRule | None:
     keys = str(form.get("witness_keys") or "").splitlines()
     if not any(k.strip() for k in keys):
         return None
-    raw_needed = str(form.get("witnesses_needed") or "")
-    raw_lag = str(form.get("witness_lag_minutes") or "")
-    if any(v and not v.isdigit() for v in (raw_needed, raw_lag)):
-        raise ConfigError("the witnesses needed and the minutes are whole numbers")
-    lag = int(raw_lag) if raw_lag else DEFAULT_LAG_SECONDS // 60
-    return witness_rule(keys, int(raw_needed) if raw_needed else None, lag)
+    needed = _number(form, "witnesses_needed")
+    lag = _number(form, "witness_lag_minutes")
+    return witness_rule(keys, needed, DEFAULT_LAG_SECONDS // 60 if lag is None else lag)
 
 
 @action
@@ -317,15 +344,11 @@ async def mission_card(request: Request, session: Session) -> Response:
     desk = desk_of(request)
     async with desk.use() as c:
         text = c.mission_card().encode()
-        name = c.mission().name.lower().replace(" ", "-")
-    return Response(
-        text,
-        media_type="text/plain; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.card"'},
-    )
+        name = slug(c.mission().name) + ".card"
+    return Response(text, media_type="text/plain; charset=utf-8", headers=attachment(name))
 
 
-@action
+@keeping("card_text")
 async def add_card(request: Request, session: Session, form: FormData) -> str:
     desk = desk_of(request)
     text = str(form.get("card_text") or "").strip()

@@ -25,14 +25,21 @@ from backchannel.client.service import Client
 from backchannel.errors import ConfigError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
-from backchannel.ui.web import action, desk_of, find, mission_page, officer_name, page, render
+from backchannel.ui.web import (
+    action,
+    attachment,
+    desk_of,
+    find,
+    keeping,
+    mission_page,
+    officer_name,
+    page,
+    render,
+    slug,
+)
 
 #: Largest offer file accepted (offers are a few kilobytes).
 MAX_OFFER = 256 * 1024
-
-
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-") or "mission"
 
 
 def _peer(c: Client, hex_id: str, confirmed: bool = True) -> Any:
@@ -51,7 +58,8 @@ def _open_with(c: Client, mission_id: bytes) -> bool:
 def _ours_view(desk: Desk, offer: ChannelOffer) -> dict[str, Any]:
     c = desk.client
     k = c.mission().roster.threshold
-    ids = [oid for oid, _ in offer.signatures if oid in c.offer_signers(offer)]
+    good = c.offer_signers(offer)
+    ids = list(dict.fromkeys(oid for oid, _ in offer.signatures if oid in good))  # each once
     return {
         "names": [officer_name(desk, oid) for oid in ids],
         "have": len(ids),
@@ -125,6 +133,20 @@ async def _offer_text(form: FormData) -> str:
     return text
 
 
+def _verified(c: Client, offer: ChannelOffer) -> ChannelOffer:
+    """``offer`` with only the signatures that verify, one per officer.
+
+    A file may name an officer twice: counted twice, one officer's offer would
+    pass for one that ``k`` officers signed.
+    """
+    kept: dict[bytes, bytes] = {}
+    for oid, sig in offer.signatures:
+        alone = dataclasses.replace(offer, signatures=((oid, sig),))
+        if oid not in kept and c.offer_signers(alone):
+            kept[oid] = sig
+    return dataclasses.replace(offer, signatures=tuple(kept.items()))
+
+
 def _merged(held: ChannelOffer | None, given: ChannelOffer) -> ChannelOffer:
     """``given``, with the signatures of the same offer already in hand added."""
     if held is None or held.signed_part() != given.signed_part():
@@ -134,7 +156,7 @@ def _merged(held: ChannelOffer | None, given: ChannelOffer) -> ChannelOffer:
     return dataclasses.replace(given, signatures=tuple(sigs.items()))
 
 
-@action
+@keeping("offer_text")
 async def add(request: Request, session: Session, form: FormData) -> str:
     desk = desk_of(request)
     hex_id = request.path_params["mission_id"]
@@ -145,15 +167,12 @@ async def add(request: Request, session: Session, form: FormData) -> str:
         ours_id = c.mission().mission_id
         if {offer.terms.mission_a, offer.terms.mission_b} != {ours_id, rec.mission_id}:
             raise ConfigError(f"that offer is not for a channel between us and {rec.name}")
-        good = c.offer_signers(offer)
-        if not good:
+        offer = _verified(c, offer)
+        if not offer.signatures:
             raise ConfigError(
                 "no signature on that offer verifies: it was altered or damaged; "
                 "ask for a fresh copy"
             )
-        offer = dataclasses.replace(
-            offer, signatures=tuple(s for s in offer.signatures if s[0] in good)
-        )
         held = desk.offers.setdefault(hex_id, {})
         if offer.from_mission == ours_id:
             held["ours"] = _merged(held.get("ours"), offer)
@@ -200,11 +219,9 @@ async def download(request: Request, session: Session) -> Response:
         held = desk.offers.get(hex_id, {}).get("ours")
         if held is None:
             raise ConfigError("no offer of ours in hand")
-        name = f"{_slug(c.mission().name)}-offer-for-{_slug(rec.name)}.offer"
+        name = f"{slug(c.mission().name)}-offer-for-{slug(rec.name)}.offer"
     return Response(
-        encode_offer(held),
-        media_type="text/plain; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        encode_offer(held), media_type="text/plain; charset=utf-8", headers=attachment(name)
     )
 
 

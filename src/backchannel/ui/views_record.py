@@ -19,7 +19,7 @@ from backchannel.client.api import verify_record
 from backchannel.errors import BackchannelError, ConfigError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
-from backchannel.ui.web import action, desk_of, mission_page, page, render
+from backchannel.ui.web import action, attachment, desk_of, mission_page, page, render, slug
 
 #: Entries shown on the page, newest first (the export holds every one).
 SHOWN = 200
@@ -76,12 +76,8 @@ async def export(request: Request, session: Session) -> Response:
     desk = desk_of(request)
     async with desk.use() as c:
         text = c.export_record()
-        name = c.mission().name.lower().replace(" ", "-")
-    return Response(
-        text,
-        media_type="application/json; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.audit"'},
-    )
+        name = slug(c.mission().name) + ".audit"
+    return Response(text, media_type="application/json; charset=utf-8", headers=attachment(name))
 
 
 async def _read(form: FormData, field: str, what: str) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -34,12 +36,26 @@ def gate_of(request: Request) -> Gate:
     return gate
 
 
+def refreshing(request: Request) -> bool:
+    """A page refreshing itself (htmx's timed ``hx-get``), not the officer at work.
+
+    htmx names every request it makes (``HX-Request``) and those of a link or
+    form the officer used (``HX-Boosted``); the rest are the pages' timers.
+    """
+    h = request.headers
+    return h.get("hx-request") == "true" and h.get("hx-boosted") != "true"
+
+
+def session_of(request: Request) -> Session:
+    """The request's session (a refresh does not keep it from idling out)."""
+    return gate_of(request).session(request.cookies, active=not refreshing(request))
+
+
 def page(fn: Page) -> Endpoint:
     """A GET view: only for the signed-in browser."""
 
     async def endpoint(request: Request) -> Response:
-        session = gate_of(request).session(request.cookies)
-        return await fn(request, session)
+        return await fn(request, session_of(request))
 
     return endpoint
 
@@ -48,7 +64,7 @@ def mission_page(fn: Page) -> Endpoint:
     """A GET view of a device that has a mission; before it has one, a page saying how."""
 
     async def endpoint(request: Request) -> Response:
-        session = gate_of(request).session(request.cookies)
+        session = session_of(request)
         if desk_of(request).client.mission_or_none() is None:
             return render(request, session, "no_mission.html")
         return await fn(request, session)
@@ -56,11 +72,13 @@ def mission_page(fn: Page) -> Endpoint:
     return endpoint
 
 
-def action(fn: Action) -> Endpoint:
+def action(fn: Action, keep: frozenset[str] = frozenset()) -> Endpoint:
     """A POST: the session, the desk's own origin and the CSRF token, then the action.
 
     The action returns where to go next; a refusal of the client (the two-person
-    rule, an unknown id) is shown there, in the officer's words.
+    rule, an unknown id) is shown on the page the form came from, in the
+    officer's words, with what he had written in the fields ``keep`` names
+    still in the form.
     """
 
     async def endpoint(request: Request) -> Response:
@@ -74,14 +92,25 @@ def action(fn: Action) -> Endpoint:
         except BackchannelError as exc:
             session.notes.append(("refused", str(exc)))
             target = local_path(form.get("back"), "/")
+            fields = {k: v for k, v in form.items() if k in keep and isinstance(v, str)}
+            session.kept = (target.split("#")[0], fields)
         return redirect(request, target)
 
     return endpoint
 
 
+def keeping(*fields: str) -> Callable[[Action], Endpoint]:
+    """:func:`action`, keeping ``fields`` in the form when the action is refused."""
+    return lambda fn: action(fn, frozenset(fields))
+
+
+#: A path on this desk: what its own forms name (ids in hex, numbers, an anchor).
+_LOCAL = re.compile(r"/(?!/)[A-Za-z0-9/_.#-]*")
+
+
 def local_path(value: object, default: str) -> str:
-    """A path on this desk (never another site)."""
-    if isinstance(value, str) and value.startswith("/") and not value.startswith("//"):
+    """A path on this desk (never another site: browsers read ``/\\host`` as ``//host``)."""
+    if isinstance(value, str) and _LOCAL.fullmatch(value):
         return value
     return default
 
@@ -101,7 +130,13 @@ def render(
         bare = {"request": request, "csrf": "", "notes": [], "officer": None, **context}
         return templates.TemplateResponse(request, name, bare, status_code=status)
     desk = desk_of(request)
-    notes, session.notes = session.notes, []
+    notes: list[tuple[str, str]] = []
+    kept: dict[str, str] = {}
+    if not refreshing(request):  # a refresh shows only its live part: keep them for the page
+        notes, session.notes = session.notes, []
+        if session.kept is not None and session.kept[0] == request.url.path:
+            kept = session.kept[1]
+        session.kept = None
     client = desk.client
     mission = client.mission_or_none()
     counts = {"cosign": 0, "shares": 0, "alarms": 0, "intake": 0}
@@ -121,9 +156,32 @@ def render(
         "runner": client.is_runner if mission else False,
         "counts": counts,
         "path": request.url.path,
+        "kept": kept,
         **context,
     }
     return templates.TemplateResponse(request, name, ctx, status_code=status)
+
+
+def slug(name: str) -> str:
+    """``name`` as part of a file name: its letters and digits, in any script."""
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-") or "mission"
+
+
+def attachment(name: str) -> dict[str, str]:
+    """The header that makes ``name`` a download, whatever the letters of its name.
+
+    A header is Latin-1 at most: a name in another script goes in ``filename*``
+    (RFC 6266), and a plain ASCII one beside it for browsers that want one.
+    """
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    plain = re.sub(r"[^A-Za-z0-9_]+", "-", stem).strip("-") or "backchannel"
+    plain += "." + re.sub(r"[^A-Za-z0-9]+", "", ext) if ext else ""
+    header = f'attachment; filename="{plain}"'
+    if plain != name:
+        header += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return {"Content-Disposition": header}
 
 
 def alarm_count(desk: Desk) -> int:
