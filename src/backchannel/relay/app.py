@@ -351,6 +351,9 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # A path is an endpoint or a 404: never a redirect, whose Location would
+    # repeat the path (a slot) under a Host of the client's choosing.
+    app.router.redirect_slashes = False
     app.state.service = service
     app.lean = (service, slots, batch)
     return app

@@ -70,6 +70,7 @@ _NO_TENANT_HASH = hashlib.sha256(b"backchannel relay: no such tenant").digest()
 _PROBE_TENANT = "_readyz_probe_"
 _NO_STORE = {"Cache-Control": "no-store"}
 _NO_TENANT = "no such tenant on this relay; check the tenant id"
+_TAKEN = "that tenant id is taken; choose another"
 #: Largest index or size the log endpoints accept (a signed 64-bit integer).
 MAX_INDEX = (1 << 63) - 1
 _TREE_HEAD_LEN = 49
@@ -232,12 +233,16 @@ class RelayService:
             raise HTTPRefusal(400, "quota_cells must be an integer")
         if not 1 <= quota <= s.max_quota_cells:
             raise HTTPRefusal(400, f"quota_cells must be between 1 and {s.max_quota_cells}")
+        if tenant_id == RENDEZVOUS_TENANT:
+            # The public pairing tenant is the relay's own, with the public
+            # credential (ensure_rendezvous), whether or not it exists yet.
+            raise HTTPRefusal(409, _TAKEN)
         try:
             record = await self.store.create_tenant(
                 tenant_id, hashlib.sha256(raw).digest(), quota, self.coarse_now()
             )
         except TenantExists:
-            raise HTTPRefusal(409, "that tenant id is taken; choose another") from None
+            raise HTTPRefusal(409, _TAKEN) from None
         self._remember(record)
         self.metrics.tenants_registered.inc()
         answer: api.Tenant = {"tenant_id": record.tenant_id, "quota_cells": record.quota_cells}
