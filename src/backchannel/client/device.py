@@ -20,11 +20,11 @@ from backchannel.client.cards import MissionCard
 from backchannel.client.home import Home
 from backchannel.client.log_watch import LogWatch
 from backchannel.client.mission import MissionState
-from backchannel.client.records import ChannelRecord, InboxRecord, PeerRecord
+from backchannel.client.records import ChannelRecord, DraftRecord, InboxRecord, PeerRecord
 from backchannel.client.relay_client import RelayClient
 from backchannel.crypto.kem import KemPrivateKey
 from backchannel.crypto.primitives import equal
-from backchannel.errors import ConfigError, RosterError
+from backchannel.errors import ConfigError, CorruptKeystore, RosterError
 from backchannel.protocol import channel as ch
 from backchannel.protocol.cells import Fragment, Receipt
 from backchannel.protocol.endpoint import Endpoint
@@ -32,6 +32,7 @@ from backchannel.protocol.identity import EpochKeyCert, Officer, newest_certs
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.rekeying import Rekeying
 from backchannel.protocol.roster import Roster
+from backchannel.protocol.states import SendState
 from backchannel.protocol.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -52,6 +53,17 @@ def default_relay_factory(
 
 def new_id() -> bytes:
     return secrets.token_bytes(16)
+
+
+#: Each channel's transcript (key: channel id), kept apart from the rest of its
+#: state (``endpoints``), whose record then holds it without its hashes.
+TRANSCRIPTS = "transcripts"
+#: The drafts not yet delivered or refused (key: channel id + draft id; value:
+#: the draft id). Rounds read these, not the drafts table, which keeps every
+#: message ever sent.
+OPEN_DRAFTS = "drafts_open"
+_OPEN_DRAFTS_INDEXED = b"drafts-open-indexed"
+_OPEN = frozenset({SendState.DRAFT, SendState.SEALED, SendState.COSIGNED, SendState.QUEUED})
 
 
 class Device:
@@ -100,6 +112,37 @@ class Device:
         if statecodec.immutable(tp):
             return self.vault.decoded(table, key, raw, tp, statecodec.loads)
         return statecodec.loads(tp, raw)
+
+    def _put_draft(self, draft: DraftRecord) -> None:
+        """Store ``draft``, and keep :data:`OPEN_DRAFTS` in step with its state.
+
+        In this order, so that outside a transaction the index can only ever
+        name a draft too many (its readers check the state), never miss one.
+        """
+        key = draft.channel_id + draft.draft_id
+        if draft.outgoing.state not in _OPEN:
+            self._put("drafts", draft.draft_id, draft)
+            self.vault.delete(OPEN_DRAFTS, key)
+            return
+        if self.vault.get(OPEN_DRAFTS, key) is None:
+            self.vault.put(OPEN_DRAFTS, key, draft.draft_id)
+        self._put("drafts", draft.draft_id, draft)
+
+    def _open_drafts(self) -> list[DraftRecord]:
+        """The drafts not yet delivered or refused, in no particular order.
+
+        Read through :data:`OPEN_DRAFTS`, so a round costs the same however
+        many messages went before; a home from before that index builds it
+        at its first read.
+        """
+        if not self._counter(_OPEN_DRAFTS_INDEXED):
+            with self._tx():
+                for d in self._all("drafts", DraftRecord):
+                    if d.outgoing.state in _OPEN:
+                        self.vault.put(OPEN_DRAFTS, d.channel_id + d.draft_id, d.draft_id)
+                self._set_counter(_OPEN_DRAFTS_INDEXED, 1)
+        held = (self._get("drafts", i, DraftRecord) for _, i in self.vault.items(OPEN_DRAFTS))
+        return [d for d in held if d is not None]
 
     @contextmanager
     def _tx(self, *, durable: bool = True) -> Iterator[None]:
@@ -201,8 +244,23 @@ class Device:
         return rec
 
     def _save_endpoint(self, channel_id: bytes, ep: Endpoint) -> None:
+        """Store the channel's state; its transcript apart, and only when it moved.
+
+        The transcript holds a hash for every message either way, and the
+        rest of the state changes every round: stored together, every round
+        would write the whole history again.
+        """
         data = {f: getattr(ep, f) for f in _ENDPOINT_FIELDS}
-        self.vault.put("endpoints", channel_id, statecodec.dumps(_EndpointData(**data)))
+        t = ep.transcript
+        data["transcript"] = replace(t, sent=(), received=())
+        record = statecodec.dumps(_EndpointData(**data))
+        held: Transcript | None = self._get(TRANSCRIPTS, channel_id, Transcript)
+        if held is t or held == t:
+            self.vault.put("endpoints", channel_id, record)
+            return
+        with self._tx():
+            self._put(TRANSCRIPTS, channel_id, t)
+            self.vault.put("endpoints", channel_id, record)
 
     def _endpoint(self, channel_id: bytes) -> Endpoint:
         raw = self.vault.get("endpoints", channel_id)
@@ -215,6 +273,12 @@ class Device:
         d = cached[1]
         # The endpoint changes its two lists in place: it gets its own copies.
         fields = {f: getattr(d, f) for f in _ENDPOINT_FIELDS}
+        if not d.transcript.received:  # kept apart (a transcript always holds T[0])
+            fields["transcript"] = self._get(TRANSCRIPTS, channel_id, Transcript)
+            if fields["transcript"] is None:
+                raise CorruptKeystore(
+                    "a channel's transcript is missing from this home; restore it from backup"
+                )
         fields["outbox"], fields["partial"] = list(d.outbox), list(d.partial)
         fields["held"] = list(d.held)
         return Endpoint(officer=self.officer, **fields)

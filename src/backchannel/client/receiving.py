@@ -177,7 +177,7 @@ class Receiving(EpochKeys):
         with self._tx():
             for d in self._all("drafts", DraftRecord):
                 if d.holds_proof:
-                    self._put("drafts", d.draft_id, d.without_proof())
+                    self._put_draft(d.without_proof())
             self._set_counter(PROOFS_FORGOTTEN, 1)
 
     def _receive_round(
@@ -230,14 +230,14 @@ class Receiving(EpochKeys):
                 self._keep_peer_anchor(rec.peer_mission, res.anchor)
             report.messages.extend(self._take_in(channel_id, res.messages, r))
             if res.delivered:
-                for d in self._all("drafts", DraftRecord):
+                for d in self._open_drafts():
                     if (
                         d.channel_id == channel_id
                         and d.seq in res.delivered
                         and d.outgoing.state is SendState.QUEUED
                     ):
                         done = replace(d, outgoing=d.outgoing.deliver())
-                        self._put("drafts", d.draft_id, done.without_proof())
+                        self._put_draft(done.without_proof())
                 report.delivered.extend(res.delivered)
             self._save_endpoint(channel_id, ep)
             if rec.takeover and not ep.resuming:  # the peer answered: cards need not carry it

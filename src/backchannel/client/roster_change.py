@@ -26,6 +26,7 @@ from typing import Any
 
 from backchannel.client import statecodec
 from backchannel.client.cards import CardError, OfficerCard
+from backchannel.client.device import TRANSCRIPTS
 from backchannel.client.mission import MissionState
 from backchannel.client.officer_alarms import MAX_DETAIL, AlarmKind
 from backchannel.client.records import ChannelRecord, PeerRecord
@@ -497,7 +498,7 @@ def _open_rekey(client: Client, change: RosterChange) -> bytes:
 def _forget_mission(client: Client) -> None:
     """A removed officer's device drops the mission's secrets and channel state."""
     with client._tx():
-        for table in ("channels", "endpoints", "recv_epochs", "cosign_in", "share_in"):
+        for table in ("channels", "endpoints", TRANSCRIPTS, "recv_epochs", "cosign_in", "share_in"):
             for key, _ in client.vault.items(table):
                 client.vault.delete(table, key)
         client.vault.delete("mission", b"state")

@@ -122,7 +122,7 @@ class Sending(OfficerAlarms):
                 epoch_own_roster=own_roster,
             )
             self._put("channels", channel_id, rec)
-            self._put("drafts", draft.draft_id, draft)
+            self._put_draft(draft)
             for o in m.roster.officers:
                 if equal(o.officer_id, self.officer.officer_id) or k == 1:
                     continue
@@ -138,7 +138,7 @@ class Sending(OfficerAlarms):
             # The message goes out with the next rounds (as a MAC, not it).
             out = out.with_cosignature(out.message, m.roster, self._k_instead(rec.peer_mission))
             draft = replace(draft, outgoing=out)
-            self._put("drafts", draft.draft_id, draft)
+            self._put_draft(draft)
             self._queue_ready(channel_id, asked=False)
             draft = self._get("drafts", draft.draft_id, DraftRecord)
         return draft
@@ -149,7 +149,7 @@ class Sending(OfficerAlarms):
         return sorted(
             (
                 d
-                for d in self._all("drafts", DraftRecord)
+                for d in self._open_drafts()
                 if d.channel_id == channel_id
                 and d.outgoing.state in (SendState.SEALED, SendState.COSIGNED)
             ),
@@ -231,7 +231,7 @@ class Sending(OfficerAlarms):
             withdrawn = withdrawn.without_proof()
             later = [d for d in self._awaiting(draft.channel_id) if d.seq > draft.seq]
             with self._tx():
-                self._put("drafts", draft.draft_id, withdrawn)
+                self._put_draft(withdrawn)
                 self._audit(
                     AuditKind.REJECTED, draft.draft_id,
                     "withdrawn: the mission's policy no longer allows deniable messages here",
@@ -249,7 +249,7 @@ class Sending(OfficerAlarms):
         with self._tx():
             self._save_endpoint(draft.channel_id, ep)
             self._put("channels", draft.channel_id, replace(rec, send_epoch=epoch))
-            self._put("drafts", draft.draft_id, new_draft)
+            self._put_draft(new_draft)
             # Colleagues who were asked and did not sign need not any more.
             for o in self.mission().roster.officers:
                 if asked and o.officer_id not in signed:
@@ -318,7 +318,7 @@ class Sending(OfficerAlarms):
             return []
         version = self.mission().roster.version
         out: list[DraftRecord] = []
-        for channel_id in sorted({d.channel_id for d in self._all("drafts", DraftRecord)}):
+        for channel_id in sorted({d.channel_id for d in self._open_drafts()}):
             chain = self._awaiting(channel_id)
             stale = next(
                 (
@@ -343,7 +343,7 @@ class Sending(OfficerAlarms):
             for d in drafts:
                 why = reason.removeprefix("withdrawn: ") + "; drafted again with the same text"
                 gone = replace(d, outgoing=d.outgoing.reject(), withdrawn=why)
-                self._put("drafts", d.draft_id, gone.without_proof())
+                self._put_draft(gone.without_proof())
                 for o in self.mission().roster.officers:
                     if not equal(o.officer_id, self.officer.officer_id):
                         notice = WITHDRAW_NOTICE + d.draft_id
@@ -385,7 +385,7 @@ class Sending(OfficerAlarms):
             msg, m.roster, self._k_instead(self._draft_peer(draft))
         )
         draft = replace(draft, outgoing=out)
-        self._put("drafts", draft_id, draft)
+        self._put_draft(draft)
         if out.state is SendState.COSIGNED:
             self._queue_ready(draft.channel_id)
         return None
@@ -403,7 +403,7 @@ class Sending(OfficerAlarms):
             if draft is not None and draft.outgoing.state is SendState.SEALED:
                 later = [d for d in self._awaiting(draft.channel_id) if d.seq > draft.seq]
                 refused = replace(draft, outgoing=draft.outgoing.reject())
-                self._put("drafts", draft_id, refused.without_proof())
+                self._put_draft(refused.without_proof())
                 # The drafts chained on it cannot go out without it: drafted again.
                 self._redraft(later, "withdrawn: chained on a draft a colleague rejected")
 

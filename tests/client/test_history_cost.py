@@ -1,0 +1,145 @@
+"""What a round reads does not grow with the messages a device has sent: the
+runner keeps every draft for the record, and its rounds read only those not
+yet delivered or refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backchannel.client import statecodec
+from backchannel.client.device import OPEN_DRAFTS, TRANSCRIPTS, _EndpointData
+from backchannel.client.service import Client
+from backchannel.errors import CorruptKeystore
+from backchannel.protocol.payload import note
+from backchannel.protocol.states import SendState
+from tests.client.conftest import InProcessRelay
+from tests.client.test_audit import settle
+from tests.client.test_client_flow import two_missions
+
+
+def listings(c: Client, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tables listed whole on ``c``'s vault from now on."""
+    seen: list[str] = []
+    real: Callable[..., Any] = c.vault.items
+
+    def items(table: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(table)
+        return real(table, *args, **kwargs)
+
+    monkeypatch.setattr(c.vault, "items", items)
+    return seen
+
+
+async def send(ri: Client, han: Client, others: tuple[Client, ...], text: str) -> None:
+    ri.compose(ri.channel_for("Washington").channel_id, note(text))
+    await settle(ri, han)
+    [req] = han.cosign_requests()
+    han.approve_cosign(req.request_id)
+    await settle(han, ri, *others)
+    await settle(ri, *others)
+
+
+async def test_a_message_goes_out_without_reading_the_ones_before(
+    tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (ri, han), (smith, jones) = await two_missions(tmp_path, relay)
+    for i in range(3):
+        await send(ri, han, (smith, jones), f"Message {i}")
+    assert [d.outgoing.state for d in ri.drafts()] == [SendState.DELIVERED] * 3
+    assert ri.vault.items(OPEN_DRAFTS) == []
+
+    seen = listings(ri, monkeypatch)
+    await send(ri, han, (smith, jones), "Message 3")
+    monkeypatch.undo()
+    # Drafted, co-signed, queued and delivered, and the runner's device never
+    # listed the drafts it keeps for the record (only the open ones).
+    assert "drafts" not in seen and OPEN_DRAFTS in seen
+    assert [d.outgoing.state for d in ri.drafts()] == [SendState.DELIVERED] * 4
+    assert ri.vault.items(OPEN_DRAFTS) == []
+    assert len(smith.inbox()) == 4
+
+
+async def test_a_home_from_before_the_index_still_sends_what_awaits(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    (ri, han), (smith, jones) = await two_missions(tmp_path, relay)
+    await send(ri, han, (smith, jones), "Delivered before")
+    ri.compose(ri.channel_for("Washington").channel_id, note("Awaiting its co-signature"))
+    await settle(ri, han)
+    # What a home written before the index holds: the drafts, no index.
+    [(key, _)] = ri.vault.items(OPEN_DRAFTS)
+    ri.vault.delete(OPEN_DRAFTS, key)
+    ri.vault.delete("counters", b"drafts-open-indexed")
+    [req] = han.cosign_requests()
+    han.approve_cosign(req.request_id)
+    await settle(han, ri, smith, jones)
+    await settle(ri, smith, jones)
+    assert [d.outgoing.state for d in ri.drafts()] == [SendState.DELIVERED] * 2
+    assert len(smith.inbox()) == 2
+
+
+async def test_a_round_does_not_write_the_channels_history_again(
+    tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (ri, han), (smith, jones) = await two_missions(tmp_path, relay)
+    channel = ri.channel_for("Washington").channel_id
+    await send(ri, han, (smith, jones), "Message 0")
+    sizes = {c: len(c.vault.get("endpoints", channel) or b"") for c in (ri, smith)}
+    for i in range(1, 4):
+        await send(ri, han, (smith, jones), f"Message {i}")
+    # The channel's state record does not grow with its messages: their hashes
+    # are in the transcript, kept apart.
+    for c in (ri, smith):
+        assert len(c.vault.get("endpoints", channel) or b"") == sizes[c]
+        assert c._endpoint(channel).transcript.received_seq == (4 if c is smith else 0)
+    assert ri._endpoint(channel).transcript.next_seq == 5
+
+    # A round with no message writes the state, not the transcript.
+    written: list[str] = []
+    for c in (ri, smith):
+        real: Callable[..., Any] = c.vault.put
+
+        def put(table: str, *args: Any, _real: Callable[..., Any] = real, **kw: Any) -> Any:
+            written.append(table)
+            return _real(table, *args, **kw)
+
+        monkeypatch.setattr(c.vault, "put", put)
+    await ri.sync(1)
+    await smith.sync(1)
+    assert "endpoints" in written and TRANSCRIPTS not in written
+
+
+async def test_a_channel_stored_whole_is_read_and_then_kept_apart(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    # What a home written before holds (and a new officer's device writes on
+    # joining): the transcript inside the channel's state.
+    (ri, han), (smith, jones) = await two_missions(tmp_path, relay)
+    channel = ri.channel_for("Washington").channel_id
+    await send(ri, han, (smith, jones), "Message 0")
+    for c in (ri, smith):
+        ep = c._endpoint(channel)
+        whole = _EndpointData(**{f: getattr(ep, f) for f in _EndpointData.__dataclass_fields__})
+        c.vault.put("endpoints", channel, statecodec.dumps(whole))
+        c.vault.delete(TRANSCRIPTS, channel)
+        assert c._endpoint(channel).transcript == ep.transcript
+    await send(ri, han, (smith, jones), "Message 1")
+    assert len(smith.inbox()) == 2
+    for c in (ri, smith):
+        assert c.vault.get(TRANSCRIPTS, channel) is not None
+
+
+async def test_a_missing_transcript_is_named_not_taken_for_an_empty_history(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    (ri, han), (smith, jones) = await two_missions(tmp_path, relay)
+    channel = ri.channel_for("Washington").channel_id
+    await send(ri, han, (smith, jones), "Message 0")
+    ri.vault.delete(TRANSCRIPTS, channel)
+    ri._endpoint_read.clear()
+    with pytest.raises(CorruptKeystore, match="transcript is missing"):
+        ri._endpoint(channel)
