@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+from dataclasses import replace
 
 import pytest
 
@@ -25,6 +26,7 @@ from backchannel.protocol import rekey as rk
 from backchannel.protocol import rekeying as rkg
 from backchannel.protocol import roster as rs
 from backchannel.protocol.endpoint import Endpoint
+from backchannel.protocol.identity import Officer
 from backchannel.protocol.payload import note
 from tests.conftest import DetRng
 
@@ -335,6 +337,71 @@ def test_a_rekey_of_ours_seals_to_none_of_the_officers_the_peers_rekey_removed(
     card_certs = tuple(ny.certs())  # the card Washington holds: Pak, Kim and Ri
     sealed_to = rk.recipients(card_certs, b.peer_roster, b.peer_rekey_roster)
     assert [c.officer_id for c in sealed_to] == [o.officer.officer_id for o in ny.officers[:2]]
-    # Once the card is newer than the re-key's roster, the card decides.
-    assert rk.recipients(card_certs, b.peer_rekey_roster, b.peer_rekey_roster) == card_certs
+    # Once the card is as new as the re-key's roster, the card's roster decides: a
+    # key it lists for no officer of it (Ri's, here) gets nothing either.
+    assert rk.recipients(card_certs, b.peer_rekey_roster, b.peer_rekey_roster) == sealed_to
     assert rk.recipients(card_certs, b.peer_roster, None) == card_certs
+
+
+def _claim(pair: Pair, ri_copy: Endpoint, signer: Officer) -> bytes:
+    """A re-key in New York's name under a roster version 5 of New York's that
+    never comes (Washington holds version 0), its change signed by ``signer``."""
+    ny = pair.a.mission
+    five = replace(ny.roster, version=5, prev_hash=bytes([5]) * 32)
+    change = rs.SignedRoster(five, (rs.sign_roster(five, signer),))
+    seed = secrets.token_bytes(32)
+    sigs = (rk.sign_statement(signer, pair.terms.channel_id, ny.mission_id, 5, seed),)
+    return _his_rekey(pair, ri_copy, change, seed, sigs)
+
+
+def test_a_rekey_claiming_a_roster_no_known_officer_signed_stops_nothing(pair: Pair) -> None:
+    """Whoever holds the channel's keys but signs for no officer Washington knows
+    (Washington's own removed officer, say, in New York's direction) cannot make
+    it stop reading New York for a roster that never comes."""
+    ri_copy = copy.deepcopy(pair.a.endpoint)
+    brown = pair.b.mission.officers[2].officer  # Washington's: no officer of New York
+    _inject(pair, ri_copy, _claim(pair, ri_copy, brown), outgoing=True)
+    assert not pair.b.endpoint.rekey_held
+
+
+def test_a_removed_officers_rekey_that_waits_is_dropped_once_the_card_removes_him(
+    pair: Pair,
+) -> None:
+    """Ri, still an officer of the roster Washington holds, makes it wait for a
+    roster of his own invention. New York's card, which removes him, ends the
+    wait: his claim is dropped and Washington reads New York again."""
+    a_ep, b = pair.a.endpoint, pair.b.endpoint
+    ri_copy = copy.deepcopy(a_ep)
+    raw = _claim(pair, ri_copy, pair.a.mission.officers[2].officer)
+    for f in rk.control_fragments(raw, pair.terms.cell_size):
+        r = b.next_recv_round
+        keys = ri_copy._keys(r, True)
+        cell = cells.seal_cell(
+            cells.CellContent(None, f), keys, pair.terms.channel_id, ri_copy.out_direction,
+            pair.terms.cell_size, secrets.token_bytes(12),
+        )  # fmt: skip
+        b.receive(r, cell, _keys(pair.b.mission))
+    assert b.rekey_held
+    with pytest.raises(LocalProtocolError, match="new card"):
+        b.receive(b.next_recv_round, None, _keys(pair.b.mission))
+    ny = pair.a.mission
+    b.adopt_peer_roster([ny.roster, _remove(ny, 2, (0, 1)).roster])
+    with pytest.raises(SignatureError, match="removed its signers"):
+        b.release_rekey(_keys(pair.b.mission))
+    assert not b.rekey_held and b.rekeying is None
+    r = b.next_recv_round
+    assert b.receive(r, None, _keys(pair.b.mission)).empty
+
+
+def test_a_rekey_seals_its_seed_to_no_key_beside_the_peers_officers(pair: Pair) -> None:
+    """A mission card is signed by one officer of its mission, and of the epoch keys
+    it lists only those of the officers its roster names are checked. Washington
+    removed Brown; a card of Washington's that still lists his key beside theirs
+    gets him no box of New York's re-keys: the seed would give him the channel's
+    new slots."""
+    dc = pair.b.mission
+    without_brown = _remove(dc, 2, (0, 1)).roster
+    listed = tuple(dc.certs())  # Smith's, Jones's, and Brown's
+    for newest in (None, without_brown):
+        got = rk.recipients(listed, without_brown, newest)
+        assert got == listed[:2]

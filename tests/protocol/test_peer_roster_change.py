@@ -20,6 +20,7 @@ from backchannel.errors import PeerRosterAhead, SignatureError
 from backchannel.protocol import endpoint as endpoint_mod
 from backchannel.protocol import roster as rs
 from backchannel.protocol.endpoint import Endpoint
+from backchannel.protocol.incoming import Incoming
 from backchannel.protocol.outgoing import Outgoing
 from backchannel.protocol.payload import note
 from backchannel.protocol.states import SendState
@@ -284,3 +285,33 @@ def test_a_newer_roster_claimed_by_no_known_officer_is_refused_not_waited_for(
     with pytest.raises(SignatureError, match="none of the peer's officers"):
         pair.run_until_quiet()
     assert pair.b.endpoint.held == []
+
+
+def test_a_removed_officers_claim_of_a_later_roster_stops_nothing_once_the_peer_knows(
+    rng: DetRng,
+) -> None:
+    """Officer 2, removed (2 of 3 to 2 of 2), still holds the channel's keys and
+    signs alone a message that claims a roster of his mission to come. The peer,
+    still on the roster that names him, keeps it waiting, and everything behind
+    it. Once the peer adds the card that removes him, his claim no longer names
+    an officer it knows: the message is refused, and what waited behind it goes
+    through."""
+    pair = make_pair(rng, k=2, n=3)
+    old = pair.a.mission.roster
+    _change(pair.a, [0, 1], 2)
+    with _under(pair.a, old):
+        pair.a.endpoint.own_roster = replace(old, version=7, prev_hash=bytes([7]) * 32)
+        claim = _sealed(pair, "under a roster that never comes", [2])
+    assert claim.message is not None and claim.message.header.sender_roster == 7
+    # Deposited in the runner's place: the runner's own history does not hold it.
+    force_queue(pair.a.endpoint, claim.message, record=False)
+    pair.a.send_epoch = None
+    pair.send(pair.a, _sealed(pair, "honest, under roster 1", [0, 1]))
+    pair.run_until_quiet()
+    assert len(pair.b.endpoint.held) == 2 and pair.b.inbox == []
+    released = pair.b.endpoint.adopt_peer_roster(_rosters(pair.a))
+    assert [m.header.seq for m in released.messages] == [1]
+    assert len(released.refused) == 1 and "removed" in released.refused[0]
+    assert pair.b.endpoint.held == []
+    opened = pair.open(pair.b, Incoming.received(released.messages[0]), [0, 1])
+    assert opened.open(pair.b.mission.roster).text == "honest, under roster 1"

@@ -88,9 +88,12 @@ class Receiving(EpochKeys):
             share, item = self._own_share(item)
             item = self._add_share(item, share)
             if not item.payload:
+                # Sealed to the roster the peer held: of its officers, those still
+                # colleagues (one a change removed since gives no share that counts).
                 version = SealedMessage.decode(item.message).header.recipient_roster
+                colleagues = self.colleagues()
                 for o in self._roster_at(version).officers:
-                    if not equal(o.officer_id, self.officer.officer_id):
+                    if any(equal(o.officer_id, c) for c in colleagues):
                         self._send_joint(
                             joint.JointKind.SHARE_REQUEST,
                             o.officer_id,
@@ -153,6 +156,11 @@ class Receiving(EpochKeys):
         req: ShareRequest | None = self._get("share_in", request_id, ShareRequest)
         if req is None:
             raise ConfigError("unknown share request; see `backchannel share list`")
+        if not any(equal(req.from_officer, c) for c in self.colleagues()):
+            raise ConfigError(
+                "that request came from an officer a roster change has removed since: "
+                "no share goes to him"
+            )
         item: InboxRecord | None = self._get("inbox", req.message_id, InboxRecord)
         if item is None:
             raise ConfigError(

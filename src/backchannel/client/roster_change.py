@@ -147,6 +147,12 @@ def propose(
     for r in remove:
         if not current.contains(r):
             raise ConfigError("an officer to remove is not on the roster")
+    if any(equal(r, client.officer.officer_id) for r in remove):
+        # The proposer draws the new mission secret, and would keep it.
+        raise ConfigError(
+            "a change that removes you is proposed by an officer who stays: it gives the "
+            "mission a new secret, and whoever proposes it draws that secret"
+        )
     kept = [o for o in current.officers if not any(equal(o.officer_id, r) for r in remove)]
     try:
         new = rs.propose_update(current, [*kept, *(c.officer for c in add)], threshold)
@@ -179,7 +185,7 @@ def propose(
         for c in add
     )
     change = RosterChange(m.mission_id, new, (), certs, boxes, rekey, commitment)
-    signed = sign(client, change)
+    signed = _sign(client, change, drew=True)
     client._audit(AuditKind.ROSTER_PROPOSED, _version(new), signed.describe())
     client._tell_colleagues(AlarmKind.ROSTER_PROPOSED, signed.describe().encode()[:MAX_DETAIL])
     return signed
@@ -208,17 +214,21 @@ def _welcome(client: Client, m: MissionState) -> bytes:
 
 
 def sign(client: Client, change: RosterChange) -> RosterChange:
+    """Sign ``change``: its roster and, for a removal, the relay's and the channels'
+    move to the new mission secret it carries, once an officer who stays vouches
+    for that secret (:func:`_vouched`)."""
+    return _sign(client, change, drew=False)
+
+
+def _sign(client: Client, change: RosterChange, *, drew: bool) -> RosterChange:
+    """``drew``: this device drew the change's new mission secret (it proposes it)."""
     me = client.officer.officer_id
     m = client.mission_or_none()
     if m is not None and not equal(m.mission_id, change.mission_id):
         raise ConfigError("that change is for another mission")
     if not change.new.contains(me) and (m is None or not m.roster.contains(me)):
         raise ConfigError("you are on neither the current nor the proposed roster")
-    by_id = {c.officer_id: c for c in change.certs}
-    for o in change.new.officers:
-        if o.officer_id not in by_id:
-            raise CardError("the change lacks an officer's epoch key")
-        by_id[o.officer_id].verify(o)
+    _check_certs(change)
     sig = rs.sign_roster(change.new, client.officer)
     others = tuple(s for s in change.signatures if not equal(s[0], me))
     signed = replace(change, signatures=(*others, sig))
@@ -230,6 +240,12 @@ def sign(client: Client, change: RosterChange) -> RosterChange:
         tenant = (
             m.tenant_id if m is not None else tenant_credential.tenant_id_for(change.mission_id)
         )
+        if not drew and not _vouched(change, tenant, credential):
+            raise RosterError(
+                "no officer who stays has signed the move to this removal's new mission "
+                "secret: whoever drew it may be an officer it removes, and would keep it; "
+                "have an officer who stays propose the change, or sign it first"
+            )
         statement = tenant_credential.sign(
             client.officer, tenant, change.new, 0, tenant_credential.credential_hash(credential)
         )
@@ -249,6 +265,49 @@ def sign(client: Client, change: RosterChange) -> RosterChange:
         )
     client._audit(AuditKind.ROSTER_SIGNED, _version(change.new), change.describe())
     return signed
+
+
+def _check_certs(change: RosterChange) -> None:
+    """One epoch key for each officer of the change's roster, signed by him, and no
+    other. Nothing else signs the list, and the mission's devices seal to it from
+    then on (the mailbox, the next removal's secret, the card the peers seal to)."""
+    ids = [c.officer_id for c in change.certs]
+    if len(set(ids)) != len(ids) or not all(change.new.contains(i) for i in ids):
+        raise CardError(
+            "the change carries an epoch key of someone its roster does not name, or two "
+            "of one officer; ask for a fresh copy"
+        )
+    by_id = dict(zip(ids, change.certs, strict=True))
+    for o in change.new.officers:
+        if o.officer_id not in by_id:
+            raise CardError("the change lacks an officer's epoch key")
+        try:
+            by_id[o.officer_id].verify(o)
+        except SignatureError:
+            raise CardError(
+                f"the epoch key the change gives for {o.name} is not signed by him; "
+                "ask for a fresh copy"
+            ) from None
+
+
+def _vouched(change: RosterChange, tenant: str, credential: str) -> bool:
+    """Whether an officer of the new roster signed the relay's move to ``credential``.
+
+    The officer who proposes a removal draws its new secret; every other device
+    signs the move to it only after one such signature, so the first of them is
+    always the proposer's, and an officer the change removes (he is not on the
+    new roster) can neither sign one nor have his own secret signed.
+    """
+    body = tenant_credential.statement(
+        tenant, change.new, 0, tenant_credential.credential_hash(credential)
+    )
+    return bool(
+        rs.signers(
+            change.new,
+            change.credential_signatures,
+            lambda vk, sig: vk.verify_hybrid(sig, labels.SIG_TENANT_CREDENTIAL, body),
+        )
+    )
 
 
 def _removal_secret(client: Client, change: RosterChange) -> tuple[bytes, list[bytes]]:
@@ -309,6 +368,7 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
     if not change.new.contains(me):
         _forget_mission(client)
         return None
+    _check_certs(change)
     # A colleague who rotated his key since the change was proposed told us his
     # newer certificate through the mailbox: it stays.
     certs = newest_certs(change.certs, m.epoch_certs())
@@ -437,6 +497,7 @@ def _adopt_as_newcomer(client: Client, change: RosterChange) -> MissionState:
     mp.verify_chain(state.mission_id, [mp.SignedPolicy.decode(p) for p in state.policies], rosters)
     signed = rs.SignedRoster(change.new, change.signatures)
     rs.verify_update(chain[-1].roster, signed)
+    _check_certs(change)
     if change.rekey_commitment and not equal(
         _commitment(state.mission_id, change.new.version, state.secret),
         change.rekey_commitment,

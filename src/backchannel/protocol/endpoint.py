@@ -390,9 +390,16 @@ class Endpoint(ControlObjects):
         refused: list[str] = []
         while self.held:
             msg = SealedMessage.decode(self.held[0])
-            if self._ahead(msg):
+            if self._ahead(msg) and valid_signers(msg, self.peer_roster):
                 break
             del self.held[0]
+            if self._ahead(msg):
+                # It waited on the word of an officer this roster removed (_waits).
+                refused.append(
+                    "a message that claims a newer roster of the peer is signed by none of "
+                    "its officers any more (the change removed its signers)"
+                )
+                continue
             try:
                 self._verify(msg)
                 transcript = self.transcript.accept(msg.header, msg.digest, check_peer=self.sends)

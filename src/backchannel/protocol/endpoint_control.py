@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from backchannel.crypto.kem import KemPrivateKey
-from backchannel.errors import AuthenticationError, LocalProtocolError, RosterError
+from backchannel.errors import AuthenticationError, LocalProtocolError, RosterError, SignatureError
 from backchannel.protocol import audit_anchor as aa
 from backchannel.protocol import cells
 from backchannel.protocol import key_announce as ka
@@ -276,6 +276,11 @@ class ControlObjects:
             raise AuthenticationError("a channel re-key from another mission")
         roster = rk.roster_of(rekey, self.peer_roster)
         if roster is None:
+            if not rk.known_signers(rekey, self.peer_roster):
+                raise SignatureError(
+                    "a channel re-key claims a newer roster of the peer, and none of the "
+                    "peer's officers this device knows signed it"
+                )
             return rkg.Outcome(
                 self.rekeying,
                 held=raw,
@@ -304,12 +309,24 @@ class ControlObjects:
 
     def release_rekey(self, kem_keys: Sequence[KemPrivateKey]) -> str:
         """Take a re-key that waited for the peer's new roster (after
-        ``adopt_peer_roster``); what it did, in words, or ``""``."""
+        ``adopt_peer_roster``); what it did, in words, or ``""``.
+
+        One that still names a later roster, and that no officer of the roster
+        now held signed (the change removed every officer on whose word it
+        waited), is dropped and the channel is read on: ``SignatureError`` says so.
+        """
         if not self.rekey_held:
             return ""
         rekey = rk.ChannelRekey.decode(self.rekey_held)
         roster = rk.roster_of(rekey, self.peer_roster)
         if roster is None:
+            if not rk.known_signers(rekey, self.peer_roster):
+                self.rekey_held, self.rekey_held_round = b"", 0
+                raise SignatureError(
+                    "it claims a newer roster of the peer and none of its officers signed "
+                    "it any more (the change removed its signers): dropped, the channel is "
+                    "read on"
+                )
             return ""
         control = self._rekeyed(rekey, roster, self.rekey_held_round, kem_keys)
         self._apply(control, self.rekey_held_round)

@@ -144,10 +144,11 @@ def recipients(
 ) -> tuple[EpochKeyCert, ...]:
     """The peer officers a re-key's seed is sealed to: those of the peer's card,
     less any the peer's own later re-key showed removed (its card may not have
-    come yet; an officer it removed must not learn our new seed)."""
-    if newest is None or newest.version <= card_roster.version:
-        return certs
-    return tuple(c for c in certs if newest.contains(c.officer_id))
+    come yet; an officer it removed must not learn our new seed). A key the card
+    lists for anyone its roster does not name gets nothing: one officer signs a
+    card, and only the keys of its roster's officers are checked."""
+    roster = newest if newest is not None and newest.version > card_roster.version else card_roster
+    return tuple(c for c in certs if roster.contains(c.officer_id))
 
 
 def make_rekey(
@@ -220,6 +221,21 @@ def roster_of(rekey: ChannelRekey, peer_roster: Roster) -> Roster | None:
     if new.version < peer_roster.version:
         raise RosterError("a channel re-key names an earlier roster of the peer")
     return None
+
+
+def known_signers(rekey: ChannelRekey, roster: Roster) -> set[bytes]:
+    """Officers of ``roster`` (the peer's, as held here) whose signature on the
+    re-key's roster change verifies. A re-key under a roster this device does
+    not hold yet waits for the peer's card only on the word of one of them:
+    whoever else holds the channel's keys (an officer the change removed, once
+    the card that removes him is in) could otherwise stop the channel with a
+    re-key claiming a roster that never comes."""
+    body = rekey.change.roster.encode()
+    return signers(
+        roster,
+        rekey.change.signatures,
+        lambda vk, sig: vk.verify_hybrid(sig, labels.SIG_ROSTER, body),
+    )
 
 
 def open_rekey(

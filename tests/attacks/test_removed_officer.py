@@ -1,0 +1,211 @@
+"""Attacks by an officer his colleagues remove, with his own device's whole state.
+
+A removal moves the mission to a new secret (the mailbox's lanes, the relay
+credential, each channel's new slot chain, the intake's key) that only the
+officers who stay may learn. Whoever draws it knows it: the removed officer
+must not be the one who does, nor slip a secret of his into a colleague's
+change, nor keep his epoch key among those his colleagues' devices seal to.
+After the change, a share request of his gets nothing, and none is needed of
+him.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from backchannel.client import roster_change
+from backchannel.client.cards import CardError
+from backchannel.client.home import Home
+from backchannel.client.service import Client
+from backchannel.errors import ConfigError, RosterError
+from backchannel.protocol import roster as rs
+from tests.client.conftest import FAST_KDF, InProcessRelay
+from tests.client.test_client_flow import two_missions
+from tests.client.test_roster_change import _washington_writes
+
+
+@pytest.fixture
+async def relay(tmp_path: Path) -> AsyncIterator[InProcessRelay]:
+    r = InProcessRelay(tmp_path / "relay")
+    async with r.app.router.lifespan_context(r.app):
+        yield r
+
+
+async def _three_and_two(
+    tmp: Path, relay: InProcessRelay
+) -> tuple[tuple[Client, Client, Client], tuple[Client, Client]]:
+    """New York with Ri, Han and Kim (2 of 3; Ri's device runs the rounds), and
+    Washington (Smith, Jones) holding New York's card that names the three."""
+    (ri, han), dc = await two_missions(tmp, relay)
+    kim = Client(Home.create(tmp / "ny-kim", "Officer Kim", "pw", FAST_KDF), relay.factory())
+    change = roster_change.propose(ri, [kim.officer_card()], [], 2)
+    change = roster_change.sign(kim, roster_change.sign(han, change))
+    for c in (ri, han, kim):
+        roster_change.adopt(c, change)
+    for c in dc:
+        c.add_peer(ri.mission_card().encode())
+    return (ri, han, kim), dc
+
+
+async def _three(tmp: Path, relay: InProcessRelay) -> tuple[Client, Client, Client]:
+    ny, _ = await _three_and_two(tmp, relay)
+    return ny
+
+
+def _with_his_secret(
+    defector: Client, change: roster_change.RosterChange, fresh: bytes
+) -> roster_change.RosterChange:
+    """``change`` as the defector's modified device rewrites it: the new mission
+    secret is ``fresh``, which he drew, sealed to each officer who stays with the
+    commitment it opens to; the signatures on the old secret are gone."""
+    m = defector.mission()
+    v = change.new.version
+    boxes = tuple(
+        (c.officer_id, c.public_key.seal(fresh, roster_change._rekey_info(m.mission_id,
+                                                                         c.officer_id, v)))
+        for c in m.epoch_certs()
+        if change.new.contains(c.officer_id)
+    )  # fmt: skip
+    return replace(
+        change,
+        rekey=boxes,
+        rekey_commitment=roster_change._commitment(m.mission_id, v, fresh),
+        credential_signatures=(),
+        channel_signatures=(),
+    )
+
+
+async def test_an_officer_who_proposes_his_own_removal_draws_no_secret_that_counts(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Han, about to be cut off, offers to leave: he proposes the change that removes
+    him, and its new mission secret is one he drew, and keeps. His colleagues must
+    not move the mission to it."""
+    ri, han, kim = await _three(tmp_path, relay)
+    han_id = han.officer.officer_id
+    state = ri.mission()
+    # His own device refuses to draw it...
+    with pytest.raises(ConfigError, match="an officer who stays"):
+        roster_change.propose(han, [], [han_id], 2)
+    # ...so his modified one does: the roster his colleagues want, his secret.
+    new = rs.propose_update(state.roster, [o for o in state.roster.officers
+                                           if o.officer_id != han_id], 2)  # fmt: skip
+    fresh = secrets.token_bytes(32)
+    certs = tuple(c for c in state.epoch_certs() if new.contains(c.officer_id))
+    bare = roster_change.RosterChange(state.mission_id, new, (), certs, ())
+    his = _with_his_secret(han, bare, fresh)
+    his = replace(his, signatures=(rs.sign_roster(new, han.officer),))
+    for colleague in (ri, kim):
+        with pytest.raises(RosterError, match="officer who stays"):
+            roster_change.sign(colleague, his)
+    # With only the roster signed, no device adopts it: the relay's move and the
+    # channels' new keys need the signatures of officers who stay.
+    signed = replace(his, signatures=(*his.signatures, rs.sign_roster(new, ri.officer)))
+    with pytest.raises(RosterError, match="too few of the officers who stay"):
+        roster_change.adopt(kim, signed)
+    assert ri.mission() == state and kim.mission().secret == state.secret != fresh
+    # Proposed by an officer who stays, the change goes through on a secret Han
+    # never saw.
+    change = roster_change.sign(kim, roster_change.propose(ri, [], [han_id], 2))
+    for c in (ri, kim):
+        roster_change.adopt(c, change)
+    assert ri.mission().secret == kim.mission().secret not in (fresh, state.secret)
+
+
+async def test_a_secret_slipped_into_a_colleagues_change_is_refused(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Ri proposes Han's removal; Han gets hold of the file and puts a secret of his
+    own in Ri's (Ri's signature on the roster stays good: it covers the roster
+    only). Kim's device refuses to sign it: no officer who stays vouches for
+    that secret."""
+    ri, han, kim = await _three(tmp_path, relay)
+    honest = roster_change.propose(ri, [], [han.officer.officer_id], 2)
+    fresh = secrets.token_bytes(32)
+    for swapped in (
+        _with_his_secret(han, honest, fresh),
+        # Ri's signatures on the relay's and the channels' move kept: they are on
+        # Ri's secret, not his.
+        replace(_with_his_secret(han, honest, fresh),
+                credential_signatures=honest.credential_signatures,
+                channel_signatures=honest.channel_signatures),
+    ):  # fmt: skip
+        with pytest.raises(RosterError, match="officer who stays"):
+            roster_change.sign(kim, swapped)
+    assert kim.mission().secret != fresh
+    # Ri's own change goes through, on the secret Ri drew.
+    change = roster_change.sign(kim, honest)
+    for c in (ri, kim):
+        roster_change.adopt(c, change)
+    assert ri.mission().secret == kim.mission().secret != fresh
+
+
+async def test_an_epoch_key_slipped_into_the_change_is_refused(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """The change carries the epoch keys of the officers it names, and nothing signs
+    that list as a whole. Han, handed the file, adds his own key (so that his
+    colleagues' devices keep sealing to him: the next removal's secret, a new
+    channel's contribution, the peer's re-keys through the mission's card), or puts
+    a key of his in Kim's name. No device adopts either."""
+    ri, han, kim = await _three(tmp_path, relay)
+    change = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
+    state = ri.mission()
+    his = state.cert_of(han.officer.officer_id)
+    kims = state.cert_of(kim.officer.officer_id)
+    in_kims_name = replace(his, officer_id=kims.officer_id, epoch=kims.epoch + 1)
+    for bad in (
+        (*change.certs, his),
+        tuple(in_kims_name if c.officer_id == kims.officer_id else c for c in change.certs),
+    ):
+        for c in (ri, kim):
+            with pytest.raises(CardError, match="epoch key"):
+                roster_change.adopt(c, replace(change, certs=bad))
+    assert ri.mission() == state
+    roster_change.adopt(ri, change)
+    card = ri.mission_card()
+    assert han.officer.officer_id not in {c.officer_id for c in card.certs}
+    assert card.certs == tuple(ri.mission().epoch_certs())
+
+
+async def test_after_his_removal_his_share_requests_get_nothing_and_are_not_needed(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    """Han asked to open a message before his removal; his colleagues' devices
+    still list his request. Approving it after the change releases nothing to him.
+    And what Washington sealed to the roster with Han, before it had New York's
+    new card, Ri and Kim open between them, without asking him."""
+    (ri, han, kim), (smith, jones) = await _three_and_two(tmp_path, relay)
+    await _washington_writes(smith, jones, "before the change")
+    for c in (ri, han, kim):
+        await c.settle()
+    [before] = han.inbox()
+    han.request_open(before.message_id)
+    await han.settle()
+    await kim.settle()
+    [his_request] = kim.share_requests()
+    change = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
+    for c in (ri, kim):
+        roster_change.adopt(c, change)
+    waiting = kim.mailbox.waiting()
+    with pytest.raises(ConfigError, match="removed"):
+        kim.approve_share(his_request.request_id)
+    assert kim.mailbox.waiting() == waiting  # nothing queued for him
+    # Washington, still on the card that names Han, seals to the three.
+    await _washington_writes(smith, jones, "sealed to the roster with Han")
+    for c in (ri, kim):
+        await c.settle()
+    [item] = [i for i in kim.inbox() if i.message_id != before.message_id]
+    kim.request_open(item.message_id)
+    await kim.settle()
+    await ri.settle()
+    [request] = [r for r in ri.share_requests() if r.message_id == item.message_id]
+    ri.approve_share(request.request_id)
+    await ri.settle()
+    await kim.settle()
+    assert kim.read(item.message_id).text == "sealed to the roster with Han"
