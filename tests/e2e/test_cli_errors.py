@@ -110,3 +110,28 @@ def test_tampered_mission_card(missions: Missions, tmp_path: Path) -> None:
     good = tmp_path / "good.card"
     good.write_text(missions.ny_card)
     assert jones.json("peer", "add", good)["peer"] == "New York"
+
+
+def test_a_message_nobody_could_read_is_refused_before_it_is_sealed(
+    missions: Missions, tmp_path: Path
+) -> None:
+    ri = missions.ri
+    before = snapshot(ri.home)
+    long_text = tmp_path / "long"
+    long_text.write_text("x" * (256 * 1024 + 1))
+    short = tmp_path / "short"
+    short.write_text("Shall we meet?")
+    cases = (
+        (("compose", "Washington", "--file", long_text), "longer than a message holds"),
+        (("compose", "Washington", "--kind", "meeting", "--file", short), "--when, --where"),
+        (
+            ("compose", "Washington", "--kind", "meeting", "--when", "x" * 1025,
+             "--where", "Geneva", "--file", short),
+            "longer than a message holds",
+        ),
+    )  # fmt: skip
+    for args, said in cases:
+        r = ri.run(*args)
+        assert r.code == 2
+        assert_one_line_error(r, said)
+    assert snapshot(ri.home) == before

@@ -16,7 +16,7 @@ from rich.console import RenderableType
 from backchannel.cli.context import open_client, read_file, warn_argv
 from backchannel.cli.output import Text, output, short, table
 from backchannel.cli.peer import PeerArg
-from backchannel.client.api import MessageKind, Payload, SendState
+from backchannel.client.api import REQUIRED_FIELDS, MessageKind, Payload, SendState
 from backchannel.client.records import CosignRequest
 from backchannel.client.service import Client
 from backchannel.errors import ConfigError, DecodeError
@@ -115,10 +115,14 @@ def compose(
     """
     body = message_text(text, file)
     given = (("when", when), ("where", where), ("outlet", outlet), ("subject", subject))
+    missing = [f for f in REQUIRED_FIELDS[_KINDS[kind]] if dict(given).get(f) is None]
+    if missing:
+        options = ", ".join(f"--{f}" for f in missing)
+        raise ConfigError(f"a {kind} needs {options}")
     try:
         payload = Payload(_KINDS[kind], body, tuple((k, v) for k, v in given if v is not None))
     except DecodeError as exc:
-        raise ConfigError(f"{exc}; give them as options (--when, --where ...)") from None
+        raise ConfigError(str(exc)) from None
     with open_client(ctx) as client:
         rec = client.channel_for(peer)
         draft = client.compose(rec.channel_id, payload, deniable=deniable)

@@ -12,7 +12,7 @@ from backchannel.client.audit import RecordCheck, verify_record
 from backchannel.client.cards import decode_offer, encode_offer
 from backchannel.protocol.channel import ChannelOffer, Policy
 from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
-from backchannel.protocol.payload import MessageKind, Payload
+from backchannel.protocol.payload import REQUIRED_FIELDS, MessageKind, Payload
 from backchannel.protocol.policy import NO_FALLBACK, FallbackRelay
 from backchannel.protocol.roster import Roster
 from backchannel.protocol.states import SendState
@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_LAG_SECONDS",
     "NO_FALLBACK",
     "NO_WITNESSES",
+    "REQUIRED_FIELDS",
     "ChannelOffer",
     "FallbackRelay",
     "MessageKind",

@@ -16,6 +16,7 @@ from backchannel.protocol.codec import Reader, Writer, expect_version
 _VERSION = 1
 MAX_TEXT = 256 * 1024
 MAX_FIELD_TEXT = 1024
+MAX_FIELD_NAME = 64
 
 
 class MessageKind(IntEnum):
@@ -50,6 +51,18 @@ class Payload:
         missing = [f for f in REQUIRED_FIELDS[self.kind] if f not in names]
         if missing:
             raise DecodeError(f"a {self.kind.name.lower()} needs: {', '.join(missing)}")
+        # What decode reads back, checked here too: a payload sealed past these
+        # would be a message that nobody at either end could read.
+        if len(self.text.encode("utf-8")) > MAX_TEXT:
+            raise DecodeError(f"the text is longer than a message holds ({MAX_TEXT // 1024} KiB)")
+        if len(self.fields) > 255:
+            raise DecodeError("a message holds at most 255 fields")
+        for k, v in self.fields:
+            if len(k.encode("utf-8")) > MAX_FIELD_NAME or len(v.encode("utf-8")) > MAX_FIELD_TEXT:
+                raise DecodeError(
+                    f"the field {k[:MAX_FIELD_NAME]!r} is longer than a message holds "
+                    f"({MAX_FIELD_TEXT} bytes; names {MAX_FIELD_NAME})"
+                )
 
     def __repr__(self) -> str:  # never print content
         return f"Payload(kind={self.kind.name}, <{len(self.text)} chars>)"
@@ -74,7 +87,7 @@ class Payload:
             raise DecodeError("unknown message kind") from None
         text = r.text(MAX_TEXT)
         count = r.u8()
-        fields = tuple((r.text(64), r.text(MAX_FIELD_TEXT)) for _ in range(count))
+        fields = tuple((r.text(MAX_FIELD_NAME), r.text(MAX_FIELD_TEXT)) for _ in range(count))
         r.end()
         return cls(kind, text, fields)
 
