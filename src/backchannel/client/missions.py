@@ -143,7 +143,10 @@ class Missions(EpochKeys):
         self._take_in(c.channel_id, released.messages, ep.next_recv_round - 1)
         try:
             rekeyed = ep.release_rekey(self._kem_keys())
-        except RemoteProtocolError as exc:  # forged, or not for us: the channel stays stopped
+        except RemoteProtocolError as exc:
+            # Forged, or not for us: it stays held, and the channel stopped. One still ahead
+            # of the card that no officer of its roster signed is dropped: the channel is
+            # read on.
             self._alarm(c, f"the peer's re-key of the channel that waited for its card: {exc}", [])
             rekeyed = ""
         self._save_endpoint(c.channel_id, ep)
