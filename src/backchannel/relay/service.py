@@ -94,9 +94,13 @@ class RelayService:
         self._time_floor = 0
         self.metrics = RelayMetrics()
         self.ip_limits = TokenBuckets(s.ip_rate, s.ip_burst, s.rate_limit_buckets, clock)
+        #: Cells anyone deposits to a tenant (deposits need no credential) ...
         self.tenant_limits = TokenBuckets(
             s.tenant_rate, s.tenant_burst, s.rate_limit_buckets, clock
         )
+        #: ... and the tenant's own requests, apart: strangers depositing to a
+        #: tenant must not starve its devices' fetches.
+        self.own_limits = TokenBuckets(s.tenant_rate, s.tenant_burst, s.rate_limit_buckets, clock)
         self._tenants: OrderedDict[str, tuple[TenantRecord, float]] = OrderedDict()
         self._operator_hash = (
             hashlib.sha256(s.operator_token.encode()).digest() if s.operator_token else None
@@ -148,8 +152,8 @@ class RelayService:
         """Read the tenant's record afresh next time (its credential changed)."""
         self._tenants.pop(tenant_id, None)
 
-    def _limit_tenant(self, tenant_id: str) -> None:
-        wait = self.tenant_limits.take(tenant_id)
+    def _limit_tenant(self, tenant_id: str, *, own: bool = False) -> None:
+        wait = (self.own_limits if own else self.tenant_limits).take(tenant_id)
         if wait:
             self.metrics.rate_limited.labels("tenant").inc()
             raise HTTPRefusal(
@@ -177,7 +181,7 @@ class RelayService:
         ok = hmac.compare_digest(given, expected)
         if not ok or record is None or raw is None:
             raise HTTPRefusal(401, _UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
-        self._limit_tenant(record.tenant_id)
+        self._limit_tenant(record.tenant_id, own=True)
         return record
 
     def log_store_unavailable(self, exc: StoreUnavailable) -> None:
