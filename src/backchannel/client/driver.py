@@ -28,6 +28,7 @@ from dataclasses import replace
 from backchannel.client.answers import DepositView, FetchView
 from backchannel.client.engine import PAD_TO, Engine
 from backchannel.client.intake import Intake
+from backchannel.client.mission import MissionState
 from backchannel.client.plans import DepositPlan
 from backchannel.client.relay_client import RelayClient, RelayRefusal
 from backchannel.client.report import SyncReport
@@ -43,6 +44,8 @@ _RELAY_ERRORS = (RelayUnavailable, RelayRefused)
 #: After the relay refuses a credential rotation (4xx), how long before it is asked again.
 ROTATION_RETRY_SECONDS = 3600
 _ROTATION_REFUSED = b"rotation-refused-at"
+#: When the latest rotation was last queued again after the relay refused the credential.
+_ROTATION_AGAIN = b"rotation-again-at"
 
 
 class Driver(Engine, Intake):
@@ -160,6 +163,8 @@ class Driver(Engine, Intake):
             async with self._relay_for(m.relay_url, None, None) as relay:
                 report.requests += 1
                 await _register(relay, m.tenant_id, m.credential)
+                if m.last_rotation:
+                    await self._rotation_at_new_relay(relay, m, report)
                 monitor = await self.log.pin(m.relay_url, relay, report.alarms)
         except _RELAY_ERRORS as exc:
             report.relay_error = str(exc)
@@ -167,6 +172,43 @@ class Driver(Engine, Intake):
         if monitor is not None:
             with self._tx():
                 self.registered_at_fallback()
+
+    async def _rotation_at_new_relay(
+        self, relay: RelayClient, m: MissionState, report: SyncReport
+    ) -> None:
+        """Hand a tenant registered just now the mission's latest rotation: it never
+        saw one, and a relay takes a never-rotated tenant's first rotation whatever
+        its place, so an older one (an officer a removal cut off holds those)
+        would move it to a credential he knows."""
+        try:
+            await relay.rotate_credential(m.tenant_id, json.loads(m.last_rotation))
+        except RelayRefusal as exc:
+            if not 400 <= exc.status < 500 or exc.status in (408, 429):
+                raise
+            text = (
+                f"the new relay refused the mission's latest credential rotation ({exc}): "
+                "an officer a removal cut off may move the tenant to a credential he knows"
+            )
+            self.log.alarm(m.relay_url, text, report.alarms)
+
+    def _rotation_again(self) -> None:
+        """The relay refuses the mission's credential: queue the latest rotation again.
+
+        A relay restored from a copy older than the rotation holds the credential
+        from before it, which an officer the removal cut off knows; handed the
+        rotation again, it takes the mission's and refuses his. At most once in
+        :data:`ROTATION_RETRY_SECONDS`: a refusal for another reason must not
+        become a request more every round."""
+        m = self.mission_or_none()
+        if m is None or not m.last_rotation or m.pending_rotation:
+            return
+        now = int(self._clock())
+        at = self.vault.get("mission", _ROTATION_AGAIN)
+        if at is not None and now < int(at) + ROTATION_RETRY_SECONDS:
+            return
+        with self._tx():
+            self._put("mission", b"state", replace(m, pending_rotation=m.last_rotation))
+            self.vault.put("mission", _ROTATION_AGAIN, str(now).encode())
 
     async def _mirror(self, plan: DepositPlan, report: SyncReport) -> None:
         """Copy this round's mailbox cells to the relay being left, for colleagues
@@ -208,6 +250,8 @@ class Driver(Engine, Intake):
         except _RELAY_ERRORS as exc:
             report.relay_error = str(exc)
             caught_up = False
+            if isinstance(exc, RelayRefusal) and exc.status == 401:
+                self._rotation_again()
         else:
             with self._tx():
                 view = FetchView.of(plan.slots, plan.queries, answer)

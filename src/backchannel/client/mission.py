@@ -75,6 +75,11 @@ class MissionState:
     #: :class:`~backchannel.protocol.tenant_credential.Rotation`; empty: none).
     #: ``credential`` is already the new one; the next round hands it over.
     pending_rotation: bytes = b""
+    #: The latest credential rotation, kept once handed over (the same JSON): a
+    #: relay that never saw it (a fallback registered later, a relay restored
+    #: from an older copy) is handed it again, so that no older rotation, which
+    #: a removed officer holds, can move the tenant to a credential he knows.
+    last_rotation: bytes = b""
 
     def __repr__(self) -> str:
         return f"MissionState({self.name!r}, <secret>)"

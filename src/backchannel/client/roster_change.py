@@ -408,7 +408,8 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
                 ) from None
         # The next round hands it to the relay; until then the relay still
         # takes the old credential, and this device already uses the new one.
-        state = replace(state, pending_rotation=json.dumps(rotation.to_json()).encode())
+        handed = json.dumps(rotation.to_json()).encode()
+        state = replace(state, pending_rotation=handed, last_rotation=handed)
     with client._tx():
         client._put("mission", b"state", state)
         client.mailbox.begin_generation(m, state)
