@@ -55,9 +55,13 @@ class Driver(Engine, Intake):
         """Register the mission's tenant, and pin the relay's log key for the mission card."""
         m = self.mission()
         async with self._relay(m.relay_url, None, None) as relay:
-            await _register(relay, m.tenant_id, m.credential)
+            taken = not await _register(relay, m.tenant_id, m.credential)
             with contextlib.suppress(RelayRefused):  # a relay that keeps no log
                 await self.log.pin(m.relay_url, relay, [])
+        if taken:
+            async with self._relay(m.relay_url, m.tenant_id, m.credential) as own:
+                if not await _ours(own):
+                    raise RelayRefused(_squatted(m.tenant_id))
 
     @contextlib.asynccontextmanager
     async def relay_session(self) -> AsyncIterator[None]:
@@ -162,9 +166,15 @@ class Driver(Engine, Intake):
         try:
             async with self._relay_for(m.relay_url, None, None) as relay:
                 report.requests += 1
-                await _register(relay, m.tenant_id, m.credential)
+                taken = not await _register(relay, m.tenant_id, m.credential)
                 if m.last_rotation:
+                    # Also takes back a tenant someone registered first (never rotated).
                     await self._rotation_at_new_relay(relay, m, report)
+                elif taken:
+                    async with self._relay_for(m.relay_url, m.tenant_id, m.credential) as own:
+                        report.requests += 1
+                        if not await _ours(own):
+                            self.log.alarm(m.relay_url, _squatted(m.tenant_id), report.alarms)
                 monitor = await self.log.pin(m.relay_url, relay, report.alarms)
         except _RELAY_ERRORS as exc:
             report.relay_error = str(exc)
@@ -363,13 +373,36 @@ class Driver(Engine, Intake):
             current = max(current + 1, int(now() // length))
 
 
-async def _register(relay: RelayClient, tenant_id: str, credential: str) -> None:
-    """Register the mission's tenant; "taken" means an earlier try (or a colleague) did."""
+async def _register(relay: RelayClient, tenant_id: str, credential: str) -> bool:
+    """Register the mission's tenant; False when it was taken (409), which an
+    earlier try or a colleague's device explains, or someone who came first
+    (:func:`_ours`)."""
     try:
         await relay.register_tenant(tenant_id, credential)
     except RelayRefused as exc:
         if getattr(exc, "status", None) != 409:
             raise
+        return False
+    return True
+
+
+async def _ours(relay: RelayClient) -> bool:
+    """Whether the tenant takes the mission's credential (``relay`` holds both)."""
+    try:
+        await relay.fetch([])
+    except RelayRefusal as exc:
+        if exc.status != 401:
+            raise
+        return False
+    return True
+
+
+def _squatted(tenant_id: str) -> str:
+    return (
+        f"the relay already holds a tenant {tenant_id} under another credential: someone "
+        "registered this mission's id there first, and nothing can be fetched from it. Ask "
+        "the relay's operator to remove that tenant, or found the mission on another relay"
+    )
 
 
 async def _until(
