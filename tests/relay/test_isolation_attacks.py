@@ -557,3 +557,19 @@ async def test_logs_and_metrics_name_no_tenant_slot_or_secret(
     for text in secret_texts:
         assert text not in logged, text
         assert text not in metrics, text
+
+
+async def test_a_rendezvous_tenant_registered_before_it_was_kept_back_is_named_at_start(
+    make_app: AppFactory, store: MemoryRelayStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    mine = new_credential()
+    await store.open()
+    await store.create_tenant(
+        RENDEZVOUS_TENANT, hashlib.sha256(base64.urlsafe_b64decode(mine + "=")).digest(), 10, 0
+    )
+    await store.close()
+    caplog.set_level(logging.WARNING, logger="backchannel.relay")
+    async for _ in running(make_app(rendezvous=True)):
+        pass
+    [warning] = [r.getMessage() for r in caplog.records if RENDEZVOUS_TENANT in r.getMessage()]
+    assert "pairing by code cannot work" in warning and mine not in warning

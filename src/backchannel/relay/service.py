@@ -192,10 +192,19 @@ class RelayService:
 
     async def ensure_rendezvous(self) -> None:
         """Create the public rendezvous tenant (pairing by short code) if it is missing."""
-        if await self.store.get_tenant(RENDEZVOUS_TENANT) is not None:
-            return
         raw = decode_credential(RENDEZVOUS_CREDENTIAL)
         assert raw is not None
+        held = await self.store.get_tenant(RENDEZVOUS_TENANT)
+        if held is not None:
+            if not hmac.compare_digest(held.credential_hash, hashlib.sha256(raw).digest()):
+                # Registered as an ordinary tenant before the id was kept back.
+                log.warning(
+                    "the tenant %s holds a credential other than the public one: someone "
+                    "registered it, and pairing by code cannot work on this relay until "
+                    "it is removed from the store",
+                    RENDEZVOUS_TENANT,
+                )
+            return
         # Another relay process on the same database may have created it first.
         with contextlib.suppress(TenantExists):
             await self.store.create_tenant(
