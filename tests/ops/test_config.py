@@ -207,6 +207,17 @@ def test_a_token_in_a_world_readable_file_is_warned_about(tmp_path: Path) -> Non
     assert all("secret-token-value" not in line for line in report.lines())
 
 
+def test_a_short_operator_token_is_warned_about_and_a_generated_one_is_not(
+    tmp_path: Path,
+) -> None:
+    env = {"BACKCHANNEL_RELAY_DATA": str(tmp_path)}
+    short = cfg.check({"operator_token": "hunter2hunter2"}, env=env)
+    assert short.ok and any("could be guessed" in w for w in short.warnings)
+    assert all("hunter2" not in line for line in short.lines())
+    fresh = cfg.check({"operator_token": cfg.new_operator_token()}, env=env)
+    assert not any("could be guessed" in w for w in fresh.warnings)
+
+
 def test_database_passwords_are_hidden_in_the_report() -> None:
     url = "postgresql://relay:hunter2@db.example/relay"
     report = cfg.check({"db_url": url}, env={})

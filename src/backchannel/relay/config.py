@@ -156,6 +156,10 @@ def write_new(path: Path, text: str, *, force: bool = False) -> None:
         f.write(text)
 
 
+#: Shorter operator tokens get a warning (one from :func:`new_operator_token` has 43).
+MIN_OPERATOR_TOKEN = 32
+
+
 def new_operator_token() -> str:
     """A fresh operator token: 32 random bytes, URL-safe."""
     return secrets.token_urlsafe(32)
@@ -310,3 +314,9 @@ def _check_places(settings: rs.RelaySettings, report: Report) -> None:
         )
     if settings.open_registration:
         report.warnings.append("open_registration: anyone may register a tenant (demos only)")
+    if settings.operator_token is not None and len(settings.operator_token) < MIN_OPERATOR_TOKEN:
+        # Guessable at the per-address rate: relay init writes 43 characters.
+        report.warnings.append(
+            f"operator_token is shorter than {MIN_OPERATOR_TOKEN} characters and could be "
+            "guessed; `backchannel relay init` writes a random one of 43"
+        )
