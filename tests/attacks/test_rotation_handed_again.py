@@ -50,6 +50,21 @@ async def older_rotation(relay: InProcessRelay, ri: Client, han: Client) -> http
         return await c.post(f"/v1/tenants/{m.tenant_id}/credential", json=rotation.to_json())
 
 
+async def register_at_fallback(
+    device: Client, fallback: InProcessRelay, monkeypatch: pytest.MonkeyPatch
+) -> SyncReport:
+    """What ``device`` does in the first round of a move to ``fallback``: its
+    registration there (the move itself stands in)."""
+    device._relay = fallback.factory()
+    done: list[bool] = []
+    monkeypatch.setattr(device, "relay_move", lambda: SimpleNamespace(registered=False))
+    monkeypatch.setattr(device, "registered_at_fallback", lambda: done.append(True))
+    report = SyncReport()
+    await device._register_at_fallback(report)
+    assert done == [True]
+    return report
+
+
 async def removed(tmp: Path, relay: InProcessRelay) -> tuple[Client, Client, MissionState]:
     """Ri and Kim removed Han, and the relay holds the rotation; Han's copy of the mission."""
     ri, han, kim, change = await _removal_of_han(tmp, relay)
@@ -80,13 +95,8 @@ async def test_a_fallback_relay_is_handed_the_latest_rotation_as_it_registers(
     # The device's own registration at the fallback hands the latest one over.
     fallback = InProcessRelay(tmp_path / "fallback")
     async with fallback.app.router.lifespan_context(fallback.app):
-        ri._relay = fallback.factory()
-        monkeypatch.setattr(ri, "relay_move", lambda: SimpleNamespace(registered=False))
-        done: list[bool] = []
-        monkeypatch.setattr(ri, "registered_at_fallback", lambda: done.append(True))
-        report = SyncReport()
-        await ri._register_at_fallback(report)
-        assert report.relay_error is None and report.alarms == [] and done == [True]
+        report = await register_at_fallback(ri, fallback, monkeypatch)
+        assert report.relay_error is None and report.alarms == []
         refused = await older_rotation(fallback, ri, han)
         assert refused.status_code == 409
         assert not await reads(fallback, defector, defector.credential)

@@ -7,13 +7,11 @@ from __future__ import annotations
 import base64
 import secrets
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from backchannel.client.report import SyncReport
 from backchannel.errors import RelayRefused
-from tests.attacks.test_rotation_handed_again import reads, removed
+from tests.attacks.test_rotation_handed_again import reads, register_at_fallback, removed
 from tests.client.conftest import RELAY_URL, InProcessRelay, relay
 from tests.client.test_client_flow import two_missions
 
@@ -52,11 +50,7 @@ async def test_a_mission_with_a_rotation_takes_back_a_squatted_fallback_tenant(
         async with fallback.factory()(RELAY_URL, None, None) as r:
             await r.register_tenant(m.tenant_id, _someone_elses())
         assert not await reads(fallback, m, m.credential)
-        ri._relay = fallback.factory()
-        monkeypatch.setattr(ri, "relay_move", lambda: SimpleNamespace(registered=False))
-        monkeypatch.setattr(ri, "registered_at_fallback", lambda: None)
-        report = SyncReport()
-        await ri._register_at_fallback(report)
+        report = await register_at_fallback(ri, fallback, monkeypatch)
         assert report.relay_error is None and report.alarms == []
         assert await reads(fallback, m, m.credential)
 
@@ -71,10 +65,6 @@ async def test_a_squatted_fallback_tenant_without_a_rotation_is_one_alarm(
     async with fallback.app.router.lifespan_context(fallback.app):
         async with fallback.factory()(RELAY_URL, None, None) as r:
             await r.register_tenant(m.tenant_id, _someone_elses())
-        ri._relay = fallback.factory()
-        monkeypatch.setattr(ri, "relay_move", lambda: SimpleNamespace(registered=False))
-        monkeypatch.setattr(ri, "registered_at_fallback", lambda: None)
-        report = SyncReport()
-        await ri._register_at_fallback(report)
+        report = await register_at_fallback(ri, fallback, monkeypatch)
         [alarm] = report.alarms
         assert "someone registered this mission's id there first" in alarm

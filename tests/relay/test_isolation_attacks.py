@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -41,7 +40,6 @@ from backchannel.relay import service as relay_service
 from backchannel.relay.app import create_app
 from backchannel.relay.settings import RelaySettings
 from backchannel.store.memory import MemoryRelayStore
-from backchannel.store.postgres import PostgresRelayStore
 from backchannel.store.relay_store import RelayStore
 from backchannel.store.sqlite import SQLiteRelayStore
 from tests.conftest import DetRng
@@ -58,33 +56,9 @@ from .conftest import (
     register,
     running,
 )
-from .procs import fresh_pg_schema, postgres_reachable
+from .test_batch import OCTET, backend, relay
 
-OCTET = {"Content-Type": "application/octet-stream"}
-BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RelayStore]:
-    name: str = request.param
-    if name == "memory":
-        yield MemoryRelayStore()
-    elif name == "sqlite":
-        yield SQLiteRelayStore(str(tmp_path / "relay.db"))
-    else:
-        reason = postgres_reachable()
-        if reason:
-            pytest.skip(reason)
-        with fresh_pg_schema() as url:
-            yield PostgresRelayStore(url)
-
-
-@pytest.fixture
-async def relay(
-    backend: RelayStore, settings: RelaySettings, clock: Clock
-) -> AsyncIterator[httpx.AsyncClient]:
-    async for http in running(create_app(settings, backend, clock=clock)):
-        yield http
+__all__ = ["backend", "relay"]
 
 
 def _batch(cells: list[tuple[str, bytes, bytes]]) -> bytes:
