@@ -79,12 +79,16 @@ soak: $(BENCH_STAMP)
 # said so, where none can be made), every trial's row into docs/img/faults.csv
 # and the table on stdout. FAULTS=relay-kill,net-cut and FAULT_STORES=sqlite
 # narrow it. The short form is tests/faults/test_faults.py, run by `make test`.
+# Then the CLI's fault tests with their whole sweeps (BACKCHANNEL_FULL_SWEEP=1;
+# `make test` runs a part of each).
 FAULT_TRIALS ?= 100
 FAULTS ?= all
 FAULT_STORES ?= sqlite,postgres
 faults: $(STAMP)
 	$(BIN)/python -m tests.faults.harness --trials $(FAULT_TRIALS) --faults $(FAULTS) \
 		--stores $(FAULT_STORES) --csv docs/img/faults.csv
+	BACKCHANNEL_FULL_SWEEP=1 $(BIN)/python -m pytest -q tests/e2e/test_cli_relay_faults.py \
+		tests/e2e/test_cli_vault_faults.py
 
 # mutmut over src/backchannel/protocol and crypto, against the core's fast tests;
 # MUTATE=protocol/merkle.py limits it to some modules.

@@ -67,19 +67,21 @@ class Driver(Engine, Intake):
     async def relay_session(self) -> AsyncIterator[None]:
         """Keep one relay client (and its connection) per relay and tenant for the
         rounds run inside, instead of one per request: a connection (and, in the
-        field, a TLS handshake) per request cost more than the requests themselves."""
+        field, a TLS handshake) per request cost more than the requests themselves.
+        One session at a time runs a home's rounds (:meth:`Home.rounds`)."""
         if self._pooling:
             yield
             return
-        self._pooling = True
-        try:
-            yield
-        finally:
-            self._pooling = False
-            pool, self._pool = self._pool, {}
-            for cm, _ in pool.values():
-                with contextlib.suppress(Exception):
-                    await cm.__aexit__(None, None, None)
+        with self.home.rounds():
+            self._pooling = True
+            try:
+                yield
+            finally:
+                self._pooling = False
+                pool, self._pool = self._pool, {}
+                for cm, _ in pool.values():
+                    with contextlib.suppress(Exception):
+                        await cm.__aexit__(None, None, None)
 
     @contextlib.asynccontextmanager
     async def _relay_for(

@@ -36,20 +36,26 @@ class EpochKeys(OfficerAlarms):
         then seals to it. Erase the old key with :meth:`erase_epoch_keys` once
         the messages sealed to it have been opened.
         """
-        with self._tx():
-            key = self.home.rotate_epoch_key()
-            cert = key.certify(self.officer)
-            self._set_counter(_ROTATED_AT, int(self._clock()))
-            m = self.mission_or_none()
-            if m is not None:
-                self._store_cert(m, cert)
-                for o in m.roster.officers:
-                    if not equal(o.officer_id, self.officer.officer_id):
-                        self._send_joint(joint.JointKind.EPOCH_CERT, o.officer_id, cert.encode())
-                self._announce(cert)
-                self._audit(
-                    AuditKind.EPOCH_KEY_ROTATED, cert.officer_id, f"epoch {cert.epoch}, {why}"
-                )
+        held = list(self.home.epoch_keys)
+        try:
+            with self._tx():
+                key = self.home.rotate_epoch_key()
+                cert = key.certify(self.officer)
+                self._set_counter(_ROTATED_AT, int(self._clock()))
+                m = self.mission_or_none()
+                if m is not None:
+                    self._store_cert(m, cert)
+                    for o in m.roster.officers:
+                        if not equal(o.officer_id, self.officer.officer_id):
+                            body = cert.encode()
+                            self._send_joint(joint.JointKind.EPOCH_CERT, o.officer_id, body)
+                    self._announce(cert)
+                    self._audit(
+                        AuditKind.EPOCH_KEY_ROTATED, cert.officer_id, f"epoch {cert.epoch}, {why}"
+                    )
+        except BaseException:
+            self.home.epoch_keys = held  # undone in the vault (a full disk): here too
+            raise
         return cert
 
     def rotate_on_schedule(self) -> EpochKeyCert | None:

@@ -6,18 +6,25 @@ encrypted under the passphrase (Argon2id). ``vault.db`` holds everything else
 under the vault key. Epoch keys live in the vault so that rotating and erasing
 them needs no passphrase; the vault deletes securely (``secure_delete``).
 Nothing in the home is plaintext.
+
+One process at a time runs a home's rounds (:meth:`Home.rounds`): two engines
+reading the same windows would each take in what the other already took.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backchannel.client.keystore import DEFAULT_PARAMS, KdfParams, Keystore, Passphrase
 from backchannel.client.vault import Vault
-from backchannel.errors import ConfigError, CorruptKeystore
+from backchannel.errors import ConfigError, CorruptKeystore, StoreUnavailable
 from backchannel.protocol.identity import EpochKey, EpochKeyCert, Officer
 
 KEYSTORE = "keystore.bcks"
@@ -53,8 +60,18 @@ class Home:
         vault_key = secrets.token_bytes(32)
         payload = _payload(officer, vault_key)
         vault = Vault.create(path / VAULT, vault_key)
-        vault.put(EPOCH_TABLE, _epoch_key_id(epoch.epoch), epoch.encode_secret())
-        Keystore.create(path / KEYSTORE, passphrase, payload, params=params)
+        try:
+            vault.put(EPOCH_TABLE, _epoch_key_id(epoch.epoch), epoch.encode_secret())
+            Keystore.create(path / KEYSTORE, passphrase, payload, params=params)
+        except BaseException:
+            vault.close()
+            if not (path / KEYSTORE).exists():
+                # No keystore holds its key: the vault goes too, so the same command
+                # can be run again (once space is freed, say).
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(f"{path / VAULT}{suffix}")
+            raise
         return cls(path, officer, [epoch], vault_key, vault)
 
     @classmethod
@@ -95,11 +112,45 @@ class Home:
         """
         if keep < 1:
             raise ConfigError("keep at least the current epoch key")
-        old, self.epoch_keys = self.epoch_keys[:-keep], self.epoch_keys[-keep:]
+        old = self.epoch_keys[:-keep]
         with self.vault.transaction():
             for k in old:
                 self.vault.delete(EPOCH_TABLE, _epoch_key_id(k.epoch))
+        self.epoch_keys = self.epoch_keys[-keep:]  # once the vault no longer holds them
         return len(old)
+
+    @contextlib.contextmanager
+    def rounds(self) -> Iterator[None]:
+        """Hold this home's rounds for this process while the block runs.
+
+        A lock on the home directory (``flock``), which the system releases when
+        the process ends, however it ends. A second engine (a ``sync`` while
+        ``backchannel run`` or the desk keeps the schedule) is refused at once.
+        """
+        if sys.platform == "win32":  # pragma: no cover (no flock there)
+            yield
+            return
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot use the home directory {self.path} ({os.strerror(exc.errno or 0)}); "
+                "check its permissions"
+            ) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreUnavailable(
+                    "another Backchannel process is running this home's rounds "
+                    "(`backchannel run`, `sync` or the desk): let it carry them, "
+                    "or stop it and retry"
+                ) from None
+            yield
+        finally:
+            os.close(fd)  # and the lock with it
 
     def close(self) -> None:
         self.vault.close()

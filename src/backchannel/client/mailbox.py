@@ -36,7 +36,13 @@ from backchannel.client import statecodec
 from backchannel.client.device import Device, new_id
 from backchannel.client.mission import MissionState
 from backchannel.client.streams import Streams
-from backchannel.errors import BackchannelError, RemoteProtocolError, ReplayDetected
+from backchannel.errors import (
+    BackchannelError,
+    KeystoreError,
+    RemoteProtocolError,
+    ReplayDetected,
+    StoreError,
+)
 from backchannel.protocol import joint
 
 #: The vault queue of objects waiting to go out.
@@ -426,6 +432,8 @@ class Mailbox:
         try:
             with dev._tx():  # a handler that fails leaves nothing half-written
                 return self.handler(obj), counted
+        except (StoreError, KeystoreError):
+            raise  # this device's vault failed (a full disk): the round stops, read again later
         except BackchannelError as exc:
             # A well-signed object that cannot be acted on (a malformed body from a
             # colleague's device, say) must not stall the objects behind it.

@@ -223,13 +223,10 @@ class Vault:
         _check_key(key)
         if not path.is_file():
             raise ConfigError(f"no vault at {path}: check --home, or restore it from a backup")
-        conn = _connect(path)
+        conn = _connect(path, existing=True)
         try:
             with _sql():
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if app_id != APPLICATION_ID:
-                    raise _damaged("file is not a Backchannel vault (wrong file?)")
                 if version != SCHEMA_VERSION:
                     raise _damaged(
                         f"has schema version {version}, which this program does not know "
@@ -574,14 +571,21 @@ def _sql() -> _Sql:
     return _SQL
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Connect to an existing file (never create one) and set durable pragmas."""
+def _connect(path: Path, existing: bool = False) -> sqlite3.Connection:
+    """Connect to a file (never create one), set durable pragmas. An ``existing`` one must
+    be writable (SQLite would open it read-only, making ``-shm`` so) and a vault."""
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if existing and file.exists() and not os.access(file, os.R_OK | os.W_OK):
+            where = f"{file.name} cannot be written; check the permissions of {path.parent}"
+            raise StoreUnavailable(f"the vault's file {where}")
     uri = path.resolve().as_uri() + "?mode=rw"
     with _sql():
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 2000")
             conn.execute("PRAGMA trusted_schema = OFF")
+            if existing and conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                raise _damaged("file is not a Backchannel vault (wrong file?)")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreUnavailable(
