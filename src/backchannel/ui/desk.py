@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from backchannel.client.api import ChannelOffer
 from backchannel.client.service import Client, SyncReport
+from backchannel.errors import BackchannelError
 
 log = logging.getLogger("backchannel.ui")
 
@@ -117,6 +118,9 @@ class Desk:
                 await self.client.run(self._on_round, seconds=self.round_seconds)
             except asyncio.CancelledError:
                 raise
+            except BackchannelError as exc:  # said in words (another process holds the rounds, say)
+                log.warning("the rounds stopped: %s", type(exc).__name__)
+                self.note(f"The rounds stopped: {exc}", "They restart by themselves.")
             except Exception as exc:  # a bug: say so on the alarms page and go on
                 log.error("the rounds stopped: %s", type(exc).__name__)
                 self.note(
