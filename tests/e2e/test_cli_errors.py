@@ -122,12 +122,12 @@ def test_a_message_nobody_could_read_is_refused_before_it_is_sealed(
     short = tmp_path / "short"
     short.write_text("Shall we meet?")
     cases = (
-        (("compose", "Washington", "--file", long_text), "longer than a message holds"),
+        (("compose", "Washington", "--file", long_text), "too long for a message"),
         (("compose", "Washington", "--kind", "meeting", "--file", short), "--when, --where"),
         (
             ("compose", "Washington", "--kind", "meeting", "--when", "x" * 1025,
              "--where", "Geneva", "--file", short),
-            "longer than a message holds",
+            "too long for a message",
         ),
     )  # fmt: skip
     for args, said in cases:

@@ -54,14 +54,16 @@ class Payload:
         # What decode reads back, checked here too: a payload sealed past these
         # would be a message that nobody at either end could read.
         if len(self.text.encode("utf-8")) > MAX_TEXT:
-            raise DecodeError(f"the text is longer than a message holds ({MAX_TEXT // 1024} KiB)")
+            raise DecodeError(
+                f"the text is too long for a message: {MAX_TEXT // 1024} KiB of UTF-8 at most"
+            )
         if len(self.fields) > 255:
-            raise DecodeError("a message holds at most 255 fields")
+            raise DecodeError("too many fields for a message: 255 at most")
         for k, v in self.fields:
             if len(k.encode("utf-8")) > MAX_FIELD_NAME or len(v.encode("utf-8")) > MAX_FIELD_TEXT:
                 raise DecodeError(
-                    f"the field {k[:MAX_FIELD_NAME]!r} is longer than a message holds "
-                    f"({MAX_FIELD_TEXT} bytes; names {MAX_FIELD_NAME})"
+                    f"the field {k[:MAX_FIELD_NAME]!r} is too long for a message: "
+                    f"{MAX_FIELD_TEXT} bytes of UTF-8 at most (its name {MAX_FIELD_NAME})"
                 )
 
     def __repr__(self) -> str:  # never print content

@@ -12,7 +12,6 @@ from starlette.routing import Route
 from backchannel.client.api import MessageKind, Payload, SendState
 from backchannel.client.service import Client
 from backchannel.errors import (
-    BackchannelError,
     ConfigError,
     NotEnoughShares,
     NotEnoughSignatures,
@@ -185,7 +184,7 @@ async def compose(request: Request, session: Session, form: FormData) -> str:
     text = str(form.get("text") or "")
     if not text.strip():
         raise ConfigError("write the message first")
-    payload = _readable(Payload(kind, text, fields))
+    payload = Payload(kind, text, fields)  # refuses what the other end could not read
     async with desk.use() as c:
         rec = find(c.channels(), lambda r: r.channel_id, str(form.get("channel") or ""))
         if rec is None:
@@ -202,20 +201,6 @@ async def compose(request: Request, session: Session, form: FormData) -> str:
             ("ok", "Sealed and signed by you; your colleagues are asked to co-sign.")
         )
     return f"/sent/{draft.draft_id.hex()}"
-
-
-def _readable(payload: Payload) -> Payload:
-    """``payload`` if the other end can read it back; a text or a field longer than
-    colleagues and the other mission read would be sealed into a message that
-    nobody could co-sign or open."""
-    try:
-        Payload.decode(payload.encode())
-    except (BackchannelError, ValueError):
-        raise ConfigError(
-            "this message is too long to be read at the other end: shorten the text "
-            "(or the when, where, outlet or subject) and try again"
-        ) from None
-    return payload
 
 
 def _draft_view(desk: Desk, c: Client, d: Any) -> dict[str, Any]:
