@@ -79,8 +79,8 @@ soak: $(BENCH_STAMP)
 # said so, where none can be made), every trial's row into docs/img/faults.csv
 # and the table on stdout. FAULTS=relay-kill,net-cut and FAULT_STORES=sqlite
 # narrow it. The short form is tests/faults/test_faults.py, run by `make test`.
-# Then the CLI's fault tests with their whole sweeps (BACKCHANNEL_FULL_SWEEP=1;
-# `make test` runs a part of each).
+# Then the CLI's long fault trials (BACKCHANNEL_FULL_SWEEP=1; their short
+# forms in `make test` are tests/client/test_vault_faults.py and test_round_faults.py).
 FAULT_TRIALS ?= 100
 FAULTS ?= all
 FAULT_STORES ?= sqlite,postgres

@@ -37,9 +37,10 @@ _R = TypeVar("_R")
 PASSPHRASE = "correct horse battery staple"
 FAST_KDF = KdfParams(memory_kib=1024, time_cost=1, parallelism=1)
 OPEN_REGISTRATION = {"BACKCHANNEL_RELAY_OPEN_REGISTRATION": "true"}
-#: The long sweeps of the CLI's fault tests (every relay failure, a kill at every
-#: commit of every officer's round) run whole under ``make faults``
-#: (BACKCHANNEL_FULL_SWEEP=1); ``make test`` runs a part of each.
+#: The CLI's long fault trials (every relay failure, a kill at every commit of
+#: every officer's round, a full disk, a hanging relay) run under ``make
+#: faults`` (BACKCHANNEL_FULL_SWEEP=1); ``make test`` runs their short forms at
+#: the client's level (tests/client/test_vault_faults.py, test_round_faults.py).
 FULL_SWEEP = os.environ.get("BACKCHANNEL_FULL_SWEEP") == "1"
 
 

@@ -36,6 +36,12 @@ from tests.relay.procs import REPO, RelayProcess
 #: The cells a desk device keeps waiting while the relay fails: one per lane (the
 #: channel's, the mailbox's to the colleague, the public intake's answers).
 LANES = 3
+#: Long trials through the CLI: `make faults` runs them (BACKCHANNEL_FULL_SWEEP=1).
+pytestmark = pytest.mark.skipif(
+    not FULL_SWEEP,
+    reason="a long trial through the CLI, run by `make faults`; its short form in "
+    "`make test` is tests/client/test_round_faults.py and test_engine_faults.py",
+)
 
 
 @pytest.fixture
@@ -95,10 +101,6 @@ FAULTS = [
     ("413", "/batch/deposit"),
     ("lost", "/batch/deposit"),
 ]
-#: Under ``make test``: a body that does not read, and an answer lost after
-#: the relay stored the cells (refusing statuses: tests/relay/test_client.py;
-#: a dead relay: tests/e2e/test_relay_down.py).
-SHORT = [FAULTS[3], FAULTS[8]]
 
 
 @pytest.mark.slow
@@ -106,7 +108,7 @@ def test_the_cells_wait_through_every_failure_of_the_relay(
     missions: Missions, relay: FaultyRelay
 ) -> None:
     ri, han = missions.ri, missions.han
-    for mode, only in FAULTS if FULL_SWEEP else SHORT:
+    for mode, only in FAULTS:
         relay.mode, relay.only = mode, only
         deposits_fail = only in (None, "/batch/deposit")
         for officer in (ri, han):
@@ -124,7 +126,6 @@ def test_the_cells_wait_through_every_failure_of_the_relay(
     _settled_and_delivered(missions)
 
 
-@pytest.mark.skipif(not FULL_SWEEP, reason="a long trial: `make faults` runs it")
 def test_the_rounds_stop_cleanly_while_the_relay_hangs(
     missions: Missions, relay: FaultyRelay
 ) -> None:

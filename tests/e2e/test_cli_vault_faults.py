@@ -34,6 +34,12 @@ from tests.e2e.conftest import (
 from tests.relay.procs import REPO, RelayProcess
 
 TEXT = "composed just before the trouble"
+#: Long trials through the CLI: `make faults` runs them (BACKCHANNEL_FULL_SWEEP=1).
+pytestmark = pytest.mark.skipif(
+    not FULL_SWEEP,
+    reason="a long trial through the CLI, run by `make faults`; its short form in "
+    "`make test` is tests/client/test_vault_faults.py",
+)
 
 
 @pytest.fixture
@@ -119,10 +125,8 @@ def test_a_device_killed_at_any_commit_of_a_round_loses_nothing(
     m = set_up_missions(tmp_path / "homes", relay.base_url, relay.base_url)
     m.ri.ok("compose", "Washington", "--text", TEXT)
     left_a_log = 0
-    # Under ``make test`` the runner's round only, at its first commits.
-    officers = (m.ri, m.han, m.smith) if FULL_SWEEP else (m.ri,)
-    for officer in officers:
-        for commit in range(1, 8) if FULL_SWEEP else range(1, 3):
+    for officer in (m.ri, m.han, m.smith):
+        for commit in range(1, 8):
             codes = []
             for when in ("before", "after"):
                 code = _killed(officer, commit, when)
