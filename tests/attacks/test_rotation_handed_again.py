@@ -6,7 +6,6 @@ relay restored from a copy made before the rotation."""
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,25 +14,14 @@ import pytest
 
 from backchannel.client import driver, roster_change
 from backchannel.client.mission import MissionState
-from backchannel.client.relay_client import RelayRefusal
 from backchannel.client.report import SyncReport
 from backchannel.client.service import Client
 from backchannel.protocol import tenant_credential as tc
 from tests.client.conftest import RELAY_URL, InProcessRelay, relay
 from tests.client.test_roster_change import _removal_of_han
+from tests.client.test_roster_change import credential_reads as reads
 
 __all__ = ["relay"]
-
-
-async def reads(relay: InProcessRelay, m: MissionState, credential: str) -> bool:
-    """Whether ``credential`` fetches from the mission's tenant at ``relay``."""
-    async with relay.factory()(RELAY_URL, m.tenant_id, credential) as r:
-        try:
-            await r.fetch([secrets.token_bytes(32)])
-        except RelayRefusal as exc:
-            assert exc.status == 401
-            return False
-    return True
 
 
 async def older_rotation(relay: InProcessRelay, ri: Client, han: Client) -> httpx.Response:

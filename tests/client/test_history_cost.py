@@ -43,6 +43,13 @@ async def send(ri: Client, han: Client, others: tuple[Client, ...], text: str) -
     await settle(ri, *others)
 
 
+async def one_sent(tmp: Path, relay: InProcessRelay) -> tuple[Client, Client, Client, Client]:
+    """Ri, Han, Smith and Jones, with one message from New York delivered."""
+    (ri, han), (smith, jones) = await two_missions(tmp, relay)
+    await send(ri, han, (smith, jones), "Message 0")
+    return ri, han, smith, jones
+
+
 async def test_a_message_goes_out_without_reading_the_ones_before(
     tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,9 +92,8 @@ async def test_a_home_from_before_the_index_still_sends_what_awaits(
 async def test_a_round_does_not_write_the_channels_history_again(
     tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (ri, han), (smith, jones) = await two_missions(tmp_path, relay)
+    ri, han, smith, jones = await one_sent(tmp_path, relay)
     channel = ri.channel_for("Washington").channel_id
-    await send(ri, han, (smith, jones), "Message 0")
     sizes = {c: len(c.vault.get("endpoints", channel) or b"") for c in (ri, smith)}
     for i in range(1, 4):
         await send(ri, han, (smith, jones), f"Message {i}")
@@ -118,9 +124,8 @@ async def test_a_channel_stored_whole_is_read_and_then_kept_apart(
 ) -> None:
     # What a home written before holds (and a new officer's device writes on
     # joining): the transcript inside the channel's state.
-    (ri, han), (smith, jones) = await two_missions(tmp_path, relay)
+    ri, han, smith, jones = await one_sent(tmp_path, relay)
     channel = ri.channel_for("Washington").channel_id
-    await send(ri, han, (smith, jones), "Message 0")
     for c in (ri, smith):
         ep = c._endpoint(channel)
         whole = _EndpointData(**{f: getattr(ep, f) for f in _EndpointData.__dataclass_fields__})
@@ -136,9 +141,8 @@ async def test_a_channel_stored_whole_is_read_and_then_kept_apart(
 async def test_a_missing_transcript_is_named_not_taken_for_an_empty_history(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
-    (ri, han), (smith, jones) = await two_missions(tmp_path, relay)
+    ri, *_ = await one_sent(tmp_path, relay)
     channel = ri.channel_for("Washington").channel_id
-    await send(ri, han, (smith, jones), "Message 0")
     ri.vault.delete(TRANSCRIPTS, channel)
     ri._endpoint_read.clear()
     with pytest.raises(CorruptKeystore, match="transcript is missing"):

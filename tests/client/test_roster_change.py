@@ -13,6 +13,7 @@ import pytest
 from backchannel.client import driver, roster_change
 from backchannel.client.cards import CardError
 from backchannel.client.home import Home
+from backchannel.client.mission import MissionState
 from backchannel.client.relay_client import RelayRefusal
 from backchannel.client.service import Client
 from backchannel.errors import (
@@ -422,6 +423,17 @@ async def test_a_removal_leaves_the_removed_officers_copy_nothing_to_read_or_fin
             joint.open_cell(cell, slot, defector.secret, defector.cell_size)
 
 
+async def credential_reads(relay: InProcessRelay, m: MissionState, credential: str) -> bool:
+    """Whether ``credential`` fetches from the tenant of mission ``m`` at ``relay``."""
+    async with relay.factory()(m.relay_url, m.tenant_id, credential) as r:
+        try:
+            await r.fetch([secrets.token_bytes(32)])
+        except RelayRefusal as exc:
+            assert exc.status == 401
+            return False
+    return True
+
+
 async def test_after_a_removal_the_relay_refuses_the_removed_officers_credential(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
@@ -430,16 +442,9 @@ async def test_after_a_removal_the_relay_refuses_the_removed_officers_credential
     kim, _ = await _add_kim(tmp_path, relay, ny)
     defector = han.mission()  # his copy: the relay credential of the mission included
     tenant = defector.tenant_id
-    make = relay.factory()
 
     async def reads(credential: str) -> bool:
-        async with make(defector.relay_url, tenant, credential) as r:
-            try:
-                await r.fetch([secrets.token_bytes(32)])
-            except RelayRefusal as exc:
-                assert exc.status == 401
-                return False
-        return True
+        return await credential_reads(relay, defector, credential)
 
     assert await reads(defector.credential)
     change = roster_change.propose(ri, [], [han.officer.officer_id], 2)

@@ -117,7 +117,7 @@ class Driver(Engine, Intake):
                 report.requests += 1
                 await relay.rotate_credential(m.tenant_id, json.loads(m.pending_rotation))
         except RelayRefusal as exc:
-            if not 400 <= exc.status < 500 or exc.status in (408, 429):
+            if not _judged(exc):
                 report.relay_error = str(exc)  # the relay's trouble: again next round
                 return
             # Its judgement of a signed chain will not change in a round: asking
@@ -195,7 +195,7 @@ class Driver(Engine, Intake):
         try:
             await relay.rotate_credential(m.tenant_id, json.loads(m.last_rotation))
         except RelayRefusal as exc:
-            if not 400 <= exc.status < 500 or exc.status in (408, 429):
+            if not _judged(exc):
                 raise
             text = (
                 f"the new relay refused the mission's latest credential rotation ({exc}): "
@@ -373,6 +373,12 @@ class Driver(Engine, Intake):
             done += 1
             # The next round on the clock; a device that fell behind skips ahead.
             current = max(current + 1, int(now() // length))
+
+
+def _judged(exc: RelayRefusal) -> bool:
+    """A refusal that is the relay's judgement of the request (a 4xx other than a
+    timeout or a rate limit): asking again the same will not change it."""
+    return 400 <= exc.status < 500 and exc.status not in (408, 429)
 
 
 async def _register(relay: RelayClient, tenant_id: str, credential: str) -> bool:

@@ -190,24 +190,24 @@ class Intake(OfficerAlarms):
             if e.kind in (AuditKind.INTAKE_ANSWER_PROPOSED, AuditKind.INTAKE_ANSWER_APPROVED)
         }
         proposed.update(key[:_ID_LEN] for key, _ in self.vault.items(INTAKE_VOTES))
-        records = []
+        records: dict[bytes, IntakeRecord] = {}
         for rid in proposed:
-            if self.vault.get(INTAKE_SENT, rid):
-                continue
-            record = self._get(INTAKE, rid, IntakeRecord)
+            record = (
+                None if self.vault.get(INTAKE_SENT, rid) else self._get(INTAKE, rid, IntakeRecord)
+            )
             if record is not None:
-                records.append(record)
+                records[rid] = record
         if not records:
             return
         card = self.intake_card()
-        for item in self._items(sorted(records, key=lambda r: r.seq), entries):
+        for item in self._items(sorted(records.values(), key=lambda r: r.seq), entries):
             if item.sent or item.answer is None or len(item.approvals) < item.needed:
                 continue
             # A duplicate (approved by a device that did not refuse it) answers in
             # the earlier request's slot, which holds one answer: nothing is sealed.
             if item.duplicate_of is not None or item.state in ("ignored", "blocked"):
                 continue
-            record = self._get(INTAKE, item.request_id, IntakeRecord)
+            record = records[item.request_id]
             m = self.mission()
             cell = pi.seal_answer(card, record.reply_code, item.answer, secrets.token_bytes)
             slot = pi.reply_id(card, record.reply_code)
