@@ -235,6 +235,18 @@ class Missions(EpochKeys):
             lambda vk, sig: vk.verify_hybrid(sig, labels.SIG_CHANNEL_OFFER, body),
         )
 
+    def verified_offer(self, offer: ch.ChannelOffer) -> ch.ChannelOffer:
+        """``offer`` with only the signatures that verify, one per officer.
+
+        A file may name an officer twice: counted twice, one officer's offer would
+        pass for one that ``k`` officers signed.
+        """
+        kept: dict[bytes, bytes] = {}
+        for oid, sig in offer.signatures:
+            if oid not in kept and self.offer_signers(replace(offer, signatures=((oid, sig),))):
+                kept[oid] = sig
+        return replace(offer, signatures=tuple(kept.items()))
+
     def accept_channel(self, offer_x: ch.ChannelOffer, offer_y: ch.ChannelOffer) -> ChannelRecord:
         m = self.mission()
         own, theirs = (

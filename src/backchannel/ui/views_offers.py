@@ -133,20 +133,6 @@ async def _offer_text(form: FormData) -> str:
     return text
 
 
-def _verified(c: Client, offer: ChannelOffer) -> ChannelOffer:
-    """``offer`` with only the signatures that verify, one per officer.
-
-    A file may name an officer twice: counted twice, one officer's offer would
-    pass for one that ``k`` officers signed.
-    """
-    kept: dict[bytes, bytes] = {}
-    for oid, sig in offer.signatures:
-        alone = dataclasses.replace(offer, signatures=((oid, sig),))
-        if oid not in kept and c.offer_signers(alone):
-            kept[oid] = sig
-    return dataclasses.replace(offer, signatures=tuple(kept.items()))
-
-
 def _merged(held: ChannelOffer | None, given: ChannelOffer) -> ChannelOffer:
     """``given``, with the signatures of the same offer already in hand added."""
     if held is None or held.signed_part() != given.signed_part():
@@ -167,7 +153,7 @@ async def add(request: Request, session: Session, form: FormData) -> str:
         ours_id = c.mission().mission_id
         if {offer.terms.mission_a, offer.terms.mission_b} != {ours_id, rec.mission_id}:
             raise ConfigError(f"that offer is not for a channel between us and {rec.name}")
-        offer = _verified(c, offer)
+        offer = c.verified_offer(offer)
         if not offer.signatures:
             raise ConfigError(
                 "no signature on that offer verifies: it was altered or damaged; "
