@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from backchannel.client import statecodec
-from backchannel.client.device import OPEN_DRAFTS, TRANSCRIPTS, _EndpointData
+from backchannel.client.device import OPEN_DRAFTS, ROSTERS, TRANSCRIPTS, endpoint_data
 from backchannel.client.service import Client
 from backchannel.errors import CorruptKeystore
 from backchannel.protocol.payload import note
@@ -116,7 +116,16 @@ async def test_a_round_does_not_write_the_channels_history_again(
         monkeypatch.setattr(c.vault, "put", put)
     await ri.sync(1)
     await smith.sync(1)
-    assert "endpoints" in written and TRANSCRIPTS not in written
+    assert "endpoints" in written and TRANSCRIPTS not in written and ROSTERS not in written
+    # Nor the rosters: each officer's keys are kept once, apart, by hash.
+    for c in (ri, smith):
+        ep = c._endpoint(channel)
+        record = c.vault.get("endpoints", channel) or b""
+        assert len(record) < len(statecodec.dumps(ep.own_roster)) / 2
+        assert {k for k, _ in c.vault.items(ROSTERS)} == {
+            ep.own_roster.hash,
+            ep.peer_roster.hash,
+        }
 
 
 async def test_a_channel_stored_whole_is_read_and_then_kept_apart(
@@ -128,14 +137,21 @@ async def test_a_channel_stored_whole_is_read_and_then_kept_apart(
     channel = ri.channel_for("Washington").channel_id
     for c in (ri, smith):
         ep = c._endpoint(channel)
-        whole = _EndpointData(**{f: getattr(ep, f) for f in _EndpointData.__dataclass_fields__})
+        whole = endpoint_data(ep)
         c.vault.put("endpoints", channel, statecodec.dumps(whole))
         c.vault.delete(TRANSCRIPTS, channel)
-        assert c._endpoint(channel).transcript == ep.transcript
+        for key, _ in c.vault.items(ROSTERS):
+            c.vault.delete(ROSTERS, key)
+        again = c._endpoint(channel)
+        assert again.transcript == ep.transcript
+        assert (again.own_roster, again.peer_roster) == (ep.own_roster, ep.peer_roster)
     await send(ri, han, (smith, jones), "Message 1")
     assert len(smith.inbox()) == 2
     for c in (ri, smith):
         assert c.vault.get(TRANSCRIPTS, channel) is not None
+        ep = c._endpoint(channel)
+        assert c.vault.get(ROSTERS, ep.own_roster.hash) is not None
+        assert c.vault.get(ROSTERS, ep.peer_roster.hash) is not None
 
 
 async def test_a_missing_transcript_is_named_not_taken_for_an_empty_history(
@@ -146,4 +162,13 @@ async def test_a_missing_transcript_is_named_not_taken_for_an_empty_history(
     ri.vault.delete(TRANSCRIPTS, channel)
     ri._endpoint_read.clear()
     with pytest.raises(CorruptKeystore, match="transcript is missing"):
+        ri._endpoint(channel)
+
+
+async def test_a_missing_roster_is_named(tmp_path: Path, relay: InProcessRelay) -> None:
+    ri, *_ = await one_sent(tmp_path, relay)
+    channel = ri.channel_for("Washington").channel_id
+    ri.vault.delete(ROSTERS, ri._endpoint(channel).peer_roster.hash)
+    ri._endpoint_read.clear()
+    with pytest.raises(CorruptKeystore, match="roster a channel names is missing"):
         ri._endpoint(channel)

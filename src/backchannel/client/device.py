@@ -58,6 +58,10 @@ def new_id() -> bytes:
 #: Each channel's transcript (key: channel id), kept apart from the rest of its
 #: state (``endpoints``), whose record then holds it without its hashes.
 TRANSCRIPTS = "transcripts"
+#: The rosters channels' states name (key: the roster's hash), kept apart from
+#: ``endpoints`` too: a roster changes with a roster change, the rest of a
+#: channel's state every round, and the rosters were most of its bytes.
+ROSTERS = "rosters"
 #: The drafts not yet delivered or refused (key: channel id + draft id; value:
 #: the draft id). Rounds read these, not the drafts table, which keeps every
 #: message ever sent.
@@ -87,6 +91,10 @@ class Device:
         #: Each channel's endpoint state last read, with the bytes it was decoded
         #: from (it holds lists, so the vault does not keep it decoded).
         self._endpoint_read: dict[bytes, tuple[bytes, _EndpointData]] = {}
+        #: Each roster's hash, by the roster object it was taken of (the object
+        #: is held, so its id stays its own): a channel's state names the same
+        #: rosters round after round.
+        self._roster_refs: dict[int, tuple[Roster, bytes]] = {}
         #: Relay clients kept open for the rounds of one session (see Driver.relay_session).
         self._pool: dict[RelayKey, tuple[AbstractAsyncContextManager[RelayClient], RelayClient]]
         self._pool = {}
@@ -244,23 +252,56 @@ class Device:
         return rec
 
     def _save_endpoint(self, channel_id: bytes, ep: Endpoint) -> None:
-        """Store the channel's state; its transcript apart, and only when it moved.
+        """Store the channel's state; its transcript and its rosters apart, and
+        only when they moved.
 
-        The transcript holds a hash for every message either way, and the
-        rest of the state changes every round: stored together, every round
-        would write the whole history again.
+        The transcript holds a hash for every message either way, the rosters
+        each officer's keys, and the rest of the state changes every round:
+        stored together, every round would write them all again.
         """
-        data = {f: getattr(ep, f) for f in _ENDPOINT_FIELDS}
+        data: dict[str, Any] = {f: getattr(ep, f) for f in _ENDPOINT_FIELDS}
         t = ep.transcript
         data["transcript"] = replace(t, sent=(), received=())
-        record = statecodec.dumps(_EndpointData(**data))
+        rosters = (ep.own_roster, ep.peer_roster, ep.peer_rekey_roster, *ep.peer_past)
+        refs = tuple(b"" if r is None else self._roster_ref(r) for r in rosters)
+        data.update(own_roster=None, peer_roster=None, peer_rekey_roster=None, peer_past=())
+        record = statecodec.dumps(_EndpointData(**data, roster_refs=refs))
+        new = {
+            ref: r
+            for ref, r in zip(refs, rosters, strict=True)
+            if r is not None and self.vault.get(ROSTERS, ref) is None
+        }
         held: Transcript | None = self._get(TRANSCRIPTS, channel_id, Transcript)
-        if held is t or held == t:
+        moved = not (held is t or held == t)
+        if not moved and not new:
             self.vault.put("endpoints", channel_id, record)
             return
         with self._tx():
-            self._put(TRANSCRIPTS, channel_id, t)
+            for ref, roster in new.items():
+                self._put(ROSTERS, ref, roster)
+            if moved:
+                self._put(TRANSCRIPTS, channel_id, t)
             self.vault.put("endpoints", channel_id, record)
+
+    def _roster_ref(self, roster: Roster) -> bytes:
+        """The key ``roster`` is stored under in :data:`ROSTERS`: its hash."""
+        hit = self._roster_refs.get(id(roster))
+        if hit is not None and hit[0] is roster:
+            return hit[1]
+        ref = roster.hash
+        if len(self._roster_refs) >= 256:
+            self._roster_refs.clear()
+        self._roster_refs[id(roster)] = (roster, ref)
+        return ref
+
+    def _roster(self, ref: bytes) -> Roster:
+        roster: Roster | None = self._get(ROSTERS, ref, Roster)
+        if roster is None:
+            raise CorruptKeystore(
+                "a roster a channel names is missing from this home; restore it from backup"
+            )
+        self._roster_refs[id(roster)] = (roster, ref)
+        return roster
 
     def _endpoint(self, channel_id: bytes) -> Endpoint:
         raw = self.vault.get("endpoints", channel_id)
@@ -279,6 +320,13 @@ class Device:
                 raise CorruptKeystore(
                     "a channel's transcript is missing from this home; restore it from backup"
                 )
+        if d.roster_refs:  # kept apart (a state kept before that holds them itself)
+            own, peer, rekey, *past = d.roster_refs
+            fields["own_roster"], fields["peer_roster"] = self._roster(own), self._roster(peer)
+            fields["peer_rekey_roster"] = self._roster(rekey) if rekey else None
+            fields["peer_past"] = tuple(map(self._roster, past))
+        if fields["own_roster"] is None or fields["peer_roster"] is None:
+            raise CorruptKeystore("a channel's state names no roster; restore it from backup")
         fields["outbox"], fields["partial"] = list(d.outbox), list(d.partial)
         fields["held"] = list(d.held)
         return Endpoint(officer=self.officer, **fields)
@@ -322,8 +370,9 @@ def one(items: list[_T], key: Callable[[_T], bytes], prefix: str, what: str, cmd
 class _EndpointData:
     terms: ch.ChannelTerms
     local_mission: bytes
-    own_roster: Roster
-    peer_roster: Roster
+    #: None where :attr:`roster_refs` names the rosters (kept in :data:`ROSTERS`).
+    own_roster: Roster | None
+    peer_roster: Roster | None
     chain: ch.SlotChain
     transcript: Transcript
     next_send_round: int
@@ -351,6 +400,15 @@ class _EndpointData:
     moving: tuple[bytes, ...] = ()
     #: False for channels kept before a device could take over sending.
     resuming: bool = False
+    #: The hashes of the rosters, kept in :data:`ROSTERS`: own, peer, the
+    #: peer's a re-key named (empty: none), then :attr:`peer_past`. Empty for
+    #: a state that holds its rosters itself (kept before, or a welcome's).
+    roster_refs: tuple[bytes, ...] = ()
+
+
+def endpoint_data(ep: Endpoint) -> _EndpointData:
+    """A channel's whole state, rosters and transcript inside (what a welcome carries)."""
+    return _EndpointData(**{f: getattr(ep, f) for f in _ENDPOINT_FIELDS})
 
 
 _ENDPOINT_FIELDS = tuple(f for f in Endpoint.__dataclass_fields__ if f != "officer")

@@ -26,7 +26,7 @@ from typing import Any
 
 from backchannel.client import statecodec
 from backchannel.client.cards import CardError, OfficerCard
-from backchannel.client.device import TRANSCRIPTS
+from backchannel.client.device import ROSTERS, TRANSCRIPTS, endpoint_data
 from backchannel.client.mission import MissionState
 from backchannel.client.officer_alarms import MAX_DETAIL, AlarmKind
 from backchannel.client.records import ChannelRecord, PeerRecord
@@ -195,8 +195,7 @@ def _welcome(client: Client, m: MissionState) -> bytes:
     channels = []
     for rec in client.channels():
         ep = client._endpoint(rec.channel_id)
-        data = _EndpointData(**{f: getattr(ep, f) for f in _EndpointData.__dataclass_fields__})
-        data = replace(data, outbox=[], receipt_due=None, sends=False)
+        data = replace(endpoint_data(ep), outbox=[], receipt_due=None, sends=False)
         channels.append(
             {
                 "record": statecodec.to_jsonable(
@@ -560,7 +559,8 @@ def _open_rekey(client: Client, change: RosterChange) -> bytes:
 def _forget_mission(client: Client) -> None:
     """A removed officer's device drops the mission's secrets and channel state."""
     with client._tx():
-        for table in ("channels", "endpoints", TRANSCRIPTS, "recv_epochs", "cosign_in", "share_in"):
+        tables = ("channels", "endpoints", TRANSCRIPTS, ROSTERS, "recv_epochs", "cosign_in")
+        for table in (*tables, "share_in"):
             for key, _ in client.vault.items(table):
                 client.vault.delete(table, key)
         client.vault.delete("mission", b"state")
