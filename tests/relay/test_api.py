@@ -510,6 +510,34 @@ async def test_metrics_hold_no_tenant_slot_or_cell(http: httpx.AsyncClient, alph
         assert secret not in text
 
 
+def _summed(text: str, metric: str) -> float:
+    """The sum of ``metric`` over all its labels in a /metrics text."""
+    lines = text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(metric + "{"))
+
+
+async def test_every_request_to_a_slot_path_is_counted_once(
+    http: httpx.AsyncClient, alpha: Tenant
+) -> None:
+    # PUT and GET take the fast path; HEAD (which the route accepts with GET)
+    # and other methods go through routing. Each is one request in the metrics.
+    slot, cell = new_slot(), new_cell()
+    path = alpha.path(f"slots/{slot}")
+    before = (await http.get("/metrics")).text
+    sent = [
+        await deposit(http, alpha.tenant_id, slot, cell),
+        await http.get(path, headers=alpha.auth),
+        await http.head(path),
+        await http.head(path, headers=alpha.auth),
+        await http.delete(path),
+    ]
+    assert [r.status_code for r in sent][:2] == [201, 200]
+    after = (await http.get("/metrics")).text
+    # The first scrape is counted once answered: it is in the second.
+    for metric in ("backchannel_relay_requests_total", "backchannel_relay_request_seconds_count"):
+        assert _summed(after, metric) - _summed(before, metric) == len(sent) + 1, metric
+
+
 # -- rate limits -------------------------------------------------------------
 
 

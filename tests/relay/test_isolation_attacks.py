@@ -315,6 +315,76 @@ async def test_guessing_a_credential_is_bounded_by_the_address_and_locks_no_one_
         assert r.status_code == 200
 
 
+def _client_at(app: Starlette, host: str) -> httpx.AsyncClient:
+    """A client whose requests come from ``host``."""
+    transport = httpx.ASGITransport(app=app, client=(host, 5000))
+    return httpx.AsyncClient(transport=transport, base_url="http://relay")
+
+
+#: One IPv6 subscriber's /64, and its neighbour's.
+_ATTACKER_64 = "2001:db8:bad:1"
+_NEIGHBOUR_64 = "2001:db8:bad:2"
+
+
+async def test_rotating_ipv6_addresses_within_one_64_buys_no_more_guesses(
+    make_app: AppFactory,
+) -> None:
+    # The guesser holds a whole /64 (2**64 addresses) and sends every request
+    # from a new one: every endpoint that takes a credential, the two fast paths
+    # included, still spends the one bucket of its /64. The mission, in the
+    # next /64, keeps its own tokens.
+    app = make_app(ip_rate=0.001, ip_burst=8, tenant_rate=0.001, tenant_burst=2)
+    async for http in running(app):
+        alpha = await register(http, "mission-alpha")
+    fetch = FetchBatch(0, 0, (), ()).encode()
+    hosts = (f"{_ATTACKER_64}:{i:x}:{i * 37:x}:{i * 101:x}:{i + 1:x}" for i in range(1, 100))
+    async with app.router.lifespan_context(app):
+
+        async def guess(credential: str) -> list[int]:
+            auth = {"Authorization": f"Bearer {credential}"}
+            codes = []
+            for method, path, kw in (
+                ("GET", alpha.path(f"slots/{new_slot()}"), {"headers": auth}),
+                (
+                    "POST",
+                    alpha.path("batch/fetch"),
+                    {"content": fetch, "headers": {**OCTET, **auth}},
+                ),
+                ("POST", alpha.path("fetch"), {"json": {"slots": []}, "headers": auth}),
+                ("POST", alpha.path("intake/fetch"), {"json": {"after": 0}, "headers": auth}),
+            ):
+                async with _client_at(app, next(hosts)) as c:
+                    r = await c.request(method, path, **kw)  # type: ignore[arg-type]
+                codes.append(r.status_code)
+            return codes
+
+        assert await guess(new_credential()) == [401] * 4
+        assert await guess(new_credential()) == [401] * 4
+        # The /64 has spent its burst: from yet another of its addresses, even the
+        # right credential is refused.
+        assert await guess(alpha.credential) == [429] * 4
+        async with _client_at(app, f"{_NEIGHBOUR_64}::1") as owner:
+            r = await owner.post(alpha.path("fetch"), json={"slots": []}, headers=alpha.auth)
+        assert r.status_code == 200
+
+
+async def test_an_ipv4_client_is_limited_per_address_and_its_mapped_form_is_the_same(
+    make_app: AppFactory,
+) -> None:
+    app = make_app(ip_rate=0.001, ip_burst=2)
+    async with app.router.lifespan_context(app):
+
+        async def status_from(host: str) -> int:
+            async with _client_at(app, host) as c:
+                return (await c.get("/healthz")).status_code
+
+        # 192.0.2.1 written as an IPv4-mapped IPv6 address is the same client.
+        hosts = ["192.0.2.1", "::ffff:192.0.2.1", "::ffff:c000:201"]
+        assert [await status_from(h) for h in hosts] == [200, 200, 429]
+        # The next IPv4 address is another client: IPv4 is not grouped.
+        assert await status_from("192.0.2.2") == 200
+
+
 async def test_every_credential_comparison_is_constant_time(
     http: httpx.AsyncClient, alpha: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -476,6 +546,29 @@ async def test_an_intake_proof_and_queue_belong_to_one_tenant(
         assert r.status_code == 507
         assert await store.intake_fetch(beta.tenant_id, 0, 10) == []
         assert len(await store.intake_fetch(alpha.tenant_id, 0, 10)) == 2
+
+
+async def test_rotating_ipv6_addresses_within_one_64_buys_no_more_intake_requests(
+    make_app: AppFactory, clock: Clock
+) -> None:
+    app = make_app(intake_pow_bits=POW_BITS, intake_ip_rate=0.001, intake_ip_burst=2)
+    async for http in running(app):
+        alpha = await register(http, "mission-alpha")
+        opening = {"after": 0, "open": True}
+        r = await http.post(alpha.path("intake/fetch"), json=opening, headers=alpha.auth)
+        assert r.status_code == 200
+    async with app.router.lifespan_context(app):
+
+        async def submit(host: str) -> int:
+            body = _intake_body(alpha.tenant_id, clock.now)
+            async with _client_at(app, host) as c:
+                r = await c.post(f"/v1/intake/{alpha.tenant_id}/requests", json=body)
+            return r.status_code
+
+        rotated = [f"{_ATTACKER_64}::{i:x}" for i in range(1, 5)]
+        assert [await submit(h) for h in rotated] == [201, 201, 429, 429]
+        # A writer in another /64 is not held back by the flood.
+        assert await submit(f"{_NEIGHBOUR_64}::1") == 201
 
 
 # -- what the relay logs and counts ------------------------------------------------------

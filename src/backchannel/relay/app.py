@@ -28,6 +28,7 @@ from backchannel.relay import rotation
 from backchannel.relay.batch import BatchEndpoints
 from backchannel.relay.intake import IntakeEndpoints
 from backchannel.relay.openapi import openapi_document
+from backchannel.relay.ratelimit import client_key
 from backchannel.relay.requests import HTTPRefusal
 from backchannel.relay.service import RelayService, error
 from backchannel.relay.settings import RelaySettings
@@ -45,8 +46,7 @@ _HTTP_MESSAGES = {
 
 def _ip_refusal(service: RelayService, scope: Scope) -> Response | None:
     """The 429 for a client address over its rate, else None (takes a token)."""
-    client = scope.get("client")
-    wait = service.ip_limits.take(client[0] if client else "")
+    wait = service.ip_limits.take(client_key(scope))
     if not wait:
         return None
     service.metrics.rate_limited.labels("ip").inc()
@@ -124,8 +124,8 @@ class _RelayApp(Starlette):
                 if refusal is not None:
                     await _answer(service, scope, receive, send, refusal, "rate_limited", started)
                     return
-                # The slot endpoint counts itself in the metrics.
-                await _guarded(service, scope, receive, send, slots)
+                # Not through the gate: the slot endpoint counts itself.
+                await _guarded(service, scope, receive, send, slots.counted)
                 return
             if method == "POST":
                 endpoint = None
@@ -288,8 +288,9 @@ def create_app(
     # Endpoint names are the route labels in metrics and the access log.
     routes = [
         Route("/v1/tenants", service.register_tenant, methods=["POST"], name="register_tenant"),
-        # Normally reached through _Gate's fast path; listed so that other
-        # methods get 405 and the OpenAPI test sees the route.
+        # PUT and GET are taken by _RelayApp's fast path; listed so that other
+        # methods get 405 and the OpenAPI test sees the route. HEAD (which
+        # Starlette adds to GET) reaches the endpoint here, counted by _Gate.
         Route("/v1/tenants/{tenant_id}/slots/{slot}", slots, methods=["PUT", "GET"]),
         Route("/v1/tenants/{tenant_id}/fetch", service.fetch, methods=["POST"]),
         Route("/v1/tenants/{tenant_id}/ack", service.ack, methods=["POST"]),

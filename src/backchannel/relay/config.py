@@ -50,8 +50,8 @@ DESCRIPTIONS: dict[str, str] = {
     "max_quota_cells": "Largest quota a tenant may be given.",
     "max_batch": "Most slots in one fetch or ack, and most cells in one batch deposit.",
     "body_limit": "Largest request body in bytes (batch bodies have their own limits).",
-    "ip_rate": "Requests per second per client address (0: no limit).",
-    "ip_burst": "Burst allowed per client address.",
+    "ip_rate": "Requests per second per client address, IPv6 per /64 (0: no limit).",
+    "ip_burst": "Burst allowed per client address, IPv6 per /64.",
     "tenant_rate": "Requests per second per tenant (0: no limit).",
     "tenant_burst": "Burst allowed per tenant.",
     "rate_limit_buckets": "Most rate-limit buckets kept per scope (least recently used go first).",
@@ -77,8 +77,8 @@ DESCRIPTIONS: dict[str, str] = {
         "Most intake requests one tenant holds that its mission has not fetched yet;\n"
         "more get 507 until the mission fetches."
     ),
-    "intake_ip_rate": "Intake requests per second per client address (0: no limit).",
-    "intake_ip_burst": "Intake burst allowed per client address.",
+    "intake_ip_rate": "Intake requests per second per client address, IPv6 per /64 (0: no limit).",
+    "intake_ip_burst": "Intake burst allowed per client address, IPv6 per /64.",
     "intake_tenant_rate": "Intake requests per second per tenant (0: no limit).",
     "intake_tenant_burst": "Intake burst allowed per tenant.",
     "intake_rate": (

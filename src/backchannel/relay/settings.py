@@ -144,7 +144,9 @@ class RelaySettings:
     #: Batch bodies have their own limits, computed from ``max_batch`` and
     #: ``cell_size`` (:attr:`batch_deposit_limit`, :attr:`batch_fetch_limit`).
     body_limit: int = 64 * 1024
-    #: Token-bucket rates in requests per second (0 disables that limit).
+    #: Token-bucket rates in requests per second (0 disables that limit). The
+    #: per-address limits key an IPv4 client by its address and an IPv6 client
+    #: by its /64 (``ratelimit.client_key``).
     ip_rate: float = 200.0
     ip_burst: int = 1000
     tenant_rate: float = 500.0
@@ -179,7 +181,8 @@ class RelaySettings:
     #: it expires): a full intake takes requests again as the mission fetches,
     #: one place per request fetched past, not only when requests expire.
     intake_queue_cap: int = 10_000
-    #: Intake requests per second per client address, and the burst allowed.
+    #: Intake requests per second per client address (an IPv6 client: per /64),
+    #: and the burst allowed.
     intake_ip_rate: float = 0.2
     intake_ip_burst: int = 10
     #: Intake requests per second per tenant, and the burst allowed.

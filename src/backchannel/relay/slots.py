@@ -41,16 +41,25 @@ def split_slot_path(path: str) -> tuple[str, str] | None:
 
 
 class SlotEndpoint:
-    """Deposit (PUT, no authentication) and read (GET, tenant credential) one slot."""
+    """Deposit (PUT, no authentication) and read (GET, tenant credential) one slot.
+
+    Each request is counted in the metrics once: :meth:`counted` is the fast
+    path's entry (PUT and GET) and counts itself; the routed entry
+    (``__call__``, which only HEAD reaches: Starlette adds it to GET) is
+    counted by the app's gate around the routing, as every routed request is.
+    """
 
     def __init__(self, service: RelayService) -> None:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handle(scope, receive, send, scope["method"])
+
+    async def counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A PUT or GET of the fast path, counted in the metrics and the access log."""
         started = time.perf_counter()
         method = scope["method"]
         route = "deposit" if method == "PUT" else "get_cell"
-        scope["endpoint"] = self  # so that outer layers do not count it twice
         status = await self.handle(scope, receive, send, method)
         elapsed = time.perf_counter() - started
         self.service.metrics.request_done(route, status, elapsed)
