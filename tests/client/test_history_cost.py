@@ -5,15 +5,23 @@ yet delivered or refused."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backchannel.client import statecodec
-from backchannel.client.device import OPEN_DRAFTS, ROSTERS, TRANSCRIPTS, endpoint_data
+from backchannel.client.device import (
+    ANNOUNCEMENTS,
+    OPEN_DRAFTS,
+    ROSTERS,
+    TRANSCRIPTS,
+    endpoint_data,
+)
 from backchannel.client.service import Client
 from backchannel.errors import CorruptKeystore
+from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
 from backchannel.protocol.states import SendState
 from tests.client.conftest import InProcessRelay
@@ -172,3 +180,32 @@ async def test_a_missing_roster_is_named(tmp_path: Path, relay: InProcessRelay) 
     ri._endpoint_read.clear()
     with pytest.raises(CorruptKeystore, match="roster a channel names is missing"):
         ri._endpoint(channel)
+
+
+async def test_the_peers_epoch_announcements_are_kept_apart_once(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    # A channel sees a new epoch of the peer every day or so: kept in the
+    # channel's record, their announcements made it grow for ever.
+    ri, han, smith, jones = await one_sent(tmp_path, relay)
+    await send(ri, han, (smith, jones), "Message 1")
+    channel = smith.channel_for("New York").channel_id
+    items = {SealedMessage.decode(i.message).announcement != b"": i for i in smith.inbox()}
+    first, second = items[True], items[False]  # only the epoch's first message carries it
+    assert smith.channel(channel).announcements == ()
+    [(epoch_id, ann)] = smith._announcements(channel)
+    assert ann == SealedMessage.decode(first.message).announcement
+
+    # A record kept before holds them itself: read there, then moved apart.
+    rec = smith.channel(channel)
+    smith._put("channels", channel, replace(rec, announcements=((epoch_id, ann),)))
+    smith.vault.delete(ANNOUNCEMENTS, channel + epoch_id)
+    smith.request_open(second.message_id)  # opens the epoch from the announcement
+    await settle(smith, jones)
+    [req] = jones.share_requests()
+    jones.approve_share(req.request_id)
+    await settle(jones, smith)
+    assert next(i for i in smith.inbox() if i.message_id == second.message_id).payload
+    await send(ri, han, (smith, jones), "Message 2")
+    assert smith.channel(channel).announcements == ()
+    assert smith._announcements(channel) == ((epoch_id, ann),)

@@ -62,6 +62,10 @@ TRANSCRIPTS = "transcripts"
 #: ``endpoints`` too: a roster changes with a roster change, the rest of a
 #: channel's state every round, and the rosters were most of its bytes.
 ROSTERS = "rosters"
+#: The peer's epoch key announcements (key: channel id + epoch id), each kept
+#: once: a message of an epoch may come without the announcement that an
+#: earlier one carried, and a channel sees a new epoch every day or so.
+ANNOUNCEMENTS = "announcements"
 #: The drafts not yet delivered or refused (key: channel id + draft id; value:
 #: the draft id). Rounds read these, not the drafts table, which keeps every
 #: message ever sent.
@@ -337,18 +341,37 @@ class Device:
         """Keep messages a channel accepted in the inbox, with the epoch key
         announcements they carry; the ids (hex) of those kept. Inside a transaction."""
         rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
-        anns = dict(rec.announcements)
+        if rec.announcements:  # kept inside the channel's record before: moved apart
+            for epoch_id, ann in rec.announcements:
+                self._keep_announcement(channel_id, epoch_id, ann)
+            self._put("channels", channel_id, replace(rec, announcements=()))
         kept = []
         for msg in messages:
             if msg.announcement:
-                anns[msg.header.epoch_id] = msg.announcement
+                self._keep_announcement(channel_id, msg.header.epoch_id, msg.announcement)
             item = InboxRecord(
                 msg.message_id, channel_id, msg.encode(), round_no, deniable=msg.deniable
             )
             self._put("inbox", msg.message_id, item)
             kept.append(msg.message_id.hex())
-        self._put("channels", channel_id, replace(rec, announcements=tuple(anns.items())))
         return kept
+
+    def _keep_announcement(self, channel_id: bytes, epoch_id: bytes, ann: bytes) -> None:
+        if self.vault.get(ANNOUNCEMENTS, channel_id + epoch_id) != ann:
+            self.vault.put(ANNOUNCEMENTS, channel_id + epoch_id, ann)
+
+    def _announcement(self, channel_id: bytes, epoch_id: bytes) -> bytes:
+        """The announcement of the peer's epoch ``epoch_id`` on the channel, or empty."""
+        ann = self.vault.get(ANNOUNCEMENTS, channel_id + epoch_id)
+        if ann is not None:
+            return ann
+        rec: ChannelRecord = self._get("channels", channel_id, ChannelRecord)
+        return dict(rec.announcements).get(epoch_id, b"")  # a record kept before
+
+    def _announcements(self, channel_id: bytes) -> tuple[tuple[bytes, bytes], ...]:
+        """Every announcement kept for the channel: (epoch id, announcement)."""
+        n = len(channel_id)
+        return tuple((k[n:], v) for k, v in self.vault.items(ANNOUNCEMENTS) if k[:n] == channel_id)
 
     def _alarm(self, rec: ChannelRecord, text: str, alarms: list[str]) -> None:
         """Record an alarm on a channel (shown by ``status``) and report it."""

@@ -62,11 +62,10 @@ class Receiving(EpochKeys):
         if item.own_share:
             return Share.decode(item.own_share), item
         msg = SealedMessage.decode(item.message)
-        rec: ChannelRecord = self._get("channels", item.channel_id, ChannelRecord)
         key = item.channel_id + msg.header.epoch_id
         epoch: RecvEpoch | None = self._get("recv_epochs", key, RecvEpoch)
         if epoch is None:
-            ann = msg.announcement or dict(rec.announcements).get(msg.header.epoch_id, b"")
+            ann = msg.announcement or self._announcement(item.channel_id, msg.header.epoch_id)
             epoch = accept_announcement(
                 ann,
                 item.channel_id,

@@ -26,7 +26,7 @@ from typing import Any
 
 from backchannel.client import statecodec
 from backchannel.client.cards import CardError, OfficerCard
-from backchannel.client.device import ROSTERS, TRANSCRIPTS, endpoint_data
+from backchannel.client.device import ANNOUNCEMENTS, ROSTERS, TRANSCRIPTS, endpoint_data
 from backchannel.client.mission import MissionState
 from backchannel.client.officer_alarms import MAX_DETAIL, AlarmKind
 from backchannel.client.records import ChannelRecord, PeerRecord
@@ -199,7 +199,13 @@ def _welcome(client: Client, m: MissionState) -> bytes:
         channels.append(
             {
                 "record": statecodec.to_jsonable(
-                    replace(rec, send_epoch=None, alarms=(), takeover=b"")
+                    replace(
+                        rec,
+                        send_epoch=None,
+                        alarms=(),
+                        takeover=b"",
+                        announcements=(*rec.announcements, *client._announcements(rec.channel_id)),
+                    )
                 ),
                 "endpoint": statecodec.to_jsonable(data),
             }
@@ -559,8 +565,8 @@ def _open_rekey(client: Client, change: RosterChange) -> bytes:
 def _forget_mission(client: Client) -> None:
     """A removed officer's device drops the mission's secrets and channel state."""
     with client._tx():
-        tables = ("channels", "endpoints", TRANSCRIPTS, ROSTERS, "recv_epochs", "cosign_in")
-        for table in (*tables, "share_in"):
+        tables = ("channels", "endpoints", TRANSCRIPTS, ROSTERS, ANNOUNCEMENTS, "recv_epochs")
+        for table in (*tables, "cosign_in", "share_in"):
             for key, _ in client.vault.items(table):
                 client.vault.delete(table, key)
         client.vault.delete("mission", b"state")
