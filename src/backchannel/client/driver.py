@@ -8,6 +8,9 @@ fractions of the round, the same whatever the officers did, so the relay and the
 network see one exchange per round at the same moments. Depositing early and
 fetching at mid-round lets what one device deposits reach the others in the
 same round; a lie that a fetch reveals is proved by the next round's queries.
+A phase's requests give up when the schedule's next request is due
+(:data:`DEPOSIT_WINDOW`, :data:`FETCH_WINDOW`): a relay that does not answer
+costs the round's exchange, never the schedule, and what waited goes next round.
 
 :meth:`Driver.sync` runs rounds back to back (scripts, tests, benchmarks);
 :meth:`Driver.run` keeps the schedule on a clock that tests inject.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 
 from backchannel.client.answers import DepositView, FetchView
@@ -39,6 +42,19 @@ from backchannel.protocol.constants import ROUND_SECONDS
 #: When in its round a device deposits, and when it fetches (fractions of the round).
 DEPOSIT_AT = 0.1
 FETCH_AT = 0.5
+#: How long a phase's requests may take (fractions of the round): until the next
+#: request of the schedule is due, the deposit until this round's fetch (24 s of a
+#: 60 s round), the fetch until the next round's deposit (36 s). So no request
+#: outlives its round or moves the next one, and a round of ``sync`` against a
+#: relay that never answers ends within a round's length. A deposit given up
+#: loses nothing: its cells wait, and the same cells at the same slots go next
+#: round, which the relay answers as already held if it did store them.
+DEPOSIT_WINDOW = FETCH_AT - DEPOSIT_AT
+FETCH_WINDOW = 1 + DEPOSIT_AT - FETCH_AT
+#: The least time a phase's requests have, however short the round: rounds of a
+#: second or less (demos, tests) would otherwise give up on a relay that is only
+#: busy. At the protocol's rounds (60 s) the windows above are far longer.
+MIN_PHASE_SECONDS = 5.0
 
 _RELAY_ERRORS = (RelayUnavailable, RelayRefused)
 #: After the relay refuses a credential rotation (4xx), how long before it is asked again.
@@ -50,6 +66,9 @@ _ROTATION_AGAIN = b"rotation-again-at"
 
 class Driver(Engine, Intake):
     """Carries the engine's requests, round after round."""
+
+    #: Seconds left to the running phase's requests (:meth:`_phase`).
+    _left: Callable[[], float] | None = None
 
     async def register_tenant(self) -> None:
         """Register the mission's tenant, and pin the relay's log key for the mission card."""
@@ -89,13 +108,33 @@ class Driver(Engine, Intake):
     ) -> AsyncIterator[RelayClient]:
         if not self._pooling:
             async with self._relay(url, tenant, credential) as relay:
-                yield relay
+                with self._in_phase(relay):
+                    yield relay
             return
         key = (url, tenant, credential)
         if key not in self._pool:
             cm = self._relay(url, tenant, credential)
             self._pool[key] = (cm, await cm.__aenter__())
-        yield self._pool[key][1]
+        with self._in_phase(self._pool[key][1]):
+            yield self._pool[key][1]
+
+    def _in_phase(self, relay: RelayClient) -> contextlib.AbstractContextManager[None]:
+        """The running phase's time limit on ``relay``'s requests (none outside one)."""
+        left = self._left
+        return contextlib.nullcontext() if left is None else relay.within(left)
+
+    @contextlib.contextmanager
+    def _phase(self, left: Callable[[], float] | None, window: float) -> Iterator[None]:
+        """The phase's requests give up once ``left()`` seconds reach 0; by default
+        (rounds back to back: ``sync``, ``settle``, ``demo.lockstep``), once
+        ``window`` of a round has passed since the phase began."""
+        before = self._left
+        length = max(MIN_PHASE_SECONDS, window * self.round_seconds())
+        self._left = left or _left(self._clock() + length, self._clock)
+        try:
+            yield
+        finally:
+            self._left = before
 
     def round_seconds(self) -> float:
         channels = self.channels()
@@ -141,22 +180,26 @@ class Driver(Engine, Intake):
                 self._put("mission", b"state", replace(current, pending_rotation=b""))
             self.vault.delete("mission", _ROTATION_REFUSED)
 
-    async def deposit_phase(self, report: SyncReport) -> None:
-        """This round's batch deposit (one per relay the lanes go to)."""
-        if self.mission_or_none() is not None:
-            self.retry_takeovers()
-            self.leave_condemned(report.alarms)
-            await self._register_at_fallback(report)
-        await self.hand_over_rotation(report)
-        for plan in self.deposit_plans():
-            try:
-                if plan.mirror:
-                    await self._mirror(plan, report)
-                else:
-                    await self._deposit(plan, report)
-            except _RELAY_ERRORS as exc:
-                if not plan.mirror:  # the relay being left may fail as it likes
-                    report.relay_error = str(exc)
+    async def deposit_phase(
+        self, report: SyncReport, left: Callable[[], float] | None = None
+    ) -> None:
+        """This round's batch deposit (one per relay the lanes go to); its requests
+        give up once ``left()`` seconds reach 0 (by default :data:`DEPOSIT_WINDOW`)."""
+        with self._phase(left, DEPOSIT_WINDOW):
+            if self.mission_or_none() is not None:
+                self.retry_takeovers()
+                self.leave_condemned(report.alarms)
+                await self._register_at_fallback(report)
+            await self.hand_over_rotation(report)
+            for plan in self.deposit_plans():
+                try:
+                    if plan.mirror:
+                        await self._mirror(plan, report)
+                    else:
+                        await self._deposit(plan, report)
+                except _RELAY_ERRORS as exc:
+                    if not plan.mirror:  # the relay being left may fail as it likes
+                        report.relay_error = str(exc)
 
     async def _register_at_fallback(self, report: SyncReport) -> None:
         """The first rounds of a move (relay_move.py): the mission's tenant at the new
@@ -243,8 +286,15 @@ class Driver(Engine, Intake):
         with self._tx(durable=False):
             await self.take_deposit(plan, DepositView.of(answer), report)
 
-    async def fetch_phase(self, report: SyncReport) -> bool:
-        """This round's batch fetch from our own tenant; True when it found us caught up."""
+    async def fetch_phase(
+        self, report: SyncReport, left: Callable[[], float] | None = None
+    ) -> bool:
+        """This round's batch fetch from our own tenant; True when it found us caught
+        up. Its requests give up once ``left()`` reaches 0 (default :data:`FETCH_WINDOW`)."""
+        with self._phase(left, FETCH_WINDOW):
+            return await self._fetch_phase(report)
+
+    async def _fetch_phase(self, report: SyncReport) -> bool:
         m = self.mission()
         plan = self.fetch_plan()
         # The fetch also asks what the public sent since the last round, every
@@ -342,6 +392,8 @@ class Driver(Engine, Intake):
     ) -> None:
         """Keep the schedule: deposit at DEPOSIT_AT and fetch at FETCH_AT of every round.
 
+        A request still unanswered when the next one is due gives up (a deposit's
+        cells wait for the next round), so the moments never move.
         ``clock`` and ``sleep`` are injected by tests; ``rounds`` bounds the run.
         """
         now = clock or self._clock
@@ -364,9 +416,11 @@ class Driver(Engine, Intake):
             report = SyncReport()
             start = current * length
             await _until(start + DEPOSIT_AT * length, now, sleep)
-            await self.deposit_phase(report)
+            await self.deposit_phase(report, _left(start + FETCH_AT * length, now, floor=True))
             await _until(start + FETCH_AT * length, now, sleep)
-            await self.fetch_phase(report)
+            await self.fetch_phase(
+                report, _left(start + (1 + DEPOSIT_AT) * length, now, floor=True)
+            )
             report.rounds = 1
             report.waiting = len(self.vault.pending("net_out"))
             on_round(report)
@@ -411,6 +465,14 @@ def _squatted(tenant_id: str) -> str:
         "registered this mission's id there first, and nothing can be fetched from it. Ask "
         "the relay's operator to remove that tenant, or found the mission on another relay"
     )
+
+
+def _left(when: float, now: Callable[[], float], *, floor: bool = False) -> Callable[[], float]:
+    """Seconds from now to ``when``, on ``now``'s clock, each time asked; with
+    ``floor``, ``when`` is at least :data:`MIN_PHASE_SECONDS` from now."""
+    if floor:
+        when = max(when, now() + MIN_PHASE_SECONDS)
+    return lambda: when - now()
 
 
 async def _until(

@@ -7,7 +7,9 @@ carrying the HTTP status. Messages are one line and never hold a slot address,
 a credential or cell bytes.
 
 Connection errors, 429 and 5xx answers are retried with exponential backoff and
-full jitter, a bounded number of times. Every call here is safe to retry:
+full jitter, a bounded number of times; a request the relay took and did not
+answer, once more at most; and no request outlasts its budget, nor the time the
+caller gives it (:meth:`RelayClient.within`). Every call here is safe to retry:
 deposits are idempotent (the same cell at the same slot answers
 ``created=False``), fetch and get only read, and ack of an absent cell is a
 no-op.
@@ -18,16 +20,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import random
 import secrets
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from backchannel.client.retry import RetryPolicy as RetryPolicy  # callers import it from here
 from backchannel.errors import DecodeError, RelayRefused, RelayUnavailable
 from backchannel.protocol.batch import (
     DepositBatch,
@@ -119,18 +124,6 @@ class RelayInfo:
     max_batch: int
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """At most ``attempts`` tries; waits ``base * 2**n`` seconds (capped), fully jittered."""
-
-    attempts: int = 5
-    base_delay: float = 0.1
-    max_delay: float = 5.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
-
-
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """One verifying TLS context per process: loading the CA store costs ~10 ms."""
@@ -160,6 +153,7 @@ class RelayClient:
         timeout: float = 30.0,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         import httpx
 
@@ -167,7 +161,9 @@ class RelayClient:
         self._credential = credential
         self._retry = retry or RetryPolicy()
         self._rng = rng or random.SystemRandom()
-        self._sleep = sleep
+        self._sleep, self._clock, self._timeout = sleep, clock, timeout
+        #: Seconds left to the requests made now (:meth:`within`), on the caller's clock.
+        self._due: Callable[[], float] | None = None
         self._http = httpx.AsyncClient(
             base_url=base_url, transport=transport, timeout=timeout, verify=_tls_context()
         )
@@ -191,6 +187,16 @@ class RelayClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    @contextlib.contextmanager
+    def within(self, left: Callable[[], float]) -> Iterator[None]:
+        """The requests made inside give up, whatever their budget, once ``left()``
+        (seconds, on the caller's clock) reaches 0: the round driver's schedule."""
+        before, self._due = self._due, left
+        try:
+            yield
+        finally:
+            self._due = before
+
     # -- transport ---------------------------------------------------------
 
     async def _request(
@@ -213,34 +219,45 @@ class RelayClient:
             headers["Content-Type"] = "application/octet-stream"
         ok = frozenset(ok)
         attempts = max(1, self._retry.attempts)
-        for attempt in range(attempts):
-            last_try = attempt == attempts - 1
+        unanswered = max(1, min(self._retry.timeout_attempts, attempts))
+        left = self._retry.time_left(self._clock, self._due)
+        failure: Exception = RelayUnavailable(
+            f"cannot {what}: no time was left to ask {self._host}; retry later"
+        )
+        attempt = timed_out = 0
+        while (remaining := left()) > 0:
+            # The time left, shared among the tries that may still go unanswered.
+            patience = min(self._timeout, remaining / (unanswered - timed_out))
+            attempt += 1
+            retry_after = ""
             try:
-                response = await self._http.request(
-                    method, path, headers=headers, json=json, content=content
-                )
+                async with asyncio.timeout(patience):  # httpx's timeouts bound each read
+                    response = await self._http.request(
+                        method, path, headers=headers, json=json, content=content,
+                        timeout=patience,
+                    )  # fmt: skip
+            except (httpx.TimeoutException, TimeoutError) as e:
+                timed_out += 1
+                failure = self._unavailable(what, "did not answer", e)
             except httpx.TransportError as e:
-                if last_try:
-                    raise RelayUnavailable(
-                        f"cannot {what}: {self._host} is unreachable "
-                        f"({type(e).__name__}); retry later"
-                    ) from None
-                await self._sleep(self._retry.delay(attempt, self._rng))
-                continue
-            if response.status_code in ok:
-                return response
-            if response.status_code in _RETRY_STATUSES and not last_try:
-                await self._sleep(self._backoff(attempt, response))
-                continue
-            raise self._refusal(what, response)
-        raise AssertionError("unreachable")  # pragma: no cover
+                failure = self._unavailable(what, "is unreachable", e)
+            else:
+                if response.status_code in ok:
+                    return response
+                failure = self._refusal(what, response)
+                if response.status_code not in _RETRY_STATUSES:
+                    raise failure
+                retry_after = response.headers.get("retry-after", "")
+            if attempt >= attempts or timed_out >= unanswered:
+                break
+            wait = self._retry.wait(attempt - 1, self._rng, retry_after)
+            await self._sleep(max(0.0, min(wait, left())))
+        raise failure
 
-    def _backoff(self, attempt: int, response: httpx.Response) -> float:
-        delay = self._retry.delay(attempt, self._rng)
-        retry_after = response.headers.get("retry-after", "")
-        if retry_after.isdigit():
-            delay = max(delay, min(float(retry_after), self._retry.max_delay))
-        return delay
+    def _unavailable(self, what: str, how: str, e: Exception) -> RelayUnavailable:
+        return RelayUnavailable(
+            f"cannot {what}: {self._host} {how} ({type(e).__name__}); retry later"
+        )
 
     def _refusal(self, what: str, response: httpx.Response) -> RelayRefused | RelayUnavailable:
         status = response.status_code
