@@ -161,6 +161,7 @@ def test_every_setting_comes_from_the_environment(tmp_path: Path) -> None:
         "ip_burst": "2",
         "tenant_rate": "3",
         "tenant_burst": "4",
+        "trusted_proxies": "10.8.0.0/16",
         "rate_limit_buckets": "7",
         "tenant_cache_size": "8",
         "max_concurrency": "9",

@@ -28,7 +28,6 @@ from backchannel.relay import rotation
 from backchannel.relay.batch import BatchEndpoints
 from backchannel.relay.intake import IntakeEndpoints
 from backchannel.relay.openapi import openapi_document
-from backchannel.relay.ratelimit import client_key
 from backchannel.relay.requests import HTTPRefusal
 from backchannel.relay.service import RelayService, error
 from backchannel.relay.settings import RelaySettings
@@ -46,7 +45,7 @@ _HTTP_MESSAGES = {
 
 def _ip_refusal(service: RelayService, scope: Scope) -> Response | None:
     """The 429 for a client address over its rate, else None (takes a token)."""
-    wait = service.ip_limits.take(client_key(scope))
+    wait = service.ip_limits.take(service.client_key(scope))
     if not wait:
         return None
     service.metrics.rate_limited.labels("ip").inc()

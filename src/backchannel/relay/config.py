@@ -55,6 +55,11 @@ DESCRIPTIONS: dict[str, str] = {
     "tenant_rate": "Requests per second per tenant (0: no limit).",
     "tenant_burst": "Burst allowed per tenant.",
     "rate_limit_buckets": "Most rate-limit buckets kept per scope (least recently used go first).",
+    "trusted_proxies": (
+        "Reverse proxies in front of the relay (addresses or CIDR networks, comma-separated,\n"
+        'e.g. "127.0.0.1, ::1"): their X-Forwarded-For names the client for the per-address\n'
+        "limits. Any other peer's header is ignored. Empty: the peer is the client."
+    ),
     "tenant_cache_size": "Most tenant records cached in memory.",
     "max_concurrency": "Most requests served at once; more get 503.",
     "graceful_shutdown_seconds": "Seconds in-flight requests get to finish on shutdown.",

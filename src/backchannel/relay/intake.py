@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from backchannel.errors import IntakeClosed, QuotaExceeded, UnknownTenant
 from backchannel.protocol import intake as proto
 from backchannel.relay import api_types as api
-from backchannel.relay.ratelimit import TokenBuckets, client_key
+from backchannel.relay.ratelimit import TokenBuckets
 from backchannel.relay.requests import HTTPRefusal, is_tenant_id, read_json_object
 from backchannel.relay.service import RelayService
 
@@ -138,7 +138,7 @@ class IntakeEndpoints:
     async def intake_submit(self, request: Request) -> Response:
         service = self.service
         s = service.settings
-        self._limit(self.ip_limits, client_key(request.scope), "intake_ip")
+        self._limit(self.ip_limits, service.client_key(request.scope), "intake_ip")
         # At the relay's intake rate, a flood is refused before its body is read.
         self._limit(self.relay_limit, "", "intake_relay", spend=False)
         tenant_id = await self._open_tenant(request.path_params["tenant_id"])

@@ -69,9 +69,14 @@ def uvicorn_config(settings: RelaySettings, *, background: bool = True) -> uvico
         lifespan="on",
         access_log=False,
         log_config=_log_config(settings.log_level),
-        # Behind a proxy, the operator terminates TLS there; the relay does not
-        # trust forwarded headers by default, so a client cannot pick its own
-        # rate-limit key.
+        # Behind a proxy, the operator terminates TLS there. uvicorn's proxy
+        # headers stay off: they would rewrite every request's client and
+        # scheme, trusting $FORWARDED_ALLOW_IPS (loopback when unset; a
+        # malformed entry taken silently), and only under uvicorn, not in the
+        # app create_app builds. The relay's one use for a client address, the
+        # per-address limits, reads X-Forwarded-For itself, from the proxies
+        # the validated ``trusted_proxies`` setting names
+        # (ratelimit.client_keyer), so a client cannot pick its own key.
         proxy_headers=False,
         server_header=False,
         # Every answer carries its bytes and no more: the round's exchange is

@@ -46,7 +46,7 @@ from backchannel.protocol.misbehaviour import (
 from backchannel.relay import api_types as api
 from backchannel.relay.checkpoints import Checkpoints
 from backchannel.relay.metrics import CONTENT_TYPE_LATEST, RelayMetrics
-from backchannel.relay.ratelimit import TokenBuckets
+from backchannel.relay.ratelimit import TokenBuckets, client_keyer
 from backchannel.relay.requests import (
     HTTPRefusal,
     bearer_token,
@@ -94,6 +94,7 @@ class RelayService:
         self._time_floor = 0
         self.metrics = RelayMetrics()
         self.ip_limits = TokenBuckets(s.ip_rate, s.ip_burst, s.rate_limit_buckets, clock)
+        self.client_key = client_keyer(s.trusted_proxies)  # every per-address limit's key
         #: Cells anyone deposits to a tenant (deposits need no credential) ...
         self.tenant_limits = TokenBuckets(
             s.tenant_rate, s.tenant_burst, s.rate_limit_buckets, clock

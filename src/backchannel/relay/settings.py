@@ -25,6 +25,7 @@ from backchannel.protocol.batch import INTAKE_ASK_LEN, MAX_QUERIES, QUERY_LEN
 from backchannel.protocol.constants import CELL_SIZE, MIN_RETENTION_SECONDS, SLOT_LEN
 from backchannel.protocol.misbehaviour import MAX_ABSENT_SLOTS
 from backchannel.protocol.note import TYPE_COSIGNATURE_ED25519, TYPE_COSIGNATURE_MLDSA44, Verifier
+from backchannel.relay.ratelimit import trusted_networks
 from backchannel.store.factory import sqlite_url
 
 ENV_PREFIX = "BACKCHANNEL_RELAY_"
@@ -153,6 +154,12 @@ class RelaySettings:
     tenant_burst: int = 2000
     #: Most rate-limit buckets kept per scope; the least recently used go first.
     rate_limit_buckets: int = 10_000
+    #: Reverse proxies in front of the relay: comma-separated addresses or CIDR
+    #: networks. A request from one of them is keyed, for every per-address
+    #: limit, by the client its ``X-Forwarded-For`` names (the rightmost entry
+    #: that is not a trusted proxy); any other peer's header is ignored. Empty:
+    #: the client is always the connection's peer (``ratelimit.client_keyer``).
+    trusted_proxies: str = ""
     #: Most tenant records cached in memory (tenants are never deleted).
     tenant_cache_size: int = 10_000
     #: Most requests served at once; more get 503 from the server.
@@ -253,6 +260,10 @@ class RelaySettings:
             parse_witnesses(self.witnesses)
         except DecodeError as e:
             raise ConfigError(f"invalid relay setting: witnesses: {e}") from None
+        try:
+            trusted_networks(self.trusted_proxies)
+        except ValueError as e:
+            raise ConfigError(f"invalid relay setting: trusted_proxies: {e}") from None
 
     @property
     def batch_deposit_limit(self) -> int:
@@ -281,6 +292,11 @@ def _coerce(name: str, raw: object) -> object:
     kind = _FIELDS[name].type
     if name == "db_url":
         return store_url_from(str(raw))
+    if name == "trusted_proxies" and isinstance(raw, list):
+        # A TOML array of addresses is the comma-separated list.
+        if not all(isinstance(entry, str) for entry in raw):
+            raise ConfigError("relay setting trusted_proxies is a list of addresses as strings")
+        return ", ".join(raw)
     try:
         if kind == "bool":
             if isinstance(raw, bool):
