@@ -22,11 +22,24 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.lock
 	touch $(BENCH_STAMP)
 
+# Where the environment forbids writing bytecode (PYTHONDONTWRITEBYTECODE), every
+# process the demo or the tests start (the CLI, the relay) would compile the whole
+# package again, about a second each: compile it once (compileall skips what is
+# up to date, and writes whatever that variable says).
+COMPILE := $(BIN)/python -m compileall -q src/backchannel tests bench
+
 demo: $(STAMP)
+	$(COMPILE)
 	$(BIN)/backchannel demo
 
+# The suite on two processes (pytest-xdist), each test file whole on one of them;
+# then the relay's schemathesis property test alone, whose operations xdist does
+# not split.
+ALONE := tests/relay/test_schemathesis.py
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(COMPILE)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --ignore=$(ALONE)
+	$(BIN)/python -m pytest -q $(ALONE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -34,9 +47,11 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 bench: $(BENCH_STAMP)
+	$(COMPILE)
 	$(BIN)/python -m bench
 
 bench-quick: $(BENCH_STAMP)
+	$(COMPILE)
 	$(BIN)/python -m bench --quick
 
 # The sdist and the wheel in dist/, built with the setuptools pinned in
@@ -72,6 +87,7 @@ schemathesis: $(STAMP)
 # tests/bench/test_soak.py, run by `make test`.
 SOAK_SECONDS ?= 3600
 soak: $(BENCH_STAMP)
+	$(COMPILE)
 	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS) --csv docs/img/soak.csv --plot docs/img/soak.png
 
 # The fault harness (docs/reliability.md): FAULT_TRIALS trials of each fault on
@@ -85,6 +101,7 @@ FAULT_TRIALS ?= 100
 FAULTS ?= all
 FAULT_STORES ?= sqlite,postgres
 faults: $(STAMP)
+	$(COMPILE)
 	$(BIN)/python -m tests.faults.harness --trials $(FAULT_TRIALS) --faults $(FAULTS) \
 		--stores $(FAULT_STORES) --csv docs/img/faults.csv
 	BACKCHANNEL_FULL_SWEEP=1 $(BIN)/python -m pytest -q tests/e2e/test_cli_relay_faults.py \

@@ -208,7 +208,9 @@ async def test_a_real_relay_that_does_not_answer_is_given_up_on_after_two_tries(
         took = time.monotonic() - began
     assert connections[0] == 2
     assert "did not answer" in str(err.value) and "Timeout" in str(err.value), err.value
-    assert took < 1.5, took  # two tries of 0.2 s and a wait of at most 0.1 s
+    # Two tries of 0.2 s and a wait of at most 0.1 s: given up on by itself, well
+    # before the 5 s guard, however loaded the machine.
+    assert took < 4, took
 
 
 async def test_one_sync_against_a_relay_that_never_answers_ends_within_a_round(

@@ -413,6 +413,7 @@ async def test_tenant_isolation(http: httpx.AsyncClient, alpha: Tenant, beta: Te
         "Bearer not-base64!",
         "bearer " + "A" * 44,
     ],
+    ids=["none", "another-credential", "basic", "bearer-alone", "not-base64", "lowercase"],
 )
 async def test_wrong_or_missing_credential_is_401(
     http: httpx.AsyncClient, alpha: Tenant, auth: str | None

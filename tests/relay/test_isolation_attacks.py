@@ -253,6 +253,7 @@ async def _put_raw(app: Starlette, path: str, headers: list[tuple[bytes, bytes]]
 @pytest.mark.parametrize(
     "path",
     [f"/v1/tenants/mission-alpha/slots/{new_slot()}", "/v1/batch/deposit", "/v1/tenants"],
+    ids=["slot", "batch-deposit", "register"],
 )
 async def test_duplicate_headers_pass_no_body_limit(make_app: AppFactory, path: str) -> None:
     # Two lengths (a large one, then one that fits) and two media types: whichever
