@@ -213,15 +213,25 @@ async def test_a_real_relay_that_does_not_answer_is_given_up_on_after_two_tries(
     assert took < 4, took
 
 
-async def test_one_sync_against_a_relay_that_never_answers_ends_within_a_round(
-    tmp_path: Path,
-) -> None:
+@asynccontextmanager
+async def _drafted(
+    tmp_path: Path, text: str
+) -> AsyncIterator[tuple[Clock, LyingRelay, tuple[Client, ...], tuple[Client, ...]]]:
+    """Two missions on a relay, on an injected clock, and a draft of ``text`` on
+    Ri's device (its cells wait for the rounds): (clock, relay, New York, Washington)."""
     clock = Clock()
     relay = LyingRelay(tmp_path / "relay", clock)
     async with relay.running():
         ny, dc = await _missions(relay, tmp_path, clock)
+        ny[0].compose(ny[0].channel_for("Washington").channel_id, note(text))
+        yield clock, relay, ny, dc
+
+
+async def test_one_sync_against_a_relay_that_never_answers_ends_within_a_round(
+    tmp_path: Path,
+) -> None:
+    async with _drafted(tmp_path, "across the silence") as (clock, _, ny, dc):
         ri, han = ny
-        ri.compose(ri.channel_for("Washington").channel_id, note("across the silence"))
         honest, silent = ri._relay, Silent(clock)
         ri._relay = silent.factory()
         start = clock.now
@@ -259,12 +269,8 @@ async def _run(
 async def test_under_run_a_request_unanswered_when_the_next_is_due_gives_up(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
-    relay = LyingRelay(tmp_path / "relay", clock)
-    async with relay.running():
-        ny, _ = await _missions(relay, tmp_path, clock)
+    async with _drafted(tmp_path, "on schedule") as (clock, _, ny, _):
         ri = ny[0]
-        ri.compose(ri.channel_for("Washington").channel_id, note("on schedule"))
         silent = Silent(clock)
         ri._relay = silent.factory()
         length = 60.0
@@ -289,12 +295,8 @@ async def test_under_run_a_request_unanswered_when_the_next_is_due_gives_up(
 async def test_a_deposit_stored_but_never_answered_goes_again_and_arrives_once(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
-    relay = LyingRelay(tmp_path / "relay", clock)
-    async with relay.running():
-        ny, dc = await _missions(relay, tmp_path, clock)
+    async with _drafted(tmp_path, "said once") as (clock, relay, ny, dc):
         ri, han = ny
-        ri.compose(ri.channel_for("Washington").channel_id, note("said once"))
         silent = Silent(clock, relay.app)  # the relay acts on each request; answers lost
         ri._relay = silent.factory()
         _, [lost] = await _run(ri, silent, 1)
@@ -325,12 +327,8 @@ class Slow(Silent):
 async def test_short_rounds_still_wait_for_a_busy_relay(tmp_path: Path) -> None:
     # Rounds of a second (a demo, a test) would leave a deposit a fraction of a
     # second: a relay that is only busy still gets MIN_PHASE_SECONDS to answer.
-    clock = Clock()
-    relay = LyingRelay(tmp_path / "relay", clock)
-    async with relay.running():
-        ny, _ = await _missions(relay, tmp_path, clock)
+    async with _drafted(tmp_path, "in a short round") as (clock, relay, ny, _):
         ri = ny[0]
-        ri.compose(ri.channel_for("Washington").channel_id, note("in a short round"))
         slow = Slow(clock, relay.app, MIN_PHASE_SECONDS - 1)
         ri._relay = slow.factory()
         _, [report] = await _run(ri, slow, 1, length=1.0)
