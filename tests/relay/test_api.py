@@ -539,6 +539,29 @@ async def test_every_request_to_a_slot_path_is_counted_once(
         assert _summed(after, metric) - _summed(before, metric) == len(sent) + 1, metric
 
 
+async def test_a_deposit_that_fails_is_answered_500_and_counted(
+    app: Starlette, http: httpx.AsyncClient, alpha: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An operator alerts on 5xx in requests_total: a failure on the fast path
+    # must be in it.
+    async def broken(*args: object) -> object:
+        raise RuntimeError("the store broke")
+
+    monkeypatch.setattr(app.state.service, "deposit", broken)
+    before = (await http.get("/metrics")).text
+    r = await deposit(http, alpha.tenant_id, new_slot(), new_cell())
+    assert r.status_code == 500 and "the store broke" not in r.text
+    after = (await http.get("/metrics")).text
+    line = 'backchannel_relay_requests_total{route="deposit",status="500"}'
+    counted = [float(x.rsplit(" ", 1)[1]) for x in after.splitlines() if x.startswith(line)]
+    assert counted == [1.0], counted
+    assert (
+        _summed(after, "backchannel_relay_requests_total")
+        - _summed(before, "backchannel_relay_requests_total")
+        == 2
+    )  # the deposit and the first scrape
+
+
 # -- rate limits -------------------------------------------------------------
 
 

@@ -60,7 +60,12 @@ class SlotEndpoint:
         started = time.perf_counter()
         method = scope["method"]
         route = "deposit" if method == "PUT" else "get_cell"
-        status = await self.handle(scope, receive, send, method)
+        try:
+            status = await self.handle(scope, receive, send, method)
+        except Exception:
+            # The app's guard answers the 500; it is counted here, as every answer is.
+            self.service.metrics.request_done(route, 500, time.perf_counter() - started)
+            raise
         elapsed = time.perf_counter() - started
         self.service.metrics.request_done(route, status, elapsed)
         if access_log.isEnabledFor(logging.DEBUG):
