@@ -33,19 +33,13 @@ demo: $(STAMP)
 	$(BIN)/backchannel demo
 
 # The suite on two processes (pytest-xdist), each test file whole on one of them;
-# beside it, at a lower priority (it takes the cycles the suite leaves), the
-# relay's schemathesis property test in a process of its own: under xdist its
-# generated operations run as one item. Fails if either fails; the property
-# test's report follows the suite's.
+# then the relay's schemathesis property test alone, whose operations xdist does
+# not split.
 ALONE := tests/relay/test_schemathesis.py
 test: $(STAMP)
 	$(COMPILE)
-	@log=$$(mktemp); \
-	nice -n 10 $(BIN)/python -m pytest -q $(ALONE) > $$log 2>&1 & alone=$$!; \
-	echo "pytest -q -n 2 --dist loadfile --ignore=$(ALONE), and $(ALONE) beside it"; \
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --ignore=$(ALONE); suite=$$?; \
-	wait $$alone; solo=$$?; cat $$log; rm -f $$log; \
-	test $$suite -eq 0 && test $$solo -eq 0
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --ignore=$(ALONE)
+	$(BIN)/python -m pytest -q $(ALONE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
