@@ -16,6 +16,7 @@ import hmac
 import logging
 import secrets
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -274,6 +275,25 @@ async def test_duplicate_headers_pass_no_body_limit(make_app: AppFactory, path: 
     assert status in (413, 415)
 
 
+def _client_at(app: Starlette, host: str) -> httpx.AsyncClient:
+    """A client whose requests come from ``host``."""
+    transport = httpx.ASGITransport(app=app, client=(host, 5000))
+    return httpx.AsyncClient(transport=transport, base_url="http://relay")
+
+
+def _credentialed(alpha: Tenant, credential: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path, arguments) of a request to each endpoint that takes the
+    tenant's credential, the two fast paths included, with ``credential``."""
+    auth = {"Authorization": f"Bearer {credential}"}
+    fetch = FetchBatch(0, 0, (), ()).encode()
+    return [
+        ("GET", alpha.path(f"slots/{new_slot()}"), {"headers": auth}),
+        ("POST", alpha.path("batch/fetch"), {"content": fetch, "headers": {**OCTET, **auth}}),
+        ("POST", alpha.path("fetch"), {"json": {"slots": []}, "headers": auth}),
+        ("POST", alpha.path("intake/fetch"), {"json": {"after": 0}, "headers": auth}),
+    ]
+
+
 # -- credentials -------------------------------------------------------------------------
 
 
@@ -286,26 +306,14 @@ async def test_guessing_a_credential_is_bounded_by_the_address_and_locks_no_one_
     app = make_app(ip_rate=0.001, ip_burst=8, tenant_rate=0.001, tenant_burst=2)
     async for http in running(app):
         alpha = await register(http, "mission-alpha")
-    guesser = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 5000)),
-        base_url="http://relay",
-    )
-    owner = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=("198.51.100.7", 5000)),
-        base_url="http://relay",
-    )
-    fetch = FetchBatch(0, 0, (), ()).encode()
+    guesser, owner = _client_at(app, "203.0.113.9"), _client_at(app, "198.51.100.7")
     async with app.router.lifespan_context(app), guesser, owner:
 
         async def guess(c: httpx.AsyncClient, credential: str) -> list[int]:
-            auth = {"Authorization": f"Bearer {credential}"}
-            answers = [
-                await c.get(alpha.path(f"slots/{new_slot()}"), headers=auth),
-                await c.post(alpha.path("batch/fetch"), content=fetch, headers={**OCTET, **auth}),
-                await c.post(alpha.path("fetch"), json={"slots": []}, headers=auth),
-                await c.post(alpha.path("intake/fetch"), json={"after": 0}, headers=auth),
+            return [
+                (await c.request(method, path, **kw)).status_code
+                for method, path, kw in _credentialed(alpha, credential)
             ]
-            return [a.status_code for a in answers]
 
         assert await guess(guesser, new_credential()) == [401] * 4
         assert await guess(guesser, new_credential()) == [401] * 4
@@ -314,12 +322,6 @@ async def test_guessing_a_credential_is_bounded_by_the_address_and_locks_no_one_
         # The tenant's own tokens were untouched by eight wrong guesses.
         r = await owner.post(alpha.path("fetch"), json={"slots": []}, headers=alpha.auth)
         assert r.status_code == 200
-
-
-def _client_at(app: Starlette, host: str) -> httpx.AsyncClient:
-    """A client whose requests come from ``host``."""
-    transport = httpx.ASGITransport(app=app, client=(host, 5000))
-    return httpx.AsyncClient(transport=transport, base_url="http://relay")
 
 
 #: One IPv6 subscriber's /64, and its neighbour's.
@@ -337,26 +339,14 @@ async def test_rotating_ipv6_addresses_within_one_64_buys_no_more_guesses(
     app = make_app(ip_rate=0.001, ip_burst=8, tenant_rate=0.001, tenant_burst=2)
     async for http in running(app):
         alpha = await register(http, "mission-alpha")
-    fetch = FetchBatch(0, 0, (), ()).encode()
     hosts = (f"{_ATTACKER_64}:{i:x}:{i * 37:x}:{i * 101:x}:{i + 1:x}" for i in range(1, 100))
     async with app.router.lifespan_context(app):
 
         async def guess(credential: str) -> list[int]:
-            auth = {"Authorization": f"Bearer {credential}"}
             codes = []
-            for method, path, kw in (
-                ("GET", alpha.path(f"slots/{new_slot()}"), {"headers": auth}),
-                (
-                    "POST",
-                    alpha.path("batch/fetch"),
-                    {"content": fetch, "headers": {**OCTET, **auth}},
-                ),
-                ("POST", alpha.path("fetch"), {"json": {"slots": []}, "headers": auth}),
-                ("POST", alpha.path("intake/fetch"), {"json": {"after": 0}, "headers": auth}),
-            ):
+            for method, path, kw in _credentialed(alpha, credential):
                 async with _client_at(app, next(hosts)) as c:
-                    r = await c.request(method, path, **kw)  # type: ignore[arg-type]
-                codes.append(r.status_code)
+                    codes.append((await c.request(method, path, **kw)).status_code)
             return codes
 
         assert await guess(new_credential()) == [401] * 4
