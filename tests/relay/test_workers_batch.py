@@ -3,10 +3,11 @@
 A relay runs with three workers on PostgreSQL. Clients send batch deposits
 (``POST /v1/batch/deposit``) of several cells to several tenants, opening a new
 connection every few batches so that the batches spread over the workers; one
-worker is killed with SIGKILL in the middle and the supervisor starts it
-again. A batch whose answer the kill cut off is not sent again at once: once
-the load is over, the store must hold each of them whole, in one log leaf, or
-not at all; the same batch sent again must then find it so. In the end:
+worker is killed with SIGKILL in the middle (another one later, up to twice,
+while that cut off no batch) and the supervisor starts it again. A batch
+whose answer the kill cut off is not sent again at once: once the load is
+over, the store must hold each of them whole, in one log leaf, or not at all;
+the same batch sent again must then find it so. In the end:
 
 * every cell is stored once, at its slot, byte for byte, at the log place its
   first answer gave (and nothing else is stored);
@@ -162,15 +163,9 @@ def _peers(pid: int, port: int) -> set[int]:
     return peers
 
 
-async def _load_and_kill(relay: RelayProcess, batches: list[list[Batch]], load: Load) -> None:
-    clients = [asyncio.create_task(_client(relay.base_url, mine, load)) for mine in batches]
-    while load.batches_acked < CLIENTS * BATCHES_PER_CLIENT // 3:
-        for client in clients:
-            if client.done():
-                client.result()  # a client's failed check ends the test here
-        await asyncio.sleep(0.01)
-    # A worker that holds batches in flight right now (commits are paced, so
-    # they wait there a while), as many as can be.
+async def _kill_busiest(relay: RelayProcess, load: Load) -> None:
+    """SIGKILL the worker that holds the most batches in flight right now (commits
+    are paced, so they wait there a while), or any worker after ten seconds."""
     deadline = time.monotonic() + 10
     while True:
         peers = {pid: _peers(pid, relay.port) for pid in worker_pids(relay.pid)}
@@ -180,6 +175,27 @@ async def _load_and_kill(relay: RelayProcess, batches: list[list[Batch]], load: 
         if busy[victim] or time.monotonic() > deadline:
             break
     os.kill(victim, signal.SIGKILL)
+
+
+async def _load_and_kill(relay: RelayProcess, batches: list[list[Batch]], load: Load) -> None:
+    clients = [asyncio.create_task(_client(relay.base_url, mine, load)) for mine in batches]
+    total = CLIENTS * BATCHES_PER_CLIENT
+    # A batch answered in the instant between the choice and the kill is not cut
+    # off: on a loaded machine that can happen to every batch a worker held. So a
+    # worker is killed at a quarter of the load, and again at a half and at three
+    # quarters while no batch has been cut off yet.
+    for quarter in (1, 2, 3):
+        while load.batches_acked < total * quarter // 4 and not all(c.done() for c in clients):
+            for client in clients:
+                if client.done():
+                    client.result()  # a client's failed check ends the test here
+            await asyncio.sleep(0.01)
+        if all(c.done() for c in clients):
+            break
+        await _kill_busiest(relay, load)
+        await asyncio.sleep(0.5)  # the clients see their connections cut
+        if load.interrupted:
+            break
     await asyncio.gather(*clients)
 
 
