@@ -539,6 +539,28 @@ async def test_every_request_to_a_slot_path_is_counted_once(
         assert _summed(after, metric) - _summed(before, metric) == len(sent) + 1, metric
 
 
+async def test_head_of_a_slot_answers_as_get_without_the_body(
+    http: httpx.AsyncClient, alpha: Tenant, beta: Tenant
+) -> None:
+    # The route's 405 names HEAD among the methods it takes (Starlette adds it
+    # to GET): HEAD reads the slot as GET does, the same status and headers.
+    slot, cell = new_slot(), new_cell()
+    path = alpha.path(f"slots/{slot}")
+    assert (await deposit(http, alpha.tenant_id, slot, cell)).status_code == 201
+    got = await http.get(path, headers=alpha.auth)
+    head = await http.head(path, headers=alpha.auth)
+    assert (head.status_code, head.content) == (200, b"")
+    for name in ("content-type", "content-length", "cache-control"):
+        assert head.headers[name] == got.headers[name], name
+    assert head.headers["content-length"] == str(len(cell))
+    # Refused as GET is: no credential, another tenant's, a slot with nothing yet.
+    assert (await http.head(path)).status_code == 401
+    assert (await http.head(path, headers=beta.auth)).status_code == 401
+    empty = await http.head(alpha.path(f"slots/{new_slot()}"), headers=alpha.auth)
+    assert empty.status_code == 404
+    assert "allow" in (await http.delete(path)).headers
+
+
 async def test_a_deposit_that_fails_is_answered_500_and_counted(
     app: Starlette, http: httpx.AsyncClient, alpha: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,6 +47,8 @@ class SlotEndpoint:
     path's entry (PUT and GET) and counts itself; the routed entry
     (``__call__``, which only HEAD reaches: Starlette adds it to GET) is
     counted by the app's gate around the routing, as every routed request is.
+    HEAD reads the slot as GET does and answers the same status and headers,
+    without the body.
     """
 
     def __init__(self, service: RelayService) -> None:
@@ -73,7 +75,7 @@ class SlotEndpoint:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, method: str) -> int:
         target = split_slot_path(scope["path"])
-        if target is None or method not in ("PUT", "GET"):
+        if target is None or method not in ("PUT", "GET", "HEAD"):
             response = error(404, "no such endpoint; see /openapi.json")
             await response(scope, receive, send)
             return 404
@@ -115,5 +117,6 @@ class SlotEndpoint:
             await response(scope, receive, send)
             return 503
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        # HEAD is answered as GET is, with the length but without the body.
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else payload})
         return status
