@@ -122,6 +122,19 @@ def test_only_the_reply_code_opens_the_answer() -> None:
         pi.seal_answer(CARD, code, "x" * (pi.MAX_ANSWER_TEXT + 1), secrets.token_bytes)
 
 
+def test_an_answer_is_kept_at_the_hash_of_its_name() -> None:
+    # The relay reads answer_slot(name) for whoever names it: the slot is
+    # neither the name nor anything a name can be chosen to hit.
+    name = pi.reply_id(CARD, pi.new_reply_code(secrets.token_bytes))
+    slot = pi.answer_slot(name)
+    assert len(slot) == pi.REPLY_ID_LEN and slot != name
+    assert slot == pi.answer_slot(name)
+    assert slot != pi.answer_slot(pi.reply_id(CARD, pi.new_reply_code(secrets.token_bytes)))
+    for wrong in (name[:-1], name + b"\x00"):
+        with pytest.raises(DecodeError):
+            pi.answer_slot(wrong)
+
+
 def test_the_proof_of_work_binds_tenant_bucket_and_cell() -> None:
     cell = bytes(range(256)) * 16  # fixed inputs: the outcome below is the same every run
     prefix = pi.pow_prefix("mission-a", 100, cell)

@@ -195,16 +195,37 @@ async def test_only_the_mission_reads_its_intake(relay: Relay) -> None:
 
 async def test_an_answer_is_read_by_its_reply_id_alone(relay: Relay) -> None:
     code = pi.new_reply_code(secrets.token_bytes)
-    slot = pi.reply_id(relay.card, code)
+    name = pi.reply_id(relay.card, code)
     async with relay.client() as c:
-        assert (await c.get(f"/v1/intake/mission-a/answers/{slot.hex()}")).status_code == 404
-        await relay.store.deposit(
-            "mission-a", slot, pi.seal_answer(relay.card, code, "Yes.", secrets.token_bytes), 0
-        )
-        got = await c.get(f"/v1/intake/mission-a/answers/{slot.hex()}")
+        assert (await c.get(f"/v1/intake/mission-a/answers/{name.hex()}")).status_code == 404
+        cell = pi.seal_answer(relay.card, code, "Yes.", secrets.token_bytes)
+        await relay.store.deposit("mission-a", pi.answer_slot(name), cell, 0)
+        got = await c.get(f"/v1/intake/mission-a/answers/{name.hex()}")
         assert got.status_code == 200
         assert pi.open_answer(relay.card, code, base64.b64decode(got.json()["cell"])) == "Yes."
         assert (await c.get("/v1/intake/mission-a/answers/xyz")).status_code == 400
+
+
+async def test_the_answer_endpoint_reads_no_other_cell_of_the_tenant(relay: Relay) -> None:
+    # Attack: whoever knows a slot of an intake-open tenant (the peer mission
+    # that deposits there, an officer removed since) names it as a reply id to
+    # read the cell without the tenant's credential. A reply id names the slot
+    # of its hash, so neither a channel's slot nor an answer's own slot reads.
+    code = pi.new_reply_code(secrets.token_bytes)
+    name = pi.reply_id(relay.card, code)
+    channel_slot, channel_cell = secrets.token_bytes(32), secrets.token_bytes(4096)
+    await relay.store.deposit("mission-a", channel_slot, channel_cell, 0)
+    answer = pi.seal_answer(relay.card, code, "Yes.", secrets.token_bytes)
+    await relay.store.deposit("mission-a", pi.answer_slot(name), answer, 0)
+    async with relay.client() as c:
+        for slot in (channel_slot, pi.answer_slot(name)):
+            r = await c.get(f"/v1/intake/mission-a/answers/{slot.hex()}")
+            assert r.status_code == 404, r.text
+        # The credential still reads the channel's cell, and the reply id its answer.
+        r = await c.get(f"/v1/tenants/mission-a/slots/{channel_slot.hex()}", headers=relay.auth)
+        assert r.status_code == 200 and r.content == channel_cell
+        r = await c.get(f"/v1/intake/mission-a/answers/{name.hex()}")
+        assert base64.b64decode(r.json()["cell"]) == answer
 
 
 async def test_the_page_is_served_with_a_strict_policy(relay: Relay) -> None:

@@ -187,7 +187,8 @@ async def test_two_requests_under_one_reply_code_get_one_answer_and_no_false_ala
     m = ri.mission()
     card = ri.intake_card()
     cell = pi.seal_answer(card, chosen, "A meeting on Friday.", secrets.token_bytes)
-    late = NetOut(m.relay_url, m.tenant_id, pi.reply_id(card, chosen), cell, b"", -1, INTAKE_LANE)
+    slot = pi.answer_slot(pi.reply_id(card, chosen))
+    late = NetOut(m.relay_url, m.tenant_id, slot, cell, b"", -1, INTAKE_LANE)
     ri.vault.append(INTAKE_OUT, statecodec.dumps(late))
     report = await ri.sync(1)
     [alarm] = report.alarms

@@ -210,7 +210,7 @@ class Intake(OfficerAlarms):
             record = records[item.request_id]
             m = self.mission()
             cell = pi.seal_answer(card, record.reply_code, item.answer, secrets.token_bytes)
-            slot = pi.reply_id(card, record.reply_code)
+            slot = pi.answer_slot(pi.reply_id(card, record.reply_code))
             out = NetOut(m.relay_url, m.tenant_id, slot, cell, b"", -1, INTAKE_LANE)
             self.vault.append(INTAKE_OUT, statecodec.dumps(out))
             self.vault.put(INTAKE_SENT, item.request_id, b"\x01")

@@ -103,6 +103,7 @@ HPKE_CHANNEL_REKEY = _label("hpke/channel-rekey")
 INTAKE_KEY = _label("intake/key")
 INTAKE_REQUEST = _label("intake/request")
 INTAKE_REPLY_ID = _label("intake/reply-id")
+INTAKE_ANSWER_SLOT = _label("intake/reply-slot")
 INTAKE_REPLY_KEY = _label("intake/reply-key")
 INTAKE_ANSWER = _label("intake/answer")
 INTAKE_POW = _label("intake/pow")
@@ -191,6 +192,7 @@ ALL: tuple[bytes, ...] = (
     INTAKE_KEY,
     INTAKE_REQUEST,
     INTAKE_REPLY_ID,
+    INTAKE_ANSWER_SLOT,
     INTAKE_REPLY_KEY,
     INTAKE_ANSWER,
     INTAKE_POW,

@@ -283,6 +283,19 @@ def reply_id(card: IntakeCard, code: bytes) -> bytes:
     return hkdf(code, salt=None, info=labels.INTAKE_REPLY_ID + card.mission_id, length=REPLY_ID_LEN)
 
 
+def answer_slot(reply: bytes) -> bytes:
+    """The slot the answer named ``reply`` (a :func:`reply_id`) is kept at.
+
+    The relay reads this slot for whoever names ``reply``, without a
+    credential; a hash of it, not the name itself, so that naming a slot of
+    the tenant's channels reads nothing: the slot a name gives is as hard to
+    aim at a chosen slot as a preimage of SHA-256.
+    """
+    if len(reply) != REPLY_ID_LEN:
+        raise DecodeError(f"a reply id is {REPLY_ID_LEN} bytes")
+    return sha256(labels.INTAKE_ANSWER_SLOT, reply)
+
+
 def _reply_key(card: IntakeCard, code: bytes) -> bytes:
     return hkdf(code, salt=None, info=labels.INTAKE_REPLY_KEY + card.mission_id)
 

@@ -176,13 +176,15 @@ class IntakeEndpoints:
         """The cell at the slot a reply code names, for a tenant whose intake is open.
 
         The mission deposits answers as ordinary cells on its round schedule;
-        only the holder of a reply code can name (and open) its answer.
+        only the holder of a reply code can name (and open) its answer. The
+        slot read is the name's hash (``answer_slot``), never the name itself:
+        naming a slot of the tenant's channels reads nothing.
         """
         tenant_id = await self._open_tenant(request.path_params["tenant_id"])
-        reply_id = _reply_id(request)
+        slot = proto.answer_slot(_reply_id(request))
         if not await self.service.store.intake_is_open(tenant_id):
             raise HTTPRefusal(404, _CLOSED)
-        cell = (await self.service.store.fetch(tenant_id, [reply_id])).get(reply_id)
+        cell = (await self.service.store.fetch(tenant_id, [slot])).get(slot)
         if not cell:  # absent, or a spent slot
             raise HTTPRefusal(404, "no answer under this reply code (yet)")
         found: api.IntakeAnswer = {"cell": base64.b64encode(cell).decode()}

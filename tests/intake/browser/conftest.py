@@ -43,7 +43,7 @@ class Mission:
 
     def answer(self, code: bytes, text: str) -> None:
         """Deposit an answer as the mission's runner would: a cell at the reply slot."""
-        slot = pi.reply_id(self.card, code).hex()
+        slot = pi.answer_slot(pi.reply_id(self.card, code)).hex()
         cell = pi.seal_answer(self.card, code, text, secrets.token_bytes)
         put = httpx.put(
             f"{self.relay.base_url}/v1/tenants/{TENANT}/slots/{slot}",
