@@ -466,6 +466,46 @@ def test_a_decoded_record_is_kept_only_while_it_is_unchanged(path: Path) -> None
         assert calls == [b"one", b"one", b"two", b"three", b"four"]
 
 
+def test_a_generation_moves_with_every_change_to_its_tables_and_only_then(path: Path) -> None:
+    with Vault.create(path, KEY) as v:
+        v.put("intake", b"a", b"1")
+        g = v.generation("intake", "votes")
+        # Reads, and writes to other tables, leave it.
+        v.get("intake", b"a")
+        v.items("intake")
+        v.put("channel", b"k", b"x")
+        v.append("outbox", b"cell")
+        assert v.generation("intake", "votes") == g
+        # Each write to one of its tables moves it: put, replace, delete.
+        seen = {g}
+        for write in (
+            lambda: v.put("intake", b"b", b"2"),
+            lambda: v.put("intake", b"b", b"3"),
+            lambda: v.delete("intake", b"a"),
+            lambda: v.put("votes", b"v", b""),
+        ):
+            write()
+            now = v.generation("intake", "votes")
+            assert now not in seen
+            seen.add(now)
+        # A transaction undone moves it too: what was read inside may be gone.
+        g = v.generation("intake", "votes")
+        with contextlib.suppress(RuntimeError), v.transaction():
+            v.put("channel", b"k", b"y")
+            raise RuntimeError
+        assert v.generation("intake", "votes") != g
+        # So does another connection's commit, to any table (SQLite says only that
+        # something changed), and nothing else.
+        g = v.generation("intake", "votes")
+        with Vault.open(path, KEY) as other:
+            other.put("intake", b"c", b"4")
+        assert v.generation("intake", "votes") != g
+        g = v.generation("intake", "votes")
+        assert v.generation("intake", "votes") == g
+        with pytest.raises(ConfigError):
+            v.generation("Not A Table")
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_what_is_read_through_the_cache_is_what_is_on_disk(path: Path, seed: int) -> None:
     """Random writes, undone transactions and another connection's writes: after

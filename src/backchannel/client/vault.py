@@ -58,13 +58,16 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from backchannel.client.vault_cache import ReadCache
+from backchannel.client.vault_sql import APPLICATION_ID
+from backchannel.client.vault_sql import connect as _connect
+from backchannel.client.vault_sql import damaged as _damaged
+from backchannel.client.vault_sql import sql as _sql
+from backchannel.client.vault_sql import strerror as _strerror
 from backchannel.crypto import labels
 from backchannel.errors import (
-    BackchannelError,
     ConfigError,
     CorruptKeystore,
     KeystoreError,
-    StoreError,
     StoreUnavailable,
 )
 
@@ -74,8 +77,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 KEY_LEN: Final = 32
-#: SQLite ``application_id`` of a vault: "BCKV".
-APPLICATION_ID: Final = 0x42434B56
 #: Schema version, kept in SQLite's ``user_version``.
 SCHEMA_VERSION: Final = 1
 #: First byte of every sealed box.
@@ -119,42 +120,6 @@ def _check_name(kind: str, name: str) -> bytes:
     if not _NAME.fullmatch(name):
         raise ConfigError(f"invalid vault {kind} name; use 1-32 of a-z, 0-9, _")
     return name.encode("ascii")
-
-
-def _damaged(what: str) -> CorruptKeystore:
-    return CorruptKeystore(f"the vault {what}; restore the home directory from a backup")
-
-
-def _translate(exc: sqlite3.Error) -> BackchannelError:
-    """One-line Backchannel error for an ``sqlite3`` error (its message is not shown)."""
-    code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
-    if code == sqlite3.SQLITE_FULL:
-        return StoreUnavailable(
-            "the disk holding the vault is full; free space and retry "
-            "(this step was not saved; earlier records are intact)"
-        )
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return StoreUnavailable(
-            "the vault is in use by another Backchannel process; close it and retry"
-        )
-    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_FORMAT):
-        return _damaged("database is damaged or is not a Backchannel vault")
-    if code in (
-        sqlite3.SQLITE_READONLY,
-        sqlite3.SQLITE_PERM,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_AUTH,
-    ):
-        return StoreUnavailable(
-            "the vault cannot be opened for writing; check the home directory's "
-            "permissions and that its disk is not read-only"
-        )
-    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL):
-        return StoreUnavailable(
-            "the disk or system failed while using the vault; check the disk and retry"
-        )
-    name = getattr(exc, "sqlite_errorname", type(exc).__name__)
-    return StoreError(f"the vault database failed ({name}); retry, and report it if it persists")
 
 
 class Vault:
@@ -364,6 +329,18 @@ class Vault:
         with self._lock:
             return self._cache.decoded(table, key, raw, kind, decode)
 
+    def generation(self, *tables: str) -> tuple[int, ...]:
+        """A value equal to an earlier one only if none of ``tables`` changed
+        in between, by this connection or another: what a view computed from
+        those tables is kept against (a desk that polls reads nothing again
+        until something it shows moved)."""
+        for table in tables:
+            _check_name("table", table)
+        with self._lock:
+            with _sql():
+                self._check_cache_outside()
+            return self._cache.generation(tables)
+
     # ------------------------------------------------------------ records
 
     def _key_mac(self, tbl: bytes, key: bytes) -> bytes:
@@ -383,6 +360,7 @@ class Vault:
                 " VALUES (?, ?, ?, ?)",
                 (table, key_mac, key_box, value_box),
             )
+            self._cache.wrote(table)
             self._cache.remember(table, key, value)
 
     def get(self, table: str, key: bytes) -> bytes | None:
@@ -411,6 +389,7 @@ class Vault:
                 "DELETE FROM records WHERE tbl = ? AND key_mac = ?",
                 (table, self._key_mac(tbl, key)),
             )
+            self._cache.wrote(table)
             self._cache.remember(table, key, None)
         return cursor.rowcount > 0
 
@@ -519,10 +498,6 @@ def _check_key(key: bytes) -> None:
         raise ConfigError(f"the vault key must be {KEY_LEN} bytes")
 
 
-def _strerror(exc: OSError) -> str:
-    return os.strerror(exc.errno) if exc.errno is not None else type(exc).__name__
-
-
 def _subkeys(key: bytes, vault_id: bytes) -> tuple[ChaCha20Poly1305, bytes]:
     def derive(label: bytes) -> bytes:
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=vault_id, info=label).derive(key)
@@ -546,54 +521,3 @@ def _open_box(aead: ChaCha20Poly1305, box: object, aad: bytes) -> bytes:
         return aead.decrypt(nonce, box[1 + NONCE_LEN :], head + aad)
     except InvalidTag:
         raise _damaged("has a record that was altered or moved") from None
-
-
-class _Sql:
-    """Translates an ``sqlite3`` error leaving the block (:func:`_translate`).
-
-    A class rather than a generator: a device's round enters it thousands of
-    times."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, tp: object, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, sqlite3.Error):
-            raise _translate(exc) from exc
-
-
-_SQL: Final = _Sql()
-
-
-def _sql() -> _Sql:
-    return _SQL
-
-
-def _connect(path: Path, existing: bool = False) -> sqlite3.Connection:
-    """Connect to a file (never create one), set durable pragmas. An ``existing`` one must
-    be writable (SQLite would open it read-only, making ``-shm`` so) and a vault."""
-    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        if existing and file.exists() and not os.access(file, os.R_OK | os.W_OK):
-            where = f"{file.name} cannot be written; check the permissions of {path.parent}"
-            raise StoreUnavailable(f"the vault's file {where}")
-    uri = path.resolve().as_uri() + "?mode=rw"
-    with _sql():
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute("PRAGMA busy_timeout = 2000")
-            conn.execute("PRAGMA trusted_schema = OFF")
-            if existing and conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-                raise _damaged("file is not a Backchannel vault (wrong file?)")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreUnavailable(
-                    "the vault's disk does not support SQLite's WAL mode; use a local disk"
-                )
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA secure_delete = ON")
-        except BaseException:
-            conn.close()
-            raise
-    return conn
