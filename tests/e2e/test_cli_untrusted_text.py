@@ -104,6 +104,15 @@ def test_a_request_under_an_earlier_ones_reply_code_is_shown_and_refused_as_a_du
     listed = _run(ri, "intake", "list").out.splitlines()
     assert listed[1].startswith("#2 ") and " duplicate " in listed[1], listed
     assert listed[1].endswith("(same reply code as #1)"), listed
+    # Listed by state: the duplicate alone, or every other request.
+    only = _run(ri, "--json", "intake", "list", "--state", "duplicate").json["requests"]
+    assert [r["number"] for r in only] == [2]
+    rest = _run(ri, "--json", "intake", "list", "--state", "new", "--state", "assigned")
+    assert 2 not in [r["number"] for r in rest.json["requests"]]
+    assert 1 in [r["number"] for r in rest.json["requests"]]
+    wrong = backchannel("--home", ri, "intake", "list", "--state", "open",
+                        env=base_env(BACKCHANNEL_PASSPHRASE="pw"))  # fmt: skip
+    assert wrong.code == 2 and "'open' is not one of" in wrong.err, wrong.err
     assert "duplicate of #1" in _run(ri, "intake", "show", "2").out
     assert _run(ri, "--json", "intake", "show", "2").json["duplicate_of"] == 1
     answer = tmp_path / "answer.txt"

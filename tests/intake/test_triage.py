@@ -5,19 +5,21 @@ answer that k officers approved reaches the submitter."""
 from __future__ import annotations
 
 import secrets
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from backchannel.client import intake_public as public
 from backchannel.client import statecodec
-from backchannel.client.intake import INTAKE_LANE, INTAKE_OUT, INTAKE_TEXTS, _digest
+from backchannel.client.intake import INTAKE_LANE, INTAKE_OUT, INTAKE_TEXTS, IntakeRecord, _digest
 from backchannel.client.records import NetOut
 from backchannel.client.service import Client
 from backchannel.errors import ConfigError
 from backchannel.protocol import intake as pi
-from backchannel.protocol.audit import AuditKind
+from backchannel.protocol.audit import AuditEntry, AuditKind
 from tests.client.conftest import InProcessRelay
 from tests.client.test_audit import settle
 from tests.client.test_client_flow import two_missions
@@ -93,6 +95,48 @@ async def test_two_officers_answer_one_request_and_ignore_another(
             AuditKind.INTAKE_IGNORED, AuditKind.INTAKE_ANSWER_PROPOSED,
             AuditKind.INTAKE_ANSWER_APPROVED, AuditKind.INTAKE_ANSWER_SENT} <= kinds  # fmt: skip
     assert ri.audit_verify() == [] and han.audit_verify() == []
+
+
+async def test_the_queue_is_read_again_only_once_it_changed(
+    tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A desk asks for the queue every two seconds; a flood leaves thousands of
+    # requests. Asked again with nothing changed, nothing is read again; any
+    # change (an act here, a colleague's arriving, another process's commit)
+    # is seen at once.
+    ri, han = await opened_intake(tmp_path, relay)
+    await submit(relay, ri, "interview", "One", "First?")
+    await submit(relay, ri, "meeting", "Two", "Second?")
+    await settle(ri, han)
+    built: list[int] = []
+    real = type(ri)._items
+
+    def counting(self: Client, records: list[IntakeRecord], entries: list[AuditEntry]) -> Any:
+        built.append(len(records))
+        return real(self, records, entries)
+
+    monkeypatch.setattr(type(ri), "_items", counting)
+    first = ri.intake_items()
+    assert [i.state for i in first] == ["new", "new"]
+    assert ri.intake_items() == first and ri.intake_items() == first
+    assert built == [2]
+    ri.intake_ignore("2")
+    assert [i.state for i in ri.intake_items()] == ["new", "ignored"]
+    assert built == [2, 2]
+    han.intake_assign("1", "Han")
+    await settle(ri, han)
+    assert [(i.state, i.assigned_to) for i in ri.intake_items()] == [
+        ("assigned", "Han"), ("ignored", None)
+    ]  # fmt: skip
+    before = len(built)
+    ri.intake_items()
+    assert len(built) == before
+    # Another process commits to the vault (a CLI command beside the desk).
+    db = sqlite3.connect(ri.vault._path, isolation_level=None)
+    db.execute("CREATE TABLE elsewhere (x)")
+    db.close()
+    ri.intake_items()
+    assert len(built) == before + 1
 
 
 async def test_a_solo_officer_cannot_answer(tmp_path: Path, relay: InProcessRelay) -> None:

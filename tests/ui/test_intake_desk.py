@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from backchannel.client.intake import INTAKE, IntakeRecord
@@ -29,5 +30,48 @@ def test_a_hostile_request_is_shown_escaped(tmp_path: Path) -> None:
         ri.post("/intake/1/note", note=HOSTILE)
         page = ri.get("/intake/1").text
         assert "<script>alert" not in page and page.count("&lt;script&gt;") >= 4
+    finally:
+        ri.client.home.close()
+
+
+def test_the_queue_shows_a_page_at_a_time_and_each_list_apart(tmp_path: Path) -> None:
+    # A flood leaves thousands of requests: the queue, which refreshes every two
+    # seconds, shows fifty of them, the newest first, and where the rest are.
+    m = in_thread(lambda: set_up_missions(tmp_path, DEAD_RELAY, DEAD_RELAY, register=False,
+                                          pair=False))  # fmt: skip
+    ri = DeskClient(m.ri.home)
+    try:
+        with ri.client._tx():
+            for n in range(1, 121):
+                rid = n.to_bytes(16, "big")
+                record = IntakeRecord(n, rid, 0, Kind.OTHER, f"Request {n}", "", "", rid)
+                ri.client._put(INTAKE, rid, record)
+        ri.client.intake_ignore("7")
+        rows = re.compile(r'<tr class="state-[a-z]+">\s*<td><a href="/intake/(\d+)">')
+
+        first = ri.get("/intake").text
+        assert [int(n) for n in rows.findall(first)] == list(range(120, 70, -1))
+        assert "page 1 of 3 (120 in all)" in first
+        assert (
+            'href="/intake?show=all&amp;page=2" rel="next"' in first and 'rel="prev"' not in first
+        )
+        assert "All (120)" in first and "To triage (119)" in first
+        assert "Ignored, blocked or duplicate (1)" in first
+        # The refresh asks for the page it shows, not the first one.
+        assert 'hx-get="/intake?show=all&amp;page=2"' in ri.get("/intake?page=2").text
+        last = ri.get("/intake?page=3").text
+        assert [int(n) for n in rows.findall(last)] == list(range(20, 0, -1))
+        assert 'rel="prev"' in last and 'rel="next"' not in last
+        # A page past the end, or not a number, shows the nearest page.
+        assert rows.findall(ri.get("/intake?page=99").text) == rows.findall(last)
+        assert rows.findall(ri.get("/intake?page=x").text) == rows.findall(first)
+        # Each list apart: the ignored one alone, and the rest without it.
+        closed = ri.get("/intake?show=closed").text
+        assert rows.findall(closed) == ["7"] and "page 1 of" not in closed
+        to_triage = ri.get("/intake?show=open&page=3").text
+        assert [int(n) for n in rows.findall(to_triage)] == [n for n in range(20, 0, -1) if n != 7]
+        assert rows.findall(ri.get("/intake?show=answered").text) == []
+        assert "No requests here" in ri.get("/intake?show=answered").text
+        assert rows.findall(ri.get("/intake?show=<b>").text) == rows.findall(first)
     finally:
         ri.client.home.close()

@@ -15,6 +15,7 @@ answer goes out once k officers approved it (``docs/intake.md``).
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -212,11 +213,35 @@ def close(ctx: typer.Context) -> None:
     _set_open(ctx, False)
 
 
+class State(StrEnum):
+    """The states a request can be in, as ``intake list --state`` names them."""
+
+    NEW = "new"
+    ASSIGNED = "assigned"
+    ANSWERED = "answered"
+    IGNORED = "ignored"
+    BLOCKED = "blocked"
+    DUPLICATE = "duplicate"
+
+
 @app.command("list")
-def list_(ctx: typer.Context) -> None:
-    """Every request on this device, with its triage."""
+def list_(
+    ctx: typer.Context,
+    state: Annotated[
+        list[State] | None,
+        typer.Option(
+            "--state",
+            help="Only the requests in this state; give it again for several "
+            "(--state new --state assigned: those still to triage).",
+        ),
+    ] = None,
+) -> None:
+    """Every request on this device (or those in the states named), with its triage."""
     with open_client(ctx) as client:
         items = client.intake_items()
+    if state:
+        wanted = {s.value for s in state}
+        items = [i for i in items if i.state in wanted]
     lines = [
         Text(f"#{i.number} {short(i.request_id)} {i.state:<9} {i.kind:<10} {i.subject}"
              + (f"  [{', '.join(i.tags)}]" if i.tags else "")

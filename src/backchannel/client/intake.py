@@ -21,6 +21,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 
 from backchannel.client import statecodec
+from backchannel.client.audit import AUDIT_INTAKE
 from backchannel.client.device import one
 from backchannel.client.officer_alarms import OfficerAlarms
 from backchannel.client.records import NetOut
@@ -116,8 +117,25 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()[:_ID_LEN]
 
 
+#: The tables the requests as the desk shows them are read from (``mission``:
+#: the roster, which names the officers and sets how many approvals an answer needs).
+_VIEW_TABLES = (
+    INTAKE,
+    INTAKE_VOTES,
+    INTAKE_TEXTS,
+    INTAKE_CODES,
+    INTAKE_SENT,
+    AUDIT_INTAKE,
+    "mission",
+)
+
+
 class Intake(OfficerAlarms):
     """The intake's capability: the round's fetch, triage, answers."""
+
+    #: :meth:`intake_items` as last read, and the vault's generation of
+    #: :data:`_VIEW_TABLES` it was read at.
+    _intake_view: tuple[tuple[int, ...], tuple[IntakeItem, ...]] | None = None
 
     # --- the round ---------------------------------------------------------------
 
@@ -436,9 +454,20 @@ class Intake(OfficerAlarms):
         return item
 
     def intake_items(self) -> list[IntakeItem]:
-        """Every request on this device, oldest first, with the triage all officers see."""
+        """Every request on this device, oldest first, with the triage all officers see.
+
+        A desk asks again every few seconds, and a flood leaves thousands of
+        requests: what was read is kept until one of the tables it comes from
+        changes (on this device or through another process), so asking again
+        in between costs nothing.
+        """
+        generation = self.vault.generation(*_VIEW_TABLES)
+        if self._intake_view is not None and self._intake_view[0] == generation:
+            return list(self._intake_view[1])
         records = sorted(self._all(INTAKE, IntakeRecord), key=lambda r: r.seq)
-        return self._items(records, self._intake_entries())
+        items = self._items(records, self._intake_entries())
+        self._intake_view = (generation, tuple(items))
+        return items
 
     def _items(self, records: list[IntakeRecord], entries: list[AuditEntry]) -> list[IntakeItem]:
         """``records`` (oldest first) as the desk shows them; ``entries``: the

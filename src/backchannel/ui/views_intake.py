@@ -7,6 +7,7 @@ officers of the roster approved the same text.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import segno
@@ -63,17 +64,52 @@ def _view(item: Any) -> dict[str, Any]:
     }
 
 
+#: Requests on one page of the queue, newest first.
+PAGE_SIZE = 50
+#: The queue's views: the states each shows (None: every state), and its name.
+VIEWS: dict[str, tuple[frozenset[str] | None, str]] = {
+    "all": (None, "All"),
+    "open": (frozenset({"new", "assigned"}), "To triage"),
+    "answered": (frozenset({"answered"}), "Answered"),
+    "closed": (frozenset({"ignored", "blocked", "duplicate"}), "Ignored, blocked or duplicate"),
+}
+
+
+def _number(text: str | None, default: int) -> int:
+    return int(text) if text is not None and text.isdigit() and len(text) < 10 else default
+
+
+@functools.lru_cache(maxsize=8)
+def _qr(url: str) -> str:
+    """The intake page's address as a QR code (the queue refreshes every two seconds)."""
+    return str(segno.make(url, error="l").svg_data_uri(scale=2, dark="#111", light="#fff"))
+
+
 @mission_page
 async def queue(request: Request, session: Session) -> Response:
+    """The requests, newest first, a page at a time: a flood leaves thousands."""
     desk = desk_of(request)
+    show = request.query_params.get("show", "all")
+    if show not in VIEWS:
+        show = "all"
     async with desk.use() as c:
-        items = [_view(i) for i in reversed(c.intake_items())]
+        every = c.intake_items()
         card = c.intake_card()
         is_open = c.intake_is_open()
-    qr = segno.make(card.page_url(), error="l").svg_data_uri(scale=2, dark="#111", light="#fff")
+    counts = {
+        name: sum(1 for i in every if states is None or i.state in states)
+        for name, (states, _) in VIEWS.items()
+    }
+    states = VIEWS[show][0]
+    chosen = [i for i in reversed(every) if states is None or i.state in states]
+    pages = max(1, -(-len(chosen) // PAGE_SIZE))
+    page = min(max(_number(request.query_params.get("page"), 1), 1), pages)
+    items = [_view(i) for i in chosen[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]]
+    views = [(name, label, counts[name]) for name, (_, label) in VIEWS.items()]
     return render(
         request, session, "intake.html", items=items, is_open=is_open,
-        page_url=card.page_url(), fingerprint=card.fingerprint(), qr=qr,
+        page_url=card.page_url(), fingerprint=card.fingerprint(), qr=_qr(card.page_url()),
+        show=show, views=views, page=page, pages=pages, shown=len(chosen),
     )  # fmt: skip
 
 
