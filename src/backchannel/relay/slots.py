@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from backchannel.errors import StoreUnavailable
 from backchannel.relay.requests import HTTPRefusal, receive_body
@@ -55,7 +55,10 @@ class SlotEndpoint:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.handle(scope, receive, send, scope["method"])
+        method = scope["method"]
+        if method == "HEAD":
+            send = _without_body(send)
+        await self.handle(scope, receive, send, method)
 
     async def counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A PUT or GET of the fast path, counted in the metrics and the access log."""
@@ -117,6 +120,17 @@ class SlotEndpoint:
             await response(scope, receive, send)
             return 503
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        # HEAD is answered as GET is, with the length but without the body.
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else payload})
+        await send({"type": "http.response.body", "body": payload})
         return status
+
+
+def _without_body(send: Send) -> Send:
+    """``send`` for a HEAD: every answer's status and headers (its length among
+    them) as GET would have them, and no body, refusals included."""
+
+    async def headers_only(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return headers_only
