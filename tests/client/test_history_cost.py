@@ -19,6 +19,7 @@ from backchannel.client.device import (
     TRANSCRIPTS,
     endpoint_data,
 )
+from backchannel.client.rewind import KEPT
 from backchannel.client.service import Client
 from backchannel.errors import CorruptKeystore
 from backchannel.protocol.message import SealedMessage
@@ -134,6 +135,30 @@ async def test_a_round_does_not_write_the_channels_history_again(
             ep.own_roster.hash,
             ep.peer_roster.hash,
         }
+
+
+async def test_a_cell_waiting_or_kept_takes_about_its_own_size_on_disk(
+    tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every round the runner queues a cell for each lane, then keeps each one
+    # the relay stored (for a relay that loses them): as hex in JSON each took
+    # twice the cell's 4 KiB.
+    ri, *_ = await one_sent(tmp_path, relay)
+    cell_size = ri.mission().cell_size
+    kept = ri.vault.items(KEPT)
+    assert kept and all(len(raw) < cell_size + 512 for _, raw in kept)
+    assert ri._kept(ri.mission().relay_url)[-1].out.cell  # read back whole
+    queued: list[bytes] = []
+    real: Callable[..., Any] = ri.vault.append
+
+    def append(queue: str, value: bytes) -> Any:
+        queued.append(value)
+        return real(queue, value)
+
+    monkeypatch.setattr(ri.vault, "append", append)
+    await settle(ri)
+    monkeypatch.undo()
+    assert queued and all(len(raw) < cell_size + 512 for raw in queued)
 
 
 async def test_a_channel_stored_whole_is_read_and_then_kept_apart(

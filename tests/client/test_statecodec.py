@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from backchannel.client import statecodec
+from backchannel.client.records import NetOut, dump_out, load_out
 from backchannel.errors import CorruptKeystore
 
 
@@ -125,3 +126,19 @@ def test_only_records_that_cannot_change_count_as_immutable() -> None:
     assert not statecodec.immutable(WithList)
     assert not statecodec.immutable(Nested)  # a list one level down
     assert statecodec.immutable(tuple[bytes, ...]) and not statecodec.immutable(list[bytes])
+
+
+def test_bytes_kept_beside_come_back_raw_and_a_record_from_before_still_reads() -> None:
+    cell = bytes(range(256)) * 16
+    out = NetOut("https://relay.example", "mission-a", b"\x01" * 32, cell, b"\x02" * 32, 7, b"ch")
+    raw = dump_out(out)
+    # The cell raw, beside a short JSON of the rest: not twice its size in hex.
+    assert raw[0] == statecodec.BESIDE and raw.endswith(cell)
+    assert len(raw) < len(cell) + 300 < len(statecodec.dumps(out)) // 2 + 300
+    assert load_out(NetOut, raw) == out
+    # A record written before (JSON, the cell in hex) reads the same.
+    assert load_out(NetOut, statecodec.dumps(out)) == out
+    # Cut short, or with a length past its end, it is refused, not misread.
+    for broken in (raw[:3], raw[:1] + (10**6).to_bytes(4, "big") + raw[5:]):
+        with pytest.raises(CorruptKeystore):
+            load_out(NetOut, broken)

@@ -36,7 +36,7 @@ from backchannel.client.logchecks import QUERIES, LogChecks, plan_queries, round
 from backchannel.client.mailbox import LaneWindow, Mailbox
 from backchannel.client.plans import DepositPlan, FetchPlan, OutCell
 from backchannel.client.receiving import GossipDue
-from backchannel.client.records import NetOut
+from backchannel.client.records import NetOut, dump_out, load_out
 from backchannel.client.relay_client import CellLog
 from backchannel.client.relay_move import RelayMoves
 from backchannel.client.report import SyncReport
@@ -137,7 +137,7 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
             else:
                 slot, cell = self.mailbox.produce(lane[2:])
                 out = NetOut(relay_url, tenant_id, slot, cell, b"", -1, lane)
-            self.vault.append("net_out", statecodec.dumps(out))
+            self.vault.append("net_out", dump_out(out))
 
     def _intake_cell(self, relay_url: str, tenant_id: str) -> NetOut:
         """The answer lane's next cell: the oldest sealed answer, else cover.
@@ -148,7 +148,7 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
         """
         for entry_id, raw in self.vault.pending(INTAKE_OUT):
             self.vault.mark_done(INTAKE_OUT, entry_id)
-            return statecodec.loads(NetOut, raw)
+            return load_out(NetOut, raw)
         size = self.mission().cell_size
         return NetOut(
             relay_url, tenant_id, secrets.token_bytes(SLOT_LEN), secrets.token_bytes(size), b"",
@@ -186,7 +186,7 @@ class Engine(LogChecks, RelayMoves, Witnessing, Takeovers):
     def _pending_by_lane(self) -> dict[bytes, OutCell]:
         """The oldest cell not yet stored of each lane."""
         out: dict[bytes, OutCell] = {}
-        for entry_id, cell in self.vault.pending_decoded("net_out", NetOut, statecodec.loads):
+        for entry_id, cell in self.vault.pending_decoded("net_out", NetOut, load_out):
             out.setdefault(cell.lane, OutCell(entry_id, cell))
         return out
 

@@ -20,11 +20,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field, replace
 
-from backchannel.client import statecodec
 from backchannel.client.audit import AUDIT_INTAKE
 from backchannel.client.device import one
 from backchannel.client.officer_alarms import OfficerAlarms
-from backchannel.client.records import NetOut
+from backchannel.client.records import NetOut, dump_out
 from backchannel.crypto.kem import KemPrivateKey
 from backchannel.errors import BackchannelError, ConfigError, DecodeError
 from backchannel.protocol import intake as pi
@@ -230,7 +229,7 @@ class Intake(OfficerAlarms):
             cell = pi.seal_answer(card, record.reply_code, item.answer, secrets.token_bytes)
             slot = pi.answer_slot(pi.reply_id(card, record.reply_code))
             out = NetOut(m.relay_url, m.tenant_id, slot, cell, b"", -1, INTAKE_LANE)
-            self.vault.append(INTAKE_OUT, statecodec.dumps(out))
+            self.vault.append(INTAKE_OUT, dump_out(out))
             self.vault.put(INTAKE_SENT, item.request_id, b"\x01")
             self._audit(
                 AuditKind.INTAKE_ANSWER_SENT, item.request_id + _digest(item.answer),

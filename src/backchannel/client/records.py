@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from backchannel.client import statecodec
 from backchannel.protocol.channel import ChannelTerms
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.outgoing import Outgoing
@@ -165,3 +166,16 @@ class NetOut:
     round: int = -1
     #: The lane the cell fills: ``b"ch" + channel id`` or ``b"mb" + colleague id``.
     lane: bytes = b""
+
+
+def dump_out(out: NetOut) -> bytes:
+    """A cell to deposit as the vault keeps it: the cell itself raw, beside the rest."""
+    return statecodec.dumps_beside(replace(out, cell=b""), out.cell)
+
+
+def load_out(kind: object, raw: bytes) -> NetOut:
+    """A cell to deposit as :func:`dump_out` kept it, or as a record of JSON (before).
+
+    ``kind`` is ignored: the signature is that of a vault's ``decode``."""
+    out, cell = statecodec.loads_beside(NetOut, raw)
+    return out if cell is None else replace(out, cell=cell)

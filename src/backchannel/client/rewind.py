@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 
 from backchannel.client import statecodec
 from backchannel.client.device import Device
-from backchannel.client.records import NetOut
+from backchannel.client.records import NetOut, dump_out
 from backchannel.protocol.batch import Query, QueryKind
 from backchannel.protocol.constants import SLOT_LEN
 
@@ -156,7 +156,8 @@ class Rewind(Device):
     def _keep_cell(self, out: NetOut, leaf_index: int, leaf: bytes) -> None:
         """Keep a cell the relay proved it stored (inside the caller's transaction)."""
         first, nxt = self._kept_range()
-        self._put(KEPT, nxt.to_bytes(8, "big"), KeptCell(out, leaf_index, leaf))
+        kept = KeptCell(replace(out, cell=b""), leaf_index, leaf)  # the cell beside it, raw
+        self.vault.put(KEPT, nxt.to_bytes(8, "big"), statecodec.dumps_beside(kept, out.cell))
         nxt += 1
         while nxt - first > KEEP_CELLS:
             self.vault.delete(KEPT, first.to_bytes(8, "big"))
@@ -165,7 +166,7 @@ class Rewind(Device):
 
     def _kept(self, url: str) -> list[KeptCell]:
         """The kept cells deposited to ``url``, oldest first."""
-        cells = [statecodec.loads(KeptCell, raw) for _, raw in self.vault.items(KEPT)]
+        cells = [_load_kept(raw) for _, raw in self.vault.items(KEPT)]
         return [c for c in cells if c.out.relay_url == url]
 
     # --- recovering -------------------------------------------------------------
@@ -253,7 +254,7 @@ class Rewind(Device):
         kept = self._kept(r.relay_url) if lost_from is not None else []
         again = [c for c in kept if lost_from is not None and c.leaf_index >= lost_from]
         for c in again:
-            self.vault.append("net_out", statecodec.dumps(c.out))
+            self.vault.append("net_out", dump_out(c.out))
         self._put(RECOVERIES, r.relay_url.encode(), replace(r, requeued=len(again)))
         if again:
             self.log.alarm(
@@ -262,3 +263,9 @@ class Rewind(Device):
                 "(restored from an older copy?); they go out again with the next rounds",
                 alarms,
             )
+
+
+def _load_kept(raw: bytes) -> KeptCell:
+    """A kept cell, its cell raw beside the rest, or a record of JSON (kept before)."""
+    kept, cell = statecodec.loads_beside(KeptCell, raw)
+    return kept if cell is None else replace(kept, out=replace(kept.out, cell=cell))

@@ -141,6 +141,32 @@ def loads(tp: type[T], raw: bytes) -> T:
         ) from None
 
 
+#: The first byte of a record with bytes kept raw after its JSON
+#: (:func:`dumps_beside`); a record of :func:`dumps` begins with ``{``.
+BESIDE = 0x01
+
+
+def dumps_beside(value: Any, raw: bytes) -> bytes:
+    """``value`` as :func:`dumps` writes it, and ``raw`` after it as it is.
+
+    For the bytes that make most of a record (a 4 KiB cell): as hex in the
+    JSON they would take twice their size on disk, and twice the work.
+    """
+    meta = dumps(value)
+    return bytes([BESIDE]) + len(meta).to_bytes(4, "big") + meta + raw
+
+
+def loads_beside(tp: type[T], raw: bytes) -> tuple[T, bytes | None]:
+    """A record of :func:`dumps_beside`: the value and the bytes after it; a
+    record of :func:`dumps` (one kept before): the value and None."""
+    if raw[:1] != bytes([BESIDE]):
+        return loads(tp, raw), None
+    size = int.from_bytes(raw[1:5], "big")
+    if len(raw) < 5 + size:
+        raise CorruptKeystore("a stored record is cut short; restore the home from backup")
+    return loads(tp, raw[5 : 5 + size]), raw[5 + size :]
+
+
 def immutable(tp: Any) -> bool:
     """Whether every value :func:`loads` makes of ``tp`` is immutable: frozen
     dataclasses, tuples, bytes, numbers, strings and enums, no list or dict."""
