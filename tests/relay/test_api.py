@@ -553,6 +553,10 @@ async def test_head_of_a_slot_answers_as_get_without_the_body(
     for name in ("content-type", "content-length", "cache-control"):
         assert head.headers[name] == got.headers[name], name
     assert head.headers["content-length"] == str(len(cell))
+    # Counted as the read it is, not as a cell fetched.
+    metrics = (await http.get("/metrics")).text
+    assert 'backchannel_relay_requests_total{route="get_cell",status="200"} 2.0' in metrics
+    assert "backchannel_relay_cells_fetched_total 1.0" in metrics
     # Refused as GET is, without the body: no credential, another tenant's, a
     # slot with nothing yet.
     for refused, status in (

@@ -117,7 +117,7 @@ class _RelayApp(Starlette):
         if scope["type"] == "http" and lean is not None:
             method, path = scope["method"], scope["path"]
             service, slots, batch = lean
-            if (method == "PUT" or method == "GET") and split_slot_path(path):
+            if (method == "PUT" or method == "GET" or method == "HEAD") and split_slot_path(path):
                 started = time.perf_counter()
                 refusal = _ip_refusal(service, scope)
                 if refusal is not None:

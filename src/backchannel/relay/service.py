@@ -320,13 +320,17 @@ class RelayService:
             f'"signed_head":"{signed.hex()}"}}}}'
         ).encode()
 
-    async def get_cell(self, tenant_id: str, slot_text: str, authorization: str | None) -> bytes:
+    async def get_cell(
+        self, tenant_id: str, slot_text: str, authorization: str | None, *, fetched: bool = True
+    ) -> bytes:
+        """The cell at a slot; ``fetched``: counted as a cell fetched (not for a HEAD)."""
         record = await self.authenticate_header(tenant_id, authorization)
         slot = check_slot(slot_text)
         cell = (await self.store.fetch(record.tenant_id, [slot])).get(slot)
         if cell is None:
             raise HTTPRefusal(404, "no cell at this slot yet; try again next round")
-        self.metrics.cells_fetched.inc()
+        if fetched:
+            self.metrics.cells_fetched.inc()
         return cell
 
     async def fetch(self, request: Request) -> Response:

@@ -61,10 +61,13 @@ class SlotEndpoint:
         await self.handle(scope, receive, send, method)
 
     async def counted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A PUT or GET of the fast path, counted in the metrics and the access log."""
+        """A PUT, GET or HEAD of the fast path, counted in the metrics and the
+        access log (a HEAD as the read it is)."""
         started = time.perf_counter()
         method = scope["method"]
         route = "deposit" if method == "PUT" else "get_cell"
+        if method == "HEAD":
+            send = _without_body(send)
         try:
             status = await self.handle(scope, receive, send, method)
         except Exception:
@@ -107,7 +110,9 @@ class SlotEndpoint:
                 headers = [_JSON, (b"content-length", str(len(payload)).encode())]
             else:
                 status = 200
-                payload = await service.get_cell(tenant_id, slot, authorization)
+                payload = await service.get_cell(
+                    tenant_id, slot, authorization, fetched=method != "HEAD"
+                )
                 headers = [_OCTET, _NO_STORE, (b"content-length", str(len(payload)).encode())]
         except HTTPRefusal as e:
             await error(e.status, e.message, e.headers)(scope, receive, send)
