@@ -76,7 +76,8 @@ VIEWS: dict[str, tuple[frozenset[str] | None, str]] = {
 
 
 def _number(text: str | None, default: int) -> int:
-    return int(text) if text is not None and text.isdigit() and len(text) < 10 else default
+    ok = text is not None and text.isascii() and text.isdecimal() and len(text) < 10
+    return int(text) if ok and text is not None else default
 
 
 @functools.lru_cache(maxsize=8)
