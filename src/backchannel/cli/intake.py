@@ -250,7 +250,8 @@ def list_(
         for i in items
     ]  # fmt: skip
     output(ctx).done(
-        {"requests": [_item_doc(i) for i in items]}, *(lines or [Text("no requests yet")])
+        {"requests": [_item_doc(i) for i in items]},
+        *(lines or [Text("no requests in those states" if state else "no requests yet")]),
     )
 
 

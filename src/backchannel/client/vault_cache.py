@@ -34,7 +34,7 @@ class ReadCache:
         self._decoded: dict[tuple[str, bytes], tuple[object, bytes, object]] = {}
         self._bytes = 0
         self._data_version = -1
-        #: Writes to each table (a queue as ``queue:<name>``) since the last :meth:`forget`.
+        #: Writes to each table since the last :meth:`forget`.
         self._writes: dict[str, int] = {}
         #: How many times everything was dropped (another connection's commit among them).
         self._epoch = 0
@@ -66,7 +66,7 @@ class ReadCache:
     # -- generations -----------------------------------------------------------------
 
     def wrote(self, table: str) -> None:
-        """This connection wrote to ``table`` (or to the queue ``queue:<name>``)."""
+        """This connection wrote to ``table``."""
         self._writes[table] = self._writes.get(table, 0) + 1
 
     def generation(self, tables: tuple[str, ...]) -> tuple[int, ...]:
@@ -107,14 +107,12 @@ class ReadCache:
             self._bytes += size
 
     def appended(self, queue: str, entry_id: int, value: bytes) -> None:
-        self.wrote("queue:" + queue)
         entries = self.queues.get(queue)
         if entries is not None:  # ids grow: the new entry is the last
             entries.append((entry_id, value))
             self._grow(len(value))
 
     def done(self, queue: str, entry_id: int) -> None:
-        self.wrote("queue:" + queue)
         self._decoded.pop(_entry(queue, entry_id), None)
         entries = self.queues.get(queue)
         if entries is not None:
