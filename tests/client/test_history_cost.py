@@ -11,16 +11,11 @@ from typing import Any
 
 import pytest
 
-from backchannel.client import statecodec
-from backchannel.client.device import (
-    ANNOUNCEMENTS,
-    OPEN_DRAFTS,
-    ROSTERS,
-    TRANSCRIPTS,
-    endpoint_data,
-)
+from backchannel.client import statecodec, transcripts
+from backchannel.client.device import ANNOUNCEMENTS, OPEN_DRAFTS, ROSTERS, endpoint_data
 from backchannel.client.rewind import KEPT
 from backchannel.client.service import Client
+from backchannel.client.transcripts import TRANSCRIPT_PARTS, TRANSCRIPTS
 from backchannel.errors import CorruptKeystore
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
@@ -125,7 +120,8 @@ async def test_a_round_does_not_write_the_channels_history_again(
         monkeypatch.setattr(c.vault, "put", put)
     await ri.sync(1)
     await smith.sync(1)
-    assert "endpoints" in written and TRANSCRIPTS not in written and ROSTERS not in written
+    assert "endpoints" in written and ROSTERS not in written
+    assert TRANSCRIPTS not in written and TRANSCRIPT_PARTS not in written
     # Nor the rosters: each officer's keys are kept once, apart, by hash.
     for c in (ri, smith):
         ep = c._endpoint(channel)
@@ -135,6 +131,72 @@ async def test_a_round_does_not_write_the_channels_history_again(
             ep.own_roster.hash,
             ep.peer_roster.hash,
         }
+
+
+async def test_a_message_writes_the_last_part_of_the_transcript_not_its_history(
+    tmp_path: Path, relay: InProcessRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A transcript holds a hash a message either way; kept whole, every
+    # message wrote the whole history again. Two hashes a part here.
+    monkeypatch.setattr(transcripts, "PART", 2)
+    ri, han, smith, jones = await one_sent(tmp_path, relay)
+    channel = ri.channel_for("Washington").channel_id
+    for i in range(1, 6):
+        await send(ri, han, (smith, jones), f"Message {i}")
+
+    def part(direction: bytes, number: int) -> bytes:
+        return channel + direction + number.to_bytes(4, "big")
+
+    # Sent T[0] to T[6] on the runner, received on Smith's device: four parts.
+    assert {k for k, _ in ri.vault.items(TRANSCRIPT_PARTS) if k.startswith(channel + b"s")} == {
+        part(b"s", n) for n in range(4)
+    }
+    assert {k for k, _ in smith.vault.items(TRANSCRIPT_PARTS) if k.startswith(channel + b"r")} == {
+        part(b"r", n) for n in range(4)
+    }
+    written: dict[Client, list[bytes]] = {ri: [], smith: []}
+    for c in written:
+        real: Callable[..., Any] = c.vault.put
+
+        def put(table: str, key: bytes, value: bytes, _c: Client = c,
+                _real: Callable[..., Any] = real) -> Any:  # fmt: skip
+            if table == TRANSCRIPT_PARTS:
+                written[_c].append(key)
+            return _real(table, key, value)
+
+        monkeypatch.setattr(c.vault, "put", put)
+    await send(ri, han, (smith, jones), "Message 6")
+    # T[7] joins T[6] in the last part: that part alone is written.
+    assert set(written[ri]) == {part(b"s", 3)}
+    assert set(written[smith]) == {part(b"r", 3)}
+    assert ri._endpoint(channel).transcript.next_seq == 8
+    assert smith._endpoint(channel).transcript.received_seq == 7
+
+    # A transcript kept whole (a home from before) is read, and kept in parts
+    # at its next move.
+    t = ri._endpoint(channel).transcript
+    for key, _ in ri.vault.items(TRANSCRIPT_PARTS):
+        ri.vault.delete(TRANSCRIPT_PARTS, key)
+    ri.vault.put(TRANSCRIPTS, channel, statecodec.dumps(t))
+    ri._transcript_read.clear()
+    assert ri._endpoint(channel).transcript == t
+    await send(ri, han, (smith, jones), "Message 7")
+    assert (ri.vault.get(TRANSCRIPTS, channel) or b"")[0] == statecodec.BESIDE
+    ri._transcript_read.clear()
+    assert ri._endpoint(channel).transcript.next_seq == 9
+    assert len(smith.inbox()) == 8
+
+    # A part missing, or cut short, is named, not taken for a shorter history.
+    second = part(b"s", 1)
+    for damage in (lambda: ri.vault.delete(TRANSCRIPT_PARTS, second),
+                   lambda: ri.vault.put(TRANSCRIPT_PARTS, second, b"\x00" * 32)):  # fmt: skip
+        held = ri.vault.get(TRANSCRIPT_PARTS, second)
+        damage()
+        ri._transcript_read.clear()
+        with pytest.raises(CorruptKeystore, match="transcript is missing"):
+            ri._endpoint(channel)
+        if held is not None:
+            ri.vault.put(TRANSCRIPT_PARTS, second, held)
 
 
 async def test_a_cell_waiting_or_kept_takes_about_its_own_size_on_disk(

@@ -15,13 +15,14 @@ from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from backchannel.client import statecodec
+from backchannel.client import statecodec, transcripts
 from backchannel.client.cards import MissionCard
 from backchannel.client.home import Home
 from backchannel.client.log_watch import LogWatch
 from backchannel.client.mission import MissionState
 from backchannel.client.records import ChannelRecord, DraftRecord, InboxRecord, PeerRecord
 from backchannel.client.relay_client import RelayClient
+from backchannel.client.transcripts import TRANSCRIPTS
 from backchannel.crypto.kem import KemPrivateKey
 from backchannel.crypto.primitives import equal
 from backchannel.errors import ConfigError, CorruptKeystore, RosterError
@@ -55,9 +56,6 @@ def new_id() -> bytes:
     return secrets.token_bytes(16)
 
 
-#: Each channel's transcript (key: channel id), kept apart from the rest of its
-#: state (``endpoints``), whose record then holds it without its hashes.
-TRANSCRIPTS = "transcripts"
 #: The rosters channels' states name (key: the roster's hash), kept apart from
 #: ``endpoints`` too: a roster changes with a roster change, the rest of a
 #: channel's state every round, and the rosters were most of its bytes.
@@ -99,6 +97,9 @@ class Device:
         #: is held, so its id stays its own): a channel's state names the same
         #: rosters round after round.
         self._roster_refs: dict[int, tuple[Roster, bytes]] = {}
+        #: Each channel's transcript last read or kept, with its head record's
+        #: bytes (equal bytes, the same transcript: ``client/transcripts.py``).
+        self._transcript_read: dict[bytes, tuple[bytes, Transcript]] = {}
         #: Relay clients kept open for the rounds of one session (see Driver.relay_session).
         self._pool: dict[RelayKey, tuple[AbstractAsyncContextManager[RelayClient], RelayClient]]
         self._pool = {}
@@ -275,7 +276,7 @@ class Device:
             for ref, r in zip(refs, rosters, strict=True)
             if r is not None and self.vault.get(ROSTERS, ref) is None
         }
-        held: Transcript | None = self._get(TRANSCRIPTS, channel_id, Transcript)
+        held, in_parts = self._held_transcript(channel_id)
         moved = not (held is t or held == t)
         if not moved and not new:
             self.vault.put("endpoints", channel_id, record)
@@ -284,8 +285,25 @@ class Device:
             for ref, roster in new.items():
                 self._put(ROSTERS, ref, roster)
             if moved:
-                self._put(TRANSCRIPTS, channel_id, t)
+                transcripts.keep(self.vault, channel_id, t, held if in_parts else None)
+                self._transcript_read.pop(channel_id, None)
             self.vault.put("endpoints", channel_id, record)
+
+    def _held_transcript(self, channel_id: bytes) -> tuple[Transcript | None, bool]:
+        """The channel's transcript as kept apart (None: not yet), and whether in parts."""
+        if self.vault.get(TRANSCRIPTS, channel_id) is None:
+            return None, False
+        _, head = transcripts.read_head(self.vault, channel_id)
+        return self._transcript(channel_id), head is not None
+
+    def _transcript(self, channel_id: bytes) -> Transcript:
+        raw, head = transcripts.read_head(self.vault, channel_id)
+        hit = self._transcript_read.get(channel_id)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        t = transcripts.read(self.vault, channel_id, raw, head)
+        self._transcript_read[channel_id] = (raw, t)
+        return t
 
     def _roster_ref(self, roster: Roster) -> bytes:
         """The key ``roster`` is stored under in :data:`ROSTERS`: its hash."""
@@ -319,11 +337,7 @@ class Device:
         # The endpoint changes its two lists in place: it gets its own copies.
         fields = {f: getattr(d, f) for f in _ENDPOINT_FIELDS}
         if not d.transcript.received:  # kept apart (a transcript always holds T[0])
-            fields["transcript"] = self._get(TRANSCRIPTS, channel_id, Transcript)
-            if fields["transcript"] is None:
-                raise CorruptKeystore(
-                    "a channel's transcript is missing from this home; restore it from backup"
-                )
+            fields["transcript"] = self._transcript(channel_id)
         if d.roster_refs:  # kept apart (a state kept before that holds them itself)
             own, peer, rekey, *past = d.roster_refs
             fields["own_roster"], fields["peer_roster"] = self._roster(own), self._roster(peer)

@@ -26,11 +26,12 @@ from typing import Any
 
 from backchannel.client import statecodec
 from backchannel.client.cards import CardError, OfficerCard
-from backchannel.client.device import ANNOUNCEMENTS, ROSTERS, TRANSCRIPTS, endpoint_data
+from backchannel.client.device import ANNOUNCEMENTS, ROSTERS, endpoint_data
 from backchannel.client.mission import MissionState
 from backchannel.client.officer_alarms import MAX_DETAIL, AlarmKind
 from backchannel.client.records import ChannelRecord, PeerRecord
 from backchannel.client.service import Client, _EndpointData
+from backchannel.client.transcripts import TRANSCRIPT_PARTS, TRANSCRIPTS
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import equal, sha256
 from backchannel.errors import (
@@ -565,7 +566,8 @@ def _open_rekey(client: Client, change: RosterChange) -> bytes:
 def _forget_mission(client: Client) -> None:
     """A removed officer's device drops the mission's secrets and channel state."""
     with client._tx():
-        tables = ("channels", "endpoints", TRANSCRIPTS, ROSTERS, ANNOUNCEMENTS, "recv_epochs")
+        tables = ("channels", "endpoints", TRANSCRIPTS, TRANSCRIPT_PARTS, ROSTERS, ANNOUNCEMENTS,
+                  "recv_epochs")  # fmt: skip
         for table in (*tables, "cosign_in", "share_in"):
             for key, _ in client.vault.items(table):
                 client.vault.delete(table, key)
