@@ -26,6 +26,7 @@ from backchannel.cli.context import open_client, read_file, read_secret_input, r
 from backchannel.cli.messages import message_text
 from backchannel.cli.output import Text, output, short
 from backchannel.client import intake_public as public
+from backchannel.client.api import INTAKE_STATES
 from backchannel.client.intake import IntakeItem
 from backchannel.errors import ConfigError
 
@@ -213,15 +214,8 @@ def close(ctx: typer.Context) -> None:
     _set_open(ctx, False)
 
 
-class State(StrEnum):
-    """The states a request can be in, as ``intake list --state`` names them."""
-
-    NEW = "new"
-    ASSIGNED = "assigned"
-    ANSWERED = "answered"
-    IGNORED = "ignored"
-    BLOCKED = "blocked"
-    DUPLICATE = "duplicate"
+#: The states a request can be in, as ``intake list --state`` names them.
+State = StrEnum("State", [(s.upper(), s) for s in INTAKE_STATES])  # type: ignore[misc]
 
 
 @app.command("list")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from backchannel.client.audit import RecordCheck, verify_record
 from backchannel.client.cards import decode_offer, encode_offer
+from backchannel.client.intake import INTAKE_STATES, TO_TRIAGE
 from backchannel.protocol.channel import ChannelOffer, Policy
 from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
 from backchannel.protocol.payload import REQUIRED_FIELDS, MessageKind, Payload
@@ -20,9 +21,11 @@ from backchannel.protocol.witnessing import DEFAULT_LAG_SECONDS, NO_WITNESSES, W
 
 __all__ = [
     "DEFAULT_LAG_SECONDS",
+    "INTAKE_STATES",
     "NO_FALLBACK",
     "NO_WITNESSES",
     "REQUIRED_FIELDS",
+    "TO_TRIAGE",
     "ChannelOffer",
     "FallbackRelay",
     "MessageKind",

@@ -276,7 +276,11 @@ class Device:
             for ref, r in zip(refs, rosters, strict=True)
             if r is not None and self.vault.get(ROSTERS, ref) is None
         }
-        held, in_parts = self._held_transcript(channel_id)
+        held, in_parts = (
+            self._transcript_kept(channel_id)
+            if self.vault.get(TRANSCRIPTS, channel_id) is not None
+            else (None, False)
+        )
         moved = not (held is t or held == t)
         if not moved and not new:
             self.vault.put("endpoints", channel_id, record)
@@ -289,21 +293,14 @@ class Device:
                 self._transcript_read.pop(channel_id, None)
             self.vault.put("endpoints", channel_id, record)
 
-    def _held_transcript(self, channel_id: bytes) -> tuple[Transcript | None, bool]:
-        """The channel's transcript as kept apart (None: not yet), and whether in parts."""
-        if self.vault.get(TRANSCRIPTS, channel_id) is None:
-            return None, False
-        _, head = transcripts.read_head(self.vault, channel_id)
-        return self._transcript(channel_id), head is not None
-
-    def _transcript(self, channel_id: bytes) -> Transcript:
+    def _transcript_kept(self, channel_id: bytes) -> tuple[Transcript, bool]:
+        """The channel's transcript kept apart, and whether it is kept in parts."""
         raw, head = transcripts.read_head(self.vault, channel_id)
         hit = self._transcript_read.get(channel_id)
-        if hit is not None and hit[0] == raw:
-            return hit[1]
-        t = transcripts.read(self.vault, channel_id, raw, head)
-        self._transcript_read[channel_id] = (raw, t)
-        return t
+        if hit is None or hit[0] != raw:
+            hit = (raw, transcripts.read(self.vault, channel_id, raw, head))
+            self._transcript_read[channel_id] = hit
+        return hit[1], head is not None
 
     def _roster_ref(self, roster: Roster) -> bytes:
         """The key ``roster`` is stored under in :data:`ROSTERS`: its hash."""
@@ -337,7 +334,7 @@ class Device:
         # The endpoint changes its two lists in place: it gets its own copies.
         fields = {f: getattr(d, f) for f in _ENDPOINT_FIELDS}
         if not d.transcript.received:  # kept apart (a transcript always holds T[0])
-            fields["transcript"] = self._transcript(channel_id)
+            fields["transcript"] = self._transcript_kept(channel_id)[0]
         if d.roster_refs:  # kept apart (a state kept before that holds them itself)
             own, peer, rekey, *past = d.roster_refs
             fields["own_roster"], fields["peer_roster"] = self._roster(own), self._roster(peer)

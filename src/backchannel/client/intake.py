@@ -53,7 +53,10 @@ INTAKE_LANE = b"ia"
 _OPEN_KEY = b"intake-open"
 _AFTER = b"intake-after"
 _ID_LEN = 16
-_STATES = ("new", "assigned", "answered", "ignored", "blocked", "duplicate")
+#: The states a request can be in (:attr:`IntakeItem.state`).
+INTAKE_STATES = ("new", "assigned", "answered", "ignored", "blocked", "duplicate")
+#: Those of requests still to triage (the desk's badge counts them).
+TO_TRIAGE = frozenset({"new", "assigned"})
 
 
 @dataclass(frozen=True)
@@ -118,15 +121,8 @@ def _digest(text: str) -> bytes:
 
 #: The tables the requests as the desk shows them are read from (``mission``:
 #: the roster, which names the officers and sets how many approvals an answer needs).
-_VIEW_TABLES = (
-    INTAKE,
-    INTAKE_VOTES,
-    INTAKE_TEXTS,
-    INTAKE_CODES,
-    INTAKE_SENT,
-    AUDIT_INTAKE,
-    "mission",
-)
+_VIEW_TABLES = (INTAKE, INTAKE_VOTES, INTAKE_TEXTS, INTAKE_CODES, INTAKE_SENT, AUDIT_INTAKE,
+                "mission")  # fmt: skip
 
 
 class Intake(OfficerAlarms):
@@ -492,7 +488,7 @@ class Intake(OfficerAlarms):
                 rec, by_request.get(rec.request_id, []), sorted(votes.get(rec.request_id, [])),
                 names, current, m.roster.threshold,
             )  # fmt: skip
-            if item.state in ("new", "assigned") and blocked.get(rec.contact, rec.seq) < rec.seq:
+            if item.state in TO_TRIAGE and blocked.get(rec.contact, rec.seq) < rec.seq:
                 # A later request from a contact the mission blocked: filed as blocked.
                 item = replace(item, state="blocked")
             raw = self.vault.get(INTAKE_CODES, rec.reply_code)

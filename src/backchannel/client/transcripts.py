@@ -91,15 +91,10 @@ def read(vault: Vault, channel_id: bytes, raw: bytes, head: TranscriptHead | Non
 def keep(vault: Vault, channel_id: bytes, t: Transcript, held: Transcript | None) -> None:
     """Store ``t``, which was ``held`` (None: kept whole, or not at all), inside
     the caller's transaction: its head, and the parts from the first that changed."""
-    _keep_direction(
-        vault, channel_id, _SENT, t.sent,
-        held.sent if held is not None and held.sent_from == t.sent_from else None,
-        None if held is None else len(held.sent),
-    )  # fmt: skip
-    _keep_direction(
-        vault, channel_id, _RECEIVED, t.received,
-        None if held is None else held.received, None if held is None else len(held.received),
-    )  # fmt: skip
+    same_origin = held is not None and held.sent_from == t.sent_from
+    sent, received = (None, None) if held is None else (held.sent, held.received)
+    _keep_direction(vault, channel_id, _SENT, t.sent, sent, same_origin)
+    _keep_direction(vault, channel_id, _RECEIVED, t.received, received, True)
     vault.put(TRANSCRIPTS, channel_id, statecodec.dumps_beside(head_of(t), b""))
 
 
@@ -109,13 +104,14 @@ def _keep_direction(
     direction: bytes,
     new: tuple[bytes, ...],
     old: tuple[bytes, ...] | None,
-    stored: int | None,
+    comparable: bool,
 ) -> None:
     """Write the parts of ``new`` from the first that differs from ``old`` (the
-    hashes kept; None: not comparable, write every part), and delete the parts
-    past its end that ``stored`` hashes filled."""
+    hashes kept in parts, None: none; not ``comparable``: counted from another
+    place, so every part is written), and delete those past its end."""
+    old = old or ()
     same = 0
-    if old and len(new) >= len(old) and new[len(old) - 1] == old[-1]:
+    if comparable and old and len(new) >= len(old) and new[len(old) - 1] == old[-1]:
         same = len(old)  # a hash chain: the same hash there, the same before it
     parts = -(-len(new) // PART)
     for number in range(same // PART if same < len(new) else parts, parts):
@@ -124,7 +120,7 @@ def _keep_direction(
             _key(channel_id, direction, number),
             b"".join(new[number * PART : (number + 1) * PART]),
         )
-    for number in range(parts, -(-(stored or 0) // PART)):
+    for number in range(parts, -(-len(old) // PART)):
         vault.delete(TRANSCRIPT_PARTS, _key(channel_id, direction, number))
 
 

@@ -44,21 +44,18 @@ class SlotEndpoint:
     """Deposit (PUT, no authentication) and read (GET, tenant credential) one slot.
 
     Each request is counted in the metrics once: :meth:`counted` is the fast
-    path's entry (PUT and GET) and counts itself; the routed entry
-    (``__call__``, which only HEAD reaches: Starlette adds it to GET) is
-    counted by the app's gate around the routing, as every routed request is.
-    HEAD reads the slot as GET does and answers the same status and headers,
-    without the body.
+    path's entry (PUT, GET and HEAD) and counts itself; the routed entry
+    (``__call__``, there for the routing table, which answers other methods
+    405) is counted by the app's gate around the routing, as every routed
+    request is. HEAD reads the slot as GET does and answers the same status
+    and headers, without the body.
     """
 
     def __init__(self, service: RelayService) -> None:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        if method == "HEAD":
-            send = _without_body(send)
-        await self.handle(scope, receive, send, method)
+        await self.handle(scope, receive, _answering(scope, send), scope["method"])
 
     async def counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A PUT, GET or HEAD of the fast path, counted in the metrics and the
@@ -66,8 +63,7 @@ class SlotEndpoint:
         started = time.perf_counter()
         method = scope["method"]
         route = "deposit" if method == "PUT" else "get_cell"
-        if method == "HEAD":
-            send = _without_body(send)
+        send = _answering(scope, send)
         try:
             status = await self.handle(scope, receive, send, method)
         except Exception:
@@ -129,9 +125,12 @@ class SlotEndpoint:
         return status
 
 
-def _without_body(send: Send) -> Send:
-    """``send`` for a HEAD: every answer's status and headers (its length among
-    them) as GET would have them, and no body, refusals included."""
+def _answering(scope: Scope, send: Send) -> Send:
+    """``send``, or for a HEAD a ``send`` that passes every answer's status and
+    headers (its length among them) as GET would have them, and no body,
+    refusals included."""
+    if scope["method"] != "HEAD":
+        return send
 
     async def headers_only(message: Message) -> None:
         if message["type"] == "http.response.body":

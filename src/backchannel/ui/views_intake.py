@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from backchannel.client.api import TO_TRIAGE
 from backchannel.errors import ConfigError
 from backchannel.ui.security import Session
 from backchannel.ui.web import action, desk_of, mission_page, render, when
@@ -69,15 +70,17 @@ PAGE_SIZE = 50
 #: The queue's views: the states each shows (None: every state), and its name.
 VIEWS: dict[str, tuple[frozenset[str] | None, str]] = {
     "all": (None, "All"),
-    "open": (frozenset({"new", "assigned"}), "To triage"),
+    "open": (TO_TRIAGE, "To triage"),
     "answered": (frozenset({"answered"}), "Answered"),
     "closed": (frozenset({"ignored", "blocked", "duplicate"}), "Ignored, blocked or duplicate"),
 }
 
 
 def _number(text: str | None, default: int) -> int:
-    ok = text is not None and text.isascii() and text.isdecimal() and len(text) < 10
-    return int(text) if ok and text is not None else default
+    """``text`` as a page number: ASCII digits only (``int`` takes ``²`` and ``-1``)."""
+    if text is None or not (text.isascii() and text.isdecimal()) or len(text) >= 10:
+        return default
+    return int(text)
 
 
 @functools.lru_cache(maxsize=8)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from backchannel.client.api import TO_TRIAGE
 from backchannel.errors import BackchannelError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Gate, Session
@@ -145,7 +146,7 @@ def render(
             "cosign": len(client.cosign_requests()),
             "shares": len(client.share_requests()),
             "alarms": alarm_count(desk),
-            "intake": sum(i.state in ("new", "assigned") for i in client.intake_items()),
+            "intake": sum(i.state in TO_TRIAGE for i in client.intake_items()),
         }
     ctx = {
         "request": request,
