@@ -76,3 +76,29 @@ def test_the_queue_shows_a_page_at_a_time_and_each_list_apart(tmp_path: Path) ->
         assert rows.findall(ri.get("/intake?show=<b>").text) == rows.findall(first)
     finally:
         ri.client.home.close()
+
+
+def test_a_request_goes_back_to_the_list_and_page_it_was_opened_from(tmp_path: Path) -> None:
+    m = in_thread(lambda: set_up_missions(tmp_path, DEAD_RELAY, DEAD_RELAY, register=False,
+                                          pair=False))  # fmt: skip
+    ri = DeskClient(m.ri.home)
+    try:
+        with ri.client._tx():
+            for n in range(1, 121):
+                rid = n.to_bytes(16, "big")
+                record = IntakeRecord(n, rid, 0, Kind.OTHER, f"Request {n}", "", "", rid)
+                ri.client._put(INTAKE, rid, record)
+        back = re.compile(r'<a href="([^"]*)">← Public intake</a>')
+        assert back.findall(ri.get("/intake/5").text) == ["/intake?show=all&amp;page=1"]
+        ri.get("/intake?show=open&page=3")
+        assert back.findall(ri.get("/intake/5").text) == ["/intake?show=open&amp;page=3"]
+        # Triage lands on the request's page, which still goes back there.
+        ri.post("/intake/5/note", note="Seen; ask the press office.")
+        page = ri.get("/intake/5").text
+        assert "Seen; ask the press office." in page
+        assert back.findall(page) == ["/intake?show=open&amp;page=3"]
+        # A page past the end is remembered as the page shown.
+        ri.get("/intake?show=closed&page=9")
+        assert back.findall(ri.get("/intake/5").text) == ["/intake?show=closed&amp;page=1"]
+    finally:
+        ri.client.home.close()

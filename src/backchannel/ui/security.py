@@ -73,6 +73,8 @@ class Session:
     notes: list[tuple[str, str]] = field(default_factory=list, repr=False)
     #: What a refused form held, for the page it goes back to (path, fields), shown once.
     kept: tuple[str, dict[str, str]] | None = field(default=None, repr=False)
+    #: The intake queue's list and page last shown, where a request's page goes back to.
+    intake_view: tuple[str, int] = field(default=("all", 1), repr=False)
 
 
 class Gate:

@@ -110,6 +110,7 @@ async def queue(request: Request, session: Session) -> Response:
     page = min(max(_number(request.query_params.get("page"), 1), 1), pages)
     items = [_view(i) for i in chosen[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]]
     views = [(name, label, counts[name]) for name, (_, label) in VIEWS.items()]
+    session.intake_view = (show, page)
     return render(
         request, session, "intake.html", items=items, is_open=is_open,
         page_url=card.page_url(), fingerprint=card.fingerprint(), qr=_qr(card.page_url()),
@@ -124,7 +125,11 @@ async def one(request: Request, session: Session) -> Response:
         item = c.intake_item(str(request.path_params["number"]))
         officers = [o.name for o in c.mission().roster.officers]
         me = c.officer.name
-    return render(request, session, "intake_request.html", r=_view(item), officers=officers, me=me)
+    show, page = session.intake_view
+    return render(
+        request, session, "intake_request.html", r=_view(item), officers=officers, me=me,
+        back_to=f"/intake?show={show}&page={page}",
+    )  # fmt: skip
 
 
 def _text(form: FormData, name: str) -> str:
