@@ -34,18 +34,24 @@ def test_a_hostile_request_is_shown_escaped(tmp_path: Path) -> None:
         ri.client.home.close()
 
 
-def test_the_queue_shows_a_page_at_a_time_and_each_list_apart(tmp_path: Path) -> None:
-    # A flood leaves thousands of requests: the queue, which refreshes every two
-    # seconds, shows fifty of them, the newest first, and where the rest are.
+def _desk_with_requests(tmp_path: Path, count: int) -> DeskClient:
+    """Ri's desk, his vault holding ``count`` requests numbered 1 to ``count``."""
     m = in_thread(lambda: set_up_missions(tmp_path, DEAD_RELAY, DEAD_RELAY, register=False,
                                           pair=False))  # fmt: skip
     ri = DeskClient(m.ri.home)
+    with ri.client._tx():
+        for n in range(1, count + 1):
+            rid = n.to_bytes(16, "big")
+            record = IntakeRecord(n, rid, 0, Kind.OTHER, f"Request {n}", "", "", rid)
+            ri.client._put(INTAKE, rid, record)
+    return ri
+
+
+def test_the_queue_shows_a_page_at_a_time_and_each_list_apart(tmp_path: Path) -> None:
+    # A flood leaves thousands of requests: the queue, which refreshes every two
+    # seconds, shows fifty of them, the newest first, and where the rest are.
+    ri = _desk_with_requests(tmp_path, 120)
     try:
-        with ri.client._tx():
-            for n in range(1, 121):
-                rid = n.to_bytes(16, "big")
-                record = IntakeRecord(n, rid, 0, Kind.OTHER, f"Request {n}", "", "", rid)
-                ri.client._put(INTAKE, rid, record)
         ri.client.intake_ignore("7")
         rows = re.compile(r'<tr class="state-[a-z]+">\s*<td><a href="/intake/(\d+)">')
 
@@ -79,15 +85,8 @@ def test_the_queue_shows_a_page_at_a_time_and_each_list_apart(tmp_path: Path) ->
 
 
 def test_a_request_goes_back_to_the_list_and_page_it_was_opened_from(tmp_path: Path) -> None:
-    m = in_thread(lambda: set_up_missions(tmp_path, DEAD_RELAY, DEAD_RELAY, register=False,
-                                          pair=False))  # fmt: skip
-    ri = DeskClient(m.ri.home)
+    ri = _desk_with_requests(tmp_path, 120)
     try:
-        with ri.client._tx():
-            for n in range(1, 121):
-                rid = n.to_bytes(16, "big")
-                record = IntakeRecord(n, rid, 0, Kind.OTHER, f"Request {n}", "", "", rid)
-                ri.client._put(INTAKE, rid, record)
         back = re.compile(r'<a href="([^"]*)">← Public intake</a>')
         assert back.findall(ri.get("/intake/5").text) == ["/intake?show=all&amp;page=1"]
         ri.get("/intake?show=open&page=3")
