@@ -317,3 +317,175 @@ def test_relay_key_prints_the_fingerprint_the_relay_serves(tmp_path: Path) -> No
     (tmp_path / "relay-key").write_bytes(b"junk")
     bad = relay("key", "--data-dir", str(tmp_path))
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and bad.stderr.strip()
+
+
+# -- check-config says what serve would refuse ------------------------------------------
+
+
+def _relay_database(path: Path) -> None:
+    """A relay's database and key at ``path``, as a relay that ran and stopped leaves them."""
+    import asyncio
+
+    from backchannel.store.sqlite import SQLiteRelayStore
+
+    async def make() -> None:
+        store = SQLiteRelayStore(path)
+        await store.open()
+        await store.close()
+
+    asyncio.run(make())
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated", "another application"])
+def test_check_config_refuses_a_database_serve_would_refuse_and_writes_nothing(
+    tmp_path: Path, damage: str
+) -> None:
+    import sqlite3
+
+    db = tmp_path / "relay.db"
+    if damage == "random bytes":
+        db.write_bytes(os.urandom(200_000))
+        expected = "is not a relay database (SQLITE_NOTADB"
+    elif damage == "truncated":
+        _relay_database(db)
+        with db.open("ab") as f:  # enough pages that half of them cut through the tables
+            f.truncate(db.stat().st_size // 2)
+        expected = "is damaged ("
+    else:
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE songs (title TEXT)")
+        conn.close()
+        expected = "is not a relay database (an SQLite database of another application)"
+    before = _files(tmp_path)
+    result = relay("check-config", "--quiet", "--db", str(db))
+    assert result.returncode == 1, result.stderr
+    assert f"error: the relay database at {db} {expected}" in result.stderr
+    assert "ok:" not in result.stdout and "Traceback" not in result.stderr
+    assert _files(tmp_path) == before  # read only: nothing written, no -wal or -shm left
+
+
+def test_check_config_passes_a_good_database_and_a_new_one_without_touching_either(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "relay.db"
+    _relay_database(db)
+    before = _files(tmp_path)
+    report = cfg.check({"db_url": str(db)}, env={})
+    assert report.ok, report.errors
+    assert _files(tmp_path) == before
+    new = cfg.check({"db_url": str(tmp_path / "new.db")}, env={})
+    assert new.ok, new.errors
+    assert not (tmp_path / "new.db").exists()
+    # The embedded database in the data directory is checked the same way.
+    db.write_bytes(b"not a database at all, " * 100)
+    embedded = cfg.check(env={"BACKCHANNEL_RELAY_DATA": str(tmp_path)})
+    assert any(f"the relay database at {db} is not a relay database" in e for e in embedded.errors)
+
+
+def test_check_config_refuses_a_database_a_newer_release_wrote(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "relay.db"
+    _relay_database(db)
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO schema_version VALUES (999, 'from_the_future', 0)")
+    conn.commit()
+    conn.close()
+    report = cfg.check({"db_url": str(db)}, env={})
+    assert any("was written by a newer Backchannel" in e for e in report.errors), report.errors
+
+
+def test_check_config_refuses_an_unknown_store_url_scheme_as_serve_does() -> None:
+    result = relay("check-config", "--quiet", "--db", "mysql://relay:hunter2@x/y")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: unknown store URL scheme; use memory://, sqlite:///path.db or postgresql://..."
+    )
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_the_memory_store_is_warned_about_in_check_config(tmp_path: Path) -> None:
+    result = relay("check-config", "--quiet", "--db", "memory://")
+    assert result.returncode == 0
+    assert "warning: the memory:// store keeps everything in the relay's memory" in result.stderr
+    on_file = cfg.check({"db_url": str(tmp_path / "r.db")}, env={})
+    assert not any("memory://" in w for w in on_file.warnings)
+
+
+# -- settings files -----------------------------------------------------------------------
+
+
+def test_settings_above_the_relay_table_are_an_error_naming_them(tmp_path: Path) -> None:
+    path = tmp_path / "mix.toml"
+    path.write_text('port = 1234\nbogus = 1\n[relay]\nhost = "127.0.0.1"\n')
+    env = {"BACKCHANNEL_RELAY_DATA": str(tmp_path)}
+    result = relay("check-config", "--quiet", "--config", str(path), env=env)
+    assert result.returncode == 1
+    assert (
+        f"error: {path}: settings outside [relay] are not read; move them under the [relay] "
+        "header: port, bogus"
+    ) in result.stderr
+    served = relay("serve", "--config", str(path), env=env)
+    assert served.returncode == 2
+    assert "settings outside [relay] are not read" in served.stderr
+    assert "port, bogus" in served.stderr
+    # Top-level keys alone, or a [relay] table alone, are read as before.
+    path.write_text("port = 1234\n")
+    assert cfg.check(config_file=path, env=env).ok
+
+
+def test_a_settings_file_that_is_not_text_is_named_not_an_internal_error(tmp_path: Path) -> None:
+    path = tmp_path / "bin.toml"
+    path.write_bytes(b"port = 1\n\xff\xfe\x00junk" + bytes(range(128, 256)))
+    env = {"BACKCHANNEL_RELAY_DATA": str(tmp_path)}
+    for command in ("check-config", "serve"):
+        result = relay(command, "--config", str(path), env=env)
+        assert result.returncode == (1 if command == "check-config" else 2), result.stderr
+        assert f"{path} is not a UTF-8 TOML file" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+# -- the data directory -------------------------------------------------------------------
+
+
+def test_a_data_directory_that_is_a_file_is_named(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("a file, not a directory\n")
+    for command in ("key", "serve"):
+        result = relay(command, "--data-dir", str(afile))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [
+            f"error: the data directory {afile} is not a directory"
+        ]
+    below = relay("serve", "--data-dir", str(afile / "sub"))
+    assert below.returncode == 2
+    assert below.stderr.splitlines() == [
+        f"error: cannot create the data directory {afile / 'sub'}: Not a directory"
+    ]
+    assert afile.read_text() == "a file, not a directory\n"
+
+
+def test_relay_key_says_when_it_just_made_a_new_relay(tmp_path: Path) -> None:
+    first = relay("key", "--db", str(tmp_path / "relay.db"))
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.splitlines() == [
+        f"warning: this relay had never run: a new relay key was just created in "
+        f"{tmp_path / 'relay-key'} (and a new, empty database at {tmp_path / 'relay.db'}); "
+        "if you meant an existing relay, check --db and --data-dir"
+    ]
+    printed = first.stdout.strip()
+    again = relay("key", "--db", str(tmp_path / "relay.db"))
+    assert again.stdout.strip() == printed and again.stderr == ""  # the relay's own key
+    # A mistyped file name beside the relay's: the key is the relay's, the database new.
+    typo = relay("key", "--db", str(tmp_path / "rleay.db"))
+    assert typo.stdout.strip() == printed
+    assert typo.stderr.splitlines() == [
+        f"warning: there was no relay database at {tmp_path / 'rleay.db'}: a new, empty one "
+        "was just created; if you meant an existing relay, check --db and --data-dir"
+    ]
+    memory = relay("key", "--db", "memory://")
+    assert memory.returncode == 0 and "the memory:// store keeps no key" in memory.stderr

@@ -82,6 +82,27 @@ def test_bad_settings_raise_config_error(
         resolve_settings(flags, config_file=path, env=env)
 
 
+def test_keys_outside_a_relay_table_are_refused_by_name(tmp_path: Path) -> None:
+    # relay init writes a [relay] table: a line added above its header would
+    # otherwise be dropped without a word.
+    toml = tmp_path / "relay.toml"
+    toml.write_text('port = 1234\nbogus = 1\n[relay]\nhost = "127.0.0.1"\n')
+    with pytest.raises(ConfigError, match=r"settings outside \[relay\].*: port, bogus$"):
+        resolve_settings(config_file=toml, env={})
+    toml.write_text("[relay]\nport = 1234\n[other]\nx = 1\n")
+    with pytest.raises(ConfigError, match=r"settings outside \[relay\].*: other$"):
+        resolve_settings(config_file=toml, env={})
+    toml.write_text('[relay]\nport = 1234\nhost = "127.0.0.2"\n')
+    assert resolve_settings(config_file=toml, env={}).port == 1234
+
+
+def test_a_settings_file_that_is_not_utf8_is_config_error(tmp_path: Path) -> None:
+    toml = tmp_path / "relay.toml"
+    toml.write_bytes(b"port = 1\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match="is not a UTF-8 TOML file"):
+        resolve_settings(config_file=toml, env={})
+
+
 def test_missing_config_file_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         resolve_settings(config_file=tmp_path / "absent.toml", env={})
@@ -145,11 +166,17 @@ def test_cli_help_and_bad_config(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "port must be" in bad.stderr
 
 
-def test_serve_with_memory_store_answers(tmp_path: Path) -> None:
+def test_serve_with_memory_store_answers_and_warns_that_it_keeps_nothing(tmp_path: Path) -> None:
     from .procs import RelayProcess
 
-    with RelayProcess("memory://") as relay:
+    relay = RelayProcess("memory://")
+    relay.log_path = tmp_path / "relay.log"
+    with relay:
         assert httpx.get(relay.base_url + "/v1/info").json()["cell_size"] == 4096
+    assert (
+        "warning: the memory:// store keeps everything in the relay's memory: tenants, cells "
+        "and the relay's key are gone when it stops"
+    ) in relay.log_path.read_text()
 
 
 def test_a_database_password_never_shows_in_the_settings_repr() -> None:

@@ -232,6 +232,21 @@ async def _refusal(request: Request, exc: Exception) -> Response:
     return error(exc.status, exc.message, exc.headers)
 
 
+def store_for(settings: RelaySettings) -> RelayStore:
+    """The store ``settings`` name, not yet open (:class:`ConfigError` for a bad URL)."""
+    from backchannel.store.factory import relay_store_from_url
+
+    # The embedded database keeps the relay key in <data_dir>/relay-key;
+    # with --db, beside the database file; PostgreSQL keeps it in the database.
+    key_path = None if settings.db_url else settings.data_dir.expanduser() / "relay-key"
+    return relay_store_from_url(
+        settings.store_url,
+        cell_size=settings.cell_size,
+        key_path=key_path,
+        log_interval=settings.log_interval_ms / 1000,
+    )
+
+
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreUnavailable)
     request.app.state.service.log_store_unavailable(exc)
@@ -261,17 +276,7 @@ def create_app(
     the expiry task (one worker of several runs it).
     """
     if store is None:
-        from backchannel.store.factory import relay_store_from_url
-
-        # The embedded database keeps the relay key in <data_dir>/relay-key;
-        # with --db, beside the database file; PostgreSQL keeps it in the database.
-        key_path = None if settings.db_url else settings.data_dir.expanduser() / "relay-key"
-        store = relay_store_from_url(
-            settings.store_url,
-            cell_size=settings.cell_size,
-            key_path=key_path,
-            log_interval=settings.log_interval_ms / 1000,
-        )
+        store = store_for(settings)
     service = RelayService(settings, store, clock)
     slots = SlotEndpoint(service)
     batch = BatchEndpoints(service)

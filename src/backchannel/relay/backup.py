@@ -9,8 +9,9 @@ A backup is a directory with ``manifest.json`` and either
   database).
 
 A restore puts both back. Stop the relay first: a running relay keeps the log
-head in memory and would go on from it. What a restore does to clients (a
-rewind, which they detect) is in ``docs/operations.md``.
+head in memory and would go on from it; for SQLite the restore refuses while a
+relay holds the database's lock (:mod:`.dblock`). What a restore does to
+clients (a rewind, which they detect) is in ``docs/operations.md``.
 
 Database passwords never reach a command line: the PostgreSQL connection is
 handed to ``pg_dump``/``pg_restore`` in ``PG*`` environment variables.
@@ -18,8 +19,10 @@ handed to ``pg_dump``/``pg_restore`` in ``PG*`` environment variables.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -27,8 +30,11 @@ import time
 from pathlib import Path
 
 from backchannel import __version__
-from backchannel.errors import ConfigError
+from backchannel.crypto.signing import SigningKey
+from backchannel.errors import ConfigError, StoreUnavailable
+from backchannel.relay import dblock
 from backchannel.relay.settings import RelaySettings
+from backchannel.store._log_key import check_key_signs, read_key_file
 from backchannel.store.factory import sqlite_path
 
 FORMAT = "backchannel-relay-backup"
@@ -139,6 +145,8 @@ def _backup_sqlite(settings: RelaySettings, out: Path) -> dict[str, object]:
             raise BackupError(f"the copy fails SQLite's integrity check: {check}")
         version = _sqlite_schema_version(dst)
         cells = dst.execute("SELECT count(*) FROM cells").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        raise BackupError(f"the relay database at {path} is damaged ({e})") from None
     finally:
         dst.close()
         src.close()
@@ -249,6 +257,13 @@ def restore(settings: RelaySettings, backup_dir: Path, *, force: bool = False) -
 
 
 def _restore_sqlite(settings: RelaySettings, backup_dir: Path, force: bool) -> None:
+    """Check the whole backup first, then put its database and key in place together.
+
+    Under the database's lock (:mod:`.dblock`): a relay that serves holds it,
+    and would go on from the log head it keeps in memory over the older file.
+    The copy is made and checked beside the target, so a damaged backup
+    leaves the relay's own database and key as they were.
+    """
     path = sqlite_path(settings.store_url)
     assert path is not None
     source = backup_dir / SQLITE_FILE
@@ -264,21 +279,73 @@ def _restore_sqlite(settings: RelaySettings, backup_dir: Path, force: bool) -> N
         directory.mkdir(parents=True, exist_ok=True)
     elif not directory.is_dir():
         raise BackupError(f"the directory of the relay database, {directory}, does not exist")
-    src = sqlite3.connect(f"file:{_uri_path(str(source))}?mode=ro", uri=True)
-    # Through SQLite into the target, so that a write-ahead log beside an old
-    # database is replaced with it instead of being replayed over the copy.
-    dst = sqlite3.connect(path, timeout=5)
+    key_dst = key_path(settings)
+    busy = f"a relay is serving {path}; stop it before restoring"
+    with dblock.holding(path, busy):
+        key = _backup_key(key_src)
+        if key_dst.exists() and key_dst.read_bytes() != key_src.read_bytes() and not force:
+            raise BackupError(
+                f"another signing key is at {key_dst} (clients have pinned it); "
+                "pass --force to replace it with the backup's"
+            )
+        tag = secrets.token_hex(6)
+        tmp_db = directory / f".{Path(path).name}.restore-{tag}"
+        tmp_key = key_dst.with_name(f".{key_dst.name}.restore-{tag}")
+        try:
+            _copy_checked(source, tmp_db, key, key_src)
+            _copy_private(key_src, tmp_key)
+            _drop_journal(path)
+            os.replace(tmp_key, key_dst)
+            os.replace(tmp_db, path)
+            _fsync_dir(directory)
+            if key_dst.parent != directory:
+                _fsync_dir(key_dst.parent)
+        finally:
+            for leftover in (tmp_db, tmp_key):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+
+
+def _backup_key(key_src: Path) -> SigningKey:
     try:
-        src.backup(dst)
-        check = dst.execute("PRAGMA integrity_check").fetchone()[0]
-        if check != "ok":
-            raise BackupError(f"the restored database fails SQLite's integrity check: {check}")
-    except sqlite3.OperationalError as e:
-        raise BackupError(f"cannot write {path} (is the relay still running?): {e}") from None
-    finally:
-        dst.close()
-        src.close()
-    _copy_private(key_src, key_path(settings))
+        return read_key_file(key_src)
+    except StoreUnavailable:
+        raise BackupError(f"the backup's signing key {key_src} is damaged") from None
+
+
+def _copy_checked(source: Path, out: Path, key: SigningKey, key_src: Path) -> None:
+    """Copy the backup's database to ``out`` and check it whole, and that ``key`` signed its log."""
+    try:
+        src = sqlite3.connect(f"file:{_uri_path(str(source))}?mode=ro", uri=True)
+        dst = sqlite3.connect(out)
+        try:
+            src.backup(dst)
+            check = dst.execute("PRAGMA integrity_check").fetchone()[0]
+            if check != "ok":
+                raise BackupError(f"the backup's {SQLITE_FILE} is damaged: {check}")
+            row = dst.execute("SELECT signed FROM log_head WHERE id = 1").fetchone()
+        finally:
+            dst.close()
+            src.close()
+    except sqlite3.DatabaseError as e:
+        raise BackupError(f"the backup's {SQLITE_FILE} is damaged ({e})") from None
+    try:
+        check_key_signs(key, None if row is None or row[0] is None else bytes(row[0]), key_src)
+    except StoreUnavailable:
+        raise BackupError(
+            f"the backup's {KEY_FILE} did not sign its {SQLITE_FILE}'s log: "
+            "the two come from different relays"
+        ) from None
+
+
+def _drop_journal(path: str) -> None:
+    """Remove the old database's write-ahead log, or SQLite would replay it over the copy."""
+    if os.path.exists(path):
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(path)) as old:
+            old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
 
 
 def _restore_postgres(

@@ -84,19 +84,16 @@ def serve(
             },
             config_file=config,
         )
-        if not settings.db_url:
-            settings.data_dir.expanduser().mkdir(parents=True, exist_ok=True)
-        else:
-            _check_database_file(settings.db_url)
+        _prepare_place(settings)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    except OSError as e:
-        typer.echo(f"error: cannot create the data directory: {e.strerror}", err=True)
-        raise typer.Exit(2) from None
+    _warn_if_memory(settings)
     try:
         _run(settings)
-    except ConfigError as e:  # e.g. an unknown URL scheme, found when the store is made
+    # An unknown URL scheme, found when the store is made; another relay on the
+    # file; a database that cannot be opened, or whose log the key did not sign.
+    except (ConfigError, StoreUnavailable) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
 
@@ -289,17 +286,17 @@ def key(
     import asyncio
 
     from backchannel.protocol.misbehaviour import relay_key_fingerprint, relay_key_from_bytes
+    from backchannel.relay.config import is_memory
     from backchannel.store.factory import relay_store_from_url
 
     settings = _settings_for(config, db, data_dir)
     key_path = None if settings.db_url else settings.data_dir.expanduser() / "relay-key"
-    try:  # as `serve` does
-        if not settings.db_url:
-            settings.data_dir.expanduser().mkdir(parents=True, exist_ok=True)
-        else:
-            _check_database_file(settings.db_url)
+    try:
+        _prepare_place(settings)
     except ConfigError as e:
         _fail(str(e))
+    key_file, db_file = _sqlite_files(settings, key_path)
+    had_key, had_db = key_file is None or key_file.exists(), db_file is None or db_file.exists()
 
     async def read() -> bytes:
         store = relay_store_from_url(
@@ -315,7 +312,65 @@ def key(
         raw = asyncio.run(read())
     except (ConfigError, StoreUnavailable) as e:
         _fail(str(e))
+    # A mistyped --db or --data-dir makes a new relay: the fingerprint below is
+    # then not the one to read out to the missions.
+    check = "if you meant an existing relay, check --db and --data-dir"
+    if not had_key:
+        also = "" if had_db else f" (and a new, empty database at {db_file})"
+        typer.echo(
+            f"warning: this relay had never run: a new relay key was just created in "
+            f"{key_file}{also}; {check}",
+            err=True,
+        )
+    elif not had_db:
+        typer.echo(
+            f"warning: there was no relay database at {db_file}: a new, empty one was just "
+            f"created; {check}",
+            err=True,
+        )
+    if is_memory(settings.store_url):
+        typer.echo(
+            "warning: the memory:// store keeps no key: this one was made for this command "
+            "alone and no relay serves it",
+            err=True,
+        )
     typer.echo(relay_key_fingerprint(relay_key_from_bytes(raw)).hex())
+
+
+def _prepare_place(settings: RelaySettings) -> None:
+    """Create the data directory, or check the directory of ``--db``, as ``serve`` needs."""
+    if settings.db_url:
+        _check_database_file(settings.db_url)
+        return
+    data_dir = settings.data_dir.expanduser()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"the data directory {data_dir} is not a directory")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the data directory {data_dir}: {e.strerror}") from None
+
+
+def _sqlite_files(
+    settings: RelaySettings, key_path: Path | None
+) -> tuple[Path | None, Path | None]:
+    """The key file and the database file of an SQLite relay; None, None for other stores."""
+    from backchannel.store.factory import sqlite_path
+
+    path = sqlite_path(settings.store_url)
+    if path is None:
+        return None, None
+    db_file = Path(os.path.abspath(path))
+    # The SQLite store keeps its key beside the database unless told otherwise.
+    key_file = key_path.absolute() if key_path is not None else db_file.parent / "relay-key"
+    return key_file, db_file
+
+
+def _warn_if_memory(settings: RelaySettings) -> None:
+    from backchannel.relay.config import MEMORY_WARNING, is_memory
+
+    if is_memory(settings.store_url):
+        typer.echo(f"warning: {MEMORY_WARNING}", err=True)
 
 
 def _check_database_file(db_url: str) -> None:

@@ -268,10 +268,16 @@ def _read_file(path: Path, raw: dict[str, object], report: Report) -> None:
     except tomllib.TOMLDecodeError as e:
         report.errors.append(f"the settings file {path} is not valid TOML: {e}")
         return
+    except UnicodeDecodeError as e:
+        report.errors.append(f"the settings file {path} {rs.not_utf8(e)}")
+        return
     table = data.get("relay", data)
     if not isinstance(table, dict):
         report.errors.append(f"{path}: [relay] must be a table")
         return
+    outside = rs.outside_relay_table(data)
+    if outside:
+        report.errors.append(f"{path}: {outside}")
     for key, value in table.items():
         if key not in _FIELDS:
             report.errors.append(f"{path}: unknown setting {key}{_suggest(key, list(_FIELDS))}")
@@ -287,32 +293,10 @@ def _read_file(path: Path, raw: dict[str, object], report: Report) -> None:
 
 
 def _check_places(settings: rs.RelaySettings, report: Report) -> None:
-    """Problems ``serve`` would meet only at start-up: directories and registration."""
-    from backchannel.store.factory import sqlite_path
-
-    if not settings.db_url:
-        data_dir = settings.data_dir.expanduser()
-        existing = data_dir
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if existing.exists() and not existing.is_dir():
-            report.errors.append(f"the data directory {data_dir} is not a directory")
-        elif not os.access(existing, os.W_OK):
-            report.errors.append(f"the data directory {data_dir} cannot be written")
-    else:
-        path = sqlite_path(settings.db_url)
-        if path is not None:
-            directory = os.path.dirname(os.path.abspath(path))
-            if os.path.isdir(path):
-                report.errors.append(f"the relay database {path} is a directory")
-            elif not os.path.isdir(directory):
-                report.errors.append(
-                    f"the directory of the relay database, {directory}, does not exist"
-                )
-            elif not os.access(directory, os.W_OK):
-                report.errors.append(
-                    f"the directory of the relay database, {directory}, cannot be written"
-                )
+    """Problems ``serve`` would meet only at start-up: the store, directories and registration."""
+    if _check_store_url(settings, report):
+        _check_directories(settings, report)
+        _check_database_file(settings.store_url, report)
     if settings.operator_token is None and not settings.open_registration:
         report.warnings.append(
             "no operator_token and registration closed: no tenant can be registered"
@@ -325,3 +309,129 @@ def _check_places(settings: rs.RelaySettings, report: Report) -> None:
             f"operator_token is shorter than {MIN_OPERATOR_TOKEN} characters and could be "
             "guessed; `backchannel relay init` writes a random one of 43"
         )
+
+
+#: What ``check-config`` and ``serve`` say of a relay that keeps nothing.
+MEMORY_WARNING = (
+    "the memory:// store keeps everything in the relay's memory: tenants, cells and the "
+    "relay's key are gone when it stops (tests and demos only; give --db a file for a relay)"
+)
+
+
+def is_memory(url: str) -> bool:
+    """Whether ``url`` is the store that keeps nothing past the process."""
+    return url.partition("://")[0].lower() == "memory"
+
+
+def _check_store_url(settings: rs.RelaySettings, report: Report) -> bool:
+    """Whether ``serve`` could make its store from the URL; the warning of memory://."""
+    from backchannel.store.factory import relay_store_from_url
+
+    try:
+        # The code that makes serve's store; it opens nothing and connects nowhere.
+        relay_store_from_url(settings.store_url, cell_size=settings.cell_size)
+    except ConfigError as e:  # never echoes the URL, which may hold a password
+        report.errors.append(str(e))
+        return False
+    if is_memory(settings.store_url):
+        report.warnings.append(MEMORY_WARNING)
+    return True
+
+
+def _check_directories(settings: rs.RelaySettings, report: Report) -> None:
+    from backchannel.store.factory import sqlite_path
+
+    if not settings.db_url:
+        data_dir = settings.data_dir.expanduser()
+        existing = data_dir
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing.exists() and not existing.is_dir():
+            report.errors.append(f"the data directory {data_dir} is not a directory")
+        elif not os.access(existing, os.W_OK):
+            report.errors.append(f"the data directory {data_dir} cannot be written")
+        return
+    path = sqlite_path(settings.db_url)
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        report.errors.append(f"the relay database {path} is a directory")
+    elif not os.path.isdir(directory):
+        report.errors.append(f"the directory of the relay database, {directory}, does not exist")
+    elif not os.access(directory, os.W_OK):
+        report.errors.append(f"the directory of the relay database, {directory}, cannot be written")
+
+
+def _check_database_file(url: str, report: Report) -> None:
+    """Refuse an SQLite file that ``serve`` would refuse, reading it only.
+
+    A file that does not exist is a new relay's. One that does is checked
+    (``PRAGMA quick_check``: every page read once), then its schema: another
+    application's database, or one a newer release wrote, stops ``serve`` too.
+    """
+    import sqlite3
+    from urllib.parse import quote
+
+    from backchannel.errors import StoreUnavailable
+    from backchannel.store import _migrations
+    from backchannel.store._sqlite_conn import check_ours, is_busy
+    from backchannel.store.factory import sqlite_path
+
+    path = sqlite_path(url)
+    if path is None or not os.path.isfile(path):
+        return
+    path = os.path.abspath(path)
+    where = f"the relay database at {path}"
+    restore = "it was left untouched: restore it from a backup or point the relay at another file"
+    # mode=ro: nothing is written to the file. A database at rest (no -wal or
+    # -shm: its last relay closed it) is read immutable too, else SQLite would
+    # leave a -wal and a -shm beside it, owned by whoever runs the check (root,
+    # say), which the relay's own user then could not open.
+    live = os.path.exists(path + "-wal") or os.path.exists(path + "-shm")
+    uri = f"file:{quote(path)}?mode=ro" + ("" if live else "&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5)
+    except sqlite3.Error as e:
+        report.errors.append(
+            f"{where} cannot be read ({_sqlite_reason(e)}); check its owner and mode"
+        )
+        return
+    try:
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            report.errors.append(f"{where} is damaged ({'; '.join(problems)[:300]}); {restore}")
+            return
+        try:
+            check_ours(conn)
+        except StoreUnavailable:
+            report.errors.append(
+                f"{where} is not a relay database (an SQLite database of another "
+                "application); point the relay at a new or a Backchannel database file"
+            )
+            return
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if "schema_version" in tables:
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+            known = len(_migrations.load("sqlite"))
+            if int(row[0]) > known:
+                report.errors.append(
+                    f"{where} was written by a newer Backchannel (schema version {row[0]}, "
+                    f"this relay knows {known}); upgrade the relay"
+                )
+    except sqlite3.Error as e:
+        if is_busy(e):
+            report.warnings.append(f"{where} was locked by another process and was not checked")
+        elif (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_NOTADB:
+            report.errors.append(
+                f"{where} is not a relay database ({_sqlite_reason(e)}); {restore}"
+            )
+        else:
+            report.errors.append(f"{where} is damaged ({_sqlite_reason(e)}); {restore}")
+    finally:
+        conn.close()
+
+
+def _sqlite_reason(e: Exception) -> str:
+    name = getattr(e, "sqlite_errorname", None) or type(e).__name__
+    return f"{name}: {e}"

@@ -9,6 +9,12 @@ Under ``relay serve --workers N`` the supervisor sets
 every worker's values in files there, and ``/metrics`` on any worker answers
 for the whole relay (counters and histograms summed over workers, living and
 dead; the stored-cells gauge as last set, by the worker that runs expiry).
+
+No family has a ``*_created`` series: prometheus_client would publish, for
+each counter and histogram child, the instant (to the microsecond) it was
+first used, i.e. of the first intake submission, the first refusal over
+quota, the first credential rotation. ``/metrics`` holds aggregate counts
+only (docs/relay.md); the multiprocess collector writes no such series either.
 """
 
 from __future__ import annotations
@@ -16,7 +22,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -24,6 +37,10 @@ __all__ = ["CONTENT_TYPE_LATEST", "RelayMetrics"]
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+# Process-wide in prometheus_client (read when a family is collected); every
+# relay process, each worker included, imports this module before it serves.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class RelayMetrics:

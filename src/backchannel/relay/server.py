@@ -15,6 +15,8 @@ would.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -27,8 +29,11 @@ from typing import Any
 
 import uvicorn
 
-from backchannel.relay.app import create_app
+from backchannel.errors import StoreUnavailable
+from backchannel.relay import dblock
+from backchannel.relay.app import create_app, store_for
 from backchannel.relay.settings import RelaySettings
+from backchannel.store.factory import sqlite_path
 
 
 def _log_config(level: str) -> dict[str, Any]:
@@ -97,12 +102,46 @@ def _server(settings: RelaySettings, *, background: bool = True) -> uvicorn.Serv
 
 
 def serve(settings: RelaySettings) -> None:
-    """Serve until SIGINT/SIGTERM, then finish in-flight requests and close the store."""
-    if settings.workers > 1:
-        _supervise(settings)
-        return
-    logging.getLogger("backchannel.relay").debug("starting on %s:%d", settings.host, settings.port)
-    _server(settings).run()
+    """Serve until SIGINT/SIGTERM, then finish in-flight requests and close the store.
+
+    An SQLite database is served by one relay at a time (:mod:`.dblock`); a
+    store that cannot be opened is said in one line before anything listens.
+    """
+    path = sqlite_path(settings.store_url)
+    with contextlib.ExitStack() as held:
+        if path is not None:
+            busy = f"another relay is serving {path}; one relay at a time serves a database"
+            held.enter_context(dblock.holding(path, busy))
+        check_store(settings)
+        if settings.workers > 1:
+            _supervise(settings)
+            return
+        logging.getLogger("backchannel.relay").debug(
+            "starting on %s:%d", settings.host, settings.port
+        )
+        _server(settings).run()
+
+
+def check_store(settings: RelaySettings) -> None:
+    """Open the store and close it again; :class:`StoreUnavailable` naming it if it cannot.
+
+    Run before serving: a damaged or unreachable database found by the
+    server's start-up would end in a traceback in the log instead.
+    """
+    if settings.store_url.lower().startswith("memory:"):
+        return  # nothing to find wrong
+    path = sqlite_path(settings.store_url)
+    where = f"the relay database {path}" if path is not None else "the PostgreSQL database"
+
+    async def probe() -> None:
+        store = store_for(settings)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(probe())
+    except StoreUnavailable as e:  # the URL is never echoed: it may hold a password
+        raise StoreUnavailable(f"cannot open {where}: {e}") from None
 
 
 def _reuseport_socket(host: str, port: int) -> socket.socket:

@@ -332,14 +332,42 @@ def _from_toml(path: Path) -> dict[str, object]:
         raise ConfigError(f"cannot read relay settings file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"relay settings file {path} is not valid TOML: {e}") from None
-    # Accept either top-level keys or a [relay] table.
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"relay settings file {path} {not_utf8(e)}") from None
+    # Accept either top-level keys or a [relay] table, not both.
     table = data.get("relay", data)
     if not isinstance(table, dict):
         raise ConfigError(f"relay settings file {path}: [relay] must be a table")
+    outside = outside_relay_table(data)
+    if outside:
+        raise ConfigError(f"relay settings file {path}: {outside}")
     unknown = sorted(set(table) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"relay settings file {path}: unknown keys {', '.join(unknown)}")
     return {k: _coerce(k, v) for k, v in table.items()}
+
+
+def not_utf8(e: UnicodeDecodeError) -> str:
+    """Why a settings file that is not text was refused (the words after its path)."""
+    return f"is not a UTF-8 TOML file (byte {e.start} is not UTF-8)"
+
+
+def outside_relay_table(data: Mapping[str, object]) -> str | None:
+    """The problem with settings written above a ``[relay]`` table, if there are any.
+
+    With a ``[relay]`` table only that table is read: a key outside it (a line
+    added above the header of the file ``relay init`` writes) would be dropped
+    without a word.
+    """
+    if "relay" not in data:
+        return None
+    outside = [key for key in data if key != "relay"]
+    if not outside:
+        return None
+    return (
+        "settings outside [relay] are not read; move them under the [relay] header: "
+        + ", ".join(outside)
+    )
 
 
 def _env_name(name: str) -> str:

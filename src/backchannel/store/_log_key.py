@@ -13,7 +13,8 @@ import secrets
 from pathlib import Path
 
 from backchannel.crypto.signing import SEED_LEN, SigningKey
-from backchannel.errors import StoreUnavailable
+from backchannel.errors import DecodeError, SignatureError, StoreUnavailable
+from backchannel.protocol.misbehaviour import SignedHead
 
 KEY_FILE_VERSION = 1
 KEY_FILE_LEN = 1 + 2 * SEED_LEN
@@ -37,7 +38,7 @@ def load_or_create_key_file(path: str | os.PathLike[str]) -> SigningKey:
     target = Path(path)
     for _ in range(3):
         with contextlib.suppress(FileNotFoundError):
-            return _read_key_file(target)
+            return read_key_file(target)
         ed, ml = new_key_seeds()
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}")
         try:
@@ -64,7 +65,7 @@ def load_or_create_key_file(path: str | os.PathLike[str]) -> SigningKey:
     raise StoreUnavailable("the relay's signing key file keeps changing; is another relay racing?")
 
 
-def _read_key_file(path: Path) -> SigningKey:
+def read_key_file(path: Path) -> SigningKey:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -88,3 +89,21 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def check_key_signs(key: SigningKey, signed: bytes | None, where: str | os.PathLike[str]) -> None:
+    """Refuse a key that did not sign the log's stored head: another relay's key.
+
+    Served, it would sign a log that clients pinned to another key, so each
+    of them would take the relay for a liar. ``signed`` is None for a log
+    that has signed nothing yet.
+    """
+    if signed is None:
+        return
+    try:
+        SignedHead.decode(signed).verify(key.verify_key)
+    except (DecodeError, SignatureError):
+        raise StoreUnavailable(
+            f"the signing key in {where} did not sign this database's log: it is another "
+            "relay's key; put back this relay's own key (its backup holds it)"
+        ) from None

@@ -24,11 +24,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from backchannel.crypto.signing import SigningKey
 from backchannel.errors import (
     ConfigError,
 )
 from backchannel.protocol.constants import CELL_SIZE
-from backchannel.store import _common, _log
+from backchannel.store import _common, _log, _log_key
 from backchannel.store import _sqlite_conn as _conn
 from backchannel.store._sqlite_deposit import SQLiteDeposits
 from backchannel.store._sqlite_errors import translate
@@ -136,6 +137,7 @@ class SQLiteRelayStore(SQLiteWriter, SQLiteDeposits, SQLiteLogReads, SQLiteIntak
             # Only once the database is known good: a refused file leaves no key behind.
             try:
                 key = await asyncio.to_thread(_log.load_or_create_key_file, self._key_path)
+                await asyncio.to_thread(self._check_key, key)
             except BaseException:
                 await self._shutdown()
                 raise
@@ -163,6 +165,18 @@ class SQLiteRelayStore(SQLiteWriter, SQLiteDeposits, SQLiteLogReads, SQLiteIntak
                 " one-time VACUUM"
             )
         self._accepting = True
+
+    def _check_key(self, key: SigningKey) -> None:
+        """The key must be the one that signed this database's log (:func:`check_key_signs`)."""
+        conn = _conn.connect_reader(self._path, 5000)
+        try:
+            row = conn.execute("SELECT signed FROM log_head WHERE id = 1").fetchone()
+        except sqlite3.Error as exc:
+            raise translate(exc) from None
+        finally:
+            conn.close()
+        signed = None if row is None or row[0] is None else bytes(row[0])
+        _log_key.check_key_signs(key, signed, self._key_path)
 
     async def close(self) -> None:
         """Finish every write already submitted, then release the file."""
