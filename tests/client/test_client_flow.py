@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from backchannel.client.home import Home
 from backchannel.client.relay_client import RelayClient
 from backchannel.client.service import Client
 from backchannel.errors import ConfigError, NotEnoughShares, NotEnoughSignatures, WrongPassphrase
+from backchannel.protocol import joint
 from backchannel.protocol.payload import note
 from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay
 
@@ -232,3 +234,35 @@ async def test_catching_up_more_rounds_than_one_fetch_holds(
     report = await dc[0].sync(320)
     assert report.relay_error is None and report.rounds_received >= 301
     assert len(dc[0].inbox()) == 1
+
+
+async def test_asking_twice_to_open_sends_one_share_request(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ny, dc = await two_missions(tmp_path, relay)
+    ri = ny[0]
+    smith, jones = dc
+    await cosigned(ny, "asked for once")
+    for d in (ri, smith, jones):
+        await d.settle()
+    [item] = smith.inbox()
+    smith.request_open(item.message_id)
+    with pytest.raises(ConfigError, match="already asked"):
+        smith.request_open(item.message_id)
+    await smith.settle()
+    await jones.settle()
+    [req] = jones.share_requests()
+    # A request again from an older device (or a replayed object) is not a second one.
+    again = joint.JointObject(
+        joint.JointKind.SHARE_REQUEST,
+        secrets.token_bytes(16),
+        req.from_officer,
+        jones.officer.officer_id,
+        req.channel_id + req.message_id,
+    )
+    jones._on_joint(again)
+    assert [r.request_id for r in jones.share_requests()] == [req.request_id]
+    jones.approve_share(req.request_id)
+    await jones.settle()
+    await smith.settle()
+    assert smith.read(item.message_id).text == "asked for once"

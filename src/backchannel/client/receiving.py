@@ -83,6 +83,13 @@ class Receiving(EpochKeys):
     def request_open(self, message_id: bytes) -> InboxRecord:
         """Contribute our share and ask every other officer for theirs."""
         item: InboxRecord = self._get("inbox", message_id, InboxRecord)
+        if item.open_requested and not item.payload:
+            # The mailbox carries the first request until it is delivered: a
+            # second would only ask each colleague to release his share twice.
+            raise ConfigError(
+                "you already asked your colleagues for their shares of this message; "
+                "it opens once enough of them release theirs"
+            )
         with self._tx():
             share, item = self._own_share(item)
             item = self._add_share(item, share)

@@ -38,6 +38,7 @@ from backchannel.client.records import InboxRecord, ShareRequest
 from backchannel.client.relay_move import MOVE_NOTICE
 from backchannel.client.report import SyncReport
 from backchannel.client.sending import Sending, cosign_request
+from backchannel.crypto.primitives import equal
 from backchannel.crypto.sharing import Share
 from backchannel.protocol import joint
 from backchannel.protocol.evidence import evidence_kind
@@ -74,7 +75,13 @@ class Client(Missions, Sending, Policies, Driver):
             return self._on_cosignature(obj.sender_id, obj.body)
         elif obj.kind is joint.JointKind.SHARE_REQUEST:
             req2 = ShareRequest(obj.object_id, obj.sender_id, obj.body[:16], obj.body[16:32])
-            self._put("share_in", obj.object_id, req2)
+            # One waiting request per colleague and message: another for the
+            # same (from a device that asked again) would have the share go twice.
+            if not any(
+                equal(r.from_officer, req2.from_officer) and r.message_id == req2.message_id
+                for r in self.share_requests()
+            ):
+                self._put("share_in", obj.object_id, req2)
         elif obj.kind is joint.JointKind.SHARE:
             mid, share = obj.body[:16], Share.decode(obj.body[16:])
             item: InboxRecord | None = self._get("inbox", mid, InboxRecord)
