@@ -120,8 +120,16 @@ def warn_argv(what: str, instead: str) -> None:
 def read_secret_input(label: str, *, hide: bool) -> str:
     """From a prompt in a terminal, else the first line of stdin."""
     if sys.stdin.isatty():
-        return str(typer.prompt(label, hide_input=hide))
+        return _asked(label, hide=hide)
     return sys.stdin.readline()
+
+
+def _asked(label: str, *, hide: bool, confirm: bool = False) -> str:
+    """A prompt's answer; Ctrl-C (or Ctrl-D) at it exits 130, as it does anywhere else."""
+    try:
+        return str(typer.prompt(label, hide_input=hide, confirmation_prompt=confirm))
+    except typer.Abort:  # what the prompt makes of the interrupt
+        raise typer.Exit(130) from None
 
 
 def settings(ctx: typer.Context) -> Settings:
@@ -134,7 +142,7 @@ def settings(ctx: typer.Context) -> Settings:
 def _prompt(confirm: bool) -> Callable[[str], str]:
     def ask(text: str) -> str:
         label = text.rstrip().rstrip(":")  # the prompt adds its own ": "
-        return str(typer.prompt(label, hide_input=True, confirmation_prompt=confirm))
+        return _asked(label, hide=True, confirm=confirm)
 
     return ask
 
