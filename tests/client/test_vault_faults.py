@@ -9,11 +9,13 @@ co-sign request and cell queued before is still there and goes out once.
 from __future__ import annotations
 
 import random
+import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from backchannel.client import demo
+from backchannel.client import demo, vault_sql
 from backchannel.client.home import Home
 from backchannel.client.service import Client
 from backchannel.errors import StoreUnavailable
@@ -127,3 +129,23 @@ async def test_an_epoch_key_whose_rotation_was_undone_is_not_handed_out(
         assert [k.epoch for k in reopened.epoch_keys] == held
     finally:
         reopened.close()
+
+
+def test_a_disk_too_full_to_open_the_vault_is_said_to_be_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no byte free SQLite cannot even make the vault's -shm file, and says
+    # only "disk I/O error": the officer is told what to do about it.
+    Home.create(tmp_path / "ri", "Ri", "pw", FAST_KDF).close()
+
+    def no_room(*args: object, **kwargs: object) -> sqlite3.Connection:
+        exc = sqlite3.OperationalError("disk I/O error")
+        exc.sqlite_errorcode = sqlite3.SQLITE_IOERR_SHMSIZE  # type: ignore[attr-defined]
+        raise exc
+
+    monkeypatch.setattr(vault_sql.sqlite3, "connect", no_room)
+    for free, said in ((0, "the disk holding the vault is full"), (10**9, "the disk or system")):
+        usage = SimpleNamespace(total=10**10, used=10**10 - free, free=free)
+        monkeypatch.setattr(vault_sql.shutil, "disk_usage", lambda _p, u=usage: u)
+        with pytest.raises(StoreUnavailable, match=said):
+            Home.unlock(tmp_path / "ri", "pw")

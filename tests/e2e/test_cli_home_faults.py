@@ -17,6 +17,7 @@ import ctypes
 import errno
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -157,8 +158,20 @@ def test_a_vault_file_left_read_only_beside_the_vault_is_named(missions: Mission
 # --- vaults that are not whole ---------------------------------------------------------
 
 
+def _page_overwritten(original: bytes) -> bytes:
+    """``original`` with a b-tree page past its middle overwritten: a file that opens."""
+    page = 4096
+    pages = len(original) // page
+    for n in range(pages // 2, pages):
+        if original[n * page] in (0x02, 0x05, 0x0A, 0x0D):  # a b-tree page's type
+            noise = random.Random(n).randbytes(page)
+            return original[: n * page] + noise + original[(n + 1) * page :]
+    raise AssertionError("no b-tree page in the second half of the vault")
+
+
 def _vault_cases(original: bytes) -> Iterator[tuple[str, bytes | None]]:
     yield "half of it", original[: len(original) // 2]
+    yield "a page of it overwritten", _page_overwritten(original) if original else b""
     yield "its first page", original[:4096]
     yield "a hundred bytes", original[:100]
     yield "an empty file", b""

@@ -8,6 +8,7 @@ line, never SQLite's own message).
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Final
@@ -22,14 +23,23 @@ def damaged(what: str) -> CorruptKeystore:
     return CorruptKeystore(f"the vault {what}; restore the home directory from a backup")
 
 
+def disk_full() -> StoreUnavailable:
+    return StoreUnavailable(
+        "the disk holding the vault is full; free space and retry "
+        "(this step was not saved; earlier records are intact)"
+    )
+
+
+#: Free bytes under which a failure to open the vault is taken for a full disk:
+#: SQLite says only "disk I/O error" when it cannot even make its ``-shm`` file.
+_NEARLY_FULL: Final = 64 * 1024
+
+
 def translate(exc: sqlite3.Error) -> BackchannelError:
     """One-line Backchannel error for an ``sqlite3`` error (its message is not shown)."""
     code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
     if code == sqlite3.SQLITE_FULL:
-        return StoreUnavailable(
-            "the disk holding the vault is full; free space and retry "
-            "(this step was not saved; earlier records are intact)"
-        )
+        return disk_full()
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return StoreUnavailable(
             "the vault is in use by another Backchannel process; close it and retry"
@@ -88,6 +98,22 @@ def connect(path: Path, existing: bool = False) -> sqlite3.Connection:
         if existing and file.exists() and not os.access(file, os.R_OK | os.W_OK):
             where = f"{file.name} cannot be written; check the permissions of {path.parent}"
             raise StoreUnavailable(f"the vault's file {where}")
+    try:
+        return _connect(path, existing)
+    except StoreUnavailable:
+        if _free(path.parent) < _NEARLY_FULL:
+            raise disk_full() from None
+        raise
+
+
+def _free(directory: Path) -> int:
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return _NEARLY_FULL  # unknown: the error as SQLite gave it
+
+
+def _connect(path: Path, existing: bool) -> sqlite3.Connection:
     uri = path.resolve().as_uri() + "?mode=rw"
     with sql():
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -96,6 +122,10 @@ def connect(path: Path, existing: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA trusted_schema = OFF")
             if existing and conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
                 raise damaged("file is not a Backchannel vault (wrong file?)")
+            if existing and conn.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok":
+                # Every page's structure, before anything is written: a damaged
+                # page that no read happens to meet would otherwise take writes.
+                raise damaged("database is damaged")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreUnavailable(
