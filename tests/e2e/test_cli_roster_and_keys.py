@@ -27,6 +27,9 @@ def test_add_an_officer_and_rotate_keys(tmp_path: Path, relay: RelayProcess) -> 
     # Adopting before enough signatures is refused and changes nothing.
     r = m.ri.run("mission", "change", "adopt", change)
     assert r.code != 0 and "needs 2 officers of the current roster" in r.err, r.err
+    # The proposer signing again adds nothing, and is told so.
+    again = m.ri.ok("mission", "change", "sign", change)
+    assert "you had signed" in again.out and "1 signature(s)" in again.out, again.out
     m.han.ok("mission", "change", "sign", change)
     kim.ok("mission", "change", "sign", change)
     for o in (m.ri, m.han, kim):

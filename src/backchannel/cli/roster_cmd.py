@@ -59,12 +59,19 @@ def propose(
 def sign(ctx: typer.Context, change_file: ChangeArg) -> None:
     """Review the proposed roster and sign it (the file is updated in place)."""
     change = roster_change.RosterChange.decode(read_file(change_file, "a roster change"))
+    before = len(change.signatures)
     with open_client(ctx) as client:
         change = roster_change.sign(client, change)
     write_file(change_file, change.encode())
+    n = len(change.signatures)
+    said = (
+        f" signed {change.describe()}"
+        if n > before
+        else (f" you had signed {change.describe()} already; it holds {n} signature(s)")
+    )
     output(ctx).done(
-        {"roster": change.describe(), "signatures": len(change.signatures)},
-        Text.assemble(("ok", "green"), f" signed {change.describe()}"),
+        {"roster": change.describe(), "signatures": n, "added": n > before},
+        Text.assemble(("ok", "green"), said),
     )
 
 
