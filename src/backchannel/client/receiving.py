@@ -172,6 +172,10 @@ class Receiving(EpochKeys):
             raise ConfigError(
                 "this device has not received that message yet; run `backchannel sync`"
             )
+        if not equal(item.channel_id, req.channel_id):
+            raise ConfigError(
+                "that request named another channel than its message came by: refused"
+            )
         with self._tx():
             share, _ = self._own_share(item)
             self._send_joint(

@@ -282,9 +282,31 @@ class Sending(OfficerAlarms):
         req: CosignRequest | None = self._get("cosign_in", request_id, CosignRequest)
         if req is None:
             raise ConfigError("unknown co-sign request; see `backchannel cosign list`")
+        wrong = self.misaddressed(req)
+        if wrong is not None:
+            raise ConfigError(wrong)
         payload = Payload.decode(req.payload)
         check_draft(SealedMessage.decode(req.message), req.content_key, payload)
         return req, payload
+
+    def misaddressed(self, req: CosignRequest) -> str | None:
+        """Why ``req`` does not go where it says, if it does not.
+
+        The desk names the peer from the request's channel; the co-signature
+        covers the message's header. They must be one channel of this mission,
+        in the direction it sends: else one officer alone would choose where a
+        message the co-signer approved goes.
+        """
+        header = SealedMessage.decode(req.message).header
+        if not equal(header.channel_id, req.channel_id):
+            return "a co-sign request named another channel than its message goes to; refused"
+        try:
+            out = self._endpoint(req.channel_id).out_direction
+        except ConfigError:
+            return "a co-sign request for a channel this mission does not hold; refused"
+        if header.direction != out:
+            return "a co-sign request held a message this mission did not write; refused"
+        return None
 
     def approve_cosign(self, request_id: bytes) -> None:
         req, _ = self.show_cosign(request_id)

@@ -70,11 +70,17 @@ class Client(Missions, Sending, Policies, Driver):
         """Act on an object a colleague's device sent us through the mailbox."""
         if obj.kind is joint.JointKind.COSIGN_REQUEST:
             req = cosign_request(obj.object_id, obj.sender_id, obj.body)
+            wrong = self.misaddressed(req)
+            if wrong is not None:
+                return wrong
             self._put("cosign_in", obj.object_id, req)
         elif obj.kind is joint.JointKind.COSIGNATURE:
             return self._on_cosignature(obj.sender_id, obj.body)
         elif obj.kind is joint.JointKind.SHARE_REQUEST:
             req2 = ShareRequest(obj.object_id, obj.sender_id, obj.body[:16], obj.body[16:32])
+            item0: InboxRecord | None = self._get("inbox", req2.message_id, InboxRecord)
+            if item0 is not None and not equal(item0.channel_id, req2.channel_id):
+                return "a share request named another channel than its message came by; refused"
             # One waiting request per colleague and message: another for the
             # same (from a device that asked again) would have the share go twice.
             if not any(
