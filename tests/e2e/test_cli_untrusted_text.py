@@ -20,7 +20,9 @@ from rich.text import Text
 
 from backchannel.cli.output import emit_json, safe_rich, safe_text
 from backchannel.client import intake_public as public
+from backchannel.errors import ConfigError
 from backchannel.protocol import intake as pi
+from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.payload import note
 from tests.client.conftest import InProcessRelay
 from tests.client.test_audit import settle
@@ -55,7 +57,11 @@ async def _set_up(tmp: Path) -> tuple[Path, Path, str]:
             await public.submit(card, public.Kind.parse("other"), "Again", "Me again", "",
                                 transport=transport)  # fmt: skip
         await settle(ri, han)
-        han.intake_note("1", f"note {HOSTILE}")
+        with pytest.raises(ConfigError, match="control character"):
+            han.intake_note("1", f"note {HOSTILE}")  # refused now, as it is written
+        # As a device that did not refuse it yet wrote it: still printed safely.
+        rid = han.intake_item("1").request_id
+        han._audit(AuditKind.INTAKE_NOTED, rid, f"note {HOSTILE}")
         ri.compose(ri.channel_for("Washington").channel_id, note(f"Text {HOSTILE}"))
         await settle(ri, han)
         [req] = han.cosign_requests()

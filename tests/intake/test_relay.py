@@ -134,6 +134,35 @@ async def test_a_closed_or_unknown_intake_takes_nothing() -> None:
             assert (await c.get(f"/v1/intake/mission-a/answers/{slot}")).status_code == 404
 
 
+async def test_an_answer_read_tells_a_closed_intake_from_no_answer() -> None:
+    """The two 404s of an answer's read, by their documented bodies (relay-api.md):
+    a closed intake (or no such tenant) withholds even an answer already deposited."""
+    r = Relay()
+    async with r.app.router.lifespan_context(r.app):
+        await r.setup(is_open=True)
+        code = pi.new_reply_code(secrets.token_bytes)
+        name = pi.reply_id(r.card, code)
+        cell = pi.seal_answer(r.card, code, "Yes.", secrets.token_bytes)
+        await r.store.deposit("mission-a", pi.answer_slot(name), cell, 0)
+        none = secrets.token_bytes(32).hex()
+        async with r.client() as c:
+            assert (await c.get(f"/v1/intake/mission-a/answers/{name.hex()}")).status_code == 200
+            answer = await c.get(f"/v1/intake/mission-a/answers/{none}")
+            assert answer.status_code == 404
+            assert answer.json() == {"error": "no answer under this reply code (yet)"}
+            closed = {
+                "error": "this mission takes no requests on this relay; check the intake card"
+            }
+            for path in (f"mission-a/answers/{name.hex()}", f"nobody-here/answers/{none}"):
+                if path.startswith("mission-a"):
+                    fetch = {"after": 0, "open": False}
+                    await c.post("/v1/tenants/mission-a/intake/fetch", json=fetch, headers=r.auth)
+                answer = await c.get(f"/v1/intake/{path}")
+                assert (answer.status_code, answer.json()) == (404, closed), path
+    assert pi.NO_ANSWER_ERROR == "no answer under this reply code (yet)"
+    assert closed == {"error": pi.CLOSED_ERROR}
+
+
 async def test_a_flood_from_one_address_is_limited_and_others_still_get_in() -> None:
     r = Relay(intake_ip_rate=0.01, intake_ip_burst=3)
     async with r.app.router.lifespan_context(r.app):

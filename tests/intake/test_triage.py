@@ -17,7 +17,7 @@ from backchannel.client import statecodec
 from backchannel.client.intake import INTAKE_LANE, INTAKE_OUT, INTAKE_TEXTS, IntakeRecord, _digest
 from backchannel.client.records import NetOut
 from backchannel.client.service import Client
-from backchannel.errors import ConfigError
+from backchannel.errors import ConfigError, IntakeClosed
 from backchannel.protocol import intake as pi
 from backchannel.protocol.audit import AuditEntry, AuditKind
 from tests.client.conftest import InProcessRelay
@@ -309,6 +309,37 @@ async def test_a_closed_intake_refuses_requests(tmp_path: Path, relay: InProcess
     assert not await relay.store.intake_is_open(ri.mission().tenant_id)
     with pytest.raises(public.RelayRefused, match="404"):
         await submit(relay, ri, "interview", "Late", "too late")
+
+
+async def test_closing_withholds_a_sent_answer_and_the_submitter_is_told_it_is_closed(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    ri, han = await opened_intake(tmp_path, relay)
+    code = await submit(relay, ri, "interview", "Interview", "Ten minutes?")
+    await settle(ri, han)
+    han.intake_answer("1", "Yes: Thursday at ten.")
+    await settle(ri, han)
+    [proposal] = ri.intake_item("1").proposals
+    ri.intake_approve("1", proposal.answer_id.hex())
+    await settle(ri, han)
+    assert await check(relay, ri, code) == "Yes: Thursday at ten."
+    # Closed: the answer already sent is withheld, and the submitter is told why,
+    # not that there is no answer.
+    han.intake_set_open(False)
+    await settle(han, ri)
+    assert not await relay.store.intake_is_open(ri.mission().tenant_id)
+    with pytest.raises(IntakeClosed, match="intake is closed") as closed:
+        await check(relay, ri, code)
+    assert "not even one already sent" in str(closed.value)
+    # An unknown code while closed is told the same (the relay shows nothing while closed).
+    other = pi.format_reply_code(pi.new_reply_code(secrets.token_bytes))
+    with pytest.raises(IntakeClosed):
+        await check(relay, ri, other)
+    # Opened again: the answer is there once more; an unknown code has none.
+    ri.intake_set_open(True)
+    await settle(ri, han)
+    assert await check(relay, ri, code) == "Yes: Thursday at ten."
+    assert await check(relay, ri, other) is None
 
 
 async def test_an_answer_notice_whose_text_does_not_match_its_digest_is_set_aside(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -99,5 +100,27 @@ def test_a_request_goes_back_to_the_list_and_page_it_was_opened_from(tmp_path: P
         # A page past the end is remembered as the page shown.
         ri.get("/intake?show=closed&page=9")
         assert back.findall(ri.get("/intake/5").text) == ["/intake?show=closed&amp;page=1"]
+    finally:
+        ri.client.home.close()
+
+
+def test_the_close_button_says_that_closing_withdraws_the_answers_sent(tmp_path: Path) -> None:
+    ri = _desk_with_requests(tmp_path, 1)
+    try:
+        ri.client.intake_set_open(True)
+        page = html.unescape(ri.get("/intake").text)
+        # Two steps, without script: the warning unfolds with the button that closes.
+        warning = re.search(
+            r'<details class="confirm" id="intake-close">(.*?)</details>', page, re.S
+        )
+        assert warning is not None
+        assert "withdraws the answers already sent" in warning.group(1)
+        assert "until it is opened again" in warning.group(1)
+        assert "Close the intake and withdraw the answers sent" in warning.group(1)
+        page = ri.post("/intake/switch", open="0")
+        assert "withholds the answers already sent, until it is opened again" in page
+        assert not ri.client.intake_is_open()
+        assert "cannot read the answers already sent until it is opened again" in page
+        assert 'id="intake-close"' not in page and ">Open the intake</button>" in page
     finally:
         ri.client.home.close()

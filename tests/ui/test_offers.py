@@ -206,7 +206,7 @@ def test_officers_change_the_policy_on_their_desks(tmp_path: Path) -> None:
         assert r.status_code == 303
         page = html.unescape(ri.get("/roster").text)
         assert "Policy change proposed and signed by you (1 of 2)" in page
-        assert "Signed by Officer Ri (1 of 2)" in page and "Sign this change" not in page
+        assert "Signed by <bdi>Officer Ri</bdi> (1 of 2)" in page and "Sign this change" not in page
         assert "Official channels may be: for the record." in page  # not yet in force
         # The rounds would carry it to Han's device; here it is handed over.
         [pending] = ri.client.policy_pending()
@@ -295,7 +295,7 @@ def test_officers_name_the_relay_to_move_to_and_see_the_move(tmp_path: Path) -> 
         page = html.unescape(ri.get("/alarms").text)
         assert "The mission left a relay that lied" in page
         assert "the other missions already write to the new relay" in page
-        assert "The devices of Officer Han follow by themselves" in page
+        assert "The devices of <bdi>Officer Han</bdi> follow by themselves" in page
         assert "No alarm." not in page
     finally:
         ri.client.home.close()

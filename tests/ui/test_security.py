@@ -43,6 +43,13 @@ def home(missions: Missions) -> Path:
 
 
 @pytest.fixture(scope="module")
+def own_home(missions: Missions) -> Path:
+    """A home the module's desk does not serve, for a test that starts desks of its own
+    (one desk per home: a second one on the module's home is refused)."""
+    return missions.han.home
+
+
+@pytest.fixture(scope="module")
 def washington_card(missions: Missions) -> str:
     return missions.dc_card
 
@@ -110,8 +117,8 @@ class Listener:
         self.server.server_close()
 
 
-def test_one_login_one_browser_and_a_stale_session(browser: Any, home: Path) -> None:
-    desk = DeskProcess(home).start()
+def test_one_login_one_browser_and_a_stale_session(browser: Any, own_home: Path) -> None:
+    desk = DeskProcess(own_home).start()
     first, page = logged_in(browser, desk)
     other = browser.new_context()
     try:
@@ -130,7 +137,7 @@ def test_one_login_one_browser_and_a_stale_session(browser: Any, home: Path) -> 
         # The desk restarted on the same port: the old session's cookie opens nothing.
         desk.stop()
         port = int(desk.origin.rsplit(":", 1)[1])
-        desk = DeskProcess(home, port=port).start()
+        desk = DeskProcess(own_home, port=port).start()
         answer = page.goto(desk.origin + "/inbox")
         assert answer.status == 403
         _refused(page, "This browser is not signed in to the desk")
@@ -276,7 +283,7 @@ def test_a_refusal_without_the_session_names_nobody(signed_in: Browser, desk: De
 
 
 def test_open_hands_the_browser_a_private_file_not_the_link(
-    browser: Any, home: Path, tmp_path: Path
+    browser: Any, own_home: Path, tmp_path: Path
 ) -> None:
     """``ui --open``: the browser's command line holds a file's address, never the token;
     the file (0600) forwards to the link and is gone once the link is spent."""
@@ -293,7 +300,7 @@ def test_open_hands_the_browser_a_private_file_not_the_link(
             time.sleep(0.05)
         return args.read_text().splitlines()[-1]
 
-    with DeskProcess(home, args=("--open",), env=env) as desk:
+    with DeskProcess(own_home, args=("--open",), env=env) as desk:
         url = opened()
         token = desk.link.rsplit("/", 1)[1]
         assert url.startswith("file://") and token not in url and desk.host not in url, url
@@ -312,14 +319,14 @@ def test_open_hands_the_browser_a_private_file_not_the_link(
         assert not path.exists() and not path.parent.exists()  # spent: removed
 
     args.unlink()
-    with DeskProcess(home, args=("--open",), env=env) as desk:  # never used
+    with DeskProcess(own_home, args=("--open",), env=env) as desk:  # never used
         path = Path(url2pathname(urlsplit(opened()).path))
         assert path.exists()
     assert not path.parent.exists()  # removed when the desk stopped
 
 
 def test_the_browser_the_desk_opens_does_not_inherit_the_passphrase(
-    home: Path, tmp_path: Path
+    own_home: Path, tmp_path: Path
 ) -> None:
     """``ui --open`` with the passphrase in ``BACKCHANNEL_PASSPHRASE``: the browser it
     starts (which outlives the desk and starts programs of its own) is not handed it."""
@@ -327,7 +334,7 @@ def test_the_browser_the_desk_opens_does_not_inherit_the_passphrase(
     script.write_text('#!/bin/sh\nenv > "$0.env"\nprintf "%s\\n" "$1" >> "$0.args"\n')
     script.chmod(0o700)
     args, env = tmp_path / "browser.sh.args", tmp_path / "browser.sh.env"
-    with DeskProcess(home, args=("--open",), env={"BROWSER": str(script)}):
+    with DeskProcess(own_home, args=("--open",), env={"BROWSER": str(script)}):
         deadline = time.monotonic() + 10
         while not args.exists() or not args.read_text().endswith("\n"):
             assert time.monotonic() < deadline, "the desk opened no browser"
@@ -339,7 +346,7 @@ def test_the_browser_the_desk_opens_does_not_inherit_the_passphrase(
 
 
 def test_only_the_officer_keeps_the_session_alive_not_the_pages_refreshing(
-    browser: Any, home: Path
+    browser: Any, own_home: Path
 ) -> None:
     """What the desk tells apart to end an idle session: the inbox's own refreshes (htmx's
     timer) from the officer's clicks (htmx's boosted links), as Chromium sends them."""
@@ -347,7 +354,7 @@ def test_only_the_officer_keeps_the_session_alive_not_the_pages_refreshing(
     seen: list[tuple[str, dict[str, str]]] = []
     context.on("request", lambda r: seen.append((r.url, r.headers)))
     try:
-        with DeskProcess(home) as desk:
+        with DeskProcess(own_home) as desk:
             page = context.new_page()
             page.goto(desk.link)
             page.wait_for_timeout(2500)  # the inbox refreshes itself every second

@@ -28,7 +28,7 @@ from backchannel.cli.output import Text, output, short
 from backchannel.client import intake_public as public
 from backchannel.client.api import INTAKE_STATES
 from backchannel.client.intake import IntakeItem
-from backchannel.errors import ConfigError
+from backchannel.errors import ConfigError, IntakeClosed
 
 app = typer.Typer(
     help="A mission's public intake: submit a request, check for its answer.",
@@ -98,7 +98,11 @@ def check(ctx: typer.Context, card: CardArg) -> None:
     """Look for the mission's answer (the reply code is asked for, or read from stdin)."""
     intake_card = load_card(card)
     code = read_secret_input("Reply code", hide=True).strip()
-    answer = run(public.check(intake_card, code))
+    try:
+        answer = run(public.check(intake_card, code))
+    except IntakeClosed as exc:  # closed: answers already sent are withheld too
+        output(ctx).done({"answered": False, "closed": True}, Text(str(exc)))
+        return
     if answer is None:
         output(ctx).done({"answered": False}, Text("there is no answer under this reply code"))
         return

@@ -38,6 +38,9 @@ class Home:
     epoch_keys: list[EpochKey]
     vault_key: bytes = field(repr=False)
     vault: Vault
+    #: How deep this process holds the rounds (:meth:`rounds`): the desk holds them
+    #: from its start, and its engine's rounds run inside.
+    _rounds_held: int = field(default=0, init=False, repr=False, compare=False)
 
     @property
     def cert(self) -> EpochKeyCert:
@@ -126,9 +129,15 @@ class Home:
         A lock on the home directory (``flock``), which the system releases when
         the process ends, however it ends. A second engine (a ``sync`` while
         ``backchannel run`` or the desk keeps the schedule) is refused at once.
+        Held already by this process (the desk holds them while it runs, and
+        its engine asks again), it is held once more, not refused.
         """
-        if sys.platform == "win32":  # pragma: no cover (no flock there)
-            yield
+        if self._rounds_held or sys.platform == "win32":  # (win32: no flock there)
+            self._rounds_held += 1
+            try:
+                yield
+            finally:
+                self._rounds_held -= 1
             return
         import fcntl
 
@@ -148,7 +157,11 @@ class Home:
                     "(`backchannel run`, `sync` or the desk): let it carry them, "
                     "or stop it and retry"
                 ) from None
-            yield
+            self._rounds_held = 1
+            try:
+                yield
+            finally:
+                self._rounds_held = 0
         finally:
             os.close(fd)  # and the lock with it
 

@@ -304,14 +304,16 @@ class Intake(OfficerAlarms):
 
     def intake_tag(self, request: str, tag: str) -> None:
         tag = tag.strip()
-        if not tag or len(tag) > 40:
-            raise ConfigError("a tag is 1 to 40 characters")
+        if not tag or len(tag) > 40 or pi.hidden_controls(tag):
+            raise ConfigError("a tag is 1 to 40 characters, none a control or direction mark")
         self._audit(AuditKind.INTAKE_TAGGED, self._intake_record(request).request_id, tag)
 
     def intake_note(self, request: str, text: str) -> None:
-        text = text.strip()
+        text = text.strip().replace("\r\n", "\n")  # a browser's line breaks are CRLF
         if not text or len(text.encode()) > 400:
             raise ConfigError("a note is 1 to 400 bytes of text (it is signed into the audit log)")
+        if pi.hidden_controls(text, lines=True):
+            raise ConfigError("a note may hold no control character or invisible direction mark")
         self._audit(AuditKind.INTAKE_NOTED, self._intake_record(request).request_id, text)
 
     def intake_ignore(self, request: str) -> None:

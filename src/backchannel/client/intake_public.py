@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backchannel.errors import DecodeError, RelayRefused, RelayUnavailable
+from backchannel.errors import DecodeError, IntakeClosed, RelayRefused, RelayUnavailable
 
 __all__ = [
     "Draft",
@@ -164,7 +164,11 @@ async def check(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> str | None:
-    """The mission's answer, or None while there is none (pending, ignored or blocked)."""
+    """The mission's answer, or None while there is none (pending, ignored or blocked).
+
+    Raises :class:`IntakeClosed` while the mission's intake is closed: the relay
+    then withholds every answer, one already sent too, until it opens again.
+    """
     import httpx
 
     code = pi.parse_reply_code(reply_code)
@@ -175,6 +179,8 @@ async def check(
     except httpx.HTTPError as e:
         raise RelayUnavailable(f"cannot reach the relay at {card.relay_url}: {e}") from None
     if answer.status_code == 404:
+        if _error_of(answer) == pi.CLOSED_ERROR:
+            raise IntakeClosed(pi.CLOSED_SAID)
         return None
     if answer.status_code != 200:
         raise _refusal(answer)
@@ -183,3 +189,13 @@ async def check(
     except (ValueError, KeyError, TypeError):
         raise DecodeError("the relay's answer is malformed") from None
     return pi.open_answer(card, code, cell)
+
+
+def _error_of(answer: httpx.Response) -> str | None:
+    """The relay's ``{"error": ...}`` of an answer, if it has one."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else None

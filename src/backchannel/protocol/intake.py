@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import unicodedata
 from dataclasses import dataclass
 from enum import IntEnum
@@ -298,6 +299,37 @@ def answer_slot(reply: bytes) -> bytes:
 
 def _reply_key(card: IntakeCard, code: bytes) -> bytes:
     return hkdf(code, salt=None, info=labels.INTAKE_REPLY_KEY + card.mission_id)
+
+
+#: The relay's error (``{"error": ...}``, with 404) while a tenant's intake is closed,
+#: or for a tenant it does not hold: it then takes no request and shows no answer,
+#: not even one the mission already sent, until the mission opens it again
+#: (``docs/spec/relay-api.md``).
+CLOSED_ERROR = "this mission takes no requests on this relay; check the intake card"
+#: Its error (404) for a reply code with no answer in an open intake: the same for a
+#: request pending, ignored or blocked, and for no request at all.
+NO_ANSWER_ERROR = "no answer under this reply code (yet)"
+#: What a submitter is told when the intake is closed as he looks for his answer.
+CLOSED_SAID = (
+    "the mission's intake is closed: while it is, no answer can be read, not even one "
+    "already sent; look again once the mission has opened it again"
+)
+
+#: What an officer's tag or note may not hold: control characters (a note keeps its
+#: line breaks and tabs), and the invisible direction controls (U+202A-U+202E,
+#: U+2066-U+2069, U+200E, U+200F, U+061C), which turn round the text beside them
+#: wherever it is shown. Letters of any script, right-to-left ones too, are fine.
+_HIDDEN = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def hidden_controls(text: str, lines: bool = False) -> bool:
+    """Whether ``text`` holds a control character (but for newline and tab when
+    ``lines``) or an invisible direction control."""
+    if not lines and ("\n" in text or "\t" in text):
+        return True
+    return _HIDDEN.search(text) is not None
 
 
 def check_answer_text(text: str) -> str:

@@ -64,8 +64,11 @@ class Roster:
         ids = [o.officer_id for o in self.officers]
         if len(set(ids)) != n:
             raise RosterError("an officer appears twice in the roster")
-        if not self.mission_name or len(self.mission_name.encode()) > MAX_MISSION_NAME:
-            raise RosterError("mission name must be 1-64 bytes")
+        name = self.mission_name
+        # Printable, as an officer's name: no control character, and none of the
+        # invisible direction controls that would turn round the text beside it.
+        if not name or len(name.encode()) > MAX_MISSION_NAME or not name.isprintable():
+            raise RosterError("mission name must be 1-64 bytes of printable text")
         if len(self.mission_nonce) != NONCE_LEN or len(self.prev_hash) != HASH_LEN:
             raise DecodeError("roster field has the wrong length")
         if (self.version == 0) != (self.prev_hash == ZERO_HASH):

@@ -8,6 +8,8 @@ its own counters. The mission fetches the requests with its credential and
 deposits its answers as ordinary cells of its tenant, at slots named by the
 reply codes; a submitter reads the answer his code names, and an unanswered
 code gets the same 404 whether the request is pending, ignored or blocked.
+While the intake is closed, every answer is withheld, with the 404 of a closed
+intake, whose error a submitter's page tells apart from "no answer".
 
 The intake's rows live apart from the tenant's slots (``store/_intake.py``):
 a flood fills the intake's own cap, never a channel's quota, and the cap
@@ -37,7 +39,9 @@ from backchannel.relay.service import RelayService
 POW_BUCKET_SECONDS = 600
 _REPLY_RE = re.compile(r"[0-9a-f]{64}")
 _NO_STORE = {"Cache-Control": "no-store"}
-_CLOSED = "this mission takes no requests on this relay; check the intake card"
+#: The same for a closed intake and for a tenant this relay does not hold; a reader of
+#: answers tells it from ``proto.NO_ANSWER_ERROR`` (closing withholds sent answers).
+_CLOSED = proto.CLOSED_ERROR
 #: A request's body: its cell in base64 with its proof.
 _REQUEST_LIMIT = 8 * 1024
 #: The intake page's files: name -> media type. Nothing else is served.
@@ -186,7 +190,7 @@ class IntakeEndpoints:
             raise HTTPRefusal(404, _CLOSED)
         cell = (await self.service.store.fetch(tenant_id, [slot])).get(slot)
         if not cell:  # absent, or a spent slot
-            raise HTTPRefusal(404, "no answer under this reply code (yet)")
+            raise HTTPRefusal(404, proto.NO_ANSWER_ERROR)
         found: api.IntakeAnswer = {"cell": base64.b64encode(cell).decode()}
         return JSONResponse(found, headers=_NO_STORE)
 

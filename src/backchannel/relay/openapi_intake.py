@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from backchannel.protocol import intake as proto
 from backchannel.relay import api_types as api
 from backchannel.relay.intake import PAGE_FILES
 from backchannel.relay.openapi_schemas import SLOT, TENANT_ID, error_answer, json_content, ref
@@ -11,6 +12,26 @@ from backchannel.relay.openapi_schemas import SLOT, TENANT_ID, error_answer, jso
 _TENANT = {"name": "tenant_id", "in": "path", "required": True, "schema": TENANT_ID}
 _REPLY = {"name": "reply_id", "in": "path", "required": True, "schema": SLOT}
 _ANY = {"default": error_answer("Any other error")}
+
+
+def _answer_404() -> dict[str, Any]:
+    """The answer's two 404s, told apart by their bodies (docs/spec/relay-api.md)."""
+    answer = error_answer(
+        "No answer under this reply code (pending, ignored or blocked look the same); or "
+        "the tenant's intake is closed (which withholds the answers already sent too), or "
+        "there is no such tenant. The error tells the first from the others."
+    )
+    answer["content"]["application/json"]["examples"] = {
+        "no_answer": {
+            "summary": "The intake is open; no answer under this reply code (yet)",
+            "value": {"error": proto.NO_ANSWER_ERROR},
+        },
+        "closed": {
+            "summary": "The intake is closed (answers withheld), or no such tenant",
+            "value": {"error": proto.CLOSED_ERROR},
+        },
+    }
+    return answer
 
 
 def intake_paths() -> dict[str, Any]:
@@ -81,7 +102,7 @@ def intake_paths() -> dict[str, Any]:
                         "content": json_content(ref(api.IntakeAnswer)),
                     },
                     "400": error_answer("Malformed reply id"),
-                    "404": error_answer("No answer (pending, ignored or blocked look the same)"),
+                    "404": _answer_404(),
                     "429": error_answer("Rate limited; retry after the Retry-After delay"),
                     **_ANY,
                 },

@@ -1,8 +1,9 @@
 """The officers' desk: a local web app over one officer's device, and how it is served.
 
 ``backchannel ui`` unlocks the officer's home (as every command does), then
-:func:`serve` binds 127.0.0.1, prints a one-time login link and serves the
-desk until Ctrl-C, with the round engine running in the background. The link
+:func:`serve` takes the home's rounds (refused if another process runs them),
+binds 127.0.0.1, prints a one-time login link and serves the desk until
+Ctrl-C, with the round engine running in the background. The link
 names the desk by a host name of this run's own, ``<random>.localhost``, which
 browsers resolve to 127.0.0.1 themselves. Every answer carries a strict
 Content-Security-Policy and no page is cached; every request must name that
@@ -189,7 +190,24 @@ def serve(
     round_seconds: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """Serve the desk for ``client`` on 127.0.0.1, as ``<random>.localhost``, until interrupted."""
+    """Serve the desk for ``client`` on 127.0.0.1, as ``<random>.localhost``, until interrupted.
+
+    The desk holds the home's rounds (:meth:`Home.rounds`) from before it prints
+    the link until it stops: a second desk on the same home, or one started
+    while ``backchannel run`` keeps the schedule, is refused at once, in one
+    line, instead of serving a desk whose rounds never run.
+    """
+    with client.home.rounds():
+        _serve(client, port, open_browser, round_seconds, echo)
+
+
+def _serve(
+    client: Client,
+    port: int | None,
+    open_browser: bool,
+    round_seconds: float | None,
+    echo: Callable[[str], None],
+) -> None:
     sock = bind(port)
     bound = sock.getsockname()[1]
     origin = f"http://{private_host()}:{bound}"

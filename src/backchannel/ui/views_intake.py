@@ -171,8 +171,13 @@ async def switch(request: Request, session: Session, form: FormData) -> str:
     is_open = form.get("open") == "1"
     async with desk_of(request).use() as c:
         c.intake_set_open(is_open)
-    word = "opened" if is_open else "closed"
-    session.notes.append(("ok", f"Intake {word}: the relay learns it in the next round."))
+    said = (
+        "Intake opened: the relay learns it in the next round."
+        if is_open
+        else "Intake closed: from the next round the relay refuses requests and withholds "
+        "the answers already sent, until it is opened again."
+    )
+    session.notes.append(("ok", said))
     return "/intake"
 
 

@@ -18,6 +18,7 @@ from backchannel.errors import (
 )
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
+from backchannel.ui.text import said
 from backchannel.ui.web import (
     action,
     desk_of,
@@ -148,7 +149,7 @@ async def approve_share(request: Request, session: Session, form: FormData) -> s
             raise ConfigError("that request is no longer waiting")
         c.approve_share(req.request_id)
         who = officer_name(desk, req.from_officer)
-    session.notes.append(("ok", f"Your part of the key goes to {who} in the next rounds."))
+    session.notes.append(("ok", said("Your part of the key goes to {} in the next rounds.", who)))
     return "/inbox"
 
 
@@ -318,7 +319,7 @@ async def _decide(request: Request, session: Session, approve: bool) -> str:
             c.reject_cosign(req.request_id)
         who = officer_name(desk, req.from_officer)
     verb = "Co-signed" if approve else "Refused"
-    session.notes.append(("ok", f"{verb}; {who}'s desk learns it in the next rounds."))
+    session.notes.append(("ok", said(verb + "; {}'s desk learns it in the next rounds.", who)))
     return "/cosign"
 
 

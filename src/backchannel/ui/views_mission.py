@@ -24,6 +24,7 @@ from backchannel.client.policy import fallback_asked, witness_rule
 from backchannel.errors import ConfigError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
+from backchannel.ui.text import said
 from backchannel.ui.web import (
     action,
     attachment,
@@ -122,7 +123,9 @@ async def alarms(request: Request, session: Session) -> Response:
         relay = [_relay_alarm(a) for a in c.relay_alarms()]
         channel = [
             {
-                "title": f"Something was wrong on the channel with {c.peer(rec.peer_mission).name}",
+                "title": said(
+                    "Something was wrong on the channel with {}", c.peer(rec.peer_mission).name
+                ),
                 "advice": "Check with the other mission on a channel you trust; the rounds go on.",
                 "detail": a,
             }
@@ -367,7 +370,7 @@ async def add_card(request: Request, session: Session, form: FormData) -> str:
         before = len(c.inbox())
         rec = c.add_peer(text)
         released = len(c.inbox()) - before
-    session.notes.append(("ok", f"Card of {rec.name} added. Now compare the safety number."))
+    session.notes.append(("ok", said("Card of {} added. Now compare the safety number.", rec.name)))
     if released > 0:
         session.notes.append(
             ("ok", f"{released} message(s) that waited for this card are now in the inbox.")
@@ -403,7 +406,7 @@ async def confirm(request: Request, session: Session, form: FormData) -> str:
         if rec is None:
             raise ConfigError("unknown mission; add its card first")
         c.confirm_peer(rec.mission_id, rec.safety_number)
-    session.notes.append(("ok", f"The safety number of {rec.name} is confirmed."))
+    session.notes.append(("ok", said("The safety number of {} is confirmed.", rec.name)))
     return back
 
 

@@ -25,6 +25,7 @@ from backchannel.client.service import Client
 from backchannel.errors import ConfigError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Session
+from backchannel.ui.text import said
 from backchannel.ui.web import (
     action,
     attachment,
@@ -166,7 +167,7 @@ async def add(request: Request, session: Session, form: FormData) -> str:
             note = f"Our offer added: {v['have']} of {v['need']} officers have signed it."
         else:
             held["theirs"] = _merged(held.get("theirs"), offer)
-            note = f"The offer of {rec.name} added."
+            note = said("The offer of {} added.", rec.name)
     session.notes.append(("ok", note))
     return f"/pairing/{hex_id}/channel"
 
@@ -185,14 +186,13 @@ async def cosign(request: Request, session: Session, form: FormData) -> str:
         signed = c.sign_offer(held)
         desk.offers[hex_id]["ours"] = signed
         v = _ours_view(desk, signed)
+    done = f"Co-signed: {v['have']} of {v['need']} officers have signed. Now "
     nxt = (
-        f"give the file to {rec.name} and to your colleagues"
+        said(done + "give the file to {} and to your colleagues.", rec.name)
         if v["complete"]
-        else "give the file to another colleague to co-sign"
+        else done + "give the file to another colleague to co-sign."
     )
-    session.notes.append(
-        ("ok", f"Co-signed: {v['have']} of {v['need']} officers have signed. Now {nxt}.")
-    )
+    session.notes.append(("ok", nxt))
     return f"/pairing/{hex_id}/channel"
 
 
@@ -224,7 +224,7 @@ async def open_channel(request: Request, session: Session, form: FormData) -> st
             raise ConfigError(f"both offers are needed: ours and the one of {rec.name}")
         c.accept_channel(held["ours"], held["theirs"])  # checks every signature
     session.notes.append(
-        ("ok", f"The channel with {rec.name} is open on this desk. Messages can be written.")
+        ("ok", said("The channel with {} is open on this desk. Messages can be written.", rec.name))
     )
     return f"/pairing/{hex_id}/channel"
 

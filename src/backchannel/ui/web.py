@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from markupsafe import escape
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -18,9 +19,11 @@ from backchannel.client.api import TO_TRIAGE
 from backchannel.errors import BackchannelError
 from backchannel.ui.desk import Desk
 from backchannel.ui.security import Gate, Session
+from backchannel.ui.text import environment
 
 HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
+#: Every value a template renders has its invisible controls shown (:mod:`backchannel.ui.text`).
+templates = Jinja2Templates(env=environment(HERE / "templates"))
 
 Page = Callable[[Request, Session], Awaitable[Response]]
 Action = Callable[[Request, Session, FormData], Awaitable[str]]
@@ -136,7 +139,8 @@ def render(
     if not refreshing(request):  # a refresh shows only its live part: keep them for the page
         notes, session.notes = session.notes, []
         if session.kept is not None and session.kept[0] == request.url.path:
-            kept = session.kept[1]
+            # The officer's own words, back in the form he corrects as he wrote them.
+            kept = {k: escape(v) for k, v in session.kept[1].items()}
         session.kept = None
     client = desk.client
     mission = client.mission_or_none()

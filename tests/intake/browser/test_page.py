@@ -8,10 +8,11 @@ import base64
 import secrets
 from typing import Any
 
+import httpx
 import pytest
 
 from backchannel.protocol import intake as pi
-from tests.intake.browser.conftest import Mission
+from tests.intake.browser.conftest import TENANT, Mission
 from tests.ui.conftest import axe_violations
 
 MODULE = "const m = await import('/intake/intake.js');"
@@ -132,3 +133,35 @@ def test_a_damaged_card_is_refused_in_words(browser: Any, mission: Mission, card
 
 def b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
+
+
+def _set_open(mission: Mission, is_open: bool) -> None:
+    """The mission's round request stating the intake open or closed."""
+    answer = httpx.post(
+        f"{mission.relay.base_url}/v1/tenants/{TENANT}/intake/fetch",
+        json={"after": 0, "limit": 1, "open": is_open},
+        headers={"Authorization": f"Bearer {mission.credential}"},
+    )
+    answer.raise_for_status()
+
+
+def test_the_page_says_the_intake_is_closed_not_that_there_is_no_answer(
+    browser: Any, mission: Mission
+) -> None:
+    code = pi.new_reply_code(secrets.token_bytes)
+    mission.answer(code, "Agreed: Friday.")
+    page = page_for(browser, mission, [])
+    page.fill("#check-code", pi.format_reply_code(code))
+    try:
+        _set_open(mission, False)
+        page.click("#check-form button")
+        page.wait_for_selector("#answer:not([hidden])")
+        said = page.text_content("#answer") or ""
+        assert said.startswith("The mission's intake is closed.") and "already sent" in said
+        assert "There is no answer" not in said
+        _set_open(mission, True)  # opened again: the answer sent before is read
+        page.click("#check-form button")
+        page.wait_for_selector("#answer:text-is('Agreed: Friday.')")
+    finally:
+        _set_open(mission, True)
+        page.close()

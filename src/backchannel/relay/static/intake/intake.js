@@ -271,11 +271,21 @@ export async function submit(card, kind, subject, text, contact) {
   return formatReplyCode(code);
 }
 
+// The relay's error while the mission's intake is closed (docs/spec/relay-api.md): it then
+// shows no answer, not even one already sent, until the mission opens the intake again.
+// Its other 404, "no answer under this reply code (yet)", means no answer.
+export const INTAKE_CLOSED = "this mission takes no requests on this relay; check the intake card";
+export const CLOSED = Object.freeze({ closed: true }); // never an answer's text
+export const CLOSED_SAID =
+  "The mission's intake is closed. While it is, no answer can be read here, not even one " +
+  "the mission already sent. Look again once the mission has opened it again.";
+
+// The answer, null while there is none, or CLOSED while the intake is closed.
 export async function checkAnswer(card, codeText) {
   const code = parseReplyCode(codeText);
   const id = toHex(await replyId(card, code));
   const got = await relayJson(`/v1/intake/${encodeURIComponent(card.tenantId)}/answers/${id}`);
-  if (got.status === 404) return null;
+  if (got.status === 404) return got.body.error === INTAKE_CLOSED ? CLOSED : null;
   if (got.status !== 200) throw new Error(got.body.error || `the relay failed (${got.status})`);
   return openAnswer(card, code, fromBase64(got.body.cell));
 }
@@ -336,7 +346,8 @@ async function main() {
     show("answer", "");
     try {
       const answer = await checkAnswer(card, document.getElementById("check-code").value);
-      show("answer", answer === null ? "There is no answer under this code." : answer);
+      const closed = answer === CLOSED && CLOSED_SAID;
+      show("answer", answer === null ? "There is no answer under this code." : closed || answer);
     } catch (e) {
       show("check-error", e.message);
     }
