@@ -5,17 +5,19 @@ policy open no channel."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from backchannel.client import demo
+from backchannel.client import demo, roster_change
 from backchannel.client.service import Client
-from backchannel.errors import RemoteProtocolError
+from backchannel.errors import ConfigError, NotEnoughSignatures, RemoteProtocolError
 from backchannel.protocol import channel as ch
 from backchannel.protocol.audit import AuditKind
 from backchannel.protocol.message import SealedMessage
 from backchannel.protocol.payload import note
+from backchannel.protocol.states import SendState
 from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay, adopt_policy
 
 Mission = tuple[Client, Client]
@@ -220,3 +222,40 @@ async def test_on_a_channel_for_either_each_message_goes_as_its_author_chose(
         await rounds(4)
     got = [(i.deniable, len(SealedMessage.decode(i.message).signatures)) for i in smith.inbox()]
     assert got == [(False, 2), (True, 0)]
+
+
+async def test_a_peer_shrinking_to_one_officer_does_not_make_an_official_channel_track_two(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    # Whether a channel is to a Track II contact is how it was paired, not what
+    # the peer's roster became: a peer that drops to one officer must not let one
+    # of our officers send on it alone, nor deniably once our policy forbids it.
+    ny, dc = await founded_either(tmp_path, relay)
+    ri, han = ny
+    smith, jones = dc
+    await adopt_policy(ny, set(ch.Policy), track2_k=1)  # Track II k = 1: for contacts
+    change = roster_change.propose(smith, [], [jones.officer.officer_id], 1)
+    roster_change.adopt(smith, roster_change.sign(jones, change))
+    for officer in ny:
+        officer.add_peer(smith.mission_card().encode())
+    assert ri.is_contact(smith.mission().mission_id)  # the card now shows a roster of one
+    channel = ri.channel_for("Washington").channel_id
+    draft = ri.compose(channel, note("one officer's word"), deniable=True)
+    assert ri.find_draft(draft.draft_id.hex()).outgoing.state is SendState.SEALED
+    with pytest.raises(NotEnoughSignatures):
+        ri.send_now(draft.draft_id)
+    # A channel record kept before the pairing was noted: the peer's roster is no
+    # longer the one paired with, so the channel counts as official.
+    rec = ri.channel(channel)
+    with ri._tx():
+        ri._put("channels", channel, replace(rec, peer_contact=None))
+    with pytest.raises(NotEnoughSignatures):
+        ri.send_now(draft.draft_id)
+    # Narrowed to "for the record" on official channels: nothing deniable goes out.
+    await adopt_policy(ny, {ch.Policy.RECORD}, track2_k=1)
+    with pytest.raises(ConfigError, match="only messages for the record"):
+        ri.compose(channel, note("off the record, after all"), deniable=True)
+    for _ in range(4):
+        for c in (ri, han, smith):
+            await c.settle()
+    assert smith.inbox() == []

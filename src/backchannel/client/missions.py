@@ -271,7 +271,9 @@ class Missions(EpochKeys):
             terms, contributions[terms.mission_a], contributions[terms.mission_b]
         )
         start = max(own.start_round, theirs.start_round)
-        rec = ChannelRecord(terms.channel_id, peer.mission_id, terms, start)
+        rec = ChannelRecord(
+            terms.channel_id, peer.mission_id, terms, start, peer_contact=peer.roster.is_contact
+        )
         ep = Endpoint.create(
             terms, m.mission_id, self.officer, m.roster, peer.roster, secret, start
         )

@@ -47,6 +47,10 @@ class ChannelRecord:
     takeover: bytes = b""
     #: The base round of the latest takeover of the peer this device followed.
     peer_takeover: int = 0
+    #: Whether the peer was a Track II contact (a roster of one) when the channel
+    #: was paired: what it is, whatever the peer's roster becomes (None in records
+    #: kept before this was: :meth:`Sending._peer_is_contact` decides then).
+    peer_contact: bool | None = None
 
     def __repr__(self) -> str:
         return f"ChannelRecord({self.channel_id.hex()[:8]}, <secret>)"

@@ -96,12 +96,12 @@ class Sending(OfficerAlarms):
             header = ep.new_header(payload.kind, epoch, now, deniable, after)
         except LocalProtocolError as exc:
             raise ConfigError(str(exc)) from None
-        if header.deniable and not self._deniable_allowed(rec.peer_mission):
+        if header.deniable and not self._deniable_allowed(rec):
             raise ConfigError(
                 "the mission's policy allows only messages for the record on official "
                 f"channels ({m.policy.describe()}); send it for the record"
             )
-        k = self._send_k(rec.peer_mission)
+        k = self._send_k(rec)
         out, epoch = Outgoing.draft(payload).seal(
             header,
             epoch,
@@ -136,7 +136,7 @@ class Sending(OfficerAlarms):
             # A Track II contact is one person: his own signature is the threshold;
             # a mission whose policy lets one officer speak to a contact, the same.
             # The message goes out with the next rounds (as a MAC, not it).
-            out = out.with_cosignature(out.message, m.roster, self._k_instead(rec.peer_mission))
+            out = out.with_cosignature(out.message, m.roster, self._k_instead(rec))
             draft = replace(draft, outgoing=out)
             self._put_draft(draft)
             self._queue_ready(channel_id, asked=False)
@@ -156,29 +156,45 @@ class Sending(OfficerAlarms):
             key=lambda d: d.seq,
         )
 
-    def _send_k(self, peer_mission: bytes) -> int:
-        """How many officers sign a message to ``peer_mission``: the roster's ``k``,
+    def _peer_is_contact(self, rec: ChannelRecord) -> bool:
+        """Whether the channel is to a Track II contact: as it was paired.
+
+        Never the peer's roster as it is now: a peer whose roster shrank to one
+        officer would otherwise turn an official channel into a Track II one
+        by itself, and our officers would send on it under the Track II ``k``
+        and deniably, whatever our policy. A record kept before the pairing
+        was noted: the peer's roster if it is still the one paired with (its
+        hash is in the terms), else official, the stricter of the two.
+        """
+        if rec.peer_contact is not None:
+            return rec.peer_contact
+        roster = self._peer_card(rec.peer_mission).roster
+        paired = (rec.terms.roster_hash_a, rec.terms.roster_hash_b)
+        return roster.is_contact and any(equal(roster.hash, h) for h in paired)
+
+    def _send_k(self, rec: ChannelRecord) -> int:
+        """How many officers sign a message on channel ``rec``: the roster's ``k``,
         or to a Track II contact the ``k`` the mission's policy sets."""
         m = self.mission()
-        to_contact = self._peer_card(peer_mission).roster.is_contact and not m.roster.is_contact
+        to_contact = self._peer_is_contact(rec) and not m.roster.is_contact
         return m.policy.send_threshold(m.roster, to_contact)
 
-    def _deniable_allowed(self, peer_mission: bytes) -> bool:
+    def _deniable_allowed(self, rec: ChannelRecord) -> bool:
         """Track II channels are deniable; official ones only where the policy says so."""
         m = self.mission()
-        if m.roster.is_contact or self._peer_card(peer_mission).roster.is_contact:
+        if m.roster.is_contact or self._peer_is_contact(rec):
             return True
         return m.policy.official_deniable
 
-    def _k_instead(self, peer_mission: bytes) -> int | None:
+    def _k_instead(self, rec: ChannelRecord) -> int | None:
         """The ``k`` to send under where it is not the roster's (a Track II ``k``)."""
-        k = self._send_k(peer_mission)
+        k = self._send_k(rec)
         return None if k == self.mission().roster.threshold else k
 
-    def _draft_peer(self, draft: DraftRecord) -> bytes:
-        """The peer mission a draft is for."""
+    def _draft_channel(self, draft: DraftRecord) -> ChannelRecord:
+        """The channel a draft is for."""
         rec: ChannelRecord = self._get("channels", draft.channel_id, ChannelRecord)
-        return rec.peer_mission
+        return rec
 
     def drafts(self) -> list[DraftRecord]:
         return sorted(self._all("drafts", DraftRecord), key=lambda d: d.created_at)
@@ -203,7 +219,7 @@ class Sending(OfficerAlarms):
             n = len(valid_signers(out.message, m.roster)) if out.message else 0
             self._tell_colleagues(AlarmKind.SOLO_SEND)
             raise NotEnoughSignatures(
-                f"{n} of the {self._send_k(self._draft_peer(draft))} officers needed have "
+                f"{n} of the {self._send_k(self._draft_channel(draft))} officers needed have "
                 "signed; ask a colleague to co-sign"
             )
         earlier = [d for d in self._awaiting(draft.channel_id) if d.seq < draft.seq]
@@ -224,7 +240,7 @@ class Sending(OfficerAlarms):
         ep = self._endpoint(draft.channel_id)
         msg = draft.outgoing.message
         assert msg is not None
-        if msg.header.deniable and not self._deniable_allowed(rec.peer_mission):
+        if msg.header.deniable and not self._deniable_allowed(rec):
             # Drafted deniable, and k officers narrowed the policy before it went out.
             why = "the mission's policy no longer allows deniable messages here"
             withdrawn = replace(draft, outgoing=draft.outgoing.reject(), withdrawn=why)
@@ -238,7 +254,7 @@ class Sending(OfficerAlarms):
                 )  # fmt: skip
                 self._redraft(later, "withdrawn: chained on a draft that was withdrawn")
             return withdrawn
-        ep.queue(msg, self._k_instead(rec.peer_mission))
+        ep.queue(msg, self._k_instead(rec))
         out = draft.outgoing.queue()
         # A deniable message leaves with the channel's MAC; this device keeps it
         # without its officers' signatures (deniable-v1.md §3): what they
@@ -381,7 +397,7 @@ class Sending(OfficerAlarms):
         record, where the policy still allows it (else the policy's default)."""
         msg = draft.outgoing.message
         if msg is None or (
-            msg.header.deniable and not self._deniable_allowed(self._draft_peer(draft))
+            msg.header.deniable and not self._deniable_allowed(self._draft_channel(draft))
         ):
             return None
         return msg.header.deniable
@@ -404,7 +420,7 @@ class Sending(OfficerAlarms):
         if sender not in valid_signers(msg, m.roster):
             return "a co-signature did not verify and was dropped"
         out = draft.outgoing.with_cosignature(
-            msg, m.roster, self._k_instead(self._draft_peer(draft))
+            msg, m.roster, self._k_instead(self._draft_channel(draft))
         )
         draft = replace(draft, outgoing=out)
         self._put_draft(draft)
