@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from backchannel.client import demo, pairing
 from backchannel.errors import ConfigError
 from backchannel.protocol import channel as ch
+from backchannel.protocol.constants import CELL_SIZE, RENDEZVOUS_CREDENTIAL, RENDEZVOUS_TENANT
 from tests.client.conftest import FAST_KDF, RELAY_URL, InProcessRelay
 
 
@@ -70,3 +72,53 @@ def test_malformed_codes_are_refused() -> None:
     for bad in ("", "1234", "1234-5678", "abcd-efgh-ijkl", "12345-678-9012"):
         with pytest.raises(ConfigError, match="looks like"):
             pairing._parse(bad)
+
+
+async def test_a_code_whose_place_is_taken_is_never_shown_and_another_pairs(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    # Someone holding only the public rendezvous credential fills the places a
+    # code names; an earlier run with the same nameplate leaves its cells too.
+    ny, dc = await _missions(tmp_path, relay)
+    code = pairing.new_code()
+    nameplate = code.split("-")[0]
+    async with ny[1]._relay(RELAY_URL, RENDEZVOUS_TENANT, RENDEZVOUS_CREDENTIAL) as stranger:
+        for side in (b"a", b"b"):
+            for index in range(3):
+                await stranger.deposit(
+                    RENDEZVOUS_TENANT, pairing._slot(nameplate, side, index), os.urandom(CELL_SIZE)
+                )
+    shown: list[str] = []
+    with pytest.raises(pairing.NameplateTaken):
+        await pairing.invite(ny[0], code, timeout=10, poll=0.01, ready=lambda: shown.append(code))
+    assert shown == []  # the code was never read out
+    # Another code's run: what the stranger filled beside its nameplate is not in its way.
+    other = next(c for c in iter(pairing.new_code, None) if not c.startswith(nameplate))
+    a, b = await asyncio.gather(
+        pairing.invite(ny[0], other, timeout=10, poll=0.01, ready=lambda: shown.append(other)),
+        pairing.join(dc[0], other, timeout=10, poll=0.01),
+    )
+    assert shown == [other] and a.confirmed and b.confirmed
+
+
+async def test_the_joiners_places_cannot_be_filled_before_the_run(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    # Only the inviter's first place is named by the code; every other place is
+    # named by that first message, which no one knows before the run begins.
+    ny, dc = await _missions(tmp_path, relay)
+    code = pairing.new_code()
+    nameplate = code.split("-")[0]
+    async with ny[1]._relay(RELAY_URL, RENDEZVOUS_TENANT, RENDEZVOUS_CREDENTIAL) as stranger:
+        for index in range(3):
+            await stranger.deposit(
+                RENDEZVOUS_TENANT, pairing._slot(nameplate, b"b", index), os.urandom(CELL_SIZE)
+            )
+            await stranger.deposit(
+                RENDEZVOUS_TENANT, pairing._slot(nameplate, b"a", 1 + index), os.urandom(CELL_SIZE)
+            )
+    a, b = await asyncio.gather(
+        pairing.invite(ny[0], code, timeout=10, poll=0.01),
+        pairing.join(dc[0], code, timeout=10, poll=0.01),
+    )
+    assert a.confirmed and b.confirmed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from backchannel.cli.context import (
 )
 from backchannel.cli.output import Text, output, short, table
 from backchannel.client.records import PeerRecord
+from backchannel.errors import RelayUnavailable
 
 app = typer.Typer(help="The peer mission: add its card, confirm its safety number, list.")
 
@@ -108,6 +110,10 @@ def list_peers(ctx: typer.Context) -> None:
     output(ctx).done({"peers": [_doc(p) for p in peers]}, t if peers else Text("no peers yet"))
 
 
+#: New codes drawn before giving up when each one's place on the relay is taken.
+_CODES_TRIED = 5
+
+
 @app.command()
 def invite(
     ctx: typer.Context,
@@ -118,9 +124,14 @@ def invite(
     """Pair by a short code: print a one-time code to read to the other mission, then wait."""
     from backchannel.client import pairing
 
-    code = pairing.new_code()
     out = output(ctx)
-    if not settings(ctx).json:
+    as_json = settings(ctx).json
+
+    def show(code: str) -> None:
+        """Once the run has its place on the relay: only then is the code worth reading out."""
+        if as_json:  # the document comes at the end; the code is needed now
+            typer.echo(f"pairing code: {code}", err=True)
+            return
         out.console.print(Text(f"pairing code: {code}", style="bold"))
         out.console.print(
             Text(
@@ -129,8 +140,26 @@ def invite(
                 style="dim",
             )
         )
+
     with open_client(ctx) as client:
-        rec = run(pairing.invite(client, code, timeout=timeout))
+        # A code whose place on the relay is taken (another run drew it lately,
+        # or someone fills places) is never shown: another is drawn.
+        for _ in range(_CODES_TRIED):
+            code = pairing.new_code()
+            try:
+                rec = run(
+                    pairing.invite(
+                        client, code, timeout=timeout, ready=functools.partial(show, code)
+                    )
+                )
+                break
+            except pairing.NameplateTaken:
+                continue
+        else:
+            raise RelayUnavailable(
+                f"the relay had no place free for {_CODES_TRIED} new pairing codes in a row; "
+                "try again later, or pair by safety number (`peer add`, `peer confirm`)"
+            )
     out.done(
         {**_doc(rec), "code": code},
         Text.assemble(

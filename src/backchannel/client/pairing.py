@@ -15,6 +15,7 @@ eight secret digits (about 26.5 bits; online guessing gets one try per run).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from spake2 import SPAKE2_Symmetric
 from spake2.spake2 import SPAKEError
 
 from backchannel.client.records import PeerRecord
+from backchannel.client.relay_client import RelayRefusal
 from backchannel.client.service import Client
 from backchannel.crypto import labels
 from backchannel.crypto.primitives import hkdf, sha256
@@ -58,7 +60,19 @@ def _parse(code: str) -> str:
 
 
 def _slot(nameplate: str, side: bytes, index: int) -> bytes:
+    """Where the inviter's first message waits: the one slot the code alone names."""
     return sha256(labels.PAKE_SLOT, nameplate.encode(), side, index.to_bytes(4, "big"))[:SLOT_LEN]
+
+
+def _session_slot(session: bytes, side: bytes, index: int) -> bytes:
+    """Every other slot: named by this run's first message (``session``, 32 bytes,
+    where :func:`_slot` takes 4 digits), so no one can fill them before the run
+    begins and an earlier run with the same nameplate never stands in the way."""
+    return sha256(labels.PAKE_SLOT, session, side, index.to_bytes(4, "big"))[:SLOT_LEN]
+
+
+class NameplateTaken(RelayUnavailable):
+    """The code's first slot holds another run's message: draw another code."""
 
 
 async def _exchange(
@@ -68,11 +82,14 @@ async def _exchange(
     timeout: float,
     poll: float,
     sleep: Callable[[float], Awaitable[None]],
+    ready: Callable[[], None] | None = None,
 ) -> PeerRecord:
     nameplate = _parse(code)
     mine, theirs = (b"a", b"b") if initiator else (b"b", b"a")
     pake = SPAKE2_Symmetric(code.strip().encode(), idSymmetric=labels.PAKE_ID)
     outbound = pake.start()
+    first = bytes([len(outbound)]) + outbound
+    first += secrets.token_bytes(CELL_SIZE - len(first))
     url = client.mission().relay_url
     deadline = time.monotonic() + timeout
     async with client._relay(url, RENDEZVOUS_TENANT, RENDEZVOUS_CREDENTIAL) as relay:
@@ -88,11 +105,37 @@ async def _exchange(
                     )
                 await sleep(poll)
 
-        first = bytes([len(outbound)]) + outbound
-        first += secrets.token_bytes(CELL_SIZE - len(first))
-        await relay.deposit(RENDEZVOUS_TENANT, _slot(nameplate, mine, 0), first)
-        slot0 = _slot(nameplate, theirs, 0)
-        cell0 = (await wait_for([slot0]))[slot0]
+        async def put(slot: bytes, cell: bytes) -> None:
+            try:
+                await relay.deposit(RENDEZVOUS_TENANT, slot, cell)
+            except RelayRefusal as exc:
+                if exc.status != 409:
+                    raise
+                raise PairingFailed(
+                    "someone else wrote where this pairing writes: nothing was paired; "
+                    "start again with a new code"
+                ) from None
+
+        # The inviter's first message opens the run, at the slot the code names;
+        # everything after it is at slots that message names.
+        opening = _slot(nameplate, b"a", 0)
+        if initiator:
+            try:
+                await relay.deposit(RENDEZVOUS_TENANT, opening, first)
+            except RelayRefusal as exc:
+                if exc.status != 409:
+                    raise
+                raise NameplateTaken(
+                    "this code's place on the relay is taken; draw another code"
+                ) from None
+            if ready is not None:
+                ready()
+            session = sha256(first)
+            cell0 = (await wait_for([_session_slot(session, theirs, 0)])).popitem()[1]
+        else:
+            cell0 = (await wait_for([opening]))[opening]
+            session = sha256(cell0)
+            await put(_session_slot(session, mine, 0), first)
         try:
             shared = pake.finish(cell0[1 : 1 + cell0[0]])
         except (SPAKEError, ValueError):
@@ -104,20 +147,20 @@ async def _exchange(
 
         card = client.mission_card().encode().encode()
         n = joint.cells_needed(len(card), CELL_SIZE)
-        slots = [_slot(nameplate, mine, 1 + i) for i in range(n)]
+        slots = [_session_slot(session, mine, 1 + i) for i in range(n)]
         for slot, cell in zip(
             slots,
             joint.to_cells(card, bytes(16), slots, side_key[mine], CELL_SIZE, secrets.token_bytes),
             strict=True,
         ):
-            await relay.deposit(RENDEZVOUS_TENANT, slot, cell)
+            await put(slot, cell)
 
-        first_slot = _slot(nameplate, theirs, 1)
+        first_slot = _session_slot(session, theirs, 1)
         try:
             head = joint.open_cell(
                 (await wait_for([first_slot]))[first_slot], first_slot, side_key[theirs], CELL_SIZE
             )
-            their_slots = [_slot(nameplate, theirs, 1 + i) for i in range(head.count)]
+            their_slots = [_session_slot(session, theirs, 1 + i) for i in range(head.count)]
             got = await wait_for(their_slots)
             chunks = [joint.open_cell(got[s], s, side_key[theirs], CELL_SIZE) for s in their_slots]
             text = joint.join_chunks(chunks).decode()
@@ -126,6 +169,12 @@ async def _exchange(
                 "the code did not match, or someone interfered: nothing was paired; "
                 "check the code and start again"
             ) from None
+        # What this side has read, the relay may drop now rather than keep it
+        # for its retention against the shared tenant's quota (the slots stay
+        # spent until then: a code's first slot is not free again before).
+        their_first = _session_slot(session, theirs, 0) if initiator else opening
+        with contextlib.suppress(RelayUnavailable, RelayRefusal):
+            await relay.ack([their_first, *their_slots])
     rec = client.add_peer(text)
     return client.confirm_peer(rec.mission_id, rec.safety_number)
 
@@ -137,9 +186,15 @@ async def invite(
     timeout: float = 600.0,
     poll: float = 1.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ready: Callable[[], None] | None = None,
 ) -> PeerRecord:
-    """Wait for the other mission to join with ``code`` (from :func:`new_code`)."""
-    return await _exchange(client, code, True, timeout, poll, sleep)
+    """Wait for the other mission to join with ``code`` (from :func:`new_code`).
+
+    ``ready`` is called once the run has its place on the relay: only then is
+    the code worth reading out. :class:`NameplateTaken` (before ``ready``):
+    draw another code.
+    """
+    return await _exchange(client, code, True, timeout, poll, sleep, ready)
 
 
 async def join(
