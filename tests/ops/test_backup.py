@@ -150,5 +150,7 @@ def test_postgres_backup_restore_serve(tmp_path: Path) -> None:
     with fresh_pg_schema() as url:
         # The password, if any, never reaches pg_dump's argv: it travels in PGPASSWORD.
         backup_restore_serve(url, url, tmp_path / "backup", force=True)
+        # The dump holds the signing key: only its owner reads it.
+        assert stat.S_IMODE((tmp_path / "backup" / "relay.pgdump").stat().st_mode) == 0o600
         refused = relay_cli("restore", str(tmp_path / "backup"), "--db", url)
         assert refused.returncode == 2 and "--force" in refused.stderr

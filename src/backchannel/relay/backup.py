@@ -215,6 +215,7 @@ def _backup_postgres(settings: RelaySettings, out: Path) -> dict[str, object]:
     if schema:
         cmd += ["--schema", schema]
     _run(cmd, env, "pg_dump")
+    os.chmod(out / PG_FILE, 0o600)  # it holds the signing key, as relay-key does
     return {"schema": schema}
 
 
@@ -372,7 +373,9 @@ def _restore_postgres(
     cmd.append(str(source))
     # pg_restore needs the database named on its command line (the URL stays out).
     cmd += ["--dbname", env.get("PGDATABASE", "postgres")]
-    _run(cmd, env, "pg_restore")
+    busy = "a relay is serving this PostgreSQL database; stop every relay on it before restoring"
+    with dblock.holding_pg(settings.store_url, busy, shared=False):
+        _run(cmd, env, "pg_restore")
 
 
 def _pg_has_relay(url: str) -> bool:

@@ -11,6 +11,14 @@ killed one included, so nothing is ever left to clean up by hand.
 
 ``relay backup`` takes no lock: it reads the live database through SQLite's
 online backup, which is safe while the relay serves.
+
+PostgreSQL is served by many processes at once (``--workers``, several
+machines), all on one log under its head's row lock; there every relay
+process holds a *shared* session-level advisory lock on the relay's schema
+for as long as it serves, and ``relay restore`` takes it exclusively, without
+waiting. (A relay whose connection to PostgreSQL breaks loses its lock with
+it; it goes on serving through its pool, so stop every relay before a
+restore, as the operations guide says.)
 """
 
 from __future__ import annotations
@@ -53,3 +61,38 @@ def holding(db_path: str, busy: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+#: The advisory lock's first key ("BCKR"); the second is the relay's schema's hash.
+_PG_LOCK_CLASS = 0x42434B52
+
+
+def is_postgres(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in ("postgresql", "postgres")
+
+
+@contextlib.contextmanager
+def holding_pg(url: str, busy: str, *, shared: bool) -> Iterator[None]:
+    """Hold the relay schema's advisory lock (``shared`` for a relay that serves,
+    else exclusive) for the block, or raise :class:`RelayBusy` with ``busy``."""
+    import psycopg
+
+    from backchannel.errors import StoreUnavailable
+
+    kind = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as e:  # never the URL: it may hold a password
+        raise StoreUnavailable(
+            f"cannot reach the PostgreSQL database ({type(e).__name__})"
+        ) from None
+    try:
+        row = conn.execute(
+            f"SELECT {kind}(%s, hashtext(current_schema()))",
+            (_PG_LOCK_CLASS,),
+        ).fetchone()
+        if not (row and row[0]):
+            raise RelayBusy(busy)
+        yield
+    finally:
+        conn.close()  # releases the lock

@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from typing import Any
@@ -112,6 +113,9 @@ def serve(settings: RelaySettings) -> None:
         if path is not None:
             busy = f"another relay is serving {path}; one relay at a time serves a database"
             held.enter_context(dblock.holding(path, busy))
+        elif dblock.is_postgres(settings.store_url):
+            busy = "a restore of this PostgreSQL database is under way; serve once it is done"
+            held.enter_context(dblock.holding_pg(settings.store_url, busy, shared=True))
         check_store(settings)
         if settings.workers > 1:
             _supervise(settings)
@@ -154,10 +158,24 @@ def _reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(settings: RelaySettings, index: int) -> None:
+def _worker(settings: RelaySettings, index: int, supervisor: int) -> None:
     """One worker: its own socket on the shared port, its own store connection pool."""
+    _die_with(supervisor)
     sock = _reuseport_socket(settings.host, settings.port)
     _server(settings, background=index == 0).run(sockets=[sock])
+
+
+def _die_with(supervisor: int) -> None:
+    """Have the kernel stop this worker (SIGTERM) when its supervisor dies, however
+    it dies: left running, workers nobody supervises would serve beside the next
+    relay's, and the supervisor's lock on the database would be gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != supervisor:  # it died before the above took hold
+        os._exit(0)
 
 
 def _supervise(settings: RelaySettings) -> None:
@@ -173,7 +191,9 @@ def _supervise(settings: RelaySettings) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(target=_worker, args=(settings, index), name=f"relay-worker-{index}")
+        proc = ctx.Process(
+            target=_worker, args=(settings, index, os.getpid()), name=f"relay-worker-{index}"
+        )
         proc.start()
         return proc
 

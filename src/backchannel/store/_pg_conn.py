@@ -60,6 +60,22 @@ async def apply_migrations(conn: psycopg.AsyncConnection[Any]) -> None:
             )
 
 
+async def drop_head_ahead(conn: psycopg.AsyncConnection[Any]) -> int | None:
+    """Forget a stored signed head of more leaves than the log holds; its size, if one was.
+
+    Only a log put back under a relay that kept serving (a restore that should
+    have been refused) leaves one: served, it would speak for leaves that do
+    not exist. Clients that saw it will report the rewind, which is what
+    happened.
+    """
+    cur = await conn.execute(
+        "UPDATE log_head SET signed = NULL, signed_size = -1"
+        " WHERE id = 1 AND signed_size > size RETURNING size"
+    )
+    row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
 async def load_or_create_key(conn: psycopg.AsyncConnection[Any]) -> Any:
     """The relay key shared by every process on this database, created by the first."""
     ed, ml = _log.new_key_seeds()

@@ -129,6 +129,13 @@ class PostgresRelayStore(PostgresLogReads, PostgresIntake, PostgresTenants):
             await pool.open(wait=True, timeout=self._timeout)
             async with pool.connection() as conn:
                 await _pg_conn.apply_migrations(conn)
+                ahead = await _pg_conn.drop_head_ahead(conn)
+                if ahead is not None:
+                    _logger.error(
+                        "the stored signed head was ahead of the log (%d leaves): dropped; "
+                        "was the database restored while a relay served it?",
+                        ahead,
+                    )
                 self._cache = _log.LogCache(await _pg_conn.load_or_create_key(conn))
         except (psycopg.Error, PoolTimeout) as exc:
             await pool.close()
