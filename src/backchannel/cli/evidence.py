@@ -14,7 +14,7 @@ import typer
 
 from backchannel.cli.context import open_client, read_file, write_file
 from backchannel.cli.output import Text, output
-from backchannel.client.api import verify_misbehaviour
+from backchannel.client.api import evidence_relay, verify_misbehaviour
 from backchannel.client.log_watch import evidence_from_text
 from backchannel.errors import ConfigError, RemoteProtocolError
 
@@ -65,21 +65,54 @@ def export(
 def verify(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="Proof files written by `export`.")],
+    relay_key: Annotated[
+        str | None,
+        typer.Option(
+            "--relay-key",
+            help="The relay's key fingerprint (64 hex digits, as `backchannel relay key` "
+            "prints it, or a mission card states it): a proof about another key does not hold.",
+        ),
+    ] = None,
 ) -> None:
-    """Check proofs of relay misbehaviour offline; exit 1 if any does not hold."""
+    """Check proofs of relay misbehaviour offline; exit 1 if any does not hold.
+
+    A proof holds for the relay key inside it: anyone can make a key that
+    contradicts itself. Name the relay's key with --relay-key, or compare the
+    full fingerprint printed with each proof with the relay's.
+    """
+    expected = _fingerprint(relay_key) if relay_key is not None else None
     results = []
     for path in files:
         try:
-            line = verify_misbehaviour(evidence_from_text(read_file(path, "a proof file")))
-            results.append({"file": str(path), "holds": True, "proves": line})
+            blob = evidence_from_text(read_file(path, "a proof file"))
+            key = evidence_relay(blob).hex()
+            line = verify_misbehaviour(blob)
+            if expected is not None and key != expected:
+                why = "it is about another relay key than the one named"
+                results.append({"file": str(path), "holds": False, "relay_key": key, "reason": why})
+                continue
+            results.append({"file": str(path), "holds": True, "relay_key": key, "proves": line})
         except RemoteProtocolError as exc:
             results.append({"file": str(path), "holds": False, "reason": str(exc)})
     lines = [
-        Text.assemble(("holds", "green"), f" {r['file']}: {r['proves']}")
+        Text.assemble(
+            ("holds", "green"), f" {r['file']}: {r['proves']} (relay key {r['relay_key']})"
+        )
         if r["holds"]
         else Text.assemble(("does not hold", "red"), f" {r['file']}: {r['reason']}")
         for r in results
     ]
-    output(ctx).done({"results": results}, *lines)
+    hint = []
+    if expected is None and any(r["holds"] for r in results):
+        check = "a proof holds for the key inside it: check that the relay key above is the relay's"
+        hint.append(output(ctx).hint(f"{check} (or pass --relay-key)"))
+    output(ctx).done({"results": results}, *lines, *hint)
     if not all(r["holds"] for r in results):
         raise typer.Exit(1)
+
+
+def _fingerprint(text: str) -> str:
+    value = text.strip().replace(" ", "").lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ConfigError("a relay key fingerprint is 64 hex digits, as `relay key` prints it")
+    return value

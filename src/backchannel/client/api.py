@@ -12,7 +12,7 @@ from backchannel.client.audit import RecordCheck, verify_record
 from backchannel.client.cards import decode_offer, encode_offer
 from backchannel.client.intake import INTAKE_STATES, TO_TRIAGE
 from backchannel.protocol.channel import ChannelOffer, Policy
-from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
+from backchannel.protocol.evidence import evidence_kind, evidence_relay, verify_misbehaviour
 from backchannel.protocol.payload import REQUIRED_FIELDS, MessageKind, Payload
 from backchannel.protocol.policy import NO_FALLBACK, FallbackRelay
 from backchannel.protocol.roster import Roster
@@ -38,6 +38,7 @@ __all__ = [
     "decode_offer",
     "encode_offer",
     "evidence_kind",
+    "evidence_relay",
     "verify_misbehaviour",
     "verify_record",
 ]
