@@ -21,6 +21,7 @@ import pytest
 from backchannel.client import roster_change
 from backchannel.client.cards import CardError
 from backchannel.client.home import Home
+from backchannel.client.officer_alarms import AlarmKind
 from backchannel.client.service import Client
 from backchannel.errors import ConfigError, RosterError
 from backchannel.protocol import roster as rs
@@ -209,3 +210,27 @@ async def test_after_his_removal_his_share_requests_get_nothing_and_are_not_need
     await ri.settle()
     await kim.settle()
     assert kim.read(item.message_id).text == "sealed to the roster with Han"
+
+
+async def test_a_second_roster_of_one_version_is_refused_and_its_signers_named(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    # Han is removed by Ri and Kim; Han, on his device from before, has Kim sign
+    # another roster of the same version that removes Ri instead (Kim signed it
+    # before his device adopted the first): a fork of the mission's roster.
+    (ri, han, kim), _ = await _three_and_two(tmp_path, relay)
+    han_id, ri_id, kim_id = (c.officer.officer_id for c in (han, ri, kim))
+    good = roster_change.sign(kim, roster_change.propose(ri, [], [han_id], 2))
+    fork = roster_change.sign(kim, roster_change.propose(han, [], [ri_id], 2))
+    for officer in (ri, kim):
+        roster_change.adopt(officer, good)
+    with pytest.raises(RosterError, match="forks its roster"):
+        roster_change.adopt(ri, fork)
+    forks = [a for a in ri.officer_alarms() if a.kind is AlarmKind.ROSTER_FORK]
+    assert {a.officer_id for a in forks} == {han_id, kim_id}
+    assert ri.mission().roster.hash == good.new.hash
+    roster_change.adopt(ri, good)  # the same one again changes nothing, and raises nothing
+    assert len([a for a in ri.officer_alarms() if a.kind is AlarmKind.ROSTER_FORK]) == 2
+    # Once a device holds a version, it signs nothing that does not follow it.
+    with pytest.raises(RosterError, match="does not follow"):
+        roster_change.sign(kim, roster_change.propose(han, [], [ri_id], 2))

@@ -67,6 +67,7 @@ class AlarmKind(IntEnum):
     DEVICE_UNSEEN = 6
     AUDIT_FORK = 7
     POLICY_PROPOSED = 8
+    ROSTER_FORK = 9
 
 
 _WHAT = {
@@ -97,6 +98,10 @@ _TODO = {
     ),
     AlarmKind.DEVICE_UNSEEN: (
         "reach the officer another way; if his device is lost, replace it (roster change)"
+    ),
+    AlarmKind.ROSTER_FORK: (
+        "keep the change file as proof and tell the mission's security officer: officers who "
+        "sign two rosters of one version split the mission; do not sign or adopt it"
     ),
 }
 
@@ -160,6 +165,16 @@ class OfficerAlarms(Anchors):
         self._put(OFFICER_ALARMS, alarm.alarm_id, alarm)
         self._audit(AuditKind.ALARM, officer_id, text)
         return alarm
+
+    def raise_roster_fork(self, signers: list[bytes], version: int) -> None:
+        """Alarm about each officer who signed a second, different roster of ``version``."""
+        with self._tx():
+            for officer_id in signers:
+                text = (
+                    f"{self._officer_name(officer_id)} signed a roster change of version "
+                    f"{version} other than the one this mission adopted: a fork of its roster"
+                )
+                self._record(officer_id, AlarmKind.ROSTER_FORK, text)
 
     def _raise_fork(self, officer_id: bytes, seq: int) -> None:
         text = (

@@ -24,7 +24,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
-from backchannel.client import statecodec
+from backchannel.client import roster_fork, statecodec
 from backchannel.client.cards import CardError, OfficerCard
 from backchannel.client.device import ANNOUNCEMENTS, ROSTERS, endpoint_data
 from backchannel.client.mission import MissionState
@@ -234,6 +234,12 @@ def _sign(client: Client, change: RosterChange, *, drew: bool) -> RosterChange:
         raise ConfigError("that change is for another mission")
     if not change.new.contains(me) and (m is None or not m.roster.contains(me)):
         raise ConfigError("you are on neither the current nor the proposed roster")
+    if m is not None and m.roster.contains(me) and not roster_fork.follows(m.roster, change.new):
+        raise RosterError(
+            f"this change does not follow the roster this device holds (version "
+            f"{m.roster.version}): signing it could fork the mission's roster; adopt the "
+            "changes before it first, or propose it again"
+        )
     _check_certs(change)
     sig = rs.sign_roster(change.new, client.officer)
     others = tuple(s for s in change.signatures if not equal(s[0], me))
@@ -363,6 +369,7 @@ def adopt(client: Client, change: RosterChange) -> MissionState | None:
     if m is None:
         return _adopt_as_newcomer(client, change)
     if m.roster.version >= change.new.version:
+        roster_fork.refuse(client, m, change)
         return m
     signed = rs.SignedRoster(change.new, change.signatures)
     try:

@@ -273,6 +273,13 @@ def _valid_signers(
     return signers(pool, signatures, lambda vk, sig: vk.verify_hybrid(sig, labels.SIG_ROSTER, body))
 
 
+def roster_signers(
+    roster: Roster, signatures: Iterable[tuple[bytes, bytes]], pool: Roster
+) -> set[bytes]:
+    """The officers of ``pool`` whose signature on ``roster`` verifies."""
+    return _valid_signers(roster, signatures, pool)
+
+
 def verify_genesis(signed: SignedRoster) -> Roster:
     r = signed.roster
     if r.version != 0:
