@@ -5,9 +5,11 @@ the entry joins his hash chain (:mod:`backchannel.protocol.audit`) and goes to
 every colleague's device through the mailbox, in pieces that would otherwise
 be cover. A colleague's device checks the entry (his signature, his chain) and
 keeps it; so every device holds every officer's chain, and a device that
-rewrites its own history, or shows two colleagues two histories, is caught:
-:meth:`Audit.audit_verify` names the entry where a chain breaks, and two
-signed entries with one number are kept as a proof of the fork.
+rewrites its own history is caught: :meth:`Audit.audit_verify` names the entry
+where a chain breaks, and two signed entries with one number, where one
+device receives both, are kept as a proof of the fork. (One that shows two
+colleagues two histories, one each, is found where their records meet:
+``docs/spec/audit-v1.md`` §4.)
 
 :func:`export_record` writes a record a review board can check offline with
 :func:`verify_record` (``backchannel audit verify --file``): the mission's
