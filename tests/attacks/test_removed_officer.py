@@ -12,6 +12,7 @@ him.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,9 @@ from backchannel.client.officer_alarms import AlarmKind
 from backchannel.client.service import Client
 from backchannel.errors import ConfigError, RosterError
 from backchannel.protocol import roster as rs
+from backchannel.protocol.outgoing import Outgoing
+from backchannel.protocol.payload import note
+from backchannel.protocol.sealing import sign, start_epoch
 from tests.client.conftest import FAST_KDF, InProcessRelay
 from tests.client.test_client_flow import two_missions
 from tests.client.test_roster_change import _washington_writes
@@ -234,3 +238,42 @@ async def test_a_second_roster_of_one_version_is_refused_and_its_signers_named(
     # Once a device holds a version, it signs nothing that does not follow it.
     with pytest.raises(RosterError, match="does not follow"):
         roster_change.sign(kim, roster_change.propose(han, [], [ri_id], 2))
+
+
+async def test_a_runner_and_the_officer_removed_cannot_send_under_the_old_roster(
+    tmp_path: Path, relay: InProcessRelay
+) -> None:
+    # Ri (the runner) and Kim remove Han. Ri's device, changed, then seals a
+    # message under the roster before the change and has Han, who kept his keys,
+    # sign it: two signatures of that roster, one of an officer who stays. The
+    # re-key after the removal came first in the channel, so it is refused.
+    (ri, han, kim), (smith, jones) = await _three_and_two(tmp_path, relay)
+    before = ri.mission().roster
+    han_keys = han.officer
+    change = roster_change.sign(kim, roster_change.propose(ri, [], [han.officer.officer_id], 2))
+    for officer in (ri, kim, han):
+        roster_change.adopt(officer, change)
+    after = ri.mission().roster
+    for peer in (smith, jones):
+        peer.add_peer(ri.mission_card().encode())
+    for _ in range(4):
+        for c in (ri, kim, smith, jones):
+            await c.settle()
+    channel = ri.channel_for("Washington").channel_id
+    rec, ep = ri.channel(channel), ri._endpoint(channel)
+    card = ri._peer_card(rec.peer_mission)
+    epoch = start_epoch(channel, ep.out_direction, rec.epoch_no + 1, card.roster,
+                        list(card.certs), secrets.token_bytes)  # fmt: skip
+    ep.own_roster = before
+    header = ep.new_header(note("x").kind, epoch, int(time.time()))
+    out, epoch = Outgoing.draft(note("Ri and the removed Han")).seal(
+        header, epoch, card.roster, ri.officer, before, secrets.token_bytes
+    )
+    ep.queue(sign(out.message, han_keys, before))
+    ep.own_roster = after
+    ri._save_endpoint(channel, ep)
+    ri._put("channels", channel, replace(rec, send_epoch=epoch, epoch_no=rec.epoch_no + 1))
+    for _ in range(4):
+        for c in (ri, kim, smith, jones):
+            await c.settle()
+    assert smith.inbox() == [] and jones.inbox() == []

@@ -441,6 +441,11 @@ class Endpoint(ControlObjects):
         t.partial = []
         if f.control:
             t.control = self._control(raw, round_no, kem_keys)
+            if t.control.peer_roster is not None:
+                # The peer's re-key comes behind what its outbox held when its
+                # roster changed: nothing after it is sealed under an earlier one
+                # (a runner and an officer his mission removed, signing together).
+                t.roster_seen = max(t.roster_seen, t.control.peer_roster.version)
             return
         msg = SealedMessage.decode(raw)
         if msg.message_id != f.message_id:
