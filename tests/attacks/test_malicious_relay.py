@@ -30,6 +30,7 @@ from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import DepositNote
 from backchannel.protocol.payload import note
+from backchannel.store import _log
 from tests.client.conftest import FAST_KDF, RELAY_URL
 from tests.client.evil_relay import FETCHES, Clock, ForkingRelay, LyingRelay, LyingStore
 
@@ -430,3 +431,15 @@ async def test_a_malformed_consistency_proof_is_an_alarm_not_a_crash(
         assert served  # the garbled proof was asked for and used
         assert report.relay_error is None
         assert any("consistency proof" in a for a in report.alarms), report.alarms
+
+
+async def test_a_relay_that_changed_its_key_is_said_to_have_changed_it(
+    tmp_path: Path, clock: Clock
+) -> None:
+    relay = LyingRelay(tmp_path / "relay", clock)
+    async with relay.running():
+        ny, dc = await _missions(tmp_path, relay.factory(), relay.factory(), clock)
+        await _quiet(ny, dc, clock, rounds=1)
+        relay.store._signer = _log.LogCache(_log.key_from_seeds(*_log.new_key_seeds()))
+        alarms = await _round(ny, dc, clock)
+        assert any("the relay's key changed" in a for a in alarms), alarms

@@ -312,7 +312,13 @@ class LogWatch:
             monitor = await self.pin(url, relay, alarms)
             if monitor is None:
                 return None
-            head = monitor.open(signed)
+            try:
+                head = monitor.open(signed)
+            except SignatureError:
+                raise SignatureError(
+                    "the relay's tree head is not signed by the key this device pinned for it: "
+                    "the relay's key changed, or another server answers at its address"
+                ) from None
             self._not_ahead(url, head.timestamp, "a tree head", alarms)
             leaves: dict[int, bytes] = {}
             proved: dict[bytes, EntryProof] = {}
