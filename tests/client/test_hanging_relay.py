@@ -333,3 +333,38 @@ async def test_short_rounds_still_wait_for_a_busy_relay(tmp_path: Path) -> None:
         ri._relay = slow.factory()
         _, [report] = await _run(ri, slow, 1, length=1.0)
     assert (report.relay_error, report.deposited, report.waiting) == (None, LANES, 0)
+
+
+class _Recording(httpx.AsyncBaseTransport):
+    """The relay's app, each request's path and moment on ``clock`` written down."""
+
+    def __init__(self, clock: Clock, app: object) -> None:
+        self.clock, self.seen = clock, []  # type: list[tuple[str, float]]
+        self.inner = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append((request.url.path, self.clock.now))
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("phase", [0.05, 0.3, 0.7])
+async def test_a_device_started_within_a_round_keeps_to_the_schedule(
+    tmp_path: Path, phase: float
+) -> None:
+    # Started after a round's deposit moment, a device waits for the next round:
+    # depositing and fetching at once would show when it started.
+    async with _drafted(tmp_path, "on time") as (clock, relay, ny, _):
+        ri, length = ny[0], 60.0
+        recording = _Recording(clock, relay.app)
+        ri._relay = lambda url, tenant, credential: RelayClient(  # type: ignore[assignment]
+            url, tenant, credential, transport=recording, sleep=Silent(clock).sleep()
+        )
+        clock.now = (clock.now // length + 1 + phase) * length
+        begun = int(clock.now // length)
+        await ri.run(lambda _: None, seconds=length, clock=clock, sleep=Silent(clock).sleep(),
+                     rounds=2)  # fmt: skip
+        moments = [
+            (int(t // length) - begun, round(t % length / length, 3)) for _, t in recording.seen
+        ]
+        first = 0 if phase < 0.1 else 1
+        assert moments == [(first, 0.1), (first, 0.5), (first + 1, 0.1), (first + 1, 0.5)]

@@ -398,7 +398,7 @@ class Driver(Engine, Intake):
         """
         now = clock or self._clock
         length = seconds or self.round_seconds()
-        current = int(now() // length)
+        current = _first_round(now(), length)
         async with self.relay_session():
             await self._run(on_round, length, now, sleep, current, rounds)
 
@@ -426,7 +426,18 @@ class Driver(Engine, Intake):
             on_round(report)
             done += 1
             # The next round on the clock; a device that fell behind skips ahead.
-            current = max(current + 1, int(now() // length))
+            current = max(current + 1, _first_round(now(), length))
+
+
+def _first_round(t: float, length: float) -> int:
+    """The first round whose deposit moment is still to come at ``t``.
+
+    A device that starts, or falls behind, after a round's deposit moment
+    waits for the next round rather than deposit and fetch at once, off the
+    schedule: the moment it started would show.
+    """
+    current = int(t // length)
+    return current if t <= (current + DEPOSIT_AT) * length else current + 1
 
 
 def _judged(exc: RelayRefusal) -> bool:
