@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from backchannel.client import demo, pairing
+from backchannel.client.service import Client
 from backchannel.errors import ConfigError
 from backchannel.protocol import channel as ch
 from backchannel.protocol.constants import CELL_SIZE, RENDEZVOUS_CREDENTIAL, RENDEZVOUS_TENANT
@@ -74,6 +75,13 @@ def test_malformed_codes_are_refused() -> None:
             pairing._parse(bad)
 
 
+async def _fill(client: Client, slots: list[bytes]) -> None:
+    """Random cells at ``slots`` of the rendezvous tenant, as anyone can deposit them."""
+    async with client._relay(RELAY_URL, RENDEZVOUS_TENANT, RENDEZVOUS_CREDENTIAL) as stranger:
+        for slot in slots:
+            await stranger.deposit(RENDEZVOUS_TENANT, slot, os.urandom(CELL_SIZE))
+
+
 async def test_a_code_whose_place_is_taken_is_never_shown_and_another_pairs(
     tmp_path: Path, relay: InProcessRelay
 ) -> None:
@@ -82,12 +90,7 @@ async def test_a_code_whose_place_is_taken_is_never_shown_and_another_pairs(
     ny, dc = await _missions(tmp_path, relay)
     code = pairing.new_code()
     nameplate = code.split("-")[0]
-    async with ny[1]._relay(RELAY_URL, RENDEZVOUS_TENANT, RENDEZVOUS_CREDENTIAL) as stranger:
-        for side in (b"a", b"b"):
-            for index in range(3):
-                await stranger.deposit(
-                    RENDEZVOUS_TENANT, pairing._slot(nameplate, side, index), os.urandom(CELL_SIZE)
-                )
+    await _fill(ny[1], [pairing._slot(nameplate, s, i) for s in (b"a", b"b") for i in range(3)])
     shown: list[str] = []
     with pytest.raises(pairing.NameplateTaken):
         await pairing.invite(ny[0], code, timeout=10, poll=0.01, ready=lambda: shown.append(code))
@@ -109,14 +112,11 @@ async def test_the_joiners_places_cannot_be_filled_before_the_run(
     ny, dc = await _missions(tmp_path, relay)
     code = pairing.new_code()
     nameplate = code.split("-")[0]
-    async with ny[1]._relay(RELAY_URL, RENDEZVOUS_TENANT, RENDEZVOUS_CREDENTIAL) as stranger:
-        for index in range(3):
-            await stranger.deposit(
-                RENDEZVOUS_TENANT, pairing._slot(nameplate, b"b", index), os.urandom(CELL_SIZE)
-            )
-            await stranger.deposit(
-                RENDEZVOUS_TENANT, pairing._slot(nameplate, b"a", 1 + index), os.urandom(CELL_SIZE)
-            )
+    await _fill(
+        ny[1],
+        [pairing._slot(nameplate, b"b", i) for i in range(3)]
+        + [pairing._slot(nameplate, b"a", 1 + i) for i in range(3)],
+    )
     a, b = await asyncio.gather(
         pairing.invite(ny[0], code, timeout=10, poll=0.01),
         pairing.join(dc[0], code, timeout=10, poll=0.01),

@@ -105,29 +105,25 @@ async def _exchange(
                     )
                 await sleep(poll)
 
-        async def put(slot: bytes, cell: bytes) -> None:
+        interfered = PairingFailed(
+            "someone else wrote where this pairing writes: nothing was paired; "
+            "start again with a new code"
+        )
+
+        async def put(slot: bytes, cell: bytes, taken: Exception = interfered) -> None:
+            """Deposit ``cell``; ``taken`` if another cell holds the slot already."""
             try:
                 await relay.deposit(RENDEZVOUS_TENANT, slot, cell)
             except RelayRefusal as exc:
                 if exc.status != 409:
                     raise
-                raise PairingFailed(
-                    "someone else wrote where this pairing writes: nothing was paired; "
-                    "start again with a new code"
-                ) from None
+                raise taken from None
 
         # The inviter's first message opens the run, at the slot the code names;
         # everything after it is at slots that message names.
         opening = _slot(nameplate, b"a", 0)
         if initiator:
-            try:
-                await relay.deposit(RENDEZVOUS_TENANT, opening, first)
-            except RelayRefusal as exc:
-                if exc.status != 409:
-                    raise
-                raise NameplateTaken(
-                    "this code's place on the relay is taken; draw another code"
-                ) from None
+            await put(opening, first, NameplateTaken("this code's place on the relay is taken"))
             if ready is not None:
                 ready()
             session = sha256(first)
