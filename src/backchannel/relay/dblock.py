@@ -63,7 +63,8 @@ def holding(db_path: str, busy: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-#: The advisory lock's first key ("BCKR"); the second is the relay's schema's hash.
+#: The advisory lock's first key ("BCKR"); the second is the hash of the search path
+#: the relay's URL sets (so one lock per relay schema).
 _PG_LOCK_CLASS = 0x42434B52
 
 
@@ -88,7 +89,9 @@ def holding_pg(url: str, busy: str, *, shared: bool) -> Iterator[None]:
         ) from None
     try:
         row = conn.execute(
-            f"SELECT {kind}(%s, hashtext(current_schema()))",
+            # The search path, not current_schema(): that is NULL until the
+            # relay has made the schema the URL names, and so is a lock on it.
+            f"SELECT {kind}(%s, hashtext(current_setting('search_path')))",
             (_PG_LOCK_CLASS,),
         ).fetchone()
         if not (row and row[0]):
