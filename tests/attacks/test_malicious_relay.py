@@ -21,12 +21,16 @@ from pathlib import Path
 import pytest
 
 from backchannel.client import demo
-from backchannel.client.log_watch import evidence_from_text, evidence_text
 from backchannel.client.relay_client import RelayClient
 from backchannel.client.report import SyncReport
 from backchannel.client.service import Client
 from backchannel.protocol.batch import Query
-from backchannel.protocol.evidence import evidence_kind, verify_misbehaviour
+from backchannel.protocol.evidence import (
+    evidence_from_text,
+    evidence_kind,
+    evidence_text,
+    verify_misbehaviour,
+)
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import DepositNote
 from backchannel.protocol.payload import note

@@ -19,14 +19,13 @@ import pytest
 
 from backchannel.client import demo
 from backchannel.client.audit import verify_record
-from backchannel.client.log_watch import evidence_from_text, evidence_text
 from backchannel.client.logchecks import QUERIES
 from backchannel.client.service import Client
 from backchannel.client.witnessing import CHECKPOINT_EVERY
 from backchannel.crypto.notesig import Ed25519NoteKey
 from backchannel.protocol.batch import QueryKind
 from backchannel.protocol.channel import Policy
-from backchannel.protocol.evidence import verify_misbehaviour
+from backchannel.protocol.evidence import evidence_from_text, evidence_text, verify_misbehaviour
 from backchannel.protocol.misbehaviour import SignedHead
 from backchannel.protocol.note import (
     TYPE_COSIGNATURE_ED25519,

@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from backchannel.client.log_watch import evidence_text
 from backchannel.crypto.signing import SigningKey
-from backchannel.protocol.evidence import FORK, encode_evidence
+from backchannel.protocol.evidence import FORK, encode_evidence, evidence_text
 from backchannel.protocol.merkle import TreeHead
 from backchannel.protocol.misbehaviour import relay_key_fingerprint, sign_head_compact
 from tests.e2e.conftest import backchannel, base_env

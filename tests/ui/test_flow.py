@@ -34,7 +34,7 @@ import pytest
 from playwright.sync_api import expect
 
 from backchannel.client.api import verify_misbehaviour
-from backchannel.client.log_watch import evidence_from_text
+from backchannel.protocol.evidence import evidence_from_text
 from tests.e2e.conftest import OPEN_REGISTRATION, set_up_missions
 from tests.relay.procs import RelayProcess
 from tests.ui.conftest import DeskProcess, axe_violations, in_thread, logged_in, screenshot

@@ -14,8 +14,7 @@ import typer
 
 from backchannel.cli.context import open_client, read_file, write_file
 from backchannel.cli.output import Text, output
-from backchannel.client.api import evidence_relay, verify_misbehaviour
-from backchannel.client.log_watch import evidence_from_text
+from backchannel.client.api import evidence_from_text, evidence_relay, verify_misbehaviour
 from backchannel.errors import ConfigError, RemoteProtocolError
 
 app = typer.Typer(

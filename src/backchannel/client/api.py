@@ -12,7 +12,12 @@ from backchannel.client.audit import RecordCheck, verify_record
 from backchannel.client.cards import decode_offer, encode_offer
 from backchannel.client.intake import INTAKE_STATES, TO_TRIAGE
 from backchannel.protocol.channel import ChannelOffer, Policy
-from backchannel.protocol.evidence import evidence_kind, evidence_relay, verify_misbehaviour
+from backchannel.protocol.evidence import (
+    evidence_from_text,
+    evidence_kind,
+    evidence_relay,
+    verify_misbehaviour,
+)
 from backchannel.protocol.payload import REQUIRED_FIELDS, MessageKind, Payload
 from backchannel.protocol.policy import NO_FALLBACK, FallbackRelay
 from backchannel.protocol.roster import Roster
@@ -37,6 +42,7 @@ __all__ = [
     "WitnessRule",
     "decode_offer",
     "encode_offer",
+    "evidence_from_text",
     "evidence_kind",
     "evidence_relay",
     "verify_misbehaviour",

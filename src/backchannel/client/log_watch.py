@@ -22,8 +22,6 @@ evidence export`` writes the proofs out.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -35,7 +33,6 @@ from backchannel.client.relay_client import CellLog, EntryPlace, FetchAnswer
 from backchannel.client.vault import Vault
 from backchannel.crypto.primitives import equal
 from backchannel.errors import (
-    DecodeError,
     RelayRefused,
     RelayUnavailable,
     RemoteProtocolError,
@@ -74,9 +71,6 @@ class LogSource(Protocol):
     async def fetch_logged(self, slots: Iterable[bytes]) -> FetchAnswer: ...
 
 
-#: How a proof of misbehaviour travels as text (mail, chat, paper): prefix + base64url.
-EVIDENCE_PREFIX = "BACKCHANNEL-RELAY-MISBEHAVIOUR-1:"
-
 MONITORS = "relay_logs"
 ALARMS = "relay_alarms"
 EVIDENCE = "relay_evidence"
@@ -103,23 +97,6 @@ CLOCK_TOLERANCE = 600
 
 #: A checked cell: (tenant, slot, cell bytes, its place in the log).
 CellCheck = tuple[str, bytes, bytes, CellLog]
-
-
-def evidence_text(blob: bytes) -> str:
-    """A proof of misbehaviour as one line of text."""
-    return EVIDENCE_PREFIX + base64.urlsafe_b64encode(blob).decode().rstrip("=") + "\n"
-
-
-def evidence_from_text(text: str) -> bytes:
-    """The bytes of a proof written by :func:`evidence_text`; DecodeError if it is not one."""
-    text = text.strip()
-    if not text.startswith(EVIDENCE_PREFIX):
-        raise DecodeError("this is not a proof of relay misbehaviour (wrong first line)")
-    body = text[len(EVIDENCE_PREFIX) :]
-    try:
-        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError):
-        raise DecodeError("the proof of relay misbehaviour is damaged") from None
 
 
 def _incident_key(url: str, kind: str) -> bytes:

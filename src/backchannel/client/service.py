@@ -29,7 +29,6 @@ from backchannel.client.device import (
 from backchannel.client.driver import Driver
 from backchannel.client.home import Home
 from backchannel.client.intake import INTAKE_NOTICE
-from backchannel.client.log_watch import evidence_text
 from backchannel.client.mailbox import Mailbox
 from backchannel.client.missions import Missions
 from backchannel.client.officer_alarms import ALARM_NOTICE, CARD_NOTICE
@@ -41,7 +40,7 @@ from backchannel.client.sending import Sending, cosign_request
 from backchannel.crypto.primitives import equal
 from backchannel.crypto.sharing import Share
 from backchannel.protocol import joint
-from backchannel.protocol.evidence import evidence_kind
+from backchannel.protocol.evidence import evidence_kind, evidence_text
 from backchannel.protocol.identity import EpochKeyCert
 
 __all__ = [

@@ -12,6 +12,8 @@ are in :mod:`backchannel.protocol.misbehaviour`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Sequence
 
@@ -295,3 +297,24 @@ def _verify_conflict(
         f"slot conflict: relay {fp} logged two different cells in slot {slot.hex()[:16]} "
         f"of tenant {tenant!r} (leaves {leaf_a.batch_index} and {leaf_b.batch_index})"
     )
+
+
+#: How a proof of misbehaviour travels as text (mail, chat, paper): prefix + base64url.
+EVIDENCE_PREFIX = "BACKCHANNEL-RELAY-MISBEHAVIOUR-1:"
+
+
+def evidence_text(blob: bytes) -> str:
+    """A proof of misbehaviour as one line of text."""
+    return EVIDENCE_PREFIX + base64.urlsafe_b64encode(blob).decode().rstrip("=") + "\n"
+
+
+def evidence_from_text(text: str) -> bytes:
+    """The bytes of a proof written by :func:`evidence_text`; DecodeError if it is not one."""
+    text = text.strip()
+    if not text.startswith(EVIDENCE_PREFIX):
+        raise DecodeError("this is not a proof of relay misbehaviour (wrong first line)")
+    body = text[len(EVIDENCE_PREFIX) :]
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise DecodeError("the proof of relay misbehaviour is damaged") from None
