@@ -273,7 +273,10 @@ async def test_a_runner_and_the_officer_removed_cannot_send_under_the_old_roster
     ep.own_roster = after
     ri._save_endpoint(channel, ep)
     ri._put("channels", channel, replace(rec, send_epoch=epoch, epoch_no=rec.epoch_no + 1))
+    alarms: list[str] = []
     for _ in range(4):
         for c in (ri, kim, smith, jones):
-            await c.settle()
+            alarms += (await c.settle()).alarms
     assert smith.inbox() == [] and jones.inbox() == []
+    # Refused as what it is, not lost on the way.
+    assert any("earlier roster" in a for a in alarms), alarms

@@ -347,7 +347,7 @@ class _Recording(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-@pytest.mark.parametrize("phase", [0.05, 0.3, 0.7])
+@pytest.mark.parametrize("phase", [0.05, DEPOSIT_AT, DEPOSIT_AT + 0.001, 0.3, 0.7])
 async def test_a_device_started_within_a_round_keeps_to_the_schedule(
     tmp_path: Path, phase: float
 ) -> None:
@@ -366,5 +366,11 @@ async def test_a_device_started_within_a_round_keeps_to_the_schedule(
         moments = [
             (int(t // length) - begun, round(t % length / length, 3)) for _, t in recording.seen
         ]
-        first = 0 if phase < 0.1 else 1
-        assert moments == [(first, 0.1), (first, 0.5), (first + 1, 0.1), (first + 1, 0.5)]
+        first = 0 if phase <= DEPOSIT_AT else 1
+        deposit, fetch = round(DEPOSIT_AT, 3), round(FETCH_AT, 3)
+        assert moments == [
+            (first, deposit),
+            (first, fetch),
+            (first + 1, deposit),
+            (first + 1, fetch),
+        ]

@@ -6,9 +6,11 @@ one (``getpass`` on the terminal) and Ctrl-C is the terminal's interrupt.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
+import signal
 import sys
 import time
 from pathlib import Path
@@ -55,5 +57,8 @@ def test_ctrl_c_at_the_passphrase_prompt_exits_130(tmp_path: Path) -> None:
         _, status = os.waitpid(pid, 0)
     finally:
         os.close(fd)
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)  # a child the test gave up on
+            os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 130, (status, rest)
     assert b"Aborted" not in rest and b"Traceback" not in rest

@@ -101,7 +101,7 @@ def test_a_damaged_backup_leaves_the_relay_as_it_was(tmp_path: Path) -> None:
         assert {p: digest(p) for p in kept} == kept, backup
         assert sorted(p.name for p in live.parent.iterdir() if p.name.startswith(".")) == []
     relay = RelayProcess(str(live)).start()  # and it serves as before
-    relay.stopped_cleanly()
+    assert relay.stopped_cleanly()
 
 
 def test_a_restore_never_puts_its_key_over_another_relays_without_force(tmp_path: Path) -> None:

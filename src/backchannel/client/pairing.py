@@ -67,7 +67,11 @@ def _slot(nameplate: str, side: bytes, index: int) -> bytes:
 def _session_slot(session: bytes, side: bytes, index: int) -> bytes:
     """Every other slot: named by this run's first message (``session``, 32 bytes,
     where :func:`_slot` takes 4 digits), so no one can fill them before the run
-    begins and an earlier run with the same nameplate never stands in the way."""
+    begins and an earlier run with the same nameplate never stands in the way.
+    Once the first message is at the relay, anyone with the public rendezvous
+    credential can read it and fill these slots first: that jams the run
+    (:class:`PairingFailed`, start again), and pairs no one, since no card
+    opens without the code."""
     return sha256(labels.PAKE_SLOT, session, side, index.to_bytes(4, "big"))[:SLOT_LEN]
 
 

@@ -193,8 +193,7 @@ class Sending(OfficerAlarms):
 
     def _draft_channel(self, draft: DraftRecord) -> ChannelRecord:
         """The channel a draft is for."""
-        rec: ChannelRecord = self._get("channels", draft.channel_id, ChannelRecord)
-        return rec
+        return self.channel(draft.channel_id)
 
     def drafts(self) -> list[DraftRecord]:
         return sorted(self._all("drafts", DraftRecord), key=lambda d: d.created_at)

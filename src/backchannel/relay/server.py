@@ -33,6 +33,7 @@ import uvicorn
 from backchannel.errors import StoreUnavailable
 from backchannel.relay import dblock
 from backchannel.relay.app import create_app, store_for
+from backchannel.relay.config import is_memory
 from backchannel.relay.settings import RelaySettings
 from backchannel.store.factory import sqlite_path
 
@@ -132,7 +133,7 @@ def check_store(settings: RelaySettings) -> None:
     Run before serving: a damaged or unreachable database found by the
     server's start-up would end in a traceback in the log instead.
     """
-    if settings.store_url.lower().startswith("memory:"):
+    if is_memory(settings.store_url):
         return  # nothing to find wrong
     path = sqlite_path(settings.store_url)
     where = f"the relay database {path}" if path is not None else "the PostgreSQL database"
